@@ -1,0 +1,1 @@
+# client-lib: targets added here

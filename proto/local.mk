@@ -1,0 +1,1 @@
+# proto: targets added here

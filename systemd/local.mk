@@ -1,0 +1,1 @@
+# systemd: targets added here

@@ -1,0 +1,1 @@
+# tests/daemon: suites added here

@@ -1,0 +1,1 @@
+# tests/kernel: suites added here

@@ -1,0 +1,14 @@
+# tests/: shared helpers, then each folder's suites.
+check_LTLIBRARIES += tests/libtestutil.la
+tests_libtestutil_la_SOURCES = tests/testutil.c tests/testutil.h
+tests_libtestutil_la_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_libtestutil_la_LIBADD = $(CHECK_LIBS)
+
+# Every check suite links these.
+suite_cflags = $(AM_CFLAGS) $(CHECK_CFLAGS)
+suite_libs = tests/libtestutil.la $(CHECK_LIBS)
+
+include tests/proto/local.mk
+include tests/kernel/local.mk
+include tests/daemon/local.mk
+include tests/vm/local.mk

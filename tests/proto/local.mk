@@ -1,0 +1,1 @@
+# tests/proto: suites added here

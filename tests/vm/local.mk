@@ -1,0 +1,1 @@
+# tests/vm: suites added here
