@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * PCI discovery, IOMMU groups and driver binding through sysfs.
+ *
+ * Concepts: every call takes a root prefix; "/" is the real system, a test
+ * passes a folder holding a fake tree with the same layout:
+ *
+ *   ROOT/sys/bus/pci/devices/<BDF>/{vendor,device,class,subsystem_vendor,
+ *                                   subsystem_device,driver_override}
+ *   ROOT/sys/bus/pci/devices/<BDF>/driver       -> .../bus/pci/drivers/<name>
+ *   ROOT/sys/bus/pci/devices/<BDF>/iommu_group  -> .../kernel/iommu_groups/<N>
+ *   ROOT/sys/kernel/iommu_groups/<N>/devices/<BDF>
+ *   ROOT/sys/bus/pci/drivers/<name>/{bind,unbind}
+ *   ROOT/sys/bus/pci/drivers_probe
+ *
+ * A PCI address ("BDF") is always handled in its normalised form
+ * "dddd:bb:ss.f" (lower-case hex, domain at least 4 digits), for example
+ * "0000:00:04.0". Functions that take an address accept any form
+ * kvfio_pci_addr_parse() accepts and normalise it first.
+ *
+ * This file does no ioctl and opens no /dev/vfio node; it only reads and
+ * writes sysfs. It never prints. No fd outlives a call.
+ *
+ * All functions return 0 (or the documented non-negative value) on success
+ * and a negative errno on failure; ret_* outputs are untouched on failure.
+ * Beyond the errno values listed per function, any call may return -ENOMEM
+ * and the errno of a failed open/read/write of a sysfs file.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Room for a normalised PCI address plus NUL ("10000:00:1f.7" fits). */
+#define KVFIO_BDF_MAX 16
+/* Room for a driver name plus NUL; longer names are rejected (-ENAMETOOLONG). */
+#define KVFIO_DRIVER_MAX 64
+
+/* The driver name vfio-pci registers in sysfs. */
+#define KVFIO_VFIO_PCI_DRIVER "vfio-pci"
+
+/* A parsed PCI address. */
+struct kvfio_pci_addr {
+        uint32_t domain; /* segment; may exceed 0xffff (VMD domains) */
+        uint8_t bus;
+        uint8_t slot; /* 0..0x1f */
+        uint8_t func; /* 0..7 */
+};
+
+/*
+ * Parses a PCI address: "dddd:bb:ss.f" (domain 1 to 8 hex digits) or
+ * "bb:ss.f" (domain 0). Hex digits of either case; no surrounding white space.
+ * On success fills *ret_addr and returns 0.
+ * -EINVAL: text is NULL, malformed, or slot > 0x1f, or function > 7.
+ */
+int kvfio_pci_addr_parse(const char *text, struct kvfio_pci_addr *ret_addr);
+
+/* Writes the normalised form of addr into buf (always fits). Returns buf. */
+char *kvfio_pci_addr_format(const struct kvfio_pci_addr *addr, char buf[static KVFIO_BDF_MAX]);
+
+/*
+ * Parses text and writes its normalised form to ret_bdf. Returns 0, or
+ * -EINVAL as kvfio_pci_addr_parse() (ret_bdf untouched).
+ */
+int kvfio_pci_addr_normalize(const char *text, char ret_bdf[static KVFIO_BDF_MAX]);
+
+/* Compares two parsed addresses (domain, bus, slot, func); <0, 0, >0 like strcmp. */
+int kvfio_pci_addr_compare(const struct kvfio_pci_addr *a, const struct kvfio_pci_addr *b);
+
+/* One PCI device as sysfs shows it. */
+struct kvfio_pci_dev {
+        char bdf[KVFIO_BDF_MAX]; /* normalised address */
+        struct kvfio_pci_addr addr;
+        uint16_t vendor, device;
+        uint16_t subvendor, subdevice; /* 0 when the files are missing or unreadable */
+        uint32_t class;                /* 24-bit class code, e.g. 0x060400 */
+        char driver[KVFIO_DRIVER_MAX]; /* "" if bound to no driver */
+        int iommu_group;               /* -1 if the device has no IOMMU group */
+};
+
+/* A set of devices, sorted by address, no duplicates. */
+struct kvfio_pci_list {
+        size_t n;
+        struct kvfio_pci_dev *devs;
+        /*
+         * Entries seen but left out: a name that is not a PCI address, or a
+         * device whose vendor, device or class file is missing or garbage.
+         * Lets the caller log that something was odd.
+         */
+        size_t n_skipped;
+};
+
+/*
+ * Lists every device under ROOT/sys/bus/pci/devices.
+ *
+ * Per device: vendor, device and class are required (a device without them,
+ * or with garbage in them, is skipped and counted in n_skipped);
+ * subsystem_vendor/subsystem_device are optional (0 when missing or garbage);
+ * no "driver" link means unbound (driver ""); no or a dangling "iommu_group"
+ * link, or one whose last component is not a number, means iommu_group -1.
+ *
+ * On success *ret_list is a new list (possibly empty) the caller frees with
+ * kvfio_pci_list_free().
+ * -EINVAL: root or ret_list NULL, or root is "".
+ * -ENOENT: ROOT/sys/bus/pci/devices does not exist (no PCI bus, wrong root).
+ * -ENOTDIR: it exists but is not a folder.
+ */
+int kvfio_pci_discover(const char *root, struct kvfio_pci_list **ret_list);
+
+/*
+ * Reads one device, same rules as kvfio_pci_discover().
+ * -EINVAL: bad address; -ENODEV: no such device under ROOT/sys/bus/pci/devices;
+ * -EBADMSG: its vendor, device or class file is missing or garbage.
+ */
+int kvfio_pci_dev_read(const char *root, const char *bdf, struct kvfio_pci_dev *ret_dev);
+
+/* Frees a list from kvfio_pci_discover() or kvfio_iommu_group_members(); NULL is fine. */
+void kvfio_pci_list_free(struct kvfio_pci_list *list);
+
+/*
+ * Finds a device by address (any form kvfio_pci_addr_parse() accepts) by
+ * binary search. Returns a pointer into list (valid until the list is freed),
+ * or NULL if list or bdf is NULL, bdf is malformed, or there is no such device.
+ */
+const struct kvfio_pci_dev *kvfio_pci_list_find(const struct kvfio_pci_list *list, const char *bdf);
+
+/* True for PCI-to-PCI bridges: class 0x0604xx or 0x0609xx. */
+bool kvfio_pci_dev_is_bridge(const struct kvfio_pci_dev *dev);
+
+/*
+ * Lists the members of IOMMU group `group` (the entries of
+ * ROOT/sys/kernel/iommu_groups/N/devices), each read like kvfio_pci_discover() does, sorted by
+ * address. A member that is not a PCI address or cannot be read is left out and counted in
+ * n_skipped. Free with kvfio_pci_list_free(). -EINVAL: bad arguments or group < 0; -ENOENT: no such
+ * group.
+ */
+int kvfio_iommu_group_members(const char *root, int group, struct kvfio_pci_list **ret_list);
+
+/* Why a group is (not) viable; see kvfio_iommu_group_viable(). */
+struct kvfio_group_viability {
+        bool viable;
+        /* When !viable: the member that blocks it and the driver it is bound to. */
+        char culprit[KVFIO_DRIVER_MAX];
+        char culprit_driver[KVFIO_DRIVER_MAX];
+        size_t n_members;
+};
+
+/*
+ * Decides whether IOMMU group `group` is viable for VFIO, mirroring the
+ * kernel's rule: every member is bound to vfio-pci or pci-stub, or to no
+ * driver, or is a PCI bridge (class 0x0604xx/0x0609xx, any driver), or is
+ * bound to pcieport. The first member (in address order) that breaks the rule
+ * is named in culprit/culprit_driver. A member that is not a PCI device, or
+ * whose files cannot be read, makes the group non-viable (culprit = its name,
+ * culprit_driver = its driver link or ""): nothing proves it is safe.
+ *
+ * Returns 0 and fills *ret in both the viable and the non-viable case.
+ * -EINVAL: bad arguments; -ENOENT: no such group; -ENODEV: the group has no
+ * members.
+ */
+int kvfio_iommu_group_viable(const char *root, int group, struct kvfio_group_viability *ret);
+
+/*
+ * Reads the driver the device is bound to into ret_driver ("" if none).
+ * -EINVAL: bad address; -ENODEV: no such device.
+ */
+int kvfio_pci_driver_get(const char *root, const char *bdf,
+                         char ret_driver[static KVFIO_DRIVER_MAX]);
+
+/*
+ * Binds a device to vfio-pci, in this order:
+ *   1. "vfio-pci" to ROOT/sys/bus/pci/devices/<BDF>/driver_override;
+ *   2. if bound to driver X: BDF to ROOT/sys/bus/pci/drivers/X/unbind;
+ *   3. BDF to ROOT/sys/bus/pci/drivers_probe;
+ *   4. checks that the driver link now names vfio-pci.
+ * When the device is already bound to vfio-pci nothing is written and
+ * ret_prev_driver is "vfio-pci" (so a later kvfio_pci_restore() is a no-op).
+ * Otherwise ret_prev_driver receives the previous driver ("" if unbound), to
+ * be passed to kvfio_pci_restore().
+ *
+ * When a step after 1 fails, what was done is undone (best effort: override
+ * cleared, previous driver bound again) and the error of the failed step is
+ * returned.
+ * -EINVAL: bad address; -ENODEV: no such device;
+ * -ENXIO: vfio-pci did not claim the device after the probe (module not
+ *         loaded, or the device is not supported);
+ * other: the errno of the failed sysfs write.
+ */
+int kvfio_pci_bind_vfio(const char *root, const char *bdf,
+                        char ret_prev_driver[static KVFIO_DRIVER_MAX]);
+
+/*
+ * Undoes kvfio_pci_bind_vfio(): restores the device to prev_driver
+ * ("" = leave it unbound), in this order:
+ *   1. "\n" to driver_override (clears it);
+ *   2. if bound to vfio-pci: BDF to ROOT/sys/bus/pci/drivers/vfio-pci/unbind;
+ *   3. if prev_driver is not "": BDF to ROOT/sys/bus/pci/drivers/<prev>/bind,
+ *      or, when that driver has no bind file, BDF to drivers_probe;
+ *   4. checks that the driver link now names prev_driver.
+ * prev_driver "vfio-pci" means the device was already bound before: nothing
+ * is written, returns 0.
+ * -EINVAL: bad address or prev_driver contains '/' or is too long;
+ * -ENODEV: no such device;
+ * -EBUSY: the device is bound to a third driver (neither vfio-pci nor
+ *         prev_driver); nothing is unbound;
+ * -ENXIO: prev_driver did not claim the device;
+ * other: the errno of the failed sysfs write.
+ */
+int kvfio_pci_restore(const char *root, const char *bdf, const char *prev_driver);
