@@ -1,0 +1,123 @@
+#!/bin/sh
+# /init of the test VM (busybox sh: the guest has no bash). Installed by
+# run-vm.sh, which also writes:
+#   /vfiod/config     shell variables: VFIOD_BIND (1: bind the edu devices to
+#                     vfio-pci), VFIOD_SETUP (a command run before the tests)
+#   /vfiod/modules    the modules to insmod, in order (files in /vfiod/modules.d)
+#   /vfiod/tests      one test per line: NAME<TAB>COMMAND
+#
+# Results go to the second serial port (/dev/ttyS1), one line each, so kernel
+# messages on the console can never cut into them:
+#   @vfiod setup ok|fail <what>
+#   @vfiod begin <name>
+#   @vfiod tap <name> <a TAP line>      (check suites, see below)
+#   @vfiod end <name> <exit status>
+#   @vfiod done
+# A test's command gets CK_TAP_LOG_FILE_NAME pointing to a fresh file: a check
+# suite writes one TAP line per test there, which is forwarded; the host then
+# counts each test. A command that writes no TAP counts as one test (its exit
+# status). Everything the commands print goes to the console (ttyS0).
+# shellcheck shell=sh
+
+PATH=/vfiod/bin:/bin:/sbin:/usr/bin:/usr/sbin
+export PATH HOME=/root TERM=dumb
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /tmp /run
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+ln -s /proc/self/fd /dev/fd 2>/dev/null
+
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+exec 3>/dev/ttyS1
+report() { echo "@vfiod $*" >&3; }
+
+finish() {
+        report "done"
+        exec 3>&-
+        sync
+        poweroff -f
+        # Not reached; if it were, the kernel's panic ends QEMU (-no-reboot).
+        exit 1
+}
+
+VFIOD_BIND=1
+VFIOD_SETUP=
+# shellcheck disable=SC1091
+[ -f /vfiod/config ] && . /vfiod/config
+
+echo "vfiod-vm: $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpu(s)"
+
+# Modules, in the order given.
+failed=
+while read -r mod; do
+        [ -n "$mod" ] || continue
+        if ! insmod "/vfiod/modules.d/$mod"; then
+                failed="$failed $mod"
+        fi
+done </vfiod/modules
+if [ -n "$failed" ]; then
+        report setup fail "insmod:$failed"
+        finish
+fi
+
+# Each edu device (1234:11e8) to vfio-pci.
+edus=0
+bound=0
+for dev in /sys/bus/pci/devices/*; do
+        if [ "$(cat "$dev/vendor")" != 0x1234 ] || [ "$(cat "$dev/device")" != 0x11e8 ]; then
+                continue
+        fi
+        edus=$((edus + 1))
+        [ "$VFIOD_BIND" = 1 ] || continue
+        bdf=${dev##*/}
+        echo vfio-pci >"$dev/driver_override"
+        echo "$bdf" >/sys/bus/pci/drivers_probe
+        drv=$(readlink "$dev/driver")
+        if [ "${drv##*/}" = vfio-pci ]; then
+                bound=$((bound + 1))
+                echo "vfiod-vm: $bdf bound to vfio-pci, iommu group $(basename "$(readlink "$dev/iommu_group")")"
+        else
+                echo "vfiod-vm: $bdf: binding to vfio-pci failed"
+        fi
+done
+if [ "$edus" = 0 ]; then
+        report setup fail "no edu device found"
+        finish
+fi
+if [ "$VFIOD_BIND" = 1 ] && [ "$bound" != "$edus" ]; then
+        report setup fail "bound $bound of $edus edu devices to vfio-pci"
+        finish
+fi
+
+if [ -n "$VFIOD_SETUP" ] && ! sh -c "$VFIOD_SETUP" </dev/null; then
+        report setup fail "setup command failed"
+        finish
+fi
+report setup ok "modules loaded, $edus edu device(s), $bound bound to vfio-pci"
+
+tab=$(printf '\t')
+n=0
+while IFS="$tab" read -r name cmd; do
+        [ -n "$name" ] || continue
+        n=$((n + 1))
+        tap=/tmp/vfiod-tap.$n
+        : >"$tap"
+        report begin "$name"
+        echo "vfiod-vm: ---- $name: $cmd"
+        (cd /tmp && CK_TAP_LOG_FILE_NAME=$tap CK_VERBOSITY=verbose \
+                CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120} \
+                exec sh -c "$cmd") </dev/null
+        rc=$?
+        echo "vfiod-vm: ---- $name: exit status $rc"
+        while IFS= read -r line; do
+                report tap "$name" "$line"
+        done <"$tap"
+        report end "$name" "$rc"
+done </vfiod/tests
+
+finish

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Runs programs in a QEMU guest on Debian's real kernel with an emulated
+# Intel IOMMU and edu devices bound to vfio-pci, and reports one line per test
+# and a final "N passed, N failed". See tests/vm/README.md.
+#
+# Usage: run-vm.sh -o OUTDIR [options]
+#   -o, --out DIR            build folder for the initramfs and the logs
+#   -p, --program HOST[:GUEST]
+#                            an executable for the guest (default GUEST:
+#                            /vfiod/bin/NAME, which is on PATH) with the
+#                            shared libraries ldd finds for it
+#   -f, --file HOST[:GUEST]  a plain file for the guest (default GUEST:
+#                            /vfiod/files/NAME)
+#   -t, --test NAME=COMMAND  a test: COMMAND runs under the guest's sh, as
+#                            root, in /tmp, in the order given. A check suite
+#                            reports each of its tests (TAP through
+#                            CK_TAP_LOG_FILE_NAME); any other command is one
+#                            test, passed when it exits 0.
+#   -u, --user NAME:UID      an unprivileged user (and group NAME, gid UID)
+#   -s, --setup COMMAND      run in the guest after binding, before the tests
+#       --no-bind            leave the edu devices on no driver
+#       --timeout SECONDS    kill QEMU after this long (default
+#                            $VFIOD_VM_TIMEOUT or 300)
+#
+# Environment: VFIOD_CACHE_DIR (kernel download cache, see fetch-kernel.sh),
+# VFIOD_KERNEL_DIR (an extracted kernel package to use instead of fetching),
+# VFIOD_QEMU (the QEMU binary), VFIOD_VM_TIMEOUT, VFIOD_VM_APPEND (more kernel
+# command line), VFIOD_VM_EDUS (number of edu devices, default 3).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+say() { printf 'run-vm: %s\n' "$*" >&2; }
+die() {
+        say "error: $*"
+        exit 2
+}
+usage() {
+        sed -n '/^# Usage:/,/^# Environment/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+        exit 2
+}
+
+out=
+programs=()
+files=()
+tests=()
+users=()
+setup=
+bind=1
+timeout_s=${VFIOD_VM_TIMEOUT:-300}
+edus=${VFIOD_VM_EDUS:-3}
+qemu=${VFIOD_QEMU:-qemu-system-x86_64}
+
+while [ $# -gt 0 ]; do
+        case $1 in
+        -o | --out) out=${2:?} && shift ;;
+        -p | --program) programs+=("${2:?}") && shift ;;
+        -f | --file) files+=("${2:?}") && shift ;;
+        -t | --test) tests+=("${2:?}") && shift ;;
+        -u | --user) users+=("${2:?}") && shift ;;
+        -s | --setup) setup=${2:?} && shift ;;
+        --no-bind) bind=0 ;;
+        --timeout) timeout_s=${2:?} && shift ;;
+        -h | --help) usage ;;
+        *) say "unknown argument '$1'" && usage ;;
+        esac
+        shift
+done
+[ -n "$out" ] || usage
+[ ${#tests[@]} -gt 0 ] || die "no --test given"
+[[ $timeout_s =~ ^[0-9]+$ ]] || die "--timeout '$timeout_s' is not a number of seconds"
+[[ $edus =~ ^[0-9]+$ ]] || die "VFIOD_VM_EDUS '$edus' is not a number"
+
+# --- what the host needs -----------------------------------------------------
+command -v "$qemu" >/dev/null ||
+        die "'$qemu' not found (Debian: apt-get install qemu-system-x86; or set VFIOD_QEMU)"
+for tool in busybox cpio ldd timeout; do
+        command -v "$tool" >/dev/null || die "'$tool' not found (Debian: apt-get install busybox-static cpio)"
+done
+busybox=$(command -v busybox)
+if ldd "$busybox" >/dev/null 2>&1; then
+        die "'$busybox' is linked dynamically; the guest needs a static one (Debian: apt-get install busybox-static)"
+fi
+
+if [ -n "${VFIOD_KERNEL_DIR:-}" ]; then
+        kdir=$VFIOD_KERNEL_DIR
+else
+        kdir=$("$here/fetch-kernel.sh") || die "no guest kernel (see the messages above)"
+fi
+vmlinuz=$(compgen -G "$kdir/boot/vmlinuz-*" | head -n 1) || die "no boot/vmlinuz-* in '$kdir'"
+kver=${vmlinuz##*/vmlinuz-}
+moddir=$kdir/lib/modules/$kver
+[ -d "$moddir" ] || die "no modules folder '$moddir'"
+
+# --- the initramfs -----------------------------------------------------------
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+root=$out/initramfs.d
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,root,vfiod/bin,vfiod/files,vfiod/modules.d}
+
+install -m 0755 "$busybox" "$root/bin/busybox"
+for applet in $("$busybox" --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+done
+install -m 0755 "$here/guest-init.sh" "$root/init"
+
+# A host file into the guest, at the same path (libraries) or the given one.
+put() { # HOST GUEST
+        mkdir -p "$root$(dirname "$2")"
+        cp -L "$1" "$root$2"
+}
+
+# HOST or HOST:GUEST -> "HOST GUEST" with GUEST defaulting to $2/NAME.
+split_spec() { # SPEC DEFAULT_DIR
+        local host=${1%%:*} guest=
+        [[ $1 == *:* ]] && guest=${1#*:}
+        [ -n "$guest" ] || guest=$2/${host##*/}
+        printf '%s\n%s\n' "$host" "$guest"
+}
+
+declare -A libs_done=()
+for spec in "${programs[@]}"; do
+        mapfile -t hg < <(split_spec "$spec" /vfiod/bin)
+        host=${hg[0]} guest=${hg[1]}
+        [ -f "$host" ] || die "program '$host' not found (was it built?)"
+        [ -x "$host" ] || die "program '$host' is not executable"
+        if [ "$(head -c 2 "$host")" = '#!' ] && grep -q 'libtool' "$host"; then
+                die "'$host' is a libtool wrapper script: link it with -no-install"
+        fi
+        put "$host" "$guest"
+        chmod 0755 "$root$guest"
+        # ldd lines: "libx.so => /path (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)".
+        ldd_out=$(ldd "$host" 2>&1) || {
+                [[ $ldd_out == *"not a dynamic executable"* ]] || die "ldd '$host': $ldd_out"
+        }
+        if [[ $ldd_out == *"not found"* ]]; then
+                die "ldd '$host': a library is missing: $(grep 'not found' <<<"$ldd_out" | tr -s ' \t' ' ')"
+        fi
+        while read -r lib; do
+                if [ -z "$lib" ] || [ -n "${libs_done[$lib]:-}" ]; then continue; fi
+                libs_done[$lib]=1
+                put "$lib" "$lib"
+        done < <(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' <<<"$ldd_out")
+done
+for spec in "${files[@]}"; do
+        mapfile -t hg < <(split_spec "$spec" /vfiod/files)
+        [ -f "${hg[0]}" ] || die "file '${hg[0]}' not found"
+        put "${hg[0]}" "${hg[1]}"
+done
+
+# The VFIO modules in load order, decompressed here (busybox insmod may lack xz/zstd).
+: >"$root/vfiod/modules"
+for mod in irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci; do
+        pat=${mod//[-_]/[-_]}
+        ko=$(find "$moddir/kernel" -regextype posix-extended \
+                -regex ".*/${pat}\.ko(\.xz|\.zst|\.gz)?" -print -quit)
+        [ -n "$ko" ] || die "module '$mod' not found under '$moddir'"
+        case $ko in
+        *.xz) xz -dc "$ko" >"$root/vfiod/modules.d/$mod.ko" ;;
+        *.zst) zstd -qdc "$ko" >"$root/vfiod/modules.d/$mod.ko" ;;
+        *.gz) gzip -dc "$ko" >"$root/vfiod/modules.d/$mod.ko" ;;
+        *) cp "$ko" "$root/vfiod/modules.d/$mod.ko" ;;
+        esac
+        echo "$mod.ko" >>"$root/vfiod/modules"
+done
+
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+printf 'root:x:0:\n' >"$root/etc/group"
+for u in "${users[@]}"; do
+        [[ $u =~ ^([a-z_][a-z0-9_-]*):([0-9]+)$ ]] || die "--user '$u' is not NAME:UID"
+        printf '%s:x:%s:%s::/home/%s:/bin/sh\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" \
+                "${BASH_REMATCH[2]}" "${BASH_REMATCH[1]}" >>"$root/etc/passwd"
+        printf '%s:x:%s:\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" >>"$root/etc/group"
+        mkdir -p "$root/home/${BASH_REMATCH[1]}"
+        chown "${BASH_REMATCH[2]}:${BASH_REMATCH[2]}" "$root/home/${BASH_REMATCH[1]}"
+done
+
+{
+        printf 'VFIOD_BIND=%s\n' "$bind"
+        printf 'VFIOD_SETUP=%q\n' "$setup"
+} >"$root/vfiod/config"
+
+names=()
+: >"$root/vfiod/tests"
+for t in "${tests[@]}"; do
+        name=${t%%=*}
+        cmd=${t#*=}
+        [[ $t == *=* && $name =~ ^[A-Za-z0-9._-]+$ && -n $cmd ]] ||
+                die "--test '$t' is not NAME=COMMAND (NAME of letters, digits, '.', '_', '-')"
+        [[ $cmd != *$'\t'* && $cmd != *$'\n'* ]] || die "--test '$name': the command has a tab or newline"
+        names+=("$name")
+        printf '%s\t%s\n' "$name" "$cmd" >>"$root/vfiod/tests"
+done
+
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$out/initramfs.cpio"
+
+# --- the VM ------------------------------------------------------------------
+# Each edu sits alone behind its own PCIe root port: its own IOMMU group, and a
+# secondary bus reset makes VFIO_DEVICE_RESET work (on the root bus the kernel
+# finds no reset method for edu).
+devices=()
+for ((i = 1; i <= edus; i++)); do
+        devices+=(-device "pcie-root-port,id=rp$i,chassis=$i,slot=$i" -device "edu,bus=rp$i")
+done
+
+console=$out/console.log
+results=$out/results.log
+rm -f "$console" "$results"
+say "booting $kver with $edus edu device(s); console log: $console"
+start=$(date +%s)
+qemu_rc=0
+timeout -k 10 "$timeout_s" "$qemu" \
+        -machine q35,accel=tcg,kernel-irqchip=split -cpu max -m 512 \
+        -device intel-iommu,intremap=on \
+        "${devices[@]}" \
+        -kernel "$vmlinuz" -initrd "$out/initramfs.cpio" \
+        -append "console=ttyS0 intel_iommu=on panic=-1 ${VFIOD_VM_APPEND:-}" \
+        -nographic -no-reboot -monitor none \
+        -serial stdio -serial "file:$results" \
+        </dev/null >"$console" 2>&1 || qemu_rc=$?
+elapsed=$(($(date +%s) - start))
+
+# --- the results -------------------------------------------------------------
+passed=0
+failed=0
+pass() {
+        passed=$((passed + 1))
+        printf 'PASS: %s\n' "$1"
+}
+fail() {
+        failed=$((failed + 1))
+        printf 'FAIL: %s\n' "$1"
+}
+
+declare -A begun=() ended=()
+done_seen=0
+setup_seen=0
+declare -A ntap=() nplan=() tapfail=()
+[ -f "$results" ] || : >"$results"
+while IFS= read -r line; do
+        line=${line%$'\r'}
+        [[ $line == "@vfiod "* ]] || continue
+        read -r _ kind rest <<<"$line"
+        case $kind in
+        setup)
+                setup_seen=1
+                read -r status what <<<"$rest"
+                if [ "$status" = ok ]; then pass "vm: setup ($what)"; else fail "vm: setup: $what"; fi
+                ;;
+        begin) begun[$rest]=1 ;;
+        tap)
+                read -r name tap <<<"$rest"
+                if [[ $tap =~ ^1\.\.([0-9]+) ]]; then
+                        nplan[$name]=${BASH_REMATCH[1]}
+                elif [[ $tap =~ ^(not\ )?ok\ [0-9]+\ -\ (.*)$ ]]; then
+                        ntap[$name]=$((${ntap[$name]:-0} + 1))
+                        # check: FILE:TCASE:TEST: MESSAGE
+                        IFS=: read -r _ tcase tname msg <<<"${BASH_REMATCH[2]}"
+                        if [ -z "${BASH_REMATCH[1]}" ]; then
+                                pass "$name: $tcase/$tname"
+                        else
+                                tapfail[$name]=1
+                                fail "$name: $tcase/$tname:$msg"
+                        fi
+                fi
+                ;;
+        end)
+                read -r name rc <<<"$rest"
+                ended[$name]=1
+                if [ -z "${ntap[$name]:-}" ]; then
+                        if [ "$rc" = 0 ]; then pass "$name"; else fail "$name (exit status $rc)"; fi
+                else
+                        if [ "${nplan[$name]:-}" != "${ntap[$name]}" ]; then
+                                fail "$name: ${ntap[$name]} results for a plan of ${nplan[$name]:-none}"
+                        fi
+                        if [ "$rc" != 0 ] && [ -z "${tapfail[$name]:-}" ]; then
+                                fail "$name (exit status $rc)"
+                        fi
+                fi
+                ;;
+        done) done_seen=1 ;;
+        esac
+done <"$results"
+
+[ "$setup_seen" = 1 ] || fail "vm: setup (no result)"
+for name in "${names[@]}"; do
+        [ -n "${ended[$name]:-}" ] && continue
+        if [ -n "${begun[$name]:-}" ]; then
+                fail "$name (started, no result)"
+        else
+                fail "$name (not run)"
+        fi
+done
+if grep -q 'Kernel panic' "$console"; then
+        fail "vm: guest kernel panic: $(grep -m 1 'Kernel panic' "$console" | tr -d '\r')"
+fi
+if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
+        fail "vm: time-out after ${timeout_s}s, QEMU killed"
+elif [ "$qemu_rc" != 0 ]; then
+        fail "vm: QEMU exited with status $qemu_rc: $(grep -m 1 -i 'qemu-system' "$console" || true)"
+elif [ "$done_seen" = 0 ]; then
+        fail "vm: the guest stopped before reporting all results"
+fi
+
+say "QEMU ran ${elapsed}s; console log: $console"
+[ "$failed" = 0 ] || say "failures: see $console"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
