@@ -9,3 +9,17 @@ noinst_HEADERS += \
 	kernel/group.h \
 	kernel/irq.h \
 	kernel/sysfs.h
+
+noinst_LTLIBRARIES += kernel/libkvfio-sysfs.la kernel/libkvfio.la
+
+kernel_libkvfio_sysfs_la_SOURCES = kernel/sysfs.c
+
+kernel_libkvfio_la_SOURCES = \
+	kernel/caps.c \
+	kernel/caps.h \
+	kernel/container.c \
+	kernel/device.c \
+	kernel/dma.c \
+	kernel/group.c \
+	kernel/irq.c
+kernel_libkvfio_la_LIBADD = kernel/libkvfio-sysfs.la

@@ -97,8 +97,11 @@ struct kvfio_pci_list {
  * Per device: vendor, device and class are required (a device without them,
  * or with garbage in them, is skipped and counted in n_skipped);
  * subsystem_vendor/subsystem_device are optional (0 when missing or garbage);
- * no "driver" link means unbound (driver ""); no or a dangling "iommu_group"
- * link, or one whose last component is not a number, means iommu_group -1.
+ * no "driver" link means unbound (driver ""); no "iommu_group" link, or one
+ * whose last component is not a number, means iommu_group -1. Links are not
+ * followed: only the last component of their text counts, so a dangling
+ * link still names its driver or group. A device entry that is itself a
+ * dangling link is skipped.
  *
  * On success *ret_list is a new list (possibly empty) the caller frees with
  * kvfio_pci_list_free().
