@@ -1,1 +1,43 @@
-# tests/vm: suites added here
+# tests/vm: suites that run in a QEMU guest on Debian's real kernel with an
+# emulated IOMMU and edu devices bound to vfio-pci (see tests/vm/README.md).
+# `make check-vm` builds the guest programs and runs them all in one VM; they
+# are check programs (built by `make check` too) but never run on the host.
+#
+# A later suite adds its programs to VM_GUESTS and its run-vm.sh arguments
+# (--program/--test/--file/--user) to VM_ARGS.
+
+VM_GUESTS = tests/vm/guest-harness tests/vm/guest-kernel
+check_PROGRAMS += $(VM_GUESTS)
+
+# A check program for the guest: -no-install makes libtool write the real
+# binary (never a wrapper script), which run-vm.sh copies with its libraries.
+vm_ldflags = $(AM_LDFLAGS) -no-install
+
+check_LTLIBRARIES += tests/vm/libedu.la
+tests_vm_libedu_la_SOURCES = tests/vm/edu.c tests/vm/edu.h
+
+tests_vm_guest_harness_SOURCES = tests/vm/guest-harness.c
+tests_vm_guest_harness_CFLAGS = $(suite_cflags)
+tests_vm_guest_harness_LDFLAGS = $(vm_ldflags)
+tests_vm_guest_harness_LDADD = $(suite_libs)
+
+tests_vm_guest_kernel_SOURCES = tests/vm/guest-kernel.c
+tests_vm_guest_kernel_CFLAGS = $(suite_cflags)
+tests_vm_guest_kernel_LDFLAGS = $(vm_ldflags)
+tests_vm_guest_kernel_LDADD = kernel/libkvfio.la tests/vm/libedu.la $(suite_libs)
+
+VM_OUT = tests/vm/check-vm
+VM_ARGS = \
+	--module uio --module uio_pci_generic \
+	--program tests/vm/guest-harness --test guest-harness=guest-harness \
+	--program tests/vm/guest-kernel --test guest-kernel=guest-kernel
+
+check-vm: $(VM_GUESTS)
+	$(srcdir)/tests/vm/run-vm.sh --out $(VM_OUT) $(VM_ARGS)
+
+CLEANFILES += $(VM_OUT)/initramfs.cpio $(VM_OUT)/console.log $(VM_OUT)/results.log \
+	tests/vm/check-vm.out
+EXTRA_DIST += tests/vm/README.md tests/vm/run-vm.sh tests/vm/fetch-kernel.sh \
+	tests/vm/guest-init.sh
+
+.PHONY: check-vm

@@ -18,6 +18,8 @@
 #                            test, passed when it exits 0.
 #   -u, --user NAME:UID      an unprivileged user (and group NAME, gid UID)
 #   -s, --setup COMMAND      run in the guest after binding, before the tests
+#   -m, --module NAME        one more module of the guest kernel to load,
+#                            after the VFIO ones (e.g. uio_pci_generic)
 #       --no-bind            leave the edu devices on no driver
 #       --timeout SECONDS    kill QEMU after this long (default
 #                            $VFIOD_VM_TIMEOUT or 300)
@@ -45,6 +47,7 @@ programs=()
 files=()
 tests=()
 users=()
+extra_modules=()
 setup=
 bind=1
 timeout_s=${VFIOD_VM_TIMEOUT:-300}
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
         -t | --test) tests+=("${2:?}") && shift ;;
         -u | --user) users+=("${2:?}") && shift ;;
         -s | --setup) setup=${2:?} && shift ;;
+        -m | --module) extra_modules+=("${2:?}") && shift ;;
         --no-bind) bind=0 ;;
         --timeout) timeout_s=${2:?} && shift ;;
         -h | --help) usage ;;
@@ -149,9 +153,11 @@ for spec in "${files[@]}"; do
         put "${hg[0]}" "${hg[1]}"
 done
 
-# The VFIO modules in load order, decompressed here (busybox insmod may lack xz/zstd).
+# The VFIO modules in load order, then the extra ones, decompressed here
+# (busybox insmod may lack xz/zstd).
 : >"$root/vfiod/modules"
-for mod in irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci; do
+for mod in irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci "${extra_modules[@]}"; do
+        [[ $mod =~ ^[A-Za-z0-9_-]+$ ]] || die "module name '$mod' is not a plain name"
         pat=${mod//[-_]/[-_]}
         ko=$(find "$moddir/kernel" -regextype posix-extended \
                 -regex ".*/${pat}\.ko(\.xz|\.zst|\.gz)?" -print -quit)
@@ -194,6 +200,7 @@ for t in "${tests[@]}"; do
 done
 
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$out/initramfs.cpio"
+rm -rf "$root"
 
 # --- the VM ------------------------------------------------------------------
 # Each edu sits alone behind its own PCIe root port: its own IOMMU group, and a
@@ -298,7 +305,7 @@ fi
 if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
         fail "vm: time-out after ${timeout_s}s, QEMU killed"
 elif [ "$qemu_rc" != 0 ]; then
-        fail "vm: QEMU exited with status $qemu_rc: $(grep -m 1 -i 'qemu-system' "$console" || true)"
+        fail "vm: QEMU exited with status $qemu_rc: $(grep -m 1 -E '^qemu(-system-[^:]*)?: ' "$console" | tr -d '\r' || true)"
 elif [ "$done_seen" = 0 ]; then
         fail "vm: the guest stopped before reporting all results"
 fi
