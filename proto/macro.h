@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small resource helpers in the style of systemd (header-only, libc only).
+ *
+ * Concepts: a variable declared with _cleanup_(f) has f(&variable) called
+ * when it goes out of scope, on every return path. Ownership leaves such a
+ * variable visibly, with TAKE_FD() / TAKE_PTR(), which return the value and
+ * reset the variable so the cleanup does nothing:
+ *
+ *         _cleanup_close_ int fd = -EBADF;
+ *         fd = open(path, O_RDONLY | O_CLOEXEC);
+ *         if (fd < 0)
+ *                 return -errno;
+ *         ...
+ *         return TAKE_FD(fd);      (ownership moves to the caller here)
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+/* Number of elements of an array; does not compile for a pointer. */
+#define ELEMENTSOF(x)                                                                           \
+        (__builtin_choose_expr(!__builtin_types_compatible_p(__typeof__(x), __typeof__(&*(x))), \
+                               sizeof(x) / sizeof((x)[0]), (void)0))
+
+/*
+ * Closes fd if it is one (>= 0), keeping errno as it was, and returns
+ * -EBADF so that `fd = safe_close(fd);` leaves the variable empty.
+ */
+static inline int safe_close(int fd)
+{
+        if (fd >= 0) {
+                int saved_errno = errno;
+
+                /* Linux closes the fd even when close() fails: never retry. */
+                (void)close(fd);
+                errno = saved_errno;
+        }
+        return -EBADF;
+}
+
+static inline void closep(int *fd)
+{
+        (void)safe_close(*fd);
+}
+
+static inline void freep(void *p)
+{
+        free(*(void **)p);
+}
+
+#define _cleanup_close_ _cleanup_(closep)
+#define _cleanup_free_  _cleanup_(freep)
+
+/* Defines `static inline void funcp(type *p)` calling func(*p) when *p is not NULL. */
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
+        static inline void func##p(type *p)     \
+        {                                       \
+                if (*p)                         \
+                        func(*p);               \
+        }
+
+/* Returns fd and leaves -EBADF in the variable: ownership moves out. */
+#define TAKE_FD(fd)                          \
+        ({                                   \
+                int *_take_fdp_ = &(fd);     \
+                int _take_fd_ = *_take_fdp_; \
+                *_take_fdp_ = -EBADF;        \
+                _take_fd_;                   \
+        })
+
+/* Returns ptr and leaves NULL in the variable: ownership moves out. */
+#define TAKE_PTR(ptr)                                      \
+        ({                                                 \
+                __typeof__(ptr) *_take_ptrp_ = &(ptr);     \
+                __typeof__(ptr) _take_ptr_ = *_take_ptrp_; \
+                *_take_ptrp_ = NULL;                       \
+                _take_ptr_;                                \
+        })

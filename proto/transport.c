@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: MIT */
+#include "proto/transport.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "proto/macro.h"
+
+/* Room for VFIOD_PROTO_MAX_FDS fds in one SCM_RIGHTS control message. */
+#define FD_CONTROL_SIZE CMSG_SPACE(sizeof(int) * VFIOD_PROTO_MAX_FDS)
+
+_Static_assert(VFIOD_PROTO_MAX_FDS <= 253, "the kernel passes at most SCM_MAX_FD (253) fds");
+
+int vfiod_msg_take_fd(struct vfiod_msg *msg, size_t index)
+{
+        int fd;
+
+        if (!msg || index >= msg->n_fds)
+                return -ERANGE;
+        fd = msg->fds[index];
+        if (fd < 0)
+                return -EBADF;
+        msg->fds[index] = -1;
+        /* From here the fd is owned by the caller. */
+        return fd;
+}
+
+size_t vfiod_msg_close_fds(struct vfiod_msg *msg)
+{
+        size_t closed = 0;
+
+        if (!msg)
+                return 0;
+        for (size_t i = 0; i < msg->n_fds; i++) {
+                if (msg->fds[i] < 0)
+                        continue;
+                (void)safe_close(msg->fds[i]);
+                msg->fds[i] = -1;
+                closed++;
+        }
+        return closed;
+}
+
+size_t vfiod_msg_free(struct vfiod_msg *msg)
+{
+        size_t closed;
+
+        if (!msg)
+                return 0;
+        closed = vfiod_msg_close_fds(msg);
+        if (msg->env)
+                vfiod__envelope__free_unpacked(msg->env, NULL);
+        free(msg);
+        return closed;
+}
+
+/* The one place that knows which fields of which body are fd indices. */
+int vfiod_envelope_fd_indices(const Vfiod__Envelope *env,
+                              int (*visit)(int64_t index, void *userdata), void *userdata)
+{
+        int n = 0, r;
+
+        switch (env->body_case) {
+        case VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY: {
+                const Vfiod__AcquireReply *a = env->acquire_reply;
+
+                if (!a)
+                        return -EINVAL;
+                if (a->has_container_fd_case ==
+                    VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD) {
+                        r = visit(a->container_fd, userdata);
+                        if (r < 0)
+                                return r;
+                        n++;
+                }
+                if (a->has_group_fd_case == VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD) {
+                        r = visit(a->group_fd, userdata);
+                        if (r < 0)
+                                return r;
+                        n++;
+                }
+                if (a->has_device_fd_case == VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD) {
+                        r = visit(a->device_fd, userdata);
+                        if (r < 0)
+                                return r;
+                        n++;
+                }
+                return n;
+        }
+        case VFIOD__ENVELOPE__BODY_MAP_DMA: {
+                const Vfiod__MapDma *m = env->map_dma;
+
+                if (!m || (m->n_ranges > 0 && !m->ranges))
+                        return -EINVAL;
+                for (size_t i = 0; i < m->n_ranges; i++) {
+                        if (!m->ranges[i])
+                                return -EINVAL;
+                        r = visit(m->ranges[i]->fd_index, userdata);
+                        if (r < 0)
+                                return r;
+                        n++;
+                }
+                return n;
+        }
+        case VFIOD__ENVELOPE__BODY_SET_IRQS: {
+                const Vfiod__SetIrqs *s = env->set_irqs;
+
+                if (!s || (s->n_eventfds > 0 && !s->eventfds))
+                        return -EINVAL;
+                for (size_t i = 0; i < s->n_eventfds; i++) {
+                        if (s->eventfds[i] == -1) /* no eventfd for this vector */
+                                continue;
+                        r = visit(s->eventfds[i], userdata);
+                        if (r < 0)
+                                return r;
+                        n++;
+                }
+                return n;
+        }
+        /*
+         * Every other body names no fd. They are listed one by one, without a
+         * default, so that a body added to the schema fails to compile here
+         * (-Wswitch) until someone decides whether it carries fds.
+         */
+        case VFIOD__ENVELOPE__BODY__NOT_SET:
+        case VFIOD__ENVELOPE__BODY_HELLO:
+        case VFIOD__ENVELOPE__BODY_HELLO_REPLY:
+        case VFIOD__ENVELOPE__BODY_ERROR:
+        case VFIOD__ENVELOPE__BODY_OK:
+        case VFIOD__ENVELOPE__BODY_LIST_DEVICES:
+        case VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY:
+        case VFIOD__ENVELOPE__BODY_CREATE_DOMAIN:
+        case VFIOD__ENVELOPE__BODY_CREATE_DOMAIN_REPLY:
+        case VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN:
+        case VFIOD__ENVELOPE__BODY_ACQUIRE:
+        case VFIOD__ENVELOPE__BODY_RELEASE:
+        case VFIOD__ENVELOPE__BODY_RESET:
+        case VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY:
+        case VFIOD__ENVELOPE__BODY_UNMAP_DMA:
+        case VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY:
+        case VFIOD__ENVELOPE__BODY_LIST_LEASES:
+        case VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY:
+        case VFIOD__ENVELOPE__BODY_REVOKE:
+        case VFIOD__ENVELOPE__BODY_RELOAD_POLICY:
+        case VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY:
+        case VFIOD__ENVELOPE__BODY_STATS:
+        case VFIOD__ENVELOPE__BODY_STATS_REPLY:
+        case VFIOD__ENVELOPE__BODY_RELEASE_REQUESTED:
+        case VFIOD__ENVELOPE__BODY_DEVICE_ERROR:
+        case VFIOD__ENVELOPE__BODY_LEASE_REVOKED:
+        case _VFIOD__ENVELOPE__BODY__CASE_IS_INT_SIZE:
+                return 0;
+        }
+        return 0;
+}
+
+/*
+ * A body is present when the case is set and its message pointer too (every
+ * member of the oneof is a message pointer, so any member of the union reads it).
+ */
+static bool envelope_has_body(const Vfiod__Envelope *env)
+{
+        return env->body_case != VFIOD__ENVELOPE__BODY__NOT_SET && env->hello != NULL;
+}
+
+struct fd_check {
+        size_t n_fds;
+        bool named[VFIOD_PROTO_MAX_FDS];
+};
+
+static int fd_check_visit(int64_t index, void *userdata)
+{
+        struct fd_check *c = userdata;
+
+        if (index < 0 || (uint64_t)index >= c->n_fds)
+                return -EBADR;
+        c->named[index] = true;
+        return 0;
+}
+
+int vfiod_envelope_check_fds(const Vfiod__Envelope *env, size_t n_fds, const char **ret_reason)
+{
+        struct fd_check c = {.n_fds = n_fds};
+        const char *reason = NULL;
+        int r;
+
+        if (!env || !envelope_has_body(env)) {
+                r = -ENOMSG;
+                reason = "message has no body";
+                goto fail;
+        }
+        if (n_fds > VFIOD_PROTO_MAX_FDS) {
+                r = -ETOOMANYREFS;
+                reason = "more fds than VFIOD_PROTO_MAX_FDS";
+                goto fail;
+        }
+        r = vfiod_envelope_fd_indices(env, fd_check_visit, &c);
+        if (r == -EBADR) {
+                reason = "message names an fd index that is not in the datagram";
+                goto fail;
+        }
+        if (r < 0) {
+                reason = "message has a NULL submessage";
+                goto fail;
+        }
+        for (size_t i = 0; i < n_fds; i++)
+                if (!c.named[i]) {
+                        r = -EPROTO;
+                        reason = "datagram carries an fd the message does not name";
+                        goto fail;
+                }
+        return 0;
+
+fail:
+        if (ret_reason)
+                *ret_reason = reason;
+        return r;
+}
+
+const char *vfiod_envelope_body_name(const Vfiod__Envelope *env)
+{
+        const ProtobufCFieldDescriptor *f;
+
+        if (!env || env->body_case == VFIOD__ENVELOPE__BODY__NOT_SET)
+                return "none";
+        f = protobuf_c_message_descriptor_get_field(&vfiod__envelope__descriptor,
+                                                    (unsigned)env->body_case);
+        return f ? f->name : "unknown";
+}
+
+static void close_all(int *fds, size_t n_fds)
+{
+        for (size_t i = 0; i < n_fds; i++)
+                fds[i] = safe_close(fds[i]);
+}
+
+/*
+ * After recvmsg() returned 0 bytes and no fds: EOF, or a zero-byte datagram?
+ * On a SEQPACKET socket both read as 0. A closed peer shuts our receive side
+ * down, which poll() reports as POLLRDHUP/POLLHUP.
+ */
+static bool peer_closed(int sock)
+{
+        struct pollfd p = {.fd = sock, .events = POLLIN | POLLRDHUP};
+
+        if (poll(&p, 1, 0) < 0)
+                return true; /* cannot tell: treat as EOF, the caller drops us */
+        return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret_reason)
+{
+        /* On the stack, not per connection: the daemon holds many idle ones. */
+        uint8_t buf[VFIOD_PROTO_MAX_DATAGRAM];
+        union {
+                struct cmsghdr align;
+                char buf[FD_CONTROL_SIZE];
+        } control;
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+        struct msghdr mh = {
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = control.buf,
+            .msg_controllen = sizeof(control.buf),
+        };
+        int fds[VFIOD_PROTO_MAX_FDS];
+        size_t n_fds = 0;
+        bool foreign_cmsg = false;
+        Vfiod__Envelope *env = NULL;
+        struct vfiod_msg *msg;
+        const char *reason;
+        ssize_t n;
+        int r;
+
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
+        if (n < 0) {
+                r = -errno;
+                if (ret_reason)
+                        *ret_reason = "recvmsg() failed";
+                return r;
+        }
+
+        /* First collect every fd that arrived: from here on each path closes them. */
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                size_t k;
+
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+#ifdef SCM_PIDFD
+                        /* Only with SO_PASSPIDFD, but it holds an fd: close it too. */
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_PIDFD &&
+                            c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                                int pidfd;
+
+                                memcpy(&pidfd, CMSG_DATA(c), sizeof(pidfd));
+                                safe_close(pidfd);
+                        }
+#endif
+                        foreign_cmsg = true;
+                        continue;
+                }
+                k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < k; i++) {
+                        int fd;
+
+                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+                        if (n_fds < VFIOD_PROTO_MAX_FDS)
+                                fds[n_fds++] = fd;
+                        else /* cannot happen with our buffer size; never leak */
+                                safe_close(fd);
+                }
+        }
+
+        if (mh.msg_flags & MSG_TRUNC) {
+                r = -EMSGSIZE;
+                reason = "datagram larger than VFIOD_PROTO_MAX_DATAGRAM";
+                goto reject;
+        }
+        if (mh.msg_flags & MSG_CTRUNC) {
+                r = -ETOOMANYREFS;
+                reason = "fds cut off: more than VFIOD_PROTO_MAX_FDS, or out of fds";
+                goto reject;
+        }
+        if (foreign_cmsg) {
+                r = -EPROTOTYPE;
+                reason = "control message other than SCM_RIGHTS";
+                goto reject;
+        }
+        if (n == 0 && n_fds == 0 && peer_closed(sock)) {
+                *ret = NULL;
+                return 0;
+        }
+
+        env = vfiod__envelope__unpack(NULL, (size_t)n, buf);
+        if (!env) {
+                r = -EBADMSG;
+                reason = "datagram does not decode as an Envelope";
+                goto reject;
+        }
+        r = vfiod_envelope_check_fds(env, n_fds, &reason);
+        if (r < 0)
+                goto reject;
+
+        msg = malloc(sizeof(*msg) + n_fds * sizeof(int));
+        if (!msg) {
+                r = -ENOMEM;
+                reason = "out of memory";
+                goto reject;
+        }
+        *msg = (struct vfiod_msg){
+            .env = env,
+            .fds = n_fds > 0 ? (int *)(msg + 1) : NULL,
+            .n_fds = n_fds,
+        };
+        if (n_fds > 0)
+                memcpy(msg->fds, fds, n_fds * sizeof(int));
+        /* On success the fds are owned by the message. */
+        *ret = msg;
+        return 1;
+
+reject:
+        close_all(fds, n_fds);
+        if (env)
+                vfiod__envelope__free_unpacked(env, NULL);
+        if (ret_reason)
+                *ret_reason = reason;
+        return r;
+}
+
+int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t n_fds)
+{
+        uint8_t buf[VFIOD_PROTO_MAX_DATAGRAM];
+        union {
+                struct cmsghdr align;
+                char buf[FD_CONTROL_SIZE];
+        } control;
+        struct iovec iov = {.iov_base = buf};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        size_t len;
+        ssize_t n;
+        int r;
+
+        if (!env || (n_fds > 0 && !fds))
+                return -EINVAL;
+        if (n_fds > VFIOD_PROTO_MAX_FDS)
+                return -EMSGSIZE;
+        for (size_t i = 0; i < n_fds; i++)
+                if (fds[i] < 0)
+                        return -EBADF;
+        r = vfiod_envelope_check_fds(env, n_fds, NULL);
+        if (r < 0)
+                return -EINVAL;
+
+        len = vfiod__envelope__get_packed_size(env);
+        if (len > sizeof(buf))
+                return -EMSGSIZE;
+        iov.iov_len = vfiod__envelope__pack(env, buf);
+        if (iov.iov_len != len)
+                return -EINVAL;
+
+        if (n_fds > 0) {
+                struct cmsghdr *c;
+
+                memset(&control, 0, sizeof(control));
+                mh.msg_control = control.buf;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                /* Borrowed: the kernel duplicates them, the caller keeps its own. */
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
+
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+        if (n < 0)
+                return -errno;
+        /* SEQPACKET sends a datagram whole or not at all. */
+        if ((size_t)n != len)
+                return -EIO;
+        return 0;
+}

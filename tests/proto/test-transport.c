@@ -1,0 +1,1972 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * proto/transport: every message type round-trips over a SEQPACKET
+ * socketpair with its fds; every malformed datagram is rejected with its own
+ * errno and all of its fds closed; EOF, EPIPE and EAGAIN are reported.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "proto/macro.h"
+#include "proto/transport.h"
+#include "tests/testutil.h"
+
+/* ------------------------------------------------------------------------- */
+/* helpers */
+
+static void make_pair(int sv[2])
+{
+        ck_assert_msg(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0,
+                      "socketpair: %s", strerror(errno));
+}
+
+static void close_pair(int sv[2])
+{
+        sv[0] = safe_close(sv[0]);
+        sv[1] = safe_close(sv[1]);
+}
+
+static int make_memfd(const char *name, size_t size)
+{
+        int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+        ck_assert_msg(fd >= 0, "memfd_create: %s", strerror(errno));
+        ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+        return fd;
+}
+
+static int make_eventfd(void)
+{
+        int fd = eventfd(0, EFD_CLOEXEC);
+
+        ck_assert_msg(fd >= 0, "eventfd: %s", strerror(errno));
+        return fd;
+}
+
+static bool fd_is_open(int fd)
+{
+        return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* a and b are the same open file (as fds passed over a socket are). */
+static void assert_same_file(int a, int b)
+{
+        struct stat sa, sb;
+
+        ck_assert_int_ne(a, b);
+        ck_assert_int_eq(fstat(a, &sa), 0);
+        ck_assert_int_eq(fstat(b, &sb), 0);
+        ck_assert_uint_eq(sa.st_dev, sb.st_dev);
+        ck_assert_uint_eq(sa.st_ino, sb.st_ino);
+}
+
+/* Received fds are CLOEXEC from birth. */
+static void assert_cloexec(int fd)
+{
+        int flags = fcntl(fd, F_GETFD);
+
+        ck_assert_int_ge(flags, 0);
+        ck_assert_msg(flags & FD_CLOEXEC, "received fd %d is not CLOEXEC", fd);
+}
+
+/* A datagram built by hand, for the cases vfiod_msg_send() refuses to make. */
+static int raw_send(int sock, const void *data, size_t len, const int *fds, size_t n_fds)
+{
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int) * 300)];
+        } control;
+        struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+        ck_assert_uint_le(n_fds, 300);
+        if (n_fds > 0) {
+                struct cmsghdr *c;
+
+                memset(&control, 0, sizeof(control));
+                mh.msg_control = control.buf;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
+        return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* Packs env by hand (no fd checks) and sends it with fds. */
+static int raw_send_env(int sock, const Vfiod__Envelope *env, const int *fds, size_t n_fds)
+{
+        size_t len = vfiod__envelope__get_packed_size(env);
+        uint8_t *buf = malloc(len ? len : 1);
+        int r;
+
+        ck_assert_ptr_nonnull(buf);
+        ck_assert_uint_eq(vfiod__envelope__pack(env, buf), len);
+        r = raw_send(sock, buf, len, fds, n_fds);
+        free(buf);
+        return r;
+}
+
+/* Makes sure this process may hold `want` fds (253 received at once need room). */
+static void ensure_nofile(rlim_t want)
+{
+        struct rlimit rl;
+
+        ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        if (rl.rlim_cur >= want)
+                return;
+        ck_assert_msg(rl.rlim_max >= want, "RLIMIT_NOFILE hard limit %lu < %lu",
+                      (unsigned long)rl.rlim_max, (unsigned long)want);
+        rl.rlim_cur = want;
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
+/*
+ * Receives on sock and expects a rejection with error `expect`: checks the
+ * reason is set, *ret untouched, and the process holds exactly as many fds as
+ * before the call (every fd of the datagram was closed).
+ */
+static void expect_reject(int sock, int expect)
+{
+        struct vfiod_msg *sentinel = (struct vfiod_msg *)&expect, *msg = sentinel;
+        const char *reason = NULL;
+        int before = testutil_count_fds();
+        int r;
+
+        r = vfiod_msg_recv(sock, MSG_DONTWAIT, &msg, &reason);
+        ck_assert_msg(r == expect, "vfiod_msg_recv: got %d (%s), expected %d (%s)", r,
+                      r < 0 ? strerror(-r) : "ok", expect, strerror(-expect));
+        ck_assert_ptr_eq(msg, sentinel);
+        ck_assert_ptr_nonnull(reason);
+        ck_assert_uint_gt(strlen(reason), 0);
+        ck_assert_int_eq(testutil_count_fds(), before);
+}
+
+/* Sends env with fds over a fresh socketpair and returns what arrived. */
+static struct vfiod_msg *roundtrip(const Vfiod__Envelope *env, const int *fds, size_t n_fds)
+{
+        struct vfiod_msg *msg = NULL;
+        const char *reason = NULL;
+        uint8_t *a, *b;
+        size_t la, lb;
+        int sv[2], r;
+
+        make_pair(sv);
+        r = vfiod_msg_send(sv[0], env, fds, n_fds);
+        ck_assert_msg(r == 0, "vfiod_msg_send(%s): %s", vfiod_envelope_body_name(env),
+                      strerror(-r));
+        r = vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, &reason);
+        ck_assert_msg(r == 1, "vfiod_msg_recv(%s): %d %s", vfiod_envelope_body_name(env), r,
+                      reason ? reason : "");
+        close_pair(sv);
+
+        ck_assert_ptr_nonnull(msg);
+        ck_assert_ptr_nonnull(msg->env);
+        ck_assert_uint_eq(msg->n_fds, n_fds);
+        ck_assert_int_eq(msg->env->body_case, env->body_case);
+        ck_assert_uint_eq(msg->env->id, env->id);
+        for (size_t i = 0; i < n_fds; i++) {
+                assert_same_file(fds[i], msg->fds[i]);
+                assert_cloexec(msg->fds[i]);
+        }
+
+        /* What arrived packs to the same bytes as what was sent. */
+        la = vfiod__envelope__get_packed_size(env);
+        lb = vfiod__envelope__get_packed_size(msg->env);
+        ck_assert_uint_eq(la, lb);
+        a = malloc(la + 1);
+        b = malloc(lb + 1);
+        ck_assert(a && b);
+        vfiod__envelope__pack(env, a);
+        vfiod__envelope__pack(msg->env, b);
+        ck_assert(memcmp(a, b, la) == 0);
+        free(a);
+        free(b);
+        return msg;
+}
+
+/* Round-trips env and checks every fd came back and is closed by the free. */
+static struct vfiod_msg *roundtrip_nofd(const Vfiod__Envelope *env)
+{
+        return roundtrip(env, NULL, 0);
+}
+
+static void free_expect_closed(struct vfiod_msg *msg, size_t expect_closed)
+{
+        ck_assert_uint_eq(vfiod_msg_free(msg), expect_closed);
+}
+
+/* ------------------------------------------------------------------------- */
+/* round trip: one function per body */
+
+static void rt_hello(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        struct vfiod_msg *m;
+
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        h.minor = VFIOD_PROTO_VERSION_MINOR;
+        h.capabilities = VFIOD__CAPABILITY__CAPABILITY_DIRECT |
+                         VFIOD__CAPABILITY__CAPABILITY_BROKERED |
+                         VFIOD__CAPABILITY__CAPABILITY_EVENTS;
+        h.max_datagram = 32768;
+        h.max_fds = 16;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->hello->major, 1);
+        ck_assert_uint_eq(m->env->hello->minor, 0);
+        ck_assert_uint_eq(m->env->hello->capabilities, 1 | 2 | 8);
+        ck_assert_uint_eq(m->env->hello->max_datagram, 32768);
+        ck_assert_uint_eq(m->env->hello->max_fds, 16);
+        free_expect_closed(m, 0);
+}
+
+static void rt_hello_reply(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__HelloReply h = VFIOD__HELLO_REPLY__INIT;
+        Vfiod__Limits l = VFIOD__LIMITS__INIT;
+        const Vfiod__HelloReply *g;
+        struct vfiod_msg *m;
+
+        l.max_domains = 4;
+        l.max_leases = 8;
+        l.max_mappings = 1024;
+        l.max_pinned_bytes = 1ull << 34;
+        l.max_ranges_per_request = 64;
+        l.max_requests_in_flight = 16;
+        h.major = 1;
+        h.minor = 3;
+        h.capabilities = 0x1f;
+        h.max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
+        h.max_fds = VFIOD_PROTO_MAX_FDS;
+        h.limits = &l;
+        h.server_version = "vfiod 0.1.0";
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO_REPLY;
+        env.hello_reply = &h;
+
+        m = roundtrip_nofd(&env);
+        g = m->env->hello_reply;
+        ck_assert_uint_eq(g->major, 1);
+        ck_assert_uint_eq(g->minor, 3);
+        ck_assert_uint_eq(g->capabilities, 0x1f);
+        ck_assert_uint_eq(g->max_datagram, 65536);
+        ck_assert_uint_eq(g->max_fds, 253);
+        ck_assert_ptr_nonnull(g->limits);
+        ck_assert_uint_eq(g->limits->max_domains, 4);
+        ck_assert_uint_eq(g->limits->max_leases, 8);
+        ck_assert_uint_eq(g->limits->max_mappings, 1024);
+        ck_assert_uint_eq(g->limits->max_pinned_bytes, 1ull << 34);
+        ck_assert_uint_eq(g->limits->max_ranges_per_request, 64);
+        ck_assert_uint_eq(g->limits->max_requests_in_flight, 16);
+        ck_assert_str_eq(g->server_version, "vfiod 0.1.0");
+        free_expect_closed(m, 0);
+}
+
+static void rt_error(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Error e = VFIOD__ERROR__INIT;
+        struct vfiod_msg *m;
+
+        e.errnum = EBUSY;
+        e.reason = "device '0000:00:03.0' is leased by another client";
+        env.id = 0xfffffffffffffff0ull;
+        env.body_case = VFIOD__ENVELOPE__BODY_ERROR;
+        env.error = &e;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->id, 0xfffffffffffffff0ull);
+        ck_assert_int_eq(m->env->error->errnum, EBUSY);
+        ck_assert_str_eq(m->env->error->reason,
+                         "device '0000:00:03.0' is leased by another client");
+        free_expect_closed(m, 0);
+}
+
+static void rt_ok(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Ok ok = VFIOD__OK__INIT;
+        struct vfiod_msg *m;
+
+        env.id = 8;
+        env.body_case = VFIOD__ENVELOPE__BODY_OK;
+        env.ok = &ok;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->id, 8);
+        ck_assert_ptr_nonnull(m->env->ok);
+        free_expect_closed(m, 0);
+}
+
+static void rt_list_devices(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        struct vfiod_msg *m;
+
+        l.device = "0000:00:03.0";
+        env.id = 9;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &l;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_str_eq(m->env->list_devices->device, "0000:00:03.0");
+        free_expect_closed(m, 0);
+}
+
+static void rt_list_devices_reply(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevicesReply r = VFIOD__LIST_DEVICES_REPLY__INIT;
+        Vfiod__DeviceInfo d0 = VFIOD__DEVICE_INFO__INIT, d1 = VFIOD__DEVICE_INFO__INIT;
+        Vfiod__DeviceInfo *devs[] = {&d0, &d1};
+        Vfiod__Mode modes0[] = {VFIOD__MODE__MODE_DIRECT, VFIOD__MODE__MODE_BROKERED};
+        Vfiod__Mode modes1[] = {VFIOD__MODE__MODE_BROKERED};
+        const Vfiod__ListDevicesReply *g;
+        struct vfiod_msg *m;
+
+        d0.device = "0000:00:03.0";
+        d0.vendor_id = 0x1234;
+        d0.device_id = 0x11e8;
+        d0.class_code = 0x00ff00;
+        d0.iommu_group = 7;
+        d0.driver = "vfio-pci";
+        d0.state = VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU;
+        d0.n_allowed_modes = ELEMENTSOF(modes0);
+        d0.allowed_modes = modes0;
+        d0.lease_id = 77;
+        d1.device = "0000:00:04.0";
+        d1.vendor_id = 0x8086;
+        d1.device_id = 0x10d3;
+        d1.class_code = 0x020000;
+        d1.iommu_group = 8;
+        d1.driver = "";
+        d1.state = VFIOD__LEASE_STATE__LEASE_STATE_QUARANTINED;
+        d1.n_allowed_modes = ELEMENTSOF(modes1);
+        d1.allowed_modes = modes1;
+        r.n_devices = ELEMENTSOF(devs);
+        r.devices = devs;
+        env.id = 9;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
+        env.list_devices_reply = &r;
+
+        m = roundtrip_nofd(&env);
+        g = m->env->list_devices_reply;
+        ck_assert_uint_eq(g->n_devices, 2);
+        ck_assert_str_eq(g->devices[0]->device, "0000:00:03.0");
+        ck_assert_uint_eq(g->devices[0]->vendor_id, 0x1234);
+        ck_assert_uint_eq(g->devices[0]->device_id, 0x11e8);
+        ck_assert_uint_eq(g->devices[0]->class_code, 0x00ff00);
+        ck_assert_uint_eq(g->devices[0]->iommu_group, 7);
+        ck_assert_str_eq(g->devices[0]->driver, "vfio-pci");
+        ck_assert_int_eq(g->devices[0]->state, VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+        ck_assert_uint_eq(g->devices[0]->n_allowed_modes, 2);
+        ck_assert_int_eq(g->devices[0]->allowed_modes[0], VFIOD__MODE__MODE_DIRECT);
+        ck_assert_int_eq(g->devices[0]->allowed_modes[1], VFIOD__MODE__MODE_BROKERED);
+        ck_assert_uint_eq(g->devices[0]->lease_id, 77);
+        ck_assert_str_eq(g->devices[1]->device, "0000:00:04.0");
+        ck_assert_uint_eq(g->devices[1]->vendor_id, 0x8086);
+        ck_assert_uint_eq(g->devices[1]->device_id, 0x10d3);
+        ck_assert_uint_eq(g->devices[1]->class_code, 0x020000);
+        ck_assert_uint_eq(g->devices[1]->iommu_group, 8);
+        ck_assert_str_eq(g->devices[1]->driver, "");
+        ck_assert_int_eq(g->devices[1]->state, VFIOD__LEASE_STATE__LEASE_STATE_QUARANTINED);
+        ck_assert_uint_eq(g->devices[1]->n_allowed_modes, 1);
+        ck_assert_int_eq(g->devices[1]->allowed_modes[0], VFIOD__MODE__MODE_BROKERED);
+        ck_assert_uint_eq(g->devices[1]->lease_id, 0);
+        free_expect_closed(m, 0);
+}
+
+static void rt_create_domain(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__CreateDomain c = VFIOD__CREATE_DOMAIN__INIT;
+        struct vfiod_msg *m;
+
+        c.iommu_type = VFIOD__IOMMU_TYPE__IOMMU_TYPE_TYPE1V2;
+        env.id = 10;
+        env.body_case = VFIOD__ENVELOPE__BODY_CREATE_DOMAIN;
+        env.create_domain = &c;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_int_eq(m->env->create_domain->iommu_type, VFIOD__IOMMU_TYPE__IOMMU_TYPE_TYPE1V2);
+        free_expect_closed(m, 0);
+}
+
+static void rt_create_domain_reply(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__CreateDomainReply c = VFIOD__CREATE_DOMAIN_REPLY__INIT;
+        struct vfiod_msg *m;
+
+        c.domain_id = 0x1234567890ull;
+        c.iommu_type = VFIOD__IOMMU_TYPE__IOMMU_TYPE_TYPE1;
+        env.id = 10;
+        env.body_case = VFIOD__ENVELOPE__BODY_CREATE_DOMAIN_REPLY;
+        env.create_domain_reply = &c;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->create_domain_reply->domain_id, 0x1234567890ull);
+        ck_assert_int_eq(m->env->create_domain_reply->iommu_type,
+                         VFIOD__IOMMU_TYPE__IOMMU_TYPE_TYPE1);
+        free_expect_closed(m, 0);
+}
+
+static void rt_destroy_domain(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__DestroyDomain d = VFIOD__DESTROY_DOMAIN__INIT;
+        struct vfiod_msg *m;
+
+        d.domain_id = 42;
+        env.id = 11;
+        env.body_case = VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN;
+        env.destroy_domain = &d;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->destroy_domain->domain_id, 42);
+        free_expect_closed(m, 0);
+}
+
+static void rt_acquire(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        struct vfiod_msg *m;
+
+        a.device = "0000:00:05.0";
+        a.domain_id = 3;
+        a.mode = VFIOD__MODE__MODE_BROKERED;
+        env.id = 12;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
+        env.acquire = &a;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_str_eq(m->env->acquire->device, "0000:00:05.0");
+        ck_assert_uint_eq(m->env->acquire->domain_id, 3);
+        ck_assert_int_eq(m->env->acquire->mode, VFIOD__MODE__MODE_BROKERED);
+        free_expect_closed(m, 0);
+}
+
+/* DIRECT: container, group and device fds, named out of order. */
+static void rt_acquire_reply(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__AcquireReply a = VFIOD__ACQUIRE_REPLY__INIT;
+        const Vfiod__AcquireReply *g;
+        struct vfiod_msg *m;
+        int fds[3], container, group, device;
+
+        fds[0] = make_memfd("group", 4096);
+        fds[1] = make_eventfd(); /* "device" */
+        fds[2] = make_memfd("container", 8192);
+        a.lease_id = 501;
+        a.domain_id = 3;
+        a.iommu_group = 12;
+        a.device = "0000:00:05.0";
+        a.mode = VFIOD__MODE__MODE_DIRECT;
+        a.has_container_fd_case = VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
+        a.container_fd = 2;
+        a.has_group_fd_case = VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD;
+        a.group_fd = 0;
+        a.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
+        a.device_fd = 1;
+        a.num_regions = 9;
+        a.num_irqs = 5;
+        a.device_flags = 0x3;
+        env.id = 12;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
+        env.acquire_reply = &a;
+
+        m = roundtrip(&env, fds, 3);
+        g = m->env->acquire_reply;
+        ck_assert_uint_eq(g->lease_id, 501);
+        ck_assert_uint_eq(g->domain_id, 3);
+        ck_assert_uint_eq(g->iommu_group, 12);
+        ck_assert_str_eq(g->device, "0000:00:05.0");
+        ck_assert_int_eq(g->mode, VFIOD__MODE__MODE_DIRECT);
+        ck_assert_int_eq(g->has_container_fd_case,
+                         VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD);
+        ck_assert_int_eq(g->has_group_fd_case, VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD);
+        ck_assert_int_eq(g->has_device_fd_case, VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD);
+        ck_assert_uint_eq(g->num_regions, 9);
+        ck_assert_uint_eq(g->num_irqs, 5);
+        ck_assert_uint_eq(g->device_flags, 3);
+
+        /* The indices lead to the right files; take them as a handler would. */
+        container = vfiod_msg_take_fd(m, g->container_fd);
+        group = vfiod_msg_take_fd(m, g->group_fd);
+        device = vfiod_msg_take_fd(m, g->device_fd);
+        ck_assert_int_ge(container, 0);
+        ck_assert_int_ge(group, 0);
+        ck_assert_int_ge(device, 0);
+        assert_same_file(container, fds[2]);
+        assert_same_file(group, fds[0]);
+        assert_same_file(device, fds[1]);
+        free_expect_closed(m, 0); /* all taken: nothing left to close */
+        ck_assert(fd_is_open(container));
+        safe_close(container);
+        safe_close(group);
+        safe_close(device);
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                safe_close(fds[i]);
+}
+
+/* BROKERED: the device fd only, at index 0; container and group are absent. */
+static void rt_acquire_reply_brokered(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__AcquireReply a = VFIOD__ACQUIRE_REPLY__INIT;
+        const Vfiod__AcquireReply *g;
+        struct vfiod_msg *m;
+        int fd = make_eventfd();
+
+        a.lease_id = 502;
+        a.domain_id = 4;
+        a.iommu_group = 13;
+        a.device = "0000:00:06.0";
+        a.mode = VFIOD__MODE__MODE_BROKERED;
+        a.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
+        a.device_fd = 0;
+        a.num_regions = 9;
+        a.num_irqs = 5;
+        env.id = 13;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
+        env.acquire_reply = &a;
+
+        m = roundtrip(&env, &fd, 1);
+        g = m->env->acquire_reply;
+        ck_assert_int_eq(g->has_container_fd_case, VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD__NOT_SET);
+        ck_assert_int_eq(g->has_group_fd_case, VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD__NOT_SET);
+        ck_assert_int_eq(g->has_device_fd_case, VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD);
+        ck_assert_uint_eq(g->device_fd, 0);
+        ck_assert_int_eq(g->mode, VFIOD__MODE__MODE_BROKERED);
+        ck_assert_uint_eq(g->lease_id, 502);
+        ck_assert_str_eq(g->device, "0000:00:06.0");
+        free_expect_closed(m, 1); /* not taken: the free closes it */
+        safe_close(fd);
+}
+
+static void rt_release(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Release r = VFIOD__RELEASE__INIT;
+        struct vfiod_msg *m;
+
+        r.lease_id = 501;
+        env.id = 14;
+        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
+        env.release = &r;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->release->lease_id, 501);
+        free_expect_closed(m, 0);
+}
+
+static void rt_reset(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Reset r = VFIOD__RESET__INIT;
+        struct vfiod_msg *m;
+
+        r.lease_id = 501;
+        r.device = "0000:00:05.1";
+        env.id = 15;
+        env.body_case = VFIOD__ENVELOPE__BODY_RESET;
+        env.reset = &r;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->reset->lease_id, 501);
+        ck_assert_str_eq(m->env->reset->device, "0000:00:05.1");
+        free_expect_closed(m, 0);
+}
+
+/* Three ranges over two memfds, one memfd named twice. */
+static void rt_map_dma(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+        Vfiod__DmaRange r0 = VFIOD__DMA_RANGE__INIT, r1 = VFIOD__DMA_RANGE__INIT,
+                        r2 = VFIOD__DMA_RANGE__INIT;
+        Vfiod__DmaRange *ranges[] = {&r0, &r1, &r2};
+        const Vfiod__MapDma *g;
+        struct vfiod_msg *m;
+        int fds[2], f0, f1;
+
+        fds[0] = make_memfd("ram-low", 1 << 20);
+        fds[1] = make_memfd("ram-high", 2 << 20);
+        r0.fd_index = 1;
+        r0.offset = 0;
+        r0.iova = 0x100000000ull;
+        r0.size = 1 << 20;
+        r0.readable = true;
+        r0.writable = true;
+        r1.fd_index = 0;
+        r1.offset = 4096;
+        r1.iova = 0x1000;
+        r1.size = 8192;
+        r1.readable = true;
+        r1.writable = false;
+        r2.fd_index = 1;
+        r2.offset = 1 << 20;
+        r2.iova = 0x200000000ull;
+        r2.size = 1 << 20;
+        r2.readable = false;
+        r2.writable = true;
+        md.domain_id = 3;
+        md.n_ranges = ELEMENTSOF(ranges);
+        md.ranges = ranges;
+        env.id = 16;
+        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
+        env.map_dma = &md;
+
+        m = roundtrip(&env, fds, 2);
+        g = m->env->map_dma;
+        ck_assert_uint_eq(g->domain_id, 3);
+        ck_assert_uint_eq(g->n_ranges, 3);
+        ck_assert_uint_eq(g->ranges[0]->fd_index, 1);
+        ck_assert_uint_eq(g->ranges[0]->offset, 0);
+        ck_assert_uint_eq(g->ranges[0]->iova, 0x100000000ull);
+        ck_assert_uint_eq(g->ranges[0]->size, 1 << 20);
+        ck_assert(g->ranges[0]->readable && g->ranges[0]->writable);
+        ck_assert_uint_eq(g->ranges[1]->fd_index, 0);
+        ck_assert_uint_eq(g->ranges[1]->offset, 4096);
+        ck_assert_uint_eq(g->ranges[1]->iova, 0x1000);
+        ck_assert_uint_eq(g->ranges[1]->size, 8192);
+        ck_assert(g->ranges[1]->readable && !g->ranges[1]->writable);
+        ck_assert_uint_eq(g->ranges[2]->fd_index, 1);
+        ck_assert_uint_eq(g->ranges[2]->offset, 1 << 20);
+        ck_assert_uint_eq(g->ranges[2]->iova, 0x200000000ull);
+        ck_assert_uint_eq(g->ranges[2]->size, 1 << 20);
+        ck_assert(!g->ranges[2]->readable && g->ranges[2]->writable);
+
+        /* Ranges 0 and 2 lead to the same memfd. */
+        f1 = vfiod_msg_take_fd(m, g->ranges[0]->fd_index);
+        ck_assert_int_ge(f1, 0);
+        assert_same_file(f1, fds[1]);
+        ck_assert_int_eq(vfiod_msg_take_fd(m, g->ranges[2]->fd_index), -EBADF); /* taken */
+        f0 = vfiod_msg_take_fd(m, g->ranges[1]->fd_index);
+        assert_same_file(f0, fds[0]);
+        free_expect_closed(m, 0);
+        safe_close(f0);
+        safe_close(f1);
+        safe_close(fds[0]);
+        safe_close(fds[1]);
+}
+
+static void rt_map_dma_reply(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__MapDmaReply r = VFIOD__MAP_DMA_REPLY__INIT;
+        struct vfiod_msg *m;
+
+        r.mapped = 3;
+        r.bytes = (2 << 20) + 8192;
+        env.id = 16;
+        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY;
+        env.map_dma_reply = &r;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->map_dma_reply->mapped, 3);
+        ck_assert_uint_eq(m->env->map_dma_reply->bytes, (2 << 20) + 8192);
+        free_expect_closed(m, 0);
+}
+
+static void rt_unmap_dma(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__UnmapDma u = VFIOD__UNMAP_DMA__INIT;
+        Vfiod__IovaRange a = VFIOD__IOVA_RANGE__INIT, b = VFIOD__IOVA_RANGE__INIT;
+        Vfiod__IovaRange *ranges[] = {&a, &b};
+        const Vfiod__UnmapDma *g;
+        struct vfiod_msg *m;
+
+        a.iova = 0x1000;
+        a.size = 8192;
+        b.iova = 0x100000000ull;
+        b.size = 1 << 20;
+        u.domain_id = 3;
+        u.n_ranges = ELEMENTSOF(ranges);
+        u.ranges = ranges;
+        env.id = 17;
+        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA;
+        env.unmap_dma = &u;
+
+        m = roundtrip_nofd(&env);
+        g = m->env->unmap_dma;
+        ck_assert_uint_eq(g->domain_id, 3);
+        ck_assert_uint_eq(g->n_ranges, 2);
+        ck_assert_uint_eq(g->ranges[0]->iova, 0x1000);
+        ck_assert_uint_eq(g->ranges[0]->size, 8192);
+        ck_assert_uint_eq(g->ranges[1]->iova, 0x100000000ull);
+        ck_assert_uint_eq(g->ranges[1]->size, 1 << 20);
+        free_expect_closed(m, 0);
+}
+
+static void rt_unmap_dma_reply(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__UnmapDmaReply r = VFIOD__UNMAP_DMA_REPLY__INIT;
+        struct vfiod_msg *m;
+
+        r.unmapped = 2;
+        r.unmapped_bytes = (1 << 20) + 8192;
+        env.id = 17;
+        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY;
+        env.unmap_dma_reply = &r;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->unmap_dma_reply->unmapped, 2);
+        ck_assert_uint_eq(m->env->unmap_dma_reply->unmapped_bytes, (1 << 20) + 8192);
+        free_expect_closed(m, 0);
+}
+
+/* EVENTFD data with a hole (-1) and indices out of order. */
+static void rt_set_irqs(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
+        int32_t idx[] = {2, -1, 0, 1};
+        const Vfiod__SetIrqs *g;
+        struct vfiod_msg *m;
+        int fds[3];
+
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                fds[i] = make_eventfd();
+        s.lease_id = 501;
+        s.device = "0000:00:05.0";
+        s.index = VFIOD__IRQ_INDEX__IRQ_INDEX_MSIX;
+        s.start = 2;
+        s.count = 4;
+        s.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
+        s.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
+        s.n_eventfds = ELEMENTSOF(idx);
+        s.eventfds = idx;
+        env.id = 18;
+        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+        env.set_irqs = &s;
+
+        m = roundtrip(&env, fds, 3);
+        g = m->env->set_irqs;
+        ck_assert_uint_eq(g->lease_id, 501);
+        ck_assert_str_eq(g->device, "0000:00:05.0");
+        ck_assert_int_eq(g->index, VFIOD__IRQ_INDEX__IRQ_INDEX_MSIX);
+        ck_assert_int_eq(g->index, 2); /* VFIO_PCI_MSIX_IRQ_INDEX */
+        ck_assert_uint_eq(g->start, 2);
+        ck_assert_uint_eq(g->count, 4);
+        ck_assert_int_eq(g->action, VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER);
+        ck_assert_int_eq(g->data, VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD);
+        ck_assert_uint_eq(g->n_bools, 0);
+        ck_assert_uint_eq(g->n_eventfds, 4);
+        ck_assert_int_eq(g->eventfds[0], 2);
+        ck_assert_int_eq(g->eventfds[1], -1);
+        ck_assert_int_eq(g->eventfds[2], 0);
+        ck_assert_int_eq(g->eventfds[3], 1);
+        assert_same_file(m->fds[g->eventfds[0]], fds[2]);
+        assert_same_file(m->fds[g->eventfds[3]], fds[1]);
+        free_expect_closed(m, 3);
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                safe_close(fds[i]);
+}
+
+/* BOOL data, and the disable form (count 0, TRIGGER, NONE): no fds. */
+static void rt_set_irqs_bool_and_disable(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
+        protobuf_c_boolean bools[] = {true, false, true};
+        struct vfiod_msg *m;
+
+        s.lease_id = 9;
+        s.index = VFIOD__IRQ_INDEX__IRQ_INDEX_MSI;
+        s.start = 0;
+        s.count = 3;
+        s.action = VFIOD__IRQ_ACTION__IRQ_ACTION_MASK;
+        s.data = VFIOD__IRQ_DATA__IRQ_DATA_BOOL;
+        s.n_bools = ELEMENTSOF(bools);
+        s.bools = bools;
+        env.id = 19;
+        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+        env.set_irqs = &s;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_int_eq(m->env->set_irqs->index, VFIOD__IRQ_INDEX__IRQ_INDEX_MSI);
+        ck_assert_int_eq(m->env->set_irqs->action, VFIOD__IRQ_ACTION__IRQ_ACTION_MASK);
+        ck_assert_int_eq(m->env->set_irqs->data, VFIOD__IRQ_DATA__IRQ_DATA_BOOL);
+        ck_assert_uint_eq(m->env->set_irqs->n_bools, 3);
+        ck_assert(m->env->set_irqs->bools[0]);
+        ck_assert(!m->env->set_irqs->bools[1]);
+        ck_assert(m->env->set_irqs->bools[2]);
+        ck_assert_str_eq(m->env->set_irqs->device, "");
+        free_expect_closed(m, 0);
+
+        s = (Vfiod__SetIrqs)VFIOD__SET_IRQS__INIT;
+        s.lease_id = 9;
+        s.index = VFIOD__IRQ_INDEX__IRQ_INDEX_INTX;
+        s.count = 0;
+        s.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
+        s.data = VFIOD__IRQ_DATA__IRQ_DATA_NONE;
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->set_irqs->lease_id, 9);
+        ck_assert_int_eq(m->env->set_irqs->index, VFIOD__IRQ_INDEX__IRQ_INDEX_INTX);
+        ck_assert_uint_eq(m->env->set_irqs->count, 0);
+        ck_assert_int_eq(m->env->set_irqs->action, VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER);
+        ck_assert_int_eq(m->env->set_irqs->data, VFIOD__IRQ_DATA__IRQ_DATA_NONE);
+        ck_assert_uint_eq(m->env->set_irqs->n_bools + m->env->set_irqs->n_eventfds, 0);
+        free_expect_closed(m, 0);
+}
+
+static void rt_list_leases(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListLeases l = VFIOD__LIST_LEASES__INIT;
+        struct vfiod_msg *m;
+
+        env.id = 20;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_LEASES;
+        env.list_leases = &l;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->id, 20);
+        ck_assert_ptr_nonnull(m->env->list_leases);
+        free_expect_closed(m, 0);
+}
+
+static void rt_list_leases_reply(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListLeasesReply r = VFIOD__LIST_LEASES_REPLY__INIT;
+        Vfiod__LeaseInfo l0 = VFIOD__LEASE_INFO__INIT, l1 = VFIOD__LEASE_INFO__INIT;
+        Vfiod__LeaseInfo *leases[] = {&l0, &l1};
+        char *devs0[] = {"0000:00:05.0", "0000:00:05.1"};
+        char *devs1[] = {"0000:00:06.0"};
+        const Vfiod__LeaseInfo *g;
+        struct vfiod_msg *m;
+
+        l0.lease_id = 501;
+        l0.n_devices = ELEMENTSOF(devs0);
+        l0.devices = devs0;
+        l0.iommu_group = 12;
+        l0.uid = 1000;
+        l0.gid = 1001;
+        l0.pid = 4242;
+        l0.unit = "qemu-vm1.service";
+        l0.mode = VFIOD__MODE__MODE_DIRECT;
+        l0.domain_id = 3;
+        l0.pinned_bytes = 0;
+        l0.mappings = 0;
+        l0.status = VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE;
+        l1.lease_id = 502;
+        l1.n_devices = ELEMENTSOF(devs1);
+        l1.devices = devs1;
+        l1.iommu_group = 13;
+        l1.uid = 2000;
+        l1.gid = 2001;
+        l1.pid = 99;
+        l1.unit = "";
+        l1.mode = VFIOD__MODE__MODE_BROKERED;
+        l1.domain_id = 4;
+        l1.pinned_bytes = 3ull << 30;
+        l1.mappings = 17;
+        l1.status = VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED;
+        r.n_leases = ELEMENTSOF(leases);
+        r.leases = leases;
+        env.id = 20;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY;
+        env.list_leases_reply = &r;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->list_leases_reply->n_leases, 2);
+        g = m->env->list_leases_reply->leases[0];
+        ck_assert_uint_eq(g->lease_id, 501);
+        ck_assert_uint_eq(g->n_devices, 2);
+        ck_assert_str_eq(g->devices[0], "0000:00:05.0");
+        ck_assert_str_eq(g->devices[1], "0000:00:05.1");
+        ck_assert_uint_eq(g->iommu_group, 12);
+        ck_assert_uint_eq(g->uid, 1000);
+        ck_assert_uint_eq(g->gid, 1001);
+        ck_assert_uint_eq(g->pid, 4242);
+        ck_assert_str_eq(g->unit, "qemu-vm1.service");
+        ck_assert_int_eq(g->mode, VFIOD__MODE__MODE_DIRECT);
+        ck_assert_uint_eq(g->domain_id, 3);
+        ck_assert_uint_eq(g->pinned_bytes, 0);
+        ck_assert_uint_eq(g->mappings, 0);
+        ck_assert_int_eq(g->status, VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE);
+        g = m->env->list_leases_reply->leases[1];
+        ck_assert_uint_eq(g->lease_id, 502);
+        ck_assert_uint_eq(g->n_devices, 1);
+        ck_assert_str_eq(g->devices[0], "0000:00:06.0");
+        ck_assert_uint_eq(g->iommu_group, 13);
+        ck_assert_uint_eq(g->uid, 2000);
+        ck_assert_uint_eq(g->gid, 2001);
+        ck_assert_uint_eq(g->pid, 99);
+        ck_assert_str_eq(g->unit, "");
+        ck_assert_int_eq(g->mode, VFIOD__MODE__MODE_BROKERED);
+        ck_assert_uint_eq(g->domain_id, 4);
+        ck_assert_uint_eq(g->pinned_bytes, 3ull << 30);
+        ck_assert_uint_eq(g->mappings, 17);
+        ck_assert_int_eq(g->status, VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED);
+        free_expect_closed(m, 0);
+}
+
+static void rt_revoke(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Revoke r = VFIOD__REVOKE__INIT;
+        struct vfiod_msg *m;
+
+        r.lease_id = 502;
+        r.reason = "maintenance window";
+        env.id = 21;
+        env.body_case = VFIOD__ENVELOPE__BODY_REVOKE;
+        env.revoke = &r;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->revoke->lease_id, 502);
+        ck_assert_str_eq(m->env->revoke->reason, "maintenance window");
+        free_expect_closed(m, 0);
+}
+
+static void rt_reload_policy(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ReloadPolicy r = VFIOD__RELOAD_POLICY__INIT;
+        struct vfiod_msg *m;
+
+        env.id = 22;
+        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY;
+        env.reload_policy = &r;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->id, 22);
+        ck_assert_ptr_nonnull(m->env->reload_policy);
+        free_expect_closed(m, 0);
+}
+
+static void rt_reload_policy_reply(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ReloadPolicyReply r = VFIOD__RELOAD_POLICY_REPLY__INIT;
+        char *errors[] = {"/etc/vfiod/vfiod.conf:3: unknown key 'Foo'",
+                          "/etc/vfiod/vfiod.conf.d/gpu.conf:7: bad PCI address '0000:zz'"};
+        struct vfiod_msg *m;
+
+        r.n_errors = ELEMENTSOF(errors);
+        r.errors = errors;
+        r.leases_revoked = 2;
+        env.id = 22;
+        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY;
+        env.reload_policy_reply = &r;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->reload_policy_reply->n_errors, 2);
+        ck_assert_str_eq(m->env->reload_policy_reply->errors[0],
+                         "/etc/vfiod/vfiod.conf:3: unknown key 'Foo'");
+        ck_assert_str_eq(m->env->reload_policy_reply->errors[1],
+                         "/etc/vfiod/vfiod.conf.d/gpu.conf:7: bad PCI address '0000:zz'");
+        ck_assert_uint_eq(m->env->reload_policy_reply->leases_revoked, 2);
+        free_expect_closed(m, 0);
+}
+
+static void rt_stats(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Stats s = VFIOD__STATS__INIT;
+        struct vfiod_msg *m;
+
+        env.id = 23;
+        env.body_case = VFIOD__ENVELOPE__BODY_STATS;
+        env.stats = &s;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->id, 23);
+        ck_assert_ptr_nonnull(m->env->stats);
+        free_expect_closed(m, 0);
+}
+
+static void rt_stats_reply(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__StatsReply s = VFIOD__STATS_REPLY__INIT;
+        const Vfiod__StatsReply *g;
+        struct vfiod_msg *m;
+
+        s.clients = 10000;
+        s.leases = 12;
+        s.domains = 9;
+        s.mappings = 300;
+        s.pinned_bytes = 5ull << 30;
+        s.requests = 123456789012ull;
+        s.errors = 77;
+        s.quarantined_groups = 1;
+        s.uptime_ms = 86400000ull * 3;
+        env.id = 23;
+        env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
+        env.stats_reply = &s;
+
+        m = roundtrip_nofd(&env);
+        g = m->env->stats_reply;
+        ck_assert_uint_eq(g->clients, 10000);
+        ck_assert_uint_eq(g->leases, 12);
+        ck_assert_uint_eq(g->domains, 9);
+        ck_assert_uint_eq(g->mappings, 300);
+        ck_assert_uint_eq(g->pinned_bytes, 5ull << 30);
+        ck_assert_uint_eq(g->requests, 123456789012ull);
+        ck_assert_uint_eq(g->errors, 77);
+        ck_assert_uint_eq(g->quarantined_groups, 1);
+        ck_assert_uint_eq(g->uptime_ms, 86400000ull * 3);
+        free_expect_closed(m, 0);
+}
+
+static void rt_release_requested(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ReleaseRequested r = VFIOD__RELEASE_REQUESTED__INIT;
+        struct vfiod_msg *m;
+
+        r.lease_id = 501;
+        r.device = "0000:00:05.0";
+        r.reason = VFIOD__RELEASE_REASON__RELEASE_REASON_KERNEL_REQUEST;
+        r.grace_ms = 5000;
+        r.detail = "driver unbind requested";
+        env.id = 0; /* events carry id 0 */
+        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE_REQUESTED;
+        env.release_requested = &r;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->id, 0);
+        ck_assert_uint_eq(m->env->release_requested->lease_id, 501);
+        ck_assert_str_eq(m->env->release_requested->device, "0000:00:05.0");
+        ck_assert_int_eq(m->env->release_requested->reason,
+                         VFIOD__RELEASE_REASON__RELEASE_REASON_KERNEL_REQUEST);
+        ck_assert_uint_eq(m->env->release_requested->grace_ms, 5000);
+        ck_assert_str_eq(m->env->release_requested->detail, "driver unbind requested");
+        free_expect_closed(m, 0);
+}
+
+static void rt_device_error(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__DeviceError d = VFIOD__DEVICE_ERROR__INIT;
+        struct vfiod_msg *m;
+
+        d.lease_id = 501;
+        d.device = "0000:00:05.0";
+        env.body_case = VFIOD__ENVELOPE__BODY_DEVICE_ERROR;
+        env.device_error = &d;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->id, 0);
+        ck_assert_uint_eq(m->env->device_error->lease_id, 501);
+        ck_assert_str_eq(m->env->device_error->device, "0000:00:05.0");
+        free_expect_closed(m, 0);
+}
+
+static void rt_lease_revoked(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__LeaseRevoked l = VFIOD__LEASE_REVOKED__INIT;
+        struct vfiod_msg *m;
+
+        l.lease_id = 502;
+        l.device = "0000:00:06.0";
+        l.reason = VFIOD__RELEASE_REASON__RELEASE_REASON_POLICY_CHANGE;
+        l.detail = "no longer allowed for uid 2000";
+        env.body_case = VFIOD__ENVELOPE__BODY_LEASE_REVOKED;
+        env.lease_revoked = &l;
+
+        m = roundtrip_nofd(&env);
+        ck_assert_uint_eq(m->env->id, 0);
+        ck_assert_uint_eq(m->env->lease_revoked->lease_id, 502);
+        ck_assert_str_eq(m->env->lease_revoked->device, "0000:00:06.0");
+        ck_assert_int_eq(m->env->lease_revoked->reason,
+                         VFIOD__RELEASE_REASON__RELEASE_REASON_POLICY_CHANGE);
+        ck_assert_str_eq(m->env->lease_revoked->detail, "no longer allowed for uid 2000");
+        free_expect_closed(m, 0);
+}
+
+static const struct {
+        Vfiod__Envelope__BodyCase body;
+        void (*run)(void);
+} roundtrips[] = {
+    {VFIOD__ENVELOPE__BODY_HELLO, rt_hello},
+    {VFIOD__ENVELOPE__BODY_HELLO_REPLY, rt_hello_reply},
+    {VFIOD__ENVELOPE__BODY_ERROR, rt_error},
+    {VFIOD__ENVELOPE__BODY_OK, rt_ok},
+    {VFIOD__ENVELOPE__BODY_LIST_DEVICES, rt_list_devices},
+    {VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY, rt_list_devices_reply},
+    {VFIOD__ENVELOPE__BODY_CREATE_DOMAIN, rt_create_domain},
+    {VFIOD__ENVELOPE__BODY_CREATE_DOMAIN_REPLY, rt_create_domain_reply},
+    {VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN, rt_destroy_domain},
+    {VFIOD__ENVELOPE__BODY_ACQUIRE, rt_acquire},
+    {VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY, rt_acquire_reply},
+    {VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY, rt_acquire_reply_brokered},
+    {VFIOD__ENVELOPE__BODY_RELEASE, rt_release},
+    {VFIOD__ENVELOPE__BODY_RESET, rt_reset},
+    {VFIOD__ENVELOPE__BODY_MAP_DMA, rt_map_dma},
+    {VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY, rt_map_dma_reply},
+    {VFIOD__ENVELOPE__BODY_UNMAP_DMA, rt_unmap_dma},
+    {VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY, rt_unmap_dma_reply},
+    {VFIOD__ENVELOPE__BODY_SET_IRQS, rt_set_irqs},
+    {VFIOD__ENVELOPE__BODY_SET_IRQS, rt_set_irqs_bool_and_disable},
+    {VFIOD__ENVELOPE__BODY_LIST_LEASES, rt_list_leases},
+    {VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY, rt_list_leases_reply},
+    {VFIOD__ENVELOPE__BODY_REVOKE, rt_revoke},
+    {VFIOD__ENVELOPE__BODY_RELOAD_POLICY, rt_reload_policy},
+    {VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY, rt_reload_policy_reply},
+    {VFIOD__ENVELOPE__BODY_STATS, rt_stats},
+    {VFIOD__ENVELOPE__BODY_STATS_REPLY, rt_stats_reply},
+    {VFIOD__ENVELOPE__BODY_RELEASE_REQUESTED, rt_release_requested},
+    {VFIOD__ENVELOPE__BODY_DEVICE_ERROR, rt_device_error},
+    {VFIOD__ENVELOPE__BODY_LEASE_REVOKED, rt_lease_revoked},
+};
+
+START_TEST(test_roundtrip)
+{
+        roundtrips[_i].run();
+}
+END_TEST
+
+/* Every body of the schema's oneof has a round-trip above. */
+START_TEST(test_roundtrip_covers_schema)
+{
+        const ProtobufCMessageDescriptor *d = &vfiod__envelope__descriptor;
+        unsigned bodies = 0;
+
+        for (unsigned i = 0; i < d->n_fields; i++) {
+                const ProtobufCFieldDescriptor *f = &d->fields[i];
+                bool found = false;
+
+                if (!(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+                        continue;
+                bodies++;
+                for (size_t j = 0; j < ELEMENTSOF(roundtrips); j++)
+                        found = found || (uint32_t)roundtrips[j].body == f->id;
+                ck_assert_msg(found, "body '%s' has no round-trip test", f->name);
+        }
+        ck_assert_uint_eq(bodies, 28);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
+/* receive: rejections */
+
+/* An Envelope with a MapDma body naming the given fd indices. */
+struct map_dma_env {
+        Vfiod__Envelope env;
+        Vfiod__MapDma md;
+        Vfiod__DmaRange r[VFIOD_PROTO_MAX_FDS];
+        Vfiod__DmaRange *rp[VFIOD_PROTO_MAX_FDS];
+};
+
+static void map_dma_env_init(struct map_dma_env *e, const uint32_t *idx, size_t n)
+{
+        e->env = (Vfiod__Envelope)VFIOD__ENVELOPE__INIT;
+        e->md = (Vfiod__MapDma)VFIOD__MAP_DMA__INIT;
+        for (size_t i = 0; i < n; i++) {
+                e->r[i] = (Vfiod__DmaRange)VFIOD__DMA_RANGE__INIT;
+                e->r[i].fd_index = idx[i];
+                e->r[i].iova = 0x1000 * (i + 1);
+                e->r[i].size = 0x1000;
+                e->r[i].readable = true;
+                e->rp[i] = &e->r[i];
+        }
+        e->md.domain_id = 1;
+        e->md.n_ranges = n;
+        e->md.ranges = e->rp;
+        e->env.id = 99;
+        e->env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
+        e->env.map_dma = &e->md;
+}
+
+/* The socket still works after a rejection: the next datagram is read whole. */
+static void expect_next_ok(int tx, int rx)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Ok ok = VFIOD__OK__INIT;
+        struct vfiod_msg *msg = NULL;
+
+        env.id = 4711;
+        env.body_case = VFIOD__ENVELOPE__BODY_OK;
+        env.ok = &ok;
+        ck_assert_int_eq(vfiod_msg_send(tx, &env, NULL, 0), 0);
+        ck_assert_int_eq(vfiod_msg_recv(rx, MSG_DONTWAIT, &msg, NULL), 1);
+        ck_assert_uint_eq(msg->env->id, 4711);
+        ck_assert_int_eq(msg->env->body_case, VFIOD__ENVELOPE__BODY_OK);
+        vfiod_msg_free(msg);
+}
+
+START_TEST(test_reject_oversized)
+{
+        size_t len = VFIOD_PROTO_MAX_DATAGRAM + 1;
+        uint8_t *big = calloc(1, len);
+        int sv[2], fds[2];
+
+        ck_assert_ptr_nonnull(big);
+        make_pair(sv);
+        fds[0] = make_memfd("a", 4096);
+        fds[1] = make_eventfd();
+        ck_assert_int_eq(raw_send(sv[0], big, len, fds, 2), 0);
+        expect_reject(sv[1], -EMSGSIZE);
+        /* Much larger still, without fds. */
+        ck_assert_int_eq(raw_send(sv[0], big, len, NULL, 0), 0);
+        expect_reject(sv[1], -EMSGSIZE);
+        expect_next_ok(sv[0], sv[1]);
+        free(big);
+        safe_close(fds[0]);
+        safe_close(fds[1]);
+        close_pair(sv);
+}
+END_TEST
+
+/* An Error body whose packed size is exactly `size` bytes. */
+static void error_env_of_size(Vfiod__Envelope *env, Vfiod__Error *e, char *text, size_t size)
+{
+        *env = (Vfiod__Envelope)VFIOD__ENVELOPE__INIT;
+        *e = (Vfiod__Error)VFIOD__ERROR__INIT;
+        env->id = 1;
+        env->body_case = VFIOD__ENVELOPE__BODY_ERROR;
+        env->error = e;
+        e->errnum = EIO;
+        e->reason = text;
+        for (size_t l = size - 32; l <= size; l++) {
+                memset(text, 'x', l);
+                text[l] = '\0';
+                if (vfiod__envelope__get_packed_size(env) == size)
+                        return;
+        }
+        ck_abort_msg("no string length packs to %zu bytes", size);
+}
+
+START_TEST(test_max_datagram_boundary)
+{
+        char *text = malloc(VFIOD_PROTO_MAX_DATAGRAM + 2);
+        Vfiod__Envelope env;
+        Vfiod__Error e;
+        struct vfiod_msg *msg = NULL;
+        int sv[2];
+
+        ck_assert_ptr_nonnull(text);
+        make_pair(sv);
+        error_env_of_size(&env, &e, text, VFIOD_PROTO_MAX_DATAGRAM);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &env, NULL, 0), 0);
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), 1);
+        ck_assert_str_eq(msg->env->error->reason, text);
+        vfiod_msg_free(msg);
+
+        /* One byte more: the sender refuses, and nothing is sent. */
+        error_env_of_size(&env, &e, text, VFIOD_PROTO_MAX_DATAGRAM + 1);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &env, NULL, 0), -EMSGSIZE);
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), -EAGAIN);
+        /* Sent anyway by hand: the receiver rejects it. */
+        ck_assert_int_eq(raw_send_env(sv[0], &env, NULL, 0), 0);
+        expect_reject(sv[1], -EMSGSIZE);
+        close_pair(sv);
+        free(text);
+}
+END_TEST
+
+/* 253 fds (SCM_MAX_FD) in one datagram are accepted; 254 cannot be sent. */
+START_TEST(test_max_fds)
+{
+        static uint32_t idx[VFIOD_PROTO_MAX_FDS];
+        static int fds[VFIOD_PROTO_MAX_FDS + 1];
+        static struct map_dma_env e;
+        struct vfiod_msg *msg = NULL;
+        const char *reason = NULL;
+        int sv[2], mfd, before;
+
+        ensure_nofile(1024);
+        make_pair(sv);
+        mfd = make_memfd("ram", 1 << 20);
+        /* The same fd 253 times: the receiver gets 253 distinct fds. */
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                fds[i] = mfd;
+        for (size_t i = 0; i < VFIOD_PROTO_MAX_FDS; i++)
+                idx[i] = (uint32_t)(VFIOD_PROTO_MAX_FDS - 1 - i);
+        map_dma_env_init(&e, idx, VFIOD_PROTO_MAX_FDS);
+
+        before = testutil_count_fds();
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, fds, VFIOD_PROTO_MAX_FDS), 0);
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, &reason), 1);
+        ck_assert_uint_eq(msg->n_fds, VFIOD_PROTO_MAX_FDS);
+        ck_assert_int_eq(testutil_count_fds(), before + VFIOD_PROTO_MAX_FDS);
+        for (size_t i = 0; i < msg->n_fds; i++)
+                assert_same_file(msg->fds[i], mfd);
+        ck_assert_uint_eq(vfiod_msg_free(msg), VFIOD_PROTO_MAX_FDS);
+        ck_assert_int_eq(testutil_count_fds(), before);
+
+        /* 254: the transport refuses, and so would the kernel (SCM_MAX_FD). */
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, fds, VFIOD_PROTO_MAX_FDS + 1), -EMSGSIZE);
+        ck_assert_int_eq(raw_send_env(sv[0], &e.env, fds, VFIOD_PROTO_MAX_FDS + 1), -EINVAL);
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), -EAGAIN);
+        safe_close(mfd);
+        close_pair(sv);
+}
+END_TEST
+
+/* The fd number below which exactly `n_free` fd numbers are free. */
+static int limit_with_free_slots(int n_free)
+{
+        int fd = 0;
+
+        for (;; fd++) {
+                ck_assert_int_lt(fd, 1 << 20);
+                if (!fd_is_open(fd) && n_free-- == 1)
+                        return fd + 1;
+        }
+}
+
+/*
+ * The kernel never delivers more than SCM_MAX_FD fds, so MSG_CTRUNC comes
+ * from the receiver running out of fd slots: lower RLIMIT_NOFILE just above
+ * the fds we hold and send 253. The fds that did get installed must be closed.
+ */
+START_TEST(test_reject_fds_truncated)
+{
+        static uint32_t idx[VFIOD_PROTO_MAX_FDS];
+        static int fds[VFIOD_PROTO_MAX_FDS];
+        static struct map_dma_env e;
+        struct rlimit saved, low;
+        int sv[2], mfd;
+
+        ensure_nofile(1024);
+        make_pair(sv);
+        mfd = make_memfd("ram", 4096);
+        for (size_t i = 0; i < VFIOD_PROTO_MAX_FDS; i++) {
+                fds[i] = mfd;
+                idx[i] = (uint32_t)i;
+        }
+        map_dma_env_init(&e, idx, VFIOD_PROTO_MAX_FDS);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, fds, VFIOD_PROTO_MAX_FDS), 0);
+
+        /*
+         * New fds take the lowest free numbers: leave room below the limit for
+         * the fd count's opendir() and a few of the 253, not for all of them.
+         */
+        ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+        low = saved;
+        low.rlim_cur = (rlim_t)limit_with_free_slots(16);
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+        expect_reject(sv[1], -ETOOMANYREFS);
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+        expect_next_ok(sv[0], sv[1]);
+        safe_close(mfd);
+        close_pair(sv);
+}
+END_TEST
+
+START_TEST(test_reject_garbage)
+{
+        static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Revoke rv = VFIOD__REVOKE__INIT;
+        uint8_t buf[128];
+        size_t len;
+        int sv[2], fd;
+
+        make_pair(sv);
+        fd = make_eventfd();
+        ck_assert_int_eq(raw_send(sv[0], garbage, sizeof(garbage), &fd, 1), 0);
+        expect_reject(sv[1], -EBADMSG);
+
+        /* A valid message cut short by one byte. */
+        rv.lease_id = 5;
+        rv.reason = "cut";
+        env.id = 3;
+        env.body_case = VFIOD__ENVELOPE__BODY_REVOKE;
+        env.revoke = &rv;
+        len = vfiod__envelope__pack(&env, buf);
+        ck_assert_uint_gt(len, 2);
+        ck_assert_int_eq(raw_send(sv[0], buf, len - 1, &fd, 1), 0);
+        expect_reject(sv[1], -EBADMSG);
+        expect_next_ok(sv[0], sv[1]);
+        safe_close(fd);
+        close_pair(sv);
+}
+END_TEST
+
+START_TEST(test_reject_no_body)
+{
+        /* id 5, then field 99 (not in this schema) length-delimited and empty:
+         * tag 99 << 3 | 2 = 794 = varint 0x9a 0x06. */
+        static const uint8_t unknown_body[] = {0x08, 0x05, 0x9a, 0x06, 0x00};
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        int sv[2], fds[2];
+
+        make_pair(sv);
+        fds[0] = make_eventfd();
+        fds[1] = make_memfd("m", 4096);
+
+        /* An envelope with an id and no body, with fds. */
+        env.id = 5;
+        ck_assert_int_eq(raw_send_env(sv[0], &env, fds, 2), 0);
+        expect_reject(sv[1], -ENOMSG);
+        /* A body case set, but no body message: packs to no body. */
+        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
+        env.release = NULL;
+        ck_assert_int_eq(raw_send_env(sv[0], &env, fds, 1), 0);
+        expect_reject(sv[1], -ENOMSG);
+        /* A zero-byte datagram with fds, and without (the peer is still there). */
+        ck_assert_int_eq(raw_send(sv[0], "", 0, fds, 2), 0);
+        expect_reject(sv[1], -ENOMSG);
+        ck_assert_int_eq(raw_send(sv[0], "", 0, NULL, 0), 0);
+        expect_reject(sv[1], -ENOMSG);
+        /* A body from a newer schema. */
+        ck_assert_int_eq(raw_send(sv[0], unknown_body, sizeof(unknown_body), fds, 1), 0);
+        expect_reject(sv[1], -ENOMSG);
+
+        expect_next_ok(sv[0], sv[1]);
+        safe_close(fds[0]);
+        safe_close(fds[1]);
+        close_pair(sv);
+}
+END_TEST
+
+START_TEST(test_reject_unnamed_fds)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Release rel = VFIOD__RELEASE__INIT;
+        Vfiod__AcquireReply a = VFIOD__ACQUIRE_REPLY__INIT;
+        static struct map_dma_env e;
+        uint32_t idx[] = {0, 0, 2};
+        int sv[2], fds[3];
+
+        make_pair(sv);
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                fds[i] = make_eventfd();
+
+        /* A body that names no fds, with one. */
+        rel.lease_id = 1;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
+        env.release = &rel;
+        ck_assert_int_eq(raw_send_env(sv[0], &env, fds, 1), 0);
+        expect_reject(sv[1], -EPROTO);
+
+        /* MapDma names 0 (twice) and 2; fd 1 is not named. */
+        map_dma_env_init(&e, idx, ELEMENTSOF(idx));
+        ck_assert_int_eq(raw_send_env(sv[0], &e.env, fds, 3), 0);
+        expect_reject(sv[1], -EPROTO);
+
+        /* BROKERED AcquireReply names the device fd only, but three came. */
+        a.lease_id = 1;
+        a.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
+        a.device_fd = 0;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
+        env.acquire_reply = &a;
+        ck_assert_int_eq(raw_send_env(sv[0], &env, fds, 3), 0);
+        expect_reject(sv[1], -EPROTO);
+
+        expect_next_ok(sv[0], sv[1]);
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                safe_close(fds[i]);
+        close_pair(sv);
+}
+END_TEST
+
+START_TEST(test_reject_missing_fds)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__AcquireReply a = VFIOD__ACQUIRE_REPLY__INIT;
+        Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
+        static struct map_dma_env e;
+        uint32_t idx[] = {0, 1};
+        int32_t ev_below[] = {0, -2};
+        int32_t ev_above[] = {0, 300};
+        int sv[2], fd;
+
+        make_pair(sv);
+        fd = make_memfd("m", 4096);
+
+        /* MapDma names 0 and 1; only one fd came. */
+        map_dma_env_init(&e, idx, ELEMENTSOF(idx));
+        ck_assert_int_eq(raw_send_env(sv[0], &e.env, &fd, 1), 0);
+        expect_reject(sv[1], -EBADR);
+
+        /* AcquireReply names device fd 0; no fd came. Index 0 is not "absent". */
+        a.lease_id = 1;
+        a.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
+        a.device_fd = 0;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
+        env.acquire_reply = &a;
+        ck_assert_int_eq(raw_send_env(sv[0], &env, NULL, 0), 0);
+        expect_reject(sv[1], -EBADR);
+
+        /* SetIrqs: -1 means "none", -2 is not an index; nor is 300. */
+        s.lease_id = 1;
+        s.count = 2;
+        s.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
+        s.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
+        s.n_eventfds = 2;
+        s.eventfds = ev_below;
+        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+        env.set_irqs = &s;
+        ck_assert_int_eq(raw_send_env(sv[0], &env, &fd, 1), 0);
+        expect_reject(sv[1], -EBADR);
+        s.eventfds = ev_above;
+        ck_assert_int_eq(raw_send_env(sv[0], &env, &fd, 1), 0);
+        expect_reject(sv[1], -EBADR);
+
+        expect_next_ok(sv[0], sv[1]);
+        safe_close(fd);
+        close_pair(sv);
+}
+END_TEST
+
+/*
+ * A sender cannot make us receive anything but SCM_RIGHTS unless the receiving
+ * socket asked for it: turn on SO_PASSCRED, so SCM_CREDENTIALS arrive too.
+ */
+START_TEST(test_reject_foreign_cmsg)
+{
+        static struct map_dma_env e;
+        uint32_t idx[] = {0};
+        int sv[2], fd, one = 1;
+
+        make_pair(sv);
+        fd = make_memfd("m", 4096);
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)), 0);
+
+        map_dma_env_init(&e, idx, 1);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, &fd, 1), 0);
+        expect_reject(sv[1], -EPROTOTYPE);
+        /* Credentials alone. */
+        map_dma_env_init(&e, idx, 0);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, NULL, 0), 0);
+        expect_reject(sv[1], -EPROTOTYPE);
+
+        one = 0;
+        ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)), 0);
+        expect_next_ok(sv[0], sv[1]);
+        safe_close(fd);
+        close_pair(sv);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
+/* send: refusals */
+
+START_TEST(test_send_refuses)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Release rel = VFIOD__RELEASE__INIT;
+        static struct map_dma_env e;
+        struct vfiod_msg *msg = NULL;
+        uint32_t idx[] = {0, 1};
+        int sv[2], fds[2], before;
+
+        make_pair(sv);
+        fds[0] = make_memfd("a", 4096);
+        fds[1] = make_memfd("b", 4096);
+        before = testutil_count_fds();
+
+        /* No body. */
+        env.id = 1;
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &env, NULL, 0), -EINVAL);
+        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &env, NULL, 0), -EINVAL); /* NULL release */
+        ck_assert_int_eq(vfiod_msg_send(sv[0], NULL, NULL, 0), -EINVAL);
+        /* An fd the message does not name. */
+        env.release = &rel;
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &env, fds, 1), -EINVAL);
+        /* An index with no fd behind it. */
+        map_dma_env_init(&e, idx, 2);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, fds, 1), -EINVAL);
+        /* fds missing altogether, or not fds. */
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, NULL, 2), -EINVAL);
+        fds[1] = -fds[1];
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, fds, 2), -EBADF);
+        fds[1] = -fds[1];
+        /* A NULL range. */
+        e.rp[1] = NULL;
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, fds, 2), -EINVAL);
+
+        /* Nothing went out, and the caller's fds are all still its own. */
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), -EAGAIN);
+        ck_assert_int_eq(testutil_count_fds(), before);
+        ck_assert(fd_is_open(fds[0]) && fd_is_open(fds[1]));
+        safe_close(fds[0]);
+        safe_close(fds[1]);
+        close_pair(sv);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
+/* EOF, EPIPE, EAGAIN */
+
+static void send_release(int sock, uint64_t id)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Release rel = VFIOD__RELEASE__INIT;
+
+        rel.lease_id = id;
+        env.id = id;
+        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
+        env.release = &rel;
+        ck_assert_int_eq(vfiod_msg_send(sock, &env, NULL, 0), 0);
+}
+
+START_TEST(test_eof)
+{
+        struct vfiod_msg *msg = (struct vfiod_msg *)&msg;
+        int sv[2];
+
+        make_pair(sv);
+        sv[0] = safe_close(sv[0]);
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], 0, &msg, NULL), 0);
+        ck_assert_ptr_null(msg);
+        /* And again: EOF stays EOF. */
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), 0);
+        close_pair(sv);
+}
+END_TEST
+
+/* The peer sends two messages (one with fds) and closes: both arrive, then EOF. */
+START_TEST(test_peer_closes_mid_conversation)
+{
+        static struct map_dma_env e;
+        struct vfiod_msg *msg = NULL;
+        uint32_t idx[] = {0, 1};
+        int sv[2], fds[2];
+
+        make_pair(sv);
+        fds[0] = make_memfd("a", 4096);
+        fds[1] = make_eventfd();
+        map_dma_env_init(&e, idx, 2);
+        send_release(sv[0], 1);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, fds, 2), 0);
+        sv[0] = safe_close(sv[0]);
+        safe_close(fds[0]);
+        safe_close(fds[1]);
+
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), 1);
+        ck_assert_int_eq(msg->env->body_case, VFIOD__ENVELOPE__BODY_RELEASE);
+        ck_assert_uint_eq(msg->env->release->lease_id, 1);
+        vfiod_msg_free(msg);
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), 1);
+        ck_assert_int_eq(msg->env->body_case, VFIOD__ENVELOPE__BODY_MAP_DMA);
+        ck_assert_uint_eq(msg->n_fds, 2);
+        ck_assert_uint_eq(vfiod_msg_free(msg), 2);
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), 0);
+        ck_assert_ptr_null(msg);
+        close_pair(sv);
+}
+END_TEST
+
+/* We close with fds still queued to us: the kernel drops them, we leak nothing. */
+START_TEST(test_close_with_fds_queued)
+{
+        static struct map_dma_env e;
+        uint32_t idx[] = {0};
+        int sv[2], fd, before;
+
+        before = testutil_count_fds();
+        make_pair(sv);
+        fd = make_memfd("a", 4096);
+        map_dma_env_init(&e, idx, 1);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, &fd, 1), 0);
+        ck_assert_int_eq(vfiod_msg_send(sv[1], &e.env, &fd, 1), 0);
+        close_pair(sv);
+        safe_close(fd);
+        ck_assert_int_eq(testutil_count_fds(), before);
+}
+END_TEST
+
+START_TEST(test_send_to_closed_peer)
+{
+        static struct map_dma_env e;
+        uint32_t idx[] = {0};
+        int sv[2], fd, before;
+
+        /* SIGPIPE would kill this (forked) test: MSG_NOSIGNAL must prevent it. */
+        signal(SIGPIPE, SIG_DFL);
+        make_pair(sv);
+        fd = make_memfd("a", 4096);
+        map_dma_env_init(&e, idx, 1);
+        sv[1] = safe_close(sv[1]);
+        before = testutil_count_fds();
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, &fd, 1), -EPIPE);
+        map_dma_env_init(&e, idx, 0);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, NULL, 0), -EPIPE);
+        ck_assert_int_eq(testutil_count_fds(), before);
+        ck_assert(fd_is_open(fd)); /* borrowed: still ours */
+        safe_close(fd);
+        close_pair(sv);
+}
+END_TEST
+
+START_TEST(test_nonblocking)
+{
+        struct vfiod_msg *msg = (struct vfiod_msg *)&msg;
+        const char *reason = NULL;
+        int sv[2], r, sent = 0, small = 4096;
+
+        make_pair(sv);
+        /* Nothing queued: -EAGAIN, *ret untouched. */
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, &reason), -EAGAIN);
+        ck_assert_ptr_eq(msg, (struct vfiod_msg *)&msg);
+        ck_assert_ptr_nonnull(reason);
+
+        /* Fill a non-blocking socket until the kernel says -EAGAIN. */
+        ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+        for (;;) {
+                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+                Vfiod__Ok ok = VFIOD__OK__INIT;
+
+                env.id = (uint64_t)sent + 1;
+                env.body_case = VFIOD__ENVELOPE__BODY_OK;
+                env.ok = &ok;
+                r = vfiod_msg_send(sv[0], &env, NULL, 0);
+                if (r < 0)
+                        break;
+                ck_assert_int_lt(++sent, 100000);
+        }
+        ck_assert_int_eq(r, -EAGAIN);
+        ck_assert_int_gt(sent, 0);
+        /* Everything that was sent arrives, in order. */
+        for (int i = 1; i <= sent; i++) {
+                ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), 1);
+                ck_assert_uint_eq(msg->env->id, (uint64_t)i);
+                vfiod_msg_free(msg);
+        }
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), -EAGAIN);
+        close_pair(sv);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
+/* message ownership and helpers */
+
+START_TEST(test_take_fd_and_free)
+{
+        static struct map_dma_env e;
+        struct vfiod_msg *msg = NULL;
+        uint32_t idx[] = {2, 1, 0};
+        int sv[2], fds[3], got, before;
+
+        make_pair(sv);
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                fds[i] = make_eventfd();
+        map_dma_env_init(&e, idx, 3);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, fds, 3), 0);
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), 1);
+        before = testutil_count_fds();
+
+        got = vfiod_msg_take_fd(msg, 1);
+        ck_assert_int_ge(got, 0);
+        assert_same_file(got, fds[1]);
+        ck_assert_int_eq(msg->fds[1], -1);
+        ck_assert_int_eq(vfiod_msg_take_fd(msg, 1), -EBADF);
+        ck_assert_int_eq(vfiod_msg_take_fd(msg, 3), -ERANGE);
+        ck_assert_int_eq(vfiod_msg_take_fd(msg, (size_t)-1), -ERANGE);
+        ck_assert_int_eq(vfiod_msg_take_fd(NULL, 0), -ERANGE);
+
+        /* Closing the rest counts them and leaves the message usable. */
+        ck_assert_uint_eq(vfiod_msg_close_fds(msg), 2);
+        ck_assert_int_eq(testutil_count_fds(), before - 2);
+        ck_assert_uint_eq(vfiod_msg_close_fds(msg), 0);
+        ck_assert_int_eq(vfiod_msg_take_fd(msg, 0), -EBADF);
+        ck_assert_uint_eq(vfiod_msg_free(msg), 0);
+        ck_assert_uint_eq(vfiod_msg_free(NULL), 0);
+        ck_assert(fd_is_open(got));
+        safe_close(got);
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                safe_close(fds[i]);
+        close_pair(sv);
+}
+END_TEST
+
+START_TEST(test_cleanup_msg)
+{
+        static struct map_dma_env e;
+        uint32_t idx[] = {0};
+        int sv[2], fd, before;
+
+        make_pair(sv);
+        fd = make_memfd("a", 4096);
+        map_dma_env_init(&e, idx, 1);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, &fd, 1), 0);
+        before = testutil_count_fds();
+        {
+                _cleanup_(vfiod_msg_freep) struct vfiod_msg *msg = NULL;
+
+                ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), 1);
+                ck_assert_int_eq(testutil_count_fds(), before + 1);
+        }
+        ck_assert_int_eq(testutil_count_fds(), before);
+        safe_close(fd);
+        close_pair(sv);
+}
+END_TEST
+
+struct visited {
+        int64_t idx[16];
+        size_t n;
+};
+
+static int record_index(int64_t index, void *userdata)
+{
+        struct visited *v = userdata;
+
+        ck_assert_uint_lt(v->n, ELEMENTSOF(v->idx));
+        v->idx[v->n++] = index;
+        return index == 42 ? -E2BIG : 0;
+}
+
+START_TEST(test_fd_indices)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__AcquireReply a = VFIOD__ACQUIRE_REPLY__INIT;
+        Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        int32_t ev[] = {-1, 3, -1, 42, 5};
+        struct visited v = {.n = 0};
+
+        /* DIRECT AcquireReply: container, group, device in field order. */
+        a.has_container_fd_case = VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
+        a.container_fd = 7;
+        a.has_group_fd_case = VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD;
+        a.group_fd = 0;
+        a.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
+        a.device_fd = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
+        env.acquire_reply = &a;
+        ck_assert_int_eq(vfiod_envelope_fd_indices(&env, record_index, &v), 3);
+        ck_assert_uint_eq(v.n, 3);
+        ck_assert_int_eq(v.idx[0], 7);
+        ck_assert_int_eq(v.idx[1], 0);
+        ck_assert_int_eq(v.idx[2], 1);
+
+        /* SetIrqs: -1 skipped; a visitor error stops the walk. */
+        v.n = 0;
+        s.n_eventfds = ELEMENTSOF(ev);
+        s.eventfds = ev;
+        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+        env.set_irqs = &s;
+        ck_assert_int_eq(vfiod_envelope_fd_indices(&env, record_index, &v), -E2BIG);
+        ck_assert_uint_eq(v.n, 2);
+        ck_assert_int_eq(v.idx[0], 3);
+        ck_assert_int_eq(v.idx[1], 42);
+
+        /* A body without fds; a NULL body message. */
+        v.n = 0;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        ck_assert_int_eq(vfiod_envelope_fd_indices(&env, record_index, &v), 0);
+        ck_assert_uint_eq(v.n, 0);
+        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+        env.set_irqs = NULL;
+        ck_assert_int_eq(vfiod_envelope_fd_indices(&env, record_index, &v), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_check_fds)
+{
+        static struct map_dma_env e;
+        uint32_t idx[] = {1, 1, 0};
+        Vfiod__Envelope none = VFIOD__ENVELOPE__INIT;
+        const char *reason = NULL;
+
+        map_dma_env_init(&e, idx, 3);
+        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, 2, &reason), 0);
+        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, 1, &reason), -EBADR);
+        ck_assert_ptr_nonnull(reason);
+        reason = NULL;
+        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, 3, &reason), -EPROTO);
+        ck_assert_ptr_nonnull(reason);
+        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, VFIOD_PROTO_MAX_FDS + 1, NULL),
+                         -ETOOMANYREFS);
+        ck_assert_int_eq(vfiod_envelope_check_fds(&none, 0, NULL), -ENOMSG);
+        ck_assert_int_eq(vfiod_envelope_check_fds(NULL, 0, NULL), -ENOMSG);
+}
+END_TEST
+
+START_TEST(test_body_name)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+
+        ck_assert_str_eq(vfiod_envelope_body_name(&env), "none");
+        ck_assert_str_eq(vfiod_envelope_body_name(NULL), "none");
+        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
+        env.map_dma = &md;
+        ck_assert_str_eq(vfiod_envelope_body_name(&env), "map_dma");
+        env.body_case = VFIOD__ENVELOPE__BODY_LEASE_REVOKED;
+        ck_assert_str_eq(vfiod_envelope_body_name(&env), "lease_revoked");
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
+
+static Suite *transport_suite(void)
+{
+        Suite *s = suite_create("transport");
+        TCase *tc;
+
+        tc = tcase_create("roundtrip");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_loop_test(tc, test_roundtrip, 0, (int)ELEMENTSOF(roundtrips));
+        tcase_add_test(tc, test_roundtrip_covers_schema);
+        tcase_add_test(tc, test_max_datagram_boundary);
+        tcase_add_test(tc, test_max_fds);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("reject");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, test_reject_oversized);
+        tcase_add_test(tc, test_reject_fds_truncated);
+        tcase_add_test(tc, test_reject_garbage);
+        tcase_add_test(tc, test_reject_no_body);
+        tcase_add_test(tc, test_reject_unnamed_fds);
+        tcase_add_test(tc, test_reject_missing_fds);
+        tcase_add_test(tc, test_reject_foreign_cmsg);
+        tcase_add_test(tc, test_send_refuses);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("connection");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, test_eof);
+        tcase_add_test(tc, test_peer_closes_mid_conversation);
+        tcase_add_test(tc, test_close_with_fds_queued);
+        tcase_add_test(tc, test_send_to_closed_peer);
+        tcase_add_test(tc, test_nonblocking);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("message");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, test_take_fd_and_free);
+        tcase_add_test(tc, test_cleanup_msg);
+        tcase_add_test(tc, test_fd_indices);
+        tcase_add_test(tc, test_check_fds);
+        tcase_add_test(tc, test_body_name);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return testutil_run_suite(transport_suite());
+}
