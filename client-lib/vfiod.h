@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libvfiod: the C API of vfiod, the daemon that brokers Linux VFIO device
+ * access to unprivileged programs.
+ *
+ * Concepts:
+ * - A connection (struct vfiod) is one AF_UNIX SOCK_SEQPACKET socket to the
+ *   daemon. vfiod_connect() opens it and does the Hello exchange; the
+ *   daemon's limits and capabilities are kept (vfiod_get_server_info()).
+ * - Calls are synchronous: each sends one request and blocks until its reply
+ *   arrives. A connection is not thread-safe: use it from one thread at a
+ *   time (or one connection per thread).
+ * - Errors: every call returns 0 (or a count, or an fd where documented) on
+ *   success and a negative errno on failure. When the daemon refused the
+ *   request (an Error reply), the return value is its negated errno and
+ *   vfiod_last_error() gives its human-readable reason; the connection stays
+ *   usable. -EPROTO (a reply that breaks the protocol) and -ECONNRESET (the
+ *   daemon closed the connection) leave the connection dead: later calls
+ *   fail with -ENOTCONN. Output parameters (ret_*) are written only on
+ *   success.
+ * - "The call errors", which every request can return besides its own:
+ *   -EINVAL (a NULL argument), -ENOTCONN (the connection is dead),
+ *   -ECONNRESET (the daemon closed it during the call), -EPROTO (a reply
+ *   with the wrong id or body: the connection is then dead), -EMSGSIZE (the
+ *   request does not fit the daemon's max_datagram / max_fds), -ENOMEM, and
+ *   send/receive errors passed through (-EPIPE means the same as
+ *   -ECONNRESET). A signal does not interrupt a call (EINTR is retried).
+ * - Events (ReleaseRequested, DeviceError, LeaseRevoked) arrive on the same
+ *   socket. vfiod_get_fd() gives the fd to poll for POLLIN in the caller's
+ *   event loop; vfiod_next_event() returns one event at a time, -EAGAIN when
+ *   none is left. Events that arrive while a synchronous call waits for its
+ *   reply are queued inside the library (bounded, VFIOD_EVENT_QUEUE_MAX) and
+ *   do NOT make the fd readable: drain vfiod_next_event() after each wake-up
+ *   AND after each synchronous call.
+ * - Fd ownership: fds the library receives (struct vfiod_lease) belong to
+ *   the caller, who closes them. Fds the caller passes in (memfds, eventfds)
+ *   are borrowed: the kernel duplicates them into the message and the library
+ *   never closes them. The one fd the library owns is the connection's own
+ *   socket (vfiod_get_fd()); vfiod_close() closes it. Every fd the library
+ *   creates is close-on-exec.
+ * - The library never prints.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Socket path used when vfiod_connect() gets NULL and $VFIOD_SOCKET is unset. */
+#define VFIOD_SOCKET_DEFAULT "/run/vfiod/vfiod.sock"
+/* Environment variable naming the socket path. */
+#define VFIOD_SOCKET_ENV "VFIOD_SOCKET"
+/* Environment variable carrying an inherited connection's fd number (vfioctl acquire). */
+#define VFIOD_CONNECTION_FD_ENV "VFIOD_CONNECTION_FD"
+
+/* Size of the fixed string buffers below, including the terminating NUL. */
+#define VFIOD_DEVICE_NAME_MAX 32 /* PCI address, "DDDD:BB:DD.F" */
+#define VFIOD_DRIVER_NAME_MAX 64
+#define VFIOD_UNIT_NAME_MAX   256
+#define VFIOD_TEXT_MAX        512 /* reasons, details, server version */
+
+/* Most events kept while no one calls vfiod_next_event(). */
+#define VFIOD_EVENT_QUEUE_MAX 256
+
+/* The connection. Opaque. */
+struct vfiod;
+
+/* How a device is leased (values are the wire protocol's). */
+enum vfiod_mode {
+        VFIOD_MODE_UNSPECIFIED = 0,
+        /* Container, group and device fds to the caller, who maps DMA itself. */
+        VFIOD_MODE_DIRECT = 1,
+        /* Device fd only; DMA through vfiod_map_dma(), under the daemon's quotas. */
+        VFIOD_MODE_BROKERED = 2,
+};
+
+/* Bit of enum vfiod_mode m in a mode mask (struct vfiod_device_info.allowed_modes). */
+#define VFIOD_MODE_BIT(m) (1u << (m))
+
+/* Capability bits (struct vfiod_server_info.capabilities). */
+#define VFIOD_CAP_DIRECT   UINT64_C(1)
+#define VFIOD_CAP_BROKERED UINT64_C(2)
+#define VFIOD_CAP_IRQS     UINT64_C(4)
+#define VFIOD_CAP_EVENTS   UINT64_C(8)
+#define VFIOD_CAP_ADMIN    UINT64_C(16) /* the daemon lets this peer use the admin calls */
+
+/* A device's state as seen by the caller (vfiod_list_devices()). */
+enum vfiod_lease_state {
+        VFIOD_LEASE_STATE_UNSPECIFIED = 0,
+        VFIOD_LEASE_STATE_FREE = 1,          /* can be acquired, if the policy allows */
+        VFIOD_LEASE_STATE_LEASED_BY_YOU = 2, /* lease_id says which lease */
+        VFIOD_LEASE_STATE_LEASED = 3,        /* leased by another client */
+        VFIOD_LEASE_STATE_QUARANTINED = 4,   /* released, a device fd still open somewhere */
+        VFIOD_LEASE_STATE_UNAVAILABLE = 5,   /* not viable / not bound / unusable */
+};
+
+/* IOMMU model of a domain (VFIO_SET_IOMMU). */
+enum vfiod_iommu_type {
+        VFIOD_IOMMU_TYPE_UNSPECIFIED = 0, /* vfiod_create_domain(): let the daemon choose */
+        VFIOD_IOMMU_TYPE_TYPE1V2 = 1,
+        VFIOD_IOMMU_TYPE_TYPE1 = 2,
+        VFIOD_IOMMU_TYPE_SPAPR_TCE_V2 = 3,
+        VFIOD_IOMMU_TYPE_SPAPR_TCE = 4,
+};
+
+/* Why the daemon wants a lease back, or took it. */
+enum vfiod_release_reason {
+        VFIOD_RELEASE_REASON_UNSPECIFIED = 0,
+        VFIOD_RELEASE_REASON_KERNEL_REQUEST = 1, /* the device's REQ interrupt */
+        VFIOD_RELEASE_REASON_ADMIN_REVOKE = 2,
+        VFIOD_RELEASE_REASON_POLICY_CHANGE = 3,
+};
+
+/* State of a lease in the admin listing. */
+enum vfiod_lease_status {
+        VFIOD_LEASE_STATUS_UNSPECIFIED = 0,
+        VFIOD_LEASE_STATUS_ACTIVE = 1,
+        VFIOD_LEASE_STATUS_RELEASE_REQUESTED = 2,
+        VFIOD_LEASE_STATUS_RELEASING = 3,
+};
+
+/* VFIO PCI interrupt index (the kernel's VFIO_PCI_*_IRQ_INDEX). */
+enum vfiod_irq_index {
+        VFIOD_IRQ_INDEX_INTX = 0,
+        VFIOD_IRQ_INDEX_MSI = 1,
+        VFIOD_IRQ_INDEX_MSIX = 2,
+        VFIOD_IRQ_INDEX_ERR = 3, /* owned by the daemon: -EPERM */
+        VFIOD_IRQ_INDEX_REQ = 4, /* owned by the daemon: -EPERM */
+};
+
+/* VFIO_IRQ_SET_ACTION_*. */
+enum vfiod_irq_action {
+        VFIOD_IRQ_ACTION_MASK = 1,
+        VFIOD_IRQ_ACTION_UNMASK = 2,
+        VFIOD_IRQ_ACTION_TRIGGER = 3,
+};
+
+/* DMA permission flags (struct vfiod_dma_range.flags). */
+#define VFIOD_DMA_READ  1u /* the device may read the range */
+#define VFIOD_DMA_WRITE 2u /* the device may write the range */
+
+/* ------------------------------------------------------------------------- */
+/* Connection */
+
+/* Per-client quotas the daemon enforces; 0 = no limit beyond the protocol's. */
+struct vfiod_limits {
+        uint32_t max_domains;
+        uint32_t max_leases;
+        uint32_t max_mappings;
+        uint64_t max_pinned_bytes;
+        uint32_t max_ranges_per_request;
+        uint32_t max_requests_in_flight;
+};
+
+/* What the daemon said in its Hello reply. */
+struct vfiod_server_info {
+        uint32_t major, minor;               /* the daemon's protocol version */
+        uint64_t capabilities;               /* VFIOD_CAP_* granted to this peer */
+        uint32_t max_datagram;               /* largest datagram the daemon accepts */
+        uint32_t max_fds;                    /* most fds per datagram the daemon accepts */
+        struct vfiod_limits limits;          /* this client's quotas */
+        char server_version[VFIOD_TEXT_MAX]; /* e.g. "vfiod 0.1.0" (truncated if longer) */
+};
+
+/*
+ * Connects to the daemon at `path` (NULL: $VFIOD_SOCKET, or
+ * VFIOD_SOCKET_DEFAULT when that is unset or empty), says Hello announcing
+ * protocol 1.x and the capabilities DIRECT, BROKERED, IRQS and EVENTS, and
+ * keeps the daemon's answer (vfiod_get_server_info()).
+ *
+ * Returns 0 and sets *ret to a new connection (free with vfiod_close()), or
+ * a negative errno: connect() errors (-ENOENT no socket, -ECONNREFUSED no
+ * daemon, -EACCES), -ENAMETOOLONG path too long for sockaddr_un,
+ * -EPROTONOSUPPORT the daemon speaks another major version,
+ * -EPROTO/-ECONNRESET a broken Hello exchange, -ENOMEM, or the negated errno
+ * of an Error reply. Without a connection there is no vfiod_last_error().
+ */
+int vfiod_connect(const char *path, struct vfiod **ret);
+
+/* Flags of vfiod_connect_take_fd(). */
+#define VFIOD_CONNECT_HELLO 1u /* the socket is fresh: do the Hello exchange */
+
+/*
+ * Makes a connection out of an already-connected SOCK_SEQPACKET socket.
+ * TAKES OWNERSHIP of fd: on success it belongs to the connection, on failure
+ * it has been closed. The fd is made close-on-exec.
+ *
+ * Without VFIOD_CONNECT_HELLO the socket must be a connection on which Hello
+ * was already done, e.g. one inherited from `vfioctl acquire --brokered`
+ * (see vfiod_connect_env()). Such an adopted connection knows nothing of the
+ * Hello reply: vfiod_get_server_info() returns -ENODATA and the protocol
+ * maxima are assumed. Requests and replies must not interleave with another
+ * process using the same socket at the same time.
+ *
+ * With VFIOD_CONNECT_HELLO the Hello exchange is done as in vfiod_connect()
+ * (e.g. on a socket passed by a supervisor, or one end of a socketpair).
+ *
+ * Returns 0 and sets *ret, or -EBADF (fd < 0), -ENOTSOCK (not a socket),
+ * -ESOCKTNOSUPPORT (not an AF_UNIX SOCK_SEQPACKET socket), -EINVAL (unknown
+ * flag), -ENOMEM, or the errors of vfiod_connect()'s Hello.
+ */
+int vfiod_connect_take_fd(int fd, unsigned flags, struct vfiod **ret);
+
+/*
+ * Adopts the connection whose fd number is in $VFIOD_CONNECTION_FD (set by
+ * `vfioctl acquire --brokered`), as vfiod_connect_take_fd(fd, 0, ret): the
+ * fd is taken (closed on failure) and made close-on-exec, and the variable
+ * is removed from the environment so that programs started later do not
+ * believe they hold it.
+ *
+ * Returns 0 and sets *ret, -ENXIO when the variable is unset, -EINVAL when it
+ * is not a non-negative integer, or the errors of vfiod_connect_take_fd().
+ */
+int vfiod_connect_env(struct vfiod **ret);
+
+/*
+ * Closes the connection's socket and frees it, with any queued events. NULL
+ * is fine. The daemon then releases every lease and destroys every domain
+ * the connection held; fds the caller received stay open (and keep their
+ * groups quarantined until the caller closes them).
+ */
+void vfiod_close(struct vfiod *c);
+
+/*
+ * The reason of the last failed call on c: the daemon's text for an Error
+ * reply, else a short description of what went wrong locally. "" when the
+ * last call succeeded. Owned by c; valid until the next call on c.
+ */
+const char *vfiod_last_error(const struct vfiod *c);
+
+/*
+ * Copies the daemon's Hello reply into *ret. Returns 0, or -ENODATA for a
+ * connection adopted without Hello (vfiod_connect_take_fd() without
+ * VFIOD_CONNECT_HELLO, vfiod_connect_env()).
+ */
+int vfiod_get_server_info(const struct vfiod *c, struct vfiod_server_info *ret);
+
+/* ------------------------------------------------------------------------- */
+/* Events */
+
+enum vfiod_event_type {
+        /* The daemon wants lease_id back within grace_ms; vfiod_release() it. */
+        VFIOD_EVENT_RELEASE_REQUESTED = 1,
+        /* The device reported an error (ERR interrupt); the lease stays. */
+        VFIOD_EVENT_DEVICE_ERROR = 2,
+        /* The daemon took lease_id away: close its fds. */
+        VFIOD_EVENT_LEASE_REVOKED = 3,
+        /* The queue was full and `dropped` events were lost (device empty). */
+        VFIOD_EVENT_DROPPED = 4,
+};
+
+struct vfiod_event {
+        enum vfiod_event_type type;
+        uint64_t lease_id;
+        char device[VFIOD_DEVICE_NAME_MAX];
+        enum vfiod_release_reason reason; /* RELEASE_REQUESTED, LEASE_REVOKED */
+        uint32_t grace_ms;                /* RELEASE_REQUESTED */
+        char detail[VFIOD_TEXT_MAX];      /* e.g. the admin's reason; may be "" */
+        uint64_t dropped;                 /* DROPPED */
+};
+
+/*
+ * The connection's socket, for the caller's event loop: poll it for POLLIN;
+ * it becomes readable when an event (or the daemon's EOF) may be waiting.
+ * Owned by c: do not close it, do not read from it, do not change its flags.
+ */
+int vfiod_get_fd(const struct vfiod *c);
+
+/*
+ * Returns the next event: first those queued during synchronous calls, then
+ * any that can be read from the socket without blocking.
+ *
+ * Returns 0 and fills *ret, -EAGAIN when no event is waiting, -ECONNRESET
+ * when the daemon closed the connection, -EPROTO when the daemon sent
+ * something that is not an event (a reply no call waits for), -ENOTCONN when
+ * the connection was already dead. Never blocks.
+ */
+int vfiod_next_event(struct vfiod *c, struct vfiod_event *ret);
+
+/* Number of events queued inside the library (readable without the socket). */
+size_t vfiod_pending_events(const struct vfiod *c);
+
+/* ------------------------------------------------------------------------- */
+/* Devices */
+
+struct vfiod_device_info {
+        char device[VFIOD_DEVICE_NAME_MAX]; /* PCI address */
+        uint32_t vendor_id, device_id;
+        uint32_t class_code; /* class << 16 | subclass << 8 | prog-if */
+        uint32_t iommu_group;
+        char driver[VFIOD_DRIVER_NAME_MAX]; /* bound driver, "" if none */
+        enum vfiod_lease_state state;
+        unsigned allowed_modes; /* VFIOD_MODE_BIT() of the modes the policy allows the caller */
+        uint64_t lease_id;      /* the caller's lease when LEASED_BY_YOU, else 0 */
+};
+
+/*
+ * Lists the devices the policy lets the caller see; `device` (a PCI address)
+ * restricts the list to that one device (NULL or "" = all).
+ *
+ * Returns 0 and sets *ret_devices to an array of *ret_n entries (NULL when
+ * there are none), owned by the caller: free with vfiod_devices_free().
+ * Errors: -ENOENT (device unknown or not visible), the call errors.
+ */
+int vfiod_list_devices(struct vfiod *c, const char *device, struct vfiod_device_info **ret_devices,
+                       size_t *ret_n);
+
+/* Frees what vfiod_list_devices() returned. NULL is fine. */
+void vfiod_devices_free(struct vfiod_device_info *devices, size_t n);
+
+/* ------------------------------------------------------------------------- */
+/* Domains (IOMMU address spaces) */
+
+/*
+ * Creates a domain with IOMMU model `type` (VFIOD_IOMMU_TYPE_UNSPECIFIED: the
+ * best the host offers). Returns 0, sets *ret_domain_id and, when
+ * ret_type is not NULL, *ret_type to the model chosen. Errors: -ENOSPC
+ * (max_domains), -ENODEV (model unsupported), the call errors.
+ */
+int vfiod_create_domain(struct vfiod *c, enum vfiod_iommu_type type, uint64_t *ret_domain_id,
+                        enum vfiod_iommu_type *ret_type);
+
+/* Destroys a domain that holds no lease. Returns 0, -EBUSY, -ENOENT, the call errors. */
+int vfiod_destroy_domain(struct vfiod *c, uint64_t domain_id);
+
+/* ------------------------------------------------------------------------- */
+/* Leases */
+
+/*
+ * A lease: the caller's hold on one IOMMU group. The fds are the CALLER's:
+ * close them (vfiod_lease_close_fds()) before vfiod_release(), or the daemon
+ * quarantines the group until they are closed. -1 = absent.
+ */
+struct vfiod_lease {
+        uint64_t lease_id;
+        uint64_t domain_id;
+        uint32_t iommu_group;
+        char device[VFIOD_DEVICE_NAME_MAX]; /* PCI address, as acquired */
+        enum vfiod_mode mode;
+        int container_fd;                             /* DIRECT only, else -1 */
+        int group_fd;                                 /* DIRECT only, else -1 */
+        int device_fd;                                /* always set */
+        uint32_t num_regions, num_irqs, device_flags; /* VFIO_DEVICE_GET_INFO */
+};
+
+/*
+ * Leases the IOMMU group of `device` (a PCI address) into domain `domain_id`
+ * (0: a new domain, whose id is in ret->domain_id) in `mode`.
+ *
+ * Returns 0 and fills *ret; on success the fds in *ret are owned by the
+ * caller (DIRECT: container, group and device fd; BROKERED: device fd only,
+ * the others -1). All are close-on-exec. Errors: -EPERM (policy), -EBUSY
+ * (leased or quarantined), -ENOENT (unknown device or domain), -ENOSPC
+ * (limit), -EINVAL (mode, or a domain of the other mode), -EPROTO (the reply
+ * lacks a device fd, or carries fds the mode does not have), the call errors.
+ */
+int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum vfiod_mode mode,
+                  struct vfiod_lease *ret);
+
+/* Closes the fds of *lease that are open and sets them to -1. NULL is fine. */
+void vfiod_lease_close_fds(struct vfiod_lease *lease);
+
+/*
+ * Gives lease `lease_id` back: the daemon disables interrupts, unmaps DMA,
+ * detaches the group and resets the device. Does NOT close any fd: close the
+ * lease's fds first. Returns 0, -ENOENT, the call errors.
+ */
+int vfiod_release(struct vfiod *c, uint64_t lease_id);
+
+/*
+ * Resets `device` (NULL or "": the acquired device) of a lease. Returns 0,
+ * -ENOENT, -ENOTTY (no reset method), the call errors.
+ */
+int vfiod_reset(struct vfiod *c, uint64_t lease_id, const char *device);
+
+/* ------------------------------------------------------------------------- */
+/* DMA (BROKERED leases) */
+
+/*
+ * One range of a mapping: `size` bytes of memfd `fd` from `offset`, at
+ * `iova`. offset, iova and size must be page-aligned; the memfd must be
+ * sealed with F_SEAL_SHRINK (vfiod_memfd_create() does that) and cover
+ * offset + size. The fd is BORROWED: the library never closes it.
+ */
+struct vfiod_dma_range {
+        int fd;
+        uint64_t offset;
+        uint64_t iova;
+        uint64_t size;
+        unsigned flags; /* VFIOD_DMA_READ | VFIOD_DMA_WRITE */
+};
+
+/*
+ * Maps n ranges (n >= 1) into a domain, all or nothing. The library sends
+ * each distinct fd once (ranges naming the same fd share it). The fds are
+ * borrowed; the daemon keeps its own mapping of the pages and the caller
+ * keeps full access to them.
+ *
+ * Returns the number of ranges mapped (n) and, when ret_bytes is not NULL,
+ * sets *ret_bytes to the bytes mapped. Errors: -EINVAL (n == 0, a negative
+ * fd, an unknown flag; from the daemon: alignment, overlap, seals), -EDQUOT
+ * (pinned bytes), -ENOSPC (mappings), -EPERM (IOVA outside the allowed
+ * windows), -EMSGSIZE (too many ranges or fds for one message), the call
+ * errors.
+ */
+int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
+                  size_t n, uint64_t *ret_bytes);
+
+/* An IOVA range to unmap; it must cover whole mappings. */
+struct vfiod_iova_range {
+        uint64_t iova;
+        uint64_t size;
+};
+
+/*
+ * Unmaps n ranges (n >= 1) of a domain, all or nothing. Returns the number of
+ * mappings removed and, when ret_bytes is not NULL, sets *ret_bytes to the
+ * bytes unmapped. Errors: -ENOENT (nothing mapped there), -EINVAL (a range
+ * splits a mapping, n == 0), -EMSGSIZE, the call errors.
+ */
+int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova_range *ranges,
+                    size_t n, uint64_t *ret_bytes);
+
+/*
+ * Helper: maps `size` bytes of memfd `memfd` from `offset` at `iova` (one
+ * range, vfiod_map_dma()). The memfd is borrowed. Returns 0 or the errors of
+ * vfiod_map_dma().
+ */
+int vfiod_map_memfd(struct vfiod *c, uint64_t domain_id, int memfd, uint64_t offset, uint64_t iova,
+                    uint64_t size, unsigned flags);
+
+/*
+ * Helper: creates a memfd of `size` bytes (size > 0) for vfiod_map_dma():
+ * MFD_CLOEXEC | MFD_ALLOW_SEALING (and MFD_NOEXEC_SEAL where the kernel has
+ * it), ftruncate(size), then the seals F_SEAL_SHRINK (the daemon requires
+ * it: its mapping of the pages must never lose them), F_SEAL_GROW (the size
+ * is fixed) and F_SEAL_SEAL (no one holding the fd can add F_SEAL_WRITE or
+ * F_SEAL_FUTURE_WRITE later, which would break the daemon's shared mapping).
+ * The memfd stays writable and mmap-able by the caller. `name` is for
+ * /proc/PID/fd only (NULL: "vfiod").
+ *
+ * Returns 0 and sets *ret_fd to the new memfd, owned by the caller, or
+ * -EINVAL (size 0), -EFBIG (size does not fit off_t), memfd_create(),
+ * ftruncate() or fcntl() errors (-ENOMEM, -EMFILE, ...); on failure nothing
+ * is left open.
+ */
+int vfiod_memfd_create(const char *name, uint64_t size, int *ret_fd);
+
+/* ------------------------------------------------------------------------- */
+/* Interrupts */
+
+/*
+ * A VFIO_DEVICE_SET_IRQS request: vectors start .. start + count - 1 of
+ * `index` on `device` (NULL or "": the acquired device). The payload is
+ * eventfds when `eventfds` is not NULL (count entries; -1 = de-assign that
+ * vector), else bools when `bools` is not NULL (count entries), else none.
+ * count 0 with TRIGGER and no payload disables the whole index. The
+ * eventfds are BORROWED: the daemon keeps duplicates while they are assigned.
+ */
+struct vfiod_irq_set {
+        const char *device;
+        enum vfiod_irq_index index;
+        uint32_t start;
+        uint32_t count;
+        enum vfiod_irq_action action;
+        const int *eventfds;
+        const bool *bools;
+};
+
+/*
+ * Sends *set for lease `lease_id` (each distinct eventfd travels once).
+ * Returns 0, or -EINVAL (both payloads set, an eventfd below -1), -EPERM (ERR
+ * or REQ index, or not allowed), -ENOENT, -EMSGSIZE, the call errors.
+ */
+int vfiod_set_irqs(struct vfiod *c, uint64_t lease_id, const struct vfiod_irq_set *set);
+
+/*
+ * Helper: creates `count` eventfds (EFD_CLOEXEC | EFD_NONBLOCK) and assigns
+ * them as the triggers of vectors 0 .. count - 1 of `index` (MSI or MSI-X)
+ * of the acquired device of lease `lease_id`.
+ *
+ * Returns 0 and stores the eventfds in ret_eventfds[0 .. count - 1]; they are
+ * then owned by the caller (the daemon holds its own duplicates until the
+ * index is disabled or the lease ends). On failure every eventfd the call
+ * created is closed and ret_eventfds is untouched. Errors: -EINVAL (count 0,
+ * or index not MSI/MSI-X), eventfd() errors, the errors of vfiod_set_irqs().
+ */
+int vfiod_setup_msi(struct vfiod *c, uint64_t lease_id, enum vfiod_irq_index index, uint32_t count,
+                    int *ret_eventfds);
+
+/*
+ * Helper: disables every vector of `index` on the acquired device of lease
+ * `lease_id` (count 0, TRIGGER, no payload); the daemon drops its eventfd
+ * duplicates. Returns 0 or the errors of vfiod_set_irqs().
+ */
+int vfiod_disable_irqs(struct vfiod *c, uint64_t lease_id, enum vfiod_irq_index index);
+
+/* ------------------------------------------------------------------------- */
+/* Admin (peers with VFIOD_CAP_ADMIN; others get -EPERM) */
+
+struct vfiod_lease_info {
+        uint64_t lease_id;
+        char **devices; /* the group's PCI addresses, n_devices of them */
+        size_t n_devices;
+        uint32_t iommu_group;
+        uint32_t uid, gid, pid;         /* holder, from SO_PEERCRED */
+        char unit[VFIOD_UNIT_NAME_MAX]; /* holder's systemd unit, "" if none */
+        enum vfiod_mode mode;
+        uint64_t domain_id;
+        uint64_t pinned_bytes; /* bytes mapped in the domain by vfiod_map_dma() */
+        uint32_t mappings;
+        enum vfiod_lease_status status;
+};
+
+/*
+ * Lists every lease. Returns 0 and sets *ret_leases to an array of *ret_n
+ * entries (NULL when none), owned by the caller: free with
+ * vfiod_leases_free(). Errors: -EPERM, the call errors.
+ */
+int vfiod_list_leases(struct vfiod *c, struct vfiod_lease_info **ret_leases, size_t *ret_n);
+
+/* Frees what vfiod_list_leases() returned, devices included. NULL is fine. */
+void vfiod_leases_free(struct vfiod_lease_info *leases, size_t n);
+
+/*
+ * Revokes lease `lease_id`, passing `reason` (NULL = "") to its holder and the
+ * log. Returns 0 once the revoke has started, -ENOENT, -EPERM, the call
+ * errors.
+ */
+int vfiod_revoke(struct vfiod *c, uint64_t lease_id, const char *reason);
+
+struct vfiod_reload_result {
+        bool applied;  /* false: errors found, the old policy stays */
+        char **errors; /* "file:line: message", n_errors of them */
+        size_t n_errors;
+        uint32_t leases_revoked; /* revoked because no longer allowed */
+};
+
+/*
+ * Asks the daemon to re-read its policy. Returns 0 when the daemon answered
+ * (check ret->applied) and fills *ret, which the caller frees with
+ * vfiod_reload_result_clear(). Errors: -EPERM, the call errors.
+ */
+int vfiod_reload_policy(struct vfiod *c, struct vfiod_reload_result *ret);
+
+/* Frees the errors of *r and zeroes it. NULL is fine. */
+void vfiod_reload_result_clear(struct vfiod_reload_result *r);
+
+struct vfiod_stats {
+        uint32_t clients, leases, domains, mappings; /* now */
+        uint64_t pinned_bytes;                       /* now */
+        uint64_t requests, errors;                   /* since start */
+        uint32_t quarantined_groups;
+        uint64_t uptime_ms;
+};
+
+/* Fills *ret with the daemon's counters. Returns 0, -EPERM, the call errors. */
+int vfiod_stats(struct vfiod *c, struct vfiod_stats *ret);
+
+/* ------------------------------------------------------------------------- */
+/* Names, for messages and tables: lower-case words ("direct",
+ * "leased-by-you", ...); "unknown" for a value outside the enum. Static
+ * strings. */
+
+const char *vfiod_mode_name(enum vfiod_mode mode);
+const char *vfiod_lease_state_name(enum vfiod_lease_state state);
+const char *vfiod_lease_status_name(enum vfiod_lease_status status);
+const char *vfiod_iommu_type_name(enum vfiod_iommu_type type);
+const char *vfiod_release_reason_name(enum vfiod_release_reason reason);
+const char *vfiod_event_type_name(enum vfiod_event_type type);
+
+#ifdef __cplusplus
+}
+#endif
