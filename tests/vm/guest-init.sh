@@ -2,7 +2,9 @@
 # /init of the test VM (busybox sh: the guest has no bash). Installed by
 # run-vm.sh, which also writes:
 #   /vfiod/config     shell variables: VFIOD_BIND (1: bind the edu devices to
-#                     vfio-pci), VFIOD_SETUP (a command run before the tests)
+#                     vfio-pci), VFIOD_SETUP (a command run before the tests),
+#                     VFIOD_USERS ("name:uid ...", users in /etc/passwd whose
+#                     home folder is made here)
 #   /vfiod/modules    the modules to insmod, in order (files in /vfiod/modules.d)
 #   /vfiod/tests      one test per line: NAME<TAB>COMMAND
 #
@@ -47,8 +49,14 @@ finish() {
 
 VFIOD_BIND=1
 VFIOD_SETUP=
+VFIOD_USERS=
 # shellcheck disable=SC1091
 [ -f /vfiod/config ] && . /vfiod/config
+
+for u in $VFIOD_USERS; do
+        mkdir -p "/home/${u%%:*}"
+        chown "${u#*:}:${u#*:}" "/home/${u%%:*}"
+done
 
 echo "vfiod-vm: $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpu(s)"
 
@@ -107,6 +115,7 @@ while IFS="$tab" read -r name cmd; do
         n=$((n + 1))
         tap=/tmp/vfiod-tap.$n
         : >"$tap"
+        chmod 0666 "$tap" # a test may run its suite as an unprivileged user
         report begin "$name"
         echo "vfiod-vm: ---- $name: $cmd"
         (cd /tmp && CK_TAP_LOG_FILE_NAME=$tap CK_VERBOSITY=verbose \

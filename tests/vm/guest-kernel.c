@@ -105,6 +105,8 @@ static void ctx_open(struct ctx *c, int n, bool devices)
                 ck_assert_msg(r == 0, "edu_map_bar0: %s", strerror(-r));
                 r = edu_enable_bus_master(c->device[i]);
                 ck_assert_msg(r == 0, "edu_enable_bus_master: %s", strerror(-r));
+                /* edu keeps its registers across resets: clear what a failed test left. */
+                edu_write32(c->bar0[i], EDU_REG_IRQ_ACK, ~UINT32_C(0));
         }
 }
 
