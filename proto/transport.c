@@ -2,8 +2,10 @@
 #include "proto/transport.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -62,7 +64,8 @@ size_t vfiod_msg_free(struct vfiod_msg *msg)
 
 /* The one place that knows which fields of which body are fd indices. */
 int vfiod_envelope_fd_indices(const Vfiod__Envelope *env,
-                              int (*visit)(int64_t index, void *userdata), void *userdata)
+                              int (*visit)(int64_t index, enum vfiod_fd_kind kind, void *userdata),
+                              void *userdata)
 {
         int n = 0, r;
 
@@ -74,19 +77,19 @@ int vfiod_envelope_fd_indices(const Vfiod__Envelope *env,
                         return -EINVAL;
                 if (a->has_container_fd_case ==
                     VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD) {
-                        r = visit(a->container_fd, userdata);
+                        r = visit(a->container_fd, VFIOD_FD_KIND_VFIO_CONTAINER, userdata);
                         if (r < 0)
                                 return r;
                         n++;
                 }
                 if (a->has_group_fd_case == VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD) {
-                        r = visit(a->group_fd, userdata);
+                        r = visit(a->group_fd, VFIOD_FD_KIND_VFIO_GROUP, userdata);
                         if (r < 0)
                                 return r;
                         n++;
                 }
                 if (a->has_device_fd_case == VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD) {
-                        r = visit(a->device_fd, userdata);
+                        r = visit(a->device_fd, VFIOD_FD_KIND_VFIO_DEVICE, userdata);
                         if (r < 0)
                                 return r;
                         n++;
@@ -101,7 +104,7 @@ int vfiod_envelope_fd_indices(const Vfiod__Envelope *env,
                 for (size_t i = 0; i < m->n_ranges; i++) {
                         if (!m->ranges[i])
                                 return -EINVAL;
-                        r = visit(m->ranges[i]->fd_index, userdata);
+                        r = visit(m->ranges[i]->fd_index, VFIOD_FD_KIND_MEMFD, userdata);
                         if (r < 0)
                                 return r;
                         n++;
@@ -116,7 +119,7 @@ int vfiod_envelope_fd_indices(const Vfiod__Envelope *env,
                 for (size_t i = 0; i < s->n_eventfds; i++) {
                         if (s->eventfds[i] == -1) /* no eventfd for this vector */
                                 continue;
-                        r = visit(s->eventfds[i], userdata);
+                        r = visit(s->eventfds[i], VFIOD_FD_KIND_EVENTFD, userdata);
                         if (r < 0)
                                 return r;
                         n++;
@@ -169,24 +172,63 @@ static bool envelope_has_body(const Vfiod__Envelope *env)
         return env->body_case != VFIOD__ENVELOPE__BODY__NOT_SET && env->hello != NULL;
 }
 
+/* A shmem file (memfd, or tmpfs/hugetlbfs): the only files F_GET_SEALS works on. */
+static bool fd_is_memfd(int fd)
+{
+        return fcntl(fd, F_GET_SEALS) >= 0;
+}
+
+/* Eventfds are anonymous inodes, told apart only by their name in /proc. */
+static bool fd_is_eventfd(int fd)
+{
+        static const char want[] = "anon_inode:[eventfd]";
+        char path[64], target[sizeof(want) + 1];
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n = readlink(path, target, sizeof(target));
+        return n == (ssize_t)(sizeof(want) - 1) && memcmp(target, want, (size_t)n) == 0;
+}
+
+static bool fd_has_kind(int fd, enum vfiod_fd_kind kind)
+{
+        switch (kind) {
+        case VFIOD_FD_KIND_MEMFD:
+                return fd_is_memfd(fd);
+        case VFIOD_FD_KIND_EVENTFD:
+                return fd_is_eventfd(fd);
+        case VFIOD_FD_KIND_VFIO_CONTAINER:
+        case VFIOD_FD_KIND_VFIO_GROUP:
+        case VFIOD_FD_KIND_VFIO_DEVICE:
+                /* Sent by the daemon only; proto/ knows nothing of VFIO. */
+                return true;
+        }
+        return false;
+}
+
 struct fd_check {
+        const int *fds; /* NULL: indices only */
         size_t n_fds;
+        bool wrong_kind;
         bool named[VFIOD_PROTO_MAX_FDS];
 };
 
-static int fd_check_visit(int64_t index, void *userdata)
+static int fd_check_visit(int64_t index, enum vfiod_fd_kind kind, void *userdata)
 {
         struct fd_check *c = userdata;
 
         if (index < 0 || (uint64_t)index >= c->n_fds)
                 return -EBADR;
+        if (c->fds && !fd_has_kind(c->fds[index], kind))
+                c->wrong_kind = true; /* reported after the indices: they come first */
         c->named[index] = true;
         return 0;
 }
 
-int vfiod_envelope_check_fds(const Vfiod__Envelope *env, size_t n_fds, const char **ret_reason)
+int vfiod_envelope_check_fds(const Vfiod__Envelope *env, const int *fds, size_t n_fds,
+                             const char **ret_reason)
 {
-        struct fd_check c = {.n_fds = n_fds};
+        struct fd_check c = {.fds = fds, .n_fds = n_fds};
         const char *reason = NULL;
         int r;
 
@@ -215,6 +257,11 @@ int vfiod_envelope_check_fds(const Vfiod__Envelope *env, size_t n_fds, const cha
                         reason = "datagram carries an fd the message does not name";
                         goto fail;
                 }
+        if (c.wrong_kind) {
+                r = -EBADFD;
+                reason = "an fd is not of the kind its field needs (memfd, eventfd)";
+                goto fail;
+        }
         return 0;
 
 fail:
@@ -342,7 +389,7 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
                 reason = "datagram does not decode as an Envelope";
                 goto reject;
         }
-        r = vfiod_envelope_check_fds(env, n_fds, &reason);
+        r = vfiod_envelope_check_fds(env, fds, n_fds, &reason);
         if (r < 0)
                 goto reject;
 
@@ -392,7 +439,9 @@ int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t 
         for (size_t i = 0; i < n_fds; i++)
                 if (fds[i] < 0)
                         return -EBADF;
-        r = vfiod_envelope_check_fds(env, n_fds, NULL);
+        r = vfiod_envelope_check_fds(env, fds, n_fds, NULL);
+        if (r == -EBADFD)
+                return r;
         if (r < 0)
                 return -EINVAL;
 

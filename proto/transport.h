@@ -90,6 +90,8 @@ static inline void vfiod_msg_freep(struct vfiod_msg **msg)
  *                    version does not know);
  *     -EBADR         names an fd index that did not arrive;
  *     -EPROTO        carries an fd the message does not name;
+ *     -EBADFD        an fd of the wrong kind: MapDma needs memfds, SetIrqs
+ *                    eventfds (see vfiod_envelope_check_fds());
  *   -ENOMEM.
  * On a negative return *ret is untouched and, if ret_reason is not NULL,
  * *ret_reason is set to a static human-readable reason. ret_reason may be
@@ -106,6 +108,7 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
  *   -EINVAL    env has no body, or its fd indices do not match n_fds (an
  *              index >= n_fds, or an fd no index names);
  *   -EBADF     one of fds[] is negative;
+ *   -EBADFD    an fd is not of the kind its field needs (memfd, eventfd);
  *   -EMSGSIZE  the packed envelope exceeds VFIOD_PROTO_MAX_DATAGRAM or
  *              n_fds exceeds VFIOD_PROTO_MAX_FDS;
  *   -EPIPE     the peer is gone (no SIGPIPE is raised);
@@ -114,8 +117,17 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
  */
 int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t n_fds);
 
+/* What an fd index field must point at. */
+enum vfiod_fd_kind {
+        VFIOD_FD_KIND_VFIO_CONTAINER, /* AcquireReply.container_fd */
+        VFIOD_FD_KIND_VFIO_GROUP,     /* AcquireReply.group_fd */
+        VFIOD_FD_KIND_VFIO_DEVICE,    /* AcquireReply.device_fd */
+        VFIOD_FD_KIND_MEMFD,          /* DmaRange.fd_index */
+        VFIOD_FD_KIND_EVENTFD,        /* SetIrqs.eventfds[] */
+};
+
 /*
- * Calls visit(index, userdata) for every fd index env names, in field
+ * Calls visit(index, kind, userdata) for every fd index env names, in field
  * order: AcquireReply's container/group/device fd when set, every
  * MapDma range's fd_index (the same index may come more than once), every
  * SetIrqs eventfd that is not -1 (values below -1 are passed on, for the
@@ -126,16 +138,22 @@ int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t 
  * NULL; otherwise returns the number of indices visited.
  */
 int vfiod_envelope_fd_indices(const Vfiod__Envelope *env,
-                              int (*visit)(int64_t index, void *userdata), void *userdata);
+                              int (*visit)(int64_t index, enum vfiod_fd_kind kind, void *userdata),
+                              void *userdata);
 
 /*
- * Checks env against a datagram of n_fds fds: env has a body, every index it
- * names is < n_fds, and every one of the n_fds is named. Returns 0, or
- * -ENOMSG (no body), -EBADR (an index that is not there), -EPROTO (an fd not
- * named), -ETOOMANYREFS (n_fds > VFIOD_PROTO_MAX_FDS), -EINVAL (NULL
- * submessage), with a static reason in *ret_reason (may be NULL).
+ * Checks env against a datagram carrying n_fds fds: env has a body, every
+ * index it names is < n_fds, every one of the n_fds is named and, when fds
+ * is not NULL, each fd is of the kind its field needs (MapDma: a memfd, i.e.
+ * a file F_GET_SEALS works on; SetIrqs: an eventfd; the VFIO fds of
+ * AcquireReply are not checked here). Returns 0, or -ENOMSG (no body),
+ * -EBADR (an index that is not there), -EPROTO (an fd not named), -EBADFD
+ * (an fd of the wrong kind), -ETOOMANYREFS (n_fds > VFIOD_PROTO_MAX_FDS),
+ * -EINVAL (NULL submessage), with a static reason in *ret_reason (may be
+ * NULL).
  */
-int vfiod_envelope_check_fds(const Vfiod__Envelope *env, size_t n_fds, const char **ret_reason);
+int vfiod_envelope_check_fds(const Vfiod__Envelope *env, const int *fds, size_t n_fds,
+                             const char **ret_reason);
 
 /* The body's field name in the schema ("map_dma"), or "none"; for logs. */
 const char *vfiod_envelope_body_name(const Vfiod__Envelope *env);

@@ -1628,6 +1628,69 @@ START_TEST(test_reject_foreign_cmsg)
 }
 END_TEST
 
+/* MapDma takes memfds, SetIrqs eventfds: anything else is rejected. */
+START_TEST(test_reject_wrong_kind)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
+        static struct map_dma_env e;
+        uint32_t idx[] = {0, 1};
+        int32_t ev[] = {0, 1};
+        struct vfiod_msg *msg = NULL;
+        int sv[2], evfd, mfd, pipefd[2], unsealable, mixed[2];
+
+        make_pair(sv);
+        evfd = make_eventfd();
+        mfd = make_memfd("m", 4096);
+        ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+
+        /* MapDma: an eventfd, or a pipe, among memfds. */
+        map_dma_env_init(&e, idx, 2);
+        mixed[0] = mfd;
+        mixed[1] = evfd;
+        ck_assert_int_eq(raw_send_env(sv[0], &e.env, mixed, 2), 0);
+        expect_reject(sv[1], -EBADFD);
+        mixed[1] = pipefd[0];
+        ck_assert_int_eq(raw_send_env(sv[0], &e.env, mixed, 2), 0);
+        expect_reject(sv[1], -EBADFD);
+        /* The sender refuses the same, and sends nothing. */
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, mixed, 2), -EBADFD);
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), -EAGAIN);
+
+        /* SetIrqs: a memfd where an eventfd belongs. */
+        s.lease_id = 1;
+        s.count = 2;
+        s.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
+        s.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
+        s.n_eventfds = ELEMENTSOF(ev);
+        s.eventfds = ev;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+        env.set_irqs = &s;
+        mixed[0] = evfd;
+        mixed[1] = mfd;
+        ck_assert_int_eq(raw_send_env(sv[0], &env, mixed, 2), 0);
+        expect_reject(sv[1], -EBADFD);
+
+        /* A memfd made without MFD_ALLOW_SEALING is still a memfd. */
+        unsealable = memfd_create("plain", MFD_CLOEXEC);
+        ck_assert_int_ge(unsealable, 0);
+        mixed[0] = unsealable;
+        mixed[1] = mfd;
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, mixed, 2), 0);
+        ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), 1);
+        ck_assert_uint_eq(vfiod_msg_free(msg), 2);
+
+        expect_next_ok(sv[0], sv[1]);
+        safe_close(unsealable);
+        safe_close(pipefd[0]);
+        safe_close(pipefd[1]);
+        safe_close(evfd);
+        safe_close(mfd);
+        close_pair(sv);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------- */
 /* send: refusals */
 
@@ -1716,7 +1779,7 @@ START_TEST(test_peer_closes_mid_conversation)
 
         make_pair(sv);
         fds[0] = make_memfd("a", 4096);
-        fds[1] = make_eventfd();
+        fds[1] = make_memfd("b", 4096);
         map_dma_env_init(&e, idx, 2);
         send_release(sv[0], 1);
         ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, fds, 2), 0);
@@ -1835,7 +1898,7 @@ START_TEST(test_take_fd_and_free)
 
         make_pair(sv);
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
-                fds[i] = make_eventfd();
+                fds[i] = make_memfd("ram", 4096);
         map_dma_env_init(&e, idx, 3);
         ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, fds, 3), 0);
         ck_assert_int_eq(vfiod_msg_recv(sv[1], MSG_DONTWAIT, &msg, NULL), 1);
@@ -1890,14 +1953,16 @@ END_TEST
 
 struct visited {
         int64_t idx[16];
+        enum vfiod_fd_kind kind[16];
         size_t n;
 };
 
-static int record_index(int64_t index, void *userdata)
+static int record_index(int64_t index, enum vfiod_fd_kind kind, void *userdata)
 {
         struct visited *v = userdata;
 
         ck_assert_uint_lt(v->n, ELEMENTSOF(v->idx));
+        v->kind[v->n] = kind;
         v->idx[v->n++] = index;
         return index == 42 ? -E2BIG : 0;
 }
@@ -1925,6 +1990,9 @@ START_TEST(test_fd_indices)
         ck_assert_int_eq(v.idx[0], 7);
         ck_assert_int_eq(v.idx[1], 0);
         ck_assert_int_eq(v.idx[2], 1);
+        ck_assert_int_eq(v.kind[0], VFIOD_FD_KIND_VFIO_CONTAINER);
+        ck_assert_int_eq(v.kind[1], VFIOD_FD_KIND_VFIO_GROUP);
+        ck_assert_int_eq(v.kind[2], VFIOD_FD_KIND_VFIO_DEVICE);
 
         /* SetIrqs: -1 skipped; a visitor error stops the walk. */
         v.n = 0;
@@ -1936,6 +2004,7 @@ START_TEST(test_fd_indices)
         ck_assert_uint_eq(v.n, 2);
         ck_assert_int_eq(v.idx[0], 3);
         ck_assert_int_eq(v.idx[1], 42);
+        ck_assert_int_eq(v.kind[0], VFIOD_FD_KIND_EVENTFD);
 
         /* A body without fds; a NULL body message. */
         v.n = 0;
@@ -1957,16 +2026,16 @@ START_TEST(test_check_fds)
         const char *reason = NULL;
 
         map_dma_env_init(&e, idx, 3);
-        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, 2, &reason), 0);
-        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, 1, &reason), -EBADR);
+        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, NULL, 2, &reason), 0);
+        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, NULL, 1, &reason), -EBADR);
         ck_assert_ptr_nonnull(reason);
         reason = NULL;
-        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, 3, &reason), -EPROTO);
+        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, NULL, 3, &reason), -EPROTO);
         ck_assert_ptr_nonnull(reason);
-        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, VFIOD_PROTO_MAX_FDS + 1, NULL),
+        ck_assert_int_eq(vfiod_envelope_check_fds(&e.env, NULL, VFIOD_PROTO_MAX_FDS + 1, NULL),
                          -ETOOMANYREFS);
-        ck_assert_int_eq(vfiod_envelope_check_fds(&none, 0, NULL), -ENOMSG);
-        ck_assert_int_eq(vfiod_envelope_check_fds(NULL, 0, NULL), -ENOMSG);
+        ck_assert_int_eq(vfiod_envelope_check_fds(&none, NULL, 0, NULL), -ENOMSG);
+        ck_assert_int_eq(vfiod_envelope_check_fds(NULL, NULL, 0, NULL), -ENOMSG);
 }
 END_TEST
 
@@ -2009,6 +2078,7 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_reject_unnamed_fds);
         tcase_add_test(tc, test_reject_missing_fds);
         tcase_add_test(tc, test_reject_foreign_cmsg);
+        tcase_add_test(tc, test_reject_wrong_kind);
         tcase_add_test(tc, test_send_refuses);
         suite_add_tcase(s, tc);
 
