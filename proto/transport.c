@@ -219,7 +219,8 @@ static int fd_check_visit(int64_t index, enum vfiod_fd_kind kind, void *userdata
 
         if (index < 0 || (uint64_t)index >= c->n_fds)
                 return -EBADR;
-        if (c->fds && !fd_has_kind(c->fds[index], kind))
+        /* Once per fd: a MapDma batch may name one memfd in many ranges. */
+        if (c->fds && !c->named[index] && !fd_has_kind(c->fds[index], kind))
                 c->wrong_kind = true; /* reported after the indices: they come first */
         c->named[index] = true;
         return 0;
