@@ -568,10 +568,12 @@ static void mdma_dma_work(struct work_struct *work)
 
 		if (delay)
 			msleep(delay);
-		code = mdma_execute(m, &job, &fault);
-	} else {
-		code = MDMA_ERR_ABORTED;
 	}
+	/* a reset or close during the delay aborts the command */
+	if (job.generation == READ_ONCE(m->generation))
+		code = mdma_execute(m, &job, &fault);
+	else
+		code = MDMA_ERR_ABORTED;
 	mutex_unlock(&m->dma_lock);
 
 	mutex_lock(&m->lock);
