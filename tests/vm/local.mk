@@ -35,7 +35,7 @@ VM_ARGS = \
 check-vm: $(VM_GUESTS)
 	$(srcdir)/tests/vm/run-vm.sh --out $(VM_OUT) $(VM_ARGS)
 
-CLEANFILES += $(VM_OUT)/initramfs.cpio $(VM_OUT)/console.log $(VM_OUT)/results.log \
+CLEANFILES += $(VM_OUT)/initramfs.cpio $(VM_OUT)/console.txt $(VM_OUT)/results.txt \
 	tests/vm/check-vm.out
 EXTRA_DIST += tests/vm/README.md tests/vm/run-vm.sh tests/vm/fetch-kernel.sh \
 	tests/vm/guest-init.sh

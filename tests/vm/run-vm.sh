@@ -214,8 +214,8 @@ for ((i = 1; i <= edus; i++)); do
         devices+=(-device "pcie-root-port,id=rp$i,chassis=$i,slot=$i" -device "edu,bus=rp$i")
 done
 
-console=$out/console.log
-results=$out/results.log
+console=$out/console.txt
+results=$out/results.txt
 rm -f "$console" "$results"
 say "booting $kver with $edus edu device(s); console log: $console"
 start=$(date +%s)
