@@ -390,7 +390,12 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
                 reason = "datagram does not decode as an Envelope";
                 goto reject;
         }
-        r = vfiod_envelope_check_fds(env, fds, n_fds, &reason);
+        /*
+         * Structure only: indices in range, every fd named. Whether each fd is
+         * of the right kind is the handler's question (it answers with an
+         * error and keeps the connection), see vfiod_envelope_check_fds().
+         */
+        r = vfiod_envelope_check_fds(env, NULL, n_fds, &reason);
         if (r < 0)
                 goto reject;
 

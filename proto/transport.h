@@ -90,9 +90,11 @@ static inline void vfiod_msg_freep(struct vfiod_msg **msg)
  *                    version does not know);
  *     -EBADR         names an fd index that did not arrive;
  *     -EPROTO        carries an fd the message does not name;
- *     -EBADFD        an fd of the wrong kind: MapDma needs memfds, SetIrqs
- *                    eventfds (see vfiod_envelope_check_fds());
  *   -ENOMEM.
+ * The kinds of the fds (MapDma needs memfds, SetIrqs eventfds) are NOT
+ * checked here: a request with an fd of the wrong kind is well-formed but
+ * wrong, so the receiver answers it with an error and keeps the connection;
+ * vfiod_envelope_check_fds(env, fds, n_fds, ...) tells (-EBADFD).
  * On a negative return *ret is untouched and, if ret_reason is not NULL,
  * *ret_reason is set to a static human-readable reason. ret_reason may be
  * NULL.
