@@ -62,16 +62,20 @@
 
 static unsigned int max_instances = 16;
 module_param(max_instances, uint, 0444);
-MODULE_PARM_DESC(max_instances, "Instances that may exist at once (default 16)");
+MODULE_PARM_DESC(max_instances,
+		 "Instances that may exist at once (default 16)");
 
 static unsigned int max_xfer = 1U << 20;
 module_param(max_xfer, uint, 0444);
-MODULE_PARM_DESC(max_xfer, "Largest DMA command in bytes (default 1 MiB, at most 16 MiB)");
+MODULE_PARM_DESC(
+	max_xfer,
+	"Largest DMA command in bytes (default 1 MiB, at most 16 MiB)");
 
 static unsigned int iotlb_pages = 1024;
 module_param(iotlb_pages, uint, 0444);
-MODULE_PARM_DESC(iotlb_pages,
-		 "Pages an instance keeps pinned between commands (default 1024; raised to what one command needs)");
+MODULE_PARM_DESC(
+	iotlb_pages,
+	"Pages an instance keeps pinned between commands (default 1024; raised to what one command needs)");
 
 static unsigned int msix_vectors = 4;
 module_param(msix_vectors, uint, 0444);
@@ -79,7 +83,8 @@ MODULE_PARM_DESC(msix_vectors, "MSI-X table size (1..32, default 4)");
 
 static unsigned int dma_delay_ms;
 module_param(dma_delay_ms, uint, 0644);
-MODULE_PARM_DESC(dma_delay_ms, "Extra time each DMA command takes, in ms (default 0)");
+MODULE_PARM_DESC(dma_delay_ms,
+		 "Extra time each DMA command takes, in ms (default 0)");
 
 /* ---- types ------------------------------------------------------------ */
 
@@ -214,8 +219,8 @@ static void mdma_config_init(struct mdma_state *m)
 
 	/* BAR0: 32-bit non-prefetchable memory; the writable mask makes the
 	 * sizing protocol work: write ~0, read back ~(size - 1). */
-	cfg_put32(c, PCI_BASE_ADDRESS_0, PCI_BASE_ADDRESS_SPACE_MEMORY |
-						 PCI_BASE_ADDRESS_MEM_TYPE_32);
+	cfg_put32(c, PCI_BASE_ADDRESS_0,
+		  PCI_BASE_ADDRESS_SPACE_MEMORY | PCI_BASE_ADDRESS_MEM_TYPE_32);
 	cfg_put32(w, PCI_BASE_ADDRESS_0, ~(u32)(MDMA_BAR0_SIZE - 1));
 	/* BAR1..5 and the ROM BAR are not implemented: read-only zero */
 
@@ -427,11 +432,10 @@ static struct page *mdma_iotlb_get(struct mdma_state *m, u64 iova_page,
 	if (WARN_ON_ONCE(ret != 1))
 		return ERR_PTR(-EFAULT);
 
-	ret = xa_err(xa_store(&m->iotlb, index,
-			      xa_tag_pointer(page, writable ?
-							   MDMA_IOTLB_WRITABLE :
-							   0),
-			      GFP_KERNEL));
+	ret = xa_err(xa_store(
+		&m->iotlb, index,
+		xa_tag_pointer(page, writable ? MDMA_IOTLB_WRITABLE : 0),
+		GFP_KERNEL));
 	if (ret) {
 		vfio_unpin_pages(&m->vdev, iova_page, 1);
 		return ERR_PTR(ret);
@@ -472,6 +476,7 @@ static int mdma_execute(struct mdma_state *m, const struct mdma_job *job,
 {
 	struct device *dev = mdma_dev(m);
 	bool copy = job->cmd == MDMA_CMD_COPY;
+	bool in_dst = false;
 	u32 done;
 	int ret;
 
@@ -480,22 +485,24 @@ static int mdma_execute(struct mdma_state *m, const struct mdma_job *job,
 		mdma_iotlb_flush(m);
 
 	if (copy) {
-		ret = mdma_translate(m, job->src, job->len, false,
-				     m->src_pages, ret_fault);
+		ret = mdma_translate(m, job->src, job->len, false, m->src_pages,
+				     ret_fault);
 		if (ret)
 			goto fault;
 	}
 	ret = mdma_translate(m, job->dst, job->len, true, m->dst_pages,
 			     ret_fault);
-	if (ret)
+	if (ret) {
+		in_dst = true;
 		goto fault;
+	}
 
 	for (done = 0; done < job->len;) {
 		u64 d = job->dst + done;
 		u32 doff = offset_in_page(d);
 		u32 chunk = min_t(u32, job->len - done, PAGE_SIZE - doff);
-		struct page *dpage =
-			m->dst_pages[(d >> PAGE_SHIFT) - (job->dst >> PAGE_SHIFT)];
+		struct page *dpage = m->dst_pages[(d >> PAGE_SHIFT) -
+						  (job->dst >> PAGE_SHIFT)];
 		u8 *dst = kmap_local_page(dpage);
 
 		if (copy) {
@@ -514,7 +521,8 @@ static int mdma_execute(struct mdma_state *m, const struct mdma_job *job,
 			u32 i;
 
 			for (i = 0; i < chunk; i++)
-				dst[doff + i] = job->pattern >> (8 * ((d + i) & 3));
+				dst[doff + i] =
+					job->pattern >> (8 * ((d + i) & 3));
 		}
 		kunmap_local(dst);
 		done += chunk;
@@ -525,27 +533,27 @@ fault:
 	ret = mdma_pin_errno_to_code(ret);
 	switch (ret) {
 	case MDMA_ERR_UNMAPPED:
-		dev_warn_ratelimited(dev,
-				     "DMA %s at unmapped IOVA 0x%llx refused, no memory touched (ERROR=UNMAPPED)\n",
-				     *ret_fault >= job->dst &&
-						     *ret_fault - job->dst < job->len ?
-					     "write" :
-					     "read",
-				     *ret_fault);
+		dev_warn_ratelimited(
+			dev,
+			"DMA %s at unmapped IOVA 0x%llx refused, no memory touched (ERROR=UNMAPPED)\n",
+			in_dst ? "write" : "read", *ret_fault);
 		break;
 	case MDMA_ERR_PERM:
-		dev_warn_ratelimited(dev,
-				     "DMA write to read-only mapping at IOVA 0x%llx refused (ERROR=PERM)\n",
-				     *ret_fault);
+		dev_warn_ratelimited(
+			dev,
+			"DMA write to read-only mapping at IOVA 0x%llx refused (ERROR=PERM)\n",
+			*ret_fault);
 		break;
 	case MDMA_ERR_IOMMU:
-		dev_warn_ratelimited(dev,
-				     "DMA refused: the container cannot pin pages for this device; set VFIO_TYPE1v2_IOMMU (ERROR=IOMMU)\n");
+		dev_warn_ratelimited(
+			dev,
+			"DMA refused: the container cannot pin pages for this device; set VFIO_TYPE1v2_IOMMU (ERROR=IOMMU)\n");
 		break;
 	default:
-		dev_warn_ratelimited(dev,
-				     "DMA refused: pinning IOVA 0x%llx failed (ERROR=PIN)\n",
-				     *ret_fault);
+		dev_warn_ratelimited(
+			dev,
+			"DMA refused: pinning IOVA 0x%llx failed (ERROR=PIN)\n",
+			*ret_fault);
 		break;
 	}
 	return ret;
@@ -608,34 +616,39 @@ static void mdma_doorbell(struct mdma_state *m, u32 cmd)
 	struct device *dev = mdma_dev(m);
 
 	if (m->status & MDMA_STATUS_BUSY) {
-		dev_warn_ratelimited(dev,
-				     "CMD 0x%x written while a command is running: ignored\n",
-				     cmd);
+		dev_warn_ratelimited(
+			dev,
+			"CMD 0x%x written while a command is running: ignored\n",
+			cmd);
 		return;
 	}
 	if (cmd != MDMA_CMD_COPY && cmd != MDMA_CMD_FILL) {
-		dev_warn_ratelimited(dev, "CMD 0x%x: no such command (ERROR=BAD_CMD)\n",
-				     cmd);
+		dev_warn_ratelimited(
+			dev, "CMD 0x%x: no such command (ERROR=BAD_CMD)\n",
+			cmd);
 		mdma_cmd_fail(m, MDMA_ERR_BAD_CMD, 0);
 		return;
 	}
 	if (!(mdma_command(m) & PCI_COMMAND_MASTER)) {
-		dev_warn_ratelimited(dev,
-				     "DMA command refused: bus mastering is disabled in the PCI command register (ERROR=NO_BUS_MASTER)\n");
+		dev_warn_ratelimited(
+			dev,
+			"DMA command refused: bus mastering is disabled in the PCI command register (ERROR=NO_BUS_MASTER)\n");
 		mdma_cmd_fail(m, MDMA_ERR_NO_BUS_MASTER, 0);
 		return;
 	}
 	if (m->len == 0 || m->len > max_xfer) {
-		dev_warn_ratelimited(dev,
-				     "DMA command refused: LEN %u not in 1..%u (ERROR=BAD_LEN)\n",
-				     m->len, max_xfer);
+		dev_warn_ratelimited(
+			dev,
+			"DMA command refused: LEN %u not in 1..%u (ERROR=BAD_LEN)\n",
+			m->len, max_xfer);
 		mdma_cmd_fail(m, MDMA_ERR_BAD_LEN, 0);
 		return;
 	}
 	if (m->dst + m->len - 1 < m->dst ||
 	    (cmd == MDMA_CMD_COPY && m->src + m->len - 1 < m->src)) {
-		dev_warn_ratelimited(dev,
-				     "DMA command refused: range wraps around the IOVA space (ERROR=RANGE)\n");
+		dev_warn_ratelimited(
+			dev,
+			"DMA command refused: range wraps around the IOVA space (ERROR=RANGE)\n");
 		mdma_cmd_fail(m, MDMA_ERR_RANGE,
 			      m->dst + m->len - 1 < m->dst ? m->dst : m->src);
 		return;
@@ -675,12 +688,12 @@ static void mdma_regs_reset(struct mdma_state *m)
 static void mdma_bad_reg(struct mdma_state *m, const char *what, u32 off,
 			 size_t size)
 {
-	dev_warn_ratelimited(mdma_dev(m),
-			     "BAR0 %s of %zu byte(s) at 0x%03x: %s\n",
-			     what, size, off,
-			     size != 4 || (off & 3) ?
-				     "registers take aligned 4-byte accesses only" :
-				     "no such register");
+	dev_warn_ratelimited(
+		mdma_dev(m), "BAR0 %s of %zu byte(s) at 0x%03x: %s\n", what,
+		size, off,
+		size != 4 || (off & 3)
+			? "registers take aligned 4-byte accesses only"
+			: "no such register");
 }
 
 /* lock held */
@@ -801,9 +814,10 @@ static int mdma_bar0_write(struct mdma_state *m, u32 off, const u8 *buf,
 		break;
 	case MDMA_REG_MSIX_VECTOR:
 		if (v >= msix_vectors) {
-			dev_warn_ratelimited(mdma_dev(m),
-					     "MSIX_VECTOR %u out of range (table has %u): ignored\n",
-					     v, msix_vectors);
+			dev_warn_ratelimited(
+				mdma_dev(m),
+				"MSIX_VECTOR %u out of range (table has %u): ignored\n",
+				v, msix_vectors);
 			break;
 		}
 		m->msix_vector = v;
@@ -831,9 +845,9 @@ static int mdma_bar0_write(struct mdma_state *m, u32 off, const u8 *buf,
 		break;
 	case MDMA_REG_ERR_INJECT:
 		if (v != MDMA_ERR_INJECT_KEY) {
-			dev_warn_ratelimited(mdma_dev(m),
-					     "ERR_INJECT 0x%x: wrong key, ignored\n",
-					     v);
+			dev_warn_ratelimited(
+				mdma_dev(m),
+				"ERR_INJECT 0x%x: wrong key, ignored\n", v);
 			break;
 		}
 		mdma_signal_err(m);
@@ -846,9 +860,10 @@ static int mdma_bar0_write(struct mdma_state *m, u32 off, const u8 *buf,
 	case MDMA_REG_ERR_IOVA_LO:
 	case MDMA_REG_ERR_IOVA_HI:
 	case MDMA_REG_COUNT:
-		dev_warn_ratelimited(mdma_dev(m),
-				     "BAR0 write of 0x%x to read-only register 0x%03x: ignored\n",
-				     v, off);
+		dev_warn_ratelimited(
+			mdma_dev(m),
+			"BAR0 write of 0x%x to read-only register 0x%03x: ignored\n",
+			v, off);
 		break;
 	default:
 		mdma_bad_reg(m, "write", off, size);
@@ -889,8 +904,9 @@ static void mdma_config_write(struct mdma_state *m, u32 off, const u8 *buf,
 		mdma_irq_update(m, 0);
 	if ((old_cmd & ~new_cmd & PCI_COMMAND_MASTER) &&
 	    (m->status & MDMA_STATUS_BUSY))
-		dev_info_ratelimited(mdma_dev(m),
-				     "bus mastering disabled while a command runs: it completes\n");
+		dev_info_ratelimited(
+			mdma_dev(m),
+			"bus mastering disabled while a command runs: it completes\n");
 }
 
 /* ---- vfio_device_ops: read/write -------------------------------------- */
@@ -921,9 +937,10 @@ static ssize_t mdma_access(struct mdma_state *m, u8 *buf, size_t count,
 		}
 		if (!(mdma_command(m) & PCI_COMMAND_MEMORY)) {
 			/* vfio-pci answers -EIO as well */
-			dev_warn_ratelimited(mdma_dev(m),
-					     "BAR0 %s at 0x%03llx while memory decoding is disabled in the PCI command register: refused\n",
-					     write ? "write" : "read", off);
+			dev_warn_ratelimited(
+				mdma_dev(m),
+				"BAR0 %s at 0x%03llx while memory decoding is disabled in the PCI command register: refused\n",
+				write ? "write" : "read", off);
 			ret = -EIO;
 			break;
 		}
@@ -1201,8 +1218,7 @@ static int mdma_set_msi_trigger(struct mdma_state *m, unsigned int index,
 	unsigned long irqflags;
 	unsigned int i;
 
-	if (m->irq_type == type && !count &&
-	    (flags & VFIO_IRQ_SET_DATA_NONE)) {
+	if (m->irq_type == type && !count && (flags & VFIO_IRQ_SET_DATA_NONE)) {
 		mdma_msi_disable(m);
 		return 0;
 	}
@@ -1235,7 +1251,8 @@ static int mdma_set_msi_trigger(struct mdma_state *m, unsigned int index,
 	for (i = start; i < start + count; i++) {
 		if (!m->msi_trigger[i])
 			continue;
-		if ((flags & VFIO_IRQ_SET_DATA_BOOL) && !((u8 *)data)[i - start])
+		if ((flags & VFIO_IRQ_SET_DATA_BOOL) &&
+		    !((u8 *)data)[i - start])
 			continue;
 		eventfd_signal(m->msi_trigger[i], 1);
 	}
@@ -1245,8 +1262,8 @@ static int mdma_set_msi_trigger(struct mdma_state *m, unsigned int index,
 
 /* ERR and REQ: one eventfd each, the vfio-pci single-trigger rules */
 static int mdma_set_single_trigger(struct mdma_state *m,
-				   struct eventfd_ctx **ctx,
-				   unsigned int count, u32 flags, void *data)
+				   struct eventfd_ctx **ctx, unsigned int count,
+				   u32 flags, void *data)
 {
 	unsigned long irqflags;
 
@@ -1305,10 +1322,10 @@ static void mdma_signal_err(struct mdma_state *m)
 		sent = true;
 	}
 	spin_unlock_irqrestore(&m->irq_lock, flags);
-	dev_notice_ratelimited(mdma_dev(m),
-			       "injected uncorrectable error%s\n",
-			       sent ? ", ERR signalled" :
-				      " (no ERR eventfd set, nothing signalled)");
+	dev_notice_ratelimited(
+		mdma_dev(m), "injected uncorrectable error%s\n",
+		sent ? ", ERR signalled"
+		     : " (no ERR eventfd set, nothing signalled)");
 }
 
 static int mdma_set_irqs(struct mdma_state *m, u32 flags, unsigned int index,
@@ -1362,10 +1379,10 @@ static void mdma_irqs_disable_all(struct mdma_state *m)
 		mdma_intx_disable(m);
 	else if (m->irq_type == MDMA_IRQ_MSI || m->irq_type == MDMA_IRQ_MSIX)
 		mdma_msi_disable(m);
-	mdma_set_single_trigger(m, &m->err_trigger, 0,
-				VFIO_IRQ_SET_DATA_NONE, NULL);
-	mdma_set_single_trigger(m, &m->req_trigger, 0,
-				VFIO_IRQ_SET_DATA_NONE, NULL);
+	mdma_set_single_trigger(m, &m->err_trigger, 0, VFIO_IRQ_SET_DATA_NONE,
+				NULL);
+	mdma_set_single_trigger(m, &m->req_trigger, 0, VFIO_IRQ_SET_DATA_NONE,
+				NULL);
 }
 
 /* ---- ioctls ------------------------------------------------------------- */
@@ -1454,9 +1471,8 @@ static long mdma_ioctl_set_irqs(struct mdma_state *m, void __user *arg)
 	if (copy_from_user(&hdr, arg, minsz))
 		return -EFAULT;
 
-	ret = vfio_set_irqs_validate_and_prepare(&hdr,
-						 mdma_irq_count(hdr.index),
-						 VFIO_PCI_NUM_IRQS, &data_size);
+	ret = vfio_set_irqs_validate_and_prepare(
+		&hdr, mdma_irq_count(hdr.index), VFIO_PCI_NUM_IRQS, &data_size);
 	if (ret)
 		return ret;
 
@@ -1583,13 +1599,15 @@ static void mdma_request(struct vfio_device *vdev, unsigned int count)
 	mutex_lock(&m->igate);
 	if (m->req_trigger) {
 		if (!(count % 10))
-			dev_notice_ratelimited(mdma_dev(m),
-					       "relaying device request to user (#%u)\n",
-					       count);
+			dev_notice_ratelimited(
+				mdma_dev(m),
+				"relaying device request to user (#%u)\n",
+				count);
 		eventfd_signal(m->req_trigger, 1);
 	} else if (count == 0) {
-		dev_warn(mdma_dev(m),
-			 "no device request channel registered, blocked until released by user\n");
+		dev_warn(
+			mdma_dev(m),
+			"no device request channel registered, blocked until released by user\n");
 	}
 	mutex_unlock(&m->igate);
 }
@@ -1660,7 +1678,8 @@ static int mdma_probe(struct mdev_device *mdev)
 	if (ret)
 		goto err_put;
 	dev_set_drvdata(&mdev->dev, m);
-	dev_info(&mdev->dev, "created: PCI %04x:%04x, BAR0 %u bytes, %u MSI-X vectors\n",
+	dev_info(&mdev->dev,
+		 "created: PCI %04x:%04x, BAR0 %u bytes, %u MSI-X vectors\n",
 		 MDMA_PCI_VENDOR_ID, MDMA_PCI_DEVICE_ID, MDMA_BAR0_SIZE,
 		 msix_vectors);
 	return 0;
@@ -1682,10 +1701,11 @@ static void mdma_remove(struct mdev_device *mdev)
 
 static ssize_t mdma_show_description(struct mdev_type *mtype, char *buf)
 {
-	return sysfs_emit(buf,
-			  "PCI %04x:%04x DMA copy/fill engine, BAR0 %u bytes, INTx/MSI/%u MSI-X vectors\n",
-			  MDMA_PCI_VENDOR_ID, MDMA_PCI_DEVICE_ID,
-			  MDMA_BAR0_SIZE, msix_vectors);
+	return sysfs_emit(
+		buf,
+		"PCI %04x:%04x DMA copy/fill engine, BAR0 %u bytes, INTx/MSI/%u MSI-X vectors\n",
+		MDMA_PCI_VENDOR_ID, MDMA_PCI_DEVICE_ID, MDMA_BAR0_SIZE,
+		msix_vectors);
 }
 
 static struct mdev_type mdma_type = {
@@ -1693,15 +1713,16 @@ static struct mdev_type mdma_type = {
 	.pretty_name = "mdma DMA test function",
 };
 
-static struct mdev_type *mdma_types[] = { &mdma_type };
+static struct mdev_type *mdma_types[] = {&mdma_type};
 
 static struct mdev_driver mdma_driver = {
 	.device_api = VFIO_DEVICE_API_PCI_STRING,
-	.driver = {
-		.name = MDMA_NAME,
-		.owner = THIS_MODULE,
-		.mod_name = KBUILD_MODNAME,
-	},
+	.driver =
+		{
+			.name = MDMA_NAME,
+			.owner = THIS_MODULE,
+			.mod_name = KBUILD_MODNAME,
+		},
 	.probe = mdma_probe,
 	.remove = mdma_remove,
 	.show_description = mdma_show_description,

@@ -197,9 +197,9 @@ static uint32_t cfg_read(struct dev *d, unsigned int off, unsigned int size)
 static int cfg_write(struct dev *d, unsigned int off, uint32_t v,
 		     unsigned int size)
 {
-	return pwrite(d->fd, &v, size, d->cfg_off + off) == (ssize_t)size ?
-		       0 :
-		       -errno;
+	return pwrite(d->fd, &v, size, d->cfg_off + off) == (ssize_t)size
+		       ? 0
+		       : -errno;
 }
 
 static uint32_t reg_read(struct dev *d, unsigned int off)
@@ -288,7 +288,7 @@ static int irq_disable(int fd, uint32_t index)
 /* Returns the eventfd count after waiting up to ms, 0 when nothing came. */
 static uint64_t efd_wait(int efd, int ms)
 {
-	struct pollfd p = { .fd = efd, .events = POLLIN };
+	struct pollfd p = {.fd = efd, .events = POLLIN};
 	uint64_t v = 0;
 
 	if (poll(&p, 1, ms) != 1)
@@ -332,7 +332,7 @@ static int64_t unmap_dma(int container, uint64_t iova, uint64_t size)
 
 static int open_group(int container, int groupno, bool set_iommu)
 {
-	struct vfio_group_status st = { .argsz = sizeof(st) };
+	struct vfio_group_status st = {.argsz = sizeof(st)};
 	char path[64];
 	int g;
 
@@ -356,7 +356,7 @@ static int open_group(int container, int groupno, bool set_iommu)
 
 static int open_device(int g, const char *uuid, struct dev *d)
 {
-	struct vfio_region_info r = { .argsz = sizeof(r) };
+	struct vfio_region_info r = {.argsz = sizeof(r)};
 
 	d->fd = ioctl(g, VFIO_GROUP_GET_DEVICE_FD, uuid);
 	if (!check(d->fd >= 0, "VFIO_GROUP_GET_DEVICE_FD '%s'", uuid))
@@ -374,23 +374,23 @@ static int open_device(int g, const char *uuid, struct dev *d)
 
 static void test_info(struct dev *d)
 {
-	struct vfio_device_info info = { .argsz = sizeof(info) };
-	struct vfio_region_info r = { .argsz = sizeof(r) };
-	struct vfio_irq_info irq = { .argsz = sizeof(irq) };
+	struct vfio_device_info info = {.argsz = sizeof(info)};
+	struct vfio_region_info r = {.argsz = sizeof(r)};
+	struct vfio_irq_info irq = {.argsz = sizeof(irq)};
 	static const struct {
 		uint32_t index, count, flags;
 	} irqs[] = {
-		{ VFIO_PCI_INTX_IRQ_INDEX, 1,
-		  VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE |
-			  VFIO_IRQ_INFO_AUTOMASKED },
-		{ VFIO_PCI_MSI_IRQ_INDEX, 1,
-		  VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE },
-		{ VFIO_PCI_MSIX_IRQ_INDEX, 4,
-		  VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE },
-		{ VFIO_PCI_ERR_IRQ_INDEX, 1,
-		  VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE },
-		{ VFIO_PCI_REQ_IRQ_INDEX, 1,
-		  VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE },
+		{VFIO_PCI_INTX_IRQ_INDEX, 1,
+		 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE |
+			 VFIO_IRQ_INFO_AUTOMASKED},
+		{VFIO_PCI_MSI_IRQ_INDEX, 1,
+		 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE},
+		{VFIO_PCI_MSIX_IRQ_INDEX, 4,
+		 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE},
+		{VFIO_PCI_ERR_IRQ_INDEX, 1,
+		 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE},
+		{VFIO_PCI_REQ_IRQ_INDEX, 1,
+		 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE},
 	};
 
 	group = "info";
@@ -408,12 +408,12 @@ static void test_info(struct dev *d)
 	check(rc == 0 && r.size == MDMA_CFG_SIZE &&
 		      r.flags == (VFIO_REGION_INFO_FLAG_READ |
 				  VFIO_REGION_INFO_FLAG_WRITE),
-	      "config region: %llu bytes, flags 0x%x", (unsigned long long)r.size,
-	      r.flags);
+	      "config region: %llu bytes, flags 0x%x",
+	      (unsigned long long)r.size, r.flags);
 	r.index = VFIO_PCI_BAR0_REGION_INDEX;
 	rc = ioctl(d->fd, VFIO_DEVICE_GET_REGION_INFO, &r);
-	check(rc == 0 && r.size == MDMA_BAR0_SIZE,
-	      "BAR0 region: %llu bytes", (unsigned long long)r.size);
+	check(rc == 0 && r.size == MDMA_BAR0_SIZE, "BAR0 region: %llu bytes",
+	      (unsigned long long)r.size);
 	r.index = VFIO_PCI_BAR2_REGION_INDEX;
 	check(ioctl(d->fd, VFIO_DEVICE_GET_REGION_INFO, &r) == 0 && r.size == 0,
 	      "BAR2 region: empty");
@@ -432,7 +432,8 @@ static void test_info(struct dev *d)
 		      irq.flags);
 	}
 	irq.index = VFIO_PCI_NUM_IRQS;
-	check(ioctl(d->fd, VFIO_DEVICE_GET_IRQ_INFO, &irq) < 0 && errno == EINVAL,
+	check(ioctl(d->fd, VFIO_DEVICE_GET_IRQ_INFO, &irq) < 0 &&
+		      errno == EINVAL,
 	      "irq index %u: EINVAL", VFIO_PCI_NUM_IRQS);
 }
 
@@ -448,14 +449,17 @@ static void test_config(struct dev *d)
 	      cfg_read(d, PCI_DEVICE_ID, 2));
 	check((cfg_read(d, PCI_CLASS_REVISION, 4) >> 8) == MDMA_PCI_CLASS,
 	      "class 0x%06x", cfg_read(d, PCI_CLASS_REVISION, 4) >> 8);
-	check(cfg_read(d, PCI_SUBSYSTEM_VENDOR_ID, 2) == MDMA_PCI_SUBVENDOR_ID &&
+	check(cfg_read(d, PCI_SUBSYSTEM_VENDOR_ID, 2) ==
+			      MDMA_PCI_SUBVENDOR_ID &&
 		      cfg_read(d, PCI_SUBSYSTEM_ID, 2) == MDMA_PCI_SUBDEVICE_ID,
 	      "subsystem ids");
 	check(cfg_read(d, PCI_HEADER_TYPE, 1) == 0, "header type 0");
 	check(cfg_read(d, PCI_INTERRUPT_PIN, 1) == 1, "interrupt pin INTA");
 	v = cfg_read(d, PCI_COMMAND, 2);
-	check(v == PCI_COMMAND_MEMORY, "command after open: memory on, bus master off (0x%x)", v);
-	check(cfg_read(d, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST, "capability list");
+	check(v == PCI_COMMAND_MEMORY,
+	      "command after open: memory on, bus master off (0x%x)", v);
+	check(cfg_read(d, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST,
+	      "capability list");
 
 	cfg_write(d, PCI_VENDOR_ID, 0xffff, 2);
 	check(cfg_read(d, PCI_VENDOR_ID, 2) == MDMA_PCI_VENDOR_ID,
@@ -484,7 +488,8 @@ static void test_config(struct dev *d)
 		if (id == PCI_CAP_ID_MSIX)
 			found_msix = pos;
 	}
-	check(found_msi == MDMA_CFG_MSI_CAP, "MSI capability at 0x%x", found_msi);
+	check(found_msi == MDMA_CFG_MSI_CAP, "MSI capability at 0x%x",
+	      found_msi);
 	check(found_msix == MDMA_CFG_MSIX_CAP, "MSI-X capability at 0x%x",
 	      found_msix);
 	if (found_msi) {
@@ -493,8 +498,10 @@ static void test_config(struct dev *d)
 		      "MSI: 64-bit, one vector (flags 0x%x)", v);
 		cfg_write(d, found_msi + PCI_MSI_ADDRESS_LO, 0xfee00000, 4);
 		cfg_write(d, found_msi + PCI_MSI_DATA_64, 0x4041, 2);
-		check(cfg_read(d, found_msi + PCI_MSI_ADDRESS_LO, 4) == 0xfee00000 &&
-			      cfg_read(d, found_msi + PCI_MSI_DATA_64, 2) == 0x4041,
+		check(cfg_read(d, found_msi + PCI_MSI_ADDRESS_LO, 4) ==
+				      0xfee00000 &&
+			      cfg_read(d, found_msi + PCI_MSI_DATA_64, 2) ==
+				      0x4041,
 		      "MSI address and data are writable");
 	}
 	if (found_msix) {
@@ -521,7 +528,8 @@ static void test_regs(struct dev *d)
 	check(reg_read(d, MDMA_REG_VERSION) == MDMA_VERSION_VALUE, "VERSION");
 	check(reg_read(d, MDMA_REG_MAX_LEN) == 1U << 20, "MAX_LEN 1 MiB");
 	reg_write(d, MDMA_REG_SCRATCH, 0xa5a55a5a);
-	check(reg_read(d, MDMA_REG_SCRATCH) == 0xa5a55a5a, "SCRATCH holds a value");
+	check(reg_read(d, MDMA_REG_SCRATCH) == 0xa5a55a5a,
+	      "SCRATCH holds a value");
 	reg_write(d, MDMA_REG_ID, 0);
 	check(reg_read(d, MDMA_REG_ID) == MDMA_ID_VALUE, "ID is read-only");
 	check(reg_write(d, 0x700, 1) == 0 && reg_read(d, 0x700) == 0,
@@ -542,7 +550,8 @@ static void test_regs(struct dev *d)
 	check(pread(d->fd, &v, 4, d->bar0_off) < 0 && errno == EIO,
 	      "memory decoding off: BAR0 access EIO");
 	cfg_write(d, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
-	check(reg_read(d, MDMA_REG_ID) == MDMA_ID_VALUE, "memory decoding back on");
+	check(reg_read(d, MDMA_REG_ID) == MDMA_ID_VALUE,
+	      "memory decoding back on");
 }
 
 static bool all_bytes(const uint8_t *p, size_t n, uint8_t v)
@@ -566,8 +575,8 @@ static void test_dma(struct dev *d, int container, uint8_t *buf, uint8_t *ro)
 	check(map_dma(container, buf, IOVA_A, BUF_SIZE,
 		      VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) == 0,
 	      "map 64 KiB read-write at 0x%llx", IOVA_A);
-	check(map_dma(container, ro, IOVA_RO, RO_SIZE, VFIO_DMA_MAP_FLAG_READ) ==
-		      0,
+	check(map_dma(container, ro, IOVA_RO, RO_SIZE,
+		      VFIO_DMA_MAP_FLAG_READ) == 0,
 	      "map 16 KiB read-only at 0x%llx", IOVA_RO);
 	check(vm_locked_kb() == 0,
 	      "nothing pinned at map time (emulated IOMMU), VmLck %ld kB",
@@ -580,13 +589,15 @@ static void test_dma(struct dev *d, int container, uint8_t *buf, uint8_t *ro)
 		      reg_read(d, MDMA_REG_ERROR) == MDMA_ERR_NO_BUS_MASTER,
 	      "bus master off: command refused (status 0x%x error %u)", st,
 	      reg_read(d, MDMA_REG_ERROR));
-	check(memcmp(buf, snap, BUF_SIZE) == 0, "bus master off: memory untouched");
+	check(memcmp(buf, snap, BUF_SIZE) == 0,
+	      "bus master off: memory untouched");
 	cfg_write(d, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
 	count0 = reg_read(d, MDMA_REG_COUNT);
 
 	/* copy, unaligned, across pages */
 	st = dma_run(d, MDMA_CMD_COPY, IOVA_A + 100, IOVA_A + 0x8007, 9000, 0);
-	check(st == MDMA_STATUS_DONE, "copy 9000 bytes: DONE (status 0x%x)", st);
+	check(st == MDMA_STATUS_DONE, "copy 9000 bytes: DONE (status 0x%x)",
+	      st);
 	check(memcmp(buf + 0x8007, snap + 100, 9000) == 0 &&
 		      memcmp(buf, snap, 0x8007) == 0 &&
 		      memcmp(buf + 0x8007 + 9000, snap + 0x8007 + 9000,
@@ -607,7 +618,8 @@ static void test_dma(struct dev *d, int container, uint8_t *buf, uint8_t *ro)
 			     BUF_SIZE - 0x3001 - 5000) == 0,
 	      "fill 5000 bytes with 0xdeadbeef (status 0x%x)", st);
 	memcpy(snap, buf, BUF_SIZE);
-	check(reg_read(d, MDMA_REG_COUNT) == count0 + 2, "COUNT counts commands");
+	check(reg_read(d, MDMA_REG_COUNT) == count0 + 2,
+	      "COUNT counts commands");
 	check(vm_locked_kb() > 0, "device holds pins after DMA (VmLck %ld kB)",
 	      vm_locked_kb());
 
@@ -661,7 +673,8 @@ static void test_dma(struct dev *d, int container, uint8_t *buf, uint8_t *ro)
 	check(st == MDMA_STATUS_ERROR &&
 		      reg_read(d, MDMA_REG_ERROR) == MDMA_ERR_RANGE,
 	      "range wrapping 2^64: ERROR RANGE");
-	check(memcmp(buf, snap, BUF_SIZE) == 0, "bad commands touched no memory");
+	check(memcmp(buf, snap, BUF_SIZE) == 0,
+	      "bad commands touched no memory");
 
 	check(unmap_dma(container, IOVA_RO, RO_SIZE) == RO_SIZE,
 	      "unmap the read-only mapping");
@@ -682,7 +695,8 @@ static void test_unmap(struct dev *d, int container, uint8_t *buf,
 	check(vm_locked_kb() >= BUF_SIZE / 1024, "pins held: VmLck %ld kB",
 	      vm_locked_kb());
 	n = unmap_dma(container, IOVA_A, BUF_SIZE);
-	check(n == BUF_SIZE, "unmap with pins held succeeds (%lld)", (long long)n);
+	check(n == BUF_SIZE, "unmap with pins held succeeds (%lld)",
+	      (long long)n);
 	check(vm_locked_kb() == 0, "dma_unmap released the pins: VmLck %ld kB",
 	      vm_locked_kb());
 	st = dma_run(d, MDMA_CMD_FILL, 0, IOVA_A, 64, 0x22222222);
@@ -732,7 +746,8 @@ static void test_unmap(struct dev *d, int container, uint8_t *buf,
 		      reg_read(d, MDMA_REG_ERROR) == MDMA_ERR_UNMAPPED &&
 		      all_bytes(buf2, 8192, 0x44),
 	      "after the unmap: ERROR UNMAPPED, memory untouched");
-	check(vm_locked_kb() == 0, "no pins left: VmLck %ld kB", vm_locked_kb());
+	check(vm_locked_kb() == 0, "no pins left: VmLck %ld kB",
+	      vm_locked_kb());
 
 	check(map_dma(container, buf, IOVA_A, BUF_SIZE,
 		      VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) == 0,
@@ -759,7 +774,8 @@ static void test_msi(struct dev *d, uint8_t *buf)
 	st = dma_run(d, MDMA_CMD_FILL, 0, IOVA_A, 256, 0x01020304);
 	check(st == MDMA_STATUS_DONE && buf[0] == 4 && buf[3] == 1,
 	      "fill completes");
-	check(efd_wait(efd, 2000) == 1, "completion MSI arrives on the eventfd");
+	check(efd_wait(efd, 2000) == 1,
+	      "completion MSI arrives on the eventfd");
 	check(reg_read(d, MDMA_REG_IRQ_STATUS) == MDMA_IRQ_DONE,
 	      "IRQ_STATUS DONE");
 	irq_ack_all(d);
@@ -772,7 +788,8 @@ static void test_msi(struct dev *d, uint8_t *buf)
 	reg_write(d, MDMA_REG_IRQ_RAISE, MDMA_IRQ_SOFT);
 	check(efd_wait(efd, 2000) == 1, "IRQ_RAISE sends an MSI");
 	reg_write(d, MDMA_REG_IRQ_RAISE, MDMA_IRQ_SOFT);
-	check(efd_wait(efd, 200) == 0, "no new message for a cause already set");
+	check(efd_wait(efd, 200) == 0,
+	      "no new message for a cause already set");
 	irq_ack_all(d);
 	reg_write(d, MDMA_REG_IRQ_ENABLE, 0);
 	reg_write(d, MDMA_REG_IRQ_RAISE, MDMA_IRQ_SOFT);
@@ -795,9 +812,11 @@ static void test_msi(struct dev *d, uint8_t *buf)
 		       VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, 0, 1,
 		       NULL, 0) == -ENOTTY,
 	      "MSI mask: ENOTTY, as vfio-pci");
-	check(set_eventfds(d->fd, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &fd) == -EINVAL,
+	check(set_eventfds(d->fd, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &fd) ==
+		      -EINVAL,
 	      "INTx while MSI is on: EINVAL");
-	check(set_eventfds(d->fd, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, &fd) == -EINVAL,
+	check(set_eventfds(d->fd, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, &fd) ==
+		      -EINVAL,
 	      "MSI-X while MSI is on: EINVAL");
 	check(irq_disable(d->fd, VFIO_PCI_MSI_IRQ_INDEX) == 0, "disable MSI");
 	reg_write(d, MDMA_REG_IRQ_RAISE, MDMA_IRQ_SOFT);
@@ -825,16 +844,16 @@ static void test_intx(struct dev *d)
 	dma_run(d, MDMA_CMD_FILL, 0, IOVA_A, 16, 0);
 	check(efd_wait(efd, 200) == 0, "automasked: nothing more until unmask");
 	check(set_irqs(d->fd, VFIO_PCI_INTX_IRQ_INDEX,
-		       VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1,
-		       NULL, 0) == 0 &&
+		       VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0,
+		       1, NULL, 0) == 0 &&
 		      efd_wait(efd, 2000) == 1,
 	      "unmask while the line is asserted: signalled again");
 	irq_ack_all(d);
 	check(!(cfg_read(d, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT),
 	      "config status clear after ack");
 	set_irqs(d->fd, VFIO_PCI_INTX_IRQ_INDEX,
-		 VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1, NULL,
-		 0);
+		 VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1,
+		 NULL, 0);
 	check(efd_wait(efd, 200) == 0, "unmask after ack: nothing");
 	dma_run(d, MDMA_CMD_FILL, 0, IOVA_A, 16, 0);
 	check(efd_wait(efd, 2000) == 1, "completion INTx arrives");
@@ -842,8 +861,8 @@ static void test_intx(struct dev *d)
 
 	/* mask explicitly */
 	set_irqs(d->fd, VFIO_PCI_INTX_IRQ_INDEX,
-		 VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1, NULL,
-		 0);
+		 VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1,
+		 NULL, 0);
 	check(set_irqs(d->fd, VFIO_PCI_INTX_IRQ_INDEX,
 		       VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, 0, 1,
 		       NULL, 0) == 0,
@@ -854,10 +873,11 @@ static void test_intx(struct dev *d)
 
 	/* unmask through an eventfd (the KVM resampler path) */
 	check(set_irqs(d->fd, VFIO_PCI_INTX_IRQ_INDEX,
-		       VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK, 0,
-		       1, &ufd32, sizeof(ufd32)) == 0,
+		       VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK,
+		       0, 1, &ufd32, sizeof(ufd32)) == 0,
 	      "unmask eventfd");
-	check(write(ufd, &one, sizeof(one)) == sizeof(one), "write the unmask eventfd");
+	check(write(ufd, &one, sizeof(one)) == sizeof(one),
+	      "write the unmask eventfd");
 	usleep(100000);
 	reg_write(d, MDMA_REG_IRQ_RAISE, MDMA_IRQ_SOFT);
 	check(efd_wait(efd, 2000) == 1, "unmasked by eventfd: INTx arrives");
@@ -893,8 +913,8 @@ static void test_intx(struct dev *d)
 	      "MSI while INTx is on: EINVAL");
 	check(irq_disable(d->fd, VFIO_PCI_INTX_IRQ_INDEX) == 0, "disable INTx");
 	check(set_irqs(d->fd, VFIO_PCI_INTX_IRQ_INDEX,
-		       VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 1,
-		       NULL, 0) == -EINVAL,
+		       VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0,
+		       1, NULL, 0) == -EINVAL,
 	      "unmask with INTx off: EINVAL");
 	reg_write(d, MDMA_REG_IRQ_RAISE, MDMA_IRQ_SOFT);
 	check(efd_wait(efd, 200) == 0, "nothing after disable");
@@ -907,7 +927,7 @@ static void test_msix(struct dev *d)
 {
 	int efd[4];
 	int32_t fds[4];
-	uint8_t bools[4] = { 0, 0, 0, 1 };
+	uint8_t bools[4] = {0, 0, 0, 1};
 	bool quiet;
 
 	group = "msix";
@@ -936,9 +956,11 @@ static void test_msix(struct dev *d)
 	reg_write(d, MDMA_REG_IRQ_RAISE, MDMA_IRQ_SOFT);
 	check(efd_wait(efd[1], 200) == 0, "cleared vector sends nothing");
 	irq_ack_all(d);
-	check(set_eventfds(d->fd, VFIO_PCI_MSIX_IRQ_INDEX, 4, 1, fds) == -EINVAL,
+	check(set_eventfds(d->fd, VFIO_PCI_MSIX_IRQ_INDEX, 4, 1, fds) ==
+		      -EINVAL,
 	      "vector 4 of 4: EINVAL");
-	check(irq_disable(d->fd, VFIO_PCI_MSIX_IRQ_INDEX) == 0, "disable MSI-X");
+	check(irq_disable(d->fd, VFIO_PCI_MSIX_IRQ_INDEX) == 0,
+	      "disable MSI-X");
 	/* a smaller block re-enables with fewer vectors */
 	fds[0] = efd[0];
 	check(set_eventfds(d->fd, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, fds) == 0,
@@ -946,7 +968,8 @@ static void test_msix(struct dev *d)
 	reg_write(d, MDMA_REG_MSIX_VECTOR, 0);
 	reg_write(d, MDMA_REG_IRQ_RAISE, MDMA_IRQ_SOFT);
 	check(efd_wait(efd[0], 2000) == 1, "vector 0 arrives");
-	check(set_eventfds(d->fd, VFIO_PCI_MSIX_IRQ_INDEX, 1, 1, fds) == -EINVAL,
+	check(set_eventfds(d->fd, VFIO_PCI_MSIX_IRQ_INDEX, 1, 1, fds) ==
+		      -EINVAL,
 	      "vector 1 beyond the enabled block: EINVAL");
 	irq_disable(d->fd, VFIO_PCI_MSIX_IRQ_INDEX);
 	irq_ack_all(d);
@@ -1051,7 +1074,8 @@ static void *remove_thread(void *arg)
 	struct remover *r = arg;
 	char path[256];
 
-	snprintf(path, sizeof(path), "/sys/bus/mdev/devices/%s/remove", r->uuid);
+	snprintf(path, sizeof(path), "/sys/bus/mdev/devices/%s/remove",
+		 r->uuid);
 	r->err = write_file(path, "1");
 	r->done = true;
 	return NULL;
@@ -1061,7 +1085,7 @@ static void *remove_thread(void *arg)
 static void test_req(struct dev *d, int *groupfd, int container,
 		     const char *uuid)
 {
-	struct remover r = { .uuid = uuid };
+	struct remover r = {.uuid = uuid};
 	int efd = new_efd();
 	int32_t fd = efd;
 	pthread_t t;
@@ -1122,7 +1146,7 @@ int main(int argc, char **argv)
 	const char *tap = getenv("CK_TAP_LOG_FILE_NAME");
 	long avail0;
 	int container, ga, gb;
-	struct dev d = { .fd = -1 };
+	struct dev d = {.fd = -1};
 	uint8_t *mem, *mem2, *ro;
 
 	if (argc == 4 && !strcmp(argv[1], "--hold"))
@@ -1174,9 +1198,11 @@ int main(int argc, char **argv)
 		char gpath[64];
 		int g2;
 
-		snprintf(gpath, sizeof(gpath), "/dev/vfio/%d", group_of(uuid_a));
+		snprintf(gpath, sizeof(gpath), "/dev/vfio/%d",
+			 group_of(uuid_a));
 		g2 = open(gpath, O_RDWR | O_CLOEXEC);
-		check(g2 < 0 && errno == EBUSY, "group opens only once (EBUSY)");
+		check(g2 < 0 && errno == EBUSY,
+		      "group opens only once (EBUSY)");
 		if (g2 >= 0)
 			close(g2);
 		close(again);
@@ -1205,7 +1231,8 @@ int main(int argc, char **argv)
 	test_req(&d, &ga, container, uuid_a);
 
 	group = "teardown";
-	check(vm_locked_kb() == 0, "no pins left: VmLck %ld kB", vm_locked_kb());
+	check(vm_locked_kb() == 0, "no pins left: VmLck %ld kB",
+	      vm_locked_kb());
 	snprintf(path, sizeof(path), "/sys/bus/mdev/devices/%s/remove", uuid_b);
 	check(write_file(path, "1") == 0, "remove %s", uuid_b);
 	check(!mdev_exists(uuid_b), "instance B gone");
