@@ -107,7 +107,8 @@ int kvfio_iommu_get_info(int container_fd, struct kvfio_iommu_info **ret_info);
  * capability chain (what kvfio_iommu_get_info() does after the ioctl).
  * Unknown capabilities are ignored.
  * -EINVAL: buf NULL or len shorter than the struct; -EBADMSG: argsz larger than
- * len, a capability out of bounds, misaligned, or a loop in the chain.
+ * len, a capability out of bounds or inside the fixed struct, a chain whose
+ * offsets do not increase (a loop), or an IOVA range with end < start.
  */
 int kvfio_iommu_info_parse(const void *buf, size_t len, struct kvfio_iommu_info **ret_info);
 

@@ -74,8 +74,8 @@ int kvfio_device_get_region_info(int device_fd, uint32_t index,
  * chain (what kvfio_device_get_region_info() does after the ioctl). Unknown
  * capabilities are ignored.
  * -EINVAL: buf NULL or len shorter than the struct; -EBADMSG: argsz larger
- * than len, a capability out of bounds or misaligned, a loop in the chain, or
- * a sparse area outside the region.
+ * than len, a capability out of bounds or inside the fixed struct, a chain
+ * whose offsets do not increase (a loop), or a sparse area outside the region.
  */
 int kvfio_region_info_parse(const void *buf, size_t len, struct kvfio_region_info **ret_info);
 

@@ -62,15 +62,15 @@ int kvfio_group_unset_container(int group_fd)
         return 0;
 }
 
-int kvfio_group_get_device_fd(int group_fd, const char *bdf)
+int kvfio_group_get_device_fd(int group_fd, const char *name)
 {
         int fd, flags;
 
         if (group_fd < 0)
                 return -EBADF;
-        if (!bdf || !*bdf)
+        if (!name || !*name)
                 return -EINVAL;
-        fd = ioctl(group_fd, VFIO_GROUP_GET_DEVICE_FD, bdf);
+        fd = ioctl(group_fd, VFIO_GROUP_GET_DEVICE_FD, name);
         if (fd < 0)
                 return -errno;
         /* The kernel makes it O_CLOEXEC; make sure, should that ever change. */

@@ -58,11 +58,12 @@ int kvfio_group_set_container(int group_fd, int container_fd);
 int kvfio_group_unset_container(int group_fd);
 
 /*
- * VFIO_GROUP_GET_DEVICE_FD for the device at PCI address bdf (normalised form
- * "dddd:bb:ss.f", as the kernel names it). Returns the device fd (O_CLOEXEC),
- * owned by the caller.
- * -EINVAL: bdf NULL or empty, or the container has no IOMMU model yet;
+ * VFIO_GROUP_GET_DEVICE_FD for the device named `name` as the kernel names
+ * it: for a PCI device its normalised address "dddd:bb:ss.f" (see
+ * kvfio_pci_addr_normalize()); for a mediated device its UUID. Returns the
+ * device fd (O_CLOEXEC), owned by the caller.
+ * -EINVAL: name NULL or empty, or the container has no IOMMU model yet;
  * -ENODEV: no such device in this group; -EBADF;
  * -EBUSY: the device refuses another open.
  */
-int kvfio_group_get_device_fd(int group_fd, const char *bdf);
+int kvfio_group_get_device_fd(int group_fd, const char *name);
