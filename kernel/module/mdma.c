@@ -15,12 +15,16 @@
  * eventfds given with VFIO_DEVICE_SET_IRQS.
  *
  * Locks, outermost first:
- *   igate     SET_IRQS and the REQ/ERR triggers (like vfio-pci's igate)
- *   dma_lock  held by the DMA worker for a whole command, and by whoever
- *             releases pins (dma_unmap, reset, close)
- *   lock      config space, registers, the latched command
- *   irq_lock  spinlock: interrupt delivery state; taken from the INTx unmask
- *             eventfd's wakeup callback, so never sleep under it
+ *   igate      serializes VFIO_DEVICE_SET_IRQS (like vfio-pci's igate)
+ *   dma_lock   held by the DMA worker for a whole command, and by whoever
+ *              releases pins (dma_unmap, reset, close)
+ *   lock       config space, registers, the latched command
+ *   trig_lock  the trigger eventfds; held while signalling one, so a
+ *              trigger cannot be put while it is being signalled
+ *   irq_lock   spinlock: irq_type, num_ctx, the INTx mask and level. Taken
+ *              from the INTx unmask eventfd's wakeup callback (atomic, under
+ *              that eventfd's own lock), so no eventfd is ever signalled
+ *              under it
  * The worker nests lock inside dma_lock for a moment to read the latched
  * command; nothing takes dma_lock while holding lock.
  *
@@ -136,9 +140,11 @@ struct mdma_state {
 	struct page **dst_pages;
 
 	struct mutex igate;
+	struct mutex trig_lock;
 	spinlock_t irq_lock;
 	enum mdma_irq_type irq_type;
 	bool intx_masked;
+	bool intx_level; /* the line, as last computed under lock */
 	struct eventfd_ctx *intx_trigger;
 	struct virqfd *intx_unmask;
 	unsigned int num_ctx; /* MSI/MSI-X vectors enabled */
@@ -256,14 +262,6 @@ static u16 mdma_command(struct mdma_state *m)
 
 /* ---- interrupt delivery ----------------------------------------------- */
 
-/* INTx line level; irq_lock held. */
-static bool mdma_intx_level(struct mdma_state *m, u32 irq_status,
-			    u32 irq_enable, u16 command)
-{
-	return (irq_status & irq_enable) &&
-	       !(command & PCI_COMMAND_INTX_DISABLE);
-}
-
 /*
  * Called with lock held after irq_status, irq_enable or the command register
  * changed: "rising" are the enabled causes that just became set (an MSI or
@@ -271,35 +269,40 @@ static bool mdma_intx_level(struct mdma_state *m, u32 irq_status,
  */
 static void mdma_irq_update(struct mdma_state *m, u32 rising)
 {
+	bool level = (m->irq_status & m->irq_enable) &&
+		     !(mdma_command(m) & PCI_COMMAND_INTX_DISABLE);
+	struct eventfd_ctx *trigger = NULL;
 	unsigned long flags;
-	bool level = mdma_intx_level(m, m->irq_status, m->irq_enable,
-				     mdma_command(m));
 
 	lockdep_assert_held(&m->lock);
 
+	mutex_lock(&m->trig_lock);
 	spin_lock_irqsave(&m->irq_lock, flags);
+	m->intx_level = level;
 	switch (m->irq_type) {
 	case MDMA_IRQ_INTX:
 		/* level-triggered and automasked, as vfio-pci: signal once,
 		 * then stay masked until the user unmasks */
 		if (level && !m->intx_masked && m->intx_trigger) {
 			m->intx_masked = true;
-			eventfd_signal(m->intx_trigger, 1);
+			trigger = m->intx_trigger;
 		}
 		break;
 	case MDMA_IRQ_MSI:
-		if (rising && m->num_ctx > 0 && m->msi_trigger[0])
-			eventfd_signal(m->msi_trigger[0], 1);
+		if (rising && m->num_ctx > 0)
+			trigger = m->msi_trigger[0];
 		break;
 	case MDMA_IRQ_MSIX:
-		if (rising && m->msix_vector < m->num_ctx &&
-		    m->msi_trigger[m->msix_vector])
-			eventfd_signal(m->msi_trigger[m->msix_vector], 1);
+		if (rising && m->msix_vector < m->num_ctx)
+			trigger = m->msi_trigger[m->msix_vector];
 		break;
 	default:
 		break;
 	}
 	spin_unlock_irqrestore(&m->irq_lock, flags);
+	if (trigger)
+		eventfd_signal(trigger, 1);
+	mutex_unlock(&m->trig_lock);
 }
 
 /* Sets interrupt cause bits; lock held. */
@@ -313,10 +316,10 @@ static void mdma_irq_raise(struct mdma_state *m, u32 causes)
 
 /*
  * INTx unmask. Called from the unmask eventfd's wakeup (atomic) or from
- * SET_IRQS. Returns 1 when the line is still asserted: the interrupt is then
- * masked again and the caller must signal the trigger (the eventfd wakeup
- * path defers that to a work item, since signalling one eventfd from
- * another's wakeup is not allowed).
+ * SET_IRQS. Returns 1 when the line is still asserted: the interrupt then
+ * stays masked and the caller must signal the trigger with mdma_intx_send()
+ * (the eventfd wakeup path defers that to a work item: no eventfd may be
+ * signalled from another's wakeup).
  */
 static int mdma_intx_unmask_handler(void *opaque, void *unused)
 {
@@ -326,12 +329,8 @@ static int mdma_intx_unmask_handler(void *opaque, void *unused)
 
 	spin_lock_irqsave(&m->irq_lock, flags);
 	if (m->irq_type == MDMA_IRQ_INTX && m->intx_masked) {
-		/* irq_status and irq_enable are read without lock: a racing
-		 * change re-evaluates the level itself under irq_lock */
-		if (mdma_intx_level(m, READ_ONCE(m->irq_status),
-				    READ_ONCE(m->irq_enable),
-				    cfg_get16(m->config, PCI_COMMAND)))
-			ret = 1; /* stays masked, re-signal */
+		if (m->intx_level)
+			ret = 1;
 		else
 			m->intx_masked = false;
 	}
@@ -339,15 +338,15 @@ static int mdma_intx_unmask_handler(void *opaque, void *unused)
 	return ret;
 }
 
+/* Signals the INTx trigger; process context. */
 static void mdma_intx_send(void *opaque, void *unused)
 {
 	struct mdma_state *m = opaque;
-	unsigned long flags;
 
-	spin_lock_irqsave(&m->irq_lock, flags);
-	if (m->irq_type == MDMA_IRQ_INTX && m->intx_trigger)
+	mutex_lock(&m->trig_lock);
+	if (READ_ONCE(m->irq_type) == MDMA_IRQ_INTX && m->intx_trigger)
 		eventfd_signal(m->intx_trigger, 1);
-	spin_unlock_irqrestore(&m->irq_lock, flags);
+	mutex_unlock(&m->trig_lock);
 }
 
 /* ---- DMA: the iotlb --------------------------------------------------- */
@@ -1021,53 +1020,64 @@ static int mdma_irq_count(unsigned int index)
 	}
 }
 
+/* Sets the interrupt type and vector count; igate held. */
+static void mdma_set_irq_type(struct mdma_state *m, enum mdma_irq_type type,
+			      unsigned int num_ctx)
+{
+	unsigned long flags;
+
+	mutex_lock(&m->trig_lock);
+	spin_lock_irqsave(&m->irq_lock, flags);
+	m->irq_type = type;
+	m->num_ctx = num_ctx;
+	m->intx_masked = false;
+	spin_unlock_irqrestore(&m->irq_lock, flags);
+	mutex_unlock(&m->trig_lock);
+}
+
+/* Replaces a trigger and drops the old one's reference; igate held. */
+static void mdma_swap_trigger(struct mdma_state *m, struct eventfd_ctx **slot,
+			      struct eventfd_ctx *trigger)
+{
+	struct eventfd_ctx *old;
+
+	mutex_lock(&m->trig_lock);
+	old = *slot;
+	*slot = trigger;
+	mutex_unlock(&m->trig_lock);
+	if (old)
+		eventfd_ctx_put(old);
+}
+
+/* Signals a trigger if set; igate held. */
+static void mdma_signal(struct mdma_state *m, struct eventfd_ctx **slot)
+{
+	mutex_lock(&m->trig_lock);
+	if (*slot)
+		eventfd_signal(*slot, 1);
+	mutex_unlock(&m->trig_lock);
+}
+
 /* igate held */
 static void mdma_intx_disable(struct mdma_state *m)
 {
-	struct eventfd_ctx *trigger;
-	unsigned long flags;
-
 	vfio_virqfd_disable(&m->intx_unmask);
-
-	spin_lock_irqsave(&m->irq_lock, flags);
-	trigger = m->intx_trigger;
-	m->intx_trigger = NULL;
-	m->intx_masked = false;
-	m->irq_type = MDMA_IRQ_NONE;
-	spin_unlock_irqrestore(&m->irq_lock, flags);
-
-	if (trigger)
-		eventfd_ctx_put(trigger);
+	mdma_set_irq_type(m, MDMA_IRQ_NONE, 0);
+	mdma_swap_trigger(m, &m->intx_trigger, NULL);
 }
 
 /* igate held; fd < 0 removes the trigger but keeps INTx enabled */
 static int mdma_intx_set_signal(struct mdma_state *m, int fd)
 {
-	struct eventfd_ctx *trigger = NULL, *old;
-	unsigned long flags;
+	struct eventfd_ctx *trigger = NULL;
 
 	if (fd >= 0) {
 		trigger = eventfd_ctx_fdget(fd);
 		if (IS_ERR(trigger))
 			return PTR_ERR(trigger);
 	}
-	spin_lock_irqsave(&m->irq_lock, flags);
-	old = m->intx_trigger;
-	m->intx_trigger = trigger;
-	spin_unlock_irqrestore(&m->irq_lock, flags);
-	if (old)
-		eventfd_ctx_put(old);
+	mdma_swap_trigger(m, &m->intx_trigger, trigger);
 	return 0;
-}
-
-static void mdma_intx_enable(struct mdma_state *m)
-{
-	unsigned long flags;
-
-	spin_lock_irqsave(&m->irq_lock, flags);
-	m->irq_type = MDMA_IRQ_INTX;
-	m->intx_masked = false;
-	spin_unlock_irqrestore(&m->irq_lock, flags);
 }
 
 /* the line may already be asserted when a trigger is installed */
@@ -1138,7 +1148,7 @@ static int mdma_set_intx_trigger(struct mdma_state *m, unsigned int start,
 		if (m->irq_type == MDMA_IRQ_INTX) {
 			ret = mdma_intx_set_signal(m, fd);
 		} else {
-			mdma_intx_enable(m);
+			mdma_set_irq_type(m, MDMA_IRQ_INTX, 1);
 			ret = mdma_intx_set_signal(m, fd);
 			if (ret)
 				mdma_intx_disable(m);
@@ -1160,23 +1170,11 @@ static int mdma_set_intx_trigger(struct mdma_state *m, unsigned int start,
 /* igate held */
 static void mdma_msi_disable(struct mdma_state *m)
 {
-	struct eventfd_ctx *old[MDMA_MSIX_MAX];
-	unsigned long flags;
-	unsigned int i, n;
+	unsigned int i, n = m->num_ctx;
 
-	spin_lock_irqsave(&m->irq_lock, flags);
-	n = m->num_ctx;
-	for (i = 0; i < n; i++) {
-		old[i] = m->msi_trigger[i];
-		m->msi_trigger[i] = NULL;
-	}
-	m->num_ctx = 0;
-	m->irq_type = MDMA_IRQ_NONE;
-	spin_unlock_irqrestore(&m->irq_lock, flags);
-
+	mdma_set_irq_type(m, MDMA_IRQ_NONE, 0);
 	for (i = 0; i < n; i++)
-		if (old[i])
-			eventfd_ctx_put(old[i]);
+		mdma_swap_trigger(m, &m->msi_trigger[i], NULL);
 }
 
 /* igate held; installs fds[0..count) at vectors start.., -1 clears */
@@ -1189,8 +1187,7 @@ static int mdma_msi_set_block(struct mdma_state *m, unsigned int start,
 		return -EINVAL;
 
 	for (i = 0; i < count; i++) {
-		struct eventfd_ctx *trigger = NULL, *old;
-		unsigned long flags;
+		struct eventfd_ctx *trigger = NULL;
 
 		if (fds && fds[i] >= 0) {
 			trigger = eventfd_ctx_fdget(fds[i]);
@@ -1200,12 +1197,7 @@ static int mdma_msi_set_block(struct mdma_state *m, unsigned int start,
 				return PTR_ERR(trigger);
 			}
 		}
-		spin_lock_irqsave(&m->irq_lock, flags);
-		old = m->msi_trigger[start + i];
-		m->msi_trigger[start + i] = trigger;
-		spin_unlock_irqrestore(&m->irq_lock, flags);
-		if (old)
-			eventfd_ctx_put(old);
+		mdma_swap_trigger(m, &m->msi_trigger[start + i], trigger);
 	}
 	return 0;
 }
@@ -1215,7 +1207,6 @@ static int mdma_set_msi_trigger(struct mdma_state *m, unsigned int index,
 				u32 flags, void *data)
 {
 	enum mdma_irq_type type = index;
-	unsigned long irqflags;
 	unsigned int i;
 
 	if (m->irq_type == type && !count && (flags & VFIO_IRQ_SET_DATA_NONE)) {
@@ -1233,10 +1224,7 @@ static int mdma_set_msi_trigger(struct mdma_state *m, unsigned int index,
 
 		if (!count)
 			return -EINVAL;
-		spin_lock_irqsave(&m->irq_lock, irqflags);
-		m->irq_type = type;
-		m->num_ctx = start + count;
-		spin_unlock_irqrestore(&m->irq_lock, irqflags);
+		mdma_set_irq_type(m, type, start + count);
 		ret = mdma_msi_set_block(m, start, count, data);
 		if (ret)
 			mdma_msi_disable(m);
@@ -1247,81 +1235,63 @@ static int mdma_set_msi_trigger(struct mdma_state *m, unsigned int index,
 		return -EINVAL;
 
 	/* loopback */
-	spin_lock_irqsave(&m->irq_lock, irqflags);
 	for (i = start; i < start + count; i++) {
-		if (!m->msi_trigger[i])
-			continue;
 		if ((flags & VFIO_IRQ_SET_DATA_BOOL) &&
 		    !((u8 *)data)[i - start])
 			continue;
-		eventfd_signal(m->msi_trigger[i], 1);
+		mdma_signal(m, &m->msi_trigger[i]);
 	}
-	spin_unlock_irqrestore(&m->irq_lock, irqflags);
 	return 0;
 }
 
 /* ERR and REQ: one eventfd each, the vfio-pci single-trigger rules */
 static int mdma_set_single_trigger(struct mdma_state *m,
-				   struct eventfd_ctx **ctx, unsigned int count,
-				   u32 flags, void *data)
+				   struct eventfd_ctx **slot,
+				   unsigned int count, u32 flags, void *data)
 {
-	unsigned long irqflags;
-
 	if (flags & VFIO_IRQ_SET_DATA_NONE) {
-		if (*ctx) {
-			if (count) {
-				eventfd_signal(*ctx, 1);
-			} else {
-				spin_lock_irqsave(&m->irq_lock, irqflags);
-				eventfd_ctx_put(*ctx);
-				*ctx = NULL;
-				spin_unlock_irqrestore(&m->irq_lock, irqflags);
-			}
-			return 0;
-		}
+		if (count)
+			mdma_signal(m, slot);
+		else
+			mdma_swap_trigger(m, slot, NULL);
+		return 0;
 	} else if (flags & VFIO_IRQ_SET_DATA_BOOL) {
 		if (!count)
 			return -EINVAL;
-		if (*(u8 *)data && *ctx)
-			eventfd_signal(*ctx, 1);
+		if (*(u8 *)data)
+			mdma_signal(m, slot);
 		return 0;
 	} else if (flags & VFIO_IRQ_SET_DATA_EVENTFD) {
-		struct eventfd_ctx *new = NULL, *old;
+		struct eventfd_ctx *trigger = NULL;
 		s32 fd;
 
 		if (!count)
 			return -EINVAL;
 		fd = *(s32 *)data;
 		if (fd >= 0) {
-			new = eventfd_ctx_fdget(fd);
-			if (IS_ERR(new))
-				return PTR_ERR(new);
+			trigger = eventfd_ctx_fdget(fd);
+			if (IS_ERR(trigger))
+				return PTR_ERR(trigger);
 		} else if (fd != -1) {
 			return 0; /* vfio-pci ignores other negative fds */
 		}
-		spin_lock_irqsave(&m->irq_lock, irqflags);
-		old = *ctx;
-		*ctx = new;
-		spin_unlock_irqrestore(&m->irq_lock, irqflags);
-		if (old)
-			eventfd_ctx_put(old);
+		mdma_swap_trigger(m, slot, trigger);
 		return 0;
 	}
 	return -EINVAL;
 }
 
-/* ERR_INJECT: lock held, igate not; the ERR trigger is read under irq_lock */
+/* ERR_INJECT; lock held */
 static void mdma_signal_err(struct mdma_state *m)
 {
-	unsigned long flags;
 	bool sent = false;
 
-	spin_lock_irqsave(&m->irq_lock, flags);
+	mutex_lock(&m->trig_lock);
 	if (m->err_trigger) {
 		eventfd_signal(m->err_trigger, 1);
 		sent = true;
 	}
-	spin_unlock_irqrestore(&m->irq_lock, flags);
+	mutex_unlock(&m->trig_lock);
 	dev_notice_ratelimited(
 		mdma_dev(m), "injected uncorrectable error%s\n",
 		sent ? ", ERR signalled"
@@ -1596,7 +1566,7 @@ static void mdma_request(struct vfio_device *vdev, unsigned int count)
 {
 	struct mdma_state *m = to_mdma(vdev);
 
-	mutex_lock(&m->igate);
+	mutex_lock(&m->trig_lock);
 	if (m->req_trigger) {
 		if (!(count % 10))
 			dev_notice_ratelimited(
@@ -1609,7 +1579,7 @@ static void mdma_request(struct vfio_device *vdev, unsigned int count)
 			mdma_dev(m),
 			"no device request channel registered, blocked until released by user\n");
 	}
-	mutex_unlock(&m->igate);
+	mutex_unlock(&m->trig_lock);
 }
 
 /* ---- lifetime ----------------------------------------------------------- */
@@ -1630,6 +1600,7 @@ static int mdma_init_dev(struct vfio_device *vdev)
 	mutex_init(&m->lock);
 	mutex_init(&m->dma_lock);
 	mutex_init(&m->igate);
+	mutex_init(&m->trig_lock);
 	spin_lock_init(&m->irq_lock);
 	xa_init(&m->iotlb);
 	INIT_WORK(&m->dma_work, mdma_dma_work);
@@ -1644,6 +1615,7 @@ static void mdma_release_dev(struct vfio_device *vdev)
 
 	WARN_ON(m->iotlb_count);
 	xa_destroy(&m->iotlb);
+	mutex_destroy(&m->trig_lock);
 	mutex_destroy(&m->igate);
 	mutex_destroy(&m->dma_lock);
 	mutex_destroy(&m->lock);

@@ -1036,8 +1036,49 @@ static void test_reset(struct dev *d, uint8_t *buf)
 	      "DMA works after reset");
 }
 
+/* A Type1 (v1) container cannot pin for an emulated-IOMMU device. */
+static void test_type1v1(const char *uuid, uint8_t *buf)
+{
+	struct vfio_group_status gs = {.argsz = sizeof(gs)};
+	int container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+	char path[64];
+	struct dev d;
+	uint32_t st;
+	int g;
+
+	group = "type1v1";
+	snprintf(path, sizeof(path), "/dev/vfio/%d", group_of(uuid));
+	g = open(path, O_RDWR | O_CLOEXEC);
+	if (!check(container >= 0 && g >= 0 &&
+			   ioctl(g, VFIO_GROUP_GET_STATUS, &gs) == 0 &&
+			   ioctl(g, VFIO_GROUP_SET_CONTAINER, &container) ==
+				   0 &&
+			   ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU) ==
+				   0,
+		   "a Type1 (v1) container"))
+		goto out;
+	check(map_dma(container, buf, IOVA_A, BUF_SIZE,
+		      VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) == 0,
+	      "map");
+	if (open_device(g, uuid, &d) == 0) {
+		cfg_write(&d, PCI_COMMAND,
+			  PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+		st = dma_run(&d, MDMA_CMD_FILL, 0, IOVA_A, 16, 0);
+		check(st == MDMA_STATUS_ERROR &&
+			      reg_read(&d, MDMA_REG_ERROR) == MDMA_ERR_IOMMU,
+		      "DMA: ERROR IOMMU (status 0x%x)", st);
+		close(d.fd);
+	}
+out:
+	if (g >= 0)
+		close(g);
+	if (container >= 0)
+		close(container);
+}
+
 /* A second instance in the same container sees the same mappings. */
-static void test_second(int container, const char *uuid, uint8_t *buf)
+static void test_second(struct dev *a, int container, const char *uuid,
+			uint8_t *buf)
 {
 	struct dev d;
 	int g, gno;
@@ -1048,6 +1089,8 @@ static void test_second(int container, const char *uuid, uint8_t *buf)
 	g = open_group(container, gno, false);
 	if (g < 0)
 		return;
+	ioctl(a->fd, VFIO_DEVICE_RESET); /* drop the first device's pins */
+	check(vm_locked_kb() == 0, "first device's pins dropped by reset");
 	if (open_device(g, uuid, &d) == 0) {
 		cfg_write(&d, PCI_COMMAND,
 			  PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
@@ -1056,9 +1099,15 @@ static void test_second(int container, const char *uuid, uint8_t *buf)
 		check(st == MDMA_STATUS_DONE &&
 			      all_bytes(buf + 0x9000, 300, 0x99),
 		      "second instance DMAs through the shared container");
-		check(reg_read(&d, MDMA_REG_COUNT) == 1,
+		check(reg_read(&d, MDMA_REG_COUNT) == 1 &&
+			      reg_read(a, MDMA_REG_COUNT) == 0,
 		      "instances have separate registers");
+		check(vm_locked_kb() == 4, "second device holds 1 page: %ld kB",
+		      vm_locked_kb());
 		close(d.fd);
+		check(vm_locked_kb() == 0,
+		      "closing the device released its pins: VmLck %ld kB",
+		      vm_locked_kb());
 	}
 	close(g);
 }
@@ -1226,7 +1275,8 @@ int main(int argc, char **argv)
 	test_intx(&d);
 	test_msix(&d);
 	test_err(&d);
-	test_second(container, uuid_b, mem);
+	test_type1v1(uuid_b, mem2);
+	test_second(&d, container, uuid_b, mem);
 	test_reset(&d, mem);
 	test_req(&d, &ga, container, uuid_a);
 
