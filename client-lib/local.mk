@@ -1,1 +1,29 @@
-# client-lib: targets added here
+# client-lib/: libvfiod (the C API of vfiod; exports the vfiod_* names of
+# vfiod.h only, through libvfiod.sym) and vfioctl, the command-line tool.
+lib_LTLIBRARIES += client-lib/libvfiod.la
+include_HEADERS += client-lib/vfiod.h
+client_lib_libvfiod_la_SOURCES = \
+	client-lib/connection.c \
+	client-lib/requests.c \
+	client-lib/helpers.c \
+	client-lib/internal.h
+client_lib_libvfiod_la_CFLAGS = $(AM_CFLAGS) $(PROTOBUF_C_CFLAGS)
+# proto/libvfiod-proto.la is a convenience library: its objects end up inside
+# libvfiod.so, hidden by the version script.
+client_lib_libvfiod_la_LIBADD = proto/libvfiod-proto.la $(PROTOBUF_C_LIBS)
+client_lib_libvfiod_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 -no-undefined \
+	-Wl,--version-script=$(srcdir)/client-lib/libvfiod.sym
+EXTRA_client_lib_libvfiod_la_DEPENDENCIES = $(srcdir)/client-lib/libvfiod.sym
+EXTRA_DIST += client-lib/libvfiod.sym client-lib/libvfiod.pc.in
+
+# libvfiod.pc, made from libvfiod.pc.in here rather than by configure.
+pkgconfig_DATA += client-lib/libvfiod.pc
+CLEANFILES += client-lib/libvfiod.pc
+client-lib/libvfiod.pc: $(srcdir)/client-lib/libvfiod.pc.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) client-lib && \
+	  $(SED) -e 's|@prefix[@]|$(prefix)|g' \
+	         -e 's|@exec_prefix[@]|$(exec_prefix)|g' \
+	         -e 's|@libdir[@]|$(libdir)|g' \
+	         -e 's|@includedir[@]|$(includedir)|g' \
+	         -e 's|@VERSION[@]|$(VERSION)|g' \
+	         $(srcdir)/client-lib/libvfiod.pc.in > $@.tmp && mv $@.tmp $@

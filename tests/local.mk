@@ -9,6 +9,7 @@ suite_cflags = $(AM_CFLAGS) $(CHECK_CFLAGS)
 suite_libs = tests/libtestutil.la $(CHECK_LIBS)
 
 include tests/proto/local.mk
+include tests/client-lib/local.mk
 include tests/kernel/local.mk
 include tests/daemon/local.mk
 include tests/vm/local.mk

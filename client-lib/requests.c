@@ -1,0 +1,620 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libvfiod: one function per request of the protocol. Each builds its
+ * Envelope on the stack, calls client_call() and converts the reply.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client-lib/internal.h"
+#include "proto/macro.h"
+
+#define ENVELOPE(field, CASE, msg)                                         \
+        ((Vfiod__Envelope){                                                \
+            .base = PROTOBUF_C_MESSAGE_INIT(&vfiod__envelope__descriptor), \
+            .body_case = VFIOD__ENVELOPE__BODY_##CASE,                     \
+            .field = (msg),                                                \
+        })
+
+/* A request answered by Ok. */
+static int call_ok(struct vfiod *c, Vfiod__Envelope *req)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+
+        return client_call(c, req, NULL, 0, VFIOD__ENVELOPE__BODY_OK, &reply);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Devices */
+
+void vfiod_devices_free(struct vfiod_device_info *devices, size_t n)
+{
+        free(devices);
+}
+
+int vfiod_list_devices(struct vfiod *c, const char *device, struct vfiod_device_info **ret_devices,
+                       size_t *ret_n)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        _cleanup_free_ struct vfiod_device_info *devices = NULL;
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope req = ENVELOPE(list_devices, LIST_DEVICES, &ld);
+        const Vfiod__ListDevicesReply *lr;
+        int r;
+
+        if (!c || !ret_devices || !ret_n)
+                return -EINVAL;
+        ld.device = proto_string(device);
+        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY, &reply);
+        if (r < 0)
+                return r;
+
+        lr = reply->env->list_devices_reply;
+        if (lr->n_devices > 0) {
+                devices = calloc(lr->n_devices, sizeof(*devices));
+                if (!devices)
+                        return client_fail(c, -ENOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < lr->n_devices; i++) {
+                const Vfiod__DeviceInfo *d = lr->devices[i];
+                struct vfiod_device_info *out = &devices[i];
+
+                r = copy_device_name(c, out->device, d->device);
+                if (r < 0)
+                        return r;
+                out->vendor_id = d->vendor_id;
+                out->device_id = d->device_id;
+                out->class_code = d->class_code;
+                out->iommu_group = d->iommu_group;
+                copy_text(out->driver, sizeof(out->driver), d->driver);
+                out->state = (enum vfiod_lease_state)d->state;
+                for (size_t k = 0; k < d->n_allowed_modes; k++)
+                        if (d->allowed_modes[k] > 0 && d->allowed_modes[k] < 32)
+                                out->allowed_modes |= VFIOD_MODE_BIT(d->allowed_modes[k]);
+                out->lease_id = d->lease_id;
+        }
+        *ret_n = lr->n_devices;
+        *ret_devices = TAKE_PTR(devices);
+        return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Domains */
+
+int vfiod_create_domain(struct vfiod *c, enum vfiod_iommu_type type, uint64_t *ret_domain_id,
+                        enum vfiod_iommu_type *ret_type)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        Vfiod__CreateDomain cd = VFIOD__CREATE_DOMAIN__INIT;
+        Vfiod__Envelope req = ENVELOPE(create_domain, CREATE_DOMAIN, &cd);
+        int r;
+
+        if (!c || !ret_domain_id)
+                return -EINVAL;
+        cd.iommu_type = (Vfiod__IommuType)type;
+        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_CREATE_DOMAIN_REPLY, &reply);
+        if (r < 0)
+                return r;
+        if (reply->env->create_domain_reply->domain_id == 0)
+                return client_fail_dead(c, -EPROTO, "daemon created domain 0");
+        *ret_domain_id = reply->env->create_domain_reply->domain_id;
+        if (ret_type)
+                *ret_type = (enum vfiod_iommu_type)reply->env->create_domain_reply->iommu_type;
+        return 0;
+}
+
+int vfiod_destroy_domain(struct vfiod *c, uint64_t domain_id)
+{
+        Vfiod__DestroyDomain dd = VFIOD__DESTROY_DOMAIN__INIT;
+        Vfiod__Envelope req = ENVELOPE(destroy_domain, DESTROY_DOMAIN, &dd);
+
+        if (!c)
+                return -EINVAL;
+        dd.domain_id = domain_id;
+        return call_ok(c, &req);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Leases */
+
+void vfiod_lease_close_fds(struct vfiod_lease *lease)
+{
+        if (!lease)
+                return;
+        (void)safe_close(lease->container_fd);
+        (void)safe_close(lease->group_fd);
+        (void)safe_close(lease->device_fd);
+        lease->container_fd = lease->group_fd = lease->device_fd = -1;
+}
+
+/* Takes the fd at `index` out of the reply; -EPROTO if it is not there (twice named). */
+static int take_reply_fd(struct vfiod *c, struct vfiod_msg *reply, uint32_t index, const char *what)
+{
+        int fd = vfiod_msg_take_fd(reply, index);
+
+        if (fd < 0)
+                return client_fail_dead(
+                    c, -EPROTO, "daemon sent no usable %s fd (index %" PRIu32 ")", what, index);
+        return fd;
+}
+
+int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum vfiod_mode mode,
+                  struct vfiod_lease *ret)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        _cleanup_close_ int container_fd = -EBADF, group_fd = -EBADF, device_fd = -EBADF;
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        Vfiod__Envelope req = ENVELOPE(acquire, ACQUIRE, &a);
+        const Vfiod__AcquireReply *ar;
+        struct vfiod_lease lease = {.container_fd = -1, .group_fd = -1, .device_fd = -1};
+        bool has_container, has_group;
+        int r;
+
+        if (!c || !device || !ret)
+                return -EINVAL;
+        if (mode != VFIOD_MODE_DIRECT && mode != VFIOD_MODE_BROKERED)
+                return client_fail(c, -EINVAL, "invalid mode %d", (int)mode);
+        a.device = proto_string(device);
+        a.domain_id = domain_id;
+        a.mode = (Vfiod__Mode)mode;
+        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY, &reply);
+        if (r < 0)
+                return r;
+
+        ar = reply->env->acquire_reply;
+        has_container =
+            ar->has_container_fd_case == VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
+        has_group = ar->has_group_fd_case == VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD;
+        if (ar->has_device_fd_case != VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD)
+                return client_fail_dead(c, -EPROTO, "daemon's acquire reply carries no device fd");
+        if ((int)ar->mode != (int)mode)
+                return client_fail_dead(c, -EPROTO, "daemon leased in mode %d, asked for %d",
+                                        (int)ar->mode, (int)mode);
+        if (mode == VFIOD_MODE_DIRECT && (!has_container || !has_group))
+                return client_fail_dead(c, -EPROTO,
+                                        "daemon's direct lease lacks the container or group fd");
+        if (mode == VFIOD_MODE_BROKERED && (has_container || has_group))
+                return client_fail_dead(c, -EPROTO,
+                                        "daemon's brokered lease carries a container or group fd");
+        if (ar->lease_id == 0 || ar->domain_id == 0)
+                return client_fail_dead(c, -EPROTO, "daemon's acquire reply has a zero id");
+
+        r = copy_device_name(c, lease.device, ar->device);
+        if (r < 0)
+                return r;
+        if (has_container) {
+                container_fd = take_reply_fd(c, reply, ar->container_fd, "container");
+                if (container_fd < 0)
+                        return container_fd;
+        }
+        if (has_group) {
+                group_fd = take_reply_fd(c, reply, ar->group_fd, "group");
+                if (group_fd < 0)
+                        return group_fd;
+        }
+        device_fd = take_reply_fd(c, reply, ar->device_fd, "device");
+        if (device_fd < 0)
+                return device_fd;
+
+        lease.lease_id = ar->lease_id;
+        lease.domain_id = ar->domain_id;
+        lease.iommu_group = ar->iommu_group;
+        lease.mode = mode;
+        lease.num_regions = ar->num_regions;
+        lease.num_irqs = ar->num_irqs;
+        lease.device_flags = ar->device_flags;
+        /* On success the fds are owned by the caller, through *ret. */
+        lease.container_fd = has_container ? TAKE_FD(container_fd) : -1;
+        lease.group_fd = has_group ? TAKE_FD(group_fd) : -1;
+        lease.device_fd = TAKE_FD(device_fd);
+        *ret = lease;
+        return 0;
+}
+
+int vfiod_release(struct vfiod *c, uint64_t lease_id)
+{
+        Vfiod__Release rel = VFIOD__RELEASE__INIT;
+        Vfiod__Envelope req = ENVELOPE(release, RELEASE, &rel);
+
+        if (!c)
+                return -EINVAL;
+        rel.lease_id = lease_id;
+        return call_ok(c, &req);
+}
+
+int vfiod_reset(struct vfiod *c, uint64_t lease_id, const char *device)
+{
+        Vfiod__Reset rs = VFIOD__RESET__INIT;
+        Vfiod__Envelope req = ENVELOPE(reset, RESET, &rs);
+
+        if (!c)
+                return -EINVAL;
+        rs.lease_id = lease_id;
+        rs.device = proto_string(device);
+        return call_ok(c, &req);
+}
+
+/* ------------------------------------------------------------------------- */
+/* DMA */
+
+/*
+ * Index of fd in fds[0..*n), appending it when new. Returns the index, or
+ * -EMSGSIZE when a new fd would exceed `max`.
+ */
+static int fd_slot(int *fds, size_t *n, size_t max, int fd)
+{
+        for (size_t i = 0; i < *n; i++)
+                if (fds[i] == fd)
+                        return (int)i;
+        if (*n >= max)
+                return -EMSGSIZE;
+        fds[*n] = fd;
+        return (int)(*n)++;
+}
+
+int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
+                  size_t n, uint64_t *ret_bytes)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        _cleanup_free_ Vfiod__DmaRange *items = NULL;
+        _cleanup_free_ Vfiod__DmaRange **ptrs = NULL;
+        int fds[VFIOD_PROTO_MAX_FDS]; /* borrowed from ranges[]: never closed here */
+        size_t n_fds = 0;
+        Vfiod__MapDma m = VFIOD__MAP_DMA__INIT;
+        Vfiod__Envelope req = ENVELOPE(map_dma, MAP_DMA, &m);
+        const Vfiod__MapDmaReply *mr;
+        int r;
+
+        if (!c || !ranges)
+                return -EINVAL;
+        if (n == 0)
+                return client_fail(c, -EINVAL, "no range to map");
+        if (n > VFIOD_PROTO_MAX_DATAGRAM / 8)
+                return client_fail(c, -EMSGSIZE, "%zu ranges do not fit one message", n);
+
+        items = calloc(n, sizeof(*items));
+        ptrs = calloc(n, sizeof(*ptrs));
+        if (!items || !ptrs)
+                return client_fail(c, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                const struct vfiod_dma_range *rg = &ranges[i];
+                int slot;
+
+                if (rg->fd < 0)
+                        return client_fail(c, -EINVAL, "range %zu has no fd", i);
+                if (rg->flags & ~(VFIOD_DMA_READ | VFIOD_DMA_WRITE))
+                        return client_fail(c, -EINVAL, "range %zu has unknown flags 0x%x", i,
+                                           rg->flags);
+                /* Ranges naming the same memfd share one fd of the datagram. */
+                slot = fd_slot(fds, &n_fds, c->info.max_fds, rg->fd);
+                if (slot < 0)
+                        return client_fail(c, slot, "more than %" PRIu32 " distinct fds",
+                                           c->info.max_fds);
+                vfiod__dma_range__init(&items[i]);
+                items[i].fd_index = (uint32_t)slot;
+                items[i].offset = rg->offset;
+                items[i].iova = rg->iova;
+                items[i].size = rg->size;
+                items[i].readable = (rg->flags & VFIOD_DMA_READ) != 0;
+                items[i].writable = (rg->flags & VFIOD_DMA_WRITE) != 0;
+                ptrs[i] = &items[i];
+        }
+        m.domain_id = domain_id;
+        m.n_ranges = n;
+        m.ranges = ptrs;
+
+        r = client_call(c, &req, fds, n_fds, VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY, &reply);
+        if (r < 0)
+                return r;
+        mr = reply->env->map_dma_reply;
+        if (ret_bytes)
+                *ret_bytes = mr->bytes;
+        return mr->mapped > (uint32_t)INT32_MAX ? INT32_MAX : (int)mr->mapped;
+}
+
+int vfiod_map_memfd(struct vfiod *c, uint64_t domain_id, int memfd, uint64_t offset, uint64_t iova,
+                    uint64_t size, unsigned flags)
+{
+        const struct vfiod_dma_range range = {
+            .fd = memfd,
+            .offset = offset,
+            .iova = iova,
+            .size = size,
+            .flags = flags,
+        };
+        int r;
+
+        r = vfiod_map_dma(c, domain_id, &range, 1, NULL);
+        return r < 0 ? r : 0;
+}
+
+int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova_range *ranges,
+                    size_t n, uint64_t *ret_bytes)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        _cleanup_free_ Vfiod__IovaRange *items = NULL;
+        _cleanup_free_ Vfiod__IovaRange **ptrs = NULL;
+        Vfiod__UnmapDma u = VFIOD__UNMAP_DMA__INIT;
+        Vfiod__Envelope req = ENVELOPE(unmap_dma, UNMAP_DMA, &u);
+        const Vfiod__UnmapDmaReply *ur;
+        int r;
+
+        if (!c || !ranges)
+                return -EINVAL;
+        if (n == 0)
+                return client_fail(c, -EINVAL, "no range to unmap");
+        if (n > VFIOD_PROTO_MAX_DATAGRAM / 4)
+                return client_fail(c, -EMSGSIZE, "%zu ranges do not fit one message", n);
+        items = calloc(n, sizeof(*items));
+        ptrs = calloc(n, sizeof(*ptrs));
+        if (!items || !ptrs)
+                return client_fail(c, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                vfiod__iova_range__init(&items[i]);
+                items[i].iova = ranges[i].iova;
+                items[i].size = ranges[i].size;
+                ptrs[i] = &items[i];
+        }
+        u.domain_id = domain_id;
+        u.n_ranges = n;
+        u.ranges = ptrs;
+
+        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY, &reply);
+        if (r < 0)
+                return r;
+        ur = reply->env->unmap_dma_reply;
+        if (ret_bytes)
+                *ret_bytes = ur->unmapped_bytes;
+        return ur->unmapped > (uint32_t)INT32_MAX ? INT32_MAX : (int)ur->unmapped;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Interrupts */
+
+int vfiod_set_irqs(struct vfiod *c, uint64_t lease_id, const struct vfiod_irq_set *set)
+{
+        _cleanup_free_ int32_t *indices = NULL;
+        _cleanup_free_ protobuf_c_boolean *bools = NULL;
+        int fds[VFIOD_PROTO_MAX_FDS]; /* borrowed from set->eventfds: never closed here */
+        size_t n_fds = 0;
+        Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
+        Vfiod__Envelope req = ENVELOPE(set_irqs, SET_IRQS, &s);
+
+        if (!c || !set)
+                return -EINVAL;
+        if (set->eventfds && set->bools)
+                return client_fail(c, -EINVAL, "both eventfds and bools given");
+        if (set->action < VFIOD_IRQ_ACTION_MASK || set->action > VFIOD_IRQ_ACTION_TRIGGER)
+                return client_fail(c, -EINVAL, "invalid irq action %d", (int)set->action);
+        if ((set->eventfds || set->bools) && set->count == 0)
+                return client_fail(c, -EINVAL, "a payload for 0 vectors");
+        if ((set->eventfds || set->bools) && set->count > VFIOD_PROTO_MAX_DATAGRAM)
+                return client_fail(c, -EMSGSIZE, "%" PRIu32 " vectors do not fit one message",
+                                   set->count);
+
+        s.lease_id = lease_id;
+        s.device = proto_string(set->device);
+        s.index = (Vfiod__IrqIndex)set->index;
+        s.start = set->start;
+        s.count = set->count;
+        s.action = (Vfiod__IrqAction)set->action;
+        s.data = VFIOD__IRQ_DATA__IRQ_DATA_NONE;
+
+        if (set->eventfds) {
+                indices = calloc(set->count, sizeof(*indices));
+                if (!indices)
+                        return client_fail(c, -ENOMEM, "out of memory");
+                for (uint32_t i = 0; i < set->count; i++) {
+                        int slot;
+
+                        if (set->eventfds[i] == -1) {
+                                indices[i] = -1; /* de-assign this vector */
+                                continue;
+                        }
+                        if (set->eventfds[i] < 0)
+                                return client_fail(c, -EINVAL, "vector %" PRIu32 ": invalid fd %d",
+                                                   i, set->eventfds[i]);
+                        /* The same eventfd for several vectors travels once. */
+                        slot = fd_slot(fds, &n_fds, c->info.max_fds, set->eventfds[i]);
+                        if (slot < 0)
+                                return client_fail(c, slot, "more than %" PRIu32 " distinct fds",
+                                                   c->info.max_fds);
+                        indices[i] = slot;
+                }
+                s.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
+                s.n_eventfds = set->count;
+                s.eventfds = indices;
+        } else if (set->bools) {
+                bools = calloc(set->count, sizeof(*bools));
+                if (!bools)
+                        return client_fail(c, -ENOMEM, "out of memory");
+                for (uint32_t i = 0; i < set->count; i++)
+                        bools[i] = set->bools[i];
+                s.data = VFIOD__IRQ_DATA__IRQ_DATA_BOOL;
+                s.n_bools = set->count;
+                s.bools = bools;
+        }
+
+        {
+                _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+
+                return client_call(c, &req, fds, n_fds, VFIOD__ENVELOPE__BODY_OK, &reply);
+        }
+}
+
+int vfiod_disable_irqs(struct vfiod *c, uint64_t lease_id, enum vfiod_irq_index index)
+{
+        const struct vfiod_irq_set set = {
+            .index = index,
+            .action = VFIOD_IRQ_ACTION_TRIGGER,
+        };
+
+        return vfiod_set_irqs(c, lease_id, &set);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Admin */
+
+void vfiod_leases_free(struct vfiod_lease_info *leases, size_t n)
+{
+        if (!leases)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                for (size_t k = 0; k < leases[i].n_devices; k++)
+                        free(leases[i].devices[k]);
+                free(leases[i].devices);
+        }
+        free(leases);
+}
+
+struct lease_list {
+        struct vfiod_lease_info *leases;
+        size_t n;
+};
+
+static void lease_list_done(struct lease_list *l)
+{
+        vfiod_leases_free(l->leases, l->n);
+}
+
+int vfiod_list_leases(struct vfiod *c, struct vfiod_lease_info **ret_leases, size_t *ret_n)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        _cleanup_(lease_list_done) struct lease_list list = {0};
+        Vfiod__ListLeases ll = VFIOD__LIST_LEASES__INIT;
+        Vfiod__Envelope req = ENVELOPE(list_leases, LIST_LEASES, &ll);
+        const Vfiod__ListLeasesReply *lr;
+        int r;
+
+        if (!c || !ret_leases || !ret_n)
+                return -EINVAL;
+        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY, &reply);
+        if (r < 0)
+                return r;
+        lr = reply->env->list_leases_reply;
+        if (lr->n_leases > 0) {
+                list.leases = calloc(lr->n_leases, sizeof(*list.leases));
+                if (!list.leases)
+                        return client_fail(c, -ENOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < lr->n_leases; i++) {
+                const Vfiod__LeaseInfo *l = lr->leases[i];
+                struct vfiod_lease_info *out = &list.leases[i];
+
+                list.n = i + 1; /* so that the cleanup frees what this entry holds */
+                out->lease_id = l->lease_id;
+                out->iommu_group = l->iommu_group;
+                out->uid = l->uid;
+                out->gid = l->gid;
+                out->pid = l->pid;
+                copy_text(out->unit, sizeof(out->unit), l->unit);
+                out->mode = (enum vfiod_mode)l->mode;
+                out->domain_id = l->domain_id;
+                out->pinned_bytes = l->pinned_bytes;
+                out->mappings = l->mappings;
+                out->status = (enum vfiod_lease_status)l->status;
+                if (l->n_devices == 0)
+                        continue;
+                out->devices = calloc(l->n_devices, sizeof(*out->devices));
+                if (!out->devices)
+                        return client_fail(c, -ENOMEM, "out of memory");
+                for (size_t k = 0; k < l->n_devices; k++) {
+                        if (strlen(l->devices[k]) >= VFIOD_DEVICE_NAME_MAX)
+                                return client_fail_dead(c, -EPROTO,
+                                                        "daemon sent a device name of %zu bytes",
+                                                        strlen(l->devices[k]));
+                        out->devices[k] = strdup(l->devices[k]);
+                        if (!out->devices[k])
+                                return client_fail(c, -ENOMEM, "out of memory");
+                        out->n_devices = k + 1;
+                }
+        }
+        *ret_n = list.n;
+        *ret_leases = TAKE_PTR(list.leases);
+        list.n = 0;
+        return 0;
+}
+
+int vfiod_revoke(struct vfiod *c, uint64_t lease_id, const char *reason)
+{
+        Vfiod__Revoke rv = VFIOD__REVOKE__INIT;
+        Vfiod__Envelope req = ENVELOPE(revoke, REVOKE, &rv);
+
+        if (!c)
+                return -EINVAL;
+        rv.lease_id = lease_id;
+        rv.reason = proto_string(reason);
+        return call_ok(c, &req);
+}
+
+void vfiod_reload_result_clear(struct vfiod_reload_result *r)
+{
+        if (!r)
+                return;
+        for (size_t i = 0; i < r->n_errors; i++)
+                free(r->errors[i]);
+        free(r->errors);
+        *r = (struct vfiod_reload_result){0};
+}
+
+int vfiod_reload_policy(struct vfiod *c, struct vfiod_reload_result *ret)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        _cleanup_(vfiod_reload_result_clear) struct vfiod_reload_result res = {0};
+        Vfiod__ReloadPolicy rp = VFIOD__RELOAD_POLICY__INIT;
+        Vfiod__Envelope req = ENVELOPE(reload_policy, RELOAD_POLICY, &rp);
+        const Vfiod__ReloadPolicyReply *rr;
+        int r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY, &reply);
+        if (r < 0)
+                return r;
+        rr = reply->env->reload_policy_reply;
+        if (rr->n_errors > 0) {
+                res.errors = calloc(rr->n_errors, sizeof(*res.errors));
+                if (!res.errors)
+                        return client_fail(c, -ENOMEM, "out of memory");
+                for (size_t i = 0; i < rr->n_errors; i++) {
+                        res.errors[i] = strdup(rr->errors[i]);
+                        if (!res.errors[i])
+                                return client_fail(c, -ENOMEM, "out of memory");
+                        res.n_errors = i + 1;
+                }
+        }
+        res.applied = rr->n_errors == 0;
+        res.leases_revoked = rr->leases_revoked;
+        *ret = res;
+        res = (struct vfiod_reload_result){0}; /* ownership moved to *ret */
+        return 0;
+}
+
+int vfiod_stats(struct vfiod *c, struct vfiod_stats *ret)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        Vfiod__Stats st = VFIOD__STATS__INIT;
+        Vfiod__Envelope req = ENVELOPE(stats, STATS, &st);
+        const Vfiod__StatsReply *sr;
+        int r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_STATS_REPLY, &reply);
+        if (r < 0)
+                return r;
+        sr = reply->env->stats_reply;
+        *ret = (struct vfiod_stats){
+            .clients = sr->clients,
+            .leases = sr->leases,
+            .domains = sr->domains,
+            .mappings = sr->mappings,
+            .pinned_bytes = sr->pinned_bytes,
+            .requests = sr->requests,
+            .errors = sr->errors,
+            .quarantined_groups = sr->quarantined_groups,
+            .uptime_ms = sr->uptime_ms,
+        };
+        return 0;
+}

@@ -1,0 +1,20 @@
+# tests/client-lib: libvfiod against a scripted fake daemon, vfioctl against
+# the same fake on a socket path, and the check that libvfiod exports its
+# public names only.
+client_lib_suite_cflags = $(suite_cflags) $(PROTOBUF_C_CFLAGS)
+# The fake daemon uses the transport directly; the suites call libvfiod.
+client_lib_suite_libs = client-lib/libvfiod.la tests/client-lib/libfakedaemon.la \
+	proto/libvfiod-proto.la $(suite_libs)
+
+check_LTLIBRARIES += tests/client-lib/libfakedaemon.la
+tests_client_lib_libfakedaemon_la_SOURCES = \
+	tests/client-lib/fake-daemon.c tests/client-lib/fake-daemon.h
+tests_client_lib_libfakedaemon_la_CFLAGS = $(client_lib_suite_cflags)
+
+check_PROGRAMS += tests/client-lib/test-libvfiod
+TESTS += tests/client-lib/test-libvfiod tests/client-lib/check-exports.sh
+EXTRA_DIST += tests/client-lib/check-exports.sh
+
+tests_client_lib_test_libvfiod_SOURCES = tests/client-lib/test-libvfiod.c
+tests_client_lib_test_libvfiod_CFLAGS = $(client_lib_suite_cflags)
+tests_client_lib_test_libvfiod_LDADD = $(client_lib_suite_libs)
