@@ -7,6 +7,7 @@
  *
  *   ROOT/sys/bus/pci/devices/<BDF>/{vendor,device,class,subsystem_vendor,
  *                                   subsystem_device,driver_override}
+ *   ROOT/sys/bus/pci/devices/<BDF>/modalias     (optional, read first)
  *   ROOT/sys/bus/pci/devices/<BDF>/driver       -> .../bus/pci/drivers/<name>
  *   ROOT/sys/bus/pci/devices/<BDF>/iommu_group  -> .../kernel/iommu_groups/<N>
  *   ROOT/sys/kernel/iommu_groups/<N>/devices/<BDF>
@@ -94,8 +95,11 @@ struct kvfio_pci_list {
 /*
  * Lists every device under ROOT/sys/bus/pci/devices.
  *
- * Per device: vendor, device and class are required (a device without them,
- * or with garbage in them, is skipped and counted in n_skipped);
+ * Per device: when its "modalias" file reads "pci:v<8 hex>d<8 hex>sv<8 hex>
+ * sd<8 hex>bc<2 hex>sc<2 hex>i<2 hex>" (as on every real system) the ids and
+ * the class come from it in one read; otherwise from the separate files:
+ * vendor, device and class are required (a device without them, or with
+ * garbage in them, is skipped and counted in n_skipped);
  * subsystem_vendor/subsystem_device are optional (0 when missing or garbage);
  * no "driver" link means unbound (driver ""); no "iommu_group" link, or one
  * whose last component is not a number, means iommu_group -1. Links are not
