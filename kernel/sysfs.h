@@ -207,6 +207,12 @@ int kvfio_pci_bind_vfio(const char *root, const char *bdf,
  *   4. checks that the driver link now names prev_driver.
  * prev_driver "vfio-pci" means the device was already bound before: nothing
  * is written, returns 0.
+ *
+ * Blocks while any process still holds a device fd of it: the kernel's
+ * vfio-pci unbind (step 2) waits until the device is released, and meanwhile
+ * signals the device's REQ interrupt to the holder. Call it only once every
+ * device fd is closed (the group left its container), or where blocking is
+ * acceptable.
  * -EINVAL: bad address or prev_driver contains '/' or is too long;
  * -ENODEV: no such device;
  * -EBUSY: the device is bound to a third driver (neither vfio-pci nor
