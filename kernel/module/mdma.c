@@ -85,10 +85,12 @@ static unsigned int msix_vectors = 4;
 module_param(msix_vectors, uint, 0444);
 MODULE_PARM_DESC(msix_vectors, "MSI-X table size (1..32, default 4)");
 
+#define MDMA_DELAY_MAX_MS 10000
 static unsigned int dma_delay_ms;
 module_param(dma_delay_ms, uint, 0644);
-MODULE_PARM_DESC(dma_delay_ms,
-		 "Extra time each DMA command takes, in ms (default 0)");
+MODULE_PARM_DESC(
+	dma_delay_ms,
+	"Extra time each DMA command takes, in ms (default 0, at most 10000)");
 
 /* ---- types ------------------------------------------------------------ */
 
@@ -157,6 +159,7 @@ struct mdma_state {
 #define MDMA_IOTLB_WRITABLE 1UL
 
 static struct workqueue_struct *mdma_wq;
+static atomic_t mdma_nr_devices = ATOMIC_INIT(0); /* allocated, not released */
 static const struct vfio_device_ops mdma_dev_ops;
 
 static inline struct mdma_state *to_mdma(struct vfio_device *vdev)
@@ -574,7 +577,7 @@ static void mdma_dma_work(struct work_struct *work)
 		unsigned int delay = READ_ONCE(dma_delay_ms);
 
 		if (delay)
-			msleep(delay);
+			msleep(min_t(unsigned int, delay, MDMA_DELAY_MAX_MS));
 	}
 	/* a reset or close during the delay aborts the command */
 	if (job.generation == READ_ONCE(m->generation))
@@ -1606,14 +1609,21 @@ static int mdma_init_dev(struct vfio_device *vdev)
 	INIT_WORK(&m->dma_work, mdma_dma_work);
 	m->irq_type = MDMA_IRQ_NONE;
 	mdma_config_init(m);
+	atomic_inc(&mdma_nr_devices);
 	return 0;
 }
 
 static void mdma_release_dev(struct vfio_device *vdev)
 {
 	struct mdma_state *m = to_mdma(vdev);
+	unsigned int i;
 
+	/* close_device() dropped every pin and eventfd reference */
 	WARN_ON(m->iotlb_count);
+	WARN_ON(m->intx_trigger || m->intx_unmask || m->err_trigger ||
+		m->req_trigger);
+	for (i = 0; i < MDMA_MSIX_MAX; i++)
+		WARN_ON(m->msi_trigger[i]);
 	xa_destroy(&m->iotlb);
 	mutex_destroy(&m->trig_lock);
 	mutex_destroy(&m->igate);
@@ -1621,6 +1631,7 @@ static void mdma_release_dev(struct vfio_device *vdev)
 	mutex_destroy(&m->lock);
 	kfree(m->src_pages);
 	kfree(m->dst_pages);
+	atomic_dec(&mdma_nr_devices);
 	vfio_free_device(vdev);
 }
 
@@ -1786,6 +1797,9 @@ static void __exit mdma_exit(void)
 	class_destroy(mdma_parent.class);
 	mdev_unregister_driver(&mdma_driver);
 	destroy_workqueue(mdma_wq);
+	/* every instance's vfio_device must have been released by now */
+	WARN(atomic_read(&mdma_nr_devices), "%d device(s) never released\n",
+	     atomic_read(&mdma_nr_devices));
 	pr_info("unloaded\n");
 }
 
