@@ -656,9 +656,19 @@ err:
         return r;
 }
 
+/* vfio-pci or one of its vendor variants (mlx5_vfio_pci, hisi_acc_vfio_pci...). */
+static bool is_vfio_pci_driver(const char *name)
+{
+        static const char suffix[] = "_vfio_pci";
+        size_t len = strlen(name);
+
+        return strcmp(name, KVFIO_VFIO_PCI_DRIVER) == 0 ||
+               (len > sizeof(suffix) - 1 && strcmp(name + len - (sizeof(suffix) - 1), suffix) == 0);
+}
+
 static bool driver_allowed(const struct kvfio_pci_dev *dev)
 {
-        return dev->driver[0] == '\0' || strcmp(dev->driver, KVFIO_VFIO_PCI_DRIVER) == 0 ||
+        return dev->driver[0] == '\0' || is_vfio_pci_driver(dev->driver) ||
                strcmp(dev->driver, "pci-stub") == 0 || strcmp(dev->driver, "pcieport") == 0 ||
                kvfio_pci_dev_is_bridge(dev);
 }

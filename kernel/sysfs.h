@@ -155,8 +155,9 @@ struct kvfio_group_viability {
 
 /*
  * Decides whether IOMMU group `group` is viable for VFIO, mirroring the
- * kernel's rule: every member is bound to vfio-pci or pci-stub, or to no
- * driver, or is a PCI bridge (class 0x0604xx/0x0609xx, any driver), or is
+ * kernel's rule: every member is bound to vfio-pci (or a vendor variant of
+ * it, a driver named "*_vfio_pci" such as mlx5_vfio_pci) or pci-stub, or to
+ * no driver, or is a PCI bridge (class 0x0604xx/0x0609xx, any driver), or is
  * bound to pcieport. The first member (in address order) that breaks the rule
  * is named in culprit/culprit_driver. A member that is not a PCI device, or
  * whose files cannot be read, makes the group non-viable (culprit = its name,

@@ -632,6 +632,7 @@ START_TEST(test_group_viable)
         /* group 2: a bridge bound to some other driver and pci-stub -> viable */
         add_dev("0000:00:02.0", "0x060401\n", "shpchp", 2);
         add_dev("0000:00:02.1", "0x010802\n", "pci-stub", 2);
+        add_dev("0000:00:02.2", "0x020000\n", "mlx5_vfio_pci", 2);
         v = viability(2);
         ck_assert(v.viable);
 
@@ -639,9 +640,11 @@ START_TEST(test_group_viable)
         add_dev("0000:00:03.0", "0x020000\n", "vfio-pci", 3);
         add_dev("0000:00:03.2", "0x020000\n", "igb", 3);
         add_dev("0000:00:03.1", "0x020000\n", "e1000e", 3);
+        add_dev("0000:00:03.3", "0x020000\n", "_vfio_pci", 3);
+        add_dev("0000:00:03.4", "0x020000\n", "vfio_pci_not", 3);
         v = viability(3);
         ck_assert(!v.viable);
-        ck_assert_uint_eq(v.n_members, 3);
+        ck_assert_uint_eq(v.n_members, 5);
         ck_assert_str_eq(v.culprit, "0000:00:03.1"); /* first in address order */
         ck_assert_str_eq(v.culprit_driver, "e1000e");
 
@@ -662,6 +665,16 @@ START_TEST(test_group_viable)
         v = viability(5);
         ck_assert(!v.viable);
         ck_assert_str_eq(v.culprit, "0000:00:05.1");
+
+        /* names that only look like vfio-pci variants */
+        add_dev("0000:00:06.0", "0x020000\n", "vfio_pci_not", 6);
+        v = viability(6);
+        ck_assert(!v.viable);
+        ck_assert_str_eq(v.culprit_driver, "vfio_pci_not");
+        add_dev("0000:00:07.0", "0x020000\n", "_vfio_pci", 7);
+        v = viability(7);
+        ck_assert(!v.viable);
+        ck_assert_str_eq(v.culprit, "0000:00:07.0");
 
         /* errors */
         memset(&v, 0x5a, sizeof(v));
