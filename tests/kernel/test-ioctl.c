@@ -279,6 +279,9 @@ START_TEST(test_hot_reset_dep_bdf)
 }
 END_TEST
 
+/* VFIO_REGION_TYPE_PCI_VENDOR_TYPE is (1 << 31): undefined behaviour as an int. */
+#define PCI_VENDOR_TYPE 0x80000000u
+
 /* A region info buffer with a sparse mmap cap, a type cap and MSI-X mappable. */
 static size_t build_region_info(uint8_t *buf, size_t size, uint64_t area1_size)
 {
@@ -309,7 +312,7 @@ static size_t build_region_info(uint8_t *buf, size_t size, uint64_t area1_size)
         ty.header.id = VFIO_REGION_INFO_CAP_TYPE;
         ty.header.version = 1;
         ty.header.next = (uint32_t)off_mx;
-        ty.type = VFIO_REGION_TYPE_PCI_VENDOR_TYPE | 0x8086;
+        ty.type = PCI_VENDOR_TYPE | 0x8086;
         ty.subtype = VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION;
         memcpy(buf + off_ty, &ty, sizeof(ty));
         mx.id = VFIO_REGION_INFO_CAP_MSIX_MAPPABLE;
@@ -336,7 +339,7 @@ START_TEST(test_region_info_parse)
         ck_assert_uint_eq(ri->sparse_areas[1].offset, 0x3000);
         ck_assert_uint_eq(ri->sparse_areas[1].size, 0x1000);
         ck_assert(ri->has_type);
-        ck_assert_uint_eq(ri->type, (uint32_t)VFIO_REGION_TYPE_PCI_VENDOR_TYPE | 0x8086);
+        ck_assert_uint_eq(ri->type, PCI_VENDOR_TYPE | 0x8086);
         ck_assert_uint_eq(ri->subtype, VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION);
         ck_assert(ri->msix_mappable);
         kvfio_region_info_free(ri);
