@@ -1112,6 +1112,109 @@ static void test_second(struct dev *a, int container, const char *uuid,
 	close(g);
 }
 
+/* ---- stress: DMA, map/unmap and SET_IRQS racing each other ------------ */
+
+struct stress {
+	struct dev *d;
+	int container;
+	uint8_t *buf;
+	volatile bool stop;
+	unsigned long dmas, done, unmapped, other, remaps, map_errors, irqs;
+};
+
+static void *stress_dma(void *arg)
+{
+	struct stress *x = arg;
+
+	while (!x->stop) {
+		uint32_t st = dma_run(x->d, MDMA_CMD_FILL, 0, IOVA_A + 0x1000,
+				      3 * 4096, 0x5a5a5a5a);
+
+		x->dmas++;
+		if (st == MDMA_STATUS_DONE)
+			x->done++;
+		else if (st == MDMA_STATUS_ERROR &&
+			 reg_read(x->d, MDMA_REG_ERROR) == MDMA_ERR_UNMAPPED)
+			x->unmapped++;
+		else
+			x->other++;
+	}
+	return NULL;
+}
+
+static void *stress_map(void *arg)
+{
+	struct stress *x = arg;
+
+	while (!x->stop) {
+		if (unmap_dma(x->container, IOVA_A, BUF_SIZE) != BUF_SIZE)
+			x->map_errors++;
+		if (map_dma(x->container, x->buf, IOVA_A, BUF_SIZE,
+			    VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE))
+			x->map_errors++;
+		x->remaps++;
+	}
+	return NULL;
+}
+
+static void *stress_irq(void *arg)
+{
+	struct stress *x = arg;
+	int efd = new_efd();
+	int32_t fd = efd;
+
+	while (!x->stop) {
+		set_eventfds(x->d->fd, VFIO_PCI_MSI_IRQ_INDEX, 0, 1, &fd);
+		reg_write(x->d, MDMA_REG_IRQ_RAISE, MDMA_IRQ_SOFT);
+		reg_write(x->d, MDMA_REG_IRQ_STATUS, MDMA_IRQ_ALL);
+		irq_disable(x->d->fd, VFIO_PCI_MSI_IRQ_INDEX);
+		set_eventfds(x->d->fd, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &fd);
+		set_irqs(x->d->fd, VFIO_PCI_INTX_IRQ_INDEX,
+			 VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0,
+			 1, NULL, 0);
+		irq_disable(x->d->fd, VFIO_PCI_INTX_IRQ_INDEX);
+		x->irqs++;
+	}
+	close(efd);
+	return NULL;
+}
+
+static void test_stress(struct dev *d, int container, uint8_t *buf, int ms)
+{
+	struct stress x = {.d = d, .container = container, .buf = buf};
+	pthread_t t[3];
+
+	group = "stress";
+	reg_write(d, MDMA_REG_IRQ_ENABLE, MDMA_IRQ_ALL);
+	pthread_create(&t[0], NULL, stress_dma, &x);
+	pthread_create(&t[1], NULL, stress_map, &x);
+	pthread_create(&t[2], NULL, stress_irq, &x);
+	usleep(ms * 1000);
+	x.stop = true;
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	note("stress: %lu commands (%lu done, %lu unmapped, %lu other), "
+	     "%lu remaps (%lu errors), %lu irq rounds",
+	     x.dmas, x.done, x.unmapped, x.other, x.remaps, x.map_errors,
+	     x.irqs);
+	check(x.dmas > 0 && x.remaps > 0 && x.irqs > 0,
+	      "all three threads made progress (%lu/%lu/%lu)", x.dmas, x.remaps,
+	      x.irqs);
+	check(x.other == 0 && x.map_errors == 0,
+	      "commands only DONE or UNMAPPED, maps and unmaps all succeeded");
+	check(x.done + x.unmapped == x.dmas, "%lu done + %lu unmapped", x.done,
+	      x.unmapped);
+	reg_write(d, MDMA_REG_IRQ_STATUS, MDMA_IRQ_ALL);
+	reg_write(d, MDMA_REG_IRQ_ENABLE, 0);
+	check(unmap_dma(container, IOVA_A, BUF_SIZE) == BUF_SIZE &&
+		      vm_locked_kb() == 0,
+	      "after the storm: unmap leaves no pins (VmLck %ld kB)",
+	      vm_locked_kb());
+	check(map_dma(container, buf, IOVA_A, BUF_SIZE,
+		      VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) == 0,
+	      "map again");
+}
+
 struct remover {
 	const char *uuid;
 	int err;
@@ -1275,6 +1378,7 @@ int main(int argc, char **argv)
 	test_intx(&d);
 	test_msix(&d);
 	test_err(&d);
+	test_stress(&d, container, mem, 3000);
 	test_type1v1(uuid_b, mem2);
 	test_second(&d, container, uuid_b, mem);
 	test_reset(&d, mem);

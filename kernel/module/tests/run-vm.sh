@@ -62,7 +62,7 @@ rm -rf "$root"
 echo "run-vm: booting $kver without an IOMMU; console: $out/console.log" >&2
 rc=0
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
-        -machine q35,accel=tcg -cpu max -m 512 \
+        -machine q35,accel=tcg -cpu max -smp "${MDMA_VM_CPUS:-2}" -m 512 \
         -kernel "$vmlinuz" -initrd "$out/initramfs.cpio" \
         -append "console=ttyS0 intel_iommu=off panic=-1 panic_on_warn=0" \
         -nographic -no-reboot -monitor none -serial stdio \
