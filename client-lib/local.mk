@@ -27,3 +27,8 @@ client-lib/libvfiod.pc: $(srcdir)/client-lib/libvfiod.pc.in Makefile
 	         -e 's|@includedir[@]|$(includedir)|g' \
 	         -e 's|@VERSION[@]|$(VERSION)|g' \
 	         $(srcdir)/client-lib/libvfiod.pc.in > $@.tmp && mv $@.tmp $@
+
+# vfioctl: the command-line tool, a plain client of the public API.
+bin_PROGRAMS += client-lib/vfioctl
+client_lib_vfioctl_SOURCES = client-lib/vfioctl.c client-lib/json.c client-lib/json.h
+client_lib_vfioctl_LDADD = client-lib/libvfiod.la

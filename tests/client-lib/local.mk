@@ -11,10 +11,17 @@ tests_client_lib_libfakedaemon_la_SOURCES = \
 	tests/client-lib/fake-daemon.c tests/client-lib/fake-daemon.h
 tests_client_lib_libfakedaemon_la_CFLAGS = $(client_lib_suite_cflags)
 
-check_PROGRAMS += tests/client-lib/test-libvfiod
-TESTS += tests/client-lib/test-libvfiod tests/client-lib/check-exports.sh
+check_PROGRAMS += tests/client-lib/test-libvfiod tests/client-lib/test-vfioctl
+TESTS += tests/client-lib/test-libvfiod tests/client-lib/test-vfioctl \
+	tests/client-lib/check-exports.sh
 EXTRA_DIST += tests/client-lib/check-exports.sh
 
 tests_client_lib_test_libvfiod_SOURCES = tests/client-lib/test-libvfiod.c
 tests_client_lib_test_libvfiod_CFLAGS = $(client_lib_suite_cflags)
 tests_client_lib_test_libvfiod_LDADD = $(client_lib_suite_libs)
+
+# Runs the built client-lib/vfioctl (from the build folder, as `make check` does).
+tests_client_lib_test_vfioctl_SOURCES = tests/client-lib/test-vfioctl.c \
+	client-lib/json.c client-lib/json.h
+tests_client_lib_test_vfioctl_CFLAGS = $(client_lib_suite_cflags)
+tests_client_lib_test_vfioctl_LDADD = $(client_lib_suite_libs)

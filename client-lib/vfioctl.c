@@ -1,0 +1,874 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vfioctl: the command-line tool of vfiod, built on libvfiod.
+ *
+ *   vfioctl [--socket PATH] [--json] list [DEVICE]
+ *   vfioctl acquire DEVICE [--brokered] -- COMMAND [ARG...]
+ *   vfioctl [--json] leases | revoke LEASE [--reason TEXT] | reload | stats
+ *
+ * Exit status: 0 success, 1 failure (reported on stderr), 2 usage; acquire
+ * exits with COMMAND's status (128 + N when a signal N killed it), 125 when
+ * vfioctl failed before COMMAND ran, 126/127 when COMMAND could not be run.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client-lib/json.h"
+#include "client-lib/vfiod.h"
+#include "proto/macro.h"
+
+#define EXIT_USAGE        2
+#define EXIT_CANNOT_START 125 /* acquire: vfioctl failed before COMMAND ran */
+#define EXIT_CANNOT_EXEC  126
+#define EXIT_NOT_FOUND    127
+
+struct options {
+        const char *socket;
+        bool json;
+        bool brokered;
+        const char *reason;
+};
+
+static void usage(FILE *f)
+{
+        fputs("Usage: vfioctl [OPTIONS] COMMAND [ARGS...]\n"
+              "\n"
+              "Commands:\n"
+              "  list [DEVICE]                   devices you may see: ids, group, driver,\n"
+              "                                  state, allowed modes, lease holder\n"
+              "  acquire DEVICE [--brokered] -- COMMAND [ARG...]\n"
+              "                                  lease DEVICE, run COMMAND with its fds,\n"
+              "                                  release it when COMMAND exits\n"
+              "  leases                          every lease (admin)\n"
+              "  revoke LEASE [--reason TEXT]    take a lease away (admin)\n"
+              "  reload                          re-read the daemon's policy (admin)\n"
+              "  stats                           the daemon's counters (admin)\n"
+              "\n"
+              "Options:\n"
+              "  -s, --socket PATH   daemon socket (default: $VFIOD_SOCKET, "
+              "else " VFIOD_SOCKET_DEFAULT ")\n"
+              "  -j, --json          print JSON instead of tables\n"
+              "  -b, --brokered      acquire: BROKERED mode (device fd + connection)\n"
+              "  -r, --reason TEXT   revoke: reason passed to the holder\n"
+              "  -h, --help          show this help\n"
+              "  -V, --version       show the version\n"
+              "\n"
+              "See vfioctl(1).\n",
+              f);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("vfioctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs("\nTry 'vfioctl --help'.\n", stderr);
+        return EXIT_USAGE;
+}
+
+/*
+ * "vfioctl: <what>: <strerror>[: <daemon's reason>]" on stderr; returns
+ * EXIT_FAILURE.
+ */
+static int report(struct vfiod *c, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int report(struct vfiod *c, int r, const char *fmt, ...)
+{
+        const char *reason = vfiod_last_error(c);
+        va_list ap;
+
+        fputs("vfioctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, ": %s", strerror(-r));
+        if (reason[0])
+                fprintf(stderr, ": %s", reason);
+        fputc('\n', stderr);
+        return EXIT_FAILURE;
+}
+
+static int connect_daemon(const struct options *o, struct vfiod **ret)
+{
+        const char *path = o->socket;
+        int r;
+
+        r = vfiod_connect(path, ret);
+        if (r < 0) {
+                if (!path) {
+                        path = getenv(VFIOD_SOCKET_ENV);
+                        if (!path || !path[0])
+                                path = VFIOD_SOCKET_DEFAULT;
+                }
+                return report(NULL, r, "connect '%s'", path);
+        }
+        return 0;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct vfiod *, vfiod_close);
+
+/* ------------------------------------------------------------------------- */
+/* Tables */
+
+#define TABLE_MAX_COLS 10
+
+struct table {
+        size_t n_cols;
+        char **cells; /* n_rows * n_cols, row 0 = header */
+        size_t n_rows;
+};
+
+static void table_free(struct table *t)
+{
+        for (size_t i = 0; i < t->n_rows * t->n_cols; i++)
+                free(t->cells[i]);
+        free(t->cells);
+}
+
+/* Adds a row of n_cols printf-made cells, each given as a format and one string. */
+static int table_add(struct table *t, const char *const *cells)
+{
+        char **grown = realloc(t->cells, (t->n_rows + 1) * t->n_cols * sizeof(*grown));
+
+        if (!grown)
+                return -ENOMEM;
+        t->cells = grown;
+        for (size_t i = 0; i < t->n_cols; i++) {
+                grown[t->n_rows * t->n_cols + i] = strdup(cells[i] ? cells[i] : "-");
+                if (!grown[t->n_rows * t->n_cols + i]) {
+                        for (size_t k = 0; k < i; k++)
+                                free(grown[t->n_rows * t->n_cols + k]);
+                        return -ENOMEM;
+                }
+        }
+        t->n_rows++;
+        return 0;
+}
+
+static void table_print(const struct table *t, FILE *f)
+{
+        size_t width[TABLE_MAX_COLS] = {0};
+
+        for (size_t r = 0; r < t->n_rows; r++)
+                for (size_t c = 0; c < t->n_cols; c++) {
+                        size_t len = strlen(t->cells[r * t->n_cols + c]);
+
+                        if (len > width[c])
+                                width[c] = len;
+                }
+        for (size_t r = 0; r < t->n_rows; r++) {
+                for (size_t c = 0; c < t->n_cols; c++) {
+                        const char *cell = t->cells[r * t->n_cols + c];
+
+                        if (c + 1 == t->n_cols)
+                                fprintf(f, "%s\n", cell);
+                        else
+                                fprintf(f, "%-*s  ", (int)width[c], cell);
+                }
+        }
+}
+
+/* ------------------------------------------------------------------------- */
+/* list */
+
+/* The admin listing's lease holding `device`, or NULL. */
+static const struct vfiod_lease_info *find_holder(const struct vfiod_lease_info *leases, size_t n,
+                                                  const char *device)
+{
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < leases[i].n_devices; k++)
+                        if (strcmp(leases[i].devices[k], device) == 0)
+                                return &leases[i];
+        return NULL;
+}
+
+static void modes_text(unsigned modes, char *buf, size_t size)
+{
+        (void)snprintf(buf, size, "%s%s%s",
+                       modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT) ? "direct" : "",
+                       (modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT)) &&
+                               (modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
+                           ? ","
+                           : "",
+                       modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED) ? "brokered" : "");
+        if (!buf[0])
+                (void)snprintf(buf, size, "-");
+}
+
+static void json_holder(struct json *j, const struct vfiod_lease_info *h)
+{
+        json_begin_object(j);
+        json_key(j, "lease_id");
+        json_uint(j, h->lease_id);
+        json_key(j, "uid");
+        json_uint(j, h->uid);
+        json_key(j, "gid");
+        json_uint(j, h->gid);
+        json_key(j, "pid");
+        json_uint(j, h->pid);
+        json_key(j, "unit");
+        json_string(j, h->unit);
+        json_end_object(j);
+}
+
+static int print_devices(const struct vfiod_device_info *d, size_t n,
+                         const struct vfiod_lease_info *leases, size_t n_leases, bool json)
+{
+        if (json) {
+                struct json j;
+
+                json_init(&j, stdout);
+                json_begin_array(&j);
+                for (size_t i = 0; i < n; i++) {
+                        const struct vfiod_lease_info *h =
+                            find_holder(leases, n_leases, d[i].device);
+
+                        json_begin_object(&j);
+                        json_key(&j, "device");
+                        json_string(&j, d[i].device);
+                        json_key(&j, "vendor_id");
+                        json_uint(&j, d[i].vendor_id);
+                        json_key(&j, "device_id");
+                        json_uint(&j, d[i].device_id);
+                        json_key(&j, "class_code");
+                        json_uint(&j, d[i].class_code);
+                        json_key(&j, "iommu_group");
+                        json_uint(&j, d[i].iommu_group);
+                        json_key(&j, "driver");
+                        json_string(&j, d[i].driver);
+                        json_key(&j, "state");
+                        json_string(&j, vfiod_lease_state_name(d[i].state));
+                        json_key(&j, "allowed_modes");
+                        json_begin_array(&j);
+                        if (d[i].allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT))
+                                json_string(&j, "direct");
+                        if (d[i].allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
+                                json_string(&j, "brokered");
+                        json_end_array(&j);
+                        json_key(&j, "lease_id");
+                        if (d[i].lease_id)
+                                json_uint(&j, d[i].lease_id);
+                        else
+                                json_null(&j);
+                        json_key(&j, "holder");
+                        if (h)
+                                json_holder(&j, h);
+                        else
+                                json_null(&j);
+                        json_end_object(&j);
+                }
+                json_end_array(&j);
+                fputc('\n', stdout);
+                return 0;
+        }
+
+        {
+                _cleanup_(table_free) struct table t = {.n_cols = 8};
+                const char *header[] = {"DEVICE", "ID",    "CLASS", "GROUP",
+                                        "DRIVER", "STATE", "MODES", "HOLDER"};
+
+                if (table_add(&t, header) < 0)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n; i++) {
+                        const struct vfiod_lease_info *h =
+                            find_holder(leases, n_leases, d[i].device);
+                        char id[16], class[16], group[16], modes[32],
+                            holder[VFIOD_UNIT_NAME_MAX + 64];
+                        const char *row[8];
+
+                        (void)snprintf(id, sizeof(id), "%04" PRIx32 ":%04" PRIx32, d[i].vendor_id,
+                                       d[i].device_id);
+                        (void)snprintf(class, sizeof(class), "%06" PRIx32, d[i].class_code);
+                        (void)snprintf(group, sizeof(group), "%" PRIu32, d[i].iommu_group);
+                        modes_text(d[i].allowed_modes, modes, sizeof(modes));
+                        if (d[i].state == VFIOD_LEASE_STATE_LEASED_BY_YOU)
+                                (void)snprintf(holder, sizeof(holder), "you (lease %" PRIu64 ")",
+                                               d[i].lease_id);
+                        else if (h)
+                                (void)snprintf(
+                                    holder, sizeof(holder),
+                                    "uid %" PRIu32 " pid %" PRIu32 "%s%s (lease %" PRIu64 ")",
+                                    h->uid, h->pid, h->unit[0] ? " " : "", h->unit, h->lease_id);
+                        else
+                                (void)snprintf(holder, sizeof(holder), "-");
+                        row[0] = d[i].device;
+                        row[1] = id;
+                        row[2] = class;
+                        row[3] = group;
+                        row[4] = d[i].driver[0] ? d[i].driver : "-";
+                        row[5] = vfiod_lease_state_name(d[i].state);
+                        row[6] = modes;
+                        row[7] = holder;
+                        if (table_add(&t, row) < 0)
+                                return -ENOMEM;
+                }
+                table_print(&t, stdout);
+        }
+        return 0;
+}
+
+static int cmd_list(const struct options *o, char **args, size_t n_args)
+{
+        _cleanup_(vfiod_closep) struct vfiod *c = NULL;
+        struct vfiod_device_info *devices = NULL;
+        struct vfiod_lease_info *leases = NULL;
+        struct vfiod_server_info info;
+        size_t n = 0, n_leases = 0;
+        const char *device = n_args > 0 ? args[0] : NULL;
+        int r;
+
+        if (n_args > 1)
+                return usage_error("list takes at most one DEVICE");
+        r = connect_daemon(o, &c);
+        if (r != 0)
+                return r;
+        r = vfiod_list_devices(c, device, &devices, &n);
+        if (r < 0) {
+                if (device)
+                        return report(c, r, "list '%s'", device);
+                return report(c, r, "list");
+        }
+        /* An admin also sees who holds the devices leased by others. */
+        if (vfiod_get_server_info(c, &info) == 0 && (info.capabilities & VFIOD_CAP_ADMIN) &&
+            vfiod_list_leases(c, &leases, &n_leases) < 0) {
+                leases = NULL;
+                n_leases = 0;
+        }
+        r = print_devices(devices, n, leases, n_leases, o->json);
+        vfiod_devices_free(devices, n);
+        vfiod_leases_free(leases, n_leases);
+        if (r < 0)
+                return report(NULL, r, "list");
+        return EXIT_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------- */
+/* admin commands */
+
+static int cmd_leases(const struct options *o, char **args, size_t n_args)
+{
+        _cleanup_(vfiod_closep) struct vfiod *c = NULL;
+        struct vfiod_lease_info *l = NULL;
+        size_t n = 0;
+        int r;
+
+        if (n_args > 0)
+                return usage_error("leases takes no argument");
+        r = connect_daemon(o, &c);
+        if (r != 0)
+                return r;
+        r = vfiod_list_leases(c, &l, &n);
+        if (r < 0)
+                return report(c, r, "leases");
+
+        if (o->json) {
+                struct json j;
+
+                json_init(&j, stdout);
+                json_begin_array(&j);
+                for (size_t i = 0; i < n; i++) {
+                        json_begin_object(&j);
+                        json_key(&j, "lease_id");
+                        json_uint(&j, l[i].lease_id);
+                        json_key(&j, "devices");
+                        json_begin_array(&j);
+                        for (size_t k = 0; k < l[i].n_devices; k++)
+                                json_string(&j, l[i].devices[k]);
+                        json_end_array(&j);
+                        json_key(&j, "iommu_group");
+                        json_uint(&j, l[i].iommu_group);
+                        json_key(&j, "uid");
+                        json_uint(&j, l[i].uid);
+                        json_key(&j, "gid");
+                        json_uint(&j, l[i].gid);
+                        json_key(&j, "pid");
+                        json_uint(&j, l[i].pid);
+                        json_key(&j, "unit");
+                        json_string(&j, l[i].unit);
+                        json_key(&j, "mode");
+                        json_string(&j, vfiod_mode_name(l[i].mode));
+                        json_key(&j, "domain_id");
+                        json_uint(&j, l[i].domain_id);
+                        json_key(&j, "pinned_bytes");
+                        json_uint(&j, l[i].pinned_bytes);
+                        json_key(&j, "mappings");
+                        json_uint(&j, l[i].mappings);
+                        json_key(&j, "status");
+                        json_string(&j, vfiod_lease_status_name(l[i].status));
+                        json_end_object(&j);
+                }
+                json_end_array(&j);
+                fputc('\n', stdout);
+        } else {
+                _cleanup_(table_free) struct table t = {.n_cols = 10};
+                const char *header[] = {"LEASE", "DEVICES", "GROUP",  "MODE",     "DOMAIN",
+                                        "UID",   "PID",     "PINNED", "MAPPINGS", "STATUS"};
+
+                r = table_add(&t, header);
+                for (size_t i = 0; r >= 0 && i < n; i++) {
+                        char id[24], group[16], domain[24], uid[16], pid[16], pinned[24], maps[16];
+                        char devices[512] = "";
+                        const char *row[10];
+
+                        (void)snprintf(id, sizeof(id), "%" PRIu64, l[i].lease_id);
+                        for (size_t k = 0; k < l[i].n_devices; k++) {
+                                size_t len = strlen(devices);
+
+                                (void)snprintf(devices + len, sizeof(devices) - len, "%s%s",
+                                               k ? "," : "", l[i].devices[k]);
+                        }
+                        (void)snprintf(group, sizeof(group), "%" PRIu32, l[i].iommu_group);
+                        (void)snprintf(domain, sizeof(domain), "%" PRIu64, l[i].domain_id);
+                        (void)snprintf(uid, sizeof(uid), "%" PRIu32, l[i].uid);
+                        (void)snprintf(pid, sizeof(pid), "%" PRIu32, l[i].pid);
+                        (void)snprintf(pinned, sizeof(pinned), "%" PRIu64, l[i].pinned_bytes);
+                        (void)snprintf(maps, sizeof(maps), "%" PRIu32, l[i].mappings);
+                        row[0] = id;
+                        row[1] = devices[0] ? devices : "-";
+                        row[2] = group;
+                        row[3] = vfiod_mode_name(l[i].mode);
+                        row[4] = domain;
+                        row[5] = uid;
+                        row[6] = pid;
+                        row[7] = pinned;
+                        row[8] = maps;
+                        row[9] = vfiod_lease_status_name(l[i].status);
+                        r = table_add(&t, row);
+                }
+                if (r >= 0)
+                        table_print(&t, stdout);
+        }
+        vfiod_leases_free(l, n);
+        if (r < 0)
+                return report(NULL, r, "leases");
+        return EXIT_SUCCESS;
+}
+
+static int parse_id(const char *s, uint64_t *ret)
+{
+        unsigned long long v;
+        char *end;
+
+        if (!s[0] || s[0] == '-' || s[0] == '+')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0 || *end != '\0' || v == 0)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int cmd_revoke(const struct options *o, char **args, size_t n_args)
+{
+        _cleanup_(vfiod_closep) struct vfiod *c = NULL;
+        uint64_t id;
+        int r;
+
+        if (n_args != 1)
+                return usage_error("revoke takes one LEASE id");
+        if (parse_id(args[0], &id) < 0)
+                return usage_error("invalid lease id '%s'", args[0]);
+        r = connect_daemon(o, &c);
+        if (r != 0)
+                return r;
+        r = vfiod_revoke(c, id, o->reason);
+        if (r < 0)
+                return report(c, r, "revoke lease %" PRIu64, id);
+        return EXIT_SUCCESS;
+}
+
+static int cmd_reload(const struct options *o, char **args, size_t n_args)
+{
+        _cleanup_(vfiod_closep) struct vfiod *c = NULL;
+        _cleanup_(vfiod_reload_result_clear) struct vfiod_reload_result res = {0};
+        int r;
+
+        if (n_args > 0)
+                return usage_error("reload takes no argument");
+        r = connect_daemon(o, &c);
+        if (r != 0)
+                return r;
+        r = vfiod_reload_policy(c, &res);
+        if (r < 0)
+                return report(c, r, "reload");
+        if (o->json) {
+                struct json j;
+
+                json_init(&j, stdout);
+                json_begin_object(&j);
+                json_key(&j, "applied");
+                json_bool(&j, res.applied);
+                json_key(&j, "errors");
+                json_begin_array(&j);
+                for (size_t i = 0; i < res.n_errors; i++)
+                        json_string(&j, res.errors[i]);
+                json_end_array(&j);
+                json_key(&j, "leases_revoked");
+                json_uint(&j, res.leases_revoked);
+                json_end_object(&j);
+                fputc('\n', stdout);
+        } else if (res.applied) {
+                printf("policy reloaded, %" PRIu32 " lease(s) revoked\n", res.leases_revoked);
+        }
+        if (!res.applied) {
+                for (size_t i = 0; i < res.n_errors; i++)
+                        fprintf(stderr, "vfioctl: reload: %s\n", res.errors[i]);
+                fprintf(stderr, "vfioctl: reload: policy not applied, the old one stays\n");
+                return EXIT_FAILURE;
+        }
+        return EXIT_SUCCESS;
+}
+
+static int cmd_stats(const struct options *o, char **args, size_t n_args)
+{
+        _cleanup_(vfiod_closep) struct vfiod *c = NULL;
+        struct vfiod_stats s;
+        int r;
+
+        if (n_args > 0)
+                return usage_error("stats takes no argument");
+        r = connect_daemon(o, &c);
+        if (r != 0)
+                return r;
+        r = vfiod_stats(c, &s);
+        if (r < 0)
+                return report(c, r, "stats");
+        {
+                const struct {
+                        const char *name;
+                        uint64_t value;
+                } rows[] = {
+                    {"clients", s.clients},           {"leases", s.leases},
+                    {"domains", s.domains},           {"mappings", s.mappings},
+                    {"pinned_bytes", s.pinned_bytes}, {"quarantined_groups", s.quarantined_groups},
+                    {"requests", s.requests},         {"errors", s.errors},
+                    {"uptime_ms", s.uptime_ms},
+                };
+                struct json j;
+
+                json_init(&j, stdout);
+                if (o->json)
+                        json_begin_object(&j);
+                for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                        if (o->json) {
+                                json_key(&j, rows[i].name);
+                                json_uint(&j, rows[i].value);
+                        } else {
+                                printf("%-19s %" PRIu64 "\n", rows[i].name, rows[i].value);
+                        }
+                }
+                if (o->json) {
+                        json_end_object(&j);
+                        fputc('\n', stdout);
+                }
+        }
+        return EXIT_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------- */
+/* acquire */
+
+/* In the child: makes fd inheritable and names it in the environment. */
+static int child_pass_fd(const char *name, int fd)
+{
+        char num[16];
+        int flags;
+
+        if (fd < 0)
+                return unsetenv(name) < 0 ? -errno : 0;
+        flags = fcntl(fd, F_GETFD);
+        if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+                return -errno;
+        (void)snprintf(num, sizeof(num), "%d", fd);
+        return setenv(name, num, 1) < 0 ? -errno : 0;
+}
+
+static int child_setenv_u64(const char *name, uint64_t v)
+{
+        char num[24];
+
+        (void)snprintf(num, sizeof(num), "%" PRIu64, v);
+        return setenv(name, num, 1) < 0 ? -errno : 0;
+}
+
+/* The child between fork() and exec(): never returns. */
+static _Noreturn void run_child(const struct vfiod_lease *lease, int conn_fd,
+                                const sigset_t *old_mask, char **argv)
+{
+        int r = 0;
+
+        /* COMMAND gets the signal mask vfioctl was started with. */
+        if (sigprocmask(SIG_SETMASK, old_mask, NULL) < 0)
+                r = -errno;
+        /* Exactly these fds lose CLOEXEC; every other fd of vfioctl is CLOEXEC. */
+        if (r >= 0)
+                r = child_pass_fd("VFIOD_DEVICE_FD", lease->device_fd);
+        if (r >= 0)
+                r = child_pass_fd("VFIOD_GROUP_FD", lease->group_fd);
+        if (r >= 0)
+                r = child_pass_fd("VFIOD_CONTAINER_FD", lease->container_fd);
+        if (r >= 0)
+                r = child_pass_fd(VFIOD_CONNECTION_FD_ENV, conn_fd);
+        if (r >= 0)
+                r = child_setenv_u64("VFIOD_LEASE_ID", lease->lease_id);
+        if (r >= 0)
+                r = child_setenv_u64("VFIOD_DOMAIN_ID", lease->domain_id);
+        if (r >= 0)
+                r = child_setenv_u64("VFIOD_IOMMU_GROUP", lease->iommu_group);
+        if (r >= 0)
+                r = setenv("VFIOD_DEVICE", lease->device, 1) < 0 ? -errno : 0;
+        if (r >= 0)
+                r = setenv("VFIOD_MODE", vfiod_mode_name(lease->mode), 1) < 0 ? -errno : 0;
+        if (r < 0) {
+                fprintf(stderr, "vfioctl: preparing '%s': %s\n", argv[0], strerror(-r));
+                _exit(EXIT_CANNOT_START);
+        }
+        execvp(argv[0], argv);
+        r = errno;
+        fprintf(stderr, "vfioctl: run '%s': %s\n", argv[0], strerror(r));
+        _exit(r == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
+}
+
+/* Handles the daemon's events about our lease while COMMAND runs (DIRECT mode only). */
+static void handle_events(struct vfiod *c, uint64_t lease_id, pid_t child, bool *watch,
+                          bool *revoked)
+{
+        struct vfiod_event ev;
+        int r;
+
+        while ((r = vfiod_next_event(c, &ev)) == 0) {
+                if (ev.type == VFIOD_EVENT_DROPPED || ev.lease_id != lease_id)
+                        continue;
+                switch (ev.type) {
+                case VFIOD_EVENT_RELEASE_REQUESTED:
+                        fprintf(
+                            stderr,
+                            "vfioctl: the daemon wants lease %" PRIu64
+                            " ('%s') back within %" PRIu32 " ms (%s%s%s); stopping the command\n",
+                            lease_id, ev.device, ev.grace_ms, vfiod_release_reason_name(ev.reason),
+                            ev.detail[0] ? ": " : "", ev.detail);
+                        (void)kill(child, SIGTERM);
+                        break;
+                case VFIOD_EVENT_LEASE_REVOKED:
+                        fprintf(stderr, "vfioctl: lease %" PRIu64 " ('%s') revoked (%s%s%s)\n",
+                                lease_id, ev.device, vfiod_release_reason_name(ev.reason),
+                                ev.detail[0] ? ": " : "", ev.detail);
+                        *revoked = true;
+                        (void)kill(child, SIGTERM);
+                        break;
+                case VFIOD_EVENT_DEVICE_ERROR:
+                        fprintf(stderr,
+                                "vfioctl: device '%s' of lease %" PRIu64 " reported an error\n",
+                                ev.device, lease_id);
+                        break;
+                case VFIOD_EVENT_DROPPED:
+                        break;
+                }
+        }
+        if (r != -EAGAIN) {
+                /* The connection is gone: stop watching it; the command keeps running. */
+                report(c, r, "connection to the daemon");
+                *watch = false;
+        }
+}
+
+static int exit_status_of(int status)
+{
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        if (WIFSIGNALED(status))
+                return 128 + WTERMSIG(status);
+        return EXIT_FAILURE;
+}
+
+/* Runs argv with the lease's fds and waits for it; returns its exit status. */
+static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv, bool *revoked)
+{
+        _cleanup_close_ int sfd = -EBADF;
+        sigset_t mask, old_mask;
+        bool watch = lease->mode == VFIOD_MODE_DIRECT;
+        pid_t pid;
+        int status = 0;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGQUIT);
+        if (sigprocmask(SIG_BLOCK, &mask, &old_mask) < 0)
+                return report(NULL, -errno, "sigprocmask"), EXIT_CANNOT_START;
+        sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sfd < 0) {
+                int r = -errno;
+
+                (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
+                return report(NULL, r, "signalfd"), EXIT_CANNOT_START;
+        }
+
+        (void)fflush(NULL);
+        pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+
+                (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
+                return report(NULL, r, "fork"), EXIT_CANNOT_START;
+        }
+        if (pid == 0)
+                run_child(lease, lease->mode == VFIOD_MODE_BROKERED ? vfiod_get_fd(c) : -1,
+                          &old_mask, argv);
+
+        /* The child has its copies; ours would keep the group quarantined after release. */
+        vfiod_lease_close_fds(lease);
+
+        for (;;) {
+                struct pollfd p[2] = {
+                    {.fd = sfd, .events = POLLIN},
+                    {.fd = watch ? vfiod_get_fd(c) : -1, .events = POLLIN},
+                };
+                struct signalfd_siginfo si;
+                pid_t w;
+
+                if (watch)
+                        handle_events(c, lease->lease_id, pid, &watch, revoked);
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        report(NULL, -errno, "poll");
+                        break;
+                }
+                while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+                        if (si.ssi_signo == SIGCHLD)
+                                continue;
+                        /* A signal from the terminal reached the child too; forward the others. */
+                        if (si.ssi_code != SI_KERNEL)
+                                (void)kill(pid, (int)si.ssi_signo);
+                }
+                w = waitpid(pid, &status, WNOHANG);
+                if (w == pid)
+                        break;
+                if (w < 0 && errno != EINTR) {
+                        report(NULL, -errno, "waitpid");
+                        status = 0;
+                        break;
+                }
+        }
+        (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
+        return exit_status_of(status);
+}
+
+static int cmd_acquire(const struct options *o, char **args, size_t n_args)
+{
+        _cleanup_(vfiod_closep) struct vfiod *c = NULL;
+        const char *device;
+        struct vfiod_lease lease;
+        bool revoked = false;
+        int r, status;
+
+        if (n_args < 1)
+                return usage_error("acquire needs a DEVICE");
+        if (n_args < 2)
+                return usage_error("acquire needs a COMMAND to run (after '--')");
+        device = args[0];
+
+        r = connect_daemon(o, &c);
+        if (r != 0)
+                return EXIT_CANNOT_START;
+        r = vfiod_acquire(c, device, 0, o->brokered ? VFIOD_MODE_BROKERED : VFIOD_MODE_DIRECT,
+                          &lease);
+        if (r < 0) {
+                report(c, r, "acquire '%s'", device);
+                return EXIT_CANNOT_START;
+        }
+
+        status = run_and_wait(c, &lease, args + 1, &revoked);
+        vfiod_lease_close_fds(&lease); /* when the fork failed */
+
+        if (!revoked) {
+                r = vfiod_release(c, lease.lease_id);
+                /* ENOENT: the command released it, or it was revoked meanwhile. */
+                if (r < 0 && r != -ENOENT)
+                        report(c, r, "release lease %" PRIu64 " of '%s'", lease.lease_id,
+                               lease.device);
+        }
+        return status;
+}
+
+/* ------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+        static const struct option longopts[] = {
+            {"socket", required_argument, NULL, 's'},
+            {"json", no_argument, NULL, 'j'},
+            {"brokered", no_argument, NULL, 'b'},
+            {"reason", required_argument, NULL, 'r'},
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},
+            {},
+        };
+        static const struct {
+                const char *name;
+                int (*run)(const struct options *o, char **args, size_t n_args);
+        } commands[] = {
+            {"list", cmd_list},     {"acquire", cmd_acquire}, {"leases", cmd_leases},
+            {"revoke", cmd_revoke}, {"reload", cmd_reload},   {"stats", cmd_stats},
+        };
+        struct options o = {0};
+        const char *cmd;
+        int opt;
+
+        while ((opt = getopt_long(argc, argv, "s:jbr:hV", longopts, NULL)) != -1) {
+                switch (opt) {
+                case 's':
+                        o.socket = optarg;
+                        break;
+                case 'j':
+                        o.json = true;
+                        break;
+                case 'b':
+                        o.brokered = true;
+                        break;
+                case 'r':
+                        o.reason = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return EXIT_SUCCESS;
+                case 'V':
+                        puts("vfioctl (" PACKAGE_NAME ") " PACKAGE_VERSION);
+                        return EXIT_SUCCESS;
+                default:
+                        fputs("Try 'vfioctl --help'.\n", stderr);
+                        return EXIT_USAGE;
+                }
+        }
+        if (optind >= argc)
+                return usage_error("no command given");
+        cmd = argv[optind];
+        if (o.brokered && strcmp(cmd, "acquire") != 0)
+                return usage_error("--brokered is an option of acquire");
+        if (o.reason && strcmp(cmd, "revoke") != 0)
+                return usage_error("--reason is an option of revoke");
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (strcmp(cmd, commands[i].name) == 0)
+                        return commands[i].run(&o, argv + optind + 1, (size_t)(argc - optind - 1));
+        return usage_error("unknown command '%s'", cmd);
+}
