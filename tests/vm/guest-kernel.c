@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/pci_regs.h>
@@ -69,6 +71,7 @@ struct ctx {
         int device[N_EDU];
         volatile void *bar0[N_EDU];
         char bdf[N_EDU][KVFIO_BDF_MAX];
+        int group_id[N_EDU];
 };
 
 /* Container, then groups of edu 0..n-1 (Type1v2), device fds and BAR0 mappings. */
@@ -85,6 +88,7 @@ static void ctx_open(struct ctx *c, int n, bool devices)
         for (int i = 0; i < n; i++) {
                 c->device[i] = -1;
                 memcpy(c->bdf[i], e.bdf[i], KVFIO_BDF_MAX);
+                c->group_id[i] = e.group[i];
                 c->group[i] = kvfio_group_open(e.group[i], NULL);
                 ck_assert_msg(c->group[i] >= 0, "kvfio_group_open(%d): %s", e.group[i],
                               strerror(-c->group[i]));
@@ -447,7 +451,15 @@ START_TEST(test_msi_eventfd)
         edu_write32(c.bar0[0], EDU_REG_IRQ_ACK, 0x1);
         ck_assert_int_eq(edu_eventfd_wait(efd, 200, NULL), 0);
 
+        /* The kernel's loopback trigger signals the same eventfd. */
+        ck_assert_int_eq(kvfio_irq_trigger(c.device[0], VFIO_PCI_MSI_IRQ_INDEX, 0, 1), 0);
+        ck_assert_int_eq(edu_eventfd_wait(efd, WAIT_MS, NULL), 1);
+
         ck_assert_int_eq(kvfio_irq_disable(c.device[0], VFIO_PCI_MSI_IRQ_INDEX), 0);
+        /* Disabled: the device's interrupt reaches nobody. */
+        edu_write32(c.bar0[0], EDU_REG_IRQ_RAISE, 0x1);
+        ck_assert_int_eq(edu_eventfd_wait(efd, 300, NULL), 0);
+        edu_write32(c.bar0[0], EDU_REG_IRQ_ACK, 0x1);
         ck_assert_int_eq(kvfio_dma_unmap(c.container, IOVA, PAGE, NULL), 0);
         close(efd);
         ctx_close(&c);
@@ -487,6 +499,40 @@ START_TEST(test_intx_needs_unmask)
         ck_assert_int_eq(edu_eventfd_wait(efd, 200, NULL), 0);
 
         ck_assert_int_eq(kvfio_irq_disable(c.device[0], VFIO_PCI_INTX_IRQ_INDEX), 0);
+        close(efd);
+        ctx_close(&c);
+}
+END_TEST
+
+/* The resample path: signalling an unmask eventfd unmasks INTx (what KVM's irqfd uses). */
+START_TEST(test_intx_unmask_eventfd)
+{
+        const uint64_t one = 1;
+        struct ctx c;
+        int efd, ufd;
+
+        ctx_open(&c, 1, true);
+        efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        ufd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        ck_assert_int_ge(efd, 0);
+        ck_assert_int_ge(ufd, 0);
+        ck_assert_int_eq(kvfio_irq_set_eventfds(c.device[0], VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &efd),
+                         0);
+        ck_assert_int_eq(kvfio_irq_unmask_eventfd(c.device[0], VFIO_PCI_INTX_IRQ_INDEX, 0, ufd), 0);
+
+        edu_write32(c.bar0[0], EDU_REG_IRQ_RAISE, 0x10);
+        ck_assert_msg(edu_eventfd_wait(efd, WAIT_MS, NULL) == 1, "no INTx");
+        edu_write32(c.bar0[0], EDU_REG_IRQ_ACK, 0x10);
+        edu_write32(c.bar0[0], EDU_REG_IRQ_RAISE, 0x20);
+        ck_assert_msg(edu_eventfd_wait(efd, 500, NULL) == 0, "INTx arrived while masked");
+        ck_assert_int_eq(write(ufd, &one, sizeof(one)), (ssize_t)sizeof(one));
+        ck_assert_msg(edu_eventfd_wait(efd, WAIT_MS, NULL) == 1,
+                      "no INTx after the unmask eventfd");
+        edu_write32(c.bar0[0], EDU_REG_IRQ_ACK, 0x20);
+
+        ck_assert_int_eq(kvfio_irq_unmask_eventfd(c.device[0], VFIO_PCI_INTX_IRQ_INDEX, 0, -1), 0);
+        ck_assert_int_eq(kvfio_irq_disable(c.device[0], VFIO_PCI_INTX_IRQ_INDEX), 0);
+        close(ufd);
         close(efd);
         ctx_close(&c);
 }
@@ -642,6 +688,148 @@ START_TEST(test_device_reset)
 }
 END_TEST
 
+START_TEST(test_unmap_all)
+{
+        uint8_t *buf = pages(3 * PAGE, 0);
+        uint64_t unmapped = 0;
+        struct ctx c;
+
+        ctx_open(&c, 1, false);
+        ck_assert_int_eq(kvfio_container_check_extension(c.container, VFIO_UNMAP_ALL), 1);
+        ck_assert_int_eq(kvfio_dma_map(c.container, buf, IOVA, PAGE, KVFIO_DMA_READ), 0);
+        ck_assert_int_eq(
+            kvfio_dma_map(c.container, buf + PAGE, IOVA + 16 * PAGE, 2 * PAGE, KVFIO_DMA_WRITE), 0);
+        ck_assert_int_eq(kvfio_dma_unmap_all(c.container, &unmapped), 0);
+        ck_assert_uint_eq(unmapped, 3 * PAGE);
+        /* Everything is gone: the same ranges map again. */
+        ck_assert_int_eq(kvfio_dma_map(c.container, buf, IOVA, 3 * PAGE, KVFIO_DMA_READ), 0);
+        ck_assert_int_eq(kvfio_dma_unmap(c.container, IOVA, 3 * PAGE, &unmapped), 0);
+        ck_assert_uint_eq(unmapped, 3 * PAGE);
+        ctx_close(&c);
+        munmap(buf, 3 * PAGE);
+}
+END_TEST
+
+/*
+ * Pinned pages are accounted to the process that maps them: without
+ * CAP_IPC_LOCK, a mapping beyond RLIMIT_MEMLOCK is refused with ENOMEM. The
+ * mapping is done by a child that dropped root after the fds were open.
+ */
+START_TEST(test_memlock_limit)
+{
+        uint8_t *buf = pages(32 * PAGE, 1);
+        uint64_t unmapped = 0;
+        struct ctx c;
+        int status = 0;
+        pid_t pid;
+
+        ctx_open(&c, 1, false);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                const struct rlimit rl = {16 * PAGE, 16 * PAGE};
+                int r;
+
+                if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+                        _exit(10);
+                r = kvfio_dma_map(c.container, buf, IOVA, 8 * PAGE, KVFIO_DMA_READ);
+                if (r < 0)
+                        _exit(20 + -r % 10);
+                r = kvfio_dma_map(c.container, buf + 8 * PAGE, IOVA + 8 * PAGE, 16 * PAGE,
+                                  KVFIO_DMA_READ);
+                _exit(r == -ENOMEM ? 0 : r == 0 ? 30 : 40);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        ck_assert_msg(WEXITSTATUS(status) == 0,
+                      "child: %d (10: dropping root failed, 2x: first map failed, "
+                      "30: the map beyond the limit succeeded, 40: other error)",
+                      WEXITSTATUS(status));
+        /* The child's mapping outlives it; the container owner removes it. */
+        ck_assert_int_eq(kvfio_dma_unmap(c.container, IOVA, 32 * PAGE, &unmapped), 0);
+        ck_assert_uint_eq(unmapped, 8 * PAGE);
+        ctx_close(&c);
+        munmap(buf, 32 * PAGE);
+}
+END_TEST
+
+/* The bus-wide reset: the set is this device's group; the INTx status goes as with the FLR path. */
+START_TEST(test_hot_reset)
+{
+        struct kvfio_hot_reset_info *hi = NULL;
+        uint32_t status = 0;
+        char bdf[16];
+        struct ctx c;
+        int r;
+
+        ctx_open(&c, 1, true);
+        r = kvfio_device_get_hot_reset_info(c.device[0], &hi);
+        ck_assert_msg(r == 0, "kvfio_device_get_hot_reset_info: %s", strerror(-r));
+        ck_assert_uint_eq(hi->n, 1);
+        ck_assert_str_eq(kvfio_hot_reset_dep_bdf(&hi->devs[0], bdf), c.bdf[0]);
+        ck_assert_int_eq(hi->devs[0].group_id, c.group_id[0]);
+        kvfio_hot_reset_info_free(hi);
+
+        edu_write32(c.bar0[0], EDU_REG_IRQ_RAISE, 0x8);
+        ck_assert_int_eq(edu_config_read(c.device[0], PCI_STATUS, 2, &status), 0);
+        ck_assert(status & PCI_STATUS_INTERRUPT);
+        ck_assert_int_eq(kvfio_device_hot_reset(c.device[0], NULL, 0), -EINVAL);
+        r = kvfio_device_hot_reset(c.device[0], &c.group[0], 1);
+        ck_assert_msg(r == 0, "kvfio_device_hot_reset: %s", strerror(-r));
+        ck_assert_int_eq(edu_config_read(c.device[0], PCI_STATUS, 2, &status), 0);
+        ck_assert_msg(!(status & PCI_STATUS_INTERRUPT), "status %#x after the reset", status);
+        ck_assert(edu_id_valid(edu_read32(c.bar0[0], EDU_REG_ID)));
+        edu_write32(c.bar0[0], EDU_REG_IRQ_ACK, 0x8);
+        ctx_close(&c);
+}
+END_TEST
+
+/*
+ * Unbinding a device whose fd is open makes the kernel ask for it back on the
+ * REQ eventfd (the daemon's ReleaseRequested); the unbind completes once the
+ * fd is closed. The device goes back to vfio-pci before the asserts.
+ */
+START_TEST(test_req_on_unbind)
+{
+        char prev[KVFIO_DRIVER_MAX] = "?";
+        int efd, r_set, r_req, r_bind, status = -1;
+        struct kvfio_irq_info ii = {0};
+        struct ctx c;
+        pid_t pid;
+
+        ctx_open(&c, 1, true);
+        ck_assert_int_eq(kvfio_device_get_irq_info(c.device[0], VFIO_PCI_REQ_IRQ_INDEX, &ii), 0);
+        ck_assert_uint_eq(ii.count, 1);
+        efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        ck_assert_int_ge(efd, 0);
+        r_set = kvfio_irq_set_eventfds(c.device[0], VFIO_PCI_REQ_IRQ_INDEX, 0, 1, &efd);
+        ck_assert_msg(r_set == 0, "enable REQ: %s", strerror(-r_set));
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int fd;
+
+                /* The inherited device fd and BAR mapping would keep the device busy. */
+                ctx_close(&c);
+                close(efd);
+                /* Blocks until the parent closes the device fd. */
+                fd = open("/sys/bus/pci/drivers/vfio-pci/unbind", O_WRONLY | O_CLOEXEC);
+                _exit(fd >= 0 && write(fd, c.bdf[0], strlen(c.bdf[0])) > 0 ? 0 : 1);
+        }
+        r_req = edu_eventfd_wait(efd, 5000, NULL);
+        ctx_close(&c);
+        close(efd);
+        waitpid(pid, &status, 0);
+        r_bind = kvfio_pci_bind_vfio("/", c.bdf[0], prev);
+
+        ck_assert_msg(r_req == 1, "no REQ interrupt while unbinding (%d)", r_req);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "unbind failed");
+        ck_assert_msg(r_bind == 0, "kvfio_pci_bind_vfio: %s", strerror(-r_bind));
+        ck_assert_str_eq(prev, "");
+}
+END_TEST
+
 static Suite *guest_kernel_suite(void)
 {
         Suite *s = suite_create("guest-kernel");
@@ -664,6 +852,7 @@ static Suite *guest_kernel_suite(void)
         tcase_add_test(tc, test_dma_roundtrip);
         tcase_add_test(tc, test_msi_eventfd);
         tcase_add_test(tc, test_intx_needs_unmask);
+        tcase_add_test(tc, test_intx_unmask_eventfd);
         tcase_add_test(tc, test_unmap_blocks_dma);
         suite_add_tcase(s, tc);
 
@@ -671,13 +860,17 @@ static Suite *guest_kernel_suite(void)
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, test_two_groups_share_mapping);
         tcase_add_test(tc, test_overlap_and_partial_unmap_refused);
+        tcase_add_test(tc, test_unmap_all);
+        tcase_add_test(tc, test_memlock_limit);
         tcase_add_test(tc, test_group_busy);
         tcase_add_test(tc, test_device_reset);
+        tcase_add_test(tc, test_hot_reset);
         suite_add_tcase(s, tc);
 
-        /* Last: it changes a binding (and puts it back). */
+        /* Last: these change a binding (and put it back). */
         tc = tcase_create("binding");
         testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, test_req_on_unbind);
         tcase_add_test(tc, test_viability_flips);
         suite_add_tcase(s, tc);
         return s;
