@@ -478,26 +478,39 @@ static int mdma_execute(struct mdma_state *m, const struct mdma_job *job,
 {
 	struct device *dev = mdma_dev(m);
 	bool copy = job->cmd == MDMA_CMD_COPY;
+	unsigned int attempt;
 	bool in_dst = false;
 	u32 done;
-	int ret;
+	int ret, err;
 
 	/* make room for the worst case of this command */
 	if (m->iotlb_count + 2 * mdma_max_pages() > iotlb_pages)
 		mdma_iotlb_flush(m);
 
-	if (copy) {
-		ret = mdma_translate(m, job->src, job->len, false, m->src_pages,
-				     ret_fault);
-		if (ret)
-			goto fault;
+	for (attempt = 0;; attempt++) {
+		in_dst = false;
+		ret = 0;
+		if (copy)
+			ret = mdma_translate(m, job->src, job->len, false,
+					     m->src_pages, ret_fault);
+		if (!ret) {
+			in_dst = true;
+			ret = mdma_translate(m, job->dst, job->len, true,
+					     m->dst_pages, ret_fault);
+		}
+		/*
+		 * Cached pins count against the mapping process's
+		 * RLIMIT_MEMLOCK: when the limit is hit, drop them and try
+		 * once more with only this command's pages.
+		 */
+		if (ret == -ENOMEM && !attempt && m->iotlb_count) {
+			mdma_iotlb_flush(m);
+			continue;
+		}
+		break;
 	}
-	ret = mdma_translate(m, job->dst, job->len, true, m->dst_pages,
-			     ret_fault);
-	if (ret) {
-		in_dst = true;
+	if (ret)
 		goto fault;
-	}
 
 	for (done = 0; done < job->len;) {
 		u64 d = job->dst + done;
@@ -532,7 +545,8 @@ static int mdma_execute(struct mdma_state *m, const struct mdma_job *job,
 	return MDMA_ERR_NONE;
 
 fault:
-	ret = mdma_pin_errno_to_code(ret);
+	err = ret;
+	ret = mdma_pin_errno_to_code(err);
 	switch (ret) {
 	case MDMA_ERR_UNMAPPED:
 		dev_warn_ratelimited(
@@ -554,8 +568,11 @@ fault:
 	default:
 		dev_warn_ratelimited(
 			dev,
-			"DMA refused: pinning IOVA 0x%llx failed (ERROR=PIN)\n",
-			*ret_fault);
+			"DMA refused: pinning IOVA 0x%llx failed with error %d%s (ERROR=PIN)\n",
+			*ret_fault, err,
+			err == -ENOMEM
+				? ", over the memory lock limit of the process that mapped it"
+				: "");
 		break;
 	}
 	return ret;

@@ -27,10 +27,13 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/capability.h>
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
@@ -1215,6 +1218,103 @@ static void test_stress(struct dev *d, int container, uint8_t *buf, int ms)
 	      "map again");
 }
 
+/* Sets or clears CAP_IPC_LOCK in the effective set (it stays permitted). */
+static int ipc_lock_cap(bool on)
+{
+	struct __user_cap_header_struct h = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct c[2];
+
+	if (syscall(SYS_capget, &h, c))
+		return -errno;
+	if (on)
+		c[0].effective |= 1U << CAP_IPC_LOCK;
+	else
+		c[0].effective &= ~(1U << CAP_IPC_LOCK);
+	return syscall(SYS_capset, &h, c) ? -errno : 0;
+}
+
+/*
+ * Without CAP_IPC_LOCK the device's pins count against RLIMIT_MEMLOCK: a
+ * command that fits the limit works even when cached pins would not, one
+ * that does not fit fails with ERROR PIN and touches nothing.
+ */
+static void test_memlock(const char *uuid)
+{
+	struct rlimit old, lim = {64 * 1024, 64 * 1024};
+	const size_t size = 256 * 1024;
+	int container = -1, g = -1;
+	struct dev d = {.fd = -1};
+	char path[64];
+	uint8_t *mem;
+	uint32_t st;
+
+	group = "memlock";
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!check(mem != MAP_FAILED, "buffer"))
+		return;
+	memset(mem, 0, size);
+	getrlimit(RLIMIT_MEMLOCK, &old);
+	if (!check(ipc_lock_cap(false) == 0 &&
+			   setrlimit(RLIMIT_MEMLOCK, &lim) == 0,
+		   "drop CAP_IPC_LOCK, RLIMIT_MEMLOCK 64 KiB"))
+		goto out;
+
+	container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/dev/vfio/%d", group_of(uuid));
+	g = open(path, O_RDWR | O_CLOEXEC);
+	if (!check(container >= 0 && g >= 0 &&
+			   ioctl(g, VFIO_GROUP_SET_CONTAINER, &container) ==
+				   0 &&
+			   ioctl(container, VFIO_SET_IOMMU,
+				 VFIO_TYPE1v2_IOMMU) == 0 &&
+			   map_dma(container, mem, IOVA_A, size,
+				   VFIO_DMA_MAP_FLAG_READ |
+					   VFIO_DMA_MAP_FLAG_WRITE) == 0,
+		   "container with 256 KiB mapped (nothing pinned yet)"))
+		goto out;
+	if (open_device(g, uuid, &d))
+		goto out;
+	cfg_write(&d, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+
+	st = dma_run(&d, MDMA_CMD_FILL, 0, IOVA_A, 32 * 1024, 0x01010101);
+	check(st == MDMA_STATUS_DONE && vm_locked_kb() == 32,
+	      "32 KiB command: DONE, VmLck %ld kB", vm_locked_kb());
+	st = dma_run(&d, MDMA_CMD_FILL, 0, IOVA_A + 64 * 1024, 32 * 1024,
+		     0x02020202);
+	check(st == MDMA_STATUS_DONE && vm_locked_kb() == 64,
+	      "second 32 KiB: DONE, at the limit, VmLck %ld kB",
+	      vm_locked_kb());
+	st = dma_run(&d, MDMA_CMD_FILL, 0, IOVA_A + 128 * 1024, 32 * 1024,
+		     0x03030303);
+	check(st == MDMA_STATUS_DONE && all_bytes(mem + 128 * 1024, 32768, 3) &&
+		      vm_locked_kb() <= 64,
+	      "third 32 KiB: cached pins dropped to fit, DONE (status 0x%x, "
+	      "VmLck %ld kB)",
+	      st, vm_locked_kb());
+	st = dma_run(&d, MDMA_CMD_FILL, 0, IOVA_A + 160 * 1024, 96 * 1024,
+		     0x04040404);
+	check(st == MDMA_STATUS_ERROR &&
+		      reg_read(&d, MDMA_REG_ERROR) == MDMA_ERR_PIN &&
+		      all_bytes(mem + 160 * 1024, 96 * 1024, 0),
+	      "96 KiB command over the limit: ERROR PIN, nothing written "
+	      "(status 0x%x, error %u)",
+	      st, reg_read(&d, MDMA_REG_ERROR));
+	close(d.fd);
+	check(vm_locked_kb() == 0, "close released the pins: VmLck %ld kB",
+	      vm_locked_kb());
+out:
+	if (g >= 0)
+		close(g);
+	if (container >= 0)
+		close(container);
+	setrlimit(RLIMIT_MEMLOCK, &old);
+	ipc_lock_cap(true);
+	munmap(mem, size);
+}
+
 struct remover {
 	const char *uuid;
 	int err;
@@ -1383,6 +1483,7 @@ int main(int argc, char **argv)
 	test_second(&d, container, uuid_b, mem);
 	test_reset(&d, mem);
 	test_req(&d, &ga, container, uuid_a);
+	test_memlock(uuid_b);
 
 	group = "teardown";
 	check(vm_locked_kb() == 0, "no pins left: VmLck %ld kB",
