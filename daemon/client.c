@@ -1,0 +1,1084 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon/client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "daemon/lease.h"
+#include "daemon/policy.h"
+#include "daemon/server.h"
+#include "kernel/container.h"
+#include "kernel/irq.h"
+#include "proto/macro.h"
+
+/* A datagram waiting for the socket: the bytes and duplicates of its fds (owned). */
+struct vfiod_queued {
+        struct list link;
+        uint8_t *buf;
+        size_t len;
+        int *fds;
+        size_t n_fds;
+};
+
+static void queued_free(struct vfiod_queued *q)
+{
+        if (!q)
+                return;
+        list_remove(&q->link);
+        for (size_t i = 0; i < q->n_fds; i++)
+                safe_close(q->fds[i]);
+        free(q->fds);
+        free(q->buf);
+        free(q);
+}
+
+struct vfiod_log_about vfiod_client_about(const struct vfiod_client *c, const char *device,
+                                          int group, uint64_t lease)
+{
+        return (struct vfiod_log_about){
+            .peer = c ? &c->peer : NULL, .device = device, .group = group, .lease = lease};
+}
+
+#define LOG_CLIENT(prio, c, ...)                                                  \
+        do {                                                                      \
+                struct vfiod_log_about _a = vfiod_client_about((c), NULL, -1, 0); \
+                vfiod_log_about((prio), &_a, __VA_ARGS__);                        \
+        } while (0)
+
+bool vfiod_client_wants_events(const struct vfiod_client *c)
+{
+        return c->caps & VFIOD__CAPABILITY__CAPABILITY_EVENTS;
+}
+
+struct vfiod_domain *vfiod_client_find_domain(struct vfiod_client *c, uint64_t id)
+{
+        struct vfiod_domain *d;
+
+        list_for_each_safe(d, it, &c->domains, struct vfiod_domain, link) if (d->id == id) return d;
+        return NULL;
+}
+
+static struct vfiod_lease *find_lease(struct vfiod_client *c, uint64_t id)
+{
+        struct vfiod_lease *l;
+
+        list_for_each_safe(l, it, &c->leases, struct vfiod_lease,
+                           link_client) if (l->id == id) return l;
+        return NULL;
+}
+
+/* ---- sending ------------------------------------------------------------------ */
+
+static bool can_read(const struct vfiod_client *c)
+{
+        return !c->dead && !c->close_after_flush && list_empty(&c->queue);
+}
+
+static void update_io(struct vfiod_client *c)
+{
+        int want = 0;
+
+        if (c->dead)
+                return;
+        if (!list_empty(&c->queue))
+                want |= EV_WRITE;
+        if (can_read(c))
+                want |= EV_READ;
+        if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == want)
+                return;
+        ev_io_stop(c->server->loop, &c->io);
+        if (!want)
+                return;
+        ev_io_set(&c->io, c->fd, want);
+        ev_io_start(c->server->loop, &c->io);
+}
+
+void vfiod_client_drop(struct vfiod_client *c, const char *fmt, ...)
+{
+        char why[300];
+        va_list ap;
+
+        if (c->dead)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof(why), fmt, ap);
+        va_end(ap);
+        LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": closing the connection: %s", c->id, why);
+        c->dead = true;
+        ev_io_stop(c->server->loop, &c->io);
+}
+
+static int send_raw(int fd, const void *buf, size_t len, const int *fds, size_t n_fds)
+{
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int) * VFIOD_PROTO_MAX_FDS)];
+        } control;
+        struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+        if (n_fds > 0) {
+                struct cmsghdr *cm;
+
+                memset(&control, 0, sizeof(control));
+                mh.msg_control = control.buf;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                cm = CMSG_FIRSTHDR(&mh);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
+        }
+        if (sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                return -errno;
+        return 0;
+}
+
+static void flush_queue(struct vfiod_client *c)
+{
+        while (!list_empty(&c->queue) && !c->dead) {
+                struct vfiod_queued *q = container_of(c->queue.next, struct vfiod_queued, link);
+                int r = send_raw(c->fd, q->buf, q->len, q->fds, q->n_fds);
+
+                if (r == -EAGAIN || r == -EINTR)
+                        break;
+                if (r < 0) {
+                        vfiod_client_drop(c, "sending failed: %s", strerror(-r));
+                        return;
+                }
+                c->queued_bytes -= q->len;
+                c->queued_msgs--;
+                queued_free(q);
+        }
+        if (list_empty(&c->queue) && c->close_after_flush) {
+                vfiod_client_drop(c, "protocol version mismatch");
+                return;
+        }
+        update_io(c);
+}
+
+static int enqueue(struct vfiod_client *c, const Vfiod__Envelope *env, size_t len, const int *fds,
+                   size_t n_fds)
+{
+        const struct vfiod_limits *lim = &c->server->policy->limits;
+        struct vfiod_queued *q;
+
+        if (c->queued_msgs + 1 > lim->max_queued_messages_per_client) {
+                vfiod_client_drop(c, "it does not read: MaxQueuedMessagesPerClient=%u reached",
+                                  lim->max_queued_messages_per_client);
+                return -ENOBUFS;
+        }
+        if (c->queued_bytes + len > lim->max_queued_bytes_per_client) {
+                vfiod_client_drop(c, "it does not read: MaxQueuedBytesPerClient=%u reached",
+                                  lim->max_queued_bytes_per_client);
+                return -ENOBUFS;
+        }
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                goto oom;
+        list_init(&q->link);
+        q->buf = malloc(len);
+        q->fds = n_fds ? calloc(n_fds, sizeof(int)) : NULL;
+        if (!q->buf || (n_fds && !q->fds))
+                goto oom;
+        q->len = vfiod__envelope__pack(env, q->buf);
+        for (size_t i = 0; i < n_fds; i++) {
+                /* Duplicates owned by the queue entry: the caller keeps its own fds. */
+                int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+
+                if (fd < 0) {
+                        int r = -errno;
+                        queued_free(q);
+                        vfiod_client_drop(c, "cannot queue an fd: %s", strerror(-r));
+                        return r;
+                }
+                q->fds[q->n_fds++] = fd;
+        }
+        list_add_tail(&c->queue, &q->link);
+        c->queued_bytes += q->len;
+        c->queued_msgs++;
+        update_io(c);
+        return 0;
+oom:
+        queued_free(q);
+        vfiod_client_drop(c, "out of memory");
+        return -ENOMEM;
+}
+
+int vfiod_client_send(struct vfiod_client *c, const Vfiod__Envelope *env, const int *fds,
+                      size_t n_fds)
+{
+        size_t len;
+        int r;
+
+        if (c->dead)
+                return -EPIPE;
+        len = vfiod__envelope__get_packed_size(env);
+        if (len > c->max_datagram || n_fds > c->max_fds)
+                return -EMSGSIZE;
+        if (list_empty(&c->queue)) {
+                r = vfiod_msg_send(c->fd, env, fds, n_fds);
+                if (r == 0)
+                        return 0;
+                if (r != -EAGAIN && r != -EINTR) {
+                        if (r == -EINVAL || r == -EBADF || r == -EMSGSIZE)
+                                return r; /* our bug, not the client's: keep it */
+                        vfiod_client_drop(c, "sending failed: %s", strerror(-r));
+                        return r;
+                }
+        }
+        return enqueue(c, env, len, fds, n_fds);
+}
+
+int vfiod_client_send_error(struct vfiod_client *c, uint64_t id, const struct vfiod_error *err)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Error e = VFIOD__ERROR__INIT;
+
+        e.errnum = err->errnum;
+        e.reason = (char *)err->reason;
+        env.id = id;
+        env.body_case = VFIOD__ENVELOPE__BODY_ERROR;
+        env.error = &e;
+        c->server->n_errors++;
+        return vfiod_client_send(c, &env, NULL, 0);
+}
+
+/* Sends a reply; one the client cannot receive becomes Error EMSGSIZE. */
+static int reply(struct vfiod_client *c, Vfiod__Envelope *env, const int *fds, size_t n_fds,
+                 struct vfiod_error *err)
+{
+        int r = vfiod_client_send(c, env, fds, n_fds);
+
+        if (r == -EMSGSIZE)
+                return vfiod_error_set(err, EMSGSIZE,
+                                       "the reply (%zu bytes, %zu fds) exceeds what you can "
+                                       "receive (%u bytes, %u fds)",
+                                       vfiod__envelope__get_packed_size(env), n_fds,
+                                       c->max_datagram, c->max_fds);
+        return 0; /* sent, queued, or the client is gone */
+}
+
+static int reply_ok(struct vfiod_client *c, uint64_t id, struct vfiod_error *err)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Ok ok = VFIOD__OK__INIT;
+
+        env.id = id;
+        env.body_case = VFIOD__ENVELOPE__BODY_OK;
+        env.ok = &ok;
+        return reply(c, &env, NULL, 0, err);
+}
+
+/* ---- handlers ------------------------------------------------------------------ */
+
+typedef int (*handler_fn)(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err);
+
+static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        const Vfiod__Hello *h = msg->env->hello;
+        const struct vfiod_limits *lim = &c->server->policy->limits;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__HelloReply hr = VFIOD__HELLO_REPLY__INIT;
+        Vfiod__Limits limits = VFIOD__LIMITS__INIT;
+
+        if (h->major != VFIOD_PROTO_VERSION_MAJOR) {
+                struct vfiod_error e;
+
+                vfiod_error_set(&e, EPROTONOSUPPORT,
+                                "protocol version %u.%u is not supported: vfiod speaks %u.%u",
+                                h->major, h->minor, VFIOD_PROTO_VERSION_MAJOR,
+                                VFIOD_PROTO_VERSION_MINOR);
+                LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": %s", c->id, e.reason);
+                (void)vfiod_client_send_error(c, msg->env->id, &e);
+                c->close_after_flush = true;
+                flush_queue(c);
+                return 0;
+        }
+        c->caps = h->capabilities;
+        c->max_datagram = h->max_datagram && h->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
+                              ? h->max_datagram
+                              : VFIOD_PROTO_MAX_DATAGRAM;
+        c->max_fds =
+            h->max_fds && h->max_fds < VFIOD_PROTO_MAX_FDS ? h->max_fds : VFIOD_PROTO_MAX_FDS;
+        c->admin = vfiod_policy_is_admin(c->server->policy, &c->peer);
+        c->state = VFIOD_CLIENT_READY;
+        LOG_CLIENT(LOG_INFO, c,
+                   "client %" PRIu64 ": hello, protocol %u.%u, capabilities 0x%" PRIx64 "%s", c->id,
+                   h->major, h->minor, c->caps, c->admin ? ", admin" : "");
+
+        limits.max_domains = lim->max_domains_per_client;
+        limits.max_leases = lim->max_leases_per_client;
+        limits.max_mappings = lim->max_mappings_per_client;
+        limits.max_pinned_bytes = lim->max_pinned_bytes_per_client;
+        limits.max_ranges_per_request = lim->max_ranges_per_request;
+        limits.max_requests_in_flight = lim->max_requests_in_flight;
+        hr.major = VFIOD_PROTO_VERSION_MAJOR;
+        hr.minor = VFIOD_PROTO_VERSION_MINOR;
+        hr.capabilities =
+            VFIOD__CAPABILITY__CAPABILITY_DIRECT | VFIOD__CAPABILITY__CAPABILITY_BROKERED |
+            VFIOD__CAPABILITY__CAPABILITY_IRQS | VFIOD__CAPABILITY__CAPABILITY_EVENTS |
+            (c->admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
+        hr.max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
+        hr.max_fds = lim->max_fds_per_message;
+        hr.limits = &limits;
+        hr.server_version = (char *)PACKAGE_NAME " " PACKAGE_VERSION;
+        env.id = msg->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO_REPLY;
+        env.hello_reply = &hr;
+        return reply(c, &env, NULL, 0, err);
+}
+
+static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio_pci_dev *dev,
+                                      uint64_t *ret_lease)
+{
+        struct vfiod_devices *devs = c->server->devices;
+        struct vfiod_group *g;
+        struct kvfio_group_viability via;
+
+        *ret_lease = 0;
+        if (!vfiod_dev_is_vfio(dev) || dev->iommu_group < 0)
+                return VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE;
+        g = vfiod_devices_group(devs, dev->iommu_group);
+        if (g && g->state == VFIOD_GROUP_LEASED) {
+                if (g->lease && g->lease->client == c) {
+                        *ret_lease = g->lease->id;
+                        return VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU;
+                }
+                return VFIOD__LEASE_STATE__LEASE_STATE_LEASED;
+        }
+        if (g && g->state == VFIOD_GROUP_QUARANTINED)
+                return VFIOD__LEASE_STATE__LEASE_STATE_QUARANTINED;
+        if (kvfio_iommu_group_viable(devs->sysfs_root, dev->iommu_group, &via) < 0 || !via.viable)
+                return VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE;
+        return VFIOD__LEASE_STATE__LEASE_STATE_FREE;
+}
+
+static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
+                               struct vfiod_error *err)
+{
+        const char *want = msg->env->list_devices->device;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevicesReply rep = VFIOD__LIST_DEVICES_REPLY__INIT;
+        struct kvfio_pci_list *list = NULL;
+        Vfiod__DeviceInfo *infos = NULL, **ptrs = NULL;
+        Vfiod__Mode(*modes)[2] = NULL;
+        char want_bdf[KVFIO_BDF_MAX] = "";
+        size_t n = 0;
+        int r;
+
+        if (want && *want && kvfio_pci_addr_normalize(want, want_bdf) < 0)
+                return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address", want);
+        r = vfiod_devices_discover(c->server->devices, &list);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "cannot list PCI devices: %s", strerror(-r));
+        infos = calloc(list->n ? list->n : 1, sizeof(*infos));
+        ptrs = calloc(list->n ? list->n : 1, sizeof(*ptrs));
+        modes = calloc(list->n ? list->n : 1, sizeof(*modes));
+        if (!infos || !ptrs || !modes) {
+                r = vfiod_error_set(err, ENOMEM, "out of memory");
+                goto out;
+        }
+        for (size_t i = 0; i < list->n; i++) {
+                const struct kvfio_pci_dev *d = &list->devs[i];
+                unsigned m = vfiod_policy_modes(c->server->policy, &c->peer, d->bdf);
+                Vfiod__DeviceInfo *info = &infos[n];
+                uint64_t lease;
+
+                if (!m || (want_bdf[0] && strcmp(want_bdf, d->bdf) != 0))
+                        continue;
+                vfiod__device_info__init(info);
+                info->device = (char *)d->bdf;
+                info->vendor_id = d->vendor;
+                info->device_id = d->device;
+                info->class_code = d->class;
+                info->iommu_group = d->iommu_group < 0 ? 0 : (uint32_t)d->iommu_group;
+                info->driver = (char *)d->driver;
+                info->state = device_state(c, d, &lease);
+                info->lease_id = lease;
+                info->allowed_modes = modes[n];
+                if (m & VFIOD_MODE_BIT_DIRECT)
+                        modes[n][info->n_allowed_modes++] = VFIOD__MODE__MODE_DIRECT;
+                if (m & VFIOD_MODE_BIT_BROKERED)
+                        modes[n][info->n_allowed_modes++] = VFIOD__MODE__MODE_BROKERED;
+                ptrs[n] = info;
+                n++;
+        }
+        if (want_bdf[0] && n == 0) {
+                r = vfiod_error_set(err, ENOENT, "no device '%s' that you may see", want);
+                goto out;
+        }
+        rep.n_devices = n;
+        rep.devices = ptrs;
+        env.id = msg->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
+        env.list_devices_reply = &rep;
+        r = reply(c, &env, NULL, 0, err);
+out:
+        free(infos);
+        free(ptrs);
+        free(modes);
+        kvfio_pci_list_free(list);
+        return r;
+}
+
+static int iommu_from_proto(int t)
+{
+        switch (t) {
+        case VFIOD__IOMMU_TYPE__IOMMU_TYPE_UNSPECIFIED:
+                return KVFIO_IOMMU_AUTO;
+        case VFIOD__IOMMU_TYPE__IOMMU_TYPE_TYPE1V2:
+                return KVFIO_IOMMU_TYPE1v2;
+        case VFIOD__IOMMU_TYPE__IOMMU_TYPE_TYPE1:
+                return KVFIO_IOMMU_TYPE1;
+        case VFIOD__IOMMU_TYPE__IOMMU_TYPE_SPAPR_TCE_V2:
+                return KVFIO_IOMMU_SPAPR_TCE_v2;
+        case VFIOD__IOMMU_TYPE__IOMMU_TYPE_SPAPR_TCE:
+                return KVFIO_IOMMU_SPAPR_TCE;
+        default:
+                return -1;
+        }
+}
+
+static Vfiod__IommuType iommu_to_proto(int m)
+{
+        switch (m) {
+        case KVFIO_IOMMU_TYPE1v2:
+                return VFIOD__IOMMU_TYPE__IOMMU_TYPE_TYPE1V2;
+        case KVFIO_IOMMU_TYPE1:
+                return VFIOD__IOMMU_TYPE__IOMMU_TYPE_TYPE1;
+        case KVFIO_IOMMU_SPAPR_TCE_v2:
+                return VFIOD__IOMMU_TYPE__IOMMU_TYPE_SPAPR_TCE_V2;
+        case KVFIO_IOMMU_SPAPR_TCE:
+                return VFIOD__IOMMU_TYPE__IOMMU_TYPE_SPAPR_TCE;
+        default:
+                return VFIOD__IOMMU_TYPE__IOMMU_TYPE_UNSPECIFIED;
+        }
+}
+
+static int handle_create_domain(struct vfiod_client *c, struct vfiod_msg *msg,
+                                struct vfiod_error *err)
+{
+        const struct vfiod_limits *lim = &c->server->policy->limits;
+        int wanted = iommu_from_proto(msg->env->create_domain->iommu_type);
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__CreateDomainReply rep = VFIOD__CREATE_DOMAIN_REPLY__INIT;
+        struct vfiod_domain *d;
+        int r;
+
+        if (wanted < 0)
+                return vfiod_error_set(err, EINVAL, "unknown IOMMU type %d",
+                                       (int)msg->env->create_domain->iommu_type);
+        if (c->usage.domains >= lim->max_domains_per_client)
+                return vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
+                                       lim->max_domains_per_client);
+        r = vfiod_domain_new(c->server->devices->container_path, wanted,
+                             ++c->server->next_domain_id, &c->usage, &d, err);
+        if (r < 0)
+                return r;
+        list_add_tail(&c->domains, &d->link);
+        LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": created domain %" PRIu64 " (%s)", c->id, d->id,
+                   kvfio_iommu_model_name(d->model));
+        rep.domain_id = d->id;
+        rep.iommu_type = iommu_to_proto(d->model);
+        env.id = msg->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_CREATE_DOMAIN_REPLY;
+        env.create_domain_reply = &rep;
+        return reply(c, &env, NULL, 0, err);
+}
+
+static int handle_destroy_domain(struct vfiod_client *c, struct vfiod_msg *msg,
+                                 struct vfiod_error *err)
+{
+        uint64_t id = msg->env->destroy_domain->domain_id;
+        struct vfiod_domain *d = vfiod_client_find_domain(c, id);
+
+        if (!d)
+                return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, id);
+        if (d->n_leases > 0)
+                return vfiod_error_set(err, EBUSY, "domain %" PRIu64 " holds %zu lease(s)", id,
+                                       d->n_leases);
+        vfiod_domain_free(d);
+        LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": destroyed domain %" PRIu64, c->id, id);
+        return reply_ok(c, msg->env->id, err);
+}
+
+static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        const Vfiod__Acquire *a = msg->env->acquire;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__AcquireReply rep = VFIOD__ACQUIRE_REPLY__INIT;
+        struct vfiod_lease_dev *dev;
+        struct vfiod_lease *l;
+        int fds[3];
+        size_t n_fds = 0;
+        int r;
+
+        if (a->mode == VFIOD__MODE__MODE_DIRECT && c->max_fds < 3)
+                return vfiod_error_set(err, EINVAL,
+                                       "a DIRECT lease sends 3 fds; you accept %u per datagram",
+                                       c->max_fds);
+        r = vfiod_lease_acquire(c, a->device, a->domain_id, a->mode, &l, err);
+        if (r < 0) {
+                struct vfiod_log_about about = vfiod_client_about(c, a->device, -1, 0);
+                vfiod_log_about(LOG_NOTICE, &about, "refused device '%s' to client %" PRIu64 ": %s",
+                                a->device, c->id, err->reason);
+                return r;
+        }
+        dev = vfiod_lease_find_dev(l, NULL);
+        rep.lease_id = l->id;
+        rep.domain_id = l->domain->id;
+        rep.iommu_group = (uint32_t)l->group_id;
+        rep.device = l->device;
+        rep.mode = l->mode;
+        rep.num_regions = dev->info.num_regions;
+        rep.num_irqs = dev->info.num_irqs;
+        rep.device_flags = dev->info.flags;
+        /* The fds are the daemon's; the kernel duplicates them into the datagram. */
+        if (l->mode == VFIOD__MODE__MODE_DIRECT) {
+                rep.has_container_fd_case = VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
+                rep.container_fd = (uint32_t)n_fds;
+                fds[n_fds++] = l->domain->container_fd;
+                rep.has_group_fd_case = VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD;
+                rep.group_fd = (uint32_t)n_fds;
+                fds[n_fds++] = l->group_fd;
+        }
+        rep.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
+        rep.device_fd = (uint32_t)n_fds;
+        fds[n_fds++] = dev->fd;
+        env.id = msg->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
+        env.acquire_reply = &rep;
+        return reply(c, &env, fds, n_fds, err);
+}
+
+static int handle_release(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        uint64_t id = msg->env->release->lease_id;
+        struct vfiod_lease *l = find_lease(c, id);
+
+        if (!l)
+                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, id);
+        (void)vfiod_lease_release(l, "released by its holder");
+        return reply_ok(c, msg->env->id, err);
+}
+
+static int handle_reset(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        const Vfiod__Reset *rq = msg->env->reset;
+        struct vfiod_lease *l = find_lease(c, rq->lease_id);
+        struct vfiod_lease_dev *dev;
+        int r;
+
+        if (!l)
+                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, rq->lease_id);
+        dev = vfiod_lease_find_dev(l, rq->device);
+        if (!dev)
+                return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
+                                       rq->device, l->id);
+        r = kvfio_device_reset(dev->fd);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "resetting '%s' failed: %s", dev->bdf,
+                                       strerror(-r));
+        {
+                struct vfiod_log_about a = vfiod_client_about(c, dev->bdf, l->group_id, l->id);
+                vfiod_log_about(LOG_INFO, &a, "reset device '%s' for its holder", dev->bdf);
+        }
+        return reply_ok(c, msg->env->id, err);
+}
+
+static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        const Vfiod__MapDma *rq = msg->env->map_dma;
+        const struct vfiod_limits *lim = &c->server->policy->limits;
+        struct vfiod_domain *d = vfiod_client_find_domain(c, rq->domain_id);
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
+        _cleanup_free_ struct vfiod_map_range *ranges = NULL;
+        uint64_t bytes = 0;
+        int r;
+
+        if (!d)
+                return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, rq->domain_id);
+        if (rq->n_ranges > lim->max_ranges_per_request)
+                return vfiod_error_set(err, ENOSPC, "%zu ranges: MaxRangesPerRequest=%u reached",
+                                       rq->n_ranges, lim->max_ranges_per_request);
+        ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
+        if (!ranges)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < rq->n_ranges; i++) {
+                const Vfiod__DmaRange *dr = rq->ranges[i];
+
+                /* The transport checked fd_index < n_fds; the fds stay the message's. */
+                if (dr->fd_index >= msg->n_fds || msg->fds[dr->fd_index] < 0)
+                        return vfiod_error_set(err, EBADF, "range %zu: no fd %u", i, dr->fd_index);
+                ranges[i] = (struct vfiod_map_range){.fd = msg->fds[dr->fd_index],
+                                                     .fd_index = dr->fd_index,
+                                                     .offset = dr->offset,
+                                                     .iova = dr->iova,
+                                                     .size = dr->size,
+                                                     .readable = dr->readable,
+                                                     .writable = dr->writable};
+        }
+        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &bytes, err);
+        if (r < 0)
+                return r;
+        LOG_CLIENT(LOG_INFO, c,
+                   "client %" PRIu64 ": mapped %zu range(s), %" PRIu64 " bytes, domain %" PRIu64
+                   " (now %" PRIu64 " bytes pinned)",
+                   c->id, rq->n_ranges, bytes, d->id, c->usage.pinned_bytes);
+        rep.mapped = (uint32_t)rq->n_ranges;
+        rep.bytes = bytes;
+        env.id = msg->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY;
+        env.map_dma_reply = &rep;
+        return reply(c, &env, NULL, 0, err);
+}
+
+static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        const Vfiod__UnmapDma *rq = msg->env->unmap_dma;
+        const struct vfiod_limits *lim = &c->server->policy->limits;
+        struct vfiod_domain *d = vfiod_client_find_domain(c, rq->domain_id);
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__UnmapDmaReply rep = VFIOD__UNMAP_DMA_REPLY__INIT;
+        _cleanup_free_ struct vfiod_iova *ranges = NULL;
+        uint32_t count = 0;
+        uint64_t bytes = 0;
+        int r;
+
+        if (!d)
+                return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, rq->domain_id);
+        if (rq->n_ranges > lim->max_ranges_per_request)
+                return vfiod_error_set(err, ENOSPC, "%zu ranges: MaxRangesPerRequest=%u reached",
+                                       rq->n_ranges, lim->max_ranges_per_request);
+        ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
+        if (!ranges)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < rq->n_ranges; i++)
+                ranges[i] =
+                    (struct vfiod_iova){.iova = rq->ranges[i]->iova, .size = rq->ranges[i]->size};
+        r = vfiod_domain_unmap(d, ranges, rq->n_ranges, &count, &bytes, err);
+        if (r < 0)
+                return r;
+        rep.unmapped = count;
+        rep.unmapped_bytes = bytes;
+        env.id = msg->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY;
+        env.unmap_dma_reply = &rep;
+        return reply(c, &env, NULL, 0, err);
+}
+
+static bool is_eventfd(int fd)
+{
+        char path[64], target[64];
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n = readlink(path, target, sizeof(target) - 1);
+        if (n < 0)
+                return false;
+        target[n] = '\0';
+        return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        const Vfiod__SetIrqs *rq = msg->env->set_irqs;
+        struct vfiod_lease *l = find_lease(c, rq->lease_id);
+        struct vfiod_lease_dev *dev;
+        _cleanup_free_ uint8_t *bools = NULL;
+        _cleanup_free_ int *fds = NULL;
+        int r;
+
+        if (!l)
+                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, rq->lease_id);
+        dev = vfiod_lease_find_dev(l, rq->device);
+        if (!dev)
+                return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
+                                       rq->device, l->id);
+        if (rq->count > KVFIO_IRQ_MAX_COUNT)
+                return vfiod_error_set(err, EINVAL, "count %u is above %u", rq->count,
+                                       KVFIO_IRQ_MAX_COUNT);
+        switch (rq->data) {
+        case VFIOD__IRQ_DATA__IRQ_DATA_NONE:
+                if (rq->n_bools || rq->n_eventfds)
+                        return vfiod_error_set(err, EINVAL, "data NONE takes no bools or eventfds");
+                break;
+        case VFIOD__IRQ_DATA__IRQ_DATA_BOOL:
+                if (rq->n_bools != rq->count || rq->n_eventfds)
+                        return vfiod_error_set(err, EINVAL, "data BOOL needs exactly %u bools",
+                                               rq->count);
+                bools = malloc(rq->count ? rq->count : 1);
+                if (!bools)
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
+                for (size_t i = 0; i < rq->n_bools; i++)
+                        bools[i] = !!rq->bools[i];
+                break;
+        case VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD:
+                if (rq->n_eventfds != rq->count || rq->n_bools)
+                        return vfiod_error_set(err, EINVAL,
+                                               "data EVENTFD needs exactly %u eventfds", rq->count);
+                fds = malloc((rq->count ? rq->count : 1) * sizeof(int));
+                if (!fds)
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
+                for (size_t i = 0; i < rq->count; i++)
+                        fds[i] = -EBADF;
+                for (size_t i = 0; i < rq->count; i++) {
+                        int32_t idx = rq->eventfds[i];
+                        int fd;
+
+                        if (idx == -1) {
+                                fds[i] = -1;
+                                continue;
+                        }
+                        if (idx < -1) {
+                                r = vfiod_error_set(err, EINVAL, "eventfd index %d", idx);
+                                goto fail_fds;
+                        }
+                        fd = vfiod_msg_take_fd(msg, (size_t)idx);
+                        if (fd == -EBADF) {
+                                /* Named twice: the first vector took it; use a duplicate. */
+                                for (size_t j = 0; j < i && fd < 0; j++)
+                                        if (rq->eventfds[j] == idx)
+                                                fd = fcntl(fds[j], F_DUPFD_CLOEXEC, 3);
+                        }
+                        if (fd < 0) {
+                                r = vfiod_error_set(err, EBADF, "eventfd index %d: no such fd",
+                                                    idx);
+                                goto fail_fds;
+                        }
+                        /* Owned by fds[] now; handed to the lease below. */
+                        fds[i] = fd;
+                        if (!is_eventfd(fd)) {
+                                r = vfiod_error_set(err, EINVAL, "fd %d is not an eventfd", idx);
+                                goto fail_fds;
+                        }
+                }
+                break;
+        default:
+                return vfiod_error_set(err, EINVAL, "bad interrupt data type %d", (int)rq->data);
+        }
+        r = vfiod_lease_set_irqs_take(dev, rq->index, rq->start, rq->count, rq->action, rq->data,
+                                      bools, fds, err);
+        if (r < 0)
+                return r;
+        return reply_ok(c, msg->env->id, err);
+
+fail_fds:
+        for (size_t i = 0; i < rq->count; i++)
+                safe_close(fds[i]);
+        return r;
+}
+
+static Vfiod__Mode *mode_ptr(int mode)
+{
+        static Vfiod__Mode modes[3] = {VFIOD__MODE__MODE_UNSPECIFIED, VFIOD__MODE__MODE_DIRECT,
+                                       VFIOD__MODE__MODE_BROKERED};
+        return &modes[mode >= 0 && mode < 3 ? mode : 0];
+}
+
+static int handle_list_leases(struct vfiod_client *c, struct vfiod_msg *msg,
+                              struct vfiod_error *err)
+{
+        struct vfiod_server *s = c->server;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListLeasesReply rep = VFIOD__LIST_LEASES_REPLY__INIT;
+        size_t n = list_length(&s->leases), i = 0;
+        Vfiod__LeaseInfo *infos = calloc(n ? n : 1, sizeof(*infos));
+        Vfiod__LeaseInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+        char ***devs = calloc(n ? n : 1, sizeof(*devs));
+        struct vfiod_lease *l;
+        int r;
+
+        if (!infos || !ptrs || !devs) {
+                r = vfiod_error_set(err, ENOMEM, "out of memory");
+                goto out;
+        }
+        list_for_each_safe(l, it, &s->leases, struct vfiod_lease, link_server)
+        {
+                Vfiod__LeaseInfo *li = &infos[i];
+
+                vfiod__lease_info__init(li);
+                devs[i] = calloc(l->n_devs ? l->n_devs : 1, sizeof(char *));
+                if (!devs[i]) {
+                        r = vfiod_error_set(err, ENOMEM, "out of memory");
+                        goto out;
+                }
+                for (size_t j = 0; j < l->n_devs; j++)
+                        devs[i][j] = l->devs[j].bdf;
+                li->lease_id = l->id;
+                li->n_devices = l->n_devs;
+                li->devices = devs[i];
+                li->iommu_group = (uint32_t)l->group_id;
+                li->uid = l->client->peer.uid;
+                li->gid = l->client->peer.gid;
+                li->pid = (uint32_t)l->client->peer.pid;
+                li->unit = l->client->peer.unit ? l->client->peer.unit : (char *)"";
+                li->mode = *mode_ptr(l->mode);
+                li->domain_id = l->domain->id;
+                li->pinned_bytes = l->domain->pinned_bytes;
+                li->mappings = (uint32_t)l->domain->n_maps;
+                li->status = l->status;
+                ptrs[i++] = li;
+        }
+        rep.n_leases = i;
+        rep.leases = ptrs;
+        env.id = msg->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY;
+        env.list_leases_reply = &rep;
+        r = reply(c, &env, NULL, 0, err);
+out:
+        for (size_t k = 0; devs && k < n; k++)
+                free(devs[k]);
+        free(devs);
+        free(ptrs);
+        free(infos);
+        return r;
+}
+
+static int handle_revoke(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        const Vfiod__Revoke *rq = msg->env->revoke;
+        struct vfiod_lease *l, *found = NULL;
+
+        list_for_each_safe(l, it, &c->server->leases, struct vfiod_lease,
+                           link_server) if (l->id == rq->lease_id) found = l;
+        if (!found)
+                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, rq->lease_id);
+        {
+                struct vfiod_log_about a =
+                    vfiod_client_about(c, found->device, found->group_id, found->id);
+                vfiod_log_about(
+                    LOG_NOTICE, &a,
+                    "admin (client %" PRIu64 ") revokes lease %" PRIu64 " of uid %u: '%s'", c->id,
+                    found->id, (unsigned)found->client->peer.uid, rq->reason ? rq->reason : "");
+        }
+        vfiod_lease_revoke(found, VFIOD__RELEASE_REASON__RELEASE_REASON_ADMIN_REVOKE,
+                           rq->reason && *rq->reason ? rq->reason : NULL);
+        return reply_ok(c, msg->env->id, err);
+}
+
+static int handle_reload_policy(struct vfiod_client *c, struct vfiod_msg *msg,
+                                struct vfiod_error *err)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ReloadPolicyReply rep = VFIOD__RELOAD_POLICY_REPLY__INIT;
+        struct vfiod_errors errors = {0};
+        uint32_t revoked = 0;
+        int r;
+
+        LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 " asks for a configuration reload", c->id);
+        (void)vfiod_server_reload(c->server, &errors, &revoked);
+        rep.n_errors = errors.n;
+        rep.errors = errors.lines;
+        rep.leases_revoked = revoked;
+        env.id = msg->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY;
+        env.reload_policy_reply = &rep;
+        r = c->dead ? 0 : reply(c, &env, NULL, 0, err);
+        vfiod_errors_clear(&errors);
+        return r;
+}
+
+static int handle_stats(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        struct vfiod_server *s = c->server;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__StatsReply rep = VFIOD__STATS_REPLY__INIT;
+        struct vfiod_client *o;
+
+        rep.clients = s->n_clients;
+        rep.leases = (uint32_t)list_length(&s->leases);
+        list_for_each_safe(o, it, &s->clients, struct vfiod_client, link)
+        {
+                rep.domains += o->usage.domains;
+                rep.mappings += o->usage.mappings;
+                rep.pinned_bytes += o->usage.pinned_bytes;
+        }
+        rep.requests = s->n_requests;
+        rep.errors = s->n_errors;
+        rep.quarantined_groups = (uint32_t)vfiod_devices_count(s->devices, VFIOD_GROUP_QUARANTINED);
+        rep.uptime_ms = vfiod_server_uptime_ms(s);
+        env.id = msg->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
+        env.stats_reply = &rep;
+        return reply(c, &env, NULL, 0, err);
+}
+
+/* ---- the permission table ------------------------------------------------------ */
+
+#define IN_NEW   (1u << VFIOD_CLIENT_NEW)
+#define IN_READY (1u << VFIOD_CLIENT_READY)
+
+struct request_rule {
+        Vfiod__Envelope__BodyCase body;
+        unsigned states; /* IN_* bits: where the request is allowed */
+        bool admin;      /* only for admin peers (others get EPERM) */
+        handler_fn handler;
+};
+
+/* Every request a client may send. Anything else (replies, events) drops the connection. */
+static const struct request_rule request_table[] = {
+    {VFIOD__ENVELOPE__BODY_HELLO, IN_NEW, false, handle_hello},
+    {VFIOD__ENVELOPE__BODY_LIST_DEVICES, IN_READY, false, handle_list_devices},
+    {VFIOD__ENVELOPE__BODY_CREATE_DOMAIN, IN_READY, false, handle_create_domain},
+    {VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN, IN_READY, false, handle_destroy_domain},
+    {VFIOD__ENVELOPE__BODY_ACQUIRE, IN_READY, false, handle_acquire},
+    {VFIOD__ENVELOPE__BODY_RELEASE, IN_READY, false, handle_release},
+    {VFIOD__ENVELOPE__BODY_RESET, IN_READY, false, handle_reset},
+    {VFIOD__ENVELOPE__BODY_MAP_DMA, IN_READY, false, handle_map_dma},
+    {VFIOD__ENVELOPE__BODY_UNMAP_DMA, IN_READY, false, handle_unmap_dma},
+    {VFIOD__ENVELOPE__BODY_SET_IRQS, IN_READY, false, handle_set_irqs},
+    {VFIOD__ENVELOPE__BODY_LIST_LEASES, IN_READY, true, handle_list_leases},
+    {VFIOD__ENVELOPE__BODY_REVOKE, IN_READY, true, handle_revoke},
+    {VFIOD__ENVELOPE__BODY_RELOAD_POLICY, IN_READY, true, handle_reload_policy},
+    {VFIOD__ENVELOPE__BODY_STATS, IN_READY, true, handle_stats},
+};
+
+void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
+{
+        const struct vfiod_limits *lim = &c->server->policy->limits;
+        const char *name = vfiod_envelope_body_name(msg->env);
+        const struct request_rule *rule = NULL;
+        struct vfiod_error err = {0};
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(request_table); i++)
+                if (request_table[i].body == msg->env->body_case)
+                        rule = &request_table[i];
+        if (!rule) {
+                vfiod_client_drop(c, "it sent '%s', which only the daemon sends", name);
+                return;
+        }
+        if (!(rule->states & (1u << c->state))) {
+                vfiod_client_drop(c, "it sent '%s' %s", name,
+                                  c->state == VFIOD_CLIENT_NEW ? "before Hello" : "after Hello");
+                return;
+        }
+        if (msg->env->id == 0) {
+                vfiod_client_drop(c, "it sent '%s' with request id 0", name);
+                return;
+        }
+        c->server->n_requests++;
+        if (msg->n_fds > lim->max_fds_per_message)
+                r = vfiod_error_set(&err, ENOSPC, "%zu fds: MaxFdsPerMessage=%u reached",
+                                    msg->n_fds, lim->max_fds_per_message);
+        else if (rule->admin && !c->admin) {
+                r = vfiod_error_set(&err, EPERM, "'%s' is for administrators", name);
+                LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": refused '%s': not an admin", c->id,
+                           name);
+        } else
+                r = rule->handler(c, msg, &err);
+        if (r < 0) {
+                LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": '%s' failed: %s (%s)", c->id, name,
+                           err.reason, strerror(err.errnum));
+                (void)vfiod_client_send_error(c, msg->env->id, &err);
+        }
+}
+
+/* ---- the connection --------------------------------------------------------------- */
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+        struct vfiod_client *c = w->data;
+        uint32_t budget = c->server->policy->limits.max_requests_in_flight;
+
+        if (revents & EV_WRITE)
+                flush_queue(c);
+        if (!(revents & EV_READ))
+                return;
+        while (budget-- > 0 && can_read(c)) {
+                struct vfiod_msg *msg = NULL;
+                const char *reason = NULL;
+                int r = vfiod_msg_recv(c->fd, MSG_DONTWAIT, &msg, &reason);
+
+                if (r == -EAGAIN || r == -EINTR)
+                        break;
+                if (r == 0) {
+                        vfiod_client_drop(c, "disconnected");
+                        break;
+                }
+                if (r < 0) {
+                        vfiod_client_drop(c, "bad datagram: %s", reason ? reason : strerror(-r));
+                        break;
+                }
+                vfiod_client_dispatch(c, msg);
+                size_t left = vfiod_msg_free(msg);
+                if (left > 0)
+                        LOG_CLIENT(LOG_DEBUG, c, "client %" PRIu64 ": closed %zu unused fd(s)",
+                                   c->id, left);
+        }
+}
+
+int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_peer *peer,
+                          struct vfiod_client **ret)
+{
+        struct vfiod_client *c = calloc(1, sizeof(*c));
+
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        /* From here on the fd is the client's. */
+        c->fd = fd;
+        c->server = s;
+        c->id = ++s->next_client_id;
+        c->peer = *peer;
+        c->peer.groups = NULL;
+        c->peer.unit = NULL;
+        c->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
+        c->max_fds = VFIOD_PROTO_MAX_FDS;
+        list_init(&c->link);
+        list_init(&c->domains);
+        list_init(&c->leases);
+        list_init(&c->queue);
+        if (peer->n_groups) {
+                c->peer.groups = malloc(peer->n_groups * sizeof(gid_t));
+                if (!c->peer.groups)
+                        goto oom;
+                memcpy(c->peer.groups, peer->groups, peer->n_groups * sizeof(gid_t));
+        }
+        if (peer->unit) {
+                c->peer.unit = strdup(peer->unit);
+                if (!c->peer.unit)
+                        goto oom;
+        }
+        ev_io_init(&c->io, io_cb, fd, EV_READ);
+        c->io.data = c;
+        ev_io_start(s->loop, &c->io);
+        *ret = c;
+        return 0;
+oom:
+        vfiod_client_free(c);
+        return -ENOMEM;
+}
+
+void vfiod_client_free(struct vfiod_client *c)
+{
+        struct vfiod_lease *l;
+        struct vfiod_domain *d;
+        struct vfiod_queued *q;
+
+        if (!c)
+                return;
+        if (c->server)
+                ev_io_stop(c->server->loop, &c->io);
+        /* Nobody can receive events for these any more. */
+        c->dead = true;
+        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)(void)
+            vfiod_lease_release(l, "its holder disconnected");
+        list_for_each_safe(d, it, &c->domains, struct vfiod_domain, link) vfiod_domain_free(d);
+        list_for_each_safe(q, it, &c->queue, struct vfiod_queued, link) queued_free(q);
+        list_remove(&c->link);
+        safe_close(c->fd);
+        vfiod_peer_done(&c->peer);
+        free(c);
+}

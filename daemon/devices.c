@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon/devices.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/macro.h"
+
+int vfiod_devices_new(const char *sysfs_root, const char *vfio_dir, struct vfiod_devices **ret)
+{
+        struct vfiod_devices *d = calloc(1, sizeof(*d));
+
+        if (!d)
+                return -ENOMEM;
+        list_init(&d->groups);
+        d->sysfs_root = strdup(sysfs_root ? sysfs_root : "/");
+        d->vfio_dir = strdup(vfio_dir ? vfio_dir : "/dev/vfio");
+        if (!d->sysfs_root || !d->vfio_dir ||
+            asprintf(&d->container_path, "%s/vfio", d->vfio_dir) < 0) {
+                d->container_path = NULL;
+                vfiod_devices_free(d);
+                return -ENOMEM;
+        }
+        *ret = d;
+        return 0;
+}
+
+void vfiod_devices_group_free(struct vfiod_group *g)
+{
+        if (!g)
+                return;
+        list_remove(&g->link);
+        safe_close(g->fd);
+        free(g);
+}
+
+void vfiod_devices_free(struct vfiod_devices *d)
+{
+        struct vfiod_group *g;
+
+        if (!d)
+                return;
+        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link) vfiod_devices_group_free(g);
+        free(d->sysfs_root);
+        free(d->vfio_dir);
+        free(d->container_path);
+        free(d);
+}
+
+struct vfiod_group *vfiod_devices_group(struct vfiod_devices *d, int id)
+{
+        struct vfiod_group *g;
+
+        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link) if (g->id == id) return g;
+        return NULL;
+}
+
+int vfiod_devices_group_get(struct vfiod_devices *d, int id, struct vfiod_group **ret)
+{
+        struct vfiod_group *g = vfiod_devices_group(d, id);
+
+        if (!g) {
+                g = calloc(1, sizeof(*g));
+                if (!g)
+                        return -ENOMEM;
+                g->id = id;
+                g->fd = -EBADF;
+                g->state = VFIOD_GROUP_FREE;
+                list_add_tail(&d->groups, &g->link);
+        }
+        *ret = g;
+        return 0;
+}
+
+enum vfiod_group_state vfiod_devices_group_state(struct vfiod_devices *d, int id)
+{
+        struct vfiod_group *g = vfiod_devices_group(d, id);
+
+        return g ? g->state : VFIOD_GROUP_FREE;
+}
+
+size_t vfiod_devices_count(struct vfiod_devices *d, enum vfiod_group_state state)
+{
+        struct vfiod_group *g;
+        size_t n = 0;
+
+        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link) n += g->state == state;
+        return n;
+}
+
+int vfiod_devices_discover(struct vfiod_devices *d, struct kvfio_pci_list **ret)
+{
+        return kvfio_pci_discover(d->sysfs_root, ret);
+}
+
+int vfiod_devices_read(struct vfiod_devices *d, const char *bdf, struct kvfio_pci_dev *ret)
+{
+        return kvfio_pci_dev_read(d->sysfs_root, bdf, ret);
+}
+
+int vfiod_devices_members(struct vfiod_devices *d, int group, struct kvfio_pci_list **ret)
+{
+        return kvfio_iommu_group_members(d->sysfs_root, group, ret);
+}
+
+bool vfiod_dev_is_vfio(const struct kvfio_pci_dev *dev)
+{
+        return strcmp(dev->driver, KVFIO_VFIO_PCI_DRIVER) == 0;
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The registry of PCI devices and IOMMU groups and what vfiod did with them.
+ *
+ * Concepts: devices are not cached: every ListDevices and Acquire reads sysfs
+ * again (under the --sysfs-root prefix), so binding changes are seen at once.
+ * What vfiod must remember is per IOMMU group: LEASED (to which lease) or
+ * QUARANTINED (released, but someone may still hold one of its fds, or it
+ * could not be sanitized yet). A group with no entry is FREE. Quarantined
+ * groups are never handed out; lease.c checks them again on a timer.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/list.h"
+#include "kernel/sysfs.h"
+
+struct vfiod_lease;
+
+enum vfiod_group_state {
+        VFIOD_GROUP_FREE,
+        VFIOD_GROUP_LEASED,
+        VFIOD_GROUP_QUARANTINED,
+};
+
+/* What a quarantined group waits for. */
+enum vfiod_quarantine_wait {
+        VFIOD_WAIT_UNSET,    /* VFIO_GROUP_UNSET_CONTAINER said EBUSY: a device fd is open */
+        VFIOD_WAIT_REOPEN,   /* re-opening /dev/vfio/N said EBUSY: a group fd is open */
+        VFIOD_WAIT_SANITIZE, /* sanitizing failed; try again */
+};
+
+struct vfiod_group {
+        struct list link;
+        int id;
+        enum vfiod_group_state state;
+        struct vfiod_lease *lease; /* LEASED */
+        /* QUARANTINED: */
+        enum vfiod_quarantine_wait wait;
+        int fd;              /* VFIOD_WAIT_UNSET: the daemon's group fd (owned), else -1 */
+        uint64_t last_lease; /* the lease it came from, for logs */
+        unsigned checks;     /* re-checks so far */
+};
+
+struct vfiod_devices {
+        char *sysfs_root;     /* discovery root, "/" in production */
+        char *vfio_dir;       /* /dev/vfio */
+        char *container_path; /* <vfio_dir>/vfio */
+        struct list groups;   /* struct vfiod_group that are not FREE */
+};
+
+int vfiod_devices_new(const char *sysfs_root, const char *vfio_dir, struct vfiod_devices **ret);
+/* Closes the fds of quarantined groups. NULL is fine. */
+void vfiod_devices_free(struct vfiod_devices *devices);
+
+/* The entry of group id, or NULL when it is FREE. */
+struct vfiod_group *vfiod_devices_group(struct vfiod_devices *devices, int id);
+/* The entry of group id, created FREE if missing (caller sets its state). */
+int vfiod_devices_group_get(struct vfiod_devices *devices, int id, struct vfiod_group **ret);
+/* Forgets the entry (the group is FREE); closes its fd. NULL is fine. */
+void vfiod_devices_group_free(struct vfiod_group *group);
+
+enum vfiod_group_state vfiod_devices_group_state(struct vfiod_devices *devices, int id);
+size_t vfiod_devices_count(struct vfiod_devices *devices, enum vfiod_group_state state);
+
+/* Thin wrappers over kernel/sysfs.h with the registry's root. */
+int vfiod_devices_discover(struct vfiod_devices *devices, struct kvfio_pci_list **ret);
+int vfiod_devices_read(struct vfiod_devices *devices, const char *bdf, struct kvfio_pci_dev *ret);
+int vfiod_devices_members(struct vfiod_devices *devices, int group, struct kvfio_pci_list **ret);
+
+/* True when the device is bound to vfio-pci. */
+bool vfiod_dev_is_vfio(const struct kvfio_pci_dev *dev);

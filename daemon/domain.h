@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A domain: one IOMMU address space (a VFIO container) owned by one client,
+ * with the DMA mappings the daemon made for it (BROKERED mode).
+ *
+ * Concepts: the daemon owns the container fd for the domain's whole life.
+ * Its IOMMU model is chosen at creation and set when the first group is
+ * attached (VFIO needs a group first). A domain holds one mode, set by its
+ * first lease. A BROKERED mapping is the daemon's own MAP_SHARED mmap of a
+ * client memfd: the fd is not kept, the mapping is, until unmapped. Every
+ * mapping is counted in the owner's struct vfiod_usage, which the limits are
+ * checked against.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/limits.h"
+#include "daemon/list.h"
+#include "daemon/log.h"
+#include "kernel/container.h"
+#include "proto/vfiod.pb-c.h"
+
+/* What one client holds, checked against struct vfiod_limits. */
+struct vfiod_usage {
+        uint32_t domains;
+        uint32_t leases;
+        uint32_t mappings;
+        uint64_t pinned_bytes;
+};
+
+struct vfiod_mapping {
+        uint64_t iova;
+        uint64_t size;
+        void *addr; /* the daemon's mmap of the client's memfd, size bytes */
+};
+
+struct vfiod_domain {
+        struct list link; /* in the owner's list */
+        uint64_t id;
+        int container_fd;                     /* owned */
+        int model;                            /* enum kvfio_iommu_model chosen at creation */
+        bool model_set;                       /* VFIO_SET_IOMMU done (a group is attached) */
+        int mode;                             /* Vfiod__Mode of its leases; 0 while it has none */
+        size_t n_leases;                      /* groups attached */
+        uint64_t page_size;                   /* alignment of MapDma: max(page size, IOMMU page) */
+        struct kvfio_iova_range *iova_ranges; /* valid IOVA; NULL = all */
+        size_t n_iova_ranges;
+        bool unmap_all;             /* the container has VFIO_UNMAP_ALL */
+        struct vfiod_mapping *maps; /* sorted by iova, no overlaps */
+        size_t n_maps;
+        uint64_t pinned_bytes;
+        struct vfiod_usage *usage; /* the owner's counters (not owned) */
+};
+
+/* One range of a MapDma request; fd is borrowed from the message. */
+struct vfiod_map_range {
+        int fd;
+        uint32_t fd_index; /* for error messages */
+        uint64_t offset, iova, size;
+        bool readable, writable;
+};
+
+struct vfiod_iova {
+        uint64_t iova, size;
+};
+
+/*
+ * Opens a container at container_path and picks the IOMMU model for `wanted`
+ * (KVFIO_IOMMU_AUTO or a model). Counts itself in usage->domains.
+ * Errors: as kvfio_container_open() / kvfio_container_pick_iommu(), with err set.
+ */
+int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct vfiod_usage *usage,
+                     struct vfiod_domain **ret, struct vfiod_error *err);
+
+/* Unmaps what is left (daemon mappings), closes the container. NULL is fine. */
+void vfiod_domain_free(struct vfiod_domain *domain);
+
+/*
+ * Attaches group_fd (borrowed) to the container; for the first group, sets the
+ * IOMMU model and reads the IOMMU info (page size, valid IOVA ranges).
+ * Undoes the attach on failure.
+ */
+int vfiod_domain_attach(struct vfiod_domain *domain, int group_fd, struct vfiod_error *err);
+
+/* The last group left the container (the kernel dropped its mappings and model). */
+void vfiod_domain_detached_last(struct vfiod_domain *domain);
+
+/*
+ * MapDma: validates every range (memfd sealed against shrinking, large
+ * enough, page-aligned, no overflow, size > 0, inside the valid IOVA ranges,
+ * no overlap with existing mappings or the batch, the limits), then mmaps and
+ * maps them in order; when one fails, the ones already mapped are unmapped.
+ * All or nothing. On success *ret_bytes is the total.
+ */
+int vfiod_domain_map(struct vfiod_domain *domain, const struct vfiod_map_range *ranges, size_t n,
+                     const struct vfiod_limits *limits, uint64_t *ret_bytes,
+                     struct vfiod_error *err);
+
+/*
+ * UnmapDma: every range must cover whole mappings (EINVAL otherwise) and
+ * cover at least one (ENOENT otherwise); checked for all ranges before
+ * anything is unmapped.
+ */
+int vfiod_domain_unmap(struct vfiod_domain *domain, const struct vfiod_iova *ranges, size_t n,
+                       uint32_t *ret_unmapped, uint64_t *ret_bytes, struct vfiod_error *err);
+
+/*
+ * Release step 2: BROKERED, unmaps every daemon mapping and munmaps it;
+ * DIRECT, VFIO_UNMAP_ALL when the container has it. Returns the number of
+ * failures (logged).
+ */
+int vfiod_domain_unmap_everything(struct vfiod_domain *domain);

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A lease: one client's hold on one IOMMU group, attached to one of its
+ * domains, in one mode.
+ *
+ * Concepts: the daemon keeps the group fd and a device fd for every
+ * vfio-pci-bound member of the group, for the whole lease; the client gets
+ * duplicates (DIRECT: container, group and the acquired device; BROKERED:
+ * the device only). The daemon assigns its own eventfds to each device's REQ
+ * index (and ERR when the device has one): REQ becomes ReleaseRequested
+ * (KERNEL_REQUEST), ERR DeviceError, for clients that handle events.
+ *
+ * Release, whatever the cause, is always this sequence:
+ *   1. interrupts off on every index (kvfio_irq_disable) and every held
+ *      eventfd closed;
+ *   2. when it is the domain's last lease: BROKERED, unmap and munmap every
+ *      daemon mapping; DIRECT, VFIO_UNMAP_ALL when the container has it;
+ *   3. reset every device (stops its DMA);
+ *   4. close the daemon's device fds, then unset the container: EBUSY means a
+ *      client still holds a device fd: QUARANTINED (waits for the unset);
+ *   5. close the daemon's group fd and open /dev/vfio/N again: EBUSY means
+ *      someone still holds the group fd: QUARANTINED (waits for the open);
+ *   6. sanitize: attach the group to a scratch container, set the IOMMU,
+ *      open, reset and close every device, detach, close. Only then FREE.
+ * Quarantined groups are checked every VFIOD_QUARANTINE_RECHECK_MS and go on
+ * from the step they wait at.
+ *
+ * A revoke (admin, policy change, REQ) sends ReleaseRequested to a client
+ * that handles events and releases after the grace period (LeaseRevoked
+ * follows); a client without events is released at once.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "daemon/devices.h"
+#include "daemon/list.h"
+#include "daemon/log.h"
+#include "kernel/device.h"
+#include "proto/vfiod.pb-c.h"
+
+struct vfiod_client;
+struct vfiod_domain;
+struct vfiod_server;
+
+/* The PCI interrupt indexes a lease knows: INTx, MSI, MSI-X, ERR, REQ. */
+#define VFIOD_N_IRQ_INDEXES 5
+/* Indexes a client may set (INTx, MSI, MSI-X); ERR and REQ are the daemon's. */
+#define VFIOD_N_CLIENT_IRQ_INDEXES 3
+
+struct vfiod_lease_dev {
+        struct vfiod_lease *lease;
+        char bdf[KVFIO_BDF_MAX];
+        int fd; /* the daemon's device fd (owned) */
+        struct kvfio_device_info info;
+        struct kvfio_irq_info irqs[VFIOD_N_IRQ_INDEXES]; /* count 0 = none */
+        /* Client eventfds the kernel signals, per vector (owned; -1 = none). */
+        int *trigger_fds[VFIOD_N_CLIENT_IRQ_INDEXES];
+        int unmask_fds[VFIOD_N_CLIENT_IRQ_INDEXES]; /* UNMASK eventfd of vector 0 */
+        /* The daemon's REQ / ERR eventfds (owned) and their watchers. */
+        int req_fd, err_fd;
+        ev_io req_io, err_io;
+};
+
+struct vfiod_lease {
+        struct list link_client; /* in client->leases */
+        struct list link_server; /* in server->leases */
+        uint64_t id;
+        struct vfiod_client *client;
+        struct vfiod_domain *domain;
+        struct vfiod_group *group;
+        int group_id;
+        int group_fd;               /* owned */
+        int mode;                   /* Vfiod__Mode */
+        char device[KVFIO_BDF_MAX]; /* the device acquired */
+        struct vfiod_lease_dev *devs;
+        size_t n_devs;
+        Vfiod__LeaseStatus status;
+        ev_timer grace;
+        Vfiod__ReleaseReason revoke_reason;
+        char *revoke_detail;
+};
+
+/*
+ * Acquire: checks the device, the group and the policy, takes (or creates,
+ * domain_id 0) the domain, opens the group, attaches it, opens the devices,
+ * arms REQ/ERR. On success *ret is the new lease, linked to the client.
+ */
+int vfiod_lease_acquire(struct vfiod_client *client, const char *device, uint64_t domain_id,
+                        int mode, struct vfiod_lease **ret, struct vfiod_error *err);
+
+/*
+ * Runs the release sequence and frees the lease. Returns 0 when the group is
+ * FREE again, 1 when it is QUARANTINED.
+ */
+int vfiod_lease_release(struct vfiod_lease *lease, const char *why);
+
+/*
+ * Asks for the lease back: ReleaseRequested and a grace timer when the client
+ * handles events (and grace_ms > 0), else the release at once followed by
+ * LeaseRevoked. detail may be NULL.
+ */
+void vfiod_lease_revoke(struct vfiod_lease *lease, Vfiod__ReleaseReason reason, const char *detail);
+
+/* The device of a lease by PCI address ("" or NULL = the acquired one). */
+struct vfiod_lease_dev *vfiod_lease_find_dev(struct vfiod_lease *lease, const char *bdf);
+
+/*
+ * SetIrqs on a device of the lease, on the client's behalf. fds[] are the
+ * eventfds for vectors [start, start+count) (-1 = de-assign); on success they
+ * are owned by the lease (the _take), on failure closed.
+ */
+int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint32_t start,
+                              uint32_t count, uint32_t action, uint32_t data, const uint8_t *bools,
+                              int *fds, struct vfiod_error *err);
+
+/* Checks the quarantined groups again; re-arms the server's timer while any is left. */
+void vfiod_quarantine_check(struct vfiod_server *server);
+
+/* Sanitizes group `id` through a scratch container; 0 = FREE, <0 = not (reason logged). */
+int vfiod_group_sanitize(struct vfiod_devices *devices, int id, int group_fd);

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every resource a client can make vfiod hold has a named limit here.
+ *
+ * Concepts: the defaults below are compiled in; the [Daemon] section of
+ * vfiod.conf overrides each one by its key (the name in the comment). A
+ * request that would go over a limit fails with ENOSPC (a count) or EDQUOT
+ * (bytes) and a reason that names the key and its value; a client whose
+ * outgoing queue would go over its limit is dropped.
+ */
+#pragma once
+
+#include <stdint.h>
+
+/* MaxConnections: clients connected at once (all peers together). */
+#define VFIOD_DEFAULT_MAX_CONNECTIONS 64
+/* MaxDomainsPerClient: domains (VFIO containers) one client holds at once. */
+#define VFIOD_DEFAULT_MAX_DOMAINS_PER_CLIENT 8
+/* MaxLeasesPerClient: leases (IOMMU groups) one client holds at once. */
+#define VFIOD_DEFAULT_MAX_LEASES_PER_CLIENT 16
+/* MaxMappingsPerClient: MapDma ranges alive at once, all domains of a client. */
+#define VFIOD_DEFAULT_MAX_MAPPINGS_PER_CLIENT 1024
+/* MaxPinnedBytesPerClient: bytes mapped through MapDma at once (16 GiB). */
+#define VFIOD_DEFAULT_MAX_PINNED_BYTES_PER_CLIENT (16ull << 30)
+/* MaxRangesPerRequest: ranges in one MapDma or UnmapDma. */
+#define VFIOD_DEFAULT_MAX_RANGES_PER_REQUEST 256
+/* MaxFdsPerMessage: fds in one received datagram (at most VFIOD_PROTO_MAX_FDS). */
+#define VFIOD_DEFAULT_MAX_FDS_PER_MESSAGE 64
+/* MaxQueuedBytesPerClient: serialized bytes waiting for a client that does not read. */
+#define VFIOD_DEFAULT_MAX_QUEUED_BYTES_PER_CLIENT (1u << 20)
+/* MaxQueuedMessagesPerClient: datagrams waiting for a client that does not read. */
+#define VFIOD_DEFAULT_MAX_QUEUED_MESSAGES_PER_CLIENT 128
+/* MaxRequestsInFlight: requests read whose reply has not reached the socket yet. */
+#define VFIOD_DEFAULT_MAX_REQUESTS_IN_FLIGHT 16
+/* ReleaseGraceMs: time a holder has to answer ReleaseRequested before the revoke. */
+#define VFIOD_DEFAULT_RELEASE_GRACE_MS 5000
+
+/* Not configurable: how often quarantined groups are checked again. */
+#define VFIOD_QUARANTINE_RECHECK_MS 500
+
+struct vfiod_limits {
+        uint32_t max_connections;
+        uint32_t max_domains_per_client;
+        uint32_t max_leases_per_client;
+        uint32_t max_mappings_per_client;
+        uint64_t max_pinned_bytes_per_client;
+        uint32_t max_ranges_per_request;
+        uint32_t max_fds_per_message;
+        uint32_t max_queued_bytes_per_client;
+        uint32_t max_queued_messages_per_client;
+        uint32_t max_requests_in_flight;
+        uint32_t release_grace_ms;
+};
+
+#define VFIOD_LIMITS_DEFAULT                                                                \
+        ((struct vfiod_limits){                                                             \
+            .max_connections = VFIOD_DEFAULT_MAX_CONNECTIONS,                               \
+            .max_domains_per_client = VFIOD_DEFAULT_MAX_DOMAINS_PER_CLIENT,                 \
+            .max_leases_per_client = VFIOD_DEFAULT_MAX_LEASES_PER_CLIENT,                   \
+            .max_mappings_per_client = VFIOD_DEFAULT_MAX_MAPPINGS_PER_CLIENT,               \
+            .max_pinned_bytes_per_client = VFIOD_DEFAULT_MAX_PINNED_BYTES_PER_CLIENT,       \
+            .max_ranges_per_request = VFIOD_DEFAULT_MAX_RANGES_PER_REQUEST,                 \
+            .max_fds_per_message = VFIOD_DEFAULT_MAX_FDS_PER_MESSAGE,                       \
+            .max_queued_bytes_per_client = VFIOD_DEFAULT_MAX_QUEUED_BYTES_PER_CLIENT,       \
+            .max_queued_messages_per_client = VFIOD_DEFAULT_MAX_QUEUED_MESSAGES_PER_CLIENT, \
+            .max_requests_in_flight = VFIOD_DEFAULT_MAX_REQUESTS_IN_FLIGHT,                 \
+            .release_grace_ms = VFIOD_DEFAULT_RELEASE_GRACE_MS,                             \
+        })

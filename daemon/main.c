@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/* vfiod: brokers VFIO device access to unprivileged programs. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <systemd/sd-daemon.h>
+
+#include "daemon/log.h"
+#include "daemon/policy.h"
+#include "daemon/server.h"
+#include "proto/macro.h"
+
+static void help(void)
+{
+        printf("Usage: vfiod [OPTIONS]\n"
+               "Hands VFIO devices to unprivileged programs, as its configuration allows.\n\n"
+               "  --socket PATH         listen on PATH when not socket-activated\n"
+               "                        (default " VFIOD_DEFAULT_SOCKET ")\n"
+               "  --config PATH         configuration file (default " VFIOD_DEFAULT_CONFIG ")\n"
+               "  --check-config [PATH] check the configuration and exit (0 valid, 1 not)\n"
+               "  --sysfs-root DIR      find devices under DIR/sys (default /)\n"
+               "  --vfio-dir DIR        VFIO nodes in DIR (default /dev/vfio)\n"
+               "  --debug               log debug messages too\n"
+               "  -h --help             show this help\n"
+               "  --version             show the version\n");
+}
+
+static int check_config(const char *path)
+{
+        struct vfiod_errors errors = {0};
+        struct vfiod_policy *p = NULL;
+        int r = vfiod_policy_load(path, false, &p, &errors);
+
+        for (size_t i = 0; i < errors.n; i++)
+                fprintf(stderr, "%s\n", errors.lines[i]);
+        vfiod_errors_clear(&errors);
+        if (r < 0) {
+                fprintf(stderr, "%s: invalid\n", path);
+                return EXIT_FAILURE;
+        }
+        printf("%s: valid, %zu device rule(s)\n", path, p->n_rules);
+        vfiod_policy_free(p);
+        return EXIT_SUCCESS;
+}
+
+static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+        log_notice("Received %s; releasing every lease and stopping", strsignal(w->signum));
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+        struct vfiod_server *s = w->data;
+        struct vfiod_errors errors = {0};
+
+        (void)sd_notify(0, "RELOADING=1");
+        (void)vfiod_server_reload(s, &errors, NULL);
+        vfiod_errors_clear(&errors);
+        (void)sd_notify(0, "READY=1");
+}
+
+int main(int argc, char **argv)
+{
+        enum {
+                OPT_SOCKET = 0x100,
+                OPT_CONFIG,
+                OPT_CHECK,
+                OPT_SYSFS,
+                OPT_VFIO,
+                OPT_VERSION,
+                OPT_DEBUG
+        };
+        static const struct option options[] = {
+            {"socket", required_argument, NULL, OPT_SOCKET},
+            {"config", required_argument, NULL, OPT_CONFIG},
+            {"check-config", optional_argument, NULL, OPT_CHECK},
+            {"sysfs-root", required_argument, NULL, OPT_SYSFS},
+            {"vfio-dir", required_argument, NULL, OPT_VFIO},
+            {"debug", no_argument, NULL, OPT_DEBUG},
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, OPT_VERSION},
+            {},
+        };
+        const char *socket_path = VFIOD_DEFAULT_SOCKET, *config = NULL, *sysfs = "/";
+        const char *vfio_dir = "/dev/vfio", *check = NULL;
+        bool do_check = false, own_socket = false;
+        struct vfiod_errors errors = {0};
+        struct vfiod_policy *policy = NULL;
+        struct vfiod_server *server = NULL;
+        struct ev_loop *loop;
+        ev_signal sig_term, sig_int, sig_hup;
+        int c, r, fd;
+
+        vfiod_log_init();
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case OPT_SOCKET:
+                        socket_path = optarg;
+                        break;
+                case OPT_CONFIG:
+                        config = optarg;
+                        break;
+                case OPT_CHECK:
+                        do_check = true;
+                        check = optarg;
+                        break;
+                case OPT_SYSFS:
+                        sysfs = optarg;
+                        break;
+                case OPT_VFIO:
+                        vfio_dir = optarg;
+                        break;
+                case OPT_DEBUG:
+                        vfiod_log_set_max_level(LOG_DEBUG);
+                        break;
+                case 'h':
+                        help();
+                        return EXIT_SUCCESS;
+                case OPT_VERSION:
+                        printf("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+                        return EXIT_SUCCESS;
+                default:
+                        return EXIT_FAILURE;
+                }
+        }
+        if (do_check) {
+                if (!check && optind < argc)
+                        check = argv[optind++];
+                if (optind < argc) {
+                        fprintf(stderr, "vfiod: unexpected argument '%s'\n", argv[optind]);
+                        return EXIT_FAILURE;
+                }
+                return check_config(check ? check : config ? config : VFIOD_DEFAULT_CONFIG);
+        }
+        if (optind < argc) {
+                fprintf(stderr, "vfiod: unexpected argument '%s'\n", argv[optind]);
+                return EXIT_FAILURE;
+        }
+
+        /* Without --config a missing default file means "nothing is allowed to anyone". */
+        r = vfiod_policy_load(config ? config : VFIOD_DEFAULT_CONFIG, !config, &policy, &errors);
+        for (size_t i = 0; i < errors.n; i++)
+                log_error("%s", errors.lines[i]);
+        vfiod_errors_clear(&errors);
+        if (r < 0) {
+                log_error("Invalid configuration; not starting");
+                return EXIT_FAILURE;
+        }
+        (void)signal(SIGPIPE, SIG_IGN);
+        loop = ev_default_loop(EVFLAG_AUTO);
+        if (!loop) {
+                log_error("Cannot initialise the event loop");
+                vfiod_policy_free(policy);
+                return EXIT_FAILURE;
+        }
+        /* The policy moves to the server. */
+        r = vfiod_server_new(loop,
+                             &(struct vfiod_server_options){
+                                 .sysfs_root = sysfs,
+                                 .vfio_dir = vfio_dir,
+                                 .config_path = config ? config : VFIOD_DEFAULT_CONFIG,
+                                 .config_missing_ok = !config,
+                             },
+                             policy, &server);
+        if (r < 0) {
+                log_error_errno(r, "Cannot set up the server");
+                return EXIT_FAILURE;
+        }
+        fd = vfiod_socket_from_systemd();
+        if (fd < 0)
+                goto fail;
+        if (fd == 0) {
+                fd = vfiod_socket_bind(socket_path);
+                if (fd < 0)
+                        goto fail;
+                own_socket = true;
+        }
+        r = vfiod_server_listen_take(server, fd);
+        if (r < 0) {
+                log_error_errno(r, "Cannot listen");
+                goto fail;
+        }
+        ev_signal_init(&sig_term, stop_cb, SIGTERM);
+        ev_signal_init(&sig_int, stop_cb, SIGINT);
+        ev_signal_init(&sig_hup, reload_cb, SIGHUP);
+        sig_hup.data = server;
+        ev_signal_start(loop, &sig_term);
+        ev_signal_start(loop, &sig_int);
+        ev_signal_start(loop, &sig_hup);
+        log_notice("vfiod %s ready on %s (devices under %s, VFIO in %s)", PACKAGE_VERSION,
+                   own_socket ? socket_path : "the socket from systemd", sysfs, vfio_dir);
+        (void)sd_notify(0, "READY=1\nSTATUS=Serving");
+
+        ev_run(loop, 0);
+
+        (void)sd_notify(0, "STOPPING=1");
+        ev_signal_stop(loop, &sig_term);
+        ev_signal_stop(loop, &sig_int);
+        ev_signal_stop(loop, &sig_hup);
+        vfiod_server_free(server);
+        if (own_socket && unlink(socket_path) < 0 && errno != ENOENT)
+                log_warning("Cannot remove '%s': %m", socket_path);
+        log_notice("Stopped");
+        return EXIT_SUCCESS;
+
+fail:
+        vfiod_server_free(server);
+        return EXIT_FAILURE;
+}

@@ -1,0 +1,408 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-login.h>
+
+#include "daemon/client.h"
+#include "daemon/lease.h"
+#include "proto/macro.h"
+
+void vfiod_peer_done(struct vfiod_peer *peer)
+{
+        if (!peer)
+                return;
+        free(peer->groups);
+        free(peer->unit);
+        peer->groups = NULL;
+        peer->unit = NULL;
+        peer->n_groups = 0;
+}
+
+/* SO_PEERCRED, SO_PEERGROUPS and the systemd unit: what the kernel says, nothing else. */
+static int peer_read(int fd, struct vfiod_peer *ret)
+{
+        struct vfiod_peer p = {0};
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        size_t n = 16;
+        char *unit = NULL;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return -errno;
+        p.uid = cred.uid;
+        p.gid = cred.gid;
+        p.pid = cred.pid;
+        for (;;) {
+                gid_t *g = realloc(p.groups, n * sizeof(gid_t));
+
+                if (!g) {
+                        vfiod_peer_done(&p);
+                        return -ENOMEM;
+                }
+                p.groups = g;
+                len = (socklen_t)(n * sizeof(gid_t));
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p.groups, &len) == 0) {
+                        p.n_groups = len / sizeof(gid_t);
+                        break;
+                }
+                if (errno != ERANGE || n >= 65536) {
+                        int r = -errno;
+                        vfiod_peer_done(&p);
+                        return r;
+                }
+                n = len / sizeof(gid_t) > n ? len / sizeof(gid_t) : n * 2;
+        }
+        if (sd_peer_get_unit(fd, &unit) >= 0)
+                p.unit = unit;
+        *ret = p;
+        return 0;
+}
+
+int vfiod_server_add_client_take(struct vfiod_server *s, int fd, const struct vfiod_peer *peer)
+{
+        struct vfiod_peer p = {0};
+        struct vfiod_client *c;
+        int flags, r;
+
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+                r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        if (!peer) {
+                r = peer_read(fd, &p);
+                if (r < 0) {
+                        safe_close(fd);
+                        return log_error_errno(r, "Cannot read the peer's credentials");
+                }
+                peer = &p;
+        }
+        /* The fd moves to the client (closed by it on failure). */
+        r = vfiod_client_new_take(s, fd, peer, &c);
+        vfiod_peer_done(&p);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up a client");
+        list_add_tail(&s->clients, &c->link);
+        s->n_clients++;
+        {
+                struct vfiod_log_about a = vfiod_client_about(c, NULL, -1, 0);
+                vfiod_log_about(LOG_INFO, &a, "client %" PRIu64 " connected (uid %u, pid %d%s%s)",
+                                c->id, (unsigned)c->peer.uid, (int)c->peer.pid,
+                                c->peer.unit ? ", unit " : "", c->peer.unit ? c->peer.unit : "");
+        }
+        return 0;
+}
+
+static void refuse_connection(int fd, const struct vfiod_limits *lim)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Error e = VFIOD__ERROR__INIT;
+        char reason[128];
+
+        snprintf(reason, sizeof(reason), "MaxConnections=%u reached", lim->max_connections);
+        e.errnum = ENOSPC;
+        e.reason = reason;
+        env.body_case = VFIOD__ENVELOPE__BODY_ERROR;
+        env.error = &e;
+        (void)vfiod_msg_send(fd, &env, NULL, 0);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+        struct vfiod_server *s = w->data;
+
+        for (;;) {
+                int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+                if (fd < 0) {
+                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_error("accept: %m");
+                        return;
+                }
+                if (s->n_clients >= s->policy->limits.max_connections) {
+                        struct vfiod_peer p = {0};
+                        if (peer_read(fd, &p) == 0) {
+                                struct vfiod_log_about a = {.peer = &p, .group = -1};
+                                vfiod_log_about(LOG_WARNING, &a,
+                                                "refused a connection: MaxConnections=%u reached",
+                                                s->policy->limits.max_connections);
+                        }
+                        vfiod_peer_done(&p);
+                        refuse_connection(fd, &s->policy->limits);
+                        safe_close(fd);
+                        continue;
+                }
+                /* The accepted fd moves to the client. */
+                (void)vfiod_server_add_client_take(s, fd, NULL);
+        }
+}
+
+void vfiod_server_reap(struct vfiod_server *s)
+{
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
+        {
+                if (!c->dead)
+                        continue;
+                s->n_clients--;
+                vfiod_client_free(c);
+        }
+}
+
+static void reaper_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+        vfiod_server_reap(w->data);
+}
+
+static void quarantine_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+        vfiod_quarantine_check(w->data);
+}
+
+void vfiod_server_quarantine_kick(struct vfiod_server *s)
+{
+        bool any = vfiod_devices_count(s->devices, VFIOD_GROUP_QUARANTINED) > 0;
+
+        if (any && !ev_is_active(&s->quarantine_timer)) {
+                ev_timer_set(&s->quarantine_timer, VFIOD_QUARANTINE_RECHECK_MS / 1000.0,
+                             VFIOD_QUARANTINE_RECHECK_MS / 1000.0);
+                ev_timer_start(s->loop, &s->quarantine_timer);
+        } else if (!any && ev_is_active(&s->quarantine_timer))
+                ev_timer_stop(s->loop, &s->quarantine_timer);
+}
+
+uint64_t vfiod_server_uptime_ms(struct vfiod_server *s)
+{
+        ev_tstamp now = ev_time();
+
+        return now > s->started ? (uint64_t)((now - s->started) * 1000) : 0;
+}
+
+int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
+                     struct vfiod_policy *policy, struct vfiod_server **ret)
+{
+        struct vfiod_server *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s) {
+                vfiod_policy_free(policy);
+                return -ENOMEM;
+        }
+        s->loop = loop;
+        s->listen_fd = -EBADF;
+        s->policy = policy;
+        s->config_missing_ok = o->config_missing_ok;
+        s->started = ev_time();
+        list_init(&s->clients);
+        list_init(&s->leases);
+        ev_prepare_init(&s->reaper, reaper_cb);
+        s->reaper.data = s;
+        ev_prepare_start(loop, &s->reaper);
+        ev_timer_init(&s->quarantine_timer, quarantine_cb, 0., 0.);
+        s->quarantine_timer.data = s;
+        if (o->config_path && !(s->config_path = strdup(o->config_path))) {
+                vfiod_server_free(s);
+                return -ENOMEM;
+        }
+        r = vfiod_devices_new(o->sysfs_root, o->vfio_dir, &s->devices);
+        if (r < 0) {
+                vfiod_server_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+void vfiod_server_free(struct vfiod_server *s)
+{
+        struct vfiod_client *c;
+
+        if (!s)
+                return;
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
+        {
+                s->n_clients--;
+                vfiod_client_free(c);
+        }
+        if (s->devices && vfiod_devices_count(s->devices, VFIOD_GROUP_QUARANTINED) > 0)
+                log_warning("%zu group(s) still quarantined at exit; they are not sanitized",
+                            vfiod_devices_count(s->devices, VFIOD_GROUP_QUARANTINED));
+        ev_timer_stop(s->loop, &s->quarantine_timer);
+        ev_prepare_stop(s->loop, &s->reaper);
+        if (s->listen_fd >= 0)
+                ev_io_stop(s->loop, &s->accept_io);
+        safe_close(s->listen_fd);
+        vfiod_devices_free(s->devices);
+        vfiod_policy_free(s->policy);
+        free(s->config_path);
+        free(s);
+}
+
+int vfiod_server_listen_take(struct vfiod_server *s, int fd)
+{
+        int flags = fcntl(fd, F_GETFL);
+
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+                int r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        /* The listening fd is the server's from here on. */
+        safe_close(s->listen_fd);
+        s->listen_fd = fd;
+        ev_io_init(&s->accept_io, accept_cb, fd, EV_READ);
+        s->accept_io.data = s;
+        ev_io_start(s->loop, &s->accept_io);
+        return 0;
+}
+
+static bool lease_allowed(struct vfiod_server *s, struct vfiod_policy *p, struct vfiod_lease *l)
+{
+        unsigned bit =
+            l->mode == VFIOD__MODE__MODE_DIRECT ? VFIOD_MODE_BIT_DIRECT : VFIOD_MODE_BIT_BROKERED;
+
+        for (size_t i = 0; i < l->n_devs; i++)
+                if (!(vfiod_policy_modes(p, &l->client->peer, l->devs[i].bdf) & bit))
+                        return false;
+        return true;
+}
+
+int vfiod_server_reload(struct vfiod_server *s, struct vfiod_errors *errors, uint32_t *ret_revoked)
+{
+        struct vfiod_policy *p = NULL;
+        struct vfiod_lease *l;
+        uint32_t revoked = 0;
+        int r;
+
+        if (!s->config_path)
+                r = vfiod_policy_new(&p);
+        else
+                r = vfiod_policy_load(s->config_path, s->config_missing_ok, &p, errors);
+        if (r < 0) {
+                log_error("Reloading '%s' failed; the old configuration stays in force",
+                          s->config_path ? s->config_path : "(none)");
+                for (size_t i = 0; errors && i < errors->n; i++)
+                        log_error("%s", errors->lines[i]);
+                return r;
+        }
+        vfiod_policy_free(s->policy);
+        s->policy = p;
+        log_notice("Configuration '%s' reloaded: %zu device rule(s)",
+                   s->config_path ? s->config_path : "(none)", p->n_rules);
+        list_for_each_safe(l, it, &s->leases, struct vfiod_lease, link_server)
+        {
+                if (l->status != VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE || lease_allowed(s, p, l))
+                        continue;
+                revoked++;
+                vfiod_lease_revoke(l, VFIOD__RELEASE_REASON__RELEASE_REASON_POLICY_CHANGE,
+                                   "the policy no longer allows it");
+        }
+        if (ret_revoked)
+                *ret_revoked = revoked;
+        return 0;
+}
+
+/* ---- the listening socket ------------------------------------------------------- */
+
+static int mkdir_parent(const char *path)
+{
+        char dir[PATH_MAX];
+        char *slash;
+
+        if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+                return -ENAMETOOLONG;
+        slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return 0;
+        *slash = '\0';
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+int vfiod_socket_bind(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        r = mkdir_parent(path);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the folder of '%s'", path);
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return log_error_errno(-errno, "socket");
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                _cleanup_close_ int probe = -EBADF;
+
+                if (errno != EADDRINUSE)
+                        return log_error_errno(-errno, "Cannot bind '%s'", path);
+                probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+                if (probe < 0)
+                        return log_error_errno(-errno, "socket");
+                if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+                        log_error("'%s' is in use by a running daemon; not starting a second one",
+                                  path);
+                        return -EADDRINUSE;
+                }
+                if (errno != ECONNREFUSED) {
+                        return log_error_errno(-errno, "'%s' exists and is not a stale socket",
+                                               path);
+                }
+                log_notice("Removing the stale socket '%s'", path);
+                if (unlink(path) < 0)
+                        return log_error_errno(-errno, "Cannot remove '%s'", path);
+                if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                        return log_error_errno(-errno, "Cannot bind '%s'", path);
+        }
+        /* Anyone may connect: what they get is decided by the policy. */
+        if (chmod(path, 0666) < 0)
+                return log_error_errno(-errno, "Cannot chmod '%s'", path);
+        if (listen(fd, SOMAXCONN) < 0)
+                return log_error_errno(-errno, "Cannot listen on '%s'", path);
+        return TAKE_FD(fd);
+}
+
+int vfiod_socket_from_systemd(void)
+{
+        int n = sd_listen_fds(1), fd;
+
+        if (n < 0)
+                return log_error_errno(n, "Failed to get listening fds from systemd");
+        if (n == 0)
+                return 0;
+        if (n > 1) {
+                for (int i = 0; i < n; i++)
+                        safe_close(SD_LISTEN_FDS_START + i);
+                log_error("systemd passed %d sockets; vfiod takes exactly one", n);
+                return -EINVAL;
+        }
+        fd = SD_LISTEN_FDS_START;
+        if (sd_is_socket(fd, AF_UNIX, SOCK_SEQPACKET, 1) <= 0) {
+                safe_close(fd);
+                log_error("The socket from systemd is not a listening AF_UNIX SOCK_SEQPACKET "
+                          "socket (ListenSequentialPacket=)");
+                return -EINVAL;
+        }
+        /* sd_listen_fds(1) unset the environment; make the fd CLOEXEC like every other. */
+        (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+        return fd;
+}

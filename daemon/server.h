@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The server: the listening socket, the clients, the ids, the limits on
+ * connections, the configuration in force and the quarantine timer.
+ *
+ * Concepts: one struct vfiod_server per process, driven by a libev loop it
+ * does not own. The listening socket comes from systemd (sd_listen_fds, one
+ * SOCK_SEQPACKET AF_UNIX socket) or is bound by vfiod_socket_bind(). Clients
+ * that fail are marked dead and freed before the loop blocks again (never
+ * from inside their own callback). vfiod_server_free() releases every lease
+ * with the full sequence.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "daemon/devices.h"
+#include "daemon/list.h"
+#include "daemon/log.h"
+#include "daemon/policy.h"
+
+#define VFIOD_DEFAULT_SOCKET "/run/vfiod/vfiod.sock"
+
+struct vfiod_server_options {
+        const char *sysfs_root;  /* NULL = "/" */
+        const char *vfio_dir;    /* NULL = "/dev/vfio" */
+        const char *config_path; /* for reloads; NULL = no file (the empty policy) */
+        bool config_missing_ok;  /* a missing file reads as the empty policy */
+};
+
+struct vfiod_server {
+        struct ev_loop *loop;
+        int listen_fd; /* owned; -1 when not listening */
+        ev_io accept_io;
+        ev_prepare reaper; /* frees dead clients before the loop blocks */
+        ev_timer quarantine_timer;
+        struct vfiod_policy *policy; /* owned */
+        char *config_path;
+        bool config_missing_ok;
+        struct vfiod_devices *devices;
+        struct list clients;
+        uint32_t n_clients;
+        struct list leases; /* every lease, in creation order */
+        uint64_t next_client_id, next_domain_id, next_lease_id;
+        uint64_t n_requests, n_errors;
+        ev_tstamp started;
+};
+
+/* Takes ownership of policy (freed even on failure). */
+int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *options,
+                     struct vfiod_policy *policy, struct vfiod_server **ret);
+/* Releases every lease, drops every client, closes the socket. NULL is fine. */
+void vfiod_server_free(struct vfiod_server *server);
+
+/* Starts accepting on listen_fd; takes ownership of it (closed on failure too). */
+int vfiod_server_listen_take(struct vfiod_server *server, int listen_fd);
+
+/*
+ * Adds a connected SOCK_SEQPACKET socket as a client; takes ownership of fd.
+ * The peer is read with SO_PEERCRED/SO_PEERGROUPS unless `peer` is given
+ * (tests only: a socketpair's peer is the test itself).
+ */
+int vfiod_server_add_client_take(struct vfiod_server *server, int fd,
+                                 const struct vfiod_peer *peer);
+
+/*
+ * Reads the configuration again. On errors (appended to errors) the old
+ * policy stays. Otherwise the new one is applied and leases it no longer
+ * allows are revoked (count in *ret_revoked, may be NULL).
+ */
+int vfiod_server_reload(struct vfiod_server *server, struct vfiod_errors *errors,
+                        uint32_t *ret_revoked);
+
+/* Frees the clients marked dead (also runs from the loop's prepare watcher). */
+void vfiod_server_reap(struct vfiod_server *server);
+
+/* Starts the quarantine timer if a group is quarantined. */
+void vfiod_server_quarantine_kick(struct vfiod_server *server);
+
+/* Milliseconds since the server started. */
+uint64_t vfiod_server_uptime_ms(struct vfiod_server *server);
+
+/*
+ * The socket vfiod binds itself: creates the parent folder (0755), removes a
+ * stale socket (connect() refused), refuses when a live daemon answers
+ * (-EADDRINUSE), binds, chmod 0666 (access is decided by the policy), listens.
+ * Returns the listening fd (SOCK_SEQPACKET, CLOEXEC, non-blocking).
+ */
+int vfiod_socket_bind(const char *path);
+
+/*
+ * The socket passed by systemd: returns the fd, 0 when there is none (not
+ * socket-activated), or -EINVAL when systemd passed something other than one
+ * listening AF_UNIX SOCK_SEQPACKET socket.
+ */
+int vfiod_socket_from_systemd(void);
+
+void vfiod_peer_done(struct vfiod_peer *peer);
