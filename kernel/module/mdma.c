@@ -155,8 +155,13 @@ struct mdma_state {
 	struct eventfd_ctx *req_trigger;
 };
 
-/* iotlb entries: the page pointer, tag bit 1 when the mapping is writable */
-#define MDMA_IOTLB_WRITABLE 1UL
+/*
+ * iotlb entries: the page pointer tagged with the mapping's permissions
+ * (tag 2 is not usable: the XArray reserves it for internal entries)
+ */
+#define MDMA_IOTLB_RO 0UL
+#define MDMA_IOTLB_RW 1UL
+#define MDMA_IOTLB_WO 3UL
 
 static struct workqueue_struct *mdma_wq;
 static atomic_t mdma_nr_devices = ATOMIC_INIT(0); /* allocated, not released */
@@ -400,44 +405,45 @@ static int mdma_pin_errno_to_code(int err)
 }
 
 /*
- * Translates one page of IOVA space, pinning it if the iotlb does not hold
- * it yet. Returns the page, or an ERR_PTR from vfio_pin_pages(); -EPERM when
- * a write is needed and the mapping is read-only. dma_lock held.
+ * Translates one page of IOVA space for a device read or write, pinning it if
+ * the iotlb does not hold it yet. Returns the page, or an ERR_PTR from
+ * vfio_pin_pages(): -EPERM when the mapping does not allow the access.
+ * dma_lock held.
  */
 static struct page *mdma_iotlb_get(struct mdma_state *m, u64 iova_page,
 				   bool write)
 {
 	unsigned long index = iova_page >> PAGE_SHIFT;
+	unsigned long tag;
 	struct page *page;
 	void *entry;
-	bool writable;
 	int ret;
 
 	entry = xa_load(&m->iotlb, index);
 	if (entry) {
-		if (write && !(xa_pointer_tag(entry) & MDMA_IOTLB_WRITABLE))
+		tag = xa_pointer_tag(entry);
+		if (write ? tag == MDMA_IOTLB_RO : tag == MDMA_IOTLB_WO)
 			return ERR_PTR(-EPERM);
 		return xa_untag_pointer(entry);
 	}
 
-	/* try read-write first: a device pin of a writable mapping serves
-	 * both directions; fall back to read-only for a read */
-	writable = true;
+	/* try read-write first, the common mapping, which serves both
+	 * directions; then the one direction needed now */
+	tag = MDMA_IOTLB_RW;
 	ret = vfio_pin_pages(&m->vdev, iova_page, 1, IOMMU_READ | IOMMU_WRITE,
 			     &page);
-	if (ret == -EPERM && !write) {
-		writable = false;
-		ret = vfio_pin_pages(&m->vdev, iova_page, 1, IOMMU_READ, &page);
+	if (ret == -EPERM) {
+		tag = write ? MDMA_IOTLB_WO : MDMA_IOTLB_RO;
+		ret = vfio_pin_pages(&m->vdev, iova_page, 1,
+				     write ? IOMMU_WRITE : IOMMU_READ, &page);
 	}
 	if (ret < 0)
 		return ERR_PTR(ret);
 	if (WARN_ON_ONCE(ret != 1))
 		return ERR_PTR(-EFAULT);
 
-	ret = xa_err(xa_store(
-		&m->iotlb, index,
-		xa_tag_pointer(page, writable ? MDMA_IOTLB_WRITABLE : 0),
-		GFP_KERNEL));
+	ret = xa_err(xa_store(&m->iotlb, index, xa_tag_pointer(page, tag),
+			      GFP_KERNEL));
 	if (ret) {
 		vfio_unpin_pages(&m->vdev, iova_page, 1);
 		return ERR_PTR(ret);
@@ -557,8 +563,9 @@ fault:
 	case MDMA_ERR_PERM:
 		dev_warn_ratelimited(
 			dev,
-			"DMA write to read-only mapping at IOVA 0x%llx refused (ERROR=PERM)\n",
-			*ret_fault);
+			"DMA %s at IOVA 0x%llx refused: the mapping is %s-only (ERROR=PERM)\n",
+			in_dst ? "write" : "read", *ret_fault,
+			in_dst ? "read" : "write");
 		break;
 	case MDMA_ERR_IOMMU:
 		dev_warn_ratelimited(

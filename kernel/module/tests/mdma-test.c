@@ -45,6 +45,7 @@
 #define IOVA_A 0x10000000ULL /* 64 KiB read-write */
 #define IOVA_RO 0x20000000ULL /* 16 KiB read-only */
 #define IOVA_HOLE 0x30000000ULL /* never mapped */
+#define IOVA_WO 0x40000000ULL /* 16 KiB write-only, for a while */
 #define BUF_SIZE (64 * 1024)
 #define RO_SIZE (16 * 1024)
 
@@ -565,7 +566,8 @@ static bool all_bytes(const uint8_t *p, size_t n, uint8_t v)
 	return true;
 }
 
-static void test_dma(struct dev *d, int container, uint8_t *buf, uint8_t *ro)
+static void test_dma(struct dev *d, int container, uint8_t *buf, uint8_t *ro,
+		     uint8_t *wo)
 {
 	static uint8_t snap[BUF_SIZE];
 	uint32_t st, count0;
@@ -658,6 +660,19 @@ static void test_dma(struct dev *d, int container, uint8_t *buf, uint8_t *ro)
 	check(st == MDMA_STATUS_DONE && all_bytes(buf + 0x100, 3000, 0x5a),
 	      "copy out of a read-only mapping works");
 	memcpy(snap, buf, BUF_SIZE);
+	check(map_dma(container, wo, IOVA_WO, RO_SIZE,
+		      VFIO_DMA_MAP_FLAG_WRITE) == 0,
+	      "map 16 KiB write-only at 0x%llx", IOVA_WO);
+	st = dma_run(d, MDMA_CMD_COPY, IOVA_A, IOVA_WO + 4096, 4096, 0);
+	check(st == MDMA_STATUS_DONE && !memcmp(wo + 4096, buf, 4096),
+	      "copy into a write-only mapping works");
+	st = dma_run(d, MDMA_CMD_COPY, IOVA_WO + 4096, IOVA_A, 16, 0);
+	check(st == MDMA_STATUS_ERROR &&
+		      reg_read(d, MDMA_REG_ERROR) == MDMA_ERR_PERM &&
+		      memcmp(buf, snap, BUF_SIZE) == 0,
+	      "copy out of a write-only mapping: ERROR PERM, untouched");
+	check(unmap_dma(container, IOVA_WO, RO_SIZE) == RO_SIZE,
+	      "unmap the write-only mapping");
 
 	/* bad commands */
 	st = dma_run(d, MDMA_CMD_FILL, 0, IOVA_A, 0, 0);
@@ -1472,7 +1487,7 @@ int main(int argc, char **argv)
 	test_info(&d);
 	test_config(&d);
 	test_regs(&d);
-	test_dma(&d, container, mem, ro);
+	test_dma(&d, container, mem, ro, mem2);
 	test_unmap(&d, container, mem, mem2);
 	test_msi(&d, mem);
 	test_intx(&d);
