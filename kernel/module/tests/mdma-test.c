@@ -1430,6 +1430,12 @@ int main(int argc, char **argv)
 	check(read_file(TYPE_DIR "/device_api", buf, sizeof(buf)) == 0 &&
 		      !strcmp(buf, "vfio-pci"),
 	      "device_api '%s'", buf);
+	check(read_file(TYPE_DIR "/name", buf, sizeof(buf)) == 0 &&
+		      !strcmp(buf, "mdma DMA test function"),
+	      "name '%s'", buf);
+	check(read_file(TYPE_DIR "/description", buf, sizeof(buf)) == 0 &&
+		      strstr(buf, "1234:4d44"),
+	      "description '%s'", buf);
 	avail0 = read_long(TYPE_DIR "/available_instances");
 	check(avail0 >= 2, "available_instances %ld", avail0);
 	make_uuid(uuid_a, sizeof(uuid_a), 1);
