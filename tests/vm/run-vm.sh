@@ -191,6 +191,7 @@ done
 } >"$root/vfiod/config"
 
 names=()
+declare -A seen_names=()
 : >"$root/vfiod/tests"
 for t in "${tests[@]}"; do
         name=${t%%=*}
@@ -198,6 +199,8 @@ for t in "${tests[@]}"; do
         [[ $t == *=* && $name =~ ^[A-Za-z0-9._-]+$ && -n $cmd ]] ||
                 die "--test '$t' is not NAME=COMMAND (NAME of letters, digits, '.', '_', '-')"
         [[ $cmd != *$'\t'* && $cmd != *$'\n'* ]] || die "--test '$name': the command has a tab or newline"
+        [ -z "${seen_names[$name]:-}" ] || die "--test '$name' is given twice"
+        seen_names[$name]=1
         names+=("$name")
         printf '%s\t%s\n' "$name" "$cmd" >>"$root/vfiod/tests"
 done
