@@ -64,10 +64,15 @@ static void result(bool ok, const char *fmt, va_list ap)
 	if (!ok)
 		n_failed++;
 	printf("%sok %d - %s: %s\n", ok ? "" : "not ", n_tests, group, what);
-	if (tap_file)
+	if (tap_file) {
+		/* the harness splits "file:tcase:test: message" on ':' */
+		for (char *c = what; *c; c++)
+			if (*c == ':')
+				*c = ',';
 		fprintf(tap_file, "%sok %d - mdma-test.c:%s:%s: %s\n",
 			ok ? "" : "not ", n_tests, group, what,
 			ok ? "Passed" : "Failed");
+	}
 	fflush(stdout);
 }
 
