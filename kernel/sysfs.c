@@ -74,7 +74,8 @@ int kvfio_pci_addr_parse(const char *text, struct kvfio_pci_addr *ret_addr)
                 return -EINVAL;
         if (parse_hex_digits(&p, 1, 1, &func) < 0 || *p != '\0')
                 return -EINVAL;
-        if (slot > 0x1f || func > 7)
+        /* The domain bound keeps the normalised form inside KVFIO_BDF_MAX. */
+        if (domain > KVFIO_PCI_DOMAIN_MAX || slot > 0x1f || func > 7)
                 return -EINVAL;
         ret_addr->domain = domain;
         ret_addr->bus = (uint8_t)bus;

@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Room for a normalised PCI address plus NUL ("10000:00:1f.7" fits). */
+/* Room for a normalised PCI address plus NUL ("fffffff:ff:1f.7" fits). */
 #define KVFIO_BDF_MAX 16
 /* Room for a driver name plus NUL; longer names are rejected (-ENAMETOOLONG). */
 #define KVFIO_DRIVER_MAX 64
@@ -49,11 +49,15 @@ struct kvfio_pci_addr {
         uint8_t func; /* 0..7 */
 };
 
+/* Largest PCI domain accepted (Linux uses up to 0x1ffff in practice). */
+#define KVFIO_PCI_DOMAIN_MAX 0xfffffffu
+
 /*
  * Parses a PCI address: "dddd:bb:ss.f" (domain 1 to 8 hex digits) or
  * "bb:ss.f" (domain 0). Hex digits of either case; no surrounding white space.
  * On success fills *ret_addr and returns 0.
- * -EINVAL: text is NULL, malformed, or slot > 0x1f, or function > 7.
+ * -EINVAL: text is NULL, malformed, domain > KVFIO_PCI_DOMAIN_MAX,
+ * slot > 0x1f, or function > 7.
  */
 int kvfio_pci_addr_parse(const char *text, struct kvfio_pci_addr *ret_addr);
 

@@ -295,6 +295,9 @@ START_TEST(test_addr_parse)
         ck_assert_str_eq(bdf, "abcd:ef:1a.3");
         ck_assert_int_eq(kvfio_pci_addr_normalize("10000:01:00.0", bdf), 0);
         ck_assert_str_eq(bdf, "10000:01:00.0");
+        ck_assert_int_eq(kvfio_pci_addr_normalize("0FFFFFFF:ff:1f.7", bdf), 0);
+        ck_assert_str_eq(bdf, "fffffff:ff:1f.7");
+        ck_assert_int_eq(kvfio_pci_addr_normalize("10000000:00:00.0", bdf), -EINVAL);
         ck_assert_int_eq(kvfio_pci_addr_normalize("1:2:3.4", bdf), 0);
         ck_assert_str_eq(bdf, "0001:02:03.4");
 
