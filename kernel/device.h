@@ -139,7 +139,7 @@ int kvfio_device_reset(int device_fd);
 
 /* One device a bus-wide hot reset would affect. */
 struct kvfio_hot_reset_dep {
-        uint32_t segment; /* PCI domain */
+        uint16_t segment; /* PCI domain (the kernel reports 16 bits) */
         uint8_t bus;
         uint8_t devfn; /* slot << 3 | function */
         uint32_t group_id;
