@@ -145,6 +145,10 @@ static void section_begin(struct parser *p, char *text)
                 p->kind = SECTION_DAEMON;
                 return;
         }
+        if (strcmp(name, "Device") == 0) {
+                perr(p, "[Device] needs a name: [Device NAME]");
+                return;
+        }
         if (strncmp(name, "Device", 6) == 0 && (name[6] == ' ' || name[6] == '\t')) {
                 char *rname = strip(name + 6);
                 struct vfiod_rule *rules;

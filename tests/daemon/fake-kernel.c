@@ -1,0 +1,1068 @@
+/* SPDX-License-Identifier: MIT */
+/* The fake VFIO ioctl layer; see fake-kernel.h. */
+#include "tests/daemon/fake-kernel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernel/container.h"
+#include "kernel/device.h"
+#include "kernel/dma.h"
+#include "kernel/group.h"
+#include "kernel/irq.h"
+#include "kernel/sysfs.h"
+
+#define N_IDX 5
+
+enum kind { K_CONTAINER, K_GROUP, K_DEVICE };
+
+struct fmap {
+        uint64_t iova, size;
+        void *vaddr;
+};
+
+struct fgroup;
+struct fdev;
+
+struct fobj {
+        enum kind kind;
+        int probe; /* read end of the pipe; -1 once every write end is closed */
+        dev_t dev;
+        ino_t ino;
+        /* container */
+        int model;
+        int n_groups;
+        struct fmap *maps;
+        size_t n_maps;
+        /* group file */
+        struct fgroup *group;
+        /* device file */
+        struct fdev *fdev;
+};
+
+struct fgroup {
+        int id;
+        struct fobj *file;      /* the open group file, NULL when closed */
+        struct fobj *container; /* attached to */
+};
+
+struct fdev {
+        char bdf[KVFIO_BDF_MAX];
+        int group;
+        uint32_t count[N_IDX];
+        int *efd[N_IDX]; /* the "kernel's" references on assigned eventfds */
+        int unmask_efd[N_IDX];
+        unsigned resets;
+};
+
+static struct fobj **objs;
+static size_t n_objs;
+static struct fgroup *groups;
+static size_t n_groups;
+static struct fdev *devs;
+static size_t n_devs;
+static bool unmap_all_supported = true;
+static char trace[1 << 16];
+static size_t trace_len;
+
+static struct {
+        char func[64];
+        int err;
+        unsigned skip;
+        bool armed;
+} fails[8];
+
+/* ---- bookkeeping ------------------------------------------------------------------ */
+
+static void tracef(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void tracef(const char *fmt, ...)
+{
+        va_list ap;
+        int n;
+
+        if (trace_len >= sizeof(trace) - 256)
+                return;
+        va_start(ap, fmt);
+        n = vsnprintf(trace + trace_len, sizeof(trace) - trace_len, fmt, ap);
+        va_end(ap);
+        if (n > 0)
+                trace_len += (size_t)n;
+        trace[trace_len++] = ';';
+        trace[trace_len] = '\0';
+}
+
+static int failpoint(const char *func)
+{
+        for (size_t i = 0; i < sizeof(fails) / sizeof(fails[0]); i++) {
+                if (!fails[i].armed || strcmp(fails[i].func, func) != 0)
+                        continue;
+                if (fails[i].skip > 0) {
+                        fails[i].skip--;
+                        return 0;
+                }
+                fails[i].armed = false;
+                tracef("%s=FAIL(%d)", func, fails[i].err);
+                return -fails[i].err;
+        }
+        return 0;
+}
+
+#define FAILPOINT()                           \
+        do {                                  \
+                int _f = failpoint(__func__); \
+                if (_f < 0)                   \
+                        return _f;            \
+        } while (0)
+
+void fake_kernel_fail(const char *func, int err, unsigned skip)
+{
+        for (size_t i = 0; i < sizeof(fails) / sizeof(fails[0]); i++)
+                if (!fails[i].armed) {
+                        snprintf(fails[i].func, sizeof(fails[i].func), "%s", func);
+                        fails[i].err = err < 0 ? -err : err;
+                        fails[i].skip = skip;
+                        fails[i].armed = true;
+                        return;
+                }
+        abort();
+}
+
+static struct fdev *dev_by_bdf(const char *bdf)
+{
+        for (size_t i = 0; i < n_devs; i++)
+                if (strcmp(devs[i].bdf, bdf) == 0)
+                        return &devs[i];
+        return NULL;
+}
+
+static struct fgroup *group_by_id(int id)
+{
+        for (size_t i = 0; i < n_groups; i++)
+                if (groups[i].id == id)
+                        return &groups[i];
+        return NULL;
+}
+
+static void close_irq_refs(struct fdev *d, uint32_t index)
+{
+        if (d->efd[index])
+                for (uint32_t v = 0; v < d->count[index]; v++)
+                        if (d->efd[index][v] >= 0) {
+                                close(d->efd[index][v]);
+                                d->efd[index][v] = -1;
+                        }
+        if (d->unmask_efd[index] >= 0) {
+                close(d->unmask_efd[index]);
+                d->unmask_efd[index] = -1;
+        }
+}
+
+static void container_drop_maps(struct fobj *c)
+{
+        free(c->maps);
+        c->maps = NULL;
+        c->n_maps = 0;
+        c->model = 0;
+}
+
+static void group_detach(struct fgroup *g)
+{
+        struct fobj *c = g->container;
+
+        if (!c)
+                return;
+        g->container = NULL;
+        if (--c->n_groups == 0)
+                container_drop_maps(c);
+}
+
+static bool dev_has_live_file(const struct fdev *d, const struct fobj *except)
+{
+        for (size_t i = 0; i < n_objs; i++)
+                if (objs[i] != except && objs[i]->kind == K_DEVICE && objs[i]->fdev == d &&
+                    objs[i]->probe >= 0)
+                        return true;
+        return false;
+}
+
+/* Notices closed files and applies what the kernel does on the last close. */
+static void gc(void)
+{
+        for (size_t i = 0; i < n_objs; i++) {
+                struct fobj *o = objs[i];
+                struct pollfd p = {.fd = o->probe, .events = POLLIN};
+
+                if (o->probe < 0)
+                        continue;
+                if (poll(&p, 1, 0) != 1 || !(p.revents & POLLHUP))
+                        continue;
+                close(o->probe);
+                o->probe = -1;
+                if (o->kind == K_GROUP) {
+                        if (o->group->file == o)
+                                o->group->file = NULL;
+                        group_detach(o->group);
+                } else if (o->kind == K_DEVICE && !dev_has_live_file(o->fdev, o)) {
+                        for (uint32_t k = 0; k < N_IDX; k++)
+                                close_irq_refs(o->fdev, k);
+                }
+        }
+        for (size_t i = 0; i < n_objs;) {
+                struct fobj *o = objs[i];
+
+                if (o->probe < 0 && !(o->kind == K_CONTAINER && o->n_groups > 0)) {
+                        free(o->maps);
+                        free(o);
+                        objs[i] = objs[--n_objs];
+                        continue;
+                }
+                i++;
+        }
+}
+
+static int obj_new(enum kind kind, struct fobj **ret)
+{
+        struct fobj *o, **a;
+        int p[2];
+        struct stat st;
+
+        gc();
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        o = calloc(1, sizeof(*o));
+        a = realloc(objs, (n_objs + 1) * sizeof(*a));
+        if (!o || !a || fstat(p[1], &st) < 0) {
+                free(o);
+                if (a)
+                        objs = a;
+                close(p[0]);
+                close(p[1]);
+                return -ENOMEM;
+        }
+        objs = a;
+        o->kind = kind;
+        o->probe = p[0];
+        o->dev = st.st_dev;
+        o->ino = st.st_ino;
+        objs[n_objs++] = o;
+        *ret = o;
+        /* The write end is the "VFIO fd", owned by the caller. */
+        return p[1];
+}
+
+static int obj_get(int fd, enum kind kind, struct fobj **ret)
+{
+        struct stat st;
+
+        if (fd < 0)
+                return -EBADF;
+        if (fstat(fd, &st) < 0)
+                return -EBADF;
+        for (size_t i = 0; i < n_objs; i++)
+                if (objs[i]->probe >= 0 && objs[i]->dev == st.st_dev && objs[i]->ino == st.st_ino) {
+                        if (objs[i]->kind != kind)
+                                return -ENOTTY;
+                        *ret = objs[i];
+                        return 0;
+                }
+        return -ENOTTY;
+}
+
+/* ---- test controls ---------------------------------------------------------------- */
+
+void fake_kernel_reset(void)
+{
+        for (size_t i = 0; i < n_objs; i++) {
+                if (objs[i]->probe >= 0)
+                        close(objs[i]->probe);
+                free(objs[i]->maps);
+                free(objs[i]);
+        }
+        free(objs);
+        objs = NULL;
+        n_objs = 0;
+        for (size_t i = 0; i < n_devs; i++)
+                for (uint32_t k = 0; k < N_IDX; k++) {
+                        close_irq_refs(&devs[i], k);
+                        free(devs[i].efd[k]);
+                }
+        free(devs);
+        devs = NULL;
+        n_devs = 0;
+        free(groups);
+        groups = NULL;
+        n_groups = 0;
+        unmap_all_supported = true;
+        memset(fails, 0, sizeof(fails));
+        fake_kernel_trace_clear();
+}
+
+void fake_kernel_add_device(int group, const char *bdf)
+{
+        struct fdev *d;
+
+        if (!group_by_id(group)) {
+                groups = realloc(groups, (n_groups + 1) * sizeof(*groups));
+                groups[n_groups++] = (struct fgroup){.id = group};
+        }
+        devs = realloc(devs, (n_devs + 1) * sizeof(*devs));
+        d = &devs[n_devs++];
+        *d = (struct fdev){.group = group, .count = {1, 1, 8, 1, 1}};
+        snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
+        for (uint32_t k = 0; k < N_IDX; k++)
+                d->unmask_efd[k] = -1;
+}
+
+void fake_kernel_set_irq_count(const char *bdf, uint32_t index, uint32_t count)
+{
+        struct fdev *d = dev_by_bdf(bdf);
+
+        if (!d || index >= N_IDX || d->efd[index])
+                abort();
+        d->count[index] = count;
+}
+
+void fake_kernel_set_unmap_all(bool supported)
+{
+        unmap_all_supported = supported;
+}
+
+size_t fake_kernel_live(void)
+{
+        size_t n = 0;
+
+        gc();
+        for (size_t i = 0; i < n_objs; i++)
+                n += objs[i]->probe >= 0;
+        return n;
+}
+
+size_t fake_kernel_own_fds(void)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < n_objs; i++)
+                n += objs[i]->probe >= 0;
+        for (size_t i = 0; i < n_devs; i++)
+                for (uint32_t k = 0; k < N_IDX; k++) {
+                        n += devs[i].unmask_efd[k] >= 0;
+                        for (uint32_t v = 0; devs[i].efd[k] && v < devs[i].count[k]; v++)
+                                n += devs[i].efd[k][v] >= 0;
+                }
+        return n;
+}
+
+const char *fake_kernel_trace(void)
+{
+        return trace;
+}
+
+void fake_kernel_trace_clear(void)
+{
+        trace_len = 0;
+        trace[0] = '\0';
+}
+
+bool fake_kernel_trace_has(const char *first, ...)
+{
+        const char *pos = trace;
+        va_list ap;
+        bool ok = true;
+
+        va_start(ap, first);
+        for (const char *n = first; n; n = va_arg(ap, const char *)) {
+                const char *hit = strstr(pos, n);
+                if (!hit) {
+                        ok = false;
+                        break;
+                }
+                pos = hit + strlen(n);
+        }
+        va_end(ap);
+        return ok;
+}
+
+int fake_kernel_fire(const char *bdf, uint32_t index)
+{
+        struct fdev *d = dev_by_bdf(bdf);
+        uint64_t one = 1;
+
+        if (!d || index >= N_IDX || !d->efd[index] || d->efd[index][0] < 0)
+                return -ENOENT;
+        return write(d->efd[index][0], &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
+}
+
+size_t fake_kernel_irq_assigned(const char *bdf, uint32_t index)
+{
+        struct fdev *d = dev_by_bdf(bdf);
+        size_t n = 0;
+
+        for (uint32_t v = 0; d && index < N_IDX && d->efd[index] && v < d->count[index]; v++)
+                n += d->efd[index][v] >= 0;
+        return n;
+}
+
+unsigned fake_kernel_resets(const char *bdf)
+{
+        struct fdev *d = dev_by_bdf(bdf);
+
+        return d ? d->resets : 0;
+}
+
+size_t fake_kernel_mappings(void)
+{
+        size_t n = 0;
+
+        gc();
+        for (size_t i = 0; i < n_objs; i++)
+                if (objs[i]->kind == K_CONTAINER)
+                        n += objs[i]->n_maps;
+        return n;
+}
+
+int fake_kernel_dma_read(uint64_t iova, void *buf, size_t len)
+{
+        for (size_t i = 0; i < n_objs; i++)
+                for (size_t j = 0; objs[i]->kind == K_CONTAINER && j < objs[i]->n_maps; j++) {
+                        struct fmap *m = &objs[i]->maps[j];
+                        if (iova >= m->iova && iova + len <= m->iova + m->size) {
+                                memcpy(buf, (char *)m->vaddr + (iova - m->iova), len);
+                                return 0;
+                        }
+                }
+        return -ENOENT;
+}
+
+bool fake_kernel_group_attached(int group)
+{
+        struct fgroup *g = group_by_id(group);
+
+        gc();
+        return g && g->container;
+}
+
+/* ---- container.h -------------------------------------------------------------------- */
+
+int kvfio_container_open(const char *path)
+{
+        struct fobj *o;
+
+        FAILPOINT();
+        tracef("container_open");
+        return obj_new(K_CONTAINER, &o);
+}
+
+int kvfio_container_check_extension(int container_fd, unsigned long ext)
+{
+        struct fobj *c;
+        int r = obj_get(container_fd, K_CONTAINER, &c);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (ext == VFIO_TYPE1v2_IOMMU || ext == VFIO_TYPE1_IOMMU)
+                return 1;
+        if (ext == VFIO_UNMAP_ALL)
+                return unmap_all_supported;
+        return 0;
+}
+
+int kvfio_container_pick_iommu(int container_fd, int wanted)
+{
+        struct fobj *c;
+        int r = obj_get(container_fd, K_CONTAINER, &c);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        switch (wanted) {
+        case KVFIO_IOMMU_AUTO:
+        case KVFIO_IOMMU_TYPE1v2:
+                return KVFIO_IOMMU_TYPE1v2;
+        case KVFIO_IOMMU_TYPE1:
+                return KVFIO_IOMMU_TYPE1;
+        case KVFIO_IOMMU_SPAPR_TCE:
+        case KVFIO_IOMMU_SPAPR_TCE_v2:
+                return -EOPNOTSUPP;
+        default:
+                return -EINVAL;
+        }
+}
+
+int kvfio_container_set_iommu(int container_fd, int wanted)
+{
+        struct fobj *c;
+        int r = obj_get(container_fd, K_CONTAINER, &c);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (c->n_groups == 0 || c->model)
+                return -EINVAL;
+        r = kvfio_container_pick_iommu(container_fd, wanted);
+        if (r < 0)
+                return r;
+        c->model = r;
+        tracef("set_iommu");
+        return r;
+}
+
+const char *kvfio_iommu_model_name(int model)
+{
+        switch (model) {
+        case KVFIO_IOMMU_TYPE1v2:
+                return "Type1v2";
+        case KVFIO_IOMMU_TYPE1:
+                return "Type1";
+        case KVFIO_IOMMU_SPAPR_TCE_v2:
+                return "sPAPR-TCE-v2";
+        case KVFIO_IOMMU_SPAPR_TCE:
+                return "sPAPR-TCE";
+        case KVFIO_IOMMU_AUTO:
+                return "auto";
+        default:
+                return "unknown";
+        }
+}
+
+/* The valid IOVA: everything below the x86 MSI window, and above it up to 2^39. */
+static const struct kvfio_iova_range fake_iova[] = {
+    {0, 0xfedfffffull},
+    {0xfef00000ull, (1ull << 39) - 1},
+};
+
+int kvfio_iommu_get_info(int container_fd, struct kvfio_iommu_info **ret_info)
+{
+        struct kvfio_iommu_info *info;
+        struct fobj *c;
+        int r = obj_get(container_fd, K_CONTAINER, &c);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (!c->model)
+                return -EINVAL;
+        info = calloc(1, sizeof(*info));
+        if (!info)
+                return -ENOMEM;
+        info->pgsize_bitmap = 4096 | (2u << 20) | (1u << 30);
+        info->has_iova_ranges = true;
+        info->n_iova_ranges = 2;
+        info->iova_ranges = malloc(sizeof(fake_iova));
+        if (!info->iova_ranges) {
+                free(info);
+                return -ENOMEM;
+        }
+        memcpy(info->iova_ranges, fake_iova, sizeof(fake_iova));
+        *ret_info = info;
+        return 0;
+}
+
+int kvfio_iommu_info_parse(const void *buf, size_t len, struct kvfio_iommu_info **ret_info)
+{
+        return -EOPNOTSUPP; /* not used by the daemon */
+}
+
+void kvfio_iommu_info_free(struct kvfio_iommu_info *info)
+{
+        if (!info)
+                return;
+        free(info->iova_ranges);
+        free(info);
+}
+
+/* ---- group.h ---------------------------------------------------------------------------- */
+
+int kvfio_group_open(int group, const char *dir)
+{
+        struct fgroup *g;
+        struct fobj *o;
+        int fd;
+
+        FAILPOINT();
+        if (group < 0)
+                return -EINVAL;
+        gc();
+        g = group_by_id(group);
+        if (!g) {
+                tracef("group_open %d=ENOENT", group);
+                return -ENOENT;
+        }
+        if (g->file) {
+                tracef("group_open %d=EBUSY", group);
+                return -EBUSY;
+        }
+        fd = obj_new(K_GROUP, &o);
+        if (fd < 0)
+                return fd;
+        o->group = g;
+        g->file = o;
+        tracef("group_open %d", group);
+        return fd;
+}
+
+int kvfio_group_get_status(int group_fd, struct kvfio_group_status *ret_status)
+{
+        struct fobj *o;
+        int r = obj_get(group_fd, K_GROUP, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        ret_status->viable = true;
+        ret_status->container_set = o->group->container != NULL;
+        return 0;
+}
+
+int kvfio_group_set_container(int group_fd, int container_fd)
+{
+        struct fobj *o, *c;
+        int r = obj_get(group_fd, K_GROUP, &o);
+
+        if (r < 0)
+                return r;
+        r = obj_get(container_fd, K_CONTAINER, &c);
+        if (r < 0)
+                return r == -ENOTTY ? -EBADF : r;
+        FAILPOINT();
+        if (o->group->container)
+                return -EINVAL;
+        o->group->container = c;
+        c->n_groups++;
+        tracef("set_container %d", o->group->id);
+        return 0;
+}
+
+int kvfio_group_unset_container(int group_fd)
+{
+        struct fobj *o;
+        struct fgroup *g;
+        int r = obj_get(group_fd, K_GROUP, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        gc();
+        g = o->group;
+        if (!g->container) {
+                tracef("unset %d=EINVAL", g->id);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < n_objs; i++)
+                if (objs[i]->kind == K_DEVICE && objs[i]->probe >= 0 &&
+                    objs[i]->fdev->group == g->id) {
+                        tracef("unset %d=EBUSY", g->id);
+                        return -EBUSY;
+                }
+        group_detach(g);
+        tracef("unset %d", g->id);
+        return 0;
+}
+
+int kvfio_group_get_device_fd(int group_fd, const char *bdf)
+{
+        struct fobj *o, *d;
+        struct fdev *fd_dev;
+        int r = obj_get(group_fd, K_GROUP, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (!bdf || !*bdf || !o->group->container || !o->group->container->model)
+                return -EINVAL;
+        fd_dev = dev_by_bdf(bdf);
+        if (!fd_dev || fd_dev->group != o->group->id)
+                return -ENODEV;
+        r = obj_new(K_DEVICE, &d);
+        if (r < 0)
+                return r;
+        d->fdev = fd_dev;
+        tracef("get_device_fd %s", bdf);
+        return r;
+}
+
+/* ---- device.h ---------------------------------------------------------------------------- */
+
+int kvfio_device_get_info(int device_fd, struct kvfio_device_info *ret_info)
+{
+        struct fobj *o;
+        int r = obj_get(device_fd, K_DEVICE, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        *ret_info = (struct kvfio_device_info){
+            .flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET,
+            .num_regions = VFIO_PCI_NUM_REGIONS,
+            .num_irqs = VFIO_PCI_NUM_IRQS,
+            .reset_supported = true,
+            .is_pci = true,
+        };
+        return 0;
+}
+
+int kvfio_device_get_region_info(int device_fd, uint32_t index, struct kvfio_region_info **ret_info)
+{
+        struct kvfio_region_info *info;
+        struct fobj *o;
+        int r = obj_get(device_fd, K_DEVICE, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (index >= VFIO_PCI_NUM_REGIONS)
+                return -EINVAL;
+        info = calloc(1, sizeof(*info));
+        if (!info)
+                return -ENOMEM;
+        info->index = index;
+        if (index == VFIO_PCI_BAR0_REGION_INDEX || index == VFIO_PCI_CONFIG_REGION_INDEX) {
+                info->size = 4096;
+                info->offset = (uint64_t)index << 40;
+                info->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+        }
+        *ret_info = info;
+        return 0;
+}
+
+int kvfio_region_info_parse(const void *buf, size_t len, struct kvfio_region_info **ret_info)
+{
+        return -EOPNOTSUPP; /* not used by the daemon */
+}
+
+void kvfio_region_info_free(struct kvfio_region_info *info)
+{
+        if (!info)
+                return;
+        free(info->sparse_areas);
+        free(info);
+}
+
+int kvfio_region_read(int device_fd, const struct kvfio_region_info *region, uint64_t offset,
+                      void *buf, size_t len)
+{
+        return -EOPNOTSUPP; /* the fake has no device memory */
+}
+
+int kvfio_region_write(int device_fd, const struct kvfio_region_info *region, uint64_t offset,
+                       const void *buf, size_t len)
+{
+        return -EOPNOTSUPP;
+}
+
+int kvfio_region_mmap(int device_fd, const struct kvfio_region_info *region, uint64_t offset,
+                      size_t len, int prot, void **ret_addr)
+{
+        return -EOPNOTSUPP;
+}
+
+int kvfio_device_get_irq_info(int device_fd, uint32_t index, struct kvfio_irq_info *ret_info)
+{
+        struct fobj *o;
+        int r = obj_get(device_fd, K_DEVICE, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (index >= N_IDX)
+                return -EINVAL;
+        *ret_info = (struct kvfio_irq_info){
+            .index = index,
+            .count = o->fdev->count[index],
+            .eventfd = true,
+            .maskable = index == VFIO_PCI_INTX_IRQ_INDEX,
+            .automasked = index == VFIO_PCI_INTX_IRQ_INDEX,
+            .flags = VFIO_IRQ_INFO_EVENTFD,
+        };
+        return 0;
+}
+
+int kvfio_device_reset(int device_fd)
+{
+        struct fobj *o;
+        int r = obj_get(device_fd, K_DEVICE, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        o->fdev->resets++;
+        tracef("reset %s", o->fdev->bdf);
+        return 0;
+}
+
+void kvfio_hot_reset_info_free(struct kvfio_hot_reset_info *info)
+{
+        if (!info)
+                return;
+        free(info->devs);
+        free(info);
+}
+
+int kvfio_device_get_hot_reset_info(int device_fd, struct kvfio_hot_reset_info **ret_info)
+{
+        struct fobj *o;
+        int r = obj_get(device_fd, K_DEVICE, &o);
+
+        return r < 0 ? r : -ENOTTY;
+}
+
+int kvfio_device_hot_reset(int device_fd, const int *group_fds, size_t n_group_fds)
+{
+        struct fobj *o;
+        int r = obj_get(device_fd, K_DEVICE, &o);
+
+        return r < 0 ? r : -ENOTTY;
+}
+
+char *kvfio_hot_reset_dep_bdf(const struct kvfio_hot_reset_dep *dep, char buf[static 16])
+{
+        snprintf(buf, 16, "%04x:%02x:%02x.%x", dep->segment, dep->bus, dep->devfn >> 3,
+                 dep->devfn & 7);
+        return buf;
+}
+
+/* ---- irq.h ----------------------------------------------------------------------------------- */
+
+const char *kvfio_irq_index_name(uint32_t index)
+{
+        static const char *const names[] = {"INTx", "MSI", "MSI-X", "ERR", "REQ"};
+
+        return index < N_IDX ? names[index] : "unknown";
+}
+
+int kvfio_irq_set(int device_fd, uint32_t index, uint32_t flags, uint32_t start, uint32_t count,
+                  const void *data)
+{
+        uint32_t action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+        uint32_t type = flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
+        struct fdev *d;
+        struct fobj *o;
+        int r = obj_get(device_fd, K_DEVICE, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        d = o->fdev;
+        if (index >= N_IDX || __builtin_popcount(action) != 1 || __builtin_popcount(type) != 1 ||
+            count > KVFIO_IRQ_MAX_COUNT || start + count < start)
+                return -EINVAL;
+        if (type != VFIO_IRQ_SET_DATA_NONE && count > 0 && !data)
+                return -EINVAL;
+        if (count == 0) {
+                if (action != VFIO_IRQ_SET_ACTION_TRIGGER || type != VFIO_IRQ_SET_DATA_NONE)
+                        return -EINVAL;
+                close_irq_refs(d, index);
+                tracef("irq_disable %s %u", d->bdf, index);
+                return 0;
+        }
+        if (start + count > d->count[index])
+                return -EINVAL;
+        if (type == VFIO_IRQ_SET_DATA_EVENTFD) {
+                const int32_t *fds = data;
+
+                if (action == VFIO_IRQ_SET_ACTION_MASK)
+                        return -EINVAL;
+                for (uint32_t i = 0; i < count; i++)
+                        if (fds[i] < -1 || (fds[i] >= 0 && fcntl(fds[i], F_GETFD) < 0))
+                                return fds[i] < -1 ? -EINVAL : -EBADF;
+                if (action == VFIO_IRQ_SET_ACTION_UNMASK) {
+                        if (count != 1)
+                                return -EINVAL;
+                        if (d->unmask_efd[index] >= 0)
+                                close(d->unmask_efd[index]);
+                        d->unmask_efd[index] = fds[0] >= 0 ? fcntl(fds[0], F_DUPFD_CLOEXEC, 3) : -1;
+                        tracef("irq_unmask_eventfd %s %u", d->bdf, index);
+                        return 0;
+                }
+                if (!d->efd[index]) {
+                        d->efd[index] = malloc(d->count[index] * sizeof(int));
+                        for (uint32_t v = 0; v < d->count[index]; v++)
+                                d->efd[index][v] = -1;
+                }
+                for (uint32_t i = 0; i < count; i++) {
+                        int *slot = &d->efd[index][start + i];
+                        if (*slot >= 0)
+                                close(*slot);
+                        /* The "kernel" takes its own reference on the eventfd. */
+                        *slot = fds[i] >= 0 ? fcntl(fds[i], F_DUPFD_CLOEXEC, 3) : -1;
+                }
+                tracef("irq_eventfds %s %u %u+%u", d->bdf, index, start, count);
+                return 0;
+        }
+        if (type == VFIO_IRQ_SET_DATA_NONE && action == VFIO_IRQ_SET_ACTION_TRIGGER) {
+                uint64_t one = 1;
+                for (uint32_t i = 0; d->efd[index] && i < count; i++)
+                        if (d->efd[index][start + i] >= 0)
+                                (void)!write(d->efd[index][start + i], &one, sizeof(one));
+        }
+        tracef("irq_set %s %u action %u data %u %u+%u", d->bdf, index, action, type, start, count);
+        return 0;
+}
+
+int kvfio_irq_set_eventfds(int device_fd, uint32_t index, uint32_t start, uint32_t count,
+                           const int *fds)
+{
+        FAILPOINT();
+        if (count == 0 || !fds)
+                return -EINVAL;
+        return kvfio_irq_set(device_fd, index,
+                             VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_EVENTFD, start, count,
+                             fds);
+}
+
+int kvfio_irq_disable(int device_fd, uint32_t index)
+{
+        FAILPOINT();
+        return kvfio_irq_set(device_fd, index, VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_NONE,
+                             0, 0, NULL);
+}
+
+int kvfio_irq_mask(int device_fd, uint32_t index, uint32_t start, uint32_t count)
+{
+        if (count == 0)
+                return -EINVAL;
+        return kvfio_irq_set(device_fd, index, VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_DATA_NONE,
+                             start, count, NULL);
+}
+
+int kvfio_irq_unmask(int device_fd, uint32_t index, uint32_t start, uint32_t count)
+{
+        if (count == 0)
+                return -EINVAL;
+        return kvfio_irq_set(device_fd, index, VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_DATA_NONE,
+                             start, count, NULL);
+}
+
+int kvfio_irq_unmask_eventfd(int device_fd, uint32_t index, uint32_t vector, int fd)
+{
+        if (fd < -1)
+                return -EINVAL;
+        return kvfio_irq_set(device_fd, index,
+                             VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_DATA_EVENTFD, vector, 1,
+                             &fd);
+}
+
+int kvfio_irq_trigger(int device_fd, uint32_t index, uint32_t start, uint32_t count)
+{
+        if (count == 0)
+                return -EINVAL;
+        return kvfio_irq_set(device_fd, index, VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_NONE,
+                             start, count, NULL);
+}
+
+int kvfio_irq_set_bools(int device_fd, uint32_t index, uint32_t action, uint32_t start,
+                        uint32_t count, const uint8_t *bools)
+{
+        if (count == 0 || !bools)
+                return -EINVAL;
+        return kvfio_irq_set(device_fd, index, action | VFIO_IRQ_SET_DATA_BOOL, start, count,
+                             bools);
+}
+
+/* ---- dma.h --------------------------------------------------------------------------------------
+ */
+
+int kvfio_dma_map(int container_fd, void *vaddr, uint64_t iova, uint64_t size, uint32_t flags)
+{
+        struct fmap *maps;
+        struct fobj *c;
+        bool valid = false;
+        int r = obj_get(container_fd, K_CONTAINER, &c);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (!c->model)
+                return -ENOTTY;
+        if (size == 0 || !flags || (flags & ~(KVFIO_DMA_READ | KVFIO_DMA_WRITE)) || !vaddr ||
+            iova + size - 1 < iova)
+                return -EINVAL;
+        if (((uintptr_t)vaddr | iova | size) & 4095)
+                return -EINVAL;
+        for (size_t i = 0; i < sizeof(fake_iova) / sizeof(fake_iova[0]); i++)
+                valid |= iova >= fake_iova[i].start && iova + size - 1 <= fake_iova[i].end;
+        if (!valid)
+                return -EINVAL;
+        for (size_t i = 0; i < c->n_maps; i++)
+                if (iova <= c->maps[i].iova + c->maps[i].size - 1 &&
+                    c->maps[i].iova <= iova + size - 1)
+                        return -EEXIST;
+        /* The pages must be mapped in the calling process: the kernel would pin them. */
+        if (msync(vaddr, size, MS_ASYNC) < 0)
+                return -EFAULT;
+        maps = realloc(c->maps, (c->n_maps + 1) * sizeof(*maps));
+        if (!maps)
+                return -ENOMEM;
+        c->maps = maps;
+        maps[c->n_maps++] = (struct fmap){.iova = iova, .size = size, .vaddr = vaddr};
+        tracef("dma_map 0x%llx+0x%llx", (unsigned long long)iova, (unsigned long long)size);
+        return 0;
+}
+
+int kvfio_dma_unmap(int container_fd, uint64_t iova, uint64_t size, uint64_t *ret_unmapped)
+{
+        struct fobj *c;
+        uint64_t total = 0;
+        int r = obj_get(container_fd, K_CONTAINER, &c);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (!c->model)
+                return -ENOTTY;
+        if (size == 0 || iova + size - 1 < iova)
+                return -EINVAL;
+        for (size_t i = 0; i < c->n_maps; i++) {
+                struct fmap *m = &c->maps[i];
+                bool overlap = iova <= m->iova + m->size - 1 && m->iova <= iova + size - 1;
+                bool inside = m->iova >= iova && m->iova + m->size - 1 <= iova + size - 1;
+
+                if (overlap && !inside)
+                        return -EINVAL;
+        }
+        for (size_t i = 0; i < c->n_maps;) {
+                struct fmap *m = &c->maps[i];
+
+                if (m->iova >= iova && m->iova + m->size - 1 <= iova + size - 1) {
+                        total += m->size;
+                        c->maps[i] = c->maps[--c->n_maps];
+                        continue;
+                }
+                i++;
+        }
+        tracef("dma_unmap 0x%llx+0x%llx", (unsigned long long)iova, (unsigned long long)size);
+        if (ret_unmapped)
+                *ret_unmapped = total;
+        return 0;
+}
+
+int kvfio_dma_unmap_all(int container_fd, uint64_t *ret_unmapped)
+{
+        struct fobj *c;
+        uint64_t total = 0;
+        int r = obj_get(container_fd, K_CONTAINER, &c);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (!unmap_all_supported)
+                return -EINVAL;
+        if (!c->model)
+                return -ENOTTY;
+        for (size_t i = 0; i < c->n_maps; i++)
+                total += c->maps[i].size;
+        c->n_maps = 0;
+        tracef("dma_unmap_all");
+        if (ret_unmapped)
+                *ret_unmapped = total;
+        return 0;
+}

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: MIT */
+#include "tests/daemon/harness.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/log.h"
+#include "daemon/policy.h"
+#include "tests/testutil.h"
+
+struct harness H;
+
+const char *h_default_conf = "[Device test]\n"
+                             "Match=0000:00:01.0 0000:00:02.0 0000:00:03.0 0000:00:04.0\n"
+                             "Users=1000\n";
+
+void h_start(const char *conf)
+{
+        struct vfiod_policy *policy = NULL;
+        struct vfiod_errors errors = {0};
+        int r;
+
+        memset(&H, 0, sizeof(H));
+        if (!getenv("VFIOD_TEST_VERBOSE"))
+                vfiod_log_set_max_level(LOG_WARNING - 1); /* errors only */
+        H.root = testutil_mkdtemp("vfiod-daemon");
+        testutil_write_file(H.root, "sys/bus/pci/devices/.keep", "");
+        testutil_write_file(H.root, "dev/vfio/.keep", "");
+        snprintf(H.vfio_dir, sizeof(H.vfio_dir), "%s/dev/vfio", H.root);
+        snprintf(H.conf, sizeof(H.conf), "%s/vfiod.conf", H.root);
+        if (conf) {
+                testutil_write_file(H.root, "vfiod.conf", conf);
+                r = vfiod_policy_load(H.conf, false, &policy, &errors);
+                ck_assert_msg(r == 0, "config: %s", errors.n ? errors.lines[0] : strerror(-r));
+        } else
+                ck_assert_int_eq(vfiod_policy_new(&policy), 0);
+        vfiod_errors_clear(&errors);
+        H.loop = ev_loop_new(EVFLAG_AUTO);
+        ck_assert_ptr_nonnull(H.loop);
+        r = vfiod_server_new(H.loop,
+                             &(struct vfiod_server_options){.sysfs_root = H.root,
+                                                            .vfio_dir = H.vfio_dir,
+                                                            .config_path = conf ? H.conf : NULL},
+                             policy, &H.server);
+        ck_assert_int_eq(r, 0);
+}
+
+void h_stop(void)
+{
+        vfiod_server_free(H.server);
+        H.server = NULL;
+        ck_assert_msg(fake_kernel_live() == 0, "%zu fake VFIO fds still open after the server",
+                      fake_kernel_live());
+        fake_kernel_reset();
+        ev_loop_destroy(H.loop);
+        testutil_rmtree(H.root);
+        free(H.root);
+        H.root = NULL;
+}
+
+static void link_at(const char *target, const char *rel)
+{
+        char path[PATH_MAX];
+
+        snprintf(path, sizeof(path), "%s/%s", H.root, rel);
+        unlink(path);
+        ck_assert_msg(symlink(target, path) == 0, "symlink %s: %s", path, strerror(errno));
+}
+
+void h_add_device(const char *bdf, int group, const char *driver)
+{
+        char rel[512], target[512];
+
+        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/vendor", bdf);
+        testutil_write_file(H.root, rel, "0x1234\n");
+        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/device", bdf);
+        testutil_write_file(H.root, rel, "0x11e8\n");
+        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/class", bdf);
+        testutil_write_file(H.root, rel, "0x00ff00\n");
+        snprintf(target, sizeof(target), "../../../devices/pci0000:00/%s", bdf);
+        snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s", bdf);
+        link_at(target, rel);
+        if (driver) {
+                snprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s/bind", driver);
+                testutil_write_file(H.root, rel, "");
+                snprintf(target, sizeof(target), "../../../bus/pci/drivers/%s", driver);
+                snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/driver", bdf);
+                link_at(target, rel);
+        }
+        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/.keep", group);
+        testutil_write_file(H.root, rel, "");
+        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
+        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, bdf);
+        link_at(target, rel);
+        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/.keep", group);
+        {
+                char p[PATH_MAX];
+                snprintf(p, sizeof(p), "%s/%s", H.root, rel);
+                unlink(p);
+        }
+        snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group);
+        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/iommu_group", bdf);
+        link_at(target, rel);
+        if (driver && strcmp(driver, "vfio-pci") == 0)
+                fake_kernel_add_device(group, bdf);
+}
+
+int h_connect(uid_t uid, gid_t gid)
+{
+        struct vfiod_peer peer = {.uid = uid, .gid = gid, .pid = getpid()};
+        int sv[2];
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        /* sv[1] moves to the server. */
+        ck_assert_int_eq(vfiod_server_add_client_take(H.server, sv[1], &peer), 0);
+        return sv[0];
+}
+
+void h_spin(void)
+{
+        for (int i = 0; i < 8; i++)
+                ev_run(H.loop, EVRUN_NOWAIT);
+}
+
+uint64_t h_send(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds)
+{
+        int r;
+
+        if (!env->id)
+                env->id = ++H.next_id;
+        r = vfiod_msg_send(fd, env, fds, n_fds);
+        ck_assert_msg(r == 0, "send: %s", strerror(-r));
+        return env->id;
+}
+
+struct vfiod_msg *h_recv(int fd)
+{
+        for (int i = 0; i < 400; i++) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                struct vfiod_msg *msg = NULL;
+                const char *reason = NULL;
+                int r;
+
+                ev_run(H.loop, EVRUN_NOWAIT);
+                if (poll(&p, 1, 5) != 1)
+                        continue;
+                r = vfiod_msg_recv(fd, MSG_DONTWAIT, &msg, &reason);
+                if (r == -EAGAIN)
+                        continue;
+                ck_assert_msg(r == 1, "recv: %d %s", r, reason ? reason : "");
+                return msg;
+        }
+        ck_abort_msg("no reply from the daemon");
+        return NULL;
+}
+
+bool h_closed(int fd)
+{
+        char c;
+        ssize_t n;
+
+        h_spin();
+        /* Drain what is queued; EOF means closed. */
+        for (int i = 0; i < 100; i++) {
+                n = recv(fd, &c, 1, MSG_DONTWAIT);
+                if (n == 0)
+                        return true;
+                if (n < 0 && errno == EAGAIN)
+                        return false;
+        }
+        return false;
+}
+
+bool h_quiet(int fd)
+{
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+
+        h_spin();
+        return poll(&p, 1, 0) == 0;
+}
+
+struct vfiod_msg *h_call(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds)
+{
+        uint64_t id = h_send(fd, env, fds, n_fds);
+        struct vfiod_msg *msg = h_recv(fd);
+
+        ck_assert_uint_eq(msg->env->id, id);
+        return msg;
+}
+
+int h_error(struct vfiod_msg *msg)
+{
+        int e;
+
+        ck_assert_msg(msg->env->body_case == VFIOD__ENVELOPE__BODY_ERROR,
+                      "expected an Error, got %s", vfiod_envelope_body_name(msg->env));
+        e = msg->env->error->errnum;
+        vfiod_msg_free(msg);
+        return e;
+}
+
+void h_ok(struct vfiod_msg *msg)
+{
+        ck_assert_msg(msg->env->body_case == VFIOD__ENVELOPE__BODY_OK, "expected Ok, got %s (%s)",
+                      vfiod_envelope_body_name(msg->env),
+                      msg->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? msg->env->error->reason
+                                                                         : "");
+        vfiod_msg_free(msg);
+}
+
+void h_hello(int fd, uint64_t caps)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        struct vfiod_msg *m;
+
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        h.minor = VFIOD_PROTO_VERSION_MINOR;
+        h.capabilities = caps;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        m = h_call(fd, &env, NULL, 0);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
+        vfiod_msg_free(m);
+}
+
+uint64_t h_acquire(int fd, const char *bdf, uint64_t domain, int mode, int ret_fds[3],
+                   size_t *ret_n, uint64_t *ret_domain, int *ret_err)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        struct vfiod_msg *m;
+        uint64_t lease;
+
+        a.device = (char *)bdf;
+        a.domain_id = domain;
+        a.mode = mode;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
+        env.acquire = &a;
+        m = h_call(fd, &env, NULL, 0);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+                if (ret_err)
+                        *ret_err = m->env->error->errnum;
+                vfiod_msg_free(m);
+                return 0;
+        }
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY);
+        ck_assert_uint_le(m->n_fds, 3);
+        for (size_t i = 0; i < m->n_fds; i++)
+                ret_fds[i] = vfiod_msg_take_fd(m, i);
+        *ret_n = m->n_fds;
+        lease = m->env->acquire_reply->lease_id;
+        if (ret_domain)
+                *ret_domain = m->env->acquire_reply->domain_id;
+        vfiod_msg_free(m);
+        return lease;
+}
+
+uint64_t h_acquire_ok(int fd, const char *bdf, uint64_t domain, int mode, int ret_fds[3],
+                      size_t *ret_n, uint64_t *ret_domain)
+{
+        int e = 0;
+        uint64_t lease = h_acquire(fd, bdf, domain, mode, ret_fds, ret_n, ret_domain, &e);
+
+        ck_assert_msg(lease != 0, "Acquire '%s' failed: %s", bdf, strerror(e));
+        return lease;
+}
+
+int h_release(int fd, uint64_t lease)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Release r = VFIOD__RELEASE__INIT;
+        struct vfiod_msg *m;
+
+        r.lease_id = lease;
+        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
+        env.release = &r;
+        m = h_call(fd, &env, NULL, 0);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR)
+                return h_error(m);
+        h_ok(m);
+        return 0;
+}
+
+Vfiod__LeaseState h_state(int fd, const char *bdf)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        struct vfiod_msg *m;
+        Vfiod__LeaseState s;
+
+        l.device = (char *)bdf;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &l;
+        m = h_call(fd, &env, NULL, 0);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+        ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 1);
+        s = m->env->list_devices_reply->devices[0]->state;
+        vfiod_msg_free(m);
+        return s;
+}
+
+void h_close_all(int *fds, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (fds[i] >= 0) {
+                        close(fds[i]);
+                        fds[i] = -1;
+                }
+}
+
+int h_memfd(size_t size, int seals)
+{
+        int fd = memfd_create("vfiod-test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+        if (seals)
+                ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
+        return fd;
+}

@@ -1,0 +1,593 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Connections: the permission table (state, reply/event bodies, admin), the
+ * version check, ListDevices/CreateDomain/DestroyDomain, the per-client
+ * limits, and the send queue of a client that does not read.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "daemon/client.h"
+#include "tests/daemon/harness.h"
+#include "tests/testutil.h"
+
+#define EVENTS   VFIOD__CAPABILITY__CAPABILITY_EVENTS
+#define DIRECT   VFIOD__MODE__MODE_DIRECT
+#define BROKERED VFIOD__MODE__MODE_BROKERED
+
+static void start_default(void)
+{
+        h_start(h_default_conf);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        h_add_device("0000:00:03.0", 3, "e1000e");
+}
+
+static struct vfiod_msg *call_empty(int fd, Vfiod__Envelope__BodyCase body)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Stats st = VFIOD__STATS__INIT; /* every empty message packs the same */
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+
+        env.body_case = body;
+        switch (body) {
+        case VFIOD__ENVELOPE__BODY_STATS:
+                env.stats = &st;
+                break;
+        case VFIOD__ENVELOPE__BODY_LIST_LEASES:
+                env.list_leases = (Vfiod__ListLeases *)&st;
+                vfiod__list_leases__init(env.list_leases);
+                break;
+        case VFIOD__ENVELOPE__BODY_RELOAD_POLICY:
+                env.reload_policy = (Vfiod__ReloadPolicy *)&st;
+                vfiod__reload_policy__init(env.reload_policy);
+                break;
+        case VFIOD__ENVELOPE__BODY_LIST_DEVICES:
+                env.list_devices = &ld;
+                break;
+        default:
+                ck_abort_msg("unexpected body");
+        }
+        return h_call(fd, &env, NULL, 0);
+}
+
+static void send_list_devices(int fd)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &ld;
+        h_send(fd, &env, NULL, 0);
+}
+
+/* ---- the permission table ---------------------------------------------------------- */
+
+START_TEST(request_before_hello_drops)
+{
+        int fd;
+
+        start_default();
+        fd = h_connect(1000, 1000);
+        send_list_devices(fd);
+        ck_assert(h_closed(fd));
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+START_TEST(reply_and_event_bodies_drop)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Ok ok = VFIOD__OK__INIT;
+        Vfiod__LeaseRevoked ev = VFIOD__LEASE_REVOKED__INIT;
+        int a, b;
+
+        start_default();
+        a = h_connect(1000, 1000);
+        b = h_connect(1000, 1000);
+        h_hello(a, 0);
+        h_hello(b, 0);
+        env.body_case = VFIOD__ENVELOPE__BODY_OK;
+        env.ok = &ok;
+        h_send(a, &env, NULL, 0);
+        ck_assert(h_closed(a));
+        env.id = 0;
+        env.body_case = VFIOD__ENVELOPE__BODY_LEASE_REVOKED;
+        env.lease_revoked = &ev;
+        h_send(b, &env, NULL, 0);
+        ck_assert(h_closed(b));
+        close(a);
+        close(b);
+        h_stop();
+}
+END_TEST
+
+START_TEST(second_hello_drops)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        int fd;
+
+        start_default();
+        fd = h_connect(1000, 1000);
+        h_hello(fd, 0);
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        h_send(fd, &env, NULL, 0);
+        ck_assert(h_closed(fd));
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+START_TEST(request_id_zero_drops)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        int fd;
+
+        start_default();
+        fd = h_connect(1000, 1000);
+        h_hello(fd, 0);
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &ld;
+        ck_assert_int_eq(vfiod_msg_send(fd, &env, NULL, 0), 0);
+        ck_assert(h_closed(fd));
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+START_TEST(wrong_major)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        int fd;
+
+        start_default();
+        fd = h_connect(1000, 1000);
+        h.major = VFIOD_PROTO_VERSION_MAJOR + 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), EPROTONOSUPPORT);
+        ck_assert(h_closed(fd));
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+START_TEST(garbage_drops_only_that_client)
+{
+        int a, b;
+
+        start_default();
+        a = h_connect(1000, 1000);
+        b = h_connect(1000, 1000);
+        h_hello(b, 0);
+        ck_assert_int_eq(send(a, "\xff\xff\xff garbage", 12, 0), 12);
+        ck_assert(h_closed(a));
+        ck_assert_int_eq(h_state(b, "0000:00:01.0"), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
+        close(a);
+        close(b);
+        h_stop();
+}
+END_TEST
+
+START_TEST(admin_requests_need_admin)
+{
+        static const Vfiod__Envelope__BodyCase admin[] = {VFIOD__ENVELOPE__BODY_STATS,
+                                                          VFIOD__ENVELOPE__BODY_LIST_LEASES,
+                                                          VFIOD__ENVELOPE__BODY_RELOAD_POLICY};
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Revoke rv = VFIOD__REVOKE__INIT;
+        struct vfiod_msg *m;
+        int user, root;
+
+        start_default();
+        user = h_connect(1000, 1000);
+        root = h_connect(0, 0);
+        h_hello(user, 0);
+        h_hello(root, 0);
+        for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++)
+                ck_assert_int_eq(h_error(call_empty(user, admin[i])), EPERM);
+        rv.lease_id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_REVOKE;
+        env.revoke = &rv;
+        ck_assert_int_eq(h_error(h_call(user, &env, NULL, 0)), EPERM);
+        /* The connection is still fine. */
+        ck_assert_int_eq(h_state(user, "0000:00:01.0"), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
+
+        m = call_empty(root, VFIOD__ENVELOPE__BODY_STATS);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_STATS_REPLY);
+        ck_assert_uint_eq(m->env->stats_reply->clients, 2);
+        ck_assert_uint_ge(m->env->stats_reply->errors, 4);
+        vfiod_msg_free(m);
+        m = call_empty(root, VFIOD__ENVELOPE__BODY_LIST_LEASES);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY);
+        vfiod_msg_free(m);
+        env.id = 0;
+        ck_assert_int_eq(h_error(h_call(root, &env, NULL, 0)), ENOENT); /* no lease 1 */
+        close(user);
+        close(root);
+        h_stop();
+}
+END_TEST
+
+START_TEST(admin_named_by_config)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        struct vfiod_msg *m;
+        int fd;
+
+        h_start("[Daemon]\nAdminUsers=1234\n");
+        fd = h_connect(1234, 1234);
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        m = h_call(fd, &env, NULL, 0);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
+        ck_assert(m->env->hello_reply->capabilities & VFIOD__CAPABILITY__CAPABILITY_ADMIN);
+        vfiod_msg_free(m);
+        m = call_empty(fd, VFIOD__ENVELOPE__BODY_STATS);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_STATS_REPLY);
+        vfiod_msg_free(m);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+START_TEST(hello_reply)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        const Vfiod__HelloReply *hr;
+        struct vfiod_msg *m;
+        int fd;
+
+        h_start("[Daemon]\nMaxLeasesPerClient=3\nMaxDomainsPerClient=2\nMaxFdsPerMessage=9\n");
+        fd = h_connect(1000, 1000);
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        h.minor = 7; /* a newer minor is fine */
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        m = h_call(fd, &env, NULL, 0);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
+        hr = m->env->hello_reply;
+        ck_assert_uint_eq(hr->major, VFIOD_PROTO_VERSION_MAJOR);
+        ck_assert_uint_eq(hr->max_fds, 9);
+        ck_assert_uint_eq(hr->limits->max_leases, 3);
+        ck_assert_uint_eq(hr->limits->max_domains, 2);
+        ck_assert_uint_eq(hr->limits->max_mappings, VFIOD_DEFAULT_MAX_MAPPINGS_PER_CLIENT);
+        ck_assert(hr->capabilities & VFIOD__CAPABILITY__CAPABILITY_EVENTS);
+        ck_assert(!(hr->capabilities & VFIOD__CAPABILITY__CAPABILITY_ADMIN));
+        vfiod_msg_free(m);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+/* ---- devices and domains -------------------------------------------------------------- */
+
+START_TEST(list_devices_by_policy)
+{
+        struct vfiod_msg *m;
+        const Vfiod__ListDevicesReply *r;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        int u, other, fds[3];
+        size_t n;
+        uint64_t lease;
+
+        start_default();
+        h_add_device("0000:00:09.0", 9, "vfio-pci"); /* no rule names it */
+        u = h_connect(1000, 1000);
+        other = h_connect(1001, 1001);
+        h_hello(u, 0);
+        h_hello(other, 0);
+        m = call_empty(u, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
+        r = m->env->list_devices_reply;
+        ck_assert_uint_eq(r->n_devices, 3);
+        ck_assert_str_eq(r->devices[0]->device, "0000:00:01.0");
+        ck_assert_uint_eq(r->devices[0]->vendor_id, 0x1234);
+        ck_assert_uint_eq(r->devices[0]->iommu_group, 1);
+        ck_assert_str_eq(r->devices[0]->driver, "vfio-pci");
+        ck_assert_uint_eq(r->devices[0]->n_allowed_modes, 2);
+        ck_assert_int_eq(r->devices[2]->state, VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE);
+        vfiod_msg_free(m);
+        /* Another uid sees nothing, and asking for one device is ENOENT. */
+        m = call_empty(other, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
+        ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 0);
+        vfiod_msg_free(m);
+        ld.device = "0000:00:01.0";
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &ld;
+        ck_assert_int_eq(h_error(h_call(other, &env, NULL, 0)), ENOENT);
+        ld.device = "not-an-address";
+        env.id = 0;
+        ck_assert_int_eq(h_error(h_call(u, &env, NULL, 0)), EINVAL);
+
+        lease = h_acquire_ok(u, "0000:00:01.0", 0, BROKERED, fds, &n, NULL);
+        ck_assert_int_eq(h_state(u, "0000:00:01.0"), VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+        h_close_all(fds, n);
+        {
+                /* Another uid allowed the device sees it LEASED. */
+                struct vfiod_policy *p = H.server->policy;
+                p->rules[0].users[0] = 1001;
+                ck_assert_int_eq(h_state(other, "0000:00:01.0"),
+                                 VFIOD__LEASE_STATE__LEASE_STATE_LEASED);
+                p->rules[0].users[0] = 1000;
+        }
+        ck_assert_int_eq(h_release(u, lease), 0);
+        ck_assert_int_eq(h_state(u, "0000:00:01.0"), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
+        close(u);
+        close(other);
+        h_stop();
+}
+END_TEST
+
+static uint64_t create_domain(int fd, int *ret_err)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__CreateDomain cd = VFIOD__CREATE_DOMAIN__INIT;
+        struct vfiod_msg *m;
+        uint64_t id;
+
+        env.body_case = VFIOD__ENVELOPE__BODY_CREATE_DOMAIN;
+        env.create_domain = &cd;
+        m = h_call(fd, &env, NULL, 0);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+                ck_assert_ptr_nonnull(strstr(m->env->error->reason, "MaxDomainsPerClient=2"));
+                *ret_err = h_error(m);
+                return 0;
+        }
+        ck_assert_int_eq(m->env->create_domain_reply->iommu_type,
+                         VFIOD__IOMMU_TYPE__IOMMU_TYPE_TYPE1V2);
+        id = m->env->create_domain_reply->domain_id;
+        vfiod_msg_free(m);
+        return id;
+}
+
+static int destroy_domain(int fd, uint64_t id)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__DestroyDomain dd = VFIOD__DESTROY_DOMAIN__INIT;
+        struct vfiod_msg *m;
+
+        dd.domain_id = id;
+        env.body_case = VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN;
+        env.destroy_domain = &dd;
+        m = h_call(fd, &env, NULL, 0);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR)
+                return h_error(m);
+        h_ok(m);
+        return 0;
+}
+
+START_TEST(domains_and_their_limit)
+{
+        int fd, err = 0, fds[3];
+        uint64_t d1, d2, lease;
+        size_t n;
+
+        h_start("[Daemon]\nMaxDomainsPerClient=2\n"
+                "[Device t]\nMatch=0000:00:01.0\nUsers=1000\n");
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        fd = h_connect(1000, 1000);
+        h_hello(fd, 0);
+        d1 = create_domain(fd, &err);
+        d2 = create_domain(fd, &err);
+        ck_assert(d1 && d2 && d1 != d2);
+        ck_assert_uint_eq(create_domain(fd, &err), 0);
+        ck_assert_int_eq(err, ENOSPC);
+        /* Acquire with domain 0 creates one: also over the limit. */
+        ck_assert_uint_eq(h_acquire(fd, "0000:00:01.0", 0, DIRECT, fds, &n, NULL, &err), 0);
+        ck_assert_int_eq(err, ENOSPC);
+        lease = h_acquire_ok(fd, "0000:00:01.0", d1, DIRECT, fds, &n, NULL);
+        ck_assert_int_eq(destroy_domain(fd, d1), EBUSY);
+        ck_assert_int_eq(destroy_domain(fd, 999), ENOENT);
+        h_close_all(fds, n);
+        ck_assert_int_eq(h_release(fd, lease), 0);
+        ck_assert_int_eq(destroy_domain(fd, d1), 0);
+        ck_assert_int_eq(destroy_domain(fd, d2), 0);
+        ck_assert_int_eq(destroy_domain(fd, d2), ENOENT);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+START_TEST(lease_limit)
+{
+        int fd, err = 0, fds[3], fds2[3];
+        size_t n, n2;
+        uint64_t lease;
+
+        h_start("[Daemon]\nMaxLeasesPerClient=1\n"
+                "[Device t]\nMatch=0000:00:01.0 0000:00:02.0\nUsers=1000\n");
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        fd = h_connect(1000, 1000);
+        h_hello(fd, 0);
+        lease = h_acquire_ok(fd, "0000:00:01.0", 0, BROKERED, fds, &n, NULL);
+        ck_assert_uint_eq(h_acquire(fd, "0000:00:02.0", 0, BROKERED, fds2, &n2, NULL, &err), 0);
+        ck_assert_int_eq(err, ENOSPC);
+        h_close_all(fds, n);
+        ck_assert_int_eq(h_release(fd, lease), 0);
+        lease = h_acquire_ok(fd, "0000:00:02.0", 0, BROKERED, fds2, &n2, NULL);
+        h_close_all(fds2, n2);
+        close(fd); /* the disconnect releases it */
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+START_TEST(fds_per_message_limit)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
+        int32_t idx[3] = {0, 1, 2};
+        int efd[3], fd, fds[3];
+        size_t n;
+        struct vfiod_msg *m;
+
+        h_start("[Daemon]\nMaxFdsPerMessage=2\n[Device t]\nMatch=0000:00:01.0\nUsers=1000\n");
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        fd = h_connect(1000, 1000);
+        h_hello(fd, 0);
+        si.lease_id = h_acquire_ok(fd, "0000:00:01.0", 0, BROKERED, fds, &n, NULL);
+        for (int i = 0; i < 3; i++)
+                efd[i] = eventfd(0, EFD_CLOEXEC);
+        si.index = VFIOD__IRQ_INDEX__IRQ_INDEX_MSIX;
+        si.count = 3;
+        si.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
+        si.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
+        si.n_eventfds = 3;
+        si.eventfds = idx;
+        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+        env.set_irqs = &si;
+        m = h_call(fd, &env, efd, 3);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ERROR);
+        ck_assert_ptr_nonnull(strstr(m->env->error->reason, "MaxFdsPerMessage=2"));
+        ck_assert_int_eq(h_error(m), ENOSPC);
+        ck_assert_uint_eq(fake_kernel_irq_assigned("0000:00:01.0", 2), 0);
+        h_close_all(efd, 3);
+        h_close_all(fds, n);
+        close(fd);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+/* ---- a client that does not read ------------------------------------------------------ */
+
+static struct vfiod_client *server_client(uint64_t id)
+{
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &H.server->clients, struct vfiod_client,
+                           link) if (c->id == id) return c;
+        return NULL;
+}
+
+START_TEST(no_read_pauses_then_drains)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        struct vfiod_client *c;
+        int fd, sent = 0, got = 0, small = 4096;
+
+        start_default();
+        fd = h_connect(1000, 1000);
+        c = server_client(1);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        h_hello(fd, 0);
+        ck_assert_int_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &ld;
+        /* Send until the daemon stops reading us (our socket fills up). */
+        for (int i = 0; i < 5000; i++) {
+                env.id = ++H.next_id;
+                if (vfiod_msg_send(fd, &env, NULL, 0) < 0) {
+                        h_spin();
+                        if (vfiod_msg_send(fd, &env, NULL, 0) < 0)
+                                break;
+                }
+                sent++;
+                h_spin();
+        }
+        ck_assert_int_lt(sent, 5000);
+        ck_assert(!c->dead);
+        ck_assert_uint_ge(c->queued_msgs, 1);
+        ck_assert(!(c->io.events & EV_READ));
+        /* Now read everything: every request is answered, in order. */
+        for (uint64_t want = 2; got < sent; got++, want++) {
+                struct vfiod_msg *m = h_recv(fd);
+                ck_assert_uint_eq(m->env->id, want);
+                ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+                vfiod_msg_free(m);
+        }
+        ck_assert_uint_eq(c->queued_msgs, 0);
+        ck_assert(h_quiet(fd));
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+START_TEST(full_queue_drops_the_client)
+{
+        struct vfiod_client *c;
+        int slow, other, fds[3], small = 4096;
+        size_t n;
+
+        h_start("[Daemon]\nMaxQueuedMessagesPerClient=4\n"
+                "[Device t]\nMatch=0000:00:01.0 0000:00:02.0\nUsers=1000\n");
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        slow = h_connect(1000, 1000);
+        other = h_connect(1000, 1000);
+        c = server_client(1);
+        ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        h_hello(slow, EVENTS);
+        h_hello(other, 0);
+        h_acquire_ok(slow, "0000:00:01.0", 0, BROKERED, fds, &n, NULL);
+        h_close_all(fds, n);
+        /* The device keeps reporting errors; the client never reads its events. */
+        for (int i = 0; i < 2000 && !c->dead; i++) {
+                ck_assert_int_eq(fake_kernel_fire("0000:00:01.0", VFIOD__IRQ_INDEX__IRQ_INDEX_ERR),
+                                 0);
+                h_spin();
+                ck_assert_uint_le(c->queued_msgs, 4);
+        }
+        ck_assert(c->dead);
+        h_spin(); /* reaped: its lease is released */
+        ck_assert(!fake_kernel_group_attached(1));
+        ck_assert_int_eq(h_state(other, "0000:00:01.0"), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
+        close(slow);
+        close(other);
+        h_stop();
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("daemon-client");
+        TCase *t = tcase_create("table");
+        TCase *d = tcase_create("devices");
+        TCase *q = tcase_create("queue");
+
+        testutil_tcase_fd_checked(t);
+        tcase_add_test(t, request_before_hello_drops);
+        tcase_add_test(t, reply_and_event_bodies_drop);
+        tcase_add_test(t, second_hello_drops);
+        tcase_add_test(t, request_id_zero_drops);
+        tcase_add_test(t, wrong_major);
+        tcase_add_test(t, garbage_drops_only_that_client);
+        tcase_add_test(t, admin_requests_need_admin);
+        tcase_add_test(t, admin_named_by_config);
+        tcase_add_test(t, hello_reply);
+        suite_add_tcase(s, t);
+
+        testutil_tcase_fd_checked(d);
+        tcase_add_test(d, list_devices_by_policy);
+        tcase_add_test(d, domains_and_their_limit);
+        tcase_add_test(d, lease_limit);
+        tcase_add_test(d, fds_per_message_limit);
+        suite_add_tcase(s, d);
+
+        testutil_tcase_fd_checked(q);
+        tcase_set_timeout(q, 30);
+        tcase_add_test(q, no_read_pauses_then_drains);
+        tcase_add_test(q, full_queue_drops_the_client);
+        suite_add_tcase(s, q);
+        return testutil_run_suite(s);
+}
