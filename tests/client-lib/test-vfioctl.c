@@ -483,6 +483,184 @@ START_TEST(test_acquire_refused)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------- */
+/* admin commands */
+
+static void script_leases(int sock, void *userdata)
+{
+        char *devices[] = {"0000:00:04.0", "0000:00:04.1"};
+        Vfiod__LeaseInfo l0 = VFIOD__LEASE_INFO__INIT;
+        Vfiod__LeaseInfo *leases[] = {&l0};
+        Vfiod__ListLeasesReply llr = VFIOD__LIST_LEASES_REPLY__INIT;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        struct vfiod_msg *m;
+
+        fake_hello(sock, 1, CAPS_ALL | VFIOD_CAP_ADMIN);
+        m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_LEASES);
+        l0.lease_id = 3;
+        l0.n_devices = 2;
+        l0.devices = devices;
+        l0.iommu_group = 5;
+        l0.uid = 1000;
+        l0.gid = 100;
+        l0.pid = 4242;
+        l0.unit = "";
+        l0.mode = VFIOD__MODE__MODE_BROKERED;
+        l0.domain_id = 11;
+        l0.pinned_bytes = 8192;
+        l0.mappings = 2;
+        l0.status = VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED;
+        llr.n_leases = 1;
+        llr.leases = leases;
+        env.id = m->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY;
+        env.list_leases_reply = &llr;
+        fake_send(sock, &env, NULL, 0);
+        vfiod_msg_free(m);
+        fake_expect_eof(sock);
+}
+
+static void script_stats(int sock, void *userdata)
+{
+        Vfiod__StatsReply sr = VFIOD__STATS_REPLY__INIT;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        struct vfiod_msg *m;
+
+        fake_hello(sock, 1, CAPS_ALL | VFIOD_CAP_ADMIN);
+        m = fake_recv(sock, VFIOD__ENVELOPE__BODY_STATS);
+        sr.clients = 2;
+        sr.leases = 1;
+        sr.domains = 1;
+        sr.mappings = 2;
+        sr.pinned_bytes = 8192;
+        sr.requests = 40;
+        sr.errors = 3;
+        sr.quarantined_groups = 0;
+        sr.uptime_ms = 5000;
+        env.id = m->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
+        env.stats_reply = &sr;
+        fake_send(sock, &env, NULL, 0);
+        vfiod_msg_free(m);
+        fake_expect_eof(sock);
+}
+
+static void script_reload_bad(int sock, void *userdata)
+{
+        char *errors[] = {"/etc/vfiod/vfiod.conf:3: unknown key 'Colour'"};
+        Vfiod__ReloadPolicyReply rr = VFIOD__RELOAD_POLICY_REPLY__INIT;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        struct vfiod_msg *m;
+
+        fake_hello(sock, 1, CAPS_ALL | VFIOD_CAP_ADMIN);
+        m = fake_recv(sock, VFIOD__ENVELOPE__BODY_RELOAD_POLICY);
+        rr.n_errors = 1;
+        rr.errors = errors;
+        env.id = m->env->id;
+        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY;
+        env.reload_policy_reply = &rr;
+        fake_send(sock, &env, NULL, 0);
+        vfiod_msg_free(m);
+        fake_expect_eof(sock);
+}
+
+static void script_revoke(int sock, void *userdata)
+{
+        struct vfiod_msg *m;
+
+        fake_hello(sock, 1, CAPS_ALL);
+        m = fake_recv(sock, VFIOD__ENVELOPE__BODY_REVOKE);
+        fake_check(m->env->revoke->lease_id == 3, "lease");
+        fake_check(strcmp(m->env->revoke->reason, "disk swap") == 0, "reason '%s'",
+                   m->env->revoke->reason);
+        fake_reply_error(sock, m->env->id, EPERM, "uid 1000 is not an admin");
+        vfiod_msg_free(m);
+        fake_expect_eof(sock);
+}
+
+/* Runs vfioctl with args against a fake running script; returns what it printed. */
+static struct run run_against(fake_script_fn script, const char *const *args)
+{
+        struct place p = place_new();
+        const char *argv[16] = {"--socket", p.sock};
+        struct fake f;
+        struct run r;
+        size_t n = 2;
+
+        for (size_t i = 0; args[i]; i++) {
+                ck_assert_uint_lt(n, ELEMENTSOF(argv) - 1);
+                argv[n++] = args[i];
+        }
+        argv[n] = NULL;
+        fake_start_listen(&f, p.sock, script, NULL);
+        r = run_vfioctl(argv);
+        fake_finish(&f);
+        place_free(&p);
+        return r;
+}
+
+START_TEST(test_admin_commands)
+{
+        const char *leases_json[] = {"--json", "leases", NULL};
+        const char *leases[] = {"leases", NULL};
+        const char *stats_json[] = {"stats", "--json", NULL};
+        const char *stats[] = {"stats", NULL};
+        const char *reload[] = {"reload", NULL};
+        const char *revoke[] = {"revoke", "3", "--reason", "disk swap", NULL};
+        const char *revoke_bad[] = {"revoke", "3x", NULL};
+        struct run r;
+
+        r = run_against(script_leases, leases_json);
+        ck_assert_msg(r.status == 0, "status %d, stderr: %s", r.status, r.err);
+        ck_assert_str_eq(r.out, "[{\"lease_id\":3,\"devices\":[\"0000:00:04.0\",\"0000:00:04.1\"],"
+                                "\"iommu_group\":5,\"uid\":1000,\"gid\":100,\"pid\":4242,"
+                                "\"unit\":\"\",\"mode\":\"brokered\",\"domain_id\":11,"
+                                "\"pinned_bytes\":8192,\"mappings\":2,"
+                                "\"status\":\"release-requested\"}]\n");
+        run_done(&r);
+
+        r = run_against(script_leases, leases);
+        ck_assert_int_eq(r.status, 0);
+        ck_assert_msg(strstr(r.out, "LEASE  DEVICES                    GROUP  MODE") == r.out, "%s",
+                      r.out);
+        ck_assert_ptr_nonnull(strstr(r.out, "3      0000:00:04.0,0000:00:04.1  5      brokered"));
+        ck_assert_ptr_nonnull(strstr(r.out, "release-requested\n"));
+        run_done(&r);
+
+        r = run_against(script_stats, stats_json);
+        ck_assert_int_eq(r.status, 0);
+        ck_assert_str_eq(r.out, "{\"clients\":2,\"leases\":1,\"domains\":1,\"mappings\":2,"
+                                "\"pinned_bytes\":8192,\"quarantined_groups\":0,\"requests\":40,"
+                                "\"errors\":3,\"uptime_ms\":5000}\n");
+        run_done(&r);
+
+        r = run_against(script_stats, stats);
+        ck_assert_int_eq(r.status, 0);
+        ck_assert_ptr_nonnull(strstr(r.out, "clients             2\n"));
+        ck_assert_ptr_nonnull(strstr(r.out, "uptime_ms           5000\n"));
+        run_done(&r);
+
+        /* A policy with errors: reported, not applied, exit 1. */
+        r = run_against(script_reload_bad, reload);
+        ck_assert_int_eq(r.status, 1);
+        ck_assert_str_eq(r.out, "");
+        ck_assert_str_eq(r.err, "vfioctl: reload: /etc/vfiod/vfiod.conf:3: unknown key 'Colour'\n"
+                                "vfioctl: reload: policy not applied, the old one stays\n");
+        run_done(&r);
+
+        r = run_against(script_revoke, revoke);
+        ck_assert_int_eq(r.status, 1);
+        ck_assert_str_eq(r.err, "vfioctl: revoke lease 3: Operation not permitted: "
+                                "uid 1000 is not an admin\n");
+        run_done(&r);
+
+        r = run_vfioctl(revoke_bad);
+        ck_assert_int_eq(r.status, 2);
+        ck_assert_ptr_nonnull(strstr(r.err, "invalid lease id '3x'"));
+        run_done(&r);
+}
+END_TEST
+
 START_TEST(test_usage)
 {
         const char *none[] = {NULL};
@@ -537,6 +715,7 @@ static Suite *vfioctl_suite(void)
         tcase_add_test(tc, test_acquire_brokered);
         tcase_add_test(tc, test_acquire_release_requested);
         tcase_add_test(tc, test_acquire_refused);
+        tcase_add_test(tc, test_admin_commands);
         tcase_add_test(tc, test_usage);
         suite_add_tcase(s, tc);
         return s;
