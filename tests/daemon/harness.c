@@ -31,8 +31,7 @@ void h_start(const char *conf)
         int r;
 
         memset(&H, 0, sizeof(H));
-        if (!getenv("VFIOD_TEST_VERBOSE"))
-                vfiod_log_set_max_level(LOG_WARNING - 1); /* errors only */
+        vfiod_log_set_max_level(getenv("VFIOD_TEST_VERBOSE") ? LOG_DEBUG : LOG_CRIT);
         H.root = testutil_mkdtemp("vfiod-daemon");
         testutil_write_file(H.root, "sys/bus/pci/devices/.keep", "");
         testutil_write_file(H.root, "dev/vfio/.keep", "");
