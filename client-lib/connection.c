@@ -498,11 +498,20 @@ int vfiod_connect(const char *path, struct vfiod **ret)
         sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (sock < 0)
                 return -errno;
-        for (;;) {
-                if (connect(sock, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-                        break;
-                if (errno != EINTR)
+        if (connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                int r = -errno, err = 0;
+                socklen_t err_len = sizeof(err);
+
+                if (r != -EINTR)
+                        return r;
+                /* Interrupted: the connection completes (or fails) on its own; wait for it. */
+                r = wait_fd(sock, POLLOUT);
+                if (r < 0)
+                        return r;
+                if (getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &err_len) < 0)
                         return -errno;
+                if (err != 0)
+                        return -err;
         }
         /* vfiod_connect_take_fd() owns the socket from here, also on failure. */
         return vfiod_connect_take_fd(TAKE_FD(sock), VFIOD_CONNECT_HELLO, ret);

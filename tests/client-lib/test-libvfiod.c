@@ -629,6 +629,18 @@ static void script_wrong_body(int sock, void *userdata)
         fake_expect_eof(sock);
 }
 
+static void script_garbage(int sock, void *userdata)
+{
+        static const char junk[] = "\xff\xff\xff\xff not an envelope";
+        struct vfiod_msg *m;
+
+        fake_hello(sock, 1, CAPS_ALL);
+        m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
+        fake_check(send(sock, junk, sizeof(junk), 0) == (ssize_t)sizeof(junk), "send");
+        vfiod_msg_free(m);
+        fake_expect_eof(sock);
+}
+
 START_TEST(test_wrong_reply)
 {
         struct vfiod_device_info *devs = NULL;
@@ -648,6 +660,14 @@ START_TEST(test_wrong_reply)
         c = connect_fake(&f, script_wrong_body, NULL);
         ck_assert_int_eq(vfiod_list_devices(c, NULL, &devs, &n), -EPROTO);
         ck_assert_ptr_nonnull(strstr(vfiod_last_error(c), "ok"));
+        ck_assert_int_eq(vfiod_release(c, 1), -ENOTCONN);
+        vfiod_close(c);
+        fake_finish(&f);
+
+        /* A datagram the transport rejects. */
+        c = connect_fake(&f, script_garbage, NULL);
+        ck_assert_int_eq(vfiod_list_devices(c, NULL, &devs, &n), -EPROTO);
+        ck_assert_ptr_nonnull(strstr(vfiod_last_error(c), "bad datagram"));
         ck_assert_int_eq(vfiod_release(c, 1), -ENOTCONN);
         vfiod_close(c);
         fake_finish(&f);
