@@ -65,9 +65,9 @@ struct fdev {
 
 static struct fobj **objs;
 static size_t n_objs;
-static struct fgroup *groups;
+static struct fgroup **groups; /* pointers: objects point at them */
 static size_t n_groups;
-static struct fdev *devs;
+static struct fdev **devs;
 static size_t n_devs;
 static bool unmap_all_supported = true;
 static char trace[1 << 16];
@@ -139,16 +139,16 @@ void fake_kernel_fail(const char *func, int err, unsigned skip)
 static struct fdev *dev_by_bdf(const char *bdf)
 {
         for (size_t i = 0; i < n_devs; i++)
-                if (strcmp(devs[i].bdf, bdf) == 0)
-                        return &devs[i];
+                if (strcmp(devs[i]->bdf, bdf) == 0)
+                        return devs[i];
         return NULL;
 }
 
 static struct fgroup *group_by_id(int id)
 {
         for (size_t i = 0; i < n_groups; i++)
-                if (groups[i].id == id)
-                        return &groups[i];
+                if (groups[i]->id == id)
+                        return groups[i];
         return NULL;
 }
 
@@ -290,14 +290,18 @@ void fake_kernel_reset(void)
         free(objs);
         objs = NULL;
         n_objs = 0;
-        for (size_t i = 0; i < n_devs; i++)
+        for (size_t i = 0; i < n_devs; i++) {
                 for (uint32_t k = 0; k < N_IDX; k++) {
-                        close_irq_refs(&devs[i], k);
-                        free(devs[i].efd[k]);
+                        close_irq_refs(devs[i], k);
+                        free(devs[i]->efd[k]);
                 }
+                free(devs[i]);
+        }
         free(devs);
         devs = NULL;
         n_devs = 0;
+        for (size_t i = 0; i < n_groups; i++)
+                free(groups[i]);
         free(groups);
         groups = NULL;
         n_groups = 0;
@@ -312,10 +316,15 @@ void fake_kernel_add_device(int group, const char *bdf)
 
         if (!group_by_id(group)) {
                 groups = realloc(groups, (n_groups + 1) * sizeof(*groups));
-                groups[n_groups++] = (struct fgroup){.id = group};
+                groups[n_groups] = calloc(1, sizeof(struct fgroup));
+                if (!groups[n_groups])
+                        abort();
+                groups[n_groups++]->id = group;
         }
         devs = realloc(devs, (n_devs + 1) * sizeof(*devs));
-        d = &devs[n_devs++];
+        d = devs[n_devs++] = calloc(1, sizeof(struct fdev));
+        if (!d)
+                abort();
         *d = (struct fdev){.group = group, .count = {1, 1, 8, 1, 1}};
         snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
         for (uint32_t k = 0; k < N_IDX; k++)
@@ -354,9 +363,9 @@ size_t fake_kernel_own_fds(void)
                 n += objs[i]->probe >= 0;
         for (size_t i = 0; i < n_devs; i++)
                 for (uint32_t k = 0; k < N_IDX; k++) {
-                        n += devs[i].unmask_efd[k] >= 0;
-                        for (uint32_t v = 0; devs[i].efd[k] && v < devs[i].count[k]; v++)
-                                n += devs[i].efd[k][v] >= 0;
+                        n += devs[i]->unmask_efd[k] >= 0;
+                        for (uint32_t v = 0; devs[i]->efd[k] && v < devs[i]->count[k]; v++)
+                                n += devs[i]->efd[k][v] >= 0;
                 }
         return n;
 }

@@ -51,6 +51,8 @@ void h_spin(void);
 
 /* Sends env (id set if 0) with fds; asserts it went out. Returns the id. */
 uint64_t h_send(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds);
+/* Sends env as it is, bypassing the transport's checks (for malformed input). */
+void h_send_raw(int fd, const Vfiod__Envelope *env, const int *fds, size_t n_fds);
 /* Runs the loop until a datagram arrives (asserts within 2 s). */
 struct vfiod_msg *h_recv(int fd);
 /* True when the daemon closed the connection (after spinning the loop). */

@@ -1,6 +1,387 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * Domains and brokered DMA: MapDma validation (seals, size, alignment,
+ * overflow, IOVA ranges, overlaps, not-a-memfd), all-or-nothing batches,
+ * UnmapDma (whole mappings only), the mapping and pinned-bytes limits, and
+ * the unmapping on release.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "daemon/domain.h"
+#include "kernel/group.h"
+#include "tests/daemon/harness.h"
 #include "tests/testutil.h"
+
+#define BROKERED VFIOD__MODE__MODE_BROKERED
+#define DIRECT   VFIOD__MODE__MODE_DIRECT
+#define DEV1     "0000:00:01.0"
+#define PAGE     4096ull
+
+static int client_fd;
+static uint64_t lease, domain;
+static int lease_fds[3];
+static size_t n_lease_fds;
+
+static void start(const char *extra)
+{
+        char conf[1024];
+
+        snprintf(conf, sizeof(conf), "%s%s", extra ? extra : "", h_default_conf);
+        h_start(conf);
+        h_add_device(DEV1, 1, "vfio-pci");
+        client_fd = h_connect(1000, 1000);
+        h_hello(client_fd, 0);
+        lease = h_acquire_ok(client_fd, DEV1, 0, BROKERED, lease_fds, &n_lease_fds, &domain);
+}
+
+static void stop(void)
+{
+        h_close_all(lease_fds, n_lease_fds);
+        close(client_fd);
+        h_spin();
+        h_stop();
+}
+
+struct range {
+        int fd_index;
+        uint64_t offset, iova, size;
+};
+
+/* MapDma of n ranges over fds; returns 0 (and *ret_bytes) or the errnum; *ret_reason copied. */
+static int map(uint64_t dom, const struct range *r, size_t n, const int *fds, size_t n_fds,
+               char *ret_reason)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+        Vfiod__DmaRange dr[8], *p[8];
+        struct vfiod_msg *m;
+
+        for (size_t i = 0; i < n; i++) {
+                vfiod__dma_range__init(&dr[i]);
+                dr[i].fd_index = (uint32_t)r[i].fd_index;
+                dr[i].offset = r[i].offset;
+                dr[i].iova = r[i].iova;
+                dr[i].size = r[i].size;
+                dr[i].readable = dr[i].writable = true;
+                p[i] = &dr[i];
+        }
+        md.domain_id = dom;
+        md.n_ranges = n;
+        md.ranges = p;
+        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
+        env.map_dma = &md;
+        /* Raw: the transport's send would refuse fds that are not memfds. */
+        env.id = ++H.next_id;
+        h_send_raw(client_fd, &env, fds, n_fds);
+        m = h_recv(client_fd);
+        ck_assert_uint_eq(m->env->id, env.id);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+                if (ret_reason)
+                        snprintf(ret_reason, 256, "%s", m->env->error->reason);
+                return h_error(m);
+        }
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY);
+        ck_assert_uint_eq(m->env->map_dma_reply->mapped, n);
+        vfiod_msg_free(m);
+        return 0;
+}
+
+static int unmap(uint64_t dom, uint64_t iova, uint64_t size, uint32_t *ret_n)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__UnmapDma ud = VFIOD__UNMAP_DMA__INIT;
+        Vfiod__IovaRange ir = VFIOD__IOVA_RANGE__INIT, *p = &ir;
+        struct vfiod_msg *m;
+
+        ir.iova = iova;
+        ir.size = size;
+        ud.domain_id = dom;
+        ud.n_ranges = 1;
+        ud.ranges = &p;
+        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA;
+        env.unmap_dma = &ud;
+        m = h_call(client_fd, &env, NULL, 0);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR)
+                return h_error(m);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY);
+        if (ret_n)
+                *ret_n = m->env->unmap_dma_reply->unmapped;
+        vfiod_msg_free(m);
+        return 0;
+}
+
+START_TEST(map_shares_the_pages)
+{
+        int mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK);
+        struct range r[2] = {{0, 0, 0x100000, PAGE}, {0, 2 * PAGE, 0x200000, 2 * PAGE}};
+        char buf[16] = "";
+        uint32_t n = 0;
+
+        start(NULL);
+        ck_assert_int_eq(map(domain, r, 2, &mfd, 1, NULL), 0);
+        ck_assert_uint_eq(fake_kernel_mappings(), 2);
+        /* The client writes its memfd; the "device" reads it at the IOVA. */
+        ck_assert_int_eq(pwrite(mfd, "hello device", 13, 2 * PAGE + 8), 13);
+        ck_assert_int_eq(fake_kernel_dma_read(0x200000 + 8, buf, 13), 0);
+        ck_assert_str_eq(buf, "hello device");
+        ck_assert_int_eq(unmap(domain, 0x100000, PAGE, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_uint_eq(fake_kernel_mappings(), 1);
+        close(mfd);
+        /* The release unmaps what is left. */
+        fake_kernel_trace_clear();
+        ck_assert_int_eq(h_release(client_fd, lease), 0);
+        ck_assert_ptr_nonnull(strstr(fake_kernel_trace(), "dma_unmap 0x200000+0x2000"));
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        stop();
+}
+END_TEST
+
+START_TEST(map_validation)
+{
+        int sealed = h_memfd(4 * PAGE, F_SEAL_SHRINK);
+        int unsealed = h_memfd(4 * PAGE, 0);
+        int grow_only = h_memfd(4 * PAGE, F_SEAL_GROW);
+        char reason[256] = "";
+        struct range r[2];
+
+        start(NULL);
+        r[0] = (struct range){0, 0, 0x100000, PAGE};
+        ck_assert_int_eq(map(domain, r, 1, &unsealed, 1, reason), EINVAL);
+        ck_assert_ptr_nonnull(strstr(reason, "not sealed against shrinking"));
+        ck_assert_int_eq(map(domain, r, 1, &grow_only, 1, reason), EINVAL);
+        ck_assert_ptr_nonnull(strstr(reason, "not sealed against shrinking"));
+        /* Too small: offset + size beyond the end. */
+        r[0] = (struct range){0, 2 * PAGE, 0x100000, 4 * PAGE};
+        ck_assert_int_eq(map(domain, r, 1, &sealed, 1, reason), EINVAL);
+        ck_assert_ptr_nonnull(strstr(reason, "too small"));
+        /* Unaligned offset, iova, size; zero size. */
+        r[0] = (struct range){0, 100, 0x100000, PAGE};
+        ck_assert_int_eq(map(domain, r, 1, &sealed, 1, NULL), EINVAL);
+        r[0] = (struct range){0, 0, 0x100010, PAGE};
+        ck_assert_int_eq(map(domain, r, 1, &sealed, 1, NULL), EINVAL);
+        r[0] = (struct range){0, 0, 0x100000, PAGE + 1};
+        ck_assert_int_eq(map(domain, r, 1, &sealed, 1, NULL), EINVAL);
+        r[0] = (struct range){0, 0, 0x100000, 0};
+        ck_assert_int_eq(map(domain, r, 1, &sealed, 1, reason), EINVAL);
+        ck_assert_ptr_nonnull(strstr(reason, "size is 0"));
+        /* Overflow of iova + size and of offset + size. */
+        r[0] = (struct range){0, 0, 0xfffffffffffff000ull, 2 * PAGE};
+        ck_assert_int_eq(map(domain, r, 1, &sealed, 1, reason), EINVAL);
+        ck_assert_ptr_nonnull(strstr(reason, "overflows"));
+        r[0] = (struct range){0, 0xfffffffffffff000ull, 0x100000, 2 * PAGE};
+        ck_assert_int_eq(map(domain, r, 1, &sealed, 1, NULL), EINVAL);
+        /* Outside the valid IOVA ranges (the MSI window, and above 2^39). */
+        r[0] = (struct range){0, 0, 0xfee00000ull, PAGE};
+        ck_assert_int_eq(map(domain, r, 1, &sealed, 1, reason), EINVAL);
+        ck_assert_ptr_nonnull(strstr(reason, "valid IOVA"));
+        r[0] = (struct range){0, 0, 1ull << 40, PAGE};
+        ck_assert_int_eq(map(domain, r, 1, &sealed, 1, NULL), EINVAL);
+        /* Overlap inside the batch, then with an existing mapping. */
+        r[0] = (struct range){0, 0, 0x100000, 2 * PAGE};
+        r[1] = (struct range){0, 2 * PAGE, 0x101000, PAGE};
+        ck_assert_int_eq(map(domain, r, 2, &sealed, 1, reason), EINVAL);
+        ck_assert_ptr_nonnull(strstr(reason, "overlaps"));
+        ck_assert_int_eq(map(domain, r, 1, &sealed, 1, NULL), 0);
+        ck_assert_int_eq(map(domain, r + 1, 1, &sealed, 1, reason), EINVAL);
+        ck_assert_ptr_nonnull(strstr(reason, "overlaps"));
+        ck_assert_uint_eq(fake_kernel_mappings(), 1);
+        /* Unknown domain. */
+        ck_assert_int_eq(map(domain + 77, r + 1, 1, &sealed, 1, NULL), ENOENT);
+        close(sealed);
+        close(unsealed);
+        close(grow_only);
+        stop();
+}
+END_TEST
+
+START_TEST(map_is_all_or_nothing)
+{
+        int mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK);
+        struct range r[3] = {
+            {0, 0, 0x100000, PAGE}, {0, PAGE, 0x200000, PAGE}, {0, 2 * PAGE, 0x300000, PAGE}};
+        char reason[256];
+
+        start(NULL);
+        fake_kernel_fail("kvfio_dma_map", ENOMEM, 2); /* the third range fails */
+        fake_kernel_trace_clear();
+        ck_assert_int_eq(map(domain, r, 3, &mfd, 1, reason), ENOMEM);
+        ck_assert_ptr_nonnull(strstr(reason, "range 2"));
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        ck_assert(fake_kernel_trace_has("dma_map 0x100000", "dma_map 0x200000",
+                                        "kvfio_dma_map=FAIL", "dma_unmap 0x200000",
+                                        "dma_unmap 0x100000", NULL));
+        /* Later the same batch works. */
+        ck_assert_int_eq(map(domain, r, 3, &mfd, 1, NULL), 0);
+        ck_assert_uint_eq(fake_kernel_mappings(), 3);
+        close(mfd);
+        stop();
+}
+END_TEST
+
+START_TEST(unmap_rules)
+{
+        int mfd = h_memfd(8 * PAGE, F_SEAL_SHRINK);
+        struct range r[2] = {{0, 0, 0x100000, 2 * PAGE}, {0, 2 * PAGE, 0x102000, 2 * PAGE}};
+        uint32_t n = 0;
+
+        start(NULL);
+        ck_assert_int_eq(map(domain, r, 2, &mfd, 1, NULL), 0);
+        ck_assert_int_eq(unmap(domain, 0x100000, PAGE, NULL), EINVAL); /* splits one */
+        ck_assert_int_eq(unmap(domain, 0x101000, 2 * PAGE, NULL), EINVAL);
+        ck_assert_int_eq(unmap(domain, 0x400000, PAGE, NULL), ENOENT);
+        ck_assert_int_eq(unmap(domain, 0x100000, 0, NULL), EINVAL);
+        ck_assert_uint_eq(fake_kernel_mappings(), 2);
+        ck_assert_int_eq(unmap(domain, 0x100000, 4 * PAGE, &n), 0); /* both, whole */
+        ck_assert_uint_eq(n, 2);
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        ck_assert_int_eq(unmap(domain + 9, 0x100000, PAGE, NULL), ENOENT);
+        close(mfd);
+        stop();
+}
+END_TEST
+
+START_TEST(mapping_limits)
+{
+        int mfd = h_memfd(16 * PAGE, F_SEAL_SHRINK);
+        struct range r[3] = {
+            {0, 0, 0x100000, PAGE}, {0, PAGE, 0x200000, PAGE}, {0, 2 * PAGE, 0x300000, PAGE}};
+        char reason[256];
+
+        start("[Daemon]\nMaxMappingsPerClient=2\nMaxPinnedBytesPerClient=12K\n"
+              "MaxRangesPerRequest=2\n");
+        ck_assert_int_eq(map(domain, r, 3, &mfd, 1, reason), ENOSPC);
+        ck_assert_ptr_nonnull(strstr(reason, "MaxRangesPerRequest=2"));
+        ck_assert_int_eq(map(domain, r, 2, &mfd, 1, NULL), 0);
+        ck_assert_int_eq(map(domain, r + 2, 1, &mfd, 1, reason), ENOSPC);
+        ck_assert_ptr_nonnull(strstr(reason, "MaxMappingsPerClient=2"));
+        ck_assert_int_eq(unmap(domain, 0x200000, PAGE, NULL), 0);
+        /* 1 page mapped; 3 more would make 16K > 12K. */
+        r[2].size = 3 * PAGE;
+        ck_assert_int_eq(map(domain, r + 2, 1, &mfd, 1, reason), EDQUOT);
+        ck_assert_ptr_nonnull(strstr(reason, "MaxPinnedBytesPerClient=12288"));
+        r[2].size = 2 * PAGE;
+        ck_assert_int_eq(map(domain, r + 2, 1, &mfd, 1, NULL), 0);
+        close(mfd);
+        stop();
+}
+END_TEST
+
+START_TEST(map_needs_a_brokered_domain)
+{
+        int mfd = h_memfd(PAGE, F_SEAL_SHRINK), f2[3];
+        struct range r = {0, 0, 0x100000, PAGE};
+        uint64_t d2;
+        size_t n2;
+        char reason[256];
+
+        start(NULL);
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        h_acquire_ok(client_fd, "0000:00:02.0", 0, DIRECT, f2, &n2, &d2);
+        ck_assert_int_eq(map(d2, &r, 1, &mfd, 1, reason), EINVAL);
+        ck_assert_ptr_nonnull(strstr(reason, "not a brokered domain"));
+        h_close_all(f2, n2);
+        close(mfd);
+        stop();
+}
+END_TEST
+
+START_TEST(not_a_memfd_over_the_wire)
+{
+        int p[2], devnull, efd, fds[3];
+        struct range r = {0, 0, 0x100000, PAGE};
+        char reason[256];
+
+        start(NULL);
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        efd = eventfd(0, EFD_CLOEXEC);
+        fds[0] = p[0];
+        fds[1] = devnull;
+        fds[2] = efd;
+        for (int i = 0; i < 3; i++) {
+                ck_assert_int_eq(map(domain, &r, 1, &fds[i], 1, reason), EINVAL);
+                ck_assert_msg(strstr(reason, "not a memfd"), "%s", reason);
+        }
+        /* The connection stays. */
+        ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+        close(p[0]);
+        close(p[1]);
+        close(devnull);
+        close(efd);
+        stop();
+}
+END_TEST
+
+/* The domain API itself on fds that are not memfds. */
+START_TEST(not_a_memfd_in_the_domain)
+{
+        struct vfiod_usage usage = {0};
+        struct vfiod_limits lim = VFIOD_LIMITS_DEFAULT;
+        struct vfiod_domain *d = NULL;
+        struct vfiod_error err = {0};
+        int p[2], devnull, efd, gfd;
+        uint64_t bytes;
+
+        h_start(NULL);
+        h_add_device(DEV1, 1, "vfio-pci");
+        ck_assert_int_eq(vfiod_domain_new("unused", KVFIO_IOMMU_AUTO, 1, &usage, &d, &err), 0);
+        ck_assert_uint_eq(usage.domains, 1);
+        gfd = kvfio_group_open(1, NULL);
+        ck_assert_int_ge(gfd, 0);
+        ck_assert_int_eq(vfiod_domain_attach(d, gfd, &err), 0);
+        d->mode = BROKERED;
+        d->n_leases = 1;
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        efd = eventfd(0, EFD_CLOEXEC);
+        {
+                int fds[] = {p[0], devnull, efd};
+                for (size_t i = 0; i < 3; i++) {
+                        struct vfiod_map_range r = {.fd = fds[i],
+                                                    .fd_index = (uint32_t)i,
+                                                    .iova = 0x100000,
+                                                    .size = PAGE,
+                                                    .readable = true};
+                        ck_assert_int_eq(vfiod_domain_map(d, &r, 1, &lim, &bytes, &err), -EINVAL);
+                        ck_assert_msg(strstr(err.reason, "not a memfd"), "%s", err.reason);
+                }
+        }
+        ck_assert_uint_eq(usage.mappings, 0);
+        close(p[0]);
+        close(p[1]);
+        close(devnull);
+        close(efd);
+        ck_assert_int_eq(kvfio_group_unset_container(gfd), 0);
+        close(gfd);
+        vfiod_domain_free(d);
+        ck_assert_uint_eq(usage.domains, 0);
+        h_stop();
+}
+END_TEST
+
 int main(void)
 {
-        return 0;
+        Suite *s = suite_create("daemon-domain");
+        TCase *tc = tcase_create("dma");
+
+        testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, map_shares_the_pages);
+        tcase_add_test(tc, map_validation);
+        tcase_add_test(tc, map_is_all_or_nothing);
+        tcase_add_test(tc, unmap_rules);
+        tcase_add_test(tc, mapping_limits);
+        tcase_add_test(tc, map_needs_a_brokered_domain);
+        tcase_add_test(tc, not_a_memfd_over_the_wire);
+        tcase_add_test(tc, not_a_memfd_in_the_domain);
+        suite_add_tcase(s, tc);
+        return testutil_run_suite(s);
 }
