@@ -848,21 +848,20 @@ int kvfio_pci_driver_get(const char *root, const char *bdf,
 
 /*
  * Best effort: gives the device back to `prev` ("" = unbound). The override
- * must be cleared first, or the kernel refuses to match any other driver.
+ * names prev while it binds, so that drivers which match only through
+ * driver_override (uio_pci_generic, pci-stub without ids) take it too; it
+ * is cleared afterwards.
  */
 static void rebind_prev(int pci_fd, const char *bdf, const char *prev)
 {
         char now[KVFIO_DRIVER_MAX];
 
-        (void)write_override(pci_fd, bdf, "\n");
-        if (get_driver(pci_fd, bdf, now) < 0)
-                return;
-        if (strcmp(now, prev) == 0)
-                return;
-        if (now[0] && write_driver_attr(pci_fd, now, "unbind", bdf) < 0)
-                return;
-        if (prev[0])
+        (void)write_override(pci_fd, bdf, prev[0] ? prev : "\n");
+        if (get_driver(pci_fd, bdf, now) == 0 && strcmp(now, prev) != 0 &&
+            (!now[0] || write_driver_attr(pci_fd, now, "unbind", bdf) == 0) && prev[0])
                 (void)write_driver_attr(pci_fd, prev, "bind", bdf);
+        if (prev[0])
+                (void)write_override(pci_fd, bdf, "\n");
 }
 
 int kvfio_pci_bind_vfio(const char *root, const char *bdf,
@@ -942,18 +941,24 @@ int kvfio_pci_restore(const char *root, const char *bdf, const char *prev_driver
                 goto out;
         }
 
-        r = write_override(pci_fd, name, "\n");
+        /* The override names prev_driver while it binds (see rebind_prev()). */
+        r = write_override(pci_fd, name, prev_driver[0] ? prev_driver : "\n");
         if (r < 0)
                 goto out;
         if (strcmp(cur, KVFIO_VFIO_PCI_DRIVER) == 0) {
                 r = write_driver_attr(pci_fd, KVFIO_VFIO_PCI_DRIVER, "unbind", name);
                 if (r < 0)
-                        goto out;
+                        goto err_override;
         }
         if (prev_driver[0] && strcmp(cur, prev_driver) != 0) {
                 r = write_driver_attr(pci_fd, prev_driver, "bind", name);
                 if (r == -ENOENT)
                         r = write_attr(pci_fd, "drivers_probe", name);
+                if (r < 0)
+                        goto err_override;
+        }
+        if (prev_driver[0]) {
+                r = write_override(pci_fd, name, "\n");
                 if (r < 0)
                         goto out;
         }
@@ -961,6 +966,11 @@ int kvfio_pci_restore(const char *root, const char *bdf, const char *prev_driver
         if (r < 0)
                 goto out;
         r = strcmp(now, prev_driver) == 0 ? 0 : -ENXIO;
+        goto out;
+
+err_override:
+        if (prev_driver[0])
+                (void)write_override(pci_fd, name, "\n");
 out:
         close(pci_fd);
         return r;

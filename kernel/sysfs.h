@@ -191,9 +191,9 @@ int kvfio_pci_driver_get(const char *root, const char *bdf,
  * Otherwise ret_prev_driver receives the previous driver ("" if unbound), to
  * be passed to kvfio_pci_restore().
  *
- * When a step after 1 fails, what was done is undone (best effort: override
- * cleared, previous driver bound again) and the error of the failed step is
- * returned.
+ * When a step after 1 fails, what was done is undone (best effort: the
+ * previous driver bound again as kvfio_pci_restore() does, override cleared)
+ * and the error of the failed step is returned.
  * -EINVAL: bad address; -ENODEV: no such device;
  * -ENXIO: vfio-pci did not claim the device after the probe (module not
  *         loaded, or the device is not supported);
@@ -205,11 +205,16 @@ int kvfio_pci_bind_vfio(const char *root, const char *bdf,
 /*
  * Undoes kvfio_pci_bind_vfio(): restores the device to prev_driver
  * ("" = leave it unbound), in this order:
- *   1. "\n" to driver_override (clears it);
+ *   1. prev_driver to driver_override ("\n", which clears it, when
+ *      prev_driver is ""): the override makes drivers that match only
+ *      through it (uio_pci_generic...) take the device back too;
  *   2. if bound to vfio-pci: BDF to ROOT/sys/bus/pci/drivers/vfio-pci/unbind;
  *   3. if prev_driver is not "": BDF to ROOT/sys/bus/pci/drivers/<prev>/bind,
  *      or, when that driver has no bind file, BDF to drivers_probe;
- *   4. checks that the driver link now names prev_driver.
+ *   4. if prev_driver is not "": "\n" to driver_override (clears it);
+ *   5. checks that the driver link now names prev_driver.
+ * When step 2 or 3 fails the override is cleared (best effort) and the
+ * error returned; the device may then be left bound to no driver.
  * prev_driver "vfio-pci" means the device was already bound before: nothing
  * is written, returns 0.
  *

@@ -156,6 +156,7 @@ ssize_t __wrap_write(int fd, const void *buf, size_t n);
 static char write_log[4096];          /* one line per write into the tree */
 static const char *probe_driver = ""; /* what drivers_probe binds without override */
 static const char *refused_driver;    /* a driver whose bind always fails */
+static const char *override_only;     /* a driver with no id table (uio_pci_generic) */
 
 __attribute__((format(printf, 1, 2))) static void log_write(const char *fmt, ...)
 {
@@ -195,6 +196,9 @@ static int fake_bind(const char *bdf, const char *driver)
         snprintf(override, sizeof(override), "%s", read_rel(path));
         o = strtok(override, "\n");
         if (o && strcmp(o, "(null)") != 0 && strcmp(o, driver) != 0)
+                return -ENODEV;
+        /* A driver without ids matches only a device whose override names it. */
+        if (override_only && strcmp(driver, override_only) == 0 && (!o || strcmp(o, driver) != 0))
                 return -ENODEV;
         snprintf(path, sizeof(path), "%s/sys/bus/pci/drivers/%s", root, driver);
         if (stat(path, &st) < 0 || (refused_driver && strcmp(driver, refused_driver) == 0))
@@ -704,6 +708,7 @@ static void bind_setup(void)
         write_log[0] = '\0';
         probe_driver = "";
         refused_driver = NULL;
+        override_only = NULL;
 }
 
 START_TEST(test_bind_and_restore)
@@ -729,13 +734,56 @@ START_TEST(test_bind_and_restore)
 
         write_log[0] = '\0';
         ck_assert_int_eq(kvfio_pci_restore(root, "0000:00:04.0", prev), 0);
-        ck_assert_str_eq(write_log, "override 0000:00:04.0 <clear>\n"
+        ck_assert_str_eq(write_log, "override 0000:00:04.0 e1000e\n"
                                     "unbind vfio-pci 0000:00:04.0\n"
-                                    "bind e1000e 0000:00:04.0\n");
+                                    "bind e1000e 0000:00:04.0\n"
+                                    "override 0000:00:04.0 <clear>\n");
         ck_assert_str_eq(read_rel("sys/bus/pci/devices/0000:00:04.0/driver_override"), "\n");
         ck_assert_str_eq(read_rel("sys/bus/pci/drivers/e1000e/bind"), "0000:00:04.0");
         ck_assert_int_eq(kvfio_pci_driver_get(root, "0000:00:04.0", drv), 0);
         ck_assert_str_eq(drv, "e1000e");
+}
+END_TEST
+
+/* A driver that matches only through driver_override gets the device back. */
+START_TEST(test_restore_override_only_driver)
+{
+        char prev[KVFIO_DRIVER_MAX] = "untouched", drv[KVFIO_DRIVER_MAX];
+
+        add_dev("0000:00:04.0", "0x020000\n", "uio_pci_generic", 4);
+        add_driver("vfio-pci");
+        override_only = "uio_pci_generic";
+
+        ck_assert_int_eq(kvfio_pci_bind_vfio(root, "0000:00:04.0", prev), 0);
+        ck_assert_str_eq(prev, "uio_pci_generic");
+        write_log[0] = '\0';
+        ck_assert_int_eq(kvfio_pci_restore(root, "0000:00:04.0", prev), 0);
+        ck_assert_str_eq(write_log, "override 0000:00:04.0 uio_pci_generic\n"
+                                    "unbind vfio-pci 0000:00:04.0\n"
+                                    "bind uio_pci_generic 0000:00:04.0\n"
+                                    "override 0000:00:04.0 <clear>\n");
+        ck_assert_int_eq(kvfio_pci_driver_get(root, "0000:00:04.0", drv), 0);
+        ck_assert_str_eq(drv, "uio_pci_generic");
+
+        /* the rollback of a failed bind gives it back the same way */
+        {
+                char path[PATH_MAX];
+
+                snprintf(path, sizeof(path), "%s/sys/bus/pci/drivers/vfio-pci", root);
+                testutil_rmtree(path);
+        }
+        write_log[0] = '\0';
+        strcpy(prev, "untouched");
+        ck_assert_int_eq(kvfio_pci_bind_vfio(root, "0000:00:04.0", prev), -ENXIO);
+        ck_assert_str_eq(prev, "untouched");
+        ck_assert_str_eq(write_log, "override 0000:00:04.0 vfio-pci\n"
+                                    "unbind uio_pci_generic 0000:00:04.0\n"
+                                    "probe 0000:00:04.0\n"
+                                    "override 0000:00:04.0 uio_pci_generic\n"
+                                    "bind uio_pci_generic 0000:00:04.0\n"
+                                    "override 0000:00:04.0 <clear>\n");
+        ck_assert_int_eq(kvfio_pci_driver_get(root, "0000:00:04.0", drv), 0);
+        ck_assert_str_eq(drv, "uio_pci_generic");
 }
 END_TEST
 
@@ -788,8 +836,9 @@ START_TEST(test_bind_vfio_missing_rolls_back)
         ck_assert_str_eq(write_log, "override 0000:00:04.0 vfio-pci\n"
                                     "unbind e1000e 0000:00:04.0\n"
                                     "probe 0000:00:04.0\n"
-                                    "override 0000:00:04.0 <clear>\n"
-                                    "bind e1000e 0000:00:04.0\n");
+                                    "override 0000:00:04.0 e1000e\n"
+                                    "bind e1000e 0000:00:04.0\n"
+                                    "override 0000:00:04.0 <clear>\n");
         ck_assert_int_eq(kvfio_pci_driver_get(root, "0000:00:04.0", drv), 0);
         ck_assert_str_eq(drv, "e1000e");
 }
@@ -841,9 +890,10 @@ START_TEST(test_restore_errors)
         ck_assert_int_eq(unlink(path), 0);
         probe_driver = "e1000e";
         ck_assert_int_eq(kvfio_pci_restore(root, "0000:00:05.0", "e1000e"), 0);
-        ck_assert_str_eq(write_log, "override 0000:00:05.0 <clear>\n"
+        ck_assert_str_eq(write_log, "override 0000:00:05.0 e1000e\n"
                                     "unbind vfio-pci 0000:00:05.0\n"
-                                    "probe 0000:00:05.0\n");
+                                    "probe 0000:00:05.0\n"
+                                    "override 0000:00:05.0 <clear>\n");
         ck_assert_int_eq(kvfio_pci_driver_get(root, "0000:00:05.0", drv), 0);
         ck_assert_str_eq(drv, "e1000e");
 
@@ -854,9 +904,10 @@ START_TEST(test_restore_errors)
         probe_driver = "";
         write_log[0] = '\0';
         ck_assert_int_eq(kvfio_pci_restore(root, "0000:00:06.0", "e1000e"), -ENODEV);
-        ck_assert_str_eq(write_log, "override 0000:00:06.0 <clear>\n"
+        ck_assert_str_eq(write_log, "override 0000:00:06.0 e1000e\n"
                                     "unbind vfio-pci 0000:00:06.0\n"
-                                    "bind e1000e 0000:00:06.0\n");
+                                    "bind e1000e 0000:00:06.0\n"
+                                    "override 0000:00:06.0 <clear>\n");
         ck_assert_int_eq(kvfio_pci_driver_get(root, "0000:00:06.0", drv), 0);
         ck_assert_str_eq(drv, "");
 }
@@ -982,6 +1033,7 @@ static Suite *sysfs_suite(void)
         tcase_add_checked_fixture(tc, bind_setup, tree_teardown);
         tcase_add_test(tc, test_bind_and_restore);
         tcase_add_test(tc, test_bind_unbound_device);
+        tcase_add_test(tc, test_restore_override_only_driver);
         tcase_add_test(tc, test_bind_already_vfio);
         tcase_add_test(tc, test_bind_vfio_missing_rolls_back);
         tcase_add_test(tc, test_bind_unbind_fails);
