@@ -167,7 +167,7 @@ static void flush_queue(struct vfiod_client *c)
 static int enqueue(struct vfiod_client *c, const Vfiod__Envelope *env, size_t len, const int *fds,
                    size_t n_fds)
 {
-        const struct vfiod_limits *lim = &c->server->policy->limits;
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
         struct vfiod_queued *q;
 
         if (c->queued_msgs + 1 > lim->max_queued_messages_per_client) {
@@ -284,7 +284,7 @@ typedef int (*handler_fn)(struct vfiod_client *c, struct vfiod_msg *msg, struct 
 static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__Hello *h = msg->env->hello;
-        const struct vfiod_limits *lim = &c->server->policy->limits;
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__HelloReply hr = VFIOD__HELLO_REPLY__INIT;
         Vfiod__Limits limits = VFIOD__LIMITS__INIT;
@@ -339,14 +339,14 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
 static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio_pci_dev *dev,
                                       uint64_t *ret_lease)
 {
-        struct vfiod_devices *devs = c->server->devices;
+        struct vfiod_registry *devs = c->server->devices;
         struct vfiod_group *g;
         struct kvfio_group_viability via;
 
         *ret_lease = 0;
         if (!vfiod_dev_is_vfio(dev) || dev->iommu_group < 0)
                 return VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE;
-        g = vfiod_devices_group(devs, dev->iommu_group);
+        g = vfiod_registry_group(devs, dev->iommu_group);
         if (g && g->state == VFIOD_GROUP_LEASED) {
                 if (g->lease && g->lease->client == c) {
                         *ret_lease = g->lease->id;
@@ -376,7 +376,7 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
 
         if (want && *want && kvfio_pci_addr_normalize(want, want_bdf) < 0)
                 return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address", want);
-        r = vfiod_devices_discover(c->server->devices, &list);
+        r = vfiod_registry_discover(c->server->devices, &list);
         if (r < 0)
                 return vfiod_error_set(err, -r, "cannot list PCI devices: %s", strerror(-r));
         infos = calloc(list->n ? list->n : 1, sizeof(*infos));
@@ -466,7 +466,7 @@ static Vfiod__IommuType iommu_to_proto(int m)
 static int handle_create_domain(struct vfiod_client *c, struct vfiod_msg *msg,
                                 struct vfiod_error *err)
 {
-        const struct vfiod_limits *lim = &c->server->policy->limits;
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
         int wanted = iommu_from_proto(msg->env->create_domain->iommu_type);
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__CreateDomainReply rep = VFIOD__CREATE_DOMAIN_REPLY__INIT;
@@ -597,7 +597,7 @@ static int handle_reset(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
 static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__MapDma *rq = msg->env->map_dma;
-        const struct vfiod_limits *lim = &c->server->policy->limits;
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
         struct vfiod_domain *d = vfiod_client_find_domain(c, rq->domain_id);
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
@@ -645,7 +645,7 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
 static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__UnmapDma *rq = msg->env->unmap_dma;
-        const struct vfiod_limits *lim = &c->server->policy->limits;
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
         struct vfiod_domain *d = vfiod_client_find_domain(c, rq->domain_id);
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__UnmapDmaReply rep = VFIOD__UNMAP_DMA_REPLY__INIT;
@@ -905,7 +905,8 @@ static int handle_stats(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         }
         rep.requests = s->n_requests;
         rep.errors = s->n_errors;
-        rep.quarantined_groups = (uint32_t)vfiod_devices_count(s->devices, VFIOD_GROUP_QUARANTINED);
+        rep.quarantined_groups =
+            (uint32_t)vfiod_registry_count(s->devices, VFIOD_GROUP_QUARANTINED);
         rep.uptime_ms = vfiod_server_uptime_ms(s);
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
@@ -945,7 +946,7 @@ static const struct request_rule request_table[] = {
 
 void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
 {
-        const struct vfiod_limits *lim = &c->server->policy->limits;
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
         const char *name = vfiod_envelope_body_name(msg->env);
         const struct request_rule *rule = NULL;
         struct vfiod_error err = {0};

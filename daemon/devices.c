@@ -8,9 +8,9 @@
 
 #include "proto/macro.h"
 
-int vfiod_devices_new(const char *sysfs_root, const char *vfio_dir, struct vfiod_devices **ret)
+int vfiod_registry_new(const char *sysfs_root, const char *vfio_dir, struct vfiod_registry **ret)
 {
-        struct vfiod_devices *d = calloc(1, sizeof(*d));
+        struct vfiod_registry *d = calloc(1, sizeof(*d));
 
         if (!d)
                 return -ENOMEM;
@@ -20,14 +20,14 @@ int vfiod_devices_new(const char *sysfs_root, const char *vfio_dir, struct vfiod
         if (!d->sysfs_root || !d->vfio_dir ||
             asprintf(&d->container_path, "%s/vfio", d->vfio_dir) < 0) {
                 d->container_path = NULL;
-                vfiod_devices_free(d);
+                vfiod_registry_free(d);
                 return -ENOMEM;
         }
         *ret = d;
         return 0;
 }
 
-void vfiod_devices_group_free(struct vfiod_group *g)
+void vfiod_registry_group_free(struct vfiod_group *g)
 {
         if (!g)
                 return;
@@ -36,20 +36,21 @@ void vfiod_devices_group_free(struct vfiod_group *g)
         free(g);
 }
 
-void vfiod_devices_free(struct vfiod_devices *d)
+void vfiod_registry_free(struct vfiod_registry *d)
 {
         struct vfiod_group *g;
 
         if (!d)
                 return;
-        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link) vfiod_devices_group_free(g);
+        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link)
+            vfiod_registry_group_free(g);
         free(d->sysfs_root);
         free(d->vfio_dir);
         free(d->container_path);
         free(d);
 }
 
-struct vfiod_group *vfiod_devices_group(struct vfiod_devices *d, int id)
+struct vfiod_group *vfiod_registry_group(struct vfiod_registry *d, int id)
 {
         struct vfiod_group *g;
 
@@ -57,9 +58,9 @@ struct vfiod_group *vfiod_devices_group(struct vfiod_devices *d, int id)
         return NULL;
 }
 
-int vfiod_devices_group_get(struct vfiod_devices *d, int id, struct vfiod_group **ret)
+int vfiod_registry_group_get(struct vfiod_registry *d, int id, struct vfiod_group **ret)
 {
-        struct vfiod_group *g = vfiod_devices_group(d, id);
+        struct vfiod_group *g = vfiod_registry_group(d, id);
 
         if (!g) {
                 g = calloc(1, sizeof(*g));
@@ -74,14 +75,14 @@ int vfiod_devices_group_get(struct vfiod_devices *d, int id, struct vfiod_group 
         return 0;
 }
 
-enum vfiod_group_state vfiod_devices_group_state(struct vfiod_devices *d, int id)
+enum vfiod_group_state vfiod_registry_group_state(struct vfiod_registry *d, int id)
 {
-        struct vfiod_group *g = vfiod_devices_group(d, id);
+        struct vfiod_group *g = vfiod_registry_group(d, id);
 
         return g ? g->state : VFIOD_GROUP_FREE;
 }
 
-size_t vfiod_devices_count(struct vfiod_devices *d, enum vfiod_group_state state)
+size_t vfiod_registry_count(struct vfiod_registry *d, enum vfiod_group_state state)
 {
         struct vfiod_group *g;
         size_t n = 0;
@@ -90,17 +91,17 @@ size_t vfiod_devices_count(struct vfiod_devices *d, enum vfiod_group_state state
         return n;
 }
 
-int vfiod_devices_discover(struct vfiod_devices *d, struct kvfio_pci_list **ret)
+int vfiod_registry_discover(struct vfiod_registry *d, struct kvfio_pci_list **ret)
 {
         return kvfio_pci_discover(d->sysfs_root, ret);
 }
 
-int vfiod_devices_read(struct vfiod_devices *d, const char *bdf, struct kvfio_pci_dev *ret)
+int vfiod_registry_read(struct vfiod_registry *d, const char *bdf, struct kvfio_pci_dev *ret)
 {
         return kvfio_pci_dev_read(d->sysfs_root, bdf, ret);
 }
 
-int vfiod_devices_members(struct vfiod_devices *d, int group, struct kvfio_pci_list **ret)
+int vfiod_registry_members(struct vfiod_registry *d, int group, struct kvfio_pci_list **ret)
 {
         return kvfio_iommu_group_members(d->sysfs_root, group, ret);
 }

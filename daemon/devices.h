@@ -45,31 +45,31 @@ struct vfiod_group {
         unsigned checks;     /* re-checks so far */
 };
 
-struct vfiod_devices {
+struct vfiod_registry {
         char *sysfs_root;     /* discovery root, "/" in production */
         char *vfio_dir;       /* /dev/vfio */
         char *container_path; /* <vfio_dir>/vfio */
         struct list groups;   /* struct vfiod_group that are not FREE */
 };
 
-int vfiod_devices_new(const char *sysfs_root, const char *vfio_dir, struct vfiod_devices **ret);
+int vfiod_registry_new(const char *sysfs_root, const char *vfio_dir, struct vfiod_registry **ret);
 /* Closes the fds of quarantined groups. NULL is fine. */
-void vfiod_devices_free(struct vfiod_devices *devices);
+void vfiod_registry_free(struct vfiod_registry *devices);
 
 /* The entry of group id, or NULL when it is FREE. */
-struct vfiod_group *vfiod_devices_group(struct vfiod_devices *devices, int id);
+struct vfiod_group *vfiod_registry_group(struct vfiod_registry *devices, int id);
 /* The entry of group id, created FREE if missing (caller sets its state). */
-int vfiod_devices_group_get(struct vfiod_devices *devices, int id, struct vfiod_group **ret);
+int vfiod_registry_group_get(struct vfiod_registry *devices, int id, struct vfiod_group **ret);
 /* Forgets the entry (the group is FREE); closes its fd. NULL is fine. */
-void vfiod_devices_group_free(struct vfiod_group *group);
+void vfiod_registry_group_free(struct vfiod_group *group);
 
-enum vfiod_group_state vfiod_devices_group_state(struct vfiod_devices *devices, int id);
-size_t vfiod_devices_count(struct vfiod_devices *devices, enum vfiod_group_state state);
+enum vfiod_group_state vfiod_registry_group_state(struct vfiod_registry *devices, int id);
+size_t vfiod_registry_count(struct vfiod_registry *devices, enum vfiod_group_state state);
 
 /* Thin wrappers over kernel/sysfs.h with the registry's root. */
-int vfiod_devices_discover(struct vfiod_devices *devices, struct kvfio_pci_list **ret);
-int vfiod_devices_read(struct vfiod_devices *devices, const char *bdf, struct kvfio_pci_dev *ret);
-int vfiod_devices_members(struct vfiod_devices *devices, int group, struct kvfio_pci_list **ret);
+int vfiod_registry_discover(struct vfiod_registry *devices, struct kvfio_pci_list **ret);
+int vfiod_registry_read(struct vfiod_registry *devices, const char *bdf, struct kvfio_pci_dev *ret);
+int vfiod_registry_members(struct vfiod_registry *devices, int group, struct kvfio_pci_list **ret);
 
 /* True when the device is bound to vfio-pci. */
 bool vfiod_dev_is_vfio(const struct kvfio_pci_dev *dev);

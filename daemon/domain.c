@@ -228,7 +228,7 @@ static int cmp_map(const void *a, const void *b)
 }
 
 int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
-                     const struct vfiod_limits *limits, uint64_t *ret_bytes,
+                     const struct vfiod_config_limits *limits, uint64_t *ret_bytes,
                      struct vfiod_error *err)
 {
         struct vfiod_mapping *maps;

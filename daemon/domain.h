@@ -23,7 +23,7 @@
 #include "kernel/container.h"
 #include "proto/vfiod.pb-c.h"
 
-/* What one client holds, checked against struct vfiod_limits. */
+/* What one client holds, checked against struct vfiod_config_limits. */
 struct vfiod_usage {
         uint32_t domains;
         uint32_t leases;
@@ -96,7 +96,7 @@ void vfiod_domain_detached_last(struct vfiod_domain *domain);
  * All or nothing. On success *ret_bytes is the total.
  */
 int vfiod_domain_map(struct vfiod_domain *domain, const struct vfiod_map_range *ranges, size_t n,
-                     const struct vfiod_limits *limits, uint64_t *ret_bytes,
+                     const struct vfiod_config_limits *limits, uint64_t *ret_bytes,
                      struct vfiod_error *err);
 
 /*

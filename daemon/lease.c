@@ -151,7 +151,7 @@ static void dev_irqs_off(struct vfiod_lease_dev *dev, struct ev_loop *loop)
 
 /* ---- quarantine and sanitize ---------------------------------------------- */
 
-int vfiod_group_sanitize(struct vfiod_devices *devices, int id, int group_fd)
+int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd)
 {
         struct kvfio_pci_list *members = NULL;
         int cfd, r;
@@ -174,7 +174,7 @@ int vfiod_group_sanitize(struct vfiod_devices *devices, int id, int group_fd)
                           strerror(-r));
                 goto out_unset;
         }
-        r = vfiod_devices_members(devices, id, &members);
+        r = vfiod_registry_members(devices, id, &members);
         if (r < 0) {
                 LOG_GROUP(LOG_WARNING, id, 0, "sanitize: cannot list the group's devices: %s",
                           strerror(-r));
@@ -251,7 +251,7 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                 /* No longer a VFIO group (unbound from vfio-pci): nothing left to clean. */
                 LOG_GROUP(LOG_NOTICE, id, lease, "group %d is gone from %s; forgetting it", id,
                           s->devices->vfio_dir);
-                vfiod_devices_group_free(g);
+                vfiod_registry_group_free(g);
                 return 0;
         }
         if (fd < 0) {
@@ -269,7 +269,7 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                 return 1;
         }
         LOG_GROUP(LOG_INFO, id, lease, "group %d sanitized; it is free", id);
-        vfiod_devices_group_free(g);
+        vfiod_registry_group_free(g);
         return 0;
 }
 
@@ -359,8 +359,8 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                         struct vfiod_lease **ret, struct vfiod_error *err)
 {
         struct vfiod_server *s = c->server;
-        struct vfiod_devices *devs = s->devices;
-        const struct vfiod_limits *lim = &s->policy->limits;
+        struct vfiod_registry *devs = s->devices;
+        const struct vfiod_config_limits *lim = &s->policy->limits;
         struct kvfio_pci_list *members = NULL;
         struct kvfio_group_viability via;
         struct vfiod_domain *domain = NULL;
@@ -376,7 +376,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address", device);
         if (!mode_bit(mode))
                 return vfiod_error_set(err, EINVAL, "mode must be DIRECT or BROKERED");
-        r = vfiod_devices_read(devs, bdf, &dev);
+        r = vfiod_registry_read(devs, bdf, &dev);
         if (r == -ENODEV)
                 return vfiod_error_set(err, ENOENT, "no device '%s'", device);
         if (r < 0)
@@ -394,7 +394,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                                        dev.driver[0] ? "'" : "");
         if (dev.iommu_group < 0)
                 return vfiod_error_set(err, ENXIO, "device '%s' has no IOMMU group", device);
-        g = vfiod_devices_group(devs, dev.iommu_group);
+        g = vfiod_registry_group(devs, dev.iommu_group);
         if (g && g->state == VFIOD_GROUP_LEASED)
                 return vfiod_error_set(err, EBUSY, "device '%s' (group %d) is leased%s", device,
                                        dev.iommu_group,
@@ -412,7 +412,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 return vfiod_error_set(err, ENXIO,
                                        "group %d of '%s' is not viable: '%s' is bound to '%s'",
                                        dev.iommu_group, device, via.culprit, via.culprit_driver);
-        r = vfiod_devices_members(devs, dev.iommu_group, &members);
+        r = vfiod_registry_members(devs, dev.iommu_group, &members);
         if (r < 0)
                 return vfiod_error_set(err, -r, "cannot list group %d: %s", dev.iommu_group,
                                        strerror(-r));
@@ -493,7 +493,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                                     dev.iommu_group);
                 goto fail;
         }
-        r = vfiod_devices_group_get(devs, dev.iommu_group, &g);
+        r = vfiod_registry_group_get(devs, dev.iommu_group, &g);
         if (r < 0) {
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto fail;

@@ -121,4 +121,4 @@ int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint3
 void vfiod_quarantine_check(struct vfiod_server *server);
 
 /* Sanitizes group `id` through a scratch container; 0 = FREE, <0 = not (reason logged). */
-int vfiod_group_sanitize(struct vfiod_devices *devices, int id, int group_fd);
+int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd);

@@ -38,7 +38,7 @@
 /* Not configurable: how often quarantined groups are checked again. */
 #define VFIOD_QUARANTINE_RECHECK_MS 500
 
-struct vfiod_limits {
+struct vfiod_config_limits {
         uint32_t max_connections;
         uint32_t max_domains_per_client;
         uint32_t max_leases_per_client;
@@ -53,7 +53,7 @@ struct vfiod_limits {
 };
 
 #define VFIOD_LIMITS_DEFAULT                                                                \
-        ((struct vfiod_limits){                                                             \
+        ((struct vfiod_config_limits){                                                      \
             .max_connections = VFIOD_DEFAULT_MAX_CONNECTIONS,                               \
             .max_domains_per_client = VFIOD_DEFAULT_MAX_DOMAINS_PER_CLIENT,                 \
             .max_leases_per_client = VFIOD_DEFAULT_MAX_LEASES_PER_CLIENT,                   \

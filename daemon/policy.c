@@ -364,9 +364,9 @@ struct limit_key {
         uint64_t min, max;
 };
 
-#define LIMIT32(k, f, lo, hi)                                             \
-        {                                                                 \
-                k, offsetof(struct vfiod_limits, f), false, false, lo, hi \
+#define LIMIT32(k, f, lo, hi)                                                    \
+        {                                                                        \
+                k, offsetof(struct vfiod_config_limits, f), false, false, lo, hi \
         }
 
 static const struct limit_key limit_keys[] = {
@@ -374,8 +374,8 @@ static const struct limit_key limit_keys[] = {
     LIMIT32("MaxDomainsPerClient", max_domains_per_client, 1, 4096),
     LIMIT32("MaxLeasesPerClient", max_leases_per_client, 1, 4096),
     LIMIT32("MaxMappingsPerClient", max_mappings_per_client, 1, 1u << 20),
-    {"MaxPinnedBytesPerClient", offsetof(struct vfiod_limits, max_pinned_bytes_per_client), true,
-     true, 4096, UINT64_MAX},
+    {"MaxPinnedBytesPerClient", offsetof(struct vfiod_config_limits, max_pinned_bytes_per_client),
+     true, true, 4096, UINT64_MAX},
     LIMIT32("MaxRangesPerRequest", max_ranges_per_request, 1, 4096),
     LIMIT32("MaxFdsPerMessage", max_fds_per_message, 1, 253),
     LIMIT32("MaxQueuedBytesPerClient", max_queued_bytes_per_client, 65536, 1u << 30),

@@ -57,7 +57,7 @@ struct vfiod_policy {
         size_t n_admin_users;
         gid_t *admin_groups;
         size_t n_admin_groups;
-        struct vfiod_limits limits;
+        struct vfiod_config_limits limits;
 };
 
 /* A list of "FILE:LINE: message" strings. */

@@ -107,7 +107,7 @@ int vfiod_server_add_client_take(struct vfiod_server *s, int fd, const struct vf
         return 0;
 }
 
-static void refuse_connection(int fd, const struct vfiod_limits *lim)
+static void refuse_connection(int fd, const struct vfiod_config_limits *lim)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Error e = VFIOD__ERROR__INIT;
@@ -176,7 +176,7 @@ static void quarantine_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void vfiod_server_quarantine_kick(struct vfiod_server *s)
 {
-        bool any = vfiod_devices_count(s->devices, VFIOD_GROUP_QUARANTINED) > 0;
+        bool any = vfiod_registry_count(s->devices, VFIOD_GROUP_QUARANTINED) > 0;
 
         if (any && !ev_is_active(&s->quarantine_timer)) {
                 ev_timer_set(&s->quarantine_timer, VFIOD_QUARANTINE_RECHECK_MS / 1000.0,
@@ -219,7 +219,7 @@ int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
                 vfiod_server_free(s);
                 return -ENOMEM;
         }
-        r = vfiod_devices_new(o->sysfs_root, o->vfio_dir, &s->devices);
+        r = vfiod_registry_new(o->sysfs_root, o->vfio_dir, &s->devices);
         if (r < 0) {
                 vfiod_server_free(s);
                 return r;
@@ -239,15 +239,15 @@ void vfiod_server_free(struct vfiod_server *s)
                 s->n_clients--;
                 vfiod_client_free(c);
         }
-        if (s->devices && vfiod_devices_count(s->devices, VFIOD_GROUP_QUARANTINED) > 0)
+        if (s->devices && vfiod_registry_count(s->devices, VFIOD_GROUP_QUARANTINED) > 0)
                 log_warning("%zu group(s) still quarantined at exit; they are not sanitized",
-                            vfiod_devices_count(s->devices, VFIOD_GROUP_QUARANTINED));
+                            vfiod_registry_count(s->devices, VFIOD_GROUP_QUARANTINED));
         ev_timer_stop(s->loop, &s->quarantine_timer);
         ev_prepare_stop(s->loop, &s->reaper);
         if (s->listen_fd >= 0)
                 ev_io_stop(s->loop, &s->accept_io);
         safe_close(s->listen_fd);
-        vfiod_devices_free(s->devices);
+        vfiod_registry_free(s->devices);
         vfiod_policy_free(s->policy);
         free(s->config_path);
         free(s);
@@ -366,6 +366,14 @@ int vfiod_socket_bind(const char *path)
                 if (errno != ECONNREFUSED) {
                         return log_error_errno(-errno, "'%s' exists and is not a stale socket",
                                                path);
+                }
+                {
+                        struct stat st;
+
+                        if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+                                log_error("'%s' exists and is not a socket; not removing it", path);
+                                return -EEXIST;
+                        }
                 }
                 log_notice("Removing the stale socket '%s'", path);
                 if (unlink(path) < 0)

@@ -40,7 +40,7 @@ struct vfiod_server {
         struct vfiod_policy *policy; /* owned */
         char *config_path;
         bool config_missing_ok;
-        struct vfiod_devices *devices;
+        struct vfiod_registry *devices;
         struct list clients;
         uint32_t n_clients;
         struct list leases; /* every lease, in creation order */

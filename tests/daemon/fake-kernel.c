@@ -459,6 +459,28 @@ bool fake_kernel_group_attached(int group)
         return g && g->container;
 }
 
+/*
+ * For a process that runs vfiod on the fake (tests/daemon/vfiod-fake):
+ * VFIOD_FAKE_DEVICES="1=0000:00:01.0 2=0000:00:02.0" registers the devices.
+ */
+__attribute__((constructor)) static void devices_from_env(void)
+{
+        const char *e = getenv("VFIOD_FAKE_DEVICES");
+        char *copy, *save = NULL;
+
+        if (!e || !(copy = strdup(e)))
+                return;
+        for (char *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+                char *eq = strchr(tok, '=');
+
+                if (eq) {
+                        *eq = '\0';
+                        fake_kernel_add_device(atoi(tok), eq + 1);
+                }
+        }
+        free(copy);
+}
+
 /* ---- container.h -------------------------------------------------------------------- */
 
 int kvfio_container_open(const char *path)

@@ -325,7 +325,7 @@ END_TEST
 START_TEST(not_a_memfd_in_the_domain)
 {
         struct vfiod_usage usage = {0};
-        struct vfiod_limits lim = VFIOD_LIMITS_DEFAULT;
+        struct vfiod_config_limits lim = VFIOD_LIMITS_DEFAULT;
         struct vfiod_domain *d = NULL;
         struct vfiod_error err = {0};
         int p[2], devnull, efd, gfd;

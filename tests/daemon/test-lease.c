@@ -315,7 +315,7 @@ START_TEST(quarantine_timer)
         close(fds[0]);
         /* Within two timer periods the group is free, with nobody asking. */
         for (int i = 0;
-             i < 120 && vfiod_devices_count(H.server->devices, VFIOD_GROUP_QUARANTINED) > 0; i++) {
+             i < 120 && vfiod_registry_count(H.server->devices, VFIOD_GROUP_QUARANTINED) > 0; i++) {
                 usleep(10000);
                 h_spin();
         }

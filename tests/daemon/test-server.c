@@ -1,6 +1,406 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The server: its own socket (fresh, stale, taken by a live daemon, not a
+ * socket), peer credentials from the kernel (a child process with another
+ * uid), the connection limit, and vfiod itself as a process on the fake
+ * ioctl layer (tests/daemon/vfiod-fake): options, a second instance,
+ * SIGHUP, SIGTERM releasing leases and removing the socket.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon/client.h"
+#include "daemon/server.h"
+#include "tests/daemon/harness.h"
 #include "tests/testutil.h"
+
+static char sock_path[4200];
+
+static int connect_to(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct timeval tv = {.tv_sec = 5};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+        ck_assert_int_ge(fd, 0);
+        ck_assert_uint_lt(strlen(path), sizeof(sa.sun_path));
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                close(fd);
+                return -errno;
+        }
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        return fd;
+}
+
+START_TEST(own_socket)
+{
+        char *dir = testutil_mkdtemp("vfiod-sock");
+        char path[4400], parent[4200];
+        struct stat st;
+        int fd1, fd2, fd3;
+
+        snprintf(parent, sizeof(parent), "%s/vfiod", dir);
+        snprintf(path, sizeof(path), "%s/vfiod.sock", parent);
+        vfiod_log_set_max_level(LOG_CRIT);
+        fd1 = vfiod_socket_bind(path);
+        ck_assert_int_ge(fd1, 0);
+        ck_assert_int_eq(stat(parent, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0755);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert(S_ISSOCK(st.st_mode));
+        ck_assert_uint_eq(st.st_mode & 07777, 0666);
+        ck_assert(fcntl(fd1, F_GETFD) & FD_CLOEXEC);
+        /* A live daemon answers there: refuse. */
+        ck_assert_int_eq(vfiod_socket_bind(path), -EADDRINUSE);
+        /* It dies without cleaning up: the stale socket is replaced. */
+        close(fd1);
+        fd2 = vfiod_socket_bind(path);
+        ck_assert_int_ge(fd2, 0);
+        close(fd2);
+        /* Not a socket at all: left alone. */
+        ck_assert_int_eq(unlink(path), 0);
+        testutil_write_file(parent, "vfiod.sock", "precious");
+        ck_assert_int_lt(vfiod_socket_bind(path), 0);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert(S_ISREG(st.st_mode));
+        ck_assert_int_eq(unlink(path), 0);
+        fd3 = vfiod_socket_bind(path);
+        ck_assert_int_ge(fd3, 0);
+        close(fd3);
+        testutil_rmtree(dir);
+        free(dir);
+}
+END_TEST
+
+/* Runs in a child as uid/gid 65534: Hello, then Stats must be EPERM; exit 0 when so. */
+static int child_unprivileged(const char *path)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Stats st = VFIOD__STATS__INIT;
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        struct vfiod_msg *m = NULL;
+        int fd;
+
+        if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+            setresuid(65534, 65534, 65534) < 0)
+                return 10;
+        fd = connect_to(path);
+        if (fd < 0)
+                return 11;
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        if (vfiod_msg_send(fd, &env, NULL, 0) < 0 || vfiod_msg_recv(fd, 0, &m, NULL) != 1)
+                return 12;
+        if (m->env->body_case != VFIOD__ENVELOPE__BODY_HELLO_REPLY ||
+            (m->env->hello_reply->capabilities & VFIOD__CAPABILITY__CAPABILITY_ADMIN))
+                return 13;
+        vfiod_msg_free(m);
+        env.id = 2;
+        env.body_case = VFIOD__ENVELOPE__BODY_STATS;
+        env.stats = &st;
+        if (vfiod_msg_send(fd, &env, NULL, 0) < 0 || vfiod_msg_recv(fd, 0, &m, NULL) != 1)
+                return 14;
+        if (m->env->body_case != VFIOD__ENVELOPE__BODY_ERROR || m->env->error->errnum != EPERM)
+                return 15;
+        vfiod_msg_free(m);
+        /* The policy names uid 1000 only: this peer sees nothing. */
+        env.id = 3;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &ld;
+        if (vfiod_msg_send(fd, &env, NULL, 0) < 0 || vfiod_msg_recv(fd, 0, &m, NULL) != 1)
+                return 16;
+        if (m->env->body_case != VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY ||
+            m->env->list_devices_reply->n_devices != 0)
+                return 17;
+        vfiod_msg_free(m);
+        close(fd);
+        return 0;
+}
+
+static void listen_in_root(void)
+{
+        int fd;
+
+        snprintf(sock_path, sizeof(sock_path), "%s/run/vfiod.sock", H.root);
+        ck_assert_int_eq(chmod(H.root, 0755), 0); /* the unprivileged child must get in */
+        fd = vfiod_socket_bind(sock_path);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(vfiod_server_listen_take(H.server, fd), 0);
+}
+
+START_TEST(peer_credentials_from_the_kernel)
+{
+        struct vfiod_client *c;
+        pid_t pid;
+        int status = -1, fd;
+
+        h_start(h_default_conf);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        listen_in_root();
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                _exit(child_unprivileged(sock_path));
+        for (int i = 0; i < 1000; i++) {
+                h_spin();
+                if (waitpid(pid, &status, WNOHANG) == pid)
+                        break;
+                usleep(2000);
+        }
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+        /* And this process (root) is admin, with its own pid. */
+        fd = connect_to(sock_path);
+        ck_assert_int_ge(fd, 0);
+        h_spin();
+        c = container_of(H.server->clients.prev, struct vfiod_client, link);
+        ck_assert_uint_eq(c->peer.uid, getuid());
+        ck_assert_int_eq(c->peer.pid, getpid());
+        h_hello(fd, 0);
+        ck_assert(c->admin);
+        close(fd);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+START_TEST(connection_limit)
+{
+        struct vfiod_msg *m;
+        int a, b, c;
+
+        h_start("[Daemon]\nMaxConnections=2\n");
+        listen_in_root();
+        a = connect_to(sock_path);
+        b = connect_to(sock_path);
+        h_spin();
+        c = connect_to(sock_path);
+        h_spin();
+        ck_assert_uint_eq(H.server->n_clients, 2);
+        m = h_recv(c);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ERROR);
+        ck_assert_ptr_nonnull(strstr(m->env->error->reason, "MaxConnections=2"));
+        ck_assert_int_eq(h_error(m), ENOSPC);
+        ck_assert(h_closed(c));
+        h_hello(a, 0);
+        close(c);
+        close(b);
+        h_spin();
+        ck_assert_uint_eq(H.server->n_clients, 1);
+        c = connect_to(sock_path);
+        h_hello(c, 0);
+        close(a);
+        close(c);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+/* ---- vfiod as a process --------------------------------------------------------------- */
+
+static pid_t spawn_daemon(const char *conf_path, int *ret_stderr)
+{
+        char vfio[4200];
+        int errpipe[2];
+        pid_t pid;
+
+        snprintf(vfio, sizeof(vfio), "%s/dev/vfio", H.root);
+        ck_assert_int_eq(pipe2(errpipe, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                dup2(errpipe[1], STDERR_FILENO);
+                setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0", 1);
+                unsetenv("LISTEN_FDS");
+                unsetenv("JOURNAL_STREAM");
+                execl(VFIOD_FAKE_PATH, "vfiod", "--socket", sock_path, "--config", conf_path,
+                      "--sysfs-root", H.root, "--vfio-dir", vfio, (char *)NULL);
+                _exit(127);
+        }
+        close(errpipe[1]);
+        *ret_stderr = errpipe[0];
+        return pid;
+}
+
+static int wait_exit(pid_t pid)
+{
+        int status = -1;
+
+        for (int i = 0; i < 500; i++) {
+                if (waitpid(pid, &status, WNOHANG) == pid)
+                        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                usleep(10000);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ck_abort_msg("the daemon did not exit");
+        return -1;
+}
+
+static int wait_socket(void)
+{
+        for (int i = 0; i < 500; i++) {
+                int fd = connect_to(sock_path);
+                if (fd >= 0)
+                        return fd;
+                usleep(10000);
+        }
+        ck_abort_msg("the daemon did not come up");
+        return -1;
+}
+
+static struct vfiod_msg *ext_call(int fd, Vfiod__Envelope *env)
+{
+        struct vfiod_msg *m = NULL;
+
+        ck_assert_int_eq(vfiod_msg_send(fd, env, NULL, 0), 0);
+        ck_assert_int_eq(vfiod_msg_recv(fd, 0, &m, NULL), 1);
+        ck_assert_uint_eq(m->env->id, env->id);
+        return m;
+}
+
+static void drain(int fd, char *buf, size_t size)
+{
+        size_t o = 0;
+        ssize_t n;
+
+        while (o + 1 < size && (n = read(fd, buf + o, size - o - 1)) > 0)
+                o += (size_t)n;
+        buf[o] = '\0';
+}
+
+START_TEST(daemon_process)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        struct vfiod_msg *m;
+        char conf[4200], log[16384];
+        int fd, err1, err2, status;
+        pid_t pid, second;
+        struct stat st;
+
+        h_start(NULL);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        snprintf(sock_path, sizeof(sock_path), "%s/run/vfiod.sock", H.root);
+        snprintf(conf, sizeof(conf), "%s/vfiod.conf", H.root);
+        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
+        pid = spawn_daemon(conf, &err1);
+        fd = wait_socket();
+
+        /* A second daemon on the same socket refuses to start. */
+        second = spawn_daemon(conf, &err2);
+        ck_assert_int_eq(wait_exit(second), 1);
+        drain(err2, log, sizeof(log));
+        ck_assert_msg(strstr(log, "in use by a running daemon"), "%s", log);
+        close(err2);
+
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        m = ext_call(fd, &env);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
+        vfiod_msg_free(m);
+        a.device = "0000:00:01.0";
+        a.mode = VFIOD__MODE__MODE_BROKERED;
+        env.id = 2;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
+        env.acquire = &a;
+        m = ext_call(fd, &env);
+        ck_assert_msg(m->env->body_case == VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY, "%s",
+                      m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? m->env->error->reason
+                                                                       : "?");
+        ck_assert_uint_eq(m->n_fds, 1);
+        vfiod_msg_free(m); /* closes our device fd */
+
+        /* SIGHUP with a broken file keeps the old configuration. */
+        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\nX=1\n");
+        ck_assert_int_eq(kill(pid, SIGHUP), 0);
+        usleep(100000);
+        ck_assert_int_eq(waitpid(pid, &status, WNOHANG), 0);
+
+        /* SIGTERM: the lease is released (full sequence), the socket removed. */
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        ck_assert_int_eq(wait_exit(pid), 0);
+        drain(err1, log, sizeof(log));
+        close(err1);
+        ck_assert_msg(strstr(log, "unknown key 'X'"), "%s", log);
+        ck_assert_msg(strstr(log, "the old configuration stays"), "%s", log);
+        ck_assert_msg(strstr(log, "leased device '0000:00:01.0'"), "%s", log);
+        ck_assert_msg(strstr(log, "released; group 1 is free"), "%s", log);
+        ck_assert_msg(strstr(log, "peer_uid=0"), "%s", log);
+        ck_assert_int_eq(stat(sock_path, &st), -1);
+        ck_assert(h_closed(fd));
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+static int run_status(const char *a1, const char *a2)
+{
+        pid_t pid = fork();
+        int status;
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                dup2(null, STDOUT_FILENO);
+                dup2(null, STDERR_FILENO);
+                execl(VFIOD_FAKE_PATH, "vfiod", a1, a2, (char *)NULL);
+                _exit(127);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+START_TEST(options)
+{
+        char *dir = testutil_mkdtemp("vfiod-opts");
+        char good[4200], bad[4200];
+
+        snprintf(good, sizeof(good), "%s/good.conf", dir);
+        snprintf(bad, sizeof(bad), "%s/bad.conf", dir);
+        testutil_write_file(dir, "good.conf", "[Device a]\nMatch=0000:00:01.0\nUsers=0\n");
+        testutil_write_file(dir, "bad.conf", "[Device a]\nUsers=0\n");
+        ck_assert_int_eq(run_status("--check-config", good), 0);
+        ck_assert_int_eq(run_status("--check-config", bad), 1);
+        ck_assert_int_eq(run_status("--help", NULL), 0);
+        ck_assert_int_eq(run_status("--version", NULL), 0);
+        ck_assert_int_eq(run_status("--no-such-option", NULL), 1);
+        testutil_rmtree(dir);
+        free(dir);
+}
+END_TEST
+
 int main(void)
 {
-        return 0;
+        Suite *s = suite_create("daemon-server");
+        TCase *tc = tcase_create("server");
+
+        testutil_tcase_fd_checked(tc);
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, own_socket);
+        tcase_add_test(tc, peer_credentials_from_the_kernel);
+        tcase_add_test(tc, connection_limit);
+        tcase_add_test(tc, daemon_process);
+        tcase_add_test(tc, options);
+        suite_add_tcase(s, tc);
+        return testutil_run_suite(s);
 }
