@@ -25,3 +25,17 @@ tests_client_lib_test_vfioctl_SOURCES = tests/client-lib/test-vfioctl.c \
 	client-lib/json.c client-lib/json.h
 tests_client_lib_test_vfioctl_CFLAGS = $(client_lib_suite_cflags)
 tests_client_lib_test_vfioctl_LDADD = $(client_lib_suite_libs)
+
+# libvfiod against the daemon's own code (daemon/ on the fake ioctl layer of
+# tests/daemon), run by daemon-helper in a child process: a separate program,
+# since daemon/ and libvfiod share a few names.
+check_PROGRAMS += tests/client-lib/test-daemon tests/client-lib/daemon-helper
+TESTS += tests/client-lib/test-daemon
+tests_client_lib_test_daemon_SOURCES = tests/client-lib/test-daemon.c
+tests_client_lib_test_daemon_CFLAGS = $(suite_cflags)
+tests_client_lib_test_daemon_LDADD = client-lib/libvfiod.la $(suite_libs)
+
+tests_client_lib_daemon_helper_SOURCES = tests/client-lib/daemon-helper.c
+tests_client_lib_daemon_helper_CFLAGS = $(suite_cflags) $(PROTOBUF_C_CFLAGS) $(SYSTEMD_CFLAGS) \
+	$(INIH_CFLAGS)
+tests_client_lib_daemon_helper_LDADD = tests/daemon/libdaemon-harness.la $(suite_libs)

@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libvfiod against the real daemon code: the vfiod server of daemon/ on the
+ * fake ioctl layer and a fake sysfs tree, run by daemon-helper in a child
+ * process, so that the synchronous library calls of the test process and the
+ * daemon's event loop run side by side. (A separate program, because daemon/
+ * and libvfiod both have a vfiod_devices_free() and a struct vfiod_limits.)
+ *
+ * The helper exits 0 only if, once every client is gone and the server is
+ * freed, no fake container, group or device fd is open anywhere: that checks
+ * that the library (and the test) closed every lease fd it received.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client-lib/vfiod.h"
+#include "tests/testutil.h"
+
+#define DEVICE "0000:00:04.0"
+
+struct daemon {
+        pid_t pid;
+        int user;  /* connection as uid 1000 */
+        int admin; /* connection as uid 0 (AdminUsers) */
+};
+
+static struct daemon daemon_start(void)
+{
+        struct daemon d;
+        int u[2], a[2];
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, u), 0);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, a), 0);
+        d.pid = fork();
+        ck_assert_int_ge(d.pid, 0);
+        if (d.pid == 0) {
+                const char *bin = getenv("VFIOD_TEST_DAEMON_HELPER");
+                char user[16], admin[16];
+
+                /* The helper inherits exactly its two ends. */
+                if (fcntl(u[1], F_SETFD, 0) < 0 || fcntl(a[1], F_SETFD, 0) < 0)
+                        _exit(126);
+                (void)snprintf(user, sizeof(user), "%d", u[1]);
+                (void)snprintf(admin, sizeof(admin), "%d", a[1]);
+                if (!bin)
+                        bin = "tests/client-lib/daemon-helper";
+                execl(bin, "daemon-helper", user, admin, (char *)NULL);
+                fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+                _exit(127);
+        }
+        close(u[1]);
+        close(a[1]);
+        d.user = u[0];
+        d.admin = a[0];
+        return d;
+}
+
+static void daemon_finish(struct daemon *d)
+{
+        int status;
+
+        ck_assert_int_eq(waitpid(d->pid, &status, 0), d->pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "daemon child failed (status 0x%x), see its stderr", status);
+}
+
+static struct vfiod *take(int fd)
+{
+        struct vfiod *c = NULL;
+
+        ck_assert_int_eq(vfiod_connect_take_fd(fd, VFIOD_CONNECT_HELLO, &c), 0);
+        return c;
+}
+
+static struct vfiod_device_info find_device(struct vfiod *c, const char *device)
+{
+        struct vfiod_device_info *devs = NULL, found;
+        size_t n = 0;
+
+        ck_assert_int_eq(vfiod_list_devices(c, device, &devs, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        found = devs[0];
+        vfiod_devices_free(devs, n);
+        return found;
+}
+
+START_TEST(test_session_and_devices)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_device_info *devs = NULL, dev;
+        struct vfiod_server_info info;
+        size_t n = 0;
+
+        ck_assert_int_eq(vfiod_get_server_info(user, &info), 0);
+        ck_assert_uint_eq(info.major, 1);
+        ck_assert_str_eq(info.server_version, "vfiod " PACKAGE_VERSION);
+        ck_assert(info.capabilities & VFIOD_CAP_EVENTS);
+        ck_assert(info.capabilities & VFIOD_CAP_BROKERED);
+        ck_assert(!(info.capabilities & VFIOD_CAP_ADMIN));
+        ck_assert_int_eq(vfiod_get_server_info(admin, &info), 0);
+        ck_assert(info.capabilities & VFIOD_CAP_ADMIN);
+
+        /* The user sees what the policy names; the admin (no device rule) sees nothing. */
+        ck_assert_int_eq(vfiod_list_devices(user, NULL, &devs, &n), 0);
+        ck_assert_uint_ge(n, 1);
+        vfiod_devices_free(devs, n);
+        dev = find_device(user, DEVICE);
+        ck_assert_str_eq(dev.device, DEVICE);
+        ck_assert_uint_eq(dev.vendor_id, 0x1234);
+        ck_assert_uint_eq(dev.iommu_group, 5);
+        ck_assert_str_eq(dev.driver, "vfio-pci");
+        ck_assert_int_eq(dev.state, VFIOD_LEASE_STATE_FREE);
+        ck_assert_uint_eq(dev.allowed_modes,
+                          VFIOD_MODE_BIT(VFIOD_MODE_DIRECT) | VFIOD_MODE_BIT(VFIOD_MODE_BROKERED));
+        ck_assert_int_eq(vfiod_list_devices(user, "0000:00:06.0", &devs, &n), -ENOENT);
+        ck_assert_str_ne(vfiod_last_error(user), "");
+
+        /* Admin calls are refused to the user, with the daemon's reason. */
+        {
+                struct vfiod_stats st;
+
+                ck_assert_int_eq(vfiod_stats(user, &st), -EPERM);
+                ck_assert_str_ne(vfiod_last_error(user), "");
+                ck_assert_int_eq(vfiod_stats(admin, &st), 0);
+                ck_assert_uint_eq(st.clients, 2);
+                ck_assert_uint_eq(st.leases, 0);
+        }
+        vfiod_close(user);
+        vfiod_close(admin);
+        daemon_finish(&d);
+}
+END_TEST
+
+START_TEST(test_direct_lease)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_lease lease, other;
+        struct vfiod_device_info dev;
+
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_DIRECT, &lease), 0);
+        ck_assert_uint_ne(lease.lease_id, 0);
+        ck_assert_uint_ne(lease.domain_id, 0);
+        ck_assert_uint_eq(lease.iommu_group, 5);
+        ck_assert_str_eq(lease.device, DEVICE);
+        ck_assert_int_ge(lease.container_fd, 0);
+        ck_assert_int_ge(lease.group_fd, 0);
+        ck_assert_int_ge(lease.device_fd, 0);
+        ck_assert(fcntl(lease.device_fd, F_GETFD) & FD_CLOEXEC);
+
+        dev = find_device(user, DEVICE);
+        ck_assert_int_eq(dev.state, VFIOD_LEASE_STATE_LEASED_BY_YOU);
+        ck_assert_uint_eq(dev.lease_id, lease.lease_id);
+        /* Leased: a second acquire is refused. */
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_DIRECT, &other), -EBUSY);
+        ck_assert_str_ne(vfiod_last_error(user), "");
+        /* Not in the policy, not bound to vfio-pci. */
+        ck_assert_int_lt(vfiod_acquire(user, "0000:00:06.0", 0, VFIOD_MODE_DIRECT, &other), 0);
+        ck_assert_int_lt(vfiod_acquire(user, "0000:00:05.0", 0, VFIOD_MODE_DIRECT, &other), 0);
+
+        /* The admin sees the lease and its holder. */
+        {
+                struct vfiod_lease_info *l = NULL;
+                size_t n = 0;
+
+                ck_assert_int_eq(vfiod_list_leases(admin, &l, &n), 0);
+                ck_assert_uint_eq(n, 1);
+                ck_assert_uint_eq(l[0].lease_id, lease.lease_id);
+                ck_assert_uint_eq(l[0].uid, 1000);
+                ck_assert_int_eq(l[0].mode, VFIOD_MODE_DIRECT);
+                ck_assert_uint_ge(l[0].n_devices, 1);
+                ck_assert_str_eq(l[0].devices[0], DEVICE);
+                vfiod_leases_free(l, n);
+        }
+
+        vfiod_lease_close_fds(&lease);
+        ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+        ck_assert_int_eq(vfiod_release(user, lease.lease_id), -ENOENT);
+        dev = find_device(user, DEVICE);
+        ck_assert_int_eq(dev.state, VFIOD_LEASE_STATE_FREE);
+
+        vfiod_close(user);
+        vfiod_close(admin);
+        daemon_finish(&d);
+}
+END_TEST
+
+START_TEST(test_brokered_dma_irqs_and_revoke)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_lease lease;
+        struct vfiod_event ev;
+        uint64_t bytes = 0;
+        int mem, plain, efd[2];
+
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
+        ck_assert_int_eq(lease.container_fd, -1);
+        ck_assert_int_eq(lease.group_fd, -1);
+        ck_assert_int_ge(lease.device_fd, 0);
+
+        /* DMA through the daemon, from a sealed memfd; two ranges share one fd. */
+        ck_assert_int_eq(vfiod_memfd_create("ram", 4 * 4096, &mem), 0);
+        ck_assert_int_eq(vfiod_map_memfd(user, lease.domain_id, mem, 0, 0x100000, 2 * 4096,
+                                         VFIOD_DMA_READ | VFIOD_DMA_WRITE),
+                         0);
+        {
+                const struct vfiod_dma_range r[] = {
+                    {mem, 2 * 4096, 0x200000, 4096, VFIOD_DMA_READ},
+                    {mem, 3 * 4096, 0x300000, 4096, VFIOD_DMA_READ | VFIOD_DMA_WRITE},
+                };
+                ck_assert_int_eq(vfiod_map_dma(user, lease.domain_id, r, 2, &bytes), 2);
+                ck_assert_uint_eq(bytes, 2 * 4096);
+        }
+        /* A memfd without F_SEAL_SHRINK is refused, with the daemon's reason. */
+        plain = memfd_create("plain", MFD_CLOEXEC);
+        ck_assert_int_ge(plain, 0);
+        ck_assert_int_eq(ftruncate(plain, 4096), 0);
+        ck_assert_int_lt(
+            vfiod_map_memfd(user, lease.domain_id, plain, 0, 0x400000, 4096, VFIOD_DMA_READ), 0);
+        ck_assert_str_ne(vfiod_last_error(user), "");
+        close(plain);
+        {
+                const struct vfiod_iova_range u[] = {{0x200000, 4096}, {0x300000, 4096}};
+
+                ck_assert_int_eq(vfiod_unmap_dma(user, lease.domain_id, u, 2, &bytes), 2);
+                ck_assert_uint_eq(bytes, 2 * 4096);
+        }
+
+        /* MSI-X through the daemon. */
+        ck_assert_int_eq(vfiod_setup_msi(user, lease.lease_id, VFIOD_IRQ_INDEX_MSIX, 2, efd), 0);
+        ck_assert_int_eq(vfiod_disable_irqs(user, lease.lease_id, VFIOD_IRQ_INDEX_MSIX), 0);
+        ck_assert_int_eq(vfiod_reset(user, lease.lease_id, NULL), 0);
+
+        /* The admin revokes: the holder gets ReleaseRequested and gives the lease back. */
+        ck_assert_int_eq(vfiod_revoke(admin, lease.lease_id, "test over"), 0);
+        {
+                struct pollfd p = {.fd = vfiod_get_fd(user), .events = POLLIN};
+                int r;
+
+                while ((r = vfiod_next_event(user, &ev)) == -EAGAIN)
+                        ck_assert_int_eq(poll(&p, 1, 5000), 1);
+                ck_assert_int_eq(r, 0);
+        }
+        ck_assert_int_eq(ev.type, VFIOD_EVENT_RELEASE_REQUESTED);
+        ck_assert_uint_eq(ev.lease_id, lease.lease_id);
+        ck_assert_str_eq(ev.device, DEVICE);
+        ck_assert_int_eq(ev.reason, VFIOD_RELEASE_REASON_ADMIN_REVOKE);
+        ck_assert_str_eq(ev.detail, "test over");
+        vfiod_lease_close_fds(&lease);
+        ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+
+        vfiod_close(user);
+        vfiod_close(admin);
+        daemon_finish(&d);
+        close(mem);
+        close(efd[0]);
+        close(efd[1]);
+}
+END_TEST
+
+static Suite *daemon_suite(void)
+{
+        Suite *s = suite_create("libvfiod-daemon");
+        TCase *tc = tcase_create("daemon");
+
+        testutil_tcase_fd_checked(tc);
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_session_and_devices);
+        tcase_add_test(tc, test_direct_lease);
+        tcase_add_test(tc, test_brokered_dma_irqs_and_revoke);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        return testutil_run_suite(daemon_suite());
+}
