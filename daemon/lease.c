@@ -616,11 +616,14 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
         l->client->usage.leases--;
         {
                 /* 5 and 6 (or quarantine). */
-                struct vfiod_log_about a =
-                    vfiod_client_about(l->client, l->device, l->group_id, l->id);
+                struct vfiod_log_about a;
+                char device[KVFIO_BDF_MAX];
                 int id = l->group_id;
                 uint64_t lid = l->id;
 
+                /* The lease is freed below: the log line keeps its own copy of the name. */
+                snprintf(device, sizeof(device), "%s", l->device);
+                a = vfiod_client_about(l->client, device, id, lid);
                 lease_free_devs(l, s->loop);
                 safe_close(l->group_fd);
                 lease_unlink(l);

@@ -228,6 +228,10 @@ static pid_t spawn_daemon(const char *conf_path, int *ret_stderr)
                 setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0", 1);
                 unsetenv("LISTEN_FDS");
                 unsetenv("JOURNAL_STREAM");
+                if (getenv("VFIOD_TEST_VALGRIND")) /* e.g. "valgrind --error-exitcode=3 -q" */
+                        execlp("sh", "sh", "-c", "exec $VFIOD_TEST_VALGRIND \"$@\"", "sh",
+                               VFIOD_FAKE_PATH, "--socket", sock_path, "--config", conf_path,
+                               "--sysfs-root", H.root, "--vfio-dir", vfio, (char *)NULL);
                 execl(VFIOD_FAKE_PATH, "vfiod", "--socket", sock_path, "--config", conf_path,
                       "--sysfs-root", H.root, "--vfio-dir", vfio, (char *)NULL);
                 _exit(127);
@@ -337,8 +341,9 @@ START_TEST(daemon_process)
 
         /* SIGTERM: the lease is released (full sequence), the socket removed. */
         ck_assert_int_eq(kill(pid, SIGTERM), 0);
-        ck_assert_int_eq(wait_exit(pid), 0);
+        status = wait_exit(pid);
         drain(err1, log, sizeof(log));
+        ck_assert_msg(status == 0, "exit status %d: %s", status, log);
         close(err1);
         ck_assert_msg(strstr(log, "unknown key 'X'"), "%s", log);
         ck_assert_msg(strstr(log, "the old configuration stays"), "%s", log);
