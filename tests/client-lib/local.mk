@@ -20,7 +20,12 @@ tests_client_lib_test_libvfiod_SOURCES = tests/client-lib/test-libvfiod.c
 tests_client_lib_test_libvfiod_CFLAGS = $(client_lib_suite_cflags)
 tests_client_lib_test_libvfiod_LDADD = $(client_lib_suite_libs)
 
-# Runs the built client-lib/vfioctl (from the build folder, as `make check` does).
+# Runs the built client-lib/vfioctl (from the build folder, as `make check` does),
+# and brokered-child as the COMMAND of `vfioctl acquire --brokered`.
+check_PROGRAMS += tests/client-lib/brokered-child
+tests_client_lib_brokered_child_SOURCES = tests/client-lib/brokered-child.c
+tests_client_lib_brokered_child_LDADD = client-lib/libvfiod.la
+
 tests_client_lib_test_vfioctl_SOURCES = tests/client-lib/test-vfioctl.c \
 	client-lib/json.c client-lib/json.h
 tests_client_lib_test_vfioctl_CFLAGS = $(client_lib_suite_cflags)

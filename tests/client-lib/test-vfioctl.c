@@ -288,6 +288,7 @@ struct acquire_script {
         bool send_event;
         const char *started; /* with send_event: wait for COMMAND to create this file */
         int refuse;          /* errno to refuse the acquire with, 0 = grant */
+        bool child_stats;    /* COMMAND sends Stats on the inherited connection */
 };
 
 static void script_acquire(int sock, void *userdata)
@@ -328,6 +329,20 @@ static void script_acquire(int sock, void *userdata)
         env.acquire_reply = &ar;
         fake_send(sock, &env, s->fds, n_fds);
         vfiod_msg_free(m);
+
+        /* COMMAND's own request, on the connection it inherited. */
+        if (s->child_stats) {
+                Vfiod__StatsReply sr = VFIOD__STATS_REPLY__INIT;
+
+                m = fake_recv(sock, VFIOD__ENVELOPE__BODY_STATS);
+                sr.clients = 7;
+                env = (Vfiod__Envelope)VFIOD__ENVELOPE__INIT;
+                env.id = m->env->id;
+                env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
+                env.stats_reply = &sr;
+                fake_send(sock, &env, NULL, 0);
+                vfiod_msg_free(m);
+        }
 
         /* Once COMMAND runs, so that the test does not depend on how fast it starts. */
         for (int i = 0; s->send_event && s->started && access(s->started, F_OK) < 0; i++) {
@@ -423,6 +438,31 @@ START_TEST(test_acquire_brokered)
         ck_assert_msg(r.status == 0, "status %d, stderr: %s, out: %s", r.status, r.err, r.out);
         ck_assert_str_eq(r.out, "/memfd:device (deleted)\nsocket\n");
         ck_assert_int_eq(unsetenv("VFIOD_GROUP_FD"), 0);
+        run_done(&r);
+        acquire_fds_close(&s);
+        place_free(&p);
+}
+END_TEST
+
+/* COMMAND adopts the connection with vfiod_connect_env() and makes a call on it. */
+START_TEST(test_acquire_brokered_client)
+{
+        struct place p = place_new();
+        struct acquire_script s = {.mode = VFIOD__MODE__MODE_BROKERED, .child_stats = true};
+        const char *child =
+            getenv("BROKERED_CHILD") ? getenv("BROKERED_CHILD") : "tests/client-lib/brokered-child";
+        const char *args[] = {"--socket",     p.sock, "acquire", "--brokered",
+                              "0000:00:04.0", "--",   child,     NULL};
+        struct fake f;
+        struct run r;
+
+        acquire_fds_open(&s);
+        fake_start_listen(&f, p.sock, script_acquire, &s);
+        r = run_vfioctl(args);
+        fake_finish(&f);
+        ck_assert_msg(r.status == 0, "status %d, stderr: %s", r.status, r.err);
+        ck_assert_str_eq(r.out, "clients 7\n");
+        ck_assert_str_eq(r.err, "");
         run_done(&r);
         acquire_fds_close(&s);
         place_free(&p);
@@ -713,6 +753,7 @@ static Suite *vfioctl_suite(void)
         tcase_add_test(tc, test_list_table);
         tcase_add_test(tc, test_acquire_direct);
         tcase_add_test(tc, test_acquire_brokered);
+        tcase_add_test(tc, test_acquire_brokered_client);
         tcase_add_test(tc, test_acquire_release_requested);
         tcase_add_test(tc, test_acquire_refused);
         tcase_add_test(tc, test_admin_commands);
