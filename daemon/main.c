@@ -174,6 +174,7 @@ int main(int argc, char **argv)
                 log_error_errno(r, "Cannot set up the server");
                 return EXIT_FAILURE;
         }
+        vfiod_server_log_devices(server);
         fd = vfiod_socket_from_systemd();
         if (fd < 0)
                 goto fail;

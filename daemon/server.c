@@ -317,6 +317,35 @@ int vfiod_server_reload(struct vfiod_server *s, struct vfiod_errors *errors, uin
         return 0;
 }
 
+void vfiod_server_log_devices(struct vfiod_server *s)
+{
+        struct kvfio_pci_list *list = NULL;
+        size_t n_vfio = 0;
+        int r;
+
+        r = vfiod_registry_discover(s->devices, &list);
+        if (r < 0) {
+                log_warning("Cannot list the PCI devices under '%s': %s", s->devices->sysfs_root,
+                            strerror(-r));
+                return;
+        }
+        for (size_t i = 0; i < list->n; i++) {
+                const struct kvfio_pci_dev *d = &list->devs[i];
+                struct vfiod_log_about a = {.device = d->bdf, .group = d->iommu_group};
+
+                if (!vfiod_dev_is_vfio(d))
+                        continue;
+                n_vfio++;
+                vfiod_log_about(LOG_INFO, &a,
+                                "device '%s' (%04x:%04x, group %d) is bound to vfio-pci", d->bdf,
+                                d->vendor, d->device, d->iommu_group);
+        }
+        log_notice("Found %zu PCI device(s) under '%s', %zu bound to vfio-pci%s", list->n,
+                   s->devices->sysfs_root, n_vfio,
+                   list->n_skipped ? "; some entries could not be read" : "");
+        kvfio_pci_list_free(list);
+}
+
 /* ---- the listening socket ------------------------------------------------------- */
 
 static int mkdir_parent(const char *path)

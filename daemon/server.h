@@ -80,6 +80,9 @@ void vfiod_server_reap(struct vfiod_server *server);
 /* Starts the quarantine timer if a group is quarantined. */
 void vfiod_server_quarantine_kick(struct vfiod_server *server);
 
+/* Discovers the PCI devices (under the sysfs root) and logs what vfio-pci holds. */
+void vfiod_server_log_devices(struct vfiod_server *server);
+
 /* Milliseconds since the server started. */
 uint64_t vfiod_server_uptime_ms(struct vfiod_server *server);
 

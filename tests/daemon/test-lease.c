@@ -7,6 +7,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -650,6 +651,33 @@ START_TEST(set_irqs_on_behalf)
         ck_assert_int_eq(set_irqs(fd, lease, VFIO_PCI_MSI_IRQ_INDEX, 0, 2, efd, 2), EINVAL);
         ck_assert_int_eq(set_irqs(fd, lease, 99, 0, 1, efd, 1), EINVAL);
         ck_assert_int_eq(set_irqs(fd, lease + 100, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, efd, 1), ENOENT);
+        /* Not an eventfd (the transport's send refuses it: go raw). */
+        {
+                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+                Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
+                int32_t idx0 = 0;
+                int p[2];
+                struct vfiod_msg *m;
+
+                ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+                si.lease_id = lease;
+                si.index = VFIOD__IRQ_INDEX__IRQ_INDEX_MSIX;
+                si.count = 1;
+                si.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
+                si.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
+                si.n_eventfds = 1;
+                si.eventfds = &idx0;
+                env.id = 4242;
+                env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+                env.set_irqs = &si;
+                h_send_raw(fd, &env, p, 1);
+                m = h_recv(fd);
+                ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ERROR);
+                ck_assert_ptr_nonnull(strstr(m->env->error->reason, "not an eventfd"));
+                ck_assert_int_eq(h_error(m), EINVAL);
+                close(p[0]);
+                close(p[1]);
+        }
         /* Disable: every copy goes. */
         ck_assert_int_eq(set_irqs(fd, lease, VFIO_PCI_MSIX_IRQ_INDEX, 0, 0, NULL, 0), 0);
         ck_assert_uint_eq(fake_kernel_irq_assigned(DEV1, VFIO_PCI_MSIX_IRQ_INDEX), 0);

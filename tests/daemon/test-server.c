@@ -213,7 +213,8 @@ END_TEST
 
 /* ---- vfiod as a process --------------------------------------------------------------- */
 
-static pid_t spawn_daemon(const char *conf_path, int *ret_stderr)
+static pid_t spawn_daemon_fd(const char *conf_path, const char *own_sock, int listen_fd,
+                             int *ret_stderr)
 {
         char vfio[4200];
         int errpipe[2];
@@ -227,18 +228,32 @@ static pid_t spawn_daemon(const char *conf_path, int *ret_stderr)
                 dup2(errpipe[1], STDERR_FILENO);
                 setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0", 1);
                 unsetenv("LISTEN_FDS");
+                if (listen_fd >= 0) {
+                        char pidbuf[32];
+
+                        /* systemd's protocol: fd 3, LISTEN_FDS=1, LISTEN_PID=us. */
+                        dup2(listen_fd, 3);
+                        snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
+                        setenv("LISTEN_FDS", "1", 1);
+                        setenv("LISTEN_PID", pidbuf, 1);
+                }
                 unsetenv("JOURNAL_STREAM");
                 if (getenv("VFIOD_TEST_VALGRIND")) /* e.g. "valgrind --error-exitcode=3 -q" */
                         execlp("sh", "sh", "-c", "exec $VFIOD_TEST_VALGRIND \"$@\"", "sh",
-                               VFIOD_FAKE_PATH, "--socket", sock_path, "--config", conf_path,
+                               VFIOD_FAKE_PATH, "--socket", own_sock, "--config", conf_path,
                                "--sysfs-root", H.root, "--vfio-dir", vfio, (char *)NULL);
-                execl(VFIOD_FAKE_PATH, "vfiod", "--socket", sock_path, "--config", conf_path,
+                execl(VFIOD_FAKE_PATH, "vfiod", "--socket", own_sock, "--config", conf_path,
                       "--sysfs-root", H.root, "--vfio-dir", vfio, (char *)NULL);
                 _exit(127);
         }
         close(errpipe[1]);
         *ret_stderr = errpipe[0];
         return pid;
+}
+
+static pid_t spawn_daemon(const char *conf_path, int *ret_stderr)
+{
+        return spawn_daemon_fd(conf_path, sock_path, -1, ret_stderr);
 }
 
 static int wait_exit(pid_t pid)
@@ -357,6 +372,67 @@ START_TEST(daemon_process)
 }
 END_TEST
 
+static int listening(int type, const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+
+        ck_assert_int_ge(fd, 0);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(fd, 16), 0);
+        return fd;
+}
+
+START_TEST(socket_activation)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        struct vfiod_msg *m;
+        char conf[4200], unused[4300], log[16384];
+        int lfd, err, fd;
+        pid_t pid;
+        struct stat st;
+
+        h_start(NULL);
+        snprintf(conf, sizeof(conf), "%s/vfiod.conf", H.root);
+        snprintf(sock_path, sizeof(sock_path), "%s/activated.sock", H.root);
+        snprintf(unused, sizeof(unused), "%s/own.sock", H.root);
+        testutil_write_file(H.root, "vfiod.conf", "");
+        /* A stream socket is refused. */
+        lfd = listening(SOCK_STREAM, sock_path);
+        pid = spawn_daemon_fd(conf, unused, lfd, &err);
+        ck_assert_int_eq(wait_exit(pid), 1);
+        drain(err, log, sizeof(log));
+        ck_assert_msg(strstr(log, "SOCK_SEQPACKET"), "%s", log);
+        close(err);
+        close(lfd);
+        unlink(sock_path);
+        /* A SEQPACKET one is used, and vfiod binds nothing of its own. */
+        lfd = listening(SOCK_SEQPACKET, sock_path);
+        pid = spawn_daemon_fd(conf, unused, lfd, &err);
+        close(lfd);
+        fd = wait_socket();
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        m = ext_call(fd, &env);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
+        vfiod_msg_free(m);
+        ck_assert_int_eq(stat(unused, &st), -1);
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        ck_assert_int_eq(wait_exit(pid), 0);
+        drain(err, log, sizeof(log));
+        close(err);
+        ck_assert_msg(strstr(log, "the socket from systemd"), "%s", log);
+        /* The socket belongs to systemd: vfiod leaves it. */
+        ck_assert_int_eq(stat(sock_path, &st), 0);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
 static int run_status(const char *a1, const char *a2)
 {
         pid_t pid = fork();
@@ -405,6 +481,7 @@ int main(void)
         tcase_add_test(tc, peer_credentials_from_the_kernel);
         tcase_add_test(tc, connection_limit);
         tcase_add_test(tc, daemon_process);
+        tcase_add_test(tc, socket_activation);
         tcase_add_test(tc, options);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
