@@ -972,7 +972,7 @@ void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
         if (msg->n_fds > lim->max_fds_per_message)
                 r = vfiod_error_set(&err, ENOSPC, "%zu fds: MaxFdsPerMessage=%u reached",
                                     msg->n_fds, lim->max_fds_per_message);
-        else if (rule->admin && !c->admin) {
+        else if (rule->admin && !vfiod_policy_is_admin(c->server->policy, &c->peer)) {
                 r = vfiod_error_set(&err, EPERM, "'%s' is for administrators", name);
                 LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": refused '%s': not an admin", c->id,
                            name);

@@ -132,9 +132,11 @@ static void dev_irqs_off(struct vfiod_lease_dev *dev, struct ev_loop *loop)
                 if (dev->irqs[i].count == 0)
                         continue;
                 r = kvfio_irq_disable(dev->fd, i);
+                /* vfio-pci answers EINVAL for an MSI/MSI-X index that is not enabled. */
                 if (r < 0)
-                        LOG_LEASE(LOG_WARNING, l, dev->bdf, "disabling %s failed: %s",
-                                  kvfio_irq_index_name(i), strerror(-r));
+                        LOG_LEASE(r == -EINVAL ? LOG_DEBUG : LOG_WARNING, l, dev->bdf,
+                                  "disabling %s: %s", kvfio_irq_index_name(i),
+                                  r == -EINVAL ? "it was not enabled" : strerror(-r));
         }
         for (uint32_t i = 0; i < VFIOD_N_CLIENT_IRQ_INDEXES; i++) {
                 close_client_irq_fds(dev, i);
