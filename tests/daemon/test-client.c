@@ -560,6 +560,49 @@ START_TEST(full_queue_drops_the_client)
 }
 END_TEST
 
+START_TEST(queued_datagrams_keep_their_fds)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__AcquireReply ar = VFIOD__ACQUIRE_REPLY__INIT;
+        struct vfiod_client *c;
+        int fd, efd, small = 4096, sent = 0, got = 0;
+        size_t queued_max = 0;
+
+        start_default();
+        fd = h_connect(1000, 1000);
+        c = server_client(1);
+        ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        h_hello(fd, 0);
+        efd = eventfd(0, EFD_CLOEXEC);
+        ar.device = "0000:00:01.0";
+        ar.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
+        ar.device_fd = 0;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
+        env.acquire_reply = &ar;
+        /* Send until a few go to the queue (the socket is full). */
+        while (c->queued_msgs < 3) {
+                env.id = (uint64_t)++sent;
+                ck_assert_int_eq(vfiod_client_send(c, &env, &efd, 1), 0);
+                if (c->queued_msgs > queued_max)
+                        queued_max = c->queued_msgs;
+                ck_assert_int_lt(sent, 10000);
+        }
+        /* Our eventfd is still ours; the queue holds duplicates. */
+        close(efd);
+        for (; got < sent; got++) {
+                struct vfiod_msg *m = h_recv(fd);
+                ck_assert_uint_eq(m->env->id, (uint64_t)got + 1);
+                ck_assert_uint_eq(m->n_fds, 1);
+                ck_assert(fcntl(m->fds[0], F_GETFD) >= 0);
+                vfiod_msg_free(m);
+        }
+        ck_assert_uint_eq(c->queued_msgs, 0);
+        ck_assert_uint_eq(c->queued_bytes, 0);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("daemon-client");
@@ -590,6 +633,7 @@ int main(void)
         tcase_set_timeout(q, 30);
         tcase_add_test(q, no_read_pauses_then_drains);
         tcase_add_test(q, full_queue_drops_the_client);
+        tcase_add_test(q, queued_datagrams_keep_their_fds);
         suite_add_tcase(s, q);
         return testutil_run_suite(s);
 }
