@@ -154,6 +154,9 @@ int main(int argc, char **argv)
                 log_error("Invalid configuration; not starting");
                 return EXIT_FAILURE;
         }
+        if (policy->n_rules == 0)
+                log_notice("The configuration '%s' has no [Device] rule: nobody may lease anything",
+                           config ? config : VFIOD_DEFAULT_CONFIG);
         (void)signal(SIGPIPE, SIG_IGN);
         loop = ev_default_loop(EVFLAG_AUTO);
         if (!loop) {

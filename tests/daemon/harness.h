@@ -8,6 +8,10 @@
  * forked test, so the fd-leak fixture sees it all). h_stop() frees the
  * server (which releases every lease) and then asserts that no fake
  * container, group or device fd is still open anywhere.
+ *
+ * Every log line is formatted (at debug level) and thrown away; set
+ * VFIOD_TEST_VERBOSE=1 to see them. test-server runs vfiod-fake as a process;
+ * VFIOD_TEST_VALGRIND="valgrind --error-exitcode=3 ..." runs it under that.
  */
 #pragma once
 
