@@ -583,7 +583,7 @@ static int handle_reset(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         if (!dev)
                 return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
                                        rq->device, l->id);
-        r = kvfio_device_reset(dev->fd);
+        r = vfiod_lease_reset_dev(dev);
         if (r < 0)
                 return vfiod_error_set(err, -r, "resetting '%s' failed: %s", dev->bdf,
                                        strerror(-r));

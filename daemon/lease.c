@@ -151,7 +151,47 @@ static void dev_irqs_off(struct vfiod_lease_dev *dev, struct ev_loop *loop)
         dev->err_fd = safe_close(dev->err_fd);
 }
 
+/* ---- resets ------------------------------------------------------------------ */
+
+/*
+ * Resets one device: VFIO_DEVICE_RESET, or, when the device has no reset of
+ * its own, a bus hot reset if every device it affects is in group `group`
+ * (whose fd we hold). Returns 0 or the first error.
+ */
+static int reset_device(int device_fd, const char *bdf, int group, int group_fd)
+{
+        struct kvfio_hot_reset_info *info = NULL;
+        int r, h;
+
+        r = kvfio_device_reset(device_fd);
+        if (r != -ENOTTY && r != -EINVAL)
+                return r;
+        h = kvfio_device_get_hot_reset_info(device_fd, &info);
+        if (h < 0)
+                return r; /* no hot reset either: the device's own answer */
+        for (size_t i = 0; i < info->n; i++)
+                if ((int)info->devs[i].group_id != group) {
+                        char other[16];
+                        struct vfiod_log_about a = {.device = bdf, .group = group};
+
+                        vfiod_log_about(LOG_WARNING, &a,
+                                        "'%s' has no reset of its own and a hot reset would "
+                                        "also reset '%s' (group %u)",
+                                        bdf, kvfio_hot_reset_dep_bdf(&info->devs[i], other),
+                                        info->devs[i].group_id);
+                        kvfio_hot_reset_info_free(info);
+                        return r;
+                }
+        kvfio_hot_reset_info_free(info);
+        return kvfio_device_hot_reset(device_fd, &group_fd, 1);
+}
+
 /* ---- quarantine and sanitize ---------------------------------------------- */
+
+int vfiod_lease_reset_dev(struct vfiod_lease_dev *dev)
+{
+        return reset_device(dev->fd, dev->bdf, dev->lease->group_id, dev->lease->group_fd);
+}
 
 int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd)
 {
@@ -196,7 +236,7 @@ int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd)
                         r = dfd;
                         continue;
                 }
-                rr = kvfio_device_reset(dfd);
+                rr = reset_device(dfd, m->bdf, id, group_fd);
                 if (rr < 0)
                         vfiod_log_about(LOG_WARNING, &a, "sanitize: resetting '%s' failed: %s",
                                         m->bdf, strerror(-rr));
@@ -575,7 +615,7 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
 
         /* 3. Reset: stops device DMA. */
         for (size_t i = 0; i < l->n_devs; i++) {
-                r = kvfio_device_reset(l->devs[i].fd);
+                r = reset_device(l->devs[i].fd, l->devs[i].bdf, l->group_id, l->group_fd);
                 if (r < 0)
                         LOG_LEASE(LOG_WARNING, l, l->devs[i].bdf, "resetting '%s' failed: %s",
                                   l->devs[i].bdf, strerror(-r));

@@ -15,7 +15,8 @@
  *      eventfd closed;
  *   2. when it is the domain's last lease: BROKERED, unmap and munmap every
  *      daemon mapping; DIRECT, VFIO_UNMAP_ALL when the container has it;
- *   3. reset every device (stops its DMA);
+ *   3. reset every device (stops its DMA): VFIO_DEVICE_RESET, or a hot reset
+ *      when the device has none and the reset stays inside the group;
  *   4. close the daemon's device fds, then unset the container: EBUSY means a
  *      client still holds a device fd: QUARANTINED (waits for the unset);
  *   5. close the daemon's group fd and open /dev/vfio/N again: EBUSY means
@@ -116,6 +117,12 @@ struct vfiod_lease_dev *vfiod_lease_find_dev(struct vfiod_lease *lease, const ch
 int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint32_t start,
                               uint32_t count, uint32_t action, uint32_t data, const uint8_t *bools,
                               int *fds, struct vfiod_error *err);
+
+/*
+ * Resets a device of the lease: VFIO_DEVICE_RESET, or a bus hot reset when
+ * the device has no reset of its own and the reset touches no other group.
+ */
+int vfiod_lease_reset_dev(struct vfiod_lease_dev *dev);
 
 /* Checks the quarantined groups again; re-arms the server's timer while any is left. */
 void vfiod_quarantine_check(struct vfiod_server *server);

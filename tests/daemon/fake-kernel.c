@@ -70,6 +70,8 @@ static size_t n_groups;
 static struct fdev **devs;
 static size_t n_devs;
 static bool unmap_all_supported = true;
+/* A hot reset touches the device's own group, and this one when >= 0. */
+static int hot_reset_other_group = -1;
 static char trace[1 << 16];
 static size_t trace_len;
 
@@ -306,6 +308,7 @@ void fake_kernel_reset(void)
         groups = NULL;
         n_groups = 0;
         unmap_all_supported = true;
+        hot_reset_other_group = -1;
         memset(fails, 0, sizeof(fails));
         fake_kernel_trace_clear();
 }
@@ -838,20 +841,57 @@ void kvfio_hot_reset_info_free(struct kvfio_hot_reset_info *info)
         free(info);
 }
 
+void fake_kernel_set_hot_reset(int other_group)
+{
+        hot_reset_other_group = other_group;
+}
+
 int kvfio_device_get_hot_reset_info(int device_fd, struct kvfio_hot_reset_info **ret_info)
 {
+        struct kvfio_hot_reset_info *info;
         struct fobj *o;
         int r = obj_get(device_fd, K_DEVICE, &o);
 
-        return r < 0 ? r : -ENOTTY;
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        info = calloc(1, sizeof(*info));
+        if (!info)
+                return -ENOMEM;
+        info->devs = calloc(2, sizeof(*info->devs));
+        if (!info->devs) {
+                free(info);
+                return -ENOMEM;
+        }
+        info->devs[info->n++] =
+            (struct kvfio_hot_reset_dep){.devfn = 1 << 3, .group_id = (uint32_t)o->fdev->group};
+        if (hot_reset_other_group >= 0)
+                info->devs[info->n++] = (struct kvfio_hot_reset_dep){
+                    .devfn = 2 << 3, .group_id = (uint32_t)hot_reset_other_group};
+        *ret_info = info;
+        return 0;
 }
 
 int kvfio_device_hot_reset(int device_fd, const int *group_fds, size_t n_group_fds)
 {
-        struct fobj *o;
+        struct fobj *o, *g;
         int r = obj_get(device_fd, K_DEVICE, &o);
 
-        return r < 0 ? r : -ENOTTY;
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (n_group_fds == 0 || !group_fds)
+                return -EINVAL;
+        for (size_t i = 0; i < n_group_fds; i++) {
+                r = obj_get(group_fds[i], K_GROUP, &g);
+                if (r < 0)
+                        return r;
+                if (g->group->id != o->fdev->group)
+                        return -EINVAL;
+        }
+        o->fdev->resets++;
+        tracef("hot_reset %s", o->fdev->bdf);
+        return 0;
 }
 
 char *kvfio_hot_reset_dep_bdf(const struct kvfio_hot_reset_dep *dep, char buf[static 16])

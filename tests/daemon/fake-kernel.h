@@ -31,6 +31,8 @@ void fake_kernel_reset(void);
 void fake_kernel_add_device(int group, const char *bdf);
 void fake_kernel_set_irq_count(const char *bdf, uint32_t index, uint32_t count);
 void fake_kernel_set_unmap_all(bool supported);
+/* A hot reset of any device also touches group other_group (-1: none, the default). */
+void fake_kernel_set_hot_reset(int other_group);
 
 /* The next call of `func` after `skip` successful ones fails with -err (once). */
 void fake_kernel_fail(const char *func, int err, unsigned skip);

@@ -725,6 +725,38 @@ START_TEST(reset_request)
 }
 END_TEST
 
+START_TEST(hot_reset_when_no_reset_of_its_own)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Reset rs = VFIOD__RESET__INIT;
+        int fd, fds[3];
+        size_t n;
+
+        start(NULL);
+        fd = h_connect(1000, 1000);
+        h_hello(fd, 0);
+        rs.lease_id = h_acquire_ok(fd, DEV1, 0, BROKERED, fds, &n, NULL);
+        env.body_case = VFIOD__ENVELOPE__BODY_RESET;
+        env.reset = &rs;
+        /* No function reset: a hot reset inside the group does it. */
+        fake_kernel_fail("kvfio_device_reset", ENOTTY, 0);
+        fake_kernel_trace_clear();
+        h_ok(h_call(fd, &env, NULL, 0));
+        ck_assert(fake_kernel_trace_has("hot_reset " DEV1, NULL));
+        /* A hot reset that would reset another group's device is not done. */
+        fake_kernel_set_hot_reset(2);
+        fake_kernel_fail("kvfio_device_reset", ENOTTY, 0);
+        fake_kernel_trace_clear();
+        env.id = 0;
+        ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), ENOTTY);
+        ck_assert_ptr_null(strstr(fake_kernel_trace(), "hot_reset"));
+        h_close_all(fds, n);
+        ck_assert_int_eq(h_release(fd, rs.lease_id), 0);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
 START_TEST(faults_in_acquire_leak_nothing)
 {
         static const char *const funcs[] = {
@@ -822,6 +854,7 @@ int main(void)
         tcase_add_test(a, two_groups_one_domain);
         tcase_add_test(a, set_irqs_on_behalf);
         tcase_add_test(a, reset_request);
+        tcase_add_test(a, hot_reset_when_no_reset_of_its_own);
         suite_add_tcase(s, a);
 
         testutil_tcase_fd_checked(r);
