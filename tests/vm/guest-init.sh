@@ -13,12 +13,15 @@
 #   @vfiod setup ok|fail <what>
 #   @vfiod begin <name>
 #   @vfiod tap <name> <a TAP line>      (check suites, see below)
+#   @vfiod say <name> <a line>          (a transcript for the host's terminal)
 #   @vfiod end <name> <exit status>
 #   @vfiod done
 # A test's command gets CK_TAP_LOG_FILE_NAME pointing to a fresh file: a check
 # suite writes one TAP line per test there, which is forwarded; the host then
 # counts each test. A command that writes no TAP counts as one test (its exit
-# status). Everything the commands print goes to the console (ttyS0).
+# status). It also gets VFIOD_SAY, another fresh file: each line written there
+# is shown on the host's terminal (the demo's transcript). Everything the
+# commands print goes to the console (ttyS0).
 # shellcheck shell=sh
 
 PATH=/vfiod/bin:/bin:/sbin:/usr/bin:/usr/sbin
@@ -30,7 +33,8 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /tmp /run
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /tmp
+# Not /tmp: the initramfs is in memory already, and a build folder under /tmp
+# has its libraries there (copied by run-vm.sh to the paths ldd found).
 mount -t tmpfs tmpfs /run
 ln -s /proc/self/fd /dev/fd 2>/dev/null
 
@@ -114,18 +118,23 @@ while IFS="$tab" read -r name cmd; do
         [ -n "$name" ] || continue
         n=$((n + 1))
         tap=/tmp/vfiod-tap.$n
+        say=/tmp/vfiod-say.$n
         : >"$tap"
-        chmod 0666 "$tap" # a test may run its suite as an unprivileged user
+        : >"$say"
+        chmod 0666 "$tap" "$say" # a test may run its program as an unprivileged user
         report begin "$name"
         echo "vfiod-vm: ---- $name: $cmd"
         (cd /tmp && CK_TAP_LOG_FILE_NAME=$tap CK_VERBOSITY=verbose \
-                CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120} \
+                CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-120} VFIOD_SAY=$say \
                 exec sh -c "$cmd") </dev/null
         rc=$?
         echo "vfiod-vm: ---- $name: exit status $rc"
         while IFS= read -r line; do
                 report tap "$name" "$line"
         done <"$tap"
+        while IFS= read -r line; do
+                report say "$name" "$line"
+        done <"$say"
         report end "$name" "$rc"
 done </vfiod/tests
 

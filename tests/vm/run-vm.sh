@@ -15,7 +15,9 @@
 #                            root, in /tmp, in the order given. A check suite
 #                            reports each of its tests (TAP through
 #                            CK_TAP_LOG_FILE_NAME); any other command is one
-#                            test, passed when it exits 0.
+#                            test, passed when it exits 0. Lines the command
+#                            writes to the file $VFIOD_SAY are printed here,
+#                            before its result.
 #   -u, --user NAME:UID      an unprivileged user (and group NAME, gid UID)
 #   -s, --setup COMMAND      run in the guest after binding, before the tests
 #   -m, --module NAME        one more module of the guest kernel to load,
@@ -104,6 +106,8 @@ out=$(cd "$out" && pwd)
 root=$out/initramfs.d
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,root,vfiod/bin,vfiod/files,vfiod/modules.d}
+# The guest mounts no tmpfs on /tmp (libraries of a build under /tmp live there).
+chmod 1777 "$root/tmp"
 
 install -m 0755 "$busybox" "$root/bin/busybox"
 for applet in $("$busybox" --list); do
@@ -262,6 +266,13 @@ while IFS= read -r line; do
                 if [ "$status" = ok ]; then pass "vm: setup ($what)"; else fail "vm: setup: $what"; fi
                 ;;
         begin) begun[$rest]=1 ;;
+        say)
+                # Keep the line's own spacing: only "@vfiod say NAME " goes.
+                payload=${line#@vfiod say }
+                name=${payload%% *}
+                [ "$name" = "$payload" ] && text= || text=${payload#"$name" }
+                printf '%s\n' "$text"
+                ;;
         tap)
                 read -r name tap <<<"$rest"
                 if [[ $tap =~ ^1\.\.([0-9]+) ]]; then
