@@ -6,7 +6,7 @@
 # A later suite adds its programs to VM_GUESTS and its run-vm.sh arguments
 # (--program/--test/--file/--user) to VM_ARGS.
 
-VM_GUESTS = tests/vm/guest-harness tests/vm/guest-kernel
+VM_GUESTS = tests/vm/guest-harness tests/vm/guest-kernel tests/vm/guest-broker
 check_PROGRAMS += $(VM_GUESTS)
 
 # A check program for the guest: -no-install makes libtool write the real
@@ -26,18 +26,37 @@ tests_vm_guest_kernel_CFLAGS = $(suite_cflags)
 tests_vm_guest_kernel_LDFLAGS = $(vm_ldflags)
 tests_vm_guest_kernel_LDADD = kernel/libkvfio.la tests/vm/libedu.la $(suite_libs)
 
+# The broker end to end: vfiod (started by broker-setup.sh) and its clients,
+# children of the suite that drop to the users made by --user. It also speaks
+# the transport by hand once (a datagram libvfiod refuses to send).
+tests_vm_guest_broker_SOURCES = tests/vm/guest-broker.c
+tests_vm_guest_broker_CFLAGS = $(suite_cflags) $(PROTOBUF_C_CFLAGS)
+tests_vm_guest_broker_LDFLAGS = $(vm_ldflags)
+tests_vm_guest_broker_LDADD = client-lib/libvfiod.la kernel/libkvfio.la tests/vm/libedu.la \
+	proto/libvfiod-proto.la $(PROTOBUF_C_LIBS) $(suite_libs)
+
+# vfiod and the users of the broker's policy (broker-setup.sh): alice and bob
+# have devices, eve has none.
+VM_BROKER_ARGS = \
+	--program daemon/vfiod \
+	--file $(srcdir)/tests/vm/broker-setup.sh \
+	--user alice:1001 --user bob:1002 --user eve:1003 \
+	--setup 'sh /vfiod/files/broker-setup.sh'
+
 VM_OUT = tests/vm/check-vm
 VM_ARGS = \
 	--module uio --module uio_pci_generic \
+	$(VM_BROKER_ARGS) \
 	--program tests/vm/guest-harness --test guest-harness=guest-harness \
-	--program tests/vm/guest-kernel --test guest-kernel=guest-kernel
+	--program tests/vm/guest-kernel --test guest-kernel=guest-kernel \
+	--program tests/vm/guest-broker --test guest-broker=guest-broker
 
-check-vm: $(VM_GUESTS)
+check-vm: $(VM_GUESTS) daemon/vfiod
 	$(srcdir)/tests/vm/run-vm.sh --out $(VM_OUT) $(VM_ARGS)
 
 CLEANFILES += $(VM_OUT)/initramfs.cpio $(VM_OUT)/console.txt $(VM_OUT)/results.txt \
 	tests/vm/check-vm.out
 EXTRA_DIST += tests/vm/README.md tests/vm/run-vm.sh tests/vm/fetch-kernel.sh \
-	tests/vm/guest-init.sh
+	tests/vm/guest-init.sh tests/vm/broker-setup.sh
 
 .PHONY: check-vm

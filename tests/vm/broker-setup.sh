@@ -1,0 +1,70 @@
+#!/bin/sh
+# Starts vfiod in the test VM, as root, for the broker's end-to-end suite
+# (guest-broker) and the demo: run-vm.sh's --setup runs it after the edu
+# devices are bound to vfio-pci (busybox sh: the guest has no bash).
+#
+# It writes /etc/vfiod/vfiod.conf for the three edu devices, in address
+# order, and the users alice and bob (made by run-vm.sh --user):
+#   edu 0 and edu 1: alice and bob, both modes;
+#   edu 2:           alice only, brokered mode only;
+#   [Daemon]:        MaxPinnedBytesPerClient=1M (the suite's EDQUOT case).
+# Anyone else (eve) may have nothing. Then it checks the file, starts
+# `vfiod --debug` (log in /tmp/vfiod.log, readable by the demo's user, pid in
+# /run/vfiod.pid) and waits for its socket.
+# shellcheck shell=sh
+set -eu
+
+conf=/etc/vfiod/vfiod.conf
+log=/tmp/vfiod.log
+sock=/run/vfiod/vfiod.sock
+
+edus=
+for dev in /sys/bus/pci/devices/*; do
+        if [ "$(cat "$dev/vendor")" = 0x1234 ] && [ "$(cat "$dev/device")" = 0x11e8 ]; then
+                edus="$edus ${dev##*/}"
+        fi
+done
+# shellcheck disable=SC2086 # one word per address
+set -- $edus
+if [ $# -lt 3 ]; then
+        echo "broker-setup: $# edu device(s), need 3" >&2
+        exit 1
+fi
+
+mkdir -p /etc/vfiod
+cat >"$conf" <<EOF
+[Daemon]
+MaxPinnedBytesPerClient=1M
+ReleaseGraceMs=5000
+
+[Device edu-0]
+Match=$1
+Users=alice bob
+
+[Device edu-1]
+Match=$2
+Users=alice bob
+
+[Device edu-2]
+Match=$3
+Users=alice
+Modes=brokered
+EOF
+vfiod --check-config "$conf"
+
+: >"$log"
+chmod 0644 "$log"
+vfiod --config "$conf" --debug 2>>"$log" </dev/null &
+echo $! >/run/vfiod.pid
+
+i=0
+while [ ! -S "$sock" ]; do
+        i=$((i + 1))
+        if [ $i -gt 100 ] || ! kill -0 "$(cat /run/vfiod.pid)" 2>/dev/null; then
+                echo "broker-setup: vfiod did not come up; its log:" >&2
+                cat "$log" >&2
+                exit 1
+        fi
+        sleep 0.1
+done
+echo "broker-setup: vfiod running (pid $(cat /run/vfiod.pid)), edu devices:$edus"

@@ -1,0 +1,1526 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The broker end to end, in the test VM (run-vm.sh): vfiod runs as root
+ * (started by broker-setup.sh, which also wrote its policy: alice and bob may
+ * have edu 0 and 1, only alice edu 2 and only brokered, eve nothing), real
+ * VFIO with an emulated IOMMU, three edu devices.
+ *
+ * Concepts: this suite runs as root, but every client is a child process
+ * that dropped to alice, bob or eve (no supplementary groups, no
+ * capabilities) before it connects. A child talks to its test over two
+ * pipes: it reports lines ("leased 3", or "FAIL file:line: why", after which
+ * it exits) and waits for a byte before each later step, so a test can look
+ * at the daemon between a client's steps. Root itself only uses the admin
+ * requests (Stats, ListLeases), sysfs (the unbind for REQ) and the daemon's
+ * log (/tmp/vfiod.log, --debug) and /proc/<vfiod>/.
+ *
+ * Every test starts from an idle daemon and ends by waiting until it is idle
+ * again: no lease, domain, mapping, pinned byte or quarantined group, only
+ * the test's own admin connection, as many fds as at the start, and no memfd
+ * left mapped in its address space. Every test counts its own fds
+ * (testutil_tcase_fd_checked) and every child checks that it closed what it
+ * opened.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
+
+#include "client-lib/vfiod.h"
+#include "kernel/sysfs.h"
+#include "proto/transport.h"
+#include "tests/testutil.h"
+#include "tests/vm/edu.h"
+
+#define N_EDU       3
+#define PAGE        4096
+#define IOVA        UINT64_C(0x100000) /* below edu's 28-bit DMA mask */
+#define WAIT_MS     3000               /* an MSI after a DMA */
+#define LINE_MS     30000              /* a child's next report */
+#define IDLE_MS     5000               /* the daemon back to idle */
+#define VFIOD_LOG   "/tmp/vfiod.log"
+#define VFIOD_PID   "/run/vfiod.pid"
+#define VFIO_UNBIND "/sys/bus/pci/drivers/vfio-pci/unbind"
+
+/* ---- the test's view: devices, the daemon, its log ------------------------ */
+
+struct ctx {
+        char bdf[N_EDU][KVFIO_BDF_MAX];
+        int group[N_EDU];
+        pid_t daemon;
+        struct vfiod *admin;
+        int daemon_fds; /* /proc/<vfiod>/fd entries at the start */
+        long log_start; /* size of the log at the start */
+};
+
+static struct ctx T; /* one per test: check forks each test */
+
+static void find_edus(void)
+{
+        struct kvfio_pci_list *list = NULL;
+        int n = 0, r;
+
+        r = kvfio_pci_discover("/", &list);
+        ck_assert_msg(r == 0, "kvfio_pci_discover: %s", strerror(-r));
+        for (size_t i = 0; i < list->n; i++) {
+                const struct kvfio_pci_dev *d = &list->devs[i];
+
+                if (d->vendor != EDU_VENDOR || d->device != EDU_DEVICE)
+                        continue;
+                ck_assert_int_lt(n, N_EDU);
+                memcpy(T.bdf[n], d->bdf, KVFIO_BDF_MAX);
+                T.group[n] = d->iommu_group;
+                n++;
+        }
+        kvfio_pci_list_free(list);
+        ck_assert_msg(n == N_EDU, "%d edu devices, want %d", n, N_EDU);
+}
+
+static int count_dir(const char *path)
+{
+        char cmd[128];
+        int n = 0;
+        FILE *f;
+
+        /* /proc/PID/fd of another process: opendir would do, ls is shorter to read. */
+        snprintf(cmd, sizeof(cmd), "ls -1 %s 2>/dev/null | wc -l", path);
+        f = popen(cmd, "re");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fscanf(f, "%d", &n), 1);
+        pclose(f);
+        return n;
+}
+
+static int daemon_fds(void)
+{
+        char path[64];
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)T.daemon);
+        return count_dir(path);
+}
+
+/* Lines of /proc/<vfiod>/maps that map a memfd (the daemon's brokered DMA mappings). */
+static int daemon_memfd_maps(void)
+{
+        char path[64], line[512];
+        int n = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/maps", (int)T.daemon);
+        f = fopen(path, "re");
+        ck_assert_msg(f, "%s: %s", path, strerror(errno));
+        while (fgets(line, sizeof(line), f))
+                n += strstr(line, "/memfd:") != NULL;
+        fclose(f);
+        return n;
+}
+
+/* What vfiod logged since the test began (malloc'd). */
+static char *log_since(void)
+{
+        FILE *f = fopen(VFIOD_LOG, "re");
+        char *buf;
+        long size;
+        size_t n;
+
+        ck_assert_msg(f, "%s: %s", VFIOD_LOG, strerror(errno));
+        ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+        size = ftell(f);
+        ck_assert_int_ge(size, T.log_start);
+        ck_assert_int_eq(fseek(f, T.log_start, SEEK_SET), 0);
+        buf = malloc((size_t)(size - T.log_start) + 1);
+        ck_assert_ptr_nonnull(buf);
+        n = fread(buf, 1, (size_t)(size - T.log_start), f);
+        buf[n] = '\0';
+        fclose(f);
+        return buf;
+}
+
+static void sleep_ms(int ms)
+{
+        const struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+
+        nanosleep(&ts, NULL);
+}
+
+/* Waits until vfiod has logged a line containing every given string (NULL-terminated). */
+static void log_wait_for(const char *what, ...)
+{
+        const char *parts[8];
+        size_t n = 0;
+        va_list ap;
+
+        va_start(ap, what);
+        for (const char *p = what; p && n < 8; p = va_arg(ap, const char *))
+                parts[n++] = p;
+        va_end(ap);
+        for (int waited = 0;; waited += 50) {
+                char *log = log_since(), *save = NULL;
+                bool found = false;
+
+                for (char *line = strtok_r(log, "\n", &save); line && !found;
+                     line = strtok_r(NULL, "\n", &save)) {
+                        found = true;
+                        for (size_t i = 0; i < n && found; i++)
+                                found = strstr(line, parts[i]) != NULL;
+                }
+                free(log);
+                if (found)
+                        return;
+                ck_assert_msg(
+                    waited<IDLE_MS, "vfiod never logged a line with '%s'%s%s%s%s", what, n> 1
+                        ? " and '"
+                        : "",
+                    n > 1 ? parts[1] : "", n > 1 ? "'" : "", n > 2 ? " ..." : "");
+                sleep_ms(50);
+        }
+}
+
+static void get_stats(struct vfiod_stats *st)
+{
+        int r = vfiod_stats(T.admin, st);
+
+        ck_assert_msg(r == 0, "Stats: %s (%s)", strerror(-r), vfiod_last_error(T.admin));
+}
+
+static bool stats_idle(const struct vfiod_stats *st)
+{
+        return st->clients == 1 && st->leases == 0 && st->domains == 0 && st->mappings == 0 &&
+               st->pinned_bytes == 0 && st->quarantined_groups == 0;
+}
+
+/*
+ * Waits until the daemon holds nothing for anyone: Stats all zero but our own
+ * connection, and (check_fds) its fd count back to the baseline and no memfd
+ * mapped.
+ */
+static void wait_idle(bool check_fds)
+{
+        struct vfiod_stats st;
+        int fds = 0, maps = 0;
+
+        for (int waited = 0;; waited += 50) {
+                get_stats(&st);
+                if (check_fds) {
+                        fds = daemon_fds();
+                        maps = daemon_memfd_maps();
+                }
+                if (stats_idle(&st) && (!check_fds || (fds == T.daemon_fds && maps == 0)))
+                        return;
+                ck_assert_msg(waited < IDLE_MS,
+                              "vfiod is not idle: %u clients, %u leases, %u domains, %u "
+                              "mappings, %llu bytes pinned, %u quarantined; %d fds (at the start "
+                              "%d), %d memfd mappings",
+                              st.clients, st.leases, st.domains, st.mappings,
+                              (unsigned long long)st.pinned_bytes, st.quarantined_groups, fds,
+                              T.daemon_fds, maps);
+                sleep_ms(50);
+        }
+}
+
+static void begin(void)
+{
+        struct vfiod_server_info info;
+        FILE *f;
+        int pid = 0, r;
+
+        memset(&T, 0, sizeof(T));
+        find_edus();
+        f = fopen(VFIOD_PID, "re");
+        ck_assert_msg(f, "%s: %s (is vfiod running? see broker-setup.sh)", VFIOD_PID,
+                      strerror(errno));
+        ck_assert_int_eq(fscanf(f, "%d", &pid), 1);
+        fclose(f);
+        T.daemon = pid;
+        ck_assert_msg(kill(T.daemon, 0) == 0, "vfiod (pid %d) is not running", pid);
+        r = vfiod_connect(NULL, &T.admin);
+        ck_assert_msg(r == 0, "root's connection: %s", strerror(-r));
+        ck_assert_int_eq(vfiod_get_server_info(T.admin, &info), 0);
+        ck_assert_msg(info.capabilities & VFIOD_CAP_ADMIN, "root is not an admin");
+        wait_idle(false);
+        T.daemon_fds = daemon_fds();
+        f = fopen(VFIOD_LOG, "re");
+        ck_assert_ptr_nonnull(f);
+        fseek(f, 0, SEEK_END);
+        T.log_start = ftell(f);
+        fclose(f);
+}
+
+/* The daemon leaked nothing; closes the admin connection. */
+static void end(void)
+{
+        wait_idle(true);
+        vfiod_close(T.admin);
+        T.admin = NULL;
+}
+
+static struct vfiod_lease_info *find_lease_info(struct vfiod_lease_info *l, size_t n, uint64_t id)
+{
+        for (size_t i = 0; i < n; i++)
+                if (l[i].lease_id == id)
+                        return &l[i];
+        return NULL;
+}
+
+/* ---- clients: unprivileged children --------------------------------------- */
+
+/* A child's side: where it reports, where it waits. */
+struct peer {
+        const char *user;
+        int cmd; /* bytes from the test: go on */
+        int rep; /* lines to the test */
+};
+
+static void p_vsay(struct peer *p, const char *fmt, va_list ap)
+{
+        char line[1024];
+        int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+
+        if (n < 0)
+                n = 0;
+        if ((size_t)n > sizeof(line) - 2)
+                n = sizeof(line) - 2;
+        line[n++] = '\n';
+        /* One write below PIPE_BUF: lines never mix. */
+        (void)!write(p->rep, line, (size_t)n);
+}
+
+static void p_say(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void p_say(struct peer *p, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        p_vsay(p, fmt, ap);
+        va_end(ap);
+}
+
+static _Noreturn void p_fail(struct peer *p, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static _Noreturn void p_fail(struct peer *p, const char *file, int line, const char *fmt, ...)
+{
+        char msg[900];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "guest-broker: client %s: FAIL %s:%d: %s\n", p->user, file, line, msg);
+        p_say(p, "FAIL %s:%d: %s", file, line, msg);
+        _exit(1);
+}
+
+#define P_CHECK(p, cond, ...)                                         \
+        do {                                                          \
+                if (!(cond))                                          \
+                        p_fail((p), __FILE__, __LINE__, __VA_ARGS__); \
+        } while (0)
+
+/* Waits for the test's go-ahead; the test closing its end means "stop here". */
+static void p_wait(struct peer *p)
+{
+        char c;
+        ssize_t n;
+
+        do
+                n = read(p->cmd, &c, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1)
+                _exit(3);
+}
+
+/*
+ * The child's open fds. Not testutil_count_fds(): a child must not call check
+ * at all (even a passing ck_assert writes a record to check's message fd).
+ */
+static int p_count_fds(void)
+{
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+        int n = 0;
+
+        if (!d)
+                return -1;
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n - 1; /* the directory's own fd */
+}
+
+typedef void (*client_fn)(struct peer *p, const void *arg);
+
+/* The test's side of a child. */
+struct child {
+        const char *user;
+        pid_t pid;
+        int cmd, rep;
+        char buf[8192];
+        size_t len;
+};
+
+static void child_start(struct child *ch, const char *user, client_fn fn, const void *arg)
+{
+        int to_child[2], from_child[2];
+        struct passwd *pw = getpwnam(user);
+        uid_t uid;
+        gid_t gid;
+
+        ck_assert_msg(pw, "no user '%s' in the VM (run-vm.sh --user)", user);
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+        ck_assert_int_ne(uid, 0);
+        ck_assert_int_eq(pipe2(to_child, O_CLOEXEC), 0);
+        ck_assert_int_eq(pipe2(from_child, O_CLOEXEC), 0);
+        memset(ch, 0, sizeof(*ch));
+        ch->user = user;
+        ch->pid = fork();
+        ck_assert_int_ge(ch->pid, 0);
+        if (ch->pid == 0) {
+                struct peer p = {.user = user, .cmd = 3, .rep = 4};
+                int a, b, before, after;
+
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+                /* Only the two pipes (as 3 and 4) and stdio survive; check's fds go. */
+                a = fcntl(to_child[0], F_DUPFD, 100);
+                b = fcntl(from_child[1], F_DUPFD, 100);
+                if (a < 0 || b < 0 || dup2(a, 3) != 3 || dup2(b, 4) != 4 ||
+                    close_range(5, ~0U, 0) < 0)
+                        _exit(4);
+                /* Drop root for good: no groups, no capabilities. */
+                P_CHECK(&p,
+                        setgroups(0, NULL) == 0 && setresgid(gid, gid, gid) == 0 &&
+                            setresuid(uid, uid, uid) == 0,
+                        "dropping to %s: %s", user, strerror(errno));
+                P_CHECK(&p, geteuid() == uid && setuid(0) < 0, "still privileged");
+                before = p_count_fds();
+                fn(&p, arg);
+                after = p_count_fds();
+                P_CHECK(&p, after == before, "%d fds open at the end, %d at the start", after,
+                        before);
+                p_say(&p, "exit");
+                _exit(0);
+        }
+        close(to_child[0]);
+        close(from_child[1]);
+        ch->cmd = to_child[1];
+        ch->rep = from_child[0];
+}
+
+/* The child's next line into line[size]; a FAIL line, EOF or time-out fails the test. */
+static void child_line(struct child *ch, char *line, size_t size)
+{
+        for (int waited = 0;;) {
+                char *nl = memchr(ch->buf, '\n', ch->len);
+                struct pollfd pfd = {.fd = ch->rep, .events = POLLIN};
+                ssize_t n;
+                int r;
+
+                if (nl) {
+                        size_t l = (size_t)(nl - ch->buf);
+
+                        snprintf(line, size, "%.*s", (int)l, ch->buf);
+                        memmove(ch->buf, nl + 1, ch->len - l - 1);
+                        ch->len -= l + 1;
+                        ck_assert_msg(strncmp(line, "FAIL ", 5) != 0, "client %s: %s", ch->user,
+                                      line + 5);
+                        return;
+                }
+                ck_assert_msg(waited < LINE_MS, "client %s said nothing for %d ms", ch->user,
+                              LINE_MS);
+                r = poll(&pfd, 1, 100);
+                waited += 100;
+                if (r <= 0)
+                        continue;
+                ck_assert_msg(ch->len < sizeof(ch->buf) - 1, "client %s: line too long", ch->user);
+                n = read(ch->rep, ch->buf + ch->len, sizeof(ch->buf) - 1 - ch->len);
+                ck_assert_msg(n > 0, "client %s ended without a word (%s)", ch->user,
+                              n < 0 ? strerror(errno) : "EOF");
+                ch->len += (size_t)n;
+        }
+}
+
+/* Reads the child's next line and asserts it starts with `prefix`. */
+static void child_expect(struct child *ch, const char *prefix, char *line, size_t size)
+{
+        char buf[1024];
+
+        if (!line) {
+                line = buf;
+                size = sizeof(buf);
+        }
+        child_line(ch, line, size);
+        ck_assert_msg(strncmp(line, prefix, strlen(prefix)) == 0,
+                      "client %s said '%s', expected '%s...'", ch->user, line, prefix);
+}
+
+static void child_go(struct child *ch)
+{
+        ck_assert_int_eq(write(ch->cmd, "g", 1), 1);
+}
+
+/* Lets the child finish; asserts it said "exit" and exited 0. */
+static void child_end(struct child *ch)
+{
+        int status = 0;
+
+        child_expect(ch, "exit", NULL, 0);
+        close(ch->cmd);
+        ck_assert_int_eq(waitpid(ch->pid, &status, 0), ch->pid);
+        close(ch->rep);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client %s: status %#x",
+                      ch->user, status);
+}
+
+static void child_kill(struct child *ch)
+{
+        int status = 0;
+
+        ck_assert_int_eq(kill(ch->pid, SIGKILL), 0);
+        ck_assert_int_eq(waitpid(ch->pid, &status, 0), ch->pid);
+        ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        close(ch->cmd);
+        close(ch->rep);
+}
+
+/* ---- what clients do ------------------------------------------------------ */
+
+static void pattern(uint8_t *p, size_t n, unsigned seed)
+{
+        for (size_t i = 0; i < n; i++)
+                p[i] = (uint8_t)(seed + i * 7 + (i >> 8));
+}
+
+static struct vfiod *p_connect(struct peer *p)
+{
+        struct vfiod *c = NULL;
+        int r = vfiod_connect(NULL, &c);
+
+        P_CHECK(p, r == 0, "connect: %s", strerror(-r));
+        return c;
+}
+
+static void p_acquire(struct peer *p, struct vfiod *c, const char *bdf, enum vfiod_mode mode,
+                      struct vfiod_lease *l)
+{
+        int r = vfiod_acquire(c, bdf, 0, mode, l);
+
+        P_CHECK(p, r == 0, "acquire %s %s: %s (%s)", bdf, vfiod_mode_name(mode), strerror(-r),
+                vfiod_last_error(c));
+        P_CHECK(p, l->device_fd >= 0 && l->lease_id > 0 && l->domain_id > 0, "bad lease");
+        if (mode == VFIOD_MODE_BROKERED)
+                P_CHECK(p, l->container_fd == -1 && l->group_fd == -1,
+                        "brokered lease with container fd %d, group fd %d", l->container_fd,
+                        l->group_fd);
+        else
+                P_CHECK(p, l->container_fd >= 0 && l->group_fd >= 0,
+                        "direct lease without container/group fd");
+}
+
+/* The state of bdf as c sees it. */
+static enum vfiod_lease_state p_state(struct peer *p, struct vfiod *c, const char *bdf)
+{
+        struct vfiod_device_info *d = NULL;
+        enum vfiod_lease_state s;
+        size_t n = 0;
+        int r = vfiod_list_devices(c, bdf, &d, &n);
+
+        P_CHECK(p, r == 0 && n == 1, "ListDevices %s: %s (%s), %zu devices", bdf, strerror(-r),
+                vfiod_last_error(c), n);
+        s = d[0].state;
+        vfiod_devices_free(d, n);
+        return s;
+}
+
+/* A brokered lease with a 2-page sealed memfd mapped at IOVA and BAR0 mapped. */
+struct bsess {
+        struct vfiod *c;
+        struct vfiod_lease l;
+        int memfd, efd;
+        uint8_t *mem;
+        volatile void *bar0;
+        bool mapped;
+};
+
+/*
+ * Connects and acquires bdf (retrying while it is EBUSY, when retry_busy:
+ * the group may stay quarantined for a moment after its last holder died),
+ * reads the PCI status register into *ret_status (when not NULL) before
+ * touching the device, maps a sealed memfd at IOVA and BAR0, enables bus
+ * mastering and, when msi, MSI on an eventfd through the daemon.
+ */
+static void b_open(struct peer *p, struct bsess *s, const char *bdf, bool msi, bool retry_busy,
+                   uint32_t *ret_status)
+{
+        uint64_t bytes = 0;
+        int r;
+
+        memset(s, 0, sizeof(*s));
+        s->memfd = s->efd = -1;
+        s->c = p_connect(p);
+        for (int i = 0; retry_busy && i < 100; i++) {
+                r = vfiod_acquire(s->c, bdf, 0, VFIOD_MODE_BROKERED, &s->l);
+                if (r != -EBUSY)
+                        break;
+                usleep(50 * 1000);
+        }
+        if (!retry_busy)
+                p_acquire(p, s->c, bdf, VFIOD_MODE_BROKERED, &s->l);
+        else
+                P_CHECK(p, r == 0, "acquire %s: %s (%s)", bdf, strerror(-r),
+                        vfiod_last_error(s->c));
+        if (ret_status) {
+                r = edu_config_read(s->l.device_fd, PCI_STATUS, 2, ret_status);
+                P_CHECK(p, r == 0, "config read: %s", strerror(-r));
+        }
+        r = vfiod_memfd_create("guest-broker", 2 * PAGE, &s->memfd);
+        P_CHECK(p, r == 0, "memfd: %s", strerror(-r));
+        s->mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
+        P_CHECK(p, s->mem != MAP_FAILED, "mmap memfd: %s", strerror(errno));
+        r = vfiod_map_dma(s->c, s->l.domain_id,
+                          &(struct vfiod_dma_range){.fd = s->memfd,
+                                                    .iova = IOVA,
+                                                    .size = 2 * PAGE,
+                                                    .flags = VFIOD_DMA_READ | VFIOD_DMA_WRITE},
+                          1, &bytes);
+        P_CHECK(p, r == 1 && bytes == 2 * PAGE, "MapDma: %d %s (%s)", r, strerror(-r),
+                vfiod_last_error(s->c));
+        s->mapped = true;
+        r = edu_map_bar0(s->l.device_fd, &s->bar0);
+        P_CHECK(p, r == 0, "BAR0: %s", strerror(-r));
+        r = edu_enable_bus_master(s->l.device_fd);
+        P_CHECK(p, r == 0, "bus master: %s", strerror(-r));
+        edu_write32(s->bar0, EDU_REG_IRQ_ACK, ~UINT32_C(0));
+        if (msi) {
+                r = vfiod_setup_msi(s->c, s->l.lease_id, VFIOD_IRQ_INDEX_MSI, 1, &s->efd);
+                P_CHECK(p, r == 0, "SetIrqs MSI: %s (%s)", strerror(-r), vfiod_last_error(s->c));
+        }
+}
+
+/* One DMA between bar0 and iova, waiting for the MSI on efd (or polling when efd < 0). */
+static void p_dma(struct peer *p, volatile void *bar0, int efd, uint64_t iova, uint32_t count,
+                  bool to_ram, unsigned *irqs)
+{
+        uint64_t n = 0;
+        int r;
+
+        r = edu_dma_start(bar0, iova, 0, count, to_ram, efd >= 0);
+        P_CHECK(p, r == 0, "DMA start: %s", strerror(-r));
+        if (efd >= 0) {
+                r = edu_eventfd_wait(efd, WAIT_MS, &n);
+                P_CHECK(p, r == 1, "no MSI after the DMA %s (%d)", to_ram ? "to RAM" : "from RAM",
+                        r);
+                *irqs += (unsigned)n;
+                P_CHECK(p, edu_read32(bar0, EDU_REG_IRQ_STATUS) & EDU_IRQ_DMA,
+                        "MSI without edu's DMA interrupt bit");
+                edu_write32(bar0, EDU_REG_IRQ_ACK, EDU_IRQ_DMA);
+        }
+        r = edu_dma_wait(bar0, 5000);
+        P_CHECK(p, r == 0, "DMA wait: %s", strerror(-r));
+}
+
+/* Page 0 -> edu -> page 1 of mem (mapped at iova), checked byte for byte. */
+static void p_roundtrip(struct peer *p, volatile void *bar0, int efd, uint8_t *mem, uint64_t iova,
+                        unsigned seed, unsigned *irqs)
+{
+        pattern(mem, PAGE, seed);
+        memset(mem + PAGE, 0, PAGE);
+        p_dma(p, bar0, efd, iova, EDU_DMA_MAX, false, irqs);
+        p_dma(p, bar0, efd, iova + PAGE, EDU_DMA_MAX, true, irqs);
+        for (size_t i = 0; i < EDU_DMA_MAX; i++)
+                P_CHECK(p, mem[PAGE + i] == mem[i], "byte %zu came back as %#x, sent %#x", i,
+                        mem[PAGE + i], mem[i]);
+        P_CHECK(p, mem[PAGE + EDU_DMA_MAX] == 0, "the byte after the transfer changed");
+}
+
+/* Unmaps, closes the lease's fds, releases, closes the connection. */
+static void b_close(struct peer *p, struct bsess *s)
+{
+        uint64_t bytes = 0;
+        int r;
+
+        if (s->efd >= 0) {
+                r = vfiod_disable_irqs(s->c, s->l.lease_id, VFIOD_IRQ_INDEX_MSI);
+                P_CHECK(p, r == 0, "disable MSI: %s", strerror(-r));
+                close(s->efd);
+        }
+        if (s->mapped) {
+                r = vfiod_unmap_dma(s->c, s->l.domain_id,
+                                    &(struct vfiod_iova_range){.iova = IOVA, .size = 2 * PAGE}, 1,
+                                    &bytes);
+                P_CHECK(p, r == 1 && bytes == 2 * PAGE, "UnmapDma: %d %s (%s)", r, strerror(-r),
+                        vfiod_last_error(s->c));
+        }
+        edu_unmap_bar0(s->bar0);
+        munmap(s->mem, 2 * PAGE);
+        close(s->memfd);
+        vfiod_lease_close_fds(&s->l);
+        r = vfiod_release(s->c, s->l.lease_id);
+        P_CHECK(p, r == 0, "Release: %s (%s)", strerror(-r), vfiod_last_error(s->c));
+        vfiod_close(s->c);
+}
+
+/* ---- modes ---------------------------------------------------------------- */
+
+/*
+ * BROKERED: the device fd only; a sealed memfd mapped by the daemon; MSI on
+ * an eventfd assigned through the daemon; DMA both ways through the daemon's
+ * mapping of the client's pages.
+ */
+static void client_brokered(struct peer *p, const void *arg)
+{
+        const char *bdf = arg;
+        unsigned irqs = 0;
+        struct bsess s;
+
+        b_open(p, &s, bdf, true, false, NULL);
+        P_CHECK(p, p_state(p, s.c, bdf) == VFIOD_LEASE_STATE_LEASED_BY_YOU, "not leased by me");
+        p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+        p_wait(p);
+        p_roundtrip(p, s.bar0, s.efd, s.mem, IOVA, 1, &irqs);
+        p_roundtrip(p, s.bar0, s.efd, s.mem, IOVA, 2, &irqs);
+        P_CHECK(p, irqs == 4, "%u MSIs for 4 DMAs", irqs);
+        /* The daemon turned the eventfd off: a raised interrupt reaches nobody. */
+        P_CHECK(p, vfiod_disable_irqs(s.c, s.l.lease_id, VFIOD_IRQ_INDEX_MSI) == 0, "disable");
+        edu_write32(s.bar0, EDU_REG_IRQ_RAISE, 0x1);
+        P_CHECK(p, edu_eventfd_wait(s.efd, 300, NULL) == 0, "MSI after disable");
+        edu_write32(s.bar0, EDU_REG_IRQ_ACK, 0x1);
+        close(s.efd);
+        s.efd = -1; /* off already: b_close() must not disable it again (EINVAL) */
+        p_say(p, "dma %u irqs", irqs);
+        b_close(p, &s);
+}
+
+START_TEST(test_brokered_dma_msi)
+{
+        struct vfiod_lease_info *li = NULL, *mine;
+        struct vfiod_stats st;
+        unsigned long long lease = 0;
+        struct child a;
+        char line[256];
+        size_t n = 0;
+
+        begin();
+        child_start(&a, "alice", client_brokered, T.bdf[0]);
+        child_expect(&a, "leased ", line, sizeof(line));
+        ck_assert_int_eq(sscanf(line, "leased %llu", &lease), 1);
+        /* The daemon's view of the lease. */
+        ck_assert_int_eq(vfiod_list_leases(T.admin, &li, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        mine = find_lease_info(li, n, lease);
+        ck_assert_ptr_nonnull(mine);
+        ck_assert_uint_eq(mine->uid, getpwnam("alice")->pw_uid);
+        ck_assert_uint_eq(mine->pid, (uint32_t)a.pid);
+        ck_assert_int_eq(mine->mode, VFIOD_MODE_BROKERED);
+        ck_assert_uint_eq(mine->iommu_group, (uint32_t)T.group[0]);
+        ck_assert_uint_eq(mine->pinned_bytes, 2 * PAGE);
+        ck_assert_uint_eq(mine->mappings, 1);
+        ck_assert_str_eq(mine->devices[0], T.bdf[0]);
+        vfiod_leases_free(li, n);
+        get_stats(&st);
+        ck_assert_uint_eq(st.leases, 1);
+        ck_assert_uint_eq(st.mappings, 1);
+        ck_assert_uint_eq(st.pinned_bytes, 2 * PAGE);
+        ck_assert_int_eq(daemon_memfd_maps(), 1); /* the daemon's own mapping of the memfd */
+        child_go(&a);
+        child_expect(&a, "dma 4 irqs", NULL, 0);
+        child_end(&a);
+        log_wait_for("leased device '", T.bdf[0], "in brokered mode", NULL);
+        log_wait_for("lease ", "released; group ", "is free", NULL);
+        end();
+}
+END_TEST
+
+/* Plain VFIO ioctls on the fds a DIRECT lease gave (what an unmodified launcher does). */
+static int vfio_map(int container, void *vaddr, uint64_t iova, uint64_t size)
+{
+        struct vfio_iommu_type1_dma_map m = {
+            .argsz = sizeof(m),
+            .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+            .vaddr = (uintptr_t)vaddr,
+            .iova = iova,
+            .size = size,
+        };
+
+        return ioctl(container, VFIO_IOMMU_MAP_DMA, &m) < 0 ? -errno : 0;
+}
+
+static int vfio_msi(int device, int efd)
+{
+        char buf[sizeof(struct vfio_irq_set) + sizeof(int)];
+        struct vfio_irq_set *set = (struct vfio_irq_set *)buf;
+
+        *set = (struct vfio_irq_set){
+            .argsz = sizeof(buf),
+            .flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+            .index = VFIO_PCI_MSI_IRQ_INDEX,
+            .start = 0,
+            .count = 1,
+        };
+        memcpy(set->data, &efd, sizeof(int));
+        return ioctl(device, VFIO_DEVICE_SET_IRQS, set) < 0 ? -errno : 0;
+}
+
+/*
+ * DIRECT: container, group and device fds; the client maps its own memory
+ * and sets its own MSI with VFIO ioctls. It leaves its mapping in place: the
+ * daemon's release must unmap it (VFIO_UNMAP_ALL).
+ */
+static void client_direct(struct peer *p, const void *arg)
+{
+        const char *bdf = arg;
+        struct vfio_group_status gs = {.argsz = sizeof(gs)};
+        struct vfiod_lease l;
+        volatile void *bar0 = NULL;
+        unsigned irqs = 0;
+        struct vfiod *c = p_connect(p);
+        uint8_t *mem;
+        int efd, r;
+
+        p_acquire(p, c, bdf, VFIOD_MODE_DIRECT, &l);
+        P_CHECK(p, ioctl(l.group_fd, VFIO_GROUP_GET_STATUS, &gs) == 0, "group status: %s",
+                strerror(errno));
+        P_CHECK(p,
+                (gs.flags & VFIO_GROUP_FLAGS_VIABLE) && (gs.flags & VFIO_GROUP_FLAGS_CONTAINER_SET),
+                "group flags %#x", gs.flags);
+        P_CHECK(p, ioctl(l.container_fd, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) == 1,
+                "no Type1v2");
+        mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        P_CHECK(p, mem != MAP_FAILED, "mmap: %s", strerror(errno));
+        r = vfio_map(l.container_fd, mem, IOVA, 2 * PAGE);
+        P_CHECK(p, r == 0, "VFIO_IOMMU_MAP_DMA as uid %u: %s", (unsigned)getuid(), strerror(-r));
+        /* A direct domain is not the daemon's to map. */
+        {
+                int memfd = -1;
+
+                P_CHECK(p, vfiod_memfd_create("x", PAGE, &memfd) == 0, "memfd");
+                r = vfiod_map_memfd(c, l.domain_id, memfd, 0, IOVA + 16 * PAGE, PAGE,
+                                    VFIOD_DMA_READ);
+                P_CHECK(p, r == -EINVAL && strstr(vfiod_last_error(c), "not a brokered domain"),
+                        "MapDma on a direct domain: %d (%s)", r, vfiod_last_error(c));
+                close(memfd);
+        }
+        r = edu_map_bar0(l.device_fd, &bar0);
+        P_CHECK(p, r == 0, "BAR0: %s", strerror(-r));
+        P_CHECK(p, edu_enable_bus_master(l.device_fd) == 0, "bus master");
+        edu_write32(bar0, EDU_REG_IRQ_ACK, ~UINT32_C(0));
+        efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        P_CHECK(p, efd >= 0, "eventfd");
+        r = vfio_msi(l.device_fd, efd);
+        P_CHECK(p, r == 0, "VFIO_DEVICE_SET_IRQS MSI: %s", strerror(-r));
+        p_say(p, "leased %llu", (unsigned long long)l.lease_id);
+        p_wait(p);
+        p_roundtrip(p, bar0, efd, mem, IOVA, 3, &irqs);
+        P_CHECK(p, irqs == 2, "%u MSIs for 2 DMAs", irqs);
+        p_say(p, "dma %u irqs", irqs);
+        /* Mapping left in place on purpose; MSI left on too: the release turns it off. */
+        edu_unmap_bar0(bar0);
+        vfiod_lease_close_fds(&l);
+        r = vfiod_release(c, l.lease_id);
+        P_CHECK(p, r == 0, "Release: %s (%s)", strerror(-r), vfiod_last_error(c));
+        close(efd);
+        munmap(mem, 2 * PAGE);
+        vfiod_close(c);
+}
+
+START_TEST(test_direct_dma_msi)
+{
+        struct vfiod_lease_info *li = NULL;
+        struct child b;
+        size_t n = 0;
+
+        begin();
+        child_start(&b, "bob", client_direct, T.bdf[1]);
+        child_expect(&b, "leased ", NULL, 0);
+        ck_assert_int_eq(vfiod_list_leases(T.admin, &li, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_int_eq(li[0].mode, VFIOD_MODE_DIRECT);
+        ck_assert_uint_eq(li[0].uid, getpwnam("bob")->pw_uid);
+        ck_assert_uint_eq(li[0].pinned_bytes, 0); /* the client's own mappings are its own */
+        vfiod_leases_free(li, n);
+        child_go(&b);
+        child_expect(&b, "dma 2 irqs", NULL, 0);
+        child_end(&b);
+        /* The release unmapped what the client had left (its 2 pages). */
+        log_wait_for("unmapped all client DMA (8192 bytes)", NULL);
+        log_wait_for("lease ", "released; group ", "is free", NULL);
+        end();
+}
+END_TEST
+
+/* ---- two clients, two devices ---------------------------------------------- */
+
+struct pair_arg {
+        const char *mine, *other;
+};
+
+static void client_pair(struct peer *p, const void *arg)
+{
+        const struct pair_arg *a = arg;
+        struct vfiod_lease l2;
+        unsigned irqs = 0;
+        struct bsess s;
+        int r;
+
+        b_open(p, &s, a->mine, true, false, NULL);
+        p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+        p_wait(p);
+        /* The other client's device: leased, not mine, not acquirable. */
+        P_CHECK(p, p_state(p, s.c, a->other) == VFIOD_LEASE_STATE_LEASED, "other not LEASED");
+        r = vfiod_acquire(s.c, a->other, 0, VFIOD_MODE_BROKERED, &l2);
+        P_CHECK(p, r == -EBUSY && strstr(vfiod_last_error(s.c), "is leased"),
+                "acquire of the other's device: %d (%s)", r, vfiod_last_error(s.c));
+        p_say(p, "ready");
+        p_wait(p);
+        /* Both clients run these at the same time. */
+        for (unsigned i = 0; i < 3; i++)
+                p_roundtrip(p, s.bar0, s.efd, s.mem, IOVA, 10 + i + (unsigned)getuid(), &irqs);
+        P_CHECK(p, irqs == 6, "%u MSIs for 6 DMAs", irqs);
+        p_say(p, "dma %u irqs", irqs);
+        b_close(p, &s);
+}
+
+START_TEST(test_two_clients_two_devices)
+{
+        struct vfiod_lease_info *li = NULL;
+        struct pair_arg aarg, barg;
+        struct vfiod_stats st;
+        struct child a, b;
+        size_t n = 0;
+
+        begin();
+        /* T is filled by begin(): take the addresses now. */
+        aarg = (struct pair_arg){T.bdf[0], T.bdf[1]};
+        barg = (struct pair_arg){T.bdf[1], T.bdf[0]};
+        child_start(&a, "alice", client_pair, &aarg);
+        child_start(&b, "bob", client_pair, &barg);
+        child_expect(&a, "leased ", NULL, 0);
+        child_expect(&b, "leased ", NULL, 0);
+        ck_assert_int_eq(vfiod_list_leases(T.admin, &li, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_uint_ne(li[0].uid, li[1].uid);
+        ck_assert_uint_ne(li[0].domain_id, li[1].domain_id);
+        ck_assert_str_ne(li[0].devices[0], li[1].devices[0]);
+        vfiod_leases_free(li, n);
+        get_stats(&st);
+        ck_assert_uint_eq(st.clients, 3);
+        ck_assert_uint_eq(st.leases, 2);
+        ck_assert_uint_eq(st.domains, 2);
+        ck_assert_uint_eq(st.pinned_bytes, 4 * PAGE);
+        ck_assert_int_eq(daemon_memfd_maps(), 2);
+        child_go(&a);
+        child_go(&b);
+        child_expect(&a, "ready", NULL, 0);
+        child_expect(&b, "ready", NULL, 0);
+        child_go(&a);
+        child_go(&b);
+        child_expect(&a, "dma 6 irqs", NULL, 0);
+        child_expect(&b, "dma 6 irqs", NULL, 0);
+        child_end(&a);
+        child_end(&b);
+        end();
+}
+END_TEST
+
+/* ---- policy ---------------------------------------------------------------- */
+
+struct deny_arg {
+        const char *bdf;
+        enum vfiod_mode mode;
+        const char *reason; /* expected in the EPERM reason */
+        bool sees_none;     /* ListDevices shows this user nothing */
+};
+
+static void client_denied(struct peer *p, const void *arg)
+{
+        const struct deny_arg *a = arg;
+        struct vfiod *c = p_connect(p);
+        struct vfiod_device_info *d = NULL;
+        struct vfiod_stats st;
+        struct vfiod_lease l;
+        size_t n = 0;
+        int r;
+
+        r = vfiod_list_devices(c, NULL, &d, &n);
+        P_CHECK(p, r == 0, "ListDevices: %s", strerror(-r));
+        if (a->sees_none)
+                P_CHECK(p, n == 0, "sees %zu devices", n);
+        vfiod_devices_free(d, n);
+        r = vfiod_acquire(c, a->bdf, 0, a->mode, &l);
+        P_CHECK(p, r == -EPERM, "acquire %s %s: %d (%s), want EPERM", a->bdf,
+                vfiod_mode_name(a->mode), r, vfiod_last_error(c));
+        P_CHECK(p, strstr(vfiod_last_error(c), a->reason), "reason '%s', want '%s'",
+                vfiod_last_error(c), a->reason);
+        p_say(p, "denied: %s", vfiod_last_error(c));
+        /* Not an admin either; the connection stays. */
+        r = vfiod_stats(c, &st);
+        P_CHECK(p, r == -EPERM && strstr(vfiod_last_error(c), "for administrators"),
+                "Stats as %s: %d (%s)", p->user, r, vfiod_last_error(c));
+        r = vfiod_list_devices(c, NULL, &d, &n);
+        P_CHECK(p, r == 0, "ListDevices after the refusals: %s", strerror(-r));
+        vfiod_devices_free(d, n);
+        vfiod_close(c);
+}
+
+START_TEST(test_denied)
+{
+        struct deny_arg eve, bob, alice;
+        struct child ch;
+        char line[600];
+        unsigned uid;
+
+        begin();
+        eve = (struct deny_arg){T.bdf[0], VFIOD_MODE_BROKERED, "does not allow you device", true};
+        bob = (struct deny_arg){T.bdf[2], VFIOD_MODE_BROKERED, "in brokered mode (allowed: none)",
+                                false};
+        alice = (struct deny_arg){T.bdf[2], VFIOD_MODE_DIRECT, "in direct mode (allowed: brokered)",
+                                  false};
+        child_start(&ch, "eve", client_denied, &eve);
+        child_expect(&ch, "denied: ", line, sizeof(line));
+        child_end(&ch);
+        child_start(&ch, "bob", client_denied, &bob);
+        child_expect(&ch, "denied: ", line, sizeof(line));
+        child_end(&ch);
+        child_start(&ch, "alice", client_denied, &alice);
+        child_expect(&ch, "denied: ", line, sizeof(line));
+        child_end(&ch);
+        /* Each refusal is logged with who asked. */
+        uid = getpwnam("bob")->pw_uid;
+        snprintf(line, sizeof(line), "peer_uid=%u ", uid);
+        log_wait_for("refused device '", T.bdf[2], "in brokered mode (allowed: none)", line, NULL);
+        snprintf(line, sizeof(line), "peer_uid=%u ", getpwnam("eve")->pw_uid);
+        log_wait_for("refused device '", T.bdf[0], line, NULL);
+        end();
+}
+END_TEST
+
+/* ---- release paths ---------------------------------------------------------- */
+
+/* Maps, raises an interrupt (the PCI status bit a reset clears), then waits to be killed. */
+static void client_killed(struct peer *p, const void *arg)
+{
+        uint32_t status = 0;
+        unsigned irqs = 0;
+        struct bsess s;
+
+        b_open(p, &s, arg, false, false, NULL);
+        p_roundtrip(p, s.bar0, -1, s.mem, IOVA, 5, &irqs);
+        edu_write32(s.bar0, EDU_REG_IRQ_RAISE, 0x8);
+        P_CHECK(p, edu_config_read(s.l.device_fd, PCI_STATUS, 2, &status) == 0, "config read");
+        P_CHECK(p, status & PCI_STATUS_INTERRUPT, "PCI status %#x without the interrupt bit",
+                status);
+        /* A DMA in flight when the end comes (reading: edu keeps going after a reset). */
+        P_CHECK(p, edu_dma_start(s.bar0, IOVA, 0, EDU_DMA_MAX, false, false) == 0, "dma");
+        p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+        p_wait(p);
+        p_fail(p, __FILE__, __LINE__, "not killed");
+}
+
+/* Acquires a device someone else had; checks it was reset, works, releases. */
+static void client_next(struct peer *p, const void *arg)
+{
+        uint32_t status = 0;
+        unsigned irqs = 0;
+        struct bsess s;
+
+        b_open(p, &s, arg, true, true, &status);
+        P_CHECK(p, !(status & PCI_STATUS_INTERRUPT), "PCI status %#x: not reset", status);
+        P_CHECK(p, edu_dma_wait(s.bar0, 5000) == 0, "edu still busy");
+        edu_write32(s.bar0, EDU_REG_IRQ_ACK, ~UINT32_C(0)); /* edu keeps its own register */
+        p_roundtrip(p, s.bar0, s.efd, s.mem, IOVA, 6, &irqs);
+        P_CHECK(p, irqs == 2, "%u MSIs", irqs);
+        p_say(p, "works, status %#x", status);
+        b_close(p, &s);
+}
+
+START_TEST(test_sigkill_mid_lease)
+{
+        unsigned long long lease = 0;
+        char line[256], id[64];
+        struct child a, b;
+
+        begin();
+        child_start(&a, "alice", client_killed, T.bdf[0]);
+        child_expect(&a, "leased ", line, sizeof(line));
+        ck_assert_int_eq(sscanf(line, "leased %llu", &lease), 1);
+        child_kill(&a);
+        snprintf(id, sizeof(id), "releasing lease %llu of '%s'", lease, T.bdf[0]);
+        log_wait_for(id, "its holder disconnected", NULL);
+        snprintf(line, sizeof(line), "release 3/6: reset '%s'", T.bdf[0]);
+        log_wait_for(line, NULL);
+        log_wait_for("unmapped iova 0x100000+0x2000", NULL);
+        child_start(&b, "bob", client_next, T.bdf[0]);
+        child_expect(&b, "works", NULL, 0);
+        child_end(&b);
+        end();
+}
+END_TEST
+
+/*
+ * Keeps the device fd after Release: the group is quarantined (and the
+ * device can no longer reach the pages it had); another client sees
+ * QUARANTINED and gets EBUSY; once the fd is closed the group is leased again.
+ */
+static void client_keeps_fd(struct peer *p, const void *arg)
+{
+        uint8_t before[64];
+        struct bsess s;
+        int r;
+
+        b_open(p, &s, arg, false, false, NULL);
+        pattern(s.mem + PAGE, PAGE, 77);
+        memcpy(before, s.mem + PAGE, sizeof(before));
+        P_CHECK(p, edu_dma(s.bar0, IOVA, 0, 256, false) == 0, "dma");
+        vfiod_disable_irqs(s.c, s.l.lease_id, VFIOD_IRQ_INDEX_MSI);
+        r = vfiod_release(s.c, s.l.lease_id);
+        P_CHECK(p, r == 0, "Release with the fd open: %s (%s)", strerror(-r),
+                vfiod_last_error(s.c));
+        /* The lease is gone, so are its mappings: the device writes nowhere now. */
+        P_CHECK(p, edu_dma(s.bar0, IOVA + PAGE, 0, 64, true) == 0, "dma after release");
+        P_CHECK(p, memcmp(s.mem + PAGE, before, sizeof(before)) == 0,
+                "the device wrote the client's page after the release");
+        p_say(p, "released, fd %d kept", s.l.device_fd);
+        p_wait(p);
+        edu_unmap_bar0(s.bar0);
+        vfiod_lease_close_fds(&s.l);
+        munmap(s.mem, 2 * PAGE);
+        close(s.memfd);
+        vfiod_close(s.c);
+        p_say(p, "closed");
+}
+
+static void client_waits_quarantine(struct peer *p, const void *arg)
+{
+        struct vfiod *c = p_connect(p);
+        enum vfiod_lease_state st = VFIOD_LEASE_STATE_UNSPECIFIED;
+        struct vfiod_lease l;
+        unsigned irqs = 0;
+        struct bsess s;
+        int r;
+
+        P_CHECK(p, p_state(p, c, arg) == VFIOD_LEASE_STATE_QUARANTINED, "not QUARANTINED");
+        r = vfiod_acquire(c, arg, 0, VFIOD_MODE_BROKERED, &l);
+        P_CHECK(p, r == -EBUSY && strstr(vfiod_last_error(c), "quarantined"),
+                "acquire of a quarantined device: %d (%s)", r, vfiod_last_error(c));
+        p_say(p, "busy: %s", vfiod_last_error(c));
+        p_wait(p);
+        for (int i = 0; i < 100; i++) {
+                st = p_state(p, c, arg);
+                if (st == VFIOD_LEASE_STATE_FREE)
+                        break;
+                usleep(50 * 1000);
+        }
+        P_CHECK(p, st == VFIOD_LEASE_STATE_FREE, "state %s, never free",
+                vfiod_lease_state_name(st));
+        vfiod_close(c);
+        b_open(p, &s, arg, true, false, NULL);
+        p_roundtrip(p, s.bar0, s.efd, s.mem, IOVA, 8, &irqs);
+        p_say(p, "re-leased");
+        b_close(p, &s);
+}
+
+START_TEST(test_quarantine_fd_kept)
+{
+        struct vfiod_stats st;
+        struct child a, b;
+
+        begin();
+        child_start(&a, "alice", client_keeps_fd, T.bdf[0]);
+        child_expect(&a, "released, fd", NULL, 0);
+        get_stats(&st);
+        ck_assert_uint_eq(st.leases, 0);
+        ck_assert_uint_eq(st.mappings, 0);
+        ck_assert_uint_eq(st.quarantined_groups, 1);
+        ck_assert_int_eq(daemon_memfd_maps(), 0);
+        log_wait_for("quarantined: a device fd is still open", NULL);
+        child_start(&b, "bob", client_waits_quarantine, T.bdf[0]);
+        child_expect(&b, "busy: ", NULL, 0);
+        child_go(&a);
+        child_expect(&a, "closed", NULL, 0);
+        child_end(&a);
+        child_go(&b);
+        child_expect(&b, "re-leased", NULL, 0);
+        child_end(&b);
+        log_wait_for("every device fd is closed, group detached", NULL);
+        log_wait_for("sanitized; it is free", NULL);
+        end();
+}
+END_TEST
+
+/* Holds a lease until the daemon asks for it back (the kernel's REQ), then releases. */
+static void client_req(struct peer *p, const void *arg)
+{
+        struct vfiod_event ev;
+        unsigned irqs = 0;
+        struct bsess s;
+        int r = -EAGAIN;
+
+        b_open(p, &s, arg, true, false, NULL);
+        p_roundtrip(p, s.bar0, s.efd, s.mem, IOVA, 9, &irqs);
+        p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+        for (int waited = 0; waited < 10000 && r == -EAGAIN; waited += 100) {
+                struct pollfd pfd = {.fd = vfiod_get_fd(s.c), .events = POLLIN};
+
+                (void)poll(&pfd, 1, 100);
+                r = vfiod_next_event(s.c, &ev);
+        }
+        P_CHECK(p, r == 0, "no event: %s", strerror(-r));
+        P_CHECK(p, ev.type == VFIOD_EVENT_RELEASE_REQUESTED, "event %s",
+                vfiod_event_type_name(ev.type));
+        P_CHECK(p, ev.lease_id == s.l.lease_id, "event for lease %llu",
+                (unsigned long long)ev.lease_id);
+        P_CHECK(p, ev.reason == VFIOD_RELEASE_REASON_KERNEL_REQUEST, "reason %s",
+                vfiod_release_reason_name(ev.reason));
+        P_CHECK(p, strcmp(ev.device, arg) == 0, "device %s", ev.device);
+        p_say(p, "event %s %s grace %u ms", vfiod_event_type_name(ev.type),
+              vfiod_release_reason_name(ev.reason), ev.grace_ms);
+        b_close(p, &s);
+}
+
+START_TEST(test_req_unbind)
+{
+        char prev[KVFIO_DRIVER_MAX] = "?", drv[KVFIO_DRIVER_MAX] = "?", line[256];
+        int status = -1, r_bind, r_drv;
+        bool unbound = false;
+        struct child a;
+        pid_t pid;
+
+        begin();
+        child_start(&a, "alice", client_req, T.bdf[1]);
+        child_expect(&a, "leased ", NULL, 0);
+        /* Blocks until every fd of the device is closed: the client's and the daemon's. */
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int fd;
+
+                vfiod_close(T.admin);
+                fd = open(VFIO_UNBIND, O_WRONLY | O_CLOEXEC);
+                _exit(fd >= 0 && write(fd, T.bdf[1], strlen(T.bdf[1])) > 0 ? 0 : 1);
+        }
+        child_line(&a, line, sizeof(line));
+        for (int waited = 0; waited < 10000; waited += 50) {
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        unbound = true;
+                        break;
+                }
+                sleep_ms(50);
+        }
+        if (!unbound) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+        }
+        r_drv = kvfio_pci_driver_get("/", T.bdf[1], drv);
+        r_bind = kvfio_pci_bind_vfio("/", T.bdf[1], prev);
+        ck_assert_msg(strncmp(line, "event release-requested kernel-request", 38) == 0,
+                      "client said '%s'", line);
+        child_end(&a);
+        ck_assert_msg(unbound && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "the unbind did not complete (status %#x)", status);
+        ck_assert_msg(r_drv == 0 && drv[0] == '\0', "driver after the unbind: '%s' (%d)", drv,
+                      r_drv);
+        ck_assert_msg(r_bind == 0, "rebinding to vfio-pci: %s", strerror(-r_bind));
+        log_wait_for("the kernel asks for device '", T.bdf[1], "(REQ)", NULL);
+        log_wait_for("asking for lease ", "back within 5000 ms", NULL);
+        log_wait_for("released by its holder", NULL);
+        end();
+}
+END_TEST
+
+/* ---- bad MapDma inputs ------------------------------------------------------- */
+
+/* One MapDma range of fd at iova; returns what the library returned. */
+static int map1(struct vfiod *c, uint64_t domain, int fd, uint64_t off, uint64_t iova,
+                uint64_t size)
+{
+        return vfiod_map_dma(c, domain,
+                             &(struct vfiod_dma_range){.fd = fd,
+                                                       .offset = off,
+                                                       .iova = iova,
+                                                       .size = size,
+                                                       .flags = VFIOD_DMA_READ | VFIOD_DMA_WRITE},
+                             1, NULL);
+}
+
+/* The connection still answers, and still has its lease. */
+static void p_still_works(struct peer *p, struct bsess *s, const char *bdf, const char *after)
+{
+        P_CHECK(p, p_state(p, s->c, bdf) == VFIOD_LEASE_STATE_LEASED_BY_YOU,
+                "after %s: the lease is gone", after);
+}
+
+/*
+ * A MapDma that names an eventfd where a memfd belongs, sent by hand on the
+ * library's connection (libvfiod refuses to send it): the daemon answers
+ * with an Error and keeps the connection. The library is idle meanwhile and
+ * never sees this request or its reply.
+ */
+static void p_raw_map_not_memfd(struct peer *p, struct vfiod *c, uint64_t domain, int *ret_errnum,
+                                char *reason, size_t size)
+{
+        Vfiod__DmaRange range = VFIOD__DMA_RANGE__INIT, *rp = &range;
+        Vfiod__MapDma m = VFIOD__MAP_DMA__INIT;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        uint8_t buf[512];
+        union {
+                struct cmsghdr align;
+                char b[CMSG_SPACE(sizeof(int))];
+        } ctl;
+        struct iovec iov = {.iov_base = buf};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = ctl.b,
+                            .msg_controllen = sizeof(ctl.b)};
+        struct vfiod_msg *reply = NULL;
+        const char *why = NULL;
+        struct cmsghdr *cm;
+        int efd = eventfd(0, EFD_CLOEXEC), sock = vfiod_get_fd(c), r;
+
+        P_CHECK(p, efd >= 0, "eventfd");
+        range.fd_index = 0;
+        range.iova = IOVA + 32 * PAGE;
+        range.size = PAGE;
+        range.readable = true;
+        m.domain_id = domain;
+        m.n_ranges = 1;
+        m.ranges = &rp;
+        env.id = UINT64_C(1) << 40; /* far from the library's ids */
+        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
+        env.map_dma = &m;
+        iov.iov_len = vfiod__envelope__pack(&env, buf);
+        memset(&ctl, 0, sizeof(ctl));
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &efd, sizeof(int));
+        P_CHECK(p, sendmsg(sock, &mh, MSG_NOSIGNAL) == (ssize_t)iov.iov_len, "sendmsg: %s",
+                strerror(errno));
+        close(efd);
+        r = vfiod_msg_recv(sock, 0, &reply, &why);
+        P_CHECK(p, r == 1, "no reply to the hand-made MapDma: %d (%s)", r, why ? why : "");
+        P_CHECK(p, reply->env->id == env.id && reply->env->body_case == VFIOD__ENVELOPE__BODY_ERROR,
+                "reply id %llu body %s", (unsigned long long)reply->env->id,
+                vfiod_envelope_body_name(reply->env));
+        *ret_errnum = reply->env->error->errnum;
+        snprintf(reason, size, "%s", reply->env->error->reason);
+        vfiod_msg_free(reply);
+}
+
+/* Expects r to be -errnum with a reason containing `why`, then the connection to still work. */
+#define P_REFUSED(p, s, bdf, r, errnum, why, what)                                        \
+        do {                                                                              \
+                P_CHECK((p), (r) == -(errnum) && strstr(vfiod_last_error((s)->c), (why)), \
+                        "%s: %d %s (%s), want -%s '%s'", (what), (r), strerror(-(r)),     \
+                        vfiod_last_error((s)->c), #errnum, (why));                        \
+                p_say((p), "%s: %s: %s", (what), #errnum, vfiod_last_error((s)->c));      \
+                p_still_works((p), (s), (bdf), (what));                                   \
+        } while (0)
+
+static void client_bad_maps(struct peer *p, const void *arg)
+{
+        const char *bdf = arg;
+        unsigned irqs = 0;
+        struct bsess s;
+        char reason[512];
+        int fd, errnum = 0, r;
+
+        /* s maps its 2 pages at IOVA: that mapping is the "existing" one below. */
+        b_open(p, &s, bdf, true, false, NULL);
+
+        /* An unsealed memfd. */
+        fd = memfd_create("unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        P_CHECK(p, fd >= 0 && ftruncate(fd, 2 * PAGE) == 0, "memfd");
+        r = map1(s.c, s.l.domain_id, fd, 0, IOVA + 8 * PAGE, 2 * PAGE);
+        P_REFUSED(p, &s, bdf, r, EINVAL, "not sealed against shrinking", "unsealed memfd");
+        close(fd);
+
+        /* A sealed memfd too small for the range. */
+        P_CHECK(p, vfiod_memfd_create("small", PAGE, &fd) == 0, "memfd");
+        r = map1(s.c, s.l.domain_id, fd, 0, IOVA + 8 * PAGE, 2 * PAGE);
+        P_REFUSED(p, &s, bdf, r, EINVAL, "is too small", "memfd too small");
+        r = map1(s.c, s.l.domain_id, fd, PAGE, IOVA + 8 * PAGE, PAGE);
+        P_REFUSED(p, &s, bdf, r, EINVAL, "is too small", "offset past the end");
+
+        /* Not page-aligned. */
+        r = map1(s.c, s.l.domain_id, fd, 0, IOVA + 8 * PAGE + 1, PAGE);
+        P_REFUSED(p, &s, bdf, r, EINVAL, "must be aligned", "unaligned iova");
+
+        /* Overlapping IOVA: the existing mapping, and within one batch. */
+        r = map1(s.c, s.l.domain_id, fd, 0, IOVA + PAGE, PAGE);
+        P_REFUSED(p, &s, bdf, r, EINVAL, "overlaps the mapping at 0x100000+0x2000",
+                  "overlapping iova");
+        {
+                const struct vfiod_dma_range two[2] = {
+                    {.fd = fd, .iova = IOVA + 8 * PAGE, .size = PAGE, .flags = VFIOD_DMA_READ},
+                    {.fd = fd, .iova = IOVA + 8 * PAGE, .size = PAGE, .flags = VFIOD_DMA_READ},
+                };
+
+                r = vfiod_map_dma(s.c, s.l.domain_id, two, 2, NULL);
+                P_REFUSED(p, &s, bdf, r, EINVAL, "range 1 overlaps range 0", "overlap in a batch");
+        }
+
+        /* Over MaxPinnedBytesPerClient (1 MiB in broker-setup.sh). */
+        {
+                int big = -1;
+
+                P_CHECK(p, vfiod_memfd_create("big", 1024 * 1024, &big) == 0, "memfd");
+                r = map1(s.c, s.l.domain_id, big, 0, IOVA + 64 * PAGE, 1024 * 1024);
+                P_REFUSED(p, &s, bdf, r, EDQUOT, "MaxPinnedBytesPerClient", "over the quota");
+                close(big);
+        }
+
+        /* Not a memfd: libvfiod does not even send it ... */
+        {
+                int efd = eventfd(0, EFD_CLOEXEC);
+
+                P_CHECK(p, efd >= 0, "eventfd");
+                r = map1(s.c, s.l.domain_id, efd, 0, IOVA + 8 * PAGE, PAGE);
+                P_CHECK(p, r == -EBADFD && vfiod_last_error(s.c)[0],
+                        "libvfiod sent an eventfd as a memfd: %d (%s)", r, vfiod_last_error(s.c));
+                p_say(p, "not a memfd (libvfiod): EBADFD: %s", vfiod_last_error(s.c));
+                p_still_works(p, &s, bdf, "not a memfd (libvfiod)");
+                close(efd);
+        }
+        /* ... and the daemon refuses it when it comes anyway. */
+        p_raw_map_not_memfd(p, s.c, s.l.domain_id, &errnum, reason, sizeof(reason));
+        P_CHECK(p, errnum == EINVAL && strstr(reason, "is not a memfd"),
+                "daemon on an eventfd as memfd: %d (%s)", errnum, reason);
+        p_say(p, "not a memfd (daemon): EINVAL: %s", reason);
+        p_still_works(p, &s, bdf, "not a memfd (daemon)");
+
+        /* Partial unmap, and an unmap of nothing. */
+        r = vfiod_unmap_dma(s.c, s.l.domain_id,
+                            &(struct vfiod_iova_range){.iova = IOVA, .size = PAGE}, 1, NULL);
+        P_REFUSED(p, &s, bdf, r, EINVAL, "would split the mapping", "partial unmap");
+        r = vfiod_unmap_dma(s.c, s.l.domain_id,
+                            &(struct vfiod_iova_range){.iova = IOVA + 8 * PAGE, .size = PAGE}, 1,
+                            NULL);
+        P_REFUSED(p, &s, bdf, r, ENOENT, "nothing is mapped", "unmap of nothing");
+
+        /* Nothing above changed anything: the first mapping still carries DMA. */
+        p_roundtrip(p, s.bar0, s.efd, s.mem, IOVA, 12, &irqs);
+        r = map1(s.c, s.l.domain_id, fd, 0, IOVA + 8 * PAGE, PAGE);
+        P_CHECK(p, r == 1, "a good MapDma after the bad ones: %d (%s)", r, vfiod_last_error(s.c));
+        r = vfiod_unmap_dma(s.c, s.l.domain_id,
+                            &(struct vfiod_iova_range){.iova = IOVA + 8 * PAGE, .size = PAGE}, 1,
+                            NULL);
+        P_CHECK(p, r == 1, "unmap: %d", r);
+        close(fd);
+        p_say(p, "still works");
+        p_wait(p);
+        b_close(p, &s);
+}
+
+/* The second client: holds its own lease and mapping through it all. */
+static void client_bystander(struct peer *p, const void *arg)
+{
+        unsigned irqs = 0;
+        struct bsess s;
+
+        b_open(p, &s, arg, true, false, NULL);
+        p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+        p_wait(p);
+        p_roundtrip(p, s.bar0, s.efd, s.mem, IOVA, 13, &irqs);
+        P_CHECK(p, irqs == 2, "%u MSIs", irqs);
+        p_say(p, "still works");
+        b_close(p, &s);
+}
+
+START_TEST(test_bad_map_dma)
+{
+        struct vfiod_stats before, after;
+        char line[600];
+        struct child a, b;
+        int refusals = 0;
+
+        begin();
+        child_start(&b, "bob", client_bystander, T.bdf[1]);
+        child_expect(&b, "leased ", NULL, 0);
+        get_stats(&before);
+        child_start(&a, "alice", client_bad_maps, T.bdf[0]);
+        for (;;) {
+                child_line(&a, line, sizeof(line));
+                if (strcmp(line, "still works") == 0)
+                        break;
+                refusals++;
+        }
+        ck_assert_int_eq(refusals, 11);
+        get_stats(&after);
+        ck_assert_uint_eq(after.mappings, before.mappings + 1); /* alice's one good mapping */
+        ck_assert_uint_eq(after.pinned_bytes, before.pinned_bytes + 2 * PAGE);
+        ck_assert_uint_ge(after.errors, before.errors + 10); /* one never left libvfiod */
+        child_go(&a);
+        child_end(&a);
+        child_go(&b);
+        child_expect(&b, "still works", NULL, 0);
+        child_end(&b);
+        end();
+}
+END_TEST
+
+static Suite *guest_broker_suite(void)
+{
+        Suite *s = suite_create("guest-broker");
+        TCase *tc;
+
+        tc = tcase_create("modes");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, test_brokered_dma_msi);
+        tcase_add_test(tc, test_direct_dma_msi);
+        tcase_add_test(tc, test_two_clients_two_devices);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("policy");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, test_denied);
+        tcase_add_test(tc, test_bad_map_dma);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("release");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, test_sigkill_mid_lease);
+        tcase_add_test(tc, test_quarantine_fd_kept);
+        tcase_add_test(tc, test_req_unbind);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(guest_broker_suite());
+        int failed;
+        FILE *f;
+        char line[1024];
+
+        srunner_run_all(sr, CK_ENV);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        /* The daemon's log, for the console. */
+        f = fopen(VFIOD_LOG, "re");
+        if (f) {
+                fprintf(stderr, "guest-broker: vfiod's log (%s):\n", VFIOD_LOG);
+                while (fgets(line, sizeof(line), f))
+                        fprintf(stderr, "  %s", line);
+                fclose(f);
+        }
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
