@@ -242,13 +242,30 @@ int vfiod_client_send_error(struct vfiod_client *c, uint64_t id, const struct vf
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Error e = VFIOD__ERROR__INIT;
 
+        char reason[sizeof(err->reason)];
+        size_t len;
+        int r;
+
+        snprintf(reason, sizeof(reason), "%s", err->reason);
         e.errnum = err->errnum;
-        e.reason = (char *)err->reason;
+        e.reason = reason;
         env.id = id;
         env.body_case = VFIOD__ENVELOPE__BODY_ERROR;
         env.error = &e;
         c->server->n_errors++;
-        return vfiod_client_send(c, &env, NULL, 0);
+        /* The reason is cut short for a client that takes only small datagrams. */
+        len = vfiod__envelope__get_packed_size(&env);
+        if (len > c->max_datagram) {
+                size_t over = len - c->max_datagram, rlen = strlen(reason);
+
+                /* +2: a shorter string may also shorten its length prefix. */
+                reason[over + 2 < rlen ? rlen - over - 2 : 0] = '\0';
+        }
+        r = vfiod_client_send(c, &env, NULL, 0);
+        if (r == -EMSGSIZE)
+                vfiod_client_drop(c, "it cannot receive even an error (max_datagram %u)",
+                                  c->max_datagram);
+        return r;
 }
 
 /* Sends a reply; one the client cannot receive becomes Error EMSGSIZE. */

@@ -276,6 +276,73 @@ START_TEST(hello_reply)
 }
 END_TEST
 
+START_TEST(fds_before_hello_are_closed)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+        Vfiod__DmaRange dr = VFIOD__DMA_RANGE__INIT, *p = &dr;
+        int fd, mfd;
+
+        start_default();
+        fd = h_connect(1000, 1000);
+        mfd = h_memfd(4096, F_SEAL_SHRINK);
+        dr.size = 4096;
+        md.domain_id = 1;
+        md.n_ranges = 1;
+        md.ranges = &p;
+        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
+        env.map_dma = &md;
+        h_send(fd, &env, &mfd, 1);
+        ck_assert(h_closed(fd));
+        /* The daemon's copy of the memfd is gone too (the fd-leak fixture checks). */
+        close(mfd);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+static void hello_limits(int fd, uint32_t max_datagram, uint32_t max_fds)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        struct vfiod_msg *m;
+
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        h.max_datagram = max_datagram;
+        h.max_fds = max_fds;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        m = h_call(fd, &env, NULL, 0);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
+        vfiod_msg_free(m);
+}
+
+START_TEST(client_receive_limits)
+{
+        int small, onefd, fds[3], err = 0;
+        size_t n;
+        uint64_t lease;
+
+        start_default();
+        small = h_connect(1000, 1000);
+        onefd = h_connect(1000, 1000);
+        hello_limits(small, 64, 0);
+        hello_limits(onefd, 0, 1);
+        /* Three devices do not fit in 64 bytes: an error, not a bigger datagram. */
+        ck_assert_int_eq(h_error(call_empty(small, VFIOD__ENVELOPE__BODY_LIST_DEVICES)), EMSGSIZE);
+        /* A DIRECT lease needs 3 fds. */
+        ck_assert_uint_eq(h_acquire(onefd, "0000:00:01.0", 0, DIRECT, fds, &n, NULL, &err), 0);
+        ck_assert_int_eq(err, EINVAL);
+        lease = h_acquire_ok(onefd, "0000:00:01.0", 0, BROKERED, fds, &n, NULL);
+        ck_assert_uint_eq(n, 1);
+        h_close_all(fds, n);
+        ck_assert_int_eq(h_release(onefd, lease), 0);
+        close(small);
+        close(onefd);
+        h_stop();
+}
+END_TEST
+
 /* ---- devices and domains -------------------------------------------------------------- */
 
 START_TEST(list_devices_by_policy)
@@ -620,6 +687,8 @@ int main(void)
         tcase_add_test(t, admin_requests_need_admin);
         tcase_add_test(t, admin_named_by_config);
         tcase_add_test(t, hello_reply);
+        tcase_add_test(t, fds_before_hello_are_closed);
+        tcase_add_test(t, client_receive_limits);
         suite_add_tcase(s, t);
 
         testutil_tcase_fd_checked(d);
