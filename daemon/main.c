@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,11 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
         ev_break(loop, EVBREAK_ALL);
 }
 
+static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+        (void)sd_notify(0, "WATCHDOG=1");
+}
+
 static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
         struct vfiod_server *s = w->data;
@@ -97,6 +103,8 @@ int main(int argc, char **argv)
         struct vfiod_server *server = NULL;
         struct ev_loop *loop;
         ev_signal sig_term, sig_int, sig_hup;
+        ev_timer watchdog;
+        uint64_t watchdog_usec = 0;
         int c, r, fd;
 
         vfiod_log_init();
@@ -202,6 +210,12 @@ int main(int argc, char **argv)
         log_notice("vfiod %s ready on %s (devices under %s, VFIO in %s)", PACKAGE_VERSION,
                    own_socket ? socket_path : "the socket from systemd", sysfs, vfio_dir);
         (void)sd_notify(0, "READY=1\nSTATUS=Serving");
+        /* WatchdogSec= in the unit: ping at half the interval. */
+        ev_timer_init(&watchdog, watchdog_cb, 0., 0.);
+        if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+                ev_timer_set(&watchdog, watchdog_usec / 2e6, watchdog_usec / 2e6);
+                ev_timer_start(loop, &watchdog);
+        }
 
         ev_run(loop, 0);
 
@@ -209,6 +223,7 @@ int main(int argc, char **argv)
         ev_signal_stop(loop, &sig_term);
         ev_signal_stop(loop, &sig_int);
         ev_signal_stop(loop, &sig_hup);
+        ev_timer_stop(loop, &watchdog);
         vfiod_server_free(server);
         if (own_socket && unlink(socket_path) < 0 && errno != ENOENT)
                 log_warning("Cannot remove '%s': %m", socket_path);

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +238,13 @@ static pid_t spawn_daemon_fd(const char *conf_path, const char *own_sock, int li
                         setenv("LISTEN_FDS", "1", 1);
                         setenv("LISTEN_PID", pidbuf, 1);
                 }
+                if (getenv("TEST_WATCHDOG_USEC")) {
+                        char pidbuf[32];
+
+                        snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
+                        setenv("WATCHDOG_USEC", getenv("TEST_WATCHDOG_USEC"), 1);
+                        setenv("WATCHDOG_PID", pidbuf, 1);
+                }
                 unsetenv("JOURNAL_STREAM");
                 if (getenv("VFIOD_TEST_VALGRIND")) /* e.g. "valgrind --error-exitcode=3 -q" */
                         execlp("sh", "sh", "-c", "exec $VFIOD_TEST_VALGRIND \"$@\"", "sh",
@@ -433,6 +441,62 @@ START_TEST(socket_activation)
 }
 END_TEST
 
+START_TEST(notify_and_watchdog)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct timeval tv = {.tv_sec = 5};
+        char conf[4200], notify[4200], buf[512], all[4096] = "";
+        int nfd, err, fd;
+        pid_t pid;
+
+        h_start(NULL);
+        snprintf(conf, sizeof(conf), "%s/vfiod.conf", H.root);
+        snprintf(sock_path, sizeof(sock_path), "%s/run/vfiod.sock", H.root);
+        snprintf(notify, sizeof(notify), "%s/notify", H.root);
+        testutil_write_file(H.root, "vfiod.conf", "");
+        nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(nfd, 0);
+        ck_assert_uint_lt(strlen(notify), sizeof(sa.sun_path));
+        memcpy(sa.sun_path, notify, strlen(notify) + 1);
+        ck_assert_int_eq(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(setsockopt(nfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        setenv("NOTIFY_SOCKET", notify, 1);
+        setenv("TEST_WATCHDOG_USEC", "100000", 1);
+        pid = spawn_daemon(conf, &err);
+        unsetenv("NOTIFY_SOCKET");
+        unsetenv("TEST_WATCHDOG_USEC");
+        fd = wait_socket();
+        /* READY=1, then pings every 50 ms. */
+        for (int i = 0; i < 4; i++) {
+                ssize_t n = recv(nfd, buf, sizeof(buf) - 1, 0);
+
+                ck_assert_int_gt(n, 0);
+                buf[n] = '\0';
+                strncat(all, buf, sizeof(all) - strlen(all) - 2);
+                strcat(all, "|");
+        }
+        ck_assert_msg(strstr(all, "READY=1"), "%s", all);
+        ck_assert_msg(strstr(all, "WATCHDOG=1|WATCHDOG=1"), "%s", all);
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        ck_assert_int_eq(wait_exit(pid), 0);
+        {
+                ssize_t n = recv(nfd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+                bool stopping = false;
+
+                while (n > 0) {
+                        buf[n] = '\0';
+                        stopping |= strstr(buf, "STOPPING=1") != NULL;
+                        n = recv(nfd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+                }
+                ck_assert(stopping);
+        }
+        close(err);
+        close(nfd);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
 static int run_status(const char *a1, const char *a2)
 {
         pid_t pid = fork();
@@ -482,6 +546,7 @@ int main(void)
         tcase_add_test(tc, connection_limit);
         tcase_add_test(tc, daemon_process);
         tcase_add_test(tc, socket_activation);
+        tcase_add_test(tc, notify_and_watchdog);
         tcase_add_test(tc, options);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
