@@ -627,6 +627,74 @@ START_TEST(full_queue_drops_the_client)
 }
 END_TEST
 
+START_TEST(queued_bytes_limit)
+{
+        struct vfiod_client *c;
+        int slow, fds[3], small = 4096;
+        size_t n, most = 0;
+
+        h_start("[Daemon]\nMaxQueuedMessagesPerClient=1000000\nMaxQueuedBytesPerClient=65536\n"
+                "[Device t]\nMatch=0000:00:01.0\nUsers=1000\n");
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        slow = h_connect(1000, 1000);
+        c = server_client(1);
+        ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        h_hello(slow, EVENTS);
+        h_acquire_ok(slow, "0000:00:01.0", 0, BROKERED, fds, &n, NULL);
+        h_close_all(fds, n);
+        for (int i = 0; i < 20000; i++) {
+                ck_assert_int_eq(fake_kernel_fire("0000:00:01.0", VFIOD__IRQ_INDEX__IRQ_INDEX_ERR),
+                                 0);
+                ev_run(H.loop, EVRUN_NOWAIT);
+                ev_run(H.loop, EVRUN_NOWAIT);
+                c = server_client(1);
+                if (!c)
+                        break;
+                ck_assert_uint_le(c->queued_bytes, 65536);
+                if (c->queued_bytes > most)
+                        most = c->queued_bytes;
+        }
+        ck_assert_ptr_null(server_client(1));
+        ck_assert_uint_gt(most, 60000); /* it was the byte limit that was reached */
+        ck_assert(!fake_kernel_group_attached(1));
+        close(slow);
+        h_stop();
+}
+END_TEST
+
+START_TEST(requests_per_wakeup)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        int fd;
+
+        h_start("[Daemon]\nMaxRequestsInFlight=1\n");
+        fd = h_connect(1000, 1000);
+        h_hello(fd, 0);
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &ld;
+        for (int i = 0; i < 3; i++) {
+                env.id = 0;
+                h_send(fd, &env, NULL, 0);
+        }
+        ev_run(H.loop, EVRUN_NOWAIT);
+        /* One request served in this wake-up; the others wait in the socket. */
+        {
+                struct vfiod_msg *m = NULL;
+
+                ck_assert_int_eq(vfiod_msg_recv(fd, MSG_DONTWAIT, &m, NULL), 1);
+                vfiod_msg_free(m);
+                m = NULL;
+                ck_assert_int_eq(vfiod_msg_recv(fd, MSG_DONTWAIT, &m, NULL), -EAGAIN);
+        }
+        vfiod_msg_free(h_recv(fd));
+        vfiod_msg_free(h_recv(fd));
+        ck_assert(h_quiet(fd));
+        close(fd);
+        h_stop();
+}
+END_TEST
+
 START_TEST(queued_datagrams_keep_their_fds)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
@@ -703,6 +771,8 @@ int main(void)
         tcase_add_test(q, no_read_pauses_then_drains);
         tcase_add_test(q, full_queue_drops_the_client);
         tcase_add_test(q, queued_datagrams_keep_their_fds);
+        tcase_add_test(q, queued_bytes_limit);
+        tcase_add_test(q, requests_per_wakeup);
         suite_add_tcase(s, q);
         return testutil_run_suite(s);
 }
