@@ -411,6 +411,14 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
 
                 if (!m || (want_bdf[0] && strcmp(want_bdf, d->bdf) != 0))
                         continue;
+                /* allowed_modes: what Acquire would grant, so every vfio-pci device of the
+                 * group must allow it (the device stays visible when none is left). */
+                if (vfiod_dev_is_vfio(d) && d->iommu_group >= 0)
+                        for (size_t j = 0; j < list->n; j++)
+                                if (j != i && list->devs[j].iommu_group == d->iommu_group &&
+                                    vfiod_dev_is_vfio(&list->devs[j]))
+                                        m &= vfiod_policy_modes(c->server->policy, &c->peer,
+                                                                list->devs[j].bdf);
                 vfiod__device_info__init(info);
                 info->device = (char *)d->bdf;
                 info->vendor_id = d->vendor;

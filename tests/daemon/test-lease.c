@@ -169,6 +169,23 @@ START_TEST(policy_covers_the_whole_group)
         h_add_device("0000:00:08.1", 8, NULL);
         fd = h_connect(1000, 1000);
         h_hello(fd, 0);
+        {
+                /* ListDevices shows what Acquire grants: the group's common modes. */
+                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+                Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+                struct vfiod_msg *m;
+                const Vfiod__DeviceInfo *di;
+
+                ld.device = "0000:00:05.0";
+                env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+                env.list_devices = &ld;
+                m = h_call(fd, &env, NULL, 0);
+                ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 1);
+                di = m->env->list_devices_reply->devices[0];
+                ck_assert_uint_eq(di->n_allowed_modes, 1);
+                ck_assert_int_eq(di->allowed_modes[0], BROKERED);
+                vfiod_msg_free(m);
+        }
         ck_assert_uint_eq(h_acquire(fd, "0000:00:05.0", 0, DIRECT, fds, &n, NULL, &err), 0);
         ck_assert_int_eq(err, EPERM);
         lease = h_acquire_ok(fd, "0000:00:05.0", 0, BROKERED, fds, &n, NULL);
