@@ -17,6 +17,7 @@ daemon_suite_cflags = $(suite_cflags) $(PROTOBUF_C_CFLAGS) $(SYSTEMD_CFLAGS) $(I
 daemon_suite_libs = tests/daemon/libdaemon-harness.la $(suite_libs)
 
 daemon_tests = \
+	tests/daemon/test-log \
 	tests/daemon/test-policy \
 	tests/daemon/test-client \
 	tests/daemon/test-lease \
@@ -24,6 +25,10 @@ daemon_tests = \
 	tests/daemon/test-server
 check_PROGRAMS += $(daemon_tests) tests/daemon/vfiod-fake
 TESTS += $(daemon_tests)
+
+tests_daemon_test_log_SOURCES = tests/daemon/test-log.c
+tests_daemon_test_log_CFLAGS = $(daemon_suite_cflags)
+tests_daemon_test_log_LDADD = $(daemon_suite_libs)
 
 tests_daemon_test_policy_SOURCES = tests/daemon/test-policy.c
 tests_daemon_test_policy_CFLAGS = $(daemon_suite_cflags)
