@@ -246,7 +246,11 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
                     err, EINVAL, "domain %" PRIu64 " is not a brokered domain (%s)", d->id,
                     d->mode == VFIOD__MODE__MODE_DIRECT ? "direct: map DMA on the container fd"
                                                         : "no device acquired yet");
-        if (!d->model_set)
+        /*
+         * No lease: not even a group kept attached by a quarantine (its holder
+         * still has the device fd), which must not get new DMA.
+         */
+        if (!d->model_set || d->n_leases == 0)
                 return vfiod_error_set(err, EINVAL, "domain %" PRIu64 " has no device", d->id);
         for (size_t i = 0; i < n; i++) {
                 r = check_range(d, ranges, i, err);
