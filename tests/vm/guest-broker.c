@@ -678,6 +678,19 @@ static void b_close(struct peer *p, struct bsess *s)
         vfiod_close(s->c);
 }
 
+/* One MapDma range of fd at iova; returns what the library returned. */
+static int map1(struct vfiod *c, uint64_t domain, int fd, uint64_t off, uint64_t iova,
+                uint64_t size)
+{
+        return vfiod_map_dma(c, domain,
+                             &(struct vfiod_dma_range){.fd = fd,
+                                                       .offset = off,
+                                                       .iova = iova,
+                                                       .size = size,
+                                                       .flags = VFIOD_DMA_READ | VFIOD_DMA_WRITE},
+                             1, NULL);
+}
+
 /* ---- modes ---------------------------------------------------------------- */
 
 /*
@@ -1097,6 +1110,13 @@ static void client_keeps_fd(struct peer *p, const void *arg)
         P_CHECK(p, edu_dma(s.bar0, IOVA + PAGE, 0, 64, true) == 0, "dma after release");
         P_CHECK(p, memcmp(s.mem + PAGE, before, sizeof(before)) == 0,
                 "the device wrote the client's page after the release");
+        /* Nor can the domain, which has no lease now, map anything for it again. */
+        r = map1(s.c, s.l.domain_id, s.memfd, 0, IOVA, 2 * PAGE);
+        P_CHECK(p, r == -EINVAL, "MapDma into a domain without a lease: %d (%s)", r,
+                vfiod_last_error(s.c));
+        P_CHECK(p, edu_dma(s.bar0, IOVA + PAGE, 0, 64, true) == 0, "dma after the refused map");
+        P_CHECK(p, memcmp(s.mem + PAGE, before, sizeof(before)) == 0,
+                "the device wrote the client's page through a mapping made after the release");
         p_say(p, "released, fd %d kept", s.l.device_fd);
         p_wait(p);
         edu_unmap_bar0(s.bar0);
@@ -1246,19 +1266,6 @@ START_TEST(test_req_unbind)
 END_TEST
 
 /* ---- bad MapDma inputs ------------------------------------------------------- */
-
-/* One MapDma range of fd at iova; returns what the library returned. */
-static int map1(struct vfiod *c, uint64_t domain, int fd, uint64_t off, uint64_t iova,
-                uint64_t size)
-{
-        return vfiod_map_dma(c, domain,
-                             &(struct vfiod_dma_range){.fd = fd,
-                                                       .offset = off,
-                                                       .iova = iova,
-                                                       .size = size,
-                                                       .flags = VFIOD_DMA_READ | VFIOD_DMA_WRITE},
-                             1, NULL);
-}
 
 /* The connection still answers, and still has its lease. */
 static void p_still_works(struct peer *p, struct bsess *s, const char *bdf, const char *after)
@@ -1477,6 +1484,245 @@ START_TEST(test_bad_map_dma)
 }
 END_TEST
 
+/* ---- one domain, two devices; revoke ---------------------------------------- */
+
+struct shared_arg {
+        const char *a, *b;
+};
+
+/*
+ * Two devices in one brokered domain: one MapDma serves both; releasing one
+ * keeps the mapping for the other; releasing the last drops it; the empty
+ * domain takes a lease again; then it is destroyed.
+ */
+static void client_shared_domain(struct peer *p, const void *arg)
+{
+        const struct shared_arg *a = arg;
+        volatile void *bar1 = NULL;
+        struct vfiod_lease l1, l2;
+        unsigned irqs = 0;
+        struct bsess s;
+        uint64_t dom;
+        int r;
+
+        b_open(p, &s, a->a, false, false, NULL);
+        dom = s.l.domain_id;
+        r = vfiod_acquire(s.c, a->b, dom, VFIOD_MODE_BROKERED, &l1);
+        P_CHECK(p, r == 0 && l1.domain_id == dom, "acquire %s into domain %llu: %s (%s)", a->b,
+                (unsigned long long)dom, strerror(-r), vfiod_last_error(s.c));
+        P_CHECK(p, edu_map_bar0(l1.device_fd, &bar1) == 0, "BAR0");
+        P_CHECK(p, edu_enable_bus_master(l1.device_fd) == 0, "bus master");
+        edu_write32(bar1, EDU_REG_IRQ_ACK, ~UINT32_C(0));
+        r = vfiod_acquire(s.c, a->a, dom, VFIOD_MODE_DIRECT, &l2);
+        P_CHECK(p, r == -EBUSY, "acquire of my own device again: %d (%s)", r,
+                vfiod_last_error(s.c));
+        p_roundtrip(p, s.bar0, -1, s.mem, IOVA, 20, &irqs);
+        p_roundtrip(p, bar1, -1, s.mem, IOVA, 21, &irqs);
+        p_say(p, "two devices, one mapping");
+        p_wait(p);
+
+        edu_unmap_bar0(s.bar0);
+        s.bar0 = NULL;
+        vfiod_lease_close_fds(&s.l);
+        r = vfiod_release(s.c, s.l.lease_id);
+        P_CHECK(p, r == 0, "release of the first: %s", strerror(-r));
+        p_roundtrip(p, bar1, -1, s.mem, IOVA, 22, &irqs);
+        p_say(p, "first released, second still maps");
+        p_wait(p);
+
+        edu_unmap_bar0(bar1);
+        vfiod_lease_close_fds(&l1);
+        r = vfiod_release(s.c, l1.lease_id);
+        P_CHECK(p, r == 0, "release of the second: %s", strerror(-r));
+        /* The last lease took the mapping with it. */
+        r = vfiod_unmap_dma(s.c, dom, &(struct vfiod_iova_range){.iova = IOVA, .size = 2 * PAGE}, 1,
+                            NULL);
+        P_CHECK(p, r == -ENOENT, "unmap after the last release: %d (%s)", r, vfiod_last_error(s.c));
+        /* The empty domain takes a lease again, in either mode, and maps again. */
+        p_acquire(p, s.c, a->b, VFIOD_MODE_DIRECT, &l2);
+        P_CHECK(p, l2.domain_id != dom, "a new domain was asked for");
+        vfiod_lease_close_fds(&l2);
+        P_CHECK(p, vfiod_release(s.c, l2.lease_id) == 0, "release");
+        r = vfiod_acquire(s.c, a->b, dom, VFIOD_MODE_BROKERED, &l1);
+        P_CHECK(p, r == 0, "acquire into the emptied domain: %s (%s)", strerror(-r),
+                vfiod_last_error(s.c));
+        r = map1(s.c, dom, s.memfd, 0, IOVA, 2 * PAGE);
+        P_CHECK(p, r == 1, "MapDma again: %d (%s)", r, vfiod_last_error(s.c));
+        P_CHECK(p, edu_map_bar0(l1.device_fd, &bar1) == 0, "BAR0");
+        P_CHECK(p, edu_enable_bus_master(l1.device_fd) == 0, "bus master");
+        p_roundtrip(p, bar1, -1, s.mem, IOVA, 23, &irqs);
+        edu_unmap_bar0(bar1);
+        vfiod_lease_close_fds(&l1);
+        P_CHECK(p, vfiod_release(s.c, l1.lease_id) == 0, "release");
+        r = vfiod_destroy_domain(s.c, dom);
+        P_CHECK(p, r == 0, "DestroyDomain: %s (%s)", strerror(-r), vfiod_last_error(s.c));
+        p_say(p, "domain reused and destroyed");
+        munmap(s.mem, 2 * PAGE);
+        close(s.memfd);
+        vfiod_close(s.c);
+}
+
+START_TEST(test_shared_domain)
+{
+        struct vfiod_lease_info *li = NULL;
+        struct vfiod_stats st;
+        struct shared_arg arg;
+        struct child a;
+        size_t n = 0;
+
+        begin();
+        arg = (struct shared_arg){T.bdf[0], T.bdf[1]};
+        child_start(&a, "alice", client_shared_domain, &arg);
+        child_expect(&a, "two devices, one mapping", NULL, 0);
+        ck_assert_int_eq(vfiod_list_leases(T.admin, &li, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_uint_eq(li[0].domain_id, li[1].domain_id);
+        vfiod_leases_free(li, n);
+        get_stats(&st);
+        ck_assert_uint_eq(st.domains, 1);
+        ck_assert_uint_eq(st.mappings, 1);
+        ck_assert_uint_eq(st.pinned_bytes, 2 * PAGE);
+        child_go(&a);
+        child_expect(&a, "first released, second still maps", NULL, 0);
+        get_stats(&st);
+        ck_assert_uint_eq(st.leases, 1);
+        ck_assert_uint_eq(st.mappings, 1);
+        log_wait_for("release 2/6: DMA unmapped (skipped: other groups share the domain)", NULL);
+        child_go(&a);
+        child_expect(&a, "domain reused and destroyed", NULL, 0);
+        child_end(&a);
+        end();
+}
+END_TEST
+
+/* A DIRECT client that keeps its container and group fds after Release. */
+static void client_direct_keeps(struct peer *p, const void *arg)
+{
+        struct vfiod *c = p_connect(p);
+        struct vfiod_lease l;
+        int r;
+
+        p_acquire(p, c, arg, VFIOD_MODE_DIRECT, &l);
+        close(l.device_fd);
+        r = vfiod_release(c, l.lease_id);
+        P_CHECK(p, r == 0, "Release: %s (%s)", strerror(-r), vfiod_last_error(c));
+        P_CHECK(p, p_state(p, c, arg) == VFIOD_LEASE_STATE_QUARANTINED, "not QUARANTINED");
+        p_say(p, "released, group fd kept");
+        p_wait(p);
+        close(l.group_fd);
+        close(l.container_fd);
+        vfiod_close(c);
+}
+
+START_TEST(test_direct_group_fd_kept)
+{
+        struct vfiod_stats st;
+        struct child b;
+
+        begin();
+        child_start(&b, "bob", client_direct_keeps, T.bdf[1]);
+        child_expect(&b, "released, group fd kept", NULL, 0);
+        get_stats(&st);
+        ck_assert_uint_eq(st.quarantined_groups, 1);
+        ck_assert_uint_eq(st.leases, 0);
+        log_wait_for("is still open elsewhere (a client holds its fd)", NULL);
+        child_go(&b);
+        child_end(&b);
+        log_wait_for("sanitized; it is free", NULL);
+        end();
+}
+END_TEST
+
+/* Waits up to ms for the next event on c. */
+static int p_next_event(struct peer *p, struct vfiod *c, int ms, struct vfiod_event *ev)
+{
+        int r = vfiod_next_event(c, ev);
+
+        for (int waited = 0; waited < ms && r == -EAGAIN; waited += 100) {
+                struct pollfd pfd = {.fd = vfiod_get_fd(c), .events = POLLIN};
+
+                (void)poll(&pfd, 1, 100);
+                r = vfiod_next_event(c, ev);
+        }
+        return r;
+}
+
+/* Ignores ReleaseRequested; gets LeaseRevoked after the grace period; keeps its fd a while. */
+static void client_ignores_revoke(struct peer *p, const void *arg)
+{
+        struct vfiod_event ev;
+        struct bsess s;
+        int r;
+
+        b_open(p, &s, arg, true, false, NULL);
+        p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+        r = p_next_event(p, s.c, 10000, &ev);
+        P_CHECK(p, r == 0 && ev.type == VFIOD_EVENT_RELEASE_REQUESTED, "first event: %d %s", r,
+                r == 0 ? vfiod_event_type_name(ev.type) : strerror(-r));
+        P_CHECK(p, ev.reason == VFIOD_RELEASE_REASON_ADMIN_REVOKE && ev.lease_id == s.l.lease_id,
+                "reason %s, lease %llu", vfiod_release_reason_name(ev.reason),
+                (unsigned long long)ev.lease_id);
+        p_say(p, "asked: %s, '%s', grace %u ms", vfiod_release_reason_name(ev.reason), ev.detail,
+              ev.grace_ms);
+        r = p_next_event(p, s.c, 15000, &ev);
+        P_CHECK(p, r == 0 && ev.type == VFIOD_EVENT_LEASE_REVOKED, "second event: %d %s", r,
+                r == 0 ? vfiod_event_type_name(ev.type) : strerror(-r));
+        P_CHECK(p, ev.lease_id == s.l.lease_id && strcmp(ev.detail, "maintenance") == 0,
+                "revoked lease %llu, '%s'", (unsigned long long)ev.lease_id, ev.detail);
+        /* It is gone: no release, no mapping, no interrupt setup, no new mapping. */
+        r = vfiod_release(s.c, s.l.lease_id);
+        P_CHECK(p, r == -ENOENT, "Release of a revoked lease: %d (%s)", r, vfiod_last_error(s.c));
+        r = vfiod_disable_irqs(s.c, s.l.lease_id, VFIOD_IRQ_INDEX_MSI);
+        P_CHECK(p, r == -ENOENT, "SetIrqs on a revoked lease: %d (%s)", r, vfiod_last_error(s.c));
+        r = map1(s.c, s.l.domain_id, s.memfd, 0, IOVA + 16 * PAGE, PAGE);
+        P_CHECK(p, r == -EINVAL, "MapDma into the revoked lease's domain: %d (%s)", r,
+                vfiod_last_error(s.c));
+        p_say(p, "revoked");
+        p_wait(p);
+        close(s.efd);
+        edu_unmap_bar0(s.bar0);
+        munmap(s.mem, 2 * PAGE);
+        close(s.memfd);
+        vfiod_lease_close_fds(&s.l);
+        P_CHECK(p, vfiod_destroy_domain(s.c, s.l.domain_id) == 0, "DestroyDomain: %s",
+                vfiod_last_error(s.c));
+        vfiod_close(s.c);
+}
+
+START_TEST(test_revoke_ignored)
+{
+        unsigned long long lease = 0;
+        struct vfiod_lease_info *li = NULL;
+        struct vfiod_stats st;
+        char line[256];
+        struct child a;
+        size_t n = 0;
+        int r;
+
+        begin();
+        child_start(&a, "alice", client_ignores_revoke, T.bdf[2]);
+        child_expect(&a, "leased ", line, sizeof(line));
+        ck_assert_int_eq(sscanf(line, "leased %llu", &lease), 1);
+        r = vfiod_revoke(T.admin, lease, "maintenance");
+        ck_assert_msg(r == 0, "Revoke: %s (%s)", strerror(-r), vfiod_last_error(T.admin));
+        ck_assert_int_eq(vfiod_list_leases(T.admin, &li, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_int_eq(li[0].status, VFIOD_LEASE_STATUS_RELEASE_REQUESTED);
+        vfiod_leases_free(li, n);
+        child_expect(&a, "asked: admin-revoke, 'maintenance', grace 5000 ms", NULL, 0);
+        child_expect(&a, "revoked", NULL, 0);
+        get_stats(&st);
+        ck_assert_uint_eq(st.leases, 0);
+        ck_assert_uint_eq(st.mappings, 0);
+        ck_assert_uint_eq(st.quarantined_groups, 1); /* she still holds the device fd */
+        log_wait_for("grace period over", NULL);
+        log_wait_for("revoked (admin: 'maintenance')", NULL);
+        child_go(&a);
+        child_end(&a);
+        end();
+}
+END_TEST
+
 static Suite *guest_broker_suite(void)
 {
         Suite *s = suite_create("guest-broker");
@@ -1500,6 +1746,13 @@ static Suite *guest_broker_suite(void)
         tcase_add_test(tc, test_sigkill_mid_lease);
         tcase_add_test(tc, test_quarantine_fd_kept);
         tcase_add_test(tc, test_req_unbind);
+        tcase_add_test(tc, test_direct_group_fd_kept);
+        tcase_add_test(tc, test_revoke_ignored);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("domains");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, test_shared_domain);
         suite_add_tcase(s, tc);
         return s;
 }
