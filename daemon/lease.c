@@ -345,7 +345,6 @@ static void lease_free_devs(struct vfiod_lease *l, struct ev_loop *loop)
 static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *members,
                            struct vfiod_error *err)
 {
-        struct ev_loop *loop = l->client->server->loop;
         size_t n = 0;
 
         for (size_t i = 0; i < members->n; i++)
@@ -384,7 +383,6 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
                 arm_event(dev, VFIO_PCI_REQ_IRQ_INDEX, &dev->req_fd, &dev->req_io, req_cb);
                 arm_event(dev, VFIO_PCI_ERR_IRQ_INDEX, &dev->err_fd, &dev->err_io, err_cb);
         }
-        (void)loop;
         return 0;
 }
 

@@ -353,8 +353,6 @@ static void parse_modes(struct parser *p, const char *value)
                 else
                         perr(p, "Modes=: unknown mode '%s' (direct, brokered)", tok);
         }
-        if (!p->rule->modes)
-                p->rule->modes = 0; /* stays 0 = default both, decided at the end */
 }
 
 struct limit_key {
