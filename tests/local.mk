@@ -13,3 +13,4 @@ include tests/client-lib/local.mk
 include tests/kernel/local.mk
 include tests/daemon/local.mk
 include tests/vm/local.mk
+include tests/bench/local.mk

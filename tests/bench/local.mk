@@ -1,0 +1,22 @@
+# tests/bench: `make bench` (also `./bootstrap bench`) prints what going
+# through vfiod costs compared to doing it yourself, as ratios measured in one
+# run (see tests/bench/run-bench.sh). Never part of `make check`: timing is
+# reported, not asserted. The programs are built with everything else (so
+# they always compile) and run by `make bench` only.
+noinst_PROGRAMS += tests/bench/bench-host tests/bench/guest-bench
+
+tests_bench_bench_host_SOURCES = tests/bench/bench-host.c tests/bench/bench-util.c \
+	tests/bench/bench-util.h
+tests_bench_bench_host_LDADD = client-lib/libvfiod.la kernel/libkvfio-sysfs.la
+
+# Runs in the guest: -no-install makes libtool write the real binary.
+tests_bench_guest_bench_SOURCES = tests/bench/guest-bench.c tests/bench/bench-util.c \
+	tests/bench/bench-util.h
+tests_bench_guest_bench_LDFLAGS = $(AM_LDFLAGS) -no-install
+tests_bench_guest_bench_LDADD = client-lib/libvfiod.la
+
+bench: tests/bench/bench-host tests/bench/guest-bench daemon/vfiod
+	$(srcdir)/tests/bench/run-bench.sh $(abs_builddir) $(BENCH_ARGS)
+
+EXTRA_DIST += tests/bench/run-bench.sh tests/bench/guest-setup.sh
+.PHONY: bench
