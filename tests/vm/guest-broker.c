@@ -1723,6 +1723,195 @@ START_TEST(test_revoke_ignored)
 }
 END_TEST
 
+/* ---- INTx through the daemon; DIRECT killed; policy reload ------------------ */
+
+/* INTx on an eventfd through SetIrqs, its UNMASK through SetIrqs; ERR and REQ are the daemon's. */
+static void client_intx(struct peer *p, const void *arg)
+{
+        const int no_fds[1] = {-1};
+        struct vfiod_irq_set set = {.count = 1, .action = VFIOD_IRQ_ACTION_TRIGGER};
+        struct bsess s;
+        int efd, r;
+
+        b_open(p, &s, arg, false, false, NULL);
+        efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        P_CHECK(p, efd >= 0, "eventfd");
+        set.index = VFIOD_IRQ_INDEX_REQ;
+        set.eventfds = &efd;
+        r = vfiod_set_irqs(s.c, s.l.lease_id, &set);
+        P_CHECK(p, r == -EPERM && strstr(vfiod_last_error(s.c), "belongs to the daemon"),
+                "SetIrqs REQ: %d (%s)", r, vfiod_last_error(s.c));
+        set.index = VFIOD_IRQ_INDEX_INTX;
+        r = vfiod_set_irqs(s.c, s.l.lease_id, &set);
+        P_CHECK(p, r == 0, "SetIrqs INTx: %s (%s)", strerror(-r), vfiod_last_error(s.c));
+        edu_write32(s.bar0, EDU_REG_IRQ_RAISE, 0x2);
+        P_CHECK(p, edu_eventfd_wait(efd, WAIT_MS, NULL) == 1, "no INTx");
+        edu_write32(s.bar0, EDU_REG_IRQ_ACK, 0x2);
+        /* Masked by VFIO until unmasked: through the daemon. */
+        edu_write32(s.bar0, EDU_REG_IRQ_RAISE, 0x4);
+        P_CHECK(p, edu_eventfd_wait(efd, 500, NULL) == 0, "INTx while masked");
+        r = vfiod_set_irqs(s.c, s.l.lease_id,
+                           &(struct vfiod_irq_set){.index = VFIOD_IRQ_INDEX_INTX,
+                                                   .count = 1,
+                                                   .action = VFIOD_IRQ_ACTION_UNMASK});
+        P_CHECK(p, r == 0, "SetIrqs UNMASK: %s (%s)", strerror(-r), vfiod_last_error(s.c));
+        P_CHECK(p, edu_eventfd_wait(efd, WAIT_MS, NULL) == 1, "no INTx after the unmask");
+        edu_write32(s.bar0, EDU_REG_IRQ_ACK, 0x4);
+        /* De-assign the vector's eventfd (-1), then disable the index. */
+        set.eventfds = no_fds;
+        r = vfiod_set_irqs(s.c, s.l.lease_id, &set);
+        P_CHECK(p, r == 0, "SetIrqs INTx -1: %s (%s)", strerror(-r), vfiod_last_error(s.c));
+        P_CHECK(p, vfiod_disable_irqs(s.c, s.l.lease_id, VFIOD_IRQ_INDEX_INTX) == 0, "disable");
+        close(efd);
+        p_say(p, "intx ok");
+        b_close(p, &s);
+}
+
+START_TEST(test_brokered_intx)
+{
+        struct child a;
+
+        begin();
+        child_start(&a, "alice", client_intx, T.bdf[0]);
+        child_expect(&a, "intx ok", NULL, 0);
+        child_end(&a);
+        end();
+}
+END_TEST
+
+/* A DIRECT client with its own mapping and MSI, killed: the daemon unmaps and resets. */
+static void client_direct_killed(struct peer *p, const void *arg)
+{
+        struct vfiod *c = p_connect(p);
+        volatile void *bar0 = NULL;
+        struct vfiod_lease l;
+        unsigned irqs = 0;
+        uint8_t *mem;
+        int efd, r;
+
+        p_acquire(p, c, arg, VFIOD_MODE_DIRECT, &l);
+        mem = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        P_CHECK(p, mem != MAP_FAILED, "mmap");
+        r = vfio_map(l.container_fd, mem, IOVA, 4 * PAGE);
+        P_CHECK(p, r == 0, "VFIO_IOMMU_MAP_DMA: %s", strerror(-r));
+        P_CHECK(p, edu_map_bar0(l.device_fd, &bar0) == 0, "BAR0");
+        P_CHECK(p, edu_enable_bus_master(l.device_fd) == 0, "bus master");
+        edu_write32(bar0, EDU_REG_IRQ_ACK, ~UINT32_C(0));
+        efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        P_CHECK(p, efd >= 0 && vfio_msi(l.device_fd, efd) == 0, "MSI");
+        p_roundtrip(p, bar0, efd, mem, IOVA, 30, &irqs);
+        p_say(p, "leased %llu", (unsigned long long)l.lease_id);
+        p_wait(p);
+        p_fail(p, __FILE__, __LINE__, "not killed");
+}
+
+START_TEST(test_direct_sigkill)
+{
+        unsigned long long lease = 0;
+        char line[256];
+        struct child b, a;
+
+        begin();
+        child_start(&b, "bob", client_direct_killed, T.bdf[1]);
+        child_expect(&b, "leased ", line, sizeof(line));
+        ck_assert_int_eq(sscanf(line, "leased %llu", &lease), 1);
+        child_kill(&b);
+        snprintf(line, sizeof(line), "releasing lease %llu of '%s'", lease, T.bdf[1]);
+        log_wait_for(line, "its holder disconnected", NULL);
+        log_wait_for("unmapped all client DMA (16384 bytes)", NULL);
+        snprintf(line, sizeof(line), "release 3/6: reset '%s'", T.bdf[1]);
+        log_wait_for(line, NULL);
+        child_start(&a, "alice", client_next, T.bdf[1]);
+        child_expect(&a, "works", NULL, 0);
+        child_end(&a);
+        end();
+}
+END_TEST
+
+#define VFIOD_CONF "/etc/vfiod/vfiod.conf"
+
+static char *read_text(const char *path)
+{
+        FILE *f = fopen(path, "re");
+        char *buf = calloc(1, 65536);
+        size_t n;
+
+        ck_assert_msg(f && buf, "%s: %s", path, strerror(errno));
+        n = fread(buf, 1, 65535, f);
+        buf[n] = '\0';
+        fclose(f);
+        return buf;
+}
+
+static void write_text(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "we");
+
+        ck_assert_msg(f, "%s: %s", path, strerror(errno));
+        ck_assert_int_eq(fputs(text, f) >= 0, 1);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Holds a lease until the daemon asks for it back for the given reason; then releases. */
+static void client_until_asked(struct peer *p, const void *arg)
+{
+        struct vfiod_event ev;
+        struct bsess s;
+        int r;
+
+        b_open(p, &s, arg, true, false, NULL);
+        p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+        r = p_next_event(p, s.c, 15000, &ev);
+        P_CHECK(p, r == 0, "no event: %s", strerror(-r));
+        p_say(p, "event %s %s '%s'", vfiod_event_type_name(ev.type),
+              vfiod_release_reason_name(ev.reason), ev.detail);
+        b_close(p, &s);
+}
+
+/* The policy no longer names bob for edu 1: the reload asks his lease back. */
+START_TEST(test_policy_reload_revokes)
+{
+        struct vfiod_reload_result res = {0}, back = {0};
+        char *orig, *changed, *at, line[256], want[64];
+        int r_reload, r_back;
+        struct child b;
+
+        begin();
+        orig = read_text(VFIOD_CONF);
+        snprintf(want, sizeof(want), "Match=%s\nUsers=alice bob\n", T.bdf[1]);
+        at = strstr(orig, want);
+        ck_assert_msg(at, "%s has no rule '%s' (see broker-setup.sh)", VFIOD_CONF, want);
+        changed = calloc(1, strlen(orig) + 1);
+        ck_assert_ptr_nonnull(changed);
+        memcpy(changed, orig, (size_t)(at - orig));
+        snprintf(changed + (at - orig), strlen(orig) + 1 - (size_t)(at - orig),
+                 "Match=%s\nUsers=alice\n%s", T.bdf[1], at + strlen(want));
+
+        child_start(&b, "bob", client_until_asked, T.bdf[1]);
+        child_expect(&b, "leased ", NULL, 0);
+        write_text(VFIOD_CONF, changed);
+        r_reload = vfiod_reload_policy(T.admin, &res);
+        /* Put the policy back before anything can fail. */
+        write_text(VFIOD_CONF, orig);
+        child_line(&b, line, sizeof(line));
+        r_back = vfiod_reload_policy(T.admin, &back);
+        ck_assert_msg(r_reload == 0 && res.applied, "reload: %d, applied %d, %zu errors", r_reload,
+                      res.applied, res.n_errors);
+        ck_assert_uint_eq(res.leases_revoked, 1);
+        ck_assert_msg(r_back == 0 && back.applied && back.leases_revoked == 0,
+                      "reload back: %d, applied %d", r_back, back.applied);
+        ck_assert_str_eq(line, "event release-requested policy-change 'the policy no longer "
+                               "allows it'");
+        child_end(&b);
+        log_wait_for("reloaded", NULL);
+        vfiod_reload_result_clear(&res);
+        vfiod_reload_result_clear(&back);
+        free(changed);
+        free(orig);
+        end();
+}
+END_TEST
+
 static Suite *guest_broker_suite(void)
 {
         Suite *s = suite_create("guest-broker");
@@ -1732,6 +1921,7 @@ static Suite *guest_broker_suite(void)
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, test_brokered_dma_msi);
         tcase_add_test(tc, test_direct_dma_msi);
+        tcase_add_test(tc, test_brokered_intx);
         tcase_add_test(tc, test_two_clients_two_devices);
         suite_add_tcase(s, tc);
 
@@ -1748,6 +1938,8 @@ static Suite *guest_broker_suite(void)
         tcase_add_test(tc, test_req_unbind);
         tcase_add_test(tc, test_direct_group_fd_kept);
         tcase_add_test(tc, test_revoke_ignored);
+        tcase_add_test(tc, test_direct_sigkill);
+        tcase_add_test(tc, test_policy_reload_revokes);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("domains");
