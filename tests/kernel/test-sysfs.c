@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kernel/sysfs.h"
@@ -915,19 +914,10 @@ END_TEST
 
 /* ---- scale --------------------------------------------------------------- */
 
-static bool under_valgrind(void)
-{
-        const char *p = getenv("LD_PRELOAD");
-
-        return p && strstr(p, "vgpreload");
-}
-
 START_TEST(test_discover_4096)
 {
         struct kvfio_pci_list *list = NULL;
         const struct kvfio_pci_dev *d;
-        struct timespec t0, t1;
-        double best = 1e9;
         int i = 0;
 
         for (int bus = 15; bus >= 0; bus--) /* created out of order on purpose */
@@ -952,28 +942,8 @@ START_TEST(test_discover_4096)
                                 }
                         }
 
-        /*
-         * Best of three runs: this machine is shared (builds, a TCG guest), and
-         * the first run also warms the dentry and inode caches.
-         */
-        for (int run = 0; run < 3; run++) {
-                double ms;
-
-                kvfio_pci_list_free(list);
-                list = NULL;
-                clock_gettime(CLOCK_MONOTONIC, &t0);
-                ck_assert_int_eq(kvfio_pci_discover(root, &list), 0);
-                clock_gettime(CLOCK_MONOTONIC, &t1);
-                ms =
-                    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-                printf("discovery of 4096 devices (%s), run %d: %.1f ms\n",
-                       _i ? "modalias" : "separate files", run + 1, ms);
-                if (ms < best)
-                        best = ms;
-        }
-        if (!under_valgrind())
-                ck_assert_msg(best < 100.0, "discovery of 4096 devices took %.1f ms", best);
-
+        /* Correctness only: the time it takes is measured by `make bench`. */
+        ck_assert_int_eq(kvfio_pci_discover(root, &list), 0);
         ck_assert_uint_eq(list->n, 4096);
         ck_assert_uint_eq(list->n_skipped, 0);
         ck_assert_str_eq(list->devs[0].bdf, "0000:00:00.0");
