@@ -38,6 +38,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1912,6 +1913,172 @@ START_TEST(test_policy_reload_revokes)
 }
 END_TEST
 
+/* ---- malformed input; the daemon stopping --------------------------------- */
+
+/* A raw connection to vfiod; returns the socket. */
+static int p_raw_connect(struct peer *p, const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+        P_CHECK(p, fd >= 0, "socket: %s", strerror(errno));
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        P_CHECK(p, connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect %s: %s", path,
+                strerror(errno));
+        return fd;
+}
+
+/* Waits up to 3 s for the daemon to close fd (EOF). */
+static bool p_closed_by_peer(int fd)
+{
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        char b[256];
+
+        if (poll(&pfd, 1, 3000) <= 0)
+                return false;
+        return recv(fd, b, sizeof(b), MSG_DONTWAIT) == 0;
+}
+
+/* A datagram that is no Envelope, and a request before Hello: each drops only its connection. */
+static void client_malformed(struct peer *p, const void *arg)
+{
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        unsigned irqs = 0;
+        struct bsess s;
+        int fd;
+
+        b_open(p, &s, arg, true, false, NULL);
+        fd = p_raw_connect(p, VFIOD_SOCKET_DEFAULT);
+        P_CHECK(p, send(fd, "\xff\xff\xff\xff", 4, MSG_NOSIGNAL) == 4, "send");
+        P_CHECK(p, p_closed_by_peer(fd), "vfiod kept a connection that sent garbage");
+        close(fd);
+        fd = p_raw_connect(p, VFIOD_SOCKET_DEFAULT);
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &ld;
+        P_CHECK(p, vfiod_msg_send(fd, &env, NULL, 0) == 0, "send ListDevices");
+        P_CHECK(p, p_closed_by_peer(fd), "vfiod answered a request before Hello");
+        close(fd);
+        /* The lease on the other connection is untouched. */
+        P_CHECK(p, p_state(p, s.c, arg) == VFIOD_LEASE_STATE_LEASED_BY_YOU, "lease gone");
+        p_roundtrip(p, s.bar0, s.efd, s.mem, IOVA, 40, &irqs);
+        p_say(p, "dropped, lease unaffected");
+        b_close(p, &s);
+}
+
+START_TEST(test_malformed_dropped)
+{
+        struct child a;
+
+        begin();
+        child_start(&a, "alice", client_malformed, T.bdf[0]);
+        child_expect(&a, "dropped, lease unaffected", NULL, 0);
+        child_end(&a);
+        log_wait_for("closing the connection: bad datagram", NULL);
+        log_wait_for("closing the connection: it sent 'list_devices' before Hello", NULL);
+        end();
+}
+END_TEST
+
+#define TERM_DIR  "/run/vfiod-term"
+#define TERM_SOCK TERM_DIR "/vfiod.sock"
+#define TERM_LOG  "/tmp/vfiod-term.log"
+
+/*
+ * Leases from a second vfiod (on TERM_SOCK), leaves the device raising
+ * INTx, closes its device fds but not the lease; after that daemon's
+ * SIGTERM, finds the connection gone and leases the device from the main
+ * vfiod: reset, working.
+ */
+static void client_daemon_stops(struct peer *p, const void *arg)
+{
+        struct vfiod_device_info *d = NULL;
+        uint32_t status = 0;
+        unsigned irqs = 0;
+        struct bsess s;
+        size_t n = 0;
+        int r;
+
+        P_CHECK(p, setenv(VFIOD_SOCKET_ENV, TERM_SOCK, 1) == 0, "setenv");
+        b_open(p, &s, arg, false, false, NULL);
+        p_roundtrip(p, s.bar0, -1, s.mem, IOVA, 50, &irqs);
+        edu_write32(s.bar0, EDU_REG_IRQ_RAISE, 0x8);
+        edu_unmap_bar0(s.bar0);
+        munmap(s.mem, 2 * PAGE);
+        close(s.memfd);
+        vfiod_lease_close_fds(&s.l);
+        p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+        p_wait(p);
+        r = vfiod_list_devices(s.c, NULL, &d, &n);
+        P_CHECK(p, r == -ECONNRESET || r == -EPIPE || r == -ENOTCONN,
+                "the stopped daemon's connection: %d %s", r, strerror(-r));
+        vfiod_close(s.c);
+        P_CHECK(p, unsetenv(VFIOD_SOCKET_ENV) == 0, "unsetenv");
+        b_open(p, &s, arg, true, false, &status);
+        P_CHECK(p, !(status & PCI_STATUS_INTERRUPT), "PCI status %#x: not reset", status);
+        edu_write32(s.bar0, EDU_REG_IRQ_ACK, ~UINT32_C(0));
+        p_roundtrip(p, s.bar0, s.efd, s.mem, IOVA, 51, &irqs);
+        p_say(p, "connection gone (%s), device leased again", strerror(-r));
+        b_close(p, &s);
+}
+
+START_TEST(test_daemon_sigterm)
+{
+        int status = -1, log_fd, waited;
+        char line[256], *log;
+        struct child a;
+        pid_t pid;
+
+        begin();
+        log_fd = open(TERM_LOG, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ck_assert_int_ge(log_fd, 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (dup2(log_fd, 2) < 0)
+                        _exit(127);
+                execl("/vfiod/bin/vfiod", "vfiod", "--config", "/etc/vfiod/vfiod.conf", "--socket",
+                      TERM_SOCK, "--debug", (char *)NULL);
+                _exit(127);
+        }
+        close(log_fd);
+        for (waited = 0; access(TERM_SOCK, F_OK) != 0 && waited < 5000; waited += 50)
+                sleep_ms(50);
+        ck_assert_msg(waited < 5000, "the second vfiod did not come up");
+        child_start(&a, "alice", client_daemon_stops, T.bdf[2]);
+        child_expect(&a, "leased ", NULL, 0);
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "vfiod status %#x", status);
+        ck_assert_msg(access(TERM_SOCK, F_OK) != 0, "the socket was left behind");
+        child_go(&a);
+        child_expect(&a, "connection gone", NULL, 0);
+        child_end(&a);
+        {
+                FILE *f = fopen(TERM_LOG, "re");
+                long size;
+
+                ck_assert_ptr_nonnull(f);
+                fseek(f, 0, SEEK_END);
+                size = ftell(f);
+                rewind(f);
+                log = calloc(1, (size_t)size + 1);
+                ck_assert_ptr_nonnull(log);
+                ck_assert_int_eq(fread(log, 1, (size_t)size, f), (size_t)size);
+                fclose(f);
+        }
+        snprintf(line, sizeof(line), "release 3/6: reset '%s'", T.bdf[2]);
+        ck_assert_msg(strstr(log, "releasing every lease and stopping"), "%s: no stop line",
+                      TERM_LOG);
+        ck_assert_msg(strstr(log, line), "%s: no '%s'", TERM_LOG, line);
+        ck_assert_msg(strstr(log, "is free"), "%s: the group was not freed", TERM_LOG);
+        ck_assert_msg(strstr(log, "Stopped"), "%s: no 'Stopped'", TERM_LOG);
+        free(log);
+        end();
+}
+END_TEST
+
 static Suite *guest_broker_suite(void)
 {
         Suite *s = suite_create("guest-broker");
@@ -1929,6 +2096,7 @@ static Suite *guest_broker_suite(void)
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, test_denied);
         tcase_add_test(tc, test_bad_map_dma);
+        tcase_add_test(tc, test_malformed_dropped);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("release");
@@ -1940,6 +2108,7 @@ static Suite *guest_broker_suite(void)
         tcase_add_test(tc, test_revoke_ignored);
         tcase_add_test(tc, test_direct_sigkill);
         tcase_add_test(tc, test_policy_reload_revokes);
+        tcase_add_test(tc, test_daemon_sigterm);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("domains");
