@@ -6,7 +6,8 @@
 # A later suite adds its programs to VM_GUESTS and its run-vm.sh arguments
 # (--program/--test/--file/--user) to VM_ARGS.
 
-VM_GUESTS = tests/vm/guest-harness tests/vm/guest-kernel tests/vm/guest-broker
+VM_GUESTS = tests/vm/guest-harness tests/vm/guest-kernel tests/vm/guest-broker \
+	tests/vm/vfioctl
 check_PROGRAMS += $(VM_GUESTS)
 
 # A check program for the guest: -no-install makes libtool write the real
@@ -38,7 +39,7 @@ tests_vm_guest_broker_LDADD = client-lib/libvfiod.la kernel/libkvfio.la tests/vm
 # vfiod and the users of the broker's policy (broker-setup.sh): alice and bob
 # have devices, eve has none.
 VM_BROKER_ARGS = \
-	--program daemon/vfiod \
+	--program daemon/vfiod --program tests/vm/vfioctl \
 	--file $(srcdir)/tests/vm/broker-setup.sh \
 	--user alice:1001 --user bob:1002 --user eve:1003 \
 	--setup 'sh /vfiod/files/broker-setup.sh'
@@ -53,6 +54,14 @@ VM_ARGS = \
 
 check-vm: $(VM_GUESTS) daemon/vfiod
 	$(srcdir)/tests/vm/run-vm.sh --out $(VM_OUT) $(VM_ARGS)
+
+# vfioctl for the guest: client-lib/vfioctl itself is a libtool wrapper in
+# the build tree (it links the shared libvfiod), so the same sources again,
+# linked with -no-install.
+tests_vm_vfioctl_SOURCES = client-lib/vfioctl.c client-lib/json.c client-lib/json.h
+tests_vm_vfioctl_CFLAGS = $(AM_CFLAGS)
+tests_vm_vfioctl_LDFLAGS = $(vm_ldflags)
+tests_vm_vfioctl_LDADD = client-lib/libvfiod.la
 
 # The demo: a short boot of its own. vfiod starts (broker-setup.sh), alice
 # runs demo-client (brokered lease, MapDma of a sealed memfd, DMA both ways,
