@@ -2,17 +2,20 @@
 /* vfiod: brokers VFIO device access to unprivileged programs. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
 #include <systemd/sd-daemon.h>
 
+#include "daemon/lease.h"
 #include "daemon/log.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
@@ -28,6 +31,8 @@ static void help(void)
                "  --check-config [PATH] check the configuration and exit (0 valid, 1 not)\n"
                "  --sysfs-root DIR      find devices under DIR/sys (default /)\n"
                "  --vfio-dir DIR        VFIO nodes in DIR (default /dev/vfio)\n"
+               "  --exit-idle SEC       socket-activated: exit after SEC seconds without\n"
+               "                        clients, leases or quarantined groups\n"
                "  --debug               log debug messages too\n"
                "  -h --help             show this help\n"
                "  --version             show the version\n");
@@ -62,15 +67,64 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         (void)sd_notify(0, "WATCHDOG=1");
 }
 
+/* What main() watches besides the server: STATUS= and the idle exit. */
+struct status_watch {
+        struct vfiod_server *server;
+        size_t clients, leases; /* as last reported; SIZE_MAX = never */
+        double idle_exit;       /* seconds; 0 = never */
+        ev_tstamp busy_at;      /* last time anything was held */
+        ev_prepare prepare;
+        ev_timer idle;
+};
+
+static bool server_idle(struct vfiod_server *s)
+{
+        return s->n_clients == 0 && list_empty(&s->leases) &&
+               vfiod_registry_count(s->devices, VFIOD_GROUP_QUARANTINED) == 0;
+}
+
+/* Before the loop blocks: STATUS= when the counts changed, and the idle clock. */
+static void status_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+        struct status_watch *sw = w->data;
+        struct vfiod_server *s = sw->server;
+        size_t leases = list_length(&s->leases);
+
+        if (!server_idle(s))
+                sw->busy_at = ev_now(loop);
+        if (s->n_clients == sw->clients && leases == sw->leases)
+                return;
+        sw->clients = s->n_clients;
+        sw->leases = leases;
+        (void)sd_notifyf(0, "STATUS=Serving: %zu lease(s), %zu client(s)", leases, sw->clients);
+}
+
+static void idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+        struct status_watch *sw = w->data;
+
+        if (!server_idle(sw->server) || ev_now(loop) - sw->busy_at < sw->idle_exit)
+                return;
+        log_notice("Idle for %gs (no client, lease or quarantined group); exiting", sw->idle_exit);
+        ev_break(loop, EVBREAK_ALL);
+}
+
 static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-        struct vfiod_server *s = w->data;
+        struct status_watch *sw = w->data;
         struct vfiod_errors errors = {0};
 
-        (void)sd_notify(0, "RELOADING=1");
-        (void)vfiod_server_reload(s, &errors, NULL);
+        struct timespec ts;
+
+        /* MONOTONIC_USEC= with RELOADING=1, as Type=notify-reload wants it. */
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        (void)sd_notifyf(0,
+                         "RELOADING=1\nSTATUS=Reloading the configuration\nMONOTONIC_USEC=%" PRIu64,
+                         (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u);
+        (void)vfiod_server_reload(sw->server, &errors, NULL);
         vfiod_errors_clear(&errors);
         (void)sd_notify(0, "READY=1");
+        sw->clients = SIZE_MAX; /* STATUS= again before the loop blocks */
 }
 
 int main(int argc, char **argv)
@@ -82,7 +136,8 @@ int main(int argc, char **argv)
                 OPT_SYSFS,
                 OPT_VFIO,
                 OPT_VERSION,
-                OPT_DEBUG
+                OPT_DEBUG,
+                OPT_EXIT_IDLE
         };
         static const struct option options[] = {
             {"socket", required_argument, NULL, OPT_SOCKET},
@@ -91,6 +146,7 @@ int main(int argc, char **argv)
             {"sysfs-root", required_argument, NULL, OPT_SYSFS},
             {"vfio-dir", required_argument, NULL, OPT_VFIO},
             {"debug", no_argument, NULL, OPT_DEBUG},
+            {"exit-idle", required_argument, NULL, OPT_EXIT_IDLE},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, OPT_VERSION},
             {},
@@ -105,6 +161,8 @@ int main(int argc, char **argv)
         ev_signal sig_term, sig_int, sig_hup;
         ev_timer watchdog;
         uint64_t watchdog_usec = 0;
+        struct status_watch sw = {.clients = SIZE_MAX, .leases = SIZE_MAX};
+        char *end;
         int c, r, fd;
 
         vfiod_log_init();
@@ -125,6 +183,15 @@ int main(int argc, char **argv)
                         break;
                 case OPT_VFIO:
                         vfio_dir = optarg;
+                        break;
+                case OPT_EXIT_IDLE:
+                        sw.idle_exit = strtod(optarg, &end);
+                        if (end == optarg || *end || !(sw.idle_exit > 0 && sw.idle_exit < 1e9)) {
+                                fprintf(stderr,
+                                        "vfiod: --exit-idle '%s' is not a number of seconds\n",
+                                        optarg);
+                                return EXIT_FAILURE;
+                        }
                         break;
                 case OPT_DEBUG:
                         vfiod_log_set_max_level(LOG_DEBUG);
@@ -203,13 +270,28 @@ int main(int argc, char **argv)
         ev_signal_init(&sig_term, stop_cb, SIGTERM);
         ev_signal_init(&sig_int, stop_cb, SIGINT);
         ev_signal_init(&sig_hup, reload_cb, SIGHUP);
-        sig_hup.data = server;
+        sw.server = server;
+        sig_hup.data = &sw;
         ev_signal_start(loop, &sig_term);
         ev_signal_start(loop, &sig_int);
         ev_signal_start(loop, &sig_hup);
         log_notice("vfiod %s ready on %s (devices under %s, VFIO in %s)", PACKAGE_VERSION,
                    own_socket ? socket_path : "the socket from systemd", sysfs, vfio_dir);
         (void)sd_notify(0, "READY=1\nSTATUS=Serving");
+        sw.busy_at = ev_now(loop);
+        ev_prepare_init(&sw.prepare, status_cb);
+        sw.prepare.data = &sw;
+        /* After the server's reaper, so a client that just left is not counted. */
+        ev_set_priority(&sw.prepare, EV_MINPRI);
+        ev_prepare_start(loop, &sw.prepare);
+        ev_timer_init(&sw.idle, idle_cb, 0., 0.);
+        sw.idle.data = &sw;
+        if (sw.idle_exit > 0 && !own_socket) {
+                ev_timer_set(&sw.idle, sw.idle_exit < 1 ? sw.idle_exit : 1.,
+                             sw.idle_exit < 1 ? sw.idle_exit : 1.);
+                ev_timer_start(loop, &sw.idle);
+        } else if (sw.idle_exit > 0)
+                log_notice("--exit-idle applies only under socket activation; ignored");
         /* WatchdogSec= in the unit: ping at half the interval. */
         ev_timer_init(&watchdog, watchdog_cb, 0., 0.);
         if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
@@ -224,6 +306,8 @@ int main(int argc, char **argv)
         ev_signal_stop(loop, &sig_int);
         ev_signal_stop(loop, &sig_hup);
         ev_timer_stop(loop, &watchdog);
+        ev_prepare_stop(loop, &sw.prepare);
+        ev_timer_stop(loop, &sw.idle);
         vfiod_server_free(server);
         if (own_socket && unlink(socket_path) < 0 && errno != ENOENT)
                 log_warning("Cannot remove '%s': %m", socket_path);

@@ -26,8 +26,10 @@ void vfiod_peer_done(struct vfiod_peer *peer)
                 return;
         free(peer->groups);
         free(peer->unit);
+        free(peer->slice);
         peer->groups = NULL;
         peer->unit = NULL;
+        peer->slice = NULL;
         peer->n_groups = 0;
 }
 
@@ -38,7 +40,7 @@ static int peer_read(int fd, struct vfiod_peer *ret)
         struct ucred cred;
         socklen_t len = sizeof(cred);
         size_t n = 16;
-        char *unit = NULL;
+        char *unit = NULL, *slice = NULL;
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return -errno;
@@ -67,6 +69,9 @@ static int peer_read(int fd, struct vfiod_peer *ret)
         }
         if (sd_peer_get_unit(fd, &unit) >= 0)
                 p.unit = unit;
+        /* The slice too, once, at accept: the policy's Slices= match it. */
+        if (sd_peer_get_slice(fd, &slice) >= 0)
+                p.slice = slice;
         *ret = p;
         return 0;
 }
@@ -418,28 +423,59 @@ int vfiod_socket_bind(const char *path)
         return TAKE_FD(fd);
 }
 
+/* A name systemd gives a listening socket (FileDescriptorName=; "unknown" when unset). */
+static bool listen_name(const char *name)
+{
+        return !name || !name[0] || strcmp(name, "vfiod") == 0 || strcmp(name, "unknown") == 0 ||
+               strcmp(name, "connection") == 0;
+}
+
 int vfiod_socket_from_systemd(void)
 {
-        int n = sd_listen_fds(1), fd;
+        char **names = NULL;
+        int n = sd_listen_fds_with_names(1, &names), fd = -EBADF, n_listen = 0;
 
         if (n < 0)
                 return log_error_errno(n, "Failed to get listening fds from systemd");
-        if (n == 0)
+        for (int i = 0; i < n; i++) {
+                const char *name = names ? names[i] : NULL;
+
+                if (listen_name(name)) {
+                        n_listen++;
+                        if (fd < 0) {
+                                fd = SD_LISTEN_FDS_START + i;
+                                continue;
+                        }
+                } else {
+                        /*
+                         * An fd from the service manager's fd store: this vfiod does not
+                         * restore leases (see daemon/state.h), so it is closed and removed
+                         * from the store. The kernel tears down what it held once nobody
+                         * holds it any more.
+                         */
+                        log_warning("Dropping '%s' from the fd store: not restored", name);
+                        (void)sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", name);
+                }
+                safe_close(SD_LISTEN_FDS_START + i);
+        }
+        for (int i = 0; names && i < n; i++)
+                free(names[i]);
+        free(names);
+        if (n_listen == 0)
                 return 0;
-        if (n > 1) {
-                for (int i = 0; i < n; i++)
-                        safe_close(SD_LISTEN_FDS_START + i);
-                log_error("systemd passed %d sockets; vfiod takes exactly one", n);
+        if (n_listen > 1) {
+                safe_close(fd);
+                log_error("systemd passed %d sockets; vfiod takes exactly one", n_listen);
                 return -EINVAL;
         }
-        fd = SD_LISTEN_FDS_START;
         if (sd_is_socket(fd, AF_UNIX, SOCK_SEQPACKET, 1) <= 0) {
                 safe_close(fd);
                 log_error("The socket from systemd is not a listening AF_UNIX SOCK_SEQPACKET "
                           "socket (ListenSequentialPacket=)");
                 return -EINVAL;
         }
-        /* sd_listen_fds(1) unset the environment; make the fd CLOEXEC like every other. */
+        /* sd_listen_fds_with_names(1) unset the environment; make the fd CLOEXEC like every other.
+         */
         (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
         return fd;
 }
