@@ -22,7 +22,8 @@ daemon_tests = \
 	tests/daemon/test-client \
 	tests/daemon/test-lease \
 	tests/daemon/test-domain \
-	tests/daemon/test-server
+	tests/daemon/test-server \
+	tests/daemon/test-systemd
 check_PROGRAMS += $(daemon_tests) tests/daemon/vfiod-fake
 TESTS += $(daemon_tests)
 
@@ -59,3 +60,8 @@ tests_daemon_vfiod_fake_LDADD = \
 	tests/daemon/libfake-kvfio.la \
 	proto/libvfiod-proto.la \
 	$(EV_LIBS) $(SYSTEMD_LIBS) $(INIH_LIBS)
+
+# vfiod-fake started by systemd-socket-activate, its sd_notify messages read by the test.
+tests_daemon_test_systemd_SOURCES = tests/daemon/test-systemd.c
+tests_daemon_test_systemd_CFLAGS = $(daemon_suite_cflags) -DVFIOD_FAKE_PATH='"$(abs_builddir)/tests/daemon/vfiod-fake"'
+tests_daemon_test_systemd_LDADD = $(daemon_suite_libs)

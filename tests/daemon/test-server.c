@@ -466,8 +466,8 @@ START_TEST(notify_and_watchdog)
         unsetenv("NOTIFY_SOCKET");
         unsetenv("TEST_WATCHDOG_USEC");
         fd = wait_socket();
-        /* READY=1, then pings every 50 ms. */
-        for (int i = 0; i < 4; i++) {
+        /* READY=1, STATUS= with the counts, then pings every 50 ms. */
+        for (int i = 0; i < 8; i++) {
                 ssize_t n = recv(nfd, buf, sizeof(buf) - 1, 0);
 
                 ck_assert_int_gt(n, 0);
@@ -476,6 +476,7 @@ START_TEST(notify_and_watchdog)
                 strcat(all, "|");
         }
         ck_assert_msg(strstr(all, "READY=1"), "%s", all);
+        ck_assert_msg(strstr(all, "STATUS=Serving: 0 lease(s), 1 client(s)|"), "%s", all);
         ck_assert_msg(strstr(all, "WATCHDOG=1|WATCHDOG=1"), "%s", all);
         ck_assert_int_eq(kill(pid, SIGTERM), 0);
         ck_assert_int_eq(wait_exit(pid), 0);
