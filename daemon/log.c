@@ -114,6 +114,9 @@ static void log_stderr(int prio, const struct vfiod_log_about *a, const char *ms
 }
 
 static void log_va(int prio, const struct vfiod_log_about *about, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void log_va(int prio, const struct vfiod_log_about *about, const char *fmt, va_list ap)
 {
         char msg[1024];
         int saved_errno = errno;
