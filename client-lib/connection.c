@@ -315,7 +315,6 @@ int client_call(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_
                 Vfiod__Envelope__BodyCase expect, struct vfiod_msg **ret)
 {
         _cleanup_(vfiod_msg_freep) struct vfiod_msg *msg = NULL;
-        const char *request = vfiod_envelope_body_name(req);
         int r;
 
         c->error[0] = '\0';
@@ -327,7 +326,8 @@ int client_call(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_
                         return client_fail(c, -EMSGSIZE,
                                            "request carries %zu fds, the daemon accepts %" PRIu32,
                                            n_fds, c->info.max_fds);
-                if (c->info.max_datagram > 0 &&
+                /* vfiod_msg_send() refuses more than VFIOD_PROTO_MAX_DATAGRAM itself. */
+                if (c->info.max_datagram > 0 && c->info.max_datagram < VFIOD_PROTO_MAX_DATAGRAM &&
                     vfiod__envelope__get_packed_size(req) > c->info.max_datagram)
                         return client_fail(
                             c, -EMSGSIZE, "request of %zu bytes, the daemon accepts %" PRIu32,
@@ -353,12 +353,13 @@ int client_call(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_
                 if (e->reason && e->reason[0])
                         copy_text(c->error, sizeof(c->error), e->reason);
                 else
-                        (void)snprintf(c->error, sizeof(c->error), "%s failed: %s", request,
-                                       strerror(errnum));
+                        (void)snprintf(c->error, sizeof(c->error), "%s failed: %s",
+                                       vfiod_envelope_body_name(req), strerror(errnum));
                 return -errnum;
         }
         if (msg->env->body_case != expect)
-                return client_fail_dead(c, -EPROTO, "daemon answered '%s' with '%s'", request,
+                return client_fail_dead(c, -EPROTO, "daemon answered '%s' with '%s'",
+                                        vfiod_envelope_body_name(req),
                                         vfiod_envelope_body_name(msg->env));
         *ret = TAKE_PTR(msg);
         return 0;

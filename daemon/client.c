@@ -220,8 +220,16 @@ int vfiod_client_send(struct vfiod_client *c, const Vfiod__Envelope *env, const 
 
         if (c->dead)
                 return -EPIPE;
-        len = vfiod__envelope__get_packed_size(env);
-        if (len > c->max_datagram || n_fds > c->max_fds)
+        if (n_fds > c->max_fds)
+                return -EMSGSIZE;
+        /*
+         * vfiod_msg_send() refuses more than VFIOD_PROTO_MAX_DATAGRAM itself, in
+         * the pass that packs: the size (a walk over every member of the
+         * envelope) is computed here only for a client that takes less, and for
+         * the queue.
+         */
+        if (c->max_datagram < VFIOD_PROTO_MAX_DATAGRAM &&
+            vfiod__envelope__get_packed_size(env) > c->max_datagram)
                 return -EMSGSIZE;
         if (list_empty(&c->queue)) {
                 r = vfiod_msg_send(c->fd, env, fds, n_fds);
@@ -234,6 +242,7 @@ int vfiod_client_send(struct vfiod_client *c, const Vfiod__Envelope *env, const 
                         return r;
                 }
         }
+        len = vfiod__envelope__get_packed_size(env);
         return enqueue(c, env, len, fds, n_fds);
 }
 
@@ -972,25 +981,27 @@ static const struct request_rule request_table[] = {
 void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
 {
         const struct vfiod_config_limits *lim = &c->server->policy->limits;
-        const char *name = vfiod_envelope_body_name(msg->env);
         const struct request_rule *rule = NULL;
         struct vfiod_error err = {0};
         int r;
 
+        /* The body's name is looked up only for a log line (a descriptor search). */
         for (size_t i = 0; i < ELEMENTSOF(request_table); i++)
                 if (request_table[i].body == msg->env->body_case)
                         rule = &request_table[i];
         if (!rule) {
-                vfiod_client_drop(c, "it sent '%s', which only the daemon sends", name);
+                vfiod_client_drop(c, "it sent '%s', which only the daemon sends",
+                                  vfiod_envelope_body_name(msg->env));
                 return;
         }
         if (!(rule->states & (1u << c->state))) {
-                vfiod_client_drop(c, "it sent '%s' %s", name,
+                vfiod_client_drop(c, "it sent '%s' %s", vfiod_envelope_body_name(msg->env),
                                   c->state == VFIOD_CLIENT_NEW ? "before Hello" : "after Hello");
                 return;
         }
         if (msg->env->id == 0) {
-                vfiod_client_drop(c, "it sent '%s' with request id 0", name);
+                vfiod_client_drop(c, "it sent '%s' with request id 0",
+                                  vfiod_envelope_body_name(msg->env));
                 return;
         }
         c->server->n_requests++;
@@ -998,14 +1009,15 @@ void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
                 r = vfiod_error_set(&err, ENOSPC, "%zu fds: MaxFdsPerMessage=%u reached",
                                     msg->n_fds, lim->max_fds_per_message);
         else if (rule->admin && !vfiod_policy_is_admin(c->server->policy, &c->peer)) {
-                r = vfiod_error_set(&err, EPERM, "'%s' is for administrators", name);
+                r = vfiod_error_set(&err, EPERM, "'%s' is for administrators",
+                                    vfiod_envelope_body_name(msg->env));
                 LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": refused '%s': not an admin", c->id,
-                           name);
+                           vfiod_envelope_body_name(msg->env));
         } else
                 r = rule->handler(c, msg, &err);
         if (r < 0) {
-                LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": '%s' failed: %s (%s)", c->id, name,
-                           err.reason, strerror(err.errnum));
+                LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": '%s' failed: %s (%s)", c->id,
+                           vfiod_envelope_body_name(msg->env), err.reason, strerror(err.errnum));
                 (void)vfiod_client_send_error(c, msg->env->id, &err);
         }
 }

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,67 @@ size_t vfiod_msg_close_fds(struct vfiod_msg *msg)
         return closed;
 }
 
+/*
+ * The decoded envelope of a message lives in an arena: protobuf-c allocates
+ * every part of it there and the message frees it in one go, instead of one
+ * malloc() per part and a free_unpacked() walk over every member of the
+ * envelope's oneof. The first chunk is part of the message's own allocation
+ * and holds any request but a long MapDma or SetIrqs; larger ones add chunks.
+ */
+#define ARENA_INLINE 1024
+#define ARENA_CHUNK  16384
+
+struct arena_chunk {
+        struct arena_chunk *next;
+        size_t used, size;
+        max_align_t data[];
+};
+
+struct vfiod_msg_arena {
+        ProtobufCAllocator allocator;
+        struct arena_chunk *extra; /* malloc()ed chunks, newest first */
+        struct arena_chunk first;  /* followed by ARENA_INLINE bytes */
+};
+
+static void *arena_alloc(void *data, size_t size)
+{
+        struct vfiod_msg_arena *a = data;
+        struct arena_chunk *c = a->extra ? a->extra : &a->first;
+        size_t align = _Alignof(max_align_t);
+        void *p;
+
+        if (size > SIZE_MAX - ARENA_CHUNK)
+                return NULL;
+        size = (size + align - 1) & ~(align - 1);
+        if (c->size - c->used < size) {
+                size_t n = size > ARENA_CHUNK ? size : ARENA_CHUNK;
+
+                c = malloc(sizeof(*c) + n);
+                if (!c)
+                        return NULL;
+                *c = (struct arena_chunk){.next = a->extra, .size = n};
+                a->extra = c;
+        }
+        p = (char *)c->data + c->used;
+        c->used += size;
+        return p;
+}
+
+static void arena_free(void *data, void *p)
+{
+        /* Everything goes with the arena. */
+}
+
+static void arena_free_chunks(struct vfiod_msg_arena *a)
+{
+        while (a && a->extra) {
+                struct arena_chunk *c = a->extra;
+
+                a->extra = c->next;
+                free(c);
+        }
+}
+
 size_t vfiod_msg_free(struct vfiod_msg *msg)
 {
         size_t closed;
@@ -56,8 +119,8 @@ size_t vfiod_msg_free(struct vfiod_msg *msg)
         if (!msg)
                 return 0;
         closed = vfiod_msg_close_fds(msg);
-        if (msg->env)
-                vfiod__envelope__free_unpacked(msg->env, NULL);
+        /* The envelope lives in the arena. */
+        arena_free_chunks(msg->arena);
         free(msg);
         return closed;
 }
@@ -210,7 +273,7 @@ struct fd_check {
         const int *fds; /* NULL: indices only */
         size_t n_fds;
         bool wrong_kind;
-        bool named[VFIOD_PROTO_MAX_FDS];
+        bool named[VFIOD_PROTO_MAX_FDS]; /* only the first n_fds are used */
 };
 
 static int fd_check_visit(int64_t index, enum vfiod_fd_kind kind, void *userdata)
@@ -229,10 +292,15 @@ static int fd_check_visit(int64_t index, enum vfiod_fd_kind kind, void *userdata
 int vfiod_envelope_check_fds(const Vfiod__Envelope *env, const int *fds, size_t n_fds,
                              const char **ret_reason)
 {
-        struct fd_check c = {.fds = fds, .n_fds = n_fds};
+        struct fd_check c;
         const char *reason = NULL;
         int r;
 
+        /* Most messages carry no fd: clear only the flags that can be used. */
+        c.fds = fds;
+        c.n_fds = n_fds;
+        c.wrong_kind = false;
+        memset(c.named, 0, n_fds <= VFIOD_PROTO_MAX_FDS ? n_fds : VFIOD_PROTO_MAX_FDS);
         if (!env || !envelope_has_body(env)) {
                 r = -ENOMSG;
                 reason = "message has no body";
@@ -321,7 +389,9 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
         size_t n_fds = 0;
         bool foreign_cmsg = false;
         Vfiod__Envelope *env = NULL;
-        struct vfiod_msg *msg;
+        struct vfiod_msg *msg = NULL;
+        struct vfiod_msg_arena *arena = NULL;
+        size_t fds_size;
         const char *reason;
         ssize_t n;
         int r;
@@ -384,7 +454,20 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
                 return 0;
         }
 
-        env = vfiod__envelope__unpack(NULL, (size_t)n, buf);
+        /* One allocation: the message, its fds, its arena's first chunk. */
+        fds_size = (n_fds * sizeof(int) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+        msg = malloc(sizeof(*msg) + fds_size + sizeof(*arena) + ARENA_INLINE);
+        if (!msg) {
+                r = -ENOMEM;
+                reason = "out of memory";
+                goto reject;
+        }
+        arena = (struct vfiod_msg_arena *)((char *)(msg + 1) + fds_size);
+        *arena = (struct vfiod_msg_arena){
+            .allocator = {.alloc = arena_alloc, .free = arena_free, .allocator_data = arena},
+            .first = {.size = ARENA_INLINE},
+        };
+        env = vfiod__envelope__unpack(&arena->allocator, (size_t)n, buf);
         if (!env) {
                 r = -EBADMSG;
                 reason = "datagram does not decode as an Envelope";
@@ -399,16 +482,11 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
         if (r < 0)
                 goto reject;
 
-        msg = malloc(sizeof(*msg) + n_fds * sizeof(int));
-        if (!msg) {
-                r = -ENOMEM;
-                reason = "out of memory";
-                goto reject;
-        }
         *msg = (struct vfiod_msg){
             .env = env,
             .fds = n_fds > 0 ? (int *)(msg + 1) : NULL,
             .n_fds = n_fds,
+            .arena = arena,
         };
         if (n_fds > 0)
                 memcpy(msg->fds, fds, n_fds * sizeof(int));
@@ -418,11 +496,34 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
 
 reject:
         close_all(fds, n_fds);
-        if (env)
-                vfiod__envelope__free_unpacked(env, NULL);
+        /* env, if any, lives in the arena. */
+        arena_free_chunks(arena);
+        free(msg);
         if (ret_reason)
                 *ret_reason = reason;
         return r;
+}
+
+/*
+ * A ProtobufCBuffer over a fixed array, so that an envelope is packed in one
+ * pass: get_packed_size() then pack() walk every member of the envelope's
+ * oneof twice. Bytes that do not fit are counted, not written.
+ */
+struct fixed_buffer {
+        ProtobufCBuffer base;
+        uint8_t *data;
+        size_t len, size; /* size 0: overflowed */
+};
+
+static void fixed_buffer_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
+{
+        struct fixed_buffer *f = (struct fixed_buffer *)b;
+
+        if (f->size >= f->len && len <= f->size - f->len)
+                memcpy(f->data + f->len, data, len);
+        else
+                f->size = 0;
+        f->len += len;
 }
 
 int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t n_fds)
@@ -451,12 +552,17 @@ int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t 
         if (r < 0)
                 return -EINVAL;
 
-        len = vfiod__envelope__get_packed_size(env);
-        if (len > sizeof(buf))
-                return -EMSGSIZE;
-        iov.iov_len = vfiod__envelope__pack(env, buf);
-        if (iov.iov_len != len)
-                return -EINVAL;
+        {
+                struct fixed_buffer fb = {
+                    .base.append = fixed_buffer_append, .data = buf, .size = sizeof(buf)};
+
+                len = vfiod__envelope__pack_to_buffer(env, &fb.base);
+                if (len != fb.len)
+                        return -EINVAL;
+                if (fb.size == 0 || len > sizeof(buf))
+                        return -EMSGSIZE;
+                iov.iov_len = len;
+        }
 
         if (n_fds > 0) {
                 struct cmsghdr *c;

@@ -37,11 +37,16 @@
 /* Most fds in one datagram: the kernel's SCM_MAX_FD. */
 #define VFIOD_PROTO_MAX_FDS 253
 
-/* A received message. It owns every fd in fds[] that is not -1. */
+/*
+ * A received message. It owns every fd in fds[] that is not -1, and the
+ * memory env lives in (an arena freed with the message: nothing in env may
+ * be kept after vfiod_msg_free()).
+ */
 struct vfiod_msg {
         Vfiod__Envelope *env; /* decoded; never NULL, always has a body */
         int *fds;             /* the datagram's fds, in order; NULL if none */
         size_t n_fds;
+        struct vfiod_msg_arena *arena; /* private to the transport */
 };
 
 /*
