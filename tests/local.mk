@@ -14,3 +14,4 @@ include tests/kernel/local.mk
 include tests/daemon/local.mk
 include tests/vm/local.mk
 include tests/bench/local.mk
+include tests/fuzz/local.mk
