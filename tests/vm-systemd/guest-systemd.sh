@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The systemd VM suite's driver, run inside the guest by vfiod-test.service
+# (root, after multi-user.target) with systemd as PID 1 and the project
+# installed by `make install`. One result line per check on the results port
+# (/dev/ttyS1): "@vfiod result PASS|FAIL NAME: DETAIL", then "@vfiod done";
+# then it powers the guest off.
+set -euo pipefail
+
+out=/dev/ttyS1
+[ -w "$out" ] || out=/dev/stderr
+sock=/run/vfiod/vfiod.sock
+conf=/etc/vfiod/vfiod.conf
+
+report() { # PASS|FAIL NAME DETAIL
+        printf '@vfiod result %s %s: %s\n' "$1" "$2" "$3" >"$out"
+        printf '%s %s: %s\n' "$1" "$2" "$3" >&2
+}
+check() { # NAME DETAIL COMMAND...
+        local name=$1 detail=$2
+        shift 2
+        if "$@"; then report PASS "$name" "$detail"; else report FAIL "$name" "$detail"; fi
+}
+finish() {
+        journalctl -u vfiod.service --no-pager -o cat 2>&1 | tail -n 80 | sed 's/^/@vfiod say journal: /' >"$out" || true
+        printf '@vfiod done\n' >"$out"
+        sync
+        systemctl --no-block poweroff
+}
+trap finish EXIT
+
+# --- the VFIO modules and the edu devices (as tests/vm/guest-init.sh) -----------
+while read -r ko; do
+        insmod "/vfiod/modules.d/$ko"
+done </vfiod/modules
+edus=()
+for dev in /sys/bus/pci/devices/*; do
+        if [ "$(cat "$dev/vendor")" = 0x1234 ] && [ "$(cat "$dev/device")" = 0x11e8 ]; then
+                echo vfio-pci >"$dev/driver_override"
+                echo "${dev##*/}" >/sys/bus/pci/drivers_probe
+                edus+=("${dev##*/}")
+        fi
+done
+if [ "${#edus[@]}" -lt 3 ] || [ ! -e /dev/vfio/vfio ]; then
+        report FAIL setup "${#edus[@]} edu device(s), /dev/vfio: $(echo /dev/vfio/*)"
+        exit 1
+fi
+printf '@vfiod say boot: the suite started %ss after the kernel (%s)\n' "$(cut -d' ' -f1 /proc/uptime)" \
+        "$(systemd-analyze 2>/dev/null | head -n 1 || true)" >"$out"
+report PASS setup "${#edus[@]} edu devices bound to vfio-pci; systemd $(systemctl --version | head -n 1 | cut -d' ' -f2) as PID 1"
+
+# --- what the kernel does with a dead mapper's Type1 mapping (edu 2, before vfiod) --
+while read -r line; do
+        case $line in
+        PASS\ *) report PASS "${line#PASS }" "" ;;
+        FAIL\ *) report FAIL "${line#FAIL }" "" ;;
+        INFO\ *) printf '@vfiod say %s\n' "${line#INFO }" >"$out" ;;
+        esac
+done < <(/vfiod/bin/sd-probe "${edus[2]}" 2>&1 || true)
+
+# --- the configuration: alice may have edu 0 (brokered); edu 1 only after the reload
+mkdir -p /etc/vfiod
+cat >"$conf" <<CONF
+[Device edu-0]
+Match=${edus[0]}
+Users=alice
+Modes=brokered
+CONF
+
+state() { systemctl show -P ActiveState "$1"; }
+status_has() { systemctl status vfiod.service --no-pager 2>&1 | grep -q "$1"; }
+wait_active() { # UNIT
+        for _ in $(seq 100); do
+                [ "$(state "$1")" = active ] && return 0
+                sleep 0.2
+        done
+        return 1
+}
+
+# --- socket activation ------------------------------------------------------------
+systemctl start vfiod.socket
+check socket/listening "vfiod.socket active, $sock is a socket, vfiod.service not started" \
+        test "$(state vfiod.socket)" = active -a -S "$sock" -a "$(state vfiod.service)" = inactive
+check socket/mode "$(stat -c '%a %U:%G' "$sock") (0660 root:vfiod-users)" \
+        test "$(stat -c '%a %U:%G' "$sock")" = "660 root:vfiod-users"
+check socket/refused "eve (not in vfiod-users) cannot connect" \
+        bash -c "! setpriv --reuid=eve --regid=eve --init-groups /vfiod/bin/sd-client ${edus[0]} </dev/null >/dev/null 2>&1"
+check socket/still_inactive "a refused connect starts nothing" test "$(state vfiod.service)" = inactive
+
+# alice's client holds its lease through all that follows (a coprocess).
+coproc CLIENT { exec setpriv --reuid=alice --regid=alice --init-groups /vfiod/bin/sd-client "${edus[0]}" 2>&1; }
+ask() { # COMMAND -> the client's answer in $reply
+        reply=
+        if [ -n "$1" ]; then printf '%s\n' "$1" >&"${CLIENT[1]}" || return 1; fi
+        IFS= read -r -t 30 reply <&"${CLIENT[0]}" || return 1
+}
+ask "" || true
+check activation/first_connect "alice's first connect started vfiod; her client: '$reply'" \
+        bash -c "[[ '$reply' == ready* ]] && [ \"\$(systemctl show -P ActiveState vfiod.service)\" = active ]"
+user_of() { stat -c %U "/proc/$1"; }
+check activation/unprivileged "vfiod runs as $(user_of "$(systemctl show -P MainPID vfiod.service)")" \
+        test "$(user_of "$(systemctl show -P MainPID vfiod.service)")" = vfiod
+check status/lease "systemctl status: '$(systemctl show -P StatusText vfiod.service)'" \
+        status_has "1 lease(s), 1 client(s)"
+check journal/fields "the lease's journal entry has DEVICE=, IOMMU_GROUP=, LEASE=, PEER_UID=" \
+        bash -c "journalctl -u vfiod.service -o verbose --no-pager | grep -q 'DEVICE=${edus[0]}' &&
+                 journalctl -u vfiod.service -o verbose --no-pager | grep -q 'PEER_UID=1001' &&
+                 journalctl -u vfiod.service -o verbose --no-pager | grep -q 'LEASE=' &&
+                 journalctl -u vfiod.service -o verbose --no-pager | grep -q 'IOMMU_GROUP='"
+
+# --- restarts while alice holds her lease --------------------------------------------
+after_restart() { # HOW
+        local how=$1 pid
+        pid=$(systemctl show -P MainPID vfiod.service)
+        ask dma || reply="no answer"
+        check "$how/dma" "the same mapping still serves DMA: '$reply'" bash -c "[[ '$reply' == 'ok dma'* ]]"
+        ask ping || reply="no answer"
+        check "$how/connection" "her connection still answers: '$reply'" bash -c "[[ '$reply' == 'ok ping'* ]]"
+        check "$how/status" "systemctl status: '$(systemctl show -P StatusText vfiod.service)' (pid $pid)" \
+                status_has "1 lease(s), 1 client(s)"
+}
+old=$(systemctl show -P MainPID vfiod.service)
+systemctl restart vfiod.service
+wait_active vfiod.service || true
+check restart/new_process "a new vfiod ($(systemctl show -P MainPID vfiod.service), was $old)" \
+        test "$(systemctl show -P MainPID vfiod.service)" != "$old"
+after_restart restart
+
+old=$(systemctl show -P MainPID vfiod.service)
+kill -9 "$old" || true
+for _ in $(seq 100); do
+        pid=$(systemctl show -P MainPID vfiod.service)
+        [ "$pid" != 0 ] && [ "$pid" != "$old" ] && [ "$(state vfiod.service)" = active ] && break
+        sleep 0.2
+done
+check kill9/restarted "systemd started vfiod again after SIGKILL ($(systemctl show -P MainPID vfiod.service), was $old)" \
+        test "$(systemctl show -P MainPID vfiod.service)" != "$old" -a "$(state vfiod.service)" = active
+after_restart kill9
+
+# --- reload applies a policy change (a client of its own, on edu 1) ------------------
+edu1() { setpriv --reuid=alice --regid=alice --init-groups /vfiod/bin/sd-client "${edus[1]}" </dev/null 2>&1 | head -n 1; }
+reply=$(edu1)
+check reload/before "edu 1 refused before the reload: '$reply'" bash -c "[[ '$reply' == 'fail acquire: Operation not permitted'* ]]"
+cat >>"$conf" <<CONF
+
+[Device edu-1]
+Match=${edus[1]}
+Users=alice
+Modes=brokered
+CONF
+check reload/systemctl "systemctl reload vfiod.service" systemctl reload vfiod.service
+reply=$(edu1)
+check reload/after "after the reload edu 1 is granted and serves DMA: '$reply'" bash -c "[[ '$reply' == ready* ]]"
+
+# --- the end ---------------------------------------------------------------------------
+ask release || reply="no answer"
+check release "alice releases: '$reply'" bash -c "[[ '$reply' == 'ok release' ]]"
+to_client=${CLIENT[1]}
+exec {to_client}>&-
+wait "$CLIENT_PID" 2>/dev/null || true
+for _ in $(seq 50); do status_has "0 lease(s), 0 client(s)" && break; sleep 0.2; done
+check status/idle "systemctl status after she left: '$(systemctl show -P StatusText vfiod.service)'" \
+        status_has "0 lease(s), 0 client(s)"
