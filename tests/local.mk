@@ -15,3 +15,4 @@ include tests/daemon/local.mk
 include tests/vm/local.mk
 include tests/bench/local.mk
 include tests/fuzz/local.mk
+include tests/vm-systemd/local.mk
