@@ -16,11 +16,11 @@
  * step could not run at all.
  */
 #include <errno.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
