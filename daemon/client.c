@@ -414,7 +414,7 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         }
         for (size_t i = 0; i < list->n; i++) {
                 const struct kvfio_pci_dev *d = &list->devs[i];
-                unsigned m = vfiod_policy_modes(c->server->policy, &c->peer, d->bdf);
+                unsigned m = vfiod_policy_modes(c->server->policy, &c->peer, d);
                 Vfiod__DeviceInfo *info = &infos[n];
                 uint64_t lease;
 
@@ -427,7 +427,7 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                                 if (j != i && list->devs[j].iommu_group == d->iommu_group &&
                                     vfiod_dev_is_vfio(&list->devs[j]))
                                         m &= vfiod_policy_modes(c->server->policy, &c->peer,
-                                                                list->devs[j].bdf);
+                                                                &list->devs[j]);
                 vfiod__device_info__init(info);
                 info->device = (char *)d->bdf;
                 info->vendor_id = d->vendor;
@@ -436,6 +436,17 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                 info->iommu_group = d->iommu_group < 0 ? 0 : (uint32_t)d->iommu_group;
                 info->driver = (char *)d->driver;
                 info->state = device_state(c, d, &lease);
+                /* Managed=yes: Acquire binds it to vfio-pci; free when vfiod holds nothing of it.
+                 */
+                if (info->state == VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE &&
+                    !vfiod_dev_is_vfio(d) && d->iommu_group >= 0 &&
+                    !vfiod_registry_group(c->server->devices, d->iommu_group)) {
+                        const struct vfiod_rule *mr =
+                            vfiod_policy_grant(c->server->policy, &c->peer, d, m, NULL, 0);
+
+                        if (mr && mr->grant.managed)
+                                info->state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
+                }
                 info->lease_id = lease;
                 info->allowed_modes = modes[n];
                 if (m & VFIOD_MODE_BIT_DIRECT)
@@ -628,6 +639,71 @@ static int handle_reset(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         return reply_ok(c, msg->env->id, err);
 }
 
+/*
+ * The policy's quotas for a domain: those of the rules of every lease in it
+ * (the stricter wins). EDQUOT (MaxPinnedBytes=), ENOSPC (MaxMappings=) or
+ * EPERM (IovaWindows=), logged as refusals.
+ */
+static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
+                           const struct vfiod_map_range *ranges, size_t n, struct vfiod_error *err)
+{
+        struct vfiod_grant g;
+        struct vfiod_lease *l, *first = NULL;
+        uint64_t total = 0;
+        int r = 0;
+
+        vfiod_grant_init(&g);
+        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)
+        {
+                if (l->domain != d)
+                        continue;
+                if (!first)
+                        first = l;
+                if (vfiod_grant_narrow(&g, &l->grant) < 0) {
+                        vfiod_grant_done(&g);
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
+                }
+        }
+        if (!first)
+                goto out; /* no lease: vfiod_domain_map() refuses it */
+        for (size_t i = 0; i < n; i++) {
+                if (ranges[i].size > UINT64_MAX - total)
+                        goto out; /* vfiod_domain_map() says why */
+                total += ranges[i].size;
+                if (!vfiod_grant_iova_ok(&g, ranges[i].iova, ranges[i].size)) {
+                        r = vfiod_error_set(err, EPERM,
+                                            "range %zu (IOVA 0x%" PRIx64 ", 0x%" PRIx64
+                                            " bytes) is outside the IovaWindows= of rule '%s'",
+                                            i, ranges[i].iova, ranges[i].size, g.windows_rule);
+                        goto out;
+                }
+        }
+        if (g.max_mappings != VFIOD_NO_QUOTA_MAPPINGS && d->n_maps + n > g.max_mappings) {
+                r = vfiod_error_set(err, ENOSPC,
+                                    "MaxMappings=%" PRIu32 " of rule '%s' reached: the domain "
+                                    "has %zu mapping(s), %zu more asked",
+                                    g.max_mappings, g.mappings_rule, d->n_maps, n);
+                goto out;
+        }
+        if (g.max_pinned_bytes != VFIOD_NO_QUOTA_BYTES &&
+            (total > g.max_pinned_bytes || d->pinned_bytes > g.max_pinned_bytes - total)) {
+                r = vfiod_error_set(err, EDQUOT,
+                                    "MaxPinnedBytes=%" PRIu64 " of rule '%s' reached: the domain "
+                                    "has %" PRIu64 " bytes mapped, %" PRIu64 " more asked",
+                                    g.max_pinned_bytes, g.pinned_rule, d->pinned_bytes, total);
+                goto out;
+        }
+out:
+        if (r < 0) {
+                struct vfiod_log_about a =
+                    vfiod_client_about(c, first->device, first->group_id, first->id);
+                vfiod_log_about(LOG_NOTICE, &a, "quota: refused MapDma in domain %" PRIu64 ": %s",
+                                d->id, err ? err->reason : "");
+        }
+        vfiod_grant_done(&g);
+        return r;
+}
+
 static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__MapDma *rq = msg->env->map_dma;
@@ -661,6 +737,9 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
                                                      .readable = dr->readable,
                                                      .writable = dr->writable};
         }
+        r = map_quota_check(c, d, ranges, rq->n_ranges, err);
+        if (r < 0)
+                return r;
         r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &bytes, err);
         if (r < 0)
                 return r;
@@ -1072,6 +1151,7 @@ int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_pee
         c->peer = *peer;
         c->peer.groups = NULL;
         c->peer.unit = NULL;
+        c->peer.slice = NULL;
         c->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
         c->max_fds = VFIOD_PROTO_MAX_FDS;
         list_init(&c->link);
@@ -1087,6 +1167,11 @@ int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_pee
         if (peer->unit) {
                 c->peer.unit = strdup(peer->unit);
                 if (!c->peer.unit)
+                        goto oom;
+        }
+        if (peer->slice) {
+                c->peer.slice = strdup(peer->slice);
+                if (!c->peer.slice)
                         goto oom;
         }
         ev_io_init(&c->io, io_cb, fd, EV_READ);

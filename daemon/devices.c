@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/log.h"
 #include "proto/macro.h"
 
 int vfiod_registry_new(const char *sysfs_root, const char *vfio_dir, struct vfiod_registry **ret)
@@ -33,7 +34,29 @@ void vfiod_registry_group_free(struct vfiod_group *g)
                 return;
         list_remove(&g->link);
         safe_close(g->fd);
+        free(g->bound);
         free(g);
+}
+
+void vfiod_registry_restore(struct vfiod_registry *d, int group, struct vfiod_bound *bound,
+                            size_t n_bound)
+{
+        for (size_t i = 0; i < n_bound; i++) {
+                const struct vfiod_bound *b = &bound[i];
+                struct vfiod_log_about a = {.device = b->bdf, .group = group};
+                int r = kvfio_pci_restore(d->sysfs_root, b->bdf, b->prev_driver);
+
+                if (r < 0)
+                        vfiod_log_about(LOG_WARNING, &a,
+                                        "managed: cannot give '%s' back to %s%s%s: %s", b->bdf,
+                                        b->prev_driver[0] ? "driver '" : "no driver",
+                                        b->prev_driver, b->prev_driver[0] ? "'" : "", strerror(-r));
+                else
+                        vfiod_log_about(LOG_NOTICE, &a, "managed: gave '%s' back to %s%s%s", b->bdf,
+                                        b->prev_driver[0] ? "driver '" : "no driver",
+                                        b->prev_driver, b->prev_driver[0] ? "'" : "");
+        }
+        free(bound);
 }
 
 void vfiod_registry_free(struct vfiod_registry *d)
@@ -43,7 +66,25 @@ void vfiod_registry_free(struct vfiod_registry *d)
         if (!d)
                 return;
         list_for_each_safe(g, it, &d->groups, struct vfiod_group, link)
-            vfiod_registry_group_free(g);
+        {
+                /* Managed devices go back to their drivers, unless that would block. */
+                if (g->n_bound &&
+                    !(g->state == VFIOD_GROUP_QUARANTINED && g->wait == VFIOD_WAIT_UNSET)) {
+                        safe_close(g->fd);
+                        g->fd = -EBADF;
+                        vfiod_registry_restore(d, g->id, g->bound, g->n_bound);
+                } else if (g->n_bound) {
+                        struct vfiod_log_about a = {.group = g->id};
+                        vfiod_log_about(LOG_WARNING, &a,
+                                        "managed: group %d stays on vfio-pci: a client still "
+                                        "holds one of its device fds",
+                                        g->id);
+                        free(g->bound);
+                }
+                g->bound = NULL;
+                g->n_bound = 0;
+                vfiod_registry_group_free(g);
+        }
         free(d->sysfs_root);
         free(d->vfio_dir);
         free(d->container_path);

@@ -20,6 +20,12 @@
 
 struct vfiod_lease;
 
+/* A device vfiod bound to vfio-pci itself (Managed=yes) and the driver it had. */
+struct vfiod_bound {
+        char bdf[KVFIO_BDF_MAX];
+        char prev_driver[KVFIO_DRIVER_MAX];
+};
+
 enum vfiod_group_state {
         VFIOD_GROUP_FREE,
         VFIOD_GROUP_LEASED,
@@ -43,6 +49,9 @@ struct vfiod_group {
         int fd;              /* VFIOD_WAIT_UNSET: the daemon's group fd (owned), else -1 */
         uint64_t last_lease; /* the lease it came from, for logs */
         unsigned checks;     /* re-checks so far */
+        /* Managed=yes: the devices vfiod bound to vfio-pci, restored once the group is FREE. */
+        struct vfiod_bound *bound;
+        size_t n_bound;
 };
 
 struct vfiod_registry {
@@ -62,6 +71,14 @@ struct vfiod_group *vfiod_registry_group(struct vfiod_registry *devices, int id)
 int vfiod_registry_group_get(struct vfiod_registry *devices, int id, struct vfiod_group **ret);
 /* Forgets the entry (the group is FREE); closes its fd. NULL is fine. */
 void vfiod_registry_group_free(struct vfiod_group *group);
+
+/*
+ * Gives the devices in bound[] back to the drivers they had
+ * (kvfio_pci_restore(), which blocks while a device fd is open: call it only
+ * when the group is out of every container), logs each, and frees bound.
+ */
+void vfiod_registry_restore(struct vfiod_registry *devices, int group, struct vfiod_bound *bound,
+                            size_t n_bound);
 
 enum vfiod_group_state vfiod_registry_group_state(struct vfiod_registry *devices, int id);
 size_t vfiod_registry_count(struct vfiod_registry *devices, enum vfiod_group_state state);

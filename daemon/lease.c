@@ -259,6 +259,23 @@ out_close:
         return r < 0 ? r : 0;
 }
 
+/* The group is FREE: forgets it and gives managed devices back to their drivers. */
+static void group_free_restore(struct vfiod_server *s, struct vfiod_group *g)
+{
+        struct vfiod_bound *bound = g->bound;
+        size_t n = g->n_bound;
+        int id = g->id;
+
+        /* The list moves out of the entry before it is freed. */
+        g->bound = NULL;
+        g->n_bound = 0;
+        vfiod_registry_group_free(g);
+        if (n)
+                vfiod_registry_restore(s->devices, id, bound, n);
+        else
+                free(bound);
+}
+
 /*
  * Takes the group on from where it waits (g->wait): unset, re-open, sanitize.
  * Returns 0 when it is FREE (the entry is freed), 1 when it stays QUARANTINED.
@@ -293,7 +310,7 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                 /* No longer a VFIO group (unbound from vfio-pci): nothing left to clean. */
                 LOG_GROUP(LOG_NOTICE, id, lease, "group %d is gone from %s; forgetting it", id,
                           s->devices->vfio_dir);
-                vfiod_registry_group_free(g);
+                group_free_restore(s, g);
                 return 0;
         }
         if (fd < 0) {
@@ -311,7 +328,7 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                 return 1;
         }
         LOG_GROUP(LOG_INFO, id, lease, "group %d sanitized; it is free", id);
-        vfiod_registry_group_free(g);
+        group_free_restore(s, g);
         return 0;
 }
 
@@ -392,7 +409,120 @@ static void lease_unlink(struct vfiod_lease *l)
         list_remove(&l->link_server);
         free(l->devs);
         free(l->revoke_detail);
+        vfiod_grant_done(&l->grant);
         free(l);
+}
+
+/*
+ * Managed=yes: binds every member of dev's group that is on another driver
+ * (bridges aside) to vfio-pci, each of which a Managed=yes rule must give
+ * the peer in mode. On success *ret_bound lists what was bound (to be given
+ * back); on failure what was bound is given back already.
+ */
+static int managed_bind(struct vfiod_client *c, const struct kvfio_pci_dev *dev, int mode,
+                        struct vfiod_bound **ret_bound, size_t *ret_n, struct vfiod_error *err)
+{
+        struct vfiod_server *s = c->server;
+        struct kvfio_pci_list *members = NULL;
+        struct vfiod_bound *bound = NULL;
+        size_t n = 0;
+        char why[200];
+        int r;
+
+        r = vfiod_registry_members(s->devices, dev->iommu_group, &members);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "cannot list group %d: %s", dev->iommu_group,
+                                       strerror(-r));
+        for (size_t i = 0; i < members->n; i++) {
+                const struct kvfio_pci_dev *m = &members->devs[i];
+                const struct vfiod_rule *mr;
+
+                if (vfiod_dev_is_vfio(m) || kvfio_pci_dev_is_bridge(m))
+                        continue;
+                mr = vfiod_policy_grant(s->policy, &c->peer, m, mode_bit(mode), why, sizeof(why));
+                if (!mr || !mr->grant.managed) {
+                        r = vfiod_error_set(err, EPERM,
+                                            "device '%s' shares IOMMU group %d with '%s' (%s%s%s), "
+                                            "which no Managed=yes rule gives you in %s mode%s%s",
+                                            dev->bdf, dev->iommu_group, m->bdf,
+                                            m->driver[0] ? "driver '" : "no driver", m->driver,
+                                            m->driver[0] ? "'" : "", mode_name(mode),
+                                            mr ? "" : ": ", mr ? "" : why);
+                        goto fail;
+                }
+        }
+        bound = calloc(members->n ? members->n : 1, sizeof(*bound));
+        if (!bound) {
+                r = vfiod_error_set(err, ENOMEM, "out of memory");
+                goto fail;
+        }
+        for (size_t i = 0; i < members->n; i++) {
+                const struct kvfio_pci_dev *m = &members->devs[i];
+                struct vfiod_log_about a = vfiod_client_about(c, m->bdf, dev->iommu_group, 0);
+                struct vfiod_bound *b = &bound[n];
+
+                if (vfiod_dev_is_vfio(m) || kvfio_pci_dev_is_bridge(m))
+                        continue;
+                snprintf(b->bdf, sizeof(b->bdf), "%s", m->bdf);
+                r = kvfio_pci_bind_vfio(s->devices->sysfs_root, m->bdf, b->prev_driver);
+                if (r < 0) {
+                        vfiod_log_about(LOG_WARNING, &a, "managed: binding '%s' to vfio-pci: %s",
+                                        m->bdf, strerror(-r));
+                        r = vfiod_error_set(err, -r == ENXIO ? ENXIO : -r,
+                                            "binding '%s' to vfio-pci failed: %s", m->bdf,
+                                            strerror(-r));
+                        goto fail;
+                }
+                n++;
+                vfiod_log_about(LOG_NOTICE, &a, "managed: bound '%s' to vfio-pci (it had %s%s%s)",
+                                m->bdf, b->prev_driver[0] ? "driver '" : "no driver",
+                                b->prev_driver, b->prev_driver[0] ? "'" : "");
+        }
+        kvfio_pci_list_free(members);
+        *ret_bound = bound;
+        *ret_n = n;
+        return 0;
+
+fail:
+        kvfio_pci_list_free(members);
+        if (n)
+                vfiod_registry_restore(s->devices, dev->iommu_group, bound, n);
+        else
+                free(bound);
+        return r;
+}
+
+bool vfiod_lease_policy_check(struct vfiod_lease *l, const struct vfiod_policy *policy)
+{
+        struct vfiod_registry *devs = l->client->server->devices;
+        unsigned bit = mode_bit(l->mode);
+        struct vfiod_grant grant;
+        const struct vfiod_rule *first = NULL;
+
+        vfiod_grant_init(&grant);
+        for (size_t i = 0; i < l->n_devs; i++) {
+                const struct vfiod_rule *r;
+                struct kvfio_pci_dev dev;
+
+                /* A device that cannot be read cannot be shown to be allowed. */
+                if (vfiod_registry_read(devs, l->devs[i].bdf, &dev) < 0)
+                        goto denied;
+                r = vfiod_policy_grant(policy, &l->client->peer, &dev, bit, NULL, 0);
+                if (!r)
+                        goto denied;
+                if (strcmp(l->devs[i].bdf, l->device) == 0)
+                        first = r;
+                if (vfiod_grant_narrow(&grant, &r->grant) < 0)
+                        goto denied;
+        }
+        vfiod_grant_done(&l->grant);
+        l->grant = grant;
+        if (first)
+                snprintf(l->rule, sizeof(l->rule), "%s", first->name);
+        return true;
+denied:
+        vfiod_grant_done(&grant);
+        return false;
 }
 
 int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t domain_id, int mode,
@@ -408,7 +538,11 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         struct vfiod_group *g = NULL;
         struct kvfio_pci_dev dev;
         bool created = false, attached = false;
-        char bdf[KVFIO_BDF_MAX];
+        char bdf[KVFIO_BDF_MAX], why[200];
+        const struct vfiod_rule *rule;
+        struct vfiod_grant grant;
+        struct vfiod_bound *bound = NULL;
+        size_t n_bound = 0;
         unsigned modes;
         int r;
 
@@ -422,18 +556,23 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         if (r < 0)
                 return vfiod_error_set(err, -r, "cannot read device '%s': %s", device,
                                        strerror(-r));
-        modes = vfiod_policy_modes(s->policy, &c->peer, bdf);
-        if (!(modes & mode_bit(mode)))
+        vfiod_grant_init(&grant);
+        rule = vfiod_policy_grant(s->policy, &c->peer, &dev, mode_bit(mode), why, sizeof(why));
+        if (!rule) {
+                modes = vfiod_policy_modes(s->policy, &c->peer, &dev);
                 return vfiod_error_set(err, EPERM,
                                        "the policy does not allow you device '%s' in %s mode "
-                                       "(allowed: %s)",
-                                       device, mode_name(mode), vfiod_modes_name(modes));
-        if (!vfiod_dev_is_vfio(&dev))
-                return vfiod_error_set(err, ENXIO, "device '%s' is not bound to vfio-pci (%s%s%s)",
-                                       device, dev.driver[0] ? "driver '" : "no driver", dev.driver,
-                                       dev.driver[0] ? "'" : "");
+                                       "(allowed: %s): %s",
+                                       device, mode_name(mode), vfiod_modes_name(modes), why);
+        }
         if (dev.iommu_group < 0)
                 return vfiod_error_set(err, ENXIO, "device '%s' has no IOMMU group", device);
+        if (!vfiod_dev_is_vfio(&dev) && !rule->grant.managed)
+                return vfiod_error_set(err, ENXIO,
+                                       "device '%s' is not bound to vfio-pci (%s%s%s) and rule "
+                                       "'%s' does not say Managed=yes",
+                                       device, dev.driver[0] ? "driver '" : "no driver", dev.driver,
+                                       dev.driver[0] ? "'" : "", rule->name);
         g = vfiod_registry_group(devs, dev.iommu_group);
         if (g && g->state == VFIOD_GROUP_LEASED)
                 return vfiod_error_set(err, EBUSY, "device '%s' (group %d) is leased%s", device,
@@ -444,28 +583,46 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                                        "device '%s' (group %d) is quarantined until every fd of "
                                        "its last lease is closed",
                                        device, dev.iommu_group);
+        if (rule->grant.managed) {
+                /* Binds what is not on vfio-pci yet; undone below when the acquire fails. */
+                r = managed_bind(c, &dev, mode, &bound, &n_bound, err);
+                if (r < 0)
+                        return r;
+        }
         r = kvfio_iommu_group_viable(devs->sysfs_root, dev.iommu_group, &via);
-        if (r < 0)
-                return vfiod_error_set(err, -r, "cannot check group %d: %s", dev.iommu_group,
-                                       strerror(-r));
-        if (!via.viable)
-                return vfiod_error_set(err, ENXIO,
-                                       "group %d of '%s' is not viable: '%s' is bound to '%s'",
-                                       dev.iommu_group, device, via.culprit, via.culprit_driver);
+        if (r < 0) {
+                r = vfiod_error_set(err, -r, "cannot check group %d: %s", dev.iommu_group,
+                                    strerror(-r));
+                goto fail;
+        }
+        if (!via.viable) {
+                r = vfiod_error_set(err, ENXIO,
+                                    "group %d of '%s' is not viable: '%s' is bound to '%s'",
+                                    dev.iommu_group, device, via.culprit, via.culprit_driver);
+                goto fail;
+        }
         r = vfiod_registry_members(devs, dev.iommu_group, &members);
-        if (r < 0)
-                return vfiod_error_set(err, -r, "cannot list group %d: %s", dev.iommu_group,
-                                       strerror(-r));
+        if (r < 0) {
+                r = vfiod_error_set(err, -r, "cannot list group %d: %s", dev.iommu_group,
+                                    strerror(-r));
+                goto fail;
+        }
         for (size_t i = 0; i < members->n; i++) {
                 const struct kvfio_pci_dev *m = &members->devs[i];
+                const struct vfiod_rule *mr;
 
                 if (!vfiod_dev_is_vfio(m))
                         continue;
-                if (!(vfiod_policy_modes(s->policy, &c->peer, m->bdf) & mode_bit(mode))) {
+                mr = vfiod_policy_grant(s->policy, &c->peer, m, mode_bit(mode), why, sizeof(why));
+                if (!mr) {
                         r = vfiod_error_set(err, EPERM,
                                             "device '%s' shares IOMMU group %d with '%s', which "
-                                            "the policy does not allow you in %s mode",
-                                            device, dev.iommu_group, m->bdf, mode_name(mode));
+                                            "the policy does not allow you in %s mode: %s",
+                                            device, dev.iommu_group, m->bdf, mode_name(mode), why);
+                        goto fail;
+                }
+                if (vfiod_grant_narrow(&grant, &mr->grant) < 0) {
+                        r = vfiod_error_set(err, ENOMEM, "out of memory");
                         goto fail;
                 }
         }
@@ -541,7 +698,13 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         kvfio_pci_list_free(members);
         g->state = VFIOD_GROUP_LEASED;
         g->lease = l;
+        /* What vfiod bound moves to the group: given back once it is FREE again. */
+        g->bound = bound;
+        g->n_bound = n_bound;
         l->group = g;
+        /* The grant's windows move to the lease. */
+        l->grant = grant;
+        snprintf(l->rule, sizeof(l->rule), "%s", rule->name);
         l->id = ++s->next_lease_id;
         domain->mode = mode;
         domain->n_leases++;
@@ -549,8 +712,10 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         list_add_tail(&c->leases, &l->link_client);
         list_add_tail(&s->leases, &l->link_server);
         LOG_LEASE(LOG_NOTICE, l, l->device,
-                  "leased device '%s' (group %d, %zu device(s)) in %s mode, domain %" PRIu64,
-                  l->device, l->group_id, l->n_devs, mode_name(mode), domain->id);
+                  "leased device '%s' (group %d, %zu device(s)) in %s mode, domain %" PRIu64
+                  ", granted by rule '%s'%s",
+                  l->device, l->group_id, l->n_devs, mode_name(mode), domain->id, l->rule,
+                  n_bound ? " (managed: bound to vfio-pci by vfiod)" : "");
         *ret = l;
         return 0;
 
@@ -568,6 +733,10 @@ fail:
         }
         if (created)
                 vfiod_domain_free(domain);
+        vfiod_grant_done(&grant);
+        /* Nothing of the group is open any more: the managed devices go back. */
+        if (n_bound)
+                vfiod_registry_restore(devs, dev.iommu_group, bound, n_bound);
         return r;
 }
 
@@ -774,6 +943,25 @@ int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint3
         }
         if (index >= VFIOD_N_CLIENT_IRQ_INDEXES) {
                 r = vfiod_error_set(err, EINVAL, "unknown interrupt index %u", index);
+                goto fail;
+        }
+        if (count > 0 && !(dev->lease->grant.irq_types & (1u << index))) {
+                char types[32];
+
+                r = vfiod_error_set(
+                    err, EPERM,
+                    "the policy (rule '%s') allows you only these interrupts: %s; "
+                    "not %s",
+                    dev->lease->grant.irq_rule,
+                    vfiod_irq_types_name(dev->lease->grant.irq_types, types, sizeof(types)),
+                    kvfio_irq_index_name(index));
+                {
+                        struct vfiod_log_about a = vfiod_client_about(
+                            dev->lease->client, dev->bdf, dev->lease->group_id, dev->lease->id);
+                        vfiod_log_about(LOG_NOTICE, &a, "refused %s on '%s': %s",
+                                        kvfio_irq_index_name(index), dev->bdf,
+                                        err ? err->reason : "");
+                }
                 goto fail;
         }
         info = &dev->irqs[index];

@@ -40,6 +40,7 @@
 #include "daemon/devices.h"
 #include "daemon/list.h"
 #include "daemon/log.h"
+#include "daemon/policy.h"
 #include "kernel/device.h"
 #include "proto/vfiod.pb-c.h"
 
@@ -83,6 +84,9 @@ struct vfiod_lease {
         ev_timer grace;
         Vfiod__ReleaseReason revoke_reason;
         char *revoke_detail;
+        /* What the policy grants: the stricter of the rules of every device of the group. */
+        char rule[64]; /* the rule that granted the acquired device */
+        struct vfiod_grant grant;
 };
 
 /*
@@ -105,6 +109,13 @@ int vfiod_lease_release(struct vfiod_lease *lease, const char *why);
  * LeaseRevoked. detail may be NULL.
  */
 void vfiod_lease_revoke(struct vfiod_lease *lease, Vfiod__ReleaseReason reason, const char *detail);
+
+/*
+ * Checks the lease against policy (a reload): true when the rules still
+ * allow the peer every device of the group in the lease's mode; then the
+ * lease takes the new rules' quotas and IRQ types.
+ */
+bool vfiod_lease_policy_check(struct vfiod_lease *lease, const struct vfiod_policy *policy);
 
 /* The device of a lease by PCI address ("" or NULL = the acquired one). */
 struct vfiod_lease_dev *vfiod_lease_find_dev(struct vfiod_lease *lease, const char *bdf);

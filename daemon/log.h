@@ -22,7 +22,8 @@ struct vfiod_peer {
         pid_t pid;
         gid_t *groups; /* SO_PEERGROUPS (supplementary groups) */
         size_t n_groups;
-        char *unit; /* sd_peer_get_unit(); NULL when none */
+        char *unit;  /* sd_peer_get_unit(); NULL when none */
+        char *slice; /* sd_peer_get_slice(); NULL when none */
 };
 
 /* What a log line is about; any field may be left empty (NULL, -1, 0). */

@@ -28,7 +28,9 @@ static void help(void)
                "  --socket PATH         listen on PATH when not socket-activated\n"
                "                        (default " VFIOD_DEFAULT_SOCKET ")\n"
                "  --config PATH         configuration file (default " VFIOD_DEFAULT_CONFIG ")\n"
-               "  --check-config [PATH] check the configuration and exit (0 valid, 1 not)\n"
+               "  --check-config [PATH] check the configuration (and PATH.d/*.conf), print\n"
+               "                        each rule and the devices it matches; exit 0 valid,\n"
+               "                        1 not\n"
                "  --sysfs-root DIR      find devices under DIR/sys (default /)\n"
                "  --vfio-dir DIR        VFIO nodes in DIR (default /dev/vfio)\n"
                "  --exit-idle SEC       socket-activated: exit after SEC seconds without\n"
@@ -38,7 +40,7 @@ static void help(void)
                "  --version             show the version\n");
 }
 
-static int check_config(const char *path)
+static int check_config(const char *path, const char *sysfs)
 {
         struct vfiod_errors errors = {0};
         struct vfiod_policy *p = NULL;
@@ -52,6 +54,7 @@ static int check_config(const char *path)
                 return EXIT_FAILURE;
         }
         printf("%s: valid, %zu device rule(s)\n", path, p->n_rules);
+        vfiod_policy_print(p, sysfs, stdout);
         vfiod_policy_free(p);
         return EXIT_SUCCESS;
 }
@@ -213,7 +216,7 @@ int main(int argc, char **argv)
                         fprintf(stderr, "vfiod: unexpected argument '%s'\n", argv[optind]);
                         return EXIT_FAILURE;
                 }
-                return check_config(check ? check : config ? config : VFIOD_DEFAULT_CONFIG);
+                return check_config(check ? check : config ? config : VFIOD_DEFAULT_CONFIG, sysfs);
         }
         if (optind < argc) {
                 fprintf(stderr, "vfiod: unexpected argument '%s'\n", argv[optind]);

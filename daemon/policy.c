@@ -2,7 +2,9 @@
 #include "daemon/policy.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -54,14 +56,127 @@ static void errors_add(struct vfiod_errors *errors, const char *fmt, ...)
         errors->lines[errors->n++] = line;
 }
 
+static void strv_free(char **v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+/* ---- grants ---------------------------------------------------------------- */
+
+void vfiod_grant_init(struct vfiod_grant *g)
+{
+        *g = (struct vfiod_grant){.max_pinned_bytes = VFIOD_NO_QUOTA_BYTES,
+                                  .max_mappings = VFIOD_NO_QUOTA_MAPPINGS,
+                                  .irq_types = VFIOD_IRQ_BITS_ALL};
+}
+
+void vfiod_grant_done(struct vfiod_grant *g)
+{
+        if (!g)
+                return;
+        free(g->windows);
+        g->windows = NULL;
+        g->n_windows = 0;
+}
+
+int vfiod_grant_narrow(struct vfiod_grant *into, const struct vfiod_grant *with)
+{
+        if (with->max_pinned_bytes < into->max_pinned_bytes) {
+                into->max_pinned_bytes = with->max_pinned_bytes;
+                memcpy(into->pinned_rule, with->pinned_rule, sizeof(into->pinned_rule));
+        }
+        if (with->max_mappings < into->max_mappings) {
+                into->max_mappings = with->max_mappings;
+                memcpy(into->mappings_rule, with->mappings_rule, sizeof(into->mappings_rule));
+        }
+        if ((into->irq_types & with->irq_types) != into->irq_types)
+                memcpy(into->irq_rule, with->irq_rule, sizeof(into->irq_rule));
+        into->irq_types &= with->irq_types;
+        into->managed = into->managed || with->managed;
+        if (!with->has_windows)
+                return 0;
+        memcpy(into->windows_rule, with->windows_rule, sizeof(into->windows_rule));
+        if (!into->has_windows) {
+                struct vfiod_window *w =
+                    malloc((with->n_windows ? with->n_windows : 1) * sizeof(*w));
+
+                if (!w)
+                        return -ENOMEM;
+                if (with->n_windows)
+                        memcpy(w, with->windows, with->n_windows * sizeof(*w));
+                into->windows = w;
+                into->n_windows = with->n_windows;
+                into->has_windows = true;
+                return 0;
+        }
+        {
+                /* The intersection of two sets of windows: every pairwise overlap. */
+                size_t n = 0, max = into->n_windows * with->n_windows;
+                struct vfiod_window *w = malloc((max ? max : 1) * sizeof(*w));
+
+                if (!w)
+                        return -ENOMEM;
+                for (size_t i = 0; i < into->n_windows; i++)
+                        for (size_t j = 0; j < with->n_windows; j++) {
+                                uint64_t lo = into->windows[i].first > with->windows[j].first
+                                                  ? into->windows[i].first
+                                                  : with->windows[j].first;
+                                uint64_t hi = into->windows[i].last < with->windows[j].last
+                                                  ? into->windows[i].last
+                                                  : with->windows[j].last;
+
+                                if (lo <= hi)
+                                        w[n++] = (struct vfiod_window){lo, hi};
+                        }
+                free(into->windows);
+                into->windows = w;
+                into->n_windows = n;
+        }
+        return 0;
+}
+
+bool vfiod_grant_iova_ok(const struct vfiod_grant *g, uint64_t iova, uint64_t size)
+{
+        uint64_t last;
+
+        if (!g->has_windows)
+                return true;
+        if (size == 0 || iova > UINT64_MAX - (size - 1))
+                return false;
+        last = iova + (size - 1);
+        for (size_t i = 0; i < g->n_windows; i++)
+                if (iova >= g->windows[i].first && last <= g->windows[i].last)
+                        return true;
+        return false;
+}
+
+const char *vfiod_irq_types_name(unsigned types, char *buf, size_t size)
+{
+        snprintf(buf, size, "%s%s%s%s", types & VFIOD_IRQ_BIT_INTX ? "intx " : "",
+                 types & VFIOD_IRQ_BIT_MSI ? "msi " : "", types & VFIOD_IRQ_BIT_MSIX ? "msix " : "",
+                 types & VFIOD_IRQ_BITS_ALL ? "" : "none");
+        if (types & VFIOD_IRQ_BITS_ALL)
+                buf[strlen(buf) - 1] = '\0'; /* the last space */
+        return buf;
+}
+
+/* ---- the policy object --------------------------------------------------------- */
+
 static void rule_done(struct vfiod_rule *r)
 {
         free(r->name);
-        for (size_t i = 0; i < r->n_match; i++)
-                free(r->match[i]);
-        free(r->match);
+        free(r->file);
+        strv_free(r->match, r->n_match);
+        free(r->vendors);
+        free(r->classes);
+        free(r->iommu_groups);
         free(r->users);
         free(r->groups);
+        strv_free(r->units, r->n_units);
+        strv_free(r->slices, r->n_slices);
+        vfiod_grant_done(&r->grant);
 }
 
 void vfiod_policy_free(struct vfiod_policy *policy)
@@ -73,6 +188,7 @@ void vfiod_policy_free(struct vfiod_policy *policy)
         free(policy->rules);
         free(policy->admin_users);
         free(policy->admin_groups);
+        strv_free(policy->files, policy->n_files);
         free(policy->path);
         free(policy);
 }
@@ -90,17 +206,41 @@ int vfiod_policy_new(struct vfiod_policy **ret)
 
 /* ---- parsing ------------------------------------------------------------ */
 
+/* The keys of a [Device] section; the index is the slot in rule->set_in. */
+enum rule_key {
+        KEY_HEADER, /* the [Device NAME] line itself: which file last opened it */
+        KEY_MATCH,
+        KEY_MATCH_VENDOR,
+        KEY_MATCH_CLASS,
+        KEY_MATCH_GROUP,
+        KEY_USERS,
+        KEY_GROUPS,
+        KEY_UNITS,
+        KEY_SLICES,
+        KEY_MODES,
+        KEY_MAX_PINNED,
+        KEY_MAX_MAPPINGS,
+        KEY_IOVA_WINDOWS,
+        KEY_IRQ_TYPES,
+        KEY_MANAGED,
+        _KEY_RULE_MAX,
+};
+
 enum section_kind { SECTION_NONE, SECTION_DAEMON, SECTION_DEVICE, SECTION_BAD };
+
+enum daemon_key { DKEY_ADMIN_USERS, DKEY_ADMIN_GROUPS, _DKEY_MAX };
 
 struct parser {
         const char *path;
+        unsigned file; /* 1 + index of the file being read */
         FILE *f;
         unsigned line; /* of the line inih is handling */
         struct vfiod_policy *policy;
         struct vfiod_errors *errors;
         size_t n_errors;
         enum section_kind kind;
-        struct vfiod_rule *rule; /* current [Device] */
+        size_t rule; /* index of the current [Device] */
+        unsigned daemon_set_in[_DKEY_MAX];
 };
 
 static void perr(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -117,6 +257,11 @@ static void perr(struct parser *p, const char *fmt, ...)
         errors_add(p->errors, "%s:%u: %s", p->path, p->line, msg);
 }
 
+static struct vfiod_rule *cur_rule(struct parser *p)
+{
+        return &p->policy->rules[p->rule];
+}
+
 static char *strip(char *s)
 {
         char *e;
@@ -129,13 +274,54 @@ static char *strip(char *s)
         return s;
 }
 
+static void rule_open(struct parser *p, const char *rname)
+{
+        struct vfiod_policy *pol = p->policy;
+        struct vfiod_rule *rules, *r;
+
+        for (size_t i = 0; i < pol->n_rules; i++) {
+                r = &pol->rules[i];
+                if (strcmp(r->name, rname) != 0)
+                        continue;
+                if (r->set_in[KEY_HEADER] == p->file) {
+                        perr(p, "duplicate section [Device %s] (first at line %u)", rname, r->line);
+                        return;
+                }
+                /* A later file: its keys override this rule's, key by key. */
+                r->set_in[KEY_HEADER] = p->file;
+                if (p->file == 1)
+                        r->line = p->line;
+                p->rule = i;
+                p->kind = SECTION_DEVICE;
+                return;
+        }
+        rules = realloc(pol->rules, (pol->n_rules + 1) * sizeof(*rules));
+        if (!rules) {
+                perr(p, "out of memory");
+                return;
+        }
+        pol->rules = rules;
+        r = &rules[pol->n_rules];
+        *r = (struct vfiod_rule){.line = p->line};
+        vfiod_grant_init(&r->grant);
+        r->name = strdup(rname);
+        r->file = strdup(p->path);
+        if (!r->name || !r->file) {
+                rule_done(r);
+                perr(p, "out of memory");
+                return;
+        }
+        r->set_in[KEY_HEADER] = p->file;
+        p->rule = pol->n_rules++;
+        p->kind = SECTION_DEVICE;
+}
+
 /* A section header starts here: open the section so empty ones are checked too. */
 static void section_begin(struct parser *p, char *text)
 {
         char *end = strchr(text, ']');
         char *name;
 
-        p->rule = NULL;
         p->kind = SECTION_BAD;
         if (!end)
                 return; /* inih reports the syntax error */
@@ -151,34 +337,12 @@ static void section_begin(struct parser *p, char *text)
         }
         if (strncmp(name, "Device", 6) == 0 && (name[6] == ' ' || name[6] == '\t')) {
                 char *rname = strip(name + 6);
-                struct vfiod_rule *rules;
 
                 if (!*rname) {
                         perr(p, "[Device] needs a name: [Device NAME]");
                         return;
                 }
-                for (size_t i = 0; i < p->policy->n_rules; i++)
-                        if (strcmp(p->policy->rules[i].name, rname) == 0) {
-                                perr(p, "duplicate section [Device %s] (first at line %u)", rname,
-                                     p->policy->rules[i].line);
-                                return;
-                        }
-                rules = realloc(p->policy->rules, (p->policy->n_rules + 1) * sizeof(*rules));
-                if (!rules) {
-                        perr(p, "out of memory");
-                        return;
-                }
-                p->policy->rules = rules;
-                p->rule = &rules[p->policy->n_rules];
-                *p->rule = (struct vfiod_rule){.line = p->line, .modes = 0};
-                p->rule->name = strdup(rname);
-                if (!p->rule->name) {
-                        perr(p, "out of memory");
-                        p->rule = NULL;
-                        return;
-                }
-                p->policy->n_rules++;
-                p->kind = SECTION_DEVICE;
+                rule_open(p, rname);
                 return;
         }
         perr(p, "unknown section [%s]", name);
@@ -244,6 +408,22 @@ static int parse_u64(const char *v, bool bytes, uint64_t *ret)
         return 0;
 }
 
+/* A number in C notation (0x.. hex, else decimal), nothing after it. */
+static int parse_c_u64(const char *v, uint64_t *ret)
+{
+        char *end;
+        unsigned long long n;
+
+        if (!*v || !isdigit((unsigned char)*v))
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(v, &end, 0);
+        if (errno || *end)
+                return -EINVAL;
+        *ret = n;
+        return 0;
+}
+
 static int parse_id(const char *tok, bool user, uint32_t *ret)
 {
         uint64_t n;
@@ -268,6 +448,35 @@ static int parse_id(const char *tok, bool user, uint32_t *ret)
         return 0;
 }
 
+/* Grows *array (of n elements of size) by one; returns the new element or NULL. */
+static void *grow(struct parser *p, void **array, size_t *n, size_t size)
+{
+        char *a = realloc(*array, (*n + 1) * size);
+
+        if (!a) {
+                perr(p, "out of memory");
+                return NULL;
+        }
+        *array = a;
+        return a + (*n)++ * size;
+}
+
+#define GROW(p, arr, n) ((__typeof__(arr))grow((p), (void **)&(arr), &(n), sizeof(*(arr))))
+
+/* Calls fn for each white-space separated word of value. */
+static void for_words(struct parser *p, const char *value, void (*fn)(struct parser *, char *))
+{
+        _cleanup_free_ char *copy = strdup(value);
+        char *save = NULL;
+
+        if (!copy) {
+                perr(p, "out of memory");
+                return;
+        }
+        for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
+                fn(p, tok);
+}
+
 /* Appends the ids of a space-separated list to *ids. */
 static void parse_ids(struct parser *p, const char *key, const char *value, bool user,
                       uint32_t **ids, size_t *n)
@@ -290,68 +499,365 @@ static void parse_ids(struct parser *p, const char *key, const char *value, bool
                              tok);
                         continue;
                 }
-                a = realloc(*ids, (*n + 1) * sizeof(*a));
-                if (!a) {
-                        perr(p, "out of memory");
+                a = grow(p, (void **)ids, n, sizeof(**ids));
+                if (!a)
                         return;
-                }
-                *ids = a;
-                a[(*n)++] = id;
+                *a = id;
         }
 }
 
-static void parse_match(struct parser *p, const char *value)
+static void word_match(struct parser *p, char *tok)
 {
-        _cleanup_free_ char *copy = strdup(value);
-        char *save = NULL;
-        bool any = false;
+        struct vfiod_rule *r = cur_rule(p);
+        char bdf[KVFIO_BDF_MAX];
+        char **m;
 
-        if (!copy) {
-                perr(p, "out of memory");
+        if (kvfio_pci_addr_normalize(tok, bdf) < 0) {
+                perr(p, "Match=: not a PCI address '%s' (DDDD:BB:DD.F or BB:DD.F)", tok);
                 return;
         }
-        for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
-                char bdf[KVFIO_BDF_MAX];
-                char **m;
-
-                any = true;
-                if (kvfio_pci_addr_normalize(tok, bdf) < 0) {
-                        perr(p, "Match=: not a PCI address '%s'", tok);
-                        continue;
-                }
-                m = realloc(p->rule->match, (p->rule->n_match + 1) * sizeof(*m));
-                if (!m) {
-                        perr(p, "out of memory");
-                        return;
-                }
-                p->rule->match = m;
-                m[p->rule->n_match] = strdup(bdf);
-                if (!m[p->rule->n_match]) {
-                        perr(p, "out of memory");
-                        return;
-                }
-                p->rule->n_match++;
+        m = GROW(p, r->match, r->n_match);
+        if (m && !(*m = strdup(bdf))) {
+                r->n_match--;
+                perr(p, "out of memory");
         }
-        if (!any)
-                perr(p, "Match= is empty");
 }
 
-static void parse_modes(struct parser *p, const char *value)
+/* 1 to 4 hex digits, or "*" (-1). */
+static int parse_id16(const char *s, size_t len, int32_t *ret)
 {
-        _cleanup_free_ char *copy = strdup(value);
-        char *save = NULL;
+        uint32_t v = 0;
 
-        if (!copy) {
-                perr(p, "out of memory");
+        if (len == 1 && s[0] == '*') {
+                *ret = -1;
+                return 0;
+        }
+        if (len == 0 || len > 4)
+                return -EINVAL;
+        for (size_t i = 0; i < len; i++) {
+                if (!isxdigit((unsigned char)s[i]))
+                        return -EINVAL;
+                v = v * 16 + (uint32_t)(isdigit((unsigned char)s[i])
+                                            ? s[i] - '0'
+                                            : tolower((unsigned char)s[i]) - 'a' + 10);
+        }
+        *ret = (int32_t)v;
+        return 0;
+}
+
+static void word_vendor(struct parser *p, char *tok)
+{
+        struct vfiod_rule *r = cur_rule(p);
+        const char *colon = strchr(tok, ':');
+        struct vfiod_vendor_match m, *slot;
+
+        if (!colon || parse_id16(tok, (size_t)(colon - tok), &m.vendor) < 0 ||
+            parse_id16(colon + 1, strlen(colon + 1), &m.device) < 0) {
+                perr(p, "MatchVendor=: not VENDOR:DEVICE (hex, or *) '%s'", tok);
                 return;
         }
-        for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
-                if (strcmp(tok, "direct") == 0)
-                        p->rule->modes |= VFIOD_MODE_BIT_DIRECT;
-                else if (strcmp(tok, "brokered") == 0)
-                        p->rule->modes |= VFIOD_MODE_BIT_BROKERED;
-                else
-                        perr(p, "Modes=: unknown mode '%s' (direct, brokered)", tok);
+        slot = GROW(p, r->vendors, r->n_vendors);
+        if (slot)
+                *slot = m;
+}
+
+static void word_class(struct parser *p, char *tok)
+{
+        struct vfiod_rule *r = cur_rule(p);
+        const char *s = tok;
+        struct vfiod_class_match m = {0}, *slot;
+        size_t len;
+
+        if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+                s += 2;
+        len = strlen(s);
+        for (size_t i = 0; i < len; i++)
+                if (!isxdigit((unsigned char)s[i]))
+                        len = 0;
+        if (len != 2 && len != 4 && len != 6) {
+                perr(p, "MatchClass=: not a class prefix of 2, 4 or 6 hex digits '%s'", tok);
+                return;
+        }
+        m.value = (uint32_t)strtoul(s, NULL, 16);
+        m.digits = (unsigned)len;
+        slot = GROW(p, r->classes, r->n_classes);
+        if (slot)
+                *slot = m;
+}
+
+static void word_group(struct parser *p, char *tok)
+{
+        struct vfiod_rule *r = cur_rule(p);
+        uint64_t n;
+        int *slot;
+
+        if (parse_u64(tok, false, &n) < 0 || n > INT_MAX) {
+                perr(p, "MatchGroup=: not an IOMMU group number '%s'", tok);
+                return;
+        }
+        slot = GROW(p, r->iommu_groups, r->n_iommu_groups);
+        if (slot)
+                *slot = (int)n;
+}
+
+static void add_glob(struct parser *p, const char *key, char *tok, char ***v, size_t *n)
+{
+        char **slot;
+
+        if (strlen(tok) > 255) {
+                perr(p, "%s=: name too long '%.32s...'", key, tok);
+                return;
+        }
+        for (const char *c = tok; *c; c++)
+                if (!isgraph((unsigned char)*c) || *c == '/') {
+                        perr(p, "%s=: not a unit name or glob '%s'", key, tok);
+                        return;
+                }
+        slot = grow(p, (void **)v, n, sizeof(**v));
+        if (slot && !(*slot = strdup(tok))) {
+                (*n)--;
+                perr(p, "out of memory");
+        }
+}
+
+static void word_unit(struct parser *p, char *tok)
+{
+        add_glob(p, "Units", tok, &cur_rule(p)->units, &cur_rule(p)->n_units);
+}
+
+static void word_slice(struct parser *p, char *tok)
+{
+        add_glob(p, "Slices", tok, &cur_rule(p)->slices, &cur_rule(p)->n_slices);
+}
+
+static void word_mode(struct parser *p, char *tok)
+{
+        if (strcmp(tok, "direct") == 0)
+                cur_rule(p)->modes |= VFIOD_MODE_BIT_DIRECT;
+        else if (strcmp(tok, "brokered") == 0)
+                cur_rule(p)->modes |= VFIOD_MODE_BIT_BROKERED;
+        else
+                perr(p, "Modes=: unknown mode '%s' (direct, brokered)", tok);
+}
+
+static void word_irq(struct parser *p, char *tok)
+{
+        struct vfiod_grant *g = &cur_rule(p)->grant;
+
+        if (strcmp(tok, "intx") == 0)
+                g->irq_types |= VFIOD_IRQ_BIT_INTX;
+        else if (strcmp(tok, "msi") == 0)
+                g->irq_types |= VFIOD_IRQ_BIT_MSI;
+        else if (strcmp(tok, "msix") == 0)
+                g->irq_types |= VFIOD_IRQ_BIT_MSIX;
+        else if (strcmp(tok, "none") != 0)
+                perr(p, "IrqTypes=: unknown interrupt type '%s' (intx, msi, msix, none)", tok);
+}
+
+static void word_window(struct parser *p, char *tok)
+{
+        struct vfiod_grant *g = &cur_rule(p)->grant;
+        struct vfiod_window w, *slot;
+        char *dash = strchr(tok, '-');
+
+        if (dash)
+                *dash = '\0';
+        if (!dash || parse_c_u64(tok, &w.first) < 0 || parse_c_u64(dash + 1, &w.last) < 0 ||
+            w.first > w.last) {
+                if (dash)
+                        *dash = '-';
+                perr(p, "IovaWindows=: not FIRST-LAST (inclusive, FIRST <= LAST) '%s'", tok);
+                return;
+        }
+        slot = GROW(p, g->windows, g->n_windows);
+        if (slot)
+                *slot = w;
+}
+
+/* A key given in this file for the first time replaces what earlier files said. */
+static bool key_fresh(struct parser *p, enum rule_key k)
+{
+        struct vfiod_rule *r = cur_rule(p);
+
+        if (r->set_in[k] == p->file)
+                return false;
+        r->set_in[k] = p->file;
+        return true;
+}
+
+static void rule_key_reset(struct vfiod_rule *r, enum rule_key k)
+{
+        switch (k) {
+        case KEY_MATCH:
+                strv_free(r->match, r->n_match);
+                r->match = NULL;
+                r->n_match = 0;
+                break;
+        case KEY_MATCH_VENDOR:
+                free(r->vendors);
+                r->vendors = NULL;
+                r->n_vendors = 0;
+                break;
+        case KEY_MATCH_CLASS:
+                free(r->classes);
+                r->classes = NULL;
+                r->n_classes = 0;
+                break;
+        case KEY_MATCH_GROUP:
+                free(r->iommu_groups);
+                r->iommu_groups = NULL;
+                r->n_iommu_groups = 0;
+                break;
+        case KEY_USERS:
+                free(r->users);
+                r->users = NULL;
+                r->n_users = 0;
+                break;
+        case KEY_GROUPS:
+                free(r->groups);
+                r->groups = NULL;
+                r->n_groups = 0;
+                break;
+        case KEY_UNITS:
+                strv_free(r->units, r->n_units);
+                r->units = NULL;
+                r->n_units = 0;
+                break;
+        case KEY_SLICES:
+                strv_free(r->slices, r->n_slices);
+                r->slices = NULL;
+                r->n_slices = 0;
+                break;
+        case KEY_MODES:
+                r->modes = 0;
+                break;
+        case KEY_MAX_PINNED:
+                r->grant.max_pinned_bytes = VFIOD_NO_QUOTA_BYTES;
+                break;
+        case KEY_MAX_MAPPINGS:
+                r->grant.max_mappings = VFIOD_NO_QUOTA_MAPPINGS;
+                break;
+        case KEY_IOVA_WINDOWS:
+                free(r->grant.windows);
+                r->grant.windows = NULL;
+                r->grant.n_windows = 0;
+                r->grant.has_windows = false;
+                break;
+        case KEY_IRQ_TYPES:
+                r->grant.irq_types = VFIOD_IRQ_BITS_ALL;
+                break;
+        case KEY_MANAGED:
+                r->grant.managed = false;
+                break;
+        default:
+                break;
+        }
+}
+
+static int parse_bool(const char *v)
+{
+        static const char *const yes[] = {"yes", "true", "on", "1"};
+        static const char *const no[] = {"no", "false", "off", "0"};
+
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                if (strcmp(v, yes[i]) == 0)
+                        return 1;
+                if (strcmp(v, no[i]) == 0)
+                        return 0;
+        }
+        return -EINVAL;
+}
+
+static const struct {
+        const char *name;
+        enum rule_key key;
+        void (*word)(struct parser *, char *);
+} rule_keys[] = {
+    {"Match", KEY_MATCH, word_match},
+    {"MatchVendor", KEY_MATCH_VENDOR, word_vendor},
+    {"MatchClass", KEY_MATCH_CLASS, word_class},
+    {"MatchGroup", KEY_MATCH_GROUP, word_group},
+    {"Users", KEY_USERS, NULL},
+    {"Groups", KEY_GROUPS, NULL},
+    {"Units", KEY_UNITS, word_unit},
+    {"Slices", KEY_SLICES, word_slice},
+    {"Modes", KEY_MODES, word_mode},
+    {"MaxPinnedBytes", KEY_MAX_PINNED, NULL},
+    {"MaxMappings", KEY_MAX_MAPPINGS, NULL},
+    {"IovaWindows", KEY_IOVA_WINDOWS, word_window},
+    {"IrqTypes", KEY_IRQ_TYPES, word_irq},
+    {"Managed", KEY_MANAGED, NULL},
+};
+
+static void parse_device_key(struct parser *p, const char *name, const char *value)
+{
+        struct vfiod_rule *r = cur_rule(p);
+        enum rule_key k = _KEY_RULE_MAX;
+        void (*word)(struct parser *, char *) = NULL;
+        bool fresh;
+        uint64_t n;
+
+        for (size_t i = 0; i < ELEMENTSOF(rule_keys); i++)
+                if (strcmp(name, rule_keys[i].name) == 0) {
+                        k = rule_keys[i].key;
+                        word = rule_keys[i].word;
+                }
+        if (k == _KEY_RULE_MAX) {
+                perr(p, "unknown key '%s' in [Device %s]", name, r->name);
+                return;
+        }
+        /* The first time in a file, or an empty value: start again from the default. */
+        fresh = key_fresh(p, k);
+        if (fresh || !*value)
+                rule_key_reset(r, k);
+        if (!*value)
+                return;
+        if (fresh && k == KEY_IRQ_TYPES)
+                r->grant.irq_types = 0; /* a value lists what is allowed */
+        if (k == KEY_IOVA_WINDOWS)
+                r->grant.has_windows = true;
+        switch (k) {
+        case KEY_USERS:
+                parse_ids(p, name, value, true, &r->users, &r->n_users);
+                return;
+        case KEY_GROUPS:
+                parse_ids(p, name, value, false, &r->groups, &r->n_groups);
+                return;
+        case KEY_MAX_PINNED:
+                if (strcmp(value, "infinity") == 0)
+                        n = VFIOD_NO_QUOTA_BYTES;
+                else if (parse_u64(value, true, &n) < 0 || n == 0) {
+                        perr(p,
+                             "MaxPinnedBytes=: bad value '%s' (bytes, suffix K M G T, or "
+                             "infinity)",
+                             value);
+                        return;
+                }
+                r->grant.max_pinned_bytes = n;
+                return;
+        case KEY_MAX_MAPPINGS:
+                if (strcmp(value, "infinity") == 0)
+                        n = VFIOD_NO_QUOTA_MAPPINGS;
+                else if (parse_u64(value, false, &n) < 0 || n == 0 || n >= UINT32_MAX) {
+                        perr(p, "MaxMappings=: bad value '%s' (a number from 1, or infinity)",
+                             value);
+                        return;
+                }
+                r->grant.max_mappings = (uint32_t)n;
+                return;
+        case KEY_MANAGED: {
+                int b = parse_bool(value);
+
+                if (b < 0) {
+                        perr(p, "Managed=: bad value '%s' (yes or no)", value);
+                        return;
+                }
+                r->grant.managed = b;
+                return;
+        }
+        default:
+                for_words(p, value, word);
+                return;
         }
 }
 
@@ -384,13 +890,22 @@ static const struct limit_key limit_keys[] = {
 
 static void parse_daemon_key(struct parser *p, const char *name, const char *value)
 {
-        if (strcmp(name, "AdminUsers") == 0) {
-                parse_ids(p, name, value, true, &p->policy->admin_users, &p->policy->n_admin_users);
-                return;
-        }
-        if (strcmp(name, "AdminGroups") == 0) {
-                parse_ids(p, name, value, false, &p->policy->admin_groups,
-                          &p->policy->n_admin_groups);
+        struct vfiod_policy *pol = p->policy;
+        bool users = strcmp(name, "AdminUsers") == 0;
+
+        if (users || strcmp(name, "AdminGroups") == 0) {
+                enum daemon_key k = users ? DKEY_ADMIN_USERS : DKEY_ADMIN_GROUPS;
+                uint32_t **ids = users ? &pol->admin_users : &pol->admin_groups;
+                size_t *n = users ? &pol->n_admin_users : &pol->n_admin_groups;
+
+                /* As for rules: a later file replaces the list; an empty value empties it. */
+                if (p->daemon_set_in[k] != p->file || !*value) {
+                        free(*ids);
+                        *ids = NULL;
+                        *n = 0;
+                }
+                p->daemon_set_in[k] = p->file;
+                parse_ids(p, name, value, users, ids, n);
                 return;
         }
         for (size_t i = 0; i < ELEMENTSOF(limit_keys); i++) {
@@ -405,9 +920,9 @@ static void parse_daemon_key(struct parser *p, const char *name, const char *val
                         return;
                 }
                 if (k->is64)
-                        *(uint64_t *)((char *)&p->policy->limits + k->offset) = n;
+                        *(uint64_t *)((char *)&pol->limits + k->offset) = n;
                 else
-                        *(uint32_t *)((char *)&p->policy->limits + k->offset) = (uint32_t)n;
+                        *(uint32_t *)((char *)&pol->limits + k->offset) = (uint32_t)n;
                 return;
         }
         perr(p, "unknown key '%s' in [Daemon]", name);
@@ -427,67 +942,155 @@ static int handler(void *user, const char *section, const char *name, const char
                 parse_daemon_key(p, name, value);
                 break;
         case SECTION_DEVICE:
-                if (strcmp(name, "Match") == 0)
-                        parse_match(p, value);
-                else if (strcmp(name, "Users") == 0)
-                        parse_ids(p, name, value, true, &p->rule->users, &p->rule->n_users);
-                else if (strcmp(name, "Groups") == 0)
-                        parse_ids(p, name, value, false, &p->rule->groups, &p->rule->n_groups);
-                else if (strcmp(name, "Modes") == 0)
-                        parse_modes(p, value);
-                else
-                        perr(p, "unknown key '%s' in [Device %s]", name, p->rule->name);
+                parse_device_key(p, name, value);
                 break;
         }
         return 1; /* keep going: every problem is collected */
+}
+
+/* Parses one file into p->policy. Returns 0, or -errno when it cannot be opened (reported). */
+static int parse_file(struct parser *p, const char *path, bool missing_ok)
+{
+        char **files;
+        int r;
+
+        p->path = path;
+        p->line = 0;
+        p->kind = SECTION_NONE;
+        p->file++;
+        p->f = fopen(path, "re");
+        if (!p->f) {
+                r = -errno;
+                if (r == -ENOENT && missing_ok)
+                        return 0;
+                errors_add(p->errors, "%s: cannot open: %s", path, strerror(-r));
+                p->n_errors++;
+                return r;
+        }
+        files = realloc(p->policy->files, (p->policy->n_files + 1) * sizeof(*files));
+        if (files) {
+                p->policy->files = files;
+                files[p->policy->n_files] = strdup(path);
+                if (files[p->policy->n_files])
+                        p->policy->n_files++;
+        }
+        r = ini_parse_stream(reader, p, handler, p);
+        fclose(p->f);
+        p->f = NULL;
+        if (r > 0) {
+                p->line = (unsigned)r;
+                perr(p, "syntax error");
+        } else if (r < 0) {
+                errors_add(p->errors, "%s: cannot parse: %s", path,
+                           r == -2 ? "out of memory" : "read error");
+                p->n_errors++;
+        }
+        return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The drop-ins: the *.conf files in dir, sorted by name; no folder = none. */
+static int list_dropins(const char *dir, char ***ret, size_t *ret_n)
+{
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        char **v = NULL;
+        size_t n = 0;
+
+        if (!d) {
+                *ret = NULL;
+                *ret_n = 0;
+                return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+        }
+        while ((de = readdir(d))) {
+                size_t len = strlen(de->d_name);
+                char **nv;
+
+                if (de->d_name[0] == '.' || len < 6 || strcmp(de->d_name + len - 5, ".conf") != 0)
+                        continue;
+                nv = realloc(v, (n + 1) * sizeof(*v));
+                if (!nv || asprintf(&nv[n], "%s/%s", dir, de->d_name) < 0) {
+                        if (nv)
+                                v = nv;
+                        strv_free(v, n);
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                v = nv;
+                n++;
+        }
+        closedir(d);
+        if (n)
+                qsort(v, n, sizeof(*v), cmp_str);
+        *ret = v;
+        *ret_n = n;
+        return 0;
 }
 
 int vfiod_policy_load(const char *path, bool missing_ok, struct vfiod_policy **ret,
                       struct vfiod_errors *errors)
 {
         struct vfiod_policy *policy = NULL;
-        struct parser p = {.path = path, .errors = errors};
+        struct parser p = {.errors = errors};
+        _cleanup_free_ char *dir = NULL;
+        char **dropins = NULL;
+        size_t n_dropins = 0;
         int r;
 
         r = vfiod_policy_new(&policy);
         if (r < 0)
                 return r;
         policy->path = strdup(path);
-        if (!policy->path) {
+        if (!policy->path || asprintf(&dir, "%s.d", path) < 0) {
+                dir = NULL;
                 vfiod_policy_free(policy);
                 return -ENOMEM;
         }
-        p.f = fopen(path, "re");
-        if (!p.f) {
-                r = -errno;
-                if (r == -ENOENT && missing_ok) {
-                        *ret = policy;
-                        return 0;
-                }
-                errors_add(errors, "%s: cannot open: %s", path, strerror(-r));
+        p.policy = policy;
+        r = parse_file(&p, path, missing_ok);
+        if (r < 0) {
                 vfiod_policy_free(policy);
                 return r;
         }
-        p.policy = policy;
-        r = ini_parse_stream(reader, &p, handler, &p);
-        fclose(p.f);
-        if (r > 0) {
-                p.line = (unsigned)r;
-                perr(&p, "syntax error");
-        } else if (r < 0) {
-                errors_add(errors, "%s: cannot parse: %s", path,
-                           r == -2 ? "out of memory" : "read error");
-                p.n_errors++;
+        r = list_dropins(dir, &dropins, &n_dropins);
+        if (r < 0) {
+                errors_add(errors, "%s: cannot list: %s", dir, strerror(-r));
+                vfiod_policy_free(policy);
+                return r;
         }
+        for (size_t i = 0; i < n_dropins; i++)
+                (void)parse_file(&p, dropins[i], false);
+        strv_free(dropins, n_dropins);
         for (size_t i = 0; i < policy->n_rules; i++) {
                 struct vfiod_rule *rule = &policy->rules[i];
 
-                if (rule->n_match == 0) {
-                        p.line = rule->line;
-                        perr(&p, "[Device %s] has no Match=", rule->name);
+                if (rule->n_match + rule->n_vendors + rule->n_classes + rule->n_iommu_groups == 0) {
+                        errors_add(errors,
+                                   "%s:%u: [Device %s] has no Match=, MatchVendor=, MatchClass= "
+                                   "or MatchGroup=",
+                                   rule->file, rule->line, rule->name);
+                        p.n_errors++;
+                }
+                if (rule->grant.has_windows && rule->grant.n_windows == 0) {
+                        errors_add(errors,
+                                   "%s:%u: [Device %s] has an empty IovaWindows=", rule->file,
+                                   rule->line, rule->name);
+                        p.n_errors++;
                 }
                 if (rule->modes == 0)
                         rule->modes = VFIOD_MODE_BITS_ALL;
+                snprintf(rule->grant.pinned_rule, sizeof(rule->grant.pinned_rule), "%s",
+                         rule->name);
+                memcpy(rule->grant.mappings_rule, rule->grant.pinned_rule,
+                       sizeof(rule->grant.pinned_rule));
+                memcpy(rule->grant.windows_rule, rule->grant.pinned_rule,
+                       sizeof(rule->grant.pinned_rule));
+                memcpy(rule->grant.irq_rule, rule->grant.pinned_rule,
+                       sizeof(rule->grant.pinned_rule));
         }
         if (p.n_errors > 0) {
                 vfiod_policy_free(policy);
@@ -519,26 +1122,108 @@ static bool peer_in_users(const struct vfiod_peer *peer, const uid_t *uids, size
         return false;
 }
 
+static bool glob_any(char *const *globs, size_t n, const char *name)
+{
+        if (!name)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (fnmatch(globs[i], name, 0) == 0)
+                        return true;
+        return false;
+}
+
+bool vfiod_rule_matches(const struct vfiod_rule *r, const struct kvfio_pci_dev *dev)
+{
+        bool any = false, ok;
+
+        if (r->n_match) {
+                ok = false;
+                for (size_t i = 0; i < r->n_match && !ok; i++)
+                        ok = strcmp(r->match[i], dev->bdf) == 0;
+                if (!ok)
+                        return false;
+                any = true;
+        }
+        if (r->n_vendors) {
+                ok = false;
+                for (size_t i = 0; i < r->n_vendors && !ok; i++)
+                        ok = (r->vendors[i].vendor < 0 || r->vendors[i].vendor == dev->vendor) &&
+                             (r->vendors[i].device < 0 || r->vendors[i].device == dev->device);
+                if (!ok)
+                        return false;
+                any = true;
+        }
+        if (r->n_classes) {
+                ok = false;
+                for (size_t i = 0; i < r->n_classes && !ok; i++)
+                        ok = (dev->class & 0xffffffu) >> (24 - 4 * r->classes[i].digits) ==
+                             r->classes[i].value;
+                if (!ok)
+                        return false;
+                any = true;
+        }
+        if (r->n_iommu_groups) {
+                ok = false;
+                for (size_t i = 0; i < r->n_iommu_groups && !ok; i++)
+                        ok = r->iommu_groups[i] == dev->iommu_group;
+                if (!ok)
+                        return false;
+                any = true;
+        }
+        return any;
+}
+
+bool vfiod_rule_names(const struct vfiod_rule *r, const struct vfiod_peer *peer)
+{
+        return peer_in_users(peer, r->users, r->n_users) ||
+               peer_in_groups(peer, r->groups, r->n_groups) ||
+               glob_any(r->units, r->n_units, peer->unit) ||
+               glob_any(r->slices, r->n_slices, peer->slice);
+}
+
 unsigned vfiod_policy_modes(const struct vfiod_policy *policy, const struct vfiod_peer *peer,
-                            const char *bdf)
+                            const struct kvfio_pci_dev *dev)
 {
         unsigned modes = 0;
 
-        if (!policy || !peer || !bdf)
+        if (!policy || !peer || !dev)
                 return 0;
         for (size_t i = 0; i < policy->n_rules; i++) {
                 const struct vfiod_rule *r = &policy->rules[i];
-                bool match = false;
 
-                for (size_t j = 0; j < r->n_match && !match; j++)
-                        match = strcmp(r->match[j], bdf) == 0;
-                if (!match)
-                        continue;
-                if (peer_in_users(peer, r->users, r->n_users) ||
-                    peer_in_groups(peer, r->groups, r->n_groups))
+                if (vfiod_rule_matches(r, dev) && vfiod_rule_names(r, peer))
                         modes |= r->modes;
         }
         return modes;
+}
+
+const struct vfiod_rule *vfiod_policy_grant(const struct vfiod_policy *policy,
+                                            const struct vfiod_peer *peer,
+                                            const struct kvfio_pci_dev *dev, unsigned mode,
+                                            char *reason, size_t size)
+{
+        size_t len = 0, named = 0;
+
+        if (!policy || !peer || !dev)
+                return NULL;
+        for (size_t i = 0; i < policy->n_rules; i++) {
+                const struct vfiod_rule *r = &policy->rules[i];
+
+                if (!vfiod_rule_matches(r, dev) || !vfiod_rule_names(r, peer))
+                        continue;
+                if (r->modes & mode)
+                        return r;
+                /* Only rules that name this peer are told about. */
+                if (reason && len < size) {
+                        int n = snprintf(reason + len, size - len, "%srule '%s' allows only %s",
+                                         named ? "; " : "", r->name, vfiod_modes_name(r->modes));
+                        len += n > 0 ? (size_t)n : 0;
+                }
+                named++;
+        }
+        if (reason && size && named == 0)
+                snprintf(reason, size, "no rule grants you device '%s'", dev->bdf);
+        return NULL;
 }
 
 bool vfiod_policy_is_admin(const struct vfiod_policy *policy, const struct vfiod_peer *peer)
@@ -565,4 +1250,147 @@ const char *vfiod_modes_name(unsigned modes)
         default:
                 return "none";
         }
+}
+
+/* ---- --check-config ------------------------------------------------------------- */
+
+static void print_ids(FILE *out, const char *key, const uint32_t *ids, size_t n, bool user)
+{
+        if (!n)
+                return;
+        fprintf(out, "  %s=", key);
+        for (size_t i = 0; i < n; i++) {
+                const char *name = NULL;
+
+                if (user) {
+                        struct passwd *pw = getpwuid(ids[i]);
+                        name = pw ? pw->pw_name : NULL;
+                } else {
+                        struct group *gr = getgrgid(ids[i]);
+                        name = gr ? gr->gr_name : NULL;
+                }
+                if (name)
+                        fprintf(out, "%s%s(%u)", i ? " " : "", name, ids[i]);
+                else
+                        fprintf(out, "%s%u", i ? " " : "", ids[i]);
+        }
+        fputc('\n', out);
+}
+
+static void print_strv(FILE *out, const char *key, char *const *v, size_t n)
+{
+        if (!n)
+                return;
+        fprintf(out, "  %s=", key);
+        for (size_t i = 0; i < n; i++)
+                fprintf(out, "%s%s", i ? " " : "", v[i]);
+        fputc('\n', out);
+}
+
+void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_root, FILE *out)
+{
+        struct kvfio_pci_list *list = NULL;
+        char buf[64];
+        int r;
+
+        for (size_t i = 0; i < policy->n_files; i++)
+                fprintf(out, "file %s\n", policy->files[i]);
+        r = kvfio_pci_discover(sysfs_root, &list);
+        if (r < 0)
+                fprintf(out, "cannot list the PCI devices under '%s': %s\n", sysfs_root,
+                        strerror(-r));
+        for (size_t i = 0; i < policy->n_rules; i++) {
+                const struct vfiod_rule *rule = &policy->rules[i];
+                const struct vfiod_grant *g = &rule->grant;
+                size_t n = 0;
+
+                fprintf(out, "\n[Device %s] (%s:%u)\n", rule->name, rule->file, rule->line);
+                print_strv(out, "Match", rule->match, rule->n_match);
+                if (rule->n_vendors) {
+                        fprintf(out, "  MatchVendor=");
+                        for (size_t j = 0; j < rule->n_vendors; j++) {
+                                const struct vfiod_vendor_match *m = &rule->vendors[j];
+                                char v[12] = "*", d[12] = "*";
+
+                                if (m->vendor >= 0)
+                                        snprintf(v, sizeof(v), "%04x", (unsigned)m->vendor);
+                                if (m->device >= 0)
+                                        snprintf(d, sizeof(d), "%04x", (unsigned)m->device);
+                                fprintf(out, "%s%s:%s", j ? " " : "", v, d);
+                        }
+                        fputc('\n', out);
+                }
+                if (rule->n_classes) {
+                        fprintf(out, "  MatchClass=");
+                        for (size_t j = 0; j < rule->n_classes; j++)
+                                fprintf(out, "%s0x%0*x", j ? " " : "", (int)rule->classes[j].digits,
+                                        rule->classes[j].value);
+                        fputc('\n', out);
+                }
+                if (rule->n_iommu_groups) {
+                        fprintf(out, "  MatchGroup=");
+                        for (size_t j = 0; j < rule->n_iommu_groups; j++)
+                                fprintf(out, "%s%d", j ? " " : "", rule->iommu_groups[j]);
+                        fputc('\n', out);
+                }
+                print_ids(out, "Users", rule->users, rule->n_users, true);
+                print_ids(out, "Groups", rule->groups, rule->n_groups, false);
+                print_strv(out, "Units", rule->units, rule->n_units);
+                print_strv(out, "Slices", rule->slices, rule->n_slices);
+                if (rule->n_users + rule->n_groups + rule->n_units + rule->n_slices == 0)
+                        fprintf(out, "  (names nobody: grants nothing)\n");
+                fprintf(out, "  Modes=%s\n", vfiod_modes_name(rule->modes));
+                if (g->max_pinned_bytes != VFIOD_NO_QUOTA_BYTES)
+                        fprintf(out, "  MaxPinnedBytes=%" PRIu64 "\n", g->max_pinned_bytes);
+                if (g->max_mappings != VFIOD_NO_QUOTA_MAPPINGS)
+                        fprintf(out, "  MaxMappings=%" PRIu32 "\n", g->max_mappings);
+                if (g->has_windows) {
+                        fprintf(out, "  IovaWindows=");
+                        for (size_t j = 0; j < g->n_windows; j++)
+                                fprintf(out, "%s0x%" PRIx64 "-0x%" PRIx64, j ? " " : "",
+                                        g->windows[j].first, g->windows[j].last);
+                        fputc('\n', out);
+                }
+                fprintf(out, "  IrqTypes=%s\n",
+                        vfiod_irq_types_name(g->irq_types, buf, sizeof(buf)));
+                fprintf(out, "  Managed=%s\n", g->managed ? "yes" : "no");
+                for (size_t j = 0; list && j < list->n; j++) {
+                        const struct kvfio_pci_dev *d = &list->devs[j];
+
+                        if (!vfiod_rule_matches(rule, d))
+                                continue;
+                        n++;
+                        fprintf(out,
+                                "  matches %s (%04x:%04x, class 0x%06x, IOMMU group %d, %s%s)%s\n",
+                                d->bdf, d->vendor, d->device, d->class, d->iommu_group,
+                                d->driver[0] ? "driver " : "no driver", d->driver,
+                                d->iommu_group < 0 ? ": no IOMMU group, not leasable"
+                                : !g->managed && strcmp(d->driver, KVFIO_VFIO_PCI_DRIVER) != 0
+                                    ? ": not leasable until bound to vfio-pci"
+                                    : "");
+                }
+                if (list && n == 0)
+                        fprintf(out, "  matches no device on this machine\n");
+        }
+        fprintf(out, "\n[Daemon]\n");
+        fprintf(out, "  AdminUsers=root(0)");
+        for (size_t i = 0; i < policy->n_admin_users; i++) {
+                struct passwd *pw = getpwuid(policy->admin_users[i]);
+
+                if (pw)
+                        fprintf(out, " %s(%u)", pw->pw_name, policy->admin_users[i]);
+                else
+                        fprintf(out, " %u", policy->admin_users[i]);
+        }
+        fputc('\n', out);
+        print_ids(out, "AdminGroups", policy->admin_groups, policy->n_admin_groups, false);
+        for (size_t i = 0; i < ELEMENTSOF(limit_keys); i++) {
+                const struct limit_key *k = &limit_keys[i];
+                uint64_t v = k->is64
+                                 ? *(const uint64_t *)((const char *)&policy->limits + k->offset)
+                                 : *(const uint32_t *)((const char *)&policy->limits + k->offset);
+
+                fprintf(out, "  %s=%" PRIu64 "\n", k->key, v);
+        }
+        kvfio_pci_list_free(list);
 }

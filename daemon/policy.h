@@ -1,34 +1,57 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The configuration: who may lease which device, who is admin, the limits.
+ * The configuration: who may lease which device, how, with which quotas; who
+ * is admin; the daemon's limits.
  *
- * Concepts: one INI file (libinih), by default /etc/vfiod/vfiod.conf:
+ * Concepts: INI files (libinih), by default /etc/vfiod/vfiod.conf and then
+ * the drop-ins, the files named *.conf in /etc/vfiod/vfiod.conf.d, in lexical
+ * order (the drop-in folder is always the main file's path plus ".d"):
  *
  *   [Daemon]
  *   AdminUsers=alice 1001          names or uids (root is always admin)
  *   AdminGroups=wheel              names or gids
  *   MaxLeasesPerClient=4           any key of daemon/limits.h
  *
- *   [Device gpu0]                  one rule; NAME is free text, unique
- *   Match=0000:01:00.0 0000:01:00.1  PCI addresses (required)
- *   Users=qemu 1000                names or uids
- *   Groups=kvm                     names or gids: primary or supplementary
+ *   [Device gpu0]                  one rule; NAME is free text
+ *   Match=0000:01:00.0             PCI addresses          \  at least one;
+ *   MatchVendor=10de:* 8086:1521   vendor:device, * = any  | a device matches
+ *   MatchClass=0x0300 0x02         class code prefix       | every kind given,
+ *   MatchGroup=12                  IOMMU group numbers    /  any term of each
+ *   Users=qemu 1000                names or uids          \
+ *   Groups=kvm                     names or gids           | the subjects:
+ *   Units=vm@*.service             fnmatch globs           | any of them
+ *   Slices=machine.slice           fnmatch globs          /
  *   Modes=direct brokered          default: both
+ *   MaxPinnedBytes=1G              brokered MapDma quota of the domain
+ *   MaxMappings=64                 brokered MapDma quota of the domain
+ *   IovaWindows=0x0-0xfffffff      brokered MapDma IOVAs allowed
+ *   IrqTypes=msi msix              SetIrqs allowed (default: intx msi msix)
+ *   Managed=yes                    vfiod binds the group to vfio-pci at Acquire
  *
- * Deny by default: a peer may have a device only when a rule matching the
- * device names the peer's uid or one of its groups; root is not special
- * here. Repeating a key appends to it. Unknown sections or keys, bad values,
- * unknown users or groups and syntax errors are reported as
- * "FILE:LINE: message" and make the whole file invalid.
+ * Deny by default: root is not special for devices. Rules add up: the modes
+ * a peer has on a device are those of every rule that matches the device
+ * and names the peer; the rule that governs a lease (quotas, IRQ types,
+ * Managed=) is the first such rule, in file order, that allows the mode.
+ *
+ * Within one file a [Device NAME] appears once and a repeated list key
+ * appends; a later file's [Device NAME] with a NAME already seen overrides
+ * that rule key by key: each key it gives replaces the earlier value, the
+ * others stay. An empty value (Users=) empties a list. [Daemon] works the
+ * same way. Unknown sections or keys, bad values, unknown users or groups
+ * and syntax errors are reported as "FILE:LINE: message" and make the whole
+ * configuration invalid.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "daemon/limits.h"
 #include "daemon/log.h"
+#include "kernel/sysfs.h"
 
 #define VFIOD_DEFAULT_CONFIG "/etc/vfiod/vfiod.conf"
 
@@ -37,20 +60,74 @@
 #define VFIOD_MODE_BIT_BROKERED (1u << 2)
 #define VFIOD_MODE_BITS_ALL     (VFIOD_MODE_BIT_DIRECT | VFIOD_MODE_BIT_BROKERED)
 
+/* IRQ type bits: 1 << VFIO_PCI_*_IRQ_INDEX. */
+#define VFIOD_IRQ_BIT_INTX (1u << 0)
+#define VFIOD_IRQ_BIT_MSI  (1u << 1)
+#define VFIOD_IRQ_BIT_MSIX (1u << 2)
+#define VFIOD_IRQ_BITS_ALL (VFIOD_IRQ_BIT_INTX | VFIOD_IRQ_BIT_MSI | VFIOD_IRQ_BIT_MSIX)
+
+/* "No quota" for the per-rule quotas. */
+#define VFIOD_NO_QUOTA_BYTES    UINT64_MAX
+#define VFIOD_NO_QUOTA_MAPPINGS UINT32_MAX
+
+/* An IOVA window: [first, last], both inclusive. */
+struct vfiod_window {
+        uint64_t first, last;
+};
+
+/* A vendor:device term; -1 = any. */
+struct vfiod_vendor_match {
+        int32_t vendor, device;
+};
+
+/* A class prefix: the top `digits` hex digits (2, 4 or 6) of the 24-bit class. */
+struct vfiod_class_match {
+        uint32_t value;
+        unsigned digits;
+};
+
+/* What a grant allows beyond the mode: the quotas and the rest. */
+struct vfiod_grant {
+        uint64_t max_pinned_bytes; /* VFIOD_NO_QUOTA_BYTES = none */
+        uint32_t max_mappings;     /* VFIOD_NO_QUOTA_MAPPINGS = none */
+        bool has_windows;          /* false = any IOVA the IOMMU takes */
+        struct vfiod_window *windows;
+        size_t n_windows;
+        unsigned irq_types; /* VFIOD_IRQ_BIT_* */
+        bool managed;
+        /* The rule each restriction comes from (for the reasons of refusals). */
+        char pinned_rule[64], mappings_rule[64], windows_rule[64], irq_rule[64];
+};
+
 struct vfiod_rule {
         char *name;
-        unsigned line; /* of its [Device NAME] header */
+        char *file;    /* where its [Device NAME] first appeared */
+        unsigned line; /* of that header */
         char **match;  /* normalised PCI addresses */
         size_t n_match;
+        struct vfiod_vendor_match *vendors;
+        size_t n_vendors;
+        struct vfiod_class_match *classes;
+        size_t n_classes;
+        int *iommu_groups;
+        size_t n_iommu_groups;
         uid_t *users;
         size_t n_users;
         gid_t *groups;
         size_t n_groups;
-        unsigned modes; /* VFIOD_MODE_BIT_* */
+        char **units; /* fnmatch globs */
+        size_t n_units;
+        char **slices; /* fnmatch globs */
+        size_t n_slices;
+        unsigned modes; /* VFIOD_MODE_BIT_*; 0 while parsing = not given */
+        struct vfiod_grant grant;
+        unsigned set_in[32]; /* parsing: 1 + index of the file that last set each key */
 };
 
 struct vfiod_policy {
-        char *path; /* the file it came from; NULL for the empty policy */
+        char *path; /* the main file; NULL for the empty policy */
+        size_t n_files;
+        char **files; /* every file read, in order */
         struct vfiod_rule *rules;
         size_t n_rules;
         uid_t *admin_users;
@@ -72,25 +149,57 @@ void vfiod_errors_clear(struct vfiod_errors *errors);
 int vfiod_policy_new(struct vfiod_policy **ret);
 
 /*
- * Parses the file at path. Returns 0 and a new policy in *ret, or a negative
- * errno with every problem appended to errors (which may be NULL):
- * -EINVAL: the file has errors; -ENOENT etc.: it cannot be opened (when
- * missing_ok and the file does not exist: the empty policy and 0).
+ * Parses the file at path, then the drop-ins (*.conf in path.d) in lexical order.
+ * Returns 0 and a new policy in *ret, or a negative errno with every problem
+ * appended to errors (which may be NULL): -EINVAL: a file has errors;
+ * -ENOENT etc.: the main file cannot be opened (when missing_ok and it does
+ * not exist: as if it were empty; the drop-ins are still read).
  */
 int vfiod_policy_load(const char *path, bool missing_ok, struct vfiod_policy **ret,
                       struct vfiod_errors *errors);
 
 void vfiod_policy_free(struct vfiod_policy *policy);
 
-/*
- * The modes (VFIOD_MODE_BIT_*) the rules grant peer on the device at bdf
- * (normalised); 0 = denied.
- */
+/* True when the rule matches the device (every kind of Match key it has). */
+bool vfiod_rule_matches(const struct vfiod_rule *rule, const struct kvfio_pci_dev *dev);
+/* True when the rule names the peer (Users=, Groups=, Units=, Slices=). */
+bool vfiod_rule_names(const struct vfiod_rule *rule, const struct vfiod_peer *peer);
+
+/* The modes (VFIOD_MODE_BIT_*) the rules grant peer on dev; 0 = denied. */
 unsigned vfiod_policy_modes(const struct vfiod_policy *policy, const struct vfiod_peer *peer,
-                            const char *bdf);
+                            const struct kvfio_pci_dev *dev);
+
+/*
+ * The rule that grants peer dev in mode (a VFIOD_MODE_BIT_*): the first in
+ * order. NULL = denied; then, when reason is not NULL, a reason for the
+ * peer: the rules that name the peer and what they allow, or "no rule grants
+ * you ..." (never other peers' rules).
+ */
+const struct vfiod_rule *vfiod_policy_grant(const struct vfiod_policy *policy,
+                                            const struct vfiod_peer *peer,
+                                            const struct kvfio_pci_dev *dev, unsigned mode,
+                                            char *reason, size_t reason_size);
 
 /* Root, or named by AdminUsers=/AdminGroups=. */
 bool vfiod_policy_is_admin(const struct vfiod_policy *policy, const struct vfiod_peer *peer);
 
 /* "direct", "brokered", "direct brokered", "none": static strings. */
 const char *vfiod_modes_name(unsigned modes);
+
+/* ---- grants (what a lease keeps of its rules) -------------------------------------- */
+
+/* No quota, every IRQ type, not managed. */
+void vfiod_grant_init(struct vfiod_grant *grant);
+void vfiod_grant_done(struct vfiod_grant *grant);
+/* *into = the stricter of both (min quotas, common IRQ types, window intersection). */
+int vfiod_grant_narrow(struct vfiod_grant *into, const struct vfiod_grant *with);
+/* True when [iova, iova + size) lies inside one window (or there are none). */
+bool vfiod_grant_iova_ok(const struct vfiod_grant *grant, uint64_t iova, uint64_t size);
+/* "intx msi msix", "none", ...: written to buf. */
+const char *vfiod_irq_types_name(unsigned types, char *buf, size_t size);
+
+/*
+ * --check-config: prints every rule (file:line, subjects, modes, quotas) and
+ * the devices under sysfs_root it matches, then the admins and limits.
+ */
+void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_root, FILE *out);

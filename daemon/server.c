@@ -276,17 +276,6 @@ int vfiod_server_listen_take(struct vfiod_server *s, int fd)
         return 0;
 }
 
-static bool lease_allowed(struct vfiod_server *s, struct vfiod_policy *p, struct vfiod_lease *l)
-{
-        unsigned bit =
-            l->mode == VFIOD__MODE__MODE_DIRECT ? VFIOD_MODE_BIT_DIRECT : VFIOD_MODE_BIT_BROKERED;
-
-        for (size_t i = 0; i < l->n_devs; i++)
-                if (!(vfiod_policy_modes(p, &l->client->peer, l->devs[i].bdf) & bit))
-                        return false;
-        return true;
-}
-
 int vfiod_server_reload(struct vfiod_server *s, struct vfiod_errors *errors, uint32_t *ret_revoked)
 {
         struct vfiod_policy *p = NULL;
@@ -311,7 +300,9 @@ int vfiod_server_reload(struct vfiod_server *s, struct vfiod_errors *errors, uin
                    s->config_path ? s->config_path : "(none)", p->n_rules);
         list_for_each_safe(l, it, &s->leases, struct vfiod_lease, link_server)
         {
-                if (l->status != VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE || lease_allowed(s, p, l))
+                /* An allowed lease takes the new rules' quotas and interrupt types. */
+                if (l->status != VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE ||
+                    vfiod_lease_policy_check(l, p))
                         continue;
                 revoked++;
                 vfiod_lease_revoke(l, VFIOD__RELEASE_REASON__RELEASE_REASON_POLICY_CHANGE,

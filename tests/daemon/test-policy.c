@@ -1,12 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* The configuration: parsing (good and every kind of bad, with file:line) and matching. */
+/*
+ * The configuration: parsing (good files, every kind of bad one, with
+ * file:line), drop-ins (order, overrides key by key, errors naming the
+ * drop-in), matching against fake sysfs trees and fake peers, grants and
+ * the reasons of denials, and what --check-config prints.
+ */
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/policy.h"
+#include "proto/macro.h"
 #include "tests/testutil.h"
 
 static char *dir;
@@ -30,31 +37,24 @@ static int load(const char *text, struct vfiod_policy **ret, struct vfiod_errors
         return vfiod_policy_load(path, false, ret, errors);
 }
 
-/* Loads text, expects it invalid with exactly one error that starts with "path:line:" and
- * contains needle. */
-static void expect_bad(const char *text, unsigned line, const char *needle)
+static void dropin(const char *name, const char *text)
 {
-        struct vfiod_errors errors = {0};
-        struct vfiod_policy *p = NULL;
-        char prefix[4200];
+        char rel[256];
 
-        ck_assert_int_eq(load(text, &p, &errors), -EINVAL);
-        ck_assert_ptr_null(p);
-        ck_assert_msg(errors.n >= 1, "no error reported for:\n%s", text);
-        snprintf(prefix, sizeof(prefix), "%s:%u: ", path, line);
-        ck_assert_msg(strncmp(errors.lines[0], prefix, strlen(prefix)) == 0,
-                      "'%s' does not start with '%s'", errors.lines[0], prefix);
-        ck_assert_msg(strstr(errors.lines[0], needle), "'%s' does not say '%s'", errors.lines[0],
-                      needle);
-        vfiod_errors_clear(&errors);
+        snprintf(rel, sizeof(rel), "vfiod.conf.d/%s", name);
+        testutil_write_file(dir, rel, text);
 }
+
+/* ---- good files ------------------------------------------------------------------------ */
 
 START_TEST(good)
 {
         struct vfiod_errors errors = {0};
         struct vfiod_policy *p = NULL;
+        char buf[32];
 
         ck_assert_int_eq(load("# comment\n"
+                              "; another\n"
                               "[Daemon]\n"
                               "AdminUsers=0 42\n"
                               "AdminGroups=root\n"
@@ -69,13 +69,25 @@ START_TEST(good)
                               "Groups=0 2000\n"
                               "Modes=direct\n"
                               "[Device nic]\n"
-                              "Match=0000:03:00.0\n"
-                              "Users=1001\n",
+                              "MatchVendor=8086:* 10DE:1eb8 *:11e8\n"
+                              "MatchClass=0x02 0200 0x030000\n"
+                              "MatchGroup=3 12\n"
+                              "Units=vm@*.service\n"
+                              "Slices=machine.slice user-*.slice\n"
+                              "Users=1001\n"
+                              "MaxPinnedBytes=64M\n"
+                              "MaxMappings=8\n"
+                              "IovaWindows=0x0-0xfffffff 0x100000000-0x1ffffffff\n"
+                              "IrqTypes=msi\n"
+                              "IrqTypes=msix\n"
+                              "Managed=yes\n",
                               &p, &errors),
                          0);
         ck_assert_uint_eq(errors.n, 0);
         ck_assert_uint_eq(p->n_rules, 2);
+        ck_assert_uint_eq(p->n_files, 1);
         ck_assert_str_eq(p->rules[0].name, "gpu");
+        ck_assert_uint_eq(p->rules[0].line, 10);
         ck_assert_uint_eq(p->rules[0].n_match, 3);
         ck_assert_str_eq(p->rules[0].match[0], "0000:01:00.0");
         ck_assert_str_eq(p->rules[0].match[2], "0000:02:00.0");
@@ -83,7 +95,43 @@ START_TEST(good)
         ck_assert_uint_eq(p->rules[0].users[0], 0);
         ck_assert_uint_eq(p->rules[0].users[1], 1000);
         ck_assert_uint_eq(p->rules[0].modes, VFIOD_MODE_BIT_DIRECT);
+        /* defaults of a rule: no quota, every IRQ type, not managed */
+        ck_assert_uint_eq(p->rules[0].grant.max_pinned_bytes, VFIOD_NO_QUOTA_BYTES);
+        ck_assert_uint_eq(p->rules[0].grant.max_mappings, VFIOD_NO_QUOTA_MAPPINGS);
+        ck_assert(!p->rules[0].grant.has_windows);
+        ck_assert_uint_eq(p->rules[0].grant.irq_types, VFIOD_IRQ_BITS_ALL);
+        ck_assert(!p->rules[0].grant.managed);
+
         ck_assert_uint_eq(p->rules[1].modes, VFIOD_MODE_BITS_ALL); /* default: both */
+        ck_assert_uint_eq(p->rules[1].n_vendors, 3);
+        ck_assert_int_eq(p->rules[1].vendors[0].vendor, 0x8086);
+        ck_assert_int_eq(p->rules[1].vendors[0].device, -1);
+        ck_assert_int_eq(p->rules[1].vendors[1].vendor, 0x10de);
+        ck_assert_int_eq(p->rules[1].vendors[1].device, 0x1eb8);
+        ck_assert_int_eq(p->rules[1].vendors[2].vendor, -1);
+        ck_assert_uint_eq(p->rules[1].n_classes, 3);
+        ck_assert_uint_eq(p->rules[1].classes[0].value, 0x02);
+        ck_assert_uint_eq(p->rules[1].classes[0].digits, 2);
+        ck_assert_uint_eq(p->rules[1].classes[1].value, 0x0200);
+        ck_assert_uint_eq(p->rules[1].classes[1].digits, 4);
+        ck_assert_uint_eq(p->rules[1].classes[2].digits, 6);
+        ck_assert_uint_eq(p->rules[1].n_iommu_groups, 2);
+        ck_assert_int_eq(p->rules[1].iommu_groups[1], 12);
+        ck_assert_uint_eq(p->rules[1].n_units, 1);
+        ck_assert_str_eq(p->rules[1].units[0], "vm@*.service");
+        ck_assert_uint_eq(p->rules[1].n_slices, 2);
+        ck_assert_uint_eq(p->rules[1].grant.max_pinned_bytes, 64ull << 20);
+        ck_assert_uint_eq(p->rules[1].grant.max_mappings, 8);
+        ck_assert(p->rules[1].grant.has_windows);
+        ck_assert_uint_eq(p->rules[1].grant.n_windows, 2);
+        ck_assert_uint_eq(p->rules[1].grant.windows[1].first, 0x100000000ull);
+        ck_assert_uint_eq(p->rules[1].grant.windows[1].last, 0x1ffffffffull);
+        /* a list key repeated in one file adds up */
+        ck_assert_str_eq(vfiod_irq_types_name(p->rules[1].grant.irq_types, buf, sizeof(buf)),
+                         "msi msix");
+        ck_assert(p->rules[1].grant.managed);
+        ck_assert_str_eq(p->rules[1].grant.pinned_rule, "nic");
+
         ck_assert_uint_eq(p->n_admin_users, 2);
         ck_assert_uint_eq(p->admin_users[1], 42);
         ck_assert_uint_eq(p->limits.max_leases_per_client, 3);
@@ -95,29 +143,104 @@ START_TEST(good)
 }
 END_TEST
 
-START_TEST(bad_kinds)
+/* Values that are good in their own odd way. */
+static const struct {
+        const char *text;
+        const char *what;
+} good_values[] = {
+    {"[Device a]\nMatchGroup=0\nUsers=1\nManaged=no\nManaged=true\n", "bool spellings"},
+    {"[Device a]\nMatchGroup=0\nUsers=1\nMaxPinnedBytes=infinity\nMaxMappings=infinity\n",
+     "infinity"},
+    {"[Device a]\nMatchGroup=0\nUsers=1\nIrqTypes=none\n", "no interrupts"},
+    {"[Device a]\nMatchGroup=0\nUsers=1\nIovaWindows=4096-8191\n", "decimal windows"},
+    {"[Device a]\nMatchGroup=0\nUsers=\nGroups=\n", "a rule naming nobody"},
+    {"[Device a]\nMatchVendor=*:*\nUsers=1\n", "any vendor"},
+    {"\n", "empty file"},
+    {"[Daemon]\n", "empty [Daemon]"},
+};
+
+START_TEST(good_table)
 {
-        expect_bad("[Foo]\nX=1\n", 1, "unknown section [Foo]");
-        expect_bad("[Daemon]\nMaxLeasesPerClient=3\nBogus=1\n", 3, "unknown key 'Bogus'");
-        expect_bad("[Device a]\nMatch=0000:00:01.0\nColor=red\n", 3, "unknown key 'Color'");
-        expect_bad("[Device a]\nMatch=0000:00:01.0 zz:zz\n", 2, "not a PCI address 'zz:zz'");
-        expect_bad("[Device a]\nMatch=0000:00:01.0\nUsers=no-such-user-here\n", 3,
-                   "unknown user 'no-such-user-here'");
-        expect_bad("[Device a]\nMatch=0000:00:01.0\nGroups=no-such-group-here\n", 3,
-                   "unknown group 'no-such-group-here'");
-        expect_bad("[Device a]\nMatch=0000:00:01.0\nModes=direct sideways\n", 3,
-                   "unknown mode 'sideways'");
-        expect_bad("[Daemon]\nMaxLeasesPerClient=0\n", 2, "bad value '0'");
-        expect_bad("[Daemon]\nMaxFdsPerMessage=254\n", 2, "bad value '254'");
-        expect_bad("[Daemon]\nMaxConnections=ten\n", 2, "bad value 'ten'");
-        expect_bad("[Daemon]\nMaxPinnedBytesPerClient=5X\n", 2, "bad value '5X'");
-        expect_bad("[Daemon]\n\nthis line has no equals sign\n", 3, "syntax error");
-        expect_bad("\n\n[Device a]\nUsers=1000\n", 3, "has no Match=");
-        expect_bad("[Device a]\nMatch=0000:00:01.0\n[Device a]\nMatch=0000:00:02.0\n", 3,
-                   "duplicate section [Device a]");
-        expect_bad("Users=1000\n", 1, "outside of a section");
-        expect_bad("[Device]\nMatch=0000:00:01.0\n", 1, "needs a name");
-        expect_bad("[Device a]\nMatch=\n", 2, "Match= is empty");
+        struct vfiod_errors errors = {0};
+        struct vfiod_policy *p = NULL;
+
+        ck_assert_msg(load(good_values[_i].text, &p, &errors) == 0, "%s: %s", good_values[_i].what,
+                      errors.n ? errors.lines[0] : "?");
+        vfiod_policy_free(p);
+        vfiod_errors_clear(&errors);
+}
+END_TEST
+
+/* ---- bad files --------------------------------------------------------------------- */
+
+static const struct {
+        const char *text;
+        unsigned line;
+        const char *needle;
+} bad[] = {
+    {"[Foo]\nX=1\n", 1, "unknown section [Foo]"},
+    {"[Daemon]\nMaxLeasesPerClient=3\nBogus=1\n", 3, "unknown key 'Bogus' in [Daemon]"},
+    {"[Device a]\nMatch=0000:00:01.0\nColor=red\n", 3, "unknown key 'Color' in [Device a]"},
+    {"[Device a]\nMatch=0000:00:01.0 zz:zz\n", 2, "not a PCI address 'zz:zz'"},
+    {"[Device a]\nMatch=0000:00:01.0\nUsers=no-such-user-here\n", 3,
+     "unknown user 'no-such-user-here'"},
+    {"[Device a]\nMatch=0000:00:01.0\nGroups=no-such-group-here\n", 3,
+     "unknown group 'no-such-group-here'"},
+    {"[Device a]\nMatch=0000:00:01.0\nUsers=4294967295\n", 3, "bad number '4294967295'"},
+    {"[Device a]\nMatch=0000:00:01.0\nModes=direct sideways\n", 3, "unknown mode 'sideways'"},
+    {"[Device a]\nMatchVendor=8086\n", 2, "not VENDOR:DEVICE"},
+    {"[Device a]\nMatchVendor=80861:1\n", 2, "not VENDOR:DEVICE"},
+    {"[Device a]\nMatchVendor=80g6:*\n", 2, "not VENDOR:DEVICE"},
+    {"[Device a]\nMatchVendor=8086:\n", 2, "not VENDOR:DEVICE"},
+    {"[Device a]\nMatchClass=0x020\n", 2, "not a class prefix"},
+    {"[Device a]\nMatchClass=0x0200000\n", 2, "not a class prefix"},
+    {"[Device a]\nMatchClass=net\n", 2, "not a class prefix"},
+    {"[Device a]\nMatchGroup=-1\n", 2, "not an IOMMU group number '-1'"},
+    {"[Device a]\nMatchGroup=3x\n", 2, "not an IOMMU group number '3x'"},
+    {"[Device a]\nMatch=0000:00:01.0\nUnits=a/b.service\n", 3, "not a unit name or glob"},
+    {"[Device a]\nMatch=0000:00:01.0\nSlices=x/y\n", 3, "not a unit name or glob"},
+    {"[Device a]\nMatch=0000:00:01.0\nMaxPinnedBytes=0\n", 3, "MaxPinnedBytes=: bad value '0'"},
+    {"[Device a]\nMatch=0000:00:01.0\nMaxPinnedBytes=1X\n", 3, "MaxPinnedBytes=: bad value '1X'"},
+    {"[Device a]\nMatch=0000:00:01.0\nMaxPinnedBytes=-5\n", 3, "MaxPinnedBytes=: bad value"},
+    {"[Device a]\nMatch=0000:00:01.0\nMaxMappings=0\n", 3, "MaxMappings=: bad value '0'"},
+    {"[Device a]\nMatch=0000:00:01.0\nMaxMappings=many\n", 3, "MaxMappings=: bad value 'many'"},
+    {"[Device a]\nMatch=0000:00:01.0\nIovaWindows=0x1000\n", 3, "not FIRST-LAST"},
+    {"[Device a]\nMatch=0000:00:01.0\nIovaWindows=0x2000-0x1000\n", 3,
+     "not FIRST-LAST (inclusive, FIRST <= LAST) '0x2000-0x1000'"},
+    {"[Device a]\nMatch=0000:00:01.0\nIovaWindows=0x0-0xzz\n", 3, "not FIRST-LAST"},
+    {"[Device a]\nMatch=0000:00:01.0\nIrqTypes=msi nmi\n", 3, "unknown interrupt type 'nmi'"},
+    {"[Device a]\nMatch=0000:00:01.0\nManaged=maybe\n", 3, "Managed=: bad value 'maybe'"},
+    {"[Daemon]\nMaxLeasesPerClient=0\n", 2, "bad value '0'"},
+    {"[Daemon]\nMaxFdsPerMessage=254\n", 2, "bad value '254'"},
+    {"[Daemon]\nMaxConnections=ten\n", 2, "bad value 'ten'"},
+    {"[Daemon]\nMaxPinnedBytesPerClient=5X\n", 2, "bad value '5X'"},
+    {"[Daemon]\nAdminUsers=no-such-user-here\n", 2, "unknown user"},
+    {"[Daemon]\n\nthis line has no equals sign\n", 3, "syntax error"},
+    {"\n\n[Device a]\nUsers=1000\n", 3, "has no Match=, MatchVendor="},
+    {"[Device a]\nMatch=\nUsers=1\n", 1, "has no Match="},
+    {"[Device a]\nMatch=0000:00:01.0\n[Device a]\nMatch=0000:00:02.0\n", 3,
+     "duplicate section [Device a] (first at line 1)"},
+    {"Users=1000\n", 1, "outside of a section"},
+    {"[Device]\nMatch=0000:00:01.0\n", 1, "needs a name"},
+    {"[Device   ]\nMatch=0000:00:01.0\n", 1, "needs a name"},
+};
+
+/* Loads text, expects it invalid with an error that starts with "path:line:" and says needle. */
+START_TEST(bad_table)
+{
+        struct vfiod_errors errors = {0};
+        struct vfiod_policy *p = NULL;
+        char prefix[4200];
+
+        ck_assert_int_eq(load(bad[_i].text, &p, &errors), -EINVAL);
+        ck_assert_ptr_null(p);
+        ck_assert_msg(errors.n >= 1, "no error reported for:\n%s", bad[_i].text);
+        snprintf(prefix, sizeof(prefix), "%s:%u: ", path, bad[_i].line);
+        ck_assert_msg(strncmp(errors.lines[0], prefix, strlen(prefix)) == 0,
+                      "'%s' does not start with '%s'", errors.lines[0], prefix);
+        ck_assert_msg(strstr(errors.lines[0], bad[_i].needle), "'%s' does not say '%s'",
+                      errors.lines[0], bad[_i].needle);
+        vfiod_errors_clear(&errors);
 }
 END_TEST
 
@@ -126,8 +249,10 @@ START_TEST(all_errors_reported)
         struct vfiod_errors errors = {0};
         struct vfiod_policy *p = NULL;
 
-        ck_assert_int_eq(load("[Daemon]\nA=1\nB=2\n[Nope]\n", &p, &errors), -EINVAL);
-        ck_assert_uint_eq(errors.n, 3);
+        ck_assert_int_eq(
+            load("[Daemon]\nA=1\nB=2\n[Nope]\n[Device x]\nMatchClass=1\n", &p, &errors), -EINVAL);
+        /* A, B, [Nope], MatchClass, and the rule left without a match */
+        ck_assert_uint_eq(errors.n, 5);
         vfiod_errors_clear(&errors);
 }
 END_TEST
@@ -147,8 +272,200 @@ START_TEST(missing_file)
 }
 END_TEST
 
-START_TEST(matching)
+/* ---- drop-ins ------------------------------------------------------------------------- */
+
+START_TEST(dropins_order_and_override)
 {
+        struct vfiod_errors errors = {0};
+        struct vfiod_policy *p = NULL;
+        const struct vfiod_rule *r;
+
+        dropin("20-later.conf", "[Device gpu]\nUsers=1002\nMaxMappings=4\n"
+                                "[Daemon]\nMaxLeasesPerClient=7\n");
+        dropin("10-first.conf", "[Device gpu]\nUsers=1001\nModes=brokered\nMaxMappings=2\n"
+                                "[Device extra]\nMatchGroup=9\nGroups=5\n"
+                                "[Daemon]\nMaxLeasesPerClient=5\nAdminUsers=7\n");
+        dropin("30-clear.conf", "[Device extra]\nGroups=\nUsers=6\n[Daemon]\nAdminUsers=\n");
+        dropin("README", "not a drop-in: no .conf suffix\n");
+        dropin(".hidden.conf", "garbage\n");
+        ck_assert_int_eq(load("[Daemon]\nAdminUsers=3\nMaxDomainsPerClient=2\n"
+                              "[Device gpu]\nMatch=0000:01:00.0\nUsers=1000\nUsers=999\n"
+                              "MaxPinnedBytes=1M\nIrqTypes=msi\n",
+                              &p, &errors),
+                         0);
+        ck_assert_uint_eq(errors.n, 0);
+        ck_assert_uint_eq(p->n_files, 4);
+        ck_assert_ptr_nonnull(strstr(p->files[1], "10-first.conf"));
+        ck_assert_ptr_nonnull(strstr(p->files[2], "20-later.conf"));
+        ck_assert_ptr_nonnull(strstr(p->files[3], "30-clear.conf"));
+        ck_assert_uint_eq(p->n_rules, 2);
+        r = &p->rules[0];
+        ck_assert_str_eq(r->name, "gpu");
+        ck_assert_str_eq(r->file, path); /* where it first appeared */
+        /* Users= replaced by each later file in turn: the last one wins. */
+        ck_assert_uint_eq(r->n_users, 1);
+        ck_assert_uint_eq(r->users[0], 1002);
+        /* Keys a later file leaves alone stay. */
+        ck_assert_uint_eq(r->n_match, 1);
+        ck_assert_uint_eq(r->modes, VFIOD_MODE_BIT_BROKERED);
+        ck_assert_uint_eq(r->grant.max_mappings, 4);
+        ck_assert_uint_eq(r->grant.max_pinned_bytes, 1u << 20);
+        ck_assert_uint_eq(r->grant.irq_types, VFIOD_IRQ_BIT_MSI);
+        r = &p->rules[1];
+        ck_assert_str_eq(r->name, "extra");
+        ck_assert_uint_eq(r->n_groups, 0); /* emptied */
+        ck_assert_uint_eq(r->n_users, 1);
+        ck_assert_uint_eq(p->limits.max_leases_per_client, 7);
+        ck_assert_uint_eq(p->limits.max_domains_per_client, 2);
+        ck_assert_uint_eq(p->n_admin_users, 0); /* emptied */
+        vfiod_policy_free(p);
+}
+END_TEST
+
+START_TEST(dropin_errors)
+{
+        struct vfiod_errors errors = {0};
+        struct vfiod_policy *p = NULL;
+        char want[4200];
+
+        /* An error names the drop-in and its line; the whole configuration is refused. */
+        dropin("50-bad.conf", "[Device gpu]\n\nMaxMappings=lots\n");
+        ck_assert_int_eq(load("[Device gpu]\nMatch=0000:01:00.0\nUsers=1\n", &p, &errors), -EINVAL);
+        ck_assert_ptr_null(p);
+        ck_assert_uint_eq(errors.n, 1);
+        snprintf(want, sizeof(want), "%s/vfiod.conf.d/50-bad.conf:3: MaxMappings=: bad value", dir);
+        ck_assert_msg(strncmp(errors.lines[0], want, strlen(want)) == 0, "'%s'", errors.lines[0]);
+        vfiod_errors_clear(&errors);
+
+        /* A drop-in may not repeat a section within itself either. */
+        dropin("50-bad.conf", "[Device gpu]\nUsers=2\n[Device gpu]\nUsers=3\n");
+        ck_assert_int_eq(load("[Device gpu]\nMatch=0000:01:00.0\n", &p, &errors), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(errors.lines[0], "50-bad.conf:3: duplicate section"));
+        vfiod_errors_clear(&errors);
+
+        /* A drop-in that empties the only Match key leaves a rule matching nothing. */
+        dropin("50-bad.conf", "[Device gpu]\nMatch=\n");
+        ck_assert_int_eq(load("\n[Device gpu]\nMatch=0000:01:00.0\n", &p, &errors), -EINVAL);
+        snprintf(want, sizeof(want), "%s:2: [Device gpu] has no Match=", path);
+        ck_assert_msg(strncmp(errors.lines[0], want, strlen(want)) == 0, "'%s'", errors.lines[0]);
+        vfiod_errors_clear(&errors);
+
+        /* A rule only in a drop-in without a match key: named at its own file. */
+        dropin("50-bad.conf", "[Device new]\nUsers=1\n");
+        ck_assert_int_eq(load("", &p, &errors), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(errors.lines[0], "50-bad.conf:1: [Device new] has no"));
+        vfiod_errors_clear(&errors);
+}
+END_TEST
+
+START_TEST(dropins_without_main)
+{
+        struct vfiod_errors errors = {0};
+        struct vfiod_policy *p = NULL;
+
+        dropin("a.conf", "[Device a]\nMatchGroup=1\nUsers=1\n");
+        /* At start without --config the main file may be missing; the drop-ins still count. */
+        ck_assert_int_eq(vfiod_policy_load(path, true, &p, &errors), 0);
+        ck_assert_uint_eq(p->n_rules, 1);
+        vfiod_policy_free(p);
+        ck_assert_int_eq(vfiod_policy_load(path, false, &p, &errors), -ENOENT);
+        vfiod_errors_clear(&errors);
+}
+END_TEST
+
+/* ---- matching against a fake sysfs tree ------------------------------------------- */
+
+static void fake_dev(const char *bdf, const char *vendor, const char *device, const char *class,
+                     int group, const char *driver)
+{
+        char rel[256], link[4200], target[256];
+
+        snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s/vendor", bdf);
+        testutil_write_file(dir, rel, vendor);
+        snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s/device", bdf);
+        testutil_write_file(dir, rel, device);
+        snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s/class", bdf);
+        testutil_write_file(dir, rel, class);
+        snprintf(link, sizeof(link), "%s/sys/bus/pci/devices/%s/iommu_group", dir, bdf);
+        snprintf(target, sizeof(target), "../../../../kernel/iommu_groups/%d", group);
+        ck_assert_int_eq(symlink(target, link), 0);
+        if (driver) {
+                snprintf(link, sizeof(link), "%s/sys/bus/pci/devices/%s/driver", dir, bdf);
+                snprintf(target, sizeof(target), "../../../../bus/pci/drivers/%s", driver);
+                ck_assert_int_eq(symlink(target, link), 0);
+        }
+}
+
+static struct kvfio_pci_list *fake_tree(void)
+{
+        struct kvfio_pci_list *list = NULL;
+
+        fake_dev("0000:00:01.0", "0x8086\n", "0x1521\n", "0x020000\n", 1, "vfio-pci"); /* nic */
+        fake_dev("0000:00:02.0", "0x8086\n", "0x1533\n", "0x020000\n", 2, "igb");      /* nic */
+        fake_dev("0000:00:03.0", "0x10de\n", "0x1eb8\n", "0x030200\n", 3, "vfio-pci"); /* gpu */
+        fake_dev("0000:00:04.0", "0x1234\n", "0x11e8\n", "0x00ff00\n", 4, NULL);       /* edu */
+        fake_dev("0000:00:05.0", "0x1234\n", "0x11e8\n", "0x00ff00\n", 4, "vfio-pci"); /* edu */
+        ck_assert_int_eq(kvfio_pci_discover(dir, &list), 0);
+        ck_assert_uint_eq(list->n, 5);
+        return list;
+}
+
+static const struct kvfio_pci_dev *dev_of(const struct kvfio_pci_list *l, const char *bdf)
+{
+        const struct kvfio_pci_dev *d = kvfio_pci_list_find(l, bdf);
+
+        ck_assert_ptr_nonnull(d);
+        return d;
+}
+
+/* Which of the five devices each kind of Match key selects. */
+static const struct {
+        const char *keys;
+        const char *want; /* one char per device: 1 = matches */
+} match_table[] = {
+    {"Match=00:01.0 0000:00:05.0", "10001"},
+    {"MatchVendor=8086:*", "11000"},
+    {"MatchVendor=8086:1533", "01000"},
+    {"MatchVendor=*:11e8", "00011"},
+    {"MatchVendor=*:*", "11111"},
+    {"MatchClass=0x02", "11000"},
+    {"MatchClass=0x0300", "00000"},
+    {"MatchClass=0x03", "00100"},
+    {"MatchClass=0x030200", "00100"},
+    {"MatchClass=0x00ff", "00011"},
+    {"MatchGroup=4", "00011"},
+    {"MatchGroup=1 3", "10100"},
+    /* kinds AND, terms of one kind OR */
+    {"MatchVendor=8086:*\nMatchGroup=2 3", "01000"},
+    {"MatchClass=0x02 0x03\nMatchVendor=10de:*", "00100"},
+    {"Match=0000:00:01.0\nMatchVendor=10de:*", "00000"},
+};
+
+START_TEST(matching_kinds)
+{
+        static const char *bdfs[] = {"0000:00:01.0", "0000:00:02.0", "0000:00:03.0", "0000:00:04.0",
+                                     "0000:00:05.0"};
+        struct kvfio_pci_list *list = fake_tree();
+        struct vfiod_policy *p = NULL;
+        char text[512];
+
+        snprintf(text, sizeof(text), "[Device r]\n%s\nUsers=1000\n", match_table[_i].keys);
+        ck_assert_int_eq(load(text, &p, NULL), 0);
+        for (size_t j = 0; j < 5; j++)
+                ck_assert_msg(vfiod_rule_matches(&p->rules[0], dev_of(list, bdfs[j])) ==
+                                  (match_table[_i].want[j] == '1'),
+                              "%s: device %s", match_table[_i].keys, bdfs[j]);
+        vfiod_policy_free(p);
+        kvfio_pci_list_free(list);
+}
+END_TEST
+
+START_TEST(matching_subjects)
+{
+        struct kvfio_pci_list *list = fake_tree();
+        const struct kvfio_pci_dev *nic = dev_of(list, "0000:00:01.0");
+        const struct kvfio_pci_dev *gpu = dev_of(list, "0000:00:03.0");
+        const struct kvfio_pci_dev *edu = dev_of(list, "0000:00:05.0");
         struct vfiod_policy *p = NULL;
         gid_t supp[] = {3000, 2000};
         struct vfiod_peer u1000 = {.uid = 1000, .gid = 1000};
@@ -156,23 +473,34 @@ START_TEST(matching)
         struct vfiod_peer root = {.uid = 0, .gid = 0};
         struct vfiod_peer g2000 = {.uid = 1500, .gid = 1500, .groups = supp, .n_groups = 2};
         struct vfiod_peer g2000p = {.uid = 1501, .gid = 2000};
+        struct vfiod_peer vm = {.uid = 1600, .gid = 1600, .unit = "vm@web.service"};
+        struct vfiod_peer vmx = {.uid = 1600, .gid = 1600, .unit = "vmx.service"};
+        struct vfiod_peer sliced = {
+            .uid = 1700, .gid = 1700, .unit = "x.scope", .slice = "machine-qemu.slice"};
 
         ck_assert_int_eq(load("[Daemon]\nAdminUsers=1001\nAdminGroups=3000\n"
                               "[Device a]\nMatch=0000:00:01.0\nUsers=1000\nModes=brokered\n"
-                              "[Device b]\nMatch=0000:00:01.0\nUsers=1000\nModes=direct\n"
-                              "[Device c]\nMatch=0000:00:02.0\nGroups=2000\n",
+                              "[Device b]\nMatchVendor=8086:1521\nUsers=1000\nModes=direct\n"
+                              "[Device c]\nMatchClass=0x03\nGroups=2000\n"
+                              "[Device d]\nMatchGroup=4\nUnits=vm@*.service\n"
+                              "[Device e]\nMatchGroup=4\nSlices=machine-*.slice\nModes=brokered\n",
                               &p, NULL),
                          0);
         /* Rules add up. */
-        ck_assert_uint_eq(vfiod_policy_modes(p, &u1000, "0000:00:01.0"), VFIOD_MODE_BITS_ALL);
-        ck_assert_uint_eq(vfiod_policy_modes(p, &u1000, "0000:00:02.0"), 0);
-        ck_assert_uint_eq(vfiod_policy_modes(p, &u1001, "0000:00:01.0"), 0);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &u1000, nic), VFIOD_MODE_BITS_ALL);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &u1000, gpu), 0);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &u1001, nic), 0);
         /* Root is not special for devices. */
-        ck_assert_uint_eq(vfiod_policy_modes(p, &root, "0000:00:01.0"), 0);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &root, nic), 0);
         /* Groups: supplementary and primary. */
-        ck_assert_uint_eq(vfiod_policy_modes(p, &g2000, "0000:00:02.0"), VFIOD_MODE_BITS_ALL);
-        ck_assert_uint_eq(vfiod_policy_modes(p, &g2000p, "0000:00:02.0"), VFIOD_MODE_BITS_ALL);
-        ck_assert_uint_eq(vfiod_policy_modes(p, &g2000, "0000:00:03.0"), 0);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &g2000, gpu), VFIOD_MODE_BITS_ALL);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &g2000p, gpu), VFIOD_MODE_BITS_ALL);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &g2000, nic), 0);
+        /* Units and slices, by glob; a peer without a unit matches no Units=. */
+        ck_assert_uint_eq(vfiod_policy_modes(p, &vm, edu), VFIOD_MODE_BITS_ALL);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &vmx, edu), 0);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &u1000, edu), 0);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &sliced, edu), VFIOD_MODE_BIT_BROKERED);
         /* Admins: root always, AdminUsers, AdminGroups (supplementary). */
         ck_assert(vfiod_policy_is_admin(p, &root));
         ck_assert(vfiod_policy_is_admin(p, &u1001));
@@ -180,33 +508,183 @@ START_TEST(matching)
         ck_assert(!vfiod_policy_is_admin(p, &u1000));
         ck_assert(!vfiod_policy_is_admin(p, &g2000p));
         vfiod_policy_free(p);
+        kvfio_pci_list_free(list);
+}
+END_TEST
+
+START_TEST(grant_and_reasons)
+{
+        struct kvfio_pci_list *list = fake_tree();
+        const struct kvfio_pci_dev *nic = dev_of(list, "0000:00:01.0");
+        const struct kvfio_pci_dev *gpu = dev_of(list, "0000:00:03.0");
+        struct vfiod_peer u1000 = {.uid = 1000, .gid = 1000};
+        struct vfiod_peer u1001 = {.uid = 1001, .gid = 1001};
+        struct vfiod_policy *p = NULL;
+        const struct vfiod_rule *r;
+        char why[256];
+
+        ck_assert_int_eq(load("[Device secret-of-1001]\nMatchClass=0x03\nUsers=1001\n"
+                              "[Device nic-b]\nMatch=0000:00:01.0\nUsers=1000\nModes=brokered\n"
+                              "MaxMappings=4\n"
+                              "[Device nic-b2]\nMatch=0000:00:01.0\nUsers=1000\nModes=brokered\n"
+                              "MaxMappings=9\n",
+                              &p, NULL),
+                         0);
+        /* The first rule in order that allows the mode governs. */
+        r = vfiod_policy_grant(p, &u1000, nic, VFIOD_MODE_BIT_BROKERED, why, sizeof(why));
+        ck_assert_ptr_nonnull(r);
+        ck_assert_str_eq(r->name, "nic-b");
+        /* Denied in a mode: the rules that name the peer, with what they allow. */
+        r = vfiod_policy_grant(p, &u1000, nic, VFIOD_MODE_BIT_DIRECT, why, sizeof(why));
+        ck_assert_ptr_null(r);
+        ck_assert_str_eq(why,
+                         "rule 'nic-b' allows only brokered; rule 'nic-b2' allows only brokered");
+        /* Denied: other users' rules are never named. */
+        r = vfiod_policy_grant(p, &u1000, gpu, VFIOD_MODE_BIT_DIRECT, why, sizeof(why));
+        ck_assert_ptr_null(r);
+        ck_assert_str_eq(why, "no rule grants you device '0000:00:03.0'");
+        ck_assert_ptr_null(strstr(why, "secret"));
+        ck_assert_ptr_nonnull(vfiod_policy_grant(p, &u1001, gpu, VFIOD_MODE_BIT_DIRECT, NULL, 0));
+        vfiod_policy_free(p);
+        kvfio_pci_list_free(list);
+}
+END_TEST
+
+START_TEST(grant_narrow)
+{
+        struct vfiod_grant a, b, c;
+
+        vfiod_grant_init(&a);
+        vfiod_grant_init(&b);
+        vfiod_grant_init(&c);
+        ck_assert(vfiod_grant_iova_ok(&a, 0, 1ull << 40));
+        b.max_pinned_bytes = 1 << 20;
+        b.max_mappings = 4;
+        b.irq_types = VFIOD_IRQ_BIT_MSI | VFIOD_IRQ_BIT_MSIX;
+        b.has_windows = true;
+        b.windows = calloc(2, sizeof(*b.windows));
+        b.windows[0] = (struct vfiod_window){0x0, 0xffff};
+        b.windows[1] = (struct vfiod_window){0x100000, 0x1fffff};
+        b.n_windows = 2;
+        snprintf(b.pinned_rule, sizeof(b.pinned_rule), "b");
+        c.max_pinned_bytes = 1 << 30;
+        c.max_mappings = 2;
+        c.irq_types = VFIOD_IRQ_BIT_MSI | VFIOD_IRQ_BIT_INTX;
+        c.has_windows = true;
+        c.windows = calloc(1, sizeof(*c.windows));
+        c.windows[0] = (struct vfiod_window){0x8000, 0x17ffff};
+        c.n_windows = 1;
+        snprintf(c.mappings_rule, sizeof(c.mappings_rule), "c");
+        ck_assert_int_eq(vfiod_grant_narrow(&a, &b), 0);
+        ck_assert_int_eq(vfiod_grant_narrow(&a, &c), 0);
+        ck_assert_uint_eq(a.max_pinned_bytes, 1 << 20);
+        ck_assert_str_eq(a.pinned_rule, "b");
+        ck_assert_uint_eq(a.max_mappings, 2);
+        ck_assert_str_eq(a.mappings_rule, "c");
+        ck_assert_uint_eq(a.irq_types, VFIOD_IRQ_BIT_MSI);
+        /* windows: [0x8000, 0xffff] and [0x100000, 0x17ffff] */
+        ck_assert_uint_eq(a.n_windows, 2);
+        ck_assert(vfiod_grant_iova_ok(&a, 0x8000, 0x8000));
+        ck_assert(!vfiod_grant_iova_ok(&a, 0x8000, 0x8001));
+        ck_assert(!vfiod_grant_iova_ok(&a, 0x0, 0x1000));
+        ck_assert(vfiod_grant_iova_ok(&a, 0x170000, 0x10000));
+        ck_assert(!vfiod_grant_iova_ok(&a, 0x170000, 0x10001));
+        ck_assert(!vfiod_grant_iova_ok(&a, UINT64_MAX, 2));
+        ck_assert(!vfiod_grant_iova_ok(&a, 0x8000, 0));
+        vfiod_grant_done(&a);
+        vfiod_grant_done(&b);
+        vfiod_grant_done(&c);
 }
 END_TEST
 
 START_TEST(empty_denies)
 {
+        struct kvfio_pci_list *list = fake_tree();
         struct vfiod_policy *p = NULL;
         struct vfiod_peer u = {.uid = 1000, .gid = 1000};
 
         ck_assert_int_eq(vfiod_policy_new(&p), 0);
-        ck_assert_uint_eq(vfiod_policy_modes(p, &u, "0000:00:01.0"), 0);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &u, dev_of(list, "0000:00:01.0")), 0);
         vfiod_policy_free(p);
+        kvfio_pci_list_free(list);
+}
+END_TEST
+
+/* --check-config's listing: each rule, where it is, and the devices it matches here. */
+START_TEST(print_matches)
+{
+        struct kvfio_pci_list *list = fake_tree();
+        struct vfiod_policy *p = NULL;
+        char out_path[4200], *text;
+        FILE *f;
+        long size;
+
+        dropin("10-x.conf", "[Device nics]\nIrqTypes=msix\n");
+        ck_assert_int_eq(load("[Device nics]\nMatchVendor=8086:*\nUsers=0\nMaxMappings=3\n"
+                              "[Device none]\nMatchGroup=77\nUsers=0\n"
+                              "[Device edus]\nMatchGroup=4\nUsers=0\nManaged=yes\n",
+                              &p, NULL),
+                         0);
+        snprintf(out_path, sizeof(out_path), "%s/out.txt", dir);
+        f = fopen(out_path, "w+e");
+        ck_assert_ptr_nonnull(f);
+        vfiod_policy_print(p, dir, f);
+        size = ftell(f);
+        rewind(f);
+        text = calloc(1, (size_t)size + 1);
+        ck_assert_int_eq(fread(text, 1, (size_t)size, f), size);
+        fclose(f);
+        ck_assert_ptr_nonnull(strstr(text, "10-x.conf\n"));
+        ck_assert_ptr_nonnull(strstr(text, "[Device nics] ("));
+        ck_assert_ptr_nonnull(strstr(text, "  MaxMappings=3\n  IrqTypes=msix\n"));
+        ck_assert_ptr_nonnull(strstr(text, "  matches 0000:00:01.0 (8086:1521, class 0x020000, "
+                                           "IOMMU group 1, driver vfio-pci)\n"));
+        ck_assert_ptr_nonnull(strstr(text, "  matches 0000:00:02.0 (8086:1533, class 0x020000, "
+                                           "IOMMU group 2, driver igb): not leasable until bound "
+                                           "to vfio-pci\n"));
+        ck_assert_ptr_nonnull(strstr(text, "[Device none]"));
+        ck_assert_ptr_nonnull(strstr(text, "  matches no device on this machine\n"));
+        /* Managed=yes: a device on another driver (or none) is leasable. */
+        ck_assert_ptr_nonnull(strstr(text, "  matches 0000:00:04.0 (1234:11e8, class 0x00ff00, "
+                                           "IOMMU group 4, no driver)\n"));
+        ck_assert_ptr_nonnull(strstr(text, "  ReleaseGraceMs=5000\n"));
+        free(text);
+        vfiod_policy_free(p);
+        kvfio_pci_list_free(list);
 }
 END_TEST
 
 int main(void)
 {
         Suite *s = suite_create("daemon-policy");
-        TCase *tc = tcase_create("policy");
+        TCase *tc = tcase_create("parse");
 
         testutil_tcase_fd_checked(tc);
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, good);
-        tcase_add_test(tc, bad_kinds);
+        tcase_add_loop_test(tc, good_table, 0, (int)ELEMENTSOF(good_values));
+        tcase_add_loop_test(tc, bad_table, 0, (int)ELEMENTSOF(bad));
         tcase_add_test(tc, all_errors_reported);
         tcase_add_test(tc, missing_file);
-        tcase_add_test(tc, matching);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("dropins");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, dropins_order_and_override);
+        tcase_add_test(tc, dropin_errors);
+        tcase_add_test(tc, dropins_without_main);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("matching");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_loop_test(tc, matching_kinds, 0, (int)ELEMENTSOF(match_table));
+        tcase_add_test(tc, matching_subjects);
+        tcase_add_test(tc, grant_and_reasons);
+        tcase_add_test(tc, grant_narrow);
         tcase_add_test(tc, empty_denies);
+        tcase_add_test(tc, print_matches);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
