@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The policy as the daemon applies it (fake ioctl layer, fake sysfs tree,
+ * fake peers): the reason a denial gives, group members, units and groups
+ * of the peer, the per-rule quotas in MapDma (EDQUOT, ENOSPC, EPERM),
+ * IrqTypes= in SetIrqs, a reload that narrows the quotas of a lease it
+ * keeps, and Managed=yes when binding fails.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/vfio.h>
+
+#include "tests/daemon/harness.h"
+#include "tests/testutil.h"
+
+#define BROKERED VFIOD__MODE__MODE_BROKERED
+#define DIRECT   VFIOD__MODE__MODE_DIRECT
+#define DEV1     "0000:00:01.0"
+#define DEV2     "0000:00:02.0"
+#define DEV3     "0000:00:03.0"
+#define PAGE     4096ull
+
+/* A client whose peer has supplementary groups and a unit (as accept() would read them). */
+static int connect_peer(uid_t uid, gid_t gid, gid_t *groups, size_t n_groups, const char *unit,
+                        const char *slice)
+{
+        struct vfiod_peer peer = {.uid = uid,
+                                  .gid = gid,
+                                  .pid = getpid(),
+                                  .groups = groups,
+                                  .n_groups = n_groups,
+                                  .unit = (char *)unit,
+                                  .slice = (char *)slice};
+        int sv[2];
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        /* sv[1] moves to the server. */
+        ck_assert_int_eq(vfiod_server_add_client_take(H.server, sv[1], &peer), 0);
+        h_hello(sv[0], 0);
+        return sv[0];
+}
+
+/* Acquire; returns the lease id or 0 with the errnum and reason. Closes the fds it got. */
+static uint64_t acquire(int fd, const char *bdf, int mode, uint64_t *ret_domain, int *ret_err,
+                        char *reason, size_t size)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        struct vfiod_msg *m;
+        uint64_t id;
+
+        a.device = (char *)bdf;
+        a.mode = mode;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
+        env.acquire = &a;
+        m = h_call(fd, &env, NULL, 0);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+                if (reason)
+                        snprintf(reason, size, "%s", m->env->error->reason);
+                *ret_err = h_error(m);
+                return 0;
+        }
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY);
+        id = m->env->acquire_reply->lease_id;
+        if (ret_domain)
+                *ret_domain = m->env->acquire_reply->domain_id;
+        *ret_err = 0;
+        vfiod_msg_free(m); /* closes the fds that came with it */
+        return id;
+}
+
+static int map1(int fd, uint64_t dom, int mfd, uint64_t off, uint64_t iova, uint64_t size,
+                char *reason)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+        Vfiod__DmaRange dr = VFIOD__DMA_RANGE__INIT, *p = &dr;
+        struct vfiod_msg *m;
+
+        dr.fd_index = 0;
+        dr.offset = off;
+        dr.iova = iova;
+        dr.size = size;
+        dr.readable = dr.writable = true;
+        md.domain_id = dom;
+        md.n_ranges = 1;
+        md.ranges = &p;
+        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
+        env.map_dma = &md;
+        m = h_call(fd, &env, &mfd, 1);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+                snprintf(reason, 256, "%s", m->env->error->reason);
+                return h_error(m);
+        }
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY);
+        vfiod_msg_free(m);
+        return 0;
+}
+
+static int set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t count, int efd, char *reason)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
+        int32_t idx = 0;
+        struct vfiod_msg *m;
+
+        si.lease_id = lease;
+        si.index = index;
+        si.count = count;
+        si.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
+        si.data = count ? VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD : VFIOD__IRQ_DATA__IRQ_DATA_NONE;
+        si.n_eventfds = count;
+        si.eventfds = &idx;
+        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+        env.set_irqs = &si;
+        m = h_call(fd, &env, count ? &efd : NULL, count ? 1 : 0);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+                snprintf(reason, 256, "%s", m->env->error->reason);
+                return h_error(m);
+        }
+        h_ok(m);
+        return 0;
+}
+
+static void reload(int admin, uint32_t want_revoked)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ReloadPolicy rp = VFIOD__RELOAD_POLICY__INIT;
+        struct vfiod_msg *m;
+
+        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY;
+        env.reload_policy = &rp;
+        m = h_call(admin, &env, NULL, 0);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY);
+        ck_assert_msg(m->env->reload_policy_reply->n_errors == 0, "%s",
+                      m->env->reload_policy_reply->errors[0]);
+        ck_assert_uint_eq(m->env->reload_policy_reply->leases_revoked, want_revoked);
+        vfiod_msg_free(m);
+}
+
+START_TEST(denial_reasons)
+{
+        char why[256];
+        int fd, other, e;
+
+        h_start("[Device theirs]\nMatch=" DEV3 "\nUsers=1001\n"
+                "[Device mine]\nMatch=" DEV1 " " DEV3 "\nUsers=1000\nModes=brokered\n");
+        h_add_device(DEV1, 1, "vfio-pci");
+        h_add_device(DEV2, 1, "vfio-pci"); /* same group as DEV1, in no rule */
+        h_add_device(DEV3, 3, "vfio-pci");
+        fd = connect_peer(1000, 1000, NULL, 0, NULL, NULL);
+        other = connect_peer(1002, 1002, NULL, 0, NULL, NULL);
+
+        /* A mode the rule does not allow: the rule says so. */
+        ck_assert_uint_eq(acquire(fd, DEV3, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(e, EPERM);
+        ck_assert_str_eq(why, "the policy does not allow you device '" DEV3 "' in direct mode "
+                              "(allowed: brokered): rule 'mine' allows only brokered");
+        /* Nobody's rule: other users' rules are not told. */
+        ck_assert_uint_eq(acquire(other, DEV3, BROKERED, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(e, EPERM);
+        ck_assert_str_eq(why, "the policy does not allow you device '" DEV3 "' in brokered mode "
+                              "(allowed: none): no rule grants you device '" DEV3 "'");
+        ck_assert_ptr_null(strstr(why, "theirs"));
+        /* Every vfio-pci device of the group must be allowed. */
+        ck_assert_uint_eq(acquire(fd, DEV1, BROKERED, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(e, EPERM);
+        ck_assert_str_eq(why, "device '" DEV1 "' shares IOMMU group 1 with '" DEV2 "', which the "
+                              "policy does not allow you in brokered mode: no rule grants you "
+                              "device '" DEV2 "'");
+        ck_assert_uint_ne(acquire(fd, DEV3, BROKERED, NULL, &e, why, sizeof(why)), 0);
+        close(fd);
+        close(other);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+START_TEST(units_groups_slices)
+{
+        gid_t supp[] = {4000, 5000};
+        char why[256];
+        int a, b, c, d, e;
+
+        h_start("[Device by-unit]\nMatch=" DEV1 "\nUnits=vm@*.service\n"
+                "[Device by-group]\nMatch=" DEV2 "\nGroups=5000\n"
+                "[Device by-slice]\nMatch=" DEV3 "\nSlices=machine.slice\n");
+        h_add_device(DEV1, 1, "vfio-pci");
+        h_add_device(DEV2, 2, "vfio-pci");
+        h_add_device(DEV3, 3, "vfio-pci");
+        a = connect_peer(2000, 2000, NULL, 0, "vm@web.service", "system.slice");
+        b = connect_peer(2001, 2001, supp, 2, "session-1.scope", "user-2001.slice");
+        c = connect_peer(2002, 2002, NULL, 0, NULL, NULL);
+        d = connect_peer(2003, 2003, NULL, 0, "qemu-1.scope", "machine.slice");
+        ck_assert_uint_ne(acquire(a, DEV1, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_uint_eq(acquire(b, DEV1, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(e, EPERM);
+        ck_assert_uint_ne(acquire(b, DEV2, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_uint_eq(acquire(c, DEV3, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(e, EPERM);
+        ck_assert_uint_eq(acquire(a, DEV3, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(e, EPERM);
+        ck_assert_uint_ne(acquire(d, DEV3, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        close(a);
+        close(b);
+        close(c);
+        close(d);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+START_TEST(quotas_in_map_dma)
+{
+        int fd, mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK), e;
+        uint64_t dom = 0;
+        char why[256];
+
+        h_start("[Device q]\nMatch=" DEV1 "\nUsers=1000\nMaxPinnedBytes=8K\nMaxMappings=2\n"
+                "IovaWindows=0x100000-0x1fffff 0x400000-0x400fff\n");
+        h_add_device(DEV1, 1, "vfio-pci");
+        fd = connect_peer(1000, 1000, NULL, 0, NULL, NULL);
+        ck_assert_uint_ne(acquire(fd, DEV1, BROKERED, &dom, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x100000, PAGE, why), 0);
+        /* 4 KiB mapped, 8 KiB more asked: over 8 KiB. */
+        ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x200000 - 2 * PAGE, 2 * PAGE, why), EDQUOT);
+        ck_assert_str_eq(why, "MaxPinnedBytes=8192 of rule 'q' reached: the domain has 4096 "
+                              "bytes mapped, 8192 more asked");
+        /* Outside the windows, and across the end of one. */
+        ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x300000, PAGE, why), EPERM);
+        ck_assert_str_eq(why, "range 0 (IOVA 0x300000, 0x1000 bytes) is outside the "
+                              "IovaWindows= of rule 'q'");
+        ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x1ff000, 2 * PAGE, why), EPERM);
+        ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x400000, PAGE, why), 0);
+        /* Two mappings: a third is refused whatever its size. */
+        ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x101000, PAGE, why), ENOSPC);
+        ck_assert_str_eq(why, "MaxMappings=2 of rule 'q' reached: the domain has 2 mapping(s), 1 "
+                              "more asked");
+        ck_assert_uint_eq(fake_kernel_mappings(), 2);
+        close(mfd);
+        close(fd);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+START_TEST(irq_types)
+{
+        int fd, efd = eventfd(0, EFD_CLOEXEC), e;
+        uint64_t lease;
+        char why[256];
+
+        h_start("[Device i]\nMatch=" DEV1 "\nUsers=1000\nIrqTypes=msi\n");
+        h_add_device(DEV1, 1, "vfio-pci");
+        fd = connect_peer(1000, 1000, NULL, 0, NULL, NULL);
+        lease = acquire(fd, DEV1, BROKERED, NULL, &e, why, sizeof(why));
+        ck_assert_uint_ne(lease, 0);
+        ck_assert_int_eq(set_irqs(fd, lease, VFIO_PCI_MSIX_IRQ_INDEX, 1, efd, why), EPERM);
+        ck_assert_str_eq(why, "the policy (rule 'i') allows you only these interrupts: msi; not "
+                              "MSI-X");
+        ck_assert_uint_eq(fake_kernel_irq_assigned(DEV1, VFIO_PCI_MSIX_IRQ_INDEX), 0);
+        ck_assert_int_eq(set_irqs(fd, lease, VFIO_PCI_INTX_IRQ_INDEX, 1, efd, why), EPERM);
+        ck_assert_int_eq(set_irqs(fd, lease, VFIO_PCI_MSI_IRQ_INDEX, 1, efd, why), 0);
+        ck_assert_uint_eq(fake_kernel_irq_assigned(DEV1, VFIO_PCI_MSI_IRQ_INDEX), 1);
+        /* Turning an index off is always allowed. */
+        ck_assert_int_eq(set_irqs(fd, lease, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, why), 0);
+        close(efd);
+        close(fd);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+/* A reload that still allows a lease gives it the new rules' quotas. */
+START_TEST(reload_narrows_quotas)
+{
+        int fd, admin, mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK), e;
+        uint64_t dom = 0, lease;
+        char why[256];
+
+        h_start("[Device q]\nMatch=" DEV1 "\nUsers=1000\nMaxMappings=4\n");
+        h_add_device(DEV1, 1, "vfio-pci");
+        fd = connect_peer(1000, 1000, NULL, 0, NULL, NULL);
+        admin = connect_peer(0, 0, NULL, 0, NULL, NULL);
+        lease = acquire(fd, DEV1, BROKERED, &dom, &e, why, sizeof(why));
+        ck_assert_uint_ne(lease, 0);
+        ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x100000, PAGE, why), 0);
+        testutil_write_file(H.root, "vfiod.conf",
+                            "[Device q2]\nMatch=" DEV1 "\nUsers=1000\nMaxMappings=1\n");
+        reload(admin, 0);
+        ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x101000, PAGE, why), ENOSPC);
+        ck_assert_ptr_nonnull(strstr(why, "MaxMappings=1 of rule 'q2'"));
+        /* A drop-in takes the user out: the lease is revoked (no events: at once). */
+        testutil_write_file(H.root, "vfiod.conf.d/90-off.conf", "[Device q2]\nUsers=\n");
+        reload(admin, 1);
+        ck_assert(!fake_kernel_group_attached(1));
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        close(mfd);
+        close(fd);
+        close(admin);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+/* Managed=yes on a device vfio-pci does not hold: vfiod tries to bind it; the fake cannot. */
+START_TEST(managed_bind_fails)
+{
+        char why[256];
+        int fd, e;
+
+        h_start("[Device m]\nMatch=" DEV1 "\nUsers=1000\nManaged=yes\n"
+                "[Device u]\nMatch=" DEV2 "\nUsers=1000\n");
+        h_add_device(DEV1, 1, "uio_pci_generic");
+        h_add_device(DEV2, 2, NULL);
+        testutil_write_file(H.root, "sys/bus/pci/drivers_probe", "");
+        testutil_write_file(H.root, "sys/devices/pci0000:00/" DEV1 "/driver_override", "(null)\n");
+        testutil_write_file(H.root, "sys/bus/pci/drivers/uio_pci_generic/unbind", "");
+        fd = connect_peer(1000, 1000, NULL, 0, NULL, NULL);
+        ck_assert_uint_eq(acquire(fd, DEV2, BROKERED, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(e, ENXIO);
+        ck_assert_str_eq(why, "device '" DEV2 "' is not bound to vfio-pci (no driver) and rule "
+                              "'u' does not say Managed=yes");
+        /* The fake sysfs tree does not move the driver link: the bind fails and is undone. */
+        ck_assert_uint_eq(acquire(fd, DEV1, BROKERED, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(e, ENXIO);
+        ck_assert_str_eq(why, "binding '" DEV1 "' to vfio-pci failed: No such device or address");
+        ck_assert_uint_eq(vfiod_registry_count(H.server->devices, VFIOD_GROUP_LEASED), 0);
+        {
+                /* The override it wrote is cleared again. */
+                char p[4200], buf[64] = "";
+                FILE *f;
+
+                snprintf(p, sizeof(p), "%s/sys/devices/pci0000:00/" DEV1 "/driver_override",
+                         H.root);
+                f = fopen(p, "re");
+                ck_assert_ptr_nonnull(f);
+                ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+                fclose(f);
+                ck_assert_str_eq(buf, "\n");
+        }
+        close(fd);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("daemon-policy-enforced");
+        TCase *tc = tcase_create("enforced");
+
+        testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, denial_reasons);
+        tcase_add_test(tc, units_groups_slices);
+        tcase_add_test(tc, quotas_in_map_dma);
+        tcase_add_test(tc, irq_types);
+        tcase_add_test(tc, reload_narrows_quotas);
+        tcase_add_test(tc, managed_bind_fails);
+        suite_add_tcase(s, tc);
+        return testutil_run_suite(s);
+}
