@@ -19,6 +19,7 @@ daemon_suite_libs = tests/daemon/libdaemon-harness.la $(suite_libs)
 daemon_tests = \
 	tests/daemon/test-log \
 	tests/daemon/test-policy \
+	tests/daemon/test-policy-daemon \
 	tests/daemon/test-client \
 	tests/daemon/test-lease \
 	tests/daemon/test-domain \
@@ -34,6 +35,10 @@ tests_daemon_test_log_LDADD = $(daemon_suite_libs)
 tests_daemon_test_policy_SOURCES = tests/daemon/test-policy.c
 tests_daemon_test_policy_CFLAGS = $(daemon_suite_cflags)
 tests_daemon_test_policy_LDADD = $(daemon_suite_libs)
+
+tests_daemon_test_policy_daemon_SOURCES = tests/daemon/test-policy-daemon.c
+tests_daemon_test_policy_daemon_CFLAGS = $(daemon_suite_cflags)
+tests_daemon_test_policy_daemon_LDADD = $(daemon_suite_libs)
 
 tests_daemon_test_client_SOURCES = tests/daemon/test-client.c
 tests_daemon_test_client_CFLAGS = $(daemon_suite_cflags)
