@@ -16,3 +16,4 @@ include tests/vm/local.mk
 include tests/bench/local.mk
 include tests/fuzz/local.mk
 include tests/vm-systemd/local.mk
+include tests/hostile/local.mk

@@ -1,0 +1,16 @@
+# tests/hostile: hostile input against a running vfiod through a raw socket
+# (hostile.c: the cases, shared), on the host against vfiod-fake as a process
+# (test-hostile) and in the VM against the real vfiod (guest-hostile, same
+# boot as the other guest suites).
+check_LTLIBRARIES += tests/hostile/libhostile.la
+tests_hostile_libhostile_la_SOURCES = tests/hostile/hostile.c tests/hostile/hostile.h
+tests_hostile_libhostile_la_CFLAGS = $(suite_cflags) $(PROTOBUF_C_CFLAGS)
+tests_hostile_libhostile_la_LIBADD = proto/libvfiod-proto.la $(PROTOBUF_C_LIBS) $(CHECK_LIBS)
+
+check_PROGRAMS += tests/hostile/test-hostile
+TESTS += tests/hostile/test-hostile
+tests_hostile_test_hostile_SOURCES = tests/hostile/test-hostile.c
+tests_hostile_test_hostile_CFLAGS = $(daemon_suite_cflags) \
+	-DVFIOD_FAKE_PATH='"$(abs_builddir)/tests/daemon/vfiod-fake"'
+tests_hostile_test_hostile_LDADD = tests/hostile/libhostile.la $(daemon_suite_libs)
+EXTRA_tests_hostile_test_hostile_DEPENDENCIES = tests/daemon/vfiod-fake

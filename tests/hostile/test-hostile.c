@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hostile-input suite on the host: vfiod-fake (vfiod on the fake ioctl
+ * layer) runs as a process of its own for every test, so its fds and memory
+ * can be read in /proc/<pid>; the cases (hostile.c) talk to it over its
+ * socket as uid 1000 (devices granted), uid 1001 (another client) and root
+ * (admin). Every test ends by proving the daemon recovered (hostile.h).
+ * VFIOD_TEST_VALGRIND="valgrind --error-exitcode=3 ..." runs the daemon
+ * under it; its exit status must be 0 after SIGTERM either way.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/daemon/harness.h"
+#include "tests/hostile/hostile.h"
+#include "tests/testutil.h"
+
+static const char conf[] = "[Daemon]\n"
+                           "ReleaseGraceMs=1000\n"
+                           "[Device test]\n"
+                           "Match=0000:00:01.0 0000:00:02.0\n"
+                           "Users=1000 1001\n";
+
+static void start_daemon(void)
+{
+        char log[4200];
+        pid_t pid;
+
+        memset(&H, 0, sizeof(H));
+        H.root = testutil_mkdtemp("vfiod-hostile");
+        /* The test users connect to the socket in it. */
+        ck_assert_int_eq(chmod(H.root, 0755), 0);
+        testutil_write_file(H.root, "sys/bus/pci/devices/.keep", "");
+        testutil_write_file(H.root, "dev/vfio/.keep", "");
+        testutil_write_file(H.root, "run/.keep", "");
+        testutil_write_file(H.root, "vfiod.conf", conf);
+        snprintf(H.vfio_dir, sizeof(H.vfio_dir), "%s/dev/vfio", H.root);
+        snprintf(H.conf, sizeof(H.conf), "%s/vfiod.conf", H.root);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        fake_kernel_reset(); /* the daemon has its own fake kernel */
+
+        memset(&HE, 0, sizeof(HE));
+        ck_assert_uint_lt(strlen(H.root) + 20, sizeof(HE.sock));
+        snprintf(HE.sock, sizeof(HE.sock), "%s/run/vfiod.sock", H.root);
+        snprintf(log, sizeof(log), "%s/vfiod.log", H.root);
+        HE.skip_pipe_read_ends = true;
+        HE.uid = HE.gid = 1000;
+        HE.other_uid = HE.other_gid = 1001;
+        snprintf(HE.device, sizeof(HE.device), "0000:00:01.0");
+
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+                if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
+                        _exit(126);
+                setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0 2=0000:00:02.0", 1);
+                unsetenv("LISTEN_FDS");
+                unsetenv("NOTIFY_SOCKET");
+                unsetenv("JOURNAL_STREAM");
+                if (getenv("VFIOD_TEST_VALGRIND"))
+                        execlp("sh", "sh", "-c", "exec $VFIOD_TEST_VALGRIND \"$@\"", "sh",
+                               VFIOD_FAKE_PATH, "--debug", "--socket", HE.sock, "--config", H.conf,
+                               "--sysfs-root", H.root, "--vfio-dir", H.vfio_dir, (char *)NULL);
+                execl(VFIOD_FAKE_PATH, "vfiod", "--debug", "--socket", HE.sock, "--config", H.conf,
+                      "--sysfs-root", H.root, "--vfio-dir", H.vfio_dir, (char *)NULL);
+                _exit(127);
+        }
+        HE.pid = pid;
+        /* Up when its socket answers (valgrind takes its time). */
+        for (int i = 0; i < 300; i++) {
+                struct sockaddr_un sa = {.sun_family = AF_UNIX};
+                int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
+
+                memcpy(sa.sun_path, HE.sock, sizeof(HE.sock));
+                r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+                close(fd);
+                if (r == 0)
+                        break;
+                ck_assert_msg(waitpid(pid, NULL, WNOHANG) == 0, "vfiod-fake exited; see %s", log);
+                usleep(20000);
+        }
+        hostile_baseline();
+}
+
+static void stop_daemon(void)
+{
+        int status = -1;
+
+        ck_assert_int_eq(kill(HE.pid, SIGTERM), 0);
+        for (int i = 0; i < 1000 && waitpid(HE.pid, &status, WNOHANG) != HE.pid; i++)
+                usleep(10000);
+        if (!WIFEXITED(status)) {
+                kill(HE.pid, SIGKILL);
+                waitpid(HE.pid, &status, 0);
+        }
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "vfiod-fake did not exit cleanly (status 0x%x); see %s/vfiod.log", status,
+                      H.root);
+        testutil_rmtree(H.root);
+        free(H.root);
+        H.root = NULL;
+}
+
+static void setup(void)
+{
+        start_daemon();
+}
+
+static void teardown(void)
+{
+        hostile_check_recovered();
+        stop_daemon();
+}
+
+int main(void)
+{
+        Suite *s = suite_create("hostile");
+        TCase *tc = tcase_create("protocol");
+        TCase *kill = tcase_create("sigkill");
+
+        /* The tests run as root and act as uid 1000/1001 with seteuid(). */
+        if (geteuid() != 0) {
+                fprintf(stderr, "test-hostile: needs root (seteuid to the test users); skipped\n");
+                return 77;
+        }
+        tcase_add_checked_fixture(tc, setup, teardown);
+        testutil_tcase_fd_checked(tc);
+        tcase_set_timeout(tc, 120);
+        hostile_add_cases(tc);
+        suite_add_tcase(s, tc);
+
+        tcase_add_checked_fixture(kill, setup, teardown);
+        testutil_tcase_fd_checked(kill);
+        tcase_set_timeout(kill, 60);
+        hostile_add_kill_cases(kill);
+        suite_add_tcase(s, kill);
+        return testutil_run_suite(s);
+}
