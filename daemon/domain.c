@@ -24,6 +24,7 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
         if (!d)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         list_init(&d->link);
+        list_init(&d->views);
         d->id = id;
         d->usage = usage;
         d->container_fd = kvfio_container_open(container_path);
@@ -52,6 +53,17 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
         return 0;
 }
 
+/* Drops a reference to a view; the last one munmaps it. NULL is fine. */
+static void view_put(struct vfiod_domain *d, struct vfiod_memfd_view *v)
+{
+        if (!v || --v->refs > 0)
+                return;
+        if (munmap(v->addr, v->size) < 0)
+                log_warning("domain %" PRIu64 ": munmap of a memfd view failed: %m", d->id);
+        list_remove(&v->link);
+        free(v);
+}
+
 static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
 {
         struct vfiod_mapping *m = &d->maps[i];
@@ -63,9 +75,7 @@ static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
                                     " failed: %s",
                                     d->id, m->iova, m->size, strerror(-r));
         }
-        if (munmap(m->addr, m->size) < 0)
-                log_warning("domain %" PRIu64 ": munmap of iova 0x%" PRIx64 " failed: %m", d->id,
-                            m->iova);
+        view_put(d, m->view);
         d->pinned_bytes -= m->size;
         d->usage->pinned_bytes -= m->size;
         d->usage->mappings--;
@@ -158,11 +168,30 @@ static bool overlaps(uint64_t a, uint64_t as, uint64_t b, uint64_t bs)
         return a <= b + (bs - 1) && b <= a + (as - 1);
 }
 
-static int check_memfd(const struct vfiod_map_range *m, struct vfiod_error *err)
+/* What MapDma needs of a memfd, read once per distinct fd of a request. */
+struct memfd_meta {
+        int fd;
+        dev_t dev;
+        ino_t ino;
+        uint64_t size;
+};
+
+/*
+ * Checks the memfd of range m (sealed against shrinking, a regular file)
+ * unless an earlier range of the request named the same fd; *ret points at
+ * its entry in metas[0 .. *n_metas).
+ */
+static int memfd_meta(const struct vfiod_map_range *m, struct memfd_meta *metas, size_t *n_metas,
+                      const struct memfd_meta **ret, struct vfiod_error *err)
 {
         struct stat st;
         int seals;
 
+        for (size_t k = 0; k < *n_metas; k++)
+                if (metas[k].fd == m->fd) {
+                        *ret = &metas[k];
+                        return 0;
+                }
         seals = fcntl(m->fd, F_GET_SEALS);
         if (seals < 0)
                 return vfiod_error_set(err, EINVAL, "fd %u is not a memfd (F_GET_SEALS: %m)",
@@ -176,19 +205,34 @@ static int check_memfd(const struct vfiod_map_range *m, struct vfiod_error *err)
         if (!S_ISREG(st.st_mode))
                 return vfiod_error_set(err, EINVAL, "fd %u is not a memfd (not a regular file)",
                                        m->fd_index);
-        if ((uint64_t)st.st_size < m->offset + m->size)
-                return vfiod_error_set(err, EINVAL,
-                                       "memfd %u is too small: %" PRIu64
-                                       " bytes, range needs offset 0x%" PRIx64 " + size 0x%" PRIx64,
-                                       m->fd_index, (uint64_t)st.st_size, m->offset, m->size);
+        metas[*n_metas] = (struct memfd_meta){
+            .fd = m->fd, .dev = st.st_dev, .ino = st.st_ino, .size = (uint64_t)st.st_size};
+        *ret = &metas[(*n_metas)++];
         return 0;
 }
 
+/* The first mapping (index into d->maps, sorted by iova) that ends at or after iova. */
+static size_t first_map_from(const struct vfiod_domain *d, uint64_t iova)
+{
+        size_t lo = 0, hi = d->n_maps;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (d->maps[mid].iova + (d->maps[mid].size - 1) < iova)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
 static int check_range(const struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t i,
-                       struct vfiod_error *err)
+                       const struct memfd_meta *meta, struct vfiod_error *err)
 {
         const struct vfiod_map_range *m = &ranges[i];
         uint64_t mask = d->page_size - 1;
+        size_t j;
 
         if (m->size == 0)
                 return vfiod_error_set(err, EINVAL, "range %zu: size is 0", i);
@@ -207,17 +251,95 @@ static int check_range(const struct vfiod_domain *d, const struct vfiod_map_rang
                                        "range %zu: iova 0x%" PRIx64 "+0x%" PRIx64
                                        " is outside the domain's valid IOVA ranges",
                                        i, m->iova, m->size);
-        for (size_t j = 0; j < d->n_maps; j++)
-                if (overlaps(m->iova, m->size, d->maps[j].iova, d->maps[j].size))
-                        return vfiod_error_set(err, EINVAL,
-                                               "range %zu: iova 0x%" PRIx64 "+0x%" PRIx64
-                                               " overlaps the mapping at 0x%" PRIx64 "+0x%" PRIx64,
-                                               i, m->iova, m->size, d->maps[j].iova,
-                                               d->maps[j].size);
-        for (size_t j = 0; j < i; j++)
-                if (overlaps(m->iova, m->size, ranges[j].iova, ranges[j].size))
-                        return vfiod_error_set(err, EINVAL, "range %zu overlaps range %zu", i, j);
-        return check_memfd(m, err);
+        /* d->maps is sorted and disjoint: only the first one ending at or after iova can overlap.
+         */
+        j = first_map_from(d, m->iova);
+        if (j < d->n_maps && overlaps(m->iova, m->size, d->maps[j].iova, d->maps[j].size))
+                return vfiod_error_set(err, EINVAL,
+                                       "range %zu: iova 0x%" PRIx64 "+0x%" PRIx64
+                                       " overlaps the mapping at 0x%" PRIx64 "+0x%" PRIx64,
+                                       i, m->iova, m->size, d->maps[j].iova, d->maps[j].size);
+        if ((uint64_t)meta->size < m->offset + m->size)
+                return vfiod_error_set(err, EINVAL,
+                                       "memfd %u is too small: %" PRIu64
+                                       " bytes, range needs offset 0x%" PRIx64 " + size 0x%" PRIx64,
+                                       m->fd_index, meta->size, m->offset, m->size);
+        return 0;
+}
+
+static int cmp_range_iova(const void *a, const void *b)
+{
+        const struct vfiod_map_range *x = *(const struct vfiod_map_range *const *)a;
+        const struct vfiod_map_range *y = *(const struct vfiod_map_range *const *)b;
+
+        return x->iova < y->iova ? -1 : x->iova > y->iova;
+}
+
+/* No two ranges of the batch overlap: sorted by iova, only neighbours can. */
+static int check_batch_disjoint(const struct vfiod_map_range *ranges, size_t n,
+                                struct vfiod_error *err)
+{
+        _cleanup_free_ const struct vfiod_map_range **sorted = calloc(n, sizeof(*sorted));
+
+        if (!sorted)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++)
+                sorted[i] = &ranges[i];
+        qsort(sorted, n, sizeof(*sorted), cmp_range_iova);
+        for (size_t i = 1; i < n; i++)
+                if (overlaps(sorted[i]->iova, sorted[i]->size, sorted[i - 1]->iova,
+                             sorted[i - 1]->size)) {
+                        size_t a = (size_t)(sorted[i] - ranges),
+                               b = (size_t)(sorted[i - 1] - ranges);
+
+                        return vfiod_error_set(err, EINVAL, "range %zu overlaps range %zu",
+                                               a > b ? a : b, a > b ? b : a);
+                }
+        return 0;
+}
+
+/*
+ * A live view of the same memfd and protection that covers [lo, hi), with a
+ * reference taken, or a new one (mmap) with one reference. NULL on failure
+ * (err set).
+ */
+static struct vfiod_memfd_view *view_get(struct vfiod_domain *d, const struct vfiod_map_range *m,
+                                         const struct memfd_meta *meta, uint64_t lo, uint64_t hi,
+                                         size_t index, struct vfiod_error *err)
+{
+        struct vfiod_memfd_view *v;
+        int prot = PROT_READ | (m->writable ? PROT_WRITE : 0);
+        void *addr;
+
+        list_for_each_safe(v, it, &d->views, struct vfiod_memfd_view, link)
+        {
+                if (v->dev == meta->dev && v->ino == meta->ino && v->writable == m->writable &&
+                    v->offset <= lo && hi <= v->offset + v->size) {
+                        v->refs++;
+                        return v;
+                }
+        }
+        v = calloc(1, sizeof(*v));
+        if (!v) {
+                vfiod_error_set(err, ENOMEM, "out of memory");
+                return NULL;
+        }
+        addr = mmap(NULL, hi - lo, prot, MAP_SHARED, m->fd, (off_t)lo);
+        if (addr == MAP_FAILED) {
+                vfiod_error_set(err, errno == EACCES || errno == EPERM ? EACCES : EINVAL,
+                                "range %zu: cannot mmap memfd %u: %m", index, m->fd_index);
+                free(v);
+                return NULL;
+        }
+        *v = (struct vfiod_memfd_view){.dev = meta->dev,
+                                       .ino = meta->ino,
+                                       .writable = m->writable,
+                                       .offset = lo,
+                                       .size = hi - lo,
+                                       .addr = addr,
+                                       .refs = 1};
+        list_add_tail(&d->views, &v->link);
+        return v;
 }
 
 static int cmp_map(const void *a, const void *b)
@@ -231,9 +353,12 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
                      const struct vfiod_config_limits *limits, uint64_t *ret_bytes,
                      struct vfiod_error *err)
 {
+        _cleanup_free_ struct memfd_meta *metas = NULL;
+        _cleanup_free_ const struct memfd_meta **meta_of = NULL;
+        _cleanup_free_ struct vfiod_memfd_view **view_of = NULL;
         struct vfiod_mapping *maps;
         uint64_t total = 0;
-        size_t done;
+        size_t done = 0, n_metas = 0;
         int r;
 
         if (n == 0)
@@ -252,14 +377,25 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
          */
         if (!d->model_set || d->n_leases == 0)
                 return vfiod_error_set(err, EINVAL, "domain %" PRIu64 " has no device", d->id);
+        metas = calloc(n, sizeof(*metas));
+        meta_of = calloc(n, sizeof(*meta_of));
+        view_of = calloc(n, sizeof(*view_of));
+        if (!metas || !meta_of || !view_of)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
         for (size_t i = 0; i < n; i++) {
-                r = check_range(d, ranges, i, err);
+                r = memfd_meta(&ranges[i], metas, &n_metas, &meta_of[i], err);
+                if (r < 0)
+                        return r;
+                r = check_range(d, ranges, i, meta_of[i], err);
                 if (r < 0)
                         return r;
                 total += ranges[i].size;
                 if (total < ranges[i].size)
                         return vfiod_error_set(err, EINVAL, "total size overflows");
         }
+        r = check_batch_disjoint(ranges, n, err);
+        if (r < 0)
+                return r;
         if ((uint64_t)d->usage->mappings + n > limits->max_mappings_per_client)
                 return vfiod_error_set(err, ENOSPC,
                                        "%u mappings + %zu: MaxMappingsPerClient=%u reached",
@@ -277,39 +413,69 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         d->maps = maps;
 
-        for (done = 0; done < n; done++) {
-                const struct vfiod_map_range *m = &ranges[done];
-                int prot = PROT_READ | (m->writable ? PROT_WRITE : 0);
-                uint32_t flags =
-                    (m->readable ? KVFIO_DMA_READ : 0) | (m->writable ? KVFIO_DMA_WRITE : 0);
-                void *addr;
+        /*
+         * One view per memfd and protection of the request, spanning its ranges
+         * (or a live one that covers them): each holds a reference for the
+         * request, dropped at the end; each mapping takes its own.
+         */
+        for (size_t i = 0; i < n; i++) {
+                uint64_t lo = ranges[i].offset, hi = ranges[i].offset + ranges[i].size;
+                struct vfiod_memfd_view *v;
 
-                addr = mmap(NULL, m->size, prot, MAP_SHARED, m->fd, (off_t)m->offset);
-                if (addr == MAP_FAILED) {
-                        r = vfiod_error_set(
-                            err, errno == EACCES || errno == EPERM ? EACCES : EINVAL,
-                            "range %zu: cannot mmap memfd %u: %m", done, m->fd_index);
+                if (view_of[i])
+                        continue;
+                for (size_t j = i + 1; j < n; j++)
+                        if (meta_of[j] == meta_of[i] && ranges[j].writable == ranges[i].writable) {
+                                lo = ranges[j].offset < lo ? ranges[j].offset : lo;
+                                hi = ranges[j].offset + ranges[j].size > hi
+                                         ? ranges[j].offset + ranges[j].size
+                                         : hi;
+                        }
+                v = view_get(d, &ranges[i], meta_of[i], lo, hi, i, err);
+                if (!v) {
+                        r = -err->errnum;
                         goto undo;
                 }
+                for (size_t j = i; j < n; j++)
+                        if (meta_of[j] == meta_of[i] && ranges[j].writable == ranges[i].writable)
+                                view_of[j] = v;
+        }
+
+        for (done = 0; done < n; done++) {
+                const struct vfiod_map_range *m = &ranges[done];
+                struct vfiod_memfd_view *v = view_of[done];
+                uint32_t flags =
+                    (m->readable ? KVFIO_DMA_READ : 0) | (m->writable ? KVFIO_DMA_WRITE : 0);
+                uint8_t *addr = v->addr + (m->offset - v->offset);
+
+#ifdef MADV_POPULATE_READ
+                /*
+                 * Fault the range in before pinning: a read fault maps a whole
+                 * neighbourhood of pages (fault-around), the pin's write faults
+                 * one page each. Best effort (older kernels: EINVAL).
+                 */
+                (void)madvise(addr, m->size, MADV_POPULATE_READ);
+#endif
                 r = kvfio_dma_map(d->container_fd, addr, m->iova, m->size, flags);
                 if (r < 0) {
-                        (void)munmap(addr, m->size);
                         r = vfiod_error_set(err, -r,
                                             "range %zu: mapping iova 0x%" PRIx64 "+0x%" PRIx64
                                             " failed: %s",
                                             done, m->iova, m->size, strerror(-r));
                         goto undo;
                 }
-                d->maps[d->n_maps + done] =
-                    (struct vfiod_mapping){.iova = m->iova, .size = m->size, .addr = addr};
+                v->refs++;
+                d->maps[d->n_maps + done] = (struct vfiod_mapping){
+                    .iova = m->iova, .size = m->size, .addr = addr, .view = v};
         }
         d->n_maps += n;
         d->pinned_bytes += total;
         d->usage->pinned_bytes += total;
         d->usage->mappings += (uint32_t)n;
         qsort(d->maps, d->n_maps, sizeof(*d->maps), cmp_map);
+        r = 0;
         *ret_bytes = total;
-        return 0;
+        goto put;
 
 undo:
         while (done-- > 0) {
@@ -319,7 +485,19 @@ undo:
                 if (u < 0)
                         log_warning("domain %" PRIu64 ": undoing iova 0x%" PRIx64 " failed: %s",
                                     d->id, m->iova, strerror(-u));
-                (void)munmap(m->addr, m->size);
+                view_put(d, m->view);
+        }
+put:
+        /* The request's references, once per view. */
+        for (size_t i = 0; i < n; i++) {
+                struct vfiod_memfd_view *v = view_of[i];
+
+                if (!v)
+                        continue;
+                for (size_t j = i; j < n; j++)
+                        if (view_of[j] == v)
+                                view_of[j] = NULL;
+                view_put(d, v);
         }
         return r;
 }

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "daemon/limits.h"
 #include "daemon/list.h"
@@ -31,10 +32,28 @@ struct vfiod_usage {
         uint64_t pinned_bytes;
 };
 
+/*
+ * The daemon's MAP_SHARED mmap of a span of one memfd. Every mapping that
+ * lies in it shares it: a MapDma of many ranges of one memfd mmaps it once,
+ * and a later MapDma inside a span still mapped reuses it. It is munmapped
+ * with its last mapping, so a client's memory is never held longer than
+ * before.
+ */
+struct vfiod_memfd_view {
+        struct list link; /* in the domain's views */
+        dev_t dev;        /* the memfd's inode */
+        ino_t ino;
+        bool writable;         /* PROT_WRITE too */
+        uint64_t offset, size; /* the span of the file mapped */
+        uint8_t *addr;
+        size_t refs; /* mappings in it (and a MapDma in progress) */
+};
+
 struct vfiod_mapping {
         uint64_t iova;
         uint64_t size;
-        void *addr; /* the daemon's mmap of the client's memfd, size bytes */
+        void *addr;                    /* inside view: the client's memfd as the daemon maps it */
+        struct vfiod_memfd_view *view; /* holds one reference */
 };
 
 struct vfiod_domain {
@@ -51,6 +70,7 @@ struct vfiod_domain {
         bool unmap_all;             /* the container has VFIO_UNMAP_ALL */
         struct vfiod_mapping *maps; /* sorted by iova, no overlaps */
         size_t n_maps;
+        struct list views; /* struct vfiod_memfd_view the mappings lie in */
         uint64_t pinned_bytes;
         struct vfiod_usage *usage; /* the owner's counters (not owned) */
 };
@@ -91,9 +111,10 @@ void vfiod_domain_detached_last(struct vfiod_domain *domain);
 /*
  * MapDma: validates every range (memfd sealed against shrinking, large
  * enough, page-aligned, no overflow, size > 0, inside the valid IOVA ranges,
- * no overlap with existing mappings or the batch, the limits), then mmaps and
- * maps them in order; when one fails, the ones already mapped are unmapped.
- * All or nothing. On success *ret_bytes is the total.
+ * no overlap with existing mappings or the batch, the limits), then mmaps
+ * each memfd once (struct vfiod_memfd_view), faults the ranges in and maps
+ * them in order; when one fails, the ones already mapped are unmapped. All
+ * or nothing. On success *ret_bytes is the total.
  */
 int vfiod_domain_map(struct vfiod_domain *domain, const struct vfiod_map_range *ranges, size_t n,
                      const struct vfiod_config_limits *limits, uint64_t *ret_bytes,
