@@ -57,3 +57,29 @@ int kvfio_dma_unmap_all(int container_fd, uint64_t *ret_unmapped)
                 return -EBADF;
         return do_unmap(container_fd, VFIO_DMA_UNMAP_FLAG_ALL, 0, 0, ret_unmapped);
 }
+
+int kvfio_dma_invalidate_vaddr(int container_fd, uint64_t iova, uint64_t size)
+{
+        if (container_fd < 0)
+                return -EBADF;
+        if (size == 0 || iova + (size - 1) < iova)
+                return -EINVAL;
+        return do_unmap(container_fd, VFIO_DMA_UNMAP_FLAG_VADDR, iova, size, NULL);
+}
+
+int kvfio_dma_set_vaddr(int container_fd, void *vaddr, uint64_t iova, uint64_t size)
+{
+        struct vfio_iommu_type1_dma_map map = {.argsz = sizeof(map)};
+
+        if (container_fd < 0)
+                return -EBADF;
+        if (!vaddr || size == 0 || iova + (size - 1) < iova)
+                return -EINVAL;
+        map.flags = VFIO_DMA_MAP_FLAG_VADDR;
+        map.vaddr = (uint64_t)(uintptr_t)vaddr;
+        map.iova = iova;
+        map.size = size;
+        if (ioctl(container_fd, VFIO_IOMMU_MAP_DMA, &map) < 0)
+                return -errno;
+        return 0;
+}

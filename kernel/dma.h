@@ -55,3 +55,16 @@ int kvfio_dma_unmap(int container_fd, uint64_t iova, uint64_t size, uint64_t *re
  * NULL. -EINVAL: the kernel does not know the flag; -EBADF; -ENOTTY.
  */
 int kvfio_dma_unmap_all(int container_fd, uint64_t *ret_unmapped);
+
+/*
+ * Live update of a mapping's process address (the VFIO_UPDATE_VADDR
+ * extension, Linux 5.12+): kvfio_dma_invalidate_vaddr() marks the vaddr of
+ * the mappings inside [iova, iova + size) invalid
+ * (VFIO_DMA_UNMAP_FLAG_VADDR; the IOMMU mapping and its pinned pages stay);
+ * kvfio_dma_set_vaddr() gives the mapping at exactly iova/size a new vaddr
+ * (VFIO_DMA_MAP_FLAG_VADDR), which must map the same pages.
+ * -EINVAL: no such mapping, its vaddr not invalidated (set), or the kernel
+ * lacks the extension; -EBADF; -ENOTTY.
+ */
+int kvfio_dma_invalidate_vaddr(int container_fd, uint64_t iova, uint64_t size);
+int kvfio_dma_set_vaddr(int container_fd, void *vaddr, uint64_t iova, uint64_t size);

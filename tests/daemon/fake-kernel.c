@@ -1116,6 +1116,32 @@ int kvfio_dma_unmap(int container_fd, uint64_t iova, uint64_t size, uint64_t *re
         return 0;
 }
 
+/* The fake keeps no process addresses: a live update is accepted for an existing mapping. */
+static int fake_vaddr(int container_fd, uint64_t iova, uint64_t size)
+{
+        struct fobj *c;
+        int r = obj_get(container_fd, K_CONTAINER, &c);
+
+        if (r < 0)
+                return r;
+        if (!c->model)
+                return -ENOTTY;
+        for (size_t i = 0; i < c->n_maps; i++)
+                if (c->maps[i].iova == iova && c->maps[i].size == size)
+                        return 0;
+        return -EINVAL;
+}
+
+int kvfio_dma_invalidate_vaddr(int container_fd, uint64_t iova, uint64_t size)
+{
+        return fake_vaddr(container_fd, iova, size);
+}
+
+int kvfio_dma_set_vaddr(int container_fd, void *vaddr, uint64_t iova, uint64_t size)
+{
+        return vaddr ? fake_vaddr(container_fd, iova, size) : -EINVAL;
+}
+
 int kvfio_dma_unmap_all(int container_fd, uint64_t *ret_unmapped)
 {
         struct fobj *c;
