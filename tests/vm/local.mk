@@ -7,7 +7,7 @@
 # (--program/--test/--file/--user) to VM_ARGS.
 
 VM_GUESTS = tests/vm/guest-harness tests/vm/guest-kernel tests/vm/guest-broker \
-	tests/vm/vfioctl
+	tests/vm/vfioctl tests/vm/guest-policy
 check_PROGRAMS += $(VM_GUESTS)
 
 # A check program for the guest: -no-install makes libtool write the real
@@ -36,12 +36,22 @@ tests_vm_guest_broker_LDFLAGS = $(vm_ldflags)
 tests_vm_guest_broker_LDADD = client-lib/libvfiod.la kernel/libkvfio.la tests/vm/libedu.la \
 	proto/libvfiod-proto.la $(PROTOBUF_C_LIBS) $(suite_libs)
 
+# The policy on the real kernel: each test starts a vfiod of its own (its own
+# socket and configuration); users alice, bob, carol (in the group vfio-users
+# the suite adds) and eve; Managed=yes moves an edu from uio_pci_generic to
+# vfio-pci and back.
+tests_vm_guest_policy_SOURCES = tests/vm/guest-policy.c
+tests_vm_guest_policy_CFLAGS = $(suite_cflags)
+tests_vm_guest_policy_LDFLAGS = $(vm_ldflags)
+tests_vm_guest_policy_LDADD = client-lib/libvfiod.la kernel/libkvfio.la tests/vm/libedu.la \
+	$(suite_libs)
+
 # vfiod and the users of the broker's policy (broker-setup.sh): alice and bob
 # have devices, eve has none.
 VM_BROKER_ARGS = \
 	--program daemon/vfiod --program tests/vm/vfioctl \
 	--file $(srcdir)/tests/vm/broker-setup.sh \
-	--user alice:1001 --user bob:1002 --user eve:1003 \
+	--user alice:1001 --user bob:1002 --user eve:1003 --user carol:1004 \
 	--setup 'sh /vfiod/files/broker-setup.sh'
 
 VM_OUT = tests/vm/check-vm
@@ -50,7 +60,8 @@ VM_ARGS = \
 	$(VM_BROKER_ARGS) \
 	--program tests/vm/guest-harness --test guest-harness=guest-harness \
 	--program tests/vm/guest-kernel --test guest-kernel=guest-kernel \
-	--program tests/vm/guest-broker --test guest-broker=guest-broker
+	--program tests/vm/guest-broker --test guest-broker=guest-broker \
+	--program tests/vm/guest-policy --test guest-policy=guest-policy
 
 check-vm: $(VM_GUESTS) daemon/vfiod
 	$(srcdir)/tests/vm/run-vm.sh --out $(VM_OUT) $(VM_ARGS)
