@@ -32,5 +32,7 @@ client-lib/libvfiod.pc: $(srcdir)/client-lib/libvfiod.pc.in Makefile
 bin_PROGRAMS += client-lib/vfioctl
 client_lib_vfioctl_SOURCES = client-lib/vfioctl.c client-lib/json.c client-lib/json.h
 client_lib_vfioctl_LDADD = client-lib/libvfiod.la
+# check-config runs vfiod from here when it is not on $PATH.
+client_lib_vfioctl_CFLAGS = $(AM_CFLAGS) -DVFIOD_PATH='"$(sbindir)/vfiod"'
 
 dist_man_MANS += man/vfioctl.1 man/libvfiod.3
