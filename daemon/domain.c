@@ -60,6 +60,7 @@ static void view_put(struct vfiod_domain *d, struct vfiod_memfd_view *v)
                 return;
         if (munmap(v->addr, v->size) < 0)
                 log_warning("domain %" PRIu64 ": munmap of a memfd view failed: %m", d->id);
+        safe_close(v->fd);
         list_remove(&v->link);
         free(v);
 }
@@ -98,9 +99,10 @@ void vfiod_domain_free(struct vfiod_domain *domain)
         free(domain);
 }
 
+static void read_iommu_info(struct vfiod_domain *d);
+
 int vfiod_domain_attach(struct vfiod_domain *d, int group_fd, struct vfiod_error *err)
 {
-        struct kvfio_iommu_info *info = NULL;
         int r;
 
         r = kvfio_group_set_container(group_fd, d->container_fd);
@@ -117,6 +119,15 @@ int vfiod_domain_attach(struct vfiod_domain *d, int group_fd, struct vfiod_error
                                        kvfio_iommu_model_name(d->model), d->id, strerror(-r));
         }
         d->model_set = true;
+        read_iommu_info(d);
+        return 0;
+}
+
+/* The IOMMU's page size and valid IOVA ranges, once the model is set. */
+static void read_iommu_info(struct vfiod_domain *d)
+{
+        struct kvfio_iommu_info *info = NULL;
+
         free(d->iova_ranges);
         d->iova_ranges = NULL;
         d->n_iova_ranges = 0;
@@ -136,7 +147,6 @@ int vfiod_domain_attach(struct vfiod_domain *d, int group_fd, struct vfiod_error
                 }
                 kvfio_iommu_info_free(info);
         }
-        return 0;
 }
 
 void vfiod_domain_detached_last(struct vfiod_domain *d)
@@ -308,7 +318,7 @@ static struct vfiod_memfd_view *view_get(struct vfiod_domain *d, const struct vf
                                          size_t index, struct vfiod_error *err)
 {
         struct vfiod_memfd_view *v;
-        int prot = PROT_READ | (m->writable ? PROT_WRITE : 0);
+        int prot = PROT_READ | (m->writable ? PROT_WRITE : 0), fd;
         void *addr;
 
         list_for_each_safe(v, it, &d->views, struct vfiod_memfd_view, link)
@@ -324,10 +334,19 @@ static struct vfiod_memfd_view *view_get(struct vfiod_domain *d, const struct vf
                 vfiod_error_set(err, ENOMEM, "out of memory");
                 return NULL;
         }
+        /* The daemon keeps the memfd while it is mapped: a restart maps it again. */
+        fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0) {
+                vfiod_error_set(err, errno == EMFILE ? ENOSPC : ENOMEM,
+                                "range %zu: cannot keep memfd %u: %m", index, m->fd_index);
+                free(v);
+                return NULL;
+        }
         addr = mmap(NULL, hi - lo, prot, MAP_SHARED, m->fd, (off_t)lo);
         if (addr == MAP_FAILED) {
                 vfiod_error_set(err, errno == EACCES || errno == EPERM ? EACCES : EINVAL,
                                 "range %zu: cannot mmap memfd %u: %m", index, m->fd_index);
+                safe_close(fd);
                 free(v);
                 return NULL;
         }
@@ -337,7 +356,9 @@ static struct vfiod_memfd_view *view_get(struct vfiod_domain *d, const struct vf
                                        .offset = lo,
                                        .size = hi - lo,
                                        .addr = addr,
-                                       .refs = 1};
+                                       .refs = 1,
+                                       .fd = fd,
+                                       .id = ++d->next_view_id};
         list_add_tail(&d->views, &v->link);
         return v;
 }
@@ -590,4 +611,125 @@ int vfiod_domain_unmap_everything(struct vfiod_domain *d)
                                  d->id, bytes);
         }
         return failures;
+}
+
+/* ---- restart ------------------------------------------------------------------------------ */
+
+int vfiod_domain_adopt_take(int container_fd, uint64_t id, int model, bool model_set,
+                            struct vfiod_usage *usage, struct vfiod_domain **ret)
+{
+        struct vfiod_domain *d = calloc(1, sizeof(*d));
+        int r;
+
+        if (!d) {
+                safe_close(container_fd);
+                return -ENOMEM;
+        }
+        list_init(&d->link);
+        list_init(&d->views);
+        d->id = id;
+        d->usage = usage;
+        /* From here on the container fd is the domain's. */
+        d->container_fd = container_fd;
+        d->model = model;
+        d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
+        r = kvfio_container_check_extension(container_fd, VFIO_UNMAP_ALL);
+        d->unmap_all = r > 0;
+        d->model_set = model_set;
+        if (model_set)
+                read_iommu_info(d);
+        usage->domains++;
+        *ret = d;
+        return 0;
+}
+
+int vfiod_domain_adopt_view_take(struct vfiod_domain *d, int memfd, uint64_t view_id, bool writable,
+                                 uint64_t offset, uint64_t size, struct vfiod_memfd_view **ret)
+{
+        struct vfiod_memfd_view *v;
+        struct stat st;
+        void *addr;
+
+        if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < offset + size ||
+            size == 0 || size > SIZE_MAX || offset > (uint64_t)INT64_MAX) {
+                safe_close(memfd);
+                return -EINVAL;
+        }
+        v = calloc(1, sizeof(*v));
+        if (!v) {
+                safe_close(memfd);
+                return -ENOMEM;
+        }
+        addr = mmap(NULL, size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, memfd,
+                    (off_t)offset);
+        if (addr == MAP_FAILED) {
+                int r = -errno;
+                safe_close(memfd);
+                free(v);
+                return r;
+        }
+        /* The memfd is the view's from here on. */
+        *v = (struct vfiod_memfd_view){.dev = st.st_dev,
+                                       .ino = st.st_ino,
+                                       .writable = writable,
+                                       .offset = offset,
+                                       .size = size,
+                                       .addr = addr,
+                                       .fd = memfd,
+                                       .id = view_id};
+        if (view_id > d->next_view_id)
+                d->next_view_id = view_id;
+        list_add_tail(&d->views, &v->link);
+        *ret = v;
+        return 0;
+}
+
+int vfiod_domain_adopt_mapping(struct vfiod_domain *d, struct vfiod_memfd_view *v, uint64_t iova,
+                               uint64_t size, uint64_t delta)
+{
+        struct vfiod_mapping *maps;
+        void *addr;
+        int r;
+
+        if (delta > v->size || size > v->size - delta)
+                return -EINVAL;
+        maps = realloc(d->maps, (d->n_maps + 1) * sizeof(*maps));
+        if (!maps)
+                return -ENOMEM;
+        d->maps = maps;
+        addr = v->addr + delta;
+        /*
+         * The IOMMU still maps the pinned pages; only the process address the kernel
+         * keeps is stale (the old process is gone). Invalidate it (a planned stop did
+         * already: EINVAL then) and give the new one.
+         */
+        if (kvfio_container_check_extension(d->container_fd, VFIO_UPDATE_VADDR) > 0) {
+                (void)kvfio_dma_invalidate_vaddr(d->container_fd, iova, size);
+                r = kvfio_dma_set_vaddr(d->container_fd, addr, iova, size);
+                if (r < 0)
+                        return r;
+        }
+        v->refs++;
+        d->maps[d->n_maps++] =
+            (struct vfiod_mapping){.iova = iova, .size = size, .addr = addr, .view = v};
+        qsort(d->maps, d->n_maps, sizeof(*d->maps), cmp_map);
+        d->pinned_bytes += size;
+        d->usage->pinned_bytes += size;
+        d->usage->mappings++;
+        return 0;
+}
+
+void vfiod_domain_invalidate_vaddrs(struct vfiod_domain *d)
+{
+        if (d->n_maps == 0 ||
+            kvfio_container_check_extension(d->container_fd, VFIO_UPDATE_VADDR) <= 0)
+                return;
+        for (size_t i = 0; i < d->n_maps; i++) {
+                int r =
+                    kvfio_dma_invalidate_vaddr(d->container_fd, d->maps[i].iova, d->maps[i].size);
+                if (r < 0)
+                        log_warning("domain %" PRIu64
+                                    ": invalidating the address of iova 0x%" PRIx64 " failed: %s",
+                                    d->id, d->maps[i].iova, strerror(-r));
+        }
 }

@@ -47,6 +47,8 @@ struct vfiod_memfd_view {
         uint64_t offset, size; /* the span of the file mapped */
         uint8_t *addr;
         size_t refs; /* mappings in it (and a MapDma in progress) */
+        int fd;      /* a duplicate of the memfd (owned), kept for the fd store */
+        uint64_t id; /* unique in the domain: names it in the fd store (daemon/state.h) */
 };
 
 struct vfiod_mapping {
@@ -71,6 +73,7 @@ struct vfiod_domain {
         struct vfiod_mapping *maps; /* sorted by iova, no overlaps */
         size_t n_maps;
         struct list views; /* struct vfiod_memfd_view the mappings lie in */
+        uint64_t next_view_id;
         uint64_t pinned_bytes;
         struct vfiod_usage *usage; /* the owner's counters (not owned) */
 };
@@ -134,3 +137,35 @@ int vfiod_domain_unmap(struct vfiod_domain *domain, const struct vfiod_iova *ran
  * failures (logged).
  */
 int vfiod_domain_unmap_everything(struct vfiod_domain *domain);
+
+/* ---- restart (daemon/state.c): a domain rebuilt from the fd store ----------------------- */
+
+/*
+ * A domain on a container fd kept in the fd store (taken: closed on failure
+ * too). model_set: a group is attached already (the IOMMU info is read
+ * again). Counts itself in usage->domains.
+ */
+int vfiod_domain_adopt_take(int container_fd, uint64_t id, int model, bool model_set,
+                            struct vfiod_usage *usage, struct vfiod_domain **ret);
+
+/*
+ * A view on a memfd kept in the fd store (taken: closed on failure too),
+ * mmapped again at a new address; it has no reference until a mapping is
+ * adopted into it. -EINVAL when the memfd is not the inode the state names.
+ */
+int vfiod_domain_adopt_view_take(struct vfiod_domain *domain, int memfd, uint64_t view_id,
+                                 bool writable, uint64_t offset, uint64_t size,
+                                 struct vfiod_memfd_view **ret);
+
+/*
+ * A mapping that is still in the IOMMU (the container was kept): it lies at
+ * delta in view. Its process address is replaced by the new mmap
+ * (kvfio_dma_invalidate_vaddr + kvfio_dma_set_vaddr) when the kernel has
+ * VFIO_UPDATE_VADDR; the pages stay pinned either way. Counts it in the
+ * domain and the owner's usage.
+ */
+int vfiod_domain_adopt_mapping(struct vfiod_domain *domain, struct vfiod_memfd_view *view,
+                               uint64_t iova, uint64_t size, uint64_t delta);
+
+/* Before a planned stop that keeps the fd store: invalidates every mapping's process address. */
+void vfiod_domain_invalidate_vaddrs(struct vfiod_domain *domain);
