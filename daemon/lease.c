@@ -113,6 +113,12 @@ static void arm_event(struct vfiod_lease_dev *dev, uint32_t index, int *fd, ev_i
         ev_io_start(l->client->server->loop, io);
 }
 
+void vfiod_lease_dev_arm_events(struct vfiod_lease_dev *dev)
+{
+        arm_event(dev, VFIO_PCI_REQ_IRQ_INDEX, &dev->req_fd, &dev->req_io, req_cb);
+        arm_event(dev, VFIO_PCI_ERR_IRQ_INDEX, &dev->err_fd, &dev->err_io, err_cb);
+}
+
 static void close_client_irq_fds(struct vfiod_lease_dev *dev, uint32_t index)
 {
         if (dev->trigger_fds[index])

@@ -117,6 +117,13 @@ void vfiod_lease_revoke(struct vfiod_lease *lease, Vfiod__ReleaseReason reason, 
  */
 bool vfiod_lease_policy_check(struct vfiod_lease *lease, const struct vfiod_policy *policy);
 
+/*
+ * Assigns the daemon's own eventfds to the device's REQ and ERR indexes (when
+ * it has them) and watches them; not fatal when it fails (logged). Acquire
+ * does it; a restart (daemon/state.c) does it again for a kept device fd.
+ */
+void vfiod_lease_dev_arm_events(struct vfiod_lease_dev *dev);
+
 /* The device of a lease by PCI address ("" or NULL = the acquired one). */
 struct vfiod_lease_dev *vfiod_lease_find_dev(struct vfiod_lease *lease, const char *bdf);
 
