@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "daemon/domain.h"
+#include "daemon/lease.h"
 #include "kernel/group.h"
 #include "tests/daemon/harness.h"
 #include "tests/testutil.h"
@@ -368,6 +369,35 @@ START_TEST(not_a_memfd_in_the_domain)
 }
 END_TEST
 
+/*
+ * A release that ends in quarantine (the holder kept its device fd) leaves
+ * the group attached to the domain's container: the domain must not take new
+ * mappings, or the kept device fd would reach them.
+ */
+START_TEST(quarantined_domain_takes_no_mapping)
+{
+        int mfd = h_memfd(PAGE, F_SEAL_SHRINK);
+        struct range r = {0, 0, 0x100000, PAGE};
+        char reason[256] = "";
+
+        start(NULL);
+        ck_assert_int_eq(map(domain, &r, 1, &mfd, 1, NULL), 0);
+        ck_assert_int_eq(unmap(domain, 0x100000, PAGE, NULL), 0);
+        /* lease_fds[0], the device fd, stays open across the release. */
+        ck_assert_int_eq(h_release(client_fd, lease), 0);
+        ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_QUARANTINED);
+        ck_assert_int_eq(map(domain, &r, 1, &mfd, 1, reason), EINVAL);
+        ck_assert_msg(strstr(reason, "has no device"), "%s", reason);
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        h_close_all(lease_fds, n_lease_fds);
+        n_lease_fds = 0;
+        vfiod_quarantine_check(H.server);
+        ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
+        close(mfd);
+        stop();
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("daemon-domain");
@@ -382,6 +412,7 @@ int main(void)
         tcase_add_test(tc, map_needs_a_brokered_domain);
         tcase_add_test(tc, not_a_memfd_over_the_wire);
         tcase_add_test(tc, not_a_memfd_in_the_domain);
+        tcase_add_test(tc, quarantined_domain_takes_no_mapping);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
