@@ -14,3 +14,10 @@ tests_hostile_test_hostile_CFLAGS = $(daemon_suite_cflags) \
 	-DVFIOD_FAKE_PATH='"$(abs_builddir)/tests/daemon/vfiod-fake"'
 tests_hostile_test_hostile_LDADD = tests/hostile/libhostile.la $(daemon_suite_libs)
 EXTRA_tests_hostile_test_hostile_DEPENDENCIES = tests/daemon/vfiod-fake
+
+# Fault injection through the fake ioctl layer, in-process (tests/daemon harness).
+check_PROGRAMS += tests/hostile/test-faults
+TESTS += tests/hostile/test-faults
+tests_hostile_test_faults_SOURCES = tests/hostile/test-faults.c
+tests_hostile_test_faults_CFLAGS = $(daemon_suite_cflags)
+tests_hostile_test_faults_LDADD = $(daemon_suite_libs)
