@@ -126,6 +126,17 @@ static void refuse_connection(int fd, const struct vfiod_config_limits *lim)
         (void)vfiod_msg_send(fd, &env, NULL, 0);
 }
 
+/* How long accepting pauses when the process is out of fds (or memory). */
+#define ACCEPT_PAUSE_MS 250
+
+static void accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+        struct vfiod_server *s = w->data;
+
+        if (s->listen_fd >= 0)
+                ev_io_start(loop, &s->accept_io);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
         struct vfiod_server *s = w->data;
@@ -133,10 +144,30 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         for (;;) {
                 int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
+                if (fd < 0 &&
+                    (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+                        /*
+                         * The connection stays in the backlog and the socket readable:
+                         * retrying at once would spin. Pause; say so once.
+                         */
+                        if (!s->accept_starved)
+                                log_warning("accept: %m; pausing new connections (%d ms at a "
+                                            "time) until this passes",
+                                            ACCEPT_PAUSE_MS);
+                        s->accept_starved = true;
+                        ev_io_stop(loop, &s->accept_io);
+                        ev_timer_set(&s->accept_pause, ACCEPT_PAUSE_MS / 1000.0, 0.);
+                        ev_timer_start(loop, &s->accept_pause);
+                        return;
+                }
                 if (fd < 0) {
                         if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                                 log_error("accept: %m");
                         return;
+                }
+                if (s->accept_starved) {
+                        log_notice("accept works again; taking new connections");
+                        s->accept_starved = false;
                 }
                 if (s->n_clients >= s->policy->limits.max_connections) {
                         struct vfiod_peer p = {0};
@@ -220,6 +251,8 @@ int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
         ev_prepare_start(loop, &s->reaper);
         ev_timer_init(&s->quarantine_timer, quarantine_cb, 0., 0.);
         s->quarantine_timer.data = s;
+        ev_timer_init(&s->accept_pause, accept_resume_cb, 0., 0.);
+        s->accept_pause.data = s;
         if (o->config_path && !(s->config_path = strdup(o->config_path))) {
                 vfiod_server_free(s);
                 return -ENOMEM;
@@ -249,6 +282,7 @@ void vfiod_server_free(struct vfiod_server *s)
                             vfiod_registry_count(s->devices, VFIOD_GROUP_QUARANTINED));
         ev_timer_stop(s->loop, &s->quarantine_timer);
         ev_prepare_stop(s->loop, &s->reaper);
+        ev_timer_stop(s->loop, &s->accept_pause);
         if (s->listen_fd >= 0)
                 ev_io_stop(s->loop, &s->accept_io);
         safe_close(s->listen_fd);

@@ -35,7 +35,9 @@ struct vfiod_server {
         struct ev_loop *loop;
         int listen_fd; /* owned; -1 when not listening */
         ev_io accept_io;
-        ev_prepare reaper; /* frees dead clients before the loop blocks */
+        ev_timer accept_pause; /* out of fds: accept_io stopped until it fires */
+        bool accept_starved;   /* said so in the log; cleared by the next accept */
+        ev_prepare reaper;     /* frees dead clients before the loop blocks */
         ev_timer quarantine_timer;
         struct vfiod_policy *policy; /* owned */
         char *config_path;

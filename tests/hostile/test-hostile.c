@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -30,6 +31,9 @@ static const char conf[] = "[Daemon]\n"
                            "[Device test]\n"
                            "Match=0000:00:01.0 0000:00:02.0\n"
                            "Users=1000 1001\n";
+
+/* RLIMIT_NOFILE of the daemon; 0 = inherited. */
+static rlim_t daemon_nofile;
 
 static void start_daemon(void)
 {
@@ -66,6 +70,12 @@ static void start_daemon(void)
 
                 if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
                         _exit(126);
+                if (daemon_nofile) {
+                        struct rlimit rl = {daemon_nofile, daemon_nofile};
+
+                        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                                _exit(125);
+                }
                 setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0 2=0000:00:02.0", 1);
                 unsetenv("LISTEN_FDS");
                 unsetenv("NOTIFY_SOCKET");
@@ -125,6 +135,74 @@ static void teardown(void)
         stop_daemon();
 }
 
+/* utime + stime of the daemon, in clock ticks. */
+static unsigned long daemon_cpu_ticks(void)
+{
+        char path[64], buf[1024], *p;
+        unsigned long ut = 0, st = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)HE.pid);
+        f = fopen(path, "re");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+        fclose(f);
+        /* After the command's ")": state is field 3, utime 14, stime 15. */
+        p = strrchr(buf, ')');
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq(
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st), 2);
+        return ut + st;
+}
+
+static long log_size(void)
+{
+        char path[4200];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/vfiod.log", H.root);
+        return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+static void setup_nofile(void)
+{
+        daemon_nofile = 24;
+        start_daemon();
+}
+
+/*
+ * Out of fds: connections it cannot accept wait in the backlog. The daemon
+ * must neither spin on the listening socket nor flood its log, must answer
+ * the clients it has, and must serve again once fds are free.
+ */
+START_TEST(test_nofile_accept)
+{
+        enum { N = 40 };
+        int fds[N], admin;
+        unsigned long t0, t1;
+        long log0, log1;
+
+        admin = hostile_connect(0, 0);
+        hostile_hello(admin);
+        for (int i = 0; i < N; i++)
+                fds[i] = hostile_connect(HE.uid, HE.gid);
+        usleep(200000);
+        t0 = daemon_cpu_ticks();
+        log0 = log_size();
+        sleep(1);
+        t1 = daemon_cpu_ticks();
+        log1 = log_size();
+        ck_assert_msg(t1 - t0 < (unsigned long)sysconf(_SC_CLK_TCK) / 5,
+                      "the daemon used %lu of %ld ticks in 1 s out of fds (spinning)", t1 - t0,
+                      sysconf(_SC_CLK_TCK));
+        ck_assert_msg(log1 - log0 < 4096, "the daemon logged %ld bytes in 1 s out of fds",
+                      log1 - log0);
+        for (int i = 0; i < N; i++)
+                close(fds[i]);
+        close(admin);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("hostile");
@@ -147,5 +225,12 @@ int main(void)
         tcase_set_timeout(kill, 60);
         hostile_add_kill_cases(kill);
         suite_add_tcase(s, kill);
+
+        tc = tcase_create("nofile");
+        tcase_add_checked_fixture(tc, setup_nofile, teardown);
+        testutil_tcase_fd_checked(tc);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_nofile_accept);
+        suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
