@@ -309,6 +309,32 @@ static int check_batch_disjoint(const struct vfiod_map_range *ranges, size_t n,
 }
 
 /*
+ * Faults the ranges in before they are pinned: a read fault maps a whole
+ * neighbourhood of pages at once (fault-around), the pin's write faults one
+ * page each. Consecutive ranges that are adjacent in the same view are done
+ * in one call; runs shorter than POPULATE_MIN are left to the pin (a call
+ * would cost more than it saves). Never beyond the ranges: a hole in the
+ * memfd would get memory. Best effort (before Linux 5.14: EINVAL).
+ */
+#define POPULATE_MIN (64 * 1024)
+
+static void populate(const struct vfiod_map_range *ranges, struct vfiod_memfd_view *const *view_of,
+                     size_t n)
+{
+#ifdef MADV_POPULATE_READ
+        for (size_t i = 0, j; i < n; i = j) {
+                uint64_t end = ranges[i].offset + ranges[i].size;
+
+                for (j = i + 1; j < n && view_of[j] == view_of[i] && ranges[j].offset == end; j++)
+                        end += ranges[j].size;
+                if (end - ranges[i].offset >= POPULATE_MIN)
+                        (void)madvise(view_of[i]->addr + (ranges[i].offset - view_of[i]->offset),
+                                      end - ranges[i].offset, MADV_POPULATE_READ);
+        }
+#endif
+}
+
+/*
  * A live view of the same memfd and protection that covers [lo, hi), with a
  * reference taken, or a new one (mmap) with one reference. NULL on failure
  * (err set).
@@ -462,6 +488,7 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
                                 view_of[j] = v;
         }
 
+        populate(ranges, view_of, n);
         for (done = 0; done < n; done++) {
                 const struct vfiod_map_range *m = &ranges[done];
                 struct vfiod_memfd_view *v = view_of[done];
@@ -469,14 +496,6 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
                     (m->readable ? KVFIO_DMA_READ : 0) | (m->writable ? KVFIO_DMA_WRITE : 0);
                 uint8_t *addr = v->addr + (m->offset - v->offset);
 
-#ifdef MADV_POPULATE_READ
-                /*
-                 * Fault the range in before pinning: a read fault maps a whole
-                 * neighbourhood of pages (fault-around), the pin's write faults
-                 * one page each. Best effort (older kernels: EINVAL).
-                 */
-                (void)madvise(addr, m->size, MADV_POPULATE_READ);
-#endif
                 r = kvfio_dma_map(d->container_fd, addr, m->iova, m->size, flags);
                 if (r < 0) {
                         r = vfiod_error_set(err, -r,
@@ -531,44 +550,48 @@ int vfiod_domain_unmap(struct vfiod_domain *d, const struct vfiod_iova *ranges, 
 
         if (n == 0)
                 return vfiod_error_set(err, EINVAL, "no ranges");
+        /* d->maps is sorted and disjoint: the mappings a range touches are consecutive. */
         for (size_t i = 0; i < n; i++) {
                 const struct vfiod_iova *u = &ranges[i];
-                bool any = false;
+                size_t j;
 
                 if (u->size == 0 || u->iova + (u->size - 1) < u->iova)
                         return vfiod_error_set(err, EINVAL,
                                                "range %zu: iova 0x%" PRIx64 "+0x%" PRIx64
                                                " is empty or overflows",
                                                i, u->iova, u->size);
-                for (size_t j = 0; j < d->n_maps; j++) {
+                j = first_map_from(d, u->iova);
+                if (j == d->n_maps || !overlaps(u->iova, u->size, d->maps[j].iova, d->maps[j].size))
+                        return vfiod_error_set(err, ENOENT,
+                                               "range %zu: nothing is mapped at iova 0x%" PRIx64
+                                               "+0x%" PRIx64,
+                                               i, u->iova, u->size);
+                for (;
+                     j < d->n_maps && overlaps(u->iova, u->size, d->maps[j].iova, d->maps[j].size);
+                     j++) {
                         const struct vfiod_mapping *m = &d->maps[j];
 
-                        if (!overlaps(u->iova, u->size, m->iova, m->size))
-                                continue;
                         if (m->iova < u->iova || m->iova + (m->size - 1) > u->iova + (u->size - 1))
                                 return vfiod_error_set(err, EINVAL,
                                                        "range %zu: iova 0x%" PRIx64 "+0x%" PRIx64
                                                        " would split the mapping at 0x%" PRIx64
                                                        "+0x%" PRIx64,
                                                        i, u->iova, u->size, m->iova, m->size);
-                        any = true;
                 }
-                if (!any)
-                        return vfiod_error_set(err, ENOENT,
-                                               "range %zu: nothing is mapped at iova 0x%" PRIx64
-                                               "+0x%" PRIx64,
-                                               i, u->iova, u->size);
         }
-        for (size_t i = 0; i < n; i++)
-                for (size_t j = d->n_maps; j-- > 0;) {
-                        const struct vfiod_mapping *m = &d->maps[j];
+        for (size_t i = 0; i < n; i++) {
+                size_t j = first_map_from(d, ranges[i].iova), k = j;
 
-                        if (!overlaps(ranges[i].iova, ranges[i].size, m->iova, m->size))
-                                continue;
+                while (k < d->n_maps &&
+                       overlaps(ranges[i].iova, ranges[i].size, d->maps[k].iova, d->maps[k].size))
+                        k++;
+                /* Last first: each drop then moves only the mappings after the run. */
+                while (k-- > j) {
                         count++;
-                        bytes += m->size;
-                        mapping_drop(d, j, true);
+                        bytes += d->maps[k].size;
+                        mapping_drop(d, k, true);
                 }
+        }
         *ret_unmapped = count;
         *ret_bytes = bytes;
         return 0;
