@@ -103,8 +103,9 @@ for the throughput row; rounds alternate which side goes first):
   Same edu device, same pages; the guest runs under TCG.
 - 256 ranges: one MapDma of 256 x 4 KiB ranges + one UnmapDma of the 256,
   vs 256 MAP_DMA + 256 UNMAP_DMA ioctls; reported as throughput.
-- Acquire+Release: vfiod_acquire(DIRECT) + closing its 3 fds +
-  vfiod_release() vs open container, open group, SET_CONTAINER, SET_IOMMU,
+- Acquire+Release: vfiod_acquire(DIRECT) into a new domain + closing its
+  3 fds + vfiod_release() + vfiod_destroy_domain() vs open container, open
+  group, SET_CONTAINER, SET_IOMMU,
   GET_DEVICE_FD, VFIO_DEVICE_RESET, close all. Reset INCLUDED in both (the
   kernel also resets the device at its first open and last close, both
   sides); vfiod's release also sanitizes the group (see vfiod(8)).
