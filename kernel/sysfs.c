@@ -18,9 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PCI_DEVICES_DIR "sys/bus/pci/devices"
-#define PCI_DIR         "sys/bus/pci"
-#define IOMMU_GROUPS    "sys/kernel/iommu_groups"
+#define PCI_DEVICES_DIR  "sys/bus/pci/devices"
+#define PCI_DIR          "sys/bus/pci"
+#define IOMMU_GROUPS     "sys/kernel/iommu_groups"
+#define MDEV_DEVICES_DIR "sys/bus/mdev/devices"
 
 /* ---- addresses ---------------------------------------------------------- */
 
@@ -117,6 +118,51 @@ int kvfio_pci_addr_compare(const struct kvfio_pci_addr *a, const struct kvfio_pc
 }
 
 /* ---- small file helpers ------------------------------------------------- */
+
+int kvfio_mdev_uuid_normalize(const char *text, char ret_uuid[static KVFIO_UUID_MAX])
+{
+        static const int groups[] = {8, 4, 4, 4, 12};
+        char buf[KVFIO_UUID_MAX];
+        size_t k = 0;
+
+        if (!text)
+                return -EINVAL;
+        for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
+                if (g > 0) {
+                        if (text[k] != '-')
+                                return -EINVAL;
+                        buf[k] = '-';
+                        k++;
+                }
+                for (int i = 0; i < groups[g]; i++, k++) {
+                        int v = hexval(text[k]);
+
+                        if (v < 0)
+                                return -EINVAL;
+                        buf[k] = "0123456789abcdef"[v];
+                }
+        }
+        if (text[k] != '\0')
+                return -EINVAL;
+        buf[k] = '\0';
+        memcpy(ret_uuid, buf, sizeof(buf));
+        return 0;
+}
+
+int kvfio_dev_name_normalize(const char *text, char ret_name[static KVFIO_NAME_MAX])
+{
+        char bdf[KVFIO_BDF_MAX], uuid[KVFIO_UUID_MAX];
+
+        if (kvfio_pci_addr_normalize(text, bdf) == 0) {
+                memcpy(ret_name, bdf, sizeof(bdf));
+                return 0;
+        }
+        if (kvfio_mdev_uuid_normalize(text, uuid) == 0) {
+                memcpy(ret_name, uuid, sizeof(uuid));
+                return 0;
+        }
+        return -EINVAL;
+}
 
 /* Copies src into dst of size bytes, truncating; always NUL-terminated. */
 static void copy_trunc(char *dst, size_t size, const char *src)
@@ -357,6 +403,90 @@ err_bad:
         return r == -ENOMEM ? r : -EBADMSG;
 }
 
+/*
+ * The name of the folder that holds the device folder entry `name` of
+ * dirfd links to ("../../../devices/virtual/mdma/mdma/<uuid>" -> "mdma");
+ * "" when the entry is no link or its target has no such component.
+ */
+static void read_link_parent_at(int dirfd, const char *name, char *buf, size_t size)
+{
+        char target[PATH_MAX];
+        char *last, *prev;
+        ssize_t n;
+
+        buf[0] = '\0';
+        n = readlinkat(dirfd, name, target, sizeof(target) - 1);
+        if (n <= 0)
+                return;
+        target[n] = '\0';
+        last = strrchr(target, '/');
+        if (!last)
+                return;
+        *last = '\0';
+        prev = strrchr(target, '/');
+        prev = prev ? prev + 1 : target;
+        if (strcmp(prev, "..") != 0 && strcmp(prev, ".") != 0)
+                copy_trunc(buf, size, prev);
+}
+
+/*
+ * Reads mdev `name` (a folder or link below dirfd whose name is a UUID) into
+ * *dev. -ENODEV: no such folder.
+ */
+static int read_mdev_at(int dirfd, const char *name, struct kvfio_pci_dev *dev)
+{
+        char uuid[KVFIO_UUID_MAX], group[32];
+        int fd;
+
+        if (kvfio_mdev_uuid_normalize(name, uuid) < 0)
+                return -EINVAL;
+        fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT || errno == ENOTDIR ? -ENODEV : -errno;
+        memset(dev, 0, sizeof(*dev));
+        memcpy(dev->bdf, uuid, sizeof(uuid));
+        dev->mdev = true;
+        read_link_parent_at(dirfd, name, dev->parent, sizeof(dev->parent));
+        if (read_link_base_at(fd, "driver", dev->driver, sizeof(dev->driver)) < 0)
+                dev->driver[0] = '\0';
+        if (read_link_base_at(fd, "mdev_type", dev->mdev_type, sizeof(dev->mdev_type)) < 0)
+                dev->mdev_type[0] = '\0';
+        dev->iommu_group = -1;
+        if (read_link_base_at(fd, "iommu_group", group, sizeof(group)) == 0)
+                dev->iommu_group = parse_group(group);
+        close(fd);
+        return 0;
+}
+
+int kvfio_mdev_dev_read(const char *root, const char *uuid, struct kvfio_pci_dev *ret_dev)
+{
+        char name[KVFIO_UUID_MAX];
+        struct kvfio_pci_dev dev;
+        int devices_fd, r;
+
+        if (!ret_dev || kvfio_mdev_uuid_normalize(uuid, name) < 0)
+                return -EINVAL;
+        devices_fd = open_root_dir(root, MDEV_DEVICES_DIR);
+        if (devices_fd < 0)
+                return devices_fd == -ENOENT ? -ENODEV : devices_fd;
+        /* sysfs names the entry as it was created: lower case (mdev_device_create's %pUl). */
+        r = read_mdev_at(devices_fd, name, &dev);
+        close(devices_fd);
+        if (r < 0)
+                return r;
+        *ret_dev = dev;
+        return 0;
+}
+
+int kvfio_dev_read(const char *root, const char *name, struct kvfio_pci_dev *ret_dev)
+{
+        char uuid[KVFIO_UUID_MAX];
+
+        if (name && kvfio_mdev_uuid_normalize(name, uuid) == 0)
+                return kvfio_mdev_dev_read(root, uuid, ret_dev);
+        return kvfio_pci_dev_read(root, name, ret_dev);
+}
+
 int kvfio_pci_dev_read(const char *root, const char *bdf, struct kvfio_pci_dev *ret_dev)
 {
         struct kvfio_pci_addr addr;
@@ -380,10 +510,15 @@ int kvfio_pci_dev_read(const char *root, const char *bdf, struct kvfio_pci_dev *
 
 /* ---- lists -------------------------------------------------------------- */
 
+/* PCI devices by address, then mdevs by UUID. */
 static int dev_cmp(const void *a, const void *b)
 {
         const struct kvfio_pci_dev *x = a, *y = b;
 
+        if (x->mdev != y->mdev)
+                return x->mdev ? 1 : -1;
+        if (x->mdev)
+                return strcmp(x->bdf, y->bdf);
         return kvfio_pci_addr_compare(&x->addr, &y->addr);
 }
 
@@ -431,7 +566,8 @@ static void list_finish(struct kvfio_pci_list *list)
 
 /*
  * Reads every entry of dir_fd (consumed: closed here) as a device found in
- * devices_fd, into a new list.
+ * devices_fd, into a new list; an entry named by a UUID is read as an mdev
+ * through dir_fd itself.
  */
 static int list_from_dir_take(int dir_fd, int devices_fd, struct kvfio_pci_list **ret_list)
 {
@@ -453,6 +589,7 @@ static int list_from_dir_take(int dir_fd, int devices_fd, struct kvfio_pci_list 
         }
         /* From here on the fd belongs to d. */
         for (;;) {
+                char uuid[KVFIO_UUID_MAX];
                 struct kvfio_pci_addr addr;
                 struct kvfio_pci_dev dev;
 
@@ -467,11 +604,12 @@ static int list_from_dir_take(int dir_fd, int devices_fd, struct kvfio_pci_list 
                 }
                 if (de->d_name[0] == '.')
                         continue;
-                if (kvfio_pci_addr_parse(de->d_name, &addr) < 0) {
-                        list->n_skipped++;
-                        continue;
-                }
-                r = read_dev_at(devices_fd, de->d_name, &addr, &dev);
+                if (kvfio_pci_addr_parse(de->d_name, &addr) == 0)
+                        r = read_dev_at(devices_fd, de->d_name, &addr, &dev);
+                else if (kvfio_mdev_uuid_normalize(de->d_name, uuid) == 0)
+                        r = read_mdev_at(dirfd(d), de->d_name, &dev);
+                else
+                        r = -EBADMSG;
                 if (r == -ENOMEM)
                         goto err_closedir;
                 if (r < 0) {
@@ -518,14 +656,86 @@ out:
         return r;
 }
 
+int kvfio_mdev_discover(const char *root, struct kvfio_pci_list **ret_list)
+{
+        struct kvfio_pci_list *empty;
+        int devices_fd, dir_fd, r;
+
+        if (!root || !*root || !ret_list)
+                return -EINVAL;
+        devices_fd = open_root_dir(root, MDEV_DEVICES_DIR);
+        if (devices_fd == -ENOENT) {
+                empty = calloc(1, sizeof(*empty));
+                if (!empty)
+                        return -ENOMEM;
+                *ret_list = empty;
+                return 0;
+        }
+        if (devices_fd < 0)
+                return devices_fd;
+        dir_fd = fcntl(devices_fd, F_DUPFD_CLOEXEC, 3);
+        if (dir_fd < 0) {
+                r = -errno;
+                goto out;
+        }
+        r = list_from_dir_take(dir_fd, devices_fd, ret_list);
+out:
+        close(devices_fd);
+        return r;
+}
+
+int kvfio_dev_discover(const char *root, struct kvfio_pci_list **ret_list)
+{
+        struct kvfio_pci_list *pci = NULL, *mdevs = NULL;
+        struct kvfio_pci_dev *all;
+        int r;
+
+        if (!ret_list)
+                return -EINVAL;
+        r = kvfio_pci_discover(root, &pci);
+        if (r < 0)
+                return r;
+        r = kvfio_mdev_discover(root, &mdevs);
+        if (r < 0)
+                goto err;
+        if (mdevs->n) {
+                all = reallocarray(pci->devs, pci->n + mdevs->n, sizeof(*all));
+                if (!all) {
+                        r = -ENOMEM;
+                        goto err;
+                }
+                memcpy(all + pci->n, mdevs->devs, mdevs->n * sizeof(*all));
+                pci->devs = all;
+                pci->n += mdevs->n;
+        }
+        pci->n_skipped += mdevs->n_skipped;
+        kvfio_pci_list_free(mdevs);
+        *ret_list = pci;
+        return 0;
+err:
+        kvfio_pci_list_free(mdevs);
+        kvfio_pci_list_free(pci);
+        return r;
+}
+
 const struct kvfio_pci_dev *kvfio_pci_list_find(const struct kvfio_pci_list *list, const char *bdf)
 {
+        char uuid[KVFIO_UUID_MAX];
         struct kvfio_pci_addr addr;
         size_t lo = 0, hi;
 
+        if (list && bdf && kvfio_mdev_uuid_normalize(bdf, uuid) == 0) {
+                for (size_t i = 0; i < list->n; i++)
+                        if (list->devs[i].mdev && strcmp(list->devs[i].bdf, uuid) == 0)
+                                return &list->devs[i];
+                return NULL;
+        }
         if (!list || kvfio_pci_addr_parse(bdf, &addr) < 0)
                 return NULL;
+        /* The PCI devices come first, sorted; mdevs (if any) after them. */
         hi = list->n;
+        while (hi > 0 && list->devs[hi - 1].mdev)
+                hi--;
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
                 int c = kvfio_pci_addr_compare(&list->devs[mid].addr, &addr);
@@ -590,6 +800,7 @@ struct member {
         char name[256];
         struct kvfio_pci_addr addr;
         bool is_pci;
+        bool is_mdev;
 };
 
 static int member_cmp(const void *a, const void *b)
@@ -643,6 +854,12 @@ static int read_members_take(int dir_fd, struct member **ret, size_t *ret_n)
                 }
                 copy_trunc(m[n].name, sizeof(m[n].name), de->d_name);
                 m[n].is_pci = kvfio_pci_addr_parse(de->d_name, &m[n].addr) == 0;
+                {
+                        char uuid[KVFIO_UUID_MAX];
+
+                        m[n].is_mdev =
+                            !m[n].is_pci && kvfio_mdev_uuid_normalize(de->d_name, uuid) == 0;
+                }
                 n++;
         }
         closedir(d);
@@ -669,7 +886,7 @@ static bool is_vfio_pci_driver(const char *name)
 
 static bool driver_allowed(const struct kvfio_pci_dev *dev)
 {
-        return dev->driver[0] == '\0' || is_vfio_pci_driver(dev->driver) ||
+        return dev->mdev || dev->driver[0] == '\0' || is_vfio_pci_driver(dev->driver) ||
                strcmp(dev->driver, "pci-stub") == 0 || strcmp(dev->driver, "pcieport") == 0 ||
                kvfio_pci_dev_is_bridge(dev);
 }
@@ -711,6 +928,9 @@ int kvfio_iommu_group_viable(const char *root, int group, struct kvfio_group_via
                 r = -ENODEV;
                 if (m[i].is_pci && devices_fd >= 0)
                         r = read_dev_at(devices_fd, m[i].name, &m[i].addr, &dev);
+                /* An mdev is the VFIO device itself, bound to its vendor's driver. */
+                if (m[i].is_mdev)
+                        r = read_mdev_at(members_fd, m[i].name, &dev);
                 if (r == -ENOMEM)
                         goto out_devices;
                 if (r == 0 && driver_allowed(&dev))

@@ -13,6 +13,13 @@
  *   ROOT/sys/kernel/iommu_groups/<N>/devices/<BDF>
  *   ROOT/sys/bus/pci/drivers/<name>/{bind,unbind}
  *   ROOT/sys/bus/pci/drivers_probe
+ *   ROOT/sys/bus/mdev/devices/<UUID>            -> .../<parent>/<UUID>
+ *   ROOT/sys/bus/mdev/devices/<UUID>/{driver,iommu_group,mdev_type} (links)
+ *
+ * A mediated device (mdev) is named by its UUID, always handled in lower
+ * case ("6d646d61-0000-4000-8000-000000000001"). Its vendor, device and class
+ * live in its emulated config space, not in sysfs: they read 0. An mdev bound
+ * to its vendor driver is itself the VFIO device.
  *
  * A PCI address ("BDF") is always handled in its normalised form
  * "dddd:bb:ss.f" (lower-case hex, domain at least 4 digits), for example
@@ -35,6 +42,10 @@
 
 /* Room for a normalised PCI address plus NUL ("fffffff:ff:1f.7" fits). */
 #define KVFIO_BDF_MAX 16
+/* Room for a device name: a normalised PCI address or an mdev UUID, plus NUL. */
+#define KVFIO_NAME_MAX 40
+/* Room for an mdev UUID plus NUL. */
+#define KVFIO_UUID_MAX 37
 /* Room for a driver name plus NUL; longer names are rejected (-ENAMETOOLONG). */
 #define KVFIO_DRIVER_MAX 64
 
@@ -75,13 +86,17 @@ int kvfio_pci_addr_compare(const struct kvfio_pci_addr *a, const struct kvfio_pc
 
 /* One PCI device as sysfs shows it. */
 struct kvfio_pci_dev {
-        char bdf[KVFIO_BDF_MAX]; /* normalised address */
+        char bdf[KVFIO_NAME_MAX]; /* normalised address, or an mdev's UUID */
         struct kvfio_pci_addr addr;
         uint16_t vendor, device;
         uint16_t subvendor, subdevice; /* 0 when the files are missing or unreadable */
         uint32_t class;                /* 24-bit class code, e.g. 0x060400 */
         char driver[KVFIO_DRIVER_MAX]; /* "" if bound to no driver */
         int iommu_group;               /* -1 if the device has no IOMMU group */
+        /* Mediated devices (bdf is the UUID, addr and the ids are 0): */
+        bool mdev;
+        char mdev_type[KVFIO_DRIVER_MAX]; /* the mdev_type link's last component, "mdma-1" */
+        char parent[KVFIO_DRIVER_MAX];    /* the parent device's name, "" when unknown */
 };
 
 /* A set of devices, sorted by address, no duplicates. */
@@ -126,13 +141,48 @@ int kvfio_pci_discover(const char *root, struct kvfio_pci_list **ret_list);
  */
 int kvfio_pci_dev_read(const char *root, const char *bdf, struct kvfio_pci_dev *ret_dev);
 
+/*
+ * Parses an mdev UUID (8-4-4-4-12 hex digits of either case, no surrounding
+ * white space) and writes it in lower case to ret_uuid. -EINVAL otherwise.
+ */
+int kvfio_mdev_uuid_normalize(const char *text, char ret_uuid[static KVFIO_UUID_MAX]);
+
+/*
+ * Normalises a device name: a PCI address (kvfio_pci_addr_normalize()) or an
+ * mdev UUID (kvfio_mdev_uuid_normalize()). -EINVAL when it is neither.
+ */
+int kvfio_dev_name_normalize(const char *text, char ret_name[static KVFIO_NAME_MAX]);
+
+/*
+ * Lists every mediated device under ROOT/sys/bus/mdev/devices, sorted by
+ * UUID: mdev true, driver and iommu_group as for PCI devices, mdev_type from
+ * the mdev_type link, parent from the entry's link target (the folder that
+ * holds the device's folder). An entry whose name is not a UUID is skipped
+ * and counted. No mdev bus folder (module mdev not loaded) is an empty list.
+ * -EINVAL: bad arguments; -ENOTDIR: the folder is not one.
+ */
+int kvfio_mdev_discover(const char *root, struct kvfio_pci_list **ret_list);
+
+/* Reads one mdev. -EINVAL: not a UUID; -ENODEV: no such mdev. */
+int kvfio_mdev_dev_read(const char *root, const char *uuid, struct kvfio_pci_dev *ret_dev);
+
+/*
+ * Every device vfiod can offer: the PCI devices (kvfio_pci_discover(), whose
+ * errors it returns) followed by the mdevs (kvfio_mdev_discover()).
+ */
+int kvfio_dev_discover(const char *root, struct kvfio_pci_list **ret_list);
+
+/* Reads a PCI device or an mdev by name (kvfio_dev_name_normalize()). */
+int kvfio_dev_read(const char *root, const char *name, struct kvfio_pci_dev *ret_dev);
+
 /* Frees a list from kvfio_pci_discover() or kvfio_iommu_group_members(); NULL is fine. */
 void kvfio_pci_list_free(struct kvfio_pci_list *list);
 
 /*
  * Finds a device by address (any form kvfio_pci_addr_parse() accepts) by
- * binary search. Returns a pointer into list (valid until the list is freed),
- * or NULL if list or bdf is NULL, bdf is malformed, or there is no such device.
+ * binary search over the PCI devices, or an mdev by UUID (any case). Returns a pointer into list
+ * (valid until the list is freed), or NULL if list or bdf is NULL, bdf is malformed, or there is no
+ * such device.
  */
 const struct kvfio_pci_dev *kvfio_pci_list_find(const struct kvfio_pci_list *list, const char *bdf);
 
@@ -142,9 +192,10 @@ bool kvfio_pci_dev_is_bridge(const struct kvfio_pci_dev *dev);
 /*
  * Lists the members of IOMMU group `group` (the entries of
  * ROOT/sys/kernel/iommu_groups/N/devices), each read like kvfio_pci_discover() does, sorted by
- * address. A member that is not a PCI address or cannot be read is left out and counted in
- * n_skipped. Free with kvfio_pci_list_free(). -EINVAL: bad arguments or group < 0; -ENOENT: no such
- * group.
+ * address; mdev members (a UUID) are read through the group's own entry and follow the PCI
+ * ones. A member that is neither a PCI address nor a UUID or cannot be read is left out and counted
+ * in n_skipped. Free with kvfio_pci_list_free(). -EINVAL: bad arguments or group < 0; -ENOENT: no
+ * such group.
  */
 int kvfio_iommu_group_members(const char *root, int group, struct kvfio_pci_list **ret_list);
 
@@ -162,8 +213,8 @@ struct kvfio_group_viability {
  * kernel's rule: every member is bound to vfio-pci (or a vendor variant of
  * it, a driver named "*_vfio_pci" such as mlx5_vfio_pci) or pci-stub, or to
  * no driver, or is a PCI bridge (class 0x0604xx/0x0609xx, any driver), or is
- * bound to pcieport. The first member (in address order) that breaks the rule
- * is named in culprit/culprit_driver. A member that is not a PCI device, or
+ * bound to pcieport, or is an mdev (the VFIO device itself). The first member (in address order)
+ * that breaks the rule is named in culprit/culprit_driver. A member that is not a PCI device, or
  * whose files cannot be read, makes the group non-viable (culprit = its name,
  * culprit_driver = its driver link or ""): nothing proves it is safe.
  *

@@ -699,6 +699,184 @@ START_TEST(test_group_viable)
 }
 END_TEST
 
+/* ---- mediated devices ----------------------------------------------------- */
+
+/*
+ * Adds an mdev as the kernel lays it out: its folder under its parent's,
+ * sys/bus/mdev/devices/<uuid> linking there, driver/mdev_type/iommu_group
+ * links, and the group's entry linking to the folder.
+ */
+static void add_mdev(const char *uuid, const char *parent, const char *type, const char *driver,
+                     int group)
+{
+        char rel[512], target[PATH_MAX];
+
+        snprintf(rel, sizeof(rel), "sys/devices/virtual/%s/%s/%s", parent, parent, uuid);
+        mkdirs(rel);
+        mkdirs("sys/bus/mdev/devices");
+        snprintf(target, sizeof(target), "../../../devices/virtual/%s/%s/%s", parent, parent, uuid);
+        snprintf(rel, sizeof(rel), "sys/bus/mdev/devices/%s", uuid);
+        link_at(target, rel);
+        snprintf(target, sizeof(target), "../mdev_supported_types/%s", type);
+        snprintf(rel, sizeof(rel), "sys/devices/virtual/%s/%s/%s/mdev_type", parent, parent, uuid);
+        link_at(target, rel);
+        if (driver) {
+                snprintf(target, sizeof(target), "../../../../../bus/mdev/drivers/%s", driver);
+                snprintf(rel, sizeof(rel), "sys/devices/virtual/%s/%s/%s/driver", parent, parent,
+                         uuid);
+                link_at(target, rel);
+        }
+        if (group >= 0) {
+                snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices", group);
+                mkdirs(rel);
+                snprintf(target, sizeof(target), "%s/%s/.keep", root, rel);
+                unlink(target);
+                snprintf(target, sizeof(target), "../../../../devices/virtual/%s/%s/%s", parent,
+                         parent, uuid);
+                snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, uuid);
+                link_at(target, rel);
+                snprintf(target, sizeof(target), "../../../../../kernel/iommu_groups/%d", group);
+                snprintf(rel, sizeof(rel), "sys/devices/virtual/%s/%s/%s/iommu_group", parent,
+                         parent, uuid);
+                link_at(target, rel);
+        }
+}
+
+#define UUID_A "6d646d61-0000-4000-8000-00000000000a"
+#define UUID_B "6d646d61-0000-4000-8000-00000000000b"
+
+START_TEST(test_uuid_normalize)
+{
+        char u[KVFIO_UUID_MAX], n[KVFIO_NAME_MAX];
+
+        ck_assert_int_eq(kvfio_mdev_uuid_normalize("6D646D61-0000-4000-8000-00000000000A", u), 0);
+        ck_assert_str_eq(u, UUID_A);
+        ck_assert_int_eq(kvfio_mdev_uuid_normalize(UUID_B, u), 0);
+        ck_assert_str_eq(u, UUID_B);
+        memset(u, 'x', sizeof(u));
+        ck_assert_int_eq(kvfio_mdev_uuid_normalize(UUID_A " ", u), -EINVAL);
+        ck_assert_int_eq(kvfio_mdev_uuid_normalize("6d646d61-0000-4000-8000-00000000000", u),
+                         -EINVAL);
+        ck_assert_int_eq(kvfio_mdev_uuid_normalize("6d646d610000-4000-8000-00000000000a0", u),
+                         -EINVAL);
+        ck_assert_int_eq(kvfio_mdev_uuid_normalize("6d646d61-0000-4000-8000-00000000000g", u),
+                         -EINVAL);
+        ck_assert_int_eq(kvfio_mdev_uuid_normalize("", u), -EINVAL);
+        ck_assert_int_eq(kvfio_mdev_uuid_normalize(NULL, u), -EINVAL);
+        ck_assert_int_eq(u[0], 'x'); /* untouched */
+
+        ck_assert_int_eq(kvfio_dev_name_normalize("00:1F.7", n), 0);
+        ck_assert_str_eq(n, "0000:00:1f.7");
+        ck_assert_int_eq(kvfio_dev_name_normalize("6D646D61-0000-4000-8000-00000000000B", n), 0);
+        ck_assert_str_eq(n, UUID_B);
+        ck_assert_int_eq(kvfio_dev_name_normalize("mdma-1", n), -EINVAL);
+        ck_assert_int_eq(kvfio_dev_name_normalize(NULL, n), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_mdev_discover)
+{
+        struct kvfio_pci_list *list = NULL;
+        struct kvfio_pci_dev d;
+
+        /* no mdev bus: no mdevs, not an error */
+        add_dev("0000:00:04.0", "0x020000\n", "vfio-pci", 4);
+        ck_assert_int_eq(kvfio_mdev_discover(root, &list), 0);
+        ck_assert_uint_eq(list->n, 0);
+        kvfio_pci_list_free(list);
+        ck_assert_int_eq(kvfio_mdev_dev_read(root, UUID_A, &d), -ENODEV);
+
+        add_mdev(UUID_B, "mdma", "mdma-1", "mdma", 12);
+        add_mdev(UUID_A, "mdma", "mdma-1", "mdma", 11);
+        add_mdev("6d646d61-0000-4000-8000-0000000000c0", "mtty", "mtty-2", NULL, -1);
+        link_at("../../../devices/virtual/foo", "sys/bus/mdev/devices/not-a-uuid");
+
+        ck_assert_int_eq(kvfio_mdev_discover(root, &list), 0);
+        ck_assert_uint_eq(list->n, 3);
+        ck_assert_uint_eq(list->n_skipped, 1);
+        ck_assert_str_eq(list->devs[0].bdf, UUID_A); /* sorted by UUID */
+        ck_assert(list->devs[0].mdev);
+        ck_assert_str_eq(list->devs[0].driver, "mdma");
+        ck_assert_str_eq(list->devs[0].mdev_type, "mdma-1");
+        ck_assert_str_eq(list->devs[0].parent, "mdma");
+        ck_assert_int_eq(list->devs[0].iommu_group, 11);
+        ck_assert_uint_eq(list->devs[0].vendor, 0);
+        ck_assert_uint_eq(list->devs[0].class, 0);
+        ck_assert_str_eq(list->devs[1].bdf, UUID_B);
+        ck_assert_int_eq(list->devs[1].iommu_group, 12);
+        ck_assert_str_eq(list->devs[2].driver, "");
+        ck_assert_str_eq(list->devs[2].mdev_type, "mtty-2");
+        ck_assert_str_eq(list->devs[2].parent, "mtty");
+        ck_assert_int_eq(list->devs[2].iommu_group, -1);
+        kvfio_pci_list_free(list);
+
+        /* PCI devices first (by address), then the mdevs; find takes either name */
+        add_dev("0000:00:02.0", "0x020000\n", NULL, -1);
+        ck_assert_int_eq(kvfio_dev_discover(root, &list), 0);
+        ck_assert_uint_eq(list->n, 5);
+        ck_assert_str_eq(list->devs[0].bdf, "0000:00:02.0");
+        ck_assert_str_eq(list->devs[1].bdf, "0000:00:04.0");
+        ck_assert(!list->devs[1].mdev);
+        ck_assert_str_eq(list->devs[2].bdf, UUID_A);
+        ck_assert_ptr_eq(kvfio_pci_list_find(list, "6D646D61-0000-4000-8000-00000000000B"),
+                         &list->devs[3]);
+        ck_assert_ptr_eq(kvfio_pci_list_find(list, "00:04.0"), &list->devs[1]);
+        ck_assert_ptr_eq(kvfio_pci_list_find(list, "0000:00:00.0"), NULL);
+        ck_assert_ptr_null(kvfio_pci_list_find(list, "6d646d61-0000-4000-8000-0000000000ff"));
+        kvfio_pci_list_free(list);
+
+        /* one by name, either case */
+        ck_assert_int_eq(kvfio_mdev_dev_read(root, "6D646D61-0000-4000-8000-00000000000A", &d), 0);
+        ck_assert_str_eq(d.bdf, UUID_A);
+        ck_assert_str_eq(d.mdev_type, "mdma-1");
+        ck_assert_int_eq(kvfio_dev_read(root, UUID_B, &d), 0);
+        ck_assert(d.mdev);
+        ck_assert_int_eq(d.iommu_group, 12);
+        ck_assert_int_eq(kvfio_dev_read(root, "0000:00:04.0", &d), 0);
+        ck_assert(!d.mdev);
+        ck_assert_int_eq(kvfio_dev_read(root, "6d646d61-0000-4000-8000-0000000000ff", &d), -ENODEV);
+        ck_assert_int_eq(kvfio_dev_read(root, "mdma-1", &d), -EINVAL);
+        ck_assert_int_eq(kvfio_mdev_dev_read(root, "0000:00:04.0", &d), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_mdev_groups)
+{
+        struct kvfio_pci_list *list = NULL;
+        struct kvfio_group_viability v;
+
+        add_mdev(UUID_A, "mdma", "mdma-1", "mdma", 11);
+        add_dev("0000:00:03.0", "0x020000\n", "vfio-pci", 3);
+
+        /* an mdev's own group: the mdev is its member, read through the group's entry */
+        ck_assert_int_eq(kvfio_iommu_group_members(root, 11, &list), 0);
+        ck_assert_uint_eq(list->n, 1);
+        ck_assert_uint_eq(list->n_skipped, 0);
+        ck_assert_str_eq(list->devs[0].bdf, UUID_A);
+        ck_assert(list->devs[0].mdev);
+        ck_assert_str_eq(list->devs[0].driver, "mdma");
+        ck_assert_str_eq(list->devs[0].mdev_type, "mdma-1");
+        ck_assert_int_eq(list->devs[0].iommu_group, 11);
+        kvfio_pci_list_free(list);
+
+        /* bound to its vendor driver, the mdev is the VFIO device: viable */
+        v = viability(11);
+        ck_assert(v.viable);
+        ck_assert_uint_eq(v.n_members, 1);
+
+        /* an mdev next to a PCI device on a host driver: the PCI device is the culprit */
+        add_mdev(UUID_B, "mdma", "mdma-1", "mdma", 3);
+        add_dev("0000:00:03.1", "0x020000\n", "e1000e", 3);
+        ck_assert_int_eq(kvfio_iommu_group_members(root, 3, &list), 0);
+        ck_assert_uint_eq(list->n, 3);
+        ck_assert_str_eq(list->devs[2].bdf, UUID_B); /* after the PCI members */
+        kvfio_pci_list_free(list);
+        v = viability(3);
+        ck_assert(!v.viable);
+        ck_assert_str_eq(v.culprit, "0000:00:03.1");
+}
+END_TEST
+
 /* ---- binding ------------------------------------------------------------- */
 
 static void bind_setup(void)
@@ -996,6 +1174,14 @@ static Suite *sysfs_suite(void)
         tcase_add_checked_fixture(tc, tree_setup, tree_teardown);
         tcase_add_test(tc, test_group_members);
         tcase_add_test(tc, test_group_viable);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("mdev");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_checked_fixture(tc, tree_setup, tree_teardown);
+        tcase_add_test(tc, test_uuid_normalize);
+        tcase_add_test(tc, test_mdev_discover);
+        tcase_add_test(tc, test_mdev_groups);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("bind");
