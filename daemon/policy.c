@@ -509,11 +509,13 @@ static void parse_ids(struct parser *p, const char *key, const char *value, bool
 static void word_match(struct parser *p, char *tok)
 {
         struct vfiod_rule *r = cur_rule(p);
-        char bdf[KVFIO_BDF_MAX];
+        char bdf[KVFIO_NAME_MAX];
         char **m;
 
-        if (kvfio_pci_addr_normalize(tok, bdf) < 0) {
-                perr(p, "Match=: not a PCI address '%s' (DDDD:BB:DD.F or BB:DD.F)", tok);
+        /* A PCI address or an mdev's UUID (stored in lower case, as sysfs names it). */
+        if (kvfio_dev_name_normalize(tok, bdf) < 0) {
+                perr(p, "Match=: not a PCI address '%s' (DDDD:BB:DD.F or BB:DD.F) nor an mdev UUID",
+                     tok);
                 return;
         }
         m = GROW(p, r->match, r->n_match);
@@ -1295,7 +1297,7 @@ void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_roo
 
         for (size_t i = 0; i < policy->n_files; i++)
                 fprintf(out, "file %s\n", policy->files[i]);
-        r = kvfio_pci_discover(sysfs_root, &list);
+        r = kvfio_dev_discover(sysfs_root, &list);
         if (r < 0)
                 fprintf(out, "cannot list the PCI devices under '%s': %s\n", sysfs_root,
                         strerror(-r));
