@@ -396,12 +396,13 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         struct kvfio_pci_list *list = NULL;
         Vfiod__DeviceInfo *infos = NULL, **ptrs = NULL;
         Vfiod__Mode(*modes)[2] = NULL;
-        char want_bdf[KVFIO_BDF_MAX] = "";
+        char want_bdf[KVFIO_NAME_MAX] = "";
         size_t n = 0;
         int r;
 
-        if (want && *want && kvfio_pci_addr_normalize(want, want_bdf) < 0)
-                return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address", want);
+        if (want && *want && kvfio_dev_name_normalize(want, want_bdf) < 0)
+                return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address or an mdev UUID",
+                                       want);
         r = vfiod_registry_discover(c->server->devices, &list);
         if (r < 0)
                 return vfiod_error_set(err, -r, "cannot list PCI devices: %s", strerror(-r));

@@ -134,12 +134,12 @@ size_t vfiod_registry_count(struct vfiod_registry *d, enum vfiod_group_state sta
 
 int vfiod_registry_discover(struct vfiod_registry *d, struct kvfio_pci_list **ret)
 {
-        return kvfio_pci_discover(d->sysfs_root, ret);
+        return kvfio_dev_discover(d->sysfs_root, ret);
 }
 
 int vfiod_registry_read(struct vfiod_registry *d, const char *bdf, struct kvfio_pci_dev *ret)
 {
-        return kvfio_pci_dev_read(d->sysfs_root, bdf, ret);
+        return kvfio_dev_read(d->sysfs_root, bdf, ret);
 }
 
 int vfiod_registry_members(struct vfiod_registry *d, int group, struct kvfio_pci_list **ret)
@@ -149,5 +149,8 @@ int vfiod_registry_members(struct vfiod_registry *d, int group, struct kvfio_pci
 
 bool vfiod_dev_is_vfio(const struct kvfio_pci_dev *dev)
 {
+        /* An mdev bound to its vendor's driver is a VFIO device of its own. */
+        if (dev->mdev)
+                return dev->driver[0] != '\0';
         return strcmp(dev->driver, KVFIO_VFIO_PCI_DRIVER) == 0;
 }

@@ -22,7 +22,7 @@ struct vfiod_lease;
 
 /* A device vfiod bound to vfio-pci itself (Managed=yes) and the driver it had. */
 struct vfiod_bound {
-        char bdf[KVFIO_BDF_MAX];
+        char bdf[KVFIO_NAME_MAX];
         char prev_driver[KVFIO_DRIVER_MAX];
 };
 
@@ -83,10 +83,13 @@ void vfiod_registry_restore(struct vfiod_registry *devices, int group, struct vf
 enum vfiod_group_state vfiod_registry_group_state(struct vfiod_registry *devices, int id);
 size_t vfiod_registry_count(struct vfiod_registry *devices, enum vfiod_group_state state);
 
-/* Thin wrappers over kernel/sysfs.h with the registry's root. */
+/*
+ * Thin wrappers over kernel/sysfs.h with the registry's root; discover and
+ * read take PCI devices and mdevs (kvfio_dev_discover(), kvfio_dev_read()).
+ */
 int vfiod_registry_discover(struct vfiod_registry *devices, struct kvfio_pci_list **ret);
 int vfiod_registry_read(struct vfiod_registry *devices, const char *bdf, struct kvfio_pci_dev *ret);
 int vfiod_registry_members(struct vfiod_registry *devices, int group, struct kvfio_pci_list **ret);
 
-/* True when the device is bound to vfio-pci. */
+/* True when the device is bound to vfio-pci, or is an mdev bound to its driver. */
 bool vfiod_dev_is_vfio(const struct kvfio_pci_dev *dev);

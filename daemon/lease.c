@@ -544,7 +544,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         struct vfiod_group *g = NULL;
         struct kvfio_pci_dev dev;
         bool created = false, attached = false;
-        char bdf[KVFIO_BDF_MAX], why[200];
+        char bdf[KVFIO_NAME_MAX], why[200];
         const struct vfiod_rule *rule;
         struct vfiod_grant grant;
         struct vfiod_bound *bound = NULL;
@@ -552,8 +552,9 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         unsigned modes;
         int r;
 
-        if (kvfio_pci_addr_normalize(device, bdf) < 0)
-                return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address", device);
+        if (kvfio_dev_name_normalize(device, bdf) < 0)
+                return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address or an mdev UUID",
+                                       device);
         if (!mode_bit(mode))
                 return vfiod_error_set(err, EINVAL, "mode must be DIRECT or BROKERED");
         r = vfiod_registry_read(devs, bdf, &dev);
@@ -748,11 +749,11 @@ fail:
 
 struct vfiod_lease_dev *vfiod_lease_find_dev(struct vfiod_lease *l, const char *bdf)
 {
-        char norm[KVFIO_BDF_MAX];
+        char norm[KVFIO_NAME_MAX];
 
         if (!bdf || !*bdf)
                 bdf = l->device;
-        if (kvfio_pci_addr_normalize(bdf, norm) < 0)
+        if (kvfio_dev_name_normalize(bdf, norm) < 0)
                 return NULL;
         for (size_t i = 0; i < l->n_devs; i++)
                 if (strcmp(l->devs[i].bdf, norm) == 0)
@@ -832,7 +833,7 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
         {
                 /* 5 and 6 (or quarantine). */
                 struct vfiod_log_about a;
-                char device[KVFIO_BDF_MAX];
+                char device[KVFIO_NAME_MAX];
                 int id = l->group_id;
                 uint64_t lid = l->id;
 
@@ -863,7 +864,7 @@ static void revoke_now(struct vfiod_lease *l, Vfiod__ReleaseReason reason, const
         struct vfiod_client *c = l->client;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__LeaseRevoked ev = VFIOD__LEASE_REVOKED__INIT;
-        char device[KVFIO_BDF_MAX], why[300];
+        char device[KVFIO_NAME_MAX], why[300];
         _cleanup_free_ char *d = detail ? strdup(detail) : NULL;
         uint64_t id = l->id;
 

@@ -55,7 +55,7 @@ struct vfiod_server;
 
 struct vfiod_lease_dev {
         struct vfiod_lease *lease;
-        char bdf[KVFIO_BDF_MAX];
+        char bdf[KVFIO_NAME_MAX];
         int fd; /* the daemon's device fd (owned) */
         struct kvfio_device_info info;
         struct kvfio_irq_info irqs[VFIOD_N_IRQ_INDEXES]; /* count 0 = none */
@@ -75,9 +75,9 @@ struct vfiod_lease {
         struct vfiod_domain *domain;
         struct vfiod_group *group;
         int group_id;
-        int group_fd;               /* owned */
-        int mode;                   /* Vfiod__Mode */
-        char device[KVFIO_BDF_MAX]; /* the device acquired */
+        int group_fd;                /* owned */
+        int mode;                    /* Vfiod__Mode */
+        char device[KVFIO_NAME_MAX]; /* the device acquired */
         struct vfiod_lease_dev *devs;
         size_t n_devs;
         Vfiod__LeaseStatus status;
