@@ -18,7 +18,9 @@ daemon_libvfiod_daemon_la_SOURCES = \
 	daemon/policy.c \
 	daemon/policy.h \
 	daemon/server.c \
-	daemon/server.h
+	daemon/server.h \
+	daemon/state.c \
+	daemon/state.h
 daemon_libvfiod_daemon_la_CFLAGS = $(AM_CFLAGS) $(SYSTEMD_CFLAGS) $(INIH_CFLAGS) $(PROTOBUF_C_CFLAGS)
 
 sbin_PROGRAMS += daemon/vfiod

@@ -19,6 +19,7 @@
 #include "daemon/log.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
+#include "daemon/state.h"
 #include "proto/macro.h"
 
 static void help(void)
@@ -33,6 +34,8 @@ static void help(void)
                "                        1 not\n"
                "  --sysfs-root DIR      find devices under DIR/sys (default /)\n"
                "  --vfio-dir DIR        VFIO nodes in DIR (default /dev/vfio)\n"
+               "  --fd-store            keep leases, clients and their fds in the service\n"
+               "                        manager's fd store across restarts\n"
                "  --exit-idle SEC       socket-activated: exit after SEC seconds without\n"
                "                        clients, leases or quarantined groups\n"
                "  --debug               log debug messages too\n"
@@ -59,9 +62,16 @@ static int check_config(const char *path, const char *sysfs)
         return EXIT_SUCCESS;
 }
 
+/* --fd-store: a stop leaves the leases to the next vfiod. */
+static bool fd_store;
+
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-        log_notice("Received %s; releasing every lease and stopping", strsignal(w->signum));
+        if (fd_store)
+                log_notice("Received %s; stopping (leases stay in the fd store)",
+                           strsignal(w->signum));
+        else
+                log_notice("Received %s; releasing every lease and stopping", strsignal(w->signum));
         ev_break(loop, EVBREAK_ALL);
 }
 
@@ -73,6 +83,7 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* What main() watches besides the server: STATUS= and the idle exit. */
 struct status_watch {
         struct vfiod_server *server;
+        struct vfiod_state *state;
         size_t clients, leases; /* as last reported; SIZE_MAX = never */
         double idle_exit;       /* seconds; 0 = never */
         ev_tstamp busy_at;      /* last time anything was held */
@@ -93,6 +104,8 @@ static void status_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         struct vfiod_server *s = sw->server;
         size_t leases = list_length(&s->leases);
 
+        /* The fd store follows what the server holds. */
+        vfiod_state_sync(sw->state);
         if (!server_idle(s))
                 sw->busy_at = ev_now(loop);
         if (s->n_clients == sw->clients && leases == sw->leases)
@@ -140,7 +153,8 @@ int main(int argc, char **argv)
                 OPT_VFIO,
                 OPT_VERSION,
                 OPT_DEBUG,
-                OPT_EXIT_IDLE
+                OPT_EXIT_IDLE,
+                OPT_FD_STORE
         };
         static const struct option options[] = {
             {"socket", required_argument, NULL, OPT_SOCKET},
@@ -150,6 +164,7 @@ int main(int argc, char **argv)
             {"vfio-dir", required_argument, NULL, OPT_VFIO},
             {"debug", no_argument, NULL, OPT_DEBUG},
             {"exit-idle", required_argument, NULL, OPT_EXIT_IDLE},
+            {"fd-store", no_argument, NULL, OPT_FD_STORE},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, OPT_VERSION},
             {},
@@ -157,6 +172,8 @@ int main(int argc, char **argv)
         const char *socket_path = VFIOD_DEFAULT_SOCKET, *config = NULL, *sysfs = "/";
         const char *vfio_dir = "/dev/vfio", *check = NULL;
         bool do_check = false, own_socket = false;
+        struct vfiod_passed passed = {0};
+        struct vfiod_state *state = NULL;
         struct vfiod_errors errors = {0};
         struct vfiod_policy *policy = NULL;
         struct vfiod_server *server = NULL;
@@ -186,6 +203,9 @@ int main(int argc, char **argv)
                         break;
                 case OPT_VFIO:
                         vfio_dir = optarg;
+                        break;
+                case OPT_FD_STORE:
+                        fd_store = true;
                         break;
                 case OPT_EXIT_IDLE:
                         sw.idle_exit = strtod(optarg, &end);
@@ -256,9 +276,19 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
         vfiod_server_log_devices(server);
-        fd = vfiod_socket_from_systemd();
-        if (fd < 0)
+        r = vfiod_passed_from_systemd(&fd, &passed);
+        if (r < 0)
                 goto fail;
+        r = vfiod_state_new(server, &state);
+        if (r < 0) {
+                log_error_errno(r, "Cannot set up the fd store");
+                goto fail;
+        }
+        if (fd_store)
+                vfiod_state_enable(state);
+        /* Leases kept by a previous vfiod; a state that cannot be restored is torn down. */
+        (void)vfiod_state_restore(state, &passed);
+        vfiod_passed_done(&passed);
         if (fd == 0) {
                 fd = vfiod_socket_bind(socket_path);
                 if (fd < 0)
@@ -274,6 +304,7 @@ int main(int argc, char **argv)
         ev_signal_init(&sig_int, stop_cb, SIGINT);
         ev_signal_init(&sig_hup, reload_cb, SIGHUP);
         sw.server = server;
+        sw.state = state;
         sig_hup.data = &sw;
         ev_signal_start(loop, &sig_term);
         ev_signal_start(loop, &sig_int);
@@ -305,6 +336,15 @@ int main(int argc, char **argv)
         ev_run(loop, 0);
 
         (void)sd_notify(0, "STOPPING=1");
+        if (fd_store && server->n_clients > 0) {
+                /*
+                 * Every lease stays: the fd store holds its fds and the state, and the
+                 * next vfiod takes them over. Nothing is released here.
+                 */
+                vfiod_state_stop(state);
+                log_notice("Stopped");
+                return EXIT_SUCCESS;
+        }
         ev_signal_stop(loop, &sig_term);
         ev_signal_stop(loop, &sig_int);
         ev_signal_stop(loop, &sig_hup);
@@ -312,12 +352,15 @@ int main(int argc, char **argv)
         ev_prepare_stop(loop, &sw.prepare);
         ev_timer_stop(loop, &sw.idle);
         vfiod_server_free(server);
+        vfiod_state_free(state);
         if (own_socket && unlink(socket_path) < 0 && errno != ENOENT)
                 log_warning("Cannot remove '%s': %m", socket_path);
         log_notice("Stopped");
         return EXIT_SUCCESS;
 
 fail:
+        vfiod_passed_done(&passed);
         vfiod_server_free(server);
+        vfiod_state_free(state);
         return EXIT_FAILURE;
 }

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Restart without loss: vfiod's leases, domains, mappings, interrupt
+ * bindings and client connections kept in systemd's fd store, and rebuilt
+ * by the next vfiod.
+ *
+ * Concepts: with --fd-store (vfiod.service sets it, with
+ * FileDescriptorStoreMax=), before the loop blocks vfiod makes the fd store
+ * match what it holds (vfiod_state_sync): every fd below is stored once with
+ * FDSTORE=1, FDPOLL=0 and its name, and removed with FDSTOREREMOVE=1 once
+ * the object is gone (a release, an unmap, a disconnect):
+ *
+ *   client-C                 the connection of client C
+ *   container-D              the VFIO container of domain D
+ *   memfd-D-V                the client memfd of view V of domain D (one per
+ *                            daemon mmap; mappings of one memfd share it)
+ *   group-L                  the group fd of lease L
+ *   device-L-K               the daemon's fd of device K of lease L
+ *   irq-L-K-I-N-INO          the client eventfd of vector N of interrupt index
+ *                            I of that device (INO: its inode, so a
+ *                            replaced eventfd gets a new name)
+ *   unmask-L-K-I-INO         the client's UNMASK eventfd of index I
+ *   state                    a memfd holding the serialized state
+ *
+ * The daemon's own REQ/ERR eventfds are not kept: the next vfiod assigns new
+ * ones. The state is text, one object per line, written over the same memfd
+ * (its fd-store copy sees every write):
+ *
+ *   vfiod-state 1
+ *   next C D L
+ *   client C STATE CAPS ADMIN MAX_DATAGRAM MAX_FDS
+ *   domain C D MODEL MODEL_SET MODE
+ *   view D V WRITABLE OFFSET SIZE INO
+ *   map D IOVA SIZE V DELTA
+ *   lease C L D GROUP MODE DEVICE N_DEVS
+ *   dev L K BDF
+ *   bound GROUP BDF PREV_DRIVER      (Managed=yes: given back at release)
+ *   irq L K I N INO / unmask L K I INO
+ *   end HASH                         (FNV-1a 64 of everything before)
+ *
+ * Nothing in it depends on the old process's addresses: a view is mmapped
+ * again at a new address and each mapping gets it with VFIO_DMA_UNMAP_FLAG_VADDR
+ * + VFIO_DMA_MAP_FLAG_VADDR (VFIO_UPDATE_VADDR, Linux 5.12+; Debian's 6.1 has
+ * it). The IOMMU mapping itself never goes away: the kept container holds it
+ * and the pages stay pinned, even when the process that mapped them was
+ * killed (checked on the real kernel: tests/vm-systemd, sd-probe). A planned
+ * stop invalidates the addresses first; after a SIGKILL the next vfiod does.
+ *
+ * Restore (vfiod_state_restore, before the first client is served): the
+ * state must parse, its hash match, and every fd it names be there and of
+ * the right kind. Then clients (peer read again with SO_PEERCRED), domains,
+ * views, leases (device info and interrupts read again, REQ/ERR armed,
+ * groups marked LEASED, the policy in force checked: a lease it no longer
+ * allows is revoked) and mappings are rebuilt. A state that cannot be
+ * restored is never half-used: what was rebuilt is released with the full
+ * release sequence, and every other stored fd is torn down (device: every
+ * interrupt off and reset; container: VFIO_UNMAP_ALL) and closed; clients
+ * see their connection close.
+ *
+ * Stop: SIGTERM with the fd store leaves every lease in place (the next
+ * vfiod takes them over); stopping the unit for good makes systemd close
+ * the stored fds, and the kernel cleans up at the last close (vfio-pci
+ * disables and resets a device when its last fd goes, the container's
+ * mappings go with the container).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "daemon/server.h"
+
+/* An fd systemd passed, with its name (FileDescriptorName= or FDNAME=). */
+struct vfiod_passed_fd {
+        char *name;
+        int fd; /* owned; -1 once taken */
+};
+
+struct vfiod_passed {
+        struct vfiod_passed_fd *fds; /* the fd store's entries */
+        size_t n;
+};
+
+/*
+ * sd_listen_fds_with_names(): *ret_listen is the socket named "vfiod" (or
+ * unnamed) after the checks of vfiod_socket_from_systemd(), or 0 when none;
+ * every other fd goes to ret. Returns 0 or a negative errno (logged).
+ */
+int vfiod_passed_from_systemd(int *ret_listen, struct vfiod_passed *ret);
+/* Closes what was not taken. */
+void vfiod_passed_done(struct vfiod_passed *passed);
+
+struct vfiod_state;
+
+/* The fd store of server s; off until vfiod_state_enable(). */
+int vfiod_state_new(struct vfiod_server *s, struct vfiod_state **ret);
+/* --fd-store: keeps the leases in the fd store when NOTIFY_SOCKET is set (logs when not). */
+void vfiod_state_enable(struct vfiod_state *st);
+void vfiod_state_free(struct vfiod_state *st);
+
+/*
+ * Rebuilds the server's clients, domains and leases from the fd store (fds
+ * taken from passed). Returns the number of leases restored, 0 when there
+ * was nothing to restore, or a negative errno when the state was torn down.
+ */
+int vfiod_state_restore(struct vfiod_state *st, struct vfiod_passed *passed);
+
+/* Makes the fd store match what the server holds (cheap when nothing changed). */
+void vfiod_state_sync(struct vfiod_state *st);
+
+/* A planned stop that keeps the leases: a last sync, the mappings' addresses invalidated. */
+void vfiod_state_stop(struct vfiod_state *st);
