@@ -73,6 +73,7 @@ int vfiod_list_devices(struct vfiod *c, const char *device, struct vfiod_device_
                         if (d->allowed_modes[k] > 0 && d->allowed_modes[k] < 32)
                                 out->allowed_modes |= VFIOD_MODE_BIT(d->allowed_modes[k]);
                 out->lease_id = d->lease_id;
+                copy_text(out->mdev_type, sizeof(out->mdev_type), d->mdev_type);
         }
         *ret_n = lr->n_devices;
         *ret_devices = TAKE_PTR(devices);

@@ -58,7 +58,7 @@ extern "C" {
 #define VFIOD_CONNECTION_FD_ENV "VFIOD_CONNECTION_FD"
 
 /* Size of the fixed string buffers below, including the terminating NUL. */
-#define VFIOD_DEVICE_NAME_MAX 32 /* PCI address, "DDDD:BB:DD.F" */
+#define VFIOD_DEVICE_NAME_MAX 40 /* PCI address "DDDD:BB:DD.F", or an mdev UUID */
 #define VFIOD_DRIVER_NAME_MAX 64
 #define VFIOD_UNIT_NAME_MAX   256
 #define VFIOD_TEXT_MAX        512 /* reasons, details, server version */
@@ -288,14 +288,15 @@ size_t vfiod_pending_events(const struct vfiod *c);
 /* Devices */
 
 struct vfiod_device_info {
-        char device[VFIOD_DEVICE_NAME_MAX]; /* PCI address */
-        uint32_t vendor_id, device_id;
-        uint32_t class_code; /* class << 16 | subclass << 8 | prog-if */
+        char device[VFIOD_DEVICE_NAME_MAX]; /* PCI address, or a mediated device's UUID */
+        uint32_t vendor_id, device_id;      /* 0 for an mdev (its ids are in its config space) */
+        uint32_t class_code;                /* class << 16 | subclass << 8 | prog-if */
         uint32_t iommu_group;
         char driver[VFIOD_DRIVER_NAME_MAX]; /* bound driver, "" if none */
         enum vfiod_lease_state state;
         unsigned allowed_modes; /* VFIOD_MODE_BIT() of the modes the policy allows the caller */
         uint64_t lease_id;      /* the caller's lease when LEASED_BY_YOU, else 0 */
+        char mdev_type[VFIOD_DRIVER_NAME_MAX]; /* an mdev's type ("mdma-1"), "" for PCI */
 };
 
 /*

@@ -436,6 +436,7 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                 info->class_code = d->class;
                 info->iommu_group = d->iommu_group < 0 ? 0 : (uint32_t)d->iommu_group;
                 info->driver = (char *)d->driver;
+                info->mdev_type = (char *)d->mdev_type;
                 info->state = device_state(c, d, &lease);
                 /* Managed=yes: Acquire binds it to vfio-pci; free when vfiod holds nothing of it.
                  */
