@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -565,6 +566,34 @@ static void client_quota(struct peer *p, const void *arg)
         r = vfiod_setup_msi(c, l.lease_id, VFIOD_IRQ_INDEX_MSI, 1, &efd);
         p_say(p, "msi: %d", r);
         {
+                /* What the quotas let through works: page 0 -> edu -> page 1, MSI each. */
+                volatile void *bar0 = NULL;
+                uint8_t *mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+                uint64_t n = 0;
+                int msis = 0;
+
+                P_CHECK(p, mem != MAP_FAILED, "mmap: %s", strerror(errno));
+                P_CHECK(p, edu_map_bar0(l.device_fd, &bar0) == 0, "BAR0");
+                P_CHECK(p, edu_enable_bus_master(l.device_fd) == 0, "bus master");
+                edu_write32(bar0, EDU_REG_IRQ_ACK, ~UINT32_C(0));
+                for (size_t i = 0; i < PAGE; i++)
+                        mem[i] = (uint8_t)(i * 7 + 3);
+                memset(mem + PAGE, 0, PAGE);
+                for (int k = 0; k < 2; k++) {
+                        r = edu_dma_start(bar0, 0x100000 + (uint64_t)k * PAGE, 0, EDU_DMA_MAX,
+                                          k == 1, true);
+                        P_CHECK(p, r == 0, "DMA start: %s", strerror(-r));
+                        msis += edu_eventfd_wait(efd, 3000, &n) == 1;
+                        edu_write32(bar0, EDU_REG_IRQ_ACK, EDU_IRQ_DMA);
+                        P_CHECK(p, edu_dma_wait(bar0, 5000) == 0, "DMA wait");
+                }
+                p_say(p, "dma: %s, %d MSIs",
+                      memcmp(mem, mem + PAGE, EDU_DMA_MAX) == 0 ? "bytes back" : "bytes differ",
+                      msis);
+                edu_unmap_bar0(bar0);
+                munmap(mem, 2 * PAGE);
+        }
+        {
                 int e2 = eventfd(0, EFD_CLOEXEC);
                 struct vfiod_irq_set set = {.index = VFIOD_IRQ_INDEX_INTX,
                                             .count = 1,
@@ -605,6 +634,7 @@ START_TEST(test_quotas)
         child_expect(&ch, "map 3rd mapping: ENOSPC MaxMappings=2 of rule 'q' reached: the domain "
                           "has 2 mapping(s), 1 more asked");
         child_expect(&ch, "msi: 0");
+        child_expect(&ch, "dma: bytes back, 2 MSIs");
         child_expect(&ch, "intx: EPERM the policy (rule 'q') allows you only these interrupts: "
                           "msi; not INTx");
         ck_assert_int_eq(vfiod_stats(T.admin, &st), 0);
