@@ -17,3 +17,4 @@ include tests/bench/local.mk
 include tests/fuzz/local.mk
 include tests/vm-systemd/local.mk
 include tests/hostile/local.mk
+include tests/load/local.mk
