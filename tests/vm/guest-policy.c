@@ -2,7 +2,8 @@
 /*
  * The policy on the real kernel, in the test VM (run-vm.sh): each test
  * writes a configuration, starts its own vfiod (socket /run/vfiod-policy/
- * vfiod.sock, log /tmp/vfiod-policy.log; `vfiod --check-config` first) and
+ * vfiod.sock, log /tmp/vfiod-policy.log; `vfioctl check-config` first, which
+ * runs `vfiod --check-config`) and
  * stops it with SIGTERM at the end. The broker suite's vfiod keeps running
  * idle meanwhile: it holds nothing, so the two do not meet.
  *
@@ -179,10 +180,10 @@ static void daemon_start(const char *conf)
         (void)mkdir("/tmp/vfiod-policy", 0755);
         (void)system("rm -rf " CONF_D);
         write_text(CONF, conf);
-        snprintf(cmd, sizeof(cmd), "vfiod --check-config %s >/tmp/vfiod-policy/check.txt 2>&1",
+        snprintf(cmd, sizeof(cmd), "vfioctl check-config %s >/tmp/vfiod-policy/check.txt 2>&1",
                  CONF);
         r = system(cmd);
-        ck_assert_msg(r == 0, "vfiod --check-config: %d:\n%s", r,
+        ck_assert_msg(r == 0, "vfioctl check-config: %d:\n%s", r,
                       read_text("/tmp/vfiod-policy/check.txt"));
         log = open(LOG, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         ck_assert_int_ge(log, 0);
@@ -718,6 +719,26 @@ START_TEST(test_reload_revokes_after_grace)
         ck_assert_uint_eq(res.leases_revoked, 0);
         vfiod_reload_result_clear(&res);
         log_wait_for("50-bad.conf:3: MaxMappings=", NULL);
+        /* The same through vfioctl: check-config (no daemon) and reload, both exit 1. */
+        {
+                char *out;
+                int r = system("vfioctl check-config " CONF " >/tmp/vfiod-policy/out.txt 2>&1");
+
+                out = read_text("/tmp/vfiod-policy/out.txt");
+                ck_assert_msg(WIFEXITED(r) && WEXITSTATUS(r) == 1, "check-config: %#x\n%s", r, out);
+                ck_assert_msg(
+                    strstr(out, CONF_D "/50-bad.conf:3: MaxMappings=: bad value 'lots'") &&
+                        strstr(out, CONF ": invalid"),
+                    "%s", out);
+                free(out);
+                r = system("vfioctl -s " SOCK " reload >/tmp/vfiod-policy/out.txt 2>&1");
+                out = read_text("/tmp/vfiod-policy/out.txt");
+                ck_assert_msg(WIFEXITED(r) && WEXITSTATUS(r) == 1, "reload: %#x\n%s", r, out);
+                ck_assert_msg(strstr(out, "vfioctl: reload: " CONF_D "/50-bad.conf:3:") &&
+                                  strstr(out, "policy not applied, the old one stays"),
+                              "%s", out);
+                free(out);
+        }
 
         /* A drop-in gives edu 2 to alice instead: SIGHUP. */
         write_text(CONF_D "/50-bad.conf", "[Device e2]\nUsers=alice\n");
@@ -751,6 +772,14 @@ START_TEST(test_reload_revokes_after_grace)
                  T.bdf[2], T.bdf[2]);
         child_expect(&ch, want);
         child_end(&ch);
+        {
+                int r = system("vfioctl -s " SOCK " reload >/tmp/vfiod-policy/out.txt 2>&1");
+                char *out = read_text("/tmp/vfiod-policy/out.txt");
+
+                ck_assert_msg(r == 0 && strcmp(out, "policy reloaded, 0 lease(s) revoked\n") == 0,
+                              "vfioctl reload: %#x: %s", r, out);
+                free(out);
+        }
         (void)conf2;
         daemon_stop();
 }
