@@ -342,8 +342,7 @@ int main(int argc, char **argv)
                  * next vfiod takes them over. Nothing is released here.
                  */
                 vfiod_state_stop(state);
-                log_notice("Stopped");
-                return EXIT_SUCCESS;
+                vfiod_state_abandon(state);
         }
         ev_signal_stop(loop, &sig_term);
         ev_signal_stop(loop, &sig_int);

@@ -470,6 +470,56 @@ void vfiod_state_enable(struct vfiod_state *st)
                            "leases will not survive a restart");
 }
 
+void vfiod_state_abandon(struct vfiod_state *st)
+{
+        struct vfiod_server *s = st->s;
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, cit, &s->clients, struct vfiod_client, link)
+        {
+                struct vfiod_lease *l;
+                struct vfiod_domain *d;
+
+                list_for_each_safe(l, lit, &c->leases, struct vfiod_lease, link_client)
+                {
+                        for (size_t k = 0; k < l->n_devs; k++) {
+                                struct vfiod_lease_dev *dev = &l->devs[k];
+
+                                if (dev->req_fd >= 0)
+                                        ev_io_stop(s->loop, &dev->req_io);
+                                if (dev->err_fd >= 0)
+                                        ev_io_stop(s->loop, &dev->err_io);
+                                safe_close(dev->req_fd);
+                                safe_close(dev->err_fd);
+                                for (uint32_t i = 0; i < VFIOD_N_CLIENT_IRQ_INDEXES; i++) {
+                                        for (uint32_t n = 0;
+                                             dev->trigger_fds[i] && n < dev->irqs[i].count; n++)
+                                                safe_close(dev->trigger_fds[i][n]);
+                                        free(dev->trigger_fds[i]);
+                                        safe_close(dev->unmask_fds[i]);
+                                }
+                                safe_close(dev->fd);
+                        }
+                        ev_timer_stop(s->loop, &l->grace);
+                        /* No managed device goes back to its driver: the lease lives on. */
+                        vfiod_registry_group_free(l->group);
+                        safe_close(l->group_fd);
+                        list_remove(&l->link_client);
+                        list_remove(&l->link_server);
+                        free(l->devs);
+                        free(l->revoke_detail);
+                        vfiod_grant_done(&l->grant);
+                        free(l);
+                }
+                list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link)
+                {
+                        /* munmap and close only: the container keeps the IOMMU mappings. */
+                        d->model_set = false;
+                        vfiod_domain_free(d);
+                }
+        }
+}
+
 /* ---- restore ------------------------------------------------------------------------------ */
 
 /* Tears down a stored fd the state does not (or cannot) account for, by its kind. */

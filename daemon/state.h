@@ -110,3 +110,10 @@ void vfiod_state_sync(struct vfiod_state *st);
 
 /* A planned stop that keeps the leases: a last sync, the mappings' addresses invalidated. */
 void vfiod_state_stop(struct vfiod_state *st);
+
+/*
+ * After vfiod_state_stop(): frees the leases and domains and closes their fds
+ * without the release sequence (no ioctl, no driver given back), so that
+ * vfiod_server_free() then only closes connections. The fd store keeps it all.
+ */
+void vfiod_state_abandon(struct vfiod_state *st);
