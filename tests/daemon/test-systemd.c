@@ -5,7 +5,11 @@
  * "vfiod" with sd_listen_fds_with_names), its sd_notify messages read by a
  * receiver of the test's own (READY=1, STATUS= with the counts, RELOADING=1
  * with MONOTONIC_USEC= on SIGHUP, FDSTOREREMOVE=1 for an fd-store entry it
- * does not restore), and its exit when idle (--exit-idle).
+ * does not restore), and its exit when idle (--exit-idle). With --fd-store:
+ * the fds it stores and removes as a lease comes and goes (read with their
+ * names from the notify socket), a stop that keeps the client, a client
+ * restored from a stored state (its connection answers the next vfiod), and
+ * a torn state torn down (the connection closed, the entries removed).
  */
 #include <check.h>
 #include <errno.h>
@@ -15,12 +19,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "proto/macro.h"
 #include "tests/daemon/harness.h"
 #include "tests/testutil.h"
 
@@ -183,6 +189,261 @@ START_TEST(socket_activated_notify_reload_idle_exit)
 }
 END_TEST
 
+/* ---- --fd-store ------------------------------------------------------------------------ */
+
+/*
+ * Reads notify messages (closing any fds they carry) for up to 300 ms after the
+ * last one; appends "FDSTORE name|" / "FDSTOREREMOVE name|" / other text to all.
+ */
+static void notify_drain(int nfd, char *all, size_t size)
+{
+        struct timeval tv = {.tv_usec = 300000};
+
+        ck_assert_int_eq(setsockopt(nfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        for (;;) {
+                char buf[1024], cbuf[CMSG_SPACE(sizeof(int) * 16)];
+                struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
+                struct msghdr mh = {.msg_iov = &iov,
+                                    .msg_iovlen = 1,
+                                    .msg_control = cbuf,
+                                    .msg_controllen = sizeof(cbuf)};
+                ssize_t n = recvmsg(nfd, &mh, MSG_CMSG_CLOEXEC);
+
+                if (n <= 0)
+                        break;
+                buf[n] = '\0';
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                                int *fds = (int *)CMSG_DATA(c);
+                                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+                                for (size_t i = 0; i < k; i++)
+                                        close(fds[i]);
+                        }
+                ck_assert_uint_lt(strlen(all) + (size_t)n + 2, size);
+                strcat(all, buf);
+                strcat(all, "|");
+        }
+}
+
+static pid_t spawn_fake(const char *notify, const char *sock, int fd3, int fd4, const char *names,
+                        int *ret_stderr)
+{
+        char conf[4200], vfio[4200];
+        int errpipe[2];
+        pid_t pid;
+
+        snprintf(conf, sizeof(conf), "%s/vfiod.conf", H.root);
+        snprintf(vfio, sizeof(vfio), "%s/dev/vfio", H.root);
+        ck_assert_int_eq(pipe2(errpipe, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                char pidbuf[32];
+
+                dup2(errpipe[1], STDERR_FILENO);
+                unsetenv("JOURNAL_STREAM");
+                unsetenv("LISTEN_FDS");
+                setenv("NOTIFY_SOCKET", notify, 1);
+                setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0", 1);
+                if (fd3 >= 0) {
+                        /* The service manager's protocol: fds from 3, their names, our pid. */
+                        dup2(fd3, 3);
+                        dup2(fd4, 4);
+                        snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
+                        setenv("LISTEN_FDS", "2", 1);
+                        setenv("LISTEN_PID", pidbuf, 1);
+                        setenv("LISTEN_FDNAMES", names, 1);
+                }
+                if (getenv("VFIOD_TEST_VALGRIND"))
+                        execlp("sh", "sh", "-c", "exec $VFIOD_TEST_VALGRIND \"$@\"", "sh",
+                               VFIOD_FAKE_PATH, "--fd-store", "--socket", sock, "--config", conf,
+                               "--sysfs-root", H.root, "--vfio-dir", vfio, (char *)NULL);
+                execl(VFIOD_FAKE_PATH, "vfiod", "--fd-store", "--socket", sock, "--config", conf,
+                      "--sysfs-root", H.root, "--vfio-dir", vfio, (char *)NULL);
+                _exit(127);
+        }
+        close(errpipe[1]);
+        *ret_stderr = errpipe[0];
+        return pid;
+}
+
+static struct vfiod_msg *call(int fd, Vfiod__Envelope *env)
+{
+        struct vfiod_msg *m = NULL;
+
+        ck_assert_int_eq(vfiod_msg_send(fd, env, NULL, 0), 0);
+        ck_assert_int_eq(vfiod_msg_recv(fd, 0, &m, NULL), 1);
+        ck_assert_uint_eq(m->env->id, env->id);
+        return m;
+}
+
+START_TEST(fd_store_follows_the_leases)
+{
+        char sock[4200], notify[4200], all[16384] = "", log[16384];
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        Vfiod__Release rel = VFIOD__RELEASE__INIT;
+        struct vfiod_msg *m;
+        int nfd, err, fd, status;
+        pid_t pid;
+
+        h_start(NULL);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        snprintf(sock, sizeof(sock), "%s/vfiod.sock", H.root);
+        snprintf(notify, sizeof(notify), "%s/notify", H.root);
+        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
+        nfd = dgram_receiver(notify);
+        pid = spawn_fake(notify, sock, -1, -1, NULL, &err);
+        fd = connect_retry(sock);
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        vfiod_msg_free(call(fd, &env));
+        a.device = "0000:00:01.0";
+        a.mode = VFIOD__MODE__MODE_BROKERED;
+        env.id = 2;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
+        env.acquire = &a;
+        m = call(fd, &env);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY);
+        rel.lease_id = m->env->acquire_reply->lease_id;
+        vfiod_msg_free(m);
+        notify_drain(nfd, all, sizeof(all));
+        /* Every fd of the lease and the connection, each once, with FDPOLL=0. */
+        ck_assert_msg(strstr(all, "FDSTORE=1\nFDPOLL=0\nFDNAME=state|"), "%s", all);
+        ck_assert_msg(strstr(all, "FDNAME=client-1|"), "%s", all);
+        ck_assert_msg(strstr(all, "FDNAME=container-1|"), "%s", all);
+        ck_assert_msg(strstr(all, "FDNAME=group-1|"), "%s", all);
+        ck_assert_msg(strstr(all, "FDNAME=device-1-0|"), "%s", all);
+        ck_assert_ptr_null(strstr(strstr(all, "FDNAME=group-1|") + 1, "FDNAME=group-1|"));
+
+        /* The release removes the lease's fds from the store. */
+        all[0] = '\0';
+        env.id = 3;
+        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
+        env.release = &rel;
+        vfiod_msg_free(call(fd, &env));
+        notify_drain(nfd, all, sizeof(all));
+        ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=group-1|"), "%s", all);
+        ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=device-1-0|"), "%s", all);
+        ck_assert_ptr_null(strstr(all, "FDNAME=client-1|"));
+
+        /* A stop with a client connected keeps it for the next vfiod. */
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        status = wait_exit(pid, 10);
+        drain(err, log, sizeof(log));
+        close(err);
+        if (status != 0)
+                testutil_write_file("/tmp", "vfiod-systemd-test.log", log);
+        ck_assert_int_eq(status, 0);
+        ck_assert_msg(strstr(log, "leases stay in the fd store"), "%s", log);
+        ck_assert_msg(strstr(log, "kept in the fd store"), "%s", log);
+        close(fd);
+        close(nfd);
+        h_stop();
+}
+END_TEST
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+        uint64_t hash = UINT64_C(0xcbf29ce484222325);
+
+        for (size_t i = 0; i < n; i++) {
+                hash ^= (unsigned char)p[i];
+                hash *= UINT64_C(0x100000001b3);
+        }
+        return hash;
+}
+
+/* A memfd holding a state for client 7 (READY); the hash is broken when torn. */
+static int state_memfd(bool torn)
+{
+        const char *body = "vfiod-state 1\nnext 7 0 0\nclient 7 1 0 0 65536 64\n";
+        char text[512];
+        int fd = memfd_create("state", MFD_CLOEXEC);
+
+        ck_assert_int_ge(fd, 0);
+        snprintf(text, sizeof(text), "%send %016llx\n", body,
+                 (unsigned long long)(fnv1a(body, strlen(body)) ^ (torn ? 1 : 0)));
+        ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+        return fd;
+}
+
+static void restore_case(bool torn)
+{
+        char sock[4200], notify[4200], all[16384] = "", log[16384];
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        struct timeval tv = {.tv_sec = 5};
+        struct vfiod_msg *m = NULL;
+        int nfd, err, sp[2], state, status;
+        pid_t pid;
+
+        h_start(NULL);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        snprintf(sock, sizeof(sock), "%s/vfiod.sock", H.root);
+        snprintf(notify, sizeof(notify), "%s/notify", H.root);
+        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
+        nfd = dgram_receiver(notify);
+        /* The client's connection as a previous vfiod would have stored it. */
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        ck_assert_int_eq(setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        state = state_memfd(torn);
+        pid = spawn_fake(notify, sock, state, sp[1], "state:client-7", &err);
+        close(state);
+        close(sp[1]);
+        close(connect_retry(sock)); /* it is up */
+        env.id = 11;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &ld;
+        if (torn) {
+                /* Never half-used: the connection is closed, the entries removed. */
+                char b;
+
+                ck_assert_int_eq(recv(sp[0], &b, 1, 0), 0);
+        } else {
+                /* The same connection, after Hello (READY), answers the new vfiod. */
+                m = call(sp[0], &env);
+                ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+                vfiod_msg_free(m);
+        }
+        notify_drain(nfd, all, sizeof(all));
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        status = wait_exit(pid, 10);
+        drain(err, log, sizeof(log));
+        close(err);
+        if (status != 0)
+                testutil_write_file("/tmp", "vfiod-systemd-test.log", log);
+        ck_assert_int_eq(status, 0);
+        if (torn) {
+                ck_assert_msg(strstr(log, "torn (its hash does not match)"), "%s", log);
+                ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=client-7|"), "%s", all);
+                ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=state|"), "%s", all);
+        } else {
+                ck_assert_msg(strstr(log, "Restored 0 lease(s) and 1 client(s)"), "%s", log);
+                /* Already in the store: not stored a second time. */
+                ck_assert_ptr_null(strstr(all, "FDNAME=client-7|"));
+        }
+        close(sp[0]);
+        close(nfd);
+        h_stop();
+}
+
+START_TEST(fd_store_client_restored)
+{
+        restore_case(false);
+}
+END_TEST
+
+START_TEST(fd_store_torn_state_torn_down)
+{
+        restore_case(true);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("daemon-systemd");
@@ -191,6 +452,9 @@ int main(void)
         testutil_tcase_fd_checked(tc);
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, socket_activated_notify_reload_idle_exit);
+        tcase_add_test(tc, fd_store_follows_the_leases);
+        tcase_add_test(tc, fd_store_client_restored);
+        tcase_add_test(tc, fd_store_torn_state_torn_down);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
