@@ -150,6 +150,11 @@ Users=alice
 Modes=brokered
 CONF
 check reload/systemctl "systemctl reload vfiod.service" systemctl reload vfiod.service
+# ExecReload= only sends SIGHUP: wait until vfiod says it read the file again.
+for _ in $(seq 50); do
+        journalctl -u vfiod.service -o cat --no-pager | grep -q "Configuration '$conf' reloaded" && break
+        sleep 0.2
+done
 reply=$(edu1)
 check reload/after "after the reload edu 1 is granted and serves DMA: '$reply'" bash -c "[[ '$reply' == ready* ]]"
 
