@@ -21,3 +21,23 @@ TESTS += tests/hostile/test-faults
 tests_hostile_test_faults_SOURCES = tests/hostile/test-faults.c
 tests_hostile_test_faults_CFLAGS = $(daemon_suite_cflags)
 tests_hostile_test_faults_LDADD = $(daemon_suite_libs)
+
+# The same cases in the VM against the real vfiod (broker-setup.sh starts it),
+# in the same boot as the other guest suites (after guest-broker).
+VM_GUESTS += tests/hostile/guest-hostile
+VM_ARGS += --program tests/hostile/guest-hostile --test guest-hostile=guest-hostile
+tests_hostile_guest_hostile_SOURCES = tests/hostile/guest-hostile.c
+tests_hostile_guest_hostile_CFLAGS = $(suite_cflags) $(PROTOBUF_C_CFLAGS)
+tests_hostile_guest_hostile_LDFLAGS = $(vm_ldflags)
+tests_hostile_guest_hostile_LDADD = tests/hostile/libhostile.la $(suite_libs)
+
+# make valgrind: the host suites (make check) with every test program, and
+# vfiod-fake where a suite starts one (VFIOD_TEST_VALGRIND), under valgrind;
+# a definite or indirect leak or any memory error fails the test.
+VALGRIND_CMD = valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	--error-exitcode=1
+valgrind:
+	env VFIOD_TEST_VALGRIND='$(VALGRIND_CMD)' CK_TIMEOUT_MULTIPLIER=20 \
+	  $(MAKE) $(AM_MAKEFLAGS) check LOG_COMPILER='$(LIBTOOL) --mode=execute $(VALGRIND_CMD)'
+
+.PHONY: valgrind
