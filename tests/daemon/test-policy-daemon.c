@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/vfio.h>
@@ -353,6 +354,67 @@ START_TEST(managed_bind_fails)
 }
 END_TEST
 
+/* Runs vfiod --check-config ARGS (the daemon built on the fake ioctl layer); output in out. */
+static int run_check(const char *path, char *out, size_t size)
+{
+        char cmd[8192];
+        FILE *f;
+        size_t n;
+        int status;
+
+        snprintf(cmd, sizeof(cmd), "'%s' --sysfs-root '%s' --check-config '%s' 2>&1",
+                 VFIOD_FAKE_PATH, H.root, path);
+        f = popen(cmd, "re");
+        ck_assert_ptr_nonnull(f);
+        n = fread(out, 1, size - 1, f);
+        out[n] = '\0';
+        status = pclose(f);
+        ck_assert(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/* vfiod --check-config: the rules, the devices each matches under --sysfs-root; file:line. */
+START_TEST(check_config_cli)
+{
+        char out[16384], want[16384];
+
+        h_start(NULL);
+        h_add_device(DEV1, 1, "vfio-pci");
+        h_add_device(DEV2, 2, NULL);
+        testutil_write_file(H.root, "vfiod.conf",
+                            "[Device edus]\nMatchVendor=1234:11e8\nUsers=1000\n"
+                            "[Device none]\nMatchClass=0x0c03\nUsers=1000\n");
+        testutil_write_file(H.root, "vfiod.conf.d/10-more.conf", "[Device edus]\nMaxMappings=5\n");
+        ck_assert_int_eq(run_check(H.conf, out, sizeof(out)), 0);
+        snprintf(want, sizeof(want), "%s: valid, 2 device rule(s)\n", H.conf);
+        ck_assert_msg(strncmp(out, want, strlen(want)) == 0, "%s", out);
+        snprintf(want, sizeof(want), "[Device edus] (%s:1)\n", H.conf);
+        ck_assert_msg(strstr(out, want), "%s", out);
+        ck_assert_msg(strstr(out, "10-more.conf\n"), "%s", out);
+        ck_assert_msg(strstr(out, "  MaxMappings=5\n"), "%s", out);
+        ck_assert_msg(strstr(out, "  matches " DEV1 " (1234:11e8, class 0x00ff00, IOMMU group 1, "
+                                  "driver vfio-pci)\n"),
+                      "%s", out);
+        ck_assert_msg(strstr(out, "  matches " DEV2 " (1234:11e8, class 0x00ff00, IOMMU group 2, "
+                                  "no driver): not leasable until bound to vfio-pci\n"),
+                      "%s", out);
+        ck_assert_msg(strstr(out, "[Device none]") &&
+                          strstr(out, "  matches no device on this machine\n"),
+                      "%s", out);
+        /* Invalid: every error with its file and line, exit 1. */
+        testutil_write_file(H.root, "vfiod.conf.d/10-more.conf",
+                            "[Device edus]\nMaxMappings=0\nSpeed=fast\n");
+        ck_assert_int_eq(run_check(H.conf, out, sizeof(out)), 1);
+        snprintf(want, sizeof(want),
+                 "%s/vfiod.conf.d/10-more.conf:2: MaxMappings=: bad value '0' (a number from 1, or "
+                 "infinity)\n%s/vfiod.conf.d/10-more.conf:3: unknown key 'Speed' in [Device edus]\n"
+                 "%s: invalid\n",
+                 H.root, H.root, H.conf);
+        ck_assert_str_eq(out, want);
+        h_stop();
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("daemon-policy-enforced");
@@ -365,6 +427,7 @@ int main(void)
         tcase_add_test(tc, irq_types);
         tcase_add_test(tc, reload_narrows_quotas);
         tcase_add_test(tc, managed_bind_fails);
+        tcase_add_test(tc, check_config_cli);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
