@@ -37,7 +37,7 @@ tests_daemon_test_policy_CFLAGS = $(daemon_suite_cflags)
 tests_daemon_test_policy_LDADD = $(daemon_suite_libs)
 
 tests_daemon_test_policy_daemon_SOURCES = tests/daemon/test-policy-daemon.c
-tests_daemon_test_policy_daemon_CFLAGS = $(daemon_suite_cflags)
+tests_daemon_test_policy_daemon_CFLAGS = $(daemon_suite_cflags) -DVFIOD_FAKE_PATH='"$(abs_builddir)/tests/daemon/vfiod-fake"'
 tests_daemon_test_policy_daemon_LDADD = $(daemon_suite_libs)
 
 tests_daemon_test_client_SOURCES = tests/daemon/test-client.c
