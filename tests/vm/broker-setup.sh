@@ -4,7 +4,7 @@
 # devices are bound to vfio-pci (busybox sh: the guest has no bash).
 #
 # It writes /etc/vfiod/vfiod.conf for the three edu devices, in address
-# order, and the users alice and bob (made by run-vm.sh --user):
+# order (with the argument "mdev": the first three mdma instances, by UUID), and the users alice and bob (made by run-vm.sh --user):
 #   edu 0 and edu 1: alice and bob, both modes;
 #   edu 2:           alice only, brokered mode only;
 #   [Daemon]:        MaxPinnedBytesPerClient=1M (the suite's EDQUOT case).
@@ -18,16 +18,27 @@ conf=/etc/vfiod/vfiod.conf
 log=/tmp/vfiod.log
 sock=/run/vfiod/vfiod.sock
 
+# "mdev" as the argument: the same policy for the first three mdma instances
+# (by UUID, in UUID order) instead of the edu devices (check-vm-mdev).
+kind=${1:-edu}
 edus=
-for dev in /sys/bus/pci/devices/*; do
-        if [ "$(cat "$dev/vendor")" = 0x1234 ] && [ "$(cat "$dev/device")" = 0x11e8 ]; then
-                edus="$edus ${dev##*/}"
-        fi
-done
+if [ "$kind" = mdev ]; then
+        for dev in /sys/bus/mdev/devices/*; do
+                [ -e "$dev" ] || continue
+                t=$(readlink "$dev/mdev_type")
+                [ "${t##*/}" = mdma-1 ] && edus="$edus ${dev##*/}"
+        done
+else
+        for dev in /sys/bus/pci/devices/*; do
+                if [ "$(cat "$dev/vendor")" = 0x1234 ] && [ "$(cat "$dev/device")" = 0x11e8 ]; then
+                        edus="$edus ${dev##*/}"
+                fi
+        done
+fi
 # shellcheck disable=SC2086 # one word per address
 set -- $edus
 if [ $# -lt 3 ]; then
-        echo "broker-setup: $# edu device(s), need 3" >&2
+        echo "broker-setup: $# $kind device(s), need 3" >&2
         exit 1
 fi
 
@@ -67,4 +78,4 @@ while [ ! -S "$sock" ]; do
         fi
         sleep 0.1
 done
-echo "broker-setup: vfiod running (pid $(cat /run/vfiod.pid)), edu devices:$edus"
+echo "broker-setup: vfiod running (pid $(cat /run/vfiod.pid)), $kind devices:$edus"

@@ -2,10 +2,14 @@
 # /init of the test VM (busybox sh: the guest has no bash). Installed by
 # run-vm.sh, which also writes:
 #   /vfiod/config     shell variables: VFIOD_BIND (1: bind the edu devices to
-#                     vfio-pci), VFIOD_SETUP (a command run before the tests),
+#                     vfio-pci), VFIOD_EDUS (edu devices expected; 0: none),
+#                     VFIOD_MDEVS ("PARENT/TYPE:N": mdev instances to create,
+#                     their UUIDs then listed in /run/vfiod-mdevs),
+#                     VFIOD_SETUP (a command run before the tests),
 #                     VFIOD_USERS ("name:uid ...", users in /etc/passwd whose
 #                     home folder is made here)
-#   /vfiod/modules    the modules to insmod, in order (files in /vfiod/modules.d)
+#   /vfiod/modules    the modules to insmod, in order (files in /vfiod/modules.d),
+#                     one per line, each followed by its parameters
 #   /vfiod/tests      one test per line: NAME<TAB>COMMAND
 #
 # Results go to the second serial port (/dev/ttyS1), one line each, so kernel
@@ -52,6 +56,8 @@ finish() {
 }
 
 VFIOD_BIND=1
+VFIOD_EDUS=1
+VFIOD_MDEVS=
 VFIOD_SETUP=
 VFIOD_USERS=
 # shellcheck disable=SC1091
@@ -66,9 +72,10 @@ echo "vfiod-vm: $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpu(s)"
 
 # Modules, in the order given.
 failed=
-while read -r mod; do
+while read -r mod args; do
         [ -n "$mod" ] || continue
-        if ! insmod "/vfiod/modules.d/$mod"; then
+        # shellcheck disable=SC2086 # one word per module parameter
+        if ! insmod "/vfiod/modules.d/$mod" $args; then
                 failed="$failed $mod"
         fi
 done </vfiod/modules
@@ -97,7 +104,7 @@ for dev in /sys/bus/pci/devices/*; do
                 echo "vfiod-vm: $bdf: binding to vfio-pci failed"
         fi
 done
-if [ "$edus" = 0 ]; then
+if [ "$edus" = 0 ] && [ "$VFIOD_EDUS" != 0 ]; then
         report setup fail "no edu device found"
         finish
 fi
@@ -106,11 +113,35 @@ if [ "$VFIOD_BIND" = 1 ] && [ "$bound" != "$edus" ]; then
         finish
 fi
 
+# Mediated devices: N instances of PARENT/TYPE with fixed UUIDs
+# (76666d64-0000-4000-8000-00000000000N, in order), listed in /run/vfiod-mdevs.
+made=0
+: >/run/vfiod-mdevs
+if [ -n "$VFIOD_MDEVS" ]; then
+        type_dir=/sys/class/mdev_bus/${VFIOD_MDEVS%%/*}/mdev_supported_types/${VFIOD_MDEVS#*/}
+        type_dir=${type_dir%:*}
+        want=${VFIOD_MDEVS##*:}
+        while [ "$made" -lt "$want" ]; do
+                uuid=$(printf '76666d64-0000-4000-8000-%012x' $((made + 1)))
+                if ! echo "$uuid" >"$type_dir/create"; then
+                        report setup fail "cannot create mdev $uuid in $type_dir"
+                        finish
+                fi
+                echo "$uuid" >>/run/vfiod-mdevs
+                made=$((made + 1))
+                echo "vfiod-vm: mdev $uuid, iommu group $(basename "$(readlink "/sys/bus/mdev/devices/$uuid/iommu_group")")"
+        done
+fi
+
 if [ -n "$VFIOD_SETUP" ] && ! sh -c "$VFIOD_SETUP" </dev/null; then
         report setup fail "setup command failed"
         finish
 fi
-report setup ok "modules loaded, $edus edu device(s), $bound bound to vfio-pci"
+if [ -n "$VFIOD_MDEVS" ]; then
+        report setup ok "modules loaded, $edus edu device(s), $bound bound to vfio-pci, $made mdev(s) of ${VFIOD_MDEVS%:*}"
+else
+        report setup ok "modules loaded, $edus edu device(s), $bound bound to vfio-pci"
+fi
 
 tab=$(printf '\t')
 n=0

@@ -3,6 +3,8 @@
 # Intel IOMMU and edu devices bound to vfio-pci, and reports one line per test
 # and a final "N passed, N failed". See tests/vm/README.md.
 #
+# With --no-iommu the guest has no IOMMU (for mdma's emulated-IOMMU devices).
+#
 # Usage: run-vm.sh -o OUTDIR [options]
 #   -o, --out DIR            build folder for the initramfs and the logs
 #   -p, --program HOST[:GUEST]
@@ -23,6 +25,18 @@
 #   -m, --module NAME        one more module of the guest kernel to load,
 #                            after the VFIO ones (e.g. uio_pci_generic)
 #       --no-bind            leave the edu devices on no driver
+#       --no-iommu           no intel-iommu device, intel_iommu=off (for
+#                            emulated-IOMMU devices such as mdma's mdevs)
+#       --edus N             number of edu devices (default $VFIOD_VM_EDUS
+#                            or 3; 0 for none)
+#   -k, --host-module FILE.ko[:ARGS]
+#                            a module built on the host for the guest's
+#                            kernel (its vermagic is checked), loaded last
+#                            with the module parameters ARGS
+#       --mdevs TYPE:N       create N mdev instances of the mdev type TYPE
+#                            (PARENT/TYPE-ID, e.g. mdma/mdma-1) after loading
+#                            the modules; their UUIDs, one per line, are in
+#                            /run/vfiod-mdevs
 #       --timeout SECONDS    kill QEMU after this long (default
 #                            $VFIOD_VM_TIMEOUT or 300)
 #
@@ -54,6 +68,9 @@ users=()
 extra_modules=()
 setup=
 bind=1
+iommu=1
+host_modules=()
+mdevs=
 timeout_s=${VFIOD_VM_TIMEOUT:-300}
 edus=${VFIOD_VM_EDUS:-3}
 qemu=${VFIOD_QEMU:-qemu-system-x86_64}
@@ -68,6 +85,10 @@ while [ $# -gt 0 ]; do
         -s | --setup) setup=${2:?} && shift ;;
         -m | --module) extra_modules+=("${2:?}") && shift ;;
         --no-bind) bind=0 ;;
+        --no-iommu) iommu=0 ;;
+        --edus) edus=${2:?} && shift ;;
+        -k | --host-module) host_modules+=("${2:?}") && shift ;;
+        --mdevs) mdevs=${2:?} && shift ;;
         --timeout) timeout_s=${2:?} && shift ;;
         -h | --help) usage ;;
         *) say "unknown argument '$1'" && usage ;;
@@ -77,7 +98,10 @@ done
 [ -n "$out" ] || usage
 [ ${#tests[@]} -gt 0 ] || die "no --test given"
 [[ $timeout_s =~ ^[0-9]+$ ]] || die "--timeout '$timeout_s' is not a number of seconds"
-[[ $edus =~ ^[0-9]+$ ]] || die "VFIOD_VM_EDUS '$edus' is not a number"
+[[ $edus =~ ^[0-9]+$ ]] || die "the number of edu devices '$edus' is not a number"
+if [ -n "$mdevs" ] && ! [[ $mdevs =~ ^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+:[0-9]+$ ]]; then
+        die "--mdevs '$mdevs' is not PARENT/TYPE:N"
+fi
 
 # --- what the host needs -----------------------------------------------------
 command -v "$qemu" >/dev/null ||
@@ -176,6 +200,19 @@ for mod in irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci "$
         esac
         echo "$mod.ko" >>"$root/vfiod/modules"
 done
+for spec in "${host_modules[@]}"; do
+        ko=${spec%%:*}
+        args=
+        [[ $spec == *:* ]] && args=${spec#*:}
+        [ -f "$ko" ] || die "module '$ko' not found (was it built?)"
+        name=$(basename "$ko")
+        # The .modinfo section's "vermagic=<release> SMP ..." (no modinfo needed).
+        vermagic=$(tr '\0' '\n' <"$ko" | sed -n 's/^vermagic=//p' | head -n 1)
+        [ "${vermagic%% *}" = "$kver" ] ||
+                die "'$ko' was built for '${vermagic%% *}', the guest runs '$kver'"
+        cp "$ko" "$root/vfiod/modules.d/$name"
+        printf '%s %s\n' "$name" "$args" >>"$root/vfiod/modules"
+done
 
 user_homes=()
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
@@ -190,6 +227,8 @@ done
 
 {
         printf 'VFIOD_BIND=%s\n' "$bind"
+        printf 'VFIOD_EDUS=%s\n' "$edus"
+        printf 'VFIOD_MDEVS=%q\n' "$mdevs"
         printf 'VFIOD_SETUP=%q\n' "$setup"
         printf 'VFIOD_USERS=%q\n' "${user_homes[*]}"
 } >"$root/vfiod/config"
@@ -224,15 +263,21 @@ done
 console=$out/console.txt
 results=$out/results.txt
 rm -f "$console" "$results"
-say "booting $kver with $edus edu device(s); console log: $console"
+iommu_args=(-device "intel-iommu,intremap=on")
+append="console=ttyS0 intel_iommu=on panic=-1"
+if [ "$iommu" = 0 ]; then
+        iommu_args=()
+        append="console=ttyS0 intel_iommu=off panic=-1"
+fi
+say "booting $kver with $edus edu device(s)$([ "$iommu" = 1 ] || echo ", no IOMMU")${mdevs:+, mdevs $mdevs}; console log: $console"
 start=$(date +%s)
 qemu_rc=0
 timeout -k 10 "$timeout_s" "$qemu" \
         -machine q35,accel=tcg,kernel-irqchip=split -cpu max -m 512 \
-        -device intel-iommu,intremap=on \
+        "${iommu_args[@]}" \
         "${devices[@]}" \
         -kernel "$vmlinuz" -initrd "$out/initramfs.cpio" \
-        -append "console=ttyS0 intel_iommu=on panic=-1 ${VFIOD_VM_APPEND:-}" \
+        -append "$append ${VFIOD_VM_APPEND:-}" \
         -nographic -no-reboot -monitor none \
         -serial stdio -serial "file:$results" \
         </dev/null >"$console" 2>&1 || qemu_rc=$?
