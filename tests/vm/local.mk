@@ -66,6 +66,36 @@ VM_ARGS = \
 check-vm: $(VM_GUESTS) daemon/vfiod
 	$(srcdir)/tests/vm/run-vm.sh --out $(VM_OUT) $(VM_ARGS)
 
+# The no-IOMMU boot (make check-vm-mdev): Debian's kernel with no IOMMU
+# (intel_iommu=off, no intel-iommu device, no edu), kernel/module's mdma.ko
+# built against that kernel's headers (build-mdma.sh, which installs
+# linux-headers-<version> when missing and can), three mdma instances made
+# by the harness. Runs the module's own mdma-test, then guest-mdev (kernel/
+# and vfiod on the mdevs) with vfiod started by broker-setup.sh for them.
+check_PROGRAMS += tests/vm/guest-mdev
+tests_vm_guest_mdev_SOURCES = tests/vm/guest-mdev.c kernel/module/mdma-regs.h
+tests_vm_guest_mdev_CFLAGS = $(suite_cflags)
+tests_vm_guest_mdev_LDFLAGS = $(vm_ldflags)
+tests_vm_guest_mdev_LDADD = client-lib/libvfiod.la kernel/libkvfio.la $(suite_libs)
+
+MDEV_OUT = tests/vm/check-vm-mdev
+check-vm-mdev: tests/vm/guest-mdev tests/vm/vfioctl daemon/vfiod
+	@ko=$$($(srcdir)/tests/vm/build-mdma.sh $(srcdir)/kernel/module $(MDEV_OUT)/mdma) || \
+	  { echo "FAIL: vm: building mdma.ko for the guest kernel"; echo "0 passed, 1 failed"; exit 1; }; \
+	$(srcdir)/tests/vm/run-vm.sh --out $(MDEV_OUT) --no-iommu --edus 0 \
+		--module mdev --host-module "$$ko" --mdevs mdma/mdma-1:3 \
+		--program $(MDEV_OUT)/mdma/src/tests/mdma-test \
+		--program daemon/vfiod --program tests/vm/vfioctl \
+		--file $(srcdir)/tests/vm/broker-setup.sh \
+		--user alice:1001 --user bob:1002 --user eve:1003 \
+		--setup 'sh /vfiod/files/broker-setup.sh mdev' \
+		--test mdma-test=mdma-test \
+		--program tests/vm/guest-mdev --test guest-mdev=guest-mdev
+
+clean-local: clean-vm-mdev
+clean-vm-mdev:
+	rm -rf $(MDEV_OUT)
+
 # vfioctl for the guest: client-lib/vfioctl itself is a libtool wrapper in
 # the build tree (it links the shared libvfiod), so the same sources again,
 # linked with -no-install.
@@ -95,7 +125,8 @@ demo: daemon/vfiod tests/vm/demo-client
 CLEANFILES += $(DEMO_OUT)/initramfs.cpio $(DEMO_OUT)/console.txt $(DEMO_OUT)/results.txt
 CLEANFILES += $(VM_OUT)/initramfs.cpio $(VM_OUT)/console.txt $(VM_OUT)/results.txt \
 	tests/vm/check-vm.out
+EXTRA_DIST += tests/vm/build-mdma.sh
 EXTRA_DIST += tests/vm/README.md tests/vm/run-vm.sh tests/vm/fetch-kernel.sh \
 	tests/vm/guest-init.sh tests/vm/broker-setup.sh
 
-.PHONY: check-vm demo
+.PHONY: check-vm demo check-vm-mdev clean-vm-mdev
