@@ -197,6 +197,25 @@ START_TEST(test_nofile_accept)
                       sysconf(_SC_CLK_TCK));
         ck_assert_msg(log1 - log0 < 4096, "the daemon logged %ld bytes in 1 s out of fds",
                       log1 - log0);
+        /* The first clients were accepted: their requests get clear errors, or work. */
+        {
+                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+                Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+                struct vfiod_msg *m;
+                int e;
+
+                hostile_hello(fds[0]);
+                a.device = HE.device;
+                a.mode = VFIOD__MODE__MODE_DIRECT;
+                env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
+                env.acquire = &a;
+                m = hostile_call(fds[0], &env, NULL, 0);
+                e = m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? m->env->error->errnum : 0;
+                ck_assert_msg(e == 0 || e == EMFILE, "Acquire out of fds: errno %d (%s)", e,
+                              strerror(e));
+                vfiod_msg_free(m);
+                fprintf(stderr, "out of fds: Acquire %s\n", e ? strerror(e) : "worked");
+        }
         for (int i = 0; i < N; i++)
                 close(fds[i]);
         close(admin);
