@@ -96,14 +96,4 @@ uint64_t vfiod_server_uptime_ms(struct vfiod_server *server);
  */
 int vfiod_socket_bind(const char *path);
 
-/*
- * The socket passed by systemd (sd_listen_fds_with_names: the one named
- * "vfiod", FileDescriptorName= of vfiod.socket, or unnamed): returns the fd,
- * 0 when there is none (not socket-activated), or -EINVAL when systemd passed
- * something other than one listening AF_UNIX SOCK_SEQPACKET socket. Fds of
- * the service manager's fd store (any other name) are closed and removed from
- * the store (FDSTOREREMOVE=1): see daemon/state.h.
- */
-int vfiod_socket_from_systemd(void);
-
 void vfiod_peer_done(struct vfiod_peer *peer);

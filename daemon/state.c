@@ -808,14 +808,23 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                                   &y, &u1, &u2) == 6) {
                         int fd;
 
+                        uint64_t next = s->next_client_id;
+
                         snprintf(name, sizeof(name), "client-%" PRIu64, a);
                         fd = passed_take(p, name);
-                        /* The fd moves to the client; the peer is read again from the kernel. */
+                        if (a == 0 || find_client(s, a)) {
+                                safe_close(fd);
+                                r = -EINVAL;
+                                break;
+                        }
+                        /* The client gets its old id; the peer is read again from the kernel. */
+                        s->next_client_id = a - 1;
+                        /* The fd moves to the client. */
                         r = vfiod_server_add_client_take(s, fd, NULL);
+                        s->next_client_id = next > a ? next : a;
                         if (r < 0)
                                 break;
                         c = container_of(s->clients.prev, struct vfiod_client, link);
-                        c->id = a;
                         c->state = x == VFIOD_CLIENT_READY ? VFIOD_CLIENT_READY : VFIOD_CLIENT_NEW;
                         c->caps = b2;
                         c->admin = y != 0;

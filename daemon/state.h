@@ -82,9 +82,11 @@ struct vfiod_passed {
 };
 
 /*
- * sd_listen_fds_with_names(): *ret_listen is the socket named "vfiod" (or
- * unnamed) after the checks of vfiod_socket_from_systemd(), or 0 when none;
- * every other fd goes to ret. Returns 0 or a negative errno (logged).
+ * sd_listen_fds_with_names(): *ret_listen is the socket named "vfiod"
+ * (FileDescriptorName= of vfiod.socket; an unnamed one too), or 0 when
+ * none; it must be the only one and a listening AF_UNIX SOCK_SEQPACKET
+ * socket (-EINVAL otherwise). Every other fd is an fd-store entry and goes
+ * to ret. Returns 0 or a negative errno (logged).
  */
 int vfiod_passed_from_systemd(int *ret_listen, struct vfiod_passed *ret);
 /* Closes what was not taken. */
