@@ -678,7 +678,8 @@ static void client_ignores(struct peer *p, const void *arg)
                       vfiod_release_reason_name(ev.reason), ev.grace_ms, ev.detail,
                       n == 1 && now_ms() - t0 >= 1900 ? " after the grace" : "");
         }
-        /* It is gone: the fd goes too, so the group can be sanitized. */
+        /* It is gone, but its device fd is still open here: quarantined until it closes. */
+        p_wait(p);
         vfiod_lease_close_fds(&l);
         P_CHECK(p, vfiod_release(c, l.lease_id) == -ENOENT, "release after revoke");
         vfiod_close(c);
@@ -747,6 +748,11 @@ START_TEST(test_reload_revokes_after_grace)
                           "longer allows it'");
         child_expect(&ch, "event lease-revoked policy-change grace 0 'the policy no longer allows "
                           "it' after the grace");
+        ck_assert_int_eq(vfiod_stats(T.admin, &st), 0);
+        ck_assert_msg(st.leases == 0 && st.quarantined_groups == 1,
+                      "after the revoke: %u leases, %u quarantined", st.leases,
+                      st.quarantined_groups);
+        child_go(&ch);
         child_end(&ch);
         log_wait_for("reloaded", NULL);
         log_wait_for("grace period over", "peer_uid=1002", NULL);
