@@ -1418,3 +1418,34 @@ void hostile_add_kill_cases(TCase *tc)
 {
         tcase_add_loop_test(tc, test_sigkill_at_step, 0, N_KILL_STEPS);
 }
+
+/* ---- the policy's IOVA windows ------------------------------------------------------ */
+
+/* Needs a policy whose rule has IovaWindows=0x0-HE.window_last (the host suite). */
+START_TEST(test_iova_windows)
+{
+        uint64_t domain, lease, end = HE.window_last;
+        int fd = ready_client(), mfd = make_fd(FD_MEMFD_GOOD);
+
+        ck_assert_uint_gt(end, 0x200000);
+        lease = hostile_acquire(fd, &domain);
+        ck_assert_int_eq(map_dma(fd, domain, 0, end + 1, 0x2000, mfd), EPERM);
+        ck_assert_int_eq(map_dma(fd, domain, 0, end + 1 - 0x1000, 0x2000, mfd), EPERM);
+        ck_assert_int_eq(map_dma(fd, domain, 0, 0xfffffffffffff000ull, 0x2000, mfd), EPERM);
+        ck_assert_int_eq(map_dma(fd, domain, 0, 0x100000, 0, mfd), EPERM);
+        ck_assert_int_eq(map_dma(fd, domain, 0, 0xfee00000ull, 0x1000, mfd),
+                         end >= 0xfee00fffull ? EINVAL : EPERM);
+        /* Inside: works; and the last page of the window. */
+        ck_assert_int_eq(map_dma(fd, domain, 0, 0x100000, 0x2000, mfd), 0);
+        ck_assert_int_eq(map_dma(fd, domain, 0, end + 1 - 0x2000, 0x2000, mfd), 0);
+        ck_assert_int_eq(unmap_dma(fd, domain, 0x100000, 0x2000), 0);
+        ck_assert_int_eq(release(fd, lease), 0);
+        close(mfd);
+        close(fd);
+}
+END_TEST
+
+void hostile_add_window_cases(TCase *tc)
+{
+        tcase_add_test(tc, test_iova_windows);
+}

@@ -31,7 +31,8 @@ struct hostile_env {
         gid_t gid;
         uid_t other_uid; /* a second such user (another client's lease) */
         gid_t other_gid;
-        char device[16]; /* a device uid may lease BROKERED (free at every test start) */
+        char device[16];      /* a device uid may lease BROKERED (free at every test start) */
+        uint64_t window_last; /* the policy's IovaWindows=0x0-window_last, for those cases */
         /*
          * Do not count the daemon's pipe read ends: the fake ioctl layer keeps
          * one per VFIO object it handed out and closes it only at its next
@@ -50,6 +51,8 @@ extern struct hostile_env HE;
 void hostile_add_cases(TCase *tc);
 /* Adds the SIGKILL-at-every-step cases to tc. */
 void hostile_add_kill_cases(TCase *tc);
+/* Adds the IovaWindows= cases (HE.window_last set, the policy to match). */
+void hostile_add_window_cases(TCase *tc);
 
 /* Takes the baseline (after one well-behaved client came and went). */
 void hostile_baseline(void);

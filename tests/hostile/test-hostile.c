@@ -32,6 +32,18 @@ static const char conf[] = "[Daemon]\n"
                            "Match=0000:00:01.0 0000:00:02.0\n"
                            "Users=1000 1001\n";
 
+/* The same with an IOVA window: 256 MiB. */
+#define WINDOW_LAST 0xfffffffull
+static const char conf_windows[] = "[Daemon]\n"
+                                   "ReleaseGraceMs=1000\n"
+                                   "[Device test]\n"
+                                   "Match=0000:00:01.0 0000:00:02.0\n"
+                                   "Users=1000 1001\n"
+                                   "IovaWindows=0x0-0xfffffff\n";
+
+/* The configuration of the next daemon. */
+static const char *daemon_conf = conf;
+
 /* RLIMIT_NOFILE of the daemon; 0 = inherited. */
 static rlim_t daemon_nofile;
 
@@ -47,7 +59,7 @@ static void start_daemon(void)
         testutil_write_file(H.root, "sys/bus/pci/devices/.keep", "");
         testutil_write_file(H.root, "dev/vfio/.keep", "");
         testutil_write_file(H.root, "run/.keep", "");
-        testutil_write_file(H.root, "vfiod.conf", conf);
+        testutil_write_file(H.root, "vfiod.conf", daemon_conf);
         snprintf(H.vfio_dir, sizeof(H.vfio_dir), "%s/dev/vfio", H.root);
         snprintf(H.conf, sizeof(H.conf), "%s/vfiod.conf", H.root);
         h_add_device("0000:00:01.0", 1, "vfio-pci");
@@ -59,6 +71,7 @@ static void start_daemon(void)
         snprintf(HE.sock, sizeof(HE.sock), "%s/run/vfiod.sock", H.root);
         snprintf(log, sizeof(log), "%s/vfiod.log", H.root);
         HE.skip_pipe_read_ends = true;
+        HE.window_last = daemon_conf == conf_windows ? WINDOW_LAST : 0;
         HE.uid = HE.gid = 1000;
         HE.other_uid = HE.other_gid = 1001;
         snprintf(HE.device, sizeof(HE.device), "0000:00:01.0");
@@ -164,6 +177,12 @@ static long log_size(void)
         return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
+static void setup_windows(void)
+{
+        daemon_conf = conf_windows;
+        start_daemon();
+}
+
 static void setup_nofile(void)
 {
         daemon_nofile = 24;
@@ -244,6 +263,13 @@ int main(void)
         tcase_set_timeout(kill, 60);
         hostile_add_kill_cases(kill);
         suite_add_tcase(s, kill);
+
+        tc = tcase_create("windows");
+        tcase_add_checked_fixture(tc, setup_windows, teardown);
+        testutil_tcase_fd_checked(tc);
+        tcase_set_timeout(tc, 60);
+        hostile_add_window_cases(tc);
+        suite_add_tcase(s, tc);
 
         /* valgrind needs fds of its own: not with RLIMIT_NOFILE 24. */
         if (getenv("VFIOD_TEST_VALGRIND")) {
