@@ -41,7 +41,9 @@ fuzz-seeds: tests/fuzz/make-seeds
 	tests/fuzz/make-seeds $(srcdir)/tests/fuzz/corpus
 
 if ENABLE_FUZZING
-fuzz: $(fuzz_targets)
+fuzz:
+	$(MAKE) $(AM_MAKEFLAGS) $(BUILT_SOURCES)
+	$(MAKE) $(AM_MAKEFLAGS) $(fuzz_targets)
 	$(srcdir)/tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS) $(srcdir)/tests/fuzz/corpus $(fuzz_targets)
 else
 fuzz:

@@ -7,7 +7,9 @@ tests_load_load_vfiod_CFLAGS = $(AM_CFLAGS) $(PROTOBUF_C_CFLAGS)
 tests_load_load_vfiod_LDADD = proto/libvfiod-proto.la $(PROTOBUF_C_LIBS)
 
 LOAD_ARGS = 1000 1000 10000 16
-load: tests/load/load-vfiod tests/daemon/vfiod-fake
+load:
+	$(MAKE) $(AM_MAKEFLAGS) $(BUILT_SOURCES)
+	$(MAKE) $(AM_MAKEFLAGS) tests/load/load-vfiod tests/daemon/vfiod-fake
 	tests/load/load-vfiod $(abs_builddir)/tests/daemon/vfiod-fake $(LOAD_ARGS)
 
 .PHONY: load
