@@ -59,16 +59,23 @@ while read -r line; do
         esac
 done < <(/vfiod/bin/sd-probe "${edus[2]}" 2>&1 || true)
 
-# --- the configuration: alice may have edu 0 (brokered); edu 1 only after the reload
+# --- the configuration: alice may have edu 0 (brokered) and edu 2 (direct); edu 1
+# only after the reload
 mkdir -p /etc/vfiod
 cat >"$conf" <<CONF
 [Device edu-0]
 Match=${edus[0]}
 Users=alice
 Modes=brokered
+
+[Device edu-2]
+Match=${edus[2]}
+Users=alice
+Modes=direct
 CONF
 
 state() { systemctl show -P ActiveState "$1"; }
+fdstore() { systemctl show -P NFileDescriptorStore vfiod.service; }
 status_has() { systemctl status vfiod.service --no-pager 2>&1 | grep -q "$1"; }
 wait_active() { # UNIT
         for _ in $(seq 100); do
@@ -101,8 +108,27 @@ check activation/first_connect "alice's first connect started vfiod; her client:
 user_of() { stat -c %U "/proc/$1"; }
 check activation/unprivileged "vfiod runs as $(user_of "$(systemctl show -P MainPID vfiod.service)")" \
         test "$(user_of "$(systemctl show -P MainPID vfiod.service)")" = vfiod
+# A second program of hers holds edu 2 in DIRECT mode (its own mapping), through fifos.
+mkfifo /run/direct.in /run/direct.out
+setpriv --reuid=alice --regid=alice --init-groups /vfiod/bin/sd-client --direct "${edus[2]}" \
+        </run/direct.in >/run/direct.out 2>&1 &
+direct_pid=$!
+exec {din}>/run/direct.in
+exec {dout}</run/direct.out
+dask() { # COMMAND -> the direct client's answer in $reply
+        reply=
+        if [ -n "$1" ]; then printf '%s\n' "$1" >&"$din" || return 1; fi
+        IFS= read -r -t 30 reply <&"$dout" || return 1
+}
+dask "" || true
+check activation/direct "her DIRECT client on edu 2 (container, group, device fds; maps its own memory): '$reply'" \
+        bash -c "[[ '$reply' == ready*direct ]]"
 check status/lease "systemctl status: '$(systemctl show -P StatusText vfiod.service)'" \
-        status_has "1 lease(s), 1 client(s)"
+        status_has "2 lease(s), 2 client(s)"
+# brokered: state, client-1, container-1, memfd-1-1, group-1, device-1-0, irq-1-0-1-0-INO;
+# direct: client-2, container-2, group-2, device-2-0
+check fdstore/lease "fd store: $(fdstore) fds (11: the state; brokered: connection, container, memfd, group, device, MSI eventfd; direct: connection, container, group, device)" \
+        test "$(fdstore)" = 11
 check journal/fields "the lease's journal entry has DEVICE=, IOMMU_GROUP=, LEASE=, PEER_UID=" \
         bash -c "journalctl -u vfiod.service -o verbose --no-pager | grep -q 'DEVICE=${edus[0]}' &&
                  journalctl -u vfiod.service -o verbose --no-pager | grep -q 'PEER_UID=1001' &&
@@ -117,8 +143,13 @@ after_restart() { # HOW
         check "$how/dma" "the same mapping still serves DMA: '$reply'" bash -c "[[ '$reply' == 'ok dma'* ]]"
         ask ping || reply="no answer"
         check "$how/connection" "her connection still answers: '$reply'" bash -c "[[ '$reply' == 'ok ping'* ]]"
+        dask dma || reply="no answer"
+        check "$how/direct_dma" "the DIRECT client's own mapping still serves DMA: '$reply'" bash -c "[[ '$reply' == 'ok dma'* ]]"
+        dask ping || reply="no answer"
+        check "$how/direct_connection" "the DIRECT client's connection still answers: '$reply'" bash -c "[[ '$reply' == 'ok ping'* ]]"
         check "$how/status" "systemctl status: '$(systemctl show -P StatusText vfiod.service)' (pid $pid)" \
-                status_has "1 lease(s), 1 client(s)"
+                status_has "2 lease(s), 2 client(s)"
+        check "$how/fdstore" "fd store: $(fdstore) fds, as before" test "$(fdstore)" = 11
 }
 old=$(systemctl show -P MainPID vfiod.service)
 systemctl restart vfiod.service
@@ -161,10 +192,14 @@ check reload/after "after the reload edu 1 is granted and serves DMA: '$reply'" 
 # --- the end ---------------------------------------------------------------------------
 ask release || reply="no answer"
 check release "alice releases: '$reply'" bash -c "[[ '$reply' == 'ok release' ]]"
+dask release || reply="no answer"
+check release/direct "her DIRECT client releases: '$reply'" bash -c "[[ '$reply' == 'ok release' ]]"
 to_client=${CLIENT[1]}
-exec {to_client}>&-
-wait "$CLIENT_PID" 2>/dev/null || true
+exec {to_client}>&- {din}>&-
+wait "$CLIENT_PID" "$direct_pid" 2>/dev/null || true
 for _ in $(seq 50); do status_has "0 lease(s), 0 client(s)" && break; sleep 0.2; done
 check status/idle "systemctl status after she left: '$(systemctl show -P StatusText vfiod.service)'" \
         status_has "0 lease(s), 0 client(s)"
+check fdstore/idle "fd store after she left: $(fdstore) fd (the state only: the lease's fds were removed)" \
+        test "$(fdstore)" = 1
 completed=1

@@ -3,10 +3,13 @@
  * The client of the systemd VM suite: an unprivileged program that holds a
  * BROKERED lease on an edu device while the suite restarts vfiod around it.
  *
- * Usage: sd-client BDF. It connects to vfiod's socket (its first connection
- * starts vfiod through vfiod.socket), acquires BDF in brokered mode, has vfiod
- * map a sealed 2-page memfd at IOVA 0x100000 and set up one MSI vector on an
- * eventfd, runs one DMA round trip, and prints "ready LEASE". Then it reads
+ * Usage: sd-client [--direct] BDF. It connects to vfiod's socket (its first
+ * connection starts vfiod through vfiod.socket), acquires BDF in brokered
+ * mode, has vfiod map a sealed 2-page memfd at IOVA 0x100000 and set up one
+ * MSI vector on an eventfd, runs one DMA round trip, and prints "ready LEASE
+ * msi=N". With --direct it acquires BDF in DIRECT mode and maps 2 pages of
+ * its own memory at that IOVA itself (VFIO_IOMMU_MAP_DMA on the container fd
+ * it got; no MSI: it polls edu's DMA status). Then it reads
  * commands on stdin, one per line, and answers one line each:
  *   dma            a fresh DMA round trip through the SAME mapping:
  *                  "ok dma msi=N" or "fail dma: WHY"
@@ -22,9 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/vfio.h>
 
 #include "client-lib/vfiod.h"
 #include "tests/vm/edu.h"
@@ -40,6 +46,7 @@ static volatile void *bar0;
 static uint8_t *mem;
 static int efd = -1;
 static unsigned round_no;
+static bool direct;
 
 static int answer(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int answer(const char *fmt, ...)
@@ -60,10 +67,10 @@ static int copy(uint64_t iova, bool to_ram)
         uint64_t n = 0;
         int r;
 
-        r = edu_dma_start(bar0, iova, 0, BYTES, to_ram, true);
+        r = edu_dma_start(bar0, iova, 0, BYTES, to_ram, efd >= 0);
         if (r < 0)
                 return r;
-        r = edu_eventfd_wait(efd, MSI_WAIT, &n);
+        r = efd >= 0 ? edu_eventfd_wait(efd, MSI_WAIT, &n) : 0;
         for (int i = 0; i < 1000 && (edu_read32(bar0, EDU_REG_DMA_CMD) & EDU_DMA_CMD_START); i++)
                 usleep(1000);
         if (edu_read32(bar0, EDU_REG_DMA_CMD) & EDU_DMA_CMD_START)
@@ -104,9 +111,34 @@ static int setup(const char *bdf)
         r = vfiod_connect(NULL, &c);
         if (r < 0)
                 return answer("fail connect: %s", strerror(-r)), -1;
-        r = vfiod_acquire(c, bdf, 0, VFIOD_MODE_BROKERED, &lease);
+        r = vfiod_acquire(c, bdf, 0, direct ? VFIOD_MODE_DIRECT : VFIOD_MODE_BROKERED, &lease);
         if (r < 0)
                 return answer("fail acquire: %s (%s)", strerror(-r), vfiod_last_error(c)), -1;
+        if (direct) {
+                struct vfio_iommu_type1_dma_map map = {.argsz = sizeof(map)};
+
+                mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                           0);
+                if (mem == MAP_FAILED)
+                        return answer("fail mmap: %m"), -1;
+                map.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+                map.vaddr = (uintptr_t)mem;
+                map.iova = IOVA;
+                map.size = 2 * PAGE;
+                if (ioctl(lease.container_fd, VFIO_IOMMU_MAP_DMA, &map) < 0)
+                        return answer("fail VFIO_IOMMU_MAP_DMA: %m"), -1;
+                r = edu_map_bar0(lease.device_fd, &bar0);
+                if (r < 0)
+                        return answer("fail BAR0: %s", strerror(-r)), -1;
+                r = edu_enable_bus_master(lease.device_fd);
+                if (r < 0)
+                        return answer("fail bus master: %s", strerror(-r)), -1;
+                edu_write32(bar0, EDU_REG_IRQ_ACK, ~UINT32_C(0));
+                r = dma_round(why, sizeof(why));
+                if (r < 0)
+                        return answer("fail first DMA: %s", why), -1;
+                return answer("ready %" PRIu64 " direct", lease.lease_id);
+        }
         r = vfiod_memfd_create("sd-client", 2 * PAGE, &memfd);
         if (r < 0)
                 return answer("fail memfd: %s", strerror(-r)), -1;
@@ -146,11 +178,12 @@ int main(int argc, char **argv)
                 printf("fail: run me as an unprivileged user\n");
                 return EXIT_FAILURE;
         }
-        if (argc != 2) {
-                printf("fail: usage: sd-client BDF\n");
+        direct = argc == 3 && strcmp(argv[1], "--direct") == 0;
+        if (argc != 2 + direct) {
+                printf("fail: usage: sd-client [--direct] BDF\n");
                 return EXIT_FAILURE;
         }
-        if (setup(argv[1]) < 0)
+        if (setup(argv[argc - 1]) < 0)
                 return EXIT_FAILURE;
         while (fgets(line, sizeof(line), stdin)) {
                 line[strcspn(line, "\n")] = '\0';
