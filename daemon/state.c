@@ -303,12 +303,13 @@ static void collect(struct vfiod_server *s, struct fdlist *fds, struct buf *b)
                 }
                 list_for_each_safe(l, lit, &c->leases, struct vfiod_lease, link_client)
                 {
-                        if (l->status != VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE)
+                        if (l->status != VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE &&
+                            l->status != VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED)
                                 continue;
                         fdlist_add(fds, l->group_fd, "group-%" PRIu64, l->id);
-                        bprintf(b, "lease %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %d %s %zu\n",
-                                c->id, l->id, l->domain->id, l->group_id, l->mode, l->device,
-                                l->n_devs);
+                        bprintf(b, "lease %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %d %d %d %s %zu\n",
+                                c->id, l->id, l->domain->id, l->group_id, l->mode, (int)l->status,
+                                (int)l->revoke_reason, l->device, l->n_devs);
                         for (size_t i = 0; l->group && i < l->group->n_bound; i++)
                                 bprintf(b, "bound %d %s %s\n", l->group_id, l->group->bound[i].bdf,
                                         l->group->bound[i].prev_driver[0]
@@ -791,7 +792,7 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
              line = strtok_r(NULL, "\n", &save)) {
                 uint64_t a, b2, c3, d4, e5;
                 unsigned k, i, n, u1, u2;
-                int x, y, z;
+                int x, y, z, w;
                 unsigned long long ino;
                 char s1[64], s2[64];
                 struct vfiod_client *c;
@@ -889,10 +890,15 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                                          "mapping iova 0x%" PRIx64 "+0x%" PRIx64
                                          " of domain %" PRIu64 ": %s",
                                          b2, c3, a, strerror(-r));
-                } else if (sscanf(line, "lease %" SCNu64 " %" SCNu64 " %" SCNu64 " %d %d %31s %u",
-                                  &a, &b2, &c3, &x, &y, s1, &n) == 7) {
+                } else if (sscanf(line,
+                                  "lease %" SCNu64 " %" SCNu64 " %" SCNu64 " %d %d %d %d %31s %u",
+                                  &a, &b2, &c3, &x, &y, &z, &w, s1, &n) == 9) {
                         r = restore_lease(s, p, a, b2, c3, x, y, s1, n, why, whylen);
                         leases += r == 0;
+                        /* Asked back before the restart: asked again once restored. */
+                        if (r == 0 && z == VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED &&
+                            (l = find_lease(s, b2)))
+                                l->revoke_reason = (Vfiod__ReleaseReason)(w ? w : 1);
                 } else if (sscanf(line, "bound %d %63s %63s", &x, s1, s2) == 3) {
                         struct vfiod_group *g = vfiod_registry_group(s->devices, x);
                         struct vfiod_bound *bd;
@@ -1009,6 +1015,9 @@ int vfiod_state_restore(struct vfiod_state *st, struct vfiod_passed *p)
                 if (!vfiod_lease_policy_check(l, s->policy))
                         vfiod_lease_revoke(l, VFIOD__RELEASE_REASON__RELEASE_REASON_POLICY_CHANGE,
                                            "the policy no longer allows it");
+                else if (l->revoke_reason)
+                        vfiod_lease_revoke(l, l->revoke_reason,
+                                           "asked back before vfiod restarted");
         }
         log_notice("Restored %zu lease(s) and %u client(s) from the fd store", leases,
                    s->n_clients);

@@ -32,7 +32,9 @@
  *   domain C D MODEL MODEL_SET MODE
  *   view D V WRITABLE OFFSET SIZE INO
  *   map D IOVA SIZE V DELTA
- *   lease C L D GROUP MODE DEVICE N_DEVS
+ *   lease C L D GROUP MODE STATUS REASON DEVICE N_DEVS
+ *                                    (STATUS 2: asked back; asked again, with a
+ *                                    new grace period, once restored)
  *   dev L K BDF
  *   bound GROUP BDF PREV_DRIVER      (Managed=yes: given back at release)
  *   irq L K I N INO / unmask L K I INO
