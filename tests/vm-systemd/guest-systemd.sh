@@ -121,6 +121,8 @@ dask() { # COMMAND -> the direct client's answer in $reply
         IFS= read -r -t 30 reply <&"$dout" || return 1
 }
 dask "" || true
+direct_lease=${reply#ready }
+direct_lease=${direct_lease%% *}
 check activation/direct "her DIRECT client on edu 2 (container, group, device fds; maps its own memory): '$reply'" \
         bash -c "[[ '$reply' == ready*direct ]]"
 check status/lease "systemctl status: '$(systemctl show -P StatusText vfiod.service)'" \
@@ -189,11 +191,27 @@ done
 reply=$(edu1)
 check reload/after "after the reload edu 1 is granted and serves DMA: '$reply'" bash -c "[[ '$reply' == ready* ]]"
 
+# --- a lease asked back is still asked back after a restart ----------------------------
+lease_status() { vfioctl leases 2>/dev/null | awk -v id="$1" '$1 == id { print $NF }'; }
+vfioctl revoke "$direct_lease" --reason maintenance >/dev/null 2>&1 || true
+before=$(lease_status "$direct_lease")
+systemctl restart vfiod.service
+wait_active vfiod.service || true
+after=$(lease_status "$direct_lease")
+check revoke/restart "root's revoke of lease $direct_lease (5 s grace) is pending again after a restart: '$before' -> '$after'" \
+        test "$before" = release-requested -a "$after" = release-requested
+for _ in $(seq 60); do
+        [ -z "$(lease_status "$direct_lease")" ] && break
+        sleep 0.25
+done
+check revoke/ends "her DIRECT client ignores it: revoked once the new grace period is over" \
+        test -z "$(lease_status "$direct_lease")"
+
 # --- the end ---------------------------------------------------------------------------
 ask release || reply="no answer"
 check release "alice releases: '$reply'" bash -c "[[ '$reply' == 'ok release' ]]"
 dask release || reply="no answer"
-check release/direct "her DIRECT client releases: '$reply'" bash -c "[[ '$reply' == 'ok release' ]]"
+check release/direct "her DIRECT client's release of the revoked lease is refused: '$reply'" bash -c "[[ '$reply' == 'fail release'* ]]"
 to_client=${CLIENT[1]}
 exec {to_client}>&- {din}>&-
 wait "$CLIENT_PID" "$direct_pid" 2>/dev/null || true
