@@ -15,7 +15,8 @@ check_PROGRAMS += $(VM_GUESTS)
 vm_ldflags = $(AM_LDFLAGS) -no-install
 
 check_LTLIBRARIES += tests/vm/libedu.la
-tests_vm_libedu_la_SOURCES = tests/vm/edu.c tests/vm/edu.h
+tests_vm_libedu_la_SOURCES = tests/vm/edu.c tests/vm/edu.h tests/vm/testdev.c tests/vm/testdev.h \
+	kernel/module/mdma-regs.h
 
 tests_vm_guest_harness_SOURCES = tests/vm/guest-harness.c
 tests_vm_guest_harness_CFLAGS = $(suite_cflags)
@@ -71,7 +72,8 @@ check-vm: $(VM_GUESTS) daemon/vfiod
 # built against that kernel's headers (build-mdma.sh, which installs
 # linux-headers-<version> when missing and can), three mdma instances made
 # by the harness. Runs the module's own mdma-test, then guest-mdev (kernel/
-# and vfiod on the mdevs) with vfiod started by broker-setup.sh for them.
+# and vfiod on the mdevs) and the broker's end-to-end suite in its mdma mode,
+# with vfiod started by broker-setup.sh for them.
 check_PROGRAMS += tests/vm/guest-mdev
 tests_vm_guest_mdev_SOURCES = tests/vm/guest-mdev.c kernel/module/mdma-regs.h
 tests_vm_guest_mdev_CFLAGS = $(suite_cflags)
@@ -79,7 +81,7 @@ tests_vm_guest_mdev_LDFLAGS = $(vm_ldflags)
 tests_vm_guest_mdev_LDADD = client-lib/libvfiod.la kernel/libkvfio.la $(suite_libs)
 
 MDEV_OUT = tests/vm/check-vm-mdev
-check-vm-mdev: tests/vm/guest-mdev tests/vm/vfioctl daemon/vfiod
+check-vm-mdev: tests/vm/guest-mdev tests/vm/guest-broker tests/vm/vfioctl daemon/vfiod
 	@ko=$$($(srcdir)/tests/vm/build-mdma.sh $(srcdir)/kernel/module $(MDEV_OUT)/mdma) || \
 	  { echo "FAIL: vm: building mdma.ko for the guest kernel"; echo "0 passed, 1 failed"; exit 1; }; \
 	$(srcdir)/tests/vm/run-vm.sh --out $(MDEV_OUT) --no-iommu --edus 0 \
@@ -90,7 +92,9 @@ check-vm-mdev: tests/vm/guest-mdev tests/vm/vfioctl daemon/vfiod
 		--user alice:1001 --user bob:1002 --user eve:1003 \
 		--setup 'sh /vfiod/files/broker-setup.sh mdev' \
 		--test mdma-test=mdma-test \
-		--program tests/vm/guest-mdev --test guest-mdev=guest-mdev
+		--program tests/vm/guest-mdev --test guest-mdev=guest-mdev \
+		--program tests/vm/guest-broker \
+		--test 'guest-broker=VFIOD_TESTDEV=mdma guest-broker'
 
 clean-local: clean-vm-mdev
 clean-vm-mdev:
