@@ -255,6 +255,11 @@ static int print_devices(const struct vfiod_device_info *d, size_t n,
                         json_uint(&j, d[i].iommu_group);
                         json_key(&j, "driver");
                         json_string(&j, d[i].driver);
+                        json_key(&j, "mdev_type");
+                        if (d[i].mdev_type[0])
+                                json_string(&j, d[i].mdev_type);
+                        else
+                                json_null(&j);
                         json_key(&j, "state");
                         json_string(&j, vfiod_lease_state_name(d[i].state));
                         json_key(&j, "allowed_modes");
@@ -291,12 +296,16 @@ static int print_devices(const struct vfiod_device_info *d, size_t n,
                 for (size_t i = 0; i < n; i++) {
                         const struct vfiod_lease_info *h =
                             find_holder(leases, n_leases, d[i].device);
-                        char id[16], class[16], group[16], modes[32],
+                        char id[VFIOD_DRIVER_NAME_MAX], class[16], group[16], modes[32],
                             holder[VFIOD_UNIT_NAME_MAX + 64];
                         const char *row[8];
 
-                        (void)snprintf(id, sizeof(id), "%04" PRIx32 ":%04" PRIx32, d[i].vendor_id,
-                                       d[i].device_id);
+                        /* An mdev's ids are in its config space: its type instead. */
+                        if (d[i].mdev_type[0])
+                                (void)snprintf(id, sizeof(id), "%s", d[i].mdev_type);
+                        else
+                                (void)snprintf(id, sizeof(id), "%04" PRIx32 ":%04" PRIx32,
+                                               d[i].vendor_id, d[i].device_id);
                         (void)snprintf(class, sizeof(class), "%06" PRIx32, d[i].class_code);
                         (void)snprintf(group, sizeof(group), "%" PRIu32, d[i].iommu_group);
                         modes_text(d[i].allowed_modes, modes, sizeof(modes));
