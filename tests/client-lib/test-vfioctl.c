@@ -243,10 +243,12 @@ START_TEST(test_list_json)
         ck_assert_str_eq(
             r.out,
             "[{\"device\":\"0000:00:04.0\",\"vendor_id\":4660,\"device_id\":4584,"
-            "\"class_code\":65280,\"iommu_group\":5,\"driver\":\"vfio-pci\",\"state\":\"free\","
+            "\"class_code\":65280,\"iommu_group\":5,\"driver\":\"vfio-pci\",\"mdev_type\":null,"
+            "\"state\":\"free\","
             "\"allowed_modes\":[\"direct\",\"brokered\"],\"lease_id\":null,\"holder\":null},"
             "{\"device\":\"0000:00:05.0\",\"vendor_id\":32902,\"device_id\":4307,"
-            "\"class_code\":131072,\"iommu_group\":6,\"driver\":\"odd \\\"driver\\\"\\n\","
+            "\"class_code\":131072,\"iommu_group\":6,\"driver\":\"odd "
+            "\\\"driver\\\"\\n\",\"mdev_type\":null,"
             "\"state\":\"leased\",\"allowed_modes\":[],\"lease_id\":null,"
             "\"holder\":{\"lease_id\":8,\"uid\":1000,\"gid\":1000,\"pid\":4242,"
             "\"unit\":\"vm@web.service\"}}]\n");
