@@ -531,8 +531,15 @@ static void teardown_fd(const char *name, int fd)
                         (void)kvfio_irq_disable(fd, i);
                 if (kvfio_device_reset(fd) < 0)
                         log_warning("Cannot reset the device of '%s' from the fd store", name);
-        } else if (strncmp(name, "container-", 10) == 0)
-                (void)kvfio_dma_unmap_all(fd, NULL);
+                else
+                        log_notice("'%s' from the fd store: interrupts off, device reset", name);
+        } else if (strncmp(name, "container-", 10) == 0) {
+                uint64_t bytes = 0;
+
+                if (kvfio_dma_unmap_all(fd, &bytes) == 0)
+                        log_notice("'%s' from the fd store: %" PRIu64 " bytes of DMA unmapped",
+                                   name, bytes);
+        }
         safe_close(fd);
 }
 
@@ -757,7 +764,8 @@ static int restore_dev_info(struct vfiod_lease *l, size_t k, const char *bdf)
         return 0;
 }
 
-static int restore_irq(struct vfiod_lease *l, size_t k, unsigned index, unsigned vector, int fd)
+static int restore_irq_take(struct vfiod_lease *l, size_t k, unsigned index, unsigned vector,
+                            int fd)
 {
         struct vfiod_lease_dev *dev = &l->devs[k];
 
@@ -934,7 +942,7 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                         snprintf(name, sizeof(name), "irq-%" PRIu64 "-%u-%u-%u-%llu", a, k, i, n,
                                  ino);
                         fd = passed_take(p, name);
-                        r = l && k < l->n_devs ? restore_irq(l, k, i, n, fd)
+                        r = l && k < l->n_devs ? restore_irq_take(l, k, i, n, fd)
                                                : (safe_close(fd), -EINVAL);
                 } else if (sscanf(line, "unmask %" SCNu64 " %u %u %llu", &a, &k, &i, &ino) == 4) {
                         int fd;
