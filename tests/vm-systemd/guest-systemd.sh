@@ -220,4 +220,33 @@ check status/idle "systemctl status after she left: '$(systemctl show -P StatusT
         status_has "0 lease(s), 0 client(s)"
 check fdstore/idle "fd store after she left: $(fdstore) fd (the state only: the lease's fds were removed)" \
         test "$(fdstore)" = 1
+
+# --- a state that cannot be restored is torn down, never half-used ----------------------
+# An fd store too small for a lease (FileDescriptorStoreMax=3: the state, the connection
+# and the container fit; the memfd, group, device and eventfd do not).
+mkdir -p /run/systemd/system/vfiod.service.d
+printf '[Service]\nFileDescriptorStoreMax=3\n' >/run/systemd/system/vfiod.service.d/small.conf
+systemctl daemon-reload
+systemctl restart vfiod.service
+wait_active vfiod.service || true
+coproc CLIENT { exec setpriv --reuid=alice --regid=alice --init-groups /vfiod/bin/sd-client "${edus[0]}" 2>&1; }
+ask "" || reply="no answer"
+check teardown/lease "a brokered lease with only part of its fds in the store: '$reply'" bash -c "[[ '$reply' == ready* ]]"
+systemctl restart vfiod.service
+wait_active vfiod.service || true
+check teardown/logged "the next vfiod refuses the state: '$(journalctl -u vfiod.service -o cat --no-pager | grep -m 1 'Cannot restore' | cut -c1-120)'" \
+        bash -c "journalctl -u vfiod.service -o cat --no-pager | grep -q 'Cannot restore the state from the fd store: .* is not in the fd store; releasing everything in it'"
+ask ping || reply="no answer"
+check teardown/connection "her connection was closed: '$reply'" bash -c "[[ '$reply' == 'fail ping'* ]]"
+ask dma || reply="no answer"
+check teardown/dma "her mapping no longer serves DMA (container unmapped, device reset): '$reply'" bash -c "[[ '$reply' == 'fail dma'* ]]"
+check teardown/status "nothing half-restored: '$(systemctl show -P StatusText vfiod.service)', fd store $(fdstore)" \
+        bash -c "systemctl status vfiod.service --no-pager | grep -q '0 lease(s), 0 client(s)' && [ \"\$(systemctl show -P NFileDescriptorStore vfiod.service)\" = 1 ]"
+to_client=${CLIENT[1]}
+exec {to_client}>&-
+wait "$CLIENT_PID" 2>/dev/null || true
+reply=$(setpriv --reuid=alice --regid=alice --init-groups /vfiod/bin/sd-client "${edus[0]}" </dev/null 2>&1 | head -n 1 || true)
+check teardown/reusable "once she has gone, edu 0 is leased again and works: '$reply'" bash -c "[[ '$reply' == ready* ]]"
+rm -f /run/systemd/system/vfiod.service.d/small.conf
+systemctl daemon-reload
 completed=1
