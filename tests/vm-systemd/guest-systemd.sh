@@ -131,11 +131,18 @@ check status/lease "systemctl status: '$(systemctl show -P StatusText vfiod.serv
 # direct: client-2, container-2, group-2, device-2-0
 check fdstore/lease "fd store: $(fdstore) fds (11: the state; brokered: connection, container, memfd, group, device, MSI eventfd; direct: connection, container, group, device)" \
         test "$(fdstore)" = 11
-check journal/fields "the lease's journal entry has DEVICE=, IOMMU_GROUP=, LEASE=, PEER_UID=" \
-        bash -c "journalctl -u vfiod.service -o verbose --no-pager | grep -q 'DEVICE=${edus[0]}' &&
-                 journalctl -u vfiod.service -o verbose --no-pager | grep -q 'PEER_UID=1001' &&
-                 journalctl -u vfiod.service -o verbose --no-pager | grep -q 'LEASE=' &&
-                 journalctl -u vfiod.service -o verbose --no-pager | grep -q 'IOMMU_GROUP='"
+# The journal entry of the lease (-o verbose: a header line, then its fields indented).
+lease_entry=$(journalctl -u vfiod.service -o verbose --no-pager |
+        awk '/^[A-Z][a-z][a-z] / { e = "" } { e = e $0 "\n" } /MESSAGE=leased device/ { print e; exit }' || true)
+lease_fields() {
+        local f
+        for f in "DEVICE=${edus[0]}" 'IOMMU_GROUP=[0-9]+' 'LEASE=1' 'PEER_UID=1001' 'PEER_PID=[0-9]+' \
+                'PEER_UNIT=vfiod-test.service'; do
+                grep -qE "^ *$f\$" <<<"$lease_entry" || return 1
+        done
+}
+check journal/fields "the lease's journal entry: $(grep -oE '(DEVICE|IOMMU_GROUP|LEASE|PEER_UID|PEER_PID|PEER_UNIT)=.*' <<<"$lease_entry" | tr '\n' ' ')" \
+        lease_fields
 
 # --- restarts while alice holds her lease --------------------------------------------
 after_restart() { # HOW
