@@ -182,6 +182,9 @@ static const struct {
     {"[Daemon]\nMaxLeasesPerClient=3\nBogus=1\n", 3, "unknown key 'Bogus' in [Daemon]"},
     {"[Device a]\nMatch=0000:00:01.0\nColor=red\n", 3, "unknown key 'Color' in [Device a]"},
     {"[Device a]\nMatch=0000:00:01.0 zz:zz\n", 2, "not a PCI address 'zz:zz'"},
+    {"[Device a]\nMatch=6d646d61-0000-4000-8000-00000000000g\n", 2,
+     "not a PCI address '6d646d61-0000-4000-8000-00000000000g' (DDDD:BB:DD.F or BB:DD.F) nor an "
+     "mdev UUID"},
     {"[Device a]\nMatch=0000:00:01.0\nUsers=no-such-user-here\n", 3,
      "unknown user 'no-such-user-here'"},
     {"[Device a]\nMatch=0000:00:01.0\nGroups=no-such-group-here\n", 3,
@@ -460,6 +463,50 @@ START_TEST(matching_kinds)
 }
 END_TEST
 
+/* A mediated device: matched by its UUID (any case in the file) or its group. */
+START_TEST(matching_mdev)
+{
+        static const char uuid[] = "6d646d61-0000-4000-8000-00000000000a";
+        struct vfiod_policy *p = NULL;
+        struct kvfio_pci_dev d;
+        char link[4200];
+
+        testutil_write_file(dir,
+                            "sys/devices/virtual/mdma/mdma/"
+                            "6d646d61-0000-4000-8000-00000000000a/uevent",
+                            "");
+        testutil_write_file(dir, "sys/bus/mdev/devices/.keep", "");
+        snprintf(link, sizeof(link), "%s/sys/bus/mdev/devices/%s", dir, uuid);
+        ck_assert_int_eq(
+            symlink("../../../devices/virtual/mdma/mdma/6d646d61-0000-4000-8000-00000000000a",
+                    link),
+            0);
+        snprintf(link, sizeof(link), "%s/sys/devices/virtual/mdma/mdma/%s/iommu_group", dir, uuid);
+        ck_assert_int_eq(symlink("../../../../../kernel/iommu_groups/9", link), 0);
+        snprintf(link, sizeof(link), "%s/sys/devices/virtual/mdma/mdma/%s/driver", dir, uuid);
+        ck_assert_int_eq(symlink("../../../../../bus/mdev/drivers/mdma", link), 0);
+        ck_assert_int_eq(kvfio_dev_read(dir, uuid, &d), 0);
+        ck_assert(d.mdev);
+
+        ck_assert_int_eq(
+            load("[Device m]\nMatch=6D646D61-0000-4000-8000-00000000000A\nUsers=1000\n", &p, NULL),
+            0);
+        ck_assert_str_eq(p->rules[0].match[0], uuid);
+        ck_assert(vfiod_rule_matches(&p->rules[0], &d));
+        vfiod_policy_free(p);
+        ck_assert_int_eq(load("[Device m]\nMatchGroup=9\nUsers=1000\n", &p, NULL), 0);
+        ck_assert(vfiod_rule_matches(&p->rules[0], &d));
+        vfiod_policy_free(p);
+        ck_assert_int_eq(
+            load(
+                "[Device m]\nMatch=6d646d61-0000-4000-8000-00000000000b 0000:00:01.0\nUsers=1000\n",
+                &p, NULL),
+            0);
+        ck_assert(!vfiod_rule_matches(&p->rules[0], &d));
+        vfiod_policy_free(p);
+}
+END_TEST
+
 START_TEST(matching_subjects)
 {
         struct kvfio_pci_list *list = fake_tree();
@@ -681,6 +728,7 @@ int main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_loop_test(tc, matching_kinds, 0, (int)ELEMENTSOF(match_table));
         tcase_add_test(tc, matching_subjects);
+        tcase_add_test(tc, matching_mdev);
         tcase_add_test(tc, grant_and_reasons);
         tcase_add_test(tc, grant_narrow);
         tcase_add_test(tc, empty_denies);
