@@ -179,6 +179,10 @@ check kill9/restarted "systemd started vfiod again after SIGKILL ($(systemctl sh
 after_restart kill9
 
 # --- reload applies a policy change (a client of its own, on edu 1) ------------------
+# edu 1 leaves vfio-pci: the new rule says Managed=yes, so vfiod binds it itself
+# (driver_override, drivers_probe: the sysfs files its sandbox leaves writable).
+echo "${edus[1]}" >/sys/bus/pci/drivers/vfio-pci/unbind
+echo >"/sys/bus/pci/devices/${edus[1]}/driver_override"
 edu1() { setpriv --reuid=alice --regid=alice --init-groups /vfiod/bin/sd-client "${edus[1]}" </dev/null 2>&1 | head -n 1 || true; }
 reply=$(edu1)
 check reload/before "edu 1 refused before the reload: '$reply'" bash -c "[[ '$reply' == 'fail acquire: Operation not permitted'* ]]"
@@ -188,6 +192,7 @@ cat >>"$conf" <<CONF
 Match=${edus[1]}
 Users=alice
 Modes=brokered
+Managed=yes
 CONF
 check reload/systemctl "systemctl reload vfiod.service" systemctl reload vfiod.service
 # ExecReload= only sends SIGHUP: wait until vfiod says it read the file again.
@@ -197,6 +202,10 @@ for _ in $(seq 50); do
 done
 reply=$(edu1)
 check reload/after "after the reload edu 1 is granted and serves DMA: '$reply'" bash -c "[[ '$reply' == ready* ]]"
+driver_of() { basename "$(readlink "/sys/bus/pci/devices/$1/driver" 2>/dev/null)" 2>/dev/null || true; }
+for _ in $(seq 25); do [ -z "$(driver_of "${edus[1]}")" ] && break; sleep 0.2; done
+check sandbox/managed "Managed=yes from inside the sandbox: vfiod bound edu 1 to vfio-pci for the lease and gave it back (driver now: '$(driver_of "${edus[1]}")')" \
+        bash -c "journalctl -u vfiod.service -o cat --no-pager | grep -q \"managed: bound '${edus[1]}' to vfio-pci\" && [ -z \"\$(readlink /sys/bus/pci/devices/${edus[1]}/driver)\" ]"
 
 # --- a lease asked back is still asked back after a restart ----------------------------
 lease_status() { vfioctl leases 2>/dev/null | awk -v id="$1" '$1 == id { print $NF }'; }
