@@ -350,7 +350,7 @@ int vfiod_server_reload(struct vfiod_server *s, struct vfiod_errors *errors, uin
 void vfiod_server_log_devices(struct vfiod_server *s)
 {
         struct kvfio_pci_list *list = NULL;
-        size_t n_vfio = 0;
+        size_t n_vfio = 0, n_mdev = 0;
         int r;
 
         r = vfiod_registry_discover(s->devices, &list);
@@ -363,16 +363,30 @@ void vfiod_server_log_devices(struct vfiod_server *s)
                 const struct kvfio_pci_dev *d = &list->devs[i];
                 struct vfiod_log_about a = {.device = d->bdf, .group = d->iommu_group};
 
+                n_mdev += d->mdev;
                 if (!vfiod_dev_is_vfio(d))
                         continue;
+                if (d->mdev) {
+                        vfiod_log_about(LOG_INFO, &a,
+                                        "mediated device '%s' (type %s, group %d) is bound to %s",
+                                        d->bdf, d->mdev_type[0] ? d->mdev_type : "unknown",
+                                        d->iommu_group, d->driver);
+                        continue;
+                }
                 n_vfio++;
                 vfiod_log_about(LOG_INFO, &a,
                                 "device '%s' (%04x:%04x, group %d) is bound to vfio-pci", d->bdf,
                                 d->vendor, d->device, d->iommu_group);
         }
-        log_notice("Found %zu PCI device(s) under '%s', %zu bound to vfio-pci%s", list->n,
-                   s->devices->sysfs_root, n_vfio,
-                   list->n_skipped ? "; some entries could not be read" : "");
+        if (n_mdev)
+                log_notice("Found %zu PCI device(s) under '%s', %zu bound to vfio-pci, and %zu "
+                           "mediated device(s)%s",
+                           list->n - n_mdev, s->devices->sysfs_root, n_vfio, n_mdev,
+                           list->n_skipped ? "; some entries could not be read" : "");
+        else
+                log_notice("Found %zu PCI device(s) under '%s', %zu bound to vfio-pci%s", list->n,
+                           s->devices->sysfs_root, n_vfio,
+                           list->n_skipped ? "; some entries could not be read" : "");
         kvfio_pci_list_free(list);
 }
 
