@@ -8,7 +8,9 @@
  *
  * - kernel: discovery (kvfio_dev_discover, group members, viability), then
  *   container, group, device, a Type1v2 mapping, DMA through it, DMA to an
- *   unmapped IOVA refused by the device, MSI and INTx on eventfds, reset.
+ *   unmapped IOVA refused by the device, MSI and INTx on eventfds, reset;
+ *   two groups in one container sharing a mapping, overlaps refused, the
+ *   group busy while a device fd is open, unmap-all.
  * - broker: each client is a child that dropped to alice, bob or eve and
  *   uses libvfiod and the fds it got only: ListDevices shows the mdevs
  *   (type mdma-1, ids 0), the policy by UUID (any case), BROKERED (MapDma of
@@ -383,6 +385,81 @@ START_TEST(test_kernel_dma_irqs)
 }
 END_TEST
 
+/*
+ * Two mdev groups in one container share one mapping, each device's DMA goes
+ * through it; overlaps are EEXIST; UNSET_CONTAINER is EBUSY while a device fd
+ * is open; VFIO_DMA_UNMAP_FLAG_ALL unmaps it all, after which DMA is refused.
+ */
+START_TEST(test_kernel_shared_container)
+{
+        const uint64_t iova = 0x20000000;
+        struct kvfio_pci_dev d1, d2;
+        struct mdma m1, m2;
+        uint64_t unmapped = 0;
+        uint32_t st, err;
+        int container, g1, g2, f1, f2;
+        uint8_t *mem;
+
+        read_mdevs();
+        ck_assert_int_eq(kvfio_dev_read("/", mdevs[1], &d1), 0);
+        ck_assert_int_eq(kvfio_dev_read("/", mdevs[2], &d2), 0);
+        container = kvfio_container_open("/dev/vfio/vfio");
+        ck_assert_int_ge(container, 0);
+        g1 = kvfio_group_open(d1.iommu_group, "/dev/vfio");
+        g2 = kvfio_group_open(d2.iommu_group, "/dev/vfio");
+        ck_assert_int_ge(g1, 0);
+        ck_assert_int_ge(g2, 0);
+        ck_assert_int_eq(kvfio_group_set_container(g1, container), 0);
+        ck_assert_int_eq(kvfio_group_set_container(g2, container), 0);
+        ck_assert_int_eq(kvfio_container_set_iommu(container, KVFIO_IOMMU_AUTO),
+                         VFIO_TYPE1v2_IOMMU);
+        f1 = kvfio_group_get_device_fd(g1, mdevs[1]);
+        f2 = kvfio_group_get_device_fd(g2, mdevs[2]);
+        ck_assert_int_ge(f1, 0);
+        ck_assert_int_ge(f2, 0);
+        ck_assert_int_eq(mdma_init(f1, &m1), 0);
+        ck_assert_int_eq(mdma_init(f2, &m2), 0);
+        ck_assert_int_eq(bus_master(&m1), 0);
+        ck_assert_int_eq(bus_master(&m2), 0);
+
+        mem = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ck_assert_ptr_ne(mem, MAP_FAILED);
+        for (unsigned i = 0; i < PAGE; i++)
+                mem[i] = (uint8_t)(i * 5 + 11);
+        ck_assert_int_eq(kvfio_dma_map(container, mem, iova, 3 * PAGE,
+                                       VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE),
+                         0);
+        ck_assert_int_eq(kvfio_dma_map(container, mem, iova + PAGE, PAGE,
+                                       VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE),
+                         -EEXIST);
+        st = copy(&m1, iova, iova + PAGE, PAGE, &err);
+        ck_assert_msg(st == MDMA_STATUS_DONE, "device 1: status 0x%x error %u", st, err);
+        st = copy(&m2, iova + PAGE, iova + 2 * PAGE, PAGE, &err);
+        ck_assert_msg(st == MDMA_STATUS_DONE, "device 2: status 0x%x error %u", st, err);
+        ck_assert_mem_eq(mem, mem + 2 * PAGE, PAGE);
+
+        /* a device fd is open: the group cannot leave the container */
+        ck_assert_int_eq(kvfio_group_unset_container(g2), -EBUSY);
+
+        ck_assert_int_eq(kvfio_dma_unmap_all(container, &unmapped), 0);
+        ck_assert_uint_eq(unmapped, 3 * PAGE);
+        memset(mem + PAGE, 0xee, PAGE);
+        st = copy(&m2, iova, iova + PAGE, PAGE, &err);
+        ck_assert_msg((st & MDMA_STATUS_ERROR) && err == MDMA_ERR_UNMAPPED, "status 0x%x err %u",
+                      st, err);
+        ck_assert_uint_eq(mem[PAGE], 0xee);
+
+        close(f2);
+        ck_assert_int_eq(kvfio_group_unset_container(g2), 0);
+        close(f1);
+        ck_assert_int_eq(kvfio_group_unset_container(g1), 0);
+        close(g2);
+        close(g1);
+        close(container);
+        munmap(mem, 3 * PAGE);
+}
+END_TEST
+
 /* ---- vfiod on the mdevs -------------------------------------------------- */
 
 static int client_list(const void *arg)
@@ -683,6 +760,7 @@ static Suite *mdev_suite(void)
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, test_kernel_discovery);
         tcase_add_test(tc, test_kernel_dma_irqs);
+        tcase_add_test(tc, test_kernel_shared_container);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("broker");
