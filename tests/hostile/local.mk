@@ -33,11 +33,14 @@ tests_hostile_guest_hostile_LDADD = tests/hostile/libhostile.la $(suite_libs)
 
 # make valgrind: the host suites (make check) with every test program, and
 # vfiod-fake where a suite starts one (VFIOD_TEST_VALGRIND), under valgrind;
-# a definite or indirect leak or any memory error fails the test.
+# a definite or indirect leak or any memory error fails the test (a test that
+# is a shell script runs as it is: tests/hostile/valgrind.sh).
 VALGRIND_CMD = valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	--error-exitcode=1
 valgrind:
-	env VFIOD_TEST_VALGRIND='$(VALGRIND_CMD)' CK_TIMEOUT_MULTIPLIER=20 \
-	  $(MAKE) $(AM_MAKEFLAGS) check LOG_COMPILER='$(LIBTOOL) --mode=execute $(VALGRIND_CMD)'
+	env VFIOD_TEST_VALGRIND='$(VALGRIND_CMD)' VALGRIND_CMD='$(VALGRIND_CMD)' \
+	  CK_TIMEOUT_MULTIPLIER=20 $(MAKE) $(AM_MAKEFLAGS) check \
+	  LOG_COMPILER='$(srcdir)/tests/hostile/valgrind.sh' LOG_FLAGS='$(top_builddir)/libtool'
 
+EXTRA_DIST += tests/hostile/valgrind.sh
 .PHONY: valgrind
