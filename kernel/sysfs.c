@@ -636,36 +636,21 @@ err_close:
         return r;
 }
 
-int kvfio_pci_discover(const char *root, struct kvfio_pci_list **ret_list)
+/*
+ * Lists the devices of folder `dir` under root (the PCI or the mdev bus).
+ * A missing folder is -ENOENT, or an empty list when missing_is_empty.
+ */
+static int discover_dir(const char *root, const char *dir, bool missing_is_empty,
+                        struct kvfio_pci_list **ret_list)
 {
         int devices_fd, dir_fd, r;
 
         if (!root || !*root || !ret_list)
                 return -EINVAL;
-        devices_fd = open_root_dir(root, PCI_DEVICES_DIR);
-        if (devices_fd < 0)
-                return devices_fd;
-        dir_fd = fcntl(devices_fd, F_DUPFD_CLOEXEC, 3);
-        if (dir_fd < 0) {
-                r = -errno;
-                goto out;
-        }
-        r = list_from_dir_take(dir_fd, devices_fd, ret_list);
-out:
-        close(devices_fd);
-        return r;
-}
+        devices_fd = open_root_dir(root, dir);
+        if (devices_fd == -ENOENT && missing_is_empty) {
+                struct kvfio_pci_list *empty = calloc(1, sizeof(*empty));
 
-int kvfio_mdev_discover(const char *root, struct kvfio_pci_list **ret_list)
-{
-        struct kvfio_pci_list *empty;
-        int devices_fd, dir_fd, r;
-
-        if (!root || !*root || !ret_list)
-                return -EINVAL;
-        devices_fd = open_root_dir(root, MDEV_DEVICES_DIR);
-        if (devices_fd == -ENOENT) {
-                empty = calloc(1, sizeof(*empty));
                 if (!empty)
                         return -ENOMEM;
                 *ret_list = empty;
@@ -682,6 +667,17 @@ int kvfio_mdev_discover(const char *root, struct kvfio_pci_list **ret_list)
 out:
         close(devices_fd);
         return r;
+}
+
+int kvfio_pci_discover(const char *root, struct kvfio_pci_list **ret_list)
+{
+        return discover_dir(root, PCI_DEVICES_DIR, false, ret_list);
+}
+
+/* No mdev bus (mdev.ko not loaded) simply means no mdevs. */
+int kvfio_mdev_discover(const char *root, struct kvfio_pci_list **ret_list)
+{
+        return discover_dir(root, MDEV_DEVICES_DIR, true, ret_list);
 }
 
 int kvfio_dev_discover(const char *root, struct kvfio_pci_list **ret_list)
