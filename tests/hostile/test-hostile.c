@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -89,6 +90,8 @@ static void start_daemon(void)
                         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
                                 _exit(125);
                 }
+                /* Never outlive the test, whatever happens to it. */
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
                 setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0 2=0000:00:02.0", 1);
                 unsetenv("LISTEN_FDS");
                 unsetenv("NOTIFY_SOCKET");

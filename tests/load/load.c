@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -239,6 +240,8 @@ static void start_daemon(const char *exe, int devices, int max_conn)
                         rl.rlim_cur = rl.rlim_max;
                         (void)setrlimit(RLIMIT_NOFILE, &rl);
                 }
+                /* Never outlive the test, whatever happens to it. */
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
                 setenv("VFIOD_FAKE_DEVICES", env, 1);
                 unsetenv("LISTEN_FDS");
                 unsetenv("NOTIFY_SOCKET");
