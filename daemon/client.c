@@ -706,6 +706,20 @@ out:
         return r;
 }
 
+/* Bytes mapped through MapDma now by every connection of c's uid together. */
+static uint64_t user_pinned_bytes(const struct vfiod_client *c)
+{
+        struct vfiod_client *o;
+        uint64_t sum = 0;
+
+        list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
+        {
+                if (o->peer.uid == c->peer.uid)
+                        sum += o->usage.pinned_bytes;
+        }
+        return sum;
+}
+
 static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__MapDma *rq = msg->env->map_dma;
@@ -742,7 +756,10 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         r = map_quota_check(c, d, ranges, rq->n_ranges, err);
         if (r < 0)
                 return r;
-        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &bytes, err);
+        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, user_pinned_bytes(c), &bytes, err);
+        if (r == -EDQUOT)
+                LOG_CLIENT(LOG_NOTICE, c, "quota: refused MapDma in domain %" PRIu64 ": %s", d->id,
+                           err ? err->reason : "");
         if (r < 0)
                 return r;
         LOG_CLIENT(LOG_INFO, c,

@@ -397,8 +397,8 @@ static int cmp_map(const void *a, const void *b)
 }
 
 int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
-                     const struct vfiod_config_limits *limits, uint64_t *ret_bytes,
-                     struct vfiod_error *err)
+                     const struct vfiod_config_limits *limits, uint64_t user_pinned,
+                     uint64_t *ret_bytes, struct vfiod_error *err)
 {
         _cleanup_free_ struct memfd_meta *metas = NULL;
         _cleanup_free_ const struct memfd_meta **meta_of = NULL;
@@ -454,6 +454,13 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
                                        ": MaxPinnedBytesPerClient=%" PRIu64 " reached",
                                        d->usage->pinned_bytes, total,
                                        limits->max_pinned_bytes_per_client);
+        /* More connections must not mean more memory pinned by the daemon. */
+        if (user_pinned + total < total || user_pinned + total > limits->max_pinned_bytes_per_user)
+                return vfiod_error_set(err, EDQUOT,
+                                       "%" PRIu64 " bytes mapped by this user over all its "
+                                       "connections + %" PRIu64 ": MaxPinnedBytesPerUser=%" PRIu64
+                                       " reached",
+                                       user_pinned, total, limits->max_pinned_bytes_per_user);
 
         maps = realloc(d->maps, (d->n_maps + n) * sizeof(*maps));
         if (!maps)

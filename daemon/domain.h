@@ -117,11 +117,12 @@ void vfiod_domain_detached_last(struct vfiod_domain *domain);
  * no overlap with existing mappings or the batch, the limits), then mmaps
  * each memfd once (struct vfiod_memfd_view), faults the ranges in and maps
  * them in order; when one fails, the ones already mapped are unmapped. All
- * or nothing. On success *ret_bytes is the total.
+ * or nothing. On success *ret_bytes is the total. user_pinned is what every
+ * connection of the owner's uid has mapped now (MaxPinnedBytesPerUser).
  */
 int vfiod_domain_map(struct vfiod_domain *domain, const struct vfiod_map_range *ranges, size_t n,
-                     const struct vfiod_config_limits *limits, uint64_t *ret_bytes,
-                     struct vfiod_error *err);
+                     const struct vfiod_config_limits *limits, uint64_t user_pinned,
+                     uint64_t *ret_bytes, struct vfiod_error *err);
 
 /*
  * UnmapDma: every range must cover whole mappings (EINVAL otherwise) and

@@ -22,6 +22,12 @@
 #define VFIOD_DEFAULT_MAX_MAPPINGS_PER_CLIENT 1024
 /* MaxPinnedBytesPerClient: bytes mapped through MapDma at once (16 GiB). */
 #define VFIOD_DEFAULT_MAX_PINNED_BYTES_PER_CLIENT (16ull << 30)
+/*
+ * MaxPinnedBytesPerUser: bytes mapped through MapDma at once by all the
+ * connections of one uid together (16 GiB): more connections must not mean
+ * more memory pinned by the daemon.
+ */
+#define VFIOD_DEFAULT_MAX_PINNED_BYTES_PER_USER (16ull << 30)
 /* MaxRangesPerRequest: ranges in one MapDma or UnmapDma. */
 #define VFIOD_DEFAULT_MAX_RANGES_PER_REQUEST 256
 /* MaxFdsPerMessage: fds in one received datagram (at most VFIOD_PROTO_MAX_FDS). */
@@ -44,6 +50,7 @@ struct vfiod_config_limits {
         uint32_t max_leases_per_client;
         uint32_t max_mappings_per_client;
         uint64_t max_pinned_bytes_per_client;
+        uint64_t max_pinned_bytes_per_user;
         uint32_t max_ranges_per_request;
         uint32_t max_fds_per_message;
         uint32_t max_queued_bytes_per_client;
@@ -59,6 +66,7 @@ struct vfiod_config_limits {
             .max_leases_per_client = VFIOD_DEFAULT_MAX_LEASES_PER_CLIENT,                   \
             .max_mappings_per_client = VFIOD_DEFAULT_MAX_MAPPINGS_PER_CLIENT,               \
             .max_pinned_bytes_per_client = VFIOD_DEFAULT_MAX_PINNED_BYTES_PER_CLIENT,       \
+            .max_pinned_bytes_per_user = VFIOD_DEFAULT_MAX_PINNED_BYTES_PER_USER,           \
             .max_ranges_per_request = VFIOD_DEFAULT_MAX_RANGES_PER_REQUEST,                 \
             .max_fds_per_message = VFIOD_DEFAULT_MAX_FDS_PER_MESSAGE,                       \
             .max_queued_bytes_per_client = VFIOD_DEFAULT_MAX_QUEUED_BYTES_PER_CLIENT,       \

@@ -882,6 +882,8 @@ static const struct limit_key limit_keys[] = {
     LIMIT32("MaxMappingsPerClient", max_mappings_per_client, 1, 1u << 20),
     {"MaxPinnedBytesPerClient", offsetof(struct vfiod_config_limits, max_pinned_bytes_per_client),
      true, true, 4096, UINT64_MAX},
+    {"MaxPinnedBytesPerUser", offsetof(struct vfiod_config_limits, max_pinned_bytes_per_user), true,
+     true, 4096, UINT64_MAX},
     LIMIT32("MaxRangesPerRequest", max_ranges_per_request, 1, 4096),
     LIMIT32("MaxFdsPerMessage", max_fds_per_message, 1, 253),
     LIMIT32("MaxQueuedBytesPerClient", max_queued_bytes_per_client, 65536, 1u << 30),

@@ -352,7 +352,8 @@ START_TEST(not_a_memfd_in_the_domain)
                                                     .iova = 0x100000,
                                                     .size = PAGE,
                                                     .readable = true};
-                        ck_assert_int_eq(vfiod_domain_map(d, &r, 1, &lim, &bytes, &err), -EINVAL);
+                        ck_assert_int_eq(vfiod_domain_map(d, &r, 1, &lim, 0, &bytes, &err),
+                                         -EINVAL);
                         ck_assert_msg(strstr(err.reason, "not a memfd"), "%s", err.reason);
                 }
         }
@@ -398,6 +399,57 @@ START_TEST(quarantined_domain_takes_no_mapping)
 }
 END_TEST
 
+/* Maps n pages at iova from connection fd (the helpers above use client_fd). */
+static int map_on(int fd, uint64_t dom, uint64_t iova, uint64_t pages, int mfd, char *reason)
+{
+        struct range r = {0, 0, iova, pages * PAGE};
+        int saved = client_fd, ret;
+
+        client_fd = fd;
+        ret = map(dom, &r, 1, &mfd, 1, reason);
+        client_fd = saved;
+        return ret;
+}
+
+/*
+ * MaxPinnedBytesPerUser counts every connection of a uid together: a second
+ * connection does not bring a second quota. Another user has its own.
+ */
+START_TEST(pinned_bytes_per_user)
+{
+        int mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK), fd2, fd3, f2[3], f3[3];
+        uint64_t dom2, dom3;
+        size_t n2, n3;
+        char reason[256] = "";
+
+        start("[Daemon]\nMaxPinnedBytesPerUser=8K\n"
+              "[Device other]\nMatch=0000:00:03.0\nUsers=1001\n");
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        h_add_device("0000:00:03.0", 3, "vfio-pci");
+        fd2 = h_connect(1000, 1000);
+        fd3 = h_connect(1001, 1001);
+        h_hello(fd2, 0);
+        h_hello(fd3, 0);
+        (void)h_acquire_ok(fd2, "0000:00:02.0", 0, BROKERED, f2, &n2, &dom2);
+        (void)h_acquire_ok(fd3, "0000:00:03.0", 0, BROKERED, f3, &n3, &dom3);
+
+        ck_assert_int_eq(map_on(client_fd, domain, 0x100000, 1, mfd, NULL), 0);
+        ck_assert_int_eq(map_on(fd2, dom2, 0x100000, 2, mfd, reason), EDQUOT);
+        ck_assert_msg(strstr(reason, "MaxPinnedBytesPerUser=8192"), "%s", reason);
+        ck_assert_int_eq(map_on(fd2, dom2, 0x100000, 1, mfd, NULL), 0);
+        ck_assert_int_eq(map_on(client_fd, domain, 0x200000, 1, mfd, NULL), EDQUOT);
+        ck_assert_int_eq(map_on(fd3, dom3, 0x100000, 2, mfd, NULL), 0);
+        ck_assert_uint_eq(fake_kernel_mappings(), 3);
+
+        h_close_all(f2, n2);
+        h_close_all(f3, n3);
+        close(fd2);
+        close(fd3);
+        close(mfd);
+        stop();
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("daemon-domain");
@@ -413,6 +465,7 @@ int main(void)
         tcase_add_test(tc, not_a_memfd_over_the_wire);
         tcase_add_test(tc, not_a_memfd_in_the_domain);
         tcase_add_test(tc, quarantined_domain_takes_no_mapping);
+        tcase_add_test(tc, pinned_bytes_per_user);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
