@@ -115,37 +115,11 @@ void vfiod_client_drop(struct vfiod_client *c, const char *fmt, ...)
         ev_io_stop(c->server->loop, &c->io);
 }
 
-static int send_raw(int fd, const void *buf, size_t len, const int *fds, size_t n_fds)
-{
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int) * VFIOD_PROTO_MAX_FDS)];
-        } control;
-        struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-
-        if (n_fds > 0) {
-                struct cmsghdr *cm;
-
-                memset(&control, 0, sizeof(control));
-                mh.msg_control = control.buf;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                cm = CMSG_FIRSTHDR(&mh);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
-        }
-        if (sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-                return -errno;
-        return 0;
-}
-
 static void flush_queue(struct vfiod_client *c)
 {
         while (!list_empty(&c->queue) && !c->dead) {
                 struct vfiod_queued *q = container_of(c->queue.next, struct vfiod_queued, link);
-                int r = send_raw(c->fd, q->buf, q->len, q->fds, q->n_fds);
+                int r = vfiod_datagram_send(c->fd, q->buf, q->len, q->fds, q->n_fds, MSG_DONTWAIT);
 
                 if (r == -EAGAIN || r == -EINTR)
                         break;

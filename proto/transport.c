@@ -526,17 +526,48 @@ static void fixed_buffer_append(ProtobufCBuffer *b, size_t len, const uint8_t *d
         f->len += len;
 }
 
-int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t n_fds)
+int vfiod_datagram_send(int sock, const void *buf, size_t len, const int *fds, size_t n_fds,
+                        int flags)
 {
-        uint8_t buf[VFIOD_PROTO_MAX_DATAGRAM];
         union {
                 struct cmsghdr align;
                 char buf[FD_CONTROL_SIZE];
         } control;
-        struct iovec iov = {.iov_base = buf};
+        struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-        size_t len;
         ssize_t n;
+
+        if (n_fds > VFIOD_PROTO_MAX_FDS)
+                return -EMSGSIZE;
+        if (n_fds > 0) {
+                struct cmsghdr *c;
+
+                memset(&control, 0, sizeof(control));
+                mh.msg_control = control.buf;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                /* Borrowed: the kernel duplicates them, the caller keeps its own. */
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
+
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
+        if (n < 0)
+                return -errno;
+        /* SEQPACKET sends a datagram whole or not at all. */
+        if ((size_t)n != len)
+                return -EIO;
+        return 0;
+}
+
+int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t n_fds)
+{
+        uint8_t buf[VFIOD_PROTO_MAX_DATAGRAM];
+        struct fixed_buffer fb = {
+            .base.append = fixed_buffer_append, .data = buf, .size = sizeof(buf)};
+        size_t len;
         int r;
 
         if (!env || (n_fds > 0 && !fds))
@@ -552,37 +583,10 @@ int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t 
         if (r < 0)
                 return -EINVAL;
 
-        {
-                struct fixed_buffer fb = {
-                    .base.append = fixed_buffer_append, .data = buf, .size = sizeof(buf)};
-
-                len = vfiod__envelope__pack_to_buffer(env, &fb.base);
-                if (len != fb.len)
-                        return -EINVAL;
-                if (fb.size == 0 || len > sizeof(buf))
-                        return -EMSGSIZE;
-                iov.iov_len = len;
-        }
-
-        if (n_fds > 0) {
-                struct cmsghdr *c;
-
-                memset(&control, 0, sizeof(control));
-                mh.msg_control = control.buf;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                /* Borrowed: the kernel duplicates them, the caller keeps its own. */
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
-        }
-
-        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-        if (n < 0)
-                return -errno;
-        /* SEQPACKET sends a datagram whole or not at all. */
-        if ((size_t)n != len)
-                return -EIO;
-        return 0;
+        len = vfiod__envelope__pack_to_buffer(env, &fb.base);
+        if (len != fb.len)
+                return -EINVAL;
+        if (fb.size == 0 || len > sizeof(buf))
+                return -EMSGSIZE;
+        return vfiod_datagram_send(sock, buf, len, fds, n_fds, 0);
 }

@@ -124,6 +124,17 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
  */
 int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t n_fds);
 
+/*
+ * Sends buf[0..len), bytes already packed and checked (what vfiod_msg_send()
+ * does once it has packed env; the daemon's queue for a client that does not
+ * read), as one datagram with fds[0..n_fds) attached, with MSG_NOSIGNAL |
+ * flags (e.g. MSG_DONTWAIT). The fds are BORROWED, as for vfiod_msg_send().
+ * Returns 0, -EMSGSIZE (n_fds > VFIOD_PROTO_MAX_FDS), -EIO (sent short), or
+ * the errno of sendmsg() (-EAGAIN, -EPIPE, ...).
+ */
+int vfiod_datagram_send(int sock, const void *buf, size_t len, const int *fds, size_t n_fds,
+                        int flags);
+
 /* What an fd index field must point at. */
 enum vfiod_fd_kind {
         VFIOD_FD_KIND_VFIO_CONTAINER, /* AcquireReply.container_fd */
