@@ -694,22 +694,36 @@ static uint64_t user_pinned_bytes(const struct vfiod_client *c)
         return sum;
 }
 
+/* What MapDma and UnmapDma check first: the client's domain, MaxRangesPerRequest. */
+static int batch_begin(struct vfiod_client *c, uint64_t domain_id, size_t n,
+                       struct vfiod_domain **ret_domain, struct vfiod_error *err)
+{
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
+        struct vfiod_domain *d = vfiod_client_find_domain(c, domain_id);
+
+        if (!d)
+                return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, domain_id);
+        if (n > lim->max_ranges_per_request)
+                return vfiod_error_set(err, ENOSPC, "%zu ranges: MaxRangesPerRequest=%u reached", n,
+                                       lim->max_ranges_per_request);
+        *ret_domain = d;
+        return 0;
+}
+
 static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__MapDma *rq = msg->env->map_dma;
         const struct vfiod_config_limits *lim = &c->server->policy->limits;
-        struct vfiod_domain *d = vfiod_client_find_domain(c, rq->domain_id);
+        struct vfiod_domain *d;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
         _cleanup_free_ struct vfiod_map_range *ranges = NULL;
         uint64_t bytes = 0;
         int r;
 
-        if (!d)
-                return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, rq->domain_id);
-        if (rq->n_ranges > lim->max_ranges_per_request)
-                return vfiod_error_set(err, ENOSPC, "%zu ranges: MaxRangesPerRequest=%u reached",
-                                       rq->n_ranges, lim->max_ranges_per_request);
+        r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
+        if (r < 0)
+                return r;
         ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
@@ -751,8 +765,7 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
 static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__UnmapDma *rq = msg->env->unmap_dma;
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
-        struct vfiod_domain *d = vfiod_client_find_domain(c, rq->domain_id);
+        struct vfiod_domain *d;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__UnmapDmaReply rep = VFIOD__UNMAP_DMA_REPLY__INIT;
         _cleanup_free_ struct vfiod_iova *ranges = NULL;
@@ -760,11 +773,9 @@ static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struc
         uint64_t bytes = 0;
         int r;
 
-        if (!d)
-                return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, rq->domain_id);
-        if (rq->n_ranges > lim->max_ranges_per_request)
-                return vfiod_error_set(err, ENOSPC, "%zu ranges: MaxRangesPerRequest=%u reached",
-                                       rq->n_ranges, lim->max_ranges_per_request);
+        r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
+        if (r < 0)
+                return r;
         ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
