@@ -531,6 +531,26 @@ denied:
         return false;
 }
 
+struct vfiod_lease *vfiod_lease_alloc(struct vfiod_client *c, struct vfiod_domain *d, int group_id,
+                                      int mode, const char *device)
+{
+        struct vfiod_lease *l = calloc(1, sizeof(*l));
+
+        if (!l)
+                return NULL;
+        list_init(&l->link_client);
+        list_init(&l->link_server);
+        vfiod_grant_init(&l->grant);
+        l->client = c;
+        l->domain = d;
+        l->group_id = group_id;
+        l->mode = mode;
+        l->status = VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE;
+        l->group_fd = -EBADF;
+        snprintf(l->device, sizeof(l->device), "%s", device);
+        return l;
+}
+
 int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t domain_id, int mode,
                         struct vfiod_lease **ret, struct vfiod_error *err)
 {
@@ -664,19 +684,11 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 created = true;
         }
 
-        l = calloc(1, sizeof(*l));
+        l = vfiod_lease_alloc(c, domain, dev.iommu_group, mode, bdf);
         if (!l) {
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto fail;
         }
-        list_init(&l->link_client);
-        list_init(&l->link_server);
-        l->client = c;
-        l->domain = domain;
-        l->group_id = dev.iommu_group;
-        l->mode = mode;
-        l->status = VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE;
-        snprintf(l->device, sizeof(l->device), "%s", bdf);
         l->group_fd = kvfio_group_open(dev.iommu_group, devs->vfio_dir);
         if (l->group_fd < 0) {
                 r = l->group_fd == -EBUSY

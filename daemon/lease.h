@@ -90,6 +90,15 @@ struct vfiod_lease {
 };
 
 /*
+ * A new, unlinked ACTIVE lease of the client in domain d on group group_id,
+ * device `device` (normalised), with no fds yet (group_fd -EBADF, no devs)
+ * and an empty grant. NULL when out of memory. Used by acquire and by the
+ * restore after a restart.
+ */
+struct vfiod_lease *vfiod_lease_alloc(struct vfiod_client *c, struct vfiod_domain *d, int group_id,
+                                      int mode, const char *device);
+
+/*
  * Acquire: checks the device, the group and the policy, takes (or creates,
  * domain_id 0) the domain, opens the group, attaches it, opens the devices,
  * arms REQ/ERR. On success *ret is the new lease, linked to the client.

@@ -699,19 +699,10 @@ static int restore_lease(struct vfiod_server *s, struct vfiod_passed *p, uint64_
                 snprintf(why, whylen, "lease %" PRIu64 " does not fit the state", lid);
                 return -EINVAL;
         }
-        l = calloc(1, sizeof(*l));
+        l = vfiod_lease_alloc(c, d, group, mode, device);
         if (!l)
                 return -ENOMEM;
-        list_init(&l->link_client);
-        list_init(&l->link_server);
-        vfiod_grant_init(&l->grant);
         l->id = lid;
-        l->client = c;
-        l->domain = d;
-        l->group_id = group;
-        l->mode = mode;
-        l->status = VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE;
-        (void)copy_str(l->device, sizeof(l->device), device);
         snprintf(name, sizeof(name), "group-%" PRIu64, lid);
         l->group_fd = passed_take(p, name);
         l->devs = calloc(n_devs, sizeof(*l->devs));
