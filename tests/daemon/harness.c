@@ -153,31 +153,13 @@ uint64_t h_send(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds)
 
 void h_send_raw(int fd, const Vfiod__Envelope *env, const int *fds, size_t n_fds)
 {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int) * 8)];
-        } control;
         uint8_t buf[4096];
         size_t len = vfiod__envelope__get_packed_size(env);
-        struct iovec iov = {.iov_base = buf, .iov_len = len};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
         ck_assert_uint_le(len, sizeof(buf));
         ck_assert_uint_le(n_fds, 8);
         vfiod__envelope__pack(env, buf);
-        if (n_fds) {
-                struct cmsghdr *cm;
-
-                memset(&control, 0, sizeof(control));
-                mh.msg_control = control.buf;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                cm = CMSG_FIRSTHDR(&mh);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
-        }
-        ck_assert_int_eq(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t)len);
+        ck_assert_int_eq(vfiod_datagram_send(fd, buf, len, fds, n_fds, 0), 0);
 }
 
 struct vfiod_msg *h_recv(int fd)

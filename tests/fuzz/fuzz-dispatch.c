@@ -267,27 +267,8 @@ static int make_fd(unsigned kind)
 
 static void send_datagram(int sock, const uint8_t *buf, size_t len, const int *fds, size_t n_fds)
 {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int) * 3)];
-        } control;
-        struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-
-        if (n_fds > 0) {
-                struct cmsghdr *cm;
-
-                memset(&control, 0, sizeof(control));
-                mh.msg_control = control.buf;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                cm = CMSG_FIRSTHDR(&mh);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
-        }
         /* A full socket or a closed connection: the datagram is simply lost. */
-        (void)sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)vfiod_datagram_send(sock, buf, len, fds, n_fds, MSG_DONTWAIT);
 }
 
 static void send_env(int sock, Vfiod__Envelope *env)
