@@ -84,6 +84,62 @@ static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
         d->n_maps--;
 }
 
+/*
+ * Unmaps and forgets every mapping marked doomed, in one pass. A run of doomed
+ * mappings that are neighbours in d->maps is one VFIO_IOMMU_UNMAP_DMA over the
+ * span from the first to the end of the last: d->maps holds every mapping of
+ * a brokered domain (the client has no container fd), so no other mapping
+ * lies in that span, and Type1 removes every mapping wholly inside it. If the
+ * span fails, each mapping of the run is unmapped on its own.
+ */
+static void drop_doomed(struct vfiod_domain *d)
+{
+        bool span_ok = d->model == KVFIO_IOMMU_TYPE1 || d->model == KVFIO_IOMMU_TYPE1v2;
+        size_t out = 0;
+
+        for (size_t i = 0; i < d->n_maps;) {
+                size_t e = i;
+                uint64_t want = 0, got = 0;
+                int r = -1;
+
+                if (!d->maps[i].doomed) {
+                        d->maps[out++] = d->maps[i++];
+                        continue;
+                }
+                while (e < d->n_maps && d->maps[e].doomed)
+                        want += d->maps[e++].size;
+                if (span_ok && e - i > 1) {
+                        const struct vfiod_mapping *last = &d->maps[e - 1];
+
+                        r = kvfio_dma_unmap(d->container_fd, d->maps[i].iova,
+                                            last->iova + last->size - d->maps[i].iova, &got);
+                        if (r == 0 && got != want)
+                                log_warning("domain %" PRIu64 ": unmapping iova 0x%" PRIx64
+                                            "..0x%" PRIx64 " removed %" PRIu64
+                                            " bytes, not %" PRIu64,
+                                            d->id, d->maps[i].iova, last->iova + (last->size - 1),
+                                            got, want);
+                }
+                for (; i < e; i++) {
+                        struct vfiod_mapping *m = &d->maps[i];
+
+                        if (r < 0) {
+                                int u = kvfio_dma_unmap(d->container_fd, m->iova, m->size, NULL);
+
+                                if (u < 0)
+                                        log_warning("domain %" PRIu64 ": unmapping iova 0x%" PRIx64
+                                                    "+0x%" PRIx64 " failed: %s",
+                                                    d->id, m->iova, m->size, strerror(-u));
+                        }
+                        view_put(d, m->view);
+                        d->pinned_bytes -= m->size;
+                        d->usage->pinned_bytes -= m->size;
+                        d->usage->mappings--;
+                }
+        }
+        d->n_maps = out;
+}
+
 void vfiod_domain_free(struct vfiod_domain *domain)
 {
         if (!domain)
@@ -586,19 +642,17 @@ int vfiod_domain_unmap(struct vfiod_domain *d, const struct vfiod_iova *ranges, 
                                                        i, u->iova, u->size, m->iova, m->size);
                 }
         }
-        for (size_t i = 0; i < n; i++) {
-                size_t j = first_map_from(d, ranges[i].iova), k = j;
-
-                while (k < d->n_maps &&
-                       overlaps(ranges[i].iova, ranges[i].size, d->maps[k].iova, d->maps[k].size))
-                        k++;
-                /* Last first: each drop then moves only the mappings after the run. */
-                while (k-- > j) {
-                        count++;
-                        bytes += d->maps[k].size;
-                        mapping_drop(d, k, true);
-                }
-        }
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = first_map_from(d, ranges[i].iova);
+                     k < d->n_maps &&
+                     overlaps(ranges[i].iova, ranges[i].size, d->maps[k].iova, d->maps[k].size);
+                     k++)
+                        if (!d->maps[k].doomed) {
+                                d->maps[k].doomed = true;
+                                count++;
+                                bytes += d->maps[k].size;
+                        }
+        drop_doomed(d);
         *ret_unmapped = count;
         *ret_bytes = bytes;
         return 0;

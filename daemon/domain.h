@@ -56,6 +56,7 @@ struct vfiod_mapping {
         uint64_t size;
         void *addr;                    /* inside view: the client's memfd as the daemon maps it */
         struct vfiod_memfd_view *view; /* holds one reference */
+        bool doomed;                   /* marked by an unmap in progress */
 };
 
 struct vfiod_domain {
@@ -127,7 +128,8 @@ int vfiod_domain_map(struct vfiod_domain *domain, const struct vfiod_map_range *
 /*
  * UnmapDma: every range must cover whole mappings (EINVAL otherwise) and
  * cover at least one (ENOENT otherwise); checked for all ranges before
- * anything is unmapped.
+ * anything is unmapped. Mappings that leave together and are neighbours in
+ * the domain leave in one VFIO_IOMMU_UNMAP_DMA over their span.
  */
 int vfiod_domain_unmap(struct vfiod_domain *domain, const struct vfiod_iova *ranges, size_t n,
                        uint32_t *ret_unmapped, uint64_t *ret_bytes, struct vfiod_error *err);

@@ -95,18 +95,23 @@ static int map(uint64_t dom, const struct range *r, size_t n, const int *fds, si
         return 0;
 }
 
-static int unmap(uint64_t dom, uint64_t iova, uint64_t size, uint32_t *ret_n)
+/* UnmapDma of n (iova, size) ranges; returns 0 (and *ret_n) or the errnum. */
+static int unmap_n(uint64_t dom, const uint64_t (*r)[2], size_t n, uint32_t *ret_n)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__UnmapDma ud = VFIOD__UNMAP_DMA__INIT;
-        Vfiod__IovaRange ir = VFIOD__IOVA_RANGE__INIT, *p = &ir;
+        Vfiod__IovaRange ir[8], *p[8];
         struct vfiod_msg *m;
 
-        ir.iova = iova;
-        ir.size = size;
+        for (size_t i = 0; i < n; i++) {
+                vfiod__iova_range__init(&ir[i]);
+                ir[i].iova = r[i][0];
+                ir[i].size = r[i][1];
+                p[i] = &ir[i];
+        }
         ud.domain_id = dom;
-        ud.n_ranges = 1;
-        ud.ranges = &p;
+        ud.n_ranges = n;
+        ud.ranges = p;
         env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA;
         env.unmap_dma = &ud;
         m = h_call(client_fd, &env, NULL, 0);
@@ -117,6 +122,13 @@ static int unmap(uint64_t dom, uint64_t iova, uint64_t size, uint32_t *ret_n)
                 *ret_n = m->env->unmap_dma_reply->unmapped;
         vfiod_msg_free(m);
         return 0;
+}
+
+static int unmap(uint64_t dom, uint64_t iova, uint64_t size, uint32_t *ret_n)
+{
+        const uint64_t r[1][2] = {{iova, size}};
+
+        return unmap_n(dom, r, 1, ret_n);
 }
 
 START_TEST(map_shares_the_pages)
@@ -245,6 +257,58 @@ START_TEST(unmap_rules)
         ck_assert_uint_eq(n, 2);
         ck_assert_uint_eq(fake_kernel_mappings(), 0);
         ck_assert_int_eq(unmap(domain + 9, 0x100000, PAGE, NULL), ENOENT);
+        close(mfd);
+        stop();
+}
+END_TEST
+
+/*
+ * Mappings that go together and are neighbours in the domain's table leave
+ * in one VFIO_IOMMU_UNMAP_DMA over their span; a mapping that stays splits
+ * the span; a span the kernel refuses is unmapped mapping by mapping.
+ */
+START_TEST(unmap_coalesces_neighbours)
+{
+        int mfd = h_memfd(8 * PAGE, F_SEAL_SHRINK);
+        /* A and B adjacent, C after a one-page hole, D far away. */
+        struct range r[4] = {{0, 0, 0x100000, PAGE},
+                             {0, PAGE, 0x101000, PAGE},
+                             {0, 2 * PAGE, 0x103000, PAGE},
+                             {0, 3 * PAGE, 0x200000, PAGE}};
+        const uint64_t cab[3][2] = {{0x103000, PAGE}, {0x100000, PAGE}, {0x101000, PAGE}};
+        const uint64_t ac[2][2] = {{0x100000, PAGE}, {0x103000, PAGE}};
+        uint32_t n = 0;
+
+        start(NULL);
+        ck_assert_int_eq(map(domain, r, 4, &mfd, 1, NULL), 0);
+        fake_kernel_trace_clear();
+        ck_assert_int_eq(unmap_n(domain, cab, 3, &n), 0);
+        ck_assert_uint_eq(n, 3);
+        ck_assert(fake_kernel_trace_has("dma_unmap 0x100000+0x4000", NULL));
+        ck_assert_ptr_null(strstr(fake_kernel_trace(), "dma_unmap 0x101000"));
+        ck_assert_ptr_null(strstr(fake_kernel_trace(), "dma_unmap 0x103000"));
+        ck_assert_uint_eq(fake_kernel_mappings(), 1); /* D */
+
+        /* B stays: A and C are two runs. */
+        ck_assert_int_eq(map(domain, r, 3, &mfd, 1, NULL), 0);
+        fake_kernel_trace_clear();
+        ck_assert_int_eq(unmap_n(domain, ac, 2, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert(
+            fake_kernel_trace_has("dma_unmap 0x100000+0x1000", "dma_unmap 0x103000+0x1000", NULL));
+        ck_assert_uint_eq(fake_kernel_mappings(), 2); /* B and D */
+        ck_assert_int_eq(unmap(domain, 0x101000, PAGE, NULL), 0);
+
+        /* The span fails: one by one, and the reply still counts all three. */
+        ck_assert_int_eq(map(domain, r, 3, &mfd, 1, NULL), 0);
+        fake_kernel_fail("kvfio_dma_unmap", EIO, 0);
+        fake_kernel_trace_clear();
+        ck_assert_int_eq(unmap(domain, 0x100000, 4 * PAGE, &n), 0);
+        ck_assert_uint_eq(n, 3);
+        ck_assert(fake_kernel_trace_has("kvfio_dma_unmap=FAIL", "dma_unmap 0x100000+0x1000",
+                                        "dma_unmap 0x101000+0x1000", "dma_unmap 0x103000+0x1000",
+                                        NULL));
+        ck_assert_uint_eq(fake_kernel_mappings(), 1);
         close(mfd);
         stop();
 }
@@ -460,6 +524,7 @@ int main(void)
         tcase_add_test(tc, map_validation);
         tcase_add_test(tc, map_is_all_or_nothing);
         tcase_add_test(tc, unmap_rules);
+        tcase_add_test(tc, unmap_coalesces_neighbours);
         tcase_add_test(tc, mapping_limits);
         tcase_add_test(tc, map_needs_a_brokered_domain);
         tcase_add_test(tc, not_a_memfd_over_the_wire);
