@@ -199,6 +199,23 @@ int vfiod_lease_reset_dev(struct vfiod_lease_dev *dev)
         return reset_device(dev->fd, dev->bdf, dev->lease->group_id, dev->lease->group_fd);
 }
 
+/*
+ * Whether the open that gave a device fd reset the device: vfio-pci resets a
+ * device at its first open (vfio_pci_core_enable) and fails the open when
+ * the device lock is taken; VFIO_DEVICE_FLAGS_RESET (info, read after that
+ * open) then says the reset worked. Only vfio-pci itself is trusted with
+ * this: an mdev's open is its vendor driver's.
+ */
+static bool plain_vfio_pci(const struct kvfio_pci_dev *m)
+{
+        return !m->mdev && strcmp(m->driver, KVFIO_VFIO_PCI_DRIVER) == 0;
+}
+
+static bool reset_at_open(const struct kvfio_pci_dev *m, const struct kvfio_device_info *info)
+{
+        return plain_vfio_pci(m) && info->reset_supported;
+}
+
 int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd)
 {
         struct kvfio_pci_list *members = NULL;
@@ -231,6 +248,7 @@ int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd)
         for (size_t i = 0; i < members->n; i++) {
                 const struct kvfio_pci_dev *m = &members->devs[i];
                 struct vfiod_log_about a = {.device = m->bdf, .group = id};
+                struct kvfio_device_info info;
                 int dfd, rr;
 
                 if (!vfiod_dev_is_vfio(m))
@@ -240,6 +258,12 @@ int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd)
                         vfiod_log_about(LOG_WARNING, &a, "sanitize: cannot open device '%s': %s",
                                         m->bdf, strerror(-dfd));
                         r = dfd;
+                        continue;
+                }
+                if (kvfio_device_get_info(dfd, &info) == 0 && reset_at_open(m, &info)) {
+                        vfiod_log_about(LOG_DEBUG, &a, "sanitize: '%s' was reset as it opened",
+                                        m->bdf);
+                        safe_close(dfd);
                         continue;
                 }
                 rr = reset_device(dfd, m->bdf, id, group_fd);
@@ -280,6 +304,32 @@ static void group_free_restore(struct vfiod_server *s, struct vfiod_group *g)
                 vfiod_registry_restore(s->devices, id, bound, n);
         else
                 free(bound);
+}
+
+/*
+ * Whether a group nobody holds any more needs the sanitize before it is
+ * FREE. Not when every VFIO member is plain vfio-pci and the group stays on
+ * it: whoever opens a device next opens the group first, which nobody else
+ * then holds, so that device open is its first, and vfio-pci resets it
+ * there (the acquire resets it itself when the open could not: see
+ * lease_open_devs()). Yes for an mdev member (its open is its vendor
+ * driver's), for a group that goes back to other drivers (Managed=), and
+ * when the members cannot be listed.
+ */
+static bool needs_sanitize(struct vfiod_server *s, const struct vfiod_group *g)
+{
+        struct kvfio_pci_list *members = NULL;
+        bool needs = false;
+
+        if (g->n_bound > 0)
+                return true;
+        if (vfiod_registry_members(s->devices, g->id, &members) < 0)
+                return true;
+        for (size_t i = 0; i < members->n; i++)
+                if (vfiod_dev_is_vfio(&members->devs[i]) && !plain_vfio_pci(&members->devs[i]))
+                        needs = true;
+        kvfio_pci_list_free(members);
+        return needs;
 }
 
 /*
@@ -324,6 +374,15 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                           strerror(-fd));
                 g->wait = VFIOD_WAIT_SANITIZE;
                 return 1;
+        }
+        if (!needs_sanitize(s, g)) {
+                safe_close(fd);
+                LOG_GROUP(LOG_INFO, id, lease,
+                          "group %d is free: nobody else holds it, and vfio-pci resets its "
+                          "devices when they are next opened",
+                          id);
+                group_free_restore(s, g);
+                return 0;
         }
         r = vfiod_group_sanitize(s->devices, id, fd);
         safe_close(fd);
@@ -396,6 +455,24 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
                 if (r < 0)
                         return vfiod_error_set(err, -r, "cannot query device '%s': %s", m->bdf,
                                                strerror(-r));
+                /*
+                 * The group was ours alone from its open: this is the device's first
+                 * open, which resets a vfio-pci device that can be reset. One that
+                 * could not be is reset here as the sanitize would.
+                 */
+                if (reset_at_open(m, &dev->info))
+                        LOG_LEASE(LOG_DEBUG, l, m->bdf, "'%s' was reset as it opened", m->bdf);
+                else if (plain_vfio_pci(m)) {
+                        r = reset_device(dev->fd, m->bdf, l->group_id, l->group_fd);
+                        if (r < 0)
+                                LOG_LEASE(LOG_WARNING, l, m->bdf,
+                                          "'%s' was not reset as it opened, and resetting it "
+                                          "failed: %s",
+                                          m->bdf, strerror(-r));
+                        else
+                                LOG_LEASE(LOG_DEBUG, l, m->bdf,
+                                          "'%s' was not reset as it opened: reset it", m->bdf);
+                }
                 for (uint32_t k = 0; k < VFIOD_N_IRQ_INDEXES && k < dev->info.num_irqs; k++) {
                         r = kvfio_device_get_irq_info(dev->fd, k, &dev->irqs[k]);
                         if (r < 0)
@@ -790,27 +867,21 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
         /* 1. Interrupts off on every index; held eventfds closed. */
         for (size_t i = 0; i < l->n_devs; i++)
                 dev_irqs_off(&l->devs[i], s->loop);
-        LOG_LEASE(LOG_DEBUG, l, l->device, "release 1/6: interrupts disabled");
+        LOG_LEASE(LOG_DEBUG, l, l->device, "release 1/5: interrupts disabled");
 
         /* 2. DMA: only when no other group of the domain still uses the mappings. */
         domain->n_leases--;
         if (domain->n_leases == 0)
                 (void)vfiod_domain_unmap_everything(domain);
-        LOG_LEASE(LOG_DEBUG, l, l->device, "release 2/6: DMA unmapped%s",
+        LOG_LEASE(LOG_DEBUG, l, l->device, "release 2/5: DMA unmapped%s",
                   domain->n_leases ? " (skipped: other groups share the domain)" : "");
 
-        /* 3. Reset: stops device DMA. */
-        for (size_t i = 0; i < l->n_devs; i++) {
-                r = reset_device(l->devs[i].fd, l->devs[i].bdf, l->group_id, l->group_fd);
-                if (r < 0)
-                        LOG_LEASE(LOG_WARNING, l, l->devs[i].bdf, "resetting '%s' failed: %s",
-                                  l->devs[i].bdf, strerror(-r));
-                else
-                        LOG_LEASE(LOG_DEBUG, l, l->devs[i].bdf, "release 3/6: reset '%s'",
-                                  l->devs[i].bdf);
-        }
-
-        /* 4. Close our device fds, then detach: EBUSY = a client holds a device fd. */
+        /*
+         * 3. Close our device fds, then detach: EBUSY = a client holds a device
+         * fd. No reset here: until 4 succeeds a client may still touch the
+         * device after any reset. The one that counts comes when nobody else
+         * can: at the device's next open (vfio-pci) or in the sanitize (5).
+         */
         for (size_t i = 0; i < l->n_devs; i++)
                 l->devs[i].fd = safe_close(l->devs[i].fd);
         r = kvfio_group_unset_container(l->group_fd);
@@ -831,10 +902,10 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
                         LOG_LEASE(LOG_WARNING, l, l->device, "detaching group %d: %s", l->group_id,
                                   strerror(-r));
                 else
-                        LOG_LEASE(LOG_DEBUG, l, l->device, "release 4/6: group detached");
+                        LOG_LEASE(LOG_DEBUG, l, l->device, "release 3/5: group detached");
                 if (domain->n_leases == 0)
                         vfiod_domain_detached_last(domain);
-                /* 5. Close our group fd; group_proceed() re-opens it to check it is free. */
+                /* 4. Close our group fd; group_proceed() re-opens it to check it is free. */
                 l->group_fd = safe_close(l->group_fd);
                 g->wait = VFIOD_WAIT_REOPEN;
         }
@@ -843,7 +914,7 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
 
         l->client->usage.leases--;
         {
-                /* 5 and 6 (or quarantine). */
+                /* 4 and 5 (or quarantine). */
                 struct vfiod_log_about a;
                 char device[KVFIO_NAME_MAX];
                 int id = l->group_id;

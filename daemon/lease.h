@@ -15,14 +15,24 @@
  *      eventfd closed;
  *   2. when it is the domain's last lease: BROKERED, unmap and munmap every
  *      daemon mapping; DIRECT, VFIO_UNMAP_ALL when the container has it;
- *   3. reset every device (stops its DMA): VFIO_DEVICE_RESET, or a hot reset
- *      when the device has none and the reset stays inside the group;
- *   4. close the daemon's device fds, then unset the container: EBUSY means a
+ *   3. close the daemon's device fds, then unset the container: EBUSY means a
  *      client still holds a device fd: QUARANTINED (waits for the unset);
- *   5. close the daemon's group fd and open /dev/vfio/N again: EBUSY means
+ *   4. close the daemon's group fd and open /dev/vfio/N again: EBUSY means
  *      someone still holds the group fd: QUARANTINED (waits for the open);
- *   6. sanitize: attach the group to a scratch container, set the IOMMU,
- *      open, reset and close every device, detach, close. Only then FREE.
+ *   5. FREE, once nobody holds the group: the next open of each device,
+ *      which is its first, is its reset. vfio-pci resets a device at its
+ *      first open (and fails the open when the device lock is taken);
+ *      VFIO_DEVICE_FLAGS_RESET then says the reset worked, and the acquire
+ *      resets a device without it itself (VFIO_DEVICE_RESET, or a hot reset
+ *      when the device has none and the reset stays inside the group).
+ *      A group with an mdev member, or one going back to its drivers
+ *      (Managed=), is sanitized first: attached to a scratch container,
+ *      every device opened, reset (the open's own where vfio-pci did it) and
+ *      closed, detached.
+ * No reset before that: until step 4 succeeds a client may still hold a
+ * descriptor and use the device after any reset; the one that counts comes
+ * when nobody else can touch it. (Closing the last fd of a vfio-pci device
+ * resets it too, when the kernel can take the device lock.)
  * Quarantined groups are checked every VFIOD_QUARANTINE_RECHECK_MS and go on
  * from the step they wait at.
  *

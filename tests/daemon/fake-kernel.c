@@ -55,12 +55,13 @@ struct fgroup {
 };
 
 struct fdev {
-        char bdf[KVFIO_BDF_MAX];
+        char bdf[KVFIO_NAME_MAX]; /* a PCI address or an mdev's UUID */
         int group;
         uint32_t count[N_IDX];
         int *efd[N_IDX]; /* the "kernel's" references on assigned eventfds */
         int unmask_efd[N_IDX];
         unsigned resets;
+        bool no_reset; /* vfio-pci's reset_works false: no FLAGS_RESET, DEVICE_RESET EINVAL */
 };
 
 static struct fobj **objs;
@@ -735,10 +736,10 @@ int kvfio_device_get_info(int device_fd, struct kvfio_device_info *ret_info)
                 return r;
         FAILPOINT();
         *ret_info = (struct kvfio_device_info){
-            .flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET,
+            .flags = VFIO_DEVICE_FLAGS_PCI | (o->fdev->no_reset ? 0 : VFIO_DEVICE_FLAGS_RESET),
             .num_regions = VFIO_PCI_NUM_REGIONS,
             .num_irqs = VFIO_PCI_NUM_IRQS,
-            .reset_supported = true,
+            .reset_supported = !o->fdev->no_reset,
             .is_pci = true,
         };
         return 0;
@@ -828,6 +829,10 @@ int kvfio_device_reset(int device_fd)
         if (r < 0)
                 return r;
         FAILPOINT();
+        if (o->fdev->no_reset) {
+                tracef("reset %s=EINVAL", o->fdev->bdf);
+                return -EINVAL;
+        }
         o->fdev->resets++;
         tracef("reset %s", o->fdev->bdf);
         return 0;
@@ -844,6 +849,16 @@ void kvfio_hot_reset_info_free(struct kvfio_hot_reset_info *info)
 void fake_kernel_set_hot_reset(int other_group)
 {
         hot_reset_other_group = other_group;
+}
+
+int fake_kernel_set_reset_works(const char *bdf, bool works)
+{
+        struct fdev *d = dev_by_bdf(bdf);
+
+        if (!d)
+                return -ENOENT;
+        d->no_reset = !works;
+        return 0;
 }
 
 int kvfio_device_get_hot_reset_info(int device_fd, struct kvfio_hot_reset_info **ret_info)

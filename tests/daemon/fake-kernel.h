@@ -33,6 +33,11 @@ void fake_kernel_set_irq_count(const char *bdf, uint32_t index, uint32_t count);
 void fake_kernel_set_unmap_all(bool supported);
 /* A hot reset of any device also touches group other_group (-1: none, the default). */
 void fake_kernel_set_hot_reset(int other_group);
+/*
+ * vfio-pci's reset_works (default true: the device reset at its open, and
+ * VFIO_DEVICE_FLAGS_RESET). False: no flag, VFIO_DEVICE_RESET fails EINVAL.
+ */
+int fake_kernel_set_reset_works(const char *bdf, bool works);
 
 /* The next call of `func` after `skip` successful ones fails with -err (once). */
 void fake_kernel_fail(const char *func, int err, unsigned skip);
@@ -51,7 +56,7 @@ bool fake_kernel_trace_has(const char *first, ...);
 int fake_kernel_fire(const char *bdf, uint32_t index);
 /* Eventfds assigned to index of the device. */
 size_t fake_kernel_irq_assigned(const char *bdf, uint32_t index);
-/* Resets done on the device. */
+/* Explicit resets (VFIO_DEVICE_RESET) done on the device. */
 unsigned fake_kernel_resets(const char *bdf);
 /* DMA mappings alive, all containers. */
 size_t fake_kernel_mappings(void);

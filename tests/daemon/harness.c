@@ -123,6 +123,40 @@ void h_add_device(const char *bdf, int group, const char *driver)
                 fake_kernel_add_device(group, bdf);
 }
 
+void h_add_mdev(const char *uuid, int group, const char *driver)
+{
+        char rel[512], target[512], p[PATH_MAX];
+
+        /* The device below its parent, as sysfs has it. */
+        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/0000:00:1f.0/%s/.keep", uuid);
+        testutil_write_file(H.root, rel, "");
+        snprintf(p, sizeof(p), "%s/%s", H.root, rel);
+        unlink(p);
+        snprintf(target, sizeof(target), "../../../devices/pci0000:00/0000:00:1f.0/%s", uuid);
+        testutil_write_file(H.root, "sys/bus/mdev/devices/.keep", "");
+        snprintf(p, sizeof(p), "%s/sys/bus/mdev/devices/.keep", H.root);
+        unlink(p);
+        snprintf(rel, sizeof(rel), "sys/bus/mdev/devices/%s", uuid);
+        link_at(target, rel);
+        if (driver) {
+                snprintf(target, sizeof(target), "../../../../bus/mdev/drivers/%s", driver);
+                snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/0000:00:1f.0/%s/driver", uuid);
+                link_at(target, rel);
+        }
+        snprintf(target, sizeof(target), "../../../../kernel/iommu_groups/%d", group);
+        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/0000:00:1f.0/%s/iommu_group", uuid);
+        link_at(target, rel);
+        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/.keep", group);
+        testutil_write_file(H.root, rel, "");
+        snprintf(p, sizeof(p), "%s/%s", H.root, rel);
+        unlink(p);
+        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/0000:00:1f.0/%s", uuid);
+        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, uuid);
+        link_at(target, rel);
+        if (driver)
+                fake_kernel_add_device(group, uuid);
+}
+
 int h_connect(uid_t uid, gid_t gid)
 {
         struct vfiod_peer peer = {.uid = uid, .gid = gid, .pid = getpid()};

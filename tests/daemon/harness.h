@@ -46,6 +46,8 @@ void h_stop(void);
 
 /* A device in the fake sysfs tree and, when bound to vfio-pci, in the fake kernel. */
 void h_add_device(const char *bdf, int group, const char *driver);
+/* An mdev (its own IOMMU group) in the fake sysfs tree and, with a driver, in the fake kernel. */
+void h_add_mdev(const char *uuid, int group, const char *driver);
 
 /* A client connection as (uid, gid); returns the test's end. */
 int h_connect(uid_t uid, gid_t gid);
