@@ -30,10 +30,11 @@
  *   A side's figure in a round is its median repetition.
  * - Acquire: vfiod_acquire(DIRECT) (into a new domain) + closing the 3 fds +
  *   vfiod_release() + vfiod_destroy_domain() against open container, open
- *   group, SET_CONTAINER, SET_IOMMU, GET_DEVICE_FD, VFIO_DEVICE_RESET, close
- *   all. Reset INCLUDED in both: vfiod's release always resets, so the raw
- *   side issues VFIO_DEVICE_RESET before closing (the kernel also resets the
- *   device when its fd is first opened and last closed, on both sides).
+ *   group, SET_CONTAINER, SET_IOMMU, GET_DEVICE_FD, close all. Reset
+ *   INCLUDED in both: vfio-pci resets the device when its fd is first opened
+ *   and when it is last closed, on both sides; neither calls
+ *   VFIO_DEVICE_RESET (vfiod's release leaves the reset to the next open: see
+ *   vfiod(8)).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -145,12 +146,10 @@ static int raw_open(struct holder *h)
         return 0;
 }
 
-static int raw_close(struct holder *h, bool reset)
+static int raw_close(struct holder *h)
 {
         int r = 0;
 
-        if (reset && h->device >= 0 && ioctl(h->device, VFIO_DEVICE_RESET) < 0)
-                r = -errno;
         if (h->device >= 0)
                 close(h->device);
         if (h->group >= 0)
@@ -170,7 +169,7 @@ static int holder_open(struct holder *h, enum side side)
         if (side == RAW) {
                 r = raw_open(h);
                 if (r < 0)
-                        (void)raw_close(h, false);
+                        (void)raw_close(h);
                 return r;
         }
         return vfiod_acquire(conn, bdf, 0, VFIOD_MODE_BROKERED, &h->lease);
@@ -181,7 +180,7 @@ static int holder_close(struct holder *h)
         int r;
 
         if (h->side == RAW)
-                return raw_close(h, false);
+                return raw_close(h);
         vfiod_lease_close_fds(&h->lease);
         r = vfiod_release(conn, h->lease.lease_id);
         /* Acquire made the domain (domain 0): it goes too, as the raw side's container. */
@@ -350,13 +349,13 @@ static int acquire_side(enum side side, double *ret_ns)
 
                 r = raw_open(&h);
                 if (r < 0) {
-                        (void)raw_close(&h, false);
+                        (void)raw_close(&h);
                         fail("raw open sequence", r);
                         return r;
                 }
-                r = raw_close(&h, true);
+                r = raw_close(&h);
                 if (r < 0) {
-                        fail("VFIO_DEVICE_RESET", r);
+                        fail("closing the raw side", r);
                         return r;
                 }
         } else {

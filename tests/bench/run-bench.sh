@@ -105,10 +105,10 @@ for the throughput row; rounds alternate which side goes first):
   vs 256 MAP_DMA + 256 UNMAP_DMA ioctls; reported as throughput.
 - Acquire+Release: vfiod_acquire(DIRECT) into a new domain + closing its
   3 fds + vfiod_release() + vfiod_destroy_domain() vs open container, open
-  group, SET_CONTAINER, SET_IOMMU,
-  GET_DEVICE_FD, VFIO_DEVICE_RESET, close all. Reset INCLUDED in both (the
-  kernel also resets the device at its first open and last close, both
-  sides); vfiod's release also sanitizes the group (see vfiod(8)).
+  group, SET_CONTAINER, SET_IOMMU, GET_DEVICE_FD, close all. Reset
+  INCLUDED in both: vfio-pci resets the device at its first open and its
+  last close, on both sides; neither calls VFIO_DEVICE_RESET (vfiod's
+  release leaves the reset to the next open: see vfiod(8)).
 - discovery: kvfio_pci_discover() on a fake tree of 4,096 devices, absolute
   ms. Memory: vfiod's VmRSS growth over 10,000 idle connections (after
   Hello), absolute KiB per connection.
