@@ -53,16 +53,57 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
         return 0;
 }
 
-/* Drops a reference to a view; the last one munmaps it. NULL is fine. */
-static void view_put(struct vfiod_domain *d, struct vfiod_memfd_view *v)
+static void view_free(struct vfiod_domain *d, struct vfiod_memfd_view *v)
 {
-        if (!v || --v->refs > 0)
-                return;
         if (munmap(v->addr, v->size) < 0)
                 log_warning("domain %" PRIu64 ": munmap of a memfd view failed: %m", d->id);
         safe_close(v->fd);
         list_remove(&v->link);
         free(v);
+}
+
+/*
+ * Idle views: a view whose last mapping goes stays mapped, so that mapping
+ * the same memory again costs no mmap, no page faults and no munmap. The
+ * memfd's pages then stay allocated while the client may have let them go,
+ * so they are bounded: VFIOD_IDLE_VIEWS_MAX views of at most
+ * MaxPinnedBytesPerClient in all per domain (the least recently used go
+ * first), and all go with the domain's last lease.
+ */
+#define VFIOD_IDLE_VIEWS_MAX 8
+
+static void idle_trim(struct vfiod_domain *d, size_t max_views, uint64_t max_bytes)
+{
+        struct vfiod_memfd_view *v;
+
+        list_for_each_safe(v, it, &d->views, struct vfiod_memfd_view, link)
+        {
+                if (d->n_idle_views <= max_views && d->idle_bytes <= max_bytes)
+                        return;
+                if (v->refs > 0)
+                        continue;
+                d->n_idle_views--;
+                d->idle_bytes -= v->size;
+                view_free(d, v);
+        }
+}
+
+void vfiod_domain_drop_idle_views(struct vfiod_domain *d)
+{
+        idle_trim(d, 0, 0);
+}
+
+/* Drops a reference to a view; the last one makes it idle. NULL is fine. */
+static void view_put(struct vfiod_domain *d, struct vfiod_memfd_view *v)
+{
+        if (!v || --v->refs > 0)
+                return;
+        /* Most recently used last. */
+        list_remove(&v->link);
+        list_add_tail(&d->views, &v->link);
+        d->n_idle_views++;
+        d->idle_bytes += v->size;
+        idle_trim(d, VFIOD_IDLE_VIEWS_MAX, d->idle_bytes_max);
 }
 
 static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
@@ -146,6 +187,7 @@ void vfiod_domain_free(struct vfiod_domain *domain)
                 return;
         while (domain->n_maps > 0)
                 mapping_drop(domain, domain->n_maps - 1, domain->model_set);
+        vfiod_domain_drop_idle_views(domain);
         free(domain->maps);
         free(domain->iova_ranges);
         list_remove(&domain->link);
@@ -407,7 +449,10 @@ static struct vfiod_memfd_view *view_get(struct vfiod_domain *d, const struct vf
         {
                 if (v->dev == meta->dev && v->ino == meta->ino && v->writable == m->writable &&
                     v->offset <= lo && hi <= v->offset + v->size) {
-                        v->refs++;
+                        if (v->refs++ == 0) {
+                                d->n_idle_views--;
+                                d->idle_bytes -= v->size;
+                        }
                         return v;
                 }
         }
@@ -480,6 +525,7 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
          */
         if (!d->model_set || d->n_leases == 0)
                 return vfiod_error_set(err, EINVAL, "domain %" PRIu64 " has no device", d->id);
+        d->idle_bytes_max = limits->max_pinned_bytes_per_client;
         metas = calloc(n, sizeof(*metas));
         meta_of = calloc(n, sizeof(*meta_of));
         view_of = calloc(n, sizeof(*view_of));
@@ -675,6 +721,7 @@ int vfiod_domain_unmap_everything(struct vfiod_domain *d)
                                  r < 0 ? strerror(-r) : "");
                         mapping_drop(d, d->n_maps - 1, false);
                 }
+                vfiod_domain_drop_idle_views(d);
         }
         if (d->mode == VFIOD__MODE__MODE_DIRECT && d->model_set) {
                 uint64_t bytes = 0;

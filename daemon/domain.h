@@ -46,7 +46,7 @@ struct vfiod_memfd_view {
         bool writable;         /* PROT_WRITE too */
         uint64_t offset, size; /* the span of the file mapped */
         uint8_t *addr;
-        size_t refs; /* mappings in it (and a MapDma in progress) */
+        size_t refs; /* mappings in it (and a MapDma in progress); 0: idle */
         int fd;      /* a duplicate of the memfd (owned), kept for the fd store */
         uint64_t id; /* unique in the domain: names it in the fd store (daemon/state.h) */
 };
@@ -73,8 +73,11 @@ struct vfiod_domain {
         bool unmap_all;             /* the container has VFIO_UNMAP_ALL */
         struct vfiod_mapping *maps; /* sorted by iova, no overlaps */
         size_t n_maps;
-        struct list views; /* struct vfiod_memfd_view the mappings lie in */
+        struct list views; /* struct vfiod_memfd_view the mappings lie in, then idle ones */
         uint64_t next_view_id;
+        size_t n_idle_views;     /* views no mapping uses, kept for the next MapDma */
+        uint64_t idle_bytes;     /* their size */
+        uint64_t idle_bytes_max; /* MaxPinnedBytesPerClient, as of the last MapDma */
         uint64_t pinned_bytes;
         struct vfiod_usage *usage; /* the owner's counters (not owned) */
 };
@@ -134,10 +137,13 @@ int vfiod_domain_map(struct vfiod_domain *domain, const struct vfiod_map_range *
 int vfiod_domain_unmap(struct vfiod_domain *domain, const struct vfiod_iova *ranges, size_t n,
                        uint32_t *ret_unmapped, uint64_t *ret_bytes, struct vfiod_error *err);
 
+/* Unmaps and closes every idle view (no mapping uses it; kept for the next MapDma). */
+void vfiod_domain_drop_idle_views(struct vfiod_domain *domain);
+
 /*
- * Release step 2: BROKERED, unmaps every daemon mapping and munmaps it;
- * DIRECT, VFIO_UNMAP_ALL when the container has it. Returns the number of
- * failures (logged).
+ * Release step 2: BROKERED, unmaps every daemon mapping and munmaps it, and
+ * every idle view; DIRECT, VFIO_UNMAP_ALL when the container has it. Returns
+ * the number of failures (logged).
  */
 int vfiod_domain_unmap_everything(struct vfiod_domain *domain);
 

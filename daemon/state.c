@@ -284,6 +284,9 @@ static void collect(struct vfiod_server *s, struct fdlist *fds, struct buf *b)
                                 d->model, d->model_set ? 1 : 0, d->mode);
                         list_for_each_safe(v, vit, &d->views, struct vfiod_memfd_view, link)
                         {
+                                /* An idle view is a cache: the next vfiod maps again. */
+                                if (v->refs == 0)
+                                        continue;
                                 fdlist_add(fds, v->fd, "memfd-%" PRIu64 "-%" PRIu64, d->id, v->id);
                                 bprintf(b,
                                         "view %" PRIu64 " %" PRIu64 " %d %" PRIu64 " %" PRIu64

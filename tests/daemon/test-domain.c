@@ -314,6 +314,70 @@ START_TEST(unmap_coalesces_neighbours)
 }
 END_TEST
 
+/* The daemon's (this process's) mappings of the tests' memfds. */
+static int memfd_views(void)
+{
+        FILE *f = fopen("/proc/self/maps", "re");
+        char line[512];
+        int n = 0;
+
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof(line), f))
+                n += strstr(line, "/memfd:vfiod-test") != NULL;
+        fclose(f);
+        return n;
+}
+
+/*
+ * A view whose last mapping goes stays mapped for the next MapDma of the same
+ * memory (no second mmap); at most 8 per domain and MaxPinnedBytesPerClient
+ * in all, least recently used out first; all go with the last lease.
+ */
+START_TEST(idle_views_are_reused_and_bounded)
+{
+        struct range r = {0, 0, 0x100000, 2 * PAGE};
+        int mfd[10], big;
+
+        start("[Daemon]\nMaxPinnedBytesPerClient=96K\n");
+        for (int i = 0; i < 10; i++)
+                mfd[i] = h_memfd(2 * PAGE, F_SEAL_SHRINK);
+        ck_assert_int_eq(map(domain, &r, 1, &mfd[0], 1, NULL), 0);
+        ck_assert_int_eq(memfd_views(), 1);
+        ck_assert_int_eq(unmap(domain, 0x100000, 2 * PAGE, NULL), 0);
+        ck_assert_int_eq(memfd_views(), 1); /* idle */
+        ck_assert_int_eq(map(domain, &r, 1, &mfd[0], 1, NULL), 0);
+        ck_assert_int_eq(memfd_views(), 1); /* the idle one, again */
+        ck_assert_int_eq(unmap(domain, 0x100000, 2 * PAGE, NULL), 0);
+
+        /* Ten memfds mapped and unmapped in turn: eight stay. */
+        for (int i = 1; i < 10; i++) {
+                ck_assert_int_eq(map(domain, &r, 1, &mfd[i], 1, NULL), 0);
+                ck_assert_int_eq(unmap(domain, 0x100000, 2 * PAGE, NULL), 0);
+        }
+        ck_assert_int_eq(memfd_views(), 8);
+        /* The oldest (mfd[0], mfd[1]) went: mapping mfd[0] again maps it anew. */
+        ck_assert_int_eq(map(domain, &r, 1, &mfd[0], 1, NULL), 0);
+        ck_assert_int_eq(memfd_views(), 9); /* 8 idle + 1 in use */
+        ck_assert_int_eq(unmap(domain, 0x100000, 2 * PAGE, NULL), 0);
+        ck_assert_int_eq(memfd_views(), 8);
+
+        /* An 80K view idle beside 8K ones: two of those fit with it in 96K. */
+        big = h_memfd(20 * PAGE, F_SEAL_SHRINK);
+        r.size = 20 * PAGE;
+        ck_assert_int_eq(map(domain, &r, 1, &big, 1, NULL), 0);
+        ck_assert_int_eq(unmap(domain, 0x100000, 20 * PAGE, NULL), 0);
+        ck_assert_int_eq(memfd_views(), 3);
+
+        /* The domain's last lease goes, and every idle view with it. */
+        ck_assert_int_eq(h_release(client_fd, lease), 0);
+        ck_assert_int_eq(memfd_views(), 0);
+        for (int i = 0; i < 10; i++)
+                close(mfd[i]);
+        close(big);
+        stop();
+}
+END_TEST
+
 START_TEST(mapping_limits)
 {
         int mfd = h_memfd(16 * PAGE, F_SEAL_SHRINK);
@@ -525,6 +589,7 @@ int main(void)
         tcase_add_test(tc, map_is_all_or_nothing);
         tcase_add_test(tc, unmap_rules);
         tcase_add_test(tc, unmap_coalesces_neighbours);
+        tcase_add_test(tc, idle_views_are_reused_and_bounded);
         tcase_add_test(tc, mapping_limits);
         tcase_add_test(tc, map_needs_a_brokered_domain);
         tcase_add_test(tc, not_a_memfd_over_the_wire);
