@@ -750,7 +750,13 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
                            err ? err->reason : "");
         if (r < 0)
                 return r;
-        LOG_CLIENT(LOG_INFO, c,
+        /*
+         * Debug, as UnmapDma's: a driver may map and unmap thousands of times a
+         * second, and a line each at info would flood the journal (and its rate
+         * limit would drop the lines that matter). Refusals are logged above;
+         * what a lease has mapped shows in ListLeases and Stats.
+         */
+        LOG_CLIENT(LOG_DEBUG, c,
                    "client %" PRIu64 ": mapped %zu range(s), %" PRIu64 " bytes, domain %" PRIu64
                    " (now %" PRIu64 " bytes pinned)",
                    c->id, rq->n_ranges, bytes, d->id, c->usage.pinned_bytes);
@@ -785,6 +791,10 @@ static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struc
         r = vfiod_domain_unmap(d, ranges, rq->n_ranges, &count, &bytes, err);
         if (r < 0)
                 return r;
+        LOG_CLIENT(LOG_DEBUG, c,
+                   "client %" PRIu64 ": unmapped %" PRIu32 " mapping(s), %" PRIu64
+                   " bytes, domain %" PRIu64 " (now %" PRIu64 " bytes pinned)",
+                   c->id, count, bytes, d->id, c->usage.pinned_bytes);
         rep.unmapped = count;
         rep.unmapped_bytes = bytes;
         env.id = msg->env->id;
