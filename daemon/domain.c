@@ -412,7 +412,9 @@ static int check_batch_disjoint(const struct vfiod_map_range *ranges, size_t n,
  * page each. Consecutive ranges that are adjacent in the same view are done
  * in one call; runs shorter than POPULATE_MIN are left to the pin (a call
  * would cost more than it saves). Never beyond the ranges: a hole in the
- * memfd would get memory. Best effort (before Linux 5.14: EINVAL).
+ * memfd would get memory. Best effort (before Linux 5.14: EINVAL). A view
+ * remembers the span it populated, so a view kept idle and reused is not
+ * walked again.
  */
 #define POPULATE_MIN (64 * 1024)
 
@@ -423,11 +425,24 @@ static void populate(const struct vfiod_map_range *ranges, struct vfiod_memfd_vi
         for (size_t i = 0, j; i < n; i = j) {
                 uint64_t end = ranges[i].offset + ranges[i].size;
 
-                for (j = i + 1; j < n && view_of[j] == view_of[i] && ranges[j].offset == end; j++)
+                struct vfiod_memfd_view *v = view_of[i];
+                uint64_t off = ranges[i].offset;
+
+                for (j = i + 1; j < n && view_of[j] == v && ranges[j].offset == end; j++)
                         end += ranges[j].size;
-                if (end - ranges[i].offset >= POPULATE_MIN)
-                        (void)madvise(view_of[i]->addr + (ranges[i].offset - view_of[i]->offset),
-                                      end - ranges[i].offset, MADV_POPULATE_READ);
+                if (end - off < POPULATE_MIN)
+                        continue;
+                /* A reused view: done already (pages reclaimed since are the pin's to fault). */
+                if (v->pop_lo <= off && end <= v->pop_hi)
+                        continue;
+                (void)madvise(v->addr + (off - v->offset), end - off, MADV_POPULATE_READ);
+                if (off <= v->pop_hi && v->pop_lo <= end && v->pop_hi > v->pop_lo) {
+                        v->pop_lo = off < v->pop_lo ? off : v->pop_lo;
+                        v->pop_hi = end > v->pop_hi ? end : v->pop_hi;
+                } else {
+                        v->pop_lo = off;
+                        v->pop_hi = end;
+                }
         }
 #endif
 }

@@ -46,8 +46,9 @@ struct vfiod_memfd_view {
         bool writable;         /* PROT_WRITE too */
         uint64_t offset, size; /* the span of the file mapped */
         uint8_t *addr;
-        size_t refs; /* mappings in it (and a MapDma in progress); 0: idle */
-        int fd;      /* a duplicate of the memfd (owned), kept for the fd store */
+        size_t refs;             /* mappings in it (and a MapDma in progress); 0: idle */
+        uint64_t pop_lo, pop_hi; /* file offsets faulted in already (MADV_POPULATE_READ) */
+        int fd;                  /* a duplicate of the memfd (owned), kept for the fd store */
         uint64_t id; /* unique in the domain: names it in the fd store (daemon/state.h) */
 };
 
