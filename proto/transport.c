@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "proto/envelope.h"
 #include "proto/macro.h"
 
 /* Room for VFIOD_PROTO_MAX_FDS fds in one SCM_RIGHTS control message. */
@@ -467,7 +468,7 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
             .allocator = {.alloc = arena_alloc, .free = arena_free, .allocator_data = arena},
             .first = {.size = ARENA_INLINE},
         };
-        env = vfiod__envelope__unpack(&arena->allocator, (size_t)n, buf);
+        env = vfiod_envelope_decode(&arena->allocator, buf, (size_t)n);
         if (!env) {
                 r = -EBADMSG;
                 reason = "datagram does not decode as an Envelope";
@@ -502,28 +503,6 @@ reject:
         if (ret_reason)
                 *ret_reason = reason;
         return r;
-}
-
-/*
- * A ProtobufCBuffer over a fixed array, so that an envelope is packed in one
- * pass: get_packed_size() then pack() walk every member of the envelope's
- * oneof twice. Bytes that do not fit are counted, not written.
- */
-struct fixed_buffer {
-        ProtobufCBuffer base;
-        uint8_t *data;
-        size_t len, size; /* size 0: overflowed */
-};
-
-static void fixed_buffer_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
-{
-        struct fixed_buffer *f = (struct fixed_buffer *)b;
-
-        if (f->size >= f->len && len <= f->size - f->len)
-                memcpy(f->data + f->len, data, len);
-        else
-                f->size = 0;
-        f->len += len;
 }
 
 int vfiod_datagram_send(int sock, const void *buf, size_t len, const int *fds, size_t n_fds,
@@ -565,9 +544,7 @@ int vfiod_datagram_send(int sock, const void *buf, size_t len, const int *fds, s
 int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t n_fds)
 {
         uint8_t buf[VFIOD_PROTO_MAX_DATAGRAM];
-        struct fixed_buffer fb = {
-            .base.append = fixed_buffer_append, .data = buf, .size = sizeof(buf)};
-        size_t len;
+        long len;
         int r;
 
         if (!env || (n_fds > 0 && !fds))
@@ -583,10 +560,8 @@ int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t 
         if (r < 0)
                 return -EINVAL;
 
-        len = vfiod__envelope__pack_to_buffer(env, &fb.base);
-        if (len != fb.len)
-                return -EINVAL;
-        if (fb.size == 0 || len > sizeof(buf))
-                return -EMSGSIZE;
-        return vfiod_datagram_send(sock, buf, len, fds, n_fds, 0);
+        len = vfiod_envelope_encode(env, buf, sizeof(buf));
+        if (len < 0)
+                return (int)len;
+        return vfiod_datagram_send(sock, buf, (size_t)len, fds, n_fds, 0);
 }

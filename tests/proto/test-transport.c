@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "proto/envelope.h"
 #include "proto/macro.h"
 #include "proto/transport.h"
 #include "tests/testutil.h"
@@ -209,6 +210,9 @@ static struct vfiod_msg *roundtrip(const Vfiod__Envelope *env, const int *fds, s
         ck_assert(a && b);
         vfiod__envelope__pack(env, a);
         vfiod__envelope__pack(msg->env, b);
+        ck_assert(memcmp(a, b, la) == 0);
+        /* The transport's own encoder wrote protobuf-c's bytes. */
+        ck_assert_int_eq(vfiod_envelope_encode(env, b, la + 1), (long)la);
         ck_assert(memcmp(a, b, la) == 0);
         free(a);
         free(b);
@@ -2058,6 +2062,106 @@ START_TEST(test_check_fds)
 }
 END_TEST
 
+/* An allocator that counts what is out, to see every decode failure give it all back. */
+static long allocs_out;
+
+static void *counting_alloc(void *data, size_t size)
+{
+        (void)data;
+        allocs_out++;
+        return malloc(size);
+}
+
+static void counting_free(void *data, void *p)
+{
+        (void)data;
+        if (p)
+                allocs_out--;
+        free(p);
+}
+
+static ProtobufCAllocator counting = {.alloc = counting_alloc, .free = counting_free};
+
+static Vfiod__Envelope *decode(const uint8_t *data, size_t len)
+{
+        return vfiod_envelope_decode(&counting, data, len);
+}
+
+START_TEST(test_envelope_codec)
+{
+        /* id 7; unknown fields 200 (varint), 201 (64-bit), 202 (bytes), 203 (32-bit); Stats. */
+        static const uint8_t unknown[] = {
+            0x08, 0x07, 0xc0, 0x0c, 0x96, 0x01, 0xc9, 0x0c, 1, 2, 3, 4, 5,    6,    7,
+            8,    0xd2, 0x0c, 0x02, 0xaa, 0xbb, 0xdd, 0x0c, 1, 2, 3, 4, 0xea, 0x02, 0x00};
+        /* Stats then Ok (field 13, an empty message): the last body counts. */
+        static const uint8_t two[] = {0x08, 0x09, 0xea, 0x02, 0x00, 0x6a, 0x00};
+        static const struct {
+                const char *what;
+                uint8_t bytes[16];
+                size_t len;
+        } bad[] = {
+            {"truncated varint", {0x08, 0x80}, 2},
+            {"varint over 64 bits",
+             {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
+             11},
+            {"field 0", {0x00, 0x01}, 2},
+            {"id not a varint", {0x0a, 0x00}, 2},
+            {"body not length-prefixed", {0xe8, 0x02, 0x00}, 3},
+            {"body longer than the datagram", {0xea, 0x02, 0x05, 0x00}, 4},
+            {"body that does not decode", {0xea, 0x02, 0x02, 0x08, 0x80}, 5},
+            {"a group", {0xc3, 0x0c}, 2},
+            {"unknown bytes cut short", {0xd2, 0x0c, 0x09, 0x01}, 4},
+            {"unknown 64-bit cut short", {0xc9, 0x0c, 0x01}, 3},
+            {"second body that does not decode", {0xea, 0x02, 0x00, 0x6a, 0x02, 0x08}, 6},
+        };
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT, *e;
+        Vfiod__Stats stats = VFIOD__STATS__INIT;
+        uint8_t buf[64];
+
+        e = decode(unknown, sizeof(unknown));
+        ck_assert_ptr_nonnull(e);
+        ck_assert_uint_eq(e->id, 7);
+        ck_assert_int_eq(e->body_case, VFIOD__ENVELOPE__BODY_STATS);
+        ck_assert_ptr_nonnull(e->stats);
+        vfiod__envelope__free_unpacked(e, &counting);
+        ck_assert_int_eq(allocs_out, 0);
+        /* protobuf-c reads the same. */
+        e = vfiod__envelope__unpack(NULL, sizeof(unknown), unknown);
+        ck_assert(e && e->id == 7 && e->body_case == VFIOD__ENVELOPE__BODY_STATS);
+        vfiod__envelope__free_unpacked(e, NULL);
+
+        e = decode(two, sizeof(two));
+        ck_assert_ptr_nonnull(e);
+        ck_assert_int_eq(e->body_case, VFIOD__ENVELOPE__BODY_OK);
+        ck_assert_ptr_nonnull(e->ok);
+        vfiod__envelope__free_unpacked(e, &counting);
+        ck_assert_int_eq(allocs_out, 0);
+
+        /* Empty: id 0, no body (the transport then refuses it: no body). */
+        e = decode(buf, 0);
+        ck_assert(e && e->id == 0 && e->body_case == VFIOD__ENVELOPE__BODY__NOT_SET);
+        vfiod__envelope__free_unpacked(e, &counting);
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                ck_assert_msg(decode(bad[i].bytes, bad[i].len) == NULL, "%s: decoded", bad[i].what);
+                ck_assert_msg(allocs_out == 0, "%s: %ld allocation(s) not given back", bad[i].what,
+                              allocs_out);
+        }
+
+        /* Encoding: a zero id is left out; no room; a body_case that names nothing. */
+        env.body_case = VFIOD__ENVELOPE__BODY_STATS;
+        env.stats = &stats;
+        ck_assert_int_eq(vfiod_envelope_encode(&env, buf, sizeof(buf)), 3);
+        ck_assert(memcmp(buf, "\xea\x02\x00", 3) == 0);
+        env.id = UINT64_MAX;
+        ck_assert_int_eq(vfiod_envelope_encode(&env, buf, 13), -EMSGSIZE);
+        ck_assert_int_eq(vfiod_envelope_encode(&env, buf, 14), 14);
+        ck_assert_int_eq(vfiod_envelope_encode(&env, buf, sizeof(buf)), 14);
+        env.body_case = (Vfiod__Envelope__BodyCase)99;
+        ck_assert_int_eq(vfiod_envelope_encode(&env, buf, sizeof(buf)), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_body_name)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
@@ -2117,6 +2221,7 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_fd_indices);
         tcase_add_test(tc, test_check_fds);
         tcase_add_test(tc, test_body_name);
+        tcase_add_test(tc, test_envelope_codec);
         suite_add_tcase(s, tc);
         return s;
 }
