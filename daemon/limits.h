@@ -14,6 +14,11 @@
 
 /* MaxConnections: clients connected at once (all peers together). */
 #define VFIOD_DEFAULT_MAX_CONNECTIONS 64
+/*
+ * MaxConnectionsPerUser: connections of one uid at once, so that one user
+ * cannot take every connection from the others.
+ */
+#define VFIOD_DEFAULT_MAX_CONNECTIONS_PER_USER 32
 /* MaxDomainsPerClient: domains (VFIO containers) one client holds at once. */
 #define VFIOD_DEFAULT_MAX_DOMAINS_PER_CLIENT 8
 /* MaxLeasesPerClient: leases (IOMMU groups) one client holds at once. */
@@ -46,6 +51,7 @@
 
 struct vfiod_config_limits {
         uint32_t max_connections;
+        uint32_t max_connections_per_user;
         uint32_t max_domains_per_client;
         uint32_t max_leases_per_client;
         uint32_t max_mappings_per_client;
@@ -62,6 +68,7 @@ struct vfiod_config_limits {
 #define VFIOD_LIMITS_DEFAULT                                                                \
         ((struct vfiod_config_limits){                                                      \
             .max_connections = VFIOD_DEFAULT_MAX_CONNECTIONS,                               \
+            .max_connections_per_user = VFIOD_DEFAULT_MAX_CONNECTIONS_PER_USER,             \
             .max_domains_per_client = VFIOD_DEFAULT_MAX_DOMAINS_PER_CLIENT,                 \
             .max_leases_per_client = VFIOD_DEFAULT_MAX_LEASES_PER_CLIENT,                   \
             .max_mappings_per_client = VFIOD_DEFAULT_MAX_MAPPINGS_PER_CLIENT,               \

@@ -877,6 +877,7 @@ struct limit_key {
 
 static const struct limit_key limit_keys[] = {
     LIMIT32("MaxConnections", max_connections, 1, 65536),
+    LIMIT32("MaxConnectionsPerUser", max_connections_per_user, 1, 65536),
     LIMIT32("MaxDomainsPerClient", max_domains_per_client, 1, 4096),
     LIMIT32("MaxLeasesPerClient", max_leases_per_client, 1, 4096),
     LIMIT32("MaxMappingsPerClient", max_mappings_per_client, 1, 1u << 20),

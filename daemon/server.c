@@ -112,18 +112,63 @@ int vfiod_server_add_client_take(struct vfiod_server *s, int fd, const struct vf
         return 0;
 }
 
-static void refuse_connection(int fd, const struct vfiod_config_limits *lim)
+/* Tells a connection why it is refused (ENOSPC) before it is closed. */
+static void refuse_connection(int fd, const char *reason)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Error e = VFIOD__ERROR__INIT;
-        char reason[128];
 
-        snprintf(reason, sizeof(reason), "MaxConnections=%u reached", lim->max_connections);
         e.errnum = ENOSPC;
-        e.reason = reason;
+        e.reason = (char *)reason;
         env.body_case = VFIOD__ENVELOPE__BODY_ERROR;
         env.error = &e;
         (void)vfiod_msg_send(fd, &env, NULL, 0);
+}
+
+/* Connections of uid open now. */
+static uint32_t connections_of(struct vfiod_server *s, uid_t uid)
+{
+        struct vfiod_client *c;
+        uint32_t n = 0;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
+        {
+                n += !c->dead && c->peer.uid == uid;
+        }
+        return n;
+}
+
+/*
+ * Takes an accepted connection on, or refuses it when it is over
+ * MaxConnections or MaxConnectionsPerUser (logged, and told why).
+ */
+static void accept_one(struct vfiod_server *s, int fd)
+{
+        const struct vfiod_config_limits *lim = &s->policy->limits;
+        struct vfiod_peer p = {0};
+        char reason[128] = "";
+        int r = peer_read(fd, &p);
+
+        if (r < 0) {
+                log_error_errno(r, "Cannot read the peer's credentials");
+                safe_close(fd);
+                return;
+        }
+        if (s->n_clients >= lim->max_connections)
+                snprintf(reason, sizeof(reason), "MaxConnections=%u reached", lim->max_connections);
+        else if (connections_of(s, p.uid) >= lim->max_connections_per_user)
+                snprintf(reason, sizeof(reason), "MaxConnectionsPerUser=%u reached for uid %u",
+                         lim->max_connections_per_user, (unsigned)p.uid);
+        if (reason[0]) {
+                struct vfiod_log_about a = {.peer = &p, .group = -1};
+
+                vfiod_log_about(LOG_WARNING, &a, "refused a connection: %s", reason);
+                refuse_connection(fd, reason);
+                safe_close(fd);
+        } else
+                /* The accepted fd moves to the client; the peer is copied. */
+                (void)vfiod_server_add_client_take(s, fd, &p);
+        vfiod_peer_done(&p);
 }
 
 /* How long accepting pauses when the process is out of fds (or memory). */
@@ -169,21 +214,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                         log_notice("accept works again; taking new connections");
                         s->accept_starved = false;
                 }
-                if (s->n_clients >= s->policy->limits.max_connections) {
-                        struct vfiod_peer p = {0};
-                        if (peer_read(fd, &p) == 0) {
-                                struct vfiod_log_about a = {.peer = &p, .group = -1};
-                                vfiod_log_about(LOG_WARNING, &a,
-                                                "refused a connection: MaxConnections=%u reached",
-                                                s->policy->limits.max_connections);
-                        }
-                        vfiod_peer_done(&p);
-                        refuse_connection(fd, &s->policy->limits);
-                        safe_close(fd);
-                        continue;
-                }
-                /* The accepted fd moves to the client. */
-                (void)vfiod_server_add_client_take(s, fd, NULL);
+                accept_one(s, fd);
         }
 }
 

@@ -146,8 +146,9 @@ static int start_vfiod(const char *vfiod)
         snprintf(sock_path, sizeof(sock_path), "%s/vfiod.sock", tmpdir);
         snprintf(conf_path, sizeof(conf_path), "%s/vfiod.conf", tmpdir);
         snprintf(log_path, sizeof(log_path), "%s/vfiod.log", tmpdir);
-        snprintf(conf, sizeof(conf), "[Daemon]\nAdminUsers=%u\nMaxConnections=%u\n",
-                 (unsigned)getuid(), MEM_CONNECTIONS + 16);
+        snprintf(conf, sizeof(conf),
+                 "[Daemon]\nAdminUsers=%u\nMaxConnections=%u\nMaxConnectionsPerUser=%u\n",
+                 (unsigned)getuid(), MEM_CONNECTIONS + 16, MEM_CONNECTIONS + 16);
         write_file(conf_path, conf);
 
         vfiod_pid = fork();

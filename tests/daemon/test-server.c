@@ -23,6 +23,7 @@
 
 #include "daemon/client.h"
 #include "daemon/server.h"
+#include "proto/transport.h"
 #include "tests/daemon/harness.h"
 #include "tests/testutil.h"
 
@@ -207,6 +208,81 @@ START_TEST(connection_limit)
         h_hello(c, 0);
         close(a);
         close(c);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+/* Receives one fd sent with SCM_RIGHTS on sock. */
+static int recv_fd(int sock)
+{
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control;
+        char byte;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = control.buf,
+                            .msg_controllen = sizeof(control.buf)};
+        struct cmsghdr *c;
+        int fd;
+
+        ck_assert_int_eq(recvmsg(sock, &mh, MSG_CMSG_CLOEXEC), 1);
+        c = CMSG_FIRSTHDR(&mh);
+        ck_assert(c && c->cmsg_type == SCM_RIGHTS);
+        memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+        return fd;
+}
+
+/* One uid may not take every connection: the others still get theirs. */
+START_TEST(connection_limit_per_user)
+{
+        struct vfiod_msg *m;
+        int a, b, c, other, sv[2], status = -1;
+        pid_t pid;
+
+        h_start("[Daemon]\nMaxConnectionsPerUser=2\n");
+        listen_in_root();
+        a = connect_to(sock_path);
+        b = connect_to(sock_path);
+        h_spin();
+        c = connect_to(sock_path);
+        h_spin();
+        ck_assert_uint_eq(H.server->n_clients, 2);
+        m = h_recv(c);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ERROR);
+        ck_assert_msg(strstr(m->env->error->reason, "MaxConnectionsPerUser=2 reached for uid"),
+                      "reason: %s", m->env->error->reason);
+        ck_assert_int_eq(h_error(m), ENOSPC);
+        ck_assert(h_closed(c));
+        close(c);
+
+        /* uid 1000 connects (a child that hands its socket back): taken on. */
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int fd;
+
+                if (setresgid(1000, 1000, 1000) < 0 || setgroups(0, NULL) < 0 ||
+                    setresuid(1000, 1000, 1000) < 0)
+                        _exit(2);
+                fd = connect_to(sock_path);
+                _exit(fd >= 0 && vfiod_datagram_send(sv[1], "s", 1, &fd, 1, 0) == 0 ? 0 : 1);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: status %d", status);
+        other = recv_fd(sv[0]);
+        close(sv[0]);
+        close(sv[1]);
+        h_spin();
+        ck_assert_uint_eq(H.server->n_clients, 3);
+        h_hello(other, 0);
+        close(other);
+        close(a);
+        close(b);
         h_spin();
         h_stop();
 }
@@ -545,6 +621,7 @@ int main(void)
         tcase_add_test(tc, own_socket);
         tcase_add_test(tc, peer_credentials_from_the_kernel);
         tcase_add_test(tc, connection_limit);
+        tcase_add_test(tc, connection_limit_per_user);
         tcase_add_test(tc, daemon_process);
         tcase_add_test(tc, socket_activation);
         tcase_add_test(tc, notify_and_watchdog);

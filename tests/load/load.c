@@ -206,9 +206,9 @@ static void start_daemon(const char *exe, int devices, int max_conn)
         put("dev/vfio/.keep", "");
         env = calloc((size_t)devices, 32);
         o = snprintf(text, sizeof(text),
-                     "[Daemon]\nMaxConnections=%d\nMaxLeasesPerClient=1\n"
-                     "[Device load]\nUsers=0\n",
-                     max_conn);
+                     "[Daemon]\nMaxConnections=%d\nMaxConnectionsPerUser=%d\n"
+                     "MaxLeasesPerClient=1\n[Device load]\nUsers=0\n",
+                     max_conn, max_conn);
         for (int i = 0; i < devices; i++) {
                 char bdf[32];
 
