@@ -100,6 +100,42 @@ static void update_io(struct vfiod_client *c)
         ev_io_start(c->server->loop, &c->io);
 }
 
+/*
+ * A failed request is answered every time, but logged at most FAIL_LOG_BURST
+ * times per FAIL_LOG_INTERVAL seconds per client: a client looping on a bad
+ * request must not flood the journal (whose rate limit would then drop the
+ * lines that matter). What was left out is counted and said once.
+ */
+#define FAIL_LOG_BURST    10
+#define FAIL_LOG_INTERVAL 5.0
+
+static void fail_log_flush(struct vfiod_client *c)
+{
+        if (c->fail_unlogged > 0)
+                LOG_CLIENT(LOG_NOTICE, c,
+                           "client %" PRIu64 ": %" PRIu32 " more failed request(s) not logged "
+                           "(at most %d lines in %g s)",
+                           c->id, c->fail_unlogged, FAIL_LOG_BURST, FAIL_LOG_INTERVAL);
+        c->fail_unlogged = 0;
+}
+
+static bool fail_log_allowed(struct vfiod_client *c)
+{
+        double now = ev_now(c->server->loop);
+
+        if (now - c->fail_log_start >= FAIL_LOG_INTERVAL) {
+                fail_log_flush(c);
+                c->fail_log_start = now;
+                c->fail_logged = 0;
+        }
+        if (c->fail_logged < FAIL_LOG_BURST) {
+                c->fail_logged++;
+                return true;
+        }
+        c->fail_unlogged++;
+        return false;
+}
+
 void vfiod_client_drop(struct vfiod_client *c, const char *fmt, ...)
 {
         char why[300];
@@ -110,6 +146,7 @@ void vfiod_client_drop(struct vfiod_client *c, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(why, sizeof(why), fmt, ap);
         va_end(ap);
+        fail_log_flush(c);
         LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": closing the connection: %s", c->id, why);
         c->dead = true;
         ev_io_stop(c->server->loop, &c->io);
@@ -1104,13 +1141,18 @@ void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
         else if (rule->admin && !vfiod_policy_is_admin(c->server->policy, &c->peer)) {
                 r = vfiod_error_set(&err, EPERM, "'%s' is for administrators",
                                     vfiod_envelope_body_name(msg->env));
-                LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": refused '%s': not an admin", c->id,
-                           vfiod_envelope_body_name(msg->env));
+                if (fail_log_allowed(c))
+                        LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": refused '%s': not an admin",
+                                   c->id, vfiod_envelope_body_name(msg->env));
+                (void)vfiod_client_send_error(c, msg->env->id, &err);
+                return;
         } else
                 r = rule->handler(c, msg, &err);
         if (r < 0) {
-                LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": '%s' failed: %s (%s)", c->id,
-                           vfiod_envelope_body_name(msg->env), err.reason, strerror(err.errnum));
+                if (fail_log_allowed(c))
+                        LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": '%s' failed: %s (%s)", c->id,
+                                   vfiod_envelope_body_name(msg->env), err.reason,
+                                   strerror(err.errnum));
                 (void)vfiod_client_send_error(c, msg->env->id, &err);
         }
 }

@@ -51,7 +51,10 @@ struct vfiod_client {
         struct list queue;   /* struct vfiod_queued */
         size_t queued_bytes, queued_msgs;
         bool close_after_flush; /* version mismatch: close once the Error is out */
-        bool dead;              /* to be freed by vfiod_server_reap() */
+        /* Lines about its failed requests in the current window (see fail_log_allowed()). */
+        double fail_log_start;
+        uint32_t fail_logged, fail_unlogged;
+        bool dead; /* to be freed by vfiod_server_reap() */
 };
 
 /* Takes ownership of fd (closed on failure too) and of nothing in peer (copied). */

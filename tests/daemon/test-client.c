@@ -222,6 +222,61 @@ START_TEST(admin_requests_need_admin)
 }
 END_TEST
 
+/* Lines of the log file that hold needle. */
+static int count_lines(const char *path, const char *needle)
+{
+        FILE *f = fopen(path, "re");
+        char line[1024];
+        int n = 0;
+
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof(line), f))
+                n += strstr(line, needle) != NULL;
+        fclose(f);
+        return n;
+}
+
+/*
+ * Every failed request is answered, but a client's failures are logged at
+ * most 10 lines per 5 s; the rest are counted and said once (here: when the
+ * client goes). Another client's failures have their own budget.
+ */
+START_TEST(failed_requests_logged_within_a_budget)
+{
+        char *dir = testutil_mkdtemp("vfiod-log");
+        char path[4200];
+        int fd, other, saved;
+
+        start_default();
+        snprintf(path, sizeof(path), "%s/stderr", dir);
+        saved = dup(STDERR_FILENO);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+        close(fd);
+
+        fd = h_connect(1000, 1000);
+        other = h_connect(1001, 1001);
+        h_hello(fd, 0);
+        h_hello(other, 0);
+        for (int i = 0; i < 25; i++)
+                ck_assert_int_eq(h_error(call_empty(fd, VFIOD__ENVELOPE__BODY_STATS)), EPERM);
+        ck_assert_int_eq(h_error(call_empty(other, VFIOD__ENVELOPE__BODY_STATS)), EPERM);
+        close(fd);
+        h_spin();
+        close(other);
+        h_spin();
+
+        ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+        close(saved);
+        ck_assert_int_eq(count_lines(path, "client 1: refused 'stats': not an admin"), 10);
+        ck_assert_int_eq(count_lines(path, "client 1: 15 more failed request(s) not logged"), 1);
+        ck_assert_int_eq(count_lines(path, "client 2: refused 'stats': not an admin"), 1);
+        ck_assert_int_eq(count_lines(path, "client 2: "), 3); /* hello, refused, closing */
+        h_stop();
+}
+END_TEST
+
 START_TEST(admin_named_by_config)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
@@ -753,6 +808,7 @@ int main(void)
         tcase_add_test(t, wrong_major);
         tcase_add_test(t, garbage_drops_only_that_client);
         tcase_add_test(t, admin_requests_need_admin);
+        tcase_add_test(t, failed_requests_logged_within_a_budget);
         tcase_add_test(t, admin_named_by_config);
         tcase_add_test(t, hello_reply);
         tcase_add_test(t, fds_before_hello_are_closed);
