@@ -273,6 +273,8 @@ START_TEST(failed_requests_logged_within_a_budget)
         ck_assert_int_eq(count_lines(path, "client 1: 15 more failed request(s) not logged"), 1);
         ck_assert_int_eq(count_lines(path, "client 2: refused 'stats': not an admin"), 1);
         ck_assert_int_eq(count_lines(path, "client 2: "), 3); /* hello, refused, closing */
+        testutil_rmtree(dir);
+        free(dir);
         h_stop();
 }
 END_TEST
