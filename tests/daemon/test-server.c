@@ -181,24 +181,37 @@ START_TEST(peer_credentials_from_the_kernel)
 }
 END_TEST
 
-START_TEST(connection_limit)
+/*
+ * Starts a daemon with conf, listening in its root; connects twice (*ret_a,
+ * *ret_b), then a third time: that one is refused, ENOSPC with a reason
+ * holding `reason`, and closed. Returns it.
+ */
+static int third_refused(const char *conf, const char *reason, int *ret_a, int *ret_b)
 {
         struct vfiod_msg *m;
-        int a, b, c;
+        int c;
 
-        h_start("[Daemon]\nMaxConnections=2\n");
+        h_start(conf);
         listen_in_root();
-        a = connect_to(sock_path);
-        b = connect_to(sock_path);
+        *ret_a = connect_to(sock_path);
+        *ret_b = connect_to(sock_path);
         h_spin();
         c = connect_to(sock_path);
         h_spin();
         ck_assert_uint_eq(H.server->n_clients, 2);
         m = h_recv(c);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ERROR);
-        ck_assert_ptr_nonnull(strstr(m->env->error->reason, "MaxConnections=2"));
+        ck_assert_msg(strstr(m->env->error->reason, reason), "reason: %s", m->env->error->reason);
         ck_assert_int_eq(h_error(m), ENOSPC);
         ck_assert(h_closed(c));
+        return c;
+}
+
+START_TEST(connection_limit)
+{
+        int a, b, c;
+
+        c = third_refused("[Daemon]\nMaxConnections=2\n", "MaxConnections=2", &a, &b);
         h_hello(a, 0);
         close(c);
         close(b);
@@ -239,25 +252,11 @@ static int recv_fd(int sock)
 /* One uid may not take every connection: the others still get theirs. */
 START_TEST(connection_limit_per_user)
 {
-        struct vfiod_msg *m;
-        int a, b, c, other, sv[2], status = -1;
+        int a, b, other, sv[2], status = -1;
         pid_t pid;
 
-        h_start("[Daemon]\nMaxConnectionsPerUser=2\n");
-        listen_in_root();
-        a = connect_to(sock_path);
-        b = connect_to(sock_path);
-        h_spin();
-        c = connect_to(sock_path);
-        h_spin();
-        ck_assert_uint_eq(H.server->n_clients, 2);
-        m = h_recv(c);
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ERROR);
-        ck_assert_msg(strstr(m->env->error->reason, "MaxConnectionsPerUser=2 reached for uid"),
-                      "reason: %s", m->env->error->reason);
-        ck_assert_int_eq(h_error(m), ENOSPC);
-        ck_assert(h_closed(c));
-        close(c);
+        close(third_refused("[Daemon]\nMaxConnectionsPerUser=2\n",
+                            "MaxConnectionsPerUser=2 reached for uid", &a, &b));
 
         /* uid 1000 connects (a child that hands its socket back): taken on. */
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
