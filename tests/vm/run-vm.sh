@@ -43,7 +43,8 @@
 # Environment: VFIOD_CACHE_DIR (kernel download cache, see fetch-kernel.sh),
 # VFIOD_KERNEL_DIR (an extracted kernel package to use instead of fetching),
 # VFIOD_QEMU (the QEMU binary), VFIOD_VM_TIMEOUT, VFIOD_VM_APPEND (more kernel
-# command line), VFIOD_VM_EDUS (number of edu devices, default 3).
+# command line), VFIOD_VM_EDUS (number of edu devices, default 3),
+# VFIOD_VM_ACCEL (QEMU's accelerator, default tcg; kvm where it boots).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -273,7 +274,7 @@ say "booting $kver with $edus edu device(s)$([ "$iommu" = 1 ] || echo ", no IOMM
 start=$(date +%s)
 qemu_rc=0
 timeout -k 10 "$timeout_s" "$qemu" \
-        -machine q35,accel=tcg,kernel-irqchip=split -cpu max -m 512 \
+        -machine "q35,accel=${VFIOD_VM_ACCEL:-tcg},kernel-irqchip=split" -cpu max -m 512 \
         "${iommu_args[@]}" \
         "${devices[@]}" \
         -kernel "$vmlinuz" -initrd "$out/initramfs.cpio" \
