@@ -29,10 +29,8 @@
  * opened.
  */
 #include <check.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -43,7 +41,6 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -57,6 +54,7 @@
 #include "kernel/sysfs.h"
 #include "proto/transport.h"
 #include "tests/testutil.h"
+#include "tests/vm/child.h"
 #include "tests/vm/edu.h"
 #include "tests/vm/testdev.h"
 
@@ -64,7 +62,6 @@
 #define PAGE        4096
 #define IOVA        UINT64_C(0x100000) /* below edu's 28-bit DMA mask */
 #define WAIT_MS     3000               /* an MSI after a DMA */
-#define LINE_MS     30000              /* a child's next report */
 #define IDLE_MS     5000               /* the daemon back to idle */
 #define VFIOD_LOG   "/tmp/vfiod.log"
 #define VFIOD_PID   "/run/vfiod.pid"
@@ -313,227 +310,7 @@ static struct vfiod_lease_info *find_lease_info(struct vfiod_lease_info *l, size
         return NULL;
 }
 
-/* ---- clients: unprivileged children --------------------------------------- */
-
-/* A child's side: where it reports, where it waits. */
-struct peer {
-        const char *user;
-        int cmd; /* bytes from the test: go on */
-        int rep; /* lines to the test */
-};
-
-static void p_vsay(struct peer *p, const char *fmt, va_list ap)
-{
-        char line[1024];
-        int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-
-        if (n < 0)
-                n = 0;
-        if ((size_t)n > sizeof(line) - 2)
-                n = sizeof(line) - 2;
-        line[n++] = '\n';
-        /* One write below PIPE_BUF: lines never mix. */
-        (void)!write(p->rep, line, (size_t)n);
-}
-
-static void p_say(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void p_say(struct peer *p, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        p_vsay(p, fmt, ap);
-        va_end(ap);
-}
-
-static _Noreturn void p_fail(struct peer *p, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static _Noreturn void p_fail(struct peer *p, const char *file, int line, const char *fmt, ...)
-{
-        char msg[900];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "guest-broker: client %s: FAIL %s:%d: %s\n", p->user, file, line, msg);
-        p_say(p, "FAIL %s:%d: %s", file, line, msg);
-        _exit(1);
-}
-
-#define P_CHECK(p, cond, ...)                                         \
-        do {                                                          \
-                if (!(cond))                                          \
-                        p_fail((p), __FILE__, __LINE__, __VA_ARGS__); \
-        } while (0)
-
-/* Waits for the test's go-ahead; the test closing its end means "stop here". */
-static void p_wait(struct peer *p)
-{
-        char c;
-        ssize_t n;
-
-        do
-                n = read(p->cmd, &c, 1);
-        while (n < 0 && errno == EINTR);
-        if (n != 1)
-                _exit(3);
-}
-
-/*
- * The child's open fds. Not testutil_count_fds(): a child must not call check
- * at all (even a passing ck_assert writes a record to check's message fd).
- */
-static int p_count_fds(void)
-{
-        DIR *d = opendir("/proc/self/fd");
-        struct dirent *de;
-        int n = 0;
-
-        if (!d)
-                return -1;
-        while ((de = readdir(d)))
-                n += de->d_name[0] != '.';
-        closedir(d);
-        return n - 1; /* the directory's own fd */
-}
-
-typedef void (*client_fn)(struct peer *p, const void *arg);
-
-/* The test's side of a child. */
-struct child {
-        const char *user;
-        pid_t pid;
-        int cmd, rep;
-        char buf[8192];
-        size_t len;
-};
-
-static void child_start(struct child *ch, const char *user, client_fn fn, const void *arg)
-{
-        int to_child[2], from_child[2];
-        struct passwd *pw = getpwnam(user);
-        uid_t uid;
-        gid_t gid;
-
-        ck_assert_msg(pw, "no user '%s' in the VM (run-vm.sh --user)", user);
-        uid = pw->pw_uid;
-        gid = pw->pw_gid;
-        ck_assert_int_ne(uid, 0);
-        ck_assert_int_eq(pipe2(to_child, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(from_child, O_CLOEXEC), 0);
-        memset(ch, 0, sizeof(*ch));
-        ch->user = user;
-        ch->pid = fork();
-        ck_assert_int_ge(ch->pid, 0);
-        if (ch->pid == 0) {
-                struct peer p = {.user = user, .cmd = 3, .rep = 4};
-                int a, b, before, after;
-
-                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-                /* Only the two pipes (as 3 and 4) and stdio survive; check's fds go. */
-                a = fcntl(to_child[0], F_DUPFD, 100);
-                b = fcntl(from_child[1], F_DUPFD, 100);
-                if (a < 0 || b < 0 || dup2(a, 3) != 3 || dup2(b, 4) != 4 ||
-                    close_range(5, ~0U, 0) < 0)
-                        _exit(4);
-                /* Drop root for good: no groups, no capabilities. */
-                P_CHECK(&p,
-                        setgroups(0, NULL) == 0 && setresgid(gid, gid, gid) == 0 &&
-                            setresuid(uid, uid, uid) == 0,
-                        "dropping to %s: %s", user, strerror(errno));
-                P_CHECK(&p, geteuid() == uid && setuid(0) < 0, "still privileged");
-                before = p_count_fds();
-                fn(&p, arg);
-                after = p_count_fds();
-                P_CHECK(&p, after == before, "%d fds open at the end, %d at the start", after,
-                        before);
-                p_say(&p, "exit");
-                _exit(0);
-        }
-        close(to_child[0]);
-        close(from_child[1]);
-        ch->cmd = to_child[1];
-        ch->rep = from_child[0];
-}
-
-/* The child's next line into line[size]; a FAIL line, EOF or time-out fails the test. */
-static void child_line(struct child *ch, char *line, size_t size)
-{
-        for (int waited = 0;;) {
-                char *nl = memchr(ch->buf, '\n', ch->len);
-                struct pollfd pfd = {.fd = ch->rep, .events = POLLIN};
-                ssize_t n;
-                int r;
-
-                if (nl) {
-                        size_t l = (size_t)(nl - ch->buf);
-
-                        snprintf(line, size, "%.*s", (int)l, ch->buf);
-                        memmove(ch->buf, nl + 1, ch->len - l - 1);
-                        ch->len -= l + 1;
-                        ck_assert_msg(strncmp(line, "FAIL ", 5) != 0, "client %s: %s", ch->user,
-                                      line + 5);
-                        return;
-                }
-                ck_assert_msg(waited < LINE_MS, "client %s said nothing for %d ms", ch->user,
-                              LINE_MS);
-                r = poll(&pfd, 1, 100);
-                waited += 100;
-                if (r <= 0)
-                        continue;
-                ck_assert_msg(ch->len < sizeof(ch->buf) - 1, "client %s: line too long", ch->user);
-                n = read(ch->rep, ch->buf + ch->len, sizeof(ch->buf) - 1 - ch->len);
-                ck_assert_msg(n > 0, "client %s ended without a word (%s)", ch->user,
-                              n < 0 ? strerror(errno) : "EOF");
-                ch->len += (size_t)n;
-        }
-}
-
-/* Reads the child's next line and asserts it starts with `prefix`. */
-static void child_expect(struct child *ch, const char *prefix, char *line, size_t size)
-{
-        char buf[1024];
-
-        if (!line) {
-                line = buf;
-                size = sizeof(buf);
-        }
-        child_line(ch, line, size);
-        ck_assert_msg(strncmp(line, prefix, strlen(prefix)) == 0,
-                      "client %s said '%s', expected '%s...'", ch->user, line, prefix);
-}
-
-static void child_go(struct child *ch)
-{
-        ck_assert_int_eq(write(ch->cmd, "g", 1), 1);
-}
-
-/* Lets the child finish; asserts it said "exit" and exited 0. */
-static void child_end(struct child *ch)
-{
-        int status = 0;
-
-        child_expect(ch, "exit", NULL, 0);
-        close(ch->cmd);
-        ck_assert_int_eq(waitpid(ch->pid, &status, 0), ch->pid);
-        close(ch->rep);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client %s: status %#x",
-                      ch->user, status);
-}
-
-static void child_kill(struct child *ch)
-{
-        int status = 0;
-
-        ck_assert_int_eq(kill(ch->pid, SIGKILL), 0);
-        ck_assert_int_eq(waitpid(ch->pid, &status, 0), ch->pid);
-        ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-        close(ch->cmd);
-        close(ch->rep);
-}
-
-/* ---- what clients do ------------------------------------------------------ */
+/* ---- what clients do (unprivileged children: tests/vm/child.h) ----------- */
 
 static void pattern(uint8_t *p, size_t n, unsigned seed)
 {
@@ -776,7 +553,7 @@ START_TEST(test_brokered_dma_msi)
         size_t n = 0;
 
         begin();
-        child_start(&a, "alice", client_brokered, T.bdf[0]);
+        child_start(&a, "alice", client_brokered, T.bdf[0], CHILD_CHECK_FDS);
         child_expect(&a, "leased ", line, sizeof(line));
         ck_assert_int_eq(sscanf(line, "leased %llu", &lease), 1);
         /* The daemon's view of the lease. */
@@ -905,7 +682,7 @@ START_TEST(test_direct_dma_msi)
         size_t n = 0;
 
         begin();
-        child_start(&b, "bob", client_direct, T.bdf[1]);
+        child_start(&b, "bob", client_direct, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&b, "leased ", NULL, 0);
         ck_assert_int_eq(vfiod_list_leases(T.admin, &li, &n), 0);
         ck_assert_uint_eq(n, 1);
@@ -967,8 +744,8 @@ START_TEST(test_two_clients_two_devices)
         /* T is filled by begin(): take the addresses now. */
         aarg = (struct pair_arg){T.bdf[0], T.bdf[1]};
         barg = (struct pair_arg){T.bdf[1], T.bdf[0]};
-        child_start(&a, "alice", client_pair, &aarg);
-        child_start(&b, "bob", client_pair, &barg);
+        child_start(&a, "alice", client_pair, &aarg, CHILD_CHECK_FDS);
+        child_start(&b, "bob", client_pair, &barg, CHILD_CHECK_FDS);
         child_expect(&a, "leased ", NULL, 0);
         child_expect(&b, "leased ", NULL, 0);
         ck_assert_int_eq(vfiod_list_leases(T.admin, &li, &n), 0);
@@ -1050,13 +827,13 @@ START_TEST(test_denied)
                                 false};
         alice = (struct deny_arg){T.bdf[2], VFIOD_MODE_DIRECT, "in direct mode (allowed: brokered)",
                                   false};
-        child_start(&ch, "eve", client_denied, &eve);
+        child_start(&ch, "eve", client_denied, &eve, CHILD_CHECK_FDS);
         child_expect(&ch, "denied: ", line, sizeof(line));
         child_end(&ch);
-        child_start(&ch, "bob", client_denied, &bob);
+        child_start(&ch, "bob", client_denied, &bob, CHILD_CHECK_FDS);
         child_expect(&ch, "denied: ", line, sizeof(line));
         child_end(&ch);
-        child_start(&ch, "alice", client_denied, &alice);
+        child_start(&ch, "alice", client_denied, &alice, CHILD_CHECK_FDS);
         child_expect(&ch, "denied: ", line, sizeof(line));
         child_end(&ch);
         /* Each refusal is logged with who asked. */
@@ -1142,7 +919,7 @@ START_TEST(test_sigkill_mid_lease)
         struct child a, b;
 
         begin();
-        child_start(&a, "alice", client_killed, T.bdf[0]);
+        child_start(&a, "alice", client_killed, T.bdf[0], CHILD_CHECK_FDS);
         child_expect(&a, "leased ", line, sizeof(line));
         ck_assert_int_eq(sscanf(line, "leased %llu", &lease), 1);
         child_kill(&a);
@@ -1150,7 +927,7 @@ START_TEST(test_sigkill_mid_lease)
         log_wait_for(id, "its holder disconnected", NULL);
         log_wait_for("unmapped iova 0x100000+0x2000", NULL);
         wait_free(0);
-        child_start(&b, "bob", client_next, T.bdf[0]);
+        child_start(&b, "bob", client_next, T.bdf[0], CHILD_CHECK_FDS);
         child_expect(&b, "works", NULL, 0);
         child_end(&b);
         wait_reset_logged(0);
@@ -1236,7 +1013,7 @@ START_TEST(test_quarantine_fd_kept)
         struct child a, b;
 
         begin();
-        child_start(&a, "alice", client_keeps_fd, T.bdf[0]);
+        child_start(&a, "alice", client_keeps_fd, T.bdf[0], CHILD_CHECK_FDS);
         child_expect(&a, "released, fd", NULL, 0);
         get_stats(&st);
         ck_assert_uint_eq(st.leases, 0);
@@ -1244,7 +1021,7 @@ START_TEST(test_quarantine_fd_kept)
         ck_assert_uint_eq(st.quarantined_groups, 1);
         ck_assert_int_eq(daemon_memfd_maps(), 0);
         log_wait_for("quarantined: a device fd is still open", NULL);
-        child_start(&b, "bob", client_waits_quarantine, T.bdf[0]);
+        child_start(&b, "bob", client_waits_quarantine, T.bdf[0], CHILD_CHECK_FDS);
         child_expect(&b, "busy: ", NULL, 0);
         child_go(&a);
         child_expect(&a, "closed", NULL, 0);
@@ -1297,7 +1074,7 @@ START_TEST(test_req_unbind)
         pid_t pid;
 
         begin();
-        child_start(&a, "alice", client_req, T.bdf[1]);
+        child_start(&a, "alice", client_req, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&a, "leased ", NULL, 0);
         /* Blocks until every fd of the device is closed: the client's and the daemon's. */
         pid = fork();
@@ -1533,10 +1310,10 @@ START_TEST(test_bad_map_dma)
         int refusals = 0;
 
         begin();
-        child_start(&b, "bob", client_bystander, T.bdf[1]);
+        child_start(&b, "bob", client_bystander, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&b, "leased ", NULL, 0);
         get_stats(&before);
-        child_start(&a, "alice", client_bad_maps, T.bdf[0]);
+        child_start(&a, "alice", client_bad_maps, T.bdf[0], CHILD_CHECK_FDS);
         for (;;) {
                 child_line(&a, line, sizeof(line));
                 if (strcmp(line, "still works") == 0)
@@ -1644,7 +1421,7 @@ START_TEST(test_shared_domain)
 
         begin();
         arg = (struct shared_arg){T.bdf[0], T.bdf[1]};
-        child_start(&a, "alice", client_shared_domain, &arg);
+        child_start(&a, "alice", client_shared_domain, &arg, CHILD_CHECK_FDS);
         child_expect(&a, "two devices, one mapping", NULL, 0);
         ck_assert_int_eq(vfiod_list_leases(T.admin, &li, &n), 0);
         ck_assert_uint_eq(n, 2);
@@ -1692,7 +1469,7 @@ START_TEST(test_direct_group_fd_kept)
         struct child b;
 
         begin();
-        child_start(&b, "bob", client_direct_keeps, T.bdf[1]);
+        child_start(&b, "bob", client_direct_keeps, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&b, "released, group fd kept", NULL, 0);
         get_stats(&st);
         ck_assert_uint_eq(st.quarantined_groups, 1);
@@ -1772,7 +1549,7 @@ START_TEST(test_revoke_ignored)
         int r;
 
         begin();
-        child_start(&a, "alice", client_ignores_revoke, T.bdf[2]);
+        child_start(&a, "alice", client_ignores_revoke, T.bdf[2], CHILD_CHECK_FDS);
         child_expect(&a, "leased ", line, sizeof(line));
         ck_assert_int_eq(sscanf(line, "leased %llu", &lease), 1);
         r = vfiod_revoke(T.admin, lease, "maintenance");
@@ -1844,7 +1621,7 @@ START_TEST(test_brokered_intx)
         struct child a;
 
         begin();
-        child_start(&a, "alice", client_intx, T.bdf[0]);
+        child_start(&a, "alice", client_intx, T.bdf[0], CHILD_CHECK_FDS);
         child_expect(&a, "intx ok", NULL, 0);
         child_end(&a);
         end();
@@ -1884,7 +1661,7 @@ START_TEST(test_direct_sigkill)
         struct child b, a;
 
         begin();
-        child_start(&b, "bob", client_direct_killed, T.bdf[1]);
+        child_start(&b, "bob", client_direct_killed, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&b, "leased ", line, sizeof(line));
         ck_assert_int_eq(sscanf(line, "leased %llu", &lease), 1);
         child_kill(&b);
@@ -1892,7 +1669,7 @@ START_TEST(test_direct_sigkill)
         log_wait_for(line, "its holder disconnected", NULL);
         log_wait_for("unmapped all client DMA (16384 bytes)", NULL);
         wait_free(1);
-        child_start(&a, "alice", client_next, T.bdf[1]);
+        child_start(&a, "alice", client_next, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&a, "works", NULL, 0);
         child_end(&a);
         wait_reset_logged(1);
@@ -1959,7 +1736,7 @@ START_TEST(test_policy_reload_revokes)
         snprintf(changed + (at - orig), strlen(orig) + 1 - (size_t)(at - orig),
                  "Match=%s\nUsers=alice\n%s", T.bdf[1], at + strlen(want));
 
-        child_start(&b, "bob", client_until_asked, T.bdf[1]);
+        child_start(&b, "bob", client_until_asked, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&b, "leased ", NULL, 0);
         write_text(VFIOD_CONF, changed);
         r_reload = vfiod_reload_policy(T.admin, &res);
@@ -2043,7 +1820,7 @@ START_TEST(test_malformed_dropped)
         struct child a;
 
         begin();
-        child_start(&a, "alice", client_malformed, T.bdf[0]);
+        child_start(&a, "alice", client_malformed, T.bdf[0], CHILD_CHECK_FDS);
         child_expect(&a, "dropped, lease unaffected", NULL, 0);
         child_end(&a);
         log_wait_for("closing the connection: bad datagram", NULL);
@@ -2117,7 +1894,7 @@ START_TEST(test_daemon_sigterm)
         for (waited = 0; access(TERM_SOCK, F_OK) != 0 && waited < 5000; waited += 50)
                 sleep_ms(50);
         ck_assert_msg(waited < 5000, "the second vfiod did not come up");
-        child_start(&a, "alice", client_daemon_stops, T.bdf[2]);
+        child_start(&a, "alice", client_daemon_stops, T.bdf[2], CHILD_CHECK_FDS);
         child_expect(&a, "leased ", NULL, 0);
         ck_assert_int_eq(kill(pid, SIGTERM), 0);
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -2259,7 +2036,7 @@ START_TEST(test_vfioctl_acquire)
         arg[0] = (struct vfioctl_arg){T.bdf[0], false};
         arg[1] = (struct vfioctl_arg){T.bdf[0], true};
         for (int i = 0; i < 2; i++) {
-                child_start(&a, "alice", client_vfioctl, &arg[i]);
+                child_start(&a, "alice", client_vfioctl, &arg[i], CHILD_CHECK_FDS);
                 child_expect(&a, "vfioctl ok", NULL, 0);
                 child_end(&a);
                 wait_idle(true);

@@ -16,7 +16,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -35,6 +34,7 @@
 #include "client-lib/vfiod.h"
 #include "kernel/sysfs.h"
 #include "tests/testutil.h"
+#include "tests/vm/child.h"
 #include "tests/vm/edu.h"
 
 #define N_EDU    3
@@ -43,7 +43,6 @@
 #define CONF     "/tmp/vfiod-policy/vfiod.conf"
 #define CONF_D   "/tmp/vfiod-policy/vfiod.conf.d"
 #define LOG      "/tmp/vfiod-policy.log"
-#define LINE_MS  30000
 #define GROUP_ID 2000
 #define RW       (VFIOD_DMA_READ | VFIOD_DMA_WRITE)
 
@@ -255,158 +254,6 @@ static void log_wait_for(const char *what, ...)
 
 /* ---- clients ------------------------------------------------------------------ */
 
-struct peer {
-        const char *user;
-        int cmd, rep;
-};
-
-static void p_say(struct peer *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void p_say(struct peer *p, const char *fmt, ...)
-{
-        char line[1024];
-        va_list ap;
-        int n;
-
-        va_start(ap, fmt);
-        n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-                n = 0;
-        if ((size_t)n > sizeof(line) - 2)
-                n = sizeof(line) - 2;
-        line[n++] = '\n';
-        (void)!write(p->rep, line, (size_t)n);
-}
-
-#define P_CHECK(p, cond, ...)                                                                      \
-        do {                                                                                       \
-                if (!(cond)) {                                                                     \
-                        char _m[800];                                                              \
-                        snprintf(_m, sizeof(_m), __VA_ARGS__);                                     \
-                        fprintf(stderr, "guest-policy: %s: FAIL %s:%d: %s\n", (p)->user, __FILE__, \
-                                __LINE__, _m);                                                     \
-                        p_say((p), "FAIL %s:%d: %s", __FILE__, __LINE__, _m);                      \
-                        _exit(1);                                                                  \
-                }                                                                                  \
-        } while (0)
-
-static void p_wait(struct peer *p)
-{
-        char c;
-        ssize_t n;
-
-        do
-                n = read(p->cmd, &c, 1);
-        while (n < 0 && errno == EINTR);
-        if (n != 1)
-                _exit(3);
-}
-
-typedef void (*client_fn)(struct peer *p, const void *arg);
-
-struct child {
-        const char *user;
-        pid_t pid;
-        int cmd, rep;
-        char buf[8192];
-        size_t len;
-};
-
-static void child_start(struct child *ch, const char *user, client_fn fn, const void *arg)
-{
-        int to_child[2], from_child[2];
-        struct passwd *pw = getpwnam(user);
-
-        ck_assert_msg(pw, "no user '%s' in the VM (run-vm.sh --user)", user);
-        ck_assert_int_eq(pipe2(to_child, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(from_child, O_CLOEXEC), 0);
-        memset(ch, 0, sizeof(*ch));
-        ch->user = user;
-        ch->pid = fork();
-        ck_assert_int_ge(ch->pid, 0);
-        if (ch->pid == 0) {
-                struct peer p = {.user = user, .cmd = 3, .rep = 4};
-                uid_t uid = pw->pw_uid;
-                gid_t gid = pw->pw_gid;
-                int a, b;
-
-                (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-                a = fcntl(to_child[0], F_DUPFD, 100);
-                b = fcntl(from_child[1], F_DUPFD, 100);
-                if (a < 0 || b < 0 || dup2(a, 3) != 3 || dup2(b, 4) != 4 ||
-                    close_range(5, ~0U, 0) < 0)
-                        _exit(4);
-                /* As login would: the groups of /etc/group, then the ids. */
-                P_CHECK(&p,
-                        initgroups(user, gid) == 0 && setresgid(gid, gid, gid) == 0 &&
-                            setresuid(uid, uid, uid) == 0,
-                        "dropping to %s: %s", user, strerror(errno));
-                P_CHECK(&p, geteuid() == uid && setuid(0) < 0, "still privileged");
-                fn(&p, arg);
-                p_say(&p, "exit");
-                _exit(0);
-        }
-        close(to_child[0]);
-        close(from_child[1]);
-        ch->cmd = to_child[1];
-        ch->rep = from_child[0];
-}
-
-static void child_line(struct child *ch, char *line, size_t size)
-{
-        for (int waited = 0;;) {
-                char *nl = memchr(ch->buf, '\n', ch->len);
-                struct pollfd pfd = {.fd = ch->rep, .events = POLLIN};
-                ssize_t n;
-
-                if (nl) {
-                        size_t l = (size_t)(nl - ch->buf);
-
-                        snprintf(line, size, "%.*s", (int)l, ch->buf);
-                        memmove(ch->buf, nl + 1, ch->len - l - 1);
-                        ch->len -= l + 1;
-                        ck_assert_msg(strncmp(line, "FAIL ", 5) != 0, "client %s: %s", ch->user,
-                                      line + 5);
-                        return;
-                }
-                ck_assert_msg(waited < LINE_MS, "client %s said nothing for %d ms", ch->user,
-                              LINE_MS);
-                waited += 100;
-                if (poll(&pfd, 1, 100) <= 0)
-                        continue;
-                n = read(ch->rep, ch->buf + ch->len, sizeof(ch->buf) - 1 - ch->len);
-                ck_assert_msg(n > 0, "client %s ended without a word", ch->user);
-                ch->len += (size_t)n;
-        }
-}
-
-/* The child's next line must be exactly `want`. */
-static void child_expect(struct child *ch, const char *want)
-{
-        char line[1024];
-
-        child_line(ch, line, sizeof(line));
-        ck_assert_msg(strcmp(line, want) == 0, "client %s said '%s', expected '%s'", ch->user, line,
-                      want);
-}
-
-static void child_go(struct child *ch)
-{
-        ck_assert_int_eq(write(ch->cmd, "g", 1), 1);
-}
-
-static void child_end(struct child *ch)
-{
-        int status = 0;
-
-        child_expect(ch, "exit");
-        close(ch->cmd);
-        ck_assert_int_eq(waitpid(ch->pid, &status, 0), ch->pid);
-        close(ch->rep);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client %s: status %#x",
-                      ch->user, status);
-}
-
 static struct vfiod *p_connect(struct peer *p)
 {
         struct vfiod *c = NULL;
@@ -489,50 +336,50 @@ START_TEST(test_who_gets_what)
         ck_assert_ptr_nonnull(strstr(read_text("/tmp/vfiod-policy/check.txt"), "matches "));
 
         snprintf(args, sizeof(args), "%s brokered %s brokered", T.bdf[0], T.bdf[1]);
-        child_start(&ch, "alice", client_tries, args);
+        child_start(&ch, "alice", client_tries, args, CHILD_INITGROUPS);
         snprintf(want, sizeof(want), "sees %s:db:free", T.bdf[0]);
-        child_expect(&ch, want);
-        child_expect(&ch, "got brokered");
+        child_expect_exact(&ch, want);
+        child_expect_exact(&ch, "got brokered");
         snprintf(want, sizeof(want),
                  "refused EPERM: the policy does not allow you device '%s' in brokered mode "
                  "(allowed: none): no rule grants you device '%s'",
                  T.bdf[1], T.bdf[1]);
-        child_expect(&ch, want);
+        child_expect_exact(&ch, want);
         child_end(&ch);
 
         snprintf(args, sizeof(args), "%s direct %s brokered %s brokered", T.bdf[1], T.bdf[1],
                  T.bdf[2]);
-        child_start(&ch, "carol", client_tries, args);
+        child_start(&ch, "carol", client_tries, args, CHILD_INITGROUPS);
         snprintf(want, sizeof(want), "sees %s:b:free", T.bdf[1]);
-        child_expect(&ch, want);
+        child_expect_exact(&ch, want);
         snprintf(want, sizeof(want),
                  "refused EPERM: the policy does not allow you device '%s' in direct mode "
                  "(allowed: brokered): rule 'edu-1' allows only brokered",
                  T.bdf[1]);
-        child_expect(&ch, want);
-        child_expect(&ch, "got brokered");
+        child_expect_exact(&ch, want);
+        child_expect_exact(&ch, "got brokered");
         snprintf(want, sizeof(want),
                  "refused EPERM: the policy does not allow you device '%s' in brokered mode "
                  "(allowed: none): no rule grants you device '%s'",
                  T.bdf[2], T.bdf[2]);
-        child_expect(&ch, want);
+        child_expect_exact(&ch, want);
         child_end(&ch);
 
         snprintf(args, sizeof(args), "%s direct", T.bdf[2]);
-        child_start(&ch, "bob", client_tries, args);
+        child_start(&ch, "bob", client_tries, args, CHILD_INITGROUPS);
         snprintf(want, sizeof(want), "sees %s:db:free", T.bdf[2]);
-        child_expect(&ch, want);
-        child_expect(&ch, "got direct");
+        child_expect_exact(&ch, want);
+        child_expect_exact(&ch, "got direct");
         child_end(&ch);
 
         snprintf(args, sizeof(args), "%s direct", T.bdf[0]);
-        child_start(&ch, "eve", client_tries, args);
-        child_expect(&ch, "sees");
+        child_start(&ch, "eve", client_tries, args, CHILD_INITGROUPS);
+        child_expect_exact(&ch, "sees");
         snprintf(want, sizeof(want),
                  "refused EPERM: the policy does not allow you device '%s' in direct mode "
                  "(allowed: none): no rule grants you device '%s'",
                  T.bdf[0], T.bdf[0]);
-        child_expect(&ch, want);
+        child_expect_exact(&ch, want);
         child_end(&ch);
 
         /* Audit: grants and denials with the peer's identity. */
@@ -625,19 +472,23 @@ START_TEST(test_quotas)
                  "IovaWindows=0x100000-0x1fffff\nIrqTypes=msi\n",
                  T.bdf[0]);
         daemon_start(conf);
-        child_start(&ch, "carol", client_quota, T.bdf[0]);
-        child_expect(&ch, "map 1 page: 0");
-        child_expect(&ch, "map 2 more pages: EDQUOT MaxPinnedBytes=8192 of rule 'q' reached: the "
-                          "domain has 4096 bytes mapped, 8192 more asked");
-        child_expect(&ch, "map outside: EPERM range 0 (IOVA 0x400000, 0x1000 bytes) is outside "
-                          "the IovaWindows= of rule 'q'");
-        child_expect(&ch, "map 2nd page: 0");
-        child_expect(&ch, "map 3rd mapping: ENOSPC MaxMappings=2 of rule 'q' reached: the domain "
-                          "has 2 mapping(s), 1 more asked");
-        child_expect(&ch, "msi: 0");
-        child_expect(&ch, "dma: bytes back, 2 MSIs");
-        child_expect(&ch, "intx: EPERM the policy (rule 'q') allows you only these interrupts: "
-                          "msi; not INTx");
+        child_start(&ch, "carol", client_quota, T.bdf[0], CHILD_INITGROUPS);
+        child_expect_exact(&ch, "map 1 page: 0");
+        child_expect_exact(&ch,
+                           "map 2 more pages: EDQUOT MaxPinnedBytes=8192 of rule 'q' reached: the "
+                           "domain has 4096 bytes mapped, 8192 more asked");
+        child_expect_exact(&ch,
+                           "map outside: EPERM range 0 (IOVA 0x400000, 0x1000 bytes) is outside "
+                           "the IovaWindows= of rule 'q'");
+        child_expect_exact(&ch, "map 2nd page: 0");
+        child_expect_exact(&ch,
+                           "map 3rd mapping: ENOSPC MaxMappings=2 of rule 'q' reached: the domain "
+                           "has 2 mapping(s), 1 more asked");
+        child_expect_exact(&ch, "msi: 0");
+        child_expect_exact(&ch, "dma: bytes back, 2 MSIs");
+        child_expect_exact(&ch,
+                           "intx: EPERM the policy (rule 'q') allows you only these interrupts: "
+                           "msi; not INTx");
         ck_assert_int_eq(vfiod_stats(T.admin, &st), 0);
         ck_assert_uint_eq(st.mappings, 2);
         ck_assert_uint_eq(st.pinned_bytes, 2 * PAGE);
@@ -705,8 +556,8 @@ START_TEST(test_reload_revokes_after_grace)
         snprintf(conf, sizeof(conf),
                  "[Daemon]\nReleaseGraceMs=2000\n[Device e2]\nMatch=%s\nUsers=bob\n", T.bdf[2]);
         daemon_start(conf);
-        child_start(&ch, "bob", client_ignores, T.bdf[2]);
-        child_expect(&ch, "leased");
+        child_start(&ch, "bob", client_ignores, T.bdf[2], CHILD_INITGROUPS);
+        child_expect_exact(&ch, "leased");
 
         /* An invalid drop-in: refused with its file:line, the running policy stays. */
         (void)mkdir(CONF_D, 0755);
@@ -744,10 +595,11 @@ START_TEST(test_reload_revokes_after_grace)
         /* A drop-in gives edu 2 to alice instead: SIGHUP. */
         write_text(CONF_D "/50-bad.conf", "[Device e2]\nUsers=alice\n");
         ck_assert_int_eq(kill(T.daemon, SIGHUP), 0);
-        child_expect(&ch, "event release-requested policy-change grace 2000 'the policy no "
-                          "longer allows it'");
-        child_expect(&ch, "event lease-revoked policy-change grace 0 'the policy no longer allows "
-                          "it' after the grace");
+        child_expect_exact(&ch, "event release-requested policy-change grace 2000 'the policy no "
+                                "longer allows it'");
+        child_expect_exact(&ch,
+                           "event lease-revoked policy-change grace 0 'the policy no longer allows "
+                           "it' after the grace");
         ck_assert_int_eq(vfiod_stats(T.admin, &st), 0);
         ck_assert_msg(st.leases == 0 && st.quarantined_groups == 1,
                       "after the revoke: %u leases, %u quarantined", st.leases,
@@ -768,15 +620,15 @@ START_TEST(test_reload_revokes_after_grace)
         log = read_text(LOG);
         ck_assert_ptr_nonnull(strstr(log, "is free: nobody else holds it"));
         free(log);
-        child_start(&ch, "alice", client_gets, T.bdf[2]);
-        child_expect(&ch, "got brokered");
+        child_start(&ch, "alice", client_gets, T.bdf[2], CHILD_INITGROUPS);
+        child_expect_exact(&ch, "got brokered");
         child_end(&ch);
-        child_start(&ch, "bob", client_gets, T.bdf[2]);
+        child_start(&ch, "bob", client_gets, T.bdf[2], CHILD_INITGROUPS);
         snprintf(want, sizeof(want),
                  "refused EPERM: the policy does not allow you device '%s' in brokered mode "
                  "(allowed: none): no rule grants you device '%s'",
                  T.bdf[2], T.bdf[2]);
-        child_expect(&ch, want);
+        child_expect_exact(&ch, want);
         child_end(&ch);
         {
                 int r = system("vfioctl -s " SOCK " reload >/tmp/vfiod-policy/out.txt 2>&1");
@@ -826,19 +678,19 @@ START_TEST(test_managed_binding)
         bind_to(2, "uio_pci_generic");
         snprintf(conf, sizeof(conf), "[Device m]\nMatch=%s\nUsers=carol\nManaged=yes\n", T.bdf[2]);
         daemon_start(conf);
-        child_start(&ch, "carol", client_managed, T.bdf[2]);
+        child_start(&ch, "carol", client_managed, T.bdf[2], CHILD_INITGROUPS);
         snprintf(want, sizeof(want), "sees %s:db:free", T.bdf[2]);
-        child_expect(&ch, want);
-        child_expect(&ch, "leased");
+        child_expect_exact(&ch, want);
+        child_expect_exact(&ch, "leased");
         driver_of(2, drv);
         ck_assert_str_eq(drv, "vfio-pci");
         log_wait_for("managed: bound", T.bdf[2], "uio_pci_generic", NULL);
         /* Released: reset, sanitized, given back to its driver. */
         child_go(&ch);
-        child_expect(&ch, "released");
+        child_expect_exact(&ch, "released");
         wait_driver(2, "uio_pci_generic");
         log_wait_for("managed: gave", T.bdf[2], "back to driver 'uio_pci_generic'", NULL);
-        child_expect(&ch, "leased again");
+        child_expect_exact(&ch, "leased again");
         wait_driver(2, "vfio-pci");
         /* vfiod stops while the lease is held: it releases and gives the device back. */
         daemon_stop();

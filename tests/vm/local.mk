@@ -31,7 +31,7 @@ tests_vm_guest_kernel_LDADD = kernel/libkvfio.la tests/vm/libedu.la $(suite_libs
 # The broker end to end: vfiod (started by broker-setup.sh) and its clients,
 # children of the suite that drop to the users made by --user. It also speaks
 # the transport by hand once (a datagram libvfiod refuses to send).
-tests_vm_guest_broker_SOURCES = tests/vm/guest-broker.c
+tests_vm_guest_broker_SOURCES = tests/vm/guest-broker.c tests/vm/child.c tests/vm/child.h
 tests_vm_guest_broker_CFLAGS = $(suite_cflags) $(PROTOBUF_C_CFLAGS)
 tests_vm_guest_broker_LDFLAGS = $(vm_ldflags)
 tests_vm_guest_broker_LDADD = client-lib/libvfiod.la kernel/libkvfio.la tests/vm/libedu.la \
@@ -41,7 +41,7 @@ tests_vm_guest_broker_LDADD = client-lib/libvfiod.la kernel/libkvfio.la tests/vm
 # socket and configuration); users alice, bob, carol (in the group vfio-users
 # the suite adds) and eve; Managed=yes moves an edu from uio_pci_generic to
 # vfio-pci and back.
-tests_vm_guest_policy_SOURCES = tests/vm/guest-policy.c
+tests_vm_guest_policy_SOURCES = tests/vm/guest-policy.c tests/vm/child.c tests/vm/child.h
 tests_vm_guest_policy_CFLAGS = $(suite_cflags)
 tests_vm_guest_policy_LDFLAGS = $(vm_ldflags)
 tests_vm_guest_policy_LDADD = client-lib/libvfiod.la kernel/libkvfio.la tests/vm/libedu.la \
