@@ -486,7 +486,7 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
         return 0;
 }
 
-static void lease_unlink(struct vfiod_lease *l)
+void vfiod_lease_unlink(struct vfiod_lease *l)
 {
         list_remove(&l->link_client);
         list_remove(&l->link_server);
@@ -925,7 +925,7 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
                 a = vfiod_client_about(l->client, device, id, lid);
                 lease_free_devs(l, s->loop);
                 safe_close(l->group_fd);
-                lease_unlink(l);
+                vfiod_lease_unlink(l);
                 if (g->wait == VFIOD_WAIT_UNSET)
                         r = 1;
                 else

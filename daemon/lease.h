@@ -100,6 +100,12 @@ struct vfiod_lease {
 };
 
 /*
+ * Takes the lease out of its client's and the server's lists and frees it
+ * with its device array and grant. Its fds must be closed (or moved) first.
+ */
+void vfiod_lease_unlink(struct vfiod_lease *lease);
+
+/*
  * A new, unlinked ACTIVE lease of the client in domain d on group group_id,
  * device `device` (normalised), with no fds yet (group_fd -EBADF, no devs)
  * and an empty grant. NULL when out of memory. Used by acquire and by the

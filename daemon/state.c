@@ -508,12 +508,7 @@ void vfiod_state_abandon(struct vfiod_state *st)
                         /* No managed device goes back to its driver: the lease lives on. */
                         vfiod_registry_group_free(l->group);
                         safe_close(l->group_fd);
-                        list_remove(&l->link_client);
-                        list_remove(&l->link_server);
-                        free(l->devs);
-                        free(l->revoke_detail);
-                        vfiod_grant_done(&l->grant);
-                        free(l);
+                        vfiod_lease_unlink(l);
                 }
                 list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link)
                 {
