@@ -106,10 +106,13 @@ static void view_put(struct vfiod_domain *d, struct vfiod_memfd_view *v)
         idle_trim(d, VFIOD_IDLE_VIEWS_MAX, d->idle_bytes_max);
 }
 
-static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
+/*
+ * Gives back what mapping m holds (its view reference, its pinned bytes and
+ * count), after unmapping it in the kernel when kernel_unmap. m stays in
+ * d->maps: the caller takes it out.
+ */
+static void mapping_forget(struct vfiod_domain *d, const struct vfiod_mapping *m, bool kernel_unmap)
 {
-        struct vfiod_mapping *m = &d->maps[i];
-
         if (kernel_unmap) {
                 int r = kvfio_dma_unmap(d->container_fd, m->iova, m->size, NULL);
                 if (r < 0)
@@ -121,7 +124,12 @@ static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
         d->pinned_bytes -= m->size;
         d->usage->pinned_bytes -= m->size;
         d->usage->mappings--;
-        memmove(&d->maps[i], &d->maps[i + 1], (d->n_maps - i - 1) * sizeof(*m));
+}
+
+static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
+{
+        mapping_forget(d, &d->maps[i], kernel_unmap);
+        memmove(&d->maps[i], &d->maps[i + 1], (d->n_maps - i - 1) * sizeof(d->maps[i]));
         d->n_maps--;
 }
 
@@ -161,22 +169,8 @@ static void drop_doomed(struct vfiod_domain *d)
                                             d->id, d->maps[i].iova, last->iova + (last->size - 1),
                                             got, want);
                 }
-                for (; i < e; i++) {
-                        struct vfiod_mapping *m = &d->maps[i];
-
-                        if (r < 0) {
-                                int u = kvfio_dma_unmap(d->container_fd, m->iova, m->size, NULL);
-
-                                if (u < 0)
-                                        log_warning("domain %" PRIu64 ": unmapping iova 0x%" PRIx64
-                                                    "+0x%" PRIx64 " failed: %s",
-                                                    d->id, m->iova, m->size, strerror(-u));
-                        }
-                        view_put(d, m->view);
-                        d->pinned_bytes -= m->size;
-                        d->usage->pinned_bytes -= m->size;
-                        d->usage->mappings--;
-                }
+                for (; i < e; i++)
+                        mapping_forget(d, &d->maps[i], r < 0);
         }
         d->n_maps = out;
 }
@@ -423,10 +417,8 @@ static void populate(const struct vfiod_map_range *ranges, struct vfiod_memfd_vi
 {
 #ifdef MADV_POPULATE_READ
         for (size_t i = 0, j; i < n; i = j) {
-                uint64_t end = ranges[i].offset + ranges[i].size;
-
                 struct vfiod_memfd_view *v = view_of[i];
-                uint64_t off = ranges[i].offset;
+                uint64_t off = ranges[i].offset, end = off + ranges[i].size;
 
                 for (j = i + 1; j < n && view_of[j] == v && ranges[j].offset == end; j++)
                         end += ranges[j].size;
