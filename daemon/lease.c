@@ -216,9 +216,9 @@ static bool reset_at_open(const struct kvfio_pci_dev *m, const struct kvfio_devi
         return plain_vfio_pci(m) && info->reset_supported;
 }
 
-int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd)
+int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd,
+                         const struct kvfio_pci_list *members)
 {
-        struct kvfio_pci_list *members = NULL;
         int cfd, r;
 
         cfd = kvfio_container_open(devices->container_path);
@@ -236,12 +236,6 @@ int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd)
         r = kvfio_container_set_iommu(cfd, KVFIO_IOMMU_AUTO);
         if (r < 0) {
                 LOG_GROUP(LOG_WARNING, id, 0, "sanitize: cannot set the IOMMU model: %s",
-                          strerror(-r));
-                goto out_unset;
-        }
-        r = vfiod_registry_members(devices, id, &members);
-        if (r < 0) {
-                LOG_GROUP(LOG_WARNING, id, 0, "sanitize: cannot list the group's devices: %s",
                           strerror(-r));
                 goto out_unset;
         }
@@ -274,7 +268,6 @@ int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd)
                         vfiod_log_about(LOG_DEBUG, &a, "sanitize: reset '%s'", m->bdf);
                 safe_close(dfd);
         }
-        kvfio_pci_list_free(members);
 out_unset : {
         int u = kvfio_group_unset_container(group_fd);
         if (u < 0) {
@@ -313,23 +306,16 @@ static void group_free_restore(struct vfiod_server *s, struct vfiod_group *g)
  * then holds, so that device open is its first, and vfio-pci resets it
  * there (the acquire resets it itself when the open could not: see
  * lease_open_devs()). Yes for an mdev member (its open is its vendor
- * driver's), for a group that goes back to other drivers (Managed=), and
- * when the members cannot be listed.
+ * driver's), and for a group that goes back to other drivers (Managed=).
  */
-static bool needs_sanitize(struct vfiod_server *s, const struct vfiod_group *g)
+static bool needs_sanitize(const struct vfiod_group *g, const struct kvfio_pci_list *members)
 {
-        struct kvfio_pci_list *members = NULL;
-        bool needs = false;
-
         if (g->n_bound > 0)
-                return true;
-        if (vfiod_registry_members(s->devices, g->id, &members) < 0)
                 return true;
         for (size_t i = 0; i < members->n; i++)
                 if (vfiod_dev_is_vfio(&members->devs[i]) && !plain_vfio_pci(&members->devs[i]))
-                        needs = true;
-        kvfio_pci_list_free(members);
-        return needs;
+                        return true;
+        return false;
 }
 
 /*
@@ -338,6 +324,7 @@ static bool needs_sanitize(struct vfiod_server *s, const struct vfiod_group *g)
  */
 static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
 {
+        struct kvfio_pci_list *members = NULL;
         int id = g->id, fd, r;
         uint64_t lease = g->last_lease;
 
@@ -375,7 +362,17 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                 g->wait = VFIOD_WAIT_SANITIZE;
                 return 1;
         }
-        if (!needs_sanitize(s, g)) {
+        r = vfiod_registry_members(s->devices, id, &members);
+        if (r < 0) {
+                safe_close(fd);
+                LOG_GROUP(LOG_WARNING, id, lease,
+                          "group %d stays quarantined: cannot list its devices: %s", id,
+                          strerror(-r));
+                g->wait = VFIOD_WAIT_SANITIZE;
+                return 1;
+        }
+        if (!needs_sanitize(g, members)) {
+                kvfio_pci_list_free(members);
                 safe_close(fd);
                 LOG_GROUP(LOG_INFO, id, lease,
                           "group %d is free: nobody else holds it, and vfio-pci resets its "
@@ -384,7 +381,8 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                 group_free_restore(s, g);
                 return 0;
         }
-        r = vfiod_group_sanitize(s->devices, id, fd);
+        r = vfiod_group_sanitize(s->devices, id, fd, members);
+        kvfio_pci_list_free(members);
         safe_close(fd);
         if (r < 0) {
                 LOG_GROUP(LOG_WARNING, id, lease,

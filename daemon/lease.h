@@ -170,5 +170,9 @@ int vfiod_lease_reset_dev(struct vfiod_lease_dev *dev);
 /* Checks the quarantined groups again; re-arms the server's timer while any is left. */
 void vfiod_quarantine_check(struct vfiod_server *server);
 
-/* Sanitizes group `id` through a scratch container; 0 = FREE, <0 = not (reason logged). */
-int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd);
+/*
+ * Sanitizes group `id` (its VFIO members among `members`) through a scratch
+ * container; 0 = FREE, <0 = not (reason logged).
+ */
+int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd,
+                         const struct kvfio_pci_list *members);
