@@ -146,11 +146,3 @@ int vfiod_registry_members(struct vfiod_registry *d, int group, struct kvfio_pci
 {
         return kvfio_iommu_group_members(d->sysfs_root, group, ret);
 }
-
-bool vfiod_dev_is_vfio(const struct kvfio_pci_dev *dev)
-{
-        /* An mdev bound to its vendor's driver is a VFIO device of its own. */
-        if (dev->mdev)
-                return dev->driver[0] != '\0';
-        return strcmp(dev->driver, KVFIO_VFIO_PCI_DRIVER) == 0;
-}

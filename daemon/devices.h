@@ -90,6 +90,3 @@ size_t vfiod_registry_count(struct vfiod_registry *devices, enum vfiod_group_sta
 int vfiod_registry_discover(struct vfiod_registry *devices, struct kvfio_pci_list **ret);
 int vfiod_registry_read(struct vfiod_registry *devices, const char *bdf, struct kvfio_pci_dev *ret);
 int vfiod_registry_members(struct vfiod_registry *devices, int group, struct kvfio_pci_list **ret);
-
-/* True when the device is bound to vfio-pci, or is an mdev bound to its driver. */
-bool vfiod_dev_is_vfio(const struct kvfio_pci_dev *dev);

@@ -245,7 +245,7 @@ int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd,
                 struct kvfio_device_info info;
                 int dfd, rr;
 
-                if (!vfiod_dev_is_vfio(m))
+                if (!kvfio_dev_is_vfio(m))
                         continue;
                 dfd = kvfio_group_get_device_fd(group_fd, m->bdf);
                 if (dfd < 0) {
@@ -305,15 +305,16 @@ static void group_free_restore(struct vfiod_server *s, struct vfiod_group *g)
  * it: whoever opens a device next opens the group first, which nobody else
  * then holds, so that device open is its first, and vfio-pci resets it
  * there (the acquire resets it itself when the open could not: see
- * lease_open_devs()). Yes for an mdev member (its open is its vendor
- * driver's), and for a group that goes back to other drivers (Managed=).
+ * lease_open_devs()). Yes for an mdev member or one on a *_vfio_pci variant
+ * (its open is its vendor driver's), and for a group that goes back to other
+ * drivers (Managed=).
  */
 static bool needs_sanitize(const struct vfiod_group *g, const struct kvfio_pci_list *members)
 {
         if (g->n_bound > 0)
                 return true;
         for (size_t i = 0; i < members->n; i++)
-                if (vfiod_dev_is_vfio(&members->devs[i]) && !plain_vfio_pci(&members->devs[i]))
+                if (kvfio_dev_is_vfio(&members->devs[i]) && !plain_vfio_pci(&members->devs[i]))
                         return true;
         return false;
 }
@@ -428,7 +429,7 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
         size_t n = 0;
 
         for (size_t i = 0; i < members->n; i++)
-                n += vfiod_dev_is_vfio(&members->devs[i]);
+                n += kvfio_dev_is_vfio(&members->devs[i]);
         l->devs = calloc(n ? n : 1, sizeof(*l->devs));
         if (!l->devs)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
@@ -437,7 +438,7 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
                 struct vfiod_lease_dev *dev;
                 int r;
 
-                if (!vfiod_dev_is_vfio(m))
+                if (!kvfio_dev_is_vfio(m))
                         continue;
                 dev = &l->devs[l->n_devs++];
                 dev->lease = l;
@@ -518,7 +519,7 @@ static int managed_bind(struct vfiod_client *c, const struct kvfio_pci_dev *dev,
                 const struct kvfio_pci_dev *m = &members->devs[i];
                 const struct vfiod_rule *mr;
 
-                if (vfiod_dev_is_vfio(m) || kvfio_pci_dev_is_bridge(m))
+                if (kvfio_dev_is_vfio(m) || kvfio_pci_dev_is_bridge(m))
                         continue;
                 mr = vfiod_policy_grant(s->policy, &c->peer, m, mode_bit(mode), why, sizeof(why));
                 if (!mr || !mr->grant.managed) {
@@ -542,7 +543,7 @@ static int managed_bind(struct vfiod_client *c, const struct kvfio_pci_dev *dev,
                 struct vfiod_log_about a = vfiod_client_about(c, m->bdf, dev->iommu_group, 0);
                 struct vfiod_bound *b = &bound[n];
 
-                if (vfiod_dev_is_vfio(m) || kvfio_pci_dev_is_bridge(m))
+                if (kvfio_dev_is_vfio(m) || kvfio_pci_dev_is_bridge(m))
                         continue;
                 snprintf(b->bdf, sizeof(b->bdf), "%s", m->bdf);
                 r = kvfio_pci_bind_vfio(s->devices->sysfs_root, m->bdf, b->prev_driver);
@@ -669,7 +670,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         }
         if (dev.iommu_group < 0)
                 return vfiod_error_set(err, ENXIO, "device '%s' has no IOMMU group", device);
-        if (!vfiod_dev_is_vfio(&dev) && !rule->grant.managed)
+        if (!kvfio_dev_is_vfio(&dev) && !rule->grant.managed)
                 return vfiod_error_set(err, ENXIO,
                                        "device '%s' is not bound to vfio-pci (%s%s%s) and rule "
                                        "'%s' does not say Managed=yes",
@@ -713,7 +714,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 const struct kvfio_pci_dev *m = &members->devs[i];
                 const struct vfiod_rule *mr;
 
-                if (!vfiod_dev_is_vfio(m))
+                if (!kvfio_dev_is_vfio(m))
                         continue;
                 mr = vfiod_policy_grant(s->policy, &c->peer, m, mode_bit(mode), why, sizeof(why));
                 if (!mr) {

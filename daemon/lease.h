@@ -3,11 +3,12 @@
  * A lease: one client's hold on one IOMMU group, attached to one of its
  * domains, in one mode.
  *
- * Concepts: the daemon keeps the group fd and a device fd for every
- * vfio-pci-bound member of the group, for the whole lease; the client gets
- * duplicates (DIRECT: container, group and the acquired device; BROKERED:
- * the device only). The daemon assigns its own eventfds to each device's REQ
- * index (and ERR when the device has one): REQ becomes ReleaseRequested
+ * Concepts: the daemon keeps the group fd and a device fd for every member
+ * of the group VFIO drives (kvfio_dev_is_vfio(): vfio-pci, its *_vfio_pci
+ * variants, bound mdevs), each of which the policy must allow the peer, for
+ * the whole lease; the client gets duplicates (DIRECT: container, group and
+ * the acquired device; BROKERED: the device only). The daemon assigns its own eventfds to each
+ * device's REQ index (and ERR when the device has one): REQ becomes ReleaseRequested
  * (KERNEL_REQUEST), ERR DeviceError, for clients that handle events.
  *
  * Release, whatever the cause, is always this sequence:

@@ -16,6 +16,7 @@
 
 #include "daemon/log.h"
 #include "daemon/policy.h"
+#include "kernel/sysfs.h"
 #include "tests/testutil.h"
 
 struct harness H;
@@ -119,8 +120,14 @@ void h_add_device(const char *bdf, int group, const char *driver)
         snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group);
         snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/iommu_group", bdf);
         link_at(target, rel);
-        if (driver && strcmp(driver, "vfio-pci") == 0)
-                fake_kernel_add_device(group, bdf);
+        /* The fake kernel knows what VFIO drives: vfio-pci and its variants. */
+        {
+                struct kvfio_pci_dev dev;
+
+                ck_assert_int_eq(kvfio_pci_dev_read(H.root, bdf, &dev), 0);
+                if (kvfio_dev_is_vfio(&dev))
+                        fake_kernel_add_device(group, bdf);
+        }
 }
 
 void h_add_mdev(const char *uuid, int group, const char *driver)
