@@ -352,6 +352,37 @@ int h_release(int fd, uint64_t lease)
         return 0;
 }
 
+void h_revoke(int admin, uint64_t lease, const char *why, int want)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Revoke rv = VFIOD__REVOKE__INIT;
+
+        rv.lease_id = lease;
+        rv.reason = (char *)why;
+        env.body_case = VFIOD__ENVELOPE__BODY_REVOKE;
+        env.revoke = &rv;
+        if (want)
+                ck_assert_int_eq(h_error(h_call(admin, &env, NULL, 0)), want);
+        else
+                h_ok(h_call(admin, &env, NULL, 0));
+}
+
+void h_reload(int admin, uint32_t want_revoked)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ReloadPolicy rp = VFIOD__RELOAD_POLICY__INIT;
+        struct vfiod_msg *m;
+
+        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY;
+        env.reload_policy = &rp;
+        m = h_call(admin, &env, NULL, 0);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY);
+        ck_assert_msg(m->env->reload_policy_reply->n_errors == 0, "%s",
+                      m->env->reload_policy_reply->errors[0]);
+        ck_assert_uint_eq(m->env->reload_policy_reply->leases_revoked, want_revoked);
+        vfiod_msg_free(m);
+}
+
 Vfiod__LeaseState h_state(int fd, const char *bdf)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;

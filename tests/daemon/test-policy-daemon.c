@@ -131,22 +131,6 @@ static int set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t count, int 
         return 0;
 }
 
-static void reload(int admin, uint32_t want_revoked)
-{
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__ReloadPolicy rp = VFIOD__RELOAD_POLICY__INIT;
-        struct vfiod_msg *m;
-
-        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY;
-        env.reload_policy = &rp;
-        m = h_call(admin, &env, NULL, 0);
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY);
-        ck_assert_msg(m->env->reload_policy_reply->n_errors == 0, "%s",
-                      m->env->reload_policy_reply->errors[0]);
-        ck_assert_uint_eq(m->env->reload_policy_reply->leases_revoked, want_revoked);
-        vfiod_msg_free(m);
-}
-
 START_TEST(denial_reasons)
 {
         char why[256];
@@ -351,12 +335,12 @@ START_TEST(reload_narrows_quotas)
         ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x100000, PAGE, why), 0);
         testutil_write_file(H.root, "vfiod.conf",
                             "[Device q2]\nMatch=" DEV1 "\nUsers=1000\nMaxMappings=1\n");
-        reload(admin, 0);
+        h_reload(admin, 0);
         ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x101000, PAGE, why), ENOSPC);
         ck_assert_ptr_nonnull(strstr(why, "MaxMappings=1 of rule 'q2'"));
         /* A drop-in takes the user out: the lease is revoked (no events: at once). */
         testutil_write_file(H.root, "vfiod.conf.d/90-off.conf", "[Device q2]\nUsers=\n");
-        reload(admin, 1);
+        h_reload(admin, 1);
         ck_assert(!fake_kernel_group_attached(1));
         ck_assert_uint_eq(fake_kernel_mappings(), 0);
         close(mfd);
