@@ -761,6 +761,12 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
         if (r < 0)
                 return r;
+        r = vfiod_lease_domain_usable(c->server, d, err);
+        if (r < 0) {
+                LOG_CLIENT(LOG_NOTICE, c, "refused MapDma in domain %" PRIu64 ": %s", d->id,
+                           err->reason);
+                return r;
+        }
         ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");

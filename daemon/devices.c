@@ -116,6 +116,19 @@ int vfiod_registry_group_get(struct vfiod_registry *d, int id, struct vfiod_grou
         return 0;
 }
 
+struct vfiod_group *vfiod_registry_attached_to(struct vfiod_registry *d, uint64_t domain)
+{
+        struct vfiod_group *g;
+
+        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link)
+        {
+                if (g->state == VFIOD_GROUP_QUARANTINED && g->wait == VFIOD_WAIT_UNSET &&
+                    g->domain == domain)
+                        return g;
+        }
+        return NULL;
+}
+
 enum vfiod_group_state vfiod_registry_group_state(struct vfiod_registry *d, int id)
 {
         struct vfiod_group *g = vfiod_registry_group(d, id);

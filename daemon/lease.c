@@ -319,6 +319,44 @@ static bool needs_sanitize(const struct vfiod_group *g, const struct kvfio_pci_l
         return false;
 }
 
+int vfiod_lease_domain_usable(struct vfiod_server *s, const struct vfiod_domain *d,
+                              struct vfiod_error *err)
+{
+        const struct vfiod_group *g = vfiod_registry_attached_to(s->devices, d->id);
+
+        if (!g)
+                return 0;
+        return vfiod_error_set(err, EBUSY,
+                               "domain %" PRIu64 " takes no new lease or mapping: group %d of "
+                               "released lease %" PRIu64 " is still attached to it, as a device "
+                               "fd of that lease is still open",
+                               d->id, g->id, g->last_lease);
+}
+
+/*
+ * A group left domain d (NULL: the domain is gone already): when it was the
+ * last one, the kernel dropped the domain's IOMMU model and mappings.
+ */
+static void domain_group_left(struct vfiod_server *s, struct vfiod_domain *d)
+{
+        if (d && d->n_leases == 0 && !vfiod_registry_attached_to(s->devices, d->id))
+                vfiod_domain_detached_last(d);
+}
+
+static struct vfiod_domain *domain_by_id(struct vfiod_server *s, uint64_t id)
+{
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
+        {
+                struct vfiod_domain *d = vfiod_client_find_domain(c, id);
+
+                if (d)
+                        return d;
+        }
+        return NULL;
+}
+
 /*
  * Takes the group on from where it waits (g->wait): unset, re-open, sanitize.
  * Returns 0 when it is FREE (the entry is freed), 1 when it stays QUARANTINED.
@@ -341,6 +379,8 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                                   "group %d: every device fd is closed, group detached", id);
                 g->fd = safe_close(g->fd);
                 g->wait = VFIOD_WAIT_REOPEN;
+                domain_group_left(s, domain_by_id(s, g->domain));
+                g->domain = 0;
         }
         fd = kvfio_group_open(id, s->devices->vfio_dir);
         if (fd == -EBUSY) {
@@ -746,6 +786,9 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                                             mode_name(domain->mode), mode_name(mode));
                         goto fail;
                 }
+                r = vfiod_lease_domain_usable(s, domain, err);
+                if (r < 0)
+                        goto fail;
         } else {
                 if (c->usage.domains >= lim->max_domains_per_client) {
                         r = vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
@@ -893,17 +936,20 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
                           "group %d quarantined: a device fd is still open (client %" PRIu64
                           " did not close it)",
                           l->group_id, l->client->id);
-                /* The group fd moves to the quarantine record. */
+                /*
+                 * The group fd moves to the quarantine record. The group stays in the
+                 * domain, which takes no new lease or mapping until it leaves.
+                 */
                 g->wait = VFIOD_WAIT_UNSET;
                 g->fd = TAKE_FD(l->group_fd);
+                g->domain = domain->id;
         } else {
                 if (r < 0)
                         LOG_LEASE(LOG_WARNING, l, l->device, "detaching group %d: %s", l->group_id,
                                   strerror(-r));
                 else
                         LOG_LEASE(LOG_DEBUG, l, l->device, "release 3/5: group detached");
-                if (domain->n_leases == 0)
-                        vfiod_domain_detached_last(domain);
+                domain_group_left(s, domain);
                 /* 4. Close our group fd; group_proceed() re-opens it to check it is free. */
                 l->group_fd = safe_close(l->group_fd);
                 g->wait = VFIOD_WAIT_REOPEN;

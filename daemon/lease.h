@@ -168,6 +168,17 @@ int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint3
  */
 int vfiod_lease_reset_dev(struct vfiod_lease_dev *dev);
 
+/*
+ * Whether domain d may take a new lease or mapping: not while a group of a
+ * released lease is still attached to it (quarantined because a client still
+ * holds one of its device fds), since the kernel would map what comes next
+ * for that device too. 0, or -EBUSY with the reason in err. Acquire and
+ * MapDma ask it first; it holds whatever ended the lease (Release, Revoke, a
+ * policy reload, REQ, a disconnect) and ends when that group leaves.
+ */
+int vfiod_lease_domain_usable(struct vfiod_server *server, const struct vfiod_domain *domain,
+                              struct vfiod_error *err);
+
 /* Checks the quarantined groups again; re-arms the server's timer while any is left. */
 void vfiod_quarantine_check(struct vfiod_server *server);
 
