@@ -381,7 +381,7 @@ static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio
         struct kvfio_group_viability via;
 
         *ret_lease = 0;
-        if (!vfiod_dev_is_vfio(dev) || dev->iommu_group < 0)
+        if (!kvfio_dev_is_vfio(dev) || dev->iommu_group < 0)
                 return VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE;
         g = vfiod_registry_group(devs, dev->iommu_group);
         if (g && g->state == VFIOD_GROUP_LEASED) {
@@ -434,10 +434,10 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                         continue;
                 /* allowed_modes: what Acquire would grant, so every vfio-pci device of the
                  * group must allow it (the device stays visible when none is left). */
-                if (vfiod_dev_is_vfio(d) && d->iommu_group >= 0)
+                if (kvfio_dev_is_vfio(d) && d->iommu_group >= 0)
                         for (size_t j = 0; j < list->n; j++)
                                 if (j != i && list->devs[j].iommu_group == d->iommu_group &&
-                                    vfiod_dev_is_vfio(&list->devs[j]))
+                                    kvfio_dev_is_vfio(&list->devs[j]))
                                         m &= vfiod_policy_modes(c->server->policy, &c->peer,
                                                                 &list->devs[j]);
                 vfiod__device_info__init(info);
@@ -452,7 +452,7 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                 /* Managed=yes: Acquire binds it to vfio-pci; free when vfiod holds nothing of it.
                  */
                 if (info->state == VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE &&
-                    !vfiod_dev_is_vfio(d) && d->iommu_group >= 0 &&
+                    !kvfio_dev_is_vfio(d) && d->iommu_group >= 0 &&
                     !vfiod_registry_group(c->server->devices, d->iommu_group)) {
                         const struct vfiod_rule *mr =
                             vfiod_policy_grant(c->server->policy, &c->peer, d, m, NULL, 0);
@@ -761,6 +761,12 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
         if (r < 0)
                 return r;
+        r = vfiod_lease_domain_usable(c->server, d, err);
+        if (r < 0) {
+                LOG_CLIENT(LOG_NOTICE, c, "refused MapDma in domain %" PRIu64 ": %s", d->id,
+                           err->reason);
+                return r;
+        }
         ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");

@@ -116,6 +116,19 @@ int vfiod_registry_group_get(struct vfiod_registry *d, int id, struct vfiod_grou
         return 0;
 }
 
+struct vfiod_group *vfiod_registry_attached_to(struct vfiod_registry *d, uint64_t domain)
+{
+        struct vfiod_group *g;
+
+        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link)
+        {
+                if (g->state == VFIOD_GROUP_QUARANTINED && g->wait == VFIOD_WAIT_UNSET &&
+                    g->domain == domain)
+                        return g;
+        }
+        return NULL;
+}
+
 enum vfiod_group_state vfiod_registry_group_state(struct vfiod_registry *d, int id)
 {
         struct vfiod_group *g = vfiod_registry_group(d, id);
@@ -145,12 +158,4 @@ int vfiod_registry_read(struct vfiod_registry *d, const char *bdf, struct kvfio_
 int vfiod_registry_members(struct vfiod_registry *d, int group, struct kvfio_pci_list **ret)
 {
         return kvfio_iommu_group_members(d->sysfs_root, group, ret);
-}
-
-bool vfiod_dev_is_vfio(const struct kvfio_pci_dev *dev)
-{
-        /* An mdev bound to its vendor's driver is a VFIO device of its own. */
-        if (dev->mdev)
-                return dev->driver[0] != '\0';
-        return strcmp(dev->driver, KVFIO_VFIO_PCI_DRIVER) == 0;
 }

@@ -47,6 +47,7 @@ struct vfiod_group {
         /* QUARANTINED: */
         enum vfiod_quarantine_wait wait;
         int fd;              /* VFIOD_WAIT_UNSET: the daemon's group fd (owned), else -1 */
+        uint64_t domain;     /* VFIOD_WAIT_UNSET: the domain it is still attached to, else 0 */
         uint64_t last_lease; /* the lease it came from, for logs */
         unsigned checks;     /* re-checks so far */
         /* Managed=yes: the devices vfiod bound to vfio-pci, restored once the group is FREE. */
@@ -80,6 +81,12 @@ void vfiod_registry_group_free(struct vfiod_group *group);
 void vfiod_registry_restore(struct vfiod_registry *devices, int group, struct vfiod_bound *bound,
                             size_t n_bound);
 
+/*
+ * The quarantined group a release left attached to domain `domain`
+ * (VFIOD_WAIT_UNSET: a client still holds one of its device fds), or NULL.
+ */
+struct vfiod_group *vfiod_registry_attached_to(struct vfiod_registry *devices, uint64_t domain);
+
 enum vfiod_group_state vfiod_registry_group_state(struct vfiod_registry *devices, int id);
 size_t vfiod_registry_count(struct vfiod_registry *devices, enum vfiod_group_state state);
 
@@ -90,6 +97,3 @@ size_t vfiod_registry_count(struct vfiod_registry *devices, enum vfiod_group_sta
 int vfiod_registry_discover(struct vfiod_registry *devices, struct kvfio_pci_list **ret);
 int vfiod_registry_read(struct vfiod_registry *devices, const char *bdf, struct kvfio_pci_dev *ret);
 int vfiod_registry_members(struct vfiod_registry *devices, int group, struct kvfio_pci_list **ret);
-
-/* True when the device is bound to vfio-pci, or is an mdev bound to its driver. */
-bool vfiod_dev_is_vfio(const struct kvfio_pci_dev *dev);

@@ -245,7 +245,7 @@ int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd,
                 struct kvfio_device_info info;
                 int dfd, rr;
 
-                if (!vfiod_dev_is_vfio(m))
+                if (!kvfio_dev_is_vfio(m))
                         continue;
                 dfd = kvfio_group_get_device_fd(group_fd, m->bdf);
                 if (dfd < 0) {
@@ -305,17 +305,56 @@ static void group_free_restore(struct vfiod_server *s, struct vfiod_group *g)
  * it: whoever opens a device next opens the group first, which nobody else
  * then holds, so that device open is its first, and vfio-pci resets it
  * there (the acquire resets it itself when the open could not: see
- * lease_open_devs()). Yes for an mdev member (its open is its vendor
- * driver's), and for a group that goes back to other drivers (Managed=).
+ * lease_open_devs()). Yes for an mdev member or one on a *_vfio_pci variant
+ * (its open is its vendor driver's), and for a group that goes back to other
+ * drivers (Managed=).
  */
 static bool needs_sanitize(const struct vfiod_group *g, const struct kvfio_pci_list *members)
 {
         if (g->n_bound > 0)
                 return true;
         for (size_t i = 0; i < members->n; i++)
-                if (vfiod_dev_is_vfio(&members->devs[i]) && !plain_vfio_pci(&members->devs[i]))
+                if (kvfio_dev_is_vfio(&members->devs[i]) && !plain_vfio_pci(&members->devs[i]))
                         return true;
         return false;
+}
+
+int vfiod_lease_domain_usable(struct vfiod_server *s, const struct vfiod_domain *d,
+                              struct vfiod_error *err)
+{
+        const struct vfiod_group *g = vfiod_registry_attached_to(s->devices, d->id);
+
+        if (!g)
+                return 0;
+        return vfiod_error_set(err, EBUSY,
+                               "domain %" PRIu64 " takes no new lease or mapping: group %d of "
+                               "released lease %" PRIu64 " is still attached to it, as a device "
+                               "fd of that lease is still open",
+                               d->id, g->id, g->last_lease);
+}
+
+/*
+ * A group left domain d (NULL: the domain is gone already): when it was the
+ * last one, the kernel dropped the domain's IOMMU model and mappings.
+ */
+static void domain_group_left(struct vfiod_server *s, struct vfiod_domain *d)
+{
+        if (d && d->n_leases == 0 && !vfiod_registry_attached_to(s->devices, d->id))
+                vfiod_domain_detached_last(d);
+}
+
+static struct vfiod_domain *domain_by_id(struct vfiod_server *s, uint64_t id)
+{
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
+        {
+                struct vfiod_domain *d = vfiod_client_find_domain(c, id);
+
+                if (d)
+                        return d;
+        }
+        return NULL;
 }
 
 /*
@@ -340,6 +379,8 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                                   "group %d: every device fd is closed, group detached", id);
                 g->fd = safe_close(g->fd);
                 g->wait = VFIOD_WAIT_REOPEN;
+                domain_group_left(s, domain_by_id(s, g->domain));
+                g->domain = 0;
         }
         fd = kvfio_group_open(id, s->devices->vfio_dir);
         if (fd == -EBUSY) {
@@ -428,7 +469,7 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
         size_t n = 0;
 
         for (size_t i = 0; i < members->n; i++)
-                n += vfiod_dev_is_vfio(&members->devs[i]);
+                n += kvfio_dev_is_vfio(&members->devs[i]);
         l->devs = calloc(n ? n : 1, sizeof(*l->devs));
         if (!l->devs)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
@@ -437,7 +478,7 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
                 struct vfiod_lease_dev *dev;
                 int r;
 
-                if (!vfiod_dev_is_vfio(m))
+                if (!kvfio_dev_is_vfio(m))
                         continue;
                 dev = &l->devs[l->n_devs++];
                 dev->lease = l;
@@ -518,7 +559,7 @@ static int managed_bind(struct vfiod_client *c, const struct kvfio_pci_dev *dev,
                 const struct kvfio_pci_dev *m = &members->devs[i];
                 const struct vfiod_rule *mr;
 
-                if (vfiod_dev_is_vfio(m) || kvfio_pci_dev_is_bridge(m))
+                if (kvfio_dev_is_vfio(m) || kvfio_pci_dev_is_bridge(m))
                         continue;
                 mr = vfiod_policy_grant(s->policy, &c->peer, m, mode_bit(mode), why, sizeof(why));
                 if (!mr || !mr->grant.managed) {
@@ -542,7 +583,7 @@ static int managed_bind(struct vfiod_client *c, const struct kvfio_pci_dev *dev,
                 struct vfiod_log_about a = vfiod_client_about(c, m->bdf, dev->iommu_group, 0);
                 struct vfiod_bound *b = &bound[n];
 
-                if (vfiod_dev_is_vfio(m) || kvfio_pci_dev_is_bridge(m))
+                if (kvfio_dev_is_vfio(m) || kvfio_pci_dev_is_bridge(m))
                         continue;
                 snprintf(b->bdf, sizeof(b->bdf), "%s", m->bdf);
                 r = kvfio_pci_bind_vfio(s->devices->sysfs_root, m->bdf, b->prev_driver);
@@ -669,7 +710,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         }
         if (dev.iommu_group < 0)
                 return vfiod_error_set(err, ENXIO, "device '%s' has no IOMMU group", device);
-        if (!vfiod_dev_is_vfio(&dev) && !rule->grant.managed)
+        if (!kvfio_dev_is_vfio(&dev) && !rule->grant.managed)
                 return vfiod_error_set(err, ENXIO,
                                        "device '%s' is not bound to vfio-pci (%s%s%s) and rule "
                                        "'%s' does not say Managed=yes",
@@ -713,7 +754,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 const struct kvfio_pci_dev *m = &members->devs[i];
                 const struct vfiod_rule *mr;
 
-                if (!vfiod_dev_is_vfio(m))
+                if (!kvfio_dev_is_vfio(m))
                         continue;
                 mr = vfiod_policy_grant(s->policy, &c->peer, m, mode_bit(mode), why, sizeof(why));
                 if (!mr) {
@@ -745,6 +786,9 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                                             mode_name(domain->mode), mode_name(mode));
                         goto fail;
                 }
+                r = vfiod_lease_domain_usable(s, domain, err);
+                if (r < 0)
+                        goto fail;
         } else {
                 if (c->usage.domains >= lim->max_domains_per_client) {
                         r = vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
@@ -892,17 +936,20 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
                           "group %d quarantined: a device fd is still open (client %" PRIu64
                           " did not close it)",
                           l->group_id, l->client->id);
-                /* The group fd moves to the quarantine record. */
+                /*
+                 * The group fd moves to the quarantine record. The group stays in the
+                 * domain, which takes no new lease or mapping until it leaves.
+                 */
                 g->wait = VFIOD_WAIT_UNSET;
                 g->fd = TAKE_FD(l->group_fd);
+                g->domain = domain->id;
         } else {
                 if (r < 0)
                         LOG_LEASE(LOG_WARNING, l, l->device, "detaching group %d: %s", l->group_id,
                                   strerror(-r));
                 else
                         LOG_LEASE(LOG_DEBUG, l, l->device, "release 3/5: group detached");
-                if (domain->n_leases == 0)
-                        vfiod_domain_detached_last(domain);
+                domain_group_left(s, domain);
                 /* 4. Close our group fd; group_proceed() re-opens it to check it is free. */
                 l->group_fd = safe_close(l->group_fd);
                 g->wait = VFIOD_WAIT_REOPEN;

@@ -3,11 +3,12 @@
  * A lease: one client's hold on one IOMMU group, attached to one of its
  * domains, in one mode.
  *
- * Concepts: the daemon keeps the group fd and a device fd for every
- * vfio-pci-bound member of the group, for the whole lease; the client gets
- * duplicates (DIRECT: container, group and the acquired device; BROKERED:
- * the device only). The daemon assigns its own eventfds to each device's REQ
- * index (and ERR when the device has one): REQ becomes ReleaseRequested
+ * Concepts: the daemon keeps the group fd and a device fd for every member
+ * of the group VFIO drives (kvfio_dev_is_vfio(): vfio-pci, its *_vfio_pci
+ * variants, bound mdevs), each of which the policy must allow the peer, for
+ * the whole lease; the client gets duplicates (DIRECT: container, group and
+ * the acquired device; BROKERED: the device only). The daemon assigns its own eventfds to each
+ * device's REQ index (and ERR when the device has one): REQ becomes ReleaseRequested
  * (KERNEL_REQUEST), ERR DeviceError, for clients that handle events.
  *
  * Release, whatever the cause, is always this sequence:
@@ -166,6 +167,17 @@ int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint3
  * the device has no reset of its own and the reset touches no other group.
  */
 int vfiod_lease_reset_dev(struct vfiod_lease_dev *dev);
+
+/*
+ * Whether domain d may take a new lease or mapping: not while a group of a
+ * released lease is still attached to it (quarantined because a client still
+ * holds one of its device fds), since the kernel would map what comes next
+ * for that device too. 0, or -EBUSY with the reason in err. Acquire and
+ * MapDma ask it first; it holds whatever ended the lease (Release, Revoke, a
+ * policy reload, REQ, a disconnect) and ends when that group leaves.
+ */
+int vfiod_lease_domain_usable(struct vfiod_server *server, const struct vfiod_domain *domain,
+                              struct vfiod_error *err);
 
 /* Checks the quarantined groups again; re-arms the server's timer while any is left. */
 void vfiod_quarantine_check(struct vfiod_server *server);

@@ -1370,7 +1370,7 @@ void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_roo
                                 d->bdf, d->vendor, d->device, d->class, d->iommu_group,
                                 d->driver[0] ? "driver " : "no driver", d->driver,
                                 d->iommu_group < 0 ? ": no IOMMU group, not leasable"
-                                : !g->managed && strcmp(d->driver, KVFIO_VFIO_PCI_DRIVER) != 0
+                                : !g->managed && !kvfio_dev_is_vfio(d)
                                     ? ": not leasable until bound to vfio-pci"
                                     : "");
                 }

@@ -395,7 +395,7 @@ void vfiod_server_log_devices(struct vfiod_server *s)
                 struct vfiod_log_about a = {.device = d->bdf, .group = d->iommu_group};
 
                 n_mdev += d->mdev;
-                if (!vfiod_dev_is_vfio(d))
+                if (!kvfio_dev_is_vfio(d))
                         continue;
                 if (d->mdev) {
                         vfiod_log_about(LOG_INFO, &a,
@@ -405,9 +405,8 @@ void vfiod_server_log_devices(struct vfiod_server *s)
                         continue;
                 }
                 n_vfio++;
-                vfiod_log_about(LOG_INFO, &a,
-                                "device '%s' (%04x:%04x, group %d) is bound to vfio-pci", d->bdf,
-                                d->vendor, d->device, d->iommu_group);
+                vfiod_log_about(LOG_INFO, &a, "device '%s' (%04x:%04x, group %d) is bound to %s",
+                                d->bdf, d->vendor, d->device, d->iommu_group, d->driver);
         }
         if (n_mdev)
                 log_notice("Found %zu PCI device(s) under '%s', %zu bound to vfio-pci, and %zu "

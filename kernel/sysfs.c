@@ -880,9 +880,17 @@ static bool is_vfio_pci_driver(const char *name)
                (len > sizeof(suffix) - 1 && strcmp(name + len - (sizeof(suffix) - 1), suffix) == 0);
 }
 
+bool kvfio_dev_is_vfio(const struct kvfio_pci_dev *dev)
+{
+        /* An mdev bound to its vendor's driver is a VFIO device of its own. */
+        if (dev->mdev)
+                return dev->driver[0] != '\0';
+        return is_vfio_pci_driver(dev->driver);
+}
+
 static bool driver_allowed(const struct kvfio_pci_dev *dev)
 {
-        return dev->mdev || dev->driver[0] == '\0' || is_vfio_pci_driver(dev->driver) ||
+        return dev->mdev || dev->driver[0] == '\0' || kvfio_dev_is_vfio(dev) ||
                strcmp(dev->driver, "pci-stub") == 0 || strcmp(dev->driver, "pcieport") == 0 ||
                kvfio_pci_dev_is_bridge(dev);
 }

@@ -190,6 +190,15 @@ const struct kvfio_pci_dev *kvfio_pci_list_find(const struct kvfio_pci_list *lis
 bool kvfio_pci_dev_is_bridge(const struct kvfio_pci_dev *dev);
 
 /*
+ * True when the device is driven by VFIO, so that the fd of its group opens it
+ * (VFIO_GROUP_GET_DEVICE_FD): a PCI device bound to vfio-pci or to a vendor
+ * variant of it (a driver named "*_vfio_pci", such as mlx5_vfio_pci or
+ * hisi_acc_vfio_pci), or an mdev bound to its vendor driver. Every such
+ * member also keeps its group viable (kvfio_iommu_group_viable()).
+ */
+bool kvfio_dev_is_vfio(const struct kvfio_pci_dev *dev);
+
+/*
  * Lists the members of IOMMU group `group` (the entries of
  * ROOT/sys/kernel/iommu_groups/N/devices), each read like kvfio_pci_discover() does, sorted by
  * address; mdev members (a UUID) are read through the group's own entry and follow the PCI

@@ -16,6 +16,7 @@
 
 #include "daemon/log.h"
 #include "daemon/policy.h"
+#include "kernel/sysfs.h"
 #include "tests/testutil.h"
 
 struct harness H;
@@ -119,8 +120,14 @@ void h_add_device(const char *bdf, int group, const char *driver)
         snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group);
         snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/iommu_group", bdf);
         link_at(target, rel);
-        if (driver && strcmp(driver, "vfio-pci") == 0)
-                fake_kernel_add_device(group, bdf);
+        /* The fake kernel knows what VFIO drives: vfio-pci and its variants. */
+        {
+                struct kvfio_pci_dev dev;
+
+                ck_assert_int_eq(kvfio_pci_dev_read(H.root, bdf, &dev), 0);
+                if (kvfio_dev_is_vfio(&dev))
+                        fake_kernel_add_device(group, bdf);
+        }
 }
 
 void h_add_mdev(const char *uuid, int group, const char *driver)
@@ -343,6 +350,37 @@ int h_release(int fd, uint64_t lease)
                 return h_error(m);
         h_ok(m);
         return 0;
+}
+
+void h_revoke(int admin, uint64_t lease, const char *why, int want)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Revoke rv = VFIOD__REVOKE__INIT;
+
+        rv.lease_id = lease;
+        rv.reason = (char *)why;
+        env.body_case = VFIOD__ENVELOPE__BODY_REVOKE;
+        env.revoke = &rv;
+        if (want)
+                ck_assert_int_eq(h_error(h_call(admin, &env, NULL, 0)), want);
+        else
+                h_ok(h_call(admin, &env, NULL, 0));
+}
+
+void h_reload(int admin, uint32_t want_revoked)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ReloadPolicy rp = VFIOD__RELOAD_POLICY__INIT;
+        struct vfiod_msg *m;
+
+        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY;
+        env.reload_policy = &rp;
+        m = h_call(admin, &env, NULL, 0);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY);
+        ck_assert_msg(m->env->reload_policy_reply->n_errors == 0, "%s",
+                      m->env->reload_policy_reply->errors[0]);
+        ck_assert_uint_eq(m->env->reload_policy_reply->leases_revoked, want_revoked);
+        vfiod_msg_free(m);
 }
 
 Vfiod__LeaseState h_state(int fd, const char *bdf)

@@ -83,6 +83,10 @@ uint64_t h_acquire(int fd, const char *bdf, uint64_t domain, int mode, int ret_f
 uint64_t h_acquire_ok(int fd, const char *bdf, uint64_t domain, int mode, int ret_fds[3],
                       size_t *ret_n, uint64_t *ret_domain);
 int h_release(int fd, uint64_t lease); /* 0 or errnum */
+/* Revoke from an admin connection: asserts Ok (want 0) or an Error with errnum want. */
+void h_revoke(int admin, uint64_t lease, const char *why, int want);
+/* ReloadPolicy from an admin connection: asserts no errors and want_revoked leases revoked. */
+void h_reload(int admin, uint32_t want_revoked);
 Vfiod__LeaseState h_state(int fd, const char *bdf);
 void h_close_all(int *fds, size_t n);
 /* A memfd of size bytes, sealed with seals (0 = none). */

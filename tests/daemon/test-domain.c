@@ -501,27 +501,101 @@ END_TEST
 /*
  * A release that ends in quarantine (the holder kept its device fd) leaves
  * the group attached to the domain's container: the domain must not take new
- * mappings, or the kept device fd would reach them.
+ * mappings or leases, or the kept device fd would reach them.
  */
 START_TEST(quarantined_domain_takes_no_mapping)
 {
-        int mfd = h_memfd(PAGE, F_SEAL_SHRINK);
+        int mfd = h_memfd(PAGE, F_SEAL_SHRINK), f2[3], err = 0;
         struct range r = {0, 0, 0x100000, PAGE};
         char reason[256] = "";
+        uint64_t dom2 = 0;
+        size_t n2;
 
         start(NULL);
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
         ck_assert_int_eq(map(domain, &r, 1, &mfd, 1, NULL), 0);
         ck_assert_int_eq(unmap(domain, 0x100000, PAGE, NULL), 0);
         /* lease_fds[0], the device fd, stays open across the release. */
         ck_assert_int_eq(h_release(client_fd, lease), 0);
         ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_QUARANTINED);
-        ck_assert_int_eq(map(domain, &r, 1, &mfd, 1, reason), EINVAL);
-        ck_assert_msg(strstr(reason, "has no device"), "%s", reason);
+        ck_assert_int_eq(map(domain, &r, 1, &mfd, 1, reason), EBUSY);
+        ck_assert_msg(strstr(reason, "group 1 "), "%s", reason);
         ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        ck_assert_uint_eq(
+            h_acquire(client_fd, "0000:00:02.0", domain, BROKERED, f2, &n2, NULL, &err), 0);
+        ck_assert_int_eq(err, EBUSY);
+        ck_assert(!fake_kernel_group_attached(2));
         h_close_all(lease_fds, n_lease_fds);
         n_lease_fds = 0;
         vfiod_quarantine_check(H.server);
         ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
+        /* The group left the container: the domain takes a lease and mappings again. */
+        (void)h_acquire_ok(client_fd, "0000:00:02.0", domain, BROKERED, f2, &n2, &dom2);
+        ck_assert_uint_eq(dom2, domain);
+        ck_assert_int_eq(map(domain, &r, 1, &mfd, 1, NULL), 0);
+        h_close_all(f2, n2);
+        close(mfd);
+        stop();
+}
+END_TEST
+
+/*
+ * The same with another lease still in the domain: a group whose lease was
+ * released (by its holder, an admin's Revoke or a policy reload) while its
+ * device fd stays open must not get the domain's new mappings through that
+ * lease, nor a new lease into the domain. Once the fd is closed, both work.
+ */
+START_TEST(released_group_taints_its_domain)
+{
+        static const char *const how[] = {"release", "revoke", "reload"};
+        int mfd = h_memfd(2 * PAGE, F_SEAL_SHRINK), f2[3], f3[3], admin, err = 0;
+        struct range r1 = {0, 0, 0x100000, PAGE}, r2 = {0, PAGE, 0x200000, PAGE};
+        char reason[256] = "";
+        uint64_t dom3 = 0;
+        size_t n2, n3;
+
+        start(NULL);
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        h_add_device("0000:00:03.0", 3, "vfio-pci");
+        admin = h_connect(0, 0);
+        h_hello(admin, 0);
+        (void)h_acquire_ok(client_fd, "0000:00:02.0", domain, BROKERED, f2, &n2, NULL);
+        h_close_all(f2, n2);
+        ck_assert_int_eq(map(domain, &r1, 1, &mfd, 1, NULL), 0);
+        /* lease_fds[0], DEV1's device fd, stays open. */
+        if (_i == 0)
+                ck_assert_int_eq(h_release(client_fd, lease), 0);
+        else if (_i == 1)
+                h_revoke(admin, lease, "maintenance", 0);
+        else {
+                testutil_write_file(H.root, "vfiod.conf",
+                                    "[Device test]\nMatch=0000:00:02.0 0000:00:03.0\nUsers=1000\n");
+                h_reload(admin, 1);
+        }
+        /* (After the reload the client may not even see DEV1 any more.) */
+        ck_assert_int_eq(vfiod_registry_group_state(H.server->devices, 1), VFIOD_GROUP_QUARANTINED);
+        ck_assert(fake_kernel_group_attached(1));
+
+        ck_assert_msg(map(domain, &r2, 1, &mfd, 1, reason) == EBUSY, "%s: mapped (%s)", how[_i],
+                      reason);
+        ck_assert_msg(strstr(reason, "group 1 "), "%s", reason);
+        ck_assert_uint_eq(fake_kernel_mappings(), 1);
+        ck_assert_uint_eq(
+            h_acquire(client_fd, "0000:00:03.0", domain, BROKERED, f3, &n3, NULL, &err), 0);
+        ck_assert_int_eq(err, EBUSY);
+        ck_assert(!fake_kernel_group_attached(3));
+        /* What is mapped can still be unmapped. */
+        ck_assert_int_eq(unmap(domain, 0x100000, PAGE, NULL), 0);
+
+        h_close_all(lease_fds, n_lease_fds);
+        n_lease_fds = 0;
+        vfiod_quarantine_check(H.server);
+        ck_assert_int_eq(vfiod_registry_group_state(H.server->devices, 1), VFIOD_GROUP_FREE);
+        ck_assert_int_eq(map(domain, &r2, 1, &mfd, 1, NULL), 0);
+        (void)h_acquire_ok(client_fd, "0000:00:03.0", domain, BROKERED, f3, &n3, &dom3);
+        ck_assert_uint_eq(dom3, domain);
+        h_close_all(f3, n3);
+        close(admin);
         close(mfd);
         stop();
 }
@@ -595,6 +669,7 @@ int main(void)
         tcase_add_test(tc, not_a_memfd_over_the_wire);
         tcase_add_test(tc, not_a_memfd_in_the_domain);
         tcase_add_test(tc, quarantined_domain_takes_no_mapping);
+        tcase_add_loop_test(tc, released_group_taints_its_domain, 0, 3);
         tcase_add_test(tc, pinned_bytes_per_user);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);

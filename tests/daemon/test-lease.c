@@ -495,21 +495,6 @@ START_TEST(err_event)
 }
 END_TEST
 
-static void do_revoke(int admin, uint64_t lease, const char *why, int want)
-{
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Revoke rv = VFIOD__REVOKE__INIT;
-
-        rv.lease_id = lease;
-        rv.reason = (char *)why;
-        env.body_case = VFIOD__ENVELOPE__BODY_REVOKE;
-        env.revoke = &rv;
-        if (want)
-                ck_assert_int_eq(h_error(h_call(admin, &env, NULL, 0)), want);
-        else
-                h_ok(h_call(admin, &env, NULL, 0));
-}
-
 START_TEST(admin_revoke_then_holder_releases)
 {
         struct vfiod_msg *m;
@@ -523,7 +508,7 @@ START_TEST(admin_revoke_then_holder_releases)
         h_hello(fd, EVENTS);
         h_hello(admin, 0);
         lease = h_acquire_ok(fd, DEV1, 0, DIRECT, fds, &n, NULL);
-        do_revoke(admin, lease, "maintenance", 0);
+        h_revoke(admin, lease, "maintenance", 0);
         m = h_recv(fd);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_RELEASE_REQUESTED);
         ck_assert_int_eq(m->env->release_requested->reason,
@@ -532,12 +517,12 @@ START_TEST(admin_revoke_then_holder_releases)
         ck_assert_uint_eq(m->env->release_requested->grace_ms, VFIOD_DEFAULT_RELEASE_GRACE_MS);
         vfiod_msg_free(m);
         /* A second revoke while the first runs changes nothing. */
-        do_revoke(admin, lease, "again", 0);
+        h_revoke(admin, lease, "again", 0);
         ck_assert(h_quiet(fd));
         h_close_all(fds, n);
         ck_assert_int_eq(h_release(fd, lease), 0);
         ck_assert(h_quiet(fd)); /* released in time: no LeaseRevoked */
-        do_revoke(admin, lease, "gone", ENOENT);
+        h_revoke(admin, lease, "gone", ENOENT);
         close(fd);
         close(admin);
         h_stop();
@@ -570,7 +555,7 @@ START_TEST(admin_revoke_without_events)
         ck_assert_int_eq(m->env->list_leases_reply->leases[0]->mode, BROKERED);
         vfiod_msg_free(m);
         h_close_all(fds, n);
-        do_revoke(admin, lease, NULL, 0);
+        h_revoke(admin, lease, NULL, 0);
         ck_assert(h_quiet(fd));
         ck_assert(!fake_kernel_group_attached(1));
         ck_assert_int_eq(h_release(fd, lease), ENOENT);

@@ -131,22 +131,6 @@ static int set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t count, int 
         return 0;
 }
 
-static void reload(int admin, uint32_t want_revoked)
-{
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__ReloadPolicy rp = VFIOD__RELOAD_POLICY__INIT;
-        struct vfiod_msg *m;
-
-        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY;
-        env.reload_policy = &rp;
-        m = h_call(admin, &env, NULL, 0);
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY);
-        ck_assert_msg(m->env->reload_policy_reply->n_errors == 0, "%s",
-                      m->env->reload_policy_reply->errors[0]);
-        ck_assert_uint_eq(m->env->reload_policy_reply->leases_revoked, want_revoked);
-        vfiod_msg_free(m);
-}
-
 START_TEST(denial_reasons)
 {
         char why[256];
@@ -180,6 +164,61 @@ START_TEST(denial_reasons)
         ck_assert_uint_ne(acquire(fd, DEV3, BROKERED, NULL, &e, why, sizeof(why)), 0);
         close(fd);
         close(other);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+/*
+ * A member bound to a vendor variant of vfio-pci (mlx5_vfio_pci...) is a VFIO device the group
+ * fd opens: the policy must allow it, the lease holds it, and the release sanitizes it.
+ */
+START_TEST(variant_driver_members)
+{
+        char why[256];
+        uint64_t lease;
+        int fd, e;
+
+        h_start("[Device mine]\nMatch=" DEV1 " " DEV3 " 0000:00:03.1\nUsers=1000\n");
+        h_add_device(DEV1, 1, "vfio-pci");
+        h_add_device(DEV2, 1, "foo_vfio_pci"); /* same group as DEV1, in no rule */
+        h_add_device(DEV3, 3, "vfio-pci");
+        h_add_device("0000:00:03.1", 3, "mlx5_vfio_pci");
+        fd = connect_peer(1000, 1000, NULL, 0, NULL, NULL);
+
+        for (int mode = DIRECT; mode <= BROKERED; mode++) {
+                char want[256];
+
+                ck_assert_uint_eq(acquire(fd, DEV1, mode, NULL, &e, why, sizeof(why)), 0);
+                ck_assert_int_eq(e, EPERM);
+                snprintf(want, sizeof(want),
+                         "device '" DEV1 "' shares IOMMU group 1 with '" DEV2 "', which the "
+                         "policy does not allow you in %s mode: no rule grants you device '" DEV2
+                         "'",
+                         mode == DIRECT ? "direct" : "brokered");
+                ck_assert_str_eq(why, want);
+        }
+        ck_assert_int_eq(h_state(fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
+
+        /* Allowed: both devices are opened, held and sanitized at release. */
+        fake_kernel_trace_clear();
+        lease = acquire(fd, DEV3, DIRECT, NULL, &e, why, sizeof(why));
+        ck_assert_msg(lease != 0, "%s", why);
+        ck_assert_msg(
+            fake_kernel_trace_has("get_device_fd " DEV3, "get_device_fd 0000:00:03.1", NULL),
+            "trace: %s", fake_kernel_trace());
+        ck_assert_int_eq(h_release(fd, lease), 0);
+        ck_assert_msg(fake_kernel_trace_has("unset 3;", "group_open 3;", "container_open",
+                                            "set_container 3", "get_device_fd 0000:00:03.1",
+                                            "reset 0000:00:03.1", "unset 3;", NULL),
+                      "trace: %s", fake_kernel_trace());
+        ck_assert_uint_eq(fake_kernel_resets("0000:00:03.1"), 1);
+        /* It can be acquired itself, as any VFIO device. */
+        ck_assert_int_eq(h_state(fd, "0000:00:03.1"), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
+        lease = acquire(fd, "0000:00:03.1", BROKERED, NULL, &e, why, sizeof(why));
+        ck_assert_msg(lease != 0, "%s", why);
+        ck_assert_int_eq(h_release(fd, lease), 0);
+        close(fd);
         h_spin();
         h_stop();
 }
@@ -296,12 +335,12 @@ START_TEST(reload_narrows_quotas)
         ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x100000, PAGE, why), 0);
         testutil_write_file(H.root, "vfiod.conf",
                             "[Device q2]\nMatch=" DEV1 "\nUsers=1000\nMaxMappings=1\n");
-        reload(admin, 0);
+        h_reload(admin, 0);
         ck_assert_int_eq(map1(fd, dom, mfd, 0, 0x101000, PAGE, why), ENOSPC);
         ck_assert_ptr_nonnull(strstr(why, "MaxMappings=1 of rule 'q2'"));
         /* A drop-in takes the user out: the lease is revoked (no events: at once). */
         testutil_write_file(H.root, "vfiod.conf.d/90-off.conf", "[Device q2]\nUsers=\n");
-        reload(admin, 1);
+        h_reload(admin, 1);
         ck_assert(!fake_kernel_group_attached(1));
         ck_assert_uint_eq(fake_kernel_mappings(), 0);
         close(mfd);
@@ -422,6 +461,7 @@ int main(void)
 
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, denial_reasons);
+        tcase_add_test(tc, variant_driver_members);
         tcase_add_test(tc, units_groups_slices);
         tcase_add_test(tc, quotas_in_map_dma);
         tcase_add_test(tc, irq_types);

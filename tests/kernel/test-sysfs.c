@@ -877,6 +877,59 @@ START_TEST(test_mdev_groups)
 }
 END_TEST
 
+/*
+ * The devices a group fd opens (VFIO_GROUP_GET_DEVICE_FD): vfio-pci, its vendor variants and
+ * bound mdevs. Each is also a member that keeps its group viable.
+ */
+START_TEST(test_dev_is_vfio)
+{
+        static const struct {
+                const char *bdf, *cls, *driver;
+                bool vfio;
+        } devs[] = {
+            {"0000:00:09.0", "0x020000\n", "vfio-pci", true},
+            {"0000:00:09.1", "0x020000\n", "mlx5_vfio_pci", true},
+            {"0000:00:09.2", "0x120000\n", "hisi_acc_vfio_pci", true},
+            {"0000:00:09.3", "0x020000\n", NULL, false},
+            {"0000:00:09.4", "0x020000\n", "pci-stub", false},
+            {"0000:00:09.5", "0x060400\n", "pcieport", false},
+        };
+        struct kvfio_pci_list *list = NULL;
+        struct kvfio_pci_dev dev;
+
+        for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++)
+                add_dev(devs[i].bdf, devs[i].cls, devs[i].driver, 9);
+        add_mdev(UUID_A, "mdma", "mdma-1", "mdma", 9);
+        add_mdev(UUID_B, "mdma", "mdma-1", NULL, 9);
+        ck_assert(viability(9).viable);
+        ck_assert_int_eq(kvfio_iommu_group_members(root, 9, &list), 0);
+        ck_assert_uint_eq(list->n, 8);
+        for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++) {
+                const struct kvfio_pci_dev *m = kvfio_pci_list_find(list, devs[i].bdf);
+
+                ck_assert_ptr_nonnull(m);
+                ck_assert_msg(kvfio_dev_is_vfio(m) == devs[i].vfio, "%s on '%s'", devs[i].bdf,
+                              devs[i].driver ? devs[i].driver : "");
+        }
+        ck_assert(kvfio_dev_is_vfio(kvfio_pci_list_find(list, UUID_A)));
+        ck_assert(!kvfio_dev_is_vfio(kvfio_pci_list_find(list, UUID_B))); /* no driver */
+        kvfio_pci_list_free(list);
+
+        /* names that only look like variants, and host drivers: not VFIO, not viable */
+        add_dev("0000:00:0a.0", "0x020000\n", "_vfio_pci", 10);
+        add_dev("0000:00:0a.1", "0x020000\n", "vfio_pci_not", 11);
+        add_dev("0000:00:0a.2", "0x020000\n", "e1000e", 12);
+        for (int g = 10; g <= 12; g++) {
+                char bdf[KVFIO_BDF_MAX];
+
+                snprintf(bdf, sizeof(bdf), "0000:00:0a.%d", g - 10);
+                ck_assert_int_eq(kvfio_pci_dev_read(root, bdf, &dev), 0);
+                ck_assert_msg(!kvfio_dev_is_vfio(&dev), "%s on '%s'", bdf, dev.driver);
+                ck_assert(!viability(g).viable);
+        }
+}
+END_TEST
+
 /* ---- binding ------------------------------------------------------------- */
 
 static void bind_setup(void)
@@ -1182,6 +1235,7 @@ static Suite *sysfs_suite(void)
         tcase_add_test(tc, test_uuid_normalize);
         tcase_add_test(tc, test_mdev_discover);
         tcase_add_test(tc, test_mdev_groups);
+        tcase_add_test(tc, test_dev_is_vfio);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("bind");

@@ -959,9 +959,9 @@ static void client_keeps_fd(struct peer *p, const void *arg)
                 "dma after release");
         P_CHECK(p, memcmp(s.mem + PAGE, before, sizeof(before)) == 0,
                 "the device wrote the client's page after the release");
-        /* Nor can the domain, which has no lease now, map anything for it again. */
+        /* Nor can the domain, which still holds the group, map anything for it again. */
         r = map1(s.c, s.l.domain_id, s.memfd, 0, IOVA, 2 * PAGE);
-        P_CHECK(p, r == -EINVAL, "MapDma into a domain without a lease: %d (%s)", r,
+        P_CHECK(p, r == -EBUSY, "MapDma into a domain with a quarantined group: %d (%s)", r,
                 vfiod_last_error(s.c));
         P_CHECK(p, reached_nothing(testdev_dma(&s.dev, IOVA + PAGE, 64, true)),
                 "dma after the refused map");
@@ -1524,7 +1524,7 @@ static void client_ignores_revoke(struct peer *p, const void *arg)
         r = vfiod_disable_irqs(s.c, s.l.lease_id, VFIOD_IRQ_INDEX_MSI);
         P_CHECK(p, r == -ENOENT, "SetIrqs on a revoked lease: %d (%s)", r, vfiod_last_error(s.c));
         r = map1(s.c, s.l.domain_id, s.memfd, 0, IOVA + 16 * PAGE, PAGE);
-        P_CHECK(p, r == -EINVAL, "MapDma into the revoked lease's domain: %d (%s)", r,
+        P_CHECK(p, r == -EBUSY, "MapDma into the revoked lease's domain: %d (%s)", r,
                 vfiod_last_error(s.c));
         p_say(p, "revoked");
         p_wait(p);
@@ -1701,6 +1701,24 @@ static void write_text(const char *path, const char *text)
         ck_assert_int_eq(fclose(f), 0);
 }
 
+/* orig (the broker's policy) with edu i's rule, "Users=alice bob", given to `users` only. */
+static char *policy_users(const char *orig, int i, const char *users)
+{
+        char want[64], *changed, *at;
+        size_t size;
+
+        snprintf(want, sizeof(want), "Match=%s\nUsers=alice bob\n", T.bdf[i]);
+        at = strstr(orig, want);
+        ck_assert_msg(at, "%s has no rule '%s' (see broker-setup.sh)", VFIOD_CONF, want);
+        size = strlen(orig) + strlen(users) + 1;
+        changed = calloc(1, size);
+        ck_assert_ptr_nonnull(changed);
+        memcpy(changed, orig, (size_t)(at - orig));
+        snprintf(changed + (at - orig), size - (size_t)(at - orig), "Match=%s\nUsers=%s\n%s",
+                 T.bdf[i], users, at + strlen(want));
+        return changed;
+}
+
 /* Holds a lease until the daemon asks for it back for the given reason; then releases. */
 static void client_until_asked(struct peer *p, const void *arg)
 {
@@ -1721,20 +1739,13 @@ static void client_until_asked(struct peer *p, const void *arg)
 START_TEST(test_policy_reload_revokes)
 {
         struct vfiod_reload_result res = {0}, back = {0};
-        char *orig, *changed, *at, line[256], want[64];
+        char *orig, *changed, line[256];
         int r_reload, r_back;
         struct child b;
 
         begin();
         orig = read_text(VFIOD_CONF);
-        snprintf(want, sizeof(want), "Match=%s\nUsers=alice bob\n", T.bdf[1]);
-        at = strstr(orig, want);
-        ck_assert_msg(at, "%s has no rule '%s' (see broker-setup.sh)", VFIOD_CONF, want);
-        changed = calloc(1, strlen(orig) + 1);
-        ck_assert_ptr_nonnull(changed);
-        memcpy(changed, orig, (size_t)(at - orig));
-        snprintf(changed + (at - orig), strlen(orig) + 1 - (size_t)(at - orig),
-                 "Match=%s\nUsers=alice\n%s", T.bdf[1], at + strlen(want));
+        changed = policy_users(orig, 1, "alice");
 
         child_start(&b, "bob", client_until_asked, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&b, "leased ", NULL, 0);
@@ -1757,6 +1768,141 @@ START_TEST(test_policy_reload_revokes)
         vfiod_reload_result_clear(&back);
         free(changed);
         free(orig);
+        end();
+}
+END_TEST
+
+/*
+ * Alice's brokered lease of a is revoked (an admin's Revoke, or a policy
+ * reload that no longer allows it) while she keeps its device fd: the
+ * group stays attached to her domain (quarantined). Type1 would map whatever
+ * the domain maps next for that device too, so the domain takes no other
+ * device (Acquire of b into it) and no new memory (MapDma): both EBUSY, and
+ * the device she kept writes nowhere. Once she closes the fd the domain
+ * takes both again.
+ */
+static void client_revoked_keeps_fd(struct peer *p, const void *arg)
+{
+        const struct shared_arg *a = arg;
+        const uint64_t iova2 = IOVA + 16 * PAGE;
+        struct vfiod_lease l1 = {.device_fd = -1, .container_fd = -1, .group_fd = -1};
+        struct vfiod_event ev;
+        unsigned irqs = 0;
+        int memfd2 = -1, r_acq, r_map, r_dma, r = 0;
+        struct bsess s;
+        uint8_t *mem2;
+        uint64_t dom;
+
+        b_open(p, &s, a->a, false, false, NULL);
+        dom = s.l.domain_id;
+        /* The device's buffer holds page 0's pattern: a DMA to RAM would copy it. */
+        pattern(s.mem, PAGE, 55);
+        p_dma(p, &s.dev, -1, IOVA, TESTDEV_DMA_MAX, false, &irqs);
+        p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+        for (int i = 0; i < 2; i++) {
+                r = p_next_event(p, s.c, 15000, &ev);
+                P_CHECK(p, r == 0, "no event: %s", strerror(-r));
+        }
+        P_CHECK(p, ev.type == VFIOD_EVENT_LEASE_REVOKED && ev.lease_id == s.l.lease_id,
+                "second event: %s", vfiod_event_type_name(ev.type));
+
+        r = vfiod_memfd_create("guest-broker-2", 2 * PAGE, &memfd2);
+        P_CHECK(p, r == 0, "memfd: %s", strerror(-r));
+        mem2 = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd2, 0);
+        P_CHECK(p, mem2 != MAP_FAILED, "mmap memfd: %s", strerror(errno));
+        memset(mem2, 0xaa, 2 * PAGE);
+        r_acq = vfiod_acquire(s.c, a->b, dom, VFIOD_MODE_BROKERED, &l1);
+        p_say(p, "acquire %s into domain %llu: %d (%s)", a->b, (unsigned long long)dom, r_acq,
+              vfiod_last_error(s.c));
+        r_map = map1(s.c, dom, memfd2, 0, iova2, 2 * PAGE);
+        p_say(p, "MapDma: %d (%s)", r_map, vfiod_last_error(s.c));
+        /* The revoked device, through the fd she kept, writes to what was just mapped. */
+        r_dma = testdev_dma(&s.dev, iova2, TESTDEV_DMA_MAX, true);
+        for (size_t i = 0; i < 2 * PAGE; i++)
+                P_CHECK(p, mem2[i] == 0xaa,
+                        "the revoked device wrote byte %zu of memory mapped after the revoke "
+                        "(%#x; acquire %d, MapDma %d)",
+                        i, mem2[i], r_acq, r_map);
+        P_CHECK(p, reached_nothing(r_dma), "DMA: %s", strerror(-r_dma));
+        P_CHECK(p, r_acq == -EBUSY && strstr(vfiod_last_error(s.c), "still attached"),
+                "acquire into the domain: %d", r_acq);
+        P_CHECK(p, r_map == -EBUSY, "MapDma into the domain: %d", r_map);
+        p_say(p, "refused");
+        p_wait(p);
+
+        /* She closes the fd: the group leaves the domain, which is whole again. */
+        testdev_close(&s.dev);
+        vfiod_lease_close_fds(&s.l);
+        for (int i = 0; i < 100; i++) {
+                r = vfiod_acquire(s.c, a->b, dom, VFIOD_MODE_BROKERED, &l1);
+                if (r != -EBUSY)
+                        break;
+                usleep(50 * 1000);
+        }
+        P_CHECK(p, r == 0, "acquire into the domain after the fd closed: %s (%s)", strerror(-r),
+                vfiod_last_error(s.c));
+        r = map1(s.c, dom, memfd2, 0, iova2, 2 * PAGE);
+        P_CHECK(p, r == 1, "MapDma after the fd closed: %d (%s)", r, vfiod_last_error(s.c));
+        vfiod_lease_close_fds(&l1);
+        P_CHECK(p, vfiod_release(s.c, l1.lease_id) == 0, "release");
+        P_CHECK(p, vfiod_destroy_domain(s.c, dom) == 0, "DestroyDomain: %s", vfiod_last_error(s.c));
+        p_say(p, "domain whole again");
+        munmap(mem2, 2 * PAGE);
+        close(memfd2);
+        munmap(s.mem, 2 * PAGE);
+        close(s.memfd);
+        vfiod_close(s.c);
+}
+
+START_TEST(test_revoked_fd_kept_taints_domain)
+{
+        unsigned long long lease = 0;
+        struct vfiod_reload_result res = {0}, back = {0};
+        struct vfiod_stats st;
+        struct shared_arg arg;
+        char line[256], *orig = NULL, *changed;
+        struct child a;
+        int r, r_back;
+
+        begin();
+        arg = (struct shared_arg){T.bdf[0], T.bdf[1]};
+        child_start(&a, "alice", client_revoked_keeps_fd, &arg, CHILD_CHECK_FDS);
+        child_expect(&a, "leased ", line, sizeof(line));
+        ck_assert_int_eq(sscanf(line, "leased %llu", &lease), 1);
+        if (_i == 0) {
+                r = vfiod_revoke(T.admin, lease, "maintenance");
+                ck_assert_msg(r == 0, "Revoke: %s (%s)", strerror(-r), vfiod_last_error(T.admin));
+        } else {
+                /* The policy takes edu 0 from alice: the reload revokes her lease. */
+                orig = read_text(VFIOD_CONF);
+                changed = policy_users(orig, 0, "bob");
+                write_text(VFIOD_CONF, changed);
+                r = vfiod_reload_policy(T.admin, &res);
+                /* Put the policy back before anything can fail; the revoke goes on. */
+                write_text(VFIOD_CONF, orig);
+                r_back = vfiod_reload_policy(T.admin, &back);
+                ck_assert_msg(r == 0 && res.applied && res.leases_revoked == 1,
+                              "reload: %d, applied %d, %u revoked", r, res.applied,
+                              res.leases_revoked);
+                ck_assert_msg(r_back == 0 && back.applied && back.leases_revoked == 0,
+                              "reload back: %d, applied %d", r_back, back.applied);
+                vfiod_reload_result_clear(&res);
+                vfiod_reload_result_clear(&back);
+                free(changed);
+                free(orig);
+        }
+        child_expect(&a, "acquire ", NULL, 0);
+        child_expect(&a, "MapDma: ", NULL, 0);
+        child_expect(&a, "refused", NULL, 0);
+        get_stats(&st);
+        ck_assert_uint_eq(st.leases, 0);
+        ck_assert_uint_eq(st.mappings, 0);
+        ck_assert_uint_eq(st.quarantined_groups, 1);
+        log_wait_for("refused MapDma in domain", NULL);
+        child_go(&a);
+        child_expect(&a, "domain whole again", NULL, 0);
+        child_end(&a);
+        wait_free(0);
         end();
 }
 END_TEST
@@ -2087,6 +2233,7 @@ static Suite *guest_broker_suite(void)
         tc = tcase_create("domains");
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, test_shared_domain);
+        tcase_add_loop_test(tc, test_revoked_fd_kept_taints_domain, 0, 2);
         suite_add_tcase(s, tc);
         return s;
 }
