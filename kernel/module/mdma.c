@@ -44,14 +44,30 @@
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include <linux/vfio.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
+/* 6.12 moved asm/unaligned.h to linux/unaligned.h */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+#include <linux/unaligned.h>
+#else
 #include <asm/unaligned.h>
+#endif
 
 #include "mdma-regs.h"
 
 #define MDMA_NAME "mdma"
+
+/* 6.8 dropped eventfd_signal()'s count: every caller added 1. */
+static void mdma_eventfd_signal(struct eventfd_ctx *ctx)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+	eventfd_signal(ctx);
+#else
+	eventfd_signal(ctx, 1);
+#endif
+}
 
 /* Region offsets inside the device fd, the same convention as vfio-pci. */
 #define MDMA_OFFSET_SHIFT 40
@@ -309,7 +325,7 @@ static void mdma_irq_update(struct mdma_state *m, u32 rising)
 	}
 	spin_unlock_irqrestore(&m->irq_lock, flags);
 	if (trigger)
-		eventfd_signal(trigger, 1);
+		mdma_eventfd_signal(trigger);
 	mutex_unlock(&m->trig_lock);
 }
 
@@ -353,7 +369,7 @@ static void mdma_intx_send(void *opaque, void *unused)
 
 	mutex_lock(&m->trig_lock);
 	if (READ_ONCE(m->irq_type) == MDMA_IRQ_INTX && m->intx_trigger)
-		eventfd_signal(m->intx_trigger, 1);
+		mdma_eventfd_signal(m->intx_trigger);
 	mutex_unlock(&m->trig_lock);
 }
 
@@ -1081,7 +1097,7 @@ static void mdma_signal(struct mdma_state *m, struct eventfd_ctx **slot)
 {
 	mutex_lock(&m->trig_lock);
 	if (*slot)
-		eventfd_signal(*slot, 1);
+		mdma_eventfd_signal(*slot);
 	mutex_unlock(&m->trig_lock);
 }
 
@@ -1315,7 +1331,7 @@ static void mdma_signal_err(struct mdma_state *m)
 
 	mutex_lock(&m->trig_lock);
 	if (m->err_trigger) {
-		eventfd_signal(m->err_trigger, 1);
+		mdma_eventfd_signal(m->err_trigger);
 		sent = true;
 	}
 	mutex_unlock(&m->trig_lock);
@@ -1600,7 +1616,7 @@ static void mdma_request(struct vfio_device *vdev, unsigned int count)
 				mdma_dev(m),
 				"relaying device request to user (#%u)\n",
 				count);
-		eventfd_signal(m->req_trigger, 1);
+		mdma_eventfd_signal(m->req_trigger);
 	} else if (count == 0) {
 		dev_warn(
 			mdma_dev(m),
@@ -1656,7 +1672,10 @@ static void mdma_release_dev(struct vfio_device *vdev)
 	kfree(m->src_pages);
 	kfree(m->dst_pages);
 	atomic_dec(&mdma_nr_devices);
+	/* since 6.2 the VFIO core frees the device after this callback */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 2, 0)
 	vfio_free_device(vdev);
+#endif
 }
 
 static const struct vfio_device_ops mdma_dev_ops = {
@@ -1670,6 +1689,19 @@ static const struct vfio_device_ops mdma_dev_ops = {
 	.ioctl = mdma_ioctl,
 	.request = mdma_request,
 	.dma_unmap = mdma_dma_unmap,
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+	/*
+	 * 6.2 added iommufd: with CONFIG_IOMMUFD an emulated-IOMMU device
+	 * without these is refused at registration (NULL without it).
+	 */
+	.bind_iommufd = vfio_iommufd_emulated_bind,
+	.unbind_iommufd = vfio_iommufd_emulated_unbind,
+	.attach_ioas = vfio_iommufd_emulated_attach_ioas,
+#endif
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 6, 0)
+	/* 6.6 added detaching an emulated device from its IOAS */
+	.detach_ioas = vfio_iommufd_emulated_detach_ioas,
+#endif
 };
 
 static int mdma_probe(struct mdev_device *mdev)
@@ -1778,7 +1810,12 @@ static int __init mdma_init(void)
 	if (ret)
 		goto err_wq;
 
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+	/* 6.4 dropped class_create()'s owner argument */
+	mdma_parent.class = class_create(MDMA_NAME);
+#else
 	mdma_parent.class = class_create(THIS_MODULE, MDMA_NAME);
+#endif
 	if (IS_ERR(mdma_parent.class)) {
 		ret = PTR_ERR(mdma_parent.class);
 		goto err_driver;

@@ -13,6 +13,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/vm/kernel-lib.sh
+. "$here/../vm/kernel-lib.sh"
 qemu=${VFIOD_QEMU:-qemu-system-x86_64}
 timeout_s=${VFIOD_VM_TIMEOUT:-600}
 out=''
@@ -47,9 +49,9 @@ done
 
 rootfs=$("$here/make-rootfs.sh") || die "no Debian root file system (see the messages above)"
 kdir=$("$here/../vm/fetch-kernel.sh") || die "no guest kernel (see the messages above)"
-vmlinuz=$(compgen -G "$kdir/boot/vmlinuz-*" | head -n 1) || die "no boot/vmlinuz-* in '$kdir'"
-kver=${vmlinuz##*/vmlinuz-}
-moddir=$kdir/lib/modules/$kver
+kl_locate "$kdir" || die "no usable kernel in '$kdir' (see above)"
+vmlinuz=$kl_vmlinuz
+kver=$kl_release
 
 # --- the guest's root: a copy of the cached one, the project installed ---------
 mkdir -p "$out"
@@ -80,19 +82,9 @@ for p in "${programs[@]}"; do
 done
 install -m 0755 "$here/guest-systemd.sh" "$root/vfiod/bin/guest-systemd.sh"
 
-: >"$root/vfiod/modules"
-for mod in irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci; do
-        pat=${mod//[-_]/[-_]}
-        ko=$(find "$moddir/kernel" -regextype posix-extended -regex ".*/${pat}\.ko(\.xz|\.zst|\.gz)?" -print -quit)
-        [ -n "$ko" ] || die "module '$mod' not found under '$moddir'"
-        case $ko in
-        *.xz) xz -dc "$ko" >"$root/vfiod/modules.d/$mod.ko" ;;
-        *.zst) zstd -qdc "$ko" >"$root/vfiod/modules.d/$mod.ko" ;;
-        *.gz) gzip -dc "$ko" >"$root/vfiod/modules.d/$mod.ko" ;;
-        *) cp "$ko" "$root/vfiod/modules.d/$mod.ko" ;;
-        esac
-        echo "$mod.ko" >>"$root/vfiod/modules"
-done
+mods=$(kl_modules "$kl_moddir" "$root/vfiod/modules.d" vfio_iommu_type1 vfio-pci) ||
+        die "cannot gather the guest's modules (see above)"
+printf '%s\n' "$mods" >"$root/vfiod/modules"
 
 # The suite's driver runs once the system is up, then powers off.
 cat >"$root/etc/systemd/system/vfiod-test.service" <<'UNIT'

@@ -70,8 +70,9 @@ check-vm: $(VM_GUESTS) daemon/vfiod
 # The no-IOMMU boot (make check-vm-mdev): Debian's kernel with no IOMMU
 # (intel_iommu=off, no intel-iommu device, no edu), kernel/module's mdma.ko
 # built against that kernel's headers (build-mdma.sh, which installs
-# linux-headers-<version> when missing and can), three mdma instances made
-# by the harness. Runs the module's own mdma-test, then guest-mdev (kernel/
+# linux-headers-<version> when missing and can, or for another Debian
+# release's kernel builds in a root of that release), three mdma instances
+# made by the harness. Runs the module's own mdma-test, then guest-mdev (kernel/
 # and vfiod on the mdevs) and the broker's end-to-end suite in its mdma mode,
 # with vfiod started by broker-setup.sh for them.
 check_PROGRAMS += tests/vm/guest-mdev
@@ -86,7 +87,7 @@ check-vm-mdev: tests/vm/guest-mdev tests/vm/guest-broker tests/vm/vfioctl daemon
 	  { echo "FAIL: vm: building mdma.ko for the guest kernel"; echo "0 passed, 1 failed"; exit 1; }; \
 	$(srcdir)/tests/vm/run-vm.sh --out $(MDEV_OUT) --no-iommu --edus 0 \
 		--module mdev --host-module "$$ko" --mdevs mdma/mdma-1:3 \
-		--program $(MDEV_OUT)/mdma/src/tests/mdma-test \
+		--program "$$(dirname "$$ko")/tests/mdma-test" \
 		--program daemon/vfiod --program tests/vm/vfioctl \
 		--file $(srcdir)/tests/vm/broker-setup.sh \
 		--user alice:1001 --user bob:1002 --user eve:1003 \
@@ -128,8 +129,8 @@ demo: daemon/vfiod tests/vm/demo-client
 
 CLEANFILES += $(DEMO_OUT)/initramfs.cpio $(DEMO_OUT)/console.txt $(DEMO_OUT)/results.txt
 CLEANFILES += $(VM_OUT)/initramfs.cpio $(VM_OUT)/console.txt $(VM_OUT)/results.txt \
-	tests/vm/check-vm.out
-EXTRA_DIST += tests/vm/build-mdma.sh
+	tests/vm/check-vm.out tests/vm/check-vm-*.out
+EXTRA_DIST += tests/vm/build-mdma.sh tests/vm/build-root.sh tests/vm/kernel-lib.sh
 EXTRA_DIST += tests/vm/README.md tests/vm/run-vm.sh tests/vm/fetch-kernel.sh \
 	tests/vm/guest-init.sh tests/vm/broker-setup.sh
 

@@ -40,14 +40,17 @@
 #       --timeout SECONDS    kill QEMU after this long (default
 #                            $VFIOD_VM_TIMEOUT or 300)
 #
-# Environment: VFIOD_CACHE_DIR (kernel download cache, see fetch-kernel.sh),
-# VFIOD_KERNEL_DIR (an extracted kernel package to use instead of fetching),
-# VFIOD_QEMU (the QEMU binary), VFIOD_VM_TIMEOUT, VFIOD_VM_APPEND (more kernel
+# Environment: VFIOD_GUEST_KERNEL (the Debian release whose kernel boots:
+# bookworm, the default, or trixie; see kernel-lib.sh), VFIOD_CACHE_DIR
+# (kernel download cache, see fetch-kernel.sh), VFIOD_KERNEL_DIR (an
+# extracted kernel package to use instead of fetching), VFIOD_QEMU (the QEMU binary), VFIOD_VM_TIMEOUT, VFIOD_VM_APPEND (more kernel
 # command line), VFIOD_VM_EDUS (number of edu devices, default 3),
 # VFIOD_VM_ACCEL (QEMU's accelerator, default tcg; kvm where it boots).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/vm/kernel-lib.sh
+. "$here/kernel-lib.sh"
 
 say() { printf 'run-vm: %s\n' "$*" >&2; }
 # An error before any test ran still ends with the summary line.
@@ -120,10 +123,10 @@ if [ -n "${VFIOD_KERNEL_DIR:-}" ]; then
 else
         kdir=$("$here/fetch-kernel.sh") || die "no guest kernel (see the messages above)"
 fi
-vmlinuz=$(compgen -G "$kdir/boot/vmlinuz-*" | head -n 1) || die "no boot/vmlinuz-* in '$kdir'"
-kver=${vmlinuz##*/vmlinuz-}
-moddir=$kdir/lib/modules/$kver
-[ -d "$moddir" ] || die "no modules folder '$moddir'"
+kl_locate "$kdir" || die "no usable kernel in '$kdir' (see above)"
+vmlinuz=$kl_vmlinuz
+kver=$kl_release
+moddir=$kl_moddir
 
 # --- the initramfs -----------------------------------------------------------
 mkdir -p "$out"
@@ -184,23 +187,20 @@ for spec in "${files[@]}"; do
         put "${hg[0]}" "${hg[1]}"
 done
 
-# The VFIO modules in load order, then the extra ones, decompressed here
-# (busybox insmod may lack xz/zstd).
-: >"$root/vfiod/modules"
-for mod in irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci "${extra_modules[@]}"; do
-        [[ $mod =~ ^[A-Za-z0-9_-]+$ ]] || die "module name '$mod' is not a plain name"
-        pat=${mod//[-_]/[-_]}
-        ko=$(find "$moddir/kernel" -regextype posix-extended \
-                -regex ".*/${pat}\.ko(\.xz|\.zst|\.gz)?" -print -quit)
-        [ -n "$ko" ] || die "module '$mod' not found under '$moddir'"
-        case $ko in
-        *.xz) xz -dc "$ko" >"$root/vfiod/modules.d/$mod.ko" ;;
-        *.zst) zstd -qdc "$ko" >"$root/vfiod/modules.d/$mod.ko" ;;
-        *.gz) gzip -dc "$ko" >"$root/vfiod/modules.d/$mod.ko" ;;
-        *) cp "$ko" "$root/vfiod/modules.d/$mod.ko" ;;
-        esac
-        echo "$mod.ko" >>"$root/vfiod/modules"
+# The VFIO modules (vfio-pci, vfio_iommu_type1, which vfio loads on demand),
+# the extra ones and those the host's modules depend on, each with what it
+# depends on, in load order.
+host_deps=()
+for spec in "${host_modules[@]}"; do
+        ko=${spec%%:*}
+        [ -f "$ko" ] || die "module '$ko' not found (was it built?)"
+        deps=()
+        IFS=, read -ra deps < <(tr '\0' '\n' <"$ko" | sed -n 's/^depends=//p' | head -n 1) || true
+        host_deps+=("${deps[@]}")
 done
+mods=$(kl_modules "$moddir" "$root/vfiod/modules.d" vfio_iommu_type1 vfio-pci \
+        "${extra_modules[@]}" "${host_deps[@]}") || die "cannot gather the guest's modules (see above)"
+printf '%s\n' "$mods" >"$root/vfiod/modules"
 for spec in "${host_modules[@]}"; do
         ko=${spec%%:*}
         args=

@@ -25,9 +25,10 @@ iommus=$(find /sys/class/iommu -mindepth 1 | wc -l)
 echo "mdma-vm: IOMMUs in /sys/class/iommu: $iommus"
 [ "$iommus" = 0 ] || fail "the guest has an IOMMU; this check is for machines without one"
 
-for m in vfio vfio_virqfd vfio_iommu_type1 mdev; do
-        insmod "/modules/$m.ko" || fail "insmod $m"
-done
+# /modules/order: what mdma.ko needs, dependencies first (run-vm.sh).
+while read -r m; do
+        insmod "/modules/$m" || fail "insmod $m"
+done </modules/order
 insmod /modules/mdma.ko || fail "insmod mdma"
 
 echo "mdma-vm: ---- mdma-test"
@@ -71,9 +72,11 @@ while [ $i -lt 3 ]; do
         rmmod mdma || fail "rmmod cycle $i"
         i=$((i + 1))
 done
-for m in mdev vfio_iommu_type1 vfio_virqfd vfio; do
-        rmmod $m || fail "rmmod $m"
-done
+# the same in reverse
+sed '1!G;h;$!d' /modules/order >/tmp/unload
+while read -r m; do
+        rmmod "${m%.ko}" || fail "rmmod $m"
+done </tmp/unload
 
 echo "mdma-vm: ---- kernel log (mdma, vfio, mdev lines)"
 dmesg | grep -iE 'mdma|vfio|mdev' | sed 's/^/mdma-vm: dmesg: /'

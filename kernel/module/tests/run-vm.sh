@@ -4,11 +4,14 @@
 # modules and mdma.ko and runs mdma-test (see guest-init.sh).
 #
 # Usage: run-vm.sh -k KERNEL_DIR [-o OUT_DIR] [--timeout SECONDS]
-#   KERNEL_DIR: an extracted linux-image-*.deb (boot/vmlinuz-*, lib/modules/*)
+#   KERNEL_DIR: an extracted linux-image-*.deb (boot/vmlinuz-*, and
+#               lib/modules/* or usr/lib/modules/*)
 #   OUT_DIR:    scratch folder for the initramfs and console.log
 #               (default /tmp/mdma-vm/out)
-# mdma.ko is built against /usr/src/linux-headers-<the kernel's version>
-# (or KDIR=...), tests/mdma-test statically. Exit status 0 when the guest
+# mdma.ko is built by tests/vm/build-mdma.sh against the headers of the
+# kernel's version (Debian 13's in a root of that release: set
+# VFIOD_GUEST_KERNEL=trixie), or against KDIR=... when given; tests/mdma-test
+# statically. Exit status 0 when the guest
 # printed "RESULT PASS".
 set -euo pipefail
 
@@ -27,14 +30,22 @@ while [ $# -gt 0 ]; do
         shift
 done
 [ -n "$kdir_img" ] || { echo "run-vm: -k KERNEL_DIR is required" >&2; exit 2; }
-vmlinuz=$(compgen -G "$kdir_img/boot/vmlinuz-*" | head -n 1) ||
-        { echo "run-vm: no boot/vmlinuz-* in '$kdir_img'" >&2; exit 2; }
-kver=${vmlinuz##*/vmlinuz-}
-moddir=$kdir_img/lib/modules/$kver/kernel
-KDIR=${KDIR:-/usr/src/linux-headers-$kver}
-[ -d "$KDIR" ] || { echo "run-vm: no headers at '$KDIR' (apt-get install linux-headers-$kver)" >&2; exit 2; }
-
-make -s -C "$mod" KDIR="$KDIR" KCFLAGS=-Werror modules test
+# The VM harness's helpers: the package's layout, the modules' dependencies,
+# and the build against the kernel's own headers.
+harness=$mod/../../tests/vm
+# shellcheck source=tests/vm/kernel-lib.sh
+. "$harness/kernel-lib.sh"
+kl_locate "$kdir_img" || exit 2
+vmlinuz=$kl_vmlinuz
+kver=$kl_release
+if [ -n "${KDIR:-}" ]; then
+        make -s -C "$mod" KDIR="$KDIR" KCFLAGS=-Werror modules test
+        ko=$mod/mdma.ko
+        mdma_test=$mod/tests/mdma-test
+else
+        ko=$(VFIOD_KERNEL_DIR=$kdir_img "$harness/build-mdma.sh" "$mod" "$out/mdma") || exit 2
+        mdma_test=$(dirname "$ko")/tests/mdma-test
+fi
 
 mkdir -p "$out"
 root=$out/initramfs.d
@@ -46,16 +57,13 @@ for applet in $("$busybox" --list); do
         [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
 done
 install -m 0755 "$here/guest-init.sh" "$root/init"
-install -m 0755 "$mod/tests/mdma-test" "$root/bin/mdma-test"
-for m in drivers/vfio/vfio drivers/vfio/vfio_virqfd drivers/vfio/vfio_iommu_type1 drivers/vfio/mdev/mdev; do
-        f=$(compgen -G "$moddir/$m.ko*" | head -n 1)
-        case $f in
-        *.xz) xz -dc "$f" >"$root/modules/${m##*/}.ko" ;;
-        *.zst) zstd -qdc "$f" >"$root/modules/${m##*/}.ko" ;;
-        *) cp "$f" "$root/modules/${m##*/}.ko" ;;
-        esac
-done
-cp "$mod/mdma.ko" "$root/modules/"
+install -m 0755 "$mdma_test" "$root/bin/mdma-test"
+# What mdma.ko depends on (vfio, mdev; vfio_virqfd before 6.2) and
+# vfio_iommu_type1, in load order, for guest-init.sh.
+deps=$(tr '\0' '\n' <"$ko" | sed -n 's/^depends=//p' | head -n 1)
+# shellcheck disable=SC2086 # one word per module
+kl_modules "$kl_moddir" "$root/modules" vfio_iommu_type1 ${deps//,/ } >"$root/modules/order" || exit 2
+cp "$ko" "$root/modules/mdma.ko"
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$out/initramfs.cpio"
 rm -rf "$root"
 
