@@ -318,14 +318,19 @@ void vfiod_devices_free(struct vfiod_device_info *devices, size_t n);
 
 /*
  * Creates a domain with IOMMU model `type` (VFIOD_IOMMU_TYPE_UNSPECIFIED: the
- * best the host offers). Returns 0, sets *ret_domain_id and, when
+ * best the host offers). It stays, with or without leases, until
+ * vfiod_destroy_domain() or vfiod_close() (unlike the domain vfiod_acquire()
+ * makes for domain 0, which goes with its last lease). Returns 0, sets *ret_domain_id and, when
  * ret_type is not NULL, *ret_type to the model chosen. Errors: -ENOSPC
  * (max_domains), -ENODEV (model unsupported), the call errors.
  */
 int vfiod_create_domain(struct vfiod *c, enum vfiod_iommu_type type, uint64_t *ret_domain_id,
                         enum vfiod_iommu_type *ret_type);
 
-/* Destroys a domain that holds no lease. Returns 0, -EBUSY, -ENOENT, the call errors. */
+/*
+ * Destroys a domain that holds no lease. Returns 0, -EBUSY, -ENOENT (also for
+ * a domain vfiod_acquire() made, once its last lease is gone), the call errors.
+ */
 int vfiod_destroy_domain(struct vfiod *c, uint64_t domain_id);
 
 /* ------------------------------------------------------------------------- */
@@ -350,7 +355,11 @@ struct vfiod_lease {
 
 /*
  * Leases the IOMMU group of `device` (a PCI address) into domain `domain_id`
- * (0: a new domain, whose id is in ret->domain_id) in `mode`.
+ * (0: a new domain, whose id is in ret->domain_id) in `mode`. A domain made
+ * this way (implicit) goes with its last lease: when vfiod_release() (or a
+ * revoke, or the end of the connection) ends the last lease in it, the daemon
+ * destroys it; more leases may join it by its id meanwhile. A domain made by
+ * vfiod_create_domain() (explicit) stays until vfiod_destroy_domain().
  *
  * Returns 0 and fills *ret; on success the fds in *ret are owned by the
  * caller (DIRECT: container, group and device fd; BROKERED: device fd only,

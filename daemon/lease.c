@@ -343,6 +343,19 @@ static void domain_group_left(struct vfiod_server *s, struct vfiod_domain *d)
                 vfiod_domain_detached_last(d);
 }
 
+/*
+ * A domain that Acquire made (domain 0) goes with its last lease, once no
+ * quarantined group is attached to it any more; one made by CreateDomain
+ * stays until DestroyDomain or the client's end.
+ */
+static void domain_drop_if_implicit(struct vfiod_server *s, struct vfiod_domain *d)
+{
+        if (!d || !d->implicit || d->n_leases > 0 || vfiod_registry_attached_to(s->devices, d->id))
+                return;
+        log_info("domain %" PRIu64 ", made by Acquire, goes with its last lease", d->id);
+        vfiod_domain_free(d);
+}
+
 static struct vfiod_domain *domain_by_id(struct vfiod_server *s, uint64_t id)
 {
         struct vfiod_client *c;
@@ -368,6 +381,8 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
         uint64_t lease = g->last_lease;
 
         if (g->wait == VFIOD_WAIT_UNSET) {
+                struct vfiod_domain *d = domain_by_id(s, g->domain);
+
                 r = kvfio_group_unset_container(g->fd);
                 if (r == -EBUSY)
                         return 1;
@@ -379,8 +394,9 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                                   "group %d: every device fd is closed, group detached", id);
                 g->fd = safe_close(g->fd);
                 g->wait = VFIOD_WAIT_REOPEN;
-                domain_group_left(s, domain_by_id(s, g->domain));
                 g->domain = 0;
+                domain_group_left(s, d);
+                domain_drop_if_implicit(s, d);
         }
         fd = kvfio_group_open(id, s->devices->vfio_dir);
         if (fd == -EBUSY) {
@@ -800,6 +816,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 if (r < 0)
                         goto fail;
                 list_add_tail(&c->domains, &domain->link);
+                domain->implicit = true;
                 created = true;
         }
 
@@ -983,6 +1000,7 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
                                         "lease %" PRIu64 " released; group %d is quarantined", lid,
                                         id);
         }
+        domain_drop_if_implicit(s, domain);
         vfiod_server_quarantine_kick(s);
         return r;
 }

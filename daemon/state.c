@@ -280,8 +280,8 @@ static void collect(struct vfiod_server *s, struct fdlist *fds, struct buf *b)
                         struct vfiod_memfd_view *v;
 
                         fdlist_add(fds, d->container_fd, "container-%" PRIu64, d->id);
-                        bprintf(b, "domain %" PRIu64 " %" PRIu64 " %d %d %d\n", c->id, d->id,
-                                d->model, d->model_set ? 1 : 0, d->mode);
+                        bprintf(b, "domain %" PRIu64 " %" PRIu64 " %d %d %d %d\n", c->id, d->id,
+                                d->model, d->model_set ? 1 : 0, d->mode, d->implicit ? 1 : 0);
                         list_for_each_safe(v, vit, &d->views, struct vfiod_memfd_view, link)
                         {
                                 /* An idle view is a cache: the next vfiod maps again. */
@@ -828,8 +828,8 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                         c->admin = y != 0;
                         c->max_datagram = u1;
                         c->max_fds = u2;
-                } else if (sscanf(line, "domain %" SCNu64 " %" SCNu64 " %d %d %d", &a, &b2, &x, &y,
-                                  &z) == 5) {
+                } else if ((w = 0, sscanf(line, "domain %" SCNu64 " %" SCNu64 " %d %d %d %d", &a,
+                                          &b2, &x, &y, &z, &w)) >= 5) {
                         int fd;
 
                         c = find_client(s, a);
@@ -845,6 +845,7 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                         if (r < 0)
                                 break;
                         d->mode = z;
+                        d->implicit = w != 0; /* absent in an older state: explicit */
                         list_add_tail(&c->domains, &d->link);
                 } else if (sscanf(line,
                                   "view %" SCNu64 " %" SCNu64 " %d %" SCNu64 " %" SCNu64 " %llu",

@@ -269,6 +269,59 @@ START_TEST(test_brokered_dma_irqs_and_revoke)
 }
 END_TEST
 
+/* The admin's count of the daemon's domains. */
+static uint32_t domains_now(struct vfiod *admin)
+{
+        struct vfiod_stats st;
+
+        ck_assert_int_eq(vfiod_stats(admin, &st), 0);
+        return st.domains;
+}
+
+/*
+ * A domain Acquire made (domain 0) goes with its last lease: acquire and
+ * release in a loop never reach MaxDomainsPerClient (8). One made by
+ * vfiod_create_domain() stays until it is destroyed.
+ */
+START_TEST(test_implicit_domain_goes_with_its_lease)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_lease lease;
+        uint64_t dom;
+        int r;
+
+        for (int turn = 1; turn <= 20; turn++) {
+                r = vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease);
+                ck_assert_msg(r == 0, "turn %d: acquire: %s: %s", turn, strerror(-r),
+                              vfiod_last_error(user));
+                vfiod_lease_close_fds(&lease);
+                ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+        }
+        ck_assert_uint_eq(domains_now(admin), 0);
+        ck_assert_int_eq(vfiod_destroy_domain(user, lease.domain_id), -ENOENT);
+
+        /* An explicit domain outlives its leases; empty, it takes either mode. */
+        ck_assert_int_eq(vfiod_create_domain(user, VFIOD_IOMMU_TYPE_UNSPECIFIED, &dom, NULL), 0);
+        for (int turn = 1; turn <= 2; turn++) {
+                ck_assert_int_eq(vfiod_acquire(user, DEVICE, dom,
+                                               turn == 1 ? VFIOD_MODE_BROKERED : VFIOD_MODE_DIRECT,
+                                               &lease),
+                                 0);
+                ck_assert_uint_eq(lease.domain_id, dom);
+                vfiod_lease_close_fds(&lease);
+                ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+                ck_assert_uint_eq(domains_now(admin), 1);
+        }
+        ck_assert_int_eq(vfiod_destroy_domain(user, dom), 0);
+        ck_assert_uint_eq(domains_now(admin), 0);
+
+        vfiod_close(user);
+        vfiod_close(admin);
+        daemon_finish(&d);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
         Suite *s = suite_create("libvfiod-daemon");
@@ -279,6 +332,7 @@ static Suite *daemon_suite(void)
         tcase_add_test(tc, test_session_and_devices);
         tcase_add_test(tc, test_direct_lease);
         tcase_add_test(tc, test_brokered_dma_irqs_and_revoke);
+        tcase_add_test(tc, test_implicit_domain_goes_with_its_lease);
         suite_add_tcase(s, tc);
         return s;
 }
