@@ -1258,10 +1258,14 @@ void vfiod_client_free(struct vfiod_client *c)
                 ev_io_stop(c->server->loop, &c->io);
         /* Nobody can receive events for these any more. */
         c->dead = true;
+        /*
+         * The queue first: a reply nobody will read (an AcquireReply) holds
+         * duplicates of a lease's fds, which would quarantine its group.
+         */
+        list_for_each_safe(q, it, &c->queue, struct vfiod_queued, link) queued_free(q);
         list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)(void)
             vfiod_lease_release(l, "its holder disconnected");
         list_for_each_safe(d, it, &c->domains, struct vfiod_domain, link) vfiod_domain_free(d);
-        list_for_each_safe(q, it, &c->queue, struct vfiod_queued, link) queued_free(q);
         list_remove(&c->link);
         safe_close(c->fd);
         vfiod_peer_done(&c->peer);

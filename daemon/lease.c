@@ -737,6 +737,12 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 return vfiod_error_set(err, EBUSY, "device '%s' (group %d) is leased%s", device,
                                        dev.iommu_group,
                                        g->lease && g->lease->client == c ? " to you already" : "");
+        /*
+         * Quarantined: look again now rather than at the next periodic check,
+         * so that a group whose last fd was just closed is free at once.
+         */
+        if (g && g->state == VFIOD_GROUP_QUARANTINED && group_proceed(s, g) == 0)
+                g = NULL; /* free now: the entry is gone */
         if (g && g->state == VFIOD_GROUP_QUARANTINED)
                 return vfiod_error_set(err, EBUSY,
                                        "device '%s' (group %d) is quarantined until every fd of "

@@ -34,8 +34,8 @@
  * descriptor and use the device after any reset; the one that counts comes
  * when nobody else can touch it. (Closing the last fd of a vfio-pci device
  * resets it too, when the kernel can take the device lock.)
- * Quarantined groups are checked every VFIOD_QUARANTINE_RECHECK_MS and go on
- * from the step they wait at.
+ * Quarantined groups are checked every VFIOD_QUARANTINE_RECHECK_MS, and when
+ * an Acquire asks for one, and go on from the step they wait at.
  *
  * A revoke (admin, policy change, REQ) sends ReleaseRequested to a client
  * that handles events and releases after the grace period (LeaseRevoked
