@@ -38,6 +38,10 @@
  *   never closes them. The one fd the library owns is the connection's own
  *   socket (vfiod_get_fd()); vfiod_close() closes it. Every fd the library
  *   creates is close-on-exec.
+ * - Lease ids and domain ids are both uint64_t but never equal: the daemon
+ *   draws them from one counter. One passed where the other is expected
+ *   fails with -EINVAL ("N is a lease id, not a domain id") when it names one
+ *   of the caller's leases (domains), and never reaches the other object.
  * - The library never prints.
  */
 #pragma once

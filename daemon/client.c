@@ -74,6 +74,27 @@ static struct vfiod_lease *find_lease(struct vfiod_client *c, uint64_t id)
         return NULL;
 }
 
+int vfiod_client_no_lease(struct vfiod_client *c, uint64_t id, bool any, struct vfiod_error *err)
+{
+        struct vfiod_client *o;
+
+        list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
+        {
+                if ((o == c || any) && vfiod_client_find_domain(o, id))
+                        return vfiod_error_set(err, EINVAL,
+                                               "%" PRIu64 " is a domain id, not a lease id", id);
+        }
+        return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, id);
+}
+
+int vfiod_client_no_domain(struct vfiod_client *c, uint64_t id, struct vfiod_error *err)
+{
+        if (find_lease(c, id))
+                return vfiod_error_set(err, EINVAL, "%" PRIu64 " is a lease id, not a domain id",
+                                       id);
+        return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, id);
+}
+
 /* ---- sending ------------------------------------------------------------------ */
 
 static bool can_read(const struct vfiod_client *c)
@@ -538,7 +559,7 @@ static int handle_create_domain(struct vfiod_client *c, struct vfiod_msg *msg,
                 return vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
                                        lim->max_domains_per_client);
         r = vfiod_domain_new(c->server->devices->container_path, wanted,
-                             ++c->server->next_domain_id, &c->usage, &d, err);
+                             ++c->server->next_object_id, &c->usage, &d, err);
         if (r < 0)
                 return r;
         list_add_tail(&c->domains, &d->link);
@@ -559,7 +580,7 @@ static int handle_destroy_domain(struct vfiod_client *c, struct vfiod_msg *msg,
         struct vfiod_domain *d = vfiod_client_find_domain(c, id);
 
         if (!d)
-                return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, id);
+                return vfiod_client_no_domain(c, id, err);
         if (d->n_leases > 0)
                 return vfiod_error_set(err, EBUSY, "domain %" PRIu64 " holds %zu lease(s)", id,
                                        d->n_leases);
@@ -623,7 +644,7 @@ static int handle_release(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         struct vfiod_lease *l = find_lease(c, id);
 
         if (!l)
-                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, id);
+                return vfiod_client_no_lease(c, id, false, err);
         (void)vfiod_lease_release(l, "released by its holder");
         return reply_ok(c, msg->env->id, err);
 }
@@ -636,7 +657,7 @@ static int handle_reset(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         int r;
 
         if (!l)
-                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, rq->lease_id);
+                return vfiod_client_no_lease(c, rq->lease_id, false, err);
         dev = vfiod_lease_find_dev(l, rq->device);
         if (!dev)
                 return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
@@ -739,7 +760,7 @@ static int batch_begin(struct vfiod_client *c, uint64_t domain_id, size_t n,
         struct vfiod_domain *d = vfiod_client_find_domain(c, domain_id);
 
         if (!d)
-                return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, domain_id);
+                return vfiod_client_no_domain(c, domain_id, err);
         if (n > lim->max_ranges_per_request)
                 return vfiod_error_set(err, ENOSPC, "%zu ranges: MaxRangesPerRequest=%u reached", n,
                                        lim->max_ranges_per_request);
@@ -869,7 +890,7 @@ static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct
         int r;
 
         if (!l)
-                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, rq->lease_id);
+                return vfiod_client_no_lease(c, rq->lease_id, false, err);
         dev = vfiod_lease_find_dev(l, rq->device);
         if (!dev)
                 return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
@@ -1022,7 +1043,7 @@ static int handle_revoke(struct vfiod_client *c, struct vfiod_msg *msg, struct v
         list_for_each_safe(l, it, &c->server->leases, struct vfiod_lease,
                            link_server) if (l->id == rq->lease_id) found = l;
         if (!found)
-                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, rq->lease_id);
+                return vfiod_client_no_lease(c, rq->lease_id, true, err);
         {
                 struct vfiod_log_about a =
                     vfiod_client_about(c, found->device, found->group_id, found->id);

@@ -799,7 +799,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         if (domain_id) {
                 domain = vfiod_client_find_domain(c, domain_id);
                 if (!domain) {
-                        r = vfiod_error_set(err, ENOENT, "no domain %" PRIu64, domain_id);
+                        r = vfiod_client_no_domain(c, domain_id, err);
                         goto fail;
                 }
                 if (domain->mode && domain->mode != mode) {
@@ -817,7 +817,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                                             lim->max_domains_per_client);
                         goto fail;
                 }
-                r = vfiod_domain_new(devs->container_path, KVFIO_IOMMU_AUTO, ++s->next_domain_id,
+                r = vfiod_domain_new(devs->container_path, KVFIO_IOMMU_AUTO, ++s->next_object_id,
                                      &c->usage, &domain, err);
                 if (r < 0)
                         goto fail;
@@ -866,7 +866,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         /* The grant's windows move to the lease. */
         l->grant = grant;
         snprintf(l->rule, sizeof(l->rule), "%s", rule->name);
-        l->id = ++s->next_lease_id;
+        l->id = ++s->next_object_id;
         domain->mode = mode;
         domain->n_leases++;
         c->usage.leases++;

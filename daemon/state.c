@@ -263,8 +263,9 @@ static void collect(struct vfiod_server *s, struct fdlist *fds, struct buf *b)
 {
         struct vfiod_client *c;
 
+        /* Domains and leases share one counter: the same number twice (the format has both). */
         bprintf(b, STATE_MAGIC "\nnext %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", s->next_client_id,
-                s->next_domain_id, s->next_lease_id);
+                s->next_object_id, s->next_object_id);
         list_for_each_safe(c, cit, &s->clients, struct vfiod_client, link)
         {
                 struct vfiod_domain *d;
@@ -800,8 +801,7 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                         continue;
                 if (sscanf(line, "next %" SCNu64 " %" SCNu64 " %" SCNu64, &a, &b2, &c3) == 3) {
                         s->next_client_id = a > s->next_client_id ? a : s->next_client_id;
-                        s->next_domain_id = b2;
-                        s->next_lease_id = c3;
+                        s->next_object_id = b2 > c3 ? b2 : c3;
                 } else if (sscanf(line, "client %" SCNu64 " %d %" SCNu64 " %d %u %u", &a, &x, &b2,
                                   &y, &u1, &u2) == 6) {
                         int fd;

@@ -322,6 +322,53 @@ START_TEST(test_implicit_domain_goes_with_its_lease)
 }
 END_TEST
 
+/*
+ * Lease ids and domain ids are both uint64_t: one passed for the other must
+ * never reach the other object, and the daemon says which kind it got.
+ */
+START_TEST(test_lease_and_domain_ids_do_not_mix)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_lease lease;
+        uint64_t dom;
+        int mem;
+
+        ck_assert_int_eq(vfiod_create_domain(user, VFIOD_IOMMU_TYPE_UNSPECIFIED, &dom, NULL), 0);
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
+        /* No number is both a lease and a domain. */
+        ck_assert_uint_ne(lease.lease_id, lease.domain_id);
+        ck_assert_uint_ne(lease.lease_id, dom);
+
+        ck_assert_int_eq(vfiod_memfd_create("ram", 4096, &mem), 0);
+        ck_assert_int_eq(
+            vfiod_map_memfd(user, lease.lease_id, mem, 0, 0x100000, 4096, VFIOD_DMA_READ), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(vfiod_last_error(user), "is a lease id, not a domain id"));
+        {
+                const struct vfiod_iova_range u = {0x100000, 4096};
+
+                ck_assert_int_eq(vfiod_unmap_dma(user, lease.lease_id, &u, 1, NULL), -EINVAL);
+        }
+        ck_assert_int_eq(vfiod_destroy_domain(user, lease.lease_id), -EINVAL);
+        ck_assert_int_eq(vfiod_release(user, lease.domain_id), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(vfiod_last_error(user), "is a domain id, not a lease id"));
+        ck_assert_int_eq(vfiod_release(user, dom), -EINVAL);
+        ck_assert_int_eq(vfiod_reset(user, dom, NULL), -EINVAL);
+        ck_assert_int_eq(vfiod_disable_irqs(user, dom, VFIOD_IRQ_INDEX_MSIX), -EINVAL);
+        ck_assert_int_eq(vfiod_revoke(admin, dom, "wrong kind"), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(vfiod_last_error(admin), "is a domain id, not a lease id"));
+        /* Nothing happened to either. */
+        vfiod_lease_close_fds(&lease);
+        ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+        ck_assert_int_eq(vfiod_destroy_domain(user, dom), 0);
+        close(mem);
+
+        vfiod_close(user);
+        vfiod_close(admin);
+        daemon_finish(&d);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
         Suite *s = suite_create("libvfiod-daemon");
@@ -333,6 +380,7 @@ static Suite *daemon_suite(void)
         tcase_add_test(tc, test_direct_lease);
         tcase_add_test(tc, test_brokered_dma_irqs_and_revoke);
         tcase_add_test(tc, test_implicit_domain_goes_with_its_lease);
+        tcase_add_test(tc, test_lease_and_domain_ids_do_not_mix);
         suite_add_tcase(s, tc);
         return s;
 }
