@@ -129,6 +129,38 @@ void vfiod_lease_close_fds(struct vfiod_lease *lease)
         lease->container_fd = lease->group_fd = lease->device_fd = -1;
 }
 
+/* What the daemon says a lease is granted (LeaseGrant, protocol 1.1); NULL: it did not say. */
+void grant_from_msg(struct vfiod_lease_grant *out, uint32_t irq_counts[VFIOD_IRQ_INDEX_COUNT],
+                    const Vfiod__LeaseGrant *g)
+{
+        *out = (struct vfiod_lease_grant){0};
+        memset(irq_counts, 0, VFIOD_IRQ_INDEX_COUNT * sizeof(*irq_counts));
+        if (!g)
+                return;
+        for (size_t i = 0; i < g->n_irq_counts && i < VFIOD_IRQ_INDEX_COUNT; i++)
+                irq_counts[i] = g->irq_counts[i];
+        out->known = true;
+        copy_text(out->rule, sizeof(out->rule), g->rule);
+        out->max_pinned_bytes = g->max_pinned_bytes;
+        out->max_mappings = g->max_mappings;
+        out->iova_restricted = g->iova_restricted;
+        out->n_iova_windows =
+            g->n_iova_windows > UINT32_MAX ? UINT32_MAX : (uint32_t)g->n_iova_windows;
+        for (size_t i = 0; i < g->n_iova_windows && i < VFIOD_IOVA_WINDOWS_MAX; i++)
+                out->iova_windows[i] = (struct vfiod_iova_window){
+                    .first = g->iova_windows[i]->first, .last = g->iova_windows[i]->last};
+        out->irq_types = g->irq_types;
+}
+
+int vfiod_lease_irq_count(const struct vfiod_lease *lease, enum vfiod_irq_index index)
+{
+        if (!lease || (unsigned)index >= VFIOD_IRQ_INDEX_COUNT)
+                return -EINVAL;
+        if (!lease->grant.known)
+                return -ENODATA;
+        return lease->irq_counts[index] > INT32_MAX ? INT32_MAX : (int)lease->irq_counts[index];
+}
+
 /* Takes the fd at `index` out of the reply; -EPROTO if it is not there (twice named). */
 static int take_reply_fd(struct vfiod *c, struct vfiod_msg *reply, uint32_t index, const char *what)
 {
@@ -205,6 +237,7 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
         lease.num_regions = ar->num_regions;
         lease.num_irqs = ar->num_irqs;
         lease.device_flags = ar->device_flags;
+        grant_from_msg(&lease.grant, lease.irq_counts, ar->grant);
         /* On success the fds are owned by the caller, through *ret. */
         lease.container_fd = has_container ? TAKE_FD(container_fd) : -1;
         lease.group_fd = has_group ? TAKE_FD(group_fd) : -1;

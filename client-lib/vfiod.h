@@ -150,7 +150,12 @@ enum vfiod_irq_action {
 /* ------------------------------------------------------------------------- */
 /* Connection */
 
-/* Per-client quotas the daemon enforces; 0 = no limit beyond the protocol's. */
+/*
+ * Per-client quotas the daemon enforces; 0 = no limit beyond the protocol's.
+ * These are the daemon-wide defaults of every connection: the policy's rules
+ * may grant a lease less (MaxPinnedBytes=, MaxMappings=, IovaWindows=), which
+ * struct vfiod_lease.grant says.
+ */
 struct vfiod_limits {
         uint32_t max_domains;
         uint32_t max_leases;
@@ -166,7 +171,7 @@ struct vfiod_server_info {
         uint64_t capabilities;               /* VFIOD_CAP_* granted to this peer */
         uint32_t max_datagram;               /* largest datagram the daemon accepts */
         uint32_t max_fds;                    /* most fds per datagram the daemon accepts */
-        struct vfiod_limits limits;          /* this client's quotas */
+        struct vfiod_limits limits;          /* daemon-wide quotas; a lease's own: its grant */
         char server_version[VFIOD_TEXT_MAX]; /* e.g. "vfiod 0.1.0" (truncated if longer) */
 };
 
@@ -340,10 +345,50 @@ int vfiod_destroy_domain(struct vfiod *c, uint64_t domain_id);
 /* ------------------------------------------------------------------------- */
 /* Leases */
 
+/* Interrupt indexes of a PCI device (enum vfiod_irq_index), INTx .. REQ. */
+#define VFIOD_IRQ_INDEX_COUNT 5
+/* Bit of enum vfiod_irq_index i in a mask (struct vfiod_lease_grant.irq_types). */
+#define VFIOD_IRQ_BIT(i) (1u << (i))
+/* IOVA windows a struct vfiod_lease_grant holds; the daemon may name more. */
+#define VFIOD_IOVA_WINDOWS_MAX 16
+/* Size of a policy rule's name, including the terminating NUL. */
+#define VFIOD_RULE_NAME_MAX 64
+
+/* An IOVA window: first .. last, both inclusive. */
+struct vfiod_iova_window {
+        uint64_t first, last;
+};
+
+/*
+ * What the policy grants a lease, as the daemon enforces it on
+ * vfiod_map_dma() and vfiod_set_irqs(): the rules of every device of the
+ * group and of every lease in the domain (the stricter wins) with the
+ * daemon's per-client limits. These, not struct vfiod_server_info.limits
+ * (the daemon-wide per-client defaults), are this lease's limits.
+ */
+struct vfiod_lease_grant {
+        bool known;                     /* false: the daemon did not say (protocol 1.0) */
+        char rule[VFIOD_RULE_NAME_MAX]; /* the rule that granted the device */
+        /* Bytes vfiod_map_dma() may keep mapped in the lease's domain at once (what the
+         * connection maps elsewhere, and the user's other connections, count too). */
+        uint64_t max_pinned_bytes;
+        uint32_t max_mappings; /* mappings the domain may keep at once */
+        /* false: any IOVA the IOMMU takes; true: a range must lie inside one window. */
+        bool iova_restricted;
+        /* Windows the daemon named (0 with iova_restricted: none is allowed); the first
+         * VFIOD_IOVA_WINDOWS_MAX of them are in iova_windows[]. */
+        uint32_t n_iova_windows;
+        struct vfiod_iova_window iova_windows[VFIOD_IOVA_WINDOWS_MAX];
+        unsigned irq_types; /* VFIOD_IRQ_BIT() of the indexes vfiod_set_irqs() may set */
+};
+
 /*
  * A lease: the caller's hold on one IOMMU group. The fds are the CALLER's:
  * close them (vfiod_lease_close_fds()) before vfiod_release(), or the daemon
  * quarantines the group until they are closed. -1 = absent.
+ *
+ * (libvfiod.so.1: irq_counts and grant are new; a program built against
+ * libvfiod.so.0 must be built again.)
  */
 struct vfiod_lease {
         uint64_t lease_id;
@@ -351,10 +396,14 @@ struct vfiod_lease {
         uint32_t iommu_group;
         char device[VFIOD_DEVICE_NAME_MAX]; /* PCI address, as acquired */
         enum vfiod_mode mode;
-        int container_fd;                             /* DIRECT only, else -1 */
-        int group_fd;                                 /* DIRECT only, else -1 */
-        int device_fd;                                /* always set */
-        uint32_t num_regions, num_irqs, device_flags; /* VFIO_DEVICE_GET_INFO */
+        int container_fd; /* DIRECT only, else -1 */
+        int group_fd;     /* DIRECT only, else -1 */
+        int device_fd;    /* always set */
+        /* VFIO_DEVICE_GET_INFO; num_irqs counts interrupt INDEXES, not vectors. */
+        uint32_t num_regions, num_irqs, device_flags;
+        /* Vectors per interrupt index of the device: use vfiod_lease_irq_count(). */
+        uint32_t irq_counts[VFIOD_IRQ_INDEX_COUNT];
+        struct vfiod_lease_grant grant;
 };
 
 /*
@@ -377,6 +426,15 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
 
 /* Closes the fds of *lease that are open and sets them to -1. NULL is fine. */
 void vfiod_lease_close_fds(struct vfiod_lease *lease);
+
+/*
+ * The number of vectors of interrupt index `index` of the lease's device
+ * (VFIO_DEVICE_GET_IRQ_INFO's count, as the daemon read it), e.g. how many
+ * MSI-X vectors vfiod_setup_msi() may set up. Returns the count (0: the
+ * device has none of that kind), -EINVAL (NULL, or an index out of range),
+ * -ENODATA (the daemon did not say: protocol 1.0).
+ */
+int vfiod_lease_irq_count(const struct vfiod_lease *lease, enum vfiod_irq_index index);
 
 /*
  * Gives lease `lease_id` back: the daemon disables interrupts, unmaps DMA,

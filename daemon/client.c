@@ -594,6 +594,7 @@ static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         const Vfiod__Acquire *a = msg->env->acquire;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__AcquireReply rep = VFIOD__ACQUIRE_REPLY__INIT;
+        struct vfiod_grant_msg grant;
         struct vfiod_lease_dev *dev;
         struct vfiod_lease *l;
         int fds[3];
@@ -620,6 +621,10 @@ static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         rep.num_regions = dev->info.num_regions;
         rep.num_irqs = dev->info.num_irqs;
         rep.device_flags = dev->info.flags;
+        r = vfiod_lease_grant_msg(l, &grant);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "out of memory");
+        rep.grant = &grant.msg;
         /* The fds are the daemon's; the kernel duplicates them into the datagram. */
         if (l->mode == VFIOD__MODE__MODE_DIRECT) {
                 rep.has_container_fd_case = VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
@@ -635,7 +640,9 @@ static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
         env.acquire_reply = &rep;
-        return reply(c, &env, fds, n_fds, err);
+        r = reply(c, &env, fds, n_fds, err);
+        vfiod_grant_msg_done(&grant);
+        return r;
 }
 
 static int handle_release(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
@@ -682,22 +689,12 @@ static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
                            const struct vfiod_map_range *ranges, size_t n, struct vfiod_error *err)
 {
         struct vfiod_grant g;
-        struct vfiod_lease *l, *first = NULL;
+        struct vfiod_lease *first = NULL;
         uint64_t total = 0;
         int r = 0;
 
-        vfiod_grant_init(&g);
-        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)
-        {
-                if (l->domain != d)
-                        continue;
-                if (!first)
-                        first = l;
-                if (vfiod_grant_narrow(&g, &l->grant) < 0) {
-                        vfiod_grant_done(&g);
-                        return vfiod_error_set(err, ENOMEM, "out of memory");
-                }
-        }
+        if (vfiod_lease_domain_grant(c, d, &g, &first) < 0)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
         if (!first)
                 goto out; /* no lease: vfiod_domain_map() refuses it */
         for (size_t i = 0; i < n; i++) {
@@ -705,10 +702,13 @@ static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
                         goto out; /* vfiod_domain_map() says why */
                 total += ranges[i].size;
                 if (!vfiod_grant_iova_ok(&g, ranges[i].iova, ranges[i].size)) {
+                        char windows[160];
+
                         r = vfiod_error_set(err, EPERM,
                                             "range %zu (IOVA 0x%" PRIx64 ", 0x%" PRIx64
-                                            " bytes) is outside the IovaWindows= of rule '%s'",
-                                            i, ranges[i].iova, ranges[i].size, g.windows_rule);
+                                            " bytes) is outside the IovaWindows= of rule '%s': %s",
+                                            i, ranges[i].iova, ranges[i].size, g.windows_rule,
+                                            vfiod_grant_windows_name(&g, windows, sizeof(windows)));
                         goto out;
                 }
         }

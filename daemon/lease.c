@@ -915,6 +915,105 @@ struct vfiod_lease_dev *vfiod_lease_find_dev(struct vfiod_lease *l, const char *
         return NULL;
 }
 
+/* ---- what a lease is granted ------------------------------------------------ */
+
+int vfiod_lease_domain_grant(struct vfiod_client *c, const struct vfiod_domain *d,
+                             struct vfiod_grant *ret, struct vfiod_lease **ret_first)
+{
+        struct vfiod_lease *l, *first = NULL;
+        struct vfiod_grant g;
+
+        vfiod_grant_init(&g);
+        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)
+        {
+                if (l->domain != d)
+                        continue;
+                if (!first)
+                        first = l;
+                if (vfiod_grant_narrow(&g, &l->grant) < 0) {
+                        vfiod_grant_done(&g);
+                        return -ENOMEM;
+                }
+        }
+        *ret = g;
+        *ret_first = first;
+        return 0;
+}
+
+const char *vfiod_grant_windows_name(const struct vfiod_grant *g, char *buf, size_t size)
+{
+        size_t len = 0;
+
+        snprintf(buf, size, "%s", !g->has_windows ? "any IOVA" : "none");
+        if (!g->has_windows)
+                return buf;
+        for (size_t i = 0; i < g->n_windows; i++) {
+                int n = snprintf(buf + len, size - len, "%s0x%" PRIx64 "-0x%" PRIx64, i ? " " : "",
+                                 g->windows[i].first, g->windows[i].last);
+
+                if (n < 0 || (size_t)n >= size - len) {
+                        /* Cut: end with "..." where it fits. */
+                        if (size >= 4)
+                                snprintf(buf + (len + 4 <= size ? len : size - 4), 4, "...");
+                        break;
+                }
+                len += (size_t)n;
+        }
+        return buf;
+}
+
+int vfiod_lease_grant_msg(struct vfiod_lease *l, struct vfiod_grant_msg *m)
+{
+        const struct vfiod_config_limits *lim = &l->client->server->policy->limits;
+        const struct vfiod_lease_dev *dev = vfiod_lease_find_dev(l, NULL);
+        struct vfiod_lease *first;
+
+        *m = (struct vfiod_grant_msg){0};
+        vfiod__lease_grant__init(&m->msg);
+        if (vfiod_lease_domain_grant(l->client, l->domain, &m->grant, &first) < 0)
+                return -ENOMEM;
+        m->windows = calloc(m->grant.n_windows ? m->grant.n_windows : 1, sizeof(*m->windows));
+        m->ptrs = calloc(m->grant.n_windows ? m->grant.n_windows : 1, sizeof(*m->ptrs));
+        if (!m->windows || !m->ptrs) {
+                vfiod_grant_msg_done(m);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < m->grant.n_windows; i++) {
+                vfiod__iova_window__init(&m->windows[i]);
+                m->windows[i].first = m->grant.windows[i].first;
+                m->windows[i].last = m->grant.windows[i].last;
+                m->ptrs[i] = &m->windows[i];
+        }
+        m->msg.rule = l->rule;
+        /* The smaller of the rules' quota and the daemon's per-client limit. */
+        m->msg.max_pinned_bytes = m->grant.max_pinned_bytes < lim->max_pinned_bytes_per_client
+                                      ? m->grant.max_pinned_bytes
+                                      : lim->max_pinned_bytes_per_client;
+        m->msg.max_mappings = m->grant.max_mappings < lim->max_mappings_per_client
+                                  ? m->grant.max_mappings
+                                  : lim->max_mappings_per_client;
+        m->msg.iova_restricted = m->grant.has_windows;
+        m->msg.n_iova_windows = m->grant.n_windows;
+        m->msg.iova_windows = m->ptrs;
+        /* SetIrqs checks the lease's own (not its domain's). */
+        m->msg.irq_types = l->grant.irq_types;
+        for (uint32_t k = 0; dev && k < VFIOD_N_IRQ_INDEXES; k++)
+                m->irq_counts[k] = dev->irqs[k].count;
+        m->msg.n_irq_counts = VFIOD_N_IRQ_INDEXES;
+        m->msg.irq_counts = m->irq_counts;
+        return 0;
+}
+
+void vfiod_grant_msg_done(struct vfiod_grant_msg *m)
+{
+        if (!m)
+                return;
+        free(m->windows);
+        free(m->ptrs);
+        vfiod_grant_done(&m->grant);
+        *m = (struct vfiod_grant_msg){0};
+}
+
 /* ---- release ---------------------------------------------------------------- */
 
 int vfiod_lease_release(struct vfiod_lease *l, const char *why)

@@ -369,6 +369,57 @@ START_TEST(test_lease_and_domain_ids_do_not_mix)
 }
 END_TEST
 
+/*
+ * The lease says what the policy grants it (the rule's quota, window and
+ * interrupt types, the device's vectors per index), and a MapDma outside the
+ * window is refused with the window in the reason.
+ */
+START_TEST(test_lease_carries_its_grant)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_server_info info;
+        struct vfiod_lease lease;
+        int mem;
+
+        ck_assert_int_eq(vfiod_get_server_info(user, &info), 0);
+        ck_assert_uint_eq(info.minor, 1);
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
+        ck_assert(lease.grant.known);
+        ck_assert_str_eq(lease.grant.rule, "test");
+        /* The rule's 64 MiB, not the daemon's 16 GiB of struct vfiod_limits. */
+        ck_assert_uint_eq(info.limits.max_pinned_bytes, 16ull << 30);
+        ck_assert_uint_eq(lease.grant.max_pinned_bytes, 64ull << 20);
+        ck_assert_uint_eq(lease.grant.max_mappings, info.limits.max_mappings);
+        ck_assert(lease.grant.iova_restricted);
+        ck_assert_uint_eq(lease.grant.n_iova_windows, 1);
+        ck_assert_uint_eq(lease.grant.iova_windows[0].first, 0x100000);
+        ck_assert_uint_eq(lease.grant.iova_windows[0].last, 0x4fffff);
+        ck_assert_uint_eq(lease.grant.irq_types,
+                          VFIOD_IRQ_BIT(VFIOD_IRQ_INDEX_MSI) | VFIOD_IRQ_BIT(VFIOD_IRQ_INDEX_MSIX));
+        ck_assert_int_eq(vfiod_lease_irq_count(&lease, VFIOD_IRQ_INDEX_MSIX), 8);
+        ck_assert_int_eq(vfiod_lease_irq_count(&lease, VFIOD_IRQ_INDEX_INTX), 1);
+        ck_assert_int_eq(vfiod_lease_irq_count(&lease, (enum vfiod_irq_index)VFIOD_IRQ_INDEX_COUNT),
+                         -EINVAL);
+
+        /* Outside the window: the reason names it. */
+        ck_assert_int_eq(vfiod_memfd_create("ram", 4096, &mem), 0);
+        ck_assert_int_eq(vfiod_map_memfd(user, lease.domain_id, mem, 0, 0, 4096, VFIOD_DMA_READ),
+                         -EPERM);
+        ck_assert_msg(strstr(vfiod_last_error(user), "0x100000-0x4fffff"), "%s",
+                      vfiod_last_error(user));
+        ck_assert_int_eq(
+            vfiod_map_memfd(user, lease.domain_id, mem, 0, 0x100000, 4096, VFIOD_DMA_READ), 0);
+        close(mem);
+        vfiod_lease_close_fds(&lease);
+        ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+
+        vfiod_close(user);
+        vfiod_close(admin);
+        daemon_finish(&d);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
         Suite *s = suite_create("libvfiod-daemon");
@@ -381,6 +432,7 @@ static Suite *daemon_suite(void)
         tcase_add_test(tc, test_brokered_dma_irqs_and_revoke);
         tcase_add_test(tc, test_implicit_domain_goes_with_its_lease);
         tcase_add_test(tc, test_lease_and_domain_ids_do_not_mix);
+        tcase_add_test(tc, test_lease_carries_its_grant);
         suite_add_tcase(s, tc);
         return s;
 }
