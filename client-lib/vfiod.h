@@ -60,6 +60,15 @@ extern "C" {
 #define VFIOD_SOCKET_ENV "VFIOD_SOCKET"
 /* Environment variable carrying an inherited connection's fd number (vfioctl acquire). */
 #define VFIOD_CONNECTION_FD_ENV "VFIOD_CONNECTION_FD"
+/* What `vfioctl acquire` tells its COMMAND of the lease (vfiod_lease_from_env()). */
+#define VFIOD_LEASE_ID_ENV     "VFIOD_LEASE_ID"
+#define VFIOD_DOMAIN_ID_ENV    "VFIOD_DOMAIN_ID"
+#define VFIOD_DEVICE_ENV       "VFIOD_DEVICE"
+#define VFIOD_IOMMU_GROUP_ENV  "VFIOD_IOMMU_GROUP"
+#define VFIOD_MODE_ENV         "VFIOD_MODE"
+#define VFIOD_DEVICE_FD_ENV    "VFIOD_DEVICE_FD"
+#define VFIOD_GROUP_FD_ENV     "VFIOD_GROUP_FD"
+#define VFIOD_CONTAINER_FD_ENV "VFIOD_CONTAINER_FD"
 
 /* Size of the fixed string buffers below, including the terminating NUL. */
 #define VFIOD_DEVICE_NAME_MAX 40 /* PCI address "DDDD:BB:DD.F", or an mdev UUID */
@@ -199,14 +208,16 @@ int vfiod_connect(const char *path, struct vfiod **ret);
  * it has been closed. The fd is made close-on-exec.
  *
  * Without VFIOD_CONNECT_HELLO the socket must be a connection on which Hello
- * was already done, e.g. one inherited from `vfioctl acquire --brokered`
- * (see vfiod_connect_env()). Such an adopted connection knows nothing of the
- * Hello reply: vfiod_get_server_info() returns -ENODATA and the protocol
- * maxima are assumed. Requests and replies must not interleave with another
+ * was already done, e.g. one inherited from `vfioctl acquire --brokered`,
+ * and no exchange is made: such a connection knows nothing of the Hello
+ * reply, vfiod_get_server_info() returns -ENODATA and the protocol maxima
+ * are assumed. Requests and replies must not interleave with another
  * process using the same socket at the same time.
  *
- * With VFIOD_CONNECT_HELLO the Hello exchange is done as in vfiod_connect()
- * (e.g. on a socket passed by a supervisor, or one end of a socketpair).
+ * With VFIOD_CONNECT_HELLO the Hello exchange is done as in vfiod_connect():
+ * on a fresh socket (one passed by a supervisor, one end of a socketpair),
+ * or again on one in session (an inherited one: a daemon of protocol 1.1
+ * answers a Hello in session, and takes this process's capabilities).
  *
  * Returns 0 and sets *ret, or -EBADF (fd < 0), -ENOTSOCK (not a socket),
  * -ESOCKTNOSUPPORT (not an AF_UNIX SOCK_SEQPACKET socket), -EINVAL (unknown
@@ -216,10 +227,12 @@ int vfiod_connect_take_fd(int fd, unsigned flags, struct vfiod **ret);
 
 /*
  * Adopts the connection whose fd number is in $VFIOD_CONNECTION_FD (set by
- * `vfioctl acquire --brokered`), as vfiod_connect_take_fd(fd, 0, ret): the
- * fd is taken (closed on failure) and made close-on-exec, and the variable
- * is removed from the environment so that programs started later do not
- * believe they hold it.
+ * `vfioctl acquire --brokered`), as vfiod_connect_take_fd(fd,
+ * VFIOD_CONNECT_HELLO, ret): the fd is taken (closed on failure) and made
+ * close-on-exec, the variable is removed from the environment so that
+ * programs started later do not believe they hold it, and Hello is said
+ * again on it (a daemon of protocol 1.1), so that vfiod_get_server_info()
+ * works and the daemon knows this process's capabilities.
  *
  * Returns 0 and sets *ret, -ENXIO when the variable is unset, -EINVAL when it
  * is not a non-negative integer, or the errors of vfiod_connect_take_fd().
@@ -244,7 +257,7 @@ const char *vfiod_last_error(const struct vfiod *c);
 /*
  * Copies the daemon's Hello reply into *ret. Returns 0, or -ENODATA for a
  * connection adopted without Hello (vfiod_connect_take_fd() without
- * VFIOD_CONNECT_HELLO, vfiod_connect_env()).
+ * VFIOD_CONNECT_HELLO).
  */
 int vfiod_get_server_info(const struct vfiod *c, struct vfiod_server_info *ret);
 
@@ -426,6 +439,27 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
 
 /* Closes the fds of *lease that are open and sets them to -1. NULL is fine. */
 void vfiod_lease_close_fds(struct vfiod_lease *lease);
+
+/*
+ * The lease `vfioctl acquire` made for the calling program (its COMMAND),
+ * from the environment: $VFIOD_LEASE_ID, $VFIOD_DOMAIN_ID, $VFIOD_DEVICE,
+ * $VFIOD_IOMMU_GROUP, $VFIOD_MODE and the inherited fds $VFIOD_DEVICE_FD
+ * (and, DIRECT, $VFIOD_GROUP_FD and $VFIOD_CONTAINER_FD). When c is not NULL
+ * (BROKERED: the connection vfiod_connect_env() adopted) the daemon is
+ * asked for the lease's grant and interrupt vectors (ret->grant,
+ * ret->irq_counts), which also checks that the lease is c's; with c NULL
+ * ret->grant.known is false. num_regions, num_irqs and device_flags are 0:
+ * VFIO_DEVICE_GET_INFO on device_fd gives them.
+ *
+ * Returns 0 and fills *ret: the fds are then the caller's, made
+ * close-on-exec, and their variables removed from the environment (so that
+ * programs started later do not believe they hold them). On failure no fd
+ * is closed and the environment is unchanged. Errors: -ENXIO
+ * ($VFIOD_LEASE_ID unset: not started by `vfioctl acquire`), -EINVAL (a
+ * variable missing or malformed, a mode without its fds), -EBADF (a named
+ * fd is not open), -ENOENT (c does not hold that lease), the call errors.
+ */
+int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret);
 
 /*
  * The number of vectors of interrupt index `index` of the lease's device

@@ -346,6 +346,7 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__HelloReply hr = VFIOD__HELLO_REPLY__INIT;
         Vfiod__Limits limits = VFIOD__LIMITS__INIT;
+        bool again;
 
         if (h->major != VFIOD_PROTO_VERSION_MAJOR) {
                 struct vfiod_error e;
@@ -360,6 +361,7 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
                 flush_queue(c);
                 return 0;
         }
+        again = c->state == VFIOD_CLIENT_READY;
         c->caps = h->capabilities;
         c->max_datagram = h->max_datagram && h->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
                               ? h->max_datagram
@@ -369,8 +371,9 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         c->admin = vfiod_policy_is_admin(c->server->policy, &c->peer);
         c->state = VFIOD_CLIENT_READY;
         LOG_CLIENT(LOG_INFO, c,
-                   "client %" PRIu64 ": hello, protocol %u.%u, capabilities 0x%" PRIx64 "%s", c->id,
-                   h->major, h->minor, c->caps, c->admin ? ", admin" : "");
+                   "client %" PRIu64 ": hello%s, protocol %u.%u, capabilities 0x%" PRIx64 "%s",
+                   c->id, again ? " again (an adopted connection)" : "", h->major, h->minor,
+                   c->caps, c->admin ? ", admin" : "");
 
         limits.max_domains = lim->max_domains_per_client;
         limits.max_leases = lim->max_leases_per_client;
@@ -428,6 +431,7 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         struct kvfio_pci_list *list = NULL;
         Vfiod__DeviceInfo *infos = NULL, **ptrs = NULL;
         Vfiod__Mode(*modes)[2] = NULL;
+        struct vfiod_grant_msg *grants = NULL; /* of the caller's leases */
         char want_bdf[KVFIO_NAME_MAX] = "";
         size_t n = 0;
         int r;
@@ -441,7 +445,8 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         infos = calloc(list->n ? list->n : 1, sizeof(*infos));
         ptrs = calloc(list->n ? list->n : 1, sizeof(*ptrs));
         modes = calloc(list->n ? list->n : 1, sizeof(*modes));
-        if (!infos || !ptrs || !modes) {
+        grants = calloc(list->n ? list->n : 1, sizeof(*grants));
+        if (!infos || !ptrs || !modes || !grants) {
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto out;
         }
@@ -482,6 +487,14 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                                 info->state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
                 }
                 info->lease_id = lease;
+                /* One's own lease: what it is granted, as in its AcquireReply. */
+                if (lease && find_lease(c, lease)) {
+                        if (vfiod_lease_grant_msg(find_lease(c, lease), &grants[n]) < 0) {
+                                r = vfiod_error_set(err, ENOMEM, "out of memory");
+                                goto out;
+                        }
+                        info->grant = &grants[n].msg;
+                }
                 info->allowed_modes = modes[n];
                 if (m & VFIOD_MODE_BIT_DIRECT)
                         modes[n][info->n_allowed_modes++] = VFIOD__MODE__MODE_DIRECT;
@@ -501,6 +514,9 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         env.list_devices_reply = &rep;
         r = reply(c, &env, NULL, 0, err);
 out:
+        for (size_t i = 0; grants && i < list->n; i++)
+                vfiod_grant_msg_done(&grants[i]);
+        free(grants);
         free(infos);
         free(ptrs);
         free(modes);
@@ -1119,7 +1135,8 @@ struct request_rule {
 
 /* Every request a client may send. Anything else (replies, events) drops the connection. */
 static const struct request_rule request_table[] = {
-    {VFIOD__ENVELOPE__BODY_HELLO, IN_NEW, false, handle_hello},
+    /* Again in session: a process that adopted the connection says who it is (1.1). */
+    {VFIOD__ENVELOPE__BODY_HELLO, IN_NEW | IN_READY, false, handle_hello},
     {VFIOD__ENVELOPE__BODY_LIST_DEVICES, IN_READY, false, handle_list_devices},
     {VFIOD__ENVELOPE__BODY_CREATE_DOMAIN, IN_READY, false, handle_create_domain},
     {VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN, IN_READY, false, handle_destroy_domain},

@@ -13,6 +13,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -420,6 +421,84 @@ START_TEST(test_lease_carries_its_grant)
 }
 END_TEST
 
+/*
+ * What a child of `vfioctl acquire --brokered` does: adopt the inherited
+ * connection (vfiod_connect_env()), see the daemon's Hello reply on it, and
+ * take its lease from the environment (vfiod_lease_from_env()), grant and
+ * all, then map through it.
+ */
+START_TEST(test_adopted_connection_and_lease)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin), *child = NULL;
+        struct vfiod_server_info info;
+        struct vfiod_lease lease, adopted;
+        char num[32];
+        int sock, mem, dev;
+
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
+        /* vfioctl's side: the connection's fd number in the environment. */
+        sock = fcntl(vfiod_get_fd(user), F_DUPFD, 3);
+        ck_assert_int_ge(sock, 0);
+        (void)snprintf(num, sizeof(num), "%d", sock);
+        ck_assert_int_eq(setenv(VFIOD_CONNECTION_FD_ENV, num, 1), 0);
+
+        ck_assert_int_eq(vfiod_connect_env(&child), 0);
+        ck_assert_int_eq(vfiod_get_server_info(child, &info), 0);
+        ck_assert_uint_eq(info.major, 1);
+        ck_assert_str_eq(info.server_version, "vfiod " PACKAGE_VERSION);
+        ck_assert_uint_eq(info.limits.max_domains, 8);
+
+        /* Its lease, from what vfioctl puts in the environment. */
+        ck_assert_int_eq(vfiod_lease_from_env(child, &adopted), -ENXIO);
+        (void)snprintf(num, sizeof(num), "%" PRIu64, lease.lease_id);
+        ck_assert_int_eq(setenv(VFIOD_LEASE_ID_ENV, num, 1), 0);
+        (void)snprintf(num, sizeof(num), "%" PRIu64, lease.domain_id);
+        ck_assert_int_eq(setenv(VFIOD_DOMAIN_ID_ENV, num, 1), 0);
+        ck_assert_int_eq(setenv(VFIOD_IOMMU_GROUP_ENV, "5", 1), 0);
+        ck_assert_int_eq(setenv(VFIOD_DEVICE_ENV, DEVICE, 1), 0);
+        ck_assert_int_eq(setenv(VFIOD_MODE_ENV, "brokered", 1), 0);
+        dev = fcntl(lease.device_fd, F_DUPFD, 3); /* inherited: not close-on-exec */
+        (void)snprintf(num, sizeof(num), "%d", dev);
+        ck_assert_int_eq(setenv(VFIOD_DEVICE_FD_ENV, num, 1), 0);
+        ck_assert_int_eq(setenv(VFIOD_GROUP_FD_ENV, num, 1), 0);
+        /* A brokered lease has no group fd. */
+        ck_assert_int_eq(vfiod_lease_from_env(child, &adopted), -EINVAL);
+        ck_assert_int_eq(unsetenv(VFIOD_GROUP_FD_ENV), 0);
+        ck_assert_int_eq(vfiod_lease_from_env(child, &adopted), 0);
+        ck_assert_uint_eq(adopted.lease_id, lease.lease_id);
+        ck_assert_uint_eq(adopted.domain_id, lease.domain_id);
+        ck_assert_int_eq(adopted.mode, VFIOD_MODE_BROKERED);
+        ck_assert_str_eq(adopted.device, DEVICE);
+        ck_assert_int_eq(adopted.device_fd, dev);
+        ck_assert_int_eq(adopted.group_fd, -1);
+        ck_assert(fcntl(dev, F_GETFD) & FD_CLOEXEC);
+        ck_assert_ptr_null(getenv(VFIOD_DEVICE_FD_ENV));
+        ck_assert(adopted.grant.known);
+        ck_assert_str_eq(adopted.grant.rule, "test");
+        ck_assert_uint_eq(adopted.grant.max_pinned_bytes, 64ull << 20);
+        ck_assert_uint_eq(adopted.grant.iova_windows[0].first, 0x100000);
+        ck_assert_int_eq(vfiod_lease_irq_count(&adopted, VFIOD_IRQ_INDEX_MSIX), 8);
+        unsetenv(VFIOD_LEASE_ID_ENV);
+        unsetenv(VFIOD_DOMAIN_ID_ENV);
+        unsetenv(VFIOD_IOMMU_GROUP_ENV);
+        unsetenv(VFIOD_DEVICE_ENV);
+        unsetenv(VFIOD_MODE_ENV);
+
+        ck_assert_int_eq(vfiod_memfd_create("ram", 4096, &mem), 0);
+        ck_assert_int_eq(
+            vfiod_map_memfd(child, adopted.domain_id, mem, 0, 0x100000, 4096, VFIOD_DMA_READ), 0);
+        close(mem);
+        vfiod_lease_close_fds(&adopted);
+        vfiod_close(child);
+        vfiod_lease_close_fds(&lease);
+        ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+        vfiod_close(user);
+        vfiod_close(admin);
+        daemon_finish(&d);
+}
+END_TEST
+
 static Suite *daemon_suite(void)
 {
         Suite *s = suite_create("libvfiod-daemon");
@@ -433,6 +512,7 @@ static Suite *daemon_suite(void)
         tcase_add_test(tc, test_implicit_domain_goes_with_its_lease);
         tcase_add_test(tc, test_lease_and_domain_ids_do_not_mix);
         tcase_add_test(tc, test_lease_carries_its_grant);
+        tcase_add_test(tc, test_adopted_connection_and_lease);
         suite_add_tcase(s, tc);
         return s;
 }
