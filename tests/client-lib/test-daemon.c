@@ -74,6 +74,14 @@ static void daemon_finish(struct daemon *d)
                       "daemon child failed (status 0x%x), see its stderr", status);
 }
 
+/* Closes the test's two connections, then daemon_finish(). */
+static void daemon_stop(struct daemon *d, struct vfiod *user, struct vfiod *admin)
+{
+        vfiod_close(user);
+        vfiod_close(admin);
+        daemon_finish(d);
+}
+
 static struct vfiod *take(int fd)
 {
         struct vfiod *c = NULL;
@@ -136,9 +144,7 @@ START_TEST(test_session_and_devices)
                 ck_assert_uint_eq(st.clients, 2);
                 ck_assert_uint_eq(st.leases, 0);
         }
-        vfiod_close(user);
-        vfiod_close(admin);
-        daemon_finish(&d);
+        daemon_stop(&d, user, admin);
 }
 END_TEST
 
@@ -190,9 +196,7 @@ START_TEST(test_direct_lease)
         dev = find_device(user, DEVICE);
         ck_assert_int_eq(dev.state, VFIOD_LEASE_STATE_FREE);
 
-        vfiod_close(user);
-        vfiod_close(admin);
-        daemon_finish(&d);
+        daemon_stop(&d, user, admin);
 }
 END_TEST
 
@@ -261,9 +265,7 @@ START_TEST(test_brokered_dma_irqs_and_revoke)
         vfiod_lease_close_fds(&lease);
         ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
 
-        vfiod_close(user);
-        vfiod_close(admin);
-        daemon_finish(&d);
+        daemon_stop(&d, user, admin);
         close(mem);
         close(efd[0]);
         close(efd[1]);
@@ -317,9 +319,7 @@ START_TEST(test_implicit_domain_goes_with_its_lease)
         ck_assert_int_eq(vfiod_destroy_domain(user, dom), 0);
         ck_assert_uint_eq(domains_now(admin), 0);
 
-        vfiod_close(user);
-        vfiod_close(admin);
-        daemon_finish(&d);
+        daemon_stop(&d, user, admin);
 }
 END_TEST
 
@@ -364,9 +364,7 @@ START_TEST(test_lease_and_domain_ids_do_not_mix)
         ck_assert_int_eq(vfiod_destroy_domain(user, dom), 0);
         close(mem);
 
-        vfiod_close(user);
-        vfiod_close(admin);
-        daemon_finish(&d);
+        daemon_stop(&d, user, admin);
 }
 END_TEST
 
@@ -415,9 +413,7 @@ START_TEST(test_lease_carries_its_grant)
         vfiod_lease_close_fds(&lease);
         ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
 
-        vfiod_close(user);
-        vfiod_close(admin);
-        daemon_finish(&d);
+        daemon_stop(&d, user, admin);
 }
 END_TEST
 
@@ -493,9 +489,7 @@ START_TEST(test_adopted_connection_and_lease)
         vfiod_close(child);
         vfiod_lease_close_fds(&lease);
         ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
-        vfiod_close(user);
-        vfiod_close(admin);
-        daemon_finish(&d);
+        daemon_stop(&d, user, admin);
 }
 END_TEST
 

@@ -41,6 +41,16 @@ static void start(const char *extra)
         h_add_device(DEV2, 2, "vfio-pci");
 }
 
+/* The default start with two clients of uid 1000 that said Hello: *fd first. */
+static void start_two(int *fd, int *other)
+{
+        start(NULL);
+        *fd = h_connect(1000, 1000);
+        *other = h_connect(1000, 1000);
+        h_hello(*fd, 0);
+        h_hello(*other, 0);
+}
+
 static bool is_fifo(int fd)
 {
         struct stat st;
@@ -273,11 +283,7 @@ START_TEST(quarantine_while_device_fd_held)
         size_t n;
         uint64_t lease;
 
-        start(NULL);
-        fd = h_connect(1000, 1000);
-        other = h_connect(1000, 1000);
-        h_hello(fd, 0);
-        h_hello(other, 0);
+        start_two(&fd, &other);
         lease = h_acquire_ok(fd, DEV1, 0, DIRECT, fds, &n, NULL);
         close(fds[0]);
         close(fds[1]);
@@ -360,11 +366,7 @@ START_TEST(disconnect_releases)
         int fd, fds[3], other;
         size_t n;
 
-        start(NULL);
-        fd = h_connect(1000, 1000);
-        other = h_connect(1000, 1000);
-        h_hello(fd, 0);
-        h_hello(other, 0);
+        start_two(&fd, &other);
         h_acquire_ok(fd, DEV1, 0, DIRECT, fds, &n, NULL);
         h_close_all(fds, n);
         fake_kernel_trace_clear();
@@ -405,12 +407,8 @@ START_TEST(disconnect_with_a_queued_reply_frees_at_once)
         int fd, other, fds[3];
         size_t n, k = 0;
 
-        start(NULL);
-        fd = h_connect(1000, 1000);
-        c = container_of(H.server->clients.prev, struct vfiod_client, link);
-        other = h_connect(1000, 1000);
-        h_hello(fd, 0);
-        h_hello(other, 0);
+        start_two(&fd, &other);
+        c = container_of(H.server->clients.next, struct vfiod_client, link);
         /* How many replies the socket takes before the daemon queues one. */
         while (c->queued_msgs == 0) {
                 send_bad_release(fd);
@@ -453,11 +451,7 @@ START_TEST(acquire_after_the_holder_closed_everything)
         int fd, other, fds[3], err = 0;
         size_t n;
 
-        start(NULL);
-        fd = h_connect(1000, 1000);
-        other = h_connect(1000, 1000);
-        h_hello(fd, 0);
-        h_hello(other, 0);
+        start_two(&fd, &other);
         h_acquire_ok(fd, DEV1, 0, DIRECT, fds, &n, NULL);
         close(fd);
         h_spin();
@@ -477,11 +471,7 @@ START_TEST(kill9_of_a_client_process)
         size_t n;
         pid_t pid;
 
-        start(NULL);
-        sv = h_connect(1000, 1000);
-        other = h_connect(1000, 1000);
-        h_hello(sv, 0);
-        h_hello(other, 0);
+        start_two(&sv, &other);
         h_acquire_ok(sv, DEV1, 0, DIRECT, fds, &n, NULL);
         pid = fork();
         ck_assert_int_ge(pid, 0);
