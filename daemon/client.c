@@ -325,6 +325,9 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__HelloReply hr = VFIOD__HELLO_REPLY__INIT;
         Vfiod__Limits limits = VFIOD__LIMITS__INIT;
+        uint32_t max_datagram;
+        size_t reply_size;
+        bool admin;
 
         if (h->major != VFIOD_PROTO_VERSION_MAJOR) {
                 struct vfiod_error e;
@@ -339,17 +342,10 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
                 flush_queue(c);
                 return 0;
         }
-        c->caps = h->capabilities;
-        c->max_datagram = h->max_datagram && h->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
-                              ? h->max_datagram
-                              : VFIOD_PROTO_MAX_DATAGRAM;
-        c->max_fds =
-            h->max_fds && h->max_fds < VFIOD_PROTO_MAX_FDS ? h->max_fds : VFIOD_PROTO_MAX_FDS;
-        c->admin = vfiod_policy_is_admin(c->server->policy, &c->peer);
-        c->state = VFIOD_CLIENT_READY;
-        LOG_CLIENT(LOG_INFO, c,
-                   "client %" PRIu64 ": hello, protocol %u.%u, capabilities 0x%" PRIx64 "%s", c->id,
-                   h->major, h->minor, c->caps, c->admin ? ", admin" : "");
+        max_datagram = h->max_datagram && h->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
+                           ? h->max_datagram
+                           : VFIOD_PROTO_MAX_DATAGRAM;
+        admin = vfiod_policy_is_admin(c->server->policy, &c->peer);
 
         limits.max_domains = lim->max_domains_per_client;
         limits.max_leases = lim->max_leases_per_client;
@@ -362,7 +358,7 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         hr.capabilities =
             VFIOD__CAPABILITY__CAPABILITY_DIRECT | VFIOD__CAPABILITY__CAPABILITY_BROKERED |
             VFIOD__CAPABILITY__CAPABILITY_IRQS | VFIOD__CAPABILITY__CAPABILITY_EVENTS |
-            (c->admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
+            (admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
         hr.max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
         hr.max_fds = lim->max_fds_per_message;
         hr.limits = &limits;
@@ -370,6 +366,35 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_HELLO_REPLY;
         env.hello_reply = &hr;
+        reply_size = vfiod__envelope__get_packed_size(&env);
+        if (reply_size > max_datagram) {
+                struct vfiod_error e;
+
+                /*
+                 * An Error means nothing changed: the connection stays before
+                 * Hello (the client may say Hello again), and only the Error,
+                 * cut to what the client takes, is sent with its max_datagram.
+                 */
+                vfiod_error_set(&e, EMSGSIZE,
+                                "the HelloReply (%zu bytes) exceeds your max_datagram %u; still "
+                                "before Hello",
+                                reply_size, max_datagram);
+                LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": 'hello' failed: %s", c->id, e.reason);
+                c->max_datagram = max_datagram;
+                (void)vfiod_client_send_error(c, msg->env->id, &e);
+                c->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
+                return 0;
+        }
+        /* The reply fits: from here the Hello is taken. */
+        c->caps = h->capabilities;
+        c->max_datagram = max_datagram;
+        c->max_fds =
+            h->max_fds && h->max_fds < VFIOD_PROTO_MAX_FDS ? h->max_fds : VFIOD_PROTO_MAX_FDS;
+        c->admin = admin;
+        c->state = VFIOD_CLIENT_READY;
+        LOG_CLIENT(LOG_INFO, c,
+                   "client %" PRIu64 ": hello, protocol %u.%u, capabilities 0x%" PRIx64 "%s", c->id,
+                   h->major, h->minor, c->caps, c->admin ? ", admin" : "");
         return reply(c, &env, NULL, 0, err);
 }
 

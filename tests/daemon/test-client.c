@@ -374,6 +374,51 @@ static void hello_limits(int fd, uint32_t max_datagram, uint32_t max_fds)
         vfiod_msg_free(m);
 }
 
+/*
+ * A Hello whose max_datagram cannot take the HelloReply is answered with
+ * Error EMSGSIZE (cut to what the client takes), and an Error means nothing
+ * changed: the connection is still before Hello, so a request drops it and a
+ * second Hello is taken.
+ */
+START_TEST(hello_too_small_changes_nothing)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        struct vfiod_msg *m;
+        int fd;
+
+        start_default();
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        h.capabilities = EVENTS;
+        h.max_datagram = 24;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        fd = h_connect(1000, 1000);
+        m = h_call(fd, &env, NULL, 0);
+        ck_assert_uint_le(vfiod__envelope__get_packed_size(m->env), 24);
+        ck_assert_int_eq(h_error(m), EMSGSIZE);
+        /* Still before Hello: a request is not allowed. */
+        send_list_devices(fd);
+        ck_assert(h_closed(fd));
+        close(fd);
+
+        /* And a second Hello, with room for the reply, is the first that counts. */
+        fd = h_connect(1000, 1000);
+        env.id = 0;
+        ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), EMSGSIZE);
+        h.max_datagram = 0;
+        env.id = 0;
+        m = h_call(fd, &env, NULL, 0);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
+        vfiod_msg_free(m);
+        m = call_empty(fd, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+        vfiod_msg_free(m);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
 START_TEST(client_receive_limits)
 {
         int small, onefd, fds[3], err = 0;
@@ -815,6 +860,7 @@ int main(void)
         tcase_add_test(t, hello_reply);
         tcase_add_test(t, fds_before_hello_are_closed);
         tcase_add_test(t, client_receive_limits);
+        tcase_add_test(t, hello_too_small_changes_nothing);
         suite_add_tcase(s, t);
 
         testutil_tcase_fd_checked(d);
