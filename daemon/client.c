@@ -392,6 +392,7 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
             h->max_fds && h->max_fds < VFIOD_PROTO_MAX_FDS ? h->max_fds : VFIOD_PROTO_MAX_FDS;
         c->admin = admin;
         c->state = VFIOD_CLIENT_READY;
+        ev_timer_stop(c->server->loop, &c->hello_timer);
         LOG_CLIENT(LOG_INFO, c,
                    "client %" PRIu64 ": hello, protocol %u.%u, capabilities 0x%" PRIx64 "%s", c->id,
                    h->major, h->minor, c->caps, c->admin ? ", admin" : "");
@@ -1216,6 +1217,16 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
 }
 
+static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+        struct vfiod_client *c = w->data;
+
+        /* A client restored in session after a restart never had to say Hello. */
+        if (c->state == VFIOD_CLIENT_NEW)
+                vfiod_client_drop(c, "no Hello within HelloTimeoutMs=%u",
+                                  c->server->policy->limits.hello_timeout_ms);
+}
+
 int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_peer *peer,
                           struct vfiod_client **ret)
 {
@@ -1258,6 +1269,10 @@ int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_pee
         ev_io_init(&c->io, io_cb, fd, EV_READ);
         c->io.data = c;
         ev_io_start(s->loop, &c->io);
+        ev_timer_init(&c->hello_timer, hello_timeout_cb,
+                      s->policy->limits.hello_timeout_ms / 1000.0, 0.);
+        c->hello_timer.data = c;
+        ev_timer_start(s->loop, &c->hello_timer);
         *ret = c;
         return 0;
 oom:
@@ -1273,8 +1288,10 @@ void vfiod_client_free(struct vfiod_client *c)
 
         if (!c)
                 return;
-        if (c->server)
+        if (c->server) {
                 ev_io_stop(c->server->loop, &c->io);
+                ev_timer_stop(c->server->loop, &c->hello_timer);
+        }
         /* Nobody can receive events for these any more. */
         c->dead = true;
         list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)(void)

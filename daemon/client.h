@@ -42,8 +42,9 @@ struct vfiod_client {
         ev_io io;
         struct vfiod_peer peer;
         enum vfiod_client_state state;
-        uint64_t caps; /* the client's Hello.capabilities */
-        bool admin;    /* what HelloReply announced; requests check the policy in force */
+        ev_timer hello_timer; /* HelloTimeoutMs: runs while the state is NEW */
+        uint64_t caps;        /* the client's Hello.capabilities */
+        bool admin;           /* what HelloReply announced; requests check the policy in force */
         uint32_t max_datagram, max_fds; /* what the client can receive */
         struct vfiod_usage usage;
         struct list domains; /* struct vfiod_domain */

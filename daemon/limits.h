@@ -45,6 +45,11 @@
 #define VFIOD_DEFAULT_MAX_REQUESTS_IN_FLIGHT 16
 /* ReleaseGraceMs: time a holder has to answer ReleaseRequested before the revoke. */
 #define VFIOD_DEFAULT_RELEASE_GRACE_MS 5000
+/*
+ * HelloTimeoutMs: time a new connection has to say Hello before it is
+ * closed, so that idle connections cannot hold every connection slot.
+ */
+#define VFIOD_DEFAULT_HELLO_TIMEOUT_MS 5000
 
 /* Not configurable: how often quarantined groups are checked again. */
 #define VFIOD_QUARANTINE_RECHECK_MS 500
@@ -63,6 +68,7 @@ struct vfiod_config_limits {
         uint32_t max_queued_messages_per_client;
         uint32_t max_requests_in_flight;
         uint32_t release_grace_ms;
+        uint32_t hello_timeout_ms;
 };
 
 #define VFIOD_LIMITS_DEFAULT                                                                \
@@ -80,4 +86,5 @@ struct vfiod_config_limits {
             .max_queued_messages_per_client = VFIOD_DEFAULT_MAX_QUEUED_MESSAGES_PER_CLIENT, \
             .max_requests_in_flight = VFIOD_DEFAULT_MAX_REQUESTS_IN_FLIGHT,                 \
             .release_grace_ms = VFIOD_DEFAULT_RELEASE_GRACE_MS,                             \
+            .hello_timeout_ms = VFIOD_DEFAULT_HELLO_TIMEOUT_MS,                             \
         })

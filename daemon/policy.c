@@ -891,6 +891,7 @@ static const struct limit_key limit_keys[] = {
     LIMIT32("MaxQueuedMessagesPerClient", max_queued_messages_per_client, 1, 1u << 20),
     LIMIT32("MaxRequestsInFlight", max_requests_in_flight, 1, 1u << 16),
     LIMIT32("ReleaseGraceMs", release_grace_ms, 0, 3600000),
+    LIMIT32("HelloTimeoutMs", hello_timeout_ms, 1, 3600000),
 };
 
 static void parse_daemon_key(struct parser *p, const char *name, const char *value)

@@ -419,6 +419,57 @@ START_TEST(hello_too_small_changes_nothing)
 }
 END_TEST
 
+/* Runs the loop for ms milliseconds (its timers fire). */
+static void run_for_ms(int ms)
+{
+        ev_tstamp end = ev_time() + ms / 1000.0;
+
+        while (ev_time() < end) {
+                ev_run(H.loop, EVRUN_NOWAIT);
+                usleep(5000);
+        }
+}
+
+/*
+ * A connection that does not say Hello within HelloTimeoutMs is closed; one
+ * that did is kept, however long it stays idle.
+ */
+START_TEST(no_hello_in_time_closes)
+{
+        int idle, greeted;
+
+        h_start("[Daemon]\nHelloTimeoutMs=300\n");
+        idle = h_connect(1000, 1000);
+        greeted = h_connect(1000, 1000);
+        h_hello(greeted, 0);
+        run_for_ms(100);
+        ck_assert(!h_closed(idle));
+        run_for_ms(400);
+        ck_assert(h_closed(idle));
+        ck_assert(!h_closed(greeted));
+        ck_assert(h_quiet(greeted));
+        close(idle);
+        close(greeted);
+        h_stop();
+}
+END_TEST
+
+/* The default is a few seconds. */
+START_TEST(no_hello_default_timeout)
+{
+        int idle;
+
+        start_default();
+        idle = h_connect(1000, 1000);
+        run_for_ms(VFIOD_DEFAULT_HELLO_TIMEOUT_MS / 2);
+        ck_assert(!h_closed(idle));
+        run_for_ms(VFIOD_DEFAULT_HELLO_TIMEOUT_MS / 2 + 500);
+        ck_assert(h_closed(idle));
+        close(idle);
+        h_stop();
+}
+END_TEST
+
 START_TEST(client_receive_limits)
 {
         int small, onefd, fds[3], err = 0;
@@ -848,6 +899,7 @@ int main(void)
         TCase *q = tcase_create("queue");
 
         testutil_tcase_fd_checked(t);
+        tcase_set_timeout(t, 20); /* no_hello_default_timeout waits for the default */
         tcase_add_test(t, request_before_hello_drops);
         tcase_add_test(t, reply_and_event_bodies_drop);
         tcase_add_test(t, second_hello_drops);
@@ -861,6 +913,8 @@ int main(void)
         tcase_add_test(t, fds_before_hello_are_closed);
         tcase_add_test(t, client_receive_limits);
         tcase_add_test(t, hello_too_small_changes_nothing);
+        tcase_add_test(t, no_hello_in_time_closes);
+        tcase_add_test(t, no_hello_default_timeout);
         suite_add_tcase(s, t);
 
         testutil_tcase_fd_checked(d);
