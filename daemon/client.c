@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemon/closer.h"
 #include "daemon/lease.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
@@ -76,9 +77,11 @@ static struct vfiod_lease *find_lease(struct vfiod_client *c, uint64_t id)
 
 /* ---- sending ------------------------------------------------------------------ */
 
+/* Also waits while the closer has no room for another datagram of fds of this uid. */
 static bool can_read(const struct vfiod_client *c)
 {
-        return !c->dead && !c->close_after_flush && list_empty(&c->queue);
+        return !c->dead && !c->close_after_flush && list_empty(&c->queue) &&
+               vfiod_closer_has_room(c->server->closer, c->peer.uid);
 }
 
 static void update_io(struct vfiod_client *c)
@@ -134,6 +137,11 @@ static bool fail_log_allowed(struct vfiod_client *c)
         }
         c->fail_unlogged++;
         return false;
+}
+
+void vfiod_client_kick(struct vfiod_client *c)
+{
+        update_io(c);
 }
 
 void vfiod_client_drop(struct vfiod_client *c, const char *fmt, ...)
@@ -1185,10 +1193,20 @@ void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
 
 /* ---- the connection --------------------------------------------------------------- */
 
+/* An fd no request takes: closed off the loop (closing it may block, see daemon/closer.h). */
+static void unwanted_take(int fd, void *userdata)
+{
+        struct vfiod_client *c = userdata;
+
+        LOG_CLIENT(LOG_DEBUG, c, "client %" PRIu64 ": sent an fd no request takes", c->id);
+        vfiod_closer_take(c->server->closer, fd, c->peer.uid);
+}
+
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
         struct vfiod_client *c = w->data;
         uint32_t budget = c->server->policy->limits.max_requests_in_flight;
+        const struct vfiod_recv_filter filter = {.unwanted_take = unwanted_take, .userdata = c};
 
         if (revents & EV_WRITE)
                 flush_queue(c);
@@ -1197,7 +1215,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
         while (budget-- > 0 && can_read(c)) {
                 struct vfiod_msg *msg = NULL;
                 const char *reason = NULL;
-                int r = vfiod_msg_recv(c->fd, MSG_DONTWAIT, &msg, &reason);
+                int r = vfiod_msg_recv_filtered(c->fd, MSG_DONTWAIT, &filter, &msg, &reason);
 
                 if (r == -EAGAIN || r == -EINTR)
                         break;
@@ -1210,6 +1228,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
                         break;
                 }
                 vfiod_client_dispatch(c, msg);
+                /* Only memfds and eventfds are left: closing them never blocks. */
                 size_t left = vfiod_msg_free(msg);
                 if (left > 0)
                         LOG_CLIENT(LOG_DEBUG, c, "client %" PRIu64 ": closed %zu unused fd(s)",

@@ -64,6 +64,9 @@ int vfiod_client_new_take(struct vfiod_server *server, int fd, const struct vfio
 /* Releases its leases (full sequence), destroys its domains, closes. NULL is fine. */
 void vfiod_client_free(struct vfiod_client *client);
 
+/* Starts or stops watching the socket as the client's state says (after the closer made room). */
+void vfiod_client_kick(struct vfiod_client *client);
+
 /* Marks the client dead (freed later by the server) and logs why. */
 void vfiod_client_drop(struct vfiod_client *client, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

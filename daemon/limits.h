@@ -51,6 +51,17 @@
  */
 #define VFIOD_DEFAULT_HELLO_TIMEOUT_MS 5000
 
+/*
+ * Not configurable: fds a client sent that no request takes (anything but a
+ * memfd or an eventfd) wait for the closer's thread (daemon/closer.h): at
+ * most VFIOD_CLOSER_MAX_FDS_PER_USER of one uid and VFIOD_CLOSER_MAX_FDS in
+ * all. A connection is read only while both have room for a whole datagram
+ * of fds (253), so the daemon's fd table needs room for
+ * VFIOD_CLOSER_MAX_FDS besides everything else.
+ */
+#define VFIOD_CLOSER_MAX_FDS_PER_USER (2 * 253)
+#define VFIOD_CLOSER_MAX_FDS          (3 * 253)
+
 /* Not configurable: how often quarantined groups are checked again. */
 #define VFIOD_QUARANTINE_RECHECK_MS 500
 

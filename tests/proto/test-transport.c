@@ -1633,10 +1633,10 @@ START_TEST(test_reject_foreign_cmsg)
 END_TEST
 
 /*
- * MapDma takes memfds, SetIrqs eventfds. A wrong kind is a well-formed but
- * wrong request: recv delivers it (the receiver answers with an error and
- * keeps the connection), vfiod_envelope_check_fds() names the problem, and
- * freeing the message closes every fd. The sender refuses to send it at all.
+ * MapDma takes memfds, SetIrqs eventfds. A wrong kind breaks a transport
+ * rule, as on send: recv rejects the datagram (-EBADFD, the receiver drops
+ * the connection) and closes every fd in it. The sender refuses to send it
+ * at all.
  */
 static void expect_wrong_kind(int sock)
 {
@@ -1644,15 +1644,13 @@ static void expect_wrong_kind(int sock)
         const char *reason = NULL;
         int before = testutil_count_fds();
 
-        ck_assert_int_eq(vfiod_msg_recv(sock, MSG_DONTWAIT, &msg, NULL), 1);
-        ck_assert_int_eq(vfiod_envelope_check_fds(msg->env, msg->fds, msg->n_fds, &reason),
-                         -EBADFD);
-        ck_assert_ptr_nonnull(reason);
-        ck_assert_uint_eq(vfiod_msg_free(msg), 2);
+        ck_assert_int_eq(vfiod_msg_recv(sock, MSG_DONTWAIT, &msg, &reason), -EBADFD);
+        ck_assert_ptr_null(msg);
+        ck_assert_ptr_nonnull(strstr(reason, "kind"));
         ck_assert_int_eq(testutil_count_fds(), before);
 }
 
-START_TEST(test_wrong_kind_answered_by_handler)
+START_TEST(test_reject_wrong_kind)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
@@ -1706,6 +1704,74 @@ START_TEST(test_wrong_kind_answered_by_handler)
 
         expect_next_ok(sv[0], sv[1]);
         safe_close(unsealable);
+        safe_close(pipefd[0]);
+        safe_close(pipefd[1]);
+        safe_close(evfd);
+        safe_close(mfd);
+        close_pair(sv);
+}
+END_TEST
+
+/* The filter's side: what it took, for the test to close. */
+struct taken {
+        int fds[4];
+        size_t n;
+};
+
+static void take_unwanted(int fd, void *userdata)
+{
+        struct taken *t = userdata;
+
+        ck_assert_uint_lt(t->n, ELEMENTSOF(t->fds));
+        t->fds[t->n++] = fd;
+}
+
+/*
+ * With a filter, every fd that is neither a memfd nor an eventfd goes to it
+ * right after recvmsg(), whatever the message (here one that names no fd),
+ * and the datagram is rejected; memfds and eventfds never do.
+ */
+START_TEST(test_filter_takes_unwanted_fds)
+{
+        static struct map_dma_env e;
+        uint32_t idx[] = {0, 1};
+        struct taken t = {.n = 0};
+        const struct vfiod_recv_filter filter = {.unwanted_take = take_unwanted, .userdata = &t};
+        struct vfiod_msg *msg = NULL;
+        const char *reason = NULL;
+        int sv[2], mfd, evfd, pipefd[2], two[2], before;
+        uint8_t junk[] = {0x08, 0x01};
+
+        make_pair(sv);
+        mfd = make_memfd("m", 4096);
+        evfd = make_eventfd();
+        ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+        before = testutil_count_fds();
+
+        /* A pipe and a memfd with bytes that are not even an Envelope. */
+        two[0] = mfd;
+        two[1] = pipefd[0];
+        ck_assert_int_eq(vfiod_datagram_send(sv[0], junk, sizeof(junk), two, 2, 0), 0);
+        ck_assert_int_eq(vfiod_msg_recv_filtered(sv[1], MSG_DONTWAIT, &filter, &msg, &reason),
+                         -EBADFD);
+        ck_assert_ptr_null(msg);
+        ck_assert_ptr_nonnull(strstr(reason, "neither a memfd nor an eventfd"));
+        ck_assert_uint_eq(t.n, 1);
+        /* The filter owns the pipe's copy; the memfd's copy is closed. */
+        ck_assert_int_eq(testutil_count_fds(), before + 1);
+        safe_close(t.fds[0]);
+
+        /* A memfd and an eventfd where they belong pass. */
+        map_dma_env_init(&e, idx, 2);
+        two[0] = mfd;
+        two[1] = make_memfd("n", 4096);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, two, 2), 0);
+        safe_close(two[1]);
+        ck_assert_int_eq(vfiod_msg_recv_filtered(sv[1], MSG_DONTWAIT, &filter, &msg, &reason), 1);
+        ck_assert_uint_eq(vfiod_msg_free(msg), 2);
+        ck_assert_uint_eq(t.n, 1);
+        ck_assert_int_eq(testutil_count_fds(), before);
+
         safe_close(pipefd[0]);
         safe_close(pipefd[1]);
         safe_close(evfd);
@@ -2301,7 +2367,8 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_reject_unnamed_fds);
         tcase_add_test(tc, test_reject_missing_fds);
         tcase_add_test(tc, test_reject_foreign_cmsg);
-        tcase_add_test(tc, test_wrong_kind_answered_by_handler);
+        tcase_add_test(tc, test_reject_wrong_kind);
+        tcase_add_test(tc, test_filter_takes_unwanted_fds);
         tcase_add_test(tc, test_send_refuses);
         suite_add_tcase(s, tc);
 
