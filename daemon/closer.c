@@ -15,15 +15,22 @@
 
 _Static_assert(VFIOD_CLOSER_MAX_FDS_PER_USER >= VFIOD_PROTO_MAX_FDS,
                "a uid must have room for one datagram of fds");
-_Static_assert(VFIOD_CLOSER_MAX_FDS >= VFIOD_CLOSER_MAX_FDS_PER_USER + VFIOD_PROTO_MAX_FDS,
-               "one uid must not be able to stop every connection being read");
 
 /* How long vfiod_closer_free() waits for a close that blocks. */
 #define CLOSER_EXIT_WAIT_MS 2000
 
-struct closer_user {
+/* One fd waiting for the thread. */
+struct closer_fd {
+        struct closer_fd *next;
+        int fd; /* owned */
         uid_t uid;
-        uint32_t n; /* queued or being closed */
+};
+
+/* A uid with fds queued or being closed. */
+struct closer_user {
+        struct closer_user *next;
+        uid_t uid;
+        uint32_t n;
 };
 
 struct vfiod_closer {
@@ -36,31 +43,32 @@ struct vfiod_closer {
         pthread_cond_t wake;
         pthread_t thread;
         bool started, stopping, orphaned;
-        struct {
-                int fd; /* owned */
-                uid_t uid;
-        } queue[VFIOD_CLOSER_MAX_FDS]; /* a ring: head, n_queued */
-        size_t head, n_queued;
-        size_t pending; /* queued, or being closed by the thread */
-        struct closer_user users[VFIOD_CLOSER_MAX_FDS];
-        size_t n_users;
+        struct closer_fd *head, **tail; /* FIFO, owned */
+        size_t pending;                 /* queued, or being closed by the thread */
+        struct closer_user *users;      /* owned; at most VFIOD_CLOSER_MAX_FDS_PER_USER each */
         bool said_thread_failed;
 };
 
 static struct closer_user *user_find(struct vfiod_closer *c, uid_t uid)
 {
-        for (size_t i = 0; i < c->n_users; i++)
-                if (c->users[i].uid == uid)
-                        return &c->users[i];
+        for (struct closer_user *u = c->users; u; u = u->next)
+                if (u->uid == uid)
+                        return u;
         return NULL;
 }
 
 static void user_put(struct vfiod_closer *c, uid_t uid)
 {
-        struct closer_user *u = user_find(c, uid);
+        for (struct closer_user **p = &c->users; *p; p = &(*p)->next)
+                if ((*p)->uid == uid) {
+                        struct closer_user *u = *p;
 
-        if (u && --u->n == 0)
-                *u = c->users[--c->n_users];
+                        if (--u->n == 0) {
+                                *p = u->next;
+                                free(u);
+                        }
+                        return;
+                }
 }
 
 static void *closer_main(void *userdata)
@@ -72,14 +80,19 @@ static void *closer_main(void *userdata)
                 int fd;
                 uid_t uid;
 
-                while (c->n_queued == 0 && !c->stopping)
+                struct closer_fd *q;
+
+                while (!c->head && !c->stopping)
                         pthread_cond_wait(&c->wake, &c->lock);
-                if (c->n_queued == 0)
+                if (!c->head)
                         break; /* stopping, and nothing left */
-                fd = c->queue[c->head].fd;
-                uid = c->queue[c->head].uid;
-                c->head = (c->head + 1) % VFIOD_CLOSER_MAX_FDS;
-                c->n_queued--;
+                q = c->head;
+                c->head = q->next;
+                if (!c->head)
+                        c->tail = &c->head;
+                fd = q->fd;
+                uid = q->uid;
+                free(q);
                 pthread_mutex_unlock(&c->lock);
                 /* The one place that may block, for as long as the client likes. */
                 (void)safe_close(fd);
@@ -112,6 +125,7 @@ int vfiod_closer_new(struct ev_loop *loop, void (*cb)(void *userdata), void *use
         c->loop = loop;
         c->room_cb = cb;
         c->userdata = userdata;
+        c->tail = &c->head;
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->wake, NULL);
         ev_async_init(&c->room, room_cb);
@@ -125,29 +139,33 @@ int vfiod_closer_new(struct ev_loop *loop, void (*cb)(void *userdata), void *use
 
 void vfiod_closer_take(struct vfiod_closer *c, int fd, uid_t uid)
 {
+        struct closer_fd *q = malloc(sizeof(*q));
         struct closer_user *u;
-        size_t tail;
         int r;
 
         pthread_mutex_lock(&c->lock);
-        if (c->n_queued == VFIOD_CLOSER_MAX_FDS) {
-                /* vfiod_closer_has_room() before every read makes this impossible. */
+        u = user_find(c, uid);
+        if (!u && q) {
+                u = calloc(1, sizeof(*u));
+                if (u) {
+                        u->uid = uid;
+                        u->next = c->users;
+                        c->users = u;
+                }
+        }
+        if (!q || !u || u->n >= VFIOD_CLOSER_MAX_FDS_PER_USER) {
+                /* Out of memory, or (impossible: vfiod_closer_has_room() comes first) full. */
                 pthread_mutex_unlock(&c->lock);
-                log_error("closer: queue full (%d fds): closing an fd of uid %u on the loop",
-                          VFIOD_CLOSER_MAX_FDS, (unsigned)uid);
+                free(q);
+                log_error("closer: cannot queue an fd of uid %u: closing it on the loop",
+                          (unsigned)uid);
                 (void)safe_close(fd);
                 return;
         }
-        tail = (c->head + c->n_queued) % VFIOD_CLOSER_MAX_FDS;
-        c->queue[tail].fd = fd;
-        c->queue[tail].uid = uid;
-        c->n_queued++;
+        *q = (struct closer_fd){.fd = fd, .uid = uid};
+        *c->tail = q;
+        c->tail = &q->next;
         c->pending++;
-        u = user_find(c, uid);
-        if (!u) {
-                u = &c->users[c->n_users++];
-                *u = (struct closer_user){.uid = uid};
-        }
         u->n++;
         if (!c->started) {
                 r = -pthread_create(&c->thread, NULL, closer_main, c);
@@ -172,8 +190,8 @@ bool vfiod_closer_has_room(struct vfiod_closer *c, uid_t uid)
                 return true;
         pthread_mutex_lock(&c->lock);
         u = user_find(c, uid);
-        room = c->pending + VFIOD_PROTO_MAX_FDS <= VFIOD_CLOSER_MAX_FDS &&
-               (u ? u->n : 0) + VFIOD_PROTO_MAX_FDS <= VFIOD_CLOSER_MAX_FDS_PER_USER;
+        /* Per uid only: what other users queued never holds this one back. */
+        room = (u ? u->n : 0) + VFIOD_PROTO_MAX_FDS <= VFIOD_CLOSER_MAX_FDS_PER_USER;
         pthread_mutex_unlock(&c->lock);
         return room;
 }
@@ -232,6 +250,12 @@ void vfiod_closer_free(struct vfiod_closer *c)
         if (left > 0) {
                 log_warning("closer: %zu fd(s) clients sent were never closed", left);
                 return;
+        }
+        while (c->users) {
+                struct closer_user *u = c->users;
+
+                c->users = u->next;
+                free(u);
         }
         pthread_cond_destroy(&c->wake);
         pthread_mutex_destroy(&c->lock);

@@ -11,11 +11,12 @@
  * after recvmsg() (proto/transport.h, struct vfiod_recv_filter) and hands
  * any other one here, where a thread of its own closes them one at a time.
  * While that thread waits on one close, the fds behind it wait too: at most
- * VFIOD_CLOSER_MAX_FDS in all and VFIOD_CLOSER_MAX_FDS_PER_USER of one uid
- * (daemon/limits.h). A connection is read only while both have room for a
- * whole datagram of fds (vfiod_closer_has_room()), so the closer never has
- * to refuse one; when room comes back the server is told (room_cb) and
- * reads again. Clients that send only what requests take never wait.
+ * VFIOD_CLOSER_MAX_FDS_PER_USER of one uid (daemon/limits.h). A connection
+ * is read only while its uid has room for a whole datagram of fds
+ * (vfiod_closer_has_room()), so the closer never has to refuse one; when
+ * room comes back the server is told (room_cb) and reads again. What one
+ * uid queued never holds back another: clients that send only what
+ * requests take never wait, whatever other users send.
  *
  * Owned by the server; the thread starts with the first fd.
  */

@@ -54,13 +54,12 @@
 /*
  * Not configurable: fds a client sent that no request takes (anything but a
  * memfd or an eventfd) wait for the closer's thread (daemon/closer.h): at
- * most VFIOD_CLOSER_MAX_FDS_PER_USER of one uid and VFIOD_CLOSER_MAX_FDS in
- * all. A connection is read only while both have room for a whole datagram
- * of fds (253), so the daemon's fd table needs room for
- * VFIOD_CLOSER_MAX_FDS besides everything else.
+ * most VFIOD_CLOSER_MAX_FDS_PER_USER of one uid. A connection is read only
+ * while its uid has room for a whole datagram of fds (253). The limit is
+ * per uid only, so that users who block the closer together cannot stop
+ * another user being read.
  */
 #define VFIOD_CLOSER_MAX_FDS_PER_USER (2 * 253)
-#define VFIOD_CLOSER_MAX_FDS          (3 * 253)
 
 /* Not configurable: how often quarantined groups are checked again. */
 #define VFIOD_QUARANTINE_RECHECK_MS 500

@@ -352,6 +352,70 @@ START_TEST(test_blocking_close_does_not_stall)
 }
 END_TEST
 
+/*
+ * A user whose own close blocks may hold the closer, and a second user may
+ * fill every place it has for that user: a third user, who sends nothing
+ * but what requests take, is still served at once.
+ */
+START_TEST(test_two_users_cannot_stall_a_third)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        int nulls[VFIOD_PROTO_MAX_FDS];
+        struct vfiod_msg *m;
+        uint8_t buf[64];
+        size_t len;
+        double t0, took;
+        int peer, bad, attacker, flooder, other;
+
+        bad = lingering_socket(&peer);
+        attacker = hostile_connect(HE.uid, HE.gid);
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        len = vfiod__envelope__get_packed_size(&env);
+        ck_assert_uint_le(len, sizeof(buf));
+        vfiod__envelope__pack(&env, buf);
+        /* As in test_blocking_close_does_not_stall: the daemon holds the last reference. */
+        ck_assert_int_eq(kill(HE.pid, SIGSTOP), 0);
+        ck_assert_int_eq(hostile_send_bytes(attacker, buf, len, &bad, 1), (ssize_t)len);
+        close(bad);
+        ck_assert_int_eq(kill(HE.pid, SIGCONT), 0);
+        usleep(100000);
+        ck_assert(hostile_dropped(attacker));
+
+        /* root, a second user: two datagrams full of fds no request takes, each dropped. */
+        for (size_t i = 0; i < VFIOD_PROTO_MAX_FDS; i++)
+                ck_assert_int_ge(nulls[i] = open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
+        for (int round = 0; round < 2; round++) {
+                flooder = hostile_connect(0, 0);
+                ck_assert_int_eq(hostile_send_bytes(flooder, buf, len, nulls, VFIOD_PROTO_MAX_FDS),
+                                 (ssize_t)len);
+                ck_assert(hostile_dropped(flooder));
+                close(flooder);
+        }
+        for (size_t i = 0; i < VFIOD_PROTO_MAX_FDS; i++)
+                close(nulls[i]);
+
+        t0 = now_s();
+        other = hostile_connect(HE.other_uid, HE.other_gid);
+        hostile_hello(other);
+        env.id = 0;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &l;
+        m = hostile_call(other, &env, NULL, 0);
+        took = now_s() - t0;
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+        vfiod_msg_free(m);
+        ck_assert_msg(took < 1.0, "a third user waited %.2f s", took);
+        close(attacker);
+        close(other);
+        close(peer);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("hostile");
@@ -369,6 +433,7 @@ int main(void)
         hostile_add_cases(tc);
         /* Host only: it needs TCP on loopback. */
         tcase_add_test(tc, test_blocking_close_does_not_stall);
+        tcase_add_test(tc, test_two_users_cannot_stall_a_third);
         suite_add_tcase(s, tc);
 
         tcase_add_checked_fixture(kill, setup, teardown);
