@@ -403,7 +403,8 @@ struct vfiod_dma_range {
  *
  * Returns the number of ranges mapped (n) and, when ret_bytes is not NULL,
  * sets *ret_bytes to the bytes mapped. Errors: -EINVAL (n == 0, a negative
- * fd, an unknown flag; from the daemon: alignment, overlap, seals), -EDQUOT
+ * fd, an unknown flag; from the daemon: alignment, overlap, seals), -EBADFD
+ * (an fd is not a memfd: refused by the library, nothing sent), -EDQUOT
  * (pinned bytes), -ENOSPC (mappings), -EPERM (IOVA outside the allowed
  * windows), -EMSGSIZE (too many ranges or fds for one message), the call
  * errors.
@@ -474,7 +475,8 @@ struct vfiod_irq_set {
 
 /*
  * Sends *set for lease `lease_id` (each distinct eventfd travels once).
- * Returns 0, or -EINVAL (both payloads set, an eventfd below -1), -EPERM (ERR
+ * Returns 0, or -EINVAL (both payloads set, an eventfd below -1), -EBADFD (an
+ * fd is not an eventfd: refused by the library, nothing sent), -EPERM (ERR
  * or REQ index, or not allowed), -ENOENT, -EMSGSIZE, the call errors.
  */
 int vfiod_set_irqs(struct vfiod *c, uint64_t lease_id, const struct vfiod_irq_set *set);

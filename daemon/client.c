@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemon/closer.h"
 #include "daemon/lease.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
@@ -76,9 +77,11 @@ static struct vfiod_lease *find_lease(struct vfiod_client *c, uint64_t id)
 
 /* ---- sending ------------------------------------------------------------------ */
 
+/* Also waits while the closer has no room for another datagram of fds of this uid. */
 static bool can_read(const struct vfiod_client *c)
 {
-        return !c->dead && !c->close_after_flush && list_empty(&c->queue);
+        return !c->dead && !c->close_after_flush && list_empty(&c->queue) &&
+               vfiod_closer_has_room(c->server->closer, c->peer.uid);
 }
 
 static void update_io(struct vfiod_client *c)
@@ -134,6 +137,11 @@ static bool fail_log_allowed(struct vfiod_client *c)
         }
         c->fail_unlogged++;
         return false;
+}
+
+void vfiod_client_kick(struct vfiod_client *c)
+{
+        update_io(c);
 }
 
 void vfiod_client_drop(struct vfiod_client *c, const char *fmt, ...)
@@ -325,6 +333,9 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__HelloReply hr = VFIOD__HELLO_REPLY__INIT;
         Vfiod__Limits limits = VFIOD__LIMITS__INIT;
+        uint32_t max_datagram;
+        size_t reply_size;
+        bool admin;
 
         if (h->major != VFIOD_PROTO_VERSION_MAJOR) {
                 struct vfiod_error e;
@@ -339,17 +350,10 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
                 flush_queue(c);
                 return 0;
         }
-        c->caps = h->capabilities;
-        c->max_datagram = h->max_datagram && h->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
-                              ? h->max_datagram
-                              : VFIOD_PROTO_MAX_DATAGRAM;
-        c->max_fds =
-            h->max_fds && h->max_fds < VFIOD_PROTO_MAX_FDS ? h->max_fds : VFIOD_PROTO_MAX_FDS;
-        c->admin = vfiod_policy_is_admin(c->server->policy, &c->peer);
-        c->state = VFIOD_CLIENT_READY;
-        LOG_CLIENT(LOG_INFO, c,
-                   "client %" PRIu64 ": hello, protocol %u.%u, capabilities 0x%" PRIx64 "%s", c->id,
-                   h->major, h->minor, c->caps, c->admin ? ", admin" : "");
+        max_datagram = h->max_datagram && h->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
+                           ? h->max_datagram
+                           : VFIOD_PROTO_MAX_DATAGRAM;
+        admin = vfiod_policy_is_admin(c->server->policy, &c->peer);
 
         limits.max_domains = lim->max_domains_per_client;
         limits.max_leases = lim->max_leases_per_client;
@@ -362,7 +366,7 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         hr.capabilities =
             VFIOD__CAPABILITY__CAPABILITY_DIRECT | VFIOD__CAPABILITY__CAPABILITY_BROKERED |
             VFIOD__CAPABILITY__CAPABILITY_IRQS | VFIOD__CAPABILITY__CAPABILITY_EVENTS |
-            (c->admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
+            (admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
         hr.max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
         hr.max_fds = lim->max_fds_per_message;
         hr.limits = &limits;
@@ -370,6 +374,36 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_HELLO_REPLY;
         env.hello_reply = &hr;
+        reply_size = vfiod__envelope__get_packed_size(&env);
+        if (reply_size > max_datagram) {
+                struct vfiod_error e;
+
+                /*
+                 * An Error means nothing changed: the connection stays before
+                 * Hello (the client may say Hello again), and only the Error,
+                 * cut to what the client takes, is sent with its max_datagram.
+                 */
+                vfiod_error_set(&e, EMSGSIZE,
+                                "the HelloReply (%zu bytes) exceeds your max_datagram %u; still "
+                                "before Hello",
+                                reply_size, max_datagram);
+                LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": 'hello' failed: %s", c->id, e.reason);
+                c->max_datagram = max_datagram;
+                (void)vfiod_client_send_error(c, msg->env->id, &e);
+                c->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
+                return 0;
+        }
+        /* The reply fits: from here the Hello is taken. */
+        c->caps = h->capabilities;
+        c->max_datagram = max_datagram;
+        c->max_fds =
+            h->max_fds && h->max_fds < VFIOD_PROTO_MAX_FDS ? h->max_fds : VFIOD_PROTO_MAX_FDS;
+        c->admin = admin;
+        c->state = VFIOD_CLIENT_READY;
+        ev_timer_stop(c->server->loop, &c->hello_timer);
+        LOG_CLIENT(LOG_INFO, c,
+                   "client %" PRIu64 ": hello, protocol %u.%u, capabilities 0x%" PRIx64 "%s", c->id,
+                   h->major, h->minor, c->caps, c->admin ? ", admin" : "");
         return reply(c, &env, NULL, 0, err);
 }
 
@@ -1165,10 +1199,20 @@ void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
 
 /* ---- the connection --------------------------------------------------------------- */
 
+/* An fd no request takes: closed off the loop (closing it may block, see daemon/closer.h). */
+static void unwanted_take(int fd, void *userdata)
+{
+        struct vfiod_client *c = userdata;
+
+        LOG_CLIENT(LOG_DEBUG, c, "client %" PRIu64 ": sent an fd no request takes", c->id);
+        vfiod_closer_take(c->server->closer, fd, c->peer.uid);
+}
+
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
         struct vfiod_client *c = w->data;
         uint32_t budget = c->server->policy->limits.max_requests_in_flight;
+        const struct vfiod_recv_filter filter = {.unwanted_take = unwanted_take, .userdata = c};
 
         if (revents & EV_WRITE)
                 flush_queue(c);
@@ -1177,7 +1221,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
         while (budget-- > 0 && can_read(c)) {
                 struct vfiod_msg *msg = NULL;
                 const char *reason = NULL;
-                int r = vfiod_msg_recv(c->fd, MSG_DONTWAIT, &msg, &reason);
+                int r = vfiod_msg_recv_filtered(c->fd, MSG_DONTWAIT, &filter, &msg, &reason);
 
                 if (r == -EAGAIN || r == -EINTR)
                         break;
@@ -1190,11 +1234,22 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
                         break;
                 }
                 vfiod_client_dispatch(c, msg);
+                /* Only memfds and eventfds are left: closing them never blocks. */
                 size_t left = vfiod_msg_free(msg);
                 if (left > 0)
                         LOG_CLIENT(LOG_DEBUG, c, "client %" PRIu64 ": closed %zu unused fd(s)",
                                    c->id, left);
         }
+}
+
+static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+        struct vfiod_client *c = w->data;
+
+        /* A client restored in session after a restart never had to say Hello. */
+        if (c->state == VFIOD_CLIENT_NEW)
+                vfiod_client_drop(c, "no Hello within HelloTimeoutMs=%u",
+                                  c->server->policy->limits.hello_timeout_ms);
 }
 
 int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_peer *peer,
@@ -1239,6 +1294,10 @@ int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_pee
         ev_io_init(&c->io, io_cb, fd, EV_READ);
         c->io.data = c;
         ev_io_start(s->loop, &c->io);
+        ev_timer_init(&c->hello_timer, hello_timeout_cb,
+                      s->policy->limits.hello_timeout_ms / 1000.0, 0.);
+        c->hello_timer.data = c;
+        ev_timer_start(s->loop, &c->hello_timer);
         *ret = c;
         return 0;
 oom:
@@ -1254,8 +1313,10 @@ void vfiod_client_free(struct vfiod_client *c)
 
         if (!c)
                 return;
-        if (c->server)
+        if (c->server) {
                 ev_io_stop(c->server->loop, &c->io);
+                ev_timer_stop(c->server->loop, &c->hello_timer);
+        }
         /* Nobody can receive events for these any more. */
         c->dead = true;
         list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)(void)

@@ -45,6 +45,21 @@
 #define VFIOD_DEFAULT_MAX_REQUESTS_IN_FLIGHT 16
 /* ReleaseGraceMs: time a holder has to answer ReleaseRequested before the revoke. */
 #define VFIOD_DEFAULT_RELEASE_GRACE_MS 5000
+/*
+ * HelloTimeoutMs: time a new connection has to say Hello before it is
+ * closed, so that idle connections cannot hold every connection slot.
+ */
+#define VFIOD_DEFAULT_HELLO_TIMEOUT_MS 5000
+
+/*
+ * Not configurable: fds a client sent that no request takes (anything but a
+ * memfd or an eventfd) wait for the closer's thread (daemon/closer.h): at
+ * most VFIOD_CLOSER_MAX_FDS_PER_USER of one uid. A connection is read only
+ * while its uid has room for a whole datagram of fds (253). The limit is
+ * per uid only, so that users who block the closer together cannot stop
+ * another user being read.
+ */
+#define VFIOD_CLOSER_MAX_FDS_PER_USER (2 * 253)
 
 /* Not configurable: how often quarantined groups are checked again. */
 #define VFIOD_QUARANTINE_RECHECK_MS 500
@@ -63,6 +78,7 @@ struct vfiod_config_limits {
         uint32_t max_queued_messages_per_client;
         uint32_t max_requests_in_flight;
         uint32_t release_grace_ms;
+        uint32_t hello_timeout_ms;
 };
 
 #define VFIOD_LIMITS_DEFAULT                                                                \
@@ -80,4 +96,5 @@ struct vfiod_config_limits {
             .max_queued_messages_per_client = VFIOD_DEFAULT_MAX_QUEUED_MESSAGES_PER_CLIENT, \
             .max_requests_in_flight = VFIOD_DEFAULT_MAX_REQUESTS_IN_FLIGHT,                 \
             .release_grace_ms = VFIOD_DEFAULT_RELEASE_GRACE_MS,                             \
+            .hello_timeout_ms = VFIOD_DEFAULT_HELLO_TIMEOUT_MS,                             \
         })

@@ -260,6 +260,15 @@ uint64_t vfiod_server_uptime_ms(struct vfiod_server *s)
         return now > s->started ? (uint64_t)((now - s->started) * 1000) : 0;
 }
 
+/* The closer closed fds: connections it held back may be read again. */
+static void closer_room_cb(void *userdata)
+{
+        struct vfiod_server *s = userdata;
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link) vfiod_client_kick(c);
+}
+
 int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
                      struct vfiod_policy *policy, struct vfiod_server **ret)
 {
@@ -293,6 +302,11 @@ int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
                 vfiod_server_free(s);
                 return r;
         }
+        r = vfiod_closer_new(loop, closer_room_cb, s, &s->closer);
+        if (r < 0) {
+                vfiod_server_free(s);
+                return r;
+        }
         *ret = s;
         return 0;
 }
@@ -317,6 +331,8 @@ void vfiod_server_free(struct vfiod_server *s)
         if (s->listen_fd >= 0)
                 ev_io_stop(s->loop, &s->accept_io);
         safe_close(s->listen_fd);
+        /* After the clients: nothing can hand it an fd any more. */
+        vfiod_closer_free(s->closer);
         vfiod_registry_free(s->devices);
         vfiod_policy_free(s->policy);
         free(s->config_path);

@@ -17,6 +17,7 @@
 
 #include <ev.h>
 
+#include "daemon/closer.h"
 #include "daemon/devices.h"
 #include "daemon/list.h"
 #include "daemon/log.h"
@@ -39,6 +40,7 @@ struct vfiod_server {
         bool accept_starved;   /* said so in the log; cleared by the next accept */
         ev_prepare reaper;     /* frees dead clients before the loop blocks */
         ev_timer quarantine_timer;
+        struct vfiod_closer *closer; /* owned: closes the fds no request takes */
         struct vfiod_policy *policy; /* owned */
         char *config_path;
         bool config_missing_ok;

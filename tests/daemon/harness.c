@@ -181,6 +181,14 @@ void h_spin(void)
                 ev_run(H.loop, EVRUN_NOWAIT);
 }
 
+void h_closer_drain(void)
+{
+        for (int i = 0; i < 400 && vfiod_closer_pending(H.server->closer, false, 0) > 0; i++)
+                usleep(5000);
+        ck_assert_uint_eq(vfiod_closer_pending(H.server->closer, false, 0), 0);
+        h_spin();
+}
+
 uint64_t h_send(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds)
 {
         int r;

@@ -54,6 +54,8 @@ int h_connect(uid_t uid, gid_t gid);
 
 /* Runs the loop without blocking a few times. */
 void h_spin(void);
+/* Waits (2 s at most, asserted) until the closer's thread closed every fd handed to it. */
+void h_closer_drain(void);
 
 /* Sends env (id set if 0) with fds; asserts it went out. Returns the id. */
 uint64_t h_send(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds);
