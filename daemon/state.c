@@ -273,8 +273,10 @@ static void collect(struct vfiod_server *s, struct fdlist *fds, struct buf *b)
                 if (c->dead)
                         continue;
                 fdlist_add(fds, c->fd, "client-%" PRIu64, c->id);
-                bprintf(b, "client %" PRIu64 " %d %" PRIu64 " %d %u %u\n", c->id, (int)c->state,
-                        c->caps, c->admin ? 1 : 0, c->max_datagram, c->max_fds);
+                /* The unit and slice read at connect: never read again from a pid. */
+                bprintf(b, "client %" PRIu64 " %d %" PRIu64 " %d %u %u %s %s\n", c->id,
+                        (int)c->state, c->caps, c->admin ? 1 : 0, c->max_datagram, c->max_fds,
+                        c->peer.unit ? c->peer.unit : "-", c->peer.slice ? c->peer.slice : "-");
                 list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link)
                 {
                         struct vfiod_memfd_view *v;
@@ -777,6 +779,38 @@ static int restore_irq_take(struct vfiod_lease *l, size_t k, unsigned index, uns
         return 0;
 }
 
+/*
+ * Adds the connection of client id with its old id. Uid, gid, pid and groups
+ * are the kernel's (recorded at connect()); the unit and slice are those the
+ * state saved, read when the client connected: its pid may name another
+ * process by now.
+ */
+static int restore_client_take(struct vfiod_server *s, int fd, uint64_t id, const char *unit,
+                               const char *slice)
+{
+        struct vfiod_peer peer = {0};
+        int r;
+
+        if (fd < 0 || id == 0 || find_client(s, id)) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        r = vfiod_peer_read(fd, false, &peer);
+        if (r == 0 &&
+            ((unit && !(peer.unit = strdup(unit))) || (slice && !(peer.slice = strdup(slice)))))
+                r = -ENOMEM;
+        if (r < 0) {
+                vfiod_peer_done(&peer);
+                safe_close(fd);
+                return r;
+        }
+        s->next_client_id = id - 1;
+        /* The fd moves to the client; the peer is copied. */
+        r = vfiod_server_add_client_take(s, fd, &peer);
+        vfiod_peer_done(&peer);
+        return r;
+}
+
 static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *text, char *why,
                          size_t whylen, size_t *ret_leases)
 {
@@ -791,7 +825,7 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                 unsigned k, i, n, u1, u2;
                 int x, y, z, w;
                 unsigned long long ino;
-                char s1[64], s2[64];
+                char s1[64], s2[64], unit[256], slice[256];
                 struct vfiod_client *c;
                 struct vfiod_domain *d;
                 struct vfiod_lease *l;
@@ -802,23 +836,17 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                         s->next_client_id = a > s->next_client_id ? a : s->next_client_id;
                         s->next_domain_id = b2;
                         s->next_lease_id = c3;
-                } else if (sscanf(line, "client %" SCNu64 " %d %" SCNu64 " %d %u %u", &a, &x, &b2,
-                                  &y, &u1, &u2) == 6) {
-                        int fd;
-
+                } else if ((z = sscanf(line,
+                                       "client %" SCNu64 " %d %" SCNu64 " %d %u %u %255s %255s", &a,
+                                       &x, &b2, &y, &u1, &u2, unit, slice)) == 6 ||
+                           z == 8) {
                         uint64_t next = s->next_client_id;
 
                         snprintf(name, sizeof(name), "client-%" PRIu64, a);
-                        fd = passed_take(p, name);
-                        if (a == 0 || find_client(s, a)) {
-                                safe_close(fd);
-                                r = -EINVAL;
-                                break;
-                        }
-                        /* The client gets its old id; the peer is read again from the kernel. */
-                        s->next_client_id = a - 1;
-                        /* The fd moves to the client. */
-                        r = vfiod_server_add_client_take(s, fd, NULL);
+                        /* The fd moves to the client (closed on failure). */
+                        r = restore_client_take(s, passed_take(p, name), a,
+                                                z == 8 && strcmp(unit, "-") != 0 ? unit : NULL,
+                                                z == 8 && strcmp(slice, "-") != 0 ? slice : NULL);
                         s->next_client_id = next > a ? next : a;
                         if (r < 0)
                                 break;

@@ -28,7 +28,9 @@
  *
  *   vfiod-state 1
  *   next C D L
- *   client C STATE CAPS ADMIN MAX_DATAGRAM MAX_FDS
+ *   client C STATE CAPS ADMIN MAX_DATAGRAM MAX_FDS UNIT SLICE
+ *                                    (UNIT, SLICE: read at connect, '-' when
+ *                                    none; a state without them: none)
  *   domain C D MODEL MODEL_SET MODE
  *   view D V WRITABLE OFFSET SIZE INO
  *   map D IOVA SIZE V DELTA
@@ -50,7 +52,8 @@
  *
  * Restore (vfiod_state_restore, before the first client is served): the
  * state must parse, its hash match, and every fd it names be there and of
- * the right kind. Then clients (peer read again with SO_PEERCRED), domains,
+ * the right kind. Then clients (uid, gid, pid and groups read again with
+ * SO_PEERCRED and SO_PEERGROUPS, the unit and slice the state's), domains,
  * views, leases (device info and interrupts read again, REQ/ERR armed,
  * groups marked LEASED, the policy in force checked: a lease it no longer
  * allows is revoked) and mappings are rebuilt. A state that cannot be

@@ -226,8 +226,12 @@ static void notify_drain(int nfd, char *all, size_t size)
         }
 }
 
-static pid_t spawn_fake(const char *notify, const char *sock, int fd3, int fd4, const char *names,
-                        int *ret_stderr)
+/*
+ * vfiod-fake --fd-store, as the service manager starts it: the n fds from 3 on,
+ * with their names (LISTEN_FDNAMES, ':' between), and NOTIFY_SOCKET=notify.
+ */
+static pid_t spawn_fake(const char *notify, const char *sock, const int *fds, size_t n,
+                        const char *names, int *ret_stderr)
 {
         char conf[4200], vfio[4200];
         int errpipe[2];
@@ -239,19 +243,26 @@ static pid_t spawn_fake(const char *notify, const char *sock, int fd3, int fd4, 
         pid = fork();
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {
-                char pidbuf[32];
+                char pidbuf[32], count[32];
 
                 dup2(errpipe[1], STDERR_FILENO);
                 unsetenv("JOURNAL_STREAM");
                 unsetenv("LISTEN_FDS");
                 setenv("NOTIFY_SOCKET", notify, 1);
                 setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0", 1);
-                if (fd3 >= 0) {
+                if (n > 0) {
                         /* The service manager's protocol: fds from 3, their names, our pid. */
-                        dup2(fd3, 3);
-                        dup2(fd4, 4);
+                        int high[64];
+
+                        if (n > 64)
+                                _exit(126);
+                        for (size_t i = 0; i < n; i++)
+                                high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 100);
+                        for (size_t i = 0; i < n; i++)
+                                dup2(high[i], 3 + (int)i);
                         snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
-                        setenv("LISTEN_FDS", "2", 1);
+                        snprintf(count, sizeof(count), "%zu", n);
+                        setenv("LISTEN_FDS", count, 1);
                         setenv("LISTEN_PID", pidbuf, 1);
                         setenv("LISTEN_FDNAMES", names, 1);
                 }
@@ -295,7 +306,7 @@ START_TEST(fd_store_follows_the_leases)
         snprintf(notify, sizeof(notify), "%s/notify", H.root);
         testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
         nfd = dgram_receiver(notify);
-        pid = spawn_fake(notify, sock, -1, -1, NULL, &err);
+        pid = spawn_fake(notify, sock, NULL, 0, NULL, &err);
         fd = connect_retry(sock);
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
@@ -358,11 +369,11 @@ static uint64_t fnv1a(const char *p, size_t n)
         return hash;
 }
 
-/* A memfd holding a state for client 7 (READY); the hash is broken when torn. */
-static int state_memfd(bool torn)
+/* A memfd holding a state of the lines in body, with its "end" line; the hash is broken when torn.
+ */
+static int state_memfd_of(const char *body, bool torn)
 {
-        const char *body = "vfiod-state 1\nnext 7 0 0\nclient 7 1 0 0 65536 64\n";
-        char text[512];
+        char text[2048];
         int fd = memfd_create("state", MFD_CLOEXEC);
 
         ck_assert_int_ge(fd, 0);
@@ -370,6 +381,12 @@ static int state_memfd(bool torn)
                  (unsigned long long)(fnv1a(body, strlen(body)) ^ (torn ? 1 : 0)));
         ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
         return fd;
+}
+
+/* A memfd holding a state for client 7 (READY); the hash is broken when torn. */
+static int state_memfd(bool torn)
+{
+        return state_memfd_of("vfiod-state 1\nnext 7 0 0\nclient 7 1 0 0 65536 64\n", torn);
 }
 
 static void restore_case(bool torn)
@@ -392,7 +409,7 @@ static void restore_case(bool torn)
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
         ck_assert_int_eq(setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
         state = state_memfd(torn);
-        pid = spawn_fake(notify, sock, state, sp[1], "state:client-7", &err);
+        pid = spawn_fake(notify, sock, (int[]){state, sp[1]}, 2, "state:client-7", &err);
         close(state);
         close(sp[1]);
         close(connect_retry(sock)); /* it is up */
@@ -444,6 +461,115 @@ START_TEST(fd_store_torn_state_torn_down)
 }
 END_TEST
 
+/*
+ * The server's end of a connection whose client end is *ret_client, made by a
+ * child process that exits (and is reaped) at once: SO_PEERCRED names a pid
+ * whose process is gone. *ret_pid is that pid.
+ */
+static int connection_of_a_gone_process(const char *listen_path, int *ret_client, pid_t *ret_pid)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct timeval tv = {.tv_sec = 5};
+        int l, c, s, status;
+        pid_t pid;
+
+        memcpy(sa.sun_path, listen_path, strlen(listen_path) + 1);
+        l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(l, 0);
+        ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(l, 1), 0);
+        c = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(c, 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                _exit(connect(c, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : 1);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ck_assert_int_ge(s, 0);
+        close(l);
+        unlink(listen_path);
+        ck_assert_int_eq(setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        *ret_client = c;
+        *ret_pid = pid;
+        return s;
+}
+
+/*
+ * A restored client keeps the unit and slice it had when it connected (the
+ * state's), not those of whatever process has its pid now. Clients 7 (no
+ * unit) and 8 (vm@1.service) connected, exited, and their pids now name
+ * processes of vm@9.service and of no unit (the fake lookup,
+ * VFIOD_FAKE_UNITS). Units=vm@*.service names 8, not 7.
+ */
+START_TEST(fd_store_restores_the_unit_it_saved)
+{
+        char sock[4200], notify[4200], units[4200], path[4300], line[256], all[16384] = "",
+                                                                           log[16384];
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        struct vfiod_msg *m;
+        int nfd, err, state, s7, s8, c7, c8, status;
+        pid_t pid, p7, p8;
+
+        h_start(NULL);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        snprintf(sock, sizeof(sock), "%s/vfiod.sock", H.root);
+        snprintf(notify, sizeof(notify), "%s/notify", H.root);
+        snprintf(units, sizeof(units), "%s/units", H.root);
+        testutil_write_file(H.root, "vfiod.conf",
+                            "[Device t]\nMatch=0000:00:01.0\nUnits=vm@*.service\n");
+        nfd = dgram_receiver(notify);
+        snprintf(path, sizeof(path), "%s/old.sock", H.root);
+        s7 = connection_of_a_gone_process(path, &c7, &p7);
+        s8 = connection_of_a_gone_process(path, &c8, &p8);
+        snprintf(line, sizeof(line), "%d vm@9.service machine.slice\n%d - -\n", (int)p7, (int)p8);
+        testutil_write_file(H.root, "units", line);
+        state = state_memfd_of("vfiod-state 1\nnext 8 0 0\n"
+                               "client 7 1 0 0 65536 64 - -\n"
+                               "client 8 1 0 0 65536 64 vm@1.service machine.slice\n",
+                               false);
+        ck_assert_int_eq(setenv("VFIOD_FAKE_UNITS", units, 1), 0);
+        pid = spawn_fake(notify, sock, (int[]){state, s7, s8}, 3, "state:client-7:client-8", &err);
+        unsetenv("VFIOD_FAKE_UNITS");
+        close(state);
+        close(s7);
+        close(s8);
+        close(connect_retry(sock)); /* it is up */
+
+        a.device = "0000:00:01.0";
+        a.mode = VFIOD__MODE__MODE_BROKERED;
+        env.id = 21;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
+        env.acquire = &a;
+        m = call(c7, &env);
+        ck_assert_msg(m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR,
+                      "client 7 (no unit when it connected) was granted the device");
+        ck_assert_int_eq(m->env->error->errnum, EPERM);
+        vfiod_msg_free(m);
+        env.id = 22;
+        m = call(c8, &env);
+        ck_assert_msg(m->env->body_case == VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY,
+                      "client 8 (vm@1.service when it connected) was refused: %s",
+                      m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? m->env->error->reason
+                                                                       : "?");
+        vfiod_msg_free(m);
+
+        notify_drain(nfd, all, sizeof(all));
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        status = wait_exit(pid, 10);
+        drain(err, log, sizeof(log));
+        close(err);
+        ck_assert_msg(status == 0, "%s", log);
+        ck_assert_msg(strstr(log, "Restored 0 lease(s) and 2 client(s)"), "%s", log);
+        close(c7);
+        close(c8);
+        close(nfd);
+        h_stop();
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("daemon-systemd");
@@ -455,6 +581,7 @@ int main(void)
         tcase_add_test(tc, fd_store_follows_the_leases);
         tcase_add_test(tc, fd_store_client_restored);
         tcase_add_test(tc, fd_store_torn_state_torn_down);
+        tcase_add_test(tc, fd_store_restores_the_unit_it_saved);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
