@@ -64,8 +64,9 @@ int vfiod_server_listen_take(struct vfiod_server *server, int listen_fd);
 
 /*
  * Adds a connected SOCK_SEQPACKET socket as a client; takes ownership of fd.
- * The peer is read with SO_PEERCRED/SO_PEERGROUPS unless `peer` is given
- * (tests only: a socketpair's peer is the test itself).
+ * The peer is read with vfiod_peer_read() unless `peer` is given (copied): a
+ * client restored from the fd store, with the unit and slice it had when it
+ * connected; in tests, a socketpair's peer is the test itself.
  */
 int vfiod_server_add_client_take(struct vfiod_server *server, int fd,
                                  const struct vfiod_peer *peer);
@@ -98,4 +99,14 @@ uint64_t vfiod_server_uptime_ms(struct vfiod_server *server);
  */
 int vfiod_socket_bind(const char *path);
 
+/*
+ * The peer of a connected socket, from the kernel: uid, gid and pid
+ * (SO_PEERCRED, recorded at connect()), the supplementary groups
+ * (SO_PEERGROUPS) and, with `unit`, the systemd unit and slice of the process
+ * that connected, only while that process is known to be the one that has
+ * its pid (a pidfd, SO_PEERPIDFD or pidfd_open(), checked around the read of
+ * /proc/PID/cgroup; logged when not: the peer then has none). Free with
+ * vfiod_peer_done().
+ */
+int vfiod_peer_read(int fd, bool unit, struct vfiod_peer *ret);
 void vfiod_peer_done(struct vfiod_peer *peer);
