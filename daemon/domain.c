@@ -329,6 +329,33 @@ static size_t first_map_from(const struct vfiod_domain *d, uint64_t iova)
         return lo;
 }
 
+/*
+ * The pages of a range must be the client's already: a hole (a page never
+ * written, SEEK_HOLE) would be filled by the daemon's own fault, and a page
+ * is charged to the memory cgroup of the process that faults it in. The fd
+ * shares its file offset with the client's: it is put back.
+ */
+static int check_no_hole(const struct vfiod_map_range *m, size_t i, struct vfiod_error *err)
+{
+        off_t pos = lseek(m->fd, 0, SEEK_CUR), hole;
+        int saved;
+
+        hole = lseek(m->fd, (off_t)m->offset, SEEK_HOLE);
+        saved = errno;
+        if (pos >= 0)
+                (void)lseek(m->fd, pos, SEEK_SET);
+        if (hole < 0)
+                return vfiod_error_set(err, EINVAL, "range %zu: memfd %u: SEEK_HOLE: %s", i,
+                                       m->fd_index, strerror(saved));
+        if ((uint64_t)hole < m->offset + m->size)
+                return vfiod_error_set(err, EFAULT,
+                                       "range %zu: memfd %u has a hole at offset 0x%" PRIx64
+                                       " (a page never written): write or fault in every page "
+                                       "of a range before mapping it",
+                                       i, m->fd_index, (uint64_t)hole);
+        return 0;
+}
+
 static int check_range(const struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t i,
                        const struct memfd_meta *meta, struct vfiod_error *err)
 {
@@ -366,7 +393,7 @@ static int check_range(const struct vfiod_domain *d, const struct vfiod_map_rang
                                        "memfd %u is too small: %" PRIu64
                                        " bytes, range needs offset 0x%" PRIx64 " + size 0x%" PRIx64,
                                        m->fd_index, meta->size, m->offset, m->size);
-        return 0;
+        return check_no_hole(m, i, err);
 }
 
 static int cmp_range_iova(const void *a, const void *b)
@@ -405,8 +432,8 @@ static int check_batch_disjoint(const struct vfiod_map_range *ranges, size_t n,
  * neighbourhood of pages at once (fault-around), the pin's write faults one
  * page each. Consecutive ranges that are adjacent in the same view are done
  * in one call; runs shorter than POPULATE_MIN are left to the pin (a call
- * would cost more than it saves). Never beyond the ranges: a hole in the
- * memfd would get memory. Best effort (before Linux 5.14: EINVAL). A view
+ * would cost more than it saves). Never beyond the ranges (which have no
+ * holes, see check_no_hole()). Best effort (before Linux 5.14: EINVAL). A view
  * remembers the span it populated, so a view kept idle and reused is not
  * walked again.
  */

@@ -372,12 +372,25 @@ void h_close_all(int *fds, size_t n)
                 }
 }
 
-int h_memfd(size_t size, int seals)
+int h_memfd_sparse(size_t size, int seals)
 {
         int fd = memfd_create("vfiod-test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
         ck_assert_int_ge(fd, 0);
         ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+        if (seals)
+                ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
+        return fd;
+}
+
+int h_memfd(size_t size, int seals)
+{
+        int fd = h_memfd_sparse(size, 0);
+        static const char zeros[4096];
+
+        /* The client's own pages, as MapDma wants them: every page written once. */
+        for (size_t off = 0; off < size; off += sizeof(zeros))
+                ck_assert_int_eq(pwrite(fd, zeros, sizeof(zeros), (off_t)off), sizeof(zeros));
         if (seals)
                 ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
         return fd;

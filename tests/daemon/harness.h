@@ -85,5 +85,7 @@ uint64_t h_acquire_ok(int fd, const char *bdf, uint64_t domain, int mode, int re
 int h_release(int fd, uint64_t lease); /* 0 or errnum */
 Vfiod__LeaseState h_state(int fd, const char *bdf);
 void h_close_all(int *fds, size_t n);
-/* A memfd of size bytes, sealed with seals (0 = none). */
+/* A memfd of size bytes (a multiple of 4096), every page written, sealed with seals (0 = none). */
 int h_memfd(size_t size, int seals);
+/* The same with nothing written: the whole file is a hole. */
+int h_memfd_sparse(size_t size, int seals);

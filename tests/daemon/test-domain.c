@@ -8,6 +8,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -527,6 +528,51 @@ START_TEST(quarantined_domain_takes_no_mapping)
 }
 END_TEST
 
+/* True when [off, off + len) of fd has a hole (a page never written). */
+static bool has_hole(int fd, off_t off, off_t len)
+{
+        off_t hole = lseek(fd, off, SEEK_HOLE);
+
+        return hole >= 0 && hole < off + len;
+}
+
+/*
+ * The pages of a MapDma are the client's: a range with a hole (a page the
+ * client never wrote) is refused, and the daemon faults nothing in, which
+ * would charge the page to the daemon's memory cgroup instead.
+ */
+START_TEST(map_refuses_holes)
+{
+        /* 32 pages: more than what the daemon would populate before the pin. */
+        int mfd = h_memfd_sparse(32 * PAGE, 0), ok;
+        static const char page[PAGE] = "written";
+        struct range r = {0, 0, 0x100000, 32 * PAGE};
+        char reason[256] = "";
+
+        for (int i = 0; i < 32; i++)
+                if (i != 17)
+                        ck_assert_int_eq(pwrite(mfd, page, PAGE, (off_t)(i * PAGE)), PAGE);
+        ck_assert_int_eq(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+        start(NULL);
+        ck_assert_int_eq(map(domain, &r, 1, &mfd, 1, reason), EFAULT);
+        ck_assert_msg(strstr(reason, "range 0: memfd 0 has a hole at offset 0x11000"), "%s",
+                      reason);
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        ck_assert(has_hole(mfd, 17 * PAGE, PAGE));
+        /* A range around the hole is fine; once written, the whole file is too. */
+        r.size = 17 * PAGE;
+        ck_assert_int_eq(map(domain, &r, 1, &mfd, 1, NULL), 0);
+        ck_assert(has_hole(mfd, 17 * PAGE, PAGE));
+        ck_assert_int_eq(unmap(domain, 0x100000, 17 * PAGE, NULL), 0);
+        ck_assert_int_eq(pwrite(mfd, page, PAGE, 17 * PAGE), PAGE);
+        r.size = 32 * PAGE;
+        ok = map(domain, &r, 1, &mfd, 1, reason);
+        ck_assert_msg(ok == 0, "%s", reason);
+        close(mfd);
+        stop();
+}
+END_TEST
+
 /* Maps n pages at iova from connection fd (the helpers above use client_fd). */
 static int map_on(int fd, uint64_t dom, uint64_t iova, uint64_t pages, int mfd, char *reason)
 {
@@ -596,6 +642,7 @@ int main(void)
         tcase_add_test(tc, not_a_memfd_in_the_domain);
         tcase_add_test(tc, quarantined_domain_takes_no_mapping);
         tcase_add_test(tc, pinned_bytes_per_user);
+        tcase_add_test(tc, map_refuses_holes);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
