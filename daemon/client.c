@@ -717,16 +717,18 @@ out:
         return r;
 }
 
-/* Bytes mapped through MapDma now by every connection of c's uid together. */
-static uint64_t user_pinned_bytes(const struct vfiod_client *c)
+/* What every connection of c's uid holds now, c's included. */
+static struct vfiod_usage user_usage(const struct vfiod_client *c)
 {
         struct vfiod_client *o;
-        uint64_t sum = 0;
+        struct vfiod_usage sum = {0};
 
         list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
         {
-                if (o->peer.uid == c->peer.uid)
-                        sum += o->usage.pinned_bytes;
+                if (o->peer.uid != c->peer.uid)
+                        continue;
+                sum.pinned_bytes += o->usage.pinned_bytes;
+                sum.view_bytes += o->usage.view_bytes;
         }
         return sum;
 }
@@ -755,6 +757,7 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
         _cleanup_free_ struct vfiod_map_range *ranges = NULL;
+        struct vfiod_usage user;
         uint64_t bytes = 0;
         int r;
 
@@ -781,7 +784,8 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         r = map_quota_check(c, d, ranges, rq->n_ranges, err);
         if (r < 0)
                 return r;
-        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, user_pinned_bytes(c), &bytes, err);
+        user = user_usage(c);
+        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &user, &bytes, err);
         if (r == -EDQUOT)
                 LOG_CLIENT(LOG_NOTICE, c, "quota: refused MapDma in domain %" PRIu64 ": %s", d->id,
                            err ? err->reason : "");

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "daemon/client.h"
 #include "daemon/domain.h"
 #include "daemon/lease.h"
 #include "kernel/group.h"
@@ -382,8 +383,9 @@ END_TEST
 START_TEST(mapping_limits)
 {
         int mfd = h_memfd(16 * PAGE, F_SEAL_SHRINK);
+        /* Apart in the file: each range is a view of its own. */
         struct range r[3] = {
-            {0, 0, 0x100000, PAGE}, {0, PAGE, 0x200000, PAGE}, {0, 2 * PAGE, 0x300000, PAGE}};
+            {0, 0, 0x100000, PAGE}, {0, 4 * PAGE, 0x200000, PAGE}, {0, 2 * PAGE, 0x300000, PAGE}};
         char reason[256];
 
         start("[Daemon]\nMaxMappingsPerClient=2\nMaxPinnedBytesPerClient=12K\n"
@@ -454,7 +456,7 @@ END_TEST
 /* The domain API itself on fds that are not memfds. */
 START_TEST(not_a_memfd_in_the_domain)
 {
-        struct vfiod_usage usage = {0};
+        struct vfiod_usage usage = {0}, user = {0};
         struct vfiod_config_limits lim = VFIOD_LIMITS_DEFAULT;
         struct vfiod_domain *d = NULL;
         struct vfiod_error err = {0};
@@ -481,7 +483,7 @@ START_TEST(not_a_memfd_in_the_domain)
                                                     .iova = 0x100000,
                                                     .size = PAGE,
                                                     .readable = true};
-                        ck_assert_int_eq(vfiod_domain_map(d, &r, 1, &lim, 0, &bytes, &err),
+                        ck_assert_int_eq(vfiod_domain_map(d, &r, 1, &lim, &user, &bytes, &err),
                                          -EINVAL);
                         ck_assert_msg(strstr(err.reason, "not a memfd"), "%s", err.reason);
                 }
@@ -573,6 +575,96 @@ START_TEST(map_refuses_holes)
 }
 END_TEST
 
+/* Bytes of the tests' memfds this process (the daemon) has mapped. */
+static uint64_t memfd_view_bytes(void)
+{
+        FILE *f = fopen("/proc/self/maps", "re");
+        char line[512];
+        uint64_t sum = 0;
+
+        ck_assert_ptr_nonnull(f);
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long long lo, hi;
+
+                if (strstr(line, "/memfd:vfiod-test") && sscanf(line, "%llx-%llx", &lo, &hi) == 2)
+                        sum += hi - lo;
+        }
+        fclose(f);
+        return sum;
+}
+
+/*
+ * The daemon maps what is mapped for DMA, not the span between: two pages at
+ * the two ends of a 1 TiB sparse memfd cost it two pages of address space.
+ * The ranges of a request that touch in the file share one view.
+ */
+START_TEST(views_map_only_the_ranges)
+{
+        const uint64_t far = 1ull << 40;
+        int mfd = h_memfd_sparse(far, 0);
+        struct range r[4] = {{0, 0, 0x100000, PAGE},
+                             {0, far - PAGE, 0x200000, PAGE},
+                             {0, PAGE, 0x300000, PAGE},
+                             {0, 3 * PAGE, 0x400000, PAGE}};
+        char reason[256] = "";
+        int ok;
+
+        ck_assert_int_eq(pwrite(mfd, "a", 1, 0), 1);
+        ck_assert_int_eq(pwrite(mfd, "b", 1, 1 * PAGE), 1);
+        ck_assert_int_eq(pwrite(mfd, "c", 1, 3 * PAGE), 1);
+        ck_assert_int_eq(pwrite(mfd, "z", 1, (off_t)(far - PAGE)), 1);
+        ck_assert_int_eq(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+        start(NULL);
+        ok = map(domain, r, 2, &mfd, 1, reason);
+        ck_assert_msg(ok == 0, "%s", reason);
+        ck_assert_uint_eq(memfd_view_bytes(), 2 * PAGE);
+        ck_assert_int_eq(memfd_views(), 2);
+        ck_assert_int_eq(unmap(domain, 0x100000, 0x200000, NULL), 0);
+        /* Pages 1 and 3 are not neighbours: two views; then 0..1 share one. */
+        vfiod_domain_drop_idle_views(vfiod_client_find_domain(
+            container_of(H.server->clients.next, struct vfiod_client, link), domain));
+        ck_assert_int_eq(map(domain, r + 2, 2, &mfd, 1, NULL), 0);
+        ck_assert_int_eq(memfd_views(), 2);
+        ck_assert_uint_eq(memfd_view_bytes(), 2 * PAGE);
+        ck_assert_int_eq(map(domain, r, 1, &mfd, 1, NULL), 0);
+        ck_assert_uint_eq(fake_kernel_mappings(), 3);
+        close(mfd);
+        stop();
+}
+END_TEST
+
+/*
+ * A view stays mapped while any mapping lies in it: the daemon's mapped
+ * bytes, not only the mapped ranges, count against MaxPinnedBytesPerClient.
+ */
+START_TEST(view_bytes_count_against_the_quota)
+{
+        int a = h_memfd(3 * PAGE, F_SEAL_SHRINK), b = h_memfd(2 * PAGE, F_SEAL_SHRINK);
+        /* Adjacent in the file: one 12K view. */
+        struct range r[2] = {{0, 0, 0x100000, PAGE}, {0, PAGE, 0x200000, 2 * PAGE}};
+        struct range rb = {0, 0, 0x300000, 2 * PAGE};
+        char reason[256] = "";
+
+        start("[Daemon]\nMaxPinnedBytesPerClient=16K\n");
+        ck_assert_int_eq(map(domain, r, 2, &a, 1, NULL), 0);
+        ck_assert_int_eq(unmap(domain, 0x200000, 2 * PAGE, NULL), 0);
+        /* 4K mapped, but the 12K view stays: 8K more would keep 20K mapped. */
+        ck_assert_uint_eq(memfd_view_bytes(), 3 * PAGE);
+        ck_assert_int_eq(map(domain, &rb, 1, &b, 1, reason), EDQUOT);
+        ck_assert_msg(strstr(reason, "MaxPinnedBytesPerClient=16384") &&
+                          strstr(reason, "12288 bytes of memfds mapped by the daemon"),
+                      "%s", reason);
+        ck_assert_uint_eq(memfd_view_bytes(), 3 * PAGE);
+        /* Once the first view goes, it fits. */
+        ck_assert_int_eq(unmap(domain, 0x100000, PAGE, NULL), 0);
+        ck_assert_int_eq(map(domain, &rb, 1, &b, 1, reason), 0);
+        ck_assert_uint_eq(memfd_view_bytes(), 2 * PAGE);
+        close(a);
+        close(b);
+        stop();
+}
+END_TEST
+
 /* Maps n pages at iova from connection fd (the helpers above use client_fd). */
 static int map_on(int fd, uint64_t dom, uint64_t iova, uint64_t pages, int mfd, char *reason)
 {
@@ -643,6 +735,8 @@ int main(void)
         tcase_add_test(tc, quarantined_domain_takes_no_mapping);
         tcase_add_test(tc, pinned_bytes_per_user);
         tcase_add_test(tc, map_refuses_holes);
+        tcase_add_test(tc, views_map_only_the_ranges);
+        tcase_add_test(tc, view_bytes_count_against_the_quota);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
