@@ -401,16 +401,18 @@ struct vfiod_dma_range {
 /*
  * Maps n ranges (n >= 1) into a domain, all or nothing. The library sends
  * each distinct fd once (ranges naming the same fd share it). The fds are
- * borrowed; the daemon keeps its own mapping of the pages and the caller
- * keeps full access to them.
+ * borrowed; the daemon maps the ranges itself and keeps a duplicate of each
+ * memfd while it maps part of it (counted against its fd budget), and the
+ * caller keeps full access to the pages.
  *
  * Returns the number of ranges mapped (n) and, when ret_bytes is not NULL,
  * sets *ret_bytes to the bytes mapped. Errors: -EINVAL (n == 0, a negative
  * fd, an unknown flag; from the daemon: alignment, overlap, seals), -EFAULT
  * (a range has a hole: a page never written), -EDQUOT (pinned bytes),
- * -ENOSPC (mappings), -EPERM (IOVA outside the allowed
- * windows), -EMSGSIZE (too many ranges or fds for one message), the call
- * errors.
+ * -ENOSPC (mappings, or the fds the daemon keeps for you: MaxFdsPerClient,
+ * MaxFdsPerUser), -EMFILE (the daemon is near its own fd limit: try later),
+ * -EPERM (IOVA outside the allowed windows), -EMSGSIZE (too many ranges or
+ * fds for one message), the call errors.
  */
 int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
                   size_t n, uint64_t *ret_bytes);
@@ -481,7 +483,10 @@ struct vfiod_irq_set {
 /*
  * Sends *set for lease `lease_id` (each distinct eventfd travels once).
  * Returns 0, or -EINVAL (both payloads set, an eventfd below -1), -EPERM (ERR
- * or REQ index, or not allowed), -ENOENT, -EMSGSIZE, the call errors.
+ * or REQ index, or not allowed), -ENOENT, -EMSGSIZE, -ENOSPC (the daemon
+ * keeps each eventfd while assigned, within MaxFdsPerClient and
+ * MaxFdsPerUser), -EMFILE (the daemon is near its own fd limit), the call
+ * errors.
  */
 int vfiod_set_irqs(struct vfiod *c, uint64_t lease_id, const struct vfiod_irq_set *set);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "daemon/client.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h> /* MIN */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -717,6 +720,116 @@ out:
         return r;
 }
 
+/* ---- the fds a client makes the daemon keep -------------------------------------------- */
+
+/* Client eventfds the daemon keeps for c's leases (SetIrqs triggers and UNMASK eventfds). */
+static uint32_t irq_fds(const struct vfiod_client *c)
+{
+        struct vfiod_lease *l;
+        uint32_t n = 0;
+
+        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)
+        {
+                for (size_t k = 0; k < l->n_devs; k++) {
+                        const struct vfiod_lease_dev *dev = &l->devs[k];
+
+                        for (uint32_t i = 0; i < VFIOD_N_CLIENT_IRQ_INDEXES; i++) {
+                                n += dev->unmask_fds[i] >= 0;
+                                for (uint32_t v = 0; dev->trigger_fds[i] && v < dev->irqs[i].count;
+                                     v++)
+                                        n += dev->trigger_fds[i][v] >= 0;
+                        }
+                }
+        }
+        return n;
+}
+
+/* What MaxFdsPerClient counts: a memfd per view, an eventfd per interrupt vector. */
+static uint32_t kept_fds(const struct vfiod_client *c)
+{
+        return c->usage.fds + irq_fds(c);
+}
+
+/* The fds this process has open; UINT32_MAX when it cannot tell (no fd left for the count). */
+static uint32_t count_open_fds(void)
+{
+        DIR *dir = opendir("/proc/self/fd");
+        struct dirent *de;
+        uint32_t n = 0;
+
+        if (!dir)
+                return UINT32_MAX;
+        while ((de = readdir(dir)))
+                n += de->d_name[0] != '.';
+        closedir(dir);
+        return n > 0 ? n - 1 : 0; /* not the directory's own fd */
+}
+
+/*
+ * How many more fds the daemon may keep for clients: its RLIMIT_NOFILE less
+ * the fds open and VFIOD_FD_HEADROOM. Counting /proc/self/fd costs time with
+ * many fds: the count is taken again at most every second, or every 100 ms
+ * when it is near the line; in between, what requests made the daemon keep
+ * is added (vfiod_server.fds_open), and what others opened is in the headroom.
+ */
+static uint32_t daemon_fd_room(struct vfiod_server *s)
+{
+        ev_tstamp now = ev_now(s->loop), age = now - s->fds_counted_at;
+        struct rlimit rl;
+        uint64_t limit;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                rl.rlim_cur = UINT32_MAX;
+        limit = rl.rlim_cur;
+        if (age >= 1.0 || (age >= 0.1 && s->fds_open + 2ull * VFIOD_FD_HEADROOM >= limit) ||
+            s->fds_counted_at == 0) {
+                s->fds_open = count_open_fds();
+                s->fds_counted_at = now;
+        }
+        return limit > (uint64_t)s->fds_open + VFIOD_FD_HEADROOM
+                   ? (uint32_t)MIN(limit - s->fds_open - VFIOD_FD_HEADROOM, UINT32_MAX)
+                   : 0;
+}
+
+/*
+ * The fd budget of one request of c: what is left of MaxFdsPerClient, of
+ * MaxFdsPerUser over every connection of c's uid, and of the daemon's room,
+ * whichever is least, with the reason that names it.
+ */
+static void fd_budget(struct vfiod_client *c, struct vfiod_fd_budget *b)
+{
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
+        uint32_t mine = kept_fds(c), user = 0, room = daemon_fd_room(c->server);
+        struct vfiod_client *o;
+
+        list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
+        {
+                if (o->peer.uid == c->peer.uid)
+                        user += o == c ? mine : kept_fds(o);
+        }
+        *b = (struct vfiod_fd_budget){.left = room, .errnum = EMFILE};
+        snprintf(b->why, sizeof(b->why),
+                 "the daemon has %" PRIu32 " fds open and keeps %d of its limit free; try again "
+                 "later",
+                 c->server->fds_open, VFIOD_FD_HEADROOM);
+        if (lim->max_fds_per_user - MIN(user, lim->max_fds_per_user) < b->left) {
+                b->left = lim->max_fds_per_user - MIN(user, lim->max_fds_per_user);
+                b->errnum = ENOSPC;
+                snprintf(b->why, sizeof(b->why),
+                         "the daemon keeps %" PRIu32 " fds for this user's connections: "
+                         "MaxFdsPerUser=%" PRIu32 " reached",
+                         user, lim->max_fds_per_user);
+        }
+        if (lim->max_fds_per_client - MIN(mine, lim->max_fds_per_client) < b->left) {
+                b->left = lim->max_fds_per_client - MIN(mine, lim->max_fds_per_client);
+                b->errnum = ENOSPC;
+                snprintf(b->why, sizeof(b->why),
+                         "the daemon keeps %" PRIu32 " fds for you (memfd views, interrupt "
+                         "eventfds): MaxFdsPerClient=%" PRIu32 " reached",
+                         mine, lim->max_fds_per_client);
+        }
+}
+
 /* What every connection of c's uid holds now, c's included. */
 static struct vfiod_usage user_usage(const struct vfiod_client *c)
 {
@@ -758,6 +871,8 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
         _cleanup_free_ struct vfiod_map_range *ranges = NULL;
         struct vfiod_usage user;
+        struct vfiod_fd_budget budget;
+        uint32_t kept;
         uint64_t bytes = 0;
         int r;
 
@@ -785,7 +900,11 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         if (r < 0)
                 return r;
         user = user_usage(c);
-        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &user, &bytes, err);
+        fd_budget(c, &budget);
+        kept = c->usage.fds;
+        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &user, &budget, &bytes, err);
+        if (c->usage.fds > kept)
+                c->server->fds_open += c->usage.fds - kept;
         if (r == -EDQUOT)
                 LOG_CLIENT(LOG_NOTICE, c, "quota: refused MapDma in domain %" PRIu64 ": %s", d->id,
                            err ? err->reason : "");
@@ -933,6 +1052,28 @@ static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct
                 break;
         default:
                 return vfiod_error_set(err, EINVAL, "bad interrupt data type %d", (int)rq->data);
+        }
+        if (rq->data == VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD) {
+                struct vfiod_fd_budget budget;
+                uint32_t more = 0;
+
+                /* Each eventfd is kept while assigned; those it replaces go. */
+                for (size_t i = 0; i < rq->count; i++)
+                        more += fds[i] >= 0;
+                if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES &&
+                    rq->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK)
+                        more -= MIN(more, (uint32_t)(dev->unmask_fds[rq->index] >= 0));
+                else if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES && dev->trigger_fds[rq->index])
+                        for (uint32_t v = rq->start;
+                             v < dev->irqs[rq->index].count && v - rq->start < rq->count; v++)
+                                more -= MIN(more, (uint32_t)(dev->trigger_fds[rq->index][v] >= 0));
+                fd_budget(c, &budget);
+                if (more > budget.left) {
+                        r = vfiod_error_set(err, budget.errnum, "%" PRIu32 " more eventfd(s): %s",
+                                            more, budget.why);
+                        goto fail_fds;
+                }
+                c->server->fds_open += more;
         }
         r = vfiod_lease_set_irqs_take(dev, rq->index, rq->start, rq->count, rq->action, rq->data,
                                       bools, fds, err);

@@ -56,6 +56,7 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
 static void view_free(struct vfiod_domain *d, struct vfiod_memfd_view *v)
 {
         d->usage->view_bytes -= v->size;
+        d->usage->fds--;
         if (munmap(v->addr, v->size) < 0)
                 log_warning("domain %" PRIu64 ": munmap of a memfd view failed: %m", d->id);
         safe_close(v->fd);
@@ -534,6 +535,7 @@ static struct vfiod_memfd_view *view_new(struct vfiod_domain *d, const struct vf
                                        .id = ++d->next_view_id};
         list_add_tail(&d->views, &v->link);
         d->usage->view_bytes += v->size;
+        d->usage->fds++;
         return v;
 }
 
@@ -569,10 +571,11 @@ static int cmp_span(const void *a, const void *b)
 static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
                      const struct memfd_meta *const *meta_of, struct vfiod_memfd_view **view_of,
                      const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
-                     struct vfiod_error *err)
+                     const struct vfiod_fd_budget *fds, struct vfiod_error *err)
 {
         _cleanup_free_ struct span *spans = calloc(n, sizeof(*spans));
         uint64_t new_bytes = 0, mine, theirs;
+        uint32_t new_fds = 0;
         size_t i, j;
 
         if (!spans)
@@ -596,6 +599,7 @@ static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *range
                 v = view_find(d, spans[i].meta, spans[i].writable, spans[i].lo, hi);
                 if (!v) {
                         new_bytes += hi - spans[i].lo;
+                        new_fds++;
                         continue;
                 }
                 /* The request holds one reference per view, whatever the runs in it. */
@@ -608,6 +612,16 @@ static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *range
                 view_of[spans[i].i] = v;
                 for (size_t k = i + 1; k < j; k++)
                         view_of[spans[k].i] = v;
+        }
+
+        /* Each new view keeps an fd; idle views give theirs up first. */
+        if (new_fds > fds->left) {
+                uint32_t over = new_fds - fds->left;
+
+                if (over > d->n_idle_views)
+                        return vfiod_error_set(err, fds->errnum, "%u new memfd view(s): %s",
+                                               new_fds, fds->why);
+                idle_trim(d, d->n_idle_views - over, d->idle_bytes);
         }
 
         /*
@@ -672,7 +686,8 @@ static int cmp_map(const void *a, const void *b)
 
 int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
                      const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
-                     uint64_t *ret_bytes, struct vfiod_error *err)
+                     const struct vfiod_fd_budget *fds, uint64_t *ret_bytes,
+                     struct vfiod_error *err)
 {
         _cleanup_free_ struct memfd_meta *metas = NULL;
         _cleanup_free_ const struct memfd_meta **meta_of = NULL;
@@ -743,7 +758,7 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         d->maps = maps;
 
-        r = views_get(d, ranges, n, meta_of, view_of, limits, user, err);
+        r = views_get(d, ranges, n, meta_of, view_of, limits, user, fds, err);
         if (r < 0)
                 goto undo;
 
@@ -959,6 +974,7 @@ int vfiod_domain_adopt_view_take(struct vfiod_domain *d, int memfd, uint64_t vie
                                        .fd = memfd,
                                        .id = view_id};
         d->usage->view_bytes += size;
+        d->usage->fds++;
         if (view_id > d->next_view_id)
                 d->next_view_id = view_id;
         list_add_tail(&d->views, &v->link);

@@ -32,6 +32,18 @@ struct vfiod_usage {
         uint32_t mappings;
         uint64_t pinned_bytes;
         uint64_t view_bytes; /* of client memfds the daemon has mmapped (its views) */
+        uint32_t fds;        /* memfd duplicates the daemon keeps (one per view) */
+};
+
+/*
+ * How many more fds one request may make the daemon keep (the caller sets
+ * it from MaxFdsPerClient, MaxFdsPerUser and the daemon's own table), and the
+ * error for a request that needs more.
+ */
+struct vfiod_fd_budget {
+        uint32_t left;
+        int errnum;    /* ENOSPC (a budget of the client or its user) or EMFILE (the daemon's) */
+        char why[200]; /* names the limit that sets left */
 };
 
 /*
@@ -128,11 +140,15 @@ void vfiod_domain_detached_last(struct vfiod_domain *domain);
  * them in order; when one fails, the ones already mapped are unmapped. All
  * or nothing. On success *ret_bytes is the total. user is what every
  * connection of the owner's uid holds now, the owner's included
- * (MaxPinnedBytesPerUser counts its pinned bytes and its view bytes).
+ * (MaxPinnedBytesPerUser counts its pinned bytes and its view bytes). A new
+ * view keeps a duplicate of its memfd: when the request needs more than
+ * fds->left new views (idle views give theirs up first), it fails with
+ * fds->errnum and fds->why.
  */
 int vfiod_domain_map(struct vfiod_domain *domain, const struct vfiod_map_range *ranges, size_t n,
                      const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
-                     uint64_t *ret_bytes, struct vfiod_error *err);
+                     const struct vfiod_fd_budget *fds, uint64_t *ret_bytes,
+                     struct vfiod_error *err);
 
 /*
  * UnmapDma: every range must cover whole mappings (EINVAL otherwise) and

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "daemon/client.h"
@@ -457,6 +458,7 @@ END_TEST
 START_TEST(not_a_memfd_in_the_domain)
 {
         struct vfiod_usage usage = {0}, user = {0};
+        struct vfiod_fd_budget budget = {.left = 8, .errnum = ENOSPC};
         struct vfiod_config_limits lim = VFIOD_LIMITS_DEFAULT;
         struct vfiod_domain *d = NULL;
         struct vfiod_error err = {0};
@@ -483,8 +485,9 @@ START_TEST(not_a_memfd_in_the_domain)
                                                     .iova = 0x100000,
                                                     .size = PAGE,
                                                     .readable = true};
-                        ck_assert_int_eq(vfiod_domain_map(d, &r, 1, &lim, &user, &bytes, &err),
-                                         -EINVAL);
+                        ck_assert_int_eq(
+                            vfiod_domain_map(d, &r, 1, &lim, &user, &budget, &bytes, &err),
+                            -EINVAL);
                         ck_assert_msg(strstr(err.reason, "not a memfd"), "%s", err.reason);
                 }
         }
@@ -716,6 +719,150 @@ START_TEST(pinned_bytes_per_user)
 }
 END_TEST
 
+/* SetIrqs of one MSI-X vector to eventfd efd; 0 or the errnum, *ret_reason copied. */
+static int set_vector(int fd, uint64_t l, uint32_t vector, int efd, char *ret_reason)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
+        int32_t idx = 0;
+        struct vfiod_msg *m;
+
+        si.lease_id = l;
+        si.index = VFIOD__IRQ_INDEX__IRQ_INDEX_MSIX;
+        si.start = vector;
+        si.count = 1;
+        si.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
+        si.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
+        si.n_eventfds = 1;
+        si.eventfds = &idx;
+        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+        env.set_irqs = &si;
+        m = h_call(fd, &env, &efd, 1);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+                if (ret_reason)
+                        snprintf(ret_reason, 256, "%s", m->env->error->reason);
+                return h_error(m);
+        }
+        h_ok(m);
+        return 0;
+}
+
+/*
+ * The fds the daemon keeps for a client (a memfd per view, an eventfd per
+ * vector) have a budget per client and per user; refused requests leave the
+ * connection and the lease alone, and another user is not touched.
+ */
+START_TEST(fd_budget_per_client_and_user)
+{
+        int mfd[8], efd = eventfd(0, EFD_CLOEXEC), fd2, fd3, f2[3], f3[3];
+        uint64_t dom2, dom3, lease3;
+        size_t n2, n3;
+        char reason[256] = "";
+
+        start("[Daemon]\nMaxFdsPerClient=4\nMaxFdsPerUser=6\n"
+              "[Device other]\nMatch=0000:00:03.0\nUsers=1001\n");
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        h_add_device("0000:00:03.0", 3, "vfio-pci");
+        fd2 = h_connect(1000, 1000);
+        fd3 = h_connect(1001, 1001);
+        h_hello(fd2, 0);
+        h_hello(fd3, 0);
+        (void)h_acquire_ok(fd2, "0000:00:02.0", 0, BROKERED, f2, &n2, &dom2);
+        lease3 = h_acquire_ok(fd3, "0000:00:03.0", 0, BROKERED, f3, &n3, &dom3);
+        for (int i = 0; i < 8; i++)
+                mfd[i] = h_memfd(PAGE, F_SEAL_SHRINK);
+
+        /* One-page mappings of distinct memfds: a kept fd each. */
+        for (int i = 0; i < 4; i++)
+                ck_assert_int_eq(
+                    map_on(client_fd, domain, 0x100000 + i * 0x10000ull, 1, mfd[i], NULL), 0);
+        ck_assert_int_eq(map_on(client_fd, domain, 0x200000, 1, mfd[4], reason), ENOSPC);
+        ck_assert_msg(strstr(reason, "MaxFdsPerClient=4"), "%s", reason);
+        ck_assert_int_eq(set_vector(client_fd, lease, 0, efd, reason), ENOSPC);
+        ck_assert_msg(strstr(reason, "MaxFdsPerClient=4"), "%s", reason);
+        /* Inside a view it has already: no new fd. */
+        ck_assert_int_eq(map_on(client_fd, domain, 0x300000, 1, mfd[0], NULL), 0);
+
+        /* The same user's second connection has what is left of MaxFdsPerUser. */
+        ck_assert_int_eq(map_on(fd2, dom2, 0x100000, 1, mfd[4], NULL), 0);
+        ck_assert_int_eq(set_vector(fd2, 0, 0, efd, NULL), ENOENT); /* (no such lease) */
+        ck_assert_int_eq(map_on(fd2, dom2, 0x110000, 1, mfd[5], NULL), 0);
+        ck_assert_int_eq(map_on(fd2, dom2, 0x120000, 1, mfd[6], reason), ENOSPC);
+        ck_assert_msg(strstr(reason, "MaxFdsPerUser=6"), "%s", reason);
+
+        /* Another user is not touched. */
+        ck_assert_int_eq(map_on(fd3, dom3, 0x100000, 1, mfd[6], NULL), 0);
+        ck_assert_int_eq(set_vector(fd3, lease3, 0, efd, NULL), 0);
+        ck_assert_int_eq(h_state(fd3, "0000:00:03.0"),
+                         VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+
+        /* An idle view gives its fd up for a new one. */
+        ck_assert_int_eq(unmap(domain, 0x110000, PAGE, NULL), 0);
+        ck_assert_int_eq(map_on(client_fd, domain, 0x400000, 1, mfd[7], reason), 0);
+        ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+
+        h_close_all(f2, n2);
+        h_close_all(f3, n3);
+        h_close_all(mfd, 8);
+        close(efd);
+        close(fd2);
+        close(fd3);
+        stop();
+}
+END_TEST
+
+/*
+ * Near its own RLIMIT_NOFILE the daemon refuses what would make it keep more
+ * fds (EMFILE), and keeps VFIOD_FD_HEADROOM free: a request that carries fds
+ * is still received and answered, nobody is dropped, no lease is lost.
+ */
+START_TEST(daemon_keeps_fd_headroom)
+{
+        struct rlimit rl;
+        int fd3, f3[3], mfd, r = 0, mapped = 0;
+        uint64_t dom3;
+        size_t n3;
+        char reason[256] = "";
+
+        start("[Device other]\nMatch=0000:00:03.0\nUsers=1001\n");
+        h_add_device("0000:00:03.0", 3, "vfio-pci");
+        fd3 = h_connect(1001, 1001);
+        h_hello(fd3, 0);
+        (void)h_acquire_ok(fd3, "0000:00:03.0", 0, BROKERED, f3, &n3, &dom3);
+        ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        rl.rlim_cur = (rlim_t)testutil_count_fds() + VFIOD_FD_HEADROOM + 40;
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+        usleep(110 * 1000); /* the daemon counts its fds again */
+
+        /* One user fills the daemon's table with one-page mappings. */
+        while (r == 0 && mapped < 400) {
+                mfd = h_memfd(PAGE, F_SEAL_SHRINK);
+                r = map_on(client_fd, domain, 0x100000 + (uint64_t)mapped * PAGE, 1, mfd, reason);
+                close(mfd);
+                mapped += r == 0;
+        }
+        ck_assert_int_eq(r, EMFILE);
+        ck_assert_msg(strstr(reason, "the daemon has") && strstr(reason, "fds open"), "%s", reason);
+        ck_assert_int_ge(mapped, 20);
+
+        /* The other user's MapDma carries an fd: refused, answered, the lease kept. */
+        mfd = h_memfd(PAGE, F_SEAL_SHRINK);
+        ck_assert_int_eq(map_on(fd3, dom3, 0x100000, 1, mfd, reason), EMFILE);
+        ck_assert_int_eq(h_state(fd3, "0000:00:03.0"),
+                         VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+        ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+
+        /* Once the first user lets go, there is room again. */
+        ck_assert_int_eq(h_release(client_fd, lease), 0);
+        usleep(110 * 1000);
+        ck_assert_int_eq(map_on(fd3, dom3, 0x100000, 1, mfd, reason), 0);
+        close(mfd);
+        h_close_all(f3, n3);
+        close(fd3);
+        stop();
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("daemon-domain");
@@ -737,6 +884,8 @@ int main(void)
         tcase_add_test(tc, map_refuses_holes);
         tcase_add_test(tc, views_map_only_the_ranges);
         tcase_add_test(tc, view_bytes_count_against_the_quota);
+        tcase_add_test(tc, fd_budget_per_client_and_user);
+        tcase_add_test(tc, daemon_keeps_fd_headroom);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
