@@ -793,20 +793,16 @@ static uint32_t daemon_fd_room(struct vfiod_server *s)
 
 /*
  * The fd budget of one request of c: what is left of MaxFdsPerClient, of
- * MaxFdsPerUser over every connection of c's uid, and of the daemon's room,
- * whichever is least, with the reason that names it.
+ * MaxFdsPerUser over every connection of c's uid (users, see user_usage()),
+ * and of the daemon's room, whichever is least, with the reason that names
+ * it.
  */
-static void fd_budget(struct vfiod_client *c, struct vfiod_fd_budget *b)
+static void fd_budget(struct vfiod_client *c, const struct vfiod_usage *users,
+                      struct vfiod_fd_budget *b)
 {
         const struct vfiod_config_limits *lim = &c->server->policy->limits;
-        uint32_t mine = kept_fds(c), user = 0, room = daemon_fd_room(c->server);
-        struct vfiod_client *o;
+        uint32_t mine = kept_fds(c), user = users->fds, room = daemon_fd_room(c->server);
 
-        list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
-        {
-                if (o->peer.uid == c->peer.uid)
-                        user += o == c ? mine : kept_fds(o);
-        }
         *b = (struct vfiod_fd_budget){.left = room, .errnum = EMFILE};
         snprintf(b->why, sizeof(b->why),
                  "the daemon has %" PRIu32 " fds open and keeps %d of its limit free; try again "
@@ -830,7 +826,7 @@ static void fd_budget(struct vfiod_client *c, struct vfiod_fd_budget *b)
         }
 }
 
-/* What every connection of c's uid holds now, c's included. */
+/* What every connection of c's uid holds now, c's included; fds: kept_fds(). */
 static struct vfiod_usage user_usage(const struct vfiod_client *c)
 {
         struct vfiod_client *o;
@@ -842,6 +838,7 @@ static struct vfiod_usage user_usage(const struct vfiod_client *c)
                         continue;
                 sum.pinned_bytes += o->usage.pinned_bytes;
                 sum.view_bytes += o->usage.view_bytes;
+                sum.fds += kept_fds(o);
         }
         return sum;
 }
@@ -900,7 +897,7 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         if (r < 0)
                 return r;
         user = user_usage(c);
-        fd_budget(c, &budget);
+        fd_budget(c, &user, &budget);
         kept = c->usage.fds;
         r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &user, &budget, &bytes, err);
         if (c->usage.fds > kept)
@@ -974,6 +971,34 @@ static bool is_eventfd(int fd)
                 return false;
         target[n] = '\0';
         return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+/*
+ * The eventfds of a SetIrqs within the fd budget: each is kept while
+ * assigned, and those it replaces go. Counts them in the daemon's table.
+ */
+static int irq_fds_fit(struct vfiod_client *c, const struct vfiod_lease_dev *dev,
+                       const Vfiod__SetIrqs *rq, const int *fds, struct vfiod_error *err)
+{
+        struct vfiod_usage user = user_usage(c);
+        struct vfiod_fd_budget budget;
+        uint32_t more = 0;
+
+        for (size_t i = 0; i < rq->count; i++)
+                more += fds[i] >= 0;
+        if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES &&
+            rq->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK)
+                more -= MIN(more, (uint32_t)(dev->unmask_fds[rq->index] >= 0));
+        else if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES && dev->trigger_fds[rq->index])
+                for (uint32_t v = rq->start;
+                     v < dev->irqs[rq->index].count && v - rq->start < rq->count; v++)
+                        more -= MIN(more, (uint32_t)(dev->trigger_fds[rq->index][v] >= 0));
+        fd_budget(c, &user, &budget);
+        if (more > budget.left)
+                return vfiod_error_set(err, budget.errnum, "%" PRIu32 " more eventfd(s): %s", more,
+                                       budget.why);
+        c->server->fds_open += more;
+        return 0;
 }
 
 static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
@@ -1054,26 +1079,9 @@ static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct
                 return vfiod_error_set(err, EINVAL, "bad interrupt data type %d", (int)rq->data);
         }
         if (rq->data == VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD) {
-                struct vfiod_fd_budget budget;
-                uint32_t more = 0;
-
-                /* Each eventfd is kept while assigned; those it replaces go. */
-                for (size_t i = 0; i < rq->count; i++)
-                        more += fds[i] >= 0;
-                if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES &&
-                    rq->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK)
-                        more -= MIN(more, (uint32_t)(dev->unmask_fds[rq->index] >= 0));
-                else if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES && dev->trigger_fds[rq->index])
-                        for (uint32_t v = rq->start;
-                             v < dev->irqs[rq->index].count && v - rq->start < rq->count; v++)
-                                more -= MIN(more, (uint32_t)(dev->trigger_fds[rq->index][v] >= 0));
-                fd_budget(c, &budget);
-                if (more > budget.left) {
-                        r = vfiod_error_set(err, budget.errnum, "%" PRIu32 " more eventfd(s): %s",
-                                            more, budget.why);
+                r = irq_fds_fit(c, dev, rq, fds, err);
+                if (r < 0)
                         goto fail_fds;
-                }
-                c->server->fds_open += more;
         }
         r = vfiod_lease_set_irqs_take(dev, rq->index, rq->start, rq->count, rq->action, rq->data,
                                       bools, fds, err);
