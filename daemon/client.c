@@ -791,6 +791,21 @@ static uint32_t daemon_fd_room(struct vfiod_server *s)
                    : 0;
 }
 
+/* Narrows b to what is left of limit (named key) when used of it are taken already. */
+static void budget_narrow(struct vfiod_fd_budget *b, uint32_t used, uint32_t limit,
+                          const char *whom, const char *key)
+{
+        uint32_t left = limit - MIN(used, limit);
+
+        if (left >= b->left)
+                return;
+        b->left = left;
+        b->errnum = ENOSPC;
+        snprintf(b->why, sizeof(b->why),
+                 "the daemon keeps %" PRIu32 " fds for %s: %s=%" PRIu32 " reached", used, whom, key,
+                 limit);
+}
+
 /*
  * The fd budget of one request of c: what is left of MaxFdsPerClient, of
  * MaxFdsPerUser over every connection of c's uid (users, see user_usage()),
@@ -808,22 +823,9 @@ static void fd_budget(struct vfiod_client *c, const struct vfiod_usage *users,
                  "the daemon has %" PRIu32 " fds open and keeps %d of its limit free; try again "
                  "later",
                  c->server->fds_open, VFIOD_FD_HEADROOM);
-        if (lim->max_fds_per_user - MIN(user, lim->max_fds_per_user) < b->left) {
-                b->left = lim->max_fds_per_user - MIN(user, lim->max_fds_per_user);
-                b->errnum = ENOSPC;
-                snprintf(b->why, sizeof(b->why),
-                         "the daemon keeps %" PRIu32 " fds for this user's connections: "
-                         "MaxFdsPerUser=%" PRIu32 " reached",
-                         user, lim->max_fds_per_user);
-        }
-        if (lim->max_fds_per_client - MIN(mine, lim->max_fds_per_client) < b->left) {
-                b->left = lim->max_fds_per_client - MIN(mine, lim->max_fds_per_client);
-                b->errnum = ENOSPC;
-                snprintf(b->why, sizeof(b->why),
-                         "the daemon keeps %" PRIu32 " fds for you (memfd views, interrupt "
-                         "eventfds): MaxFdsPerClient=%" PRIu32 " reached",
-                         mine, lim->max_fds_per_client);
-        }
+        budget_narrow(b, user, lim->max_fds_per_user, "this user's connections", "MaxFdsPerUser");
+        budget_narrow(b, mine, lim->max_fds_per_client, "you (memfd views, interrupt eventfds)",
+                      "MaxFdsPerClient");
 }
 
 /* What every connection of c's uid holds now, c's included; fds: kept_fds(). */

@@ -559,6 +559,24 @@ static int cmp_span(const void *a, const void *b)
 }
 
 /*
+ * The run that starts at spans[i] (sorted): the spans after it of the same
+ * memfd and protection that start at or before the end so far. Returns its
+ * end j ([i, j)); *ret_hi is the end of its file span.
+ */
+static size_t run_end(const struct span *spans, size_t n, size_t i, uint64_t *ret_hi)
+{
+        uint64_t hi = spans[i].hi;
+        size_t j;
+
+        for (j = i + 1; j < n && spans[j].meta == spans[i].meta &&
+                        spans[j].writable == spans[i].writable && spans[j].lo <= hi;
+             j++)
+                hi = spans[j].hi > hi ? spans[j].hi : hi;
+        *ret_hi = hi;
+        return j;
+}
+
+/*
  * Gives every range of the request its view (view_of[], one reference per
  * distinct view): the ranges of one memfd and protection whose file spans
  * overlap or touch form a run, and a run lies in a view that covers it or in
@@ -587,15 +605,11 @@ static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *range
                                          .hi = ranges[i].offset + ranges[i].size,
                                          .i = i};
         qsort(spans, n, sizeof(*spans), cmp_span);
-        /* Runs: [i, j) share a memfd and protection, each starts at or before the end so far. */
         for (i = 0; i < n; i = j) {
-                uint64_t hi = spans[i].hi;
+                uint64_t hi;
                 struct vfiod_memfd_view *v;
 
-                for (j = i + 1; j < n && spans[j].meta == spans[i].meta &&
-                                spans[j].writable == spans[i].writable && spans[j].lo <= hi;
-                     j++)
-                        hi = spans[j].hi > hi ? spans[j].hi : hi;
+                j = run_end(spans, n, i, &hi);
                 v = view_find(d, spans[i].meta, spans[i].writable, spans[i].lo, hi);
                 if (!v) {
                         new_bytes += hi - spans[i].lo;
@@ -658,13 +672,10 @@ static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *range
                                        theirs + mine, new_bytes, limits->max_pinned_bytes_per_user);
 
         for (i = 0; i < n; i = j) {
-                uint64_t hi = spans[i].hi;
+                uint64_t hi;
                 struct vfiod_memfd_view *v;
 
-                for (j = i + 1; j < n && spans[j].meta == spans[i].meta &&
-                                spans[j].writable == spans[i].writable && spans[j].lo <= hi;
-                     j++)
-                        hi = spans[j].hi > hi ? spans[j].hi : hi;
+                j = run_end(spans, n, i, &hi);
                 if (view_of[spans[i].i])
                         continue;
                 v = view_new(d, &ranges[spans[i].i], spans[i].meta, spans[i].lo, hi, spans[i].i,

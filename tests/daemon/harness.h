@@ -89,3 +89,9 @@ void h_close_all(int *fds, size_t n);
 int h_memfd(size_t size, int seals);
 /* The same with nothing written: the whole file is a hole. */
 int h_memfd_sparse(size_t size, int seals);
+/*
+ * SetIrqs TRIGGER of vectors 0 .. count-1 of index to eventfd efd (count 0:
+ * disable the index). 0 or the errnum; the reason copied to ret_reason
+ * (256 bytes, may be NULL).
+ */
+int h_set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t count, int efd, char *ret_reason);

@@ -317,18 +317,36 @@ START_TEST(unmap_coalesces_neighbours)
 }
 END_TEST
 
-/* The daemon's (this process's) mappings of the tests' memfds. */
-static int memfd_views(void)
+/*
+ * The daemon's (this process's) mappings of the tests' memfds: how many
+ * (lines of /proc/self/maps) and, when ret_bytes is not NULL, their bytes.
+ */
+static int memfd_maps(uint64_t *ret_bytes)
 {
         FILE *f = fopen("/proc/self/maps", "re");
         char line[512];
+        uint64_t sum = 0;
         int n = 0;
 
         ck_assert_ptr_nonnull(f);
-        while (fgets(line, sizeof(line), f))
-                n += strstr(line, "/memfd:vfiod-test") != NULL;
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long long lo, hi;
+
+                if (!strstr(line, "/memfd:vfiod-test"))
+                        continue;
+                n++;
+                if (sscanf(line, "%llx-%llx", &lo, &hi) == 2)
+                        sum += hi - lo;
+        }
         fclose(f);
+        if (ret_bytes)
+                *ret_bytes = sum;
         return n;
+}
+
+static int memfd_views(void)
+{
+        return memfd_maps(NULL);
 }
 
 /*
@@ -578,22 +596,12 @@ START_TEST(map_refuses_holes)
 }
 END_TEST
 
-/* Bytes of the tests' memfds this process (the daemon) has mapped. */
 static uint64_t memfd_view_bytes(void)
 {
-        FILE *f = fopen("/proc/self/maps", "re");
-        char line[512];
-        uint64_t sum = 0;
+        uint64_t bytes;
 
-        ck_assert_ptr_nonnull(f);
-        while (fgets(line, sizeof(line), f)) {
-                unsigned long long lo, hi;
-
-                if (strstr(line, "/memfd:vfiod-test") && sscanf(line, "%llx-%llx", &lo, &hi) == 2)
-                        sum += hi - lo;
-        }
-        fclose(f);
-        return sum;
+        (void)memfd_maps(&bytes);
+        return bytes;
 }
 
 /*
@@ -681,71 +689,65 @@ static int map_on(int fd, uint64_t dom, uint64_t iova, uint64_t pages, int mfd, 
 }
 
 /*
+ * Beside client_fd (uid 1000, DEV1): a second connection of uid 1000 with a
+ * brokered lease of 0000:00:02.0 and one of uid 1001 with 0000:00:03.0.
+ */
+struct others {
+        int fd2, fd3, f2[3], f3[3];
+        size_t n2, n3;
+        uint64_t dom2, dom3, lease3;
+};
+
+static void start_with_others(const char *daemon_section, struct others *o)
+{
+        char conf[512];
+
+        snprintf(conf, sizeof(conf), "%s[Device other]\nMatch=0000:00:03.0\nUsers=1001\n",
+                 daemon_section);
+        start(conf);
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        h_add_device("0000:00:03.0", 3, "vfio-pci");
+        o->fd2 = h_connect(1000, 1000);
+        o->fd3 = h_connect(1001, 1001);
+        h_hello(o->fd2, 0);
+        h_hello(o->fd3, 0);
+        (void)h_acquire_ok(o->fd2, "0000:00:02.0", 0, BROKERED, o->f2, &o->n2, &o->dom2);
+        o->lease3 = h_acquire_ok(o->fd3, "0000:00:03.0", 0, BROKERED, o->f3, &o->n3, &o->dom3);
+}
+
+static void stop_with_others(struct others *o)
+{
+        h_close_all(o->f2, o->n2);
+        h_close_all(o->f3, o->n3);
+        close(o->fd2);
+        close(o->fd3);
+        stop();
+}
+
+/*
  * MaxPinnedBytesPerUser counts every connection of a uid together: a second
  * connection does not bring a second quota. Another user has its own.
  */
 START_TEST(pinned_bytes_per_user)
 {
-        int mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK), fd2, fd3, f2[3], f3[3];
-        uint64_t dom2, dom3;
-        size_t n2, n3;
+        int mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK);
+        struct others o;
         char reason[256] = "";
 
-        start("[Daemon]\nMaxPinnedBytesPerUser=8K\n"
-              "[Device other]\nMatch=0000:00:03.0\nUsers=1001\n");
-        h_add_device("0000:00:02.0", 2, "vfio-pci");
-        h_add_device("0000:00:03.0", 3, "vfio-pci");
-        fd2 = h_connect(1000, 1000);
-        fd3 = h_connect(1001, 1001);
-        h_hello(fd2, 0);
-        h_hello(fd3, 0);
-        (void)h_acquire_ok(fd2, "0000:00:02.0", 0, BROKERED, f2, &n2, &dom2);
-        (void)h_acquire_ok(fd3, "0000:00:03.0", 0, BROKERED, f3, &n3, &dom3);
+        start_with_others("[Daemon]\nMaxPinnedBytesPerUser=8K\n", &o);
 
         ck_assert_int_eq(map_on(client_fd, domain, 0x100000, 1, mfd, NULL), 0);
-        ck_assert_int_eq(map_on(fd2, dom2, 0x100000, 2, mfd, reason), EDQUOT);
+        ck_assert_int_eq(map_on(o.fd2, o.dom2, 0x100000, 2, mfd, reason), EDQUOT);
         ck_assert_msg(strstr(reason, "MaxPinnedBytesPerUser=8192"), "%s", reason);
-        ck_assert_int_eq(map_on(fd2, dom2, 0x100000, 1, mfd, NULL), 0);
+        ck_assert_int_eq(map_on(o.fd2, o.dom2, 0x100000, 1, mfd, NULL), 0);
         ck_assert_int_eq(map_on(client_fd, domain, 0x200000, 1, mfd, NULL), EDQUOT);
-        ck_assert_int_eq(map_on(fd3, dom3, 0x100000, 2, mfd, NULL), 0);
+        ck_assert_int_eq(map_on(o.fd3, o.dom3, 0x100000, 2, mfd, NULL), 0);
         ck_assert_uint_eq(fake_kernel_mappings(), 3);
 
-        h_close_all(f2, n2);
-        h_close_all(f3, n3);
-        close(fd2);
-        close(fd3);
         close(mfd);
-        stop();
+        stop_with_others(&o);
 }
 END_TEST
-
-/* SetIrqs of one MSI-X vector to eventfd efd; 0 or the errnum, *ret_reason copied. */
-static int set_vector(int fd, uint64_t l, uint32_t vector, int efd, char *ret_reason)
-{
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
-        int32_t idx = 0;
-        struct vfiod_msg *m;
-
-        si.lease_id = l;
-        si.index = VFIOD__IRQ_INDEX__IRQ_INDEX_MSIX;
-        si.start = vector;
-        si.count = 1;
-        si.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
-        si.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
-        si.n_eventfds = 1;
-        si.eventfds = &idx;
-        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-        env.set_irqs = &si;
-        m = h_call(fd, &env, &efd, 1);
-        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
-                if (ret_reason)
-                        snprintf(ret_reason, 256, "%s", m->env->error->reason);
-                return h_error(m);
-        }
-        h_ok(m);
-        return 0;
-}
 
 /*
  * The fds the daemon keeps for a client (a memfd per view, an eventfd per
@@ -754,21 +756,11 @@ static int set_vector(int fd, uint64_t l, uint32_t vector, int efd, char *ret_re
  */
 START_TEST(fd_budget_per_client_and_user)
 {
-        int mfd[8], efd = eventfd(0, EFD_CLOEXEC), fd2, fd3, f2[3], f3[3];
-        uint64_t dom2, dom3, lease3;
-        size_t n2, n3;
+        int mfd[8], efd = eventfd(0, EFD_CLOEXEC);
+        struct others o;
         char reason[256] = "";
 
-        start("[Daemon]\nMaxFdsPerClient=4\nMaxFdsPerUser=6\n"
-              "[Device other]\nMatch=0000:00:03.0\nUsers=1001\n");
-        h_add_device("0000:00:02.0", 2, "vfio-pci");
-        h_add_device("0000:00:03.0", 3, "vfio-pci");
-        fd2 = h_connect(1000, 1000);
-        fd3 = h_connect(1001, 1001);
-        h_hello(fd2, 0);
-        h_hello(fd3, 0);
-        (void)h_acquire_ok(fd2, "0000:00:02.0", 0, BROKERED, f2, &n2, &dom2);
-        lease3 = h_acquire_ok(fd3, "0000:00:03.0", 0, BROKERED, f3, &n3, &dom3);
+        start_with_others("[Daemon]\nMaxFdsPerClient=4\nMaxFdsPerUser=6\n", &o);
         for (int i = 0; i < 8; i++)
                 mfd[i] = h_memfd(PAGE, F_SEAL_SHRINK);
 
@@ -778,22 +770,24 @@ START_TEST(fd_budget_per_client_and_user)
                     map_on(client_fd, domain, 0x100000 + i * 0x10000ull, 1, mfd[i], NULL), 0);
         ck_assert_int_eq(map_on(client_fd, domain, 0x200000, 1, mfd[4], reason), ENOSPC);
         ck_assert_msg(strstr(reason, "MaxFdsPerClient=4"), "%s", reason);
-        ck_assert_int_eq(set_vector(client_fd, lease, 0, efd, reason), ENOSPC);
+        ck_assert_int_eq(h_set_irqs(client_fd, lease, VFIO_PCI_MSIX_IRQ_INDEX, 1, efd, reason),
+                         ENOSPC);
         ck_assert_msg(strstr(reason, "MaxFdsPerClient=4"), "%s", reason);
         /* Inside a view it has already: no new fd. */
         ck_assert_int_eq(map_on(client_fd, domain, 0x300000, 1, mfd[0], NULL), 0);
 
         /* The same user's second connection has what is left of MaxFdsPerUser. */
-        ck_assert_int_eq(map_on(fd2, dom2, 0x100000, 1, mfd[4], NULL), 0);
-        ck_assert_int_eq(set_vector(fd2, 0, 0, efd, NULL), ENOENT); /* (no such lease) */
-        ck_assert_int_eq(map_on(fd2, dom2, 0x110000, 1, mfd[5], NULL), 0);
-        ck_assert_int_eq(map_on(fd2, dom2, 0x120000, 1, mfd[6], reason), ENOSPC);
+        ck_assert_int_eq(map_on(o.fd2, o.dom2, 0x100000, 1, mfd[4], NULL), 0);
+        ck_assert_int_eq(h_set_irqs(o.fd2, 0, VFIO_PCI_MSIX_IRQ_INDEX, 1, efd, NULL),
+                         ENOENT); /* (no such lease) */
+        ck_assert_int_eq(map_on(o.fd2, o.dom2, 0x110000, 1, mfd[5], NULL), 0);
+        ck_assert_int_eq(map_on(o.fd2, o.dom2, 0x120000, 1, mfd[6], reason), ENOSPC);
         ck_assert_msg(strstr(reason, "MaxFdsPerUser=6"), "%s", reason);
 
         /* Another user is not touched. */
-        ck_assert_int_eq(map_on(fd3, dom3, 0x100000, 1, mfd[6], NULL), 0);
-        ck_assert_int_eq(set_vector(fd3, lease3, 0, efd, NULL), 0);
-        ck_assert_int_eq(h_state(fd3, "0000:00:03.0"),
+        ck_assert_int_eq(map_on(o.fd3, o.dom3, 0x100000, 1, mfd[6], NULL), 0);
+        ck_assert_int_eq(h_set_irqs(o.fd3, o.lease3, VFIO_PCI_MSIX_IRQ_INDEX, 1, efd, NULL), 0);
+        ck_assert_int_eq(h_state(o.fd3, "0000:00:03.0"),
                          VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
 
         /* An idle view gives its fd up for a new one. */
@@ -801,13 +795,9 @@ START_TEST(fd_budget_per_client_and_user)
         ck_assert_int_eq(map_on(client_fd, domain, 0x400000, 1, mfd[7], reason), 0);
         ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
 
-        h_close_all(f2, n2);
-        h_close_all(f3, n3);
         h_close_all(mfd, 8);
         close(efd);
-        close(fd2);
-        close(fd3);
-        stop();
+        stop_with_others(&o);
 }
 END_TEST
 
