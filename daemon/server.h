@@ -49,8 +49,8 @@ struct vfiod_server {
         uint64_t next_client_id, next_domain_id, next_lease_id;
         uint64_t n_requests, n_errors;
         ev_tstamp started;
-        /* The daemon's own fd table (see vfiod_client_fd_room()): fds open as last counted,
-         * plus what requests made it keep since. */
+        /* The daemon's own fd table (daemon_fd_room() in client.c): fds open as last
+         * counted, plus what requests made it keep since. */
         uint32_t fds_open;
         ev_tstamp fds_counted_at;
 };
