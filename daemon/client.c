@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "daemon/client.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h> /* MIN */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -751,16 +754,127 @@ out:
         return r;
 }
 
-/* Bytes mapped through MapDma now by every connection of c's uid together. */
-static uint64_t user_pinned_bytes(const struct vfiod_client *c)
+/* ---- the fds a client makes the daemon keep -------------------------------------------- */
+
+/* Client eventfds the daemon keeps for c's leases (SetIrqs triggers and UNMASK eventfds). */
+static uint32_t irq_fds(const struct vfiod_client *c)
+{
+        struct vfiod_lease *l;
+        uint32_t n = 0;
+
+        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)
+        {
+                for (size_t k = 0; k < l->n_devs; k++) {
+                        const struct vfiod_lease_dev *dev = &l->devs[k];
+
+                        for (uint32_t i = 0; i < VFIOD_N_CLIENT_IRQ_INDEXES; i++) {
+                                n += dev->unmask_fds[i] >= 0;
+                                for (uint32_t v = 0; dev->trigger_fds[i] && v < dev->irqs[i].count;
+                                     v++)
+                                        n += dev->trigger_fds[i][v] >= 0;
+                        }
+                }
+        }
+        return n;
+}
+
+/* What MaxFdsPerClient counts: a memfd per view, an eventfd per interrupt vector. */
+static uint32_t kept_fds(const struct vfiod_client *c)
+{
+        return c->usage.fds + irq_fds(c);
+}
+
+/* The fds this process has open; UINT32_MAX when it cannot tell (no fd left for the count). */
+static uint32_t count_open_fds(void)
+{
+        DIR *dir = opendir("/proc/self/fd");
+        struct dirent *de;
+        uint32_t n = 0;
+
+        if (!dir)
+                return UINT32_MAX;
+        while ((de = readdir(dir)))
+                n += de->d_name[0] != '.';
+        closedir(dir);
+        return n > 0 ? n - 1 : 0; /* not the directory's own fd */
+}
+
+/*
+ * How many more fds the daemon may keep for clients: its RLIMIT_NOFILE less
+ * the fds open and VFIOD_FD_HEADROOM. Counting /proc/self/fd costs time with
+ * many fds: the count is taken again at most every second, or every 100 ms
+ * when it is near the line; in between, what requests made the daemon keep
+ * is added (vfiod_server.fds_open), and what others opened is in the headroom.
+ */
+static uint32_t daemon_fd_room(struct vfiod_server *s)
+{
+        ev_tstamp now = ev_now(s->loop), age = now - s->fds_counted_at;
+        struct rlimit rl;
+        uint64_t limit;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                rl.rlim_cur = UINT32_MAX;
+        limit = rl.rlim_cur;
+        if (age >= 1.0 || (age >= 0.1 && s->fds_open + 2ull * VFIOD_FD_HEADROOM >= limit) ||
+            s->fds_counted_at == 0) {
+                s->fds_open = count_open_fds();
+                s->fds_counted_at = now;
+        }
+        return limit > (uint64_t)s->fds_open + VFIOD_FD_HEADROOM
+                   ? (uint32_t)MIN(limit - s->fds_open - VFIOD_FD_HEADROOM, UINT32_MAX)
+                   : 0;
+}
+
+/* Narrows b to what is left of limit (named key) when used of it are taken already. */
+static void budget_narrow(struct vfiod_fd_budget *b, uint32_t used, uint32_t limit,
+                          const char *whom, const char *key)
+{
+        uint32_t left = limit - MIN(used, limit);
+
+        if (left >= b->left)
+                return;
+        b->left = left;
+        b->errnum = ENOSPC;
+        snprintf(b->why, sizeof(b->why),
+                 "the daemon keeps %" PRIu32 " fds for %s: %s=%" PRIu32 " reached", used, whom, key,
+                 limit);
+}
+
+/*
+ * The fd budget of one request of c: what is left of MaxFdsPerClient, of
+ * MaxFdsPerUser over every connection of c's uid (users, see user_usage()),
+ * and of the daemon's room, whichever is least, with the reason that names
+ * it.
+ */
+static void fd_budget(struct vfiod_client *c, const struct vfiod_usage *users,
+                      struct vfiod_fd_budget *b)
+{
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
+        uint32_t mine = kept_fds(c), user = users->fds, room = daemon_fd_room(c->server);
+
+        *b = (struct vfiod_fd_budget){.left = room, .errnum = EMFILE};
+        snprintf(b->why, sizeof(b->why),
+                 "the daemon has %" PRIu32 " fds open and keeps %d of its limit free; try again "
+                 "later",
+                 c->server->fds_open, VFIOD_FD_HEADROOM);
+        budget_narrow(b, user, lim->max_fds_per_user, "this user's connections", "MaxFdsPerUser");
+        budget_narrow(b, mine, lim->max_fds_per_client, "you (memfd views, interrupt eventfds)",
+                      "MaxFdsPerClient");
+}
+
+/* What every connection of c's uid holds now, c's included; fds: kept_fds(). */
+static struct vfiod_usage user_usage(const struct vfiod_client *c)
 {
         struct vfiod_client *o;
-        uint64_t sum = 0;
+        struct vfiod_usage sum = {0};
 
         list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
         {
-                if (o->peer.uid == c->peer.uid)
-                        sum += o->usage.pinned_bytes;
+                if (o->peer.uid != c->peer.uid)
+                        continue;
+                sum.pinned_bytes += o->usage.pinned_bytes;
+                sum.view_bytes += o->usage.view_bytes;
+                sum.fds += kept_fds(o);
         }
         return sum;
 }
@@ -789,6 +903,9 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
         _cleanup_free_ struct vfiod_map_range *ranges = NULL;
+        struct vfiod_usage user;
+        struct vfiod_fd_budget budget;
+        uint32_t kept;
         uint64_t bytes = 0;
         int r;
 
@@ -821,7 +938,12 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         r = map_quota_check(c, d, ranges, rq->n_ranges, err);
         if (r < 0)
                 return r;
-        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, user_pinned_bytes(c), &bytes, err);
+        user = user_usage(c);
+        fd_budget(c, &user, &budget);
+        kept = c->usage.fds;
+        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &user, &budget, &bytes, err);
+        if (c->usage.fds > kept)
+                c->server->fds_open += c->usage.fds - kept;
         if (r == -EDQUOT)
                 LOG_CLIENT(LOG_NOTICE, c, "quota: refused MapDma in domain %" PRIu64 ": %s", d->id,
                            err ? err->reason : "");
@@ -891,6 +1013,34 @@ static bool is_eventfd(int fd)
                 return false;
         target[n] = '\0';
         return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+/*
+ * The eventfds of a SetIrqs within the fd budget: each is kept while
+ * assigned, and those it replaces go. Counts them in the daemon's table.
+ */
+static int irq_fds_fit(struct vfiod_client *c, const struct vfiod_lease_dev *dev,
+                       const Vfiod__SetIrqs *rq, const int *fds, struct vfiod_error *err)
+{
+        struct vfiod_usage user = user_usage(c);
+        struct vfiod_fd_budget budget;
+        uint32_t more = 0;
+
+        for (size_t i = 0; i < rq->count; i++)
+                more += fds[i] >= 0;
+        if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES &&
+            rq->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK)
+                more -= MIN(more, (uint32_t)(dev->unmask_fds[rq->index] >= 0));
+        else if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES && dev->trigger_fds[rq->index])
+                for (uint32_t v = rq->start;
+                     v < dev->irqs[rq->index].count && v - rq->start < rq->count; v++)
+                        more -= MIN(more, (uint32_t)(dev->trigger_fds[rq->index][v] >= 0));
+        fd_budget(c, &user, &budget);
+        if (more > budget.left)
+                return vfiod_error_set(err, budget.errnum, "%" PRIu32 " more eventfd(s): %s", more,
+                                       budget.why);
+        c->server->fds_open += more;
+        return 0;
 }
 
 static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
@@ -969,6 +1119,11 @@ static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct
                 break;
         default:
                 return vfiod_error_set(err, EINVAL, "bad interrupt data type %d", (int)rq->data);
+        }
+        if (rq->data == VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD) {
+                r = irq_fds_fit(c, dev, rq, fds, err);
+                if (r < 0)
+                        goto fail_fds;
         }
         r = vfiod_lease_set_irqs_take(dev, rq->index, rq->start, rq->count, rq->action, rq->data,
                                       bools, fds, err);

@@ -966,6 +966,8 @@ static const struct limit_key limit_keys[] = {
      true, 4096, UINT64_MAX},
     LIMIT32("MaxRangesPerRequest", max_ranges_per_request, 1, 4096),
     LIMIT32("MaxFdsPerMessage", max_fds_per_message, 1, 253),
+    LIMIT32("MaxFdsPerClient", max_fds_per_client, 1, 1u << 20),
+    LIMIT32("MaxFdsPerUser", max_fds_per_user, 1, 1u << 20),
     LIMIT32("MaxQueuedBytesPerClient", max_queued_bytes_per_client, 65536, 1u << 30),
     LIMIT32("MaxQueuedMessagesPerClient", max_queued_messages_per_client, 1, 1u << 20),
     LIMIT32("MaxRequestsInFlight", max_requests_in_flight, 1, 1u << 16),

@@ -51,6 +51,10 @@ struct vfiod_server {
         uint64_t next_client_id, next_domain_id, next_lease_id;
         uint64_t n_requests, n_errors;
         ev_tstamp started;
+        /* The daemon's own fd table (daemon_fd_room() in client.c): fds open as last
+         * counted, plus what requests made it keep since. */
+        uint32_t fds_open;
+        ev_tstamp fds_counted_at;
 };
 
 /* Takes ownership of policy (freed even on failure). */
