@@ -10,6 +10,10 @@
 set -eu
 
 src="${srcdir:-.}"
+if ! command -v man >/dev/null 2>&1; then
+        echo "check-man-pages: man(1) not found: skipped"
+        exit 77
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
