@@ -261,6 +261,12 @@ static int send_request(struct vfiod *c, const Vfiod__Envelope *req, const int *
                 return client_fail(c, r, "request too large for one message");
         case -EBADF:
                 return client_fail(c, -EINVAL, "invalid fd in the request");
+        case -EBADFD:
+                /* Refused here, before anything went out: the connection is fine. */
+                return client_fail(c, r,
+                                   "'%s' not sent: an fd is not of the kind it needs (not a memfd "
+                                   "for MapDma, not an eventfd for SetIrqs)",
+                                   vfiod_envelope_body_name(req));
         default:
                 /* Nothing went out: the connection is still in step. */
                 return client_fail(c, r, "sending '%s' to the daemon failed",

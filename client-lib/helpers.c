@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -20,9 +21,43 @@
 /* The seals of vfiod_memfd_create(); see vfiod.h for why these. */
 #define MEMFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
+/*
+ * Faults every page of the memfd in, in this process: the daemon maps no
+ * range with a hole, and the pages are charged to the caller's memory cgroup.
+ * MADV_POPULATE_WRITE (Linux 5.14), else a write to each page.
+ */
+static int memfd_populate(int fd, uint64_t size)
+{
+        long page = sysconf(_SC_PAGESIZE);
+        volatile uint8_t *p;
+        int r = 0;
+
+        if (size > SIZE_MAX)
+                return -EFBIG;
+        p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED)
+                return -errno;
+#ifdef MADV_POPULATE_WRITE
+        if (madvise((void *)p, (size_t)size, MADV_POPULATE_WRITE) == 0)
+                goto out;
+        if (errno != EINVAL) {
+                r = -errno;
+                goto out;
+        }
+#endif
+        for (uint64_t off = 0; off < size; off += (uint64_t)page)
+                p[off] = 0;
+#ifdef MADV_POPULATE_WRITE
+out:
+#endif
+        (void)munmap((void *)p, (size_t)size);
+        return r;
+}
+
 int vfiod_memfd_create(const char *name, uint64_t size, int *ret_fd)
 {
         _cleanup_close_ int fd = -EBADF;
+        int r;
 
         if (!ret_fd || size == 0)
                 return -EINVAL;
@@ -38,6 +73,9 @@ int vfiod_memfd_create(const char *name, uint64_t size, int *ret_fd)
                 return -errno;
         if (ftruncate(fd, (off_t)size) < 0)
                 return -errno;
+        r = memfd_populate(fd, size);
+        if (r < 0)
+                return r;
         if (fcntl(fd, F_ADD_SEALS, MEMFD_SEALS) < 0)
                 return -errno;
         /* On success the memfd is owned by the caller. */

@@ -385,7 +385,10 @@ int vfiod_reset(struct vfiod *c, uint64_t lease_id, const char *device);
  * One range of a mapping: `size` bytes of memfd `fd` from `offset`, at
  * `iova`. offset, iova and size must be page-aligned; the memfd must be
  * sealed with F_SEAL_SHRINK (vfiod_memfd_create() does that) and cover
- * offset + size. The fd is BORROWED: the library never closes it.
+ * offset + size, and every page of the range must be written or faulted in
+ * by the caller already (no hole: the daemon faults in no page for a
+ * client, the pages are charged to the caller's memory cgroup). The fd is
+ * BORROWED: the library never closes it.
  */
 struct vfiod_dma_range {
         int fd;
@@ -398,15 +401,20 @@ struct vfiod_dma_range {
 /*
  * Maps n ranges (n >= 1) into a domain, all or nothing. The library sends
  * each distinct fd once (ranges naming the same fd share it). The fds are
- * borrowed; the daemon keeps its own mapping of the pages and the caller
- * keeps full access to them.
+ * borrowed; the daemon maps the ranges itself and keeps a duplicate of each
+ * memfd while it maps part of it (counted against its fd budget), and the
+ * caller keeps full access to the pages.
  *
  * Returns the number of ranges mapped (n) and, when ret_bytes is not NULL,
  * sets *ret_bytes to the bytes mapped. Errors: -EINVAL (n == 0, a negative
- * fd, an unknown flag; from the daemon: alignment, overlap, seals), -EDQUOT
- * (pinned bytes), -ENOSPC (mappings), -EPERM (IOVA outside the allowed
- * windows), -EMSGSIZE (too many ranges or fds for one message), the call
- * errors.
+ * fd, an unknown flag; from the daemon: alignment, overlap, seals), -EBADFD
+ * (an fd is not a memfd: refused by the library, nothing sent), -EBUSY (the
+ * domain still holds a quarantined group of a released lease), -EFAULT
+ * (a range has a hole: a page never written), -EDQUOT (pinned bytes),
+ * -ENOSPC (mappings, or the fds the daemon keeps for you: MaxFdsPerClient,
+ * MaxFdsPerUser), -EMFILE (the daemon is near its own fd limit: try later),
+ * -EPERM (IOVA outside the allowed windows), -EMSGSIZE (too many ranges or
+ * fds for one message), the call errors.
  */
 int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
                   size_t n, uint64_t *ret_bytes);
@@ -437,7 +445,9 @@ int vfiod_map_memfd(struct vfiod *c, uint64_t domain_id, int memfd, uint64_t off
 /*
  * Helper: creates a memfd of `size` bytes (size > 0) for vfiod_map_dma():
  * MFD_CLOEXEC | MFD_ALLOW_SEALING (and MFD_NOEXEC_SEAL where the kernel has
- * it), ftruncate(size), then the seals F_SEAL_SHRINK (the daemon requires
+ * it), ftruncate(size), every page faulted in by the caller
+ * (MADV_POPULATE_WRITE, else a write to each page: vfiod_map_dma() wants no
+ * hole, and the pages are charged to the caller), then the seals F_SEAL_SHRINK (the daemon requires
  * it: its mapping of the pages must never lose them), F_SEAL_GROW (the size
  * is fixed) and F_SEAL_SEAL (no one holding the fd can add F_SEAL_WRITE or
  * F_SEAL_FUTURE_WRITE later, which would break the daemon's shared mapping).
@@ -446,7 +456,7 @@ int vfiod_map_memfd(struct vfiod *c, uint64_t domain_id, int memfd, uint64_t off
  *
  * Returns 0 and sets *ret_fd to the new memfd, owned by the caller, or
  * -EINVAL (size 0), -EFBIG (size does not fit off_t), memfd_create(),
- * ftruncate() or fcntl() errors (-ENOMEM, -EMFILE, ...); on failure nothing
+ * ftruncate(), mmap(), madvise() or fcntl() errors (-ENOMEM, -EMFILE, ...); on failure nothing
  * is left open.
  */
 int vfiod_memfd_create(const char *name, uint64_t size, int *ret_fd);
@@ -474,8 +484,12 @@ struct vfiod_irq_set {
 
 /*
  * Sends *set for lease `lease_id` (each distinct eventfd travels once).
- * Returns 0, or -EINVAL (both payloads set, an eventfd below -1), -EPERM (ERR
- * or REQ index, or not allowed), -ENOENT, -EMSGSIZE, the call errors.
+ * Returns 0, or -EINVAL (both payloads set, an eventfd below -1), -EBADFD (an
+ * fd is not an eventfd: refused by the library, nothing sent), -EPERM (ERR
+ * or REQ index, or not allowed), -ENOENT, -EMSGSIZE, -ENOSPC (the daemon
+ * keeps each eventfd while assigned, within MaxFdsPerClient and
+ * MaxFdsPerUser), -EMFILE (the daemon is near its own fd limit), the call
+ * errors.
  */
 int vfiod_set_irqs(struct vfiod *c, uint64_t lease_id, const struct vfiod_irq_set *set);
 

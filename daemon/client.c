@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "daemon/client.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -8,9 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h> /* MIN */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemon/closer.h"
 #include "daemon/lease.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
@@ -76,9 +80,11 @@ static struct vfiod_lease *find_lease(struct vfiod_client *c, uint64_t id)
 
 /* ---- sending ------------------------------------------------------------------ */
 
+/* Also waits while the closer has no room for another datagram of fds of this uid. */
 static bool can_read(const struct vfiod_client *c)
 {
-        return !c->dead && !c->close_after_flush && list_empty(&c->queue);
+        return !c->dead && !c->close_after_flush && list_empty(&c->queue) &&
+               vfiod_closer_has_room(c->server->closer, c->peer.uid);
 }
 
 static void update_io(struct vfiod_client *c)
@@ -134,6 +140,11 @@ static bool fail_log_allowed(struct vfiod_client *c)
         }
         c->fail_unlogged++;
         return false;
+}
+
+void vfiod_client_kick(struct vfiod_client *c)
+{
+        update_io(c);
 }
 
 void vfiod_client_drop(struct vfiod_client *c, const char *fmt, ...)
@@ -325,6 +336,9 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__HelloReply hr = VFIOD__HELLO_REPLY__INIT;
         Vfiod__Limits limits = VFIOD__LIMITS__INIT;
+        uint32_t max_datagram;
+        size_t reply_size;
+        bool admin;
 
         if (h->major != VFIOD_PROTO_VERSION_MAJOR) {
                 struct vfiod_error e;
@@ -339,17 +353,10 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
                 flush_queue(c);
                 return 0;
         }
-        c->caps = h->capabilities;
-        c->max_datagram = h->max_datagram && h->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
-                              ? h->max_datagram
-                              : VFIOD_PROTO_MAX_DATAGRAM;
-        c->max_fds =
-            h->max_fds && h->max_fds < VFIOD_PROTO_MAX_FDS ? h->max_fds : VFIOD_PROTO_MAX_FDS;
-        c->admin = vfiod_policy_is_admin(c->server->policy, &c->peer);
-        c->state = VFIOD_CLIENT_READY;
-        LOG_CLIENT(LOG_INFO, c,
-                   "client %" PRIu64 ": hello, protocol %u.%u, capabilities 0x%" PRIx64 "%s", c->id,
-                   h->major, h->minor, c->caps, c->admin ? ", admin" : "");
+        max_datagram = h->max_datagram && h->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
+                           ? h->max_datagram
+                           : VFIOD_PROTO_MAX_DATAGRAM;
+        admin = vfiod_policy_is_admin(c->server->policy, &c->peer);
 
         limits.max_domains = lim->max_domains_per_client;
         limits.max_leases = lim->max_leases_per_client;
@@ -362,7 +369,7 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         hr.capabilities =
             VFIOD__CAPABILITY__CAPABILITY_DIRECT | VFIOD__CAPABILITY__CAPABILITY_BROKERED |
             VFIOD__CAPABILITY__CAPABILITY_IRQS | VFIOD__CAPABILITY__CAPABILITY_EVENTS |
-            (c->admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
+            (admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
         hr.max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
         hr.max_fds = lim->max_fds_per_message;
         hr.limits = &limits;
@@ -370,6 +377,36 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_HELLO_REPLY;
         env.hello_reply = &hr;
+        reply_size = vfiod__envelope__get_packed_size(&env);
+        if (reply_size > max_datagram) {
+                struct vfiod_error e;
+
+                /*
+                 * An Error means nothing changed: the connection stays before
+                 * Hello (the client may say Hello again), and only the Error,
+                 * cut to what the client takes, is sent with its max_datagram.
+                 */
+                vfiod_error_set(&e, EMSGSIZE,
+                                "the HelloReply (%zu bytes) exceeds your max_datagram %u; still "
+                                "before Hello",
+                                reply_size, max_datagram);
+                LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": 'hello' failed: %s", c->id, e.reason);
+                c->max_datagram = max_datagram;
+                (void)vfiod_client_send_error(c, msg->env->id, &e);
+                c->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
+                return 0;
+        }
+        /* The reply fits: from here the Hello is taken. */
+        c->caps = h->capabilities;
+        c->max_datagram = max_datagram;
+        c->max_fds =
+            h->max_fds && h->max_fds < VFIOD_PROTO_MAX_FDS ? h->max_fds : VFIOD_PROTO_MAX_FDS;
+        c->admin = admin;
+        c->state = VFIOD_CLIENT_READY;
+        ev_timer_stop(c->server->loop, &c->hello_timer);
+        LOG_CLIENT(LOG_INFO, c,
+                   "client %" PRIu64 ": hello, protocol %u.%u, capabilities 0x%" PRIx64 "%s", c->id,
+                   h->major, h->minor, c->caps, c->admin ? ", admin" : "");
         return reply(c, &env, NULL, 0, err);
 }
 
@@ -733,16 +770,127 @@ out:
         return r;
 }
 
-/* Bytes mapped through MapDma now by every connection of c's uid together. */
-static uint64_t user_pinned_bytes(const struct vfiod_client *c)
+/* ---- the fds a client makes the daemon keep -------------------------------------------- */
+
+/* Client eventfds the daemon keeps for c's leases (SetIrqs triggers and UNMASK eventfds). */
+static uint32_t irq_fds(const struct vfiod_client *c)
+{
+        struct vfiod_lease *l;
+        uint32_t n = 0;
+
+        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)
+        {
+                for (size_t k = 0; k < l->n_devs; k++) {
+                        const struct vfiod_lease_dev *dev = &l->devs[k];
+
+                        for (uint32_t i = 0; i < VFIOD_N_CLIENT_IRQ_INDEXES; i++) {
+                                n += dev->unmask_fds[i] >= 0;
+                                for (uint32_t v = 0; dev->trigger_fds[i] && v < dev->irqs[i].count;
+                                     v++)
+                                        n += dev->trigger_fds[i][v] >= 0;
+                        }
+                }
+        }
+        return n;
+}
+
+/* What MaxFdsPerClient counts: a memfd per view, an eventfd per interrupt vector. */
+static uint32_t kept_fds(const struct vfiod_client *c)
+{
+        return c->usage.fds + irq_fds(c);
+}
+
+/* The fds this process has open; UINT32_MAX when it cannot tell (no fd left for the count). */
+static uint32_t count_open_fds(void)
+{
+        DIR *dir = opendir("/proc/self/fd");
+        struct dirent *de;
+        uint32_t n = 0;
+
+        if (!dir)
+                return UINT32_MAX;
+        while ((de = readdir(dir)))
+                n += de->d_name[0] != '.';
+        closedir(dir);
+        return n > 0 ? n - 1 : 0; /* not the directory's own fd */
+}
+
+/*
+ * How many more fds the daemon may keep for clients: its RLIMIT_NOFILE less
+ * the fds open and VFIOD_FD_HEADROOM. Counting /proc/self/fd costs time with
+ * many fds: the count is taken again at most every second, or every 100 ms
+ * when it is near the line; in between, what requests made the daemon keep
+ * is added (vfiod_server.fds_open), and what others opened is in the headroom.
+ */
+static uint32_t daemon_fd_room(struct vfiod_server *s)
+{
+        ev_tstamp now = ev_now(s->loop), age = now - s->fds_counted_at;
+        struct rlimit rl;
+        uint64_t limit;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                rl.rlim_cur = UINT32_MAX;
+        limit = rl.rlim_cur;
+        if (age >= 1.0 || (age >= 0.1 && s->fds_open + 2ull * VFIOD_FD_HEADROOM >= limit) ||
+            s->fds_counted_at == 0) {
+                s->fds_open = count_open_fds();
+                s->fds_counted_at = now;
+        }
+        return limit > (uint64_t)s->fds_open + VFIOD_FD_HEADROOM
+                   ? (uint32_t)MIN(limit - s->fds_open - VFIOD_FD_HEADROOM, UINT32_MAX)
+                   : 0;
+}
+
+/* Narrows b to what is left of limit (named key) when used of it are taken already. */
+static void budget_narrow(struct vfiod_fd_budget *b, uint32_t used, uint32_t limit,
+                          const char *whom, const char *key)
+{
+        uint32_t left = limit - MIN(used, limit);
+
+        if (left >= b->left)
+                return;
+        b->left = left;
+        b->errnum = ENOSPC;
+        snprintf(b->why, sizeof(b->why),
+                 "the daemon keeps %" PRIu32 " fds for %s: %s=%" PRIu32 " reached", used, whom, key,
+                 limit);
+}
+
+/*
+ * The fd budget of one request of c: what is left of MaxFdsPerClient, of
+ * MaxFdsPerUser over every connection of c's uid (users, see user_usage()),
+ * and of the daemon's room, whichever is least, with the reason that names
+ * it.
+ */
+static void fd_budget(struct vfiod_client *c, const struct vfiod_usage *users,
+                      struct vfiod_fd_budget *b)
+{
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
+        uint32_t mine = kept_fds(c), user = users->fds, room = daemon_fd_room(c->server);
+
+        *b = (struct vfiod_fd_budget){.left = room, .errnum = EMFILE};
+        snprintf(b->why, sizeof(b->why),
+                 "the daemon has %" PRIu32 " fds open and keeps %d of its limit free; try again "
+                 "later",
+                 c->server->fds_open, VFIOD_FD_HEADROOM);
+        budget_narrow(b, user, lim->max_fds_per_user, "this user's connections", "MaxFdsPerUser");
+        budget_narrow(b, mine, lim->max_fds_per_client, "you (memfd views, interrupt eventfds)",
+                      "MaxFdsPerClient");
+}
+
+/* What every connection of c's uid holds now, c's included; fds: kept_fds(). */
+static struct vfiod_usage user_usage(const struct vfiod_client *c)
 {
         struct vfiod_client *o;
-        uint64_t sum = 0;
+        struct vfiod_usage sum = {0};
 
         list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
         {
-                if (o->peer.uid == c->peer.uid)
-                        sum += o->usage.pinned_bytes;
+                if (o->peer.uid != c->peer.uid)
+                        continue;
+                sum.pinned_bytes += o->usage.pinned_bytes;
+                sum.view_bytes += o->usage.view_bytes;
+                sum.fds += kept_fds(o);
         }
         return sum;
 }
@@ -801,6 +949,9 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
         _cleanup_free_ struct vfiod_map_range *ranges = NULL;
+        struct vfiod_usage user;
+        struct vfiod_fd_budget budget;
+        uint32_t kept;
         uint64_t bytes = 0;
         int r;
 
@@ -833,7 +984,12 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         r = map_quota_check(c, d, ranges, rq->n_ranges, err);
         if (r < 0)
                 return r;
-        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, user_pinned_bytes(c), &bytes, err);
+        user = user_usage(c);
+        fd_budget(c, &user, &budget);
+        kept = c->usage.fds;
+        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &user, &budget, &bytes, err);
+        if (c->usage.fds > kept)
+                c->server->fds_open += c->usage.fds - kept;
         if (r == -EDQUOT)
                 LOG_CLIENT(LOG_NOTICE, c, "quota: refused MapDma in domain %" PRIu64 ": %s", d->id,
                            err ? err->reason : "");
@@ -903,6 +1059,34 @@ static bool is_eventfd(int fd)
                 return false;
         target[n] = '\0';
         return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
+/*
+ * The eventfds of a SetIrqs within the fd budget: each is kept while
+ * assigned, and those it replaces go. Counts them in the daemon's table.
+ */
+static int irq_fds_fit(struct vfiod_client *c, const struct vfiod_lease_dev *dev,
+                       const Vfiod__SetIrqs *rq, const int *fds, struct vfiod_error *err)
+{
+        struct vfiod_usage user = user_usage(c);
+        struct vfiod_fd_budget budget;
+        uint32_t more = 0;
+
+        for (size_t i = 0; i < rq->count; i++)
+                more += fds[i] >= 0;
+        if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES &&
+            rq->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK)
+                more -= MIN(more, (uint32_t)(dev->unmask_fds[rq->index] >= 0));
+        else if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES && dev->trigger_fds[rq->index])
+                for (uint32_t v = rq->start;
+                     v < dev->irqs[rq->index].count && v - rq->start < rq->count; v++)
+                        more -= MIN(more, (uint32_t)(dev->trigger_fds[rq->index][v] >= 0));
+        fd_budget(c, &user, &budget);
+        if (more > budget.left)
+                return vfiod_error_set(err, budget.errnum, "%" PRIu32 " more eventfd(s): %s", more,
+                                       budget.why);
+        c->server->fds_open += more;
+        return 0;
 }
 
 static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
@@ -981,6 +1165,11 @@ static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct
                 break;
         default:
                 return vfiod_error_set(err, EINVAL, "bad interrupt data type %d", (int)rq->data);
+        }
+        if (rq->data == VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD) {
+                r = irq_fds_fit(c, dev, rq, fds, err);
+                if (r < 0)
+                        goto fail_fds;
         }
         r = vfiod_lease_set_irqs_take(dev, rq->index, rq->start, rq->count, rq->action, rq->data,
                                       bools, fds, err);
@@ -1211,10 +1400,20 @@ void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
 
 /* ---- the connection --------------------------------------------------------------- */
 
+/* An fd no request takes: closed off the loop (closing it may block, see daemon/closer.h). */
+static void unwanted_take(int fd, void *userdata)
+{
+        struct vfiod_client *c = userdata;
+
+        LOG_CLIENT(LOG_DEBUG, c, "client %" PRIu64 ": sent an fd no request takes", c->id);
+        vfiod_closer_take(c->server->closer, fd, c->peer.uid);
+}
+
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
         struct vfiod_client *c = w->data;
         uint32_t budget = c->server->policy->limits.max_requests_in_flight;
+        const struct vfiod_recv_filter filter = {.unwanted_take = unwanted_take, .userdata = c};
 
         if (revents & EV_WRITE)
                 flush_queue(c);
@@ -1223,7 +1422,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
         while (budget-- > 0 && can_read(c)) {
                 struct vfiod_msg *msg = NULL;
                 const char *reason = NULL;
-                int r = vfiod_msg_recv(c->fd, MSG_DONTWAIT, &msg, &reason);
+                int r = vfiod_msg_recv_filtered(c->fd, MSG_DONTWAIT, &filter, &msg, &reason);
 
                 if (r == -EAGAIN || r == -EINTR)
                         break;
@@ -1236,11 +1435,22 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
                         break;
                 }
                 vfiod_client_dispatch(c, msg);
+                /* Only memfds and eventfds are left: closing them never blocks. */
                 size_t left = vfiod_msg_free(msg);
                 if (left > 0)
                         LOG_CLIENT(LOG_DEBUG, c, "client %" PRIu64 ": closed %zu unused fd(s)",
                                    c->id, left);
         }
+}
+
+static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+        struct vfiod_client *c = w->data;
+
+        /* A client restored in session after a restart never had to say Hello. */
+        if (c->state == VFIOD_CLIENT_NEW)
+                vfiod_client_drop(c, "no Hello within HelloTimeoutMs=%u",
+                                  c->server->policy->limits.hello_timeout_ms);
 }
 
 int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_peer *peer,
@@ -1285,6 +1495,10 @@ int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_pee
         ev_io_init(&c->io, io_cb, fd, EV_READ);
         c->io.data = c;
         ev_io_start(s->loop, &c->io);
+        ev_timer_init(&c->hello_timer, hello_timeout_cb,
+                      s->policy->limits.hello_timeout_ms / 1000.0, 0.);
+        c->hello_timer.data = c;
+        ev_timer_start(s->loop, &c->hello_timer);
         *ret = c;
         return 0;
 oom:
@@ -1300,8 +1514,10 @@ void vfiod_client_free(struct vfiod_client *c)
 
         if (!c)
                 return;
-        if (c->server)
+        if (c->server) {
                 ev_io_stop(c->server->loop, &c->io);
+                ev_timer_stop(c->server->loop, &c->hello_timer);
+        }
         /* Nobody can receive events for these any more. */
         c->dead = true;
         list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)(void)

@@ -42,8 +42,9 @@ struct vfiod_client {
         ev_io io;
         struct vfiod_peer peer;
         enum vfiod_client_state state;
-        uint64_t caps; /* the client's Hello.capabilities */
-        bool admin;    /* what HelloReply announced; requests check the policy in force */
+        ev_timer hello_timer; /* HelloTimeoutMs: runs while the state is NEW */
+        uint64_t caps;        /* the client's Hello.capabilities */
+        bool admin;           /* what HelloReply announced; requests check the policy in force */
         uint32_t max_datagram, max_fds; /* what the client can receive */
         struct vfiod_usage usage;
         struct list domains; /* struct vfiod_domain */
@@ -62,6 +63,9 @@ int vfiod_client_new_take(struct vfiod_server *server, int fd, const struct vfio
                           struct vfiod_client **ret);
 /* Releases its leases (full sequence), destroys its domains, closes. NULL is fine. */
 void vfiod_client_free(struct vfiod_client *client);
+
+/* Starts or stops watching the socket as the client's state says (after the closer made room). */
+void vfiod_client_kick(struct vfiod_client *client);
 
 /* Marks the client dead (freed later by the server) and logs why. */
 void vfiod_client_drop(struct vfiod_client *client, const char *fmt, ...)

@@ -55,6 +55,8 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
 
 static void view_free(struct vfiod_domain *d, struct vfiod_memfd_view *v)
 {
+        d->usage->view_bytes -= v->size;
+        d->usage->fds--;
         if (munmap(v->addr, v->size) < 0)
                 log_warning("domain %" PRIu64 ": munmap of a memfd view failed: %m", d->id);
         safe_close(v->fd);
@@ -329,6 +331,33 @@ static size_t first_map_from(const struct vfiod_domain *d, uint64_t iova)
         return lo;
 }
 
+/*
+ * The pages of a range must be the client's already: a hole (a page never
+ * written, SEEK_HOLE) would be filled by the daemon's own fault, and a page
+ * is charged to the memory cgroup of the process that faults it in. The fd
+ * shares its file offset with the client's: it is put back.
+ */
+static int check_no_hole(const struct vfiod_map_range *m, size_t i, struct vfiod_error *err)
+{
+        off_t pos = lseek(m->fd, 0, SEEK_CUR), hole;
+        int saved;
+
+        hole = lseek(m->fd, (off_t)m->offset, SEEK_HOLE);
+        saved = errno;
+        if (pos >= 0)
+                (void)lseek(m->fd, pos, SEEK_SET);
+        if (hole < 0)
+                return vfiod_error_set(err, EINVAL, "range %zu: memfd %u: SEEK_HOLE: %s", i,
+                                       m->fd_index, strerror(saved));
+        if ((uint64_t)hole < m->offset + m->size)
+                return vfiod_error_set(err, EFAULT,
+                                       "range %zu: memfd %u has a hole at offset 0x%" PRIx64
+                                       " (a page never written): write or fault in every page "
+                                       "of a range before mapping it",
+                                       i, m->fd_index, (uint64_t)hole);
+        return 0;
+}
+
 static int check_range(const struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t i,
                        const struct memfd_meta *meta, struct vfiod_error *err)
 {
@@ -366,7 +395,7 @@ static int check_range(const struct vfiod_domain *d, const struct vfiod_map_rang
                                        "memfd %u is too small: %" PRIu64
                                        " bytes, range needs offset 0x%" PRIx64 " + size 0x%" PRIx64,
                                        m->fd_index, meta->size, m->offset, m->size);
-        return 0;
+        return check_no_hole(m, i, err);
 }
 
 static int cmp_range_iova(const void *a, const void *b)
@@ -405,8 +434,8 @@ static int check_batch_disjoint(const struct vfiod_map_range *ranges, size_t n,
  * neighbourhood of pages at once (fault-around), the pin's write faults one
  * page each. Consecutive ranges that are adjacent in the same view are done
  * in one call; runs shorter than POPULATE_MIN are left to the pin (a call
- * would cost more than it saves). Never beyond the ranges: a hole in the
- * memfd would get memory. Best effort (before Linux 5.14: EINVAL). A view
+ * would cost more than it saves). Never beyond the ranges (which have no
+ * holes, see check_no_hole()). Best effort (before Linux 5.14: EINVAL). A view
  * remembers the span it populated, so a view kept idle and reused is not
  * walked again.
  */
@@ -440,21 +469,17 @@ static void populate(const struct vfiod_map_range *ranges, struct vfiod_memfd_vi
 }
 
 /*
- * A live view of the same memfd and protection that covers [lo, hi), with a
- * reference taken, or a new one (mmap) with one reference. NULL on failure
- * (err set).
+ * A view of the same memfd and protection that covers [lo, hi), live or
+ * idle, with a reference taken; NULL when there is none.
  */
-static struct vfiod_memfd_view *view_get(struct vfiod_domain *d, const struct vfiod_map_range *m,
-                                         const struct memfd_meta *meta, uint64_t lo, uint64_t hi,
-                                         size_t index, struct vfiod_error *err)
+static struct vfiod_memfd_view *view_find(struct vfiod_domain *d, const struct memfd_meta *meta,
+                                          bool writable, uint64_t lo, uint64_t hi)
 {
         struct vfiod_memfd_view *v;
-        int prot = PROT_READ | (m->writable ? PROT_WRITE : 0), fd;
-        void *addr;
 
         list_for_each_safe(v, it, &d->views, struct vfiod_memfd_view, link)
         {
-                if (v->dev == meta->dev && v->ino == meta->ino && v->writable == m->writable &&
+                if (v->dev == meta->dev && v->ino == meta->ino && v->writable == writable &&
                     v->offset <= lo && hi <= v->offset + v->size) {
                         if (v->refs++ == 0) {
                                 d->n_idle_views--;
@@ -463,6 +488,21 @@ static struct vfiod_memfd_view *view_get(struct vfiod_domain *d, const struct vf
                         return v;
                 }
         }
+        return NULL;
+}
+
+/*
+ * A new view of [lo, hi) of range m's memfd (a duplicate of the fd and an
+ * mmap), with one reference. NULL on failure (err set).
+ */
+static struct vfiod_memfd_view *view_new(struct vfiod_domain *d, const struct vfiod_map_range *m,
+                                         const struct memfd_meta *meta, uint64_t lo, uint64_t hi,
+                                         size_t index, struct vfiod_error *err)
+{
+        struct vfiod_memfd_view *v;
+        int prot = PROT_READ | (m->writable ? PROT_WRITE : 0), fd;
+        void *addr;
+
         v = calloc(1, sizeof(*v));
         if (!v) {
                 vfiod_error_set(err, ENOMEM, "out of memory");
@@ -494,7 +534,158 @@ static struct vfiod_memfd_view *view_get(struct vfiod_domain *d, const struct vf
                                        .fd = fd,
                                        .id = ++d->next_view_id};
         list_add_tail(&d->views, &v->link);
+        d->usage->view_bytes += v->size;
+        d->usage->fds++;
         return v;
+}
+
+/* A range of a request by memfd, protection and file offset: runs that touch share a view. */
+struct span {
+        const struct memfd_meta *meta;
+        bool writable;
+        uint64_t lo, hi;
+        size_t i; /* the range */
+};
+
+static int cmp_span(const void *a, const void *b)
+{
+        const struct span *x = a, *y = b;
+
+        if (x->meta != y->meta)
+                return (uintptr_t)x->meta < (uintptr_t)y->meta ? -1 : 1;
+        if (x->writable != y->writable)
+                return x->writable ? 1 : -1;
+        return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/*
+ * The run that starts at spans[i] (sorted): the spans after it of the same
+ * memfd and protection that start at or before the end so far. Returns its
+ * end j ([i, j)); *ret_hi is the end of its file span.
+ */
+static size_t run_end(const struct span *spans, size_t n, size_t i, uint64_t *ret_hi)
+{
+        uint64_t hi = spans[i].hi;
+        size_t j;
+
+        for (j = i + 1; j < n && spans[j].meta == spans[i].meta &&
+                        spans[j].writable == spans[i].writable && spans[j].lo <= hi;
+             j++)
+                hi = spans[j].hi > hi ? spans[j].hi : hi;
+        *ret_hi = hi;
+        return j;
+}
+
+/*
+ * Gives every range of the request its view (view_of[], one reference per
+ * distinct view): the ranges of one memfd and protection whose file spans
+ * overlap or touch form a run, and a run lies in a view that covers it or in
+ * a new view of exactly the run. A view never spans a gap between ranges, so
+ * the daemon maps only what is mapped for DMA. The bytes of the new views
+ * count against the pinned-bytes limits with every view the owner has (a view
+ * stays mapped while any mapping lies in it); idle views go first when that
+ * makes room. On failure the references taken are in view_of[] (err set).
+ */
+static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
+                     const struct memfd_meta *const *meta_of, struct vfiod_memfd_view **view_of,
+                     const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
+                     const struct vfiod_fd_budget *fds, struct vfiod_error *err)
+{
+        _cleanup_free_ struct span *spans = calloc(n, sizeof(*spans));
+        uint64_t new_bytes = 0, mine, theirs;
+        uint32_t new_fds = 0;
+        size_t i, j;
+
+        if (!spans)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        for (i = 0; i < n; i++)
+                spans[i] = (struct span){.meta = meta_of[i],
+                                         .writable = ranges[i].writable,
+                                         .lo = ranges[i].offset,
+                                         .hi = ranges[i].offset + ranges[i].size,
+                                         .i = i};
+        qsort(spans, n, sizeof(*spans), cmp_span);
+        for (i = 0; i < n; i = j) {
+                uint64_t hi;
+                struct vfiod_memfd_view *v;
+
+                j = run_end(spans, n, i, &hi);
+                v = view_find(d, spans[i].meta, spans[i].writable, spans[i].lo, hi);
+                if (!v) {
+                        new_bytes += hi - spans[i].lo;
+                        new_fds++;
+                        continue;
+                }
+                /* The request holds one reference per view, whatever the runs in it. */
+                for (size_t k = 0; k < n; k++)
+                        if (view_of[k] == v) {
+                                v->refs--;
+                                break;
+                        }
+                /* One reference for the request, on the run's first range. */
+                view_of[spans[i].i] = v;
+                for (size_t k = i + 1; k < j; k++)
+                        view_of[spans[k].i] = v;
+        }
+
+        /* Each new view keeps an fd; idle views give theirs up first. */
+        if (new_fds > fds->left) {
+                uint32_t over = new_fds - fds->left;
+
+                if (over > d->n_idle_views)
+                        return vfiod_error_set(err, fds->errnum, "%u new memfd view(s): %s",
+                                               new_fds, fds->why);
+                idle_trim(d, d->n_idle_views - over, d->idle_bytes);
+        }
+
+        /*
+         * Every view of the owner (and of its uid) stays mapped with the new
+         * ones; the least recently used idle views make room first.
+         */
+        mine = d->usage->view_bytes;
+        theirs = user->view_bytes - mine;
+        if (new_bytes > 0) {
+                uint64_t over = 0, want = mine + new_bytes, all = theirs + want;
+
+                if (want > limits->max_pinned_bytes_per_client)
+                        over = want - limits->max_pinned_bytes_per_client;
+                if (all > limits->max_pinned_bytes_per_user &&
+                    all - limits->max_pinned_bytes_per_user > over)
+                        over = all - limits->max_pinned_bytes_per_user;
+                if (over > 0)
+                        idle_trim(d, d->n_idle_views,
+                                  over < d->idle_bytes ? d->idle_bytes - over : 0);
+                mine = d->usage->view_bytes;
+        }
+        if (mine + new_bytes < new_bytes || mine + new_bytes > limits->max_pinned_bytes_per_client)
+                return vfiod_error_set(err, EDQUOT,
+                                       "%" PRIu64 " bytes of memfds mapped by the daemon for you "
+                                       "+ %" PRIu64 ": MaxPinnedBytesPerClient=%" PRIu64
+                                       " reached (a memfd stays mapped while a mapping lies in it)",
+                                       mine, new_bytes, limits->max_pinned_bytes_per_client);
+        if (theirs + mine + new_bytes < new_bytes ||
+            theirs + mine + new_bytes > limits->max_pinned_bytes_per_user)
+                return vfiod_error_set(err, EDQUOT,
+                                       "%" PRIu64 " bytes of memfds mapped by the daemon for this "
+                                       "user + %" PRIu64 ": MaxPinnedBytesPerUser=%" PRIu64
+                                       " reached (a memfd stays mapped while a mapping lies in it)",
+                                       theirs + mine, new_bytes, limits->max_pinned_bytes_per_user);
+
+        for (i = 0; i < n; i = j) {
+                uint64_t hi;
+                struct vfiod_memfd_view *v;
+
+                j = run_end(spans, n, i, &hi);
+                if (view_of[spans[i].i])
+                        continue;
+                v = view_new(d, &ranges[spans[i].i], spans[i].meta, spans[i].lo, hi, spans[i].i,
+                             err);
+                if (!v)
+                        return -err->errnum;
+                for (size_t k = i; k < j; k++)
+                        view_of[spans[k].i] = v;
+        }
+        return 0;
 }
 
 static int cmp_map(const void *a, const void *b)
@@ -505,8 +696,9 @@ static int cmp_map(const void *a, const void *b)
 }
 
 int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
-                     const struct vfiod_config_limits *limits, uint64_t user_pinned,
-                     uint64_t *ret_bytes, struct vfiod_error *err)
+                     const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
+                     const struct vfiod_fd_budget *fds, uint64_t *ret_bytes,
+                     struct vfiod_error *err)
 {
         _cleanup_free_ struct memfd_meta *metas = NULL;
         _cleanup_free_ const struct memfd_meta **meta_of = NULL;
@@ -564,45 +756,22 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
                                        d->usage->pinned_bytes, total,
                                        limits->max_pinned_bytes_per_client);
         /* More connections must not mean more memory pinned by the daemon. */
-        if (user_pinned + total < total || user_pinned + total > limits->max_pinned_bytes_per_user)
-                return vfiod_error_set(err, EDQUOT,
-                                       "%" PRIu64 " bytes mapped by this user over all its "
-                                       "connections + %" PRIu64 ": MaxPinnedBytesPerUser=%" PRIu64
-                                       " reached",
-                                       user_pinned, total, limits->max_pinned_bytes_per_user);
+        if (user->pinned_bytes + total < total ||
+            user->pinned_bytes + total > limits->max_pinned_bytes_per_user)
+                return vfiod_error_set(
+                    err, EDQUOT,
+                    "%" PRIu64 " bytes mapped by this user over all its "
+                    "connections + %" PRIu64 ": MaxPinnedBytesPerUser=%" PRIu64 " reached",
+                    user->pinned_bytes, total, limits->max_pinned_bytes_per_user);
 
         maps = realloc(d->maps, (d->n_maps + n) * sizeof(*maps));
         if (!maps)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         d->maps = maps;
 
-        /*
-         * One view per memfd and protection of the request, spanning its ranges
-         * (or a live one that covers them): each holds a reference for the
-         * request, dropped at the end; each mapping takes its own.
-         */
-        for (size_t i = 0; i < n; i++) {
-                uint64_t lo = ranges[i].offset, hi = ranges[i].offset + ranges[i].size;
-                struct vfiod_memfd_view *v;
-
-                if (view_of[i])
-                        continue;
-                for (size_t j = i + 1; j < n; j++)
-                        if (meta_of[j] == meta_of[i] && ranges[j].writable == ranges[i].writable) {
-                                lo = ranges[j].offset < lo ? ranges[j].offset : lo;
-                                hi = ranges[j].offset + ranges[j].size > hi
-                                         ? ranges[j].offset + ranges[j].size
-                                         : hi;
-                        }
-                v = view_get(d, &ranges[i], meta_of[i], lo, hi, i, err);
-                if (!v) {
-                        r = -err->errnum;
-                        goto undo;
-                }
-                for (size_t j = i; j < n; j++)
-                        if (meta_of[j] == meta_of[i] && ranges[j].writable == ranges[i].writable)
-                                view_of[j] = v;
-        }
+        r = views_get(d, ranges, n, meta_of, view_of, limits, user, fds, err);
+        if (r < 0)
+                goto undo;
 
         populate(ranges, view_of, n);
         for (done = 0; done < n; done++) {
@@ -815,6 +984,8 @@ int vfiod_domain_adopt_view_take(struct vfiod_domain *d, int memfd, uint64_t vie
                                        .addr = addr,
                                        .fd = memfd,
                                        .id = view_id};
+        d->usage->view_bytes += size;
+        d->usage->fds++;
         if (view_id > d->next_view_id)
                 d->next_view_id = view_id;
         list_add_tail(&d->views, &v->link);

@@ -6,10 +6,11 @@
  * Concepts: the daemon owns the container fd for the domain's whole life.
  * Its IOMMU model is chosen at creation and set when the first group is
  * attached (VFIO needs a group first). A domain holds one mode, set by its
- * first lease. A BROKERED mapping is the daemon's own MAP_SHARED mmap of a
- * client memfd: the fd is not kept, the mapping is, until unmapped. Every
- * mapping is counted in the owner's struct vfiod_usage, which the limits are
- * checked against.
+ * first lease. A BROKERED mapping lies in a view, the daemon's own
+ * MAP_SHARED mmap of the part of a client memfd that is mapped for DMA, and a
+ * view keeps a duplicate of the memfd (for the fd store) as long as it is
+ * mapped. Every mapping and view is counted in the owner's struct
+ * vfiod_usage, which the limits are checked against.
  */
 #pragma once
 
@@ -30,14 +31,29 @@ struct vfiod_usage {
         uint32_t leases;
         uint32_t mappings;
         uint64_t pinned_bytes;
+        uint64_t view_bytes; /* of client memfds the daemon has mmapped (its views) */
+        uint32_t fds;        /* memfd duplicates the daemon keeps (one per view) */
+};
+
+/*
+ * How many more fds one request may make the daemon keep (the caller sets
+ * it from MaxFdsPerClient, MaxFdsPerUser and the daemon's own table), and the
+ * error for a request that needs more.
+ */
+struct vfiod_fd_budget {
+        uint32_t left;
+        int errnum;    /* ENOSPC (a budget of the client or its user) or EMFILE (the daemon's) */
+        char why[200]; /* names the limit that sets left */
 };
 
 /*
  * The daemon's MAP_SHARED mmap of a span of one memfd. Every mapping that
- * lies in it shares it: a MapDma of many ranges of one memfd mmaps it once,
- * and a later MapDma inside a span still mapped reuses it. It is munmapped
- * with its last mapping, so a client's memory is never held longer than
- * before.
+ * lies in it shares it: the ranges of a MapDma that overlap or touch in the
+ * file are mmapped once (never the gap between ranges), and a later MapDma
+ * inside a span still mapped reuses it. It stays mapped, whole, while any
+ * mapping lies in it, so its size (not only the ranges') counts against the
+ * pinned-bytes limits (struct vfiod_usage.view_bytes). With its last mapping
+ * it goes idle (see idle_trim()), then is munmapped.
  */
 struct vfiod_memfd_view {
         struct list link; /* in the domain's views */
@@ -122,12 +138,17 @@ void vfiod_domain_detached_last(struct vfiod_domain *domain);
  * no overlap with existing mappings or the batch, the limits), then mmaps
  * each memfd once (struct vfiod_memfd_view), faults the ranges in and maps
  * them in order; when one fails, the ones already mapped are unmapped. All
- * or nothing. On success *ret_bytes is the total. user_pinned is what every
- * connection of the owner's uid has mapped now (MaxPinnedBytesPerUser).
+ * or nothing. On success *ret_bytes is the total. user is what every
+ * connection of the owner's uid holds now, the owner's included
+ * (MaxPinnedBytesPerUser counts its pinned bytes and its view bytes). A new
+ * view keeps a duplicate of its memfd: when the request needs more than
+ * fds->left new views (idle views give theirs up first), it fails with
+ * fds->errnum and fds->why.
  */
 int vfiod_domain_map(struct vfiod_domain *domain, const struct vfiod_map_range *ranges, size_t n,
-                     const struct vfiod_config_limits *limits, uint64_t user_pinned,
-                     uint64_t *ret_bytes, struct vfiod_error *err);
+                     const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
+                     const struct vfiod_fd_budget *fds, uint64_t *ret_bytes,
+                     struct vfiod_error *err);
 
 /*
  * UnmapDma: every range must cover whole mappings (EINVAL otherwise) and

@@ -37,6 +37,15 @@
 #define VFIOD_DEFAULT_MAX_RANGES_PER_REQUEST 256
 /* MaxFdsPerMessage: fds in one received datagram (at most VFIOD_PROTO_MAX_FDS). */
 #define VFIOD_DEFAULT_MAX_FDS_PER_MESSAGE 64
+/*
+ * MaxFdsPerClient: descriptors the daemon keeps for one client at once: a
+ * duplicate of each memfd it has mapped (one per view, idle views included)
+ * and each interrupt eventfd of SetIrqs. Connections, containers, groups and
+ * devices are bounded by the limits above.
+ */
+#define VFIOD_DEFAULT_MAX_FDS_PER_CLIENT 512
+/* MaxFdsPerUser: the same for all the connections of one uid together. */
+#define VFIOD_DEFAULT_MAX_FDS_PER_USER 1024
 /* MaxQueuedBytesPerClient: serialized bytes waiting for a client that does not read. */
 #define VFIOD_DEFAULT_MAX_QUEUED_BYTES_PER_CLIENT (1u << 20)
 /* MaxQueuedMessagesPerClient: datagrams waiting for a client that does not read. */
@@ -45,9 +54,33 @@
 #define VFIOD_DEFAULT_MAX_REQUESTS_IN_FLIGHT 16
 /* ReleaseGraceMs: time a holder has to answer ReleaseRequested before the revoke. */
 #define VFIOD_DEFAULT_RELEASE_GRACE_MS 5000
+/*
+ * HelloTimeoutMs: time a new connection has to say Hello before it is
+ * closed, so that idle connections cannot hold every connection slot.
+ */
+#define VFIOD_DEFAULT_HELLO_TIMEOUT_MS 5000
+
+/*
+ * Not configurable: fds a client sent that no request takes (anything but a
+ * memfd or an eventfd) wait for the closer's thread (daemon/closer.h): at
+ * most VFIOD_CLOSER_MAX_FDS_PER_USER of one uid. A connection is read only
+ * while its uid has room for a whole datagram of fds (253). The limit is
+ * per uid only, so that users who block the closer together cannot stop
+ * another user being read.
+ */
+#define VFIOD_CLOSER_MAX_FDS_PER_USER (2 * 253)
 
 /* Not configurable: how often quarantined groups are checked again. */
 #define VFIOD_QUARANTINE_RECHECK_MS 500
+
+/*
+ * Not configurable: descriptors the daemon keeps free under its own
+ * RLIMIT_NOFILE. A request that would make it keep fds beyond that line is
+ * refused (EMFILE), so that a received datagram always has room for its fds
+ * (VFIOD_PROTO_MAX_FDS) and a release, an accept or a state save for room of
+ * its own: the daemon never drops a client because it ran out of fds itself.
+ */
+#define VFIOD_FD_HEADROOM 320
 
 struct vfiod_config_limits {
         uint32_t max_connections;
@@ -59,10 +92,13 @@ struct vfiod_config_limits {
         uint64_t max_pinned_bytes_per_user;
         uint32_t max_ranges_per_request;
         uint32_t max_fds_per_message;
+        uint32_t max_fds_per_client;
+        uint32_t max_fds_per_user;
         uint32_t max_queued_bytes_per_client;
         uint32_t max_queued_messages_per_client;
         uint32_t max_requests_in_flight;
         uint32_t release_grace_ms;
+        uint32_t hello_timeout_ms;
 };
 
 #define VFIOD_LIMITS_DEFAULT                                                                \
@@ -76,8 +112,11 @@ struct vfiod_config_limits {
             .max_pinned_bytes_per_user = VFIOD_DEFAULT_MAX_PINNED_BYTES_PER_USER,           \
             .max_ranges_per_request = VFIOD_DEFAULT_MAX_RANGES_PER_REQUEST,                 \
             .max_fds_per_message = VFIOD_DEFAULT_MAX_FDS_PER_MESSAGE,                       \
+            .max_fds_per_client = VFIOD_DEFAULT_MAX_FDS_PER_CLIENT,                         \
+            .max_fds_per_user = VFIOD_DEFAULT_MAX_FDS_PER_USER,                             \
             .max_queued_bytes_per_client = VFIOD_DEFAULT_MAX_QUEUED_BYTES_PER_CLIENT,       \
             .max_queued_messages_per_client = VFIOD_DEFAULT_MAX_QUEUED_MESSAGES_PER_CLIENT, \
             .max_requests_in_flight = VFIOD_DEFAULT_MAX_REQUESTS_IN_FLIGHT,                 \
             .release_grace_ms = VFIOD_DEFAULT_RELEASE_GRACE_MS,                             \
+            .hello_timeout_ms = VFIOD_DEFAULT_HELLO_TIMEOUT_MS,                             \
         })

@@ -5,6 +5,8 @@ noinst_LTLIBRARIES += daemon/libvfiod-daemon.la
 daemon_libvfiod_daemon_la_SOURCES = \
 	daemon/client.c \
 	daemon/client.h \
+	daemon/closer.c \
+	daemon/closer.h \
 	daemon/devices.c \
 	daemon/devices.h \
 	daemon/domain.c \

@@ -22,8 +22,8 @@ struct vfiod_peer {
         pid_t pid;
         gid_t *groups; /* SO_PEERGROUPS (supplementary groups) */
         size_t n_groups;
-        char *unit;  /* sd_peer_get_unit(); NULL when none */
-        char *slice; /* sd_peer_get_slice(); NULL when none */
+        char *unit;  /* of the process that connected (vfiod_peer_read); NULL when none */
+        char *slice; /* its slice; NULL when none */
 };
 
 /* What a log line is about; any field may be left empty (NULL, -1, 0). */

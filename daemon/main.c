@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -148,6 +149,23 @@ static void reload_cb(struct ev_loop *loop, ev_signal *w, int revents)
         sw->clients = SIZE_MAX; /* STATUS= again before the loop blocks */
 }
 
+/*
+ * The soft RLIMIT_NOFILE up to the hard one (the unit's LimitNOFILE= sets
+ * both): what the limits of vfiod.conf(5) let clients make vfiod hold must
+ * fit, and vfiod keeps VFIOD_FD_HEADROOM of it free (daemon/client.c).
+ */
+static void raise_nofile(void)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning("Cannot raise the fd limit to %llu: %m",
+                            (unsigned long long)rl.rlim_max);
+}
+
 int main(int argc, char **argv)
 {
         enum {
@@ -264,6 +282,7 @@ int main(int argc, char **argv)
                 log_notice("The configuration '%s' has no [Device] rule: nobody may lease anything",
                            config ? config : VFIOD_DEFAULT_CONFIG);
         (void)signal(SIGPIPE, SIG_IGN);
+        raise_nofile();
         loop = ev_default_loop(EVFLAG_AUTO);
         if (!loop) {
                 log_error("Cannot initialise the event loop");

@@ -243,6 +243,9 @@ struct parser {
         unsigned file; /* 1 + index of the file being read */
         FILE *f;
         unsigned line; /* of the line inih is handling */
+        /* UTF-8 across a line inih reads in pieces (see utf8_step()). */
+        unsigned utf8_need;
+        unsigned char utf8_lo, utf8_hi;
         struct vfiod_policy *policy;
         struct vfiod_errors *errors;
         size_t n_errors;
@@ -356,15 +359,91 @@ static void section_begin(struct parser *p, char *text)
         perr(p, "unknown section [%s]", name);
 }
 
+/*
+ * One more byte of UTF-8 (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF). need: how many continuation bytes are still
+ * due; lo, hi: the range the next one must be in. False when b breaks it.
+ */
+static bool utf8_step(unsigned char b, unsigned *need, unsigned char *lo, unsigned char *hi)
+{
+        if (*need > 0) {
+                if (b < *lo || b > *hi)
+                        return false;
+                (*need)--;
+                *lo = 0x80;
+                *hi = 0xbf;
+                return true;
+        }
+        *lo = 0x80;
+        *hi = 0xbf;
+        if (b < 0x80)
+                return true;
+        if (b >= 0xc2 && b <= 0xdf)
+                *need = 1;
+        else if (b >= 0xe0 && b <= 0xef) {
+                *need = 2;
+                if (b == 0xe0)
+                        *lo = 0xa0; /* overlong below */
+                else if (b == 0xed)
+                        *hi = 0x9f; /* surrogates above */
+        } else if (b >= 0xf0 && b <= 0xf4) {
+                *need = 3;
+                if (b == 0xf0)
+                        *lo = 0x90; /* overlong below */
+                else if (b == 0xf4)
+                        *hi = 0x8f; /* above U+10FFFF */
+        } else
+                return false;
+        return true;
+}
+
+/*
+ * Reads one line (as fgets() would) and checks that it is text: no NUL byte
+ * (inih would stop at it and silently read less than the file says) and
+ * UTF-8. A line that is not is reported with its file:line and handed to
+ * inih empty. False at the end of the file.
+ */
+static bool read_text_line(struct parser *p, char *str, int num)
+{
+        const char *bad = NULL;
+        int n = 0, ch = EOF;
+
+        while (n < num - 1 && (ch = getc(p->f)) != EOF) {
+                str[n++] = (char)ch;
+                if (ch == '\n')
+                        break;
+                if (!bad && ch == '\0')
+                        bad = "a NUL byte: a configuration file is text";
+                else if (!bad &&
+                         !utf8_step((unsigned char)ch, &p->utf8_need, &p->utf8_lo, &p->utf8_hi))
+                        bad = "not UTF-8";
+        }
+        if (n == 0 && p->utf8_need == 0)
+                return false;
+        str[n] = '\0';
+        p->line += n > 0;
+        /* A sequence cut by the line's end (or the file's); inih's own cut of a long line is not.
+         */
+        if (ch == '\n' || ch == EOF) {
+                if (!bad && p->utf8_need > 0)
+                        bad = "not UTF-8 (a sequence cut short)";
+                p->utf8_need = 0;
+        }
+        if (bad) {
+                perr(p, "%s", bad);
+                str[0] = '\0';
+        }
+        return true;
+}
+
 /* Reader for inih: counts lines and sees section headers first. */
 static char *reader(char *str, int num, void *stream)
 {
         struct parser *p = stream;
         char *s;
 
-        if (!fgets(str, num, p->f))
+        if (!read_text_line(p, str, num))
                 return NULL;
-        p->line++;
         s = str;
         while (isspace((unsigned char)*s))
                 s++;
@@ -922,10 +1001,13 @@ static const struct limit_key limit_keys[] = {
      true, 4096, UINT64_MAX},
     LIMIT32("MaxRangesPerRequest", max_ranges_per_request, 1, 4096),
     LIMIT32("MaxFdsPerMessage", max_fds_per_message, 1, 253),
+    LIMIT32("MaxFdsPerClient", max_fds_per_client, 1, 1u << 20),
+    LIMIT32("MaxFdsPerUser", max_fds_per_user, 1, 1u << 20),
     LIMIT32("MaxQueuedBytesPerClient", max_queued_bytes_per_client, 65536, 1u << 30),
     LIMIT32("MaxQueuedMessagesPerClient", max_queued_messages_per_client, 1, 1u << 20),
     LIMIT32("MaxRequestsInFlight", max_requests_in_flight, 1, 1u << 16),
     LIMIT32("ReleaseGraceMs", release_grace_ms, 0, 3600000),
+    LIMIT32("HelloTimeoutMs", hello_timeout_ms, 1, 3600000),
 };
 
 static void parse_daemon_key(struct parser *p, const char *name, const char *value)
@@ -996,6 +1078,7 @@ static int parse_file(struct parser *p, const char *path, bool missing_ok)
 
         p->path = path;
         p->line = 0;
+        p->utf8_need = 0;
         p->kind = SECTION_NONE;
         p->file++;
         p->f = fopen(path, "re");

@@ -5,11 +5,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -33,14 +35,101 @@ void vfiod_peer_done(struct vfiod_peer *peer)
         peer->n_groups = 0;
 }
 
-/* SO_PEERCRED, SO_PEERGROUPS and the systemd unit: what the kernel says, nothing else. */
-static int peer_read(int fd, struct vfiod_peer *ret)
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5 */
+#endif
+
+/*
+ * A pidfd of the process that connected fd. SO_PEERPIDFD (Linux 6.5) gives the
+ * process the kernel recorded at connect(); older kernels do not know it
+ * (ENOPROTOOPT) and get pidfd_open() of its pid, which names whatever process
+ * has that pid when the connection is accepted. Any other failure (the
+ * process is gone) is returned as it is: never a pidfd of the bare number.
+ */
+static int peer_pidfd(int fd, pid_t pid)
+{
+        int pidfd = -EBADF;
+        socklen_t len = sizeof(pidfd);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
+                return pidfd;
+        if (errno != ENOPROTOOPT)
+                return -errno;
+        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        return pidfd < 0 ? -errno : pidfd;
+}
+
+/* The pid of pidfd's process now ("Pid:" of its fdinfo: -1 once it has been reaped), or <= 0. */
+static pid_t pidfd_pid(int pidfd)
+{
+        char path[64], line[128];
+        FILE *f;
+        int pid = 0;
+
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Pid: %d", &pid) == 1)
+                        break;
+        fclose(f);
+        return pid;
+}
+
+/* pidfd's process has not exited (a pidfd polls readable once it has). */
+static bool pidfd_running(int pidfd)
+{
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+        return poll(&p, 1, 0) == 0;
+}
+
+/*
+ * The unit and slice of the process that connected: read from /proc/PID/cgroup
+ * (sd_pid_get_unit/sd_pid_get_slice), which names the process that has that
+ * pid at the time of the read. They are kept only when that was the process
+ * that connected: its pidfd, taken before the read, names the same pid and
+ * the process is still running after it (a pid is not reused while its
+ * process runs). Otherwise the peer has none.
+ */
+static void peer_read_unit(int fd, struct vfiod_peer *p)
+{
+        _cleanup_close_ int pidfd = -EBADF;
+        char *unit = NULL, *slice = NULL;
+        const char *why = NULL;
+
+        if (p->pid <= 0)
+                why = "its pid is not visible here";
+        else if ((pidfd = peer_pidfd(fd, p->pid)) < 0 || pidfd_pid(pidfd) != p->pid)
+                why = "it has exited";
+        else {
+                (void)sd_pid_get_unit(p->pid, &unit);
+                (void)sd_pid_get_slice(p->pid, &slice);
+                if (!pidfd_running(pidfd) || pidfd_pid(pidfd) != p->pid) {
+                        why = "it exited while its unit was read";
+                        free(unit);
+                        free(slice);
+                } else {
+                        p->unit = unit;
+                        p->slice = slice;
+                }
+        }
+        if (why) {
+                struct vfiod_log_about a = {.peer = p, .group = -1};
+
+                vfiod_log_about(LOG_NOTICE, &a,
+                                "the process that connected (pid %d) has no unit or slice here: %s",
+                                (int)p->pid, why);
+        }
+}
+
+int vfiod_peer_read(int fd, bool unit, struct vfiod_peer *ret)
 {
         struct vfiod_peer p = {0};
         struct ucred cred;
         socklen_t len = sizeof(cred);
         size_t n = 16;
-        char *unit = NULL, *slice = NULL;
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return -errno;
@@ -67,11 +156,9 @@ static int peer_read(int fd, struct vfiod_peer *ret)
                 }
                 n = len / sizeof(gid_t) > n ? len / sizeof(gid_t) : n * 2;
         }
-        if (sd_peer_get_unit(fd, &unit) >= 0)
-                p.unit = unit;
-        /* The slice too, once, at accept: the policy's Slices= match it. */
-        if (sd_peer_get_slice(fd, &slice) >= 0)
-                p.slice = slice;
+        /* The unit and slice too, once, at accept: the policy's Units= and Slices= match them. */
+        if (unit)
+                peer_read_unit(fd, &p);
         *ret = p;
         return 0;
 }
@@ -89,7 +176,7 @@ int vfiod_server_add_client_take(struct vfiod_server *s, int fd, const struct vf
                 return r;
         }
         if (!peer) {
-                r = peer_read(fd, &p);
+                r = vfiod_peer_read(fd, true, &p);
                 if (r < 0) {
                         safe_close(fd);
                         return log_error_errno(r, "Cannot read the peer's credentials");
@@ -147,7 +234,7 @@ static void accept_one(struct vfiod_server *s, int fd)
         const struct vfiod_config_limits *lim = &s->policy->limits;
         struct vfiod_peer p = {0};
         char reason[128] = "";
-        int r = peer_read(fd, &p);
+        int r = vfiod_peer_read(fd, true, &p);
 
         if (r < 0) {
                 log_error_errno(r, "Cannot read the peer's credentials");
@@ -260,6 +347,15 @@ uint64_t vfiod_server_uptime_ms(struct vfiod_server *s)
         return now > s->started ? (uint64_t)((now - s->started) * 1000) : 0;
 }
 
+/* The closer closed fds: connections it held back may be read again. */
+static void closer_room_cb(void *userdata)
+{
+        struct vfiod_server *s = userdata;
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link) vfiod_client_kick(c);
+}
+
 int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
                      struct vfiod_policy *policy, struct vfiod_server **ret)
 {
@@ -293,6 +389,11 @@ int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
                 vfiod_server_free(s);
                 return r;
         }
+        r = vfiod_closer_new(loop, closer_room_cb, s, &s->closer);
+        if (r < 0) {
+                vfiod_server_free(s);
+                return r;
+        }
         *ret = s;
         return 0;
 }
@@ -317,6 +418,8 @@ void vfiod_server_free(struct vfiod_server *s)
         if (s->listen_fd >= 0)
                 ev_io_stop(s->loop, &s->accept_io);
         safe_close(s->listen_fd);
+        /* After the clients: nothing can hand it an fd any more. */
+        vfiod_closer_free(s->closer);
         vfiod_registry_free(s->devices);
         vfiod_policy_free(s->policy);
         free(s->config_path);

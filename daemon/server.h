@@ -17,6 +17,7 @@
 
 #include <ev.h>
 
+#include "daemon/closer.h"
 #include "daemon/devices.h"
 #include "daemon/list.h"
 #include "daemon/log.h"
@@ -39,6 +40,7 @@ struct vfiod_server {
         bool accept_starved;   /* said so in the log; cleared by the next accept */
         ev_prepare reaper;     /* frees dead clients before the loop blocks */
         ev_timer quarantine_timer;
+        struct vfiod_closer *closer; /* owned: closes the fds no request takes */
         struct vfiod_policy *policy; /* owned */
         char *config_path;
         bool config_missing_ok;
@@ -49,6 +51,10 @@ struct vfiod_server {
         uint64_t next_client_id, next_domain_id, next_lease_id;
         uint64_t n_requests, n_errors;
         ev_tstamp started;
+        /* The daemon's own fd table (daemon_fd_room() in client.c): fds open as last
+         * counted, plus what requests made it keep since. */
+        uint32_t fds_open;
+        ev_tstamp fds_counted_at;
 };
 
 /* Takes ownership of policy (freed even on failure). */
@@ -62,8 +68,9 @@ int vfiod_server_listen_take(struct vfiod_server *server, int listen_fd);
 
 /*
  * Adds a connected SOCK_SEQPACKET socket as a client; takes ownership of fd.
- * The peer is read with SO_PEERCRED/SO_PEERGROUPS unless `peer` is given
- * (tests only: a socketpair's peer is the test itself).
+ * The peer is read with vfiod_peer_read() unless `peer` is given (copied): a
+ * client restored from the fd store, with the unit and slice it had when it
+ * connected; in tests, a socketpair's peer is the test itself.
  */
 int vfiod_server_add_client_take(struct vfiod_server *server, int fd,
                                  const struct vfiod_peer *peer);
@@ -96,4 +103,14 @@ uint64_t vfiod_server_uptime_ms(struct vfiod_server *server);
  */
 int vfiod_socket_bind(const char *path);
 
+/*
+ * The peer of a connected socket, from the kernel: uid, gid and pid
+ * (SO_PEERCRED, recorded at connect()), the supplementary groups
+ * (SO_PEERGROUPS) and, with `unit`, the systemd unit and slice of the process
+ * that connected, only while that process is known to be the one that has
+ * its pid (a pidfd, SO_PEERPIDFD or pidfd_open(), checked around the read of
+ * /proc/PID/cgroup; logged when not: the peer then has none). Free with
+ * vfiod_peer_done().
+ */
+int vfiod_peer_read(int fd, bool unit, struct vfiod_peer *ret);
 void vfiod_peer_done(struct vfiod_peer *peer);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "kernel/irq.h"
 #include "proto/macro.h"
 
+/* The state's fd-store name is "state-G", G its generation ("state" before generations). */
 #define STATE_MAGIC   "vfiod-state 1"
 #define STATE_FDNAME  "state"
 #define NAME_MAX_LEN  96
@@ -129,11 +131,13 @@ struct named_fd {
 struct vfiod_state {
         struct vfiod_server *s;
         bool enabled;
-        int memfd; /* the serialized state (owned) */
+        uint64_t generation;           /* of the state in the fd store */
+        char state_name[NAME_MAX_LEN]; /* its name there; "" when none */
         char (*stored)[NAME_MAX_LEN];
         size_t n_stored;
         char *last; /* the state last written */
         size_t last_len;
+        unsigned crash_at, steps; /* VFIOD_CRASH_AT_SAVE_STEP (tests), steps of saves so far */
 };
 
 static int store_fd(const char *name, int fd)
@@ -156,7 +160,6 @@ int vfiod_state_new(struct vfiod_server *s, struct vfiod_state **ret)
         if (!st)
                 return -ENOMEM;
         st->s = s;
-        st->memfd = -EBADF;
         st->enabled = false;
         *ret = st;
         return 0;
@@ -166,7 +169,6 @@ void vfiod_state_free(struct vfiod_state *st)
 {
         if (!st)
                 return;
-        safe_close(st->memfd);
         free(st->stored);
         free(st->last);
         free(st);
@@ -273,8 +275,10 @@ static void collect(struct vfiod_server *s, struct fdlist *fds, struct buf *b)
                 if (c->dead)
                         continue;
                 fdlist_add(fds, c->fd, "client-%" PRIu64, c->id);
-                bprintf(b, "client %" PRIu64 " %d %" PRIu64 " %d %u %u\n", c->id, (int)c->state,
-                        c->caps, c->admin ? 1 : 0, c->max_datagram, c->max_fds);
+                /* The unit and slice read at connect: never read again from a pid. */
+                bprintf(b, "client %" PRIu64 " %d %" PRIu64 " %d %u %u %s %s\n", c->id,
+                        (int)c->state, c->caps, c->admin ? 1 : 0, c->max_datagram, c->max_fds,
+                        c->peer.unit ? c->peer.unit : "-", c->peer.slice ? c->peer.slice : "-");
                 list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link)
                 {
                         struct vfiod_memfd_view *v;
@@ -368,42 +372,79 @@ static bool list_has(const struct fdlist *l, const char *name)
         return false;
 }
 
-static int write_state(struct vfiod_state *st, const char *text, size_t len)
+/*
+ * One step of a save that writes to the fd store or the state. With
+ * VFIOD_CRASH_AT_SAVE_STEP=N (a test's knob: tests/vm-systemd) vfiod kills
+ * itself with SIGKILL at the Nth step since it started, to show that a crash
+ * at any step leaves a complete state.
+ */
+static void save_step(struct vfiod_state *st)
 {
-        size_t o = 0;
+        if (st->crash_at == 0 || ++st->steps != st->crash_at)
+                return;
+        log_warning("VFIOD_CRASH_AT_SAVE_STEP=%u: killing vfiod at this step of a save, as asked",
+                    st->crash_at);
+        (void)raise(SIGKILL);
+}
 
-        while (o < len) {
-                ssize_t n = pwrite(st->memfd, text + o, len - o, (off_t)o);
+static int write_all(int fd, const char *p, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
 
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0)
-                        return -errno;
-                o += (size_t)n;
+                        return n < 0 ? -errno : -EIO;
+                p += n;
+                len -= (size_t)n;
         }
-        if (ftruncate(st->memfd, (off_t)len) < 0)
-                return -errno;
         return 0;
 }
 
+/*
+ * A new memfd holding text, sealed: nothing changes it once it is in the fd
+ * store. Written in two halves, each a step of the save (a crash between
+ * them leaves a torn memfd that was never stored).
+ */
+static int state_memfd(struct vfiod_state *st, const char *text, size_t len)
+{
+        _cleanup_close_ int fd = memfd_create("vfiod-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        r = write_all(fd, text, len / 2);
+        if (r < 0)
+                return r;
+        save_step(st);
+        r = write_all(fd, text + len / 2, len - len / 2);
+        if (r < 0)
+                return r;
+        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+/*
+ * Saves the state so that a crash at any instant leaves one complete state
+ * in the fd store, whose fds are all there: the new fds are stored first,
+ * then the new state, in a new memfd under a new name (state-G+1), then the
+ * old state is removed, and only then the fds that only it named. Until the
+ * new state is stored the old one holds; between the two, the next vfiod
+ * takes the newer (vfiod_state_restore).
+ */
 void vfiod_state_sync(struct vfiod_state *st)
 {
         struct fdlist fds = {0};
         struct buf b = {0};
+        char name[NAME_MAX_LEN];
+        _cleanup_close_ int memfd = -EBADF;
         uint64_t h;
         int r;
 
         if (!st || !st->enabled)
                 return;
-        if (st->memfd < 0) {
-                st->memfd = memfd_create("vfiod-state", MFD_CLOEXEC);
-                if (st->memfd < 0 || store_fd(STATE_FDNAME, st->memfd) <= 0) {
-                        log_warning("The fd store is not available; leases will not survive a "
-                                    "restart");
-                        st->enabled = false;
-                        return;
-                }
-        }
         collect(st->s, &fds, &b);
         h = fnv1a(b.p ? b.p : "", b.len);
         bprintf(&b, "end %016" PRIx64 "\n", h);
@@ -413,21 +454,44 @@ void vfiod_state_sync(struct vfiod_state *st)
         }
         if (st->last && st->last_len == b.len && memcmp(st->last, b.p, b.len) == 0)
                 goto out;
-        /* New fds first, then the state that names them, then the old ones go. */
         for (size_t i = 0; i < fds.n; i++) {
                 if (stored_has(st, fds.v[i].name))
                         continue;
+                save_step(st);
                 r = store_fd(fds.v[i].name, fds.v[i].fd);
                 if (r <= 0)
                         log_warning("Cannot store '%s' in the fd store: %s", fds.v[i].name,
                                     r < 0 ? strerror(-r) : "no service manager");
         }
-        r = write_state(st, b.p, b.len);
-        if (r < 0)
-                log_warning("Cannot write the state for the fd store: %s", strerror(-r));
+        memfd = state_memfd(st, b.p, b.len);
+        if (memfd < 0) {
+                log_warning("Cannot write the state for the fd store: %s; the one stored before "
+                            "stays",
+                            strerror(-memfd));
+                goto out;
+        }
+        snprintf(name, sizeof(name), STATE_FDNAME "-%" PRIu64, st->generation + 1);
+        save_step(st);
+        r = store_fd(name, memfd);
+        if (r <= 0) {
+                log_warning("Cannot store the state in the fd store: %s%s",
+                            r < 0 ? strerror(-r) : "no service manager",
+                            r < 0 ? "; the one stored before stays"
+                                  : "; leases will not survive a restart");
+                st->enabled = r < 0;
+                goto out;
+        }
+        st->generation++;
+        if (st->state_name[0]) {
+                save_step(st);
+                unstore_fd(st->state_name);
+        }
+        memcpy(st->state_name, name, sizeof(name));
         for (size_t i = 0; i < st->n_stored; i++)
-                if (!list_has(&fds, st->stored[i]))
+                if (!list_has(&fds, st->stored[i])) {
+                        save_step(st);
                         unstore_fd(st->stored[i]);
+                }
         {
                 char(*names)[NAME_MAX_LEN] = calloc(fds.n ? fds.n : 1, NAME_MAX_LEN);
 
@@ -468,7 +532,15 @@ void vfiod_state_stop(struct vfiod_state *st)
 
 void vfiod_state_enable(struct vfiod_state *st)
 {
+        const char *crash = getenv("VFIOD_CRASH_AT_SAVE_STEP");
+
         st->enabled = getenv("NOTIFY_SOCKET") != NULL;
+        if (crash && st->enabled) {
+                st->crash_at = (unsigned)strtoul(crash, NULL, 10);
+                log_warning("VFIOD_CRASH_AT_SAVE_STEP=%u: vfiod will kill itself at that step of "
+                            "saving its state (a test's knob)",
+                            st->crash_at);
+        }
         if (!st->enabled)
                 log_notice("--fd-store: not started by a service manager (no NOTIFY_SOCKET); "
                            "leases will not survive a restart");
@@ -777,6 +849,38 @@ static int restore_irq_take(struct vfiod_lease *l, size_t k, unsigned index, uns
         return 0;
 }
 
+/*
+ * Adds the connection of client id with its old id. Uid, gid, pid and groups
+ * are the kernel's (recorded at connect()); the unit and slice are those the
+ * state saved, read when the client connected: its pid may name another
+ * process by now.
+ */
+static int restore_client_take(struct vfiod_server *s, int fd, uint64_t id, const char *unit,
+                               const char *slice)
+{
+        struct vfiod_peer peer = {0};
+        int r;
+
+        if (fd < 0 || id == 0 || find_client(s, id)) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        r = vfiod_peer_read(fd, false, &peer);
+        if (r == 0 &&
+            ((unit && !(peer.unit = strdup(unit))) || (slice && !(peer.slice = strdup(slice)))))
+                r = -ENOMEM;
+        if (r < 0) {
+                vfiod_peer_done(&peer);
+                safe_close(fd);
+                return r;
+        }
+        s->next_client_id = id - 1;
+        /* The fd moves to the client; the peer is copied. */
+        r = vfiod_server_add_client_take(s, fd, &peer);
+        vfiod_peer_done(&peer);
+        return r;
+}
+
 static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *text, char *why,
                          size_t whylen, size_t *ret_leases)
 {
@@ -791,7 +895,7 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                 unsigned k, i, n, u1, u2;
                 int x, y, z, w;
                 unsigned long long ino;
-                char s1[64], s2[64];
+                char s1[64], s2[64], unit[256], slice[256];
                 struct vfiod_client *c;
                 struct vfiod_domain *d;
                 struct vfiod_lease *l;
@@ -802,23 +906,17 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                         s->next_client_id = a > s->next_client_id ? a : s->next_client_id;
                         s->next_domain_id = b2;
                         s->next_lease_id = c3;
-                } else if (sscanf(line, "client %" SCNu64 " %d %" SCNu64 " %d %u %u", &a, &x, &b2,
-                                  &y, &u1, &u2) == 6) {
-                        int fd;
-
+                } else if ((z = sscanf(line,
+                                       "client %" SCNu64 " %d %" SCNu64 " %d %u %u %255s %255s", &a,
+                                       &x, &b2, &y, &u1, &u2, unit, slice)) == 6 ||
+                           z == 8) {
                         uint64_t next = s->next_client_id;
 
                         snprintf(name, sizeof(name), "client-%" PRIu64, a);
-                        fd = passed_take(p, name);
-                        if (a == 0 || find_client(s, a)) {
-                                safe_close(fd);
-                                r = -EINVAL;
-                                break;
-                        }
-                        /* The client gets its old id; the peer is read again from the kernel. */
-                        s->next_client_id = a - 1;
-                        /* The fd moves to the client. */
-                        r = vfiod_server_add_client_take(s, fd, NULL);
+                        /* The fd moves to the client (closed on failure). */
+                        r = restore_client_take(s, passed_take(p, name), a,
+                                                z == 8 && strcmp(unit, "-") != 0 ? unit : NULL,
+                                                z == 8 && strcmp(slice, "-") != 0 ? slice : NULL);
                         s->next_client_id = next > a ? next : a;
                         if (r < 0)
                                 break;
@@ -957,34 +1055,100 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
         return r;
 }
 
+/* The generation of an fd-store name of a state ("state-G": G; "state": 0), or -1. */
+static int64_t state_generation(const char *name)
+{
+        const char *g;
+        char *end;
+        unsigned long long v;
+
+        if (strcmp(name, STATE_FDNAME) == 0)
+                return 0;
+        if (strncmp(name, STATE_FDNAME "-", sizeof(STATE_FDNAME)) != 0)
+                return -1;
+        g = name + sizeof(STATE_FDNAME);
+        if (*g < '0' || *g > '9')
+                return -1;
+        errno = 0;
+        v = strtoull(g, &end, 10);
+        return errno || *end || v > INT64_MAX ? -1 : (int64_t)v;
+}
+
+/*
+ * The newest complete state in the fd store: its text (checked, the "end"
+ * line cut off), a copy as it was stored (*ret_raw, *ret_raw_len), its name
+ * and generation. Its fd is closed (the store keeps it, under its name) and
+ * marked taken; older or broken states stay in passed, to be removed.
+ */
+static int pick_state(struct vfiod_passed *p, char **ret_text, char **ret_raw, size_t *ret_raw_len,
+                      struct vfiod_state *st, char *why, size_t whylen)
+{
+        _cleanup_free_ bool *tried = calloc(p->n, sizeof(bool));
+        int r = -ENOENT;
+
+        if (!tried)
+                return -ENOMEM;
+        snprintf(why, whylen, "no '" STATE_FDNAME "' in the fd store");
+        for (;;) {
+                char *text = NULL, *raw;
+                size_t best = SIZE_MAX, len = 0;
+                int64_t g = -1;
+
+                for (size_t i = 0; i < p->n; i++) {
+                        int64_t gi = state_generation(p->fds[i].name);
+
+                        if (p->fds[i].fd >= 0 && !tried[i] && gi > g) {
+                                best = i;
+                                g = gi;
+                        }
+                }
+                if (best == SIZE_MAX)
+                        return r;
+                tried[best] = true;
+                r = read_all(p->fds[best].fd, &text, &len);
+                raw = r == 0 ? malloc(len) : NULL;
+                if (r == 0 && !raw)
+                        r = -ENOMEM;
+                if (r == 0) {
+                        memcpy(raw, text, len);
+                        r = state_check(text, len);
+                }
+                if (r == 0) {
+                        p->fds[best].fd = safe_close(p->fds[best].fd);
+                        snprintf(st->state_name, sizeof(st->state_name), "%s", p->fds[best].name);
+                        /* The next one is named after the newest there was, broken or not. */
+                        for (size_t i = 0; i < p->n; i++)
+                                if (state_generation(p->fds[i].name) > g)
+                                        g = state_generation(p->fds[i].name);
+                        st->generation = (uint64_t)g;
+                        *ret_text = text;
+                        *ret_raw = raw;
+                        *ret_raw_len = len;
+                        return 0;
+                }
+                /* Left in passed: removed from the store with the other leftovers. */
+                snprintf(why, whylen, "the stored state '%s' is %s", p->fds[best].name,
+                         r == -EBADMSG ? "torn (its hash does not match)" : "not readable");
+                log_warning("%s; looking for an older one", why);
+                free(text);
+                free(raw);
+        }
+}
+
 int vfiod_state_restore(struct vfiod_state *st, struct vfiod_passed *p)
 {
         struct vfiod_server *s = st->s;
         struct vfiod_client *c;
         struct vfiod_lease *l;
-        char *text = NULL, why[256] = "";
-        size_t len = 0, leases = 0;
-        int fd, r;
+        char *text = NULL, *raw = NULL, why[256] = "";
+        size_t raw_len = 0, leases = 0;
+        int r;
 
         if (p->n == 0)
                 return 0;
-        fd = passed_take(p, STATE_FDNAME);
-        if (fd < 0) {
-                snprintf(why, sizeof(why), "no '" STATE_FDNAME "' in the fd store");
-                r = -ENOENT;
+        r = pick_state(p, &text, &raw, &raw_len, st, why, sizeof(why));
+        if (r < 0)
                 goto teardown;
-        }
-        r = read_all(fd, &text, &len);
-        if (r == 0)
-                r = state_check(text, len);
-        if (r < 0) {
-                snprintf(why, sizeof(why), "the stored state is %s",
-                         r == -EBADMSG ? "torn (its hash does not match)" : "not readable");
-                safe_close(fd);
-                goto teardown;
-        }
-        /* The same memfd goes on holding the state (its name is in the store already). */
-        st->memfd = fd;
         r = state_check_fds(text, p, why, sizeof(why));
         if (r < 0)
                 goto teardown;
@@ -992,10 +1156,14 @@ int vfiod_state_restore(struct vfiod_state *st, struct vfiod_passed *p)
         if (r < 0)
                 goto teardown;
         free(text);
+        /* As it was stored: the next sync writes nothing while nothing changes. */
+        free(st->last);
+        st->last = raw;
+        st->last_len = raw_len;
         /* What was taken is in the fd store already: the next sync adds nothing twice. */
         st->stored = calloc(p->n, NAME_MAX_LEN);
         for (size_t i = 0; st->stored && i < p->n; i++)
-                if (p->fds[i].fd < 0 && strcmp(p->fds[i].name, STATE_FDNAME) != 0)
+                if (p->fds[i].fd < 0 && state_generation(p->fds[i].name) < 0)
                         snprintf(st->stored[st->n_stored++], NAME_MAX_LEN, "%s", p->fds[i].name);
         /* Stored fds the state does not name (a crash between two syncs) go. */
         teardown_passed(p);
@@ -1022,6 +1190,7 @@ int vfiod_state_restore(struct vfiod_state *st, struct vfiod_passed *p)
 
 teardown:
         free(text);
+        free(raw);
         log_error("Cannot restore the state from the fd store: %s; releasing everything in it",
                   why[0] ? why : strerror(-r));
         /* What was rebuilt goes through the full release sequence. */
@@ -1032,8 +1201,9 @@ teardown:
                 vfiod_client_free(c);
         }
         teardown_passed(p);
-        st->memfd = safe_close(st->memfd);
-        unstore_fd(STATE_FDNAME);
+        if (st->state_name[0])
+                unstore_fd(st->state_name);
+        st->state_name[0] = '\0';
         free(st->stored);
         st->stored = NULL;
         st->n_stored = 0;

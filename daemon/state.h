@@ -20,15 +20,27 @@
  *                            I of that device (INO: its inode, so a
  *                            replaced eventfd gets a new name)
  *   unmask-L-K-I-INO         the client's UNMASK eventfd of index I
- *   state                    a memfd holding the serialized state
+ *   state-G                  a memfd holding the serialized state, G its
+ *                            generation ("state": a vfiod before generations)
  *
  * The daemon's own REQ/ERR eventfds are not kept: the next vfiod assigns new
- * ones. The state is text, one object per line, written over the same memfd
- * (its fd-store copy sees every write):
+ * ones. A save never changes what is stored: the fds new objects need are
+ * stored first, then the whole state in a new sealed memfd as state-G+1,
+ * then state-G is removed, and only then the fds of objects that are gone.
+ * A crash at any instant leaves a complete state whose fds are all there
+ * (fds it does not name are torn down at restore); between storing
+ * state-G+1 and removing state-G, both are there, and the next vfiod takes
+ * the newest complete one. A save therefore needs one fd-store slot more
+ * than what it holds. VFIOD_CRASH_AT_SAVE_STEP=N (tests only) makes vfiod
+ * SIGKILL itself at the Nth step of its saves (each fd stored or removed,
+ * each half of the state written, the state stored, the old one removed).
+ * The state is text, one object per line:
  *
  *   vfiod-state 1
  *   next C D L
- *   client C STATE CAPS ADMIN MAX_DATAGRAM MAX_FDS
+ *   client C STATE CAPS ADMIN MAX_DATAGRAM MAX_FDS UNIT SLICE
+ *                                    (UNIT, SLICE: read at connect, '-' when
+ *                                    none; a state without them: none)
  *   domain C D MODEL MODEL_SET MODE
  *   view D V WRITABLE OFFSET SIZE INO
  *   map D IOVA SIZE V DELTA
@@ -50,7 +62,9 @@
  *
  * Restore (vfiod_state_restore, before the first client is served): the
  * state must parse, its hash match, and every fd it names be there and of
- * the right kind. Then clients (peer read again with SO_PEERCRED), domains,
+ * the right kind (the newest complete state is used; the others are
+ * removed). Then clients (uid, gid, pid and groups read again with
+ * SO_PEERCRED and SO_PEERGROUPS, the unit and slice the state's), domains,
  * views, leases (device info and interrupts read again, REQ/ERR armed,
  * groups marked LEASED, the policy in force checked: a lease it no longer
  * allows is revoked) and mappings are rebuilt. A state that cannot be

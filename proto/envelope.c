@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <string.h>
 
 enum { WIRE_VARINT = 0, WIRE_64BIT = 1, WIRE_LEN = 2, WIRE_32BIT = 5 };
 
@@ -95,72 +96,144 @@ long vfiod_envelope_encode(const Vfiod__Envelope *env, uint8_t *buf, size_t size
         return (long)n;
 }
 
+/*
+ * Reads one field at *p (below end): its number, its wire type and, for a
+ * varint, the value in *ret_value, for a length-delimited field, its bytes
+ * (*ret_data, length in *ret_value). False when the bytes are not a field.
+ */
+static bool field_get(const uint8_t **p, const uint8_t *end, uint32_t *ret_field,
+                      unsigned *ret_wire, const uint8_t **ret_data, uint64_t *ret_value)
+{
+        uint64_t tag, v = 0;
+
+        if (!varint_get(p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+                return false;
+        *ret_field = (uint32_t)(tag >> 3);
+        *ret_wire = (unsigned)(tag & 7);
+        *ret_data = NULL;
+        switch (*ret_wire) {
+        case WIRE_VARINT:
+                if (!varint_get(p, end, &v))
+                        return false;
+                break;
+        case WIRE_64BIT:
+                if (end - *p < 8)
+                        return false;
+                *p += 8;
+                break;
+        case WIRE_LEN:
+                if (!varint_get(p, end, &v) || v > (uint64_t)(end - *p))
+                        return false;
+                *ret_data = *p;
+                *p += v;
+                break;
+        case WIRE_32BIT:
+                if (end - *p < 4)
+                        return false;
+                *p += 4;
+                break;
+        default: /* groups, and wire types that do not exist */
+                return false;
+        }
+        *ret_value = v;
+        return true;
+}
+
+/*
+ * The body field f occurred more than once from `from` on (with no other
+ * body after it), size bytes in all: as protobuf says, the occurrences
+ * merge, which is what unpacking their bytes one after the other gives.
+ */
+static ProtobufCMessage *body_merge(ProtobufCAllocator *allocator,
+                                    const ProtobufCFieldDescriptor *f, const uint8_t *from,
+                                    const uint8_t *end, size_t size)
+{
+        uint8_t *buf = allocator->alloc(allocator->allocator_data, size ? size : 1);
+        ProtobufCMessage *m;
+        size_t n = 0;
+
+        if (!buf)
+                return NULL;
+        while (from < end) {
+                const uint8_t *data;
+                uint32_t field;
+                unsigned wire;
+                uint64_t v;
+
+                /* Read once already: every field is whole. */
+                if (!field_get(&from, end, &field, &wire, &data, &v))
+                        break;
+                if (field == f->id && wire == WIRE_LEN && n + v <= size) {
+                        memcpy(buf + n, data, (size_t)v);
+                        n += (size_t)v;
+                }
+        }
+        m = n == size ? protobuf_c_message_unpack(f->descriptor, allocator, size, buf) : NULL;
+        allocator->free(allocator->allocator_data, buf);
+        return m;
+}
+
 Vfiod__Envelope *vfiod_envelope_decode(ProtobufCAllocator *allocator, const uint8_t *data,
                                        size_t len)
 {
         const uint8_t *p = data, *end = data + len;
         Vfiod__Envelope *env = allocator->alloc(allocator->allocator_data, sizeof(*env));
         ProtobufCMessage **body = NULL;
+        /* The body's run: since the last other body, where it began, how many, how long. */
+        const ProtobufCFieldDescriptor *run = NULL;
+        const uint8_t *run_from = NULL;
+        size_t run_count = 0, run_size = 0;
 
         if (!env)
                 return NULL;
         vfiod__envelope__init(env);
         while (p < end) {
                 const ProtobufCFieldDescriptor *f;
-                uint64_t tag, v;
+                const uint8_t *at = p, *bytes;
                 uint32_t field;
                 unsigned wire;
+                uint64_t v;
+                ProtobufCMessage *m;
 
-                if (!varint_get(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+                if (!field_get(&p, end, &field, &wire, &bytes, &v))
                         goto fail;
-                field = (uint32_t)(tag >> 3);
-                wire = (unsigned)(tag & 7);
                 f = protobuf_c_message_descriptor_get_field(&vfiod__envelope__descriptor, field);
                 if (f && field == 1) {
-                        if (wire != WIRE_VARINT || !varint_get(&p, end, &env->id))
+                        if (wire != WIRE_VARINT)
                                 goto fail;
+                        env->id = v;
                         continue;
                 }
-                if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                        ProtobufCMessage *m;
-
-                        if (wire != WIRE_LEN || !varint_get(&p, end, &v) || v > (uint64_t)(end - p))
-                                goto fail;
-                        m = protobuf_c_message_unpack(f->descriptor, allocator, (size_t)v, p);
-                        if (!m)
-                                goto fail;
-                        p += v;
-                        if (body && *body)
-                                protobuf_c_message_free_unpacked(*body, allocator);
-                        body = (ProtobufCMessage **)((char *)env + f->offset);
-                        *body = m;
-                        *(uint32_t *)((char *)env + f->quantifier_offset) = field;
-                        continue;
-                }
-                /* Unknown (or, impossibly, another kind of known field): skipped. */
-                switch (wire) {
-                case WIRE_VARINT:
-                        if (!varint_get(&p, end, &v))
-                                goto fail;
-                        break;
-                case WIRE_64BIT:
-                        if (end - p < 8)
-                                goto fail;
-                        p += 8;
-                        break;
-                case WIRE_LEN:
-                        if (!varint_get(&p, end, &v) || v > (uint64_t)(end - p))
-                                goto fail;
-                        p += v;
-                        break;
-                case WIRE_32BIT:
-                        if (end - p < 4)
-                                goto fail;
-                        p += 4;
-                        break;
-                default: /* groups, and wire types that do not exist */
+                if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE)
+                        continue; /* unknown (or, impossibly, another kind of known field) */
+                if (wire != WIRE_LEN)
                         goto fail;
+                /* Each occurrence must decode on its own too. */
+                m = protobuf_c_message_unpack(f->descriptor, allocator, (size_t)v, bytes);
+                if (!m)
+                        goto fail;
+                if (body && *body)
+                        protobuf_c_message_free_unpacked(*body, allocator);
+                if (f != run) {
+                        /* Another member of the oneof: the last one counts. */
+                        run = f;
+                        run_from = at;
+                        run_count = 0;
+                        run_size = 0;
                 }
+                run_count++;
+                run_size += (size_t)v;
+                body = (ProtobufCMessage **)((char *)env + f->offset);
+                *body = m;
+                *(uint32_t *)((char *)env + f->quantifier_offset) = field;
+        }
+        if (run_count > 1) {
+                ProtobufCMessage *m = body_merge(allocator, run, run_from, end, run_size);
+
+                if (!m)
+                        goto fail;
+                protobuf_c_message_free_unpacked(*body, allocator);
+                *body = m;
         }
         return env;
 

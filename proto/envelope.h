@@ -24,8 +24,11 @@ long vfiod_envelope_encode(const Vfiod__Envelope *env, uint8_t *buf, size_t size
 /*
  * Unpacks data[0..len) with the allocator (not NULL): everything it returns,
  * envelope and body, comes from it; NULL when the bytes are not an Envelope
- * (what was allocated is given back). Unknown fields are skipped; of several
- * bodies the last one counts, as protobuf decoders do.
+ * (what was allocated is given back). Unknown fields are skipped. As protobuf
+ * specifies: of several members of the body oneof the last one counts, and a
+ * member that occurs more than once (with no other member after its first
+ * occurrence) is merged: the fields of every occurrence, a later scalar over
+ * an earlier one, repeated fields appended. Every occurrence must decode.
  */
 Vfiod__Envelope *vfiod_envelope_decode(ProtobufCAllocator *allocator, const uint8_t *data,
                                        size_t len);

@@ -373,6 +373,12 @@ static bool peer_closed(int sock)
 
 int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret_reason)
 {
+        return vfiod_msg_recv_filtered(sock, flags, NULL, ret, ret_reason);
+}
+
+int vfiod_msg_recv_filtered(int sock, int flags, const struct vfiod_recv_filter *filter,
+                            struct vfiod_msg **ret, const char **ret_reason)
+{
         /* On the stack, not per connection: the daemon holds many idle ones. */
         uint8_t buf[VFIOD_PROTO_MAX_DATAGRAM];
         union {
@@ -387,7 +393,7 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
             .msg_controllen = sizeof(control.buf),
         };
         int fds[VFIOD_PROTO_MAX_FDS];
-        size_t n_fds = 0;
+        size_t n_fds = 0, n_unwanted = 0;
         bool foreign_cmsg = false;
         Vfiod__Envelope *env = NULL;
         struct vfiod_msg *msg = NULL;
@@ -435,6 +441,19 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
                 }
         }
 
+        /*
+         * Before anything else: an fd no request takes goes to the filter, whose
+         * close cannot hold up this thread (closing it may block, see
+         * struct vfiod_recv_filter).
+         */
+        for (size_t i = 0; filter && i < n_fds; i++)
+                if (!fd_is_memfd(fds[i]) && !fd_is_eventfd(fds[i])) {
+                        /* From here the fd is the filter's. */
+                        filter->unwanted_take(fds[i], filter->userdata);
+                        fds[i] = -EBADF;
+                        n_unwanted++;
+                }
+
         if (mh.msg_flags & MSG_TRUNC) {
                 r = -EMSGSIZE;
                 reason = "datagram larger than VFIOD_PROTO_MAX_DATAGRAM";
@@ -448,6 +467,11 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
         if (foreign_cmsg) {
                 r = -EPROTOTYPE;
                 reason = "control message other than SCM_RIGHTS";
+                goto reject;
+        }
+        if (n_unwanted > 0) {
+                r = -EBADFD;
+                reason = "an fd is neither a memfd nor an eventfd (no request takes it)";
                 goto reject;
         }
         if (n == 0 && n_fds == 0 && peer_closed(sock)) {
@@ -475,11 +499,11 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
                 goto reject;
         }
         /*
-         * Structure only: indices in range, every fd named. Whether each fd is
-         * of the right kind is the handler's question (it answers with an
-         * error and keeps the connection), see vfiod_envelope_check_fds().
+         * Indices in range, every fd named, and each of the kind its field
+         * needs (a transport rule, as on send: a memfd where an eventfd
+         * belongs is as malformed as an index that is not there).
          */
-        r = vfiod_envelope_check_fds(env, NULL, n_fds, &reason);
+        r = vfiod_envelope_check_fds(env, fds, n_fds, &reason);
         if (r < 0)
                 goto reject;
 

@@ -95,16 +95,35 @@ static inline void vfiod_msg_freep(struct vfiod_msg **msg)
  *                    version does not know);
  *     -EBADR         names an fd index that did not arrive;
  *     -EPROTO        carries an fd the message does not name;
+ *     -EBADFD        carries an fd of the wrong kind: one its field does not
+ *                    take (MapDma takes memfds, SetIrqs eventfds; the VFIO
+ *                    fds of AcquireReply are not checked), or, with a filter,
+ *                    one that is neither a memfd nor an eventfd;
  *   -ENOMEM.
- * The kinds of the fds (MapDma needs memfds, SetIrqs eventfds) are NOT
- * checked here: a request with an fd of the wrong kind is well-formed but
- * wrong, so the receiver answers it with an error and keeps the connection;
- * vfiod_envelope_check_fds(env, fds, n_fds, ...) tells (-EBADFD).
  * On a negative return *ret is untouched and, if ret_reason is not NULL,
  * *ret_reason is set to a static human-readable reason. ret_reason may be
  * NULL.
  */
 int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret_reason);
+
+/*
+ * What a receiver that takes only requests (the daemon) does with the fds
+ * no request takes. Closing an fd can block for as long as whoever is on its
+ * other side likes (the last close of a TCP socket with SO_LINGER and unsent
+ * data, a FUSE file whose flush never returns); closing a memfd or an
+ * eventfd cannot. So right after recvmsg(), before anything else is looked
+ * at, every fd that is neither goes to unwanted_take(fd, userdata), which
+ * owns it from then on and must close it where blocking does no harm; the
+ * datagram is then rejected (-EBADFD) and the rest closed as usual.
+ */
+struct vfiod_recv_filter {
+        void (*unwanted_take)(int fd, void *userdata);
+        void *userdata;
+};
+
+/* vfiod_msg_recv() that sorts the fds out with filter first (NULL: as vfiod_msg_recv()). */
+int vfiod_msg_recv_filtered(int sock, int flags, const struct vfiod_recv_filter *filter,
+                            struct vfiod_msg **ret, const char **ret_reason);
 
 /*
  * Sends env as one datagram with fds[0..n_fds) attached (SCM_RIGHTS), with

@@ -980,6 +980,15 @@ START_TEST(test_map_dma)
                 for (int i = 0; i < 9; i++)
                         r[i] = (struct vfiod_dma_range){mem[0] + 1000 + i, 0, 0, 4096, 1};
                 ck_assert_int_eq(vfiod_map_dma(c, 11, r, 9, NULL), -EMSGSIZE);
+                /* Not a memfd: -EBADFD, said as a local refusal, not a failed send. */
+                r[0] =
+                    (struct vfiod_dma_range){eventfd(0, EFD_CLOEXEC), 0, 0, 4096, VFIOD_DMA_READ};
+                ck_assert_int_ge(r[0].fd, 0);
+                ck_assert_int_eq(vfiod_map_dma(c, 11, r, 1, NULL), -EBADFD);
+                ck_assert_msg(strstr(vfiod_last_error(c), "not a memfd") &&
+                                  !strstr(vfiod_last_error(c), "sending"),
+                              "'%s'", vfiod_last_error(c));
+                close(r[0].fd);
         }
 
         ck_assert_int_eq(vfiod_map_memfd(c, 11, mem[1], 0, 0x300000, 8192, VFIOD_DMA_WRITE), 0);
@@ -1015,6 +1024,8 @@ START_TEST(test_memfd_create)
         ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
         ck_assert_int_eq(fstat(fd, &st), 0);
         ck_assert_int_eq(st.st_size, 3 * 4096);
+        /* Every page is the caller's already: MapDma refuses a range with a hole. */
+        ck_assert_int_eq(lseek(fd, 0, SEEK_HOLE), 3 * 4096);
         seals = fcntl(fd, F_GET_SEALS);
         ck_assert_int_ge(seals, 0);
         ck_assert_int_eq(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),

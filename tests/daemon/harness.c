@@ -181,6 +181,14 @@ void h_spin(void)
                 ev_run(H.loop, EVRUN_NOWAIT);
 }
 
+void h_closer_drain(void)
+{
+        for (int i = 0; i < 400 && vfiod_closer_pending(H.server->closer, false, 0) > 0; i++)
+                usleep(5000);
+        ck_assert_uint_eq(vfiod_closer_pending(H.server->closer, false, 0), 0);
+        h_spin();
+}
+
 uint64_t h_send(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds)
 {
         int r;
@@ -410,7 +418,7 @@ void h_close_all(int *fds, size_t n)
                 }
 }
 
-int h_memfd(size_t size, int seals)
+int h_memfd_sparse(size_t size, int seals)
 {
         int fd = memfd_create("vfiod-test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
@@ -419,4 +427,45 @@ int h_memfd(size_t size, int seals)
         if (seals)
                 ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
         return fd;
+}
+
+int h_memfd(size_t size, int seals)
+{
+        int fd = h_memfd_sparse(size, 0);
+        static const char zeros[4096];
+
+        /* The client's own pages, as MapDma wants them: every page written once. */
+        for (size_t off = 0; off < size; off += sizeof(zeros))
+                ck_assert_int_eq(pwrite(fd, zeros, sizeof(zeros), (off_t)off), sizeof(zeros));
+        if (seals)
+                ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
+        return fd;
+}
+
+int h_set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t count, int efd, char *ret_reason)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
+        int32_t *idx = calloc(count ? count : 1, sizeof(*idx));
+        struct vfiod_msg *m;
+
+        ck_assert_ptr_nonnull(idx);
+        si.lease_id = lease;
+        si.index = index;
+        si.count = count;
+        si.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
+        si.data = count ? VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD : VFIOD__IRQ_DATA__IRQ_DATA_NONE;
+        si.n_eventfds = count;
+        si.eventfds = idx;
+        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
+        env.set_irqs = &si;
+        m = h_call(fd, &env, count ? &efd : NULL, count ? 1 : 0);
+        free(idx);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+                if (ret_reason)
+                        snprintf(ret_reason, 256, "%s", m->env->error->reason);
+                return h_error(m);
+        }
+        h_ok(m);
+        return 0;
 }

@@ -54,6 +54,8 @@ int h_connect(uid_t uid, gid_t gid);
 
 /* Runs the loop without blocking a few times. */
 void h_spin(void);
+/* Waits (2 s at most, asserted) until the closer's thread closed every fd handed to it. */
+void h_closer_drain(void);
 
 /* Sends env (id set if 0) with fds; asserts it went out. Returns the id. */
 uint64_t h_send(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds);
@@ -89,5 +91,13 @@ void h_revoke(int admin, uint64_t lease, const char *why, int want);
 void h_reload(int admin, uint32_t want_revoked);
 Vfiod__LeaseState h_state(int fd, const char *bdf);
 void h_close_all(int *fds, size_t n);
-/* A memfd of size bytes, sealed with seals (0 = none). */
+/* A memfd of size bytes (a multiple of 4096), every page written, sealed with seals (0 = none). */
 int h_memfd(size_t size, int seals);
+/* The same with nothing written: the whole file is a hole. */
+int h_memfd_sparse(size_t size, int seals);
+/*
+ * SetIrqs TRIGGER of vectors 0 .. count-1 of index to eventfd efd (count 0:
+ * disable the index). 0 or the errnum; the reason copied to ret_reason
+ * (256 bytes, may be NULL).
+ */
+int h_set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t count, int efd, char *ret_reason);

@@ -1,8 +1,10 @@
 # tests/daemon: the daemon's suites. They link the daemon library with a fake
 # of the ioctl layer (fake-kernel.c) and the REAL sysfs code
-# (kernel/libkvfio-sysfs.la) on fake sysfs trees the tests build.
+# (kernel/libkvfio-sysfs.la) on fake sysfs trees the tests build; with
+# VFIOD_FAKE_UNITS set, a fake of the pid -> unit lookup (fake-units.c).
 check_LTLIBRARIES += tests/daemon/libfake-kvfio.la tests/daemon/libdaemon-harness.la
-tests_daemon_libfake_kvfio_la_SOURCES = tests/daemon/fake-kernel.c tests/daemon/fake-kernel.h
+tests_daemon_libfake_kvfio_la_SOURCES = tests/daemon/fake-kernel.c tests/daemon/fake-kernel.h \
+	tests/daemon/fake-units.c
 tests_daemon_libfake_kvfio_la_LIBADD = kernel/libkvfio-sysfs.la
 
 tests_daemon_libdaemon_harness_la_SOURCES = tests/daemon/harness.c tests/daemon/harness.h

@@ -374,6 +374,102 @@ static void hello_limits(int fd, uint32_t max_datagram, uint32_t max_fds)
         vfiod_msg_free(m);
 }
 
+/*
+ * A Hello whose max_datagram cannot take the HelloReply is answered with
+ * Error EMSGSIZE (cut to what the client takes), and an Error means nothing
+ * changed: the connection is still before Hello, so a request drops it and a
+ * second Hello is taken.
+ */
+START_TEST(hello_too_small_changes_nothing)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        struct vfiod_msg *m;
+        int fd;
+
+        start_default();
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        h.capabilities = EVENTS;
+        h.max_datagram = 24;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        fd = h_connect(1000, 1000);
+        m = h_call(fd, &env, NULL, 0);
+        ck_assert_uint_le(vfiod__envelope__get_packed_size(m->env), 24);
+        ck_assert_int_eq(h_error(m), EMSGSIZE);
+        /* Still before Hello: a request is not allowed. */
+        send_list_devices(fd);
+        ck_assert(h_closed(fd));
+        close(fd);
+
+        /* And a second Hello, with room for the reply, is the first that counts. */
+        fd = h_connect(1000, 1000);
+        env.id = 0;
+        ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), EMSGSIZE);
+        h.max_datagram = 0;
+        env.id = 0;
+        m = h_call(fd, &env, NULL, 0);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
+        vfiod_msg_free(m);
+        m = call_empty(fd, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+        vfiod_msg_free(m);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
+/* Runs the loop for ms milliseconds (its timers fire). */
+static void run_for_ms(int ms)
+{
+        ev_tstamp end = ev_time() + ms / 1000.0;
+
+        while (ev_time() < end) {
+                ev_run(H.loop, EVRUN_NOWAIT);
+                usleep(5000);
+        }
+}
+
+/*
+ * A connection that does not say Hello within HelloTimeoutMs is closed; one
+ * that did is kept, however long it stays idle.
+ */
+START_TEST(no_hello_in_time_closes)
+{
+        int idle, greeted;
+
+        h_start("[Daemon]\nHelloTimeoutMs=300\n");
+        idle = h_connect(1000, 1000);
+        greeted = h_connect(1000, 1000);
+        h_hello(greeted, 0);
+        run_for_ms(100);
+        ck_assert(!h_closed(idle));
+        run_for_ms(400);
+        ck_assert(h_closed(idle));
+        ck_assert(!h_closed(greeted));
+        ck_assert(h_quiet(greeted));
+        close(idle);
+        close(greeted);
+        h_stop();
+}
+END_TEST
+
+/* The default is a few seconds. */
+START_TEST(no_hello_default_timeout)
+{
+        int idle;
+
+        start_default();
+        idle = h_connect(1000, 1000);
+        run_for_ms(VFIOD_DEFAULT_HELLO_TIMEOUT_MS / 2);
+        ck_assert(!h_closed(idle));
+        run_for_ms(VFIOD_DEFAULT_HELLO_TIMEOUT_MS / 2 + 500);
+        ck_assert(h_closed(idle));
+        close(idle);
+        h_stop();
+}
+END_TEST
+
 START_TEST(client_receive_limits)
 {
         int small, onefd, fds[3], err = 0;
@@ -803,6 +899,7 @@ int main(void)
         TCase *q = tcase_create("queue");
 
         testutil_tcase_fd_checked(t);
+        tcase_set_timeout(t, 20); /* no_hello_default_timeout waits for the default */
         tcase_add_test(t, request_before_hello_drops);
         tcase_add_test(t, reply_and_event_bodies_drop);
         tcase_add_test(t, second_hello_drops);
@@ -815,6 +912,9 @@ int main(void)
         tcase_add_test(t, hello_reply);
         tcase_add_test(t, fds_before_hello_are_closed);
         tcase_add_test(t, client_receive_limits);
+        tcase_add_test(t, hello_too_small_changes_nothing);
+        tcase_add_test(t, no_hello_in_time_closes);
+        tcase_add_test(t, no_hello_default_timeout);
         suite_add_tcase(s, t);
 
         testutil_tcase_fd_checked(d);

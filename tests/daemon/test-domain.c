@@ -8,13 +8,16 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include "daemon/client.h"
 #include "daemon/domain.h"
 #include "daemon/lease.h"
 #include "kernel/group.h"
@@ -314,18 +317,36 @@ START_TEST(unmap_coalesces_neighbours)
 }
 END_TEST
 
-/* The daemon's (this process's) mappings of the tests' memfds. */
-static int memfd_views(void)
+/*
+ * The daemon's (this process's) mappings of the tests' memfds: how many
+ * (lines of /proc/self/maps) and, when ret_bytes is not NULL, their bytes.
+ */
+static int memfd_maps(uint64_t *ret_bytes)
 {
         FILE *f = fopen("/proc/self/maps", "re");
         char line[512];
+        uint64_t sum = 0;
         int n = 0;
 
         ck_assert_ptr_nonnull(f);
-        while (fgets(line, sizeof(line), f))
-                n += strstr(line, "/memfd:vfiod-test") != NULL;
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long long lo, hi;
+
+                if (!strstr(line, "/memfd:vfiod-test"))
+                        continue;
+                n++;
+                if (sscanf(line, "%llx-%llx", &lo, &hi) == 2)
+                        sum += hi - lo;
+        }
         fclose(f);
+        if (ret_bytes)
+                *ret_bytes = sum;
         return n;
+}
+
+static int memfd_views(void)
+{
+        return memfd_maps(NULL);
 }
 
 /*
@@ -381,8 +402,9 @@ END_TEST
 START_TEST(mapping_limits)
 {
         int mfd = h_memfd(16 * PAGE, F_SEAL_SHRINK);
+        /* Apart in the file: each range is a view of its own. */
         struct range r[3] = {
-            {0, 0, 0x100000, PAGE}, {0, PAGE, 0x200000, PAGE}, {0, 2 * PAGE, 0x300000, PAGE}};
+            {0, 0, 0x100000, PAGE}, {0, 4 * PAGE, 0x200000, PAGE}, {0, 2 * PAGE, 0x300000, PAGE}};
         char reason[256];
 
         start("[Daemon]\nMaxMappingsPerClient=2\nMaxPinnedBytesPerClient=12K\n"
@@ -423,37 +445,48 @@ START_TEST(map_needs_a_brokered_domain)
 }
 END_TEST
 
+/*
+ * An fd that is not a memfd in MapDma breaks a transport rule (vfiod.proto):
+ * the connection is dropped, its lease released, the fd closed.
+ */
 START_TEST(not_a_memfd_over_the_wire)
 {
-        int p[2], devnull, efd, fds[3];
-        struct range r = {0, 0, 0x100000, PAGE};
-        char reason[256];
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+        Vfiod__DmaRange dr = VFIOD__DMA_RANGE__INIT, *p = &dr;
+        int fds[3], pipefd[2];
 
-        start(NULL);
-        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-        devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        efd = eventfd(0, EFD_CLOEXEC);
-        fds[0] = p[0];
-        fds[1] = devnull;
-        fds[2] = efd;
+        ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+        fds[0] = pipefd[0];
+        fds[1] = open("/dev/null", O_RDWR | O_CLOEXEC);
+        fds[2] = eventfd(0, EFD_CLOEXEC);
         for (int i = 0; i < 3; i++) {
-                ck_assert_int_eq(map(domain, &r, 1, &fds[i], 1, reason), EINVAL);
-                ck_assert_msg(strstr(reason, "not a memfd"), "%s", reason);
+                start(NULL);
+                dr.iova = 0x100000;
+                dr.size = PAGE;
+                md.domain_id = domain;
+                md.n_ranges = 1;
+                md.ranges = &p;
+                env.id = 0;
+                env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
+                env.map_dma = &md;
+                /* Raw: the transport's send would refuse it. */
+                h_send_raw(client_fd, &env, &fds[i], 1);
+                ck_assert(h_closed(client_fd));
+                stop();
         }
-        /* The connection stays. */
-        ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
-        close(p[0]);
-        close(p[1]);
-        close(devnull);
-        close(efd);
-        stop();
+        close(pipefd[0]);
+        close(pipefd[1]);
+        close(fds[1]);
+        close(fds[2]);
 }
 END_TEST
 
 /* The domain API itself on fds that are not memfds. */
 START_TEST(not_a_memfd_in_the_domain)
 {
-        struct vfiod_usage usage = {0};
+        struct vfiod_usage usage = {0}, user = {0};
+        struct vfiod_fd_budget budget = {.left = 8, .errnum = ENOSPC};
         struct vfiod_config_limits lim = VFIOD_LIMITS_DEFAULT;
         struct vfiod_domain *d = NULL;
         struct vfiod_error err = {0};
@@ -480,8 +513,9 @@ START_TEST(not_a_memfd_in_the_domain)
                                                     .iova = 0x100000,
                                                     .size = PAGE,
                                                     .readable = true};
-                        ck_assert_int_eq(vfiod_domain_map(d, &r, 1, &lim, 0, &bytes, &err),
-                                         -EINVAL);
+                        ck_assert_int_eq(
+                            vfiod_domain_map(d, &r, 1, &lim, &user, &budget, &bytes, &err),
+                            -EINVAL);
                         ck_assert_msg(strstr(err.reason, "not a memfd"), "%s", err.reason);
                 }
         }
@@ -601,6 +635,131 @@ START_TEST(released_group_taints_its_domain)
 }
 END_TEST
 
+/* True when [off, off + len) of fd has a hole (a page never written). */
+static bool has_hole(int fd, off_t off, off_t len)
+{
+        off_t hole = lseek(fd, off, SEEK_HOLE);
+
+        return hole >= 0 && hole < off + len;
+}
+
+/*
+ * The pages of a MapDma are the client's: a range with a hole (a page the
+ * client never wrote) is refused, and the daemon faults nothing in, which
+ * would charge the page to the daemon's memory cgroup instead.
+ */
+START_TEST(map_refuses_holes)
+{
+        /* 32 pages: more than what the daemon would populate before the pin. */
+        int mfd = h_memfd_sparse(32 * PAGE, 0), ok;
+        static const char page[PAGE] = "written";
+        struct range r = {0, 0, 0x100000, 32 * PAGE};
+        char reason[256] = "";
+
+        for (int i = 0; i < 32; i++)
+                if (i != 17)
+                        ck_assert_int_eq(pwrite(mfd, page, PAGE, (off_t)(i * PAGE)), PAGE);
+        ck_assert_int_eq(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+        start(NULL);
+        ck_assert_int_eq(map(domain, &r, 1, &mfd, 1, reason), EFAULT);
+        ck_assert_msg(strstr(reason, "range 0: memfd 0 has a hole at offset 0x11000"), "%s",
+                      reason);
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        ck_assert(has_hole(mfd, 17 * PAGE, PAGE));
+        /* A range around the hole is fine; once written, the whole file is too. */
+        r.size = 17 * PAGE;
+        ck_assert_int_eq(map(domain, &r, 1, &mfd, 1, NULL), 0);
+        ck_assert(has_hole(mfd, 17 * PAGE, PAGE));
+        ck_assert_int_eq(unmap(domain, 0x100000, 17 * PAGE, NULL), 0);
+        ck_assert_int_eq(pwrite(mfd, page, PAGE, 17 * PAGE), PAGE);
+        r.size = 32 * PAGE;
+        ok = map(domain, &r, 1, &mfd, 1, reason);
+        ck_assert_msg(ok == 0, "%s", reason);
+        close(mfd);
+        stop();
+}
+END_TEST
+
+static uint64_t memfd_view_bytes(void)
+{
+        uint64_t bytes;
+
+        (void)memfd_maps(&bytes);
+        return bytes;
+}
+
+/*
+ * The daemon maps what is mapped for DMA, not the span between: two pages at
+ * the two ends of a 1 TiB sparse memfd cost it two pages of address space.
+ * The ranges of a request that touch in the file share one view.
+ */
+START_TEST(views_map_only_the_ranges)
+{
+        const uint64_t far = 1ull << 40;
+        int mfd = h_memfd_sparse(far, 0);
+        struct range r[4] = {{0, 0, 0x100000, PAGE},
+                             {0, far - PAGE, 0x200000, PAGE},
+                             {0, PAGE, 0x300000, PAGE},
+                             {0, 3 * PAGE, 0x400000, PAGE}};
+        char reason[256] = "";
+        int ok;
+
+        ck_assert_int_eq(pwrite(mfd, "a", 1, 0), 1);
+        ck_assert_int_eq(pwrite(mfd, "b", 1, 1 * PAGE), 1);
+        ck_assert_int_eq(pwrite(mfd, "c", 1, 3 * PAGE), 1);
+        ck_assert_int_eq(pwrite(mfd, "z", 1, (off_t)(far - PAGE)), 1);
+        ck_assert_int_eq(fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+        start(NULL);
+        ok = map(domain, r, 2, &mfd, 1, reason);
+        ck_assert_msg(ok == 0, "%s", reason);
+        ck_assert_uint_eq(memfd_view_bytes(), 2 * PAGE);
+        ck_assert_int_eq(memfd_views(), 2);
+        ck_assert_int_eq(unmap(domain, 0x100000, 0x200000, NULL), 0);
+        /* Pages 1 and 3 are not neighbours: two views; then 0..1 share one. */
+        vfiod_domain_drop_idle_views(vfiod_client_find_domain(
+            container_of(H.server->clients.next, struct vfiod_client, link), domain));
+        ck_assert_int_eq(map(domain, r + 2, 2, &mfd, 1, NULL), 0);
+        ck_assert_int_eq(memfd_views(), 2);
+        ck_assert_uint_eq(memfd_view_bytes(), 2 * PAGE);
+        ck_assert_int_eq(map(domain, r, 1, &mfd, 1, NULL), 0);
+        ck_assert_uint_eq(fake_kernel_mappings(), 3);
+        close(mfd);
+        stop();
+}
+END_TEST
+
+/*
+ * A view stays mapped while any mapping lies in it: the daemon's mapped
+ * bytes, not only the mapped ranges, count against MaxPinnedBytesPerClient.
+ */
+START_TEST(view_bytes_count_against_the_quota)
+{
+        int a = h_memfd(3 * PAGE, F_SEAL_SHRINK), b = h_memfd(2 * PAGE, F_SEAL_SHRINK);
+        /* Adjacent in the file: one 12K view. */
+        struct range r[2] = {{0, 0, 0x100000, PAGE}, {0, PAGE, 0x200000, 2 * PAGE}};
+        struct range rb = {0, 0, 0x300000, 2 * PAGE};
+        char reason[256] = "";
+
+        start("[Daemon]\nMaxPinnedBytesPerClient=16K\n");
+        ck_assert_int_eq(map(domain, r, 2, &a, 1, NULL), 0);
+        ck_assert_int_eq(unmap(domain, 0x200000, 2 * PAGE, NULL), 0);
+        /* 4K mapped, but the 12K view stays: 8K more would keep 20K mapped. */
+        ck_assert_uint_eq(memfd_view_bytes(), 3 * PAGE);
+        ck_assert_int_eq(map(domain, &rb, 1, &b, 1, reason), EDQUOT);
+        ck_assert_msg(strstr(reason, "MaxPinnedBytesPerClient=16384") &&
+                          strstr(reason, "12288 bytes of memfds mapped by the daemon"),
+                      "%s", reason);
+        ck_assert_uint_eq(memfd_view_bytes(), 3 * PAGE);
+        /* Once the first view goes, it fits. */
+        ck_assert_int_eq(unmap(domain, 0x100000, PAGE, NULL), 0);
+        ck_assert_int_eq(map(domain, &rb, 1, &b, 1, reason), 0);
+        ck_assert_uint_eq(memfd_view_bytes(), 2 * PAGE);
+        close(a);
+        close(b);
+        stop();
+}
+END_TEST
+
 /* Maps n pages at iova from connection fd (the helpers above use client_fd). */
 static int map_on(int fd, uint64_t dom, uint64_t iova, uint64_t pages, int mfd, char *reason)
 {
@@ -614,40 +773,166 @@ static int map_on(int fd, uint64_t dom, uint64_t iova, uint64_t pages, int mfd, 
 }
 
 /*
+ * Beside client_fd (uid 1000, DEV1): a second connection of uid 1000 with a
+ * brokered lease of 0000:00:02.0 and one of uid 1001 with 0000:00:03.0.
+ */
+struct others {
+        int fd2, fd3, f2[3], f3[3];
+        size_t n2, n3;
+        uint64_t dom2, dom3, lease3;
+};
+
+static void start_with_others(const char *daemon_section, struct others *o)
+{
+        char conf[512];
+
+        snprintf(conf, sizeof(conf), "%s[Device other]\nMatch=0000:00:03.0\nUsers=1001\n",
+                 daemon_section);
+        start(conf);
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        h_add_device("0000:00:03.0", 3, "vfio-pci");
+        o->fd2 = h_connect(1000, 1000);
+        o->fd3 = h_connect(1001, 1001);
+        h_hello(o->fd2, 0);
+        h_hello(o->fd3, 0);
+        (void)h_acquire_ok(o->fd2, "0000:00:02.0", 0, BROKERED, o->f2, &o->n2, &o->dom2);
+        o->lease3 = h_acquire_ok(o->fd3, "0000:00:03.0", 0, BROKERED, o->f3, &o->n3, &o->dom3);
+}
+
+static void stop_with_others(struct others *o)
+{
+        h_close_all(o->f2, o->n2);
+        h_close_all(o->f3, o->n3);
+        close(o->fd2);
+        close(o->fd3);
+        stop();
+}
+
+/*
  * MaxPinnedBytesPerUser counts every connection of a uid together: a second
  * connection does not bring a second quota. Another user has its own.
  */
 START_TEST(pinned_bytes_per_user)
 {
-        int mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK), fd2, fd3, f2[3], f3[3];
-        uint64_t dom2, dom3;
-        size_t n2, n3;
+        int mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK);
+        struct others o;
         char reason[256] = "";
 
-        start("[Daemon]\nMaxPinnedBytesPerUser=8K\n"
-              "[Device other]\nMatch=0000:00:03.0\nUsers=1001\n");
-        h_add_device("0000:00:02.0", 2, "vfio-pci");
-        h_add_device("0000:00:03.0", 3, "vfio-pci");
-        fd2 = h_connect(1000, 1000);
-        fd3 = h_connect(1001, 1001);
-        h_hello(fd2, 0);
-        h_hello(fd3, 0);
-        (void)h_acquire_ok(fd2, "0000:00:02.0", 0, BROKERED, f2, &n2, &dom2);
-        (void)h_acquire_ok(fd3, "0000:00:03.0", 0, BROKERED, f3, &n3, &dom3);
+        start_with_others("[Daemon]\nMaxPinnedBytesPerUser=8K\n", &o);
 
         ck_assert_int_eq(map_on(client_fd, domain, 0x100000, 1, mfd, NULL), 0);
-        ck_assert_int_eq(map_on(fd2, dom2, 0x100000, 2, mfd, reason), EDQUOT);
+        ck_assert_int_eq(map_on(o.fd2, o.dom2, 0x100000, 2, mfd, reason), EDQUOT);
         ck_assert_msg(strstr(reason, "MaxPinnedBytesPerUser=8192"), "%s", reason);
-        ck_assert_int_eq(map_on(fd2, dom2, 0x100000, 1, mfd, NULL), 0);
+        ck_assert_int_eq(map_on(o.fd2, o.dom2, 0x100000, 1, mfd, NULL), 0);
         ck_assert_int_eq(map_on(client_fd, domain, 0x200000, 1, mfd, NULL), EDQUOT);
-        ck_assert_int_eq(map_on(fd3, dom3, 0x100000, 2, mfd, NULL), 0);
+        ck_assert_int_eq(map_on(o.fd3, o.dom3, 0x100000, 2, mfd, NULL), 0);
         ck_assert_uint_eq(fake_kernel_mappings(), 3);
 
-        h_close_all(f2, n2);
-        h_close_all(f3, n3);
-        close(fd2);
-        close(fd3);
         close(mfd);
+        stop_with_others(&o);
+}
+END_TEST
+
+/*
+ * The fds the daemon keeps for a client (a memfd per view, an eventfd per
+ * vector) have a budget per client and per user; refused requests leave the
+ * connection and the lease alone, and another user is not touched.
+ */
+START_TEST(fd_budget_per_client_and_user)
+{
+        int mfd[8], efd = eventfd(0, EFD_CLOEXEC);
+        struct others o;
+        char reason[256] = "";
+
+        start_with_others("[Daemon]\nMaxFdsPerClient=4\nMaxFdsPerUser=6\n", &o);
+        for (int i = 0; i < 8; i++)
+                mfd[i] = h_memfd(PAGE, F_SEAL_SHRINK);
+
+        /* One-page mappings of distinct memfds: a kept fd each. */
+        for (int i = 0; i < 4; i++)
+                ck_assert_int_eq(
+                    map_on(client_fd, domain, 0x100000 + i * 0x10000ull, 1, mfd[i], NULL), 0);
+        ck_assert_int_eq(map_on(client_fd, domain, 0x200000, 1, mfd[4], reason), ENOSPC);
+        ck_assert_msg(strstr(reason, "MaxFdsPerClient=4"), "%s", reason);
+        ck_assert_int_eq(h_set_irqs(client_fd, lease, VFIO_PCI_MSIX_IRQ_INDEX, 1, efd, reason),
+                         ENOSPC);
+        ck_assert_msg(strstr(reason, "MaxFdsPerClient=4"), "%s", reason);
+        /* Inside a view it has already: no new fd. */
+        ck_assert_int_eq(map_on(client_fd, domain, 0x300000, 1, mfd[0], NULL), 0);
+
+        /* The same user's second connection has what is left of MaxFdsPerUser. */
+        ck_assert_int_eq(map_on(o.fd2, o.dom2, 0x100000, 1, mfd[4], NULL), 0);
+        ck_assert_int_eq(h_set_irqs(o.fd2, 0, VFIO_PCI_MSIX_IRQ_INDEX, 1, efd, NULL),
+                         ENOENT); /* (no such lease) */
+        ck_assert_int_eq(map_on(o.fd2, o.dom2, 0x110000, 1, mfd[5], NULL), 0);
+        ck_assert_int_eq(map_on(o.fd2, o.dom2, 0x120000, 1, mfd[6], reason), ENOSPC);
+        ck_assert_msg(strstr(reason, "MaxFdsPerUser=6"), "%s", reason);
+
+        /* Another user is not touched. */
+        ck_assert_int_eq(map_on(o.fd3, o.dom3, 0x100000, 1, mfd[6], NULL), 0);
+        ck_assert_int_eq(h_set_irqs(o.fd3, o.lease3, VFIO_PCI_MSIX_IRQ_INDEX, 1, efd, NULL), 0);
+        ck_assert_int_eq(h_state(o.fd3, "0000:00:03.0"),
+                         VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+
+        /* An idle view gives its fd up for a new one. */
+        ck_assert_int_eq(unmap(domain, 0x110000, PAGE, NULL), 0);
+        ck_assert_int_eq(map_on(client_fd, domain, 0x400000, 1, mfd[7], reason), 0);
+        ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+
+        h_close_all(mfd, 8);
+        close(efd);
+        stop_with_others(&o);
+}
+END_TEST
+
+/*
+ * Near its own RLIMIT_NOFILE the daemon refuses what would make it keep more
+ * fds (EMFILE), and keeps VFIOD_FD_HEADROOM free: a request that carries fds
+ * is still received and answered, nobody is dropped, no lease is lost.
+ */
+START_TEST(daemon_keeps_fd_headroom)
+{
+        struct rlimit rl;
+        int fd3, f3[3], mfd, r = 0, mapped = 0;
+        uint64_t dom3;
+        size_t n3;
+        char reason[256] = "";
+
+        start("[Device other]\nMatch=0000:00:03.0\nUsers=1001\n");
+        h_add_device("0000:00:03.0", 3, "vfio-pci");
+        fd3 = h_connect(1001, 1001);
+        h_hello(fd3, 0);
+        (void)h_acquire_ok(fd3, "0000:00:03.0", 0, BROKERED, f3, &n3, &dom3);
+        ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        rl.rlim_cur = (rlim_t)testutil_count_fds() + VFIOD_FD_HEADROOM + 40;
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+        usleep(110 * 1000); /* the daemon counts its fds again */
+
+        /* One user fills the daemon's table with one-page mappings. */
+        while (r == 0 && mapped < 400) {
+                mfd = h_memfd(PAGE, F_SEAL_SHRINK);
+                r = map_on(client_fd, domain, 0x100000 + (uint64_t)mapped * PAGE, 1, mfd, reason);
+                close(mfd);
+                mapped += r == 0;
+        }
+        ck_assert_int_eq(r, EMFILE);
+        ck_assert_msg(strstr(reason, "the daemon has") && strstr(reason, "fds open"), "%s", reason);
+        ck_assert_int_ge(mapped, 20);
+
+        /* The other user's MapDma carries an fd: refused, answered, the lease kept. */
+        mfd = h_memfd(PAGE, F_SEAL_SHRINK);
+        ck_assert_int_eq(map_on(fd3, dom3, 0x100000, 1, mfd, reason), EMFILE);
+        ck_assert_int_eq(h_state(fd3, "0000:00:03.0"),
+                         VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+        ck_assert_int_eq(h_state(client_fd, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+
+        /* Once the first user lets go, there is room again. */
+        ck_assert_int_eq(h_release(client_fd, lease), 0);
+        usleep(110 * 1000);
+        ck_assert_int_eq(map_on(fd3, dom3, 0x100000, 1, mfd, reason), 0);
+        close(mfd);
+        h_close_all(f3, n3);
+        close(fd3);
         stop();
 }
 END_TEST
@@ -671,6 +956,11 @@ int main(void)
         tcase_add_test(tc, quarantined_domain_takes_no_mapping);
         tcase_add_loop_test(tc, released_group_taints_its_domain, 0, 3);
         tcase_add_test(tc, pinned_bytes_per_user);
+        tcase_add_test(tc, map_refuses_holes);
+        tcase_add_test(tc, views_map_only_the_ranges);
+        tcase_add_test(tc, view_bytes_count_against_the_quota);
+        tcase_add_test(tc, fd_budget_per_client_and_user);
+        tcase_add_test(tc, daemon_keeps_fd_headroom);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }

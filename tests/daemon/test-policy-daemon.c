@@ -106,31 +106,6 @@ static int map1(int fd, uint64_t dom, int mfd, uint64_t off, uint64_t iova, uint
         return 0;
 }
 
-static int set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t count, int efd, char *reason)
-{
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
-        int32_t idx = 0;
-        struct vfiod_msg *m;
-
-        si.lease_id = lease;
-        si.index = index;
-        si.count = count;
-        si.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
-        si.data = count ? VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD : VFIOD__IRQ_DATA__IRQ_DATA_NONE;
-        si.n_eventfds = count;
-        si.eventfds = &idx;
-        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-        env.set_irqs = &si;
-        m = h_call(fd, &env, count ? &efd : NULL, count ? 1 : 0);
-        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
-                snprintf(reason, 256, "%s", m->env->error->reason);
-                return h_error(m);
-        }
-        h_ok(m);
-        return 0;
-}
-
 START_TEST(denial_reasons)
 {
         char why[256];
@@ -303,15 +278,15 @@ START_TEST(irq_types)
         fd = connect_peer(1000, 1000, NULL, 0, NULL, NULL);
         lease = acquire(fd, DEV1, BROKERED, NULL, &e, why, sizeof(why));
         ck_assert_uint_ne(lease, 0);
-        ck_assert_int_eq(set_irqs(fd, lease, VFIO_PCI_MSIX_IRQ_INDEX, 1, efd, why), EPERM);
+        ck_assert_int_eq(h_set_irqs(fd, lease, VFIO_PCI_MSIX_IRQ_INDEX, 1, efd, why), EPERM);
         ck_assert_str_eq(why, "the policy (rule 'i') allows you only these interrupts: msi; not "
                               "MSI-X");
         ck_assert_uint_eq(fake_kernel_irq_assigned(DEV1, VFIO_PCI_MSIX_IRQ_INDEX), 0);
-        ck_assert_int_eq(set_irqs(fd, lease, VFIO_PCI_INTX_IRQ_INDEX, 1, efd, why), EPERM);
-        ck_assert_int_eq(set_irqs(fd, lease, VFIO_PCI_MSI_IRQ_INDEX, 1, efd, why), 0);
+        ck_assert_int_eq(h_set_irqs(fd, lease, VFIO_PCI_INTX_IRQ_INDEX, 1, efd, why), EPERM);
+        ck_assert_int_eq(h_set_irqs(fd, lease, VFIO_PCI_MSI_IRQ_INDEX, 1, efd, why), 0);
         ck_assert_uint_eq(fake_kernel_irq_assigned(DEV1, VFIO_PCI_MSI_IRQ_INDEX), 1);
         /* Turning an index off is always allowed. */
-        ck_assert_int_eq(set_irqs(fd, lease, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, why), 0);
+        ck_assert_int_eq(h_set_irqs(fd, lease, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, why), 0);
         close(efd);
         close(fd);
         h_spin();

@@ -290,6 +290,77 @@ START_TEST(one_error_per_mistake)
 }
 END_TEST
 
+/* Loads len bytes (NULs and all) as the configuration file. */
+static int load_bytes(const char *bytes, size_t len, struct vfiod_policy **ret,
+                      struct vfiod_errors *errors)
+{
+        FILE *f = fopen(path, "we");
+
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fwrite(bytes, 1, len, f), len);
+        ck_assert_int_eq(fclose(f), 0);
+        return vfiod_policy_load(path, false, ret, errors);
+}
+
+#define RULE "[Device x]\nMatch=0000:00:01.0\n"
+
+/*
+ * A configuration is text: a NUL byte (where inih would silently stop
+ * reading the line, or the file) or bytes that are not UTF-8 are refused,
+ * with the file and line.
+ */
+START_TEST(nul_and_bad_utf8_refused)
+{
+        static const struct {
+                const char *what;
+                const char *bytes;
+                size_t len;
+                const char *want; /* how the first error starts, after the folder */
+        } cases[] = {
+#define BAD(what, text, want) {what, text, sizeof(text) - 1, want}
+            BAD("a NUL first", "\0[Daemon]\n", "/vfiod.conf:1: a NUL byte"),
+            BAD("a NUL first, then a rule", "\0" RULE "Users=1000\n", "/vfiod.conf:1: a NUL byte"),
+            BAD("a NUL in a value", RULE "Users=1000\0 1001\n", "/vfiod.conf:3: a NUL byte"),
+            BAD("a NUL in a comment", "# x\0y\n" RULE "Users=1000\n", "/vfiod.conf:1: a NUL"),
+            BAD("Latin-1", "# caf\xe9\n" RULE "Users=1000\n", "/vfiod.conf:1: not UTF-8"),
+            BAD("a stray continuation", RULE "Users=1000 \x80\n", "/vfiod.conf:3: not UTF-8"),
+            BAD("an overlong", RULE "# \xc0\xaf\nUsers=1000\n", "/vfiod.conf:3: not UTF-8"),
+            BAD("a surrogate", RULE "# \xed\xa0\x80\nUsers=1000\n", "/vfiod.conf:3: not UTF-8"),
+            BAD("above U+10FFFF", RULE "# \xf4\x90\x80\x80\nUsers=1000\n",
+                "/vfiod.conf:3: not UTF-8"),
+            BAD("cut at the line's end", RULE "# \xe2\x82\nUsers=1000\n",
+                "/vfiod.conf:3: not UTF-8"),
+            BAD("cut at the file's end", RULE "Users=1000\n# \xe2\x82", "/vfiod.conf:4: not UTF-8"),
+#undef BAD
+        };
+        static const char text[] =
+            "# caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\n" RULE "Users=1000\n";
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct vfiod_errors errors = {0};
+                struct vfiod_policy *p = NULL;
+                int r = load_bytes(cases[i].bytes, cases[i].len, &p, &errors);
+
+                ck_assert_msg(r == -EINVAL, "%s: loaded (%d)", cases[i].what, r);
+                ck_assert_uint_ge(errors.n, 1);
+                ck_assert_msg(strncmp(errors.lines[0], dir, strlen(dir)) == 0 &&
+                                  strncmp(errors.lines[0] + strlen(dir), cases[i].want,
+                                          strlen(cases[i].want)) == 0,
+                              "%s: '%s' does not start with '%s'", cases[i].what, errors.lines[0],
+                              cases[i].want);
+                vfiod_errors_clear(&errors);
+        }
+        {
+                struct vfiod_errors errors = {0};
+                struct vfiod_policy *p = NULL;
+
+                ck_assert_int_eq(load_bytes(text, sizeof(text) - 1, &p, &errors), 0);
+                ck_assert_uint_eq(p->n_rules, 1);
+                vfiod_policy_free(p);
+        }
+}
+END_TEST
+
 START_TEST(missing_file)
 {
         struct vfiod_errors errors = {0};
@@ -949,6 +1020,7 @@ int main(void)
         tcase_add_test(tc, all_errors_reported);
         tcase_add_test(tc, one_error_per_mistake);
         tcase_add_test(tc, per_user_quota_parse);
+        tcase_add_test(tc, nul_and_bad_utf8_refused);
         tcase_add_test(tc, missing_file);
         suite_add_tcase(s, tc);
 

@@ -182,6 +182,130 @@ START_TEST(peer_credentials_from_the_kernel)
 END_TEST
 
 /*
+ * A connection made by a child process on a socket of this process: the child
+ * connects it and then waits until this process closes hold[1] (hold NULL: it
+ * exits at once and is reaped). The kernel's SO_PEERCRED names the child.
+ * Returns its pid.
+ */
+static pid_t connect_in_child(int fd, const int *hold)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int ready[2], status;
+        char b;
+        pid_t pid;
+
+        memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
+        ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                        _exit(1);
+                (void)write(ready[1], "c", 1);
+                if (hold) {
+                        close(hold[1]);
+                        (void)read(hold[0], &b, 1);
+                }
+                _exit(0);
+        }
+        close(ready[1]);
+        ck_assert_int_eq(read(ready[0], &b, 1), 1);
+        close(ready[0]);
+        if (!hold) {
+                ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+                ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        return pid;
+}
+
+/* The client the server accepted last. */
+static struct vfiod_client *last_client(void)
+{
+        ck_assert(!list_empty(&H.server->clients));
+        return container_of(H.server->clients.prev, struct vfiod_client, link);
+}
+
+/*
+ * The unit and slice belong to the process that connected, not to its pid:
+ * what the fake lookup (VFIOD_FAKE_UNITS, tests/daemon/fake-units.c) says of
+ * a pid stands for what /proc/PID/cgroup says of it now. A client alive
+ * through the lookup gets its unit; one that connected and exited before the
+ * daemon accepted (its pid now a process of vm@9.service), or that exits
+ * during the lookup, gets none, and Units=vm@*.service does not name it.
+ */
+START_TEST(unit_of_the_process_not_the_pid)
+{
+        char units[4300], line[256];
+        struct vfiod_client *c;
+        int fds[3], hold[2], live, gone, dying, e = 0;
+        size_t n;
+        pid_t pid;
+
+        h_start("[Device t]\nMatch=0000:00:01.0\nUnits=vm@*.service\n");
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        listen_in_root();
+        snprintf(units, sizeof(units), "%s/units", H.root);
+        ck_assert_int_eq(setenv("VFIOD_FAKE_UNITS", units, 1), 0);
+
+        /* Alive from connect to well after the lookup. */
+        ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
+        live = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        pid = connect_in_child(live, hold);
+        snprintf(line, sizeof(line), "%d vm@1.service machine.slice\n", (int)pid);
+        testutil_write_file(H.root, "units", line);
+        h_spin();
+        c = last_client();
+        ck_assert_int_eq(c->peer.pid, pid);
+        ck_assert_pstr_eq(c->peer.unit, "vm@1.service");
+        ck_assert_pstr_eq(c->peer.slice, "machine.slice");
+        h_hello(live, 0);
+        ck_assert_uint_ne(
+            h_acquire_ok(live, "0000:00:01.0", 0, VFIOD__MODE__MODE_DIRECT, fds, &n, NULL), 0);
+        h_close_all(fds, n);
+        close(live);
+        close(hold[1]);
+        close(hold[0]);
+        ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+        h_spin();
+
+        /* Connected, then gone before the accept; its pid is now vm@9.service's. */
+        gone = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        pid = connect_in_child(gone, NULL);
+        snprintf(line, sizeof(line), "%d vm@9.service machine.slice\n", (int)pid);
+        testutil_write_file(H.root, "units", line);
+        h_spin();
+        c = last_client();
+        ck_assert_int_eq(c->peer.pid, pid);
+        ck_assert_msg(!c->peer.unit, "unit '%s' of a pid whose process is gone", c->peer.unit);
+        ck_assert_msg(!c->peer.slice, "slice '%s' of a pid whose process is gone", c->peer.slice);
+        h_hello(gone, 0);
+        ck_assert_uint_eq(
+            h_acquire(gone, "0000:00:01.0", 0, VFIOD__MODE__MODE_DIRECT, fds, &n, NULL, &e), 0);
+        ck_assert_int_eq(e, EPERM);
+        close(gone);
+
+        /* Alive at the accept, gone by the end of the lookup. */
+        ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
+        dying = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        pid = connect_in_child(dying, hold);
+        snprintf(line, sizeof(line), "%d vm@9.service machine.slice exit\n", (int)pid);
+        testutil_write_file(H.root, "units", line);
+        h_spin();
+        c = last_client();
+        ck_assert_int_eq(c->peer.pid, pid);
+        ck_assert_msg(!c->peer.unit, "unit '%s' read while its process exited", c->peer.unit);
+        ck_assert_msg(!c->peer.slice, "slice '%s' read while its process exited", c->peer.slice);
+        ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+        close(hold[1]);
+        close(hold[0]);
+        close(dying);
+        h_spin();
+        unsetenv("VFIOD_FAKE_UNITS");
+        h_stop();
+}
+END_TEST
+
+/*
  * Starts a daemon with conf, listening in its root; connects twice (*ret_a,
  * *ret_b), then a third time: that one is refused, ENOSPC with a reason
  * holding `reason`, and closed. Returns it.
@@ -619,6 +743,7 @@ int main(void)
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, own_socket);
         tcase_add_test(tc, peer_credentials_from_the_kernel);
+        tcase_add_test(tc, unit_of_the_process_not_the_pid);
         tcase_add_test(tc, connection_limit);
         tcase_add_test(tc, connection_limit_per_user);
         tcase_add_test(tc, daemon_process);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -226,8 +227,17 @@ static void notify_drain(int nfd, char *all, size_t size)
         }
 }
 
-static pid_t spawn_fake(const char *notify, const char *sock, int fd3, int fd4, const char *names,
-                        int *ret_stderr)
+/* For the next spawn_fake(): RLIMIT_FSIZE (a write past it kills with SIGXFSZ). */
+static rlim_t spawn_fsize = RLIM_INFINITY;
+/* For the next spawn_fake(): VFIOD_CRASH_AT_SAVE_STEP, when not NULL. */
+static const char *spawn_crash_step;
+
+/*
+ * vfiod-fake --fd-store, as the service manager starts it: the n fds from 3 on,
+ * with their names (LISTEN_FDNAMES, ':' between), and NOTIFY_SOCKET=notify.
+ */
+static pid_t spawn_fake(const char *notify, const char *sock, const int *fds, size_t n,
+                        const char *names, int *ret_stderr)
 {
         char conf[4200], vfio[4200];
         int errpipe[2];
@@ -239,19 +249,31 @@ static pid_t spawn_fake(const char *notify, const char *sock, int fd3, int fd4, 
         pid = fork();
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {
-                char pidbuf[32];
+                char pidbuf[32], count[32];
 
                 dup2(errpipe[1], STDERR_FILENO);
                 unsetenv("JOURNAL_STREAM");
                 unsetenv("LISTEN_FDS");
                 setenv("NOTIFY_SOCKET", notify, 1);
                 setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0", 1);
-                if (fd3 >= 0) {
+                if (spawn_crash_step)
+                        setenv("VFIOD_CRASH_AT_SAVE_STEP", spawn_crash_step, 1);
+                if (spawn_fsize != RLIM_INFINITY &&
+                    setrlimit(RLIMIT_FSIZE, &(struct rlimit){spawn_fsize, spawn_fsize}) < 0)
+                        _exit(126);
+                if (n > 0) {
                         /* The service manager's protocol: fds from 3, their names, our pid. */
-                        dup2(fd3, 3);
-                        dup2(fd4, 4);
+                        int high[64];
+
+                        if (n > 64)
+                                _exit(126);
+                        for (size_t i = 0; i < n; i++)
+                                high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 100);
+                        for (size_t i = 0; i < n; i++)
+                                dup2(high[i], 3 + (int)i);
                         snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
-                        setenv("LISTEN_FDS", "2", 1);
+                        snprintf(count, sizeof(count), "%zu", n);
+                        setenv("LISTEN_FDS", count, 1);
                         setenv("LISTEN_PID", pidbuf, 1);
                         setenv("LISTEN_FDNAMES", names, 1);
                 }
@@ -295,7 +317,7 @@ START_TEST(fd_store_follows_the_leases)
         snprintf(notify, sizeof(notify), "%s/notify", H.root);
         testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
         nfd = dgram_receiver(notify);
-        pid = spawn_fake(notify, sock, -1, -1, NULL, &err);
+        pid = spawn_fake(notify, sock, NULL, 0, NULL, &err);
         fd = connect_retry(sock);
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
@@ -313,7 +335,7 @@ START_TEST(fd_store_follows_the_leases)
         vfiod_msg_free(m);
         notify_drain(nfd, all, sizeof(all));
         /* Every fd of the lease and the connection, each once, with FDPOLL=0. */
-        ck_assert_msg(strstr(all, "FDSTORE=1\nFDPOLL=0\nFDNAME=state|"), "%s", all);
+        ck_assert_msg(strstr(all, "FDSTORE=1\nFDPOLL=0\nFDNAME=state-"), "%s", all);
         ck_assert_msg(strstr(all, "FDNAME=client-1|"), "%s", all);
         ck_assert_msg(strstr(all, "FDNAME=container-1|"), "%s", all);
         ck_assert_msg(strstr(all, "FDNAME=group-1|"), "%s", all);
@@ -358,11 +380,11 @@ static uint64_t fnv1a(const char *p, size_t n)
         return hash;
 }
 
-/* A memfd holding a state for client 7 (READY); the hash is broken when torn. */
-static int state_memfd(bool torn)
+/* A memfd holding a state of the lines in body, with its "end" line; the hash is broken when torn.
+ */
+static int state_memfd_of(const char *body, bool torn)
 {
-        const char *body = "vfiod-state 1\nnext 7 0 0\nclient 7 1 0 0 65536 64\n";
-        char text[512];
+        char text[2048];
         int fd = memfd_create("state", MFD_CLOEXEC);
 
         ck_assert_int_ge(fd, 0);
@@ -370,6 +392,12 @@ static int state_memfd(bool torn)
                  (unsigned long long)(fnv1a(body, strlen(body)) ^ (torn ? 1 : 0)));
         ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
         return fd;
+}
+
+/* A memfd holding a state for client 7 (READY); the hash is broken when torn. */
+static int state_memfd(bool torn)
+{
+        return state_memfd_of("vfiod-state 1\nnext 7 0 0\nclient 7 1 0 0 65536 64\n", torn);
 }
 
 static void restore_case(bool torn)
@@ -392,7 +420,7 @@ static void restore_case(bool torn)
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
         ck_assert_int_eq(setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
         state = state_memfd(torn);
-        pid = spawn_fake(notify, sock, state, sp[1], "state:client-7", &err);
+        pid = spawn_fake(notify, sock, (int[]){state, sp[1]}, 2, "state:client-7", &err);
         close(state);
         close(sp[1]);
         close(connect_retry(sock)); /* it is up */
@@ -444,17 +472,524 @@ START_TEST(fd_store_torn_state_torn_down)
 }
 END_TEST
 
+/*
+ * The server's end of a connection whose client end is *ret_client, made by a
+ * child process that exits (and is reaped) at once: SO_PEERCRED names a pid
+ * whose process is gone. *ret_pid is that pid.
+ */
+static int connection_of_a_gone_process(const char *listen_path, int *ret_client, pid_t *ret_pid)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct timeval tv = {.tv_sec = 5};
+        int l, c, s, status;
+        pid_t pid;
+
+        memcpy(sa.sun_path, listen_path, strlen(listen_path) + 1);
+        l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(l, 0);
+        ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(l, 1), 0);
+        c = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(c, 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+                _exit(connect(c, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : 1);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        ck_assert_int_ge(s, 0);
+        close(l);
+        unlink(listen_path);
+        ck_assert_int_eq(setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        *ret_client = c;
+        *ret_pid = pid;
+        return s;
+}
+
+/*
+ * A restored client keeps the unit and slice it had when it connected (the
+ * state's), not those of whatever process has its pid now. Clients 7 (no
+ * unit) and 8 (vm@1.service) connected, exited, and their pids now name
+ * processes of vm@9.service and of no unit (the fake lookup,
+ * VFIOD_FAKE_UNITS). Units=vm@*.service names 8, not 7.
+ */
+START_TEST(fd_store_restores_the_unit_it_saved)
+{
+        char sock[4200], notify[4200], units[4200], path[4300], line[256], all[16384] = "",
+                                                                           log[16384];
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        struct vfiod_msg *m;
+        int nfd, err, state, s7, s8, c7, c8, status;
+        pid_t pid, p7, p8;
+
+        h_start(NULL);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        snprintf(sock, sizeof(sock), "%s/vfiod.sock", H.root);
+        snprintf(notify, sizeof(notify), "%s/notify", H.root);
+        snprintf(units, sizeof(units), "%s/units", H.root);
+        testutil_write_file(H.root, "vfiod.conf",
+                            "[Device t]\nMatch=0000:00:01.0\nUnits=vm@*.service\n");
+        nfd = dgram_receiver(notify);
+        snprintf(path, sizeof(path), "%s/old.sock", H.root);
+        s7 = connection_of_a_gone_process(path, &c7, &p7);
+        s8 = connection_of_a_gone_process(path, &c8, &p8);
+        snprintf(line, sizeof(line), "%d vm@9.service machine.slice\n%d - -\n", (int)p7, (int)p8);
+        testutil_write_file(H.root, "units", line);
+        state = state_memfd_of("vfiod-state 1\nnext 8 0 0\n"
+                               "client 7 1 0 0 65536 64 - -\n"
+                               "client 8 1 0 0 65536 64 vm@1.service machine.slice\n",
+                               false);
+        ck_assert_int_eq(setenv("VFIOD_FAKE_UNITS", units, 1), 0);
+        pid = spawn_fake(notify, sock, (int[]){state, s7, s8}, 3, "state:client-7:client-8", &err);
+        unsetenv("VFIOD_FAKE_UNITS");
+        close(state);
+        close(s7);
+        close(s8);
+        close(connect_retry(sock)); /* it is up */
+
+        a.device = "0000:00:01.0";
+        a.mode = VFIOD__MODE__MODE_BROKERED;
+        env.id = 21;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
+        env.acquire = &a;
+        m = call(c7, &env);
+        ck_assert_msg(m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR,
+                      "client 7 (no unit when it connected) was granted the device");
+        ck_assert_int_eq(m->env->error->errnum, EPERM);
+        vfiod_msg_free(m);
+        env.id = 22;
+        m = call(c8, &env);
+        ck_assert_msg(m->env->body_case == VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY,
+                      "client 8 (vm@1.service when it connected) was refused: %s",
+                      m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? m->env->error->reason
+                                                                       : "?");
+        vfiod_msg_free(m);
+
+        notify_drain(nfd, all, sizeof(all));
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        status = wait_exit(pid, 10);
+        drain(err, log, sizeof(log));
+        close(err);
+        ck_assert_msg(status == 0, "%s", log);
+        ck_assert_msg(strstr(log, "Restored 0 lease(s) and 2 client(s)"), "%s", log);
+        close(c7);
+        close(c8);
+        close(nfd);
+        h_stop();
+}
+END_TEST
+
+/* ---- a crash while saving ----------------------------------------------------------- */
+
+/* The service manager's fd store, as systemd keeps it: FDSTORE=1 adds, FDSTOREREMOVE=1 removes. */
+struct store {
+        char names[64][96];
+        int fds[64];
+        size_t n;
+};
+
+static void store_remove(struct store *st, const char *name)
+{
+        for (size_t i = 0; i < st->n;)
+                if (strcmp(st->names[i], name) == 0) {
+                        close(st->fds[i]);
+                        st->n--;
+                        memmove(st->names + i, st->names + i + 1, (st->n - i) * sizeof(*st->names));
+                        memmove(st->fds + i, st->fds + i + 1, (st->n - i) * sizeof(*st->fds));
+                } else
+                        i++;
+}
+
+/* Adds fd (taken) as name, unless the same file is stored already (systemd's rule). */
+static void store_add_take(struct store *st, const char *name, int fd)
+{
+        struct stat a, b;
+
+        ck_assert_int_eq(fstat(fd, &a), 0);
+        for (size_t i = 0; i < st->n; i++)
+                if (fstat(st->fds[i], &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+                        close(fd);
+                        return;
+                }
+        ck_assert_uint_lt(st->n, 64);
+        snprintf(st->names[st->n], sizeof(st->names[0]), "%s", name);
+        st->fds[st->n++] = fd;
+}
+
+/*
+ * Applies the notify messages waiting (up to ms after the last) to st: 300 ms
+ * while vfiod runs, less once it has exited (all it sent is queued).
+ */
+static void store_follow(int nfd, struct store *st, int ms)
+{
+        struct timeval tv = {.tv_usec = ms * 1000};
+
+        ck_assert_int_eq(setsockopt(nfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        for (;;) {
+                char buf[1024], cbuf[CMSG_SPACE(sizeof(int) * 16)], *name;
+                struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
+                struct msghdr mh = {.msg_iov = &iov,
+                                    .msg_iovlen = 1,
+                                    .msg_control = cbuf,
+                                    .msg_controllen = sizeof(cbuf)};
+                ssize_t n = recvmsg(nfd, &mh, MSG_CMSG_CLOEXEC);
+                int fds[16];
+                size_t k = 0;
+
+                if (n <= 0)
+                        break;
+                buf[n] = '\0';
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                                k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                                memcpy(fds, CMSG_DATA(c), k * sizeof(int));
+                        }
+                name = strstr(buf, "FDNAME=");
+                if (name) {
+                        name += 7;
+                        name[strcspn(name, "\n")] = '\0';
+                }
+                if (strstr(buf, "FDSTOREREMOVE=1") && name)
+                        store_remove(st, name);
+                for (size_t i = 0; i < k; i++) {
+                        if (strstr(buf, "FDSTORE=1") && name)
+                                store_add_take(st, name, fds[i]);
+                        else
+                                close(fds[i]);
+                }
+        }
+}
+
+static void store_clear(struct store *st)
+{
+        for (size_t i = 0; i < st->n; i++)
+                close(st->fds[i]);
+        st->n = 0;
+}
+
+/* Starts vfiod-fake with everything in st (the fds stay st's). */
+static pid_t spawn_from(const char *notify, const char *sock, const struct store *st, int *ret_err)
+{
+        char names[64 * 97] = "";
+
+        for (size_t i = 0; i < st->n; i++) {
+                if (i)
+                        strcat(names, ":");
+                strcat(names, st->names[i]);
+        }
+        return spawn_fake(notify, sock, st->fds, st->n, names, ret_err);
+}
+
+/* The size of the state in st (the one stored last). */
+static off_t stored_state_size(const struct store *st)
+{
+        struct stat sb = {0};
+
+        for (size_t i = 0; i < st->n; i++)
+                if (strncmp(st->names[i], "state", 5) == 0)
+                        ck_assert_int_eq(fstat(st->fds[i], &sb), 0);
+        ck_assert_int_gt(sb.st_size, 0);
+        return sb.st_size;
+}
+
+static int wait_status(pid_t pid)
+{
+        int status;
+
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void hello(int fd, uint64_t id)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        struct vfiod_msg *m;
+
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = id;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        m = call(fd, &env);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
+        vfiod_msg_free(m);
+}
+
+/* SIGTERM: vfiod stops (exit 0, its log in log), st follows what it stored until then. */
+static void stop_following(int nfd, struct store *st, pid_t pid, int err, char *log, size_t size)
+{
+        int status;
+
+        store_follow(nfd, st, 50);
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        status = wait_exit(pid, 10);
+        drain(err, log, size);
+        close(err);
+        ck_assert_msg(status == 0, "%s", log);
+        store_follow(nfd, st, 20);
+}
+
+/* Hello, and its answer if one comes (vfiod may be killed meanwhile). */
+static void try_hello(int fd)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        struct vfiod_msg *m = NULL;
+
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        if (vfiod_msg_send(fd, &env, NULL, 0) == 0 && vfiod_msg_recv(fd, 0, &m, NULL) == 1)
+                vfiod_msg_free(m);
+}
+
+/* A request on fd (ListDevices) is answered: the number of devices it lists. */
+static size_t ping(int fd, uint64_t id)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        struct vfiod_msg *m;
+        size_t n;
+
+        env.id = id;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &ld;
+        m = call(fd, &env);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+        n = m->env->list_devices_reply->n_devices;
+        vfiod_msg_free(m);
+        return n;
+}
+
+/*
+ * h_start(), a device root may have, vfiod-fake --fd-store with the notify
+ * socket *ret_nfd (paths in sock and notify, 4200 bytes each) and a client
+ * after Hello (*ret_c). Returns vfiod's pid; its log is read from *ret_err.
+ */
+static pid_t start_with_a_client(char *sock, char *notify, int *ret_nfd, int *ret_err, int *ret_c)
+{
+        pid_t pid;
+
+        h_start(NULL);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        snprintf(sock, 4200, "%s/vfiod.sock", H.root);
+        snprintf(notify, 4200, "%s/notify", H.root);
+        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
+        *ret_nfd = dgram_receiver(notify);
+        pid = spawn_fake(notify, sock, NULL, 0, NULL, ret_err);
+        *ret_c = connect_retry(sock);
+        hello(*ret_c, 1);
+        return pid;
+}
+
+/*
+ * vfiod dies in the middle of writing the state (a write past RLIMIT_FSIZE:
+ * SIGXFSZ): the next vfiod still has a complete state, and every client in
+ * it keeps its connection. (The fake ioctl layer cannot hand a lease to
+ * another process; tests/vm-systemd kills vfiod at every step of a save
+ * with leases held, on the real kernel.)
+ */
+START_TEST(fd_store_crash_while_saving)
+{
+        char sock[4200], notify[4200], log[16384];
+        struct store st = {0};
+        int nfd, err, c, c2, status;
+        pid_t pid;
+
+        pid = start_with_a_client(sock, notify, &nfd, &err, &c);
+        store_follow(nfd, &st, 300);
+        ck_assert_int_eq(kill(pid, SIGKILL), 0);
+        ck_assert_int_eq(wait_status(pid), 128 + SIGKILL);
+        close(err);
+        store_follow(nfd, &st, 300);
+
+        /* The next one may write no more than the state it restores, and a few bytes. */
+        spawn_fsize = (rlim_t)stored_state_size(&st) + 8;
+        pid = spawn_from(notify, sock, &st, &err);
+        spawn_fsize = RLIM_INFINITY;
+        /* A new client: a longer state, cut short by SIGXFSZ. */
+        c2 = connect_retry(sock);
+        status = wait_status(pid);
+        drain(err, log, sizeof(log));
+        close(err);
+        ck_assert_msg(status == 128 + SIGXFSZ, "status %d: %s", status, log);
+        ck_assert_msg(strstr(log, "Restored 0 lease(s) and 1 client(s)"), "%s", log);
+        close(c2);
+        store_follow(nfd, &st, 300);
+
+        /* The next one restores the client, and its connection answers. */
+        pid = spawn_from(notify, sock, &st, &err);
+        close(connect_retry(sock));
+        ck_assert_uint_eq(ping(c, 2), 1);
+        stop_following(nfd, &st, pid, err, log, sizeof(log));
+        ck_assert_msg(strstr(log, "Restored 0 lease(s) and 1 client(s)"), "%s", log);
+        store_clear(&st);
+        close(c);
+        close(nfd);
+        h_stop();
+}
+END_TEST
+
+/*
+ * A crash between storing a new state and removing the old one leaves two:
+ * the newer is restored and the older removed; a newer one that is torn
+ * (never written so by vfiod, but the store is not trusted) gives way to
+ * the older.
+ */
+static void two_states_case(bool newer_torn)
+{
+        char sock[4200], notify[4200], all[16384] = "", log[16384], b;
+        struct timeval tv = {.tv_sec = 5};
+        int nfd, err, sp7[2], sp8[2], old, new, status;
+        pid_t pid;
+
+        h_start(NULL);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        snprintf(sock, sizeof(sock), "%s/vfiod.sock", H.root);
+        snprintf(notify, sizeof(notify), "%s/notify", H.root);
+        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
+        nfd = dgram_receiver(notify);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp7), 0);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp8), 0);
+        ck_assert_int_eq(setsockopt(sp7[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        ck_assert_int_eq(setsockopt(sp8[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        old = state_memfd_of("vfiod-state 1\nnext 7 0 0\nclient 7 1 0 0 65536 64 - -\n", false);
+        new = state_memfd_of("vfiod-state 1\nnext 8 0 0\nclient 7 1 0 0 65536 64 - -\n"
+                             "client 8 1 0 0 65536 64 - -\n",
+                             newer_torn);
+        pid = spawn_fake(notify, sock, (int[]){new, old, sp7[1], sp8[1]}, 4,
+                         "state-12:state-11:client-7:client-8", &err);
+        close(old);
+        close(new);
+        close(sp7[1]);
+        close(sp8[1]);
+        close(connect_retry(sock));
+        ck_assert_uint_eq(ping(sp7[0], 1), 1);
+        if (newer_torn)
+                ck_assert_int_eq(recv(sp8[0], &b, 1, 0), 0); /* client 8: not in the older state */
+        else
+                ck_assert_uint_eq(ping(sp8[0], 2), 1);
+        notify_drain(nfd, all, sizeof(all));
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        status = wait_exit(pid, 10);
+        drain(err, log, sizeof(log));
+        close(err);
+        ck_assert_msg(status == 0, "%s", log);
+        if (newer_torn) {
+                ck_assert_msg(strstr(log, "'state-12' is torn"), "%s", log);
+                ck_assert_msg(strstr(log, "Restored 0 lease(s) and 1 client(s)"), "%s", log);
+                ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=state-12|"), "%s", all);
+                ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=client-8|"), "%s", all);
+                /* The next state is the one after the older. */
+                /* The next state is named after the newest there was. */
+                ck_assert_msg(strstr(all, "FDSTORE=1\nFDPOLL=0\nFDNAME=state-13|"), "%s", all);
+        } else {
+                ck_assert_msg(strstr(log, "Restored 0 lease(s) and 2 client(s)"), "%s", log);
+                ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=state-11|"), "%s", all);
+                /* The newer goes only once the next one is stored. */
+                ck_assert_msg(strstr(all, "FDNAME=state-13|") &&
+                                  strstr(all, "FDSTOREREMOVE=1\nFDNAME=state-12|") >
+                                      strstr(all, "FDNAME=state-13|"),
+                              "%s", all);
+                ck_assert_ptr_null(strstr(all, "FDSTOREREMOVE=1\nFDNAME=client-8|"));
+        }
+        close(sp7[0]);
+        close(sp8[0]);
+        close(nfd);
+        h_stop();
+}
+
+START_TEST(fd_store_newer_of_two_states)
+{
+        two_states_case(false);
+}
+END_TEST
+
+START_TEST(fd_store_older_state_when_the_newer_is_torn)
+{
+        two_states_case(true);
+}
+END_TEST
+
+/*
+ * VFIOD_CRASH_AT_SAVE_STEP=N kills vfiod at the Nth step of its saves (each
+ * fd stored or removed, each half of the state written, the state stored,
+ * the old one removed) while a second client comes and goes; for every N
+ * until one runs through without a crash, the next vfiod restores the first
+ * client from what the store holds, and its connection answers.
+ */
+START_TEST(fd_store_killed_at_every_step_of_a_save)
+{
+        char sock[4200], notify[4200], log[16384], step[16];
+        struct store st = {0};
+        int nfd, err, c, c2, status = 0;
+        bool died;
+        unsigned n;
+        pid_t pid;
+
+        pid = start_with_a_client(sock, notify, &nfd, &err, &c);
+        for (n = 1; n < 64; n++) {
+                stop_following(nfd, &st, pid, err, log, sizeof(log));
+                snprintf(step, sizeof(step), "%u", n);
+                spawn_crash_step = step;
+                pid = spawn_from(notify, sock, &st, &err);
+                spawn_crash_step = NULL;
+                /* The workload: a client comes, says Hello, goes. */
+                c2 = connect_retry(sock);
+                /* Its connection stays open in the store when vfiod dies: do not wait long. */
+                ck_assert_int_eq(setsockopt(c2, SOL_SOCKET, SO_RCVTIMEO,
+                                            &(struct timeval){.tv_usec = 500000},
+                                            sizeof(struct timeval)),
+                                 0);
+                try_hello(c2);
+                close(c2);
+                died = false;
+                for (int i = 0; i < 30 && !died; i++) {
+                        store_follow(nfd, &st, 10);
+                        died = waitpid(pid, &status, WNOHANG) == pid;
+                }
+                if (!died)
+                        break; /* past the last step */
+                drain(err, log, sizeof(log));
+                close(err);
+                ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "%s", log);
+                ck_assert_msg(strstr(log, "killing vfiod at this step of a save"), "%s", log);
+                store_follow(nfd, &st, 20);
+                /* The next vfiod has the first client, whatever step the last one died at. */
+                pid = spawn_from(notify, sock, &st, &err);
+                ck_assert_msg(ping(c, 2) == 1, "after a crash at step %u", n);
+        }
+        /* Saves of a connect, a Hello and a disconnect: more than a few steps. */
+        ck_assert_uint_gt(n, 8);
+        ck_assert_uint_lt(n, 64);
+        stop_following(nfd, &st, pid, err, log, sizeof(log));
+        ck_assert_msg(strstr(log, "Restored 0 lease(s) and 1 client(s)"), "%s", log);
+        store_clear(&st);
+        close(c);
+        close(nfd);
+        h_stop();
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("daemon-systemd");
         TCase *tc = tcase_create("systemd");
 
         testutil_tcase_fd_checked(tc);
-        tcase_set_timeout(tc, 30);
+        tcase_set_timeout(tc, 60);
         tcase_add_test(tc, socket_activated_notify_reload_idle_exit);
         tcase_add_test(tc, fd_store_follows_the_leases);
         tcase_add_test(tc, fd_store_client_restored);
         tcase_add_test(tc, fd_store_torn_state_torn_down);
+        tcase_add_test(tc, fd_store_restores_the_unit_it_saved);
+        tcase_add_test(tc, fd_store_crash_while_saving);
+        tcase_add_test(tc, fd_store_newer_of_two_states);
+        tcase_add_test(tc, fd_store_older_state_when_the_newer_is_torn);
+        tcase_add_test(tc, fd_store_killed_at_every_step_of_a_save);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }

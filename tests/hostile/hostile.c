@@ -438,6 +438,9 @@ static int memfd(size_t size, int seals)
 
         ck_assert_int_ge(fd, 0);
         ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+        /* Every page written: MapDma refuses a range with a hole. */
+        for (size_t off = 0; off < size; off += 4096)
+                ck_assert_int_eq(pwrite(fd, "", 1, (off_t)off), 1);
         if (seals)
                 ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
         return fd;
@@ -486,8 +489,9 @@ static int make_fd(enum fd_kind kind)
 
 /* ---- requests ------------------------------------------------------------------- */
 
-static int map_dma(int fd, uint64_t domain, uint64_t offset, uint64_t iova, uint64_t size,
-                   int memfd_fd)
+/* Sends MapDma of one range of memfd_fd (of any kind: by hand); returns its id. */
+static uint64_t send_map_dma(int fd, uint64_t domain, uint64_t offset, uint64_t iova, uint64_t size,
+                             int memfd_fd)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDma map = VFIOD__MAP_DMA__INIT;
@@ -505,17 +509,23 @@ static int map_dma(int fd, uint64_t domain, uint64_t offset, uint64_t iova, uint
         /* By hand: the transport would refuse to send an fd of the wrong kind. */
         env.id = ++next_id;
         send_env_raw(fd, &env, &memfd_fd, 1);
-        {
-                struct vfiod_msg *m = hostile_recv(fd);
+        return env.id;
+}
 
-                ck_assert_msg(m != NULL, "MapDma: the daemon dropped the connection");
-                ck_assert_uint_eq(m->env->id, env.id);
-                if (m->env->body_case == VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY) {
-                        vfiod_msg_free(m);
-                        return 0;
-                }
-                return hostile_errnum(m);
+/* MapDma answered: 0 (mapped) or the Error's errnum. */
+static int map_dma(int fd, uint64_t domain, uint64_t offset, uint64_t iova, uint64_t size,
+                   int memfd_fd)
+{
+        uint64_t id = send_map_dma(fd, domain, offset, iova, size, memfd_fd);
+        struct vfiod_msg *m = hostile_recv(fd);
+
+        ck_assert_msg(m != NULL, "MapDma: the daemon dropped the connection");
+        ck_assert_uint_eq(m->env->id, id);
+        if (m->env->body_case == VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY) {
+                vfiod_msg_free(m);
+                return 0;
         }
+        return hostile_errnum(m);
 }
 
 static int unmap_dma(int fd, uint64_t domain, uint64_t iova, uint64_t size)
@@ -534,7 +544,8 @@ static int unmap_dma(int fd, uint64_t domain, uint64_t iova, uint64_t size)
         return hostile_errnum(hostile_call(fd, &env, NULL, 0));
 }
 
-static int set_irqs_eventfd(int fd, uint64_t lease, uint32_t index, int efd)
+/* Sends SetIrqs of one vector with efd (of any kind: by hand). */
+static void send_set_irqs_eventfd(int fd, uint64_t lease, uint32_t index, int efd)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
@@ -551,13 +562,18 @@ static int set_irqs_eventfd(int fd, uint64_t lease, uint32_t index, int efd)
         env.set_irqs = &s;
         env.id = ++next_id;
         send_env_raw(fd, &env, &efd, 1);
-        {
-                struct vfiod_msg *m = hostile_recv(fd);
+}
 
-                ck_assert_msg(m != NULL, "SetIrqs: the daemon dropped the connection");
-                ck_assert_uint_eq(m->env->id, env.id);
-                return hostile_errnum(m);
-        }
+/* SetIrqs answered: 0 (Ok) or the Error's errnum. */
+static int set_irqs_eventfd(int fd, uint64_t lease, uint32_t index, int efd)
+{
+        struct vfiod_msg *m;
+
+        send_set_irqs_eventfd(fd, lease, index, efd);
+        m = hostile_recv(fd);
+        ck_assert_msg(m != NULL, "SetIrqs: the daemon dropped the connection");
+        ck_assert_uint_eq(m->env->id, next_id);
+        return hostile_errnum(m);
 }
 
 static int release(int fd, uint64_t lease)
@@ -878,49 +894,74 @@ START_TEST(test_unnamed_fds)
 }
 END_TEST
 
-START_TEST(test_map_dma_wrong_fds)
+/*
+ * MapDma with an fd of every kind on a fresh connection: a memfd is taken or
+ * answered (EINVAL: no seal, too small), any other kind breaks a transport
+ * rule and drops the connection. Returns the errnum, or -1 when dropped.
+ */
+static int map_dma_kind(enum fd_kind k)
 {
-        uint64_t domain, lease;
-        int fd = ready_client();
+        uint64_t domain, lease, id;
+        int fd = ready_client(), bad = make_fd(k), e;
+        struct vfiod_msg *m;
 
         lease = hostile_acquire(fd, &domain);
-        for (int k = 0; k < N_FD_KINDS; k++) {
-                int bad = make_fd((enum fd_kind)k);
-                int e = map_dma(fd, domain, 0, 0x100000, 0x2000, bad);
-
-                close(bad);
-                if (k == FD_MEMFD_GOOD) {
-                        ck_assert_msg(e == 0, "a sealed memfd: %s", strerror(e));
-                        ck_assert_int_eq(unmap_dma(fd, domain, 0x100000, 0x2000), 0);
-                } else
-                        ck_assert_msg(e == EINVAL, "MapDma of a %s: errno %d (%s), not EINVAL",
-                                      fd_kind_names[k], e, strerror(e));
+        id = send_map_dma(fd, domain, 0, 0x100000, 0x2000, bad);
+        close(bad);
+        m = hostile_recv(fd);
+        if (!m) {
+                close(fd);
+                return -1;
+        }
+        ck_assert_uint_eq(m->env->id, id);
+        e = m->env->body_case == VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY ? 0 : hostile_errnum(m);
+        if (e == 0) {
+                vfiod_msg_free(m);
+                ck_assert_int_eq(unmap_dma(fd, domain, 0x100000, 0x2000), 0);
         }
         ck_assert_uint_gt(list_devices(fd, NULL), 0);
         ck_assert_int_eq(release(fd, lease), 0);
         close(fd);
+        return e;
+}
+
+START_TEST(test_map_dma_wrong_fds)
+{
+        for (int k = 0; k < N_FD_KINDS; k++) {
+                int e = map_dma_kind((enum fd_kind)k);
+
+                if (k == FD_MEMFD_GOOD)
+                        ck_assert_msg(e == 0, "a sealed memfd: %s", strerror(e));
+                else if (k == FD_MEMFD_UNSEALED || k == FD_MEMFD_SMALL)
+                        ck_assert_msg(e == EINVAL, "MapDma of a %s: errno %d (%s), not EINVAL",
+                                      fd_kind_names[k], e, strerror(e));
+                else
+                        ck_assert_msg(e == -1, "MapDma of a %s: errno %d (%s), not dropped",
+                                      fd_kind_names[k], e, strerror(e));
+        }
 }
 END_TEST
 
 START_TEST(test_set_irqs_wrong_fds)
 {
-        uint64_t lease;
-        int fd = ready_client();
-
-        lease = hostile_acquire(fd, NULL);
         for (int k = 0; k < N_FD_KINDS; k++) {
-                int bad = make_fd((enum fd_kind)k);
-                int e = set_irqs_eventfd(fd, lease, VFIOD__IRQ_INDEX__IRQ_INDEX_MSI, bad);
+                int fd = ready_client(), bad = make_fd((enum fd_kind)k);
+                uint64_t lease = hostile_acquire(fd, NULL);
 
-                close(bad);
-                if (k == FD_EVENTFD)
+                if (k == FD_EVENTFD) {
+                        int e = set_irqs_eventfd(fd, lease, VFIOD__IRQ_INDEX__IRQ_INDEX_MSI, bad);
+
                         ck_assert_msg(e == 0, "an eventfd: %s", strerror(e));
-                else
-                        ck_assert_msg(e == EINVAL, "SetIrqs with a %s: errno %d (%s), not EINVAL",
-                                      fd_kind_names[k], e, strerror(e));
+                        ck_assert_int_eq(release(fd, lease), 0);
+                } else {
+                        /* Any other kind breaks a transport rule: dropped, the lease released. */
+                        send_set_irqs_eventfd(fd, lease, VFIOD__IRQ_INDEX__IRQ_INDEX_MSI, bad);
+                        ck_assert_msg(hostile_dropped(fd), "SetIrqs with a %s: not dropped",
+                                      fd_kind_names[k]);
+                }
+                close(bad);
+                close(fd);
         }
-        ck_assert_int_eq(release(fd, lease), 0);
-        close(fd);
 }
 END_TEST
 
@@ -1282,7 +1323,7 @@ static int kill_child(int report, int last)
                 return 10;
         mfd = memfd_create("kill", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         efd = eventfd(0, EFD_CLOEXEC);
-        if (mfd < 0 || efd < 0 || ftruncate(mfd, 0x2000) < 0 ||
+        if (mfd < 0 || efd < 0 || pwrite(mfd, (char[0x2000]){0}, 0x2000, 0) != 0x2000 ||
             fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
                 return 11;
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);

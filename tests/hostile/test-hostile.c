@@ -11,6 +11,8 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/daemon/harness.h"
@@ -244,6 +247,175 @@ START_TEST(test_nofile_accept)
 }
 END_TEST
 
+/*
+ * A socket whose close blocks: TCP on loopback with data its peer never
+ * reads still in its send queue, and SO_LINGER {1, INT_MAX}. The last close
+ * waits until the data is sent or the peer resets. Returns it; the peer (the
+ * test's to close: that resets the connection and ends the wait) in
+ * *ret_peer.
+ */
+static int lingering_socket(int *ret_peer)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(sa);
+        struct linger lg = {.l_onoff = 1, .l_linger = INT_MAX};
+        int small = 4096, listener, fd, peer;
+        char junk[4096] = {0};
+
+        listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(listener, 0);
+        ck_assert_int_eq(setsockopt(listener, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+        ck_assert_int_eq(bind(listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(getsockname(listener, (struct sockaddr *)&sa, &len), 0);
+        ck_assert_int_eq(listen(listener, 1), 0);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+        ck_assert(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EINPROGRESS);
+        peer = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+        ck_assert_int_ge(peer, 0);
+        close(listener);
+        /* Fill the peer's window and our send queue: the rest stays unsent. */
+        for (int i = 0; i < 10000; i++) {
+                ssize_t n = send(fd, junk, sizeof(junk), MSG_NOSIGNAL);
+
+                if (n < 0) {
+                        ck_assert_int_eq(errno, EAGAIN);
+                        break;
+                }
+        }
+        ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+        *ret_peer = peer;
+        return fd;
+}
+
+static double now_s(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * An fd whose close blocks, attached to a Hello: the daemon must not close it
+ * on its event loop. The attacker's connection is dropped and another client
+ * is served meanwhile, within a second, while the close still waits.
+ */
+START_TEST(test_blocking_close_does_not_stall)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        struct vfiod_msg *m;
+        uint8_t buf[64];
+        size_t len;
+        double t0, took;
+        int peer, bad, attacker, other;
+
+        bad = lingering_socket(&peer);
+        attacker = hostile_connect(HE.uid, HE.gid);
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        len = vfiod__envelope__get_packed_size(&env);
+        ck_assert_uint_le(len, sizeof(buf));
+        vfiod__envelope__pack(&env, buf);
+        /*
+         * The daemon must hold the last reference: stopped, it cannot receive
+         * the datagram before the test closes its own copy (the datagram in
+         * flight holds one, so this close does not block).
+         */
+        ck_assert_int_eq(kill(HE.pid, SIGSTOP), 0);
+        ck_assert_int_eq(hostile_send_bytes(attacker, buf, len, &bad, 1), (ssize_t)len);
+        close(bad);
+        ck_assert_int_eq(kill(HE.pid, SIGCONT), 0);
+        usleep(100000);
+
+        t0 = now_s();
+        other = hostile_connect(HE.other_uid, HE.other_gid);
+        hostile_hello(other);
+        env.id = 0;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &l;
+        m = hostile_call(other, &env, NULL, 0);
+        took = now_s() - t0;
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+        vfiod_msg_free(m);
+        ck_assert_msg(took < 1.0, "another client waited %.2f s", took);
+        ck_assert(hostile_dropped(attacker));
+        close(attacker);
+        close(other);
+        /* The peer resets the connection: the daemon's close ends. */
+        close(peer);
+}
+END_TEST
+
+/*
+ * A user whose own close blocks may hold the closer, and a second user may
+ * fill every place it has for that user: a third user, who sends nothing
+ * but what requests take, is still served at once.
+ */
+START_TEST(test_two_users_cannot_stall_a_third)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        int nulls[VFIOD_PROTO_MAX_FDS];
+        struct vfiod_msg *m;
+        uint8_t buf[64];
+        size_t len;
+        double t0, took;
+        int peer, bad, attacker, flooder, other;
+
+        bad = lingering_socket(&peer);
+        attacker = hostile_connect(HE.uid, HE.gid);
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        len = vfiod__envelope__get_packed_size(&env);
+        ck_assert_uint_le(len, sizeof(buf));
+        vfiod__envelope__pack(&env, buf);
+        /* As in test_blocking_close_does_not_stall: the daemon holds the last reference. */
+        ck_assert_int_eq(kill(HE.pid, SIGSTOP), 0);
+        ck_assert_int_eq(hostile_send_bytes(attacker, buf, len, &bad, 1), (ssize_t)len);
+        close(bad);
+        ck_assert_int_eq(kill(HE.pid, SIGCONT), 0);
+        usleep(100000);
+        ck_assert(hostile_dropped(attacker));
+
+        /* root, a second user: two datagrams full of fds no request takes, each dropped. */
+        for (size_t i = 0; i < VFIOD_PROTO_MAX_FDS; i++)
+                ck_assert_int_ge(nulls[i] = open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
+        for (int round = 0; round < 2; round++) {
+                flooder = hostile_connect(0, 0);
+                ck_assert_int_eq(hostile_send_bytes(flooder, buf, len, nulls, VFIOD_PROTO_MAX_FDS),
+                                 (ssize_t)len);
+                ck_assert(hostile_dropped(flooder));
+                close(flooder);
+        }
+        for (size_t i = 0; i < VFIOD_PROTO_MAX_FDS; i++)
+                close(nulls[i]);
+
+        t0 = now_s();
+        other = hostile_connect(HE.other_uid, HE.other_gid);
+        hostile_hello(other);
+        env.id = 0;
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &l;
+        m = hostile_call(other, &env, NULL, 0);
+        took = now_s() - t0;
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+        vfiod_msg_free(m);
+        ck_assert_msg(took < 1.0, "a third user waited %.2f s", took);
+        close(attacker);
+        close(other);
+        close(peer);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("hostile");
@@ -259,6 +431,9 @@ int main(void)
         testutil_tcase_fd_checked(tc);
         tcase_set_timeout(tc, 120);
         hostile_add_cases(tc);
+        /* Host only: it needs TCP on loopback. */
+        tcase_add_test(tc, test_blocking_close_does_not_stall);
+        tcase_add_test(tc, test_two_users_cannot_stall_a_third);
         suite_add_tcase(s, tc);
 
         tcase_add_checked_fixture(kill, setup, teardown);

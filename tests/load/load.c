@@ -482,8 +482,9 @@ int main(int argc, char **argv)
         /* Our ends of every connection; the daemon, which inherits it, has the others. */
         raise_nofile((rlim_t)(idle + clients) + 1024);
         start_daemon(argv[1], devices, idle + clients + 16);
+        /* Written, as MapDma wants: the daemon maps no range with a hole. */
         memfd_fd = memfd_create("load", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        if (memfd_fd < 0 || ftruncate(memfd_fd, 0x2000) < 0 ||
+        if (memfd_fd < 0 || pwrite(memfd_fd, (char[0x2000]){0}, 0x2000, 0) != 0x2000 ||
             fcntl(memfd_fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
                 die("memfd");
         lat = malloc(sizeof(*lat) * ((size_t)clients * (size_t)requests + 1));

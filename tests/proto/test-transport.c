@@ -1633,10 +1633,10 @@ START_TEST(test_reject_foreign_cmsg)
 END_TEST
 
 /*
- * MapDma takes memfds, SetIrqs eventfds. A wrong kind is a well-formed but
- * wrong request: recv delivers it (the receiver answers with an error and
- * keeps the connection), vfiod_envelope_check_fds() names the problem, and
- * freeing the message closes every fd. The sender refuses to send it at all.
+ * MapDma takes memfds, SetIrqs eventfds. A wrong kind breaks a transport
+ * rule, as on send: recv rejects the datagram (-EBADFD, the receiver drops
+ * the connection) and closes every fd in it. The sender refuses to send it
+ * at all.
  */
 static void expect_wrong_kind(int sock)
 {
@@ -1644,15 +1644,13 @@ static void expect_wrong_kind(int sock)
         const char *reason = NULL;
         int before = testutil_count_fds();
 
-        ck_assert_int_eq(vfiod_msg_recv(sock, MSG_DONTWAIT, &msg, NULL), 1);
-        ck_assert_int_eq(vfiod_envelope_check_fds(msg->env, msg->fds, msg->n_fds, &reason),
-                         -EBADFD);
-        ck_assert_ptr_nonnull(reason);
-        ck_assert_uint_eq(vfiod_msg_free(msg), 2);
+        ck_assert_int_eq(vfiod_msg_recv(sock, MSG_DONTWAIT, &msg, &reason), -EBADFD);
+        ck_assert_ptr_null(msg);
+        ck_assert_ptr_nonnull(strstr(reason, "kind"));
         ck_assert_int_eq(testutil_count_fds(), before);
 }
 
-START_TEST(test_wrong_kind_answered_by_handler)
+START_TEST(test_reject_wrong_kind)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
@@ -1706,6 +1704,74 @@ START_TEST(test_wrong_kind_answered_by_handler)
 
         expect_next_ok(sv[0], sv[1]);
         safe_close(unsealable);
+        safe_close(pipefd[0]);
+        safe_close(pipefd[1]);
+        safe_close(evfd);
+        safe_close(mfd);
+        close_pair(sv);
+}
+END_TEST
+
+/* The filter's side: what it took, for the test to close. */
+struct taken {
+        int fds[4];
+        size_t n;
+};
+
+static void take_unwanted(int fd, void *userdata)
+{
+        struct taken *t = userdata;
+
+        ck_assert_uint_lt(t->n, ELEMENTSOF(t->fds));
+        t->fds[t->n++] = fd;
+}
+
+/*
+ * With a filter, every fd that is neither a memfd nor an eventfd goes to it
+ * right after recvmsg(), whatever the message (here one that names no fd),
+ * and the datagram is rejected; memfds and eventfds never do.
+ */
+START_TEST(test_filter_takes_unwanted_fds)
+{
+        static struct map_dma_env e;
+        uint32_t idx[] = {0, 1};
+        struct taken t = {.n = 0};
+        const struct vfiod_recv_filter filter = {.unwanted_take = take_unwanted, .userdata = &t};
+        struct vfiod_msg *msg = NULL;
+        const char *reason = NULL;
+        int sv[2], mfd, evfd, pipefd[2], two[2], before;
+        uint8_t junk[] = {0x08, 0x01};
+
+        make_pair(sv);
+        mfd = make_memfd("m", 4096);
+        evfd = make_eventfd();
+        ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+        before = testutil_count_fds();
+
+        /* A pipe and a memfd with bytes that are not even an Envelope. */
+        two[0] = mfd;
+        two[1] = pipefd[0];
+        ck_assert_int_eq(vfiod_datagram_send(sv[0], junk, sizeof(junk), two, 2, 0), 0);
+        ck_assert_int_eq(vfiod_msg_recv_filtered(sv[1], MSG_DONTWAIT, &filter, &msg, &reason),
+                         -EBADFD);
+        ck_assert_ptr_null(msg);
+        ck_assert_ptr_nonnull(strstr(reason, "neither a memfd nor an eventfd"));
+        ck_assert_uint_eq(t.n, 1);
+        /* The filter owns the pipe's copy; the memfd's copy is closed. */
+        ck_assert_int_eq(testutil_count_fds(), before + 1);
+        safe_close(t.fds[0]);
+
+        /* A memfd and an eventfd where they belong pass. */
+        map_dma_env_init(&e, idx, 2);
+        two[0] = mfd;
+        two[1] = make_memfd("n", 4096);
+        ck_assert_int_eq(vfiod_msg_send(sv[0], &e.env, two, 2), 0);
+        safe_close(two[1]);
+        ck_assert_int_eq(vfiod_msg_recv_filtered(sv[1], MSG_DONTWAIT, &filter, &msg, &reason), 1);
+        ck_assert_uint_eq(vfiod_msg_free(msg), 2);
+        ck_assert_uint_eq(t.n, 1);
+        ck_assert_int_eq(testutil_count_fds(), before);
+
         safe_close(pipefd[0]);
         safe_close(pipefd[1]);
         safe_close(evfd);
@@ -2162,6 +2228,106 @@ START_TEST(test_envelope_codec)
 }
 END_TEST
 
+/* Appends field `field` (length-delimited) holding msg, packed by protobuf-c, at *p. */
+static size_t put_body(uint8_t *p, uint32_t field, const ProtobufCMessage *msg)
+{
+        size_t n = 0, len = protobuf_c_message_get_packed_size(msg);
+
+        for (uint32_t tag = field << 3 | 2; tag; tag >>= 7)
+                p[n++] = (uint8_t)(tag >= 0x80 ? (tag & 0x7f) | 0x80 : tag);
+        ck_assert_uint_lt(len, 0x80);
+        p[n++] = (uint8_t)len;
+        return n + protobuf_c_message_pack(msg, p + n);
+}
+
+/*
+ * A body that occurs twice merges as protobuf says (the fields of both, a
+ * later scalar over an earlier one, repeated fields appended): exactly what
+ * protobuf-c makes of the two bodies' bytes one after the other. Another
+ * member of the oneof in between starts over (the last member counts).
+ */
+START_TEST(test_envelope_body_twice_merges)
+{
+        Vfiod__Hello h1 = VFIOD__HELLO__INIT, h2 = VFIOD__HELLO__INIT, *want;
+        Vfiod__MapDma m1 = VFIOD__MAP_DMA__INIT, m2 = VFIOD__MAP_DMA__INIT;
+        Vfiod__DmaRange r1 = VFIOD__DMA_RANGE__INIT, r2 = VFIOD__DMA_RANGE__INIT;
+        Vfiod__DmaRange *rs1[] = {&r1}, *rs2[] = {&r2};
+        Vfiod__Stats st = VFIOD__STATS__INIT;
+        uint8_t buf[256], bodies[256];
+        size_t n, nb;
+        Vfiod__Envelope *e;
+
+        h1.major = 1;
+        h1.max_fds = 7;
+        h2.capabilities = 8;
+        h2.max_datagram = 4096;
+        h2.max_fds = 9;
+        buf[0] = 0x08; /* id 5 */
+        buf[1] = 0x05;
+        n = 2;
+        n += put_body(buf + n, VFIOD__ENVELOPE__BODY_HELLO, &h1.base);
+        n += put_body(buf + n, VFIOD__ENVELOPE__BODY_HELLO, &h2.base);
+        nb = protobuf_c_message_pack(&h1.base, bodies);
+        nb += protobuf_c_message_pack(&h2.base, bodies + nb);
+        want = vfiod__hello__unpack(NULL, nb, bodies);
+        ck_assert_ptr_nonnull(want);
+        e = decode(buf, n);
+        ck_assert_ptr_nonnull(e);
+        ck_assert_uint_eq(e->id, 5);
+        ck_assert_int_eq(e->body_case, VFIOD__ENVELOPE__BODY_HELLO);
+        ck_assert_uint_eq(e->hello->major, 1);
+        ck_assert_uint_eq(e->hello->major, want->major);
+        ck_assert_uint_eq(e->hello->capabilities, want->capabilities);
+        ck_assert_uint_eq(e->hello->max_datagram, want->max_datagram);
+        ck_assert_uint_eq(e->hello->max_fds, want->max_fds);
+        ck_assert_uint_eq(e->hello->max_fds, 9);
+        vfiod__envelope__free_unpacked(e, &counting);
+        vfiod__hello__free_unpacked(want, NULL);
+        ck_assert_int_eq(allocs_out, 0);
+
+        /* Repeated fields of the two bodies add up. */
+        m1.domain_id = 3;
+        m1.n_ranges = 1;
+        m1.ranges = rs1;
+        r1.iova = 0x1000;
+        m2.n_ranges = 1;
+        m2.ranges = rs2;
+        r2.iova = 0x2000;
+        n = put_body(buf, VFIOD__ENVELOPE__BODY_MAP_DMA, &m1.base);
+        n += put_body(buf + n, VFIOD__ENVELOPE__BODY_MAP_DMA, &m2.base);
+        e = decode(buf, n);
+        ck_assert_ptr_nonnull(e);
+        ck_assert_int_eq(e->body_case, VFIOD__ENVELOPE__BODY_MAP_DMA);
+        ck_assert_uint_eq(e->map_dma->domain_id, 3);
+        ck_assert_uint_eq(e->map_dma->n_ranges, 2);
+        ck_assert_uint_eq(e->map_dma->ranges[0]->iova, 0x1000);
+        ck_assert_uint_eq(e->map_dma->ranges[1]->iova, 0x2000);
+        vfiod__envelope__free_unpacked(e, &counting);
+        ck_assert_int_eq(allocs_out, 0);
+
+        /* Hello, Stats, Hello: the Stats ends the first Hello; only the second counts. */
+        n = put_body(buf, VFIOD__ENVELOPE__BODY_HELLO, &h1.base);
+        n += put_body(buf + n, VFIOD__ENVELOPE__BODY_STATS, &st.base);
+        n += put_body(buf + n, VFIOD__ENVELOPE__BODY_HELLO, &h2.base);
+        e = decode(buf, n);
+        ck_assert_ptr_nonnull(e);
+        ck_assert_int_eq(e->body_case, VFIOD__ENVELOPE__BODY_HELLO);
+        ck_assert_uint_eq(e->hello->major, 0);
+        ck_assert_uint_eq(e->hello->max_datagram, 4096);
+        vfiod__envelope__free_unpacked(e, &counting);
+        ck_assert_int_eq(allocs_out, 0);
+
+        /* A second body that does not decode fails the whole envelope. */
+        n = put_body(buf, VFIOD__ENVELOPE__BODY_HELLO, &h1.base);
+        buf[n++] = 0x52;
+        buf[n++] = 0x02;
+        buf[n++] = 0x08;
+        buf[n++] = 0x80;
+        ck_assert_ptr_null(decode(buf, n));
+        ck_assert_int_eq(allocs_out, 0);
+}
+END_TEST
+
 START_TEST(test_body_name)
 {
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
@@ -2201,7 +2367,8 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_reject_unnamed_fds);
         tcase_add_test(tc, test_reject_missing_fds);
         tcase_add_test(tc, test_reject_foreign_cmsg);
-        tcase_add_test(tc, test_wrong_kind_answered_by_handler);
+        tcase_add_test(tc, test_reject_wrong_kind);
+        tcase_add_test(tc, test_filter_takes_unwanted_fds);
         tcase_add_test(tc, test_send_refuses);
         suite_add_tcase(s, tc);
 
@@ -2222,6 +2389,7 @@ static Suite *transport_suite(void)
         tcase_add_test(tc, test_check_fds);
         tcase_add_test(tc, test_body_name);
         tcase_add_test(tc, test_envelope_codec);
+        tcase_add_test(tc, test_envelope_body_twice_merges);
         suite_add_tcase(s, tc);
         return s;
 }
