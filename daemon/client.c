@@ -736,10 +736,12 @@ static int handle_reset(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         return reply_ok(c, msg->env->id, err);
 }
 
+static uint64_t rule_user_pinned_bytes(const struct vfiod_client *c, const char *rule);
+
 /*
  * The policy's quotas for a domain: those of the rules of every lease in it
- * (the stricter wins). EDQUOT (MaxPinnedBytes=), ENOSPC (MaxMappings=) or
- * EPERM (IovaWindows=), logged as refusals.
+ * (the stricter wins). EDQUOT (MaxPinnedBytes=, MaxPinnedBytesPerUser=),
+ * ENOSPC (MaxMappings=) or EPERM (IovaWindows=), logged as refusals.
  */
 static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
                            const struct vfiod_map_range *ranges, size_t n, struct vfiod_error *err)
@@ -782,6 +784,20 @@ static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
                                     "has %" PRIu64 " bytes mapped, %" PRIu64 " more asked",
                                     g.max_pinned_bytes, g.pinned_rule, d->pinned_bytes, total);
                 goto out;
+        }
+        if (g.max_pinned_bytes_per_user != VFIOD_NO_QUOTA_BYTES) {
+                uint64_t used = rule_user_pinned_bytes(c, g.user_pinned_rule);
+
+                if (total > g.max_pinned_bytes_per_user ||
+                    used > g.max_pinned_bytes_per_user - total) {
+                        r = vfiod_error_set(err, EDQUOT,
+                                            "MaxPinnedBytesPerUser=%" PRIu64 " of rule '%s' "
+                                            "reached: uid %u has %" PRIu64 " bytes mapped under "
+                                            "it, %" PRIu64 " more asked",
+                                            g.max_pinned_bytes_per_user, g.user_pinned_rule,
+                                            (unsigned)c->peer.uid, used, total);
+                        goto out;
+                }
         }
 out:
         if (r < 0) {
@@ -915,6 +931,36 @@ static struct vfiod_usage user_usage(const struct vfiod_client *c)
                 sum.pinned_bytes += o->usage.pinned_bytes;
                 sum.view_bytes += o->usage.view_bytes;
                 sum.fds += kept_fds(o);
+        }
+        return sum;
+}
+
+/* Bytes mapped now by every connection of c's uid in the domains of leases whose
+ * MaxPinnedBytesPerUser= comes from rule. */
+static uint64_t rule_user_pinned_bytes(const struct vfiod_client *c, const char *rule)
+{
+        struct vfiod_client *o;
+        uint64_t sum = 0;
+
+        list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
+        {
+                struct vfiod_domain *d;
+
+                if (o->peer.uid != c->peer.uid)
+                        continue;
+                list_for_each_safe(d, dit, &o->domains, struct vfiod_domain, link)
+                {
+                        struct vfiod_lease *l;
+                        bool under = false;
+
+                        list_for_each_safe(l, lit, &o->leases, struct vfiod_lease, link_client)
+                        {
+                                under = under || (l->domain == d &&
+                                                  strcmp(l->grant.user_pinned_rule, rule) == 0);
+                        }
+                        if (under)
+                                sum += d->pinned_bytes;
+                }
         }
         return sum;
 }

@@ -31,8 +31,8 @@ static void help(void)
                "                        (default " VFIOD_DEFAULT_SOCKET ")\n"
                "  --config PATH         configuration file (default " VFIOD_DEFAULT_CONFIG ")\n"
                "  --check-config [PATH] check the configuration (and PATH.d/*.conf), print\n"
-               "                        each rule and the devices it matches; exit 0 valid,\n"
-               "                        1 not\n"
+               "                        each rule, the devices it matches and warnings;\n"
+               "                        exit 0 valid (warnings too), 1 not\n"
                "  --sysfs-root DIR      find devices under DIR/sys (default /)\n"
                "  --vfio-dir DIR        VFIO nodes in DIR (default /dev/vfio)\n"
                "  --fd-store            keep leases, clients and their fds in the service\n"
@@ -44,11 +44,12 @@ static void help(void)
                "  --version             show the version\n");
 }
 
-static int check_config(const char *path, const char *sysfs)
+/* missing_ok: the default file, which vfiod reads as empty when it does not exist. */
+static int check_config(const char *path, bool missing_ok, const char *sysfs)
 {
         struct vfiod_errors errors = {0};
         struct vfiod_policy *p = NULL;
-        int r = vfiod_policy_load(path, false, &p, &errors);
+        int r = vfiod_policy_load(path, missing_ok, &p, &errors);
 
         for (size_t i = 0; i < errors.n; i++)
                 fprintf(stderr, "%s\n", errors.lines[i]);
@@ -57,6 +58,10 @@ static int check_config(const char *path, const char *sysfs)
                 fprintf(stderr, "%s: invalid\n", path);
                 return EXIT_FAILURE;
         }
+        if (missing_ok && access(path, F_OK) < 0 && errno == ENOENT)
+                printf("notice: %s does not exist: the empty policy, nobody may lease any device "
+                       "(as vfiod would run)\n",
+                       path);
         printf("%s: valid, %zu device rule(s)\n", path, p->n_rules);
         vfiod_policy_print(p, sysfs, stdout);
         vfiod_policy_free(p);
@@ -254,7 +259,10 @@ int main(int argc, char **argv)
                         fprintf(stderr, "vfiod: unexpected argument '%s'\n", argv[optind]);
                         return EXIT_FAILURE;
                 }
-                return check_config(check ? check : config ? config : VFIOD_DEFAULT_CONFIG, sysfs);
+                return check_config(check    ? check
+                                    : config ? config
+                                             : VFIOD_DEFAULT_CONFIG,
+                                    !check && !config, sysfs);
         }
         if (optind < argc) {
                 fprintf(stderr, "vfiod: unexpected argument '%s'\n", argv[optind]);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -68,6 +69,7 @@ static void strv_free(char **v, size_t n)
 void vfiod_grant_init(struct vfiod_grant *g)
 {
         *g = (struct vfiod_grant){.max_pinned_bytes = VFIOD_NO_QUOTA_BYTES,
+                                  .max_pinned_bytes_per_user = VFIOD_NO_QUOTA_BYTES,
                                   .max_mappings = VFIOD_NO_QUOTA_MAPPINGS,
                                   .irq_types = VFIOD_IRQ_BITS_ALL};
 }
@@ -86,6 +88,11 @@ int vfiod_grant_narrow(struct vfiod_grant *into, const struct vfiod_grant *with)
         if (with->max_pinned_bytes < into->max_pinned_bytes) {
                 into->max_pinned_bytes = with->max_pinned_bytes;
                 memcpy(into->pinned_rule, with->pinned_rule, sizeof(into->pinned_rule));
+        }
+        if (with->max_pinned_bytes_per_user < into->max_pinned_bytes_per_user) {
+                into->max_pinned_bytes_per_user = with->max_pinned_bytes_per_user;
+                memcpy(into->user_pinned_rule, with->user_pinned_rule,
+                       sizeof(into->user_pinned_rule));
         }
         if (with->max_mappings < into->max_mappings) {
                 into->max_mappings = with->max_mappings;
@@ -219,6 +226,7 @@ enum rule_key {
         KEY_SLICES,
         KEY_MODES,
         KEY_MAX_PINNED,
+        KEY_MAX_PINNED_PER_USER,
         KEY_MAX_MAPPINGS,
         KEY_IOVA_WINDOWS,
         KEY_IRQ_TYPES,
@@ -595,6 +603,7 @@ static void word_match(struct parser *p, char *tok)
         if (kvfio_dev_name_normalize(tok, bdf) < 0) {
                 perr(p, "Match=: not a PCI address '%s' (DDDD:BB:DD.F or BB:DD.F) nor an mdev UUID",
                      tok);
+                r->bad_match = true;
                 return;
         }
         m = GROW(p, r->match, r->n_match);
@@ -635,6 +644,7 @@ static void word_vendor(struct parser *p, char *tok)
         if (!colon || parse_id16(tok, (size_t)(colon - tok), &m.vendor) < 0 ||
             parse_id16(colon + 1, strlen(colon + 1), &m.device) < 0) {
                 perr(p, "MatchVendor=: not VENDOR:DEVICE (hex, or *) '%s'", tok);
+                r->bad_match = true;
                 return;
         }
         slot = GROW(p, r->vendors, r->n_vendors);
@@ -657,6 +667,7 @@ static void word_class(struct parser *p, char *tok)
                         len = 0;
         if (len != 2 && len != 4 && len != 6) {
                 perr(p, "MatchClass=: not a class prefix of 2, 4 or 6 hex digits '%s'", tok);
+                r->bad_match = true;
                 return;
         }
         m.value = (uint32_t)strtoul(s, NULL, 16);
@@ -674,6 +685,7 @@ static void word_group(struct parser *p, char *tok)
 
         if (parse_u64(tok, false, &n) < 0 || n > INT_MAX) {
                 perr(p, "MatchGroup=: not an IOMMU group number '%s'", tok);
+                r->bad_match = true;
                 return;
         }
         slot = GROW(p, r->iommu_groups, r->n_iommu_groups);
@@ -738,6 +750,7 @@ static void word_irq(struct parser *p, char *tok)
 static void word_window(struct parser *p, char *tok)
 {
         struct vfiod_grant *g = &cur_rule(p)->grant;
+        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
         struct vfiod_window w, *slot;
         char *dash = strchr(tok, '-');
 
@@ -748,6 +761,17 @@ static void word_window(struct parser *p, char *tok)
                 if (dash)
                         *dash = '-';
                 perr(p, "IovaWindows=: not FIRST-LAST (inclusive, FIRST <= LAST) '%s'", tok);
+                cur_rule(p)->bad_windows = true;
+                return;
+        }
+        *dash = '-';
+        /* MapDma maps whole pages: a window with a partial page at either end misleads. */
+        if (w.first % page || (w.last + 1) % page) {
+                perr(p,
+                     "IovaWindows=: '%s' is not page-aligned (FIRST and LAST + 1 multiples of "
+                     "0x%" PRIx64 ")",
+                     tok, page);
+                cur_rule(p)->bad_windows = true;
                 return;
         }
         slot = GROW(p, g->windows, g->n_windows);
@@ -815,6 +839,9 @@ static void rule_key_reset(struct vfiod_rule *r, enum rule_key k)
         case KEY_MAX_PINNED:
                 r->grant.max_pinned_bytes = VFIOD_NO_QUOTA_BYTES;
                 break;
+        case KEY_MAX_PINNED_PER_USER:
+                r->grant.max_pinned_bytes_per_user = VFIOD_NO_QUOTA_BYTES;
+                break;
         case KEY_MAX_MAPPINGS:
                 r->grant.max_mappings = VFIOD_NO_QUOTA_MAPPINGS;
                 break;
@@ -864,6 +891,7 @@ static const struct {
     {"Slices", KEY_SLICES, word_slice},
     {"Modes", KEY_MODES, word_mode},
     {"MaxPinnedBytes", KEY_MAX_PINNED, NULL},
+    {"MaxPinnedBytesPerUser", KEY_MAX_PINNED_PER_USER, NULL},
     {"MaxMappings", KEY_MAX_MAPPINGS, NULL},
     {"IovaWindows", KEY_IOVA_WINDOWS, word_window},
     {"IrqTypes", KEY_IRQ_TYPES, word_irq},
@@ -889,6 +917,11 @@ static void parse_device_key(struct parser *p, const char *name, const char *val
         }
         /* The first time in a file, or an empty value: start again from the default. */
         fresh = key_fresh(p, k);
+        if (fresh) {
+                /* Where it is set now (--check-config shows it); this file is the last read. */
+                r->key_file[k] = (unsigned)p->policy->n_files;
+                r->key_line[k] = p->line;
+        }
         if (fresh || !*value)
                 rule_key_reset(r, k);
         if (!*value)
@@ -905,16 +938,18 @@ static void parse_device_key(struct parser *p, const char *name, const char *val
                 parse_ids(p, name, value, false, &r->groups, &r->n_groups);
                 return;
         case KEY_MAX_PINNED:
+        case KEY_MAX_PINNED_PER_USER:
                 if (strcmp(value, "infinity") == 0)
                         n = VFIOD_NO_QUOTA_BYTES;
                 else if (parse_u64(value, true, &n) < 0 || n == 0) {
-                        perr(p,
-                             "MaxPinnedBytes=: bad value '%s' (bytes, suffix K M G T, or "
-                             "infinity)",
+                        perr(p, "%s=: bad value '%s' (bytes, suffix K M G T, or infinity)", name,
                              value);
                         return;
                 }
-                r->grant.max_pinned_bytes = n;
+                if (k == KEY_MAX_PINNED)
+                        r->grant.max_pinned_bytes = n;
+                else
+                        r->grant.max_pinned_bytes_per_user = n;
                 return;
         case KEY_MAX_MAPPINGS:
                 if (strcmp(value, "infinity") == 0)
@@ -1156,14 +1191,16 @@ int vfiod_policy_load(const char *path, bool missing_ok, struct vfiod_policy **r
         for (size_t i = 0; i < policy->n_rules; i++) {
                 struct vfiod_rule *rule = &policy->rules[i];
 
-                if (rule->n_match + rule->n_vendors + rule->n_classes + rule->n_iommu_groups == 0) {
+                /* A refused term was reported already: no second error that follows from it. */
+                if (rule->n_match + rule->n_vendors + rule->n_classes + rule->n_iommu_groups == 0 &&
+                    !rule->bad_match) {
                         errors_add(errors,
                                    "%s:%u: [Device %s] has no Match=, MatchVendor=, MatchClass= "
                                    "or MatchGroup=",
                                    rule->file, rule->line, rule->name);
                         p.n_errors++;
                 }
-                if (rule->grant.has_windows && rule->grant.n_windows == 0) {
+                if (rule->grant.has_windows && rule->grant.n_windows == 0 && !rule->bad_windows) {
                         errors_add(errors,
                                    "%s:%u: [Device %s] has an empty IovaWindows=", rule->file,
                                    rule->line, rule->name);
@@ -1178,6 +1215,8 @@ int vfiod_policy_load(const char *path, bool missing_ok, struct vfiod_policy **r
                 memcpy(rule->grant.windows_rule, rule->grant.pinned_rule,
                        sizeof(rule->grant.pinned_rule));
                 memcpy(rule->grant.irq_rule, rule->grant.pinned_rule,
+                       sizeof(rule->grant.pinned_rule));
+                memcpy(rule->grant.user_pinned_rule, rule->grant.pinned_rule,
                        sizeof(rule->grant.pinned_rule));
         }
         if (p.n_errors > 0) {
@@ -1263,23 +1302,62 @@ bool vfiod_rule_matches(const struct vfiod_rule *r, const struct kvfio_pci_dev *
 
 bool vfiod_rule_names(const struct vfiod_rule *r, const struct vfiod_peer *peer)
 {
-        return peer_in_users(peer, r->users, r->n_users) ||
-               peer_in_groups(peer, r->groups, r->n_groups) ||
-               glob_any(r->units, r->n_units, peer->unit) ||
-               glob_any(r->slices, r->n_slices, peer->slice);
+        bool who = r->n_users + r->n_groups > 0, where = r->n_units + r->n_slices > 0;
+
+        /* Keys of one kind are alternatives; every kind the rule gives must hold. */
+        if (!who && !where)
+                return false;
+        if (who && !peer_in_users(peer, r->users, r->n_users) &&
+            !peer_in_groups(peer, r->groups, r->n_groups))
+                return false;
+        if (where && !glob_any(r->units, r->n_units, peer->unit) &&
+            !glob_any(r->slices, r->n_slices, peer->slice))
+                return false;
+        return true;
+}
+
+/* How specific a rule is: by its most specific kind of match key. */
+static int rule_rank(const struct vfiod_rule *r)
+{
+        return r->n_match ? 4 : r->n_iommu_groups ? 3 : r->n_vendors ? 2 : r->n_classes ? 1 : 0;
+}
+
+static const char *rank_key(int rank)
+{
+        static const char *const keys[] = {"",
+                                           "MatchClass=", "MatchVendor=", "MatchGroup=", "Match="};
+
+        return keys[rank];
+}
+
+/* The rank of the most specific rules that match dev and name peer; -1 = none. */
+static int best_rank(const struct vfiod_policy *policy, const struct vfiod_peer *peer,
+                     const struct kvfio_pci_dev *dev)
+{
+        int best = -1;
+
+        for (size_t i = 0; i < policy->n_rules; i++) {
+                const struct vfiod_rule *r = &policy->rules[i];
+
+                if (rule_rank(r) > best && vfiod_rule_matches(r, dev) && vfiod_rule_names(r, peer))
+                        best = rule_rank(r);
+        }
+        return best;
 }
 
 unsigned vfiod_policy_modes(const struct vfiod_policy *policy, const struct vfiod_peer *peer,
                             const struct kvfio_pci_dev *dev)
 {
         unsigned modes = 0;
+        int best;
 
         if (!policy || !peer || !dev)
                 return 0;
+        best = best_rank(policy, peer, dev);
         for (size_t i = 0; i < policy->n_rules; i++) {
                 const struct vfiod_rule *r = &policy->rules[i];
 
-                if (vfiod_rule_matches(r, dev) && vfiod_rule_names(r, peer))
+                if (rule_rank(r) == best && vfiod_rule_matches(r, dev) && vfiod_rule_names(r, peer))
                         modes |= r->modes;
         }
         return modes;
@@ -1290,14 +1368,17 @@ const struct vfiod_rule *vfiod_policy_grant(const struct vfiod_policy *policy,
                                             const struct kvfio_pci_dev *dev, unsigned mode,
                                             char *reason, size_t size)
 {
-        size_t len = 0, named = 0;
+        size_t len = 0, named = 0, shadowed = 0;
+        int best;
 
         if (!policy || !peer || !dev)
                 return NULL;
+        best = best_rank(policy, peer, dev);
         for (size_t i = 0; i < policy->n_rules; i++) {
                 const struct vfiod_rule *r = &policy->rules[i];
 
-                if (!vfiod_rule_matches(r, dev) || !vfiod_rule_names(r, peer))
+                if (rule_rank(r) != best || !vfiod_rule_matches(r, dev) ||
+                    !vfiod_rule_names(r, peer))
                         continue;
                 if (r->modes & mode)
                         return r;
@@ -1308,6 +1389,23 @@ const struct vfiod_rule *vfiod_policy_grant(const struct vfiod_policy *policy,
                         len += n > 0 ? (size_t)n : 0;
                 }
                 named++;
+        }
+        /* The less specific rules that name the peer: they do not count here, say so. */
+        for (size_t i = 0; reason && named && i < policy->n_rules; i++) {
+                const struct vfiod_rule *r = &policy->rules[i];
+
+                if (rule_rank(r) >= best || !vfiod_rule_matches(r, dev) ||
+                    !vfiod_rule_names(r, peer) || len >= size)
+                        continue;
+                {
+                        int n = snprintf(reason + len, size - len, "%s'%s'",
+                                         shadowed ? ", "
+                                                  : "; less specific rules do not count "
+                                                    "here: ",
+                                         r->name);
+                        len += n > 0 ? (size_t)n : 0;
+                }
+                shadowed++;
         }
         if (reason && size && named == 0)
                 snprintf(reason, size, "no rule grants you device '%s'", dev->bdf);
@@ -1342,42 +1440,484 @@ const char *vfiod_modes_name(unsigned modes)
 
 /* ---- --check-config ------------------------------------------------------------- */
 
+/* "name(id)", or the bare id when it has no name here. */
+static const char *id_name(uint32_t id, bool user, char *buf, size_t size)
+{
+        const char *name = NULL;
+
+        if (user) {
+                struct passwd *pw = getpwuid(id);
+                name = pw ? pw->pw_name : NULL;
+        } else {
+                struct group *gr = getgrgid(id);
+                name = gr ? gr->gr_name : NULL;
+        }
+        if (name)
+                snprintf(buf, size, "%s(%u)", name, id);
+        else
+                snprintf(buf, size, "%u", id);
+        return buf;
+}
+
 static void print_ids(FILE *out, const char *key, const uint32_t *ids, size_t n, bool user)
 {
-        if (!n)
-                return;
-        fprintf(out, "  %s=", key);
-        for (size_t i = 0; i < n; i++) {
-                const char *name = NULL;
+        char buf[300];
 
-                if (user) {
-                        struct passwd *pw = getpwuid(ids[i]);
-                        name = pw ? pw->pw_name : NULL;
-                } else {
-                        struct group *gr = getgrgid(ids[i]);
-                        name = gr ? gr->gr_name : NULL;
-                }
-                if (name)
-                        fprintf(out, "%s%s(%u)", i ? " " : "", name, ids[i]);
-                else
-                        fprintf(out, "%s%u", i ? " " : "", ids[i]);
-        }
-        fputc('\n', out);
+        fprintf(out, "  %s=", key);
+        for (size_t i = 0; i < n; i++)
+                fprintf(out, "%s%s", i ? " " : "", id_name(ids[i], user, buf, sizeof(buf)));
 }
 
 static void print_strv(FILE *out, const char *key, char *const *v, size_t n)
 {
-        if (!n)
-                return;
         fprintf(out, "  %s=", key);
         for (size_t i = 0; i < n; i++)
                 fprintf(out, "%s%s", i ? " " : "", v[i]);
+}
+
+/* Ends a key's line: " (FILE:LINE)" when another file than the rule's header set it. */
+static void print_end(FILE *out, const struct vfiod_policy *policy, const struct vfiod_rule *rule,
+                      enum rule_key k)
+{
+        unsigned f = rule->key_file[k];
+
+        if (f && f <= policy->n_files && strcmp(policy->files[f - 1], rule->file) != 0)
+                fprintf(out, " (%s:%u)", policy->files[f - 1], rule->key_line[k]);
         fputc('\n', out);
+}
+
+/* One kind of the condition: "user a or group b", in parentheses when it and another kind
+ * are given and it has several terms. */
+static void print_kind(FILE *out, const struct vfiod_rule *r, bool who, bool parens)
+{
+        size_t n = who ? r->n_users + r->n_groups : r->n_units + r->n_slices, k = 0;
+        char buf[300];
+
+        parens = parens && n > 1;
+        fputs(parens ? "(" : "", out);
+        if (who) {
+                for (size_t i = 0; i < r->n_users; i++)
+                        fprintf(out, "%suser %s", k++ ? " or " : "",
+                                id_name(r->users[i], true, buf, sizeof(buf)));
+                for (size_t i = 0; i < r->n_groups; i++)
+                        fprintf(out, "%sgroup %s", k++ ? " or " : "",
+                                id_name(r->groups[i], false, buf, sizeof(buf)));
+        } else {
+                for (size_t i = 0; i < r->n_units; i++)
+                        fprintf(out, "%sunit %s", k++ ? " or " : "", r->units[i]);
+                for (size_t i = 0; i < r->n_slices; i++)
+                        fprintf(out, "%sslice %s", k++ ? " or " : "", r->slices[i]);
+        }
+        fputs(parens ? ")" : "", out);
+}
+
+/* The peers the rule names, as vfiod_rule_names() evaluates it ("" for nobody). */
+static void print_condition_to(FILE *out, const struct vfiod_rule *r)
+{
+        bool who = r->n_users + r->n_groups > 0, where = r->n_units + r->n_slices > 0;
+
+        if (who)
+                print_kind(out, r, true, where);
+        if (who && where)
+                fprintf(out, " and ");
+        if (where)
+                print_kind(out, r, false, who);
+}
+
+static void print_condition(FILE *out, const struct vfiod_rule *r)
+{
+        if (r->n_users + r->n_groups + r->n_units + r->n_slices == 0) {
+                fprintf(out, "  (names nobody: grants nothing)\n");
+                return;
+        }
+        fprintf(out, "  Condition: ");
+        print_condition_to(out, r);
+        fputc('\n', out);
+}
+
+/* ---- warnings ------------------------------------------------------------------- */
+
+static bool user_in_group(uid_t uid, gid_t gid)
+{
+        struct passwd *pw = getpwuid(uid);
+        gid_t groups[256];
+        int n = (int)ELEMENTSOF(groups);
+
+        if (!pw)
+                return false;
+        if (pw->pw_gid == gid)
+                return true;
+        if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
+                return false;
+        for (int i = 0; i < n; i++)
+                if (groups[i] == gid)
+                        return true;
+        return false;
+}
+
+static bool has_glob(char *const *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (strpbrk(v[i], "*?["))
+                        return true;
+        return false;
+}
+
+static bool strv_meet(char *const *a, size_t na, char *const *b, size_t nb)
+{
+        for (size_t i = 0; i < na; i++)
+                for (size_t j = 0; j < nb; j++)
+                        if (strcmp(a[i], b[j]) == 0)
+                                return true;
+        return false;
+}
+
+/*
+ * Whether one peer can be named by both rules, as far as this machine tells (a
+ * user in both of two groups, or a unit in two globs, is assumed possible only
+ * when the names say so). desc: how to call that peer.
+ */
+static bool peers_meet(const struct vfiod_rule *a, const struct vfiod_rule *b, char *desc,
+                       size_t size)
+{
+        bool a_who = a->n_users + a->n_groups > 0, b_who = b->n_users + b->n_groups > 0;
+        bool a_where = a->n_units + a->n_slices > 0, b_where = b->n_units + b->n_slices > 0;
+        char buf[300];
+        bool any_who = !a_who || !b_who; /* one of them does not ask who */
+
+        if ((!a_who && !a_where) || (!b_who && !b_where))
+                return false; /* names nobody */
+        if (a_where && b_where && !has_glob(a->units, a->n_units) &&
+            !has_glob(b->units, b->n_units) && !has_glob(a->slices, a->n_slices) &&
+            !has_glob(b->slices, b->n_slices) &&
+            !strv_meet(a->units, a->n_units, b->units, b->n_units) &&
+            !strv_meet(a->slices, a->n_slices, b->slices, b->n_slices))
+                return false;
+        /* Describe the peer by a term of b (the restricted rule) that a names too. */
+        for (size_t i = 0; i < b->n_users && !any_who; i++) {
+                bool in = false;
+
+                for (size_t j = 0; j < a->n_users && !in; j++)
+                        in = a->users[j] == b->users[i];
+                for (size_t j = 0; j < a->n_groups && !in; j++)
+                        in = user_in_group(b->users[i], a->groups[j]);
+                if (in) {
+                        snprintf(desc, size, "user %s",
+                                 id_name(b->users[i], true, buf, sizeof(buf)));
+                        return true;
+                }
+        }
+        for (size_t i = 0; i < b->n_groups && !any_who; i++) {
+                for (size_t j = 0; j < a->n_groups; j++)
+                        if (a->groups[j] == b->groups[i]) {
+                                snprintf(desc, size, "group %s",
+                                         id_name(b->groups[i], false, buf, sizeof(buf)));
+                                return true;
+                        }
+                for (size_t j = 0; j < a->n_users; j++)
+                        if (user_in_group(a->users[j], b->groups[i])) {
+                                snprintf(desc, size, "user %s",
+                                         id_name(a->users[j], true, buf, sizeof(buf)));
+                                return true;
+                        }
+        }
+        if (!any_who)
+                return false;
+        /* One of them says no who: describe the other's first term. */
+        {
+                const struct vfiod_rule *r = b_who ? b : a_who ? a : b;
+
+                if (r->n_users)
+                        snprintf(desc, size, "user %s",
+                                 id_name(r->users[0], true, buf, sizeof(buf)));
+                else if (r->n_groups)
+                        snprintf(desc, size, "group %s",
+                                 id_name(r->groups[0], false, buf, sizeof(buf)));
+                else if (b->n_units || a->n_units)
+                        snprintf(desc, size, "unit %s", b->n_units ? b->units[0] : a->units[0]);
+                else
+                        snprintf(desc, size, "slice %s", b->n_slices ? b->slices[0] : a->slices[0]);
+        }
+        return true;
+}
+
+static bool ids_within(const uint32_t *a, size_t na, const uint32_t *b, size_t nb)
+{
+        for (size_t i = 0; i < na; i++) {
+                bool in = false;
+
+                for (size_t j = 0; j < nb && !in; j++)
+                        in = a[i] == b[j];
+                if (!in)
+                        return false;
+        }
+        return true;
+}
+
+static bool strv_within(char *const *a, size_t na, char *const *b, size_t nb)
+{
+        for (size_t i = 0; i < na; i++)
+                if (!strv_meet(&a[i], 1, b, nb))
+                        return false;
+        return true;
+}
+
+/* Whether r names every peer w names (as far as this machine's users and groups tell). */
+static bool names_all_of(const struct vfiod_rule *r, const struct vfiod_rule *w)
+{
+        if (r->n_users + r->n_groups) {
+                if (w->n_users + w->n_groups == 0 ||
+                    !ids_within(w->groups, w->n_groups, r->groups, r->n_groups))
+                        return false;
+                for (size_t i = 0; i < w->n_users; i++) {
+                        bool in = ids_within(&w->users[i], 1, r->users, r->n_users);
+
+                        for (size_t j = 0; j < r->n_groups && !in; j++)
+                                in = user_in_group(w->users[i], r->groups[j]);
+                        if (!in)
+                                return false;
+                }
+        }
+        if (r->n_units + r->n_slices)
+                return w->n_units + w->n_slices > 0 &&
+                       strv_within(w->units, w->n_units, r->units, r->n_units) &&
+                       strv_within(w->slices, w->n_slices, r->slices, r->n_slices);
+        return true;
+}
+
+static bool windows_inside(const struct vfiod_grant *in, const struct vfiod_grant *out)
+{
+        for (size_t i = 0; i < in->n_windows; i++)
+                if (!vfiod_grant_iova_ok(out, in->windows[i].first,
+                                         in->windows[i].last - in->windows[i].first + 1))
+                        return false;
+        return true;
+}
+
+/* What w allows that r does not ("direct mode, no MaxPinnedBytes="); quotas: whether w's
+ * quotas would apply in the modes both allow. Returns the length written. */
+static size_t widening(const struct vfiod_rule *w, const struct vfiod_rule *r, bool quotas,
+                       char *buf, size_t size)
+{
+        const struct vfiod_grant *wg = &w->grant, *rg = &r->grant;
+        size_t len = 0;
+
+#define ADD(...)                                                                                  \
+        do {                                                                                      \
+                int n_ = snprintf(buf + len, len < size ? size - len : 0, "%s", len ? ", " : ""); \
+                len += n_ > 0 ? (size_t)n_ : 0;                                                   \
+                n_ = snprintf(buf + len, len < size ? size - len : 0, __VA_ARGS__);               \
+                len += n_ > 0 ? (size_t)n_ : 0;                                                   \
+        } while (0)
+
+        buf[0] = '\0';
+        if (w->modes & ~r->modes)
+                ADD("%s mode", vfiod_modes_name(w->modes & ~r->modes));
+        if (quotas && (w->modes & r->modes & VFIOD_MODE_BIT_BROKERED)) {
+                if (wg->max_pinned_bytes > rg->max_pinned_bytes)
+                        ADD("%s MaxPinnedBytes=",
+                            wg->max_pinned_bytes == VFIOD_NO_QUOTA_BYTES ? "no" : "a larger");
+                if (wg->max_pinned_bytes_per_user > rg->max_pinned_bytes_per_user)
+                        ADD("%s MaxPinnedBytesPerUser=",
+                            wg->max_pinned_bytes_per_user == VFIOD_NO_QUOTA_BYTES ? "no"
+                                                                                  : "a larger");
+                if (wg->max_mappings > rg->max_mappings)
+                        ADD("%s MaxMappings=",
+                            wg->max_mappings == VFIOD_NO_QUOTA_MAPPINGS ? "no" : "a larger");
+                if (rg->has_windows && !wg->has_windows)
+                        ADD("no IovaWindows=");
+                else if (rg->has_windows && !windows_inside(wg, rg))
+                        ADD("wider IovaWindows=");
+        }
+        if (quotas && (w->modes & r->modes) && (wg->irq_types & ~rg->irq_types)) {
+                char t[32];
+
+                ADD("IrqTypes=%s",
+                    vfiod_irq_types_name(wg->irq_types & ~rg->irq_types, t, sizeof(t)));
+        }
+#undef ADD
+        return len;
+}
+
+static void warn_overlaps(const struct vfiod_policy *policy, const struct kvfio_pci_list *list,
+                          struct vfiod_errors *warnings)
+{
+        size_t n = policy->n_rules;
+        bool *seen = calloc(n ? n * n : 1, sizeof(*seen));
+        char peer[300], what[300];
+
+        if (!seen)
+                return;
+        for (size_t d = 0; d < list->n; d++)
+                for (size_t i = 0; i < n; i++) {
+                        const struct vfiod_rule *w = &policy->rules[i];
+
+                        if (!vfiod_rule_matches(w, &list->devs[d]))
+                                continue;
+                        for (size_t j = 0; j < n; j++) {
+                                const struct vfiod_rule *r = &policy->rules[j];
+                                int wr = rule_rank(w), rr = rule_rank(r);
+
+                                if (i == j || seen[i * n + j] || wr > rr ||
+                                    !vfiod_rule_matches(r, &list->devs[d]) ||
+                                    !peers_meet(w, r, peer, sizeof(peer)))
+                                        continue;
+                                /* Equally specific: w's quotas govern where w comes first. */
+                                if (!widening(w, r, wr < rr || i < j, what, sizeof(what)))
+                                        continue;
+                                seen[i * n + j] = true;
+                                if (wr < rr && !names_all_of(r, w)) {
+                                        char cond[512] = "";
+                                        FILE *f = fmemopen(cond, sizeof(cond) - 1, "we");
+
+                                        if (f) {
+                                                print_condition_to(f, r);
+                                                fclose(f);
+                                        }
+                                        errors_add(warnings,
+                                                   "warning: %s:%u: [Device %s] widens [Device %s] "
+                                                   "(%s:%u) on %s for %s (%s): [Device %s], more "
+                                                   "specific (%s), governs only where its "
+                                                   "condition holds (%s); elsewhere [Device %s] "
+                                                   "does",
+                                                   w->file, w->line, w->name, r->name, r->file,
+                                                   r->line, list->devs[d].bdf, peer, what, r->name,
+                                                   rank_key(rr), cond, w->name);
+                                } else if (wr < rr)
+                                        errors_add(warnings,
+                                                   "warning: %s:%u: [Device %s] would give %s on "
+                                                   "%s more than [Device %s] (%s:%u) allows (%s): "
+                                                   "[Device %s] is more specific (%s) and governs "
+                                                   "there",
+                                                   w->file, w->line, w->name, peer,
+                                                   list->devs[d].bdf, r->name, r->file, r->line,
+                                                   what, r->name, rank_key(rr));
+                                else
+                                        errors_add(warnings,
+                                                   "warning: %s:%u: [Device %s] widens [Device %s] "
+                                                   "(%s:%u) on %s for %s (%s): equally specific "
+                                                   "rules add up",
+                                                   w->file, w->line, w->name, r->name, r->file,
+                                                   r->line, list->devs[d].bdf, peer, what);
+                        }
+                }
+        free(seen);
+}
+
+/* A member of dev's group that rule does not match but an Acquire needs, and no rule that
+ * may name the same peers in a mode of rule gives. */
+static void warn_partial_groups(const struct vfiod_policy *policy, const struct vfiod_rule *rule,
+                                const struct kvfio_pci_list *list, struct vfiod_errors *warnings)
+{
+        char peer[300];
+
+        for (size_t d = 0; d < list->n; d++) {
+                const struct kvfio_pci_dev *dev = &list->devs[d];
+                bool first = true;
+
+                if (dev->iommu_group < 0 || !vfiod_rule_matches(rule, dev))
+                        continue;
+                for (size_t e = 0; e < d && first; e++)
+                        first = !(list->devs[e].iommu_group == dev->iommu_group &&
+                                  vfiod_rule_matches(rule, &list->devs[e]));
+                if (!first)
+                        continue; /* the group was looked at */
+                for (size_t m = 0; m < list->n; m++) {
+                        const struct kvfio_pci_dev *mem = &list->devs[m];
+                        bool covered = false;
+
+                        if (mem->iommu_group != dev->iommu_group || vfiod_rule_matches(rule, mem) ||
+                            !(kvfio_dev_is_vfio(mem) ||
+                              (rule->grant.managed && !kvfio_pci_dev_is_bridge(mem))))
+                                continue;
+                        for (size_t o = 0; o < policy->n_rules && !covered; o++) {
+                                const struct vfiod_rule *other = &policy->rules[o];
+
+                                covered = (other->modes & rule->modes) &&
+                                          vfiod_rule_matches(other, mem) &&
+                                          peers_meet(other, rule, peer, sizeof(peer));
+                        }
+                        if (!covered)
+                                errors_add(warnings,
+                                           "warning: %s:%u: [Device %s] covers part of IOMMU group "
+                                           "%d: it matches %s but not %s (%s%s), which every "
+                                           "Acquire of the group needs and no rule gives the "
+                                           "same peers",
+                                           rule->file, rule->line, rule->name, dev->iommu_group,
+                                           dev->bdf, mem->bdf,
+                                           mem->driver[0] ? "driver " : "no driver", mem->driver);
+                }
+        }
+}
+
+/* Whether the rule gives a value to a key of the brokered quotas. */
+static bool quota_set(const struct vfiod_grant *g, enum rule_key key)
+{
+        switch (key) {
+        case KEY_MAX_PINNED:
+                return g->max_pinned_bytes != VFIOD_NO_QUOTA_BYTES;
+        case KEY_MAX_PINNED_PER_USER:
+                return g->max_pinned_bytes_per_user != VFIOD_NO_QUOTA_BYTES;
+        case KEY_MAX_MAPPINGS:
+                return g->max_mappings != VFIOD_NO_QUOTA_MAPPINGS;
+        case KEY_IOVA_WINDOWS:
+                return g->has_windows;
+        default:
+                return false;
+        }
+}
+
+void vfiod_policy_warnings(const struct vfiod_policy *policy, const struct kvfio_pci_list *list,
+                           struct vfiod_errors *warnings)
+{
+        static const struct {
+                enum rule_key key;
+                const char *name;
+        } brokered_only[] = {
+            {KEY_MAX_PINNED, "MaxPinnedBytes"},
+            {KEY_MAX_PINNED_PER_USER, "MaxPinnedBytesPerUser"},
+            {KEY_MAX_MAPPINGS, "MaxMappings"},
+            {KEY_IOVA_WINDOWS, "IovaWindows"},
+        };
+
+        for (size_t i = 0; i < policy->n_rules; i++) {
+                const struct vfiod_rule *rule = &policy->rules[i];
+                const struct vfiod_grant *g = &rule->grant;
+                bool any = false;
+
+                for (size_t j = 0; list && j < list->n && !any; j++)
+                        any = vfiod_rule_matches(rule, &list->devs[j]);
+                if (list && !any)
+                        errors_add(warnings,
+                                   "warning: %s:%u: [Device %s] matches no device on this machine",
+                                   rule->file, rule->line, rule->name);
+                if (list)
+                        warn_partial_groups(policy, rule, list, warnings);
+                if (rule->modes & VFIOD_MODE_BIT_BROKERED)
+                        continue;
+                for (size_t k = 0; k < ELEMENTSOF(brokered_only); k++) {
+                        enum rule_key key = brokered_only[k].key;
+                        unsigned f = rule->key_file[key];
+
+                        if (!quota_set(g, key))
+                                continue;
+                        errors_add(warnings,
+                                   "warning: %s:%u: [Device %s] %s= applies to brokered mode only, "
+                                   "and the rule allows only direct (direct mode pins against the "
+                                   "holder's RLIMIT_MEMLOCK)",
+                                   f && f <= policy->n_files ? policy->files[f - 1] : rule->file,
+                                   f ? rule->key_line[key] : rule->line, rule->name,
+                                   brokered_only[k].name);
+                }
+        }
+        if (list)
+                warn_overlaps(policy, list, warnings);
 }
 
 void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_root, FILE *out)
 {
         struct kvfio_pci_list *list = NULL;
+        struct vfiod_errors warnings = {0};
         char buf[64];
         int r;
 
@@ -1393,7 +1933,10 @@ void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_roo
                 size_t n = 0;
 
                 fprintf(out, "\n[Device %s] (%s:%u)\n", rule->name, rule->file, rule->line);
-                print_strv(out, "Match", rule->match, rule->n_match);
+                if (rule->n_match) {
+                        print_strv(out, "Match", rule->match, rule->n_match);
+                        print_end(out, policy, rule, KEY_MATCH);
+                }
                 if (rule->n_vendors) {
                         fprintf(out, "  MatchVendor=");
                         for (size_t j = 0; j < rule->n_vendors; j++) {
@@ -1406,42 +1949,64 @@ void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_roo
                                         snprintf(d, sizeof(d), "%04x", (unsigned)m->device);
                                 fprintf(out, "%s%s:%s", j ? " " : "", v, d);
                         }
-                        fputc('\n', out);
+                        print_end(out, policy, rule, KEY_MATCH_VENDOR);
                 }
                 if (rule->n_classes) {
                         fprintf(out, "  MatchClass=");
                         for (size_t j = 0; j < rule->n_classes; j++)
                                 fprintf(out, "%s0x%0*x", j ? " " : "", (int)rule->classes[j].digits,
                                         rule->classes[j].value);
-                        fputc('\n', out);
+                        print_end(out, policy, rule, KEY_MATCH_CLASS);
                 }
                 if (rule->n_iommu_groups) {
                         fprintf(out, "  MatchGroup=");
                         for (size_t j = 0; j < rule->n_iommu_groups; j++)
                                 fprintf(out, "%s%d", j ? " " : "", rule->iommu_groups[j]);
-                        fputc('\n', out);
+                        print_end(out, policy, rule, KEY_MATCH_GROUP);
                 }
-                print_ids(out, "Users", rule->users, rule->n_users, true);
-                print_ids(out, "Groups", rule->groups, rule->n_groups, false);
-                print_strv(out, "Units", rule->units, rule->n_units);
-                print_strv(out, "Slices", rule->slices, rule->n_slices);
-                if (rule->n_users + rule->n_groups + rule->n_units + rule->n_slices == 0)
-                        fprintf(out, "  (names nobody: grants nothing)\n");
-                fprintf(out, "  Modes=%s\n", vfiod_modes_name(rule->modes));
-                if (g->max_pinned_bytes != VFIOD_NO_QUOTA_BYTES)
-                        fprintf(out, "  MaxPinnedBytes=%" PRIu64 "\n", g->max_pinned_bytes);
-                if (g->max_mappings != VFIOD_NO_QUOTA_MAPPINGS)
-                        fprintf(out, "  MaxMappings=%" PRIu32 "\n", g->max_mappings);
+                if (rule->n_users) {
+                        print_ids(out, "Users", rule->users, rule->n_users, true);
+                        print_end(out, policy, rule, KEY_USERS);
+                }
+                if (rule->n_groups) {
+                        print_ids(out, "Groups", rule->groups, rule->n_groups, false);
+                        print_end(out, policy, rule, KEY_GROUPS);
+                }
+                if (rule->n_units) {
+                        print_strv(out, "Units", rule->units, rule->n_units);
+                        print_end(out, policy, rule, KEY_UNITS);
+                }
+                if (rule->n_slices) {
+                        print_strv(out, "Slices", rule->slices, rule->n_slices);
+                        print_end(out, policy, rule, KEY_SLICES);
+                }
+                print_condition(out, rule);
+                fprintf(out, "  Modes=%s", vfiod_modes_name(rule->modes));
+                print_end(out, policy, rule, KEY_MODES);
+                if (g->max_pinned_bytes != VFIOD_NO_QUOTA_BYTES) {
+                        fprintf(out, "  MaxPinnedBytes=%" PRIu64, g->max_pinned_bytes);
+                        print_end(out, policy, rule, KEY_MAX_PINNED);
+                }
+                if (g->max_pinned_bytes_per_user != VFIOD_NO_QUOTA_BYTES) {
+                        fprintf(out, "  MaxPinnedBytesPerUser=%" PRIu64,
+                                g->max_pinned_bytes_per_user);
+                        print_end(out, policy, rule, KEY_MAX_PINNED_PER_USER);
+                }
+                if (g->max_mappings != VFIOD_NO_QUOTA_MAPPINGS) {
+                        fprintf(out, "  MaxMappings=%" PRIu32, g->max_mappings);
+                        print_end(out, policy, rule, KEY_MAX_MAPPINGS);
+                }
                 if (g->has_windows) {
                         fprintf(out, "  IovaWindows=");
                         for (size_t j = 0; j < g->n_windows; j++)
                                 fprintf(out, "%s0x%" PRIx64 "-0x%" PRIx64, j ? " " : "",
                                         g->windows[j].first, g->windows[j].last);
-                        fputc('\n', out);
+                        print_end(out, policy, rule, KEY_IOVA_WINDOWS);
                 }
-                fprintf(out, "  IrqTypes=%s\n",
-                        vfiod_irq_types_name(g->irq_types, buf, sizeof(buf)));
-                fprintf(out, "  Managed=%s\n", g->managed ? "yes" : "no");
+                fprintf(out, "  IrqTypes=%s", vfiod_irq_types_name(g->irq_types, buf, sizeof(buf)));
+                print_end(out, policy, rule, KEY_IRQ_TYPES);
+                fprintf(out, "  Managed=%s", g->managed ? "yes" : "no");
+                print_end(out, policy, rule, KEY_MANAGED);
                 for (size_t j = 0; list && j < list->n; j++) {
                         const struct kvfio_pci_dev *d = &list->devs[j];
 
@@ -1471,7 +2036,10 @@ void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_roo
                         fprintf(out, " %u", policy->admin_users[i]);
         }
         fputc('\n', out);
-        print_ids(out, "AdminGroups", policy->admin_groups, policy->n_admin_groups, false);
+        if (policy->n_admin_groups) {
+                print_ids(out, "AdminGroups", policy->admin_groups, policy->n_admin_groups, false);
+                fputc('\n', out);
+        }
         for (size_t i = 0; i < ELEMENTSOF(limit_keys); i++) {
                 const struct limit_key *k = &limit_keys[i];
                 uint64_t v = k->is64
@@ -1480,5 +2048,11 @@ void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_roo
 
                 fprintf(out, "  %s=%" PRIu64 "\n", k->key, v);
         }
+        vfiod_policy_warnings(policy, list, &warnings);
+        if (warnings.n)
+                fputc('\n', out);
+        for (size_t i = 0; i < warnings.n; i++)
+                fprintf(out, "%s\n", warnings.lines[i]);
+        vfiod_errors_clear(&warnings);
         kvfio_pci_list_free(list);
 }

@@ -17,21 +17,29 @@
  *   MatchVendor=10de:* 8086:1521   vendor:device, * = any  | a device matches
  *   MatchClass=0x0300 0x02         class code prefix       | every kind given,
  *   MatchGroup=12                  IOMMU group numbers    /  any term of each
- *   Users=qemu 1000                names or uids          \
- *   Groups=kvm                     names or gids           | the subjects:
- *   Units=vm@*.service             fnmatch globs           | any of them
+ *   Users=qemu 1000                names or uids          \  who: any of them
+ *   Groups=kvm                     names or gids          /
+ *   Units=vm@*.service             fnmatch globs          \  where: any of them
  *   Slices=machine.slice           fnmatch globs          /
  *   Modes=direct brokered          default: both
  *   MaxPinnedBytes=1G              brokered MapDma quota of the domain
+ *   MaxPinnedBytesPerUser=4G       brokered MapDma quota of one uid under the rule
  *   MaxMappings=64                 brokered MapDma quota of the domain
- *   IovaWindows=0x0-0xfffffff      brokered MapDma IOVAs allowed
+ *   IovaWindows=0x0-0xfffffff      brokered MapDma IOVAs allowed (page-aligned)
  *   IrqTypes=msi msix              SetIrqs allowed (default: intx msi msix)
  *   Managed=yes                    vfiod binds the group to vfio-pci at Acquire
  *
- * Deny by default: root is not special for devices. Rules add up: the modes
- * a peer has on a device are those of every rule that matches the device
- * and names the peer; the rule that governs a lease (quotas, IRQ types,
- * Managed=) is the first such rule, in file order, that allows the mode.
+ * A rule names a peer when the peer is one of who (if the rule says who)
+ * and runs in one of where (if the rule says where); a rule that says
+ * neither names nobody.
+ *
+ * Deny by default: root is not special for devices. Of the rules that
+ * match a device and name the peer, only the most specific count: a rule
+ * with Match= beats one with MatchGroup=, which beats MatchVendor=, which
+ * beats MatchClass= (a rule ranks by its most specific key). Among those,
+ * rules add up: the modes a peer has on a device are those of each of them;
+ * the rule that governs a lease (quotas, IRQ types, Managed=) is the first
+ * of them, in file order, that allows the mode.
  *
  * Within one file a [Device NAME] appears once and a repeated list key
  * appends; a later file's [Device NAME] with a NAME already seen overrides
@@ -88,15 +96,17 @@ struct vfiod_class_match {
 
 /* What a grant allows beyond the mode: the quotas and the rest. */
 struct vfiod_grant {
-        uint64_t max_pinned_bytes; /* VFIOD_NO_QUOTA_BYTES = none */
-        uint32_t max_mappings;     /* VFIOD_NO_QUOTA_MAPPINGS = none */
-        bool has_windows;          /* false = any IOVA the IOMMU takes */
+        uint64_t max_pinned_bytes;          /* VFIOD_NO_QUOTA_BYTES = none */
+        uint64_t max_pinned_bytes_per_user; /* VFIOD_NO_QUOTA_BYTES = none */
+        uint32_t max_mappings;              /* VFIOD_NO_QUOTA_MAPPINGS = none */
+        bool has_windows;                   /* false = any IOVA the IOMMU takes */
         struct vfiod_window *windows;
         size_t n_windows;
         unsigned irq_types; /* VFIOD_IRQ_BIT_* */
         bool managed;
         /* The rule each restriction comes from (for the reasons of refusals). */
         char pinned_rule[64], mappings_rule[64], windows_rule[64], irq_rule[64];
+        char user_pinned_rule[64];
 };
 
 struct vfiod_rule {
@@ -122,6 +132,9 @@ struct vfiod_rule {
         unsigned modes; /* VFIOD_MODE_BIT_*; 0 while parsing = not given */
         struct vfiod_grant grant;
         unsigned set_in[32]; /* parsing: 1 + index of the file that last set each key */
+        /* Where each key was last set: 1 + index in policy->files (0 = not set), line. */
+        unsigned key_file[32], key_line[32];
+        bool bad_match, bad_windows; /* parsing: a term of these keys was refused */
 };
 
 struct vfiod_policy {
@@ -162,18 +175,18 @@ void vfiod_policy_free(struct vfiod_policy *policy);
 
 /* True when the rule matches the device (every kind of Match key it has). */
 bool vfiod_rule_matches(const struct vfiod_rule *rule, const struct kvfio_pci_dev *dev);
-/* True when the rule names the peer (Users=, Groups=, Units=, Slices=). */
+/* True when the rule names the peer: who (Users=, Groups=) and where (Units=, Slices=). */
 bool vfiod_rule_names(const struct vfiod_rule *rule, const struct vfiod_peer *peer);
 
-/* The modes (VFIOD_MODE_BIT_*) the rules grant peer on dev; 0 = denied. */
+/* The modes (VFIOD_MODE_BIT_*) the most specific rules grant peer on dev; 0 = denied. */
 unsigned vfiod_policy_modes(const struct vfiod_policy *policy, const struct vfiod_peer *peer,
                             const struct kvfio_pci_dev *dev);
 
 /*
  * The rule that grants peer dev in mode (a VFIOD_MODE_BIT_*): the first in
- * order. NULL = denied; then, when reason is not NULL, a reason for the
- * peer: the rules that name the peer and what they allow, or "no rule grants
- * you ..." (never other peers' rules).
+ * order of the most specific rules that name peer. NULL = denied; then, when reason is not NULL, a
+ * reason for the peer: the rules that name the peer and what they allow, or "no rule grants you
+ * ..." (never other peers' rules).
  */
 const struct vfiod_rule *vfiod_policy_grant(const struct vfiod_policy *policy,
                                             const struct vfiod_peer *peer,
@@ -199,7 +212,18 @@ bool vfiod_grant_iova_ok(const struct vfiod_grant *grant, uint64_t iova, uint64_
 const char *vfiod_irq_types_name(unsigned types, char *buf, size_t size);
 
 /*
- * --check-config: prints every rule (file:line, subjects, modes, quotas) and
- * the devices under sysfs_root it matches, then the admins and limits.
+ * What a valid policy probably does not mean, on the devices of list:
+ * rules that widen others for the same device and peer, rules covering part
+ * of an IOMMU group or no device, quota keys the rule's modes never use.
+ * Appends "warning: FILE:LINE: message" lines to warnings.
+ */
+void vfiod_policy_warnings(const struct vfiod_policy *policy, const struct kvfio_pci_list *list,
+                           struct vfiod_errors *warnings);
+
+/*
+ * --check-config: prints every rule (file:line, the condition it grants on,
+ * modes, quotas; a key set in another file than the rule's header with that
+ * file:line) and the devices under sysfs_root it matches, then the admins,
+ * the limits and the warnings.
  */
 void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_root, FILE *out);

@@ -39,7 +39,8 @@ tests_daemon_test_policy_CFLAGS = $(daemon_suite_cflags)
 tests_daemon_test_policy_LDADD = $(daemon_suite_libs)
 
 tests_daemon_test_policy_daemon_SOURCES = tests/daemon/test-policy-daemon.c
-tests_daemon_test_policy_daemon_CFLAGS = $(daemon_suite_cflags) -DVFIOD_FAKE_PATH='"$(abs_builddir)/tests/daemon/vfiod-fake"'
+tests_daemon_test_policy_daemon_CFLAGS = $(daemon_suite_cflags) -DVFIOD_FAKE_PATH='"$(abs_builddir)/tests/daemon/vfiod-fake"' \
+	-DVFIOD_SRCDIR='"$(abs_top_srcdir)"'
 tests_daemon_test_policy_daemon_LDADD = $(daemon_suite_libs)
 
 tests_daemon_test_client_SOURCES = tests/daemon/test-client.c
@@ -72,3 +73,6 @@ tests_daemon_vfiod_fake_LDADD = \
 tests_daemon_test_systemd_SOURCES = tests/daemon/test-systemd.c
 tests_daemon_test_systemd_CFLAGS = $(daemon_suite_cflags) -DVFIOD_FAKE_PATH='"$(abs_builddir)/tests/daemon/vfiod-fake"'
 tests_daemon_test_systemd_LDADD = $(daemon_suite_libs)
+
+# The policy and fake machine of vfiod.conf(5) CHECKS (test-policy-daemon runs the checker on it).
+EXTRA_DIST += tests/daemon/check-config-example

@@ -368,16 +368,17 @@ START_TEST(managed_bind_fails)
 }
 END_TEST
 
-/* Runs vfiod --check-config ARGS (the daemon built on the fake ioctl layer); output in out. */
-static int run_check(const char *path, char *out, size_t size)
+/* Runs vfiod --sysfs-root ROOT --check-config [PATH] (the daemon built on the fake ioctl
+ * layer); output in out. */
+static int run_check_at(const char *root, const char *path, char *out, size_t size)
 {
         char cmd[8192];
         FILE *f;
         size_t n;
         int status;
 
-        snprintf(cmd, sizeof(cmd), "'%s' --sysfs-root '%s' --check-config '%s' 2>&1",
-                 VFIOD_FAKE_PATH, H.root, path);
+        snprintf(cmd, sizeof(cmd), "'%s' --sysfs-root '%s' --check-config %s%s%s 2>&1",
+                 VFIOD_FAKE_PATH, root, path ? "'" : "", path ? path : "", path ? "'" : "");
         f = popen(cmd, "re");
         ck_assert_ptr_nonnull(f);
         n = fread(out, 1, size - 1, f);
@@ -385,6 +386,11 @@ static int run_check(const char *path, char *out, size_t size)
         status = pclose(f);
         ck_assert(WIFEXITED(status));
         return WEXITSTATUS(status);
+}
+
+static int run_check(const char *path, char *out, size_t size)
+{
+        return run_check_at(H.root, path, out, size);
 }
 
 /* vfiod --check-config: the rules, the devices each matches under --sysfs-root; file:line. */
@@ -405,7 +411,9 @@ START_TEST(check_config_cli)
         snprintf(want, sizeof(want), "[Device edus] (%s:1)\n", H.conf);
         ck_assert_msg(strstr(out, want), "%s", out);
         ck_assert_msg(strstr(out, "10-more.conf\n"), "%s", out);
-        ck_assert_msg(strstr(out, "  MaxMappings=5\n"), "%s", out);
+        /* the key the drop-in overrides, with the drop-in's file:line */
+        snprintf(want, sizeof(want), "  MaxMappings=5 (%s/vfiod.conf.d/10-more.conf:2)\n", H.root);
+        ck_assert_msg(strstr(out, want), "%s", out);
         ck_assert_msg(strstr(out, "  matches " DEV1 " (1234:11e8, class 0x00ff00, IOMMU group 1, "
                                   "driver vfio-pci)\n"),
                       "%s", out);
@@ -429,6 +437,239 @@ START_TEST(check_config_cli)
 }
 END_TEST
 
+/* Users= and Units= in one rule: alice's VMs, not alice's shell. */
+START_TEST(who_and_where_enforced)
+{
+        char why[256];
+        int shell, vm, e;
+
+        h_start("[Device vms]\nMatch=" DEV1 "\nUsers=1000\nUnits=vm@*.service\n");
+        h_add_device(DEV1, 1, "vfio-pci");
+        shell = connect_peer(1000, 1000, NULL, 0, "session-2.scope", "user-1000.slice");
+        vm = connect_peer(1000, 1000, NULL, 0, "vm@web.service", "system.slice");
+        ck_assert_uint_eq(acquire(shell, DEV1, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(e, EPERM);
+        ck_assert_msg(strstr(why, "no rule grants you device '" DEV1 "'"), "%s", why);
+        ck_assert_uint_ne(acquire(vm, DEV1, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        close(shell);
+        close(vm);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+/* A broad rule beside a narrow one for the same device and peer: the narrow one governs. */
+START_TEST(most_specific_enforced)
+{
+        int fd, mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK), e;
+        char why[256], out[16384], want[10000];
+        uint64_t dom = 0;
+
+        h_start("[Device all]\nMatchClass=0x00\nUsers=64001\n"
+                "[Device vf]\nMatch=" DEV1 "\nUsers=64001\nModes=brokered\n"
+                "IovaWindows=0x100000-0x1fffff\n");
+        h_add_device(DEV1, 1, "vfio-pci");
+        h_add_device(DEV2, 2, "vfio-pci");
+        fd = connect_peer(64001, 64001, NULL, 0, NULL, NULL);
+        ck_assert_uint_eq(acquire(fd, DEV1, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(e, EPERM);
+        ck_assert_str_eq(why, "the policy does not allow you device '" DEV1 "' in direct mode "
+                              "(allowed: brokered): rule 'vf' allows only brokered; less specific "
+                              "rules do not count here: 'all'");
+        ck_assert_uint_ne(acquire(fd, DEV1, BROKERED, &dom, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(map1(fd, dom, mfd, 0, 0, PAGE, why), EPERM);
+        ck_assert_msg(strstr(why, "outside the IovaWindows= of rule 'vf'"), "%s", why);
+        /* the broad rule still gives what nothing narrower speaks of */
+        ck_assert_uint_ne(acquire(fd, DEV2, DIRECT, NULL, &e, why, sizeof(why)), 0);
+        /* and the checker says the broad rule would have widened the narrow one */
+        ck_assert_int_eq(run_check(H.conf, out, sizeof(out)), 0);
+        snprintf(want, sizeof(want),
+                 "warning: %s:1: [Device all] would give user 64001 on " DEV1 " more than [Device "
+                 "vf] (%s:4) allows (direct mode, no IovaWindows=): [Device vf] is more specific "
+                 "(Match=) and governs there\n",
+                 H.conf, H.conf);
+        ck_assert_msg(strstr(out, want), "%s", out);
+        close(mfd);
+        close(fd);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+/* MaxPinnedBytesPerUser= of a rule: every connection of the uid, every domain under the rule. */
+START_TEST(per_user_quota_enforced)
+{
+        int a, b, mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK), e;
+        uint64_t da = 0, db = 0, dc = 0;
+        char why[256];
+
+        h_start("[Device vfs]\nMatch=" DEV1 " " DEV2 "\nUsers=1000\n"
+                "MaxPinnedBytesPerUser=8K\n"
+                "[Device other]\nMatch=" DEV3 "\nUsers=1000\n");
+        h_add_device(DEV1, 1, "vfio-pci");
+        h_add_device(DEV2, 2, "vfio-pci");
+        h_add_device(DEV3, 3, "vfio-pci");
+        a = connect_peer(1000, 1000, NULL, 0, NULL, NULL);
+        b = connect_peer(1000, 1000, NULL, 0, NULL, NULL);
+        ck_assert_uint_ne(acquire(a, DEV1, BROKERED, &da, &e, why, sizeof(why)), 0);
+        ck_assert_uint_ne(acquire(b, DEV2, BROKERED, &db, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(map1(a, da, mfd, 0, 0x100000, PAGE, why), 0);
+        /* 4 KiB mapped by uid 1000 under 'vfs' on another connection: 8 KiB more is over */
+        ck_assert_int_eq(map1(b, db, mfd, 0, 0x100000, 2 * PAGE, why), EDQUOT);
+        ck_assert_str_eq(why, "MaxPinnedBytesPerUser=8192 of rule 'vfs' reached: uid 1000 has "
+                              "4096 bytes mapped under it, 8192 more asked");
+        ck_assert_int_eq(map1(b, db, mfd, 0, 0x100000, PAGE, why), 0);
+        /* another rule's device is not counted */
+        ck_assert_uint_ne(acquire(b, DEV3, BROKERED, &dc, &e, why, sizeof(why)), 0);
+        ck_assert_int_eq(map1(b, dc, mfd, 0, 0x100000, 4 * PAGE, why), 0);
+        close(mfd);
+        close(a);
+        close(b);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
+/* --check-config without a path and no default file: the daemon's answer, the empty policy. */
+START_TEST(check_config_default_missing)
+{
+        char out[16384];
+
+        if (access(VFIOD_DEFAULT_CONFIG, F_OK) == 0) {
+                fprintf(stderr, "%s exists: check_config_default_missing skipped\n",
+                        VFIOD_DEFAULT_CONFIG);
+                return;
+        }
+        h_start(NULL);
+        ck_assert_int_eq(run_check(NULL, out, sizeof(out)), 0);
+        ck_assert_msg(strstr(out, "notice: " VFIOD_DEFAULT_CONFIG " does not exist: the empty "
+                                  "policy, nobody may lease any device (as vfiod would run)\n"),
+                      "%s", out);
+        ck_assert_msg(strstr(out, VFIOD_DEFAULT_CONFIG ": valid, 0 device rule(s)\n"), "%s", out);
+        ck_assert_msg(!strstr(out, "invalid"), "%s", out);
+        /* an explicit path that does not exist is still an error */
+        ck_assert_int_eq(run_check("/nonexistent/vfiod.conf", out, sizeof(out)), 1);
+        h_stop();
+}
+END_TEST
+
+/* The checker on a policy with an overlap, part of a group and a quota that does not apply. */
+START_TEST(check_config_warnings_cli)
+{
+        char out[16384], want[10000];
+
+        h_start(NULL);
+        h_add_device(DEV1, 1, "vfio-pci");
+        h_add_device(DEV2, 1, "vfio-pci");
+        h_add_device(DEV3, 3, "vfio-pci");
+        testutil_write_file(H.root, "vfiod.conf",
+                            "[Device half]\nMatch=" DEV1 "\nUsers=64001\nModes=brokered\n"
+                            "[Device direct]\nMatch=" DEV3 "\nUsers=64001\nModes=direct\n"
+                            "MaxPinnedBytes=1G\n"
+                            "[Device broad]\nMatchVendor=1234:*\nUsers=64001\nModes=direct\n");
+        ck_assert_int_eq(run_check(H.conf, out, sizeof(out)), 0);
+        snprintf(want, sizeof(want),
+                 "warning: %s:1: [Device half] covers part of IOMMU group 1: it matches " DEV1
+                 " but not " DEV2 " (driver vfio-pci), which every Acquire of the group needs and "
+                 "no rule gives the same peers\n",
+                 H.conf);
+        ck_assert_msg(strstr(out, want), "%s", out);
+        snprintf(want, sizeof(want),
+                 "warning: %s:9: [Device direct] MaxPinnedBytes= applies to brokered mode only",
+                 H.conf);
+        ck_assert_msg(strstr(out, want), "%s", out);
+        snprintf(want, sizeof(want),
+                 "warning: %s:10: [Device broad] would give user 64001 on " DEV1 " more than "
+                 "[Device half] (%s:1) allows (direct mode)",
+                 H.conf, H.conf);
+        ck_assert_msg(strstr(out, want), "%s", out);
+        h_stop();
+}
+END_TEST
+
+/* The example of vfiod.conf(5) CHECKS: an overlap, part of a group, a quota that does not apply. */
+START_TEST(check_config_example)
+{
+        const char *ex = VFIOD_SRCDIR "/tests/daemon/check-config-example";
+        char out[16384];
+
+        ck_assert_int_eq(run_check_at(ex,
+                                      VFIOD_SRCDIR "/tests/daemon/check-config-example/vfiod.conf",
+                                      out, sizeof(out)),
+                         0);
+        ck_assert_msg(strstr(out, "/vfiod.conf: valid, 4 device rule(s)\n"), "%s", out);
+        ck_assert_msg(strstr(out, "  Condition: user 64001 and unit dpdk@*.service\n"), "%s", out);
+        ck_assert_msg(strstr(out,
+                             "  MaxPinnedBytes=268435456 (" VFIOD_SRCDIR
+                             "/tests/daemon/check-config-example/vfiod.conf.d/50-lab.conf:3)\n"),
+                      "%s", out);
+        ck_assert_msg(strstr(out, "/vfiod.conf:19: [Device nics] widens [Device vf] (" VFIOD_SRCDIR
+                                  "/tests/daemon/check-config-example/vfiod.conf:10) on "
+                                  "0000:03:10.1 for user 64001 (direct mode, no MaxPinnedBytes=, "
+                                  "no IovaWindows=): [Device vf], more specific (Match=), governs "
+                                  "only where its condition holds (user 64001 and unit "
+                                  "dpdk@*.service); elsewhere [Device nics] does\n"),
+                      "%s", out);
+        ck_assert_msg(strstr(out, "/vfiod.conf:26: [Device gpu] covers part of IOMMU group 13: it "
+                                  "matches 0000:01:00.0 but not 0000:01:00.1 (driver vfio-pci)"),
+                      "%s", out);
+        ck_assert_msg(strstr(out,
+                             "/vfiod.conf:30: [Device gpu] MaxPinnedBytes= applies to brokered "
+                             "mode only"),
+                      "%s", out);
+        ck_assert_msg(strstr(out, "/vfiod.conf:33: [Device old-fpga] matches no device on this "
+                                  "machine\n"),
+                      "%s", out);
+}
+END_TEST
+
+/* The whole file at path (free it). */
+static char *read_text(const char *path)
+{
+        FILE *f = fopen(path, "re");
+        char *text;
+        long size;
+
+        ck_assert_msg(f != NULL, "%s", path);
+        ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+        size = ftell(f);
+        rewind(f);
+        text = calloc(1, (size_t)size + 1);
+        ck_assert_ptr_nonnull(text);
+        ck_assert_int_eq(fread(text, 1, (size_t)size, f), size);
+        fclose(f);
+        return text;
+}
+
+/* Who may connect: the socket unit, vfiod(8) and vfiod.conf(5) tell one story. */
+START_TEST(socket_access_documented)
+{
+        char *unit = read_text(VFIOD_SRCDIR "/systemd/vfiod.socket");
+        char *conf5 = read_text(VFIOD_SRCDIR "/man/vfiod.conf.5");
+        char *man8 = read_text(VFIOD_SRCDIR "/man/vfiod.8");
+        char *access, *end;
+
+        ck_assert_ptr_nonnull(strstr(unit, "SocketMode=0660\n"));
+        ck_assert_ptr_nonnull(strstr(unit, "SocketGroup=vfiod-users\n"));
+        access = strstr(conf5, "\n.SH ACCESS\n");
+        ck_assert_ptr_nonnull(access);
+        end = strstr(access + 1, "\n.SH ");
+        ck_assert_ptr_nonnull(end);
+        *end = '\0';
+        /* vfiod.conf(5) says who can connect at all, as the unit does */
+        ck_assert_ptr_nonnull(strstr(access, "vfiod\\-users"));
+        ck_assert_ptr_nonnull(strstr(access, "0660"));
+        ck_assert_ptr_nonnull(strstr(access, "0666"));
+        /* vfiod(8) says the same of its own socket, and no longer that modes do not matter */
+        ck_assert_ptr_nonnull(strstr(man8, "vfiod\\-users"));
+        ck_assert_ptr_null(strstr(man8, "not by file modes"));
+        ck_assert_ptr_nonnull(strstr(man8, ".BR vfiod.conf (5)\nACCESS"));
+        free(unit);
+        free(conf5);
+        free(man8);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("daemon-policy-enforced");
@@ -443,6 +684,13 @@ int main(void)
         tcase_add_test(tc, reload_narrows_quotas);
         tcase_add_test(tc, managed_bind_fails);
         tcase_add_test(tc, check_config_cli);
+        tcase_add_test(tc, who_and_where_enforced);
+        tcase_add_test(tc, most_specific_enforced);
+        tcase_add_test(tc, per_user_quota_enforced);
+        tcase_add_test(tc, check_config_default_missing);
+        tcase_add_test(tc, check_config_warnings_cli);
+        tcase_add_test(tc, check_config_example);
+        tcase_add_test(tc, socket_access_documented);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }

@@ -211,6 +211,12 @@ static const struct {
     {"[Device a]\nMatch=0000:00:01.0\nIovaWindows=0x2000-0x1000\n", 3,
      "not FIRST-LAST (inclusive, FIRST <= LAST) '0x2000-0x1000'"},
     {"[Device a]\nMatch=0000:00:01.0\nIovaWindows=0x0-0xzz\n", 3, "not FIRST-LAST"},
+    {"[Device a]\nMatch=0000:00:01.0\nIovaWindows=0x1001-0x1fff\n", 3,
+     "IovaWindows=: '0x1001-0x1fff' is not page-aligned (FIRST and LAST + 1 multiples of "
+     "0x1000)"},
+    {"[Device a]\nMatch=0000:00:01.0\nIovaWindows=0x1000-0x1ffe\n", 3, "is not page-aligned"},
+    {"[Device a]\nMatch=0000:00:01.0\nMaxPinnedBytesPerUser=0\n", 3,
+     "MaxPinnedBytesPerUser=: bad value '0'"},
     {"[Device a]\nMatch=0000:00:01.0\nIrqTypes=msi nmi\n", 3, "unknown interrupt type 'nmi'"},
     {"[Device a]\nMatch=0000:00:01.0\nManaged=maybe\n", 3, "Managed=: bad value 'maybe'"},
     {"[Daemon]\nMaxLeasesPerClient=0\n", 2, "bad value '0'"},
@@ -254,8 +260,32 @@ START_TEST(all_errors_reported)
 
         ck_assert_int_eq(
             load("[Daemon]\nA=1\nB=2\n[Nope]\n[Device x]\nMatchClass=1\n", &p, &errors), -EINVAL);
-        /* A, B, [Nope], MatchClass, and the rule left without a match */
-        ck_assert_uint_eq(errors.n, 5);
+        /* A, B, [Nope], MatchClass; not also "has no Match=" for the rule whose match was bad */
+        ck_assert_uint_eq(errors.n, 4);
+        vfiod_errors_clear(&errors);
+}
+END_TEST
+
+/* One mistake, one error: no second message that follows from the first. */
+START_TEST(one_error_per_mistake)
+{
+        struct vfiod_errors errors = {0};
+        struct vfiod_policy *p = NULL;
+
+        ck_assert_int_eq(
+            load("[Device a]\nMatch=0000:00:01.0\nIovaWindows=0x2000-0x1000\n", &p, &errors),
+            -EINVAL);
+        ck_assert_uint_eq(errors.n, 1);
+        ck_assert_ptr_nonnull(strstr(errors.lines[0], "not FIRST-LAST"));
+        vfiod_errors_clear(&errors);
+        ck_assert_int_eq(load("[Device a]\nMatchVendor=8086\nUsers=0\n", &p, &errors), -EINVAL);
+        ck_assert_uint_eq(errors.n, 1);
+        ck_assert_ptr_nonnull(strstr(errors.lines[0], "not VENDOR:DEVICE"));
+        vfiod_errors_clear(&errors);
+        /* Still reported when nothing else was wrong. */
+        ck_assert_int_eq(load("[Device a]\nUsers=0\n", &p, &errors), -EINVAL);
+        ck_assert_uint_eq(errors.n, 1);
+        ck_assert_ptr_nonnull(strstr(errors.lines[0], "has no Match="));
         vfiod_errors_clear(&errors);
 }
 END_TEST
@@ -400,7 +430,7 @@ START_TEST(dropin_errors)
 {
         struct vfiod_errors errors = {0};
         struct vfiod_policy *p = NULL;
-        char want[4200];
+        char want[10000];
 
         /* An error names the drop-in and its line; the whole configuration is refused. */
         dropin("50-bad.conf", "[Device gpu]\n\nMaxMappings=lots\n");
@@ -604,8 +634,8 @@ START_TEST(matching_subjects)
                               "[Device e]\nMatchGroup=4\nSlices=machine-*.slice\nModes=brokered\n",
                               &p, NULL),
                          0);
-        /* Rules add up. */
-        ck_assert_uint_eq(vfiod_policy_modes(p, &u1000, nic), VFIOD_MODE_BITS_ALL);
+        /* The most specific rule counts: a (Match=) over b (MatchVendor=). */
+        ck_assert_uint_eq(vfiod_policy_modes(p, &u1000, nic), VFIOD_MODE_BIT_BROKERED);
         ck_assert_uint_eq(vfiod_policy_modes(p, &u1000, gpu), 0);
         ck_assert_uint_eq(vfiod_policy_modes(p, &u1001, nic), 0);
         /* Root is not special for devices. */
@@ -728,14 +758,225 @@ START_TEST(empty_denies)
 }
 END_TEST
 
+/* What vfiod_policy_print() writes for p on the fake tree under dir (free it). */
+static char *print_text(const struct vfiod_policy *p)
+{
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+
+        ck_assert_ptr_nonnull(f);
+        vfiod_policy_print(p, dir, f);
+        ck_assert_int_eq(fclose(f), 0);
+        ck_assert_ptr_nonnull(text);
+        return text;
+}
+
+/* Within a rule who (Users=, Groups=) and where (Units=, Slices=) must both match. */
+START_TEST(who_and_where)
+{
+        struct kvfio_pci_list *list = fake_tree();
+        const struct kvfio_pci_dev *nic = dev_of(list, "0000:00:01.0");
+        struct vfiod_peer shell = {
+            .uid = 64001, .gid = 64001, .unit = "session-1.scope", .slice = "user-64001.slice"};
+        struct vfiod_peer vm = {
+            .uid = 64001, .gid = 64001, .unit = "vm@a.service", .slice = "system.slice"};
+        struct vfiod_peer grp = {
+            .uid = 64005, .gid = 64002, .unit = "x.scope", .slice = "machine.slice"};
+        struct vfiod_peer other = {.uid = 64003, .gid = 64003, .unit = "vm@a.service"};
+        struct vfiod_peer nounit = {.uid = 64001, .gid = 64001};
+        struct vfiod_policy *p = NULL;
+        char *text, want[10000];
+
+        ck_assert_int_eq(load("[Device vms]\nMatch=0000:00:01.0\nUsers=64001\nGroups=64002\n"
+                              "Units=vm@*.service\nSlices=machine.slice\n"
+                              "[Device who]\nMatch=0000:00:03.0\nUsers=64001\n"
+                              "[Device where]\nMatch=0000:00:05.0\nUnits=vm@*.service\n",
+                              &p, NULL),
+                         0);
+        /* alice from a plain shell does not get alice's VM's device */
+        ck_assert_uint_eq(vfiod_policy_modes(p, &shell, nic), 0);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &nounit, nic), 0);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &vm, nic), VFIOD_MODE_BITS_ALL);
+        /* Groups= is an alternative to Users=, Slices= to Units= */
+        ck_assert_uint_eq(vfiod_policy_modes(p, &grp, nic), VFIOD_MODE_BITS_ALL);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &other, nic), 0);
+        /* a rule with one kind means what it meant */
+        ck_assert_uint_eq(vfiod_policy_modes(p, &shell, dev_of(list, "0000:00:03.0")),
+                          VFIOD_MODE_BITS_ALL);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &other, dev_of(list, "0000:00:05.0")),
+                          VFIOD_MODE_BITS_ALL);
+        /* the checker prints the condition as evaluated */
+        text = print_text(p);
+        ck_assert_msg(strstr(text, "  Condition: (user 64001 or group 64002) and (unit "
+                                   "vm@*.service or slice machine.slice)\n"),
+                      "%s", text);
+        ck_assert_msg(strstr(text, "  Condition: user 64001\n"), "%s", text);
+        ck_assert_msg(strstr(text, "  Condition: unit vm@*.service\n"), "%s", text);
+        snprintf(want, sizeof(want), "[Device vms] (%s:1)\n", path);
+        ck_assert_msg(strstr(text, want), "%s", text);
+        free(text);
+        vfiod_policy_free(p);
+        kvfio_pci_list_free(list);
+}
+END_TEST
+
+/* A broad rule does not undo a narrow one: the most specific rule counts; the checker warns. */
+START_TEST(most_specific_wins)
+{
+        struct kvfio_pci_list *list = fake_tree();
+        const struct kvfio_pci_dev *vf = dev_of(list, "0000:00:01.0");
+        const struct kvfio_pci_dev *pf = dev_of(list, "0000:00:02.0");
+        struct vfiod_peer u = {.uid = 64001, .gid = 64001};
+        struct vfiod_policy *p = NULL;
+        const struct vfiod_rule *r;
+        char why[256], *text, want[10000];
+
+        ck_assert_int_eq(load("[Device nics]\nMatchClass=0x02\nUsers=64001\n"
+                              "[Device vf]\nMatch=0000:00:01.0\nUsers=64001\nModes=brokered\n"
+                              "MaxPinnedBytes=64M\nIovaWindows=0x100000-0x1fffff\n"
+                              "[Device vf-too]\nMatch=0000:00:01.0\nUsers=64001\nModes=brokered\n"
+                              "[Device vf-wide]\nMatch=0000:00:01.0\nUsers=64001\n",
+                              &p, NULL),
+                         0);
+        /* Match= beats MatchClass=; equally specific rules add up */
+        ck_assert_uint_eq(vfiod_policy_modes(p, &u, pf), VFIOD_MODE_BITS_ALL);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &u, vf), VFIOD_MODE_BITS_ALL);
+        r = vfiod_policy_grant(p, &u, vf, VFIOD_MODE_BIT_BROKERED, why, sizeof(why));
+        ck_assert_ptr_nonnull(r);
+        ck_assert_str_eq(r->name, "vf");
+        r = vfiod_policy_grant(p, &u, vf, VFIOD_MODE_BIT_DIRECT, why, sizeof(why));
+        ck_assert_ptr_nonnull(r);
+        ck_assert_str_eq(r->name, "vf-wide");
+        text = print_text(p);
+        /* the broad rule would widen the narrow one: shadowed, and said so */
+        snprintf(want, sizeof(want),
+                 "warning: %s:1: [Device nics] would give user 64001 on 0000:00:01.0 more than "
+                 "[Device vf] (%s:4) allows (direct mode, no MaxPinnedBytes=, no IovaWindows=): "
+                 "[Device vf] is more specific (Match=) and governs there\n",
+                 path, path);
+        ck_assert_msg(strstr(text, want), "%s", text);
+        /* an equally specific rule does widen it */
+        snprintf(want, sizeof(want),
+                 "warning: %s:14: [Device vf-wide] widens [Device vf] (%s:4) on 0000:00:01.0 for "
+                 "user 64001 (direct mode): equally specific rules add up\n",
+                 path, path);
+        ck_assert_msg(strstr(text, want), "%s", text);
+        /* vf-too allows no more than vf: nothing to say */
+        ck_assert_msg(!strstr(text, "[Device vf-too] widens"), "%s", text);
+        free(text);
+        vfiod_policy_free(p);
+
+        /* Without vf-wide: direct is refused, and the reason says why nics does not count. */
+        ck_assert_int_eq(load("[Device nics]\nMatchClass=0x02\nUsers=64001\n"
+                              "[Device vf]\nMatch=0000:00:01.0\nUsers=64001\nModes=brokered\n",
+                              &p, NULL),
+                         0);
+        ck_assert_uint_eq(vfiod_policy_modes(p, &u, vf), VFIOD_MODE_BIT_BROKERED);
+        ck_assert_ptr_null(vfiod_policy_grant(p, &u, vf, VFIOD_MODE_BIT_DIRECT, why, sizeof(why)));
+        ck_assert_str_eq(why, "rule 'vf' allows only brokered; less specific rules do not count "
+                              "here: 'nics'");
+        vfiod_policy_free(p);
+        kvfio_pci_list_free(list);
+}
+END_TEST
+
+/* What the checker warns about in a valid policy (no device, part of a group, unused quotas). */
+START_TEST(check_warnings)
+{
+        struct kvfio_pci_list *list = fake_tree();
+        struct vfiod_policy *p = NULL;
+        char *text, want[10000];
+
+        ck_assert_int_eq(load("[Device ghost]\nMatchVendor=dead:beef\nUsers=64001\n"
+                              "[Device half]\nMatch=0000:00:04.0\nUsers=64001\nManaged=yes\n"
+                              "[Device direct-q]\nMatch=0000:00:03.0\nUsers=64001\nModes=direct\n"
+                              "MaxPinnedBytes=1G\nIovaWindows=0x0-0xfff\n"
+                              "[Device fine]\nMatchGroup=1\nUsers=64001\nModes=brokered\n"
+                              "MaxPinnedBytes=1G\n",
+                              &p, NULL),
+                         0);
+        text = print_text(p);
+        snprintf(want, sizeof(want),
+                 "warning: %s:1: [Device ghost] matches no device on this machine\n", path);
+        ck_assert_msg(strstr(text, want), "%s", text);
+        snprintf(want, sizeof(want),
+                 "warning: %s:4: [Device half] covers part of IOMMU group 4: it matches "
+                 "0000:00:04.0 but not 0000:00:05.0 (driver vfio-pci), which every Acquire of the "
+                 "group needs and no rule gives the same peers\n",
+                 path);
+        ck_assert_msg(strstr(text, want), "%s", text);
+        snprintf(want, sizeof(want),
+                 "warning: %s:12: [Device direct-q] MaxPinnedBytes= applies to brokered mode "
+                 "only, and the rule allows only direct (direct mode pins against the holder's "
+                 "RLIMIT_MEMLOCK)\n",
+                 path);
+        ck_assert_msg(strstr(text, want), "%s", text);
+        snprintf(want, sizeof(want),
+                 "warning: %s:13: [Device direct-q] IovaWindows= applies to brokered mode only",
+                 path);
+        ck_assert_msg(strstr(text, want), "%s", text);
+        /* a brokered rule on a whole group that exists: nothing to say */
+        ck_assert_msg(!strstr(text, ": [Device fine] "), "%s", text);
+        free(text);
+        vfiod_policy_free(p);
+        kvfio_pci_list_free(list);
+}
+END_TEST
+
+/* MaxPinnedBytesPerUser= in a rule; a grant keeps the smallest and its rule. */
+START_TEST(per_user_quota_parse)
+{
+        struct vfiod_policy *p = NULL;
+        struct vfiod_grant g;
+        char *text;
+
+        ck_assert_int_eq(load("[Device a]\nMatch=0000:00:01.0\nUsers=64001\n"
+                              "MaxPinnedBytesPerUser=4G\n"
+                              "[Device b]\nMatch=0000:00:02.0\nUsers=64001\n"
+                              "MaxPinnedBytesPerUser=8G\n",
+                              &p, NULL),
+                         0);
+        ck_assert_uint_eq(p->rules[0].grant.max_pinned_bytes_per_user, 4ull << 30);
+        vfiod_grant_init(&g);
+        ck_assert_uint_eq(g.max_pinned_bytes_per_user, VFIOD_NO_QUOTA_BYTES);
+        ck_assert_int_eq(vfiod_grant_narrow(&g, &p->rules[1].grant), 0);
+        ck_assert_int_eq(vfiod_grant_narrow(&g, &p->rules[0].grant), 0);
+        ck_assert_uint_eq(g.max_pinned_bytes_per_user, 4ull << 30);
+        ck_assert_str_eq(g.user_pinned_rule, "a");
+        vfiod_grant_done(&g);
+        text = print_text(p);
+        ck_assert_msg(strstr(text, "  MaxPinnedBytesPerUser=4294967296\n"), "%s", text);
+        free(text);
+        vfiod_policy_free(p);
+}
+END_TEST
+
+/* A key a drop-in overrides is shown where the drop-in sets it. */
+START_TEST(print_key_origin)
+{
+        struct vfiod_policy *p = NULL;
+        char *text, want[10000];
+
+        dropin("10-x.conf", "# raise it\n[Device nics]\nMaxMappings=9\n");
+        ck_assert_int_eq(
+            load("[Device nics]\nMatchVendor=8086:*\nUsers=0\nMaxMappings=3\n", &p, NULL), 0);
+        text = print_text(p);
+        snprintf(want, sizeof(want), "  MaxMappings=9 (%s/vfiod.conf.d/10-x.conf:3)\n", dir);
+        ck_assert_msg(strstr(text, want), "%s", text);
+        /* keys of the rule's own file are not annotated */
+        ck_assert_msg(strstr(text, "  MatchVendor=8086:*\n"), "%s", text);
+        free(text);
+        vfiod_policy_free(p);
+}
+END_TEST
+
 /* --check-config's listing: each rule, where it is, and the devices it matches here. */
 START_TEST(print_matches)
 {
         struct kvfio_pci_list *list = fake_tree();
         struct vfiod_policy *p = NULL;
-        char out_path[4200], *text;
-        FILE *f;
-        long size;
+        char *text, want[10000];
 
         dropin("10-x.conf", "[Device nics]\nIrqTypes=msix\n");
         ck_assert_int_eq(load("[Device nics]\nMatchVendor=8086:*\nUsers=0\nMaxMappings=3\n"
@@ -743,18 +984,12 @@ START_TEST(print_matches)
                               "[Device edus]\nMatchGroup=4\nUsers=0\nManaged=yes\n",
                               &p, NULL),
                          0);
-        snprintf(out_path, sizeof(out_path), "%s/out.txt", dir);
-        f = fopen(out_path, "w+e");
-        ck_assert_ptr_nonnull(f);
-        vfiod_policy_print(p, dir, f);
-        size = ftell(f);
-        rewind(f);
-        text = calloc(1, (size_t)size + 1);
-        ck_assert_int_eq(fread(text, 1, (size_t)size, f), size);
-        fclose(f);
+        text = print_text(p);
         ck_assert_ptr_nonnull(strstr(text, "10-x.conf\n"));
         ck_assert_ptr_nonnull(strstr(text, "[Device nics] ("));
-        ck_assert_ptr_nonnull(strstr(text, "  MaxMappings=3\n  IrqTypes=msix\n"));
+        snprintf(want, sizeof(want),
+                 "  MaxMappings=3\n  IrqTypes=msix (%s/vfiod.conf.d/10-x.conf:2)\n", dir);
+        ck_assert_msg(strstr(text, want), "%s", text);
         ck_assert_ptr_nonnull(strstr(text, "  matches 0000:00:01.0 (8086:1521, class 0x020000, "
                                            "IOMMU group 1, driver vfio-pci)\n"));
         ck_assert_ptr_nonnull(strstr(text, "  matches 0000:00:02.0 (8086:1533, class 0x020000, "
@@ -783,6 +1018,8 @@ int main(void)
         tcase_add_loop_test(tc, good_table, 0, (int)ELEMENTSOF(good_values));
         tcase_add_loop_test(tc, bad_table, 0, (int)ELEMENTSOF(bad));
         tcase_add_test(tc, all_errors_reported);
+        tcase_add_test(tc, one_error_per_mistake);
+        tcase_add_test(tc, per_user_quota_parse);
         tcase_add_test(tc, nul_and_bad_utf8_refused);
         tcase_add_test(tc, missing_file);
         suite_add_tcase(s, tc);
@@ -793,6 +1030,7 @@ int main(void)
         tcase_add_test(tc, dropins_order_and_override);
         tcase_add_test(tc, dropin_errors);
         tcase_add_test(tc, dropins_without_main);
+        tcase_add_test(tc, print_key_origin);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("matching");
@@ -805,6 +1043,9 @@ int main(void)
         tcase_add_test(tc, grant_narrow);
         tcase_add_test(tc, empty_denies);
         tcase_add_test(tc, print_matches);
+        tcase_add_test(tc, who_and_where);
+        tcase_add_test(tc, most_specific_wins);
+        tcase_add_test(tc, check_warnings);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }

@@ -297,6 +297,67 @@ static double now_s(void)
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A Hello, packed into buf; returns its length. */
+static size_t pack_hello(uint8_t *buf, size_t size)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        size_t len;
+
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = 1;
+        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
+        env.hello = &h;
+        len = vfiod__envelope__get_packed_size(&env);
+        ck_assert_uint_le(len, size);
+        vfiod__envelope__pack(&env, buf);
+        return len;
+}
+
+/*
+ * The test user sends a Hello with an fd whose close blocks until *ret_peer
+ * is closed (a lingering TCP socket), so that the daemon holds its last
+ * reference. Returns the test user's connection.
+ */
+static int block_the_closer(int *ret_peer)
+{
+        uint8_t buf[64];
+        size_t len = pack_hello(buf, sizeof(buf));
+        int bad = lingering_socket(ret_peer), attacker = hostile_connect(HE.uid, HE.gid);
+
+        /*
+         * Stopped, the daemon cannot receive the datagram before the test
+         * closes its own copy (the datagram in flight holds one, so this close
+         * does not block).
+         */
+        ck_assert_int_eq(kill(HE.pid, SIGSTOP), 0);
+        ck_assert_int_eq(hostile_send_bytes(attacker, buf, len, &bad, 1), (ssize_t)len);
+        close(bad);
+        ck_assert_int_eq(kill(HE.pid, SIGCONT), 0);
+        usleep(100000);
+        return attacker;
+}
+
+/* How long a new client of the other test user waits for Hello and ListDevices. */
+static double other_user_served_in(void)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        double t0 = now_s(), took;
+        int other = hostile_connect(HE.other_uid, HE.other_gid);
+        struct vfiod_msg *m;
+
+        hostile_hello(other);
+        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
+        env.list_devices = &l;
+        m = hostile_call(other, &env, NULL, 0);
+        took = now_s() - t0;
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+        vfiod_msg_free(m);
+        close(other);
+        return took;
+}
+
 /*
  * An fd whose close blocks, attached to a Hello: the daemon must not close it
  * on its event loop. The attacker's connection is dropped and another client
@@ -304,49 +365,12 @@ static double now_s(void)
  */
 START_TEST(test_blocking_close_does_not_stall)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Hello h = VFIOD__HELLO__INIT;
-        Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
-        struct vfiod_msg *m;
-        uint8_t buf[64];
-        size_t len;
-        double t0, took;
-        int peer, bad, attacker, other;
+        int peer, attacker = block_the_closer(&peer);
+        double took = other_user_served_in();
 
-        bad = lingering_socket(&peer);
-        attacker = hostile_connect(HE.uid, HE.gid);
-        h.major = VFIOD_PROTO_VERSION_MAJOR;
-        env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
-        len = vfiod__envelope__get_packed_size(&env);
-        ck_assert_uint_le(len, sizeof(buf));
-        vfiod__envelope__pack(&env, buf);
-        /*
-         * The daemon must hold the last reference: stopped, it cannot receive
-         * the datagram before the test closes its own copy (the datagram in
-         * flight holds one, so this close does not block).
-         */
-        ck_assert_int_eq(kill(HE.pid, SIGSTOP), 0);
-        ck_assert_int_eq(hostile_send_bytes(attacker, buf, len, &bad, 1), (ssize_t)len);
-        close(bad);
-        ck_assert_int_eq(kill(HE.pid, SIGCONT), 0);
-        usleep(100000);
-
-        t0 = now_s();
-        other = hostile_connect(HE.other_uid, HE.other_gid);
-        hostile_hello(other);
-        env.id = 0;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
-        m = hostile_call(other, &env, NULL, 0);
-        took = now_s() - t0;
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
-        vfiod_msg_free(m);
         ck_assert_msg(took < 1.0, "another client waited %.2f s", took);
         ck_assert(hostile_dropped(attacker));
         close(attacker);
-        close(other);
         /* The peer resets the connection: the daemon's close ends. */
         close(peer);
 }
@@ -359,38 +383,19 @@ END_TEST
  */
 START_TEST(test_two_users_cannot_stall_a_third)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Hello h = VFIOD__HELLO__INIT;
-        Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
         int nulls[VFIOD_PROTO_MAX_FDS];
-        struct vfiod_msg *m;
         uint8_t buf[64];
-        size_t len;
-        double t0, took;
-        int peer, bad, attacker, flooder, other;
+        size_t len = pack_hello(buf, sizeof(buf));
+        int peer, attacker = block_the_closer(&peer);
+        double took;
 
-        bad = lingering_socket(&peer);
-        attacker = hostile_connect(HE.uid, HE.gid);
-        h.major = VFIOD_PROTO_VERSION_MAJOR;
-        env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
-        len = vfiod__envelope__get_packed_size(&env);
-        ck_assert_uint_le(len, sizeof(buf));
-        vfiod__envelope__pack(&env, buf);
-        /* As in test_blocking_close_does_not_stall: the daemon holds the last reference. */
-        ck_assert_int_eq(kill(HE.pid, SIGSTOP), 0);
-        ck_assert_int_eq(hostile_send_bytes(attacker, buf, len, &bad, 1), (ssize_t)len);
-        close(bad);
-        ck_assert_int_eq(kill(HE.pid, SIGCONT), 0);
-        usleep(100000);
         ck_assert(hostile_dropped(attacker));
-
         /* root, a second user: two datagrams full of fds no request takes, each dropped. */
         for (size_t i = 0; i < VFIOD_PROTO_MAX_FDS; i++)
                 ck_assert_int_ge(nulls[i] = open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
         for (int round = 0; round < 2; round++) {
-                flooder = hostile_connect(0, 0);
+                int flooder = hostile_connect(0, 0);
+
                 ck_assert_int_eq(hostile_send_bytes(flooder, buf, len, nulls, VFIOD_PROTO_MAX_FDS),
                                  (ssize_t)len);
                 ck_assert(hostile_dropped(flooder));
@@ -398,20 +403,9 @@ START_TEST(test_two_users_cannot_stall_a_third)
         }
         for (size_t i = 0; i < VFIOD_PROTO_MAX_FDS; i++)
                 close(nulls[i]);
-
-        t0 = now_s();
-        other = hostile_connect(HE.other_uid, HE.other_gid);
-        hostile_hello(other);
-        env.id = 0;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
-        m = hostile_call(other, &env, NULL, 0);
-        took = now_s() - t0;
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
-        vfiod_msg_free(m);
+        took = other_user_served_in();
         ck_assert_msg(took < 1.0, "a third user waited %.2f s", took);
         close(attacker);
-        close(other);
         close(peer);
 }
 END_TEST

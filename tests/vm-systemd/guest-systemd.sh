@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The systemd VM suite's driver, run inside the guest by vfiod-test.service
 # (root, after multi-user.target) with systemd as PID 1 and the project
-# installed by `make install`. One result line per check on the results port
+# installed by its packages. One result line per check on the results port
 # (/dev/ttyS1): "@vfiod result PASS|FAIL NAME: DETAIL", then "@vfiod done";
 # then it powers the guest off.
 set -euo pipefail
@@ -49,6 +49,11 @@ fi
 printf '@vfiod say boot: the suite started %ss after the kernel (%s)\n' "$(cut -d' ' -f1 /proc/uptime)" \
         "$(systemd-analyze 2>/dev/null | head -n 1 || true)" >"$out"
 report PASS setup "${#edus[@]} edu devices bound to vfio-pci; systemd $(systemctl --version | head -n 1 | cut -d' ' -f2) as PID 1"
+
+# --- the packages, installed as an administrator does (guest-deb.sh) ---------------
+# shellcheck source=guest-deb.sh
+. /vfiod/bin/guest-deb.sh
+deb_install
 
 # --- what the kernel does with a dead mapper's Type1 mapping (edu 2, before vfiod) --
 while read -r line; do
@@ -317,3 +322,5 @@ check teardown/reusable "once she has gone, edu 0 is leased again and works: '$r
 rm -f /run/systemd/system/vfiod.service.d/small.conf
 systemctl daemon-reload
 completed=1
+# The packages: an upgrade, the purge, a new install (guest-deb.sh).
+deb_upgrade_purge_reinstall

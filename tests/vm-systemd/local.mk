@@ -1,7 +1,8 @@
-# tests/vm-systemd: the project installed (make install) into a Debian root
-# with systemd as PID 1, booted in QEMU with the edu devices of tests/vm (see
-# tests/vm-systemd/README.md). `make check-vm-systemd` needs root (the root
-# file system is built with debootstrap once, cached outside the tree).
+# tests/vm-systemd: the project's Debian packages (make deb) installed into a
+# Debian root with systemd as PID 1, booted in QEMU with the edu devices of
+# tests/vm (see tests/vm-systemd/README.md). `make check-vm-systemd` needs
+# root (the root file system is built with debootstrap once, cached outside
+# the tree).
 check_PROGRAMS += tests/vm-systemd/sd-client tests/vm-systemd/sd-probe
 tests_vm_systemd_sd_client_SOURCES = tests/vm-systemd/sd-client.c
 tests_vm_systemd_sd_client_LDFLAGS = $(vm_ldflags)
@@ -12,10 +13,8 @@ tests_vm_systemd_sd_probe_LDADD = tests/vm/libedu.la
 
 VM_SYSTEMD_OUT = tests/vm-systemd/check-vm-systemd
 check-vm-systemd: tests/vm-systemd/sd-client tests/vm-systemd/sd-probe
-	rm -rf $(abs_builddir)/$(VM_SYSTEMD_OUT)/dest
-	$(MAKE) $(AM_MAKEFLAGS) install DESTDIR=$(abs_builddir)/$(VM_SYSTEMD_OUT)/dest >/dev/null
-	$(srcdir)/tests/vm-systemd/run-vm-systemd.sh --out $(VM_SYSTEMD_OUT) \
-		--dest $(abs_builddir)/$(VM_SYSTEMD_OUT)/dest \
+	$(MAKE) $(AM_MAKEFLAGS) deb
+	$(srcdir)/tests/vm-systemd/run-vm-systemd.sh --out $(VM_SYSTEMD_OUT) --debs $(DEB_OUT) \
 		--program tests/vm-systemd/sd-client --program tests/vm-systemd/sd-probe
 
 clean-local: clean-vm-systemd
@@ -23,4 +22,5 @@ clean-vm-systemd:
 	rm -rf $(VM_SYSTEMD_OUT)
 
 EXTRA_DIST += tests/vm-systemd/README.md tests/vm-systemd/run-vm-systemd.sh \
-	tests/vm-systemd/make-rootfs.sh tests/vm-systemd/guest-systemd.sh
+	tests/vm-systemd/make-rootfs.sh tests/vm-systemd/guest-systemd.sh \
+	tests/vm-systemd/guest-deb.sh

@@ -18,8 +18,9 @@ die() {
 suite=${VFIOD_DEBIAN_SUITE:-bookworm}
 mirror=${VFIOD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 cache=${VFIOD_CACHE_DIR:-/var/cache/vfiod-test}
-# What the installed vfiod, libvfiod and the test programs need at run time.
-packages=systemd,systemd-sysv,dbus,libev4,libsystemd0,libprotobuf-c1,libinih1,kmod
+# What the packages vfiod, libvfiod0 and libvfiod-dev and the test programs
+# depend on: the guest installs the packages with apt-get, offline.
+packages=systemd,systemd-sysv,dbus,libev4,libsystemd0,libprotobuf-c1,libprotobuf-c-dev,libinih1,kmod
 key=$(printf '%s %s %s\n' "$suite" "$mirror" "$packages" | sha256sum | cut -c1-12)
 root=$cache/rootfs-$suite-$key
 

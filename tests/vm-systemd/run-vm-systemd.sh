@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Boots a Debian root file system with systemd as PID 1 under QEMU, with the
-# project installed into it by `make install`, the same kernel, IOMMU and edu
-# devices as tests/vm/run-vm.sh, and runs guest-systemd.sh there (see
-# tests/vm-systemd/README.md). Prints one PASS:/FAIL: line per check and one
-# summary line "N passed, N failed"; exits non-zero on any failure.
+# same kernel, IOMMU and edu devices as tests/vm/run-vm.sh, and runs
+# guest-systemd.sh there, which installs the project's Debian packages with
+# apt-get first (see tests/vm-systemd/README.md). Prints one PASS:/FAIL:
+# line per check and one summary line "N passed, N failed"; exits non-zero
+# on any failure.
 #
-#   run-vm-systemd.sh --out DIR --dest DESTDIR --program PATH...
+#   run-vm-systemd.sh --out DIR --debs DEBDIR --program PATH...
 #
-# DESTDIR holds a `make install DESTDIR=...` of the project; each --program
-# is copied to /vfiod/bin in the guest, with the libraries ldd finds for it
-# that the root lacks.
+# DEBDIR holds the packages `make deb` built (vfiod, libvfiod0,
+# libvfiod-dev); each --program is copied to /vfiod/bin in the guest, with
+# the libraries ldd finds for it that the root lacks (libvfiod is the
+# package's).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,7 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 qemu=${VFIOD_QEMU:-qemu-system-x86_64}
 timeout_s=${VFIOD_VM_TIMEOUT:-600}
 out=''
-dest=''
+debs=''
 programs=()
 
 say() { printf '%s\n' "run-vm-systemd: $*" >&2; }
@@ -31,19 +33,23 @@ die() {
 while [ $# -gt 0 ]; do
         case $1 in
         --out) out=${2:?} && shift ;;
-        --dest) dest=${2:?} && shift ;;
+        --debs) debs=${2:?} && shift ;;
         --program) programs+=("${2:?}") && shift ;;
         *) die "unknown argument '$1'" ;;
         esac
         shift
 done
-if [ -z "$out" ] || [ -z "$dest" ]; then
-        die "usage: run-vm-systemd.sh --out DIR --dest DESTDIR --program PATH..."
+if [ -z "$out" ] || [ -z "$debs" ]; then
+        die "usage: run-vm-systemd.sh --out DIR --debs DEBDIR --program PATH..."
 fi
-[ -d "$dest" ] || die "no installed tree '$dest' (make install DESTDIR=...)"
+packages=()
+for p in vfiod libvfiod0 libvfiod-dev; do
+        deb=$(compgen -G "$debs/${p}_*.deb" | head -n 1) || die "no ${p}_*.deb in '$debs' (make deb)"
+        packages+=("$deb")
+done
 [ "$(id -u)" = 0 ] || die "needs root (the guest's root file system keeps its owners)"
 command -v "$qemu" >/dev/null || die "'$qemu' not found (Debian: apt-get install qemu-system-x86)"
-for tool in cpio ldd timeout useradd ldconfig systemd-sysusers; do
+for tool in cpio ldd timeout useradd ldconfig; do
         command -v "$tool" >/dev/null || die "'$tool' not found"
 done
 
@@ -53,17 +59,17 @@ kl_locate "$kdir" || die "no usable kernel in '$kdir' (see above)"
 vmlinuz=$kl_vmlinuz
 kver=$kl_release
 
-# --- the guest's root: a copy of the cached one, the project installed ---------
+# --- the guest's root: a copy of the cached one, the packages to install ---------
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 root=$out/root
 rm -rf "$root"
 cp -a "$rootfs" "$root"
-# --keep-directory-symlink: /lib, /sbin are links into /usr in the root.
-tar -C "$dest" -cf - . | tar -C "$root" -xf - --keep-directory-symlink --no-same-owner
-ldconfig -r "$root"
-systemd-sysusers --root="$root" >/dev/null
-useradd -R "$root" -u 1001 -U -G vfiod-users -m -s /bin/bash alice
+# The guest installs them (apt-get install ./...deb): the user vfiod and the
+# group vfiod-users come from the package; guest-deb.sh adds alice to it.
+mkdir -p "$root/vfiod/debs"
+cp "${packages[@]}" "$root/vfiod/debs/"
+useradd -R "$root" -u 1001 -U -m -s /bin/bash alice
 useradd -R "$root" -u 1003 -U -m -s /bin/bash eve
 echo vfiod-vm >"$root/etc/hostname"
 
@@ -76,11 +82,13 @@ for p in "${programs[@]}"; do
         install -m 0755 "$p" "$root/vfiod/bin/"
         while read -r lib; do
                 if [ -z "$lib" ] || [ -e "$root$lib" ]; then continue; fi
+                case ${lib##*/} in libvfiod.so*) continue ;; esac
                 mkdir -p "$root$(dirname "$lib")"
                 cp -L "$lib" "$root$lib"
         done < <(ldd "$p" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }')
 done
 install -m 0755 "$here/guest-systemd.sh" "$root/vfiod/bin/guest-systemd.sh"
+install -m 0644 "$here/guest-deb.sh" "$root/vfiod/bin/guest-deb.sh"
 
 mods=$(kl_modules "$kl_moddir" "$root/vfiod/modules.d" vfio_iommu_type1 vfio-pci) ||
         die "cannot gather the guest's modules (see above)"
