@@ -400,8 +400,9 @@ struct vfiod_lease_grant {
  * close them (vfiod_lease_close_fds()) before vfiod_release(), or the daemon
  * quarantines the group until they are closed. -1 = absent.
  *
- * (libvfiod.so.1: irq_counts and grant are new; a program built against
- * libvfiod.so.0 must be built again.)
+ * (irq_counts and grant came before the first release, 0.1.0, with protocol
+ * 1.1: a program built against an earlier snapshot of vfiod.h must be built
+ * again.)
  */
 struct vfiod_lease {
         uint64_t lease_id;
