@@ -541,7 +541,8 @@ int vfiod_connect_env(struct vfiod **ret)
                 return -EINVAL;
         /* The fd is ours now: nothing started later should believe it holds it. */
         (void)unsetenv(VFIOD_CONNECTION_FD_ENV);
-        return vfiod_connect_take_fd((int)fd, 0, ret);
+        /* Hello again, in session: this process's capabilities, and the daemon's reply. */
+        return vfiod_connect_take_fd((int)fd, VFIOD_CONNECT_HELLO, ret);
 }
 
 const char *vfiod_last_error(const struct vfiod *c)

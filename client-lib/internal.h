@@ -57,6 +57,13 @@ int client_fail_dead(struct vfiod *c, int r, const char *fmt, ...)
 int client_call(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_fds,
                 Vfiod__Envelope__BodyCase expect, struct vfiod_msg **ret);
 
+/*
+ * Fills *out and irq_counts[] from a LeaseGrant (NULL: a daemon that did not
+ * say; out->known false, the counts 0).
+ */
+void grant_from_msg(struct vfiod_lease_grant *out, uint32_t irq_counts[VFIOD_IRQ_INDEX_COUNT],
+                    const Vfiod__LeaseGrant *g);
+
 /* Copies src (NULL = "") into dst[size], truncating. */
 void copy_text(char *dst, size_t size, const char *src);
 

@@ -11,6 +11,8 @@ client_lib_libvfiod_la_CFLAGS = $(AM_CFLAGS) $(PROTOBUF_C_CFLAGS)
 # proto/libvfiod-proto.la is a convenience library: its objects end up inside
 # libvfiod.so, hidden by the version script.
 client_lib_libvfiod_la_LIBADD = proto/libvfiod-proto.la $(PROTOBUF_C_LIBS)
+# libvfiod.so.0 until the first release: struct vfiod_lease grew (irq_counts, grant)
+# before it (vfiod.h, libvfiod(3) NOTES); a change after a release bumps this.
 client_lib_libvfiod_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 -no-undefined \
 	-Wl,--version-script=$(srcdir)/client-lib/libvfiod.sym
 EXTRA_client_lib_libvfiod_la_DEPENDENCIES = $(srcdir)/client-lib/libvfiod.sym

@@ -4,6 +4,8 @@
  * Envelope on the stack, calls client_call() and converts the reply.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,6 +131,38 @@ void vfiod_lease_close_fds(struct vfiod_lease *lease)
         lease->container_fd = lease->group_fd = lease->device_fd = -1;
 }
 
+/* What the daemon says a lease is granted (LeaseGrant, protocol 1.1); NULL: it did not say. */
+void grant_from_msg(struct vfiod_lease_grant *out, uint32_t irq_counts[VFIOD_IRQ_INDEX_COUNT],
+                    const Vfiod__LeaseGrant *g)
+{
+        *out = (struct vfiod_lease_grant){0};
+        memset(irq_counts, 0, VFIOD_IRQ_INDEX_COUNT * sizeof(*irq_counts));
+        if (!g)
+                return;
+        for (size_t i = 0; i < g->n_irq_counts && i < VFIOD_IRQ_INDEX_COUNT; i++)
+                irq_counts[i] = g->irq_counts[i];
+        out->known = true;
+        copy_text(out->rule, sizeof(out->rule), g->rule);
+        out->max_pinned_bytes = g->max_pinned_bytes;
+        out->max_mappings = g->max_mappings;
+        out->iova_restricted = g->iova_restricted;
+        out->n_iova_windows =
+            g->n_iova_windows > UINT32_MAX ? UINT32_MAX : (uint32_t)g->n_iova_windows;
+        for (size_t i = 0; i < g->n_iova_windows && i < VFIOD_IOVA_WINDOWS_MAX; i++)
+                out->iova_windows[i] = (struct vfiod_iova_window){
+                    .first = g->iova_windows[i]->first, .last = g->iova_windows[i]->last};
+        out->irq_types = g->irq_types;
+}
+
+int vfiod_lease_irq_count(const struct vfiod_lease *lease, enum vfiod_irq_index index)
+{
+        if (!lease || (unsigned)index >= VFIOD_IRQ_INDEX_COUNT)
+                return -EINVAL;
+        if (!lease->grant.known)
+                return -ENODATA;
+        return lease->irq_counts[index] > INT32_MAX ? INT32_MAX : (int)lease->irq_counts[index];
+}
+
 /* Takes the fd at `index` out of the reply; -EPROTO if it is not there (twice named). */
 static int take_reply_fd(struct vfiod *c, struct vfiod_msg *reply, uint32_t index, const char *what)
 {
@@ -205,11 +239,134 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
         lease.num_regions = ar->num_regions;
         lease.num_irqs = ar->num_irqs;
         lease.device_flags = ar->device_flags;
+        grant_from_msg(&lease.grant, lease.irq_counts, ar->grant);
         /* On success the fds are owned by the caller, through *ret. */
         lease.container_fd = has_container ? TAKE_FD(container_fd) : -1;
         lease.group_fd = has_group ? TAKE_FD(group_fd) : -1;
         lease.device_fd = TAKE_FD(device_fd);
         *ret = lease;
+        return 0;
+}
+
+/* Parses $name as a decimal number <= max: 0, -ENXIO when unset, -EINVAL when malformed. */
+static int env_number(const char *name, uint64_t max, uint64_t *ret)
+{
+        const char *e = getenv(name);
+        unsigned long long v;
+        char *end;
+
+        if (!e)
+                return -ENXIO;
+        errno = 0;
+        v = strtoull(e, &end, 10);
+        if (errno != 0 || end == e || *end != '\0' || e[0] == '-' || v > max)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* An inherited fd named by $name: -1 when unset and !required; -EBADF when not open. */
+static int env_fd(const char *name, bool required, int *ret)
+{
+        uint64_t v;
+        int r = env_number(name, INT_MAX, &v);
+
+        if (r == -ENXIO && !required) {
+                *ret = -1;
+                return 0;
+        }
+        if (r < 0)
+                return -EINVAL;
+        if (fcntl((int)v, F_GETFD) < 0)
+                return -EBADF;
+        *ret = (int)v;
+        return 0;
+}
+
+/* Asks the daemon for what lease l (its device) is granted: ListDevices, its DeviceInfo.grant. */
+static int fetch_grant(struct vfiod *c, struct vfiod_lease *l)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope req = ENVELOPE(list_devices, LIST_DEVICES, &ld);
+        const Vfiod__ListDevicesReply *lr;
+        int r;
+
+        ld.device = l->device;
+        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY, &reply);
+        if (r < 0)
+                return r;
+        lr = reply->env->list_devices_reply;
+        for (size_t i = 0; i < lr->n_devices; i++) {
+                const Vfiod__DeviceInfo *d = lr->devices[i];
+
+                if (d->state != VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU ||
+                    d->lease_id != l->lease_id)
+                        continue;
+                grant_from_msg(&l->grant, l->irq_counts, d->grant);
+                return 0;
+        }
+        return client_fail(c, -ENOENT, "lease %" PRIu64 " of '%s' is not this connection's",
+                           l->lease_id, l->device);
+}
+
+int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
+{
+        struct vfiod_lease l = {.container_fd = -1, .group_fd = -1, .device_fd = -1};
+        const char *device, *mode;
+        uint64_t group;
+        bool direct;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = env_number(VFIOD_LEASE_ID_ENV, UINT64_MAX, &l.lease_id);
+        if (r < 0)
+                return r;
+        r = env_number(VFIOD_DOMAIN_ID_ENV, UINT64_MAX, &l.domain_id);
+        if (r == 0)
+                r = env_number(VFIOD_IOMMU_GROUP_ENV, UINT32_MAX, &group);
+        if (r < 0 || l.lease_id == 0 || l.domain_id == 0)
+                return -EINVAL;
+        l.iommu_group = (uint32_t)group;
+        device = getenv(VFIOD_DEVICE_ENV);
+        mode = getenv(VFIOD_MODE_ENV);
+        if (!device || !device[0] || strlen(device) >= sizeof(l.device) || !mode)
+                return -EINVAL;
+        copy_text(l.device, sizeof(l.device), device);
+        if (strcmp(mode, vfiod_mode_name(VFIOD_MODE_DIRECT)) == 0)
+                l.mode = VFIOD_MODE_DIRECT;
+        else if (strcmp(mode, vfiod_mode_name(VFIOD_MODE_BROKERED)) == 0)
+                l.mode = VFIOD_MODE_BROKERED;
+        else
+                return -EINVAL;
+        direct = l.mode == VFIOD_MODE_DIRECT;
+        r = env_fd(VFIOD_DEVICE_FD_ENV, true, &l.device_fd);
+        if (r == 0)
+                r = env_fd(VFIOD_GROUP_FD_ENV, direct, &l.group_fd);
+        if (r == 0)
+                r = env_fd(VFIOD_CONTAINER_FD_ENV, direct, &l.container_fd);
+        if (r < 0)
+                return r;
+        if (!direct && (l.group_fd >= 0 || l.container_fd >= 0))
+                return -EINVAL; /* a brokered lease has the device fd only */
+        if (c) {
+                r = fetch_grant(c, &l);
+                if (r < 0)
+                        return r;
+        }
+        /* On success the fds are the caller's: close-on-exec, and no longer announced. */
+        {
+                const int fds[] = {l.container_fd, l.group_fd, l.device_fd};
+
+                for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                        if (fds[i] >= 0)
+                                (void)fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+        }
+        (void)unsetenv(VFIOD_DEVICE_FD_ENV);
+        (void)unsetenv(VFIOD_GROUP_FD_ENV);
+        (void)unsetenv(VFIOD_CONTAINER_FD_ENV);
+        *ret = l;
         return 0;
 }
 

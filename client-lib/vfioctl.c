@@ -658,23 +658,23 @@ static _Noreturn void run_child(const struct vfiod_lease *lease, int conn_fd,
                 r = -errno;
         /* Exactly these fds lose CLOEXEC; every other fd of vfioctl is CLOEXEC. */
         if (r >= 0)
-                r = child_pass_fd("VFIOD_DEVICE_FD", lease->device_fd);
+                r = child_pass_fd(VFIOD_DEVICE_FD_ENV, lease->device_fd);
         if (r >= 0)
-                r = child_pass_fd("VFIOD_GROUP_FD", lease->group_fd);
+                r = child_pass_fd(VFIOD_GROUP_FD_ENV, lease->group_fd);
         if (r >= 0)
-                r = child_pass_fd("VFIOD_CONTAINER_FD", lease->container_fd);
+                r = child_pass_fd(VFIOD_CONTAINER_FD_ENV, lease->container_fd);
         if (r >= 0)
                 r = child_pass_fd(VFIOD_CONNECTION_FD_ENV, conn_fd);
         if (r >= 0)
-                r = child_setenv_u64("VFIOD_LEASE_ID", lease->lease_id);
+                r = child_setenv_u64(VFIOD_LEASE_ID_ENV, lease->lease_id);
         if (r >= 0)
-                r = child_setenv_u64("VFIOD_DOMAIN_ID", lease->domain_id);
+                r = child_setenv_u64(VFIOD_DOMAIN_ID_ENV, lease->domain_id);
         if (r >= 0)
-                r = child_setenv_u64("VFIOD_IOMMU_GROUP", lease->iommu_group);
+                r = child_setenv_u64(VFIOD_IOMMU_GROUP_ENV, lease->iommu_group);
         if (r >= 0)
-                r = setenv("VFIOD_DEVICE", lease->device, 1) < 0 ? -errno : 0;
+                r = setenv(VFIOD_DEVICE_ENV, lease->device, 1) < 0 ? -errno : 0;
         if (r >= 0)
-                r = setenv("VFIOD_MODE", vfiod_mode_name(lease->mode), 1) < 0 ? -errno : 0;
+                r = setenv(VFIOD_MODE_ENV, vfiod_mode_name(lease->mode), 1) < 0 ? -errno : 0;
         if (r < 0) {
                 fprintf(stderr, "vfioctl: preparing '%s': %s\n", argv[0], strerror(-r));
                 _exit(EXIT_CANNOT_START);

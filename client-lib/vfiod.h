@@ -38,6 +38,10 @@
  *   never closes them. The one fd the library owns is the connection's own
  *   socket (vfiod_get_fd()); vfiod_close() closes it. Every fd the library
  *   creates is close-on-exec.
+ * - Lease ids and domain ids are both uint64_t but never equal: the daemon
+ *   draws them from one counter. One passed where the other is expected
+ *   fails with -EINVAL ("N is a lease id, not a domain id") when it names one
+ *   of the caller's leases (domains), and never reaches the other object.
  * - The library never prints.
  */
 #pragma once
@@ -56,6 +60,15 @@ extern "C" {
 #define VFIOD_SOCKET_ENV "VFIOD_SOCKET"
 /* Environment variable carrying an inherited connection's fd number (vfioctl acquire). */
 #define VFIOD_CONNECTION_FD_ENV "VFIOD_CONNECTION_FD"
+/* What `vfioctl acquire` tells its COMMAND of the lease (vfiod_lease_from_env()). */
+#define VFIOD_LEASE_ID_ENV     "VFIOD_LEASE_ID"
+#define VFIOD_DOMAIN_ID_ENV    "VFIOD_DOMAIN_ID"
+#define VFIOD_DEVICE_ENV       "VFIOD_DEVICE"
+#define VFIOD_IOMMU_GROUP_ENV  "VFIOD_IOMMU_GROUP"
+#define VFIOD_MODE_ENV         "VFIOD_MODE"
+#define VFIOD_DEVICE_FD_ENV    "VFIOD_DEVICE_FD"
+#define VFIOD_GROUP_FD_ENV     "VFIOD_GROUP_FD"
+#define VFIOD_CONTAINER_FD_ENV "VFIOD_CONTAINER_FD"
 
 /* Size of the fixed string buffers below, including the terminating NUL. */
 #define VFIOD_DEVICE_NAME_MAX 40 /* PCI address "DDDD:BB:DD.F", or an mdev UUID */
@@ -146,7 +159,12 @@ enum vfiod_irq_action {
 /* ------------------------------------------------------------------------- */
 /* Connection */
 
-/* Per-client quotas the daemon enforces; 0 = no limit beyond the protocol's. */
+/*
+ * Per-client quotas the daemon enforces; 0 = no limit beyond the protocol's.
+ * These are the daemon-wide defaults of every connection: the policy's rules
+ * may grant a lease less (MaxPinnedBytes=, MaxMappings=, IovaWindows=), which
+ * struct vfiod_lease.grant says.
+ */
 struct vfiod_limits {
         uint32_t max_domains;
         uint32_t max_leases;
@@ -162,7 +180,7 @@ struct vfiod_server_info {
         uint64_t capabilities;               /* VFIOD_CAP_* granted to this peer */
         uint32_t max_datagram;               /* largest datagram the daemon accepts */
         uint32_t max_fds;                    /* most fds per datagram the daemon accepts */
-        struct vfiod_limits limits;          /* this client's quotas */
+        struct vfiod_limits limits;          /* daemon-wide quotas; a lease's own: its grant */
         char server_version[VFIOD_TEXT_MAX]; /* e.g. "vfiod 0.1.0" (truncated if longer) */
 };
 
@@ -190,14 +208,16 @@ int vfiod_connect(const char *path, struct vfiod **ret);
  * it has been closed. The fd is made close-on-exec.
  *
  * Without VFIOD_CONNECT_HELLO the socket must be a connection on which Hello
- * was already done, e.g. one inherited from `vfioctl acquire --brokered`
- * (see vfiod_connect_env()). Such an adopted connection knows nothing of the
- * Hello reply: vfiod_get_server_info() returns -ENODATA and the protocol
- * maxima are assumed. Requests and replies must not interleave with another
+ * was already done, e.g. one inherited from `vfioctl acquire --brokered`,
+ * and no exchange is made: such a connection knows nothing of the Hello
+ * reply, vfiod_get_server_info() returns -ENODATA and the protocol maxima
+ * are assumed. Requests and replies must not interleave with another
  * process using the same socket at the same time.
  *
- * With VFIOD_CONNECT_HELLO the Hello exchange is done as in vfiod_connect()
- * (e.g. on a socket passed by a supervisor, or one end of a socketpair).
+ * With VFIOD_CONNECT_HELLO the Hello exchange is done as in vfiod_connect():
+ * on a fresh socket (one passed by a supervisor, one end of a socketpair),
+ * or again on one in session (an inherited one: a daemon of protocol 1.1
+ * answers a Hello in session, and takes this process's capabilities).
  *
  * Returns 0 and sets *ret, or -EBADF (fd < 0), -ENOTSOCK (not a socket),
  * -ESOCKTNOSUPPORT (not an AF_UNIX SOCK_SEQPACKET socket), -EINVAL (unknown
@@ -207,10 +227,12 @@ int vfiod_connect_take_fd(int fd, unsigned flags, struct vfiod **ret);
 
 /*
  * Adopts the connection whose fd number is in $VFIOD_CONNECTION_FD (set by
- * `vfioctl acquire --brokered`), as vfiod_connect_take_fd(fd, 0, ret): the
- * fd is taken (closed on failure) and made close-on-exec, and the variable
- * is removed from the environment so that programs started later do not
- * believe they hold it.
+ * `vfioctl acquire --brokered`), as vfiod_connect_take_fd(fd,
+ * VFIOD_CONNECT_HELLO, ret): the fd is taken (closed on failure) and made
+ * close-on-exec, the variable is removed from the environment so that
+ * programs started later do not believe they hold it, and Hello is said
+ * again on it (a daemon of protocol 1.1), so that vfiod_get_server_info()
+ * works and the daemon knows this process's capabilities.
  *
  * Returns 0 and sets *ret, -ENXIO when the variable is unset, -EINVAL when it
  * is not a non-negative integer, or the errors of vfiod_connect_take_fd().
@@ -235,7 +257,7 @@ const char *vfiod_last_error(const struct vfiod *c);
 /*
  * Copies the daemon's Hello reply into *ret. Returns 0, or -ENODATA for a
  * connection adopted without Hello (vfiod_connect_take_fd() without
- * VFIOD_CONNECT_HELLO, vfiod_connect_env()).
+ * VFIOD_CONNECT_HELLO).
  */
 int vfiod_get_server_info(const struct vfiod *c, struct vfiod_server_info *ret);
 
@@ -318,23 +340,69 @@ void vfiod_devices_free(struct vfiod_device_info *devices, size_t n);
 
 /*
  * Creates a domain with IOMMU model `type` (VFIOD_IOMMU_TYPE_UNSPECIFIED: the
- * best the host offers). Returns 0, sets *ret_domain_id and, when
+ * best the host offers). It stays, with or without leases, until
+ * vfiod_destroy_domain() or vfiod_close() (unlike the domain vfiod_acquire()
+ * makes for domain 0, which goes with its last lease). Returns 0, sets *ret_domain_id and, when
  * ret_type is not NULL, *ret_type to the model chosen. Errors: -ENOSPC
  * (max_domains), -ENODEV (model unsupported), the call errors.
  */
 int vfiod_create_domain(struct vfiod *c, enum vfiod_iommu_type type, uint64_t *ret_domain_id,
                         enum vfiod_iommu_type *ret_type);
 
-/* Destroys a domain that holds no lease. Returns 0, -EBUSY, -ENOENT, the call errors. */
+/*
+ * Destroys a domain that holds no lease. Returns 0, -EBUSY, -ENOENT (also for
+ * a domain vfiod_acquire() made, once its last lease is gone), the call errors.
+ */
 int vfiod_destroy_domain(struct vfiod *c, uint64_t domain_id);
 
 /* ------------------------------------------------------------------------- */
 /* Leases */
 
+/* Interrupt indexes of a PCI device (enum vfiod_irq_index), INTx .. REQ. */
+#define VFIOD_IRQ_INDEX_COUNT 5
+/* Bit of enum vfiod_irq_index i in a mask (struct vfiod_lease_grant.irq_types). */
+#define VFIOD_IRQ_BIT(i) (1u << (i))
+/* IOVA windows a struct vfiod_lease_grant holds; the daemon may name more. */
+#define VFIOD_IOVA_WINDOWS_MAX 16
+/* Size of a policy rule's name, including the terminating NUL. */
+#define VFIOD_RULE_NAME_MAX 64
+
+/* An IOVA window: first .. last, both inclusive. */
+struct vfiod_iova_window {
+        uint64_t first, last;
+};
+
+/*
+ * What the policy grants a lease, as the daemon enforces it on
+ * vfiod_map_dma() and vfiod_set_irqs(): the rules of every device of the
+ * group and of every lease in the domain (the stricter wins) with the
+ * daemon's per-client limits. These, not struct vfiod_server_info.limits
+ * (the daemon-wide per-client defaults), are this lease's limits.
+ */
+struct vfiod_lease_grant {
+        bool known;                     /* false: the daemon did not say (protocol 1.0) */
+        char rule[VFIOD_RULE_NAME_MAX]; /* the rule that granted the device */
+        /* Bytes vfiod_map_dma() may keep mapped in the lease's domain at once (what the
+         * connection maps elsewhere, and the user's other connections, count too). */
+        uint64_t max_pinned_bytes;
+        uint32_t max_mappings; /* mappings the domain may keep at once */
+        /* false: any IOVA the IOMMU takes; true: a range must lie inside one window. */
+        bool iova_restricted;
+        /* Windows the daemon named (0 with iova_restricted: none is allowed); the first
+         * VFIOD_IOVA_WINDOWS_MAX of them are in iova_windows[]. */
+        uint32_t n_iova_windows;
+        struct vfiod_iova_window iova_windows[VFIOD_IOVA_WINDOWS_MAX];
+        unsigned irq_types; /* VFIOD_IRQ_BIT() of the indexes vfiod_set_irqs() may set */
+};
+
 /*
  * A lease: the caller's hold on one IOMMU group. The fds are the CALLER's:
  * close them (vfiod_lease_close_fds()) before vfiod_release(), or the daemon
  * quarantines the group until they are closed. -1 = absent.
+ *
+ * (irq_counts and grant came before the first release, 0.1.0, with protocol
+ * 1.1: a program built against an earlier snapshot of vfiod.h must be built
+ * again.)
  */
 struct vfiod_lease {
         uint64_t lease_id;
@@ -342,15 +410,23 @@ struct vfiod_lease {
         uint32_t iommu_group;
         char device[VFIOD_DEVICE_NAME_MAX]; /* PCI address, as acquired */
         enum vfiod_mode mode;
-        int container_fd;                             /* DIRECT only, else -1 */
-        int group_fd;                                 /* DIRECT only, else -1 */
-        int device_fd;                                /* always set */
-        uint32_t num_regions, num_irqs, device_flags; /* VFIO_DEVICE_GET_INFO */
+        int container_fd; /* DIRECT only, else -1 */
+        int group_fd;     /* DIRECT only, else -1 */
+        int device_fd;    /* always set */
+        /* VFIO_DEVICE_GET_INFO; num_irqs counts interrupt INDEXES, not vectors. */
+        uint32_t num_regions, num_irqs, device_flags;
+        /* Vectors per interrupt index of the device: use vfiod_lease_irq_count(). */
+        uint32_t irq_counts[VFIOD_IRQ_INDEX_COUNT];
+        struct vfiod_lease_grant grant;
 };
 
 /*
  * Leases the IOMMU group of `device` (a PCI address) into domain `domain_id`
- * (0: a new domain, whose id is in ret->domain_id) in `mode`.
+ * (0: a new domain, whose id is in ret->domain_id) in `mode`. A domain made
+ * this way (implicit) goes with its last lease: when vfiod_release() (or a
+ * revoke, or the end of the connection) ends the last lease in it, the daemon
+ * destroys it; more leases may join it by its id meanwhile. A domain made by
+ * vfiod_create_domain() (explicit) stays until vfiod_destroy_domain().
  *
  * Returns 0 and fills *ret; on success the fds in *ret are owned by the
  * caller (DIRECT: container, group and device fd; BROKERED: device fd only,
@@ -364,6 +440,36 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
 
 /* Closes the fds of *lease that are open and sets them to -1. NULL is fine. */
 void vfiod_lease_close_fds(struct vfiod_lease *lease);
+
+/*
+ * The lease `vfioctl acquire` made for the calling program (its COMMAND),
+ * from the environment: $VFIOD_LEASE_ID, $VFIOD_DOMAIN_ID, $VFIOD_DEVICE,
+ * $VFIOD_IOMMU_GROUP, $VFIOD_MODE and the inherited fds $VFIOD_DEVICE_FD
+ * (and, DIRECT, $VFIOD_GROUP_FD and $VFIOD_CONTAINER_FD). When c is not NULL
+ * (BROKERED: the connection vfiod_connect_env() adopted) the daemon is
+ * asked for the lease's grant and interrupt vectors (ret->grant,
+ * ret->irq_counts), which also checks that the lease is c's; with c NULL
+ * ret->grant.known is false. num_regions, num_irqs and device_flags are 0:
+ * VFIO_DEVICE_GET_INFO on device_fd gives them.
+ *
+ * Returns 0 and fills *ret: the fds are then the caller's, made
+ * close-on-exec, and their variables removed from the environment (so that
+ * programs started later do not believe they hold them). On failure no fd
+ * is closed and the environment is unchanged. Errors: -ENXIO
+ * ($VFIOD_LEASE_ID unset: not started by `vfioctl acquire`), -EINVAL (a
+ * variable missing or malformed, a mode without its fds), -EBADF (a named
+ * fd is not open), -ENOENT (c does not hold that lease), the call errors.
+ */
+int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret);
+
+/*
+ * The number of vectors of interrupt index `index` of the lease's device
+ * (VFIO_DEVICE_GET_IRQ_INFO's count, as the daemon read it), e.g. how many
+ * MSI-X vectors vfiod_setup_msi() may set up. Returns the count (0: the
+ * device has none of that kind), -EINVAL (NULL, or an index out of range),
+ * -ENODATA (the daemon did not say: protocol 1.0).
+ */
+int vfiod_lease_irq_count(const struct vfiod_lease *lease, enum vfiod_irq_index index);
 
 /*
  * Gives lease `lease_id` back: the daemon disables interrupts, unmaps DMA,

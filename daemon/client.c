@@ -78,6 +78,27 @@ static struct vfiod_lease *find_lease(struct vfiod_client *c, uint64_t id)
         return NULL;
 }
 
+int vfiod_client_no_lease(struct vfiod_client *c, uint64_t id, bool any, struct vfiod_error *err)
+{
+        struct vfiod_client *o;
+
+        list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
+        {
+                if ((o == c || any) && vfiod_client_find_domain(o, id))
+                        return vfiod_error_set(err, EINVAL,
+                                               "%" PRIu64 " is a domain id, not a lease id", id);
+        }
+        return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, id);
+}
+
+int vfiod_client_no_domain(struct vfiod_client *c, uint64_t id, struct vfiod_error *err)
+{
+        if (find_lease(c, id))
+                return vfiod_error_set(err, EINVAL, "%" PRIu64 " is a lease id, not a domain id",
+                                       id);
+        return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, id);
+}
+
 /* ---- sending ------------------------------------------------------------------ */
 
 /* Also waits while the closer has no room for another datagram of fds of this uid. */
@@ -339,6 +360,7 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         uint32_t max_datagram;
         size_t reply_size;
         bool admin;
+        bool again = c->state == VFIOD_CLIENT_READY; /* in session: an adopted connection */
 
         if (h->major != VFIOD_PROTO_VERSION_MAJOR) {
                 struct vfiod_error e;
@@ -386,14 +408,18 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
                  * Hello (the client may say Hello again), and only the Error,
                  * cut to what the client takes, is sent with its max_datagram.
                  */
-                vfiod_error_set(&e, EMSGSIZE,
-                                "the HelloReply (%zu bytes) exceeds your max_datagram %u; still "
-                                "before Hello",
-                                reply_size, max_datagram);
+                vfiod_error_set(
+                    &e, EMSGSIZE, "the HelloReply (%zu bytes) exceeds your max_datagram %u; %s",
+                    reply_size, max_datagram, again ? "nothing changed" : "still before Hello");
                 LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": 'hello' failed: %s", c->id, e.reason);
-                c->max_datagram = max_datagram;
-                (void)vfiod_client_send_error(c, msg->env->id, &e);
-                c->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
+                {
+                        uint32_t before =
+                            c->max_datagram; /* the protocol's, or an earlier Hello's */
+
+                        c->max_datagram = max_datagram;
+                        (void)vfiod_client_send_error(c, msg->env->id, &e);
+                        c->max_datagram = before;
+                }
                 return 0;
         }
         /* The reply fits: from here the Hello is taken. */
@@ -405,8 +431,9 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         c->state = VFIOD_CLIENT_READY;
         ev_timer_stop(c->server->loop, &c->hello_timer);
         LOG_CLIENT(LOG_INFO, c,
-                   "client %" PRIu64 ": hello, protocol %u.%u, capabilities 0x%" PRIx64 "%s", c->id,
-                   h->major, h->minor, c->caps, c->admin ? ", admin" : "");
+                   "client %" PRIu64 ": hello%s, protocol %u.%u, capabilities 0x%" PRIx64 "%s",
+                   c->id, again ? " again (an adopted connection)" : "", h->major, h->minor,
+                   c->caps, c->admin ? ", admin" : "");
         return reply(c, &env, NULL, 0, err);
 }
 
@@ -444,6 +471,7 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         struct kvfio_pci_list *list = NULL;
         Vfiod__DeviceInfo *infos = NULL, **ptrs = NULL;
         Vfiod__Mode(*modes)[2] = NULL;
+        struct vfiod_grant_msg *grants = NULL; /* of the caller's leases */
         char want_bdf[KVFIO_NAME_MAX] = "";
         size_t n = 0;
         int r;
@@ -457,7 +485,8 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         infos = calloc(list->n ? list->n : 1, sizeof(*infos));
         ptrs = calloc(list->n ? list->n : 1, sizeof(*ptrs));
         modes = calloc(list->n ? list->n : 1, sizeof(*modes));
-        if (!infos || !ptrs || !modes) {
+        grants = calloc(list->n ? list->n : 1, sizeof(*grants));
+        if (!infos || !ptrs || !modes || !grants) {
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto out;
         }
@@ -498,6 +527,14 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                                 info->state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
                 }
                 info->lease_id = lease;
+                /* One's own lease: what it is granted, as in its AcquireReply. */
+                if (lease && find_lease(c, lease)) {
+                        if (vfiod_lease_grant_msg(find_lease(c, lease), &grants[n]) < 0) {
+                                r = vfiod_error_set(err, ENOMEM, "out of memory");
+                                goto out;
+                        }
+                        info->grant = &grants[n].msg;
+                }
                 info->allowed_modes = modes[n];
                 if (m & VFIOD_MODE_BIT_DIRECT)
                         modes[n][info->n_allowed_modes++] = VFIOD__MODE__MODE_DIRECT;
@@ -517,6 +554,9 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         env.list_devices_reply = &rep;
         r = reply(c, &env, NULL, 0, err);
 out:
+        for (size_t i = 0; grants && i < list->n; i++)
+                vfiod_grant_msg_done(&grants[i]);
+        free(grants);
         free(infos);
         free(ptrs);
         free(modes);
@@ -575,7 +615,7 @@ static int handle_create_domain(struct vfiod_client *c, struct vfiod_msg *msg,
                 return vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
                                        lim->max_domains_per_client);
         r = vfiod_domain_new(c->server->devices->container_path, wanted,
-                             ++c->server->next_domain_id, &c->usage, &d, err);
+                             ++c->server->next_object_id, &c->usage, &d, err);
         if (r < 0)
                 return r;
         list_add_tail(&c->domains, &d->link);
@@ -596,7 +636,7 @@ static int handle_destroy_domain(struct vfiod_client *c, struct vfiod_msg *msg,
         struct vfiod_domain *d = vfiod_client_find_domain(c, id);
 
         if (!d)
-                return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, id);
+                return vfiod_client_no_domain(c, id, err);
         if (d->n_leases > 0)
                 return vfiod_error_set(err, EBUSY, "domain %" PRIu64 " holds %zu lease(s)", id,
                                        d->n_leases);
@@ -610,6 +650,7 @@ static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         const Vfiod__Acquire *a = msg->env->acquire;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__AcquireReply rep = VFIOD__ACQUIRE_REPLY__INIT;
+        struct vfiod_grant_msg grant;
         struct vfiod_lease_dev *dev;
         struct vfiod_lease *l;
         int fds[3];
@@ -636,6 +677,10 @@ static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         rep.num_regions = dev->info.num_regions;
         rep.num_irqs = dev->info.num_irqs;
         rep.device_flags = dev->info.flags;
+        r = vfiod_lease_grant_msg(l, &grant);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "out of memory");
+        rep.grant = &grant.msg;
         /* The fds are the daemon's; the kernel duplicates them into the datagram. */
         if (l->mode == VFIOD__MODE__MODE_DIRECT) {
                 rep.has_container_fd_case = VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
@@ -651,7 +696,9 @@ static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
         env.acquire_reply = &rep;
-        return reply(c, &env, fds, n_fds, err);
+        r = reply(c, &env, fds, n_fds, err);
+        vfiod_grant_msg_done(&grant);
+        return r;
 }
 
 static int handle_release(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
@@ -660,7 +707,7 @@ static int handle_release(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         struct vfiod_lease *l = find_lease(c, id);
 
         if (!l)
-                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, id);
+                return vfiod_client_no_lease(c, id, false, err);
         (void)vfiod_lease_release(l, "released by its holder");
         return reply_ok(c, msg->env->id, err);
 }
@@ -673,7 +720,7 @@ static int handle_reset(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         int r;
 
         if (!l)
-                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, rq->lease_id);
+                return vfiod_client_no_lease(c, rq->lease_id, false, err);
         dev = vfiod_lease_find_dev(l, rq->device);
         if (!dev)
                 return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
@@ -700,22 +747,12 @@ static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
                            const struct vfiod_map_range *ranges, size_t n, struct vfiod_error *err)
 {
         struct vfiod_grant g;
-        struct vfiod_lease *l, *first = NULL;
+        struct vfiod_lease *first = NULL;
         uint64_t total = 0;
         int r = 0;
 
-        vfiod_grant_init(&g);
-        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)
-        {
-                if (l->domain != d)
-                        continue;
-                if (!first)
-                        first = l;
-                if (vfiod_grant_narrow(&g, &l->grant) < 0) {
-                        vfiod_grant_done(&g);
-                        return vfiod_error_set(err, ENOMEM, "out of memory");
-                }
-        }
+        if (vfiod_lease_domain_grant(c, d, &g, &first) < 0)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
         if (!first)
                 goto out; /* no lease: vfiod_domain_map() refuses it */
         for (size_t i = 0; i < n; i++) {
@@ -723,10 +760,13 @@ static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
                         goto out; /* vfiod_domain_map() says why */
                 total += ranges[i].size;
                 if (!vfiod_grant_iova_ok(&g, ranges[i].iova, ranges[i].size)) {
+                        char windows[160];
+
                         r = vfiod_error_set(err, EPERM,
                                             "range %zu (IOVA 0x%" PRIx64 ", 0x%" PRIx64
-                                            " bytes) is outside the IovaWindows= of rule '%s'",
-                                            i, ranges[i].iova, ranges[i].size, g.windows_rule);
+                                            " bytes) is outside the IovaWindows= of rule '%s': %s",
+                                            i, ranges[i].iova, ranges[i].size, g.windows_rule,
+                                            vfiod_grant_windows_name(&g, windows, sizeof(windows)));
                         goto out;
                 }
         }
@@ -933,7 +973,7 @@ static int batch_begin(struct vfiod_client *c, uint64_t domain_id, size_t n,
         struct vfiod_domain *d = vfiod_client_find_domain(c, domain_id);
 
         if (!d)
-                return vfiod_error_set(err, ENOENT, "no domain %" PRIu64, domain_id);
+                return vfiod_client_no_domain(c, domain_id, err);
         if (n > lim->max_ranges_per_request)
                 return vfiod_error_set(err, ENOSPC, "%zu ranges: MaxRangesPerRequest=%u reached", n,
                                        lim->max_ranges_per_request);
@@ -1099,7 +1139,7 @@ static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct
         int r;
 
         if (!l)
-                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, rq->lease_id);
+                return vfiod_client_no_lease(c, rq->lease_id, false, err);
         dev = vfiod_lease_find_dev(l, rq->device);
         if (!dev)
                 return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
@@ -1257,7 +1297,7 @@ static int handle_revoke(struct vfiod_client *c, struct vfiod_msg *msg, struct v
         list_for_each_safe(l, it, &c->server->leases, struct vfiod_lease,
                            link_server) if (l->id == rq->lease_id) found = l;
         if (!found)
-                return vfiod_error_set(err, ENOENT, "no lease %" PRIu64, rq->lease_id);
+                return vfiod_client_no_lease(c, rq->lease_id, true, err);
         {
                 struct vfiod_log_about a =
                     vfiod_client_about(c, found->device, found->group_id, found->id);
@@ -1333,7 +1373,8 @@ struct request_rule {
 
 /* Every request a client may send. Anything else (replies, events) drops the connection. */
 static const struct request_rule request_table[] = {
-    {VFIOD__ENVELOPE__BODY_HELLO, IN_NEW, false, handle_hello},
+    /* Again in session: a process that adopted the connection says who it is (1.1). */
+    {VFIOD__ENVELOPE__BODY_HELLO, IN_NEW | IN_READY, false, handle_hello},
     {VFIOD__ENVELOPE__BODY_LIST_DEVICES, IN_READY, false, handle_list_devices},
     {VFIOD__ENVELOPE__BODY_CREATE_DOMAIN, IN_READY, false, handle_create_domain},
     {VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN, IN_READY, false, handle_destroy_domain},
@@ -1520,10 +1561,14 @@ void vfiod_client_free(struct vfiod_client *c)
         }
         /* Nobody can receive events for these any more. */
         c->dead = true;
+        /*
+         * The queue first: a reply nobody will read (an AcquireReply) holds
+         * duplicates of a lease's fds, which would quarantine its group.
+         */
+        list_for_each_safe(q, it, &c->queue, struct vfiod_queued, link) queued_free(q);
         list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)(void)
             vfiod_lease_release(l, "its holder disconnected");
         list_for_each_safe(d, it, &c->domains, struct vfiod_domain, link) vfiod_domain_free(d);
-        list_for_each_safe(q, it, &c->queue, struct vfiod_queued, link) queued_free(q);
         list_remove(&c->link);
         safe_close(c->fd);
         vfiod_peer_done(&c->peer);

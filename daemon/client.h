@@ -94,3 +94,12 @@ struct vfiod_log_about vfiod_client_about(const struct vfiod_client *client, con
                                           int group, uint64_t lease);
 
 struct vfiod_domain *vfiod_client_find_domain(struct vfiod_client *client, uint64_t id);
+
+/*
+ * The refusal of an id that names no lease (no domain) of the client: EINVAL
+ * and "N is a domain id, not a lease id" when it names one of its domains
+ * (leases), else ENOENT. `any`: the objects of every client (admin requests).
+ */
+int vfiod_client_no_lease(struct vfiod_client *client, uint64_t id, bool any,
+                          struct vfiod_error *err);
+int vfiod_client_no_domain(struct vfiod_client *client, uint64_t id, struct vfiod_error *err);

@@ -97,6 +97,8 @@ struct vfiod_domain {
         uint64_t idle_bytes_max; /* MaxPinnedBytesPerClient, as of the last MapDma */
         uint64_t pinned_bytes;
         struct vfiod_usage *usage; /* the owner's counters (not owned) */
+        /* Made by an Acquire with domain 0: goes with its last lease (daemon/lease.c). */
+        bool implicit;
 };
 
 /* One range of a MapDma request; fd is borrowed from the message. */

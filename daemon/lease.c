@@ -343,6 +343,19 @@ static void domain_group_left(struct vfiod_server *s, struct vfiod_domain *d)
                 vfiod_domain_detached_last(d);
 }
 
+/*
+ * A domain that Acquire made (domain 0) goes with its last lease, once no
+ * quarantined group is attached to it any more; one made by CreateDomain
+ * stays until DestroyDomain or the client's end.
+ */
+static void domain_drop_if_implicit(struct vfiod_server *s, struct vfiod_domain *d)
+{
+        if (!d || !d->implicit || d->n_leases > 0 || vfiod_registry_attached_to(s->devices, d->id))
+                return;
+        log_info("domain %" PRIu64 ", made by Acquire, goes with its last lease", d->id);
+        vfiod_domain_free(d);
+}
+
 static struct vfiod_domain *domain_by_id(struct vfiod_server *s, uint64_t id)
 {
         struct vfiod_client *c;
@@ -368,6 +381,8 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
         uint64_t lease = g->last_lease;
 
         if (g->wait == VFIOD_WAIT_UNSET) {
+                struct vfiod_domain *d = domain_by_id(s, g->domain);
+
                 r = kvfio_group_unset_container(g->fd);
                 if (r == -EBUSY)
                         return 1;
@@ -379,8 +394,9 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
                                   "group %d: every device fd is closed, group detached", id);
                 g->fd = safe_close(g->fd);
                 g->wait = VFIOD_WAIT_REOPEN;
-                domain_group_left(s, domain_by_id(s, g->domain));
                 g->domain = 0;
+                domain_group_left(s, d);
+                domain_drop_if_implicit(s, d);
         }
         fd = kvfio_group_open(id, s->devices->vfio_dir);
         if (fd == -EBUSY) {
@@ -721,6 +737,12 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 return vfiod_error_set(err, EBUSY, "device '%s' (group %d) is leased%s", device,
                                        dev.iommu_group,
                                        g->lease && g->lease->client == c ? " to you already" : "");
+        /*
+         * Quarantined: look again now rather than at the next periodic check,
+         * so that a group whose last fd was just closed is free at once.
+         */
+        if (g && g->state == VFIOD_GROUP_QUARANTINED && group_proceed(s, g) == 0)
+                g = NULL; /* free now: the entry is gone */
         if (g && g->state == VFIOD_GROUP_QUARANTINED)
                 return vfiod_error_set(err, EBUSY,
                                        "device '%s' (group %d) is quarantined until every fd of "
@@ -777,7 +799,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         if (domain_id) {
                 domain = vfiod_client_find_domain(c, domain_id);
                 if (!domain) {
-                        r = vfiod_error_set(err, ENOENT, "no domain %" PRIu64, domain_id);
+                        r = vfiod_client_no_domain(c, domain_id, err);
                         goto fail;
                 }
                 if (domain->mode && domain->mode != mode) {
@@ -795,11 +817,12 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                                             lim->max_domains_per_client);
                         goto fail;
                 }
-                r = vfiod_domain_new(devs->container_path, KVFIO_IOMMU_AUTO, ++s->next_domain_id,
+                r = vfiod_domain_new(devs->container_path, KVFIO_IOMMU_AUTO, ++s->next_object_id,
                                      &c->usage, &domain, err);
                 if (r < 0)
                         goto fail;
                 list_add_tail(&c->domains, &domain->link);
+                domain->implicit = true;
                 created = true;
         }
 
@@ -843,7 +866,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         /* The grant's windows move to the lease. */
         l->grant = grant;
         snprintf(l->rule, sizeof(l->rule), "%s", rule->name);
-        l->id = ++s->next_lease_id;
+        l->id = ++s->next_object_id;
         domain->mode = mode;
         domain->n_leases++;
         c->usage.leases++;
@@ -890,6 +913,105 @@ struct vfiod_lease_dev *vfiod_lease_find_dev(struct vfiod_lease *l, const char *
                 if (strcmp(l->devs[i].bdf, norm) == 0)
                         return &l->devs[i];
         return NULL;
+}
+
+/* ---- what a lease is granted ------------------------------------------------ */
+
+int vfiod_lease_domain_grant(struct vfiod_client *c, const struct vfiod_domain *d,
+                             struct vfiod_grant *ret, struct vfiod_lease **ret_first)
+{
+        struct vfiod_lease *l, *first = NULL;
+        struct vfiod_grant g;
+
+        vfiod_grant_init(&g);
+        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)
+        {
+                if (l->domain != d)
+                        continue;
+                if (!first)
+                        first = l;
+                if (vfiod_grant_narrow(&g, &l->grant) < 0) {
+                        vfiod_grant_done(&g);
+                        return -ENOMEM;
+                }
+        }
+        *ret = g;
+        *ret_first = first;
+        return 0;
+}
+
+const char *vfiod_grant_windows_name(const struct vfiod_grant *g, char *buf, size_t size)
+{
+        size_t len = 0;
+
+        snprintf(buf, size, "%s", !g->has_windows ? "any IOVA" : "none");
+        if (!g->has_windows)
+                return buf;
+        for (size_t i = 0; i < g->n_windows; i++) {
+                int n = snprintf(buf + len, size - len, "%s0x%" PRIx64 "-0x%" PRIx64, i ? " " : "",
+                                 g->windows[i].first, g->windows[i].last);
+
+                if (n < 0 || (size_t)n >= size - len) {
+                        /* Cut: end with "..." where it fits. */
+                        if (size >= 4)
+                                snprintf(buf + (len + 4 <= size ? len : size - 4), 4, "...");
+                        break;
+                }
+                len += (size_t)n;
+        }
+        return buf;
+}
+
+int vfiod_lease_grant_msg(struct vfiod_lease *l, struct vfiod_grant_msg *m)
+{
+        const struct vfiod_config_limits *lim = &l->client->server->policy->limits;
+        const struct vfiod_lease_dev *dev = vfiod_lease_find_dev(l, NULL);
+        struct vfiod_lease *first;
+
+        *m = (struct vfiod_grant_msg){0};
+        vfiod__lease_grant__init(&m->msg);
+        if (vfiod_lease_domain_grant(l->client, l->domain, &m->grant, &first) < 0)
+                return -ENOMEM;
+        m->windows = calloc(m->grant.n_windows ? m->grant.n_windows : 1, sizeof(*m->windows));
+        m->ptrs = calloc(m->grant.n_windows ? m->grant.n_windows : 1, sizeof(*m->ptrs));
+        if (!m->windows || !m->ptrs) {
+                vfiod_grant_msg_done(m);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < m->grant.n_windows; i++) {
+                vfiod__iova_window__init(&m->windows[i]);
+                m->windows[i].first = m->grant.windows[i].first;
+                m->windows[i].last = m->grant.windows[i].last;
+                m->ptrs[i] = &m->windows[i];
+        }
+        m->msg.rule = l->rule;
+        /* The smaller of the rules' quota and the daemon's per-client limit. */
+        m->msg.max_pinned_bytes = m->grant.max_pinned_bytes < lim->max_pinned_bytes_per_client
+                                      ? m->grant.max_pinned_bytes
+                                      : lim->max_pinned_bytes_per_client;
+        m->msg.max_mappings = m->grant.max_mappings < lim->max_mappings_per_client
+                                  ? m->grant.max_mappings
+                                  : lim->max_mappings_per_client;
+        m->msg.iova_restricted = m->grant.has_windows;
+        m->msg.n_iova_windows = m->grant.n_windows;
+        m->msg.iova_windows = m->ptrs;
+        /* SetIrqs checks the lease's own (not its domain's). */
+        m->msg.irq_types = l->grant.irq_types;
+        for (uint32_t k = 0; dev && k < VFIOD_N_IRQ_INDEXES; k++)
+                m->irq_counts[k] = dev->irqs[k].count;
+        m->msg.n_irq_counts = VFIOD_N_IRQ_INDEXES;
+        m->msg.irq_counts = m->irq_counts;
+        return 0;
+}
+
+void vfiod_grant_msg_done(struct vfiod_grant_msg *m)
+{
+        if (!m)
+                return;
+        free(m->windows);
+        free(m->ptrs);
+        vfiod_grant_done(&m->grant);
+        *m = (struct vfiod_grant_msg){0};
 }
 
 /* ---- release ---------------------------------------------------------------- */
@@ -983,6 +1105,7 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
                                         "lease %" PRIu64 " released; group %d is quarantined", lid,
                                         id);
         }
+        domain_drop_if_implicit(s, domain);
         vfiod_server_quarantine_kick(s);
         return r;
 }

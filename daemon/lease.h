@@ -34,8 +34,8 @@
  * descriptor and use the device after any reset; the one that counts comes
  * when nobody else can touch it. (Closing the last fd of a vfio-pci device
  * resets it too, when the kernel can take the device lock.)
- * Quarantined groups are checked every VFIOD_QUARANTINE_RECHECK_MS and go on
- * from the step they wait at.
+ * Quarantined groups are checked every VFIOD_QUARANTINE_RECHECK_MS, and when
+ * an Acquire asks for one, and go on from the step they wait at.
  *
  * A revoke (admin, policy change, REQ) sends ReleaseRequested to a client
  * that handles events and releases after the grace period (LeaseRevoked
@@ -178,6 +178,34 @@ int vfiod_lease_reset_dev(struct vfiod_lease_dev *dev);
  */
 int vfiod_lease_domain_usable(struct vfiod_server *server, const struct vfiod_domain *domain,
                               struct vfiod_error *err);
+
+/*
+ * What MapDma allows in domain d of client c: the stricter of the grants of
+ * its leases. Returns 0 with *ret set (vfiod_grant_done() it) and
+ * *ret_first the first of those leases (NULL: none), or -ENOMEM.
+ */
+int vfiod_lease_domain_grant(struct vfiod_client *c, const struct vfiod_domain *d,
+                             struct vfiod_grant *ret, struct vfiod_lease **ret_first);
+
+/* "0x100000-0x4fffff 0x8000000-0x8ffffff" (cut with "..."), "any IOVA" or "none", into buf. */
+const char *vfiod_grant_windows_name(const struct vfiod_grant *grant, char *buf, size_t size);
+
+/* A lease's effective grant as the protocol says it (LeaseGrant), with its storage. */
+struct vfiod_grant_msg {
+        Vfiod__LeaseGrant msg;
+        Vfiod__IovaWindow *windows, **ptrs;
+        uint32_t irq_counts[VFIOD_N_IRQ_INDEXES];
+        struct vfiod_grant grant;
+};
+
+/*
+ * Fills *ret for lease l: its rule, the quotas and windows of its domain's
+ * grant (vfiod_lease_domain_grant()) with the per-client limits, its IRQ
+ * types and its device's vectors per index. Free with vfiod_grant_msg_done().
+ * Returns 0 or -ENOMEM.
+ */
+int vfiod_lease_grant_msg(struct vfiod_lease *l, struct vfiod_grant_msg *ret);
+void vfiod_grant_msg_done(struct vfiod_grant_msg *m);
 
 /* Checks the quarantined groups again; re-arms the server's timer while any is left. */
 void vfiod_quarantine_check(struct vfiod_server *server);

@@ -48,7 +48,12 @@ struct vfiod_server {
         struct list clients;
         uint32_t n_clients;
         struct list leases; /* every lease, in creation order */
-        uint64_t next_client_id, next_domain_id, next_lease_id;
+        uint64_t next_client_id;
+        /*
+         * Lease ids and domain ids, both: one counter, so that no number is
+         * ever both and one passed for the other names nothing.
+         */
+        uint64_t next_object_id;
         uint64_t n_requests, n_errors;
         ev_tstamp started;
         /* The daemon's own fd table (daemon_fd_room() in client.c): fds open as last

@@ -265,8 +265,9 @@ static void collect(struct vfiod_server *s, struct fdlist *fds, struct buf *b)
 {
         struct vfiod_client *c;
 
+        /* Domains and leases share one counter: the same number twice (the format has both). */
         bprintf(b, STATE_MAGIC "\nnext %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", s->next_client_id,
-                s->next_domain_id, s->next_lease_id);
+                s->next_object_id, s->next_object_id);
         list_for_each_safe(c, cit, &s->clients, struct vfiod_client, link)
         {
                 struct vfiod_domain *d;
@@ -284,8 +285,8 @@ static void collect(struct vfiod_server *s, struct fdlist *fds, struct buf *b)
                         struct vfiod_memfd_view *v;
 
                         fdlist_add(fds, d->container_fd, "container-%" PRIu64, d->id);
-                        bprintf(b, "domain %" PRIu64 " %" PRIu64 " %d %d %d\n", c->id, d->id,
-                                d->model, d->model_set ? 1 : 0, d->mode);
+                        bprintf(b, "domain %" PRIu64 " %" PRIu64 " %d %d %d %d\n", c->id, d->id,
+                                d->model, d->model_set ? 1 : 0, d->mode, d->implicit ? 1 : 0);
                         list_for_each_safe(v, vit, &d->views, struct vfiod_memfd_view, link)
                         {
                                 /* An idle view is a cache: the next vfiod maps again. */
@@ -904,8 +905,7 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                         continue;
                 if (sscanf(line, "next %" SCNu64 " %" SCNu64 " %" SCNu64, &a, &b2, &c3) == 3) {
                         s->next_client_id = a > s->next_client_id ? a : s->next_client_id;
-                        s->next_domain_id = b2;
-                        s->next_lease_id = c3;
+                        s->next_object_id = b2 > c3 ? b2 : c3;
                 } else if ((z = sscanf(line,
                                        "client %" SCNu64 " %d %" SCNu64 " %d %u %u %255s %255s", &a,
                                        &x, &b2, &y, &u1, &u2, unit, slice)) == 6 ||
@@ -926,8 +926,8 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                         c->admin = y != 0;
                         c->max_datagram = u1;
                         c->max_fds = u2;
-                } else if (sscanf(line, "domain %" SCNu64 " %" SCNu64 " %d %d %d", &a, &b2, &x, &y,
-                                  &z) == 5) {
+                } else if ((w = 0, sscanf(line, "domain %" SCNu64 " %" SCNu64 " %d %d %d %d", &a,
+                                          &b2, &x, &y, &z, &w)) >= 5) {
                         int fd;
 
                         c = find_client(s, a);
@@ -943,6 +943,7 @@ static int restore_lines(struct vfiod_state *st, struct vfiod_passed *p, char *t
                         if (r < 0)
                                 break;
                         d->mode = z;
+                        d->implicit = w != 0; /* absent in an older state: explicit */
                         list_add_tail(&c->domains, &d->link);
                 } else if (sscanf(line,
                                   "view %" SCNu64 " %" SCNu64 " %d %" SCNu64 " %" SCNu64 " %llu",

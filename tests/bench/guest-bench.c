@@ -29,7 +29,7 @@
  *   map ioctls + 256 unmap ioctls (a throughput: raw time / vfiod time).
  *   A side's figure in a round is its median repetition.
  * - Acquire: vfiod_acquire(DIRECT) (into a new domain) + closing the 3 fds +
- *   vfiod_release() + vfiod_destroy_domain() against open container, open
+ *   vfiod_release() (the domain goes with it) against open container, open
  *   group, SET_CONTAINER, SET_IOMMU, GET_DEVICE_FD, close all. Reset
  *   INCLUDED in both: vfio-pci resets the device when its fd is first opened
  *   and when it is last closed, on both sides; neither calls
@@ -177,16 +177,12 @@ static int holder_open(struct holder *h, enum side side)
 
 static int holder_close(struct holder *h)
 {
-        int r;
-
         if (h->side == RAW)
                 return raw_close(h);
         vfiod_lease_close_fds(&h->lease);
-        r = vfiod_release(conn, h->lease.lease_id);
-        /* Acquire made the domain (domain 0): it goes too, as the raw side's container. */
-        if (r == 0)
-                r = vfiod_destroy_domain(conn, h->lease.domain_id);
-        return r;
+        /* Acquire made the domain (domain 0): it goes with the lease, as the raw side's
+         * container. */
+        return vfiod_release(conn, h->lease.lease_id);
 }
 
 static int map_one(struct holder *h, uint64_t offset, uint64_t iova, uint64_t size)
@@ -370,11 +366,6 @@ static int acquire_side(enum side side, double *ret_ns)
                 r = vfiod_release(conn, l.lease_id);
                 if (r < 0) {
                         fail("vfiod_release", r);
-                        return r;
-                }
-                r = vfiod_destroy_domain(conn, l.domain_id);
-                if (r < 0) {
-                        fail("vfiod_destroy_domain", r);
                         return r;
                 }
         }

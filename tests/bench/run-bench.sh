@@ -104,7 +104,7 @@ for the throughput row; rounds alternate which side goes first):
 - 256 ranges: one MapDma of 256 x 4 KiB ranges + one UnmapDma of the 256,
   vs 256 MAP_DMA + 256 UNMAP_DMA ioctls; reported as throughput.
 - Acquire+Release: vfiod_acquire(DIRECT) into a new domain + closing its
-  3 fds + vfiod_release() + vfiod_destroy_domain() vs open container, open
+  3 fds + vfiod_release() (the domain goes with it) vs open container, open
   group, SET_CONTAINER, SET_IOMMU, GET_DEVICE_FD, close all. Reset
   INCLUDED in both: vfio-pci resets the device at its first open and its
   last close, on both sides; neither calls VFIO_DEVICE_RESET (vfiod's

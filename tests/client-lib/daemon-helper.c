@@ -24,7 +24,10 @@ static const char conf[] = "[Daemon]\n"
                            "\n"
                            "[Device test]\n"
                            "Match=" DEVICE " 0000:00:05.0\n"
-                           "Users=1000\n";
+                           "Users=1000\n"
+                           "MaxPinnedBytes=64M\n"
+                           "IovaWindows=0x100000-0x4fffff\n"
+                           "IrqTypes=msi msix\n";
 
 static void tick(EV_P_ ev_timer *w, int revents)
 {

@@ -13,8 +13,8 @@ tests_client_lib_libfakedaemon_la_CFLAGS = $(client_lib_suite_cflags)
 
 check_PROGRAMS += tests/client-lib/test-libvfiod tests/client-lib/test-vfioctl
 TESTS += tests/client-lib/test-libvfiod tests/client-lib/test-vfioctl \
-	tests/client-lib/check-exports.sh
-EXTRA_DIST += tests/client-lib/check-exports.sh
+	tests/client-lib/check-exports.sh tests/client-lib/check-man-pages.sh
+EXTRA_DIST += tests/client-lib/check-exports.sh tests/client-lib/check-man-pages.sh
 
 tests_client_lib_test_libvfiod_SOURCES = tests/client-lib/test-libvfiod.c
 tests_client_lib_test_libvfiod_CFLAGS = $(client_lib_suite_cflags)

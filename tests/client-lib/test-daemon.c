@@ -13,6 +13,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,14 @@ static void daemon_finish(struct daemon *d)
         ck_assert_int_eq(waitpid(d->pid, &status, 0), d->pid);
         ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                       "daemon child failed (status 0x%x), see its stderr", status);
+}
+
+/* Closes the test's two connections, then daemon_finish(). */
+static void daemon_stop(struct daemon *d, struct vfiod *user, struct vfiod *admin)
+{
+        vfiod_close(user);
+        vfiod_close(admin);
+        daemon_finish(d);
 }
 
 static struct vfiod *take(int fd)
@@ -135,9 +144,7 @@ START_TEST(test_session_and_devices)
                 ck_assert_uint_eq(st.clients, 2);
                 ck_assert_uint_eq(st.leases, 0);
         }
-        vfiod_close(user);
-        vfiod_close(admin);
-        daemon_finish(&d);
+        daemon_stop(&d, user, admin);
 }
 END_TEST
 
@@ -189,9 +196,7 @@ START_TEST(test_direct_lease)
         dev = find_device(user, DEVICE);
         ck_assert_int_eq(dev.state, VFIOD_LEASE_STATE_FREE);
 
-        vfiod_close(user);
-        vfiod_close(admin);
-        daemon_finish(&d);
+        daemon_stop(&d, user, admin);
 }
 END_TEST
 
@@ -260,12 +265,231 @@ START_TEST(test_brokered_dma_irqs_and_revoke)
         vfiod_lease_close_fds(&lease);
         ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
 
-        vfiod_close(user);
-        vfiod_close(admin);
-        daemon_finish(&d);
+        daemon_stop(&d, user, admin);
         close(mem);
         close(efd[0]);
         close(efd[1]);
+}
+END_TEST
+
+/* The admin's count of the daemon's domains. */
+static uint32_t domains_now(struct vfiod *admin)
+{
+        struct vfiod_stats st;
+
+        ck_assert_int_eq(vfiod_stats(admin, &st), 0);
+        return st.domains;
+}
+
+/*
+ * A domain Acquire made (domain 0) goes with its last lease: acquire and
+ * release in a loop never reach MaxDomainsPerClient (8). One made by
+ * vfiod_create_domain() stays until it is destroyed.
+ */
+START_TEST(test_implicit_domain_goes_with_its_lease)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_lease lease;
+        uint64_t dom;
+        int r;
+
+        for (int turn = 1; turn <= 20; turn++) {
+                r = vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease);
+                ck_assert_msg(r == 0, "turn %d: acquire: %s: %s", turn, strerror(-r),
+                              vfiod_last_error(user));
+                vfiod_lease_close_fds(&lease);
+                ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+        }
+        ck_assert_uint_eq(domains_now(admin), 0);
+        ck_assert_int_eq(vfiod_destroy_domain(user, lease.domain_id), -ENOENT);
+
+        /* An explicit domain outlives its leases; empty, it takes either mode. */
+        ck_assert_int_eq(vfiod_create_domain(user, VFIOD_IOMMU_TYPE_UNSPECIFIED, &dom, NULL), 0);
+        for (int turn = 1; turn <= 2; turn++) {
+                ck_assert_int_eq(vfiod_acquire(user, DEVICE, dom,
+                                               turn == 1 ? VFIOD_MODE_BROKERED : VFIOD_MODE_DIRECT,
+                                               &lease),
+                                 0);
+                ck_assert_uint_eq(lease.domain_id, dom);
+                vfiod_lease_close_fds(&lease);
+                ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+                ck_assert_uint_eq(domains_now(admin), 1);
+        }
+        ck_assert_int_eq(vfiod_destroy_domain(user, dom), 0);
+        ck_assert_uint_eq(domains_now(admin), 0);
+
+        daemon_stop(&d, user, admin);
+}
+END_TEST
+
+/*
+ * Lease ids and domain ids are both uint64_t: one passed for the other must
+ * never reach the other object, and the daemon says which kind it got.
+ */
+START_TEST(test_lease_and_domain_ids_do_not_mix)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_lease lease;
+        uint64_t dom;
+        int mem;
+
+        ck_assert_int_eq(vfiod_create_domain(user, VFIOD_IOMMU_TYPE_UNSPECIFIED, &dom, NULL), 0);
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
+        /* No number is both a lease and a domain. */
+        ck_assert_uint_ne(lease.lease_id, lease.domain_id);
+        ck_assert_uint_ne(lease.lease_id, dom);
+
+        ck_assert_int_eq(vfiod_memfd_create("ram", 4096, &mem), 0);
+        ck_assert_int_eq(
+            vfiod_map_memfd(user, lease.lease_id, mem, 0, 0x100000, 4096, VFIOD_DMA_READ), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(vfiod_last_error(user), "is a lease id, not a domain id"));
+        {
+                const struct vfiod_iova_range u = {0x100000, 4096};
+
+                ck_assert_int_eq(vfiod_unmap_dma(user, lease.lease_id, &u, 1, NULL), -EINVAL);
+        }
+        ck_assert_int_eq(vfiod_destroy_domain(user, lease.lease_id), -EINVAL);
+        ck_assert_int_eq(vfiod_release(user, lease.domain_id), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(vfiod_last_error(user), "is a domain id, not a lease id"));
+        ck_assert_int_eq(vfiod_release(user, dom), -EINVAL);
+        ck_assert_int_eq(vfiod_reset(user, dom, NULL), -EINVAL);
+        ck_assert_int_eq(vfiod_disable_irqs(user, dom, VFIOD_IRQ_INDEX_MSIX), -EINVAL);
+        ck_assert_int_eq(vfiod_revoke(admin, dom, "wrong kind"), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(vfiod_last_error(admin), "is a domain id, not a lease id"));
+        /* Nothing happened to either. */
+        vfiod_lease_close_fds(&lease);
+        ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+        ck_assert_int_eq(vfiod_destroy_domain(user, dom), 0);
+        close(mem);
+
+        daemon_stop(&d, user, admin);
+}
+END_TEST
+
+/*
+ * The lease says what the policy grants it (the rule's quota, window and
+ * interrupt types, the device's vectors per index), and a MapDma outside the
+ * window is refused with the window in the reason.
+ */
+START_TEST(test_lease_carries_its_grant)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_server_info info;
+        struct vfiod_lease lease;
+        int mem;
+
+        ck_assert_int_eq(vfiod_get_server_info(user, &info), 0);
+        ck_assert_uint_eq(info.minor, 1);
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
+        ck_assert(lease.grant.known);
+        ck_assert_str_eq(lease.grant.rule, "test");
+        /* The rule's 64 MiB, not the daemon's 16 GiB of struct vfiod_limits. */
+        ck_assert_uint_eq(info.limits.max_pinned_bytes, 16ull << 30);
+        ck_assert_uint_eq(lease.grant.max_pinned_bytes, 64ull << 20);
+        ck_assert_uint_eq(lease.grant.max_mappings, info.limits.max_mappings);
+        ck_assert(lease.grant.iova_restricted);
+        ck_assert_uint_eq(lease.grant.n_iova_windows, 1);
+        ck_assert_uint_eq(lease.grant.iova_windows[0].first, 0x100000);
+        ck_assert_uint_eq(lease.grant.iova_windows[0].last, 0x4fffff);
+        ck_assert_uint_eq(lease.grant.irq_types,
+                          VFIOD_IRQ_BIT(VFIOD_IRQ_INDEX_MSI) | VFIOD_IRQ_BIT(VFIOD_IRQ_INDEX_MSIX));
+        ck_assert_int_eq(vfiod_lease_irq_count(&lease, VFIOD_IRQ_INDEX_MSIX), 8);
+        ck_assert_int_eq(vfiod_lease_irq_count(&lease, VFIOD_IRQ_INDEX_INTX), 1);
+        ck_assert_int_eq(vfiod_lease_irq_count(&lease, (enum vfiod_irq_index)VFIOD_IRQ_INDEX_COUNT),
+                         -EINVAL);
+
+        /* Outside the window: the reason names it. */
+        ck_assert_int_eq(vfiod_memfd_create("ram", 4096, &mem), 0);
+        ck_assert_int_eq(vfiod_map_memfd(user, lease.domain_id, mem, 0, 0, 4096, VFIOD_DMA_READ),
+                         -EPERM);
+        ck_assert_msg(strstr(vfiod_last_error(user), "0x100000-0x4fffff"), "%s",
+                      vfiod_last_error(user));
+        ck_assert_int_eq(
+            vfiod_map_memfd(user, lease.domain_id, mem, 0, 0x100000, 4096, VFIOD_DMA_READ), 0);
+        close(mem);
+        vfiod_lease_close_fds(&lease);
+        ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+
+        daemon_stop(&d, user, admin);
+}
+END_TEST
+
+/*
+ * What a child of `vfioctl acquire --brokered` does: adopt the inherited
+ * connection (vfiod_connect_env()), see the daemon's Hello reply on it, and
+ * take its lease from the environment (vfiod_lease_from_env()), grant and
+ * all, then map through it.
+ */
+START_TEST(test_adopted_connection_and_lease)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin), *child = NULL;
+        struct vfiod_server_info info;
+        struct vfiod_lease lease, adopted;
+        char num[32];
+        int sock, mem, dev;
+
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
+        /* vfioctl's side: the connection's fd number in the environment. */
+        sock = fcntl(vfiod_get_fd(user), F_DUPFD, 3);
+        ck_assert_int_ge(sock, 0);
+        (void)snprintf(num, sizeof(num), "%d", sock);
+        ck_assert_int_eq(setenv(VFIOD_CONNECTION_FD_ENV, num, 1), 0);
+
+        ck_assert_int_eq(vfiod_connect_env(&child), 0);
+        ck_assert_int_eq(vfiod_get_server_info(child, &info), 0);
+        ck_assert_uint_eq(info.major, 1);
+        ck_assert_str_eq(info.server_version, "vfiod " PACKAGE_VERSION);
+        ck_assert_uint_eq(info.limits.max_domains, 8);
+
+        /* Its lease, from what vfioctl puts in the environment. */
+        ck_assert_int_eq(vfiod_lease_from_env(child, &adopted), -ENXIO);
+        (void)snprintf(num, sizeof(num), "%" PRIu64, lease.lease_id);
+        ck_assert_int_eq(setenv(VFIOD_LEASE_ID_ENV, num, 1), 0);
+        (void)snprintf(num, sizeof(num), "%" PRIu64, lease.domain_id);
+        ck_assert_int_eq(setenv(VFIOD_DOMAIN_ID_ENV, num, 1), 0);
+        ck_assert_int_eq(setenv(VFIOD_IOMMU_GROUP_ENV, "5", 1), 0);
+        ck_assert_int_eq(setenv(VFIOD_DEVICE_ENV, DEVICE, 1), 0);
+        ck_assert_int_eq(setenv(VFIOD_MODE_ENV, "brokered", 1), 0);
+        dev = fcntl(lease.device_fd, F_DUPFD, 3); /* inherited: not close-on-exec */
+        (void)snprintf(num, sizeof(num), "%d", dev);
+        ck_assert_int_eq(setenv(VFIOD_DEVICE_FD_ENV, num, 1), 0);
+        ck_assert_int_eq(setenv(VFIOD_GROUP_FD_ENV, num, 1), 0);
+        /* A brokered lease has no group fd. */
+        ck_assert_int_eq(vfiod_lease_from_env(child, &adopted), -EINVAL);
+        ck_assert_int_eq(unsetenv(VFIOD_GROUP_FD_ENV), 0);
+        ck_assert_int_eq(vfiod_lease_from_env(child, &adopted), 0);
+        ck_assert_uint_eq(adopted.lease_id, lease.lease_id);
+        ck_assert_uint_eq(adopted.domain_id, lease.domain_id);
+        ck_assert_int_eq(adopted.mode, VFIOD_MODE_BROKERED);
+        ck_assert_str_eq(adopted.device, DEVICE);
+        ck_assert_int_eq(adopted.device_fd, dev);
+        ck_assert_int_eq(adopted.group_fd, -1);
+        ck_assert(fcntl(dev, F_GETFD) & FD_CLOEXEC);
+        ck_assert_ptr_null(getenv(VFIOD_DEVICE_FD_ENV));
+        ck_assert(adopted.grant.known);
+        ck_assert_str_eq(adopted.grant.rule, "test");
+        ck_assert_uint_eq(adopted.grant.max_pinned_bytes, 64ull << 20);
+        ck_assert_uint_eq(adopted.grant.iova_windows[0].first, 0x100000);
+        ck_assert_int_eq(vfiod_lease_irq_count(&adopted, VFIOD_IRQ_INDEX_MSIX), 8);
+        unsetenv(VFIOD_LEASE_ID_ENV);
+        unsetenv(VFIOD_DOMAIN_ID_ENV);
+        unsetenv(VFIOD_IOMMU_GROUP_ENV);
+        unsetenv(VFIOD_DEVICE_ENV);
+        unsetenv(VFIOD_MODE_ENV);
+
+        ck_assert_int_eq(vfiod_memfd_create("ram", 4096, &mem), 0);
+        ck_assert_int_eq(
+            vfiod_map_memfd(child, adopted.domain_id, mem, 0, 0x100000, 4096, VFIOD_DMA_READ), 0);
+        close(mem);
+        vfiod_lease_close_fds(&adopted);
+        vfiod_close(child);
+        vfiod_lease_close_fds(&lease);
+        ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+        daemon_stop(&d, user, admin);
 }
 END_TEST
 
@@ -279,6 +503,10 @@ static Suite *daemon_suite(void)
         tcase_add_test(tc, test_session_and_devices);
         tcase_add_test(tc, test_direct_lease);
         tcase_add_test(tc, test_brokered_dma_irqs_and_revoke);
+        tcase_add_test(tc, test_implicit_domain_goes_with_its_lease);
+        tcase_add_test(tc, test_lease_and_domain_ids_do_not_mix);
+        tcase_add_test(tc, test_lease_carries_its_grant);
+        tcase_add_test(tc, test_adopted_connection_and_lease);
         suite_add_tcase(s, tc);
         return s;
 }

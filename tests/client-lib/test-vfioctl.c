@@ -332,9 +332,42 @@ static void script_acquire(int sock, void *userdata)
         fake_send(sock, &env, s->fds, n_fds);
         vfiod_msg_free(m);
 
-        /* COMMAND's own request, on the connection it inherited. */
+        /*
+         * COMMAND's own requests, on the connection it inherited: Hello again,
+         * its lease's grant (ListDevices), Stats.
+         */
         if (s->child_stats) {
                 Vfiod__StatsReply sr = VFIOD__STATS_REPLY__INIT;
+                Vfiod__ListDevicesReply lr = VFIOD__LIST_DEVICES_REPLY__INIT;
+                Vfiod__DeviceInfo di = VFIOD__DEVICE_INFO__INIT, *dis[] = {&di};
+                Vfiod__LeaseGrant g = VFIOD__LEASE_GRANT__INIT;
+                Vfiod__IovaWindow w = VFIOD__IOVA_WINDOW__INIT, *ws[] = {&w};
+                uint32_t counts[] = {1, 1, 16, 1, 1};
+
+                fake_hello(sock, 1, CAPS_ALL);
+                m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
+                fake_check(strcmp(m->env->list_devices->device, "0000:00:04.0") == 0, "device");
+                g.rule = "vfs";
+                g.max_pinned_bytes = 64 << 20;
+                g.iova_restricted = true;
+                w.first = 0x100000;
+                w.last = 0x1fffff;
+                g.n_iova_windows = 1;
+                g.iova_windows = ws;
+                g.n_irq_counts = 5;
+                g.irq_counts = counts;
+                di.device = "0000:00:04.0";
+                di.state = VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU;
+                di.lease_id = 3;
+                di.grant = &g;
+                lr.n_devices = 1;
+                lr.devices = dis;
+                env = (Vfiod__Envelope)VFIOD__ENVELOPE__INIT;
+                env.id = m->env->id;
+                env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
+                env.list_devices_reply = &lr;
+                fake_send(sock, &env, NULL, 0);
+                vfiod_msg_free(m);
 
                 m = fake_recv(sock, VFIOD__ENVELOPE__BODY_STATS);
                 sr.clients = 7;
@@ -446,7 +479,11 @@ START_TEST(test_acquire_brokered)
 }
 END_TEST
 
-/* COMMAND adopts the connection with vfiod_connect_env() and makes a call on it. */
+/*
+ * COMMAND adopts the connection with vfiod_connect_env() (Hello again: the
+ * daemon's reply is then known), takes its lease with vfiod_lease_from_env()
+ * and makes a call on it.
+ */
 START_TEST(test_acquire_brokered_client)
 {
         struct place p = place_new();
@@ -463,7 +500,10 @@ START_TEST(test_acquire_brokered_client)
         r = run_vfioctl(args);
         fake_finish(&f);
         ck_assert_msg(r.status == 0, "status %d, stderr: %s", r.status, r.err);
-        ck_assert_str_eq(r.out, "clients 7\n");
+        ck_assert_str_eq(r.out, "server fake 1.0\n"
+                                "lease 3 domain 11 brokered, rule 'vfs', window 0x100000, "
+                                "16 MSI-X vectors\n"
+                                "clients 7\n");
         ck_assert_str_eq(r.err, "");
         run_done(&r);
         acquire_fds_close(&s);

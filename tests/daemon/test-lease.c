@@ -41,6 +41,16 @@ static void start(const char *extra)
         h_add_device(DEV2, 2, "vfio-pci");
 }
 
+/* The default start with two clients of uid 1000 that said Hello: *fd first. */
+static void start_two(int *fd, int *other)
+{
+        start(NULL);
+        *fd = h_connect(1000, 1000);
+        *other = h_connect(1000, 1000);
+        h_hello(*fd, 0);
+        h_hello(*other, 0);
+}
+
 static bool is_fifo(int fd)
 {
         struct stat st;
@@ -258,10 +268,10 @@ START_TEST(two_groups_one_domain)
         ck_assert(fake_kernel_group_attached(2));
         ck_assert_int_eq(h_release(fd, l2), 0);
         ck_assert_ptr_nonnull(strstr(fake_kernel_trace(), "dma_unmap_all"));
-        /* The empty domain takes a new mode now. */
-        l1 = h_acquire_ok(fd, DEV3, d1, BROKERED, f3, &n3, NULL);
-        h_close_all(f3, n3);
-        ck_assert_int_eq(h_release(fd, l1), 0);
+        /* Acquire made the domain: it went with its last lease. */
+        ck_assert_uint_eq(h_acquire(fd, DEV3, d1, BROKERED, f3, &n3, NULL, &err), 0);
+        ck_assert_int_eq(err, ENOENT);
+        ck_assert_uint_eq(fake_kernel_live(), 0);
         close(fd);
         h_stop();
 }
@@ -273,11 +283,7 @@ START_TEST(quarantine_while_device_fd_held)
         size_t n;
         uint64_t lease;
 
-        start(NULL);
-        fd = h_connect(1000, 1000);
-        other = h_connect(1000, 1000);
-        h_hello(fd, 0);
-        h_hello(other, 0);
+        start_two(&fd, &other);
         lease = h_acquire_ok(fd, DEV1, 0, DIRECT, fds, &n, NULL);
         close(fds[0]);
         close(fds[1]);
@@ -360,11 +366,7 @@ START_TEST(disconnect_releases)
         int fd, fds[3], other;
         size_t n;
 
-        start(NULL);
-        fd = h_connect(1000, 1000);
-        other = h_connect(1000, 1000);
-        h_hello(fd, 0);
-        h_hello(other, 0);
+        start_two(&fd, &other);
         h_acquire_ok(fd, DEV1, 0, DIRECT, fds, &n, NULL);
         h_close_all(fds, n);
         fake_kernel_trace_clear();
@@ -378,17 +380,98 @@ START_TEST(disconnect_releases)
 }
 END_TEST
 
+/* Sends Release of a lease that does not exist (a small Error reply), without reading it. */
+static void send_bad_release(int fd)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Release rel = VFIOD__RELEASE__INIT;
+
+        rel.lease_id = 999999;
+        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
+        env.release = &rel;
+        (void)h_send(fd, &env, NULL, 0);
+        h_spin();
+}
+
+/*
+ * A client that exits before reading its AcquireReply: the daemon queued the
+ * reply (its socket was full) with duplicates of the lease's fds. Its
+ * disconnect must not leave the group quarantined by the daemon's own
+ * duplicates: free at once, not after the next re-check.
+ */
+START_TEST(disconnect_with_a_queued_reply_frees_at_once)
+{
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        struct vfiod_client *c;
+        int fd, other, fds[3];
+        size_t n, k = 0;
+
+        start_two(&fd, &other);
+        c = container_of(H.server->clients.next, struct vfiod_client, link);
+        /* How many replies the socket takes before the daemon queues one. */
+        while (c->queued_msgs == 0) {
+                send_bad_release(fd);
+                k++;
+                ck_assert_uint_lt(k, 10000);
+        }
+        for (size_t i = 0; i < k; i++)
+                ck_assert_int_eq(h_error(h_recv(fd)), ENOENT);
+        ck_assert_uint_eq(c->queued_msgs, 0);
+        /* k - 1 replies fill it again; the AcquireReply is queued. */
+        for (size_t i = 0; i + 1 < k; i++)
+                send_bad_release(fd);
+        a.device = (char *)DEV1;
+        a.mode = DIRECT;
+        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
+        env.acquire = &a;
+        (void)h_send(fd, &env, NULL, 0);
+        h_spin();
+        ck_assert_uint_eq(c->queued_msgs, 1);
+        ck_assert_int_eq(vfiod_registry_group_state(H.server->devices, 1), VFIOD_GROUP_LEASED);
+
+        close(fd); /* it exits, having read nothing */
+        h_spin();
+        ck_assert_int_eq(h_state(other, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
+        h_acquire_ok(other, DEV1, 0, DIRECT, fds, &n, NULL);
+        h_close_all(fds, n);
+        close(other);
+        h_stop();
+}
+END_TEST
+
+/*
+ * A holder whose connection closes before its last device fd does (a process
+ * that exits closes its socket first): the release finds the group busy and
+ * quarantines it. Once that fd is closed, the next Acquire gets the group at
+ * once instead of EBUSY until the next periodic re-check.
+ */
+START_TEST(acquire_after_the_holder_closed_everything)
+{
+        int fd, other, fds[3], err = 0;
+        size_t n;
+
+        start_two(&fd, &other);
+        h_acquire_ok(fd, DEV1, 0, DIRECT, fds, &n, NULL);
+        close(fd);
+        h_spin();
+        ck_assert_int_eq(vfiod_registry_group_state(H.server->devices, 1), VFIOD_GROUP_QUARANTINED);
+        h_close_all(fds, n);
+        ck_assert_msg(h_acquire(other, DEV1, 0, DIRECT, fds, &n, NULL, &err) != 0, "Acquire: %s",
+                      strerror(err));
+        h_close_all(fds, n);
+        close(other);
+        h_stop();
+}
+END_TEST
+
 START_TEST(kill9_of_a_client_process)
 {
         int sv, fds[3], other, status;
         size_t n;
         pid_t pid;
 
-        start(NULL);
-        sv = h_connect(1000, 1000);
-        other = h_connect(1000, 1000);
-        h_hello(sv, 0);
-        h_hello(other, 0);
+        start_two(&sv, &other);
         h_acquire_ok(sv, DEV1, 0, DIRECT, fds, &n, NULL);
         pid = fork();
         ck_assert_int_ge(pid, 0);
@@ -703,9 +786,9 @@ START_TEST(set_irqs_on_behalf)
         ck_assert_int_eq(testutil_count_fds(), base + 2);
         h_close_all(fds, n);
         ck_assert_int_eq(h_release(fd, lease), 0);
-        /* Only the domain's container (and the fake's end of it) remain. */
-        ck_assert_uint_eq(fake_kernel_live(), 1); /* collects what was closed */
-        ck_assert_int_eq(testutil_count_fds(), base0 + 2);
+        /* Nothing remains: the domain, which Acquire made, went with the lease. */
+        ck_assert_uint_eq(fake_kernel_live(), 0); /* collects what was closed */
+        ck_assert_int_eq(testutil_count_fds(), base0);
         h_close_all(efd, 3);
         close(fd);
         h_stop();
@@ -899,6 +982,8 @@ int main(void)
         tcase_add_test(r, quarantine_while_group_fd_held);
         tcase_add_test(r, quarantine_timer);
         tcase_add_test(r, disconnect_releases);
+        tcase_add_test(r, disconnect_with_a_queued_reply_frees_at_once);
+        tcase_add_test(r, acquire_after_the_holder_closed_everything);
         tcase_add_test(r, kill9_of_a_client_process);
         tcase_add_test(r, stop_releases_everything);
         suite_add_tcase(s, r);

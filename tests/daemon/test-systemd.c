@@ -334,13 +334,16 @@ START_TEST(fd_store_follows_the_leases)
         rel.lease_id = m->env->acquire_reply->lease_id;
         vfiod_msg_free(m);
         notify_drain(nfd, all, sizeof(all));
-        /* Every fd of the lease and the connection, each once, with FDPOLL=0. */
+        /*
+         * Every fd of the lease and the connection, each once, with FDPOLL=0;
+         * domain 1, lease 2 (one counter for both).
+         */
         ck_assert_msg(strstr(all, "FDSTORE=1\nFDPOLL=0\nFDNAME=state-"), "%s", all);
         ck_assert_msg(strstr(all, "FDNAME=client-1|"), "%s", all);
         ck_assert_msg(strstr(all, "FDNAME=container-1|"), "%s", all);
-        ck_assert_msg(strstr(all, "FDNAME=group-1|"), "%s", all);
-        ck_assert_msg(strstr(all, "FDNAME=device-1-0|"), "%s", all);
-        ck_assert_ptr_null(strstr(strstr(all, "FDNAME=group-1|") + 1, "FDNAME=group-1|"));
+        ck_assert_msg(strstr(all, "FDNAME=group-2|"), "%s", all);
+        ck_assert_msg(strstr(all, "FDNAME=device-2-0|"), "%s", all);
+        ck_assert_ptr_null(strstr(strstr(all, "FDNAME=group-2|") + 1, "FDNAME=group-2|"));
 
         /* The release removes the lease's fds from the store. */
         all[0] = '\0';
@@ -349,8 +352,10 @@ START_TEST(fd_store_follows_the_leases)
         env.release = &rel;
         vfiod_msg_free(call(fd, &env));
         notify_drain(nfd, all, sizeof(all));
-        ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=group-1|"), "%s", all);
-        ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=device-1-0|"), "%s", all);
+        ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=group-2|"), "%s", all);
+        ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=device-2-0|"), "%s", all);
+        /* The domain, which Acquire made, went with it. */
+        ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=container-1|"), "%s", all);
         ck_assert_ptr_null(strstr(all, "FDNAME=client-1|"));
 
         /* A stop with a client connected keeps it for the next vfiod. */

@@ -11,7 +11,7 @@
  * runs CLIENTS clients at once, each sending REQUESTS requests one after the
  * other (a reply before the next request), while the idle ones stay: the
  * first DEVICES clients each lease a device of their own (BROKERED) and cycle
- * Acquire (into the domain of their first lease), 4 x (MapDma of a sealed
+ * Acquire (into a new domain, which goes with the lease), 4 x (MapDma of a sealed
  * memfd, UnmapDma), Release; the others cycle through 10 requests: 3
  * ListDevices, 5 Stats, CreateDomain and DestroyDomain. Every reply must be
  * the success body (an Error counts as an error). It prints the latency of
@@ -362,8 +362,8 @@ static void next_request(struct client *c)
                 int s = c->step % 10;
 
                 if (s == 0) {
-                        /* Into its domain from the first lease on (a domain outlives it). */
-                        a.domain_id = c->domain;
+                        /* A new domain each time: it goes with the lease. */
+                        a.domain_id = 0;
                         a.device = c->bdf;
                         a.mode = VFIOD__MODE__MODE_BROKERED;
                         env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;

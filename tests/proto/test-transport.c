@@ -252,7 +252,7 @@ static void rt_hello(void)
 
         m = roundtrip_nofd(&env);
         ck_assert_uint_eq(m->env->hello->major, 1);
-        ck_assert_uint_eq(m->env->hello->minor, 0);
+        ck_assert_uint_eq(m->env->hello->minor, VFIOD_PROTO_VERSION_MINOR);
         ck_assert_uint_eq(m->env->hello->capabilities, 1 | 2 | 8);
         ck_assert_uint_eq(m->env->hello->max_datagram, 32768);
         ck_assert_uint_eq(m->env->hello->max_fds, 16);

@@ -132,8 +132,8 @@ check activation/direct "her DIRECT client on edu 2 (container, group, device fd
         bash -c "[[ '$reply' == ready*direct ]]"
 check status/lease "systemctl status: '$(systemctl show -P StatusText vfiod.service)'" \
         status_has "2 lease(s), 2 client(s)"
-# brokered: state, client-1, container-1, memfd-1-1, group-1, device-1-0, irq-1-0-1-0-INO;
-# direct: client-2, container-2, group-2, device-2-0
+# brokered: state, client-1, container-1, memfd-1-1, group-2, device-2-0, irq-2-0-1-0-INO;
+# direct: client-2, container-3, group-4, device-4-0 (leases and domains share one counter)
 check fdstore/lease "fd store: $(fdstore) fds (11: the state; brokered: connection, container, memfd, group, device, MSI eventfd; direct: connection, container, group, device)" \
         test "$(fdstore)" = 11
 # The journal entry of the lease (-o verbose: a header line, then its fields indented).
@@ -141,7 +141,7 @@ lease_entry=$(journalctl -u vfiod.service -o verbose --no-pager |
         awk '/^[A-Z][a-z][a-z] / { e = "" } { e = e $0 "\n" } /MESSAGE=leased device/ { print e; exit }' || true)
 lease_fields() {
         local f
-        for f in "DEVICE=${edus[0]}" 'IOMMU_GROUP=[0-9]+' 'LEASE=1' 'PEER_UID=1001' 'PEER_PID=[0-9]+' \
+        for f in "DEVICE=${edus[0]}" 'IOMMU_GROUP=[0-9]+' 'LEASE=2' 'PEER_UID=1001' 'PEER_PID=[0-9]+' \
                 'PEER_UNIT=vfiod-test.service'; do
                 grep -qE "^ *$f\$" <<<"$lease_entry" || return 1
         done
