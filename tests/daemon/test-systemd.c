@@ -14,6 +14,8 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -33,18 +35,94 @@
 
 #define SOCKET_ACTIVATE "systemd-socket-activate"
 
+/*
+ * The notify socket. A datagram socket queues at most net.unix.max_dgram_qlen
+ * messages (10 by default; systemd raises it to 512), and vfiod's sd_notify()
+ * blocks when the queue is full: a test that reads only after its next
+ * request would stall vfiod. So a thread moves each message (and its fds) at
+ * once from the bound datagram socket to a SOCK_SEQPACKET pair, whose queue is
+ * bounded by bytes, not by a count; the test reads the pair's other end.
+ */
+struct notify_relay {
+        int in, out; /* owned by the thread */
+        int test_fd; /* the test's end; -1: slot free */
+        pthread_t thread;
+};
+static struct notify_relay relays[4] = {
+    {.test_fd = -1}, {.test_fd = -1}, {.test_fd = -1}, {.test_fd = -1}};
+
+static void *relay_main(void *userdata)
+{
+        struct notify_relay *r = userdata;
+
+        for (;;) {
+                struct pollfd pf[2] = {{.fd = r->in, .events = POLLIN}, {.fd = r->out}};
+                char buf[4096], cbuf[CMSG_SPACE(sizeof(int) * 16)];
+                struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+                struct msghdr mh = {.msg_iov = &iov,
+                                    .msg_iovlen = 1,
+                                    .msg_control = cbuf,
+                                    .msg_controllen = sizeof(cbuf)};
+                ssize_t n;
+                bool sent;
+
+                if (poll(pf, 2, -1) < 0)
+                        continue;
+                if (pf[1].revents & (POLLHUP | POLLERR))
+                        break; /* the test closed its end */
+                if (!(pf[0].revents & POLLIN))
+                        continue;
+                n = recvmsg(r->in, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                if (n < 0)
+                        continue;
+                iov.iov_len = (size_t)n;
+                if (mh.msg_controllen == 0)
+                        mh.msg_control = NULL;
+                sent = sendmsg(r->out, &mh, MSG_NOSIGNAL) == n;
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+                                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                                     i++)
+                                        close(((int *)CMSG_DATA(c))[i]);
+                if (!sent)
+                        break;
+        }
+        close(r->in);
+        close(r->out);
+        return NULL;
+}
+
 static int dgram_receiver(const char *path)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         struct timeval tv = {.tv_sec = 30}; /* a bound for a failure only */
-        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct notify_relay *r = NULL;
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), pair[2];
 
         ck_assert_int_ge(fd, 0);
         ck_assert_uint_lt(strlen(path), sizeof(sa.sun_path));
         memcpy(sa.sun_path, path, strlen(path) + 1);
         ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-        return fd;
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+        ck_assert_int_eq(setsockopt(pair[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        for (size_t i = 0; i < sizeof(relays) / sizeof(relays[0]) && !r; i++)
+                if (relays[i].test_fd < 0)
+                        r = &relays[i];
+        ck_assert_ptr_nonnull(r);
+        *r = (struct notify_relay){.in = fd, .out = pair[1], .test_fd = pair[0]};
+        ck_assert_int_eq(pthread_create(&r->thread, NULL, relay_main, r), 0);
+        return pair[0];
+}
+
+/* Closes the test's end of a notify socket and waits for its relay to end. */
+static void notify_close(int nfd)
+{
+        close(nfd);
+        for (size_t i = 0; i < sizeof(relays) / sizeof(relays[0]); i++)
+                if (relays[i].test_fd == nfd) {
+                        pthread_join(relays[i].thread, NULL);
+                        relays[i].test_fd = -1;
+                }
 }
 
 /* Reads notify messages until one contains `want`; everything read goes to all ('|' between). */
@@ -185,7 +263,7 @@ START_TEST(socket_activated_notify_reload_idle_exit)
         ck_assert_msg(strstr(log, "Idle for 0.5s"), "%s", log);
         /* The socket is the service manager's: vfiod leaves it in place. */
         ck_assert_int_eq(stat(sock, &st), 0);
-        close(nfd);
+        notify_close(nfd);
         h_stop();
 }
 END_TEST
@@ -369,7 +447,7 @@ START_TEST(fd_store_follows_the_leases)
         ck_assert_msg(strstr(log, "leases stay in the fd store"), "%s", log);
         ck_assert_msg(strstr(log, "kept in the fd store"), "%s", log);
         close(fd);
-        close(nfd);
+        notify_close(nfd);
         h_stop();
 }
 END_TEST
@@ -461,7 +539,7 @@ static void restore_case(bool torn)
                 ck_assert_ptr_null(strstr(all, "FDNAME=client-7|"));
         }
         close(sp[0]);
-        close(nfd);
+        notify_close(nfd);
         h_stop();
 }
 
@@ -581,7 +659,7 @@ START_TEST(fd_store_restores_the_unit_it_saved)
         ck_assert_msg(strstr(log, "Restored 0 lease(s) and 2 client(s)"), "%s", log);
         close(c7);
         close(c8);
-        close(nfd);
+        notify_close(nfd);
         h_stop();
 }
 END_TEST
@@ -833,7 +911,7 @@ START_TEST(fd_store_crash_while_saving)
         ck_assert_msg(strstr(log, "Restored 0 lease(s) and 1 client(s)"), "%s", log);
         store_clear(&st);
         close(c);
-        close(nfd);
+        notify_close(nfd);
         h_stop();
 }
 END_TEST
@@ -903,7 +981,7 @@ static void two_states_case(bool newer_torn)
         }
         close(sp7[0]);
         close(sp8[0]);
-        close(nfd);
+        notify_close(nfd);
         h_stop();
 }
 
@@ -974,7 +1052,7 @@ START_TEST(fd_store_killed_at_every_step_of_a_save)
         ck_assert_msg(strstr(log, "Restored 0 lease(s) and 1 client(s)"), "%s", log);
         store_clear(&st);
         close(c);
-        close(nfd);
+        notify_close(nfd);
         h_stop();
 }
 END_TEST
