@@ -356,20 +356,6 @@ static void domain_drop_if_implicit(struct vfiod_server *s, struct vfiod_domain 
         vfiod_domain_free(d);
 }
 
-static struct vfiod_domain *domain_by_id(struct vfiod_server *s, uint64_t id)
-{
-        struct vfiod_client *c;
-
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
-        {
-                struct vfiod_domain *d = vfiod_client_find_domain(c, id);
-
-                if (d)
-                        return d;
-        }
-        return NULL;
-}
-
 /*
  * Takes the group on from where it waits (g->wait): unset, re-open, sanitize.
  * Returns 0 when it is FREE (the entry is freed), 1 when it stays QUARANTINED.
@@ -381,7 +367,7 @@ static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
         uint64_t lease = g->last_lease;
 
         if (g->wait == VFIOD_WAIT_UNSET) {
-                struct vfiod_domain *d = domain_by_id(s, g->domain);
+                struct vfiod_domain *d = vfiod_server_find_domain(s, g->domain);
 
                 r = kvfio_group_unset_container(g->fd);
                 if (r == -EBUSY)
@@ -688,7 +674,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
 {
         struct vfiod_server *s = c->server;
         struct vfiod_registry *devs = s->devices;
-        const struct vfiod_config_limits *lim = &s->policy->limits;
+        const struct vfiod_config_limits *lim = vfiod_server_limits(s);
         struct kvfio_pci_list *members = NULL;
         struct kvfio_group_viability via;
         struct vfiod_domain *domain = NULL;
@@ -817,8 +803,8 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                                             lim->max_domains_per_client);
                         goto fail;
                 }
-                r = vfiod_domain_new(devs->container_path, KVFIO_IOMMU_AUTO, ++s->next_object_id,
-                                     &c->usage, &domain, err);
+                r = vfiod_domain_new(devs->container_path, KVFIO_IOMMU_AUTO,
+                                     vfiod_server_new_object_id(s), &c->usage, &domain, err);
                 if (r < 0)
                         goto fail;
                 list_add_tail(&c->domains, &domain->link);
@@ -866,12 +852,12 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         /* The grant's windows move to the lease. */
         l->grant = grant;
         snprintf(l->rule, sizeof(l->rule), "%s", rule->name);
-        l->id = ++s->next_object_id;
+        l->id = vfiod_server_new_object_id(s);
         domain->mode = mode;
         domain->n_leases++;
         c->usage.leases++;
         list_add_tail(&c->leases, &l->link_client);
-        list_add_tail(&s->leases, &l->link_server);
+        vfiod_server_add_lease(s, l);
         LOG_LEASE(LOG_NOTICE, l, l->device,
                   "leased device '%s' (group %d, %zu device(s)) in %s mode, domain %" PRIu64
                   ", granted by rule '%s'%s",
@@ -964,7 +950,7 @@ const char *vfiod_grant_windows_name(const struct vfiod_grant *g, char *buf, siz
 
 int vfiod_lease_grant_msg(struct vfiod_lease *l, struct vfiod_grant_msg *m)
 {
-        const struct vfiod_config_limits *lim = &l->client->server->policy->limits;
+        const struct vfiod_config_limits *lim = vfiod_server_limits(l->client->server);
         const struct vfiod_lease_dev *dev = vfiod_lease_find_dev(l, NULL);
         struct vfiod_lease *first;
 
@@ -1149,7 +1135,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void vfiod_lease_revoke(struct vfiod_lease *l, Vfiod__ReleaseReason reason, const char *detail)
 {
         struct vfiod_client *c = l->client;
-        uint32_t grace = c->server->policy->limits.release_grace_ms;
+        uint32_t grace = vfiod_server_limits(c->server)->release_grace_ms;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ReleaseRequested ev = VFIOD__RELEASE_REQUESTED__INIT;
 
