@@ -25,12 +25,6 @@
                 vfiod_log_about((prio), &_a, __VA_ARGS__);                          \
         } while (0)
 
-#define LOG_GROUP(prio, id, lease_id, ...)                                        \
-        do {                                                                      \
-                struct vfiod_log_about _a = {.group = (id), .lease = (lease_id)}; \
-                vfiod_log_about((prio), &_a, __VA_ARGS__);                        \
-        } while (0)
-
 static unsigned mode_bit(int mode)
 {
         return mode == VFIOD__MODE__MODE_DIRECT     ? VFIOD_MODE_BIT_DIRECT
@@ -159,165 +153,13 @@ static void dev_irqs_off(struct vfiod_lease_dev *dev, struct ev_loop *loop)
 
 /* ---- resets ------------------------------------------------------------------ */
 
-/*
- * Resets one device: VFIO_DEVICE_RESET, or, when the device has no reset of
- * its own, a bus hot reset if every device it affects is in group `group`
- * (whose fd we hold). Returns 0 or the first error.
- */
-static int reset_device(int device_fd, const char *bdf, int group, int group_fd)
-{
-        struct kvfio_hot_reset_info *info = NULL;
-        int r, h;
-
-        r = kvfio_device_reset(device_fd);
-        if (r != -ENOTTY && r != -EINVAL)
-                return r;
-        h = kvfio_device_get_hot_reset_info(device_fd, &info);
-        if (h < 0)
-                return r; /* no hot reset either: the device's own answer */
-        for (size_t i = 0; i < info->n; i++)
-                if ((int)info->devs[i].group_id != group) {
-                        char other[16];
-                        struct vfiod_log_about a = {.device = bdf, .group = group};
-
-                        vfiod_log_about(LOG_WARNING, &a,
-                                        "'%s' has no reset of its own and a hot reset would "
-                                        "also reset '%s' (group %u)",
-                                        bdf, kvfio_hot_reset_dep_bdf(&info->devs[i], other),
-                                        info->devs[i].group_id);
-                        kvfio_hot_reset_info_free(info);
-                        return r;
-                }
-        kvfio_hot_reset_info_free(info);
-        return kvfio_device_hot_reset(device_fd, &group_fd, 1);
-}
-
-/* ---- quarantine and sanitize ---------------------------------------------- */
-
 int vfiod_lease_reset_dev(struct vfiod_lease_dev *dev)
 {
-        return reset_device(dev->fd, dev->bdf, dev->lease->group_id, dev->lease->group_fd);
+        return vfiod_group_reset_device(dev->fd, dev->bdf, dev->lease->group_id,
+                                        dev->lease->group_fd);
 }
 
-/*
- * Whether the open that gave a device fd reset the device: vfio-pci resets a
- * device at its first open (vfio_pci_core_enable) and fails the open when
- * the device lock is taken; VFIO_DEVICE_FLAGS_RESET (info, read after that
- * open) then says the reset worked. Only vfio-pci itself is trusted with
- * this: an mdev's open is its vendor driver's.
- */
-static bool plain_vfio_pci(const struct kvfio_pci_dev *m)
-{
-        return !m->mdev && strcmp(m->driver, KVFIO_VFIO_PCI_DRIVER) == 0;
-}
-
-static bool reset_at_open(const struct kvfio_pci_dev *m, const struct kvfio_device_info *info)
-{
-        return plain_vfio_pci(m) && info->reset_supported;
-}
-
-int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd,
-                         const struct kvfio_pci_list *members)
-{
-        int cfd, r;
-
-        cfd = kvfio_container_open(devices->container_path);
-        if (cfd < 0) {
-                LOG_GROUP(LOG_WARNING, id, 0, "sanitize: cannot open a scratch container: %s",
-                          strerror(-cfd));
-                return cfd;
-        }
-        r = kvfio_group_set_container(group_fd, cfd);
-        if (r < 0) {
-                LOG_GROUP(LOG_WARNING, id, 0, "sanitize: cannot attach the group: %s",
-                          strerror(-r));
-                goto out_close;
-        }
-        r = kvfio_container_set_iommu(cfd, KVFIO_IOMMU_AUTO);
-        if (r < 0) {
-                LOG_GROUP(LOG_WARNING, id, 0, "sanitize: cannot set the IOMMU model: %s",
-                          strerror(-r));
-                goto out_unset;
-        }
-        for (size_t i = 0; i < members->n; i++) {
-                const struct kvfio_pci_dev *m = &members->devs[i];
-                struct vfiod_log_about a = {.device = m->bdf, .group = id};
-                struct kvfio_device_info info;
-                int dfd, rr;
-
-                if (!kvfio_dev_is_vfio(m))
-                        continue;
-                dfd = kvfio_group_get_device_fd(group_fd, m->bdf);
-                if (dfd < 0) {
-                        vfiod_log_about(LOG_WARNING, &a, "sanitize: cannot open device '%s': %s",
-                                        m->bdf, strerror(-dfd));
-                        r = dfd;
-                        continue;
-                }
-                if (kvfio_device_get_info(dfd, &info) == 0 && reset_at_open(m, &info)) {
-                        vfiod_log_about(LOG_DEBUG, &a, "sanitize: '%s' was reset as it opened",
-                                        m->bdf);
-                        safe_close(dfd);
-                        continue;
-                }
-                rr = reset_device(dfd, m->bdf, id, group_fd);
-                if (rr < 0)
-                        vfiod_log_about(LOG_WARNING, &a, "sanitize: resetting '%s' failed: %s",
-                                        m->bdf, strerror(-rr));
-                else
-                        vfiod_log_about(LOG_DEBUG, &a, "sanitize: reset '%s'", m->bdf);
-                safe_close(dfd);
-        }
-out_unset : {
-        int u = kvfio_group_unset_container(group_fd);
-        if (u < 0) {
-                LOG_GROUP(LOG_WARNING, id, 0, "sanitize: detaching the group failed: %s",
-                          strerror(-u));
-                if (r >= 0)
-                        r = u;
-        }
-}
-out_close:
-        safe_close(cfd);
-        return r < 0 ? r : 0;
-}
-
-/* The group is FREE: forgets it and gives managed devices back to their drivers. */
-static void group_free_restore(struct vfiod_server *s, struct vfiod_group *g)
-{
-        struct vfiod_bound *bound = g->bound;
-        size_t n = g->n_bound;
-        int id = g->id;
-
-        /* The list moves out of the entry before it is freed. */
-        g->bound = NULL;
-        g->n_bound = 0;
-        vfiod_registry_group_free(g);
-        if (n)
-                vfiod_registry_restore(s->devices, id, bound, n);
-        else
-                free(bound);
-}
-
-/*
- * Whether a group nobody holds any more needs the sanitize before it is
- * FREE. Not when every VFIO member is plain vfio-pci and the group stays on
- * it: whoever opens a device next opens the group first, which nobody else
- * then holds, so that device open is its first, and vfio-pci resets it
- * there (the acquire resets it itself when the open could not: see
- * lease_open_devs()). Yes for an mdev member or one on a *_vfio_pci variant
- * (its open is its vendor driver's), and for a group that goes back to other
- * drivers (Managed=).
- */
-static bool needs_sanitize(const struct vfiod_group *g, const struct kvfio_pci_list *members)
-{
-        if (g->n_bound > 0)
-                return true;
-        for (size_t i = 0; i < members->n; i++)
-                if (kvfio_dev_is_vfio(&members->devs[i]) && !plain_vfio_pci(&members->devs[i]))
-                        return true;
-        return false;
-}
+/* ---- quarantine ---------------------------------------------------------------- */
 
 int vfiod_lease_domain_usable(struct vfiod_server *s, const struct vfiod_domain *d,
                               struct vfiod_error *err)
@@ -357,85 +199,21 @@ static void domain_drop_if_implicit(struct vfiod_server *s, struct vfiod_domain 
 }
 
 /*
- * Takes the group on from where it waits (g->wait): unset, re-open, sanitize.
+ * Takes the group on from where it waits (g->wait): the unset, with what
+ * leaving its domain means for the domain, then vfiod_group_settle().
  * Returns 0 when it is FREE (the entry is freed), 1 when it stays QUARANTINED.
  */
 static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
 {
-        struct kvfio_pci_list *members = NULL;
-        int id = g->id, fd, r;
-        uint64_t lease = g->last_lease;
-
         if (g->wait == VFIOD_WAIT_UNSET) {
                 struct vfiod_domain *d = vfiod_server_find_domain(s, g->domain);
 
-                r = kvfio_group_unset_container(g->fd);
-                if (r == -EBUSY)
+                if (vfiod_group_detach(g) > 0)
                         return 1;
-                if (r < 0 && r != -EINVAL)
-                        LOG_GROUP(LOG_WARNING, id, lease, "detaching group %d: %s", id,
-                                  strerror(-r));
-                else
-                        LOG_GROUP(LOG_INFO, id, lease,
-                                  "group %d: every device fd is closed, group detached", id);
-                g->fd = safe_close(g->fd);
-                g->wait = VFIOD_WAIT_REOPEN;
-                g->domain = 0;
                 domain_group_left(s, d);
                 domain_drop_if_implicit(s, d);
         }
-        fd = kvfio_group_open(id, s->devices->vfio_dir);
-        if (fd == -EBUSY) {
-                if (g->wait != VFIOD_WAIT_REOPEN || g->checks == 0)
-                        LOG_GROUP(LOG_NOTICE, id, lease,
-                                  "group %d is still open elsewhere (a client holds its fd)", id);
-                g->wait = VFIOD_WAIT_REOPEN;
-                return 1;
-        }
-        if (fd == -ENOENT || fd == -ENODEV) {
-                /* No longer a VFIO group (unbound from vfio-pci): nothing left to clean. */
-                LOG_GROUP(LOG_NOTICE, id, lease, "group %d is gone from %s; forgetting it", id,
-                          s->devices->vfio_dir);
-                group_free_restore(s, g);
-                return 0;
-        }
-        if (fd < 0) {
-                LOG_GROUP(LOG_WARNING, id, lease, "cannot open group %d again: %s", id,
-                          strerror(-fd));
-                g->wait = VFIOD_WAIT_SANITIZE;
-                return 1;
-        }
-        r = vfiod_registry_members(s->devices, id, &members);
-        if (r < 0) {
-                safe_close(fd);
-                LOG_GROUP(LOG_WARNING, id, lease,
-                          "group %d stays quarantined: cannot list its devices: %s", id,
-                          strerror(-r));
-                g->wait = VFIOD_WAIT_SANITIZE;
-                return 1;
-        }
-        if (!needs_sanitize(g, members)) {
-                kvfio_pci_list_free(members);
-                safe_close(fd);
-                LOG_GROUP(LOG_INFO, id, lease,
-                          "group %d is free: nobody else holds it, and vfio-pci resets its "
-                          "devices when they are next opened",
-                          id);
-                group_free_restore(s, g);
-                return 0;
-        }
-        r = vfiod_group_sanitize(s->devices, id, fd, members);
-        kvfio_pci_list_free(members);
-        safe_close(fd);
-        if (r < 0) {
-                LOG_GROUP(LOG_WARNING, id, lease,
-                          "group %d stays quarantined: sanitizing failed: %s", id, strerror(-r));
-                g->wait = VFIOD_WAIT_SANITIZE;
-                return 1;
-        }
-        LOG_GROUP(LOG_INFO, id, lease, "group %d sanitized; it is free", id);
-        group_free_restore(s, g);
-        return 0;
+        return vfiod_group_settle(s->devices, g);
 }
 
 void vfiod_quarantine_check(struct vfiod_server *s)
@@ -501,10 +279,10 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
                  * open, which resets a vfio-pci device that can be reset. One that
                  * could not be is reset here as the sanitize would.
                  */
-                if (reset_at_open(m, &dev->info))
+                if (vfiod_dev_reset_at_open(m, &dev->info))
                         LOG_LEASE(LOG_DEBUG, l, m->bdf, "'%s' was reset as it opened", m->bdf);
-                else if (plain_vfio_pci(m)) {
-                        r = reset_device(dev->fd, m->bdf, l->group_id, l->group_fd);
+                else if (vfiod_dev_plain_vfio_pci(m)) {
+                        r = vfiod_group_reset_device(dev->fd, m->bdf, l->group_id, l->group_fd);
                         if (r < 0)
                                 LOG_LEASE(LOG_WARNING, l, m->bdf,
                                           "'%s' was not reset as it opened, and resetting it "

@@ -48,7 +48,7 @@
 
 #include <ev.h>
 
-#include "daemon/devices.h"
+#include "daemon/group.h"
 #include "daemon/list.h"
 #include "daemon/log.h"
 #include "daemon/policy.h"
@@ -209,10 +209,3 @@ void vfiod_grant_msg_done(struct vfiod_grant_msg *m);
 
 /* Checks the quarantined groups again; re-arms the server's timer while any is left. */
 void vfiod_quarantine_check(struct vfiod_server *server);
-
-/*
- * Sanitizes group `id` (its VFIO members among `members`) through a scratch
- * container; 0 = FREE, <0 = not (reason logged).
- */
-int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd,
-                         const struct kvfio_pci_list *members);

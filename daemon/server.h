@@ -22,7 +22,7 @@
 #include <ev.h>
 
 #include "daemon/closer.h"
-#include "daemon/devices.h"
+#include "daemon/group.h"
 #include "daemon/list.h"
 #include "daemon/log.h"
 #include "daemon/policy.h"
