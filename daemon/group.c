@@ -235,6 +235,27 @@ bool vfiod_group_needs_sanitize(const struct vfiod_group *g, const struct kvfio_
 
 /* ---- release and quarantine ------------------------------------------------- */
 
+void vfiod_group_release_begin(struct vfiod_group *g)
+{
+        g->state = VFIOD_GROUP_RELEASING;
+}
+
+void vfiod_group_quarantine(struct vfiod_group *g, uint64_t lease_id, int unset_r, int *group_fd,
+                            uint64_t domain)
+{
+        g->state = VFIOD_GROUP_QUARANTINED;
+        g->lease = NULL;
+        g->last_lease = lease_id;
+        g->checks = 0;
+        if (unset_r == -EBUSY) {
+                /* The group fd moves to the quarantine record. */
+                g->wait = VFIOD_WAIT_UNSET;
+                g->fd = TAKE_FD(*group_fd);
+                g->domain = domain;
+        } else
+                g->wait = VFIOD_WAIT_REOPEN;
+}
+
 int vfiod_group_detach(struct vfiod_group *g)
 {
         int id = g->id, r;

@@ -85,6 +85,19 @@ struct vfiod_group *vfiod_registry_attached_to(struct vfiod_registry *devices, u
 enum vfiod_group_state vfiod_registry_group_state(struct vfiod_registry *devices, int id);
 size_t vfiod_registry_count(struct vfiod_registry *devices, enum vfiod_group_state state);
 
+/* Release begins: LEASED -> RELEASING. */
+void vfiod_group_release_begin(struct vfiod_group *group);
+
+/*
+ * Release step 3 is done: RELEASING -> QUARANTINED, no lease, for lease
+ * `lease_id`. unset_r is what VFIO_GROUP_UNSET_CONTAINER said: -EBUSY (a
+ * device fd is open) makes it wait for the unset, attached to `domain`, and
+ * takes *group_fd (the daemon's group fd moves to the entry); anything else
+ * makes it wait for the re-open, and *group_fd stays the caller's.
+ */
+void vfiod_group_quarantine(struct vfiod_group *group, uint64_t lease_id, int unset_r,
+                            int *group_fd, uint64_t domain);
+
 /*
  * VFIOD_WAIT_UNSET: tries the unset again. 1 while a device fd is still
  * open; else 0 and the group waits for the re-open, out of its domain (the

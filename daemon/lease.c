@@ -780,55 +780,50 @@ void vfiod_grant_msg_done(struct vfiod_grant_msg *m)
 
 /* ---- release ---------------------------------------------------------------- */
 
-int vfiod_lease_release(struct vfiod_lease *l, const char *why)
+/* Release step 1: interrupts off on every index; held eventfds closed. */
+static void release_irqs_off(struct vfiod_lease *l, struct ev_loop *loop)
 {
-        struct vfiod_server *s = l->client->server;
-        struct vfiod_domain *domain = l->domain;
-        struct vfiod_group *g = l->group;
-        int r;
-
-        l->status = VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASING;
-        ev_timer_stop(s->loop, &l->grace);
-        LOG_LEASE(LOG_NOTICE, l, l->device, "releasing lease %" PRIu64 " of '%s' (group %d): %s",
-                  l->id, l->device, l->group_id, why);
-
-        /* 1. Interrupts off on every index; held eventfds closed. */
         for (size_t i = 0; i < l->n_devs; i++)
-                dev_irqs_off(&l->devs[i], s->loop);
+                dev_irqs_off(&l->devs[i], loop);
         LOG_LEASE(LOG_DEBUG, l, l->device, "release 1/5: interrupts disabled");
+}
 
-        /* 2. DMA: only when no other group of the domain still uses the mappings. */
+/* Release step 2, DMA: only when no other group of the domain still uses the mappings. */
+static void release_unmap(struct vfiod_lease *l)
+{
+        struct vfiod_domain *domain = l->domain;
+
         domain->n_leases--;
         if (domain->n_leases == 0)
                 (void)vfiod_domain_unmap_everything(domain);
         LOG_LEASE(LOG_DEBUG, l, l->device, "release 2/5: DMA unmapped%s",
                   domain->n_leases ? " (skipped: other groups share the domain)" : "");
+}
 
-        /*
-         * 3. Close our device fds, then detach: EBUSY = a client holds a device
-         * fd. No reset here: until 4 succeeds a client may still touch the
-         * device after any reset. The one that counts comes when nobody else
-         * can: at the device's next open (vfio-pci) or in the sanitize (5).
-         */
+/*
+ * Release step 3: close our device fds, then detach: EBUSY = a client holds
+ * a device fd, and the group is quarantined with our group fd, still in the
+ * domain, which takes no new lease or mapping until it leaves. No reset
+ * here: until 4 succeeds a client may still touch the device after any
+ * reset. The one that counts comes when nobody else can: at the device's
+ * next open (vfio-pci) or in the sanitize (5).
+ */
+static void release_detach(struct vfiod_server *s, struct vfiod_lease *l)
+{
+        struct vfiod_domain *domain = l->domain;
+        struct vfiod_group *g = l->group;
+        int r;
+
         for (size_t i = 0; i < l->n_devs; i++)
                 l->devs[i].fd = safe_close(l->devs[i].fd);
         r = kvfio_group_unset_container(l->group_fd);
-        g->state = VFIOD_GROUP_QUARANTINED;
-        g->lease = NULL;
-        g->last_lease = l->id;
-        g->checks = 0;
+        /* On -EBUSY the group fd moves to the group's quarantine record. */
+        vfiod_group_quarantine(g, l->id, r, &l->group_fd, domain->id);
         if (r == -EBUSY) {
                 LOG_LEASE(LOG_WARNING, l, l->device,
                           "group %d quarantined: a device fd is still open (client %" PRIu64
                           " did not close it)",
                           l->group_id, l->client->id);
-                /*
-                 * The group fd moves to the quarantine record. The group stays in the
-                 * domain, which takes no new lease or mapping until it leaves.
-                 */
-                g->wait = VFIOD_WAIT_UNSET;
-                g->fd = TAKE_FD(l->group_fd);
-                g->domain = domain->id;
         } else {
                 if (r < 0)
                         LOG_LEASE(LOG_WARNING, l, l->device, "detaching group %d: %s", l->group_id,
@@ -838,37 +833,58 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
                 domain_group_left(s, domain);
                 /* 4. Close our group fd; group_proceed() re-opens it to check it is free. */
                 l->group_fd = safe_close(l->group_fd);
-                g->wait = VFIOD_WAIT_REOPEN;
         }
         if (domain->n_leases == 0 && g->wait != VFIOD_WAIT_UNSET)
                 domain->mode = 0;
+}
+
+/*
+ * Release steps 4 and 5 (or the quarantine): frees the lease, then takes its
+ * group on. Returns 0 when the group is FREE, 1 when it is QUARANTINED.
+ */
+static int release_free(struct vfiod_server *s, struct vfiod_lease *l)
+{
+        struct vfiod_group *g = l->group;
+        struct vfiod_log_about a;
+        char device[KVFIO_NAME_MAX];
+        int id = l->group_id, r;
+        uint64_t lid = l->id;
 
         l->client->usage.leases--;
-        {
-                /* 4 and 5 (or quarantine). */
-                struct vfiod_log_about a;
-                char device[KVFIO_NAME_MAX];
-                int id = l->group_id;
-                uint64_t lid = l->id;
+        /* The lease is freed below: the log line keeps its own copy of the name. */
+        snprintf(device, sizeof(device), "%s", l->device);
+        a = vfiod_client_about(l->client, device, id, lid);
+        lease_free_devs(l, s->loop);
+        safe_close(l->group_fd);
+        vfiod_lease_unlink(l);
+        if (g->wait == VFIOD_WAIT_UNSET)
+                r = 1;
+        else
+                r = group_proceed(s, g);
+        if (r == 0)
+                vfiod_log_about(LOG_NOTICE, &a, "lease %" PRIu64 " released; group %d is free", lid,
+                                id);
+        else
+                vfiod_log_about(LOG_NOTICE, &a,
+                                "lease %" PRIu64 " released; group %d is quarantined", lid, id);
+        return r;
+}
 
-                /* The lease is freed below: the log line keeps its own copy of the name. */
-                snprintf(device, sizeof(device), "%s", l->device);
-                a = vfiod_client_about(l->client, device, id, lid);
-                lease_free_devs(l, s->loop);
-                safe_close(l->group_fd);
-                vfiod_lease_unlink(l);
-                if (g->wait == VFIOD_WAIT_UNSET)
-                        r = 1;
-                else
-                        r = group_proceed(s, g);
-                if (r == 0)
-                        vfiod_log_about(LOG_NOTICE, &a,
-                                        "lease %" PRIu64 " released; group %d is free", lid, id);
-                else
-                        vfiod_log_about(LOG_NOTICE, &a,
-                                        "lease %" PRIu64 " released; group %d is quarantined", lid,
-                                        id);
-        }
+int vfiod_lease_release(struct vfiod_lease *l, const char *why)
+{
+        struct vfiod_server *s = l->client->server;
+        struct vfiod_domain *domain = l->domain;
+        int r;
+
+        l->status = VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASING;
+        ev_timer_stop(s->loop, &l->grace);
+        LOG_LEASE(LOG_NOTICE, l, l->device, "releasing lease %" PRIu64 " of '%s' (group %d): %s",
+                  l->id, l->device, l->group_id, why);
+        vfiod_group_release_begin(l->group);
+        release_irqs_off(l, s->loop);
+        release_unmap(l);
+        release_detach(s, l);
+        r = release_free(s, l);
         domain_drop_if_implicit(s, domain);
         vfiod_server_quarantine_kick(s);
         return r;
