@@ -36,6 +36,9 @@
  * resets it too, when the kernel can take the device lock.)
  * Quarantined groups are checked every VFIOD_QUARANTINE_RECHECK_MS, and when
  * an Acquire asks for one, and go on from the step they wait at.
+ * The group's side of steps 3 to 5 (its states, where a quarantined group
+ * waits, the re-open and the sanitize) is daemon/group.h; this module tells
+ * the domain when a group leaves it.
  *
  * A revoke (admin, policy change, REQ) sends ReleaseRequested to a client
  * that handles events and releases after the grace period (LeaseRevoked
