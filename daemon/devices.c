@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/group.h"
 #include "daemon/log.h"
 #include "proto/macro.h"
 
@@ -26,16 +27,6 @@ int vfiod_registry_new(const char *sysfs_root, const char *vfio_dir, struct vfio
         }
         *ret = d;
         return 0;
-}
-
-void vfiod_registry_group_free(struct vfiod_group *g)
-{
-        if (!g)
-                return;
-        list_remove(&g->link);
-        safe_close(g->fd);
-        free(g->bound);
-        free(g);
 }
 
 void vfiod_registry_restore(struct vfiod_registry *d, int group, struct vfiod_bound *bound,
@@ -89,60 +80,6 @@ void vfiod_registry_free(struct vfiod_registry *d)
         free(d->vfio_dir);
         free(d->container_path);
         free(d);
-}
-
-struct vfiod_group *vfiod_registry_group(struct vfiod_registry *d, int id)
-{
-        struct vfiod_group *g;
-
-        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link) if (g->id == id) return g;
-        return NULL;
-}
-
-int vfiod_registry_group_get(struct vfiod_registry *d, int id, struct vfiod_group **ret)
-{
-        struct vfiod_group *g = vfiod_registry_group(d, id);
-
-        if (!g) {
-                g = calloc(1, sizeof(*g));
-                if (!g)
-                        return -ENOMEM;
-                g->id = id;
-                g->fd = -EBADF;
-                g->state = VFIOD_GROUP_FREE;
-                list_add_tail(&d->groups, &g->link);
-        }
-        *ret = g;
-        return 0;
-}
-
-struct vfiod_group *vfiod_registry_attached_to(struct vfiod_registry *d, uint64_t domain)
-{
-        struct vfiod_group *g;
-
-        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link)
-        {
-                if (g->state == VFIOD_GROUP_QUARANTINED && g->wait == VFIOD_WAIT_UNSET &&
-                    g->domain == domain)
-                        return g;
-        }
-        return NULL;
-}
-
-enum vfiod_group_state vfiod_registry_group_state(struct vfiod_registry *d, int id)
-{
-        struct vfiod_group *g = vfiod_registry_group(d, id);
-
-        return g ? g->state : VFIOD_GROUP_FREE;
-}
-
-size_t vfiod_registry_count(struct vfiod_registry *d, enum vfiod_group_state state)
-{
-        struct vfiod_group *g;
-        size_t n = 0;
-
-        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link) n += g->state == state;
-        return n;
 }
 
 int vfiod_registry_discover(struct vfiod_registry *d, struct kvfio_pci_list **ret)

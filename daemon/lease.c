@@ -25,12 +25,6 @@
                 vfiod_log_about((prio), &_a, __VA_ARGS__);                          \
         } while (0)
 
-#define LOG_GROUP(prio, id, lease_id, ...)                                        \
-        do {                                                                      \
-                struct vfiod_log_about _a = {.group = (id), .lease = (lease_id)}; \
-                vfiod_log_about((prio), &_a, __VA_ARGS__);                        \
-        } while (0)
-
 static unsigned mode_bit(int mode)
 {
         return mode == VFIOD__MODE__MODE_DIRECT     ? VFIOD_MODE_BIT_DIRECT
@@ -159,165 +153,13 @@ static void dev_irqs_off(struct vfiod_lease_dev *dev, struct ev_loop *loop)
 
 /* ---- resets ------------------------------------------------------------------ */
 
-/*
- * Resets one device: VFIO_DEVICE_RESET, or, when the device has no reset of
- * its own, a bus hot reset if every device it affects is in group `group`
- * (whose fd we hold). Returns 0 or the first error.
- */
-static int reset_device(int device_fd, const char *bdf, int group, int group_fd)
-{
-        struct kvfio_hot_reset_info *info = NULL;
-        int r, h;
-
-        r = kvfio_device_reset(device_fd);
-        if (r != -ENOTTY && r != -EINVAL)
-                return r;
-        h = kvfio_device_get_hot_reset_info(device_fd, &info);
-        if (h < 0)
-                return r; /* no hot reset either: the device's own answer */
-        for (size_t i = 0; i < info->n; i++)
-                if ((int)info->devs[i].group_id != group) {
-                        char other[16];
-                        struct vfiod_log_about a = {.device = bdf, .group = group};
-
-                        vfiod_log_about(LOG_WARNING, &a,
-                                        "'%s' has no reset of its own and a hot reset would "
-                                        "also reset '%s' (group %u)",
-                                        bdf, kvfio_hot_reset_dep_bdf(&info->devs[i], other),
-                                        info->devs[i].group_id);
-                        kvfio_hot_reset_info_free(info);
-                        return r;
-                }
-        kvfio_hot_reset_info_free(info);
-        return kvfio_device_hot_reset(device_fd, &group_fd, 1);
-}
-
-/* ---- quarantine and sanitize ---------------------------------------------- */
-
 int vfiod_lease_reset_dev(struct vfiod_lease_dev *dev)
 {
-        return reset_device(dev->fd, dev->bdf, dev->lease->group_id, dev->lease->group_fd);
+        return vfiod_group_reset_device(dev->fd, dev->bdf, dev->lease->group_id,
+                                        dev->lease->group_fd);
 }
 
-/*
- * Whether the open that gave a device fd reset the device: vfio-pci resets a
- * device at its first open (vfio_pci_core_enable) and fails the open when
- * the device lock is taken; VFIO_DEVICE_FLAGS_RESET (info, read after that
- * open) then says the reset worked. Only vfio-pci itself is trusted with
- * this: an mdev's open is its vendor driver's.
- */
-static bool plain_vfio_pci(const struct kvfio_pci_dev *m)
-{
-        return !m->mdev && strcmp(m->driver, KVFIO_VFIO_PCI_DRIVER) == 0;
-}
-
-static bool reset_at_open(const struct kvfio_pci_dev *m, const struct kvfio_device_info *info)
-{
-        return plain_vfio_pci(m) && info->reset_supported;
-}
-
-int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd,
-                         const struct kvfio_pci_list *members)
-{
-        int cfd, r;
-
-        cfd = kvfio_container_open(devices->container_path);
-        if (cfd < 0) {
-                LOG_GROUP(LOG_WARNING, id, 0, "sanitize: cannot open a scratch container: %s",
-                          strerror(-cfd));
-                return cfd;
-        }
-        r = kvfio_group_set_container(group_fd, cfd);
-        if (r < 0) {
-                LOG_GROUP(LOG_WARNING, id, 0, "sanitize: cannot attach the group: %s",
-                          strerror(-r));
-                goto out_close;
-        }
-        r = kvfio_container_set_iommu(cfd, KVFIO_IOMMU_AUTO);
-        if (r < 0) {
-                LOG_GROUP(LOG_WARNING, id, 0, "sanitize: cannot set the IOMMU model: %s",
-                          strerror(-r));
-                goto out_unset;
-        }
-        for (size_t i = 0; i < members->n; i++) {
-                const struct kvfio_pci_dev *m = &members->devs[i];
-                struct vfiod_log_about a = {.device = m->bdf, .group = id};
-                struct kvfio_device_info info;
-                int dfd, rr;
-
-                if (!kvfio_dev_is_vfio(m))
-                        continue;
-                dfd = kvfio_group_get_device_fd(group_fd, m->bdf);
-                if (dfd < 0) {
-                        vfiod_log_about(LOG_WARNING, &a, "sanitize: cannot open device '%s': %s",
-                                        m->bdf, strerror(-dfd));
-                        r = dfd;
-                        continue;
-                }
-                if (kvfio_device_get_info(dfd, &info) == 0 && reset_at_open(m, &info)) {
-                        vfiod_log_about(LOG_DEBUG, &a, "sanitize: '%s' was reset as it opened",
-                                        m->bdf);
-                        safe_close(dfd);
-                        continue;
-                }
-                rr = reset_device(dfd, m->bdf, id, group_fd);
-                if (rr < 0)
-                        vfiod_log_about(LOG_WARNING, &a, "sanitize: resetting '%s' failed: %s",
-                                        m->bdf, strerror(-rr));
-                else
-                        vfiod_log_about(LOG_DEBUG, &a, "sanitize: reset '%s'", m->bdf);
-                safe_close(dfd);
-        }
-out_unset : {
-        int u = kvfio_group_unset_container(group_fd);
-        if (u < 0) {
-                LOG_GROUP(LOG_WARNING, id, 0, "sanitize: detaching the group failed: %s",
-                          strerror(-u));
-                if (r >= 0)
-                        r = u;
-        }
-}
-out_close:
-        safe_close(cfd);
-        return r < 0 ? r : 0;
-}
-
-/* The group is FREE: forgets it and gives managed devices back to their drivers. */
-static void group_free_restore(struct vfiod_server *s, struct vfiod_group *g)
-{
-        struct vfiod_bound *bound = g->bound;
-        size_t n = g->n_bound;
-        int id = g->id;
-
-        /* The list moves out of the entry before it is freed. */
-        g->bound = NULL;
-        g->n_bound = 0;
-        vfiod_registry_group_free(g);
-        if (n)
-                vfiod_registry_restore(s->devices, id, bound, n);
-        else
-                free(bound);
-}
-
-/*
- * Whether a group nobody holds any more needs the sanitize before it is
- * FREE. Not when every VFIO member is plain vfio-pci and the group stays on
- * it: whoever opens a device next opens the group first, which nobody else
- * then holds, so that device open is its first, and vfio-pci resets it
- * there (the acquire resets it itself when the open could not: see
- * lease_open_devs()). Yes for an mdev member or one on a *_vfio_pci variant
- * (its open is its vendor driver's), and for a group that goes back to other
- * drivers (Managed=).
- */
-static bool needs_sanitize(const struct vfiod_group *g, const struct kvfio_pci_list *members)
-{
-        if (g->n_bound > 0)
-                return true;
-        for (size_t i = 0; i < members->n; i++)
-                if (kvfio_dev_is_vfio(&members->devs[i]) && !plain_vfio_pci(&members->devs[i]))
-                        return true;
-        return false;
-}
+/* ---- quarantine ---------------------------------------------------------------- */
 
 int vfiod_lease_domain_usable(struct vfiod_server *s, const struct vfiod_domain *d,
                               struct vfiod_error *err)
@@ -356,100 +198,22 @@ static void domain_drop_if_implicit(struct vfiod_server *s, struct vfiod_domain 
         vfiod_domain_free(d);
 }
 
-static struct vfiod_domain *domain_by_id(struct vfiod_server *s, uint64_t id)
-{
-        struct vfiod_client *c;
-
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
-        {
-                struct vfiod_domain *d = vfiod_client_find_domain(c, id);
-
-                if (d)
-                        return d;
-        }
-        return NULL;
-}
-
 /*
- * Takes the group on from where it waits (g->wait): unset, re-open, sanitize.
+ * Takes the group on from where it waits (g->wait): the unset, with what
+ * leaving its domain means for the domain, then vfiod_group_settle().
  * Returns 0 when it is FREE (the entry is freed), 1 when it stays QUARANTINED.
  */
 static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
 {
-        struct kvfio_pci_list *members = NULL;
-        int id = g->id, fd, r;
-        uint64_t lease = g->last_lease;
-
         if (g->wait == VFIOD_WAIT_UNSET) {
-                struct vfiod_domain *d = domain_by_id(s, g->domain);
+                struct vfiod_domain *d = vfiod_server_find_domain(s, g->domain);
 
-                r = kvfio_group_unset_container(g->fd);
-                if (r == -EBUSY)
+                if (vfiod_group_detach(g) > 0)
                         return 1;
-                if (r < 0 && r != -EINVAL)
-                        LOG_GROUP(LOG_WARNING, id, lease, "detaching group %d: %s", id,
-                                  strerror(-r));
-                else
-                        LOG_GROUP(LOG_INFO, id, lease,
-                                  "group %d: every device fd is closed, group detached", id);
-                g->fd = safe_close(g->fd);
-                g->wait = VFIOD_WAIT_REOPEN;
-                g->domain = 0;
                 domain_group_left(s, d);
                 domain_drop_if_implicit(s, d);
         }
-        fd = kvfio_group_open(id, s->devices->vfio_dir);
-        if (fd == -EBUSY) {
-                if (g->wait != VFIOD_WAIT_REOPEN || g->checks == 0)
-                        LOG_GROUP(LOG_NOTICE, id, lease,
-                                  "group %d is still open elsewhere (a client holds its fd)", id);
-                g->wait = VFIOD_WAIT_REOPEN;
-                return 1;
-        }
-        if (fd == -ENOENT || fd == -ENODEV) {
-                /* No longer a VFIO group (unbound from vfio-pci): nothing left to clean. */
-                LOG_GROUP(LOG_NOTICE, id, lease, "group %d is gone from %s; forgetting it", id,
-                          s->devices->vfio_dir);
-                group_free_restore(s, g);
-                return 0;
-        }
-        if (fd < 0) {
-                LOG_GROUP(LOG_WARNING, id, lease, "cannot open group %d again: %s", id,
-                          strerror(-fd));
-                g->wait = VFIOD_WAIT_SANITIZE;
-                return 1;
-        }
-        r = vfiod_registry_members(s->devices, id, &members);
-        if (r < 0) {
-                safe_close(fd);
-                LOG_GROUP(LOG_WARNING, id, lease,
-                          "group %d stays quarantined: cannot list its devices: %s", id,
-                          strerror(-r));
-                g->wait = VFIOD_WAIT_SANITIZE;
-                return 1;
-        }
-        if (!needs_sanitize(g, members)) {
-                kvfio_pci_list_free(members);
-                safe_close(fd);
-                LOG_GROUP(LOG_INFO, id, lease,
-                          "group %d is free: nobody else holds it, and vfio-pci resets its "
-                          "devices when they are next opened",
-                          id);
-                group_free_restore(s, g);
-                return 0;
-        }
-        r = vfiod_group_sanitize(s->devices, id, fd, members);
-        kvfio_pci_list_free(members);
-        safe_close(fd);
-        if (r < 0) {
-                LOG_GROUP(LOG_WARNING, id, lease,
-                          "group %d stays quarantined: sanitizing failed: %s", id, strerror(-r));
-                g->wait = VFIOD_WAIT_SANITIZE;
-                return 1;
-        }
-        LOG_GROUP(LOG_INFO, id, lease, "group %d sanitized; it is free", id);
-        group_free_restore(s, g);
-        return 0;
+        return vfiod_group_settle(s->devices, g);
 }
 
 void vfiod_quarantine_check(struct vfiod_server *s)
@@ -515,10 +279,10 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
                  * open, which resets a vfio-pci device that can be reset. One that
                  * could not be is reset here as the sanitize would.
                  */
-                if (reset_at_open(m, &dev->info))
+                if (vfiod_dev_reset_at_open(m, &dev->info))
                         LOG_LEASE(LOG_DEBUG, l, m->bdf, "'%s' was reset as it opened", m->bdf);
-                else if (plain_vfio_pci(m)) {
-                        r = reset_device(dev->fd, m->bdf, l->group_id, l->group_fd);
+                else if (vfiod_dev_plain_vfio_pci(m)) {
+                        r = vfiod_group_reset_device(dev->fd, m->bdf, l->group_id, l->group_fd);
                         if (r < 0)
                                 LOG_LEASE(LOG_WARNING, l, m->bdf,
                                           "'%s' was not reset as it opened, and resetting it "
@@ -688,7 +452,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
 {
         struct vfiod_server *s = c->server;
         struct vfiod_registry *devs = s->devices;
-        const struct vfiod_config_limits *lim = &s->policy->limits;
+        const struct vfiod_config_limits *lim = vfiod_server_limits(s);
         struct kvfio_pci_list *members = NULL;
         struct kvfio_group_viability via;
         struct vfiod_domain *domain = NULL;
@@ -817,8 +581,8 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                                             lim->max_domains_per_client);
                         goto fail;
                 }
-                r = vfiod_domain_new(devs->container_path, KVFIO_IOMMU_AUTO, ++s->next_object_id,
-                                     &c->usage, &domain, err);
+                r = vfiod_domain_new(devs->container_path, KVFIO_IOMMU_AUTO,
+                                     vfiod_server_new_object_id(s), &c->usage, &domain, err);
                 if (r < 0)
                         goto fail;
                 list_add_tail(&c->domains, &domain->link);
@@ -866,12 +630,12 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         /* The grant's windows move to the lease. */
         l->grant = grant;
         snprintf(l->rule, sizeof(l->rule), "%s", rule->name);
-        l->id = ++s->next_object_id;
+        l->id = vfiod_server_new_object_id(s);
         domain->mode = mode;
         domain->n_leases++;
         c->usage.leases++;
         list_add_tail(&c->leases, &l->link_client);
-        list_add_tail(&s->leases, &l->link_server);
+        vfiod_server_add_lease(s, l);
         LOG_LEASE(LOG_NOTICE, l, l->device,
                   "leased device '%s' (group %d, %zu device(s)) in %s mode, domain %" PRIu64
                   ", granted by rule '%s'%s",
@@ -964,7 +728,7 @@ const char *vfiod_grant_windows_name(const struct vfiod_grant *g, char *buf, siz
 
 int vfiod_lease_grant_msg(struct vfiod_lease *l, struct vfiod_grant_msg *m)
 {
-        const struct vfiod_config_limits *lim = &l->client->server->policy->limits;
+        const struct vfiod_config_limits *lim = vfiod_server_limits(l->client->server);
         const struct vfiod_lease_dev *dev = vfiod_lease_find_dev(l, NULL);
         struct vfiod_lease *first;
 
@@ -1016,55 +780,50 @@ void vfiod_grant_msg_done(struct vfiod_grant_msg *m)
 
 /* ---- release ---------------------------------------------------------------- */
 
-int vfiod_lease_release(struct vfiod_lease *l, const char *why)
+/* Release step 1: interrupts off on every index; held eventfds closed. */
+static void release_irqs_off(struct vfiod_lease *l, struct ev_loop *loop)
 {
-        struct vfiod_server *s = l->client->server;
-        struct vfiod_domain *domain = l->domain;
-        struct vfiod_group *g = l->group;
-        int r;
-
-        l->status = VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASING;
-        ev_timer_stop(s->loop, &l->grace);
-        LOG_LEASE(LOG_NOTICE, l, l->device, "releasing lease %" PRIu64 " of '%s' (group %d): %s",
-                  l->id, l->device, l->group_id, why);
-
-        /* 1. Interrupts off on every index; held eventfds closed. */
         for (size_t i = 0; i < l->n_devs; i++)
-                dev_irqs_off(&l->devs[i], s->loop);
+                dev_irqs_off(&l->devs[i], loop);
         LOG_LEASE(LOG_DEBUG, l, l->device, "release 1/5: interrupts disabled");
+}
 
-        /* 2. DMA: only when no other group of the domain still uses the mappings. */
+/* Release step 2, DMA: only when no other group of the domain still uses the mappings. */
+static void release_unmap(struct vfiod_lease *l)
+{
+        struct vfiod_domain *domain = l->domain;
+
         domain->n_leases--;
         if (domain->n_leases == 0)
                 (void)vfiod_domain_unmap_everything(domain);
         LOG_LEASE(LOG_DEBUG, l, l->device, "release 2/5: DMA unmapped%s",
                   domain->n_leases ? " (skipped: other groups share the domain)" : "");
+}
 
-        /*
-         * 3. Close our device fds, then detach: EBUSY = a client holds a device
-         * fd. No reset here: until 4 succeeds a client may still touch the
-         * device after any reset. The one that counts comes when nobody else
-         * can: at the device's next open (vfio-pci) or in the sanitize (5).
-         */
+/*
+ * Release step 3: close our device fds, then detach: EBUSY = a client holds
+ * a device fd, and the group is quarantined with our group fd, still in the
+ * domain, which takes no new lease or mapping until it leaves. No reset
+ * here: until 4 succeeds a client may still touch the device after any
+ * reset. The one that counts comes when nobody else can: at the device's
+ * next open (vfio-pci) or in the sanitize (5).
+ */
+static void release_detach(struct vfiod_server *s, struct vfiod_lease *l)
+{
+        struct vfiod_domain *domain = l->domain;
+        struct vfiod_group *g = l->group;
+        int r;
+
         for (size_t i = 0; i < l->n_devs; i++)
                 l->devs[i].fd = safe_close(l->devs[i].fd);
         r = kvfio_group_unset_container(l->group_fd);
-        g->state = VFIOD_GROUP_QUARANTINED;
-        g->lease = NULL;
-        g->last_lease = l->id;
-        g->checks = 0;
+        /* On -EBUSY the group fd moves to the group's quarantine record. */
+        vfiod_group_quarantine(g, l->id, r, &l->group_fd, domain->id);
         if (r == -EBUSY) {
                 LOG_LEASE(LOG_WARNING, l, l->device,
                           "group %d quarantined: a device fd is still open (client %" PRIu64
                           " did not close it)",
                           l->group_id, l->client->id);
-                /*
-                 * The group fd moves to the quarantine record. The group stays in the
-                 * domain, which takes no new lease or mapping until it leaves.
-                 */
-                g->wait = VFIOD_WAIT_UNSET;
-                g->fd = TAKE_FD(l->group_fd);
-                g->domain = domain->id;
         } else {
                 if (r < 0)
                         LOG_LEASE(LOG_WARNING, l, l->device, "detaching group %d: %s", l->group_id,
@@ -1074,37 +833,58 @@ int vfiod_lease_release(struct vfiod_lease *l, const char *why)
                 domain_group_left(s, domain);
                 /* 4. Close our group fd; group_proceed() re-opens it to check it is free. */
                 l->group_fd = safe_close(l->group_fd);
-                g->wait = VFIOD_WAIT_REOPEN;
         }
         if (domain->n_leases == 0 && g->wait != VFIOD_WAIT_UNSET)
                 domain->mode = 0;
+}
+
+/*
+ * Release steps 4 and 5 (or the quarantine): frees the lease, then takes its
+ * group on. Returns 0 when the group is FREE, 1 when it is QUARANTINED.
+ */
+static int release_free(struct vfiod_server *s, struct vfiod_lease *l)
+{
+        struct vfiod_group *g = l->group;
+        struct vfiod_log_about a;
+        char device[KVFIO_NAME_MAX];
+        int id = l->group_id, r;
+        uint64_t lid = l->id;
 
         l->client->usage.leases--;
-        {
-                /* 4 and 5 (or quarantine). */
-                struct vfiod_log_about a;
-                char device[KVFIO_NAME_MAX];
-                int id = l->group_id;
-                uint64_t lid = l->id;
+        /* The lease is freed below: the log line keeps its own copy of the name. */
+        snprintf(device, sizeof(device), "%s", l->device);
+        a = vfiod_client_about(l->client, device, id, lid);
+        lease_free_devs(l, s->loop);
+        safe_close(l->group_fd);
+        vfiod_lease_unlink(l);
+        if (g->wait == VFIOD_WAIT_UNSET)
+                r = 1;
+        else
+                r = group_proceed(s, g);
+        if (r == 0)
+                vfiod_log_about(LOG_NOTICE, &a, "lease %" PRIu64 " released; group %d is free", lid,
+                                id);
+        else
+                vfiod_log_about(LOG_NOTICE, &a,
+                                "lease %" PRIu64 " released; group %d is quarantined", lid, id);
+        return r;
+}
 
-                /* The lease is freed below: the log line keeps its own copy of the name. */
-                snprintf(device, sizeof(device), "%s", l->device);
-                a = vfiod_client_about(l->client, device, id, lid);
-                lease_free_devs(l, s->loop);
-                safe_close(l->group_fd);
-                vfiod_lease_unlink(l);
-                if (g->wait == VFIOD_WAIT_UNSET)
-                        r = 1;
-                else
-                        r = group_proceed(s, g);
-                if (r == 0)
-                        vfiod_log_about(LOG_NOTICE, &a,
-                                        "lease %" PRIu64 " released; group %d is free", lid, id);
-                else
-                        vfiod_log_about(LOG_NOTICE, &a,
-                                        "lease %" PRIu64 " released; group %d is quarantined", lid,
-                                        id);
-        }
+int vfiod_lease_release(struct vfiod_lease *l, const char *why)
+{
+        struct vfiod_server *s = l->client->server;
+        struct vfiod_domain *domain = l->domain;
+        int r;
+
+        l->status = VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASING;
+        ev_timer_stop(s->loop, &l->grace);
+        LOG_LEASE(LOG_NOTICE, l, l->device, "releasing lease %" PRIu64 " of '%s' (group %d): %s",
+                  l->id, l->device, l->group_id, why);
+        vfiod_group_release_begin(l->group);
+        release_irqs_off(l, s->loop);
+        release_unmap(l);
+        release_detach(s, l);
+        r = release_free(s, l);
         domain_drop_if_implicit(s, domain);
         vfiod_server_quarantine_kick(s);
         return r;
@@ -1149,7 +929,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 void vfiod_lease_revoke(struct vfiod_lease *l, Vfiod__ReleaseReason reason, const char *detail)
 {
         struct vfiod_client *c = l->client;
-        uint32_t grace = c->server->policy->limits.release_grace_ms;
+        uint32_t grace = vfiod_server_limits(c->server)->release_grace_ms;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ReleaseRequested ev = VFIOD__RELEASE_REQUESTED__INIT;
 

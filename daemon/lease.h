@@ -36,6 +36,9 @@
  * resets it too, when the kernel can take the device lock.)
  * Quarantined groups are checked every VFIOD_QUARANTINE_RECHECK_MS, and when
  * an Acquire asks for one, and go on from the step they wait at.
+ * The group's side of steps 3 to 5 (its states, where a quarantined group
+ * waits, the re-open and the sanitize) is daemon/group.h; this module tells
+ * the domain when a group leaves it.
  *
  * A revoke (admin, policy change, REQ) sends ReleaseRequested to a client
  * that handles events and releases after the grace period (LeaseRevoked
@@ -48,7 +51,7 @@
 
 #include <ev.h>
 
-#include "daemon/devices.h"
+#include "daemon/group.h"
 #include "daemon/list.h"
 #include "daemon/log.h"
 #include "daemon/policy.h"
@@ -209,10 +212,3 @@ void vfiod_grant_msg_done(struct vfiod_grant_msg *m);
 
 /* Checks the quarantined groups again; re-arms the server's timer while any is left. */
 void vfiod_quarantine_check(struct vfiod_server *server);
-
-/*
- * Sanitizes group `id` (its VFIO members among `members`) through a scratch
- * container; 0 = FREE, <0 = not (reason logged).
- */
-int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd,
-                         const struct kvfio_pci_list *members);

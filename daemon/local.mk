@@ -11,6 +11,8 @@ daemon_libvfiod_daemon_la_SOURCES = \
 	daemon/devices.h \
 	daemon/domain.c \
 	daemon/domain.h \
+	daemon/group.c \
+	daemon/group.h \
 	daemon/lease.c \
 	daemon/lease.h \
 	daemon/limits.h \

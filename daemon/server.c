@@ -340,6 +340,35 @@ void vfiod_server_quarantine_kick(struct vfiod_server *s)
                 ev_timer_stop(s->loop, &s->quarantine_timer);
 }
 
+const struct vfiod_config_limits *vfiod_server_limits(const struct vfiod_server *s)
+{
+        return &s->policy->limits;
+}
+
+uint64_t vfiod_server_new_object_id(struct vfiod_server *s)
+{
+        return ++s->next_object_id;
+}
+
+void vfiod_server_add_lease(struct vfiod_server *s, struct vfiod_lease *l)
+{
+        list_add_tail(&s->leases, &l->link_server);
+}
+
+struct vfiod_domain *vfiod_server_find_domain(struct vfiod_server *s, uint64_t id)
+{
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
+        {
+                struct vfiod_domain *d = vfiod_client_find_domain(c, id);
+
+                if (d)
+                        return d;
+        }
+        return NULL;
+}
+
 uint64_t vfiod_server_uptime_ms(struct vfiod_server *s)
 {
         ev_tstamp now = ev_time();

@@ -9,6 +9,10 @@
  * that fail are marked dead and freed before the loop blocks again (never
  * from inside their own callback). vfiod_server_free() releases every lease
  * with the full sequence.
+ *
+ * A lease (daemon/lease.c) asks the server only through the entry points
+ * under "what a lease asks of the server": the limits in force, a new id, its
+ * place in the list of every lease, a domain by id.
  */
 #pragma once
 
@@ -18,10 +22,13 @@
 #include <ev.h>
 
 #include "daemon/closer.h"
-#include "daemon/devices.h"
+#include "daemon/group.h"
 #include "daemon/list.h"
 #include "daemon/log.h"
 #include "daemon/policy.h"
+
+struct vfiod_domain;
+struct vfiod_lease;
 
 #define VFIOD_DEFAULT_SOCKET "/run/vfiod/vfiod.sock"
 
@@ -90,6 +97,17 @@ int vfiod_server_reload(struct vfiod_server *server, struct vfiod_errors *errors
 
 /* Frees the clients marked dead (also runs from the loop's prepare watcher). */
 void vfiod_server_reap(struct vfiod_server *server);
+
+/* ---- what a lease asks of the server ---- */
+
+/* The limits of the configuration in force (they change on a reload). */
+const struct vfiod_config_limits *vfiod_server_limits(const struct vfiod_server *server);
+/* A new lease or domain id: one counter for both, so no number is ever both. */
+uint64_t vfiod_server_new_object_id(struct vfiod_server *server);
+/* Puts a lease at the end of server->leases (vfiod_lease_unlink() takes it out). */
+void vfiod_server_add_lease(struct vfiod_server *server, struct vfiod_lease *lease);
+/* The domain `id` of whichever client has it, or NULL. */
+struct vfiod_domain *vfiod_server_find_domain(struct vfiod_server *server, uint64_t id);
 
 /* Starts the quarantine timer if a group is quarantined. */
 void vfiod_server_quarantine_kick(struct vfiod_server *server);
