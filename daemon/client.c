@@ -741,10 +741,13 @@ static uint64_t rule_user_pinned_bytes(const struct vfiod_client *c, const char 
 /*
  * The policy's quotas for a domain: those of the rules of every lease in it
  * (the stricter wins). EDQUOT (MaxPinnedBytes=, MaxPinnedBytesPerUser=),
- * ENOSPC (MaxMappings=) or EPERM (IovaWindows=), logged as refusals.
+ * ENOSPC (MaxMappings=) or EPERM (IovaWindows=); ENOMEM is no refusal.
+ * *ret_first: the first lease of the domain (NULL: none), what a refusal is
+ * logged about (map_within_quotas()).
  */
 static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
-                           const struct vfiod_map_range *ranges, size_t n, struct vfiod_error *err)
+                           const struct vfiod_map_range *ranges, size_t n,
+                           struct vfiod_lease **ret_first, struct vfiod_error *err)
 {
         struct vfiod_grant g;
         struct vfiod_lease *first = NULL;
@@ -753,6 +756,7 @@ static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
 
         if (vfiod_lease_domain_grant(c, d, &g, &first) < 0)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
+        *ret_first = first;
         if (!first)
                 goto out; /* no lease: vfiod_domain_map() refuses it */
         for (size_t i = 0; i < n; i++) {
@@ -800,12 +804,6 @@ static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
                 }
         }
 out:
-        if (r < 0) {
-                struct vfiod_log_about a =
-                    vfiod_client_about(c, first->device, first->group_id, first->id);
-                vfiod_log_about(LOG_NOTICE, &a, "quota: refused MapDma in domain %" PRIu64 ": %s",
-                                d->id, err ? err->reason : "");
-        }
         vfiod_grant_done(&g);
         return r;
 }
@@ -981,29 +979,13 @@ static int batch_begin(struct vfiod_client *c, uint64_t domain_id, size_t n,
         return 0;
 }
 
-static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+/* The ranges of a MapDma as the domain takes them; the fds stay the message's. */
+static int map_ranges_decode(const struct vfiod_msg *msg, struct vfiod_map_range **ret,
+                             struct vfiod_error *err)
 {
         const Vfiod__MapDma *rq = msg->env->map_dma;
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
-        struct vfiod_domain *d;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
         _cleanup_free_ struct vfiod_map_range *ranges = NULL;
-        struct vfiod_usage user;
-        struct vfiod_fd_budget budget;
-        uint32_t kept;
-        uint64_t bytes = 0;
-        int r;
 
-        r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
-        if (r < 0)
-                return r;
-        r = vfiod_lease_domain_usable(c->server, d, err);
-        if (r < 0) {
-                LOG_CLIENT(LOG_NOTICE, c, "refused MapDma in domain %" PRIu64 ": %s", d->id,
-                           err->reason);
-                return r;
-        }
         ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
@@ -1021,18 +1003,71 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
                                                      .readable = dr->readable,
                                                      .writable = dr->writable};
         }
-        r = map_quota_check(c, d, ranges, rq->n_ranges, err);
+        *ret = TAKE_PTR(ranges);
+        return 0;
+}
+
+/*
+ * Every quota of a MapDma, in one place: the rules' (map_quota_check()),
+ * then the daemon's limits and fd budget (vfiod_domain_map(), which maps).
+ * A refusal by a quota is logged here, once, about the domain's first lease.
+ */
+static int map_within_quotas(struct vfiod_client *c, struct vfiod_domain *d,
+                             const struct vfiod_map_range *ranges, size_t n, uint64_t *ret_bytes,
+                             struct vfiod_error *err)
+{
+        struct vfiod_lease *first = NULL;
+        struct vfiod_usage user;
+        struct vfiod_fd_budget budget;
+        uint32_t kept;
+        bool refused;
+        int r;
+
+        r = map_quota_check(c, d, ranges, n, &first, err);
+        refused = r < 0 && r != -ENOMEM;
+        if (r == 0) {
+                user = user_usage(c);
+                fd_budget(c, &user, &budget);
+                kept = c->usage.fds;
+                r = vfiod_domain_map(d, ranges, n, &c->server->policy->limits, &user, &budget,
+                                     ret_bytes, err);
+                if (c->usage.fds > kept)
+                        c->server->fds_open += c->usage.fds - kept;
+                refused = r == -EDQUOT;
+        }
+        if (refused) {
+                struct vfiod_log_about a =
+                    first ? vfiod_client_about(c, first->device, first->group_id, first->id)
+                          : vfiod_client_about(c, NULL, -1, 0);
+                vfiod_log_about(LOG_NOTICE, &a, "quota: refused MapDma in domain %" PRIu64 ": %s",
+                                d->id, err->reason);
+        }
+        return r;
+}
+
+static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        const Vfiod__MapDma *rq = msg->env->map_dma;
+        struct vfiod_domain *d;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
+        _cleanup_free_ struct vfiod_map_range *ranges = NULL;
+        uint64_t bytes = 0;
+        int r;
+
+        r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
         if (r < 0)
                 return r;
-        user = user_usage(c);
-        fd_budget(c, &user, &budget);
-        kept = c->usage.fds;
-        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &user, &budget, &bytes, err);
-        if (c->usage.fds > kept)
-                c->server->fds_open += c->usage.fds - kept;
-        if (r == -EDQUOT)
-                LOG_CLIENT(LOG_NOTICE, c, "quota: refused MapDma in domain %" PRIu64 ": %s", d->id,
-                           err ? err->reason : "");
+        r = vfiod_lease_domain_usable(c->server, d, err);
+        if (r < 0) {
+                LOG_CLIENT(LOG_NOTICE, c, "refused MapDma in domain %" PRIu64 ": %s", d->id,
+                           err->reason);
+                return r;
+        }
+        r = map_ranges_decode(msg, &ranges, err);
+        if (r < 0)
+                return r;
+        r = map_within_quotas(c, d, ranges, rq->n_ranges, &bytes, err);
         if (r < 0)
                 return r;
         /*
@@ -1086,19 +1121,6 @@ static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struc
         env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY;
         env.unmap_dma_reply = &rep;
         return reply(c, &env, NULL, 0, err);
-}
-
-static bool is_eventfd(int fd)
-{
-        char path[64], target[64];
-        ssize_t n;
-
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        n = readlink(path, target, sizeof(target) - 1);
-        if (n < 0)
-                return false;
-        target[n] = '\0';
-        return strcmp(target, "anon_inode:[eventfd]") == 0;
 }
 
 /*
@@ -1197,7 +1219,7 @@ static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct
                         }
                         /* Owned by fds[] now; handed to the lease below. */
                         fds[i] = fd;
-                        if (!is_eventfd(fd)) {
+                        if (!vfiod_fd_is_eventfd(fd)) {
                                 r = vfiod_error_set(err, EINVAL, "fd %d is not an eventfd", idx);
                                 goto fail_fds;
                         }

@@ -710,9 +710,6 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
 
         if (n == 0)
                 return vfiod_error_set(err, EINVAL, "no ranges");
-        if (n > limits->max_ranges_per_request)
-                return vfiod_error_set(err, ENOSPC, "%zu ranges: MaxRangesPerRequest=%u reached", n,
-                                       limits->max_ranges_per_request);
         if (d->mode != VFIOD__MODE__MODE_BROKERED)
                 return vfiod_error_set(
                     err, EINVAL, "domain %" PRIu64 " is not a brokered domain (%s)", d->id,
