@@ -462,6 +462,75 @@ static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio
         return VFIOD__LEASE_STATE__LEASE_STATE_FREE;
 }
 
+/* What ListDevices builds: one entry per device, with its storage. */
+struct device_infos {
+        Vfiod__DeviceInfo *infos, **ptrs;
+        Vfiod__Mode (*modes)[2];
+        struct vfiod_grant_msg *grants; /* of the caller's leases */
+        size_t n, cap;
+};
+
+static int device_infos_alloc(struct device_infos *di, size_t cap)
+{
+        size_t k = cap ? cap : 1;
+
+        di->cap = cap;
+        di->infos = calloc(k, sizeof(*di->infos));
+        di->ptrs = calloc(k, sizeof(*di->ptrs));
+        di->modes = calloc(k, sizeof(*di->modes));
+        di->grants = calloc(k, sizeof(*di->grants));
+        return di->infos && di->ptrs && di->modes && di->grants ? 0 : -ENOMEM;
+}
+
+static void device_infos_done(struct device_infos *di)
+{
+        for (size_t i = 0; di->grants && i < di->cap; i++)
+                vfiod_grant_msg_done(&di->grants[i]);
+        free(di->grants);
+        free(di->infos);
+        free(di->ptrs);
+        free(di->modes);
+}
+
+/* Adds d (one of list) as the caller sees it: its state, its allowed modes (m), its grant. */
+static int device_infos_add(struct vfiod_client *c, struct device_infos *di,
+                            const struct kvfio_pci_dev *d, unsigned m, bool managed,
+                            struct vfiod_error *err)
+{
+        Vfiod__DeviceInfo *info = &di->infos[di->n];
+        struct vfiod_lease *own;
+        uint64_t lease;
+
+        vfiod__device_info__init(info);
+        info->device = (char *)d->bdf;
+        info->vendor_id = d->vendor;
+        info->device_id = d->device;
+        info->class_code = d->class;
+        info->iommu_group = d->iommu_group < 0 ? 0 : (uint32_t)d->iommu_group;
+        info->driver = (char *)d->driver;
+        info->mdev_type = (char *)d->mdev_type;
+        info->state = device_state(c, d, &lease);
+        /* Managed=yes: Acquire binds it to vfio-pci; free when vfiod holds nothing of it. */
+        if (info->state == VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE && managed &&
+            !vfiod_registry_group(c->server->devices, d->iommu_group))
+                info->state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
+        info->lease_id = lease;
+        /* One's own lease: what it is granted, as in its AcquireReply. */
+        own = lease ? find_lease(c, lease) : NULL;
+        if (own) {
+                if (vfiod_lease_grant_msg(own, &di->grants[di->n]) < 0)
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
+                info->grant = &di->grants[di->n].msg;
+        }
+        info->allowed_modes = di->modes[di->n];
+        if (m & VFIOD_MODE_BIT_DIRECT)
+                di->modes[di->n][info->n_allowed_modes++] = VFIOD__MODE__MODE_DIRECT;
+        if (m & VFIOD_MODE_BIT_BROKERED)
+                di->modes[di->n][info->n_allowed_modes++] = VFIOD__MODE__MODE_BROKERED;
+        di->ptrs[di->n++] = info;
+        return 0;
+}
+
 static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                                struct vfiod_error *err)
 {
@@ -469,11 +538,8 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevicesReply rep = VFIOD__LIST_DEVICES_REPLY__INIT;
         struct kvfio_pci_list *list = NULL;
-        Vfiod__DeviceInfo *infos = NULL, **ptrs = NULL;
-        Vfiod__Mode(*modes)[2] = NULL;
-        struct vfiod_grant_msg *grants = NULL; /* of the caller's leases */
+        struct device_infos di = {0};
         char want_bdf[KVFIO_NAME_MAX] = "";
-        size_t n = 0;
         int r;
 
         if (want && *want && kvfio_dev_name_normalize(want, want_bdf) < 0)
@@ -482,84 +548,37 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         r = vfiod_registry_discover(c->server->devices, &list);
         if (r < 0)
                 return vfiod_error_set(err, -r, "cannot list PCI devices: %s", strerror(-r));
-        infos = calloc(list->n ? list->n : 1, sizeof(*infos));
-        ptrs = calloc(list->n ? list->n : 1, sizeof(*ptrs));
-        modes = calloc(list->n ? list->n : 1, sizeof(*modes));
-        grants = calloc(list->n ? list->n : 1, sizeof(*grants));
-        if (!infos || !ptrs || !modes || !grants) {
+        if (device_infos_alloc(&di, list->n) < 0) {
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto out;
         }
         for (size_t i = 0; i < list->n; i++) {
                 const struct kvfio_pci_dev *d = &list->devs[i];
-                unsigned m = vfiod_policy_modes(c->server->policy, &c->peer, d);
-                Vfiod__DeviceInfo *info = &infos[n];
-                uint64_t lease;
+                bool managed;
+                unsigned m;
 
-                if (!m || (want_bdf[0] && strcmp(want_bdf, d->bdf) != 0))
+                if (want_bdf[0] && strcmp(want_bdf, d->bdf) != 0)
                         continue;
-                /* allowed_modes: what Acquire would grant, so every vfio-pci device of the
-                 * group must allow it (the device stays visible when none is left). */
-                if (kvfio_dev_is_vfio(d) && d->iommu_group >= 0)
-                        for (size_t j = 0; j < list->n; j++)
-                                if (j != i && list->devs[j].iommu_group == d->iommu_group &&
-                                    kvfio_dev_is_vfio(&list->devs[j]))
-                                        m &= vfiod_policy_modes(c->server->policy, &c->peer,
-                                                                &list->devs[j]);
-                vfiod__device_info__init(info);
-                info->device = (char *)d->bdf;
-                info->vendor_id = d->vendor;
-                info->device_id = d->device;
-                info->class_code = d->class;
-                info->iommu_group = d->iommu_group < 0 ? 0 : (uint32_t)d->iommu_group;
-                info->driver = (char *)d->driver;
-                info->mdev_type = (char *)d->mdev_type;
-                info->state = device_state(c, d, &lease);
-                /* Managed=yes: Acquire binds it to vfio-pci; free when vfiod holds nothing of it.
-                 */
-                if (info->state == VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE &&
-                    !kvfio_dev_is_vfio(d) && d->iommu_group >= 0 &&
-                    !vfiod_registry_group(c->server->devices, d->iommu_group)) {
-                        const struct vfiod_rule *mr =
-                            vfiod_policy_grant(c->server->policy, &c->peer, d, m, NULL, 0);
-
-                        if (mr && mr->grant.managed)
-                                info->state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
-                }
-                info->lease_id = lease;
-                /* One's own lease: what it is granted, as in its AcquireReply. */
-                if (lease && find_lease(c, lease)) {
-                        if (vfiod_lease_grant_msg(find_lease(c, lease), &grants[n]) < 0) {
-                                r = vfiod_error_set(err, ENOMEM, "out of memory");
-                                goto out;
-                        }
-                        info->grant = &grants[n].msg;
-                }
-                info->allowed_modes = modes[n];
-                if (m & VFIOD_MODE_BIT_DIRECT)
-                        modes[n][info->n_allowed_modes++] = VFIOD__MODE__MODE_DIRECT;
-                if (m & VFIOD_MODE_BIT_BROKERED)
-                        modes[n][info->n_allowed_modes++] = VFIOD__MODE__MODE_BROKERED;
-                ptrs[n] = info;
-                n++;
+                /* allowed_modes: what Acquire would grant (the device stays visible when none
+                 * is left). */
+                if (!vfiod_lease_offer(c, list, d, &m, &managed))
+                        continue;
+                r = device_infos_add(c, &di, d, m, managed, err);
+                if (r < 0)
+                        goto out;
         }
-        if (want_bdf[0] && n == 0) {
+        if (want_bdf[0] && di.n == 0) {
                 r = vfiod_error_set(err, ENOENT, "no device '%s' that you may see", want);
                 goto out;
         }
-        rep.n_devices = n;
-        rep.devices = ptrs;
+        rep.n_devices = di.n;
+        rep.devices = di.ptrs;
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
         env.list_devices_reply = &rep;
         r = reply(c, &env, NULL, 0, err);
 out:
-        for (size_t i = 0; grants && i < list->n; i++)
-                vfiod_grant_msg_done(&grants[i]);
-        free(grants);
-        free(infos);
-        free(ptrs);
-        free(modes);
+        device_infos_done(&di);
         kvfio_pci_list_free(list);
         return r;
 }

@@ -630,6 +630,32 @@ fail:
         return r;
 }
 
+bool vfiod_lease_offer(struct vfiod_client *c, const struct kvfio_pci_list *list,
+                       const struct kvfio_pci_dev *dev, unsigned *ret_modes, bool *ret_managed)
+{
+        const struct vfiod_policy *policy = c->server->policy;
+        unsigned m = vfiod_policy_modes(policy, &c->peer, dev);
+        const struct vfiod_rule *mr;
+        bool managed = false;
+
+        if (!m)
+                return false;
+        /* As Acquire's grant: every vfio-pci device of the group must allow the mode. */
+        if (kvfio_dev_is_vfio(dev) && dev->iommu_group >= 0)
+                for (size_t j = 0; j < list->n; j++)
+                        if (&list->devs[j] != dev &&
+                            list->devs[j].iommu_group == dev->iommu_group &&
+                            kvfio_dev_is_vfio(&list->devs[j]))
+                                m &= vfiod_policy_modes(policy, &c->peer, &list->devs[j]);
+        if (!kvfio_dev_is_vfio(dev) && dev->iommu_group >= 0) {
+                mr = vfiod_policy_grant(policy, &c->peer, dev, m, NULL, 0);
+                managed = mr && mr->grant.managed;
+        }
+        *ret_modes = m;
+        *ret_managed = managed;
+        return true;
+}
+
 bool vfiod_lease_policy_check(struct vfiod_lease *l, const struct vfiod_policy *policy)
 {
         struct vfiod_registry *devs = l->client->server->devices;

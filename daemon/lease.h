@@ -124,6 +124,18 @@ int vfiod_lease_acquire(struct vfiod_client *client, const char *device, uint64_
                         int mode, struct vfiod_lease **ret, struct vfiod_error *err);
 
 /*
+ * What Acquire would grant client c for dev, one of list (which holds every
+ * member of its group), as ListDevices shows it: false when the policy
+ * shows the peer nothing of dev. Else *ret_modes: the modes
+ * (VFIOD_MODE_BIT_*) the policy allows the peer on dev and on every other
+ * VFIO member of its group (0 when they share none); *ret_managed: dev is on
+ * another driver and a Managed=yes rule gives it (Acquire would bind it to
+ * vfio-pci).
+ */
+bool vfiod_lease_offer(struct vfiod_client *c, const struct kvfio_pci_list *list,
+                       const struct kvfio_pci_dev *dev, unsigned *ret_modes, bool *ret_managed);
+
+/*
  * Runs the release sequence and frees the lease. Returns 0 when the group is
  * FREE again, 1 when it is QUARANTINED.
  */
