@@ -1147,21 +1147,21 @@ static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struc
  * assigned, and those it replaces go. Counts them in the daemon's table.
  */
 static int irq_fds_fit(struct vfiod_client *c, const struct vfiod_lease_dev *dev,
-                       const Vfiod__SetIrqs *rq, const int *fds, struct vfiod_error *err)
+                       const struct vfiod_irq_set *set, struct vfiod_error *err)
 {
         struct vfiod_usage user = user_usage(c);
         struct vfiod_fd_budget budget;
         uint32_t more = 0;
 
-        for (size_t i = 0; i < rq->count; i++)
-                more += fds[i] >= 0;
-        if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES &&
-            rq->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK)
-                more -= MIN(more, (uint32_t)(dev->unmask_fds[rq->index] >= 0));
-        else if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES && dev->trigger_fds[rq->index])
-                for (uint32_t v = rq->start;
-                     v < dev->irqs[rq->index].count && v - rq->start < rq->count; v++)
-                        more -= MIN(more, (uint32_t)(dev->trigger_fds[rq->index][v] >= 0));
+        for (size_t i = 0; i < set->count; i++)
+                more += set->fds[i] >= 0;
+        if (set->index < VFIOD_N_CLIENT_IRQ_INDEXES &&
+            set->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK)
+                more -= MIN(more, (uint32_t)(dev->unmask_fds[set->index] >= 0));
+        else if (set->index < VFIOD_N_CLIENT_IRQ_INDEXES && dev->trigger_fds[set->index])
+                for (uint32_t v = set->start;
+                     v < dev->irqs[set->index].count && v - set->start < set->count; v++)
+                        more -= MIN(more, (uint32_t)(dev->trigger_fds[set->index][v] >= 0));
         fd_budget(c, &user, &budget);
         if (more > budget.left)
                 return vfiod_error_set(err, budget.errnum, "%" PRIu32 " more eventfd(s): %s", more,
@@ -1170,11 +1170,112 @@ static int irq_fds_fit(struct vfiod_client *c, const struct vfiod_lease_dev *dev
         return 0;
 }
 
+static void close_fds(int *fds, size_t n)
+{
+        for (size_t i = 0; fds && i < n; i++)
+                fds[i] = safe_close(fds[i]);
+}
+
+/*
+ * Takes the eventfds a SetIrqs names out of the message into *ret (-1:
+ * de-assign; an fd named twice is duplicated), each checked to be an
+ * eventfd. On failure none is left open.
+ */
+static int irq_eventfds_take(struct vfiod_msg *msg, const Vfiod__SetIrqs *rq, int **ret,
+                             struct vfiod_error *err)
+{
+        _cleanup_free_ int *fds = malloc((rq->count ? rq->count : 1) * sizeof(int));
+        int r;
+
+        if (!fds)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < rq->count; i++)
+                fds[i] = -EBADF;
+        for (size_t i = 0; i < rq->count; i++) {
+                int32_t idx = rq->eventfds[i];
+                int fd;
+
+                if (idx == -1) {
+                        fds[i] = -1;
+                        continue;
+                }
+                if (idx < -1) {
+                        r = vfiod_error_set(err, EINVAL, "eventfd index %d", idx);
+                        goto fail;
+                }
+                fd = vfiod_msg_take_fd(msg, (size_t)idx);
+                if (fd == -EBADF) {
+                        /* Named twice: the first vector took it; use a duplicate. */
+                        for (size_t j = 0; j < i && fd < 0; j++)
+                                if (rq->eventfds[j] == idx)
+                                        fd = fcntl(fds[j], F_DUPFD_CLOEXEC, 3);
+                }
+                if (fd < 0) {
+                        r = vfiod_error_set(err, EBADF, "eventfd index %d: no such fd", idx);
+                        goto fail;
+                }
+                /* Owned by fds[] now; handed to the caller below. */
+                fds[i] = fd;
+                if (!vfiod_fd_is_eventfd(fd)) {
+                        r = vfiod_error_set(err, EINVAL, "fd %d is not an eventfd", idx);
+                        goto fail;
+                }
+        }
+        *ret = TAKE_PTR(fds);
+        return 0;
+fail:
+        close_fds(fds, rq->count);
+        return r;
+}
+
+/*
+ * The data of a SetIrqs, the only place that looks at its type: into set,
+ * with *ret_bools or *ret_fds (owned by the caller) behind it.
+ */
+static int irq_set_decode(struct vfiod_msg *msg, struct vfiod_irq_set *set, uint8_t **ret_bools,
+                          int **ret_fds, struct vfiod_error *err)
+{
+        const Vfiod__SetIrqs *rq = msg->env->set_irqs;
+        uint8_t *bools;
+        int r;
+
+        *set = (struct vfiod_irq_set){
+            .index = rq->index, .start = rq->start, .count = rq->count, .action = rq->action};
+        switch (rq->data) {
+        case VFIOD__IRQ_DATA__IRQ_DATA_NONE:
+                if (rq->n_bools || rq->n_eventfds)
+                        return vfiod_error_set(err, EINVAL, "data NONE takes no bools or eventfds");
+                return 0;
+        case VFIOD__IRQ_DATA__IRQ_DATA_BOOL:
+                if (rq->n_bools != rq->count || rq->n_eventfds)
+                        return vfiod_error_set(err, EINVAL, "data BOOL needs exactly %u bools",
+                                               rq->count);
+                bools = malloc(rq->count ? rq->count : 1);
+                if (!bools)
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
+                for (size_t i = 0; i < rq->n_bools; i++)
+                        bools[i] = !!rq->bools[i];
+                set->bools = *ret_bools = bools;
+                return 0;
+        case VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD:
+                if (rq->n_eventfds != rq->count || rq->n_bools)
+                        return vfiod_error_set(err, EINVAL,
+                                               "data EVENTFD needs exactly %u eventfds", rq->count);
+                r = irq_eventfds_take(msg, rq, ret_fds, err);
+                if (r == 0)
+                        set->fds = *ret_fds;
+                return r;
+        default:
+                return vfiod_error_set(err, EINVAL, "bad interrupt data type %d", (int)rq->data);
+        }
+}
+
 static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__SetIrqs *rq = msg->env->set_irqs;
         struct vfiod_lease *l = find_lease(c, rq->lease_id);
         struct vfiod_lease_dev *dev;
+        struct vfiod_irq_set set;
         _cleanup_free_ uint8_t *bools = NULL;
         _cleanup_free_ int *fds = NULL;
         int r;
@@ -1188,80 +1289,21 @@ static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct
         if (rq->count > KVFIO_IRQ_MAX_COUNT)
                 return vfiod_error_set(err, EINVAL, "count %u is above %u", rq->count,
                                        KVFIO_IRQ_MAX_COUNT);
-        switch (rq->data) {
-        case VFIOD__IRQ_DATA__IRQ_DATA_NONE:
-                if (rq->n_bools || rq->n_eventfds)
-                        return vfiod_error_set(err, EINVAL, "data NONE takes no bools or eventfds");
-                break;
-        case VFIOD__IRQ_DATA__IRQ_DATA_BOOL:
-                if (rq->n_bools != rq->count || rq->n_eventfds)
-                        return vfiod_error_set(err, EINVAL, "data BOOL needs exactly %u bools",
-                                               rq->count);
-                bools = malloc(rq->count ? rq->count : 1);
-                if (!bools)
-                        return vfiod_error_set(err, ENOMEM, "out of memory");
-                for (size_t i = 0; i < rq->n_bools; i++)
-                        bools[i] = !!rq->bools[i];
-                break;
-        case VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD:
-                if (rq->n_eventfds != rq->count || rq->n_bools)
-                        return vfiod_error_set(err, EINVAL,
-                                               "data EVENTFD needs exactly %u eventfds", rq->count);
-                fds = malloc((rq->count ? rq->count : 1) * sizeof(int));
-                if (!fds)
-                        return vfiod_error_set(err, ENOMEM, "out of memory");
-                for (size_t i = 0; i < rq->count; i++)
-                        fds[i] = -EBADF;
-                for (size_t i = 0; i < rq->count; i++) {
-                        int32_t idx = rq->eventfds[i];
-                        int fd;
-
-                        if (idx == -1) {
-                                fds[i] = -1;
-                                continue;
-                        }
-                        if (idx < -1) {
-                                r = vfiod_error_set(err, EINVAL, "eventfd index %d", idx);
-                                goto fail_fds;
-                        }
-                        fd = vfiod_msg_take_fd(msg, (size_t)idx);
-                        if (fd == -EBADF) {
-                                /* Named twice: the first vector took it; use a duplicate. */
-                                for (size_t j = 0; j < i && fd < 0; j++)
-                                        if (rq->eventfds[j] == idx)
-                                                fd = fcntl(fds[j], F_DUPFD_CLOEXEC, 3);
-                        }
-                        if (fd < 0) {
-                                r = vfiod_error_set(err, EBADF, "eventfd index %d: no such fd",
-                                                    idx);
-                                goto fail_fds;
-                        }
-                        /* Owned by fds[] now; handed to the lease below. */
-                        fds[i] = fd;
-                        if (!vfiod_fd_is_eventfd(fd)) {
-                                r = vfiod_error_set(err, EINVAL, "fd %d is not an eventfd", idx);
-                                goto fail_fds;
-                        }
+        r = irq_set_decode(msg, &set, &bools, &fds, err);
+        if (r < 0)
+                return r;
+        if (fds) {
+                r = irq_fds_fit(c, dev, &set, err);
+                if (r < 0) {
+                        close_fds(fds, set.count);
+                        return r;
                 }
-                break;
-        default:
-                return vfiod_error_set(err, EINVAL, "bad interrupt data type %d", (int)rq->data);
         }
-        if (rq->data == VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD) {
-                r = irq_fds_fit(c, dev, rq, fds, err);
-                if (r < 0)
-                        goto fail_fds;
-        }
-        r = vfiod_lease_set_irqs_take(dev, rq->index, rq->start, rq->count, rq->action, rq->data,
-                                      bools, fds, err);
+        /* The eventfds go to the lease device (closed when it fails). */
+        r = vfiod_lease_set_irqs_take(dev, &set, err);
         if (r < 0)
                 return r;
         return reply_ok(c, msg->env->id, err);
-
-fail_fds:
-        for (size_t i = 0; i < rq->count; i++)
-                safe_close(fds[i]);
-        return r;
 }
 
 static Vfiod__Mode *mode_ptr(int mode)

@@ -1212,145 +1212,176 @@ static void close_fds(int *fds, uint32_t n)
                 fds[i] = safe_close(fds[i]);
 }
 
-int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint32_t start,
-                              uint32_t count, uint32_t action, uint32_t data, const uint8_t *bools,
-                              int *fds, struct vfiod_error *err)
+/* Refuses the daemon's indexes, those the policy does not grant, and those the device lacks. */
+static int irq_index_check(struct vfiod_lease_dev *dev, uint32_t index, uint32_t count,
+                           struct vfiod_error *err)
 {
-        uint32_t vfio_action;
-        const struct kvfio_irq_info *info;
-        int r;
+        struct vfiod_lease *l = dev->lease;
+        char types[32];
 
-        if (index == VFIO_PCI_ERR_IRQ_INDEX || index == VFIO_PCI_REQ_IRQ_INDEX) {
-                r = vfiod_error_set(err, EPERM, "the %s interrupt belongs to the daemon",
+        if (index == VFIO_PCI_ERR_IRQ_INDEX || index == VFIO_PCI_REQ_IRQ_INDEX)
+                return vfiod_error_set(err, EPERM, "the %s interrupt belongs to the daemon",
+                                       kvfio_irq_index_name(index));
+        if (index >= VFIOD_N_CLIENT_IRQ_INDEXES)
+                return vfiod_error_set(err, EINVAL, "unknown interrupt index %u", index);
+        if (count > 0 && !(l->grant.irq_types & (1u << index))) {
+                int r =
+                    vfiod_error_set(err, EPERM,
+                                    "the policy (rule '%s') allows you only these interrupts: %s; "
+                                    "not %s",
+                                    l->grant.irq_rule,
+                                    vfiod_irq_types_name(l->grant.irq_types, types, sizeof(types)),
                                     kvfio_irq_index_name(index));
-                goto fail;
-        }
-        if (index >= VFIOD_N_CLIENT_IRQ_INDEXES) {
-                r = vfiod_error_set(err, EINVAL, "unknown interrupt index %u", index);
-                goto fail;
-        }
-        if (count > 0 && !(dev->lease->grant.irq_types & (1u << index))) {
-                char types[32];
 
-                r = vfiod_error_set(
-                    err, EPERM,
-                    "the policy (rule '%s') allows you only these interrupts: %s; "
-                    "not %s",
-                    dev->lease->grant.irq_rule,
-                    vfiod_irq_types_name(dev->lease->grant.irq_types, types, sizeof(types)),
-                    kvfio_irq_index_name(index));
-                {
-                        struct vfiod_log_about a = vfiod_client_about(
-                            dev->lease->client, dev->bdf, dev->lease->group_id, dev->lease->id);
-                        vfiod_log_about(LOG_NOTICE, &a, "refused %s on '%s': %s",
-                                        kvfio_irq_index_name(index), dev->bdf,
-                                        err ? err->reason : "");
-                }
-                goto fail;
+                LOG_LEASE(LOG_NOTICE, l, dev->bdf, "refused %s on '%s': %s",
+                          kvfio_irq_index_name(index), dev->bdf, err ? err->reason : "");
+                return r;
         }
-        info = &dev->irqs[index];
-        if (info->count == 0) {
-                r = vfiod_error_set(err, EINVAL, "device '%s' has no %s interrupt", dev->bdf,
-                                    kvfio_irq_index_name(index));
-                goto fail;
-        }
+        if (dev->irqs[index].count == 0)
+                return vfiod_error_set(err, EINVAL, "device '%s' has no %s interrupt", dev->bdf,
+                                       kvfio_irq_index_name(index));
+        return 0;
+}
+
+/* The VFIO_IRQ_SET_ACTION_* of a protocol action, or -EINVAL (err set). */
+static int irq_action(uint32_t action, struct vfiod_error *err)
+{
         switch (action) {
         case VFIOD__IRQ_ACTION__IRQ_ACTION_MASK:
-                vfio_action = VFIO_IRQ_SET_ACTION_MASK;
-                break;
+                return VFIO_IRQ_SET_ACTION_MASK;
         case VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK:
-                vfio_action = VFIO_IRQ_SET_ACTION_UNMASK;
-                break;
+                return VFIO_IRQ_SET_ACTION_UNMASK;
         case VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER:
-                vfio_action = VFIO_IRQ_SET_ACTION_TRIGGER;
-                break;
+                return VFIO_IRQ_SET_ACTION_TRIGGER;
         default:
-                r = vfiod_error_set(err, EINVAL, "bad interrupt action %u", action);
-                goto fail;
+                return vfiod_error_set(err, EINVAL, "bad interrupt action %u", action);
         }
-        if (count == 0) {
-                if (action != VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER ||
-                    data != VFIOD__IRQ_DATA__IRQ_DATA_NONE || start != 0) {
-                        r = vfiod_error_set(err, EINVAL,
-                                            "count 0 is only for disabling (TRIGGER, data NONE, "
-                                            "start 0)");
-                        goto fail;
-                }
-                r = kvfio_irq_disable(dev->fd, index);
+}
+
+/* Count 0: interrupts off on the index, and the client's eventfds of it closed. */
+static int irq_disable(struct vfiod_lease_dev *dev, const struct vfiod_irq_set *set,
+                       struct vfiod_error *err)
+{
+        int r;
+
+        if (set->action != VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER || set->bools || set->fds ||
+            set->start != 0)
+                return vfiod_error_set(err, EINVAL,
+                                       "count 0 is only for disabling (TRIGGER, data NONE, "
+                                       "start 0)");
+        r = kvfio_irq_disable(dev->fd, set->index);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "disabling %s failed: %s",
+                                       kvfio_irq_index_name(set->index), strerror(-r));
+        close_client_irq_fds(dev, set->index);
+        return 0;
+}
+
+/* What the kernel refused, for the client. */
+static int irq_kernel_error(const struct vfiod_lease_dev *dev, uint32_t index, int r,
+                            struct vfiod_error *err)
+{
+        return vfiod_error_set(err, -r, "SET_IRQS on %s of '%s' failed: %s",
+                               kvfio_irq_index_name(index), dev->bdf, strerror(-r));
+}
+
+/*
+ * Data EVENTFD: an UNMASK eventfd (vector 0) or the trigger eventfds of the
+ * vectors. On success the lease device owns set->fds (each is -EBADF after).
+ */
+static int irq_set_eventfds(struct vfiod_lease_dev *dev, const struct vfiod_irq_set *set,
+                            struct vfiod_error *err)
+{
+        uint32_t index = set->index, start = set->start, count = set->count;
+        int r;
+
+        if (set->action == VFIOD__IRQ_ACTION__IRQ_ACTION_MASK)
+                return vfiod_error_set(err, EINVAL, "MASK takes no eventfd");
+        if (set->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK) {
+                if (count != 1 || start != 0)
+                        return vfiod_error_set(err, EINVAL,
+                                               "an UNMASK eventfd is for vector 0 only");
+                r = kvfio_irq_unmask_eventfd(dev->fd, index, 0, set->fds[0]);
                 if (r < 0)
-                        return vfiod_error_set(err, -r, "disabling %s failed: %s",
-                                               kvfio_irq_index_name(index), strerror(-r));
-                close_client_irq_fds(dev, index);
+                        return irq_kernel_error(dev, index, r, err);
+                /* The eventfd is owned by the lease device while assigned. */
+                safe_close(dev->unmask_fds[index]);
+                dev->unmask_fds[index] = set->fds[0];
+                set->fds[0] = -EBADF;
                 return 0;
         }
-        if (start > info->count || count > info->count - start) {
-                r = vfiod_error_set(err, EINVAL, "vectors %u..%u of %s: the device has %u", start,
-                                    start + count - 1, kvfio_irq_index_name(index), info->count);
-                goto fail;
+        if (!dev->trigger_fds[index]) {
+                dev->trigger_fds[index] = malloc(dev->irqs[index].count * sizeof(int));
+                if (!dev->trigger_fds[index])
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
+                for (uint32_t i = 0; i < dev->irqs[index].count; i++)
+                        dev->trigger_fds[index][i] = -EBADF;
         }
-        switch (data) {
-        case VFIOD__IRQ_DATA__IRQ_DATA_NONE:
-                r = action == VFIOD__IRQ_ACTION__IRQ_ACTION_MASK
-                        ? kvfio_irq_mask(dev->fd, index, start, count)
-                    : action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK
-                        ? kvfio_irq_unmask(dev->fd, index, start, count)
-                        : kvfio_irq_trigger(dev->fd, index, start, count);
-                break;
-        case VFIOD__IRQ_DATA__IRQ_DATA_BOOL:
-                r = kvfio_irq_set_bools(dev->fd, index, vfio_action, start, count, bools);
-                break;
-        case VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD:
-                if (action == VFIOD__IRQ_ACTION__IRQ_ACTION_MASK) {
-                        r = vfiod_error_set(err, EINVAL, "MASK takes no eventfd");
-                        goto fail;
-                }
-                if (action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK) {
-                        if (count != 1 || start != 0) {
-                                r = vfiod_error_set(err, EINVAL,
-                                                    "an UNMASK eventfd is for vector 0 only");
-                                goto fail;
-                        }
-                        r = kvfio_irq_unmask_eventfd(dev->fd, index, 0, fds[0]);
-                        if (r < 0)
-                                break;
-                        /* The eventfd is owned by the lease device while assigned. */
-                        safe_close(dev->unmask_fds[index]);
-                        dev->unmask_fds[index] = fds[0];
-                        fds[0] = -EBADF;
-                        return 0;
-                }
-                if (!dev->trigger_fds[index]) {
-                        dev->trigger_fds[index] = malloc(info->count * sizeof(int));
-                        if (!dev->trigger_fds[index]) {
-                                r = vfiod_error_set(err, ENOMEM, "out of memory");
-                                goto fail;
-                        }
-                        for (uint32_t i = 0; i < info->count; i++)
-                                dev->trigger_fds[index][i] = -EBADF;
-                }
-                r = kvfio_irq_set_eventfds(dev->fd, index, start, count, fds);
-                if (r < 0)
-                        break;
-                /* The kernel took its references; we keep ours while assigned. */
-                for (uint32_t i = 0; i < count; i++) {
-                        safe_close(dev->trigger_fds[index][start + i]);
-                        dev->trigger_fds[index][start + i] = fds[i];
-                        fds[i] = -EBADF;
-                }
-                return 0;
+        r = kvfio_irq_set_eventfds(dev->fd, index, start, count, set->fds);
+        if (r < 0)
+                return irq_kernel_error(dev, index, r, err);
+        /* The kernel took its references; we keep ours while assigned. */
+        for (uint32_t i = 0; i < count; i++) {
+                safe_close(dev->trigger_fds[index][start + i]);
+                dev->trigger_fds[index][start + i] = set->fds[i];
+                set->fds[i] = -EBADF;
+        }
+        return 0;
+}
+
+/* Data NONE or BOOL: the action on the vectors, no fd kept. */
+static int irq_set_plain(struct vfiod_lease_dev *dev, const struct vfiod_irq_set *set,
+                         uint32_t vfio_action)
+{
+        uint32_t index = set->index, start = set->start, count = set->count;
+
+        if (set->bools)
+                return kvfio_irq_set_bools(dev->fd, index, vfio_action, start, count, set->bools);
+        switch (set->action) {
+        case VFIOD__IRQ_ACTION__IRQ_ACTION_MASK:
+                return kvfio_irq_mask(dev->fd, index, start, count);
+        case VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK:
+                return kvfio_irq_unmask(dev->fd, index, start, count);
         default:
-                r = vfiod_error_set(err, EINVAL, "bad interrupt data type %u", data);
+                return kvfio_irq_trigger(dev->fd, index, start, count);
+        }
+}
+
+int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, struct vfiod_irq_set *set,
+                              struct vfiod_error *err)
+{
+        const struct kvfio_irq_info *info;
+        int vfio_action, r;
+
+        r = irq_index_check(dev, set->index, set->count, err);
+        if (r < 0)
+                goto fail;
+        info = &dev->irqs[set->index];
+        vfio_action = irq_action(set->action, err);
+        if (vfio_action < 0) {
+                r = vfio_action;
                 goto fail;
         }
-        if (r < 0) {
-                r = vfiod_error_set(err, -r, "SET_IRQS on %s of '%s' failed: %s",
-                                    kvfio_irq_index_name(index), dev->bdf, strerror(-r));
+        if (set->count == 0)
+                return irq_disable(dev, set, err);
+        if (set->start > info->count || set->count > info->count - set->start) {
+                r = vfiod_error_set(err, EINVAL, "vectors %u..%u of %s: the device has %u",
+                                    set->start, set->start + set->count - 1,
+                                    kvfio_irq_index_name(set->index), info->count);
                 goto fail;
         }
+        if (set->fds)
+                r = irq_set_eventfds(dev, set, err);
+        else {
+                r = irq_set_plain(dev, set, (uint32_t)vfio_action);
+                if (r < 0)
+                        r = irq_kernel_error(dev, set->index, r, err);
+        }
+        if (r < 0)
+                goto fail;
         return 0;
 
 fail:
-        if (data == VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD)
-                close_fds(fds, count);
+        close_fds(set->fds, set->count);
         return r;
 }

@@ -166,13 +166,24 @@ void vfiod_lease_dev_arm_events(struct vfiod_lease_dev *dev);
 struct vfiod_lease_dev *vfiod_lease_find_dev(struct vfiod_lease *lease, const char *bdf);
 
 /*
- * SetIrqs on a device of the lease, on the client's behalf. fds[] are the
- * eventfds for vectors [start, start+count) (-1 = de-assign); on success they
- * are owned by the lease (the _take), on failure closed.
+ * One SetIrqs as a lease device takes it: the data is NONE (no bools, no
+ * fds), BOOL (bools[count]) or EVENTFD (fds[count], the eventfds for
+ * vectors [start, start+count), -1 = de-assign).
  */
-int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint32_t start,
-                              uint32_t count, uint32_t action, uint32_t data, const uint8_t *bools,
-                              int *fds, struct vfiod_error *err);
+struct vfiod_irq_set {
+        uint32_t index, start, count;
+        uint32_t action; /* Vfiod__IrqAction */
+        const uint8_t *bools;
+        int *fds;
+};
+
+/*
+ * SetIrqs on a device of the lease, on the client's behalf. On success the
+ * fds of set are owned by the lease (the _take: each is -EBADF after), on
+ * failure closed.
+ */
+int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, struct vfiod_irq_set *set,
+                              struct vfiod_error *err);
 
 /*
  * Resets a device of the lease: VFIO_DEVICE_RESET, or a bus hot reset when
