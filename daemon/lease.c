@@ -709,60 +709,71 @@ struct vfiod_lease *vfiod_lease_alloc(struct vfiod_client *c, struct vfiod_domai
         return l;
 }
 
-int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t domain_id, int mode,
-                        struct vfiod_lease **ret, struct vfiod_error *err)
-{
-        struct vfiod_server *s = c->server;
-        struct vfiod_registry *devs = s->devices;
-        const struct vfiod_config_limits *lim = &s->policy->limits;
-        struct kvfio_pci_list *members = NULL;
-        struct kvfio_group_viability via;
-        struct vfiod_domain *domain = NULL;
-        struct vfiod_lease *l = NULL;
-        struct vfiod_group *g = NULL;
+/* An Acquire: what it checked, then what it holds before the lease does. */
+struct acquire {
+        struct vfiod_client *c;
+        const char *device; /* as the client gave it, for messages */
+        int mode;
+        char bdf[KVFIO_NAME_MAX];
         struct kvfio_pci_dev dev;
-        bool created = false, attached = false;
-        char bdf[KVFIO_NAME_MAX], why[200];
-        const struct vfiod_rule *rule;
-        struct vfiod_grant grant;
-        struct vfiod_bound *bound = NULL;
-        size_t n_bound = 0;
-        unsigned modes;
+        const struct vfiod_rule *rule; /* the rule that grants dev */
+        struct kvfio_pci_list *members;
+        struct vfiod_grant grant;  /* the stricter of the rules of every VFIO member */
+        struct vfiod_bound *bound; /* Managed=yes: what vfiod bound to vfio-pci */
+        size_t n_bound;
+        struct vfiod_domain *domain;
+        bool created; /* the domain is new (implicit) */
+};
+
+/* The device: its name, the mode, the policy, its IOMMU group, its driver. */
+static int acquire_check_device(struct acquire *a, struct vfiod_error *err)
+{
+        struct vfiod_server *s = a->c->server;
+        char why[200];
         int r;
 
-        if (kvfio_dev_name_normalize(device, bdf) < 0)
+        if (kvfio_dev_name_normalize(a->device, a->bdf) < 0)
                 return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address or an mdev UUID",
-                                       device);
-        if (!mode_bit(mode))
+                                       a->device);
+        if (!mode_bit(a->mode))
                 return vfiod_error_set(err, EINVAL, "mode must be DIRECT or BROKERED");
-        r = vfiod_registry_read(devs, bdf, &dev);
+        r = vfiod_registry_read(s->devices, a->bdf, &a->dev);
         if (r == -ENODEV)
-                return vfiod_error_set(err, ENOENT, "no device '%s'", device);
+                return vfiod_error_set(err, ENOENT, "no device '%s'", a->device);
         if (r < 0)
-                return vfiod_error_set(err, -r, "cannot read device '%s': %s", device,
+                return vfiod_error_set(err, -r, "cannot read device '%s': %s", a->device,
                                        strerror(-r));
-        vfiod_grant_init(&grant);
-        rule = vfiod_policy_grant(s->policy, &c->peer, &dev, mode_bit(mode), why, sizeof(why));
-        if (!rule) {
-                modes = vfiod_policy_modes(s->policy, &c->peer, &dev);
+        a->rule = vfiod_policy_grant(s->policy, &a->c->peer, &a->dev, mode_bit(a->mode), why,
+                                     sizeof(why));
+        if (!a->rule) {
+                unsigned modes = vfiod_policy_modes(s->policy, &a->c->peer, &a->dev);
+
                 return vfiod_error_set(err, EPERM,
                                        "the policy does not allow you device '%s' in %s mode "
                                        "(allowed: %s): %s",
-                                       device, mode_name(mode), vfiod_modes_name(modes), why);
+                                       a->device, mode_name(a->mode), vfiod_modes_name(modes), why);
         }
-        if (dev.iommu_group < 0)
-                return vfiod_error_set(err, ENXIO, "device '%s' has no IOMMU group", device);
-        if (!kvfio_dev_is_vfio(&dev) && !rule->grant.managed)
+        if (a->dev.iommu_group < 0)
+                return vfiod_error_set(err, ENXIO, "device '%s' has no IOMMU group", a->device);
+        if (!kvfio_dev_is_vfio(&a->dev) && !a->rule->grant.managed)
                 return vfiod_error_set(err, ENXIO,
                                        "device '%s' is not bound to vfio-pci (%s%s%s) and rule "
                                        "'%s' does not say Managed=yes",
-                                       device, dev.driver[0] ? "driver '" : "no driver", dev.driver,
-                                       dev.driver[0] ? "'" : "", rule->name);
-        g = vfiod_registry_group(devs, dev.iommu_group);
+                                       a->device, a->dev.driver[0] ? "driver '" : "no driver",
+                                       a->dev.driver, a->dev.driver[0] ? "'" : "", a->rule->name);
+        return 0;
+}
+
+/* The group is neither leased nor quarantined (a quarantined one is looked at again first). */
+static int acquire_check_group(struct acquire *a, struct vfiod_error *err)
+{
+        struct vfiod_server *s = a->c->server;
+        struct vfiod_group *g = vfiod_registry_group(s->devices, a->dev.iommu_group);
+
         if (g && g->state == VFIOD_GROUP_LEASED)
-                return vfiod_error_set(err, EBUSY, "device '%s' (group %d) is leased%s", device,
-                                       dev.iommu_group,
-                                       g->lease && g->lease->client == c ? " to you already" : "");
+                return vfiod_error_set(
+                    err, EBUSY, "device '%s' (group %d) is leased%s", a->device, a->dev.iommu_group,
+                    g->lease && g->lease->client == a->c ? " to you already" : "");
         /*
          * Quarantined: look again now rather than at the next periodic check,
          * so that a group whose last fd was just closed is free at once.
@@ -773,157 +784,224 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 return vfiod_error_set(err, EBUSY,
                                        "device '%s' (group %d) is quarantined until every fd of "
                                        "its last lease is closed",
-                                       device, dev.iommu_group);
-        if (rule->grant.managed) {
-                /* Binds what is not on vfio-pci yet; undone below when the acquire fails. */
-                r = managed_bind(c, &dev, mode, &bound, &n_bound, err);
-                if (r < 0)
-                        return r;
-        }
-        r = kvfio_iommu_group_viable(devs->sysfs_root, dev.iommu_group, &via);
-        if (r < 0) {
-                r = vfiod_error_set(err, -r, "cannot check group %d: %s", dev.iommu_group,
-                                    strerror(-r));
-                goto fail;
-        }
-        if (!via.viable) {
-                r = vfiod_error_set(err, ENXIO,
-                                    "group %d of '%s' is not viable: '%s' is bound to '%s'",
-                                    dev.iommu_group, device, via.culprit, via.culprit_driver);
-                goto fail;
-        }
-        r = vfiod_registry_members(devs, dev.iommu_group, &members);
-        if (r < 0) {
-                r = vfiod_error_set(err, -r, "cannot list group %d: %s", dev.iommu_group,
-                                    strerror(-r));
-                goto fail;
-        }
-        for (size_t i = 0; i < members->n; i++) {
-                const struct kvfio_pci_dev *m = &members->devs[i];
+                                       a->device, a->dev.iommu_group);
+        return 0;
+}
+
+/* The group is viable and the policy allows the peer each of its VFIO members: a->grant. */
+static int acquire_group_grant(struct acquire *a, struct vfiod_error *err)
+{
+        struct vfiod_server *s = a->c->server;
+        int group = a->dev.iommu_group;
+        struct kvfio_group_viability via;
+        char why[200];
+        int r;
+
+        r = kvfio_iommu_group_viable(s->devices->sysfs_root, group, &via);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "cannot check group %d: %s", group, strerror(-r));
+        if (!via.viable)
+                return vfiod_error_set(err, ENXIO,
+                                       "group %d of '%s' is not viable: '%s' is bound to '%s'",
+                                       group, a->device, via.culprit, via.culprit_driver);
+        r = vfiod_registry_members(s->devices, group, &a->members);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "cannot list group %d: %s", group, strerror(-r));
+        for (size_t i = 0; i < a->members->n; i++) {
+                const struct kvfio_pci_dev *m = &a->members->devs[i];
                 const struct vfiod_rule *mr;
 
                 if (!kvfio_dev_is_vfio(m))
                         continue;
-                mr = vfiod_policy_grant(s->policy, &c->peer, m, mode_bit(mode), why, sizeof(why));
-                if (!mr) {
-                        r = vfiod_error_set(err, EPERM,
-                                            "device '%s' shares IOMMU group %d with '%s', which "
-                                            "the policy does not allow you in %s mode: %s",
-                                            device, dev.iommu_group, m->bdf, mode_name(mode), why);
-                        goto fail;
-                }
-                if (vfiod_grant_narrow(&grant, &mr->grant) < 0) {
-                        r = vfiod_error_set(err, ENOMEM, "out of memory");
-                        goto fail;
-                }
+                mr = vfiod_policy_grant(s->policy, &a->c->peer, m, mode_bit(a->mode), why,
+                                        sizeof(why));
+                if (!mr)
+                        return vfiod_error_set(err, EPERM,
+                                               "device '%s' shares IOMMU group %d with '%s', "
+                                               "which the policy does not allow you in %s mode: %s",
+                                               a->device, group, m->bdf, mode_name(a->mode), why);
+                if (vfiod_grant_narrow(&a->grant, &mr->grant) < 0)
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
         }
-        if (c->usage.leases >= lim->max_leases_per_client) {
-                r = vfiod_error_set(err, ENOSPC, "MaxLeasesPerClient=%u reached",
-                                    lim->max_leases_per_client);
-                goto fail;
-        }
+        return 0;
+}
+
+/* MaxLeasesPerClient, then the domain: the client's domain_id, or a new implicit one (0). */
+static int acquire_domain(struct acquire *a, uint64_t domain_id, struct vfiod_error *err)
+{
+        struct vfiod_client *c = a->c;
+        struct vfiod_server *s = c->server;
+        const struct vfiod_config_limits *lim = &s->policy->limits;
+        struct vfiod_domain *domain;
+        int r;
+
+        if (c->usage.leases >= lim->max_leases_per_client)
+                return vfiod_error_set(err, ENOSPC, "MaxLeasesPerClient=%u reached",
+                                       lim->max_leases_per_client);
         if (domain_id) {
                 domain = vfiod_client_find_domain(c, domain_id);
-                if (!domain) {
-                        r = vfiod_client_no_domain(c, domain_id, err);
-                        goto fail;
-                }
-                if (domain->mode && domain->mode != mode) {
-                        r = vfiod_error_set(err, EINVAL,
-                                            "domain %" PRIu64 " holds %s leases, not %s", domain_id,
-                                            mode_name(domain->mode), mode_name(mode));
-                        goto fail;
-                }
+                if (!domain)
+                        return vfiod_client_no_domain(c, domain_id, err);
+                if (domain->mode && domain->mode != a->mode)
+                        return vfiod_error_set(
+                            err, EINVAL, "domain %" PRIu64 " holds %s leases, not %s", domain_id,
+                            mode_name(domain->mode), mode_name(a->mode));
                 r = vfiod_lease_domain_usable(s, domain, err);
                 if (r < 0)
-                        goto fail;
-        } else {
-                if (c->usage.domains >= lim->max_domains_per_client) {
-                        r = vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
-                                            lim->max_domains_per_client);
-                        goto fail;
-                }
-                r = vfiod_domain_new(devs->container_path, KVFIO_IOMMU_AUTO, ++s->next_object_id,
-                                     &c->usage, &domain, err);
-                if (r < 0)
-                        goto fail;
-                list_add_tail(&c->domains, &domain->link);
-                domain->implicit = true;
-                created = true;
+                        return r;
+                a->domain = domain;
+                return 0;
         }
+        if (c->usage.domains >= lim->max_domains_per_client)
+                return vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
+                                       lim->max_domains_per_client);
+        r = vfiod_domain_new(s->devices->container_path, KVFIO_IOMMU_AUTO, ++s->next_object_id,
+                             &c->usage, &domain, err);
+        if (r < 0)
+                return r;
+        list_add_tail(&c->domains, &domain->link);
+        domain->implicit = true;
+        a->domain = domain;
+        a->created = true;
+        return 0;
+}
 
-        l = vfiod_lease_alloc(c, domain, dev.iommu_group, mode, bdf);
-        if (!l) {
-                r = vfiod_error_set(err, ENOMEM, "out of memory");
-                goto fail;
+/* Undoes lease_open(): the device fds, the attach (when done), the group fd. */
+static void lease_unopen(struct vfiod_lease *l, bool attached)
+{
+        lease_free_devs(l, l->client->server->loop);
+        if (attached) {
+                int u = kvfio_group_unset_container(l->group_fd);
+                if (u == 0 && l->domain->n_leases == 0)
+                        vfiod_domain_detached_last(l->domain);
         }
-        l->group_fd = kvfio_group_open(dev.iommu_group, devs->vfio_dir);
-        if (l->group_fd < 0) {
-                r = l->group_fd == -EBUSY
-                        ? vfiod_error_set(err, EBUSY, "group %d is open elsewhere", dev.iommu_group)
-                        : vfiod_error_set(err, -l->group_fd, "cannot open group %d: %s",
-                                          dev.iommu_group, strerror(-l->group_fd));
-                goto fail;
-        }
-        r = vfiod_domain_attach(domain, l->group_fd, err);
-        if (r < 0)
-                goto fail;
-        attached = true;
-        r = lease_open_devs(l, members, err);
-        if (r < 0)
-                goto fail;
-        if (!vfiod_lease_find_dev(l, bdf)) {
-                r = vfiod_error_set(err, ENODEV, "device '%s' is not in group %d any more", device,
-                                    dev.iommu_group);
-                goto fail;
-        }
-        r = vfiod_registry_group_get(devs, dev.iommu_group, &g);
+        l->group_fd = safe_close(l->group_fd);
+}
+
+/*
+ * Opens the lease's group, attaches it to its domain, opens its VFIO members
+ * and arms their REQ/ERR; the acquired device must be one of them. Undone on
+ * failure.
+ */
+static int lease_open(struct vfiod_lease *l, const struct kvfio_pci_list *members,
+                      const char *device, struct vfiod_error *err)
+{
+        struct vfiod_registry *devs = l->client->server->devices;
+        int r;
+
+        l->group_fd = kvfio_group_open(l->group_id, devs->vfio_dir);
+        if (l->group_fd < 0)
+                return l->group_fd == -EBUSY
+                           ? vfiod_error_set(err, EBUSY, "group %d is open elsewhere", l->group_id)
+                           : vfiod_error_set(err, -l->group_fd, "cannot open group %d: %s",
+                                             l->group_id, strerror(-l->group_fd));
+        r = vfiod_domain_attach(l->domain, l->group_fd, err);
         if (r < 0) {
-                r = vfiod_error_set(err, ENOMEM, "out of memory");
-                goto fail;
+                lease_unopen(l, false);
+                return r;
         }
-        kvfio_pci_list_free(members);
+        r = lease_open_devs(l, members, err);
+        if (r == 0 && !vfiod_lease_find_dev(l, l->device))
+                r = vfiod_error_set(err, ENODEV, "device '%s' is not in group %d any more", device,
+                                    l->group_id);
+        if (r < 0)
+                lease_unopen(l, true);
+        return r;
+}
+
+/* The lease takes the group (with what vfiod bound), the grant, its id and its lists. */
+static void acquire_commit(struct acquire *a, struct vfiod_lease *l, struct vfiod_group *g)
+{
+        struct vfiod_client *c = a->c;
+        struct vfiod_server *s = c->server;
+
+        kvfio_pci_list_free(a->members);
+        a->members = NULL;
         g->state = VFIOD_GROUP_LEASED;
         g->lease = l;
         /* What vfiod bound moves to the group: given back once it is FREE again. */
-        g->bound = bound;
-        g->n_bound = n_bound;
+        g->bound = a->bound;
+        g->n_bound = a->n_bound;
         l->group = g;
         /* The grant's windows move to the lease. */
-        l->grant = grant;
-        snprintf(l->rule, sizeof(l->rule), "%s", rule->name);
+        l->grant = a->grant;
+        snprintf(l->rule, sizeof(l->rule), "%s", a->rule->name);
         l->id = ++s->next_object_id;
-        domain->mode = mode;
-        domain->n_leases++;
+        a->domain->mode = a->mode;
+        a->domain->n_leases++;
         c->usage.leases++;
         list_add_tail(&c->leases, &l->link_client);
         list_add_tail(&s->leases, &l->link_server);
         LOG_LEASE(LOG_NOTICE, l, l->device,
                   "leased device '%s' (group %d, %zu device(s)) in %s mode, domain %" PRIu64
                   ", granted by rule '%s'%s",
-                  l->device, l->group_id, l->n_devs, mode_name(mode), domain->id, l->rule,
-                  n_bound ? " (managed: bound to vfio-pci by vfiod)" : "");
+                  l->device, l->group_id, l->n_devs, mode_name(a->mode), a->domain->id, l->rule,
+                  a->n_bound ? " (managed: bound to vfio-pci by vfiod)" : "");
+}
+
+/* A failed Acquire gives back what it held (the lease, if any, is undone already). */
+static void acquire_undo(struct acquire *a)
+{
+        kvfio_pci_list_free(a->members);
+        if (a->created)
+                vfiod_domain_free(a->domain);
+        vfiod_grant_done(&a->grant);
+        /* Nothing of the group is open any more: the managed devices go back. */
+        if (a->n_bound)
+                vfiod_registry_restore(a->c->server->devices, a->dev.iommu_group, a->bound,
+                                       a->n_bound);
+}
+
+int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t domain_id, int mode,
+                        struct vfiod_lease **ret, struct vfiod_error *err)
+{
+        struct acquire a = {.c = c, .device = device, .mode = mode};
+        struct vfiod_lease *l;
+        struct vfiod_group *g;
+        int r;
+
+        /* Checks first: nothing is held yet. */
+        vfiod_grant_init(&a.grant);
+        r = acquire_check_device(&a, err);
+        if (r < 0)
+                return r;
+        r = acquire_check_group(&a, err);
+        if (r < 0)
+                return r;
+        if (a.rule->grant.managed) {
+                /* Binds what is not on vfio-pci yet; undone below when the acquire fails. */
+                r = managed_bind(c, &a.dev, mode, &a.bound, &a.n_bound, err);
+                if (r < 0)
+                        return r;
+        }
+        r = acquire_group_grant(&a, err);
+        if (r < 0)
+                goto fail;
+        r = acquire_domain(&a, domain_id, err);
+        if (r < 0)
+                goto fail;
+
+        /* Then the opens. */
+        l = vfiod_lease_alloc(c, a.domain, a.dev.iommu_group, mode, a.bdf);
+        if (!l) {
+                r = vfiod_error_set(err, ENOMEM, "out of memory");
+                goto fail;
+        }
+        r = lease_open(l, a.members, device, err);
+        if (r == 0 && vfiod_registry_group_get(c->server->devices, a.dev.iommu_group, &g) < 0) {
+                lease_unopen(l, true);
+                r = vfiod_error_set(err, ENOMEM, "out of memory");
+        }
+        if (r < 0) {
+                free(l);
+                goto fail;
+        }
+        acquire_commit(&a, l, g);
         *ret = l;
         return 0;
 
 fail:
-        kvfio_pci_list_free(members);
-        if (l) {
-                lease_free_devs(l, s->loop);
-                if (attached) {
-                        int u = kvfio_group_unset_container(l->group_fd);
-                        if (u == 0 && domain->n_leases == 0)
-                                vfiod_domain_detached_last(domain);
-                }
-                safe_close(l->group_fd);
-                free(l);
-        }
-        if (created)
-                vfiod_domain_free(domain);
-        vfiod_grant_done(&grant);
-        /* Nothing of the group is open any more: the managed devices go back. */
-        if (n_bound)
-                vfiod_registry_restore(devs, dev.iommu_group, bound, n_bound);
+        acquire_undo(&a);
         return r;
 }
 
