@@ -350,10 +350,70 @@ static int reply_ok(struct vfiod_client *c, uint64_t id, struct vfiod_error *err
 
 typedef int (*handler_fn)(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err);
 
+/* A major version the daemon does not speak: Error, then the connection closes. */
+static int hello_refuse_version(struct vfiod_client *c, const struct vfiod_msg *msg)
+{
+        const Vfiod__Hello *h = msg->env->hello;
+        struct vfiod_error e;
+
+        vfiod_error_set(&e, EPROTONOSUPPORT,
+                        "protocol version %u.%u is not supported: vfiod speaks %u.%u", h->major,
+                        h->minor, VFIOD_PROTO_VERSION_MAJOR, VFIOD_PROTO_VERSION_MINOR);
+        LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": %s", c->id, e.reason);
+        (void)vfiod_client_send_error(c, msg->env->id, &e);
+        c->close_after_flush = true;
+        flush_queue(c);
+        return 0;
+}
+
+/* The HelloReply: versions, capabilities (admin's too), sizes and the per-client limits. */
+static void hello_reply_fill(const struct vfiod_client *c, bool admin, Vfiod__HelloReply *hr,
+                             Vfiod__Limits *limits)
+{
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
+
+        limits->max_domains = lim->max_domains_per_client;
+        limits->max_leases = lim->max_leases_per_client;
+        limits->max_mappings = lim->max_mappings_per_client;
+        limits->max_pinned_bytes = lim->max_pinned_bytes_per_client;
+        limits->max_ranges_per_request = lim->max_ranges_per_request;
+        limits->max_requests_in_flight = lim->max_requests_in_flight;
+        hr->major = VFIOD_PROTO_VERSION_MAJOR;
+        hr->minor = VFIOD_PROTO_VERSION_MINOR;
+        hr->capabilities =
+            VFIOD__CAPABILITY__CAPABILITY_DIRECT | VFIOD__CAPABILITY__CAPABILITY_BROKERED |
+            VFIOD__CAPABILITY__CAPABILITY_IRQS | VFIOD__CAPABILITY__CAPABILITY_EVENTS |
+            (admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
+        hr->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
+        hr->max_fds = lim->max_fds_per_message;
+        hr->limits = limits;
+        hr->server_version = (char *)PACKAGE_NAME " " PACKAGE_VERSION;
+}
+
+/*
+ * A HelloReply larger than the client's max_datagram. An Error means nothing
+ * changed: the connection stays before Hello (the client may say Hello
+ * again), and only the Error, cut to what the client takes, is sent with its
+ * max_datagram.
+ */
+static int hello_refuse_size(struct vfiod_client *c, const struct vfiod_msg *msg, size_t reply_size,
+                             uint32_t max_datagram, bool again)
+{
+        uint32_t before = c->max_datagram; /* the protocol's, or an earlier Hello's */
+        struct vfiod_error e;
+
+        vfiod_error_set(&e, EMSGSIZE, "the HelloReply (%zu bytes) exceeds your max_datagram %u; %s",
+                        reply_size, max_datagram, again ? "nothing changed" : "still before Hello");
+        LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": 'hello' failed: %s", c->id, e.reason);
+        c->max_datagram = max_datagram;
+        (void)vfiod_client_send_error(c, msg->env->id, &e);
+        c->max_datagram = before;
+        return 0;
+}
+
 static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__Hello *h = msg->env->hello;
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__HelloReply hr = VFIOD__HELLO_REPLY__INIT;
         Vfiod__Limits limits = VFIOD__LIMITS__INIT;
@@ -362,66 +422,19 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         bool admin;
         bool again = c->state == VFIOD_CLIENT_READY; /* in session: an adopted connection */
 
-        if (h->major != VFIOD_PROTO_VERSION_MAJOR) {
-                struct vfiod_error e;
-
-                vfiod_error_set(&e, EPROTONOSUPPORT,
-                                "protocol version %u.%u is not supported: vfiod speaks %u.%u",
-                                h->major, h->minor, VFIOD_PROTO_VERSION_MAJOR,
-                                VFIOD_PROTO_VERSION_MINOR);
-                LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": %s", c->id, e.reason);
-                (void)vfiod_client_send_error(c, msg->env->id, &e);
-                c->close_after_flush = true;
-                flush_queue(c);
-                return 0;
-        }
+        if (h->major != VFIOD_PROTO_VERSION_MAJOR)
+                return hello_refuse_version(c, msg);
         max_datagram = h->max_datagram && h->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
                            ? h->max_datagram
                            : VFIOD_PROTO_MAX_DATAGRAM;
         admin = vfiod_policy_is_admin(c->server->policy, &c->peer);
-
-        limits.max_domains = lim->max_domains_per_client;
-        limits.max_leases = lim->max_leases_per_client;
-        limits.max_mappings = lim->max_mappings_per_client;
-        limits.max_pinned_bytes = lim->max_pinned_bytes_per_client;
-        limits.max_ranges_per_request = lim->max_ranges_per_request;
-        limits.max_requests_in_flight = lim->max_requests_in_flight;
-        hr.major = VFIOD_PROTO_VERSION_MAJOR;
-        hr.minor = VFIOD_PROTO_VERSION_MINOR;
-        hr.capabilities =
-            VFIOD__CAPABILITY__CAPABILITY_DIRECT | VFIOD__CAPABILITY__CAPABILITY_BROKERED |
-            VFIOD__CAPABILITY__CAPABILITY_IRQS | VFIOD__CAPABILITY__CAPABILITY_EVENTS |
-            (admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
-        hr.max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
-        hr.max_fds = lim->max_fds_per_message;
-        hr.limits = &limits;
-        hr.server_version = (char *)PACKAGE_NAME " " PACKAGE_VERSION;
+        hello_reply_fill(c, admin, &hr, &limits);
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_HELLO_REPLY;
         env.hello_reply = &hr;
         reply_size = vfiod__envelope__get_packed_size(&env);
-        if (reply_size > max_datagram) {
-                struct vfiod_error e;
-
-                /*
-                 * An Error means nothing changed: the connection stays before
-                 * Hello (the client may say Hello again), and only the Error,
-                 * cut to what the client takes, is sent with its max_datagram.
-                 */
-                vfiod_error_set(
-                    &e, EMSGSIZE, "the HelloReply (%zu bytes) exceeds your max_datagram %u; %s",
-                    reply_size, max_datagram, again ? "nothing changed" : "still before Hello");
-                LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": 'hello' failed: %s", c->id, e.reason);
-                {
-                        uint32_t before =
-                            c->max_datagram; /* the protocol's, or an earlier Hello's */
-
-                        c->max_datagram = max_datagram;
-                        (void)vfiod_client_send_error(c, msg->env->id, &e);
-                        c->max_datagram = before;
-                }
-                return 0;
-        }
+        if (reply_size > max_datagram)
+                return hello_refuse_size(c, msg, reply_size, max_datagram, again);
         /* The reply fits: from here the Hello is taken. */
         c->caps = h->capabilities;
         c->max_datagram = max_datagram;
