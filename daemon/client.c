@@ -630,10 +630,28 @@ static Vfiod__IommuType iommu_to_proto(int m)
         }
 }
 
+int vfiod_client_domain_new(struct vfiod_client *c, int wanted, struct vfiod_domain **ret,
+                            struct vfiod_error *err)
+{
+        const struct vfiod_config_limits *lim = &c->server->policy->limits;
+        struct vfiod_domain *d;
+        int r;
+
+        if (c->usage.domains >= lim->max_domains_per_client)
+                return vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
+                                       lim->max_domains_per_client);
+        r = vfiod_domain_new(c->server->devices->container_path, wanted,
+                             ++c->server->next_object_id, &c->usage, &d, err);
+        if (r < 0)
+                return r;
+        list_add_tail(&c->domains, &d->link);
+        *ret = d;
+        return 0;
+}
+
 static int handle_create_domain(struct vfiod_client *c, struct vfiod_msg *msg,
                                 struct vfiod_error *err)
 {
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
         int wanted = iommu_from_proto(msg->env->create_domain->iommu_type);
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__CreateDomainReply rep = VFIOD__CREATE_DOMAIN_REPLY__INIT;
@@ -643,14 +661,9 @@ static int handle_create_domain(struct vfiod_client *c, struct vfiod_msg *msg,
         if (wanted < 0)
                 return vfiod_error_set(err, EINVAL, "unknown IOMMU type %d",
                                        (int)msg->env->create_domain->iommu_type);
-        if (c->usage.domains >= lim->max_domains_per_client)
-                return vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
-                                       lim->max_domains_per_client);
-        r = vfiod_domain_new(c->server->devices->container_path, wanted,
-                             ++c->server->next_object_id, &c->usage, &d, err);
+        r = vfiod_client_domain_new(c, wanted, &d, err);
         if (r < 0)
                 return r;
-        list_add_tail(&c->domains, &d->link);
         LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": created domain %" PRIu64 " (%s)", c->id, d->id,
                    kvfio_iommu_model_name(d->model));
         rep.domain_id = d->id;

@@ -96,6 +96,14 @@ struct vfiod_log_about vfiod_client_about(const struct vfiod_client *client, con
 struct vfiod_domain *vfiod_client_find_domain(struct vfiod_client *client, uint64_t id);
 
 /*
+ * A new domain of the client (CreateDomain, or an Acquire with domain 0) for
+ * IOMMU model `wanted`, within MaxDomainsPerClient. Errors: ENOSPC, or as
+ * vfiod_domain_new(), with err set.
+ */
+int vfiod_client_domain_new(struct vfiod_client *client, int wanted, struct vfiod_domain **ret,
+                            struct vfiod_error *err);
+
+/*
  * The refusal of an id that names no lease (no domain) of the client: EINVAL
  * and "N is a domain id, not a lease id" when it names one of its domains
  * (leases), else ENOENT. `any`: the objects of every client (admin requests).

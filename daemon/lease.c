@@ -852,14 +852,9 @@ static int acquire_domain(struct acquire *a, uint64_t domain_id, struct vfiod_er
                 a->domain = domain;
                 return 0;
         }
-        if (c->usage.domains >= lim->max_domains_per_client)
-                return vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
-                                       lim->max_domains_per_client);
-        r = vfiod_domain_new(s->devices->container_path, KVFIO_IOMMU_AUTO, ++s->next_object_id,
-                             &c->usage, &domain, err);
+        r = vfiod_client_domain_new(c, KVFIO_IOMMU_AUTO, &domain, err);
         if (r < 0)
                 return r;
-        list_add_tail(&c->domains, &domain->link);
         domain->implicit = true;
         a->domain = domain;
         a->created = true;
