@@ -9,6 +9,11 @@
  * one not allowed in the current state, drops the connection; an admin
  * request from a non-admin peer gets Error EPERM.
  *
+ * A handler decodes its request, hands it to the one function that decides
+ * it (vfiod_lease_acquire(), vfiod_lease_offer(), vfiod_lease_set_irqs_take(),
+ * vfiod_domain_map() behind the client's quotas and fd budget, ...) and
+ * replies; it does not check again what that function checks.
+ *
  * Sending never blocks: when the socket is full the serialized datagram and
  * duplicates of its fds go to a queue the client owns; while anything is
  * queued no request of that client is read; a queue over its limit drops the
