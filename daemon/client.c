@@ -210,7 +210,7 @@ static void flush_queue(struct vfiod_client *c)
 static int enqueue(struct vfiod_client *c, const Vfiod__Envelope *env, size_t len, const int *fds,
                    size_t n_fds)
 {
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
+        const struct vfiod_config_limits *lim = vfiod_server_limits(c->server);
         struct vfiod_queued *q;
 
         if (c->queued_msgs + 1 > lim->max_queued_messages_per_client) {
@@ -350,10 +350,70 @@ static int reply_ok(struct vfiod_client *c, uint64_t id, struct vfiod_error *err
 
 typedef int (*handler_fn)(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err);
 
+/* A major version the daemon does not speak: Error, then the connection closes. */
+static int hello_refuse_version(struct vfiod_client *c, const struct vfiod_msg *msg)
+{
+        const Vfiod__Hello *h = msg->env->hello;
+        struct vfiod_error e;
+
+        vfiod_error_set(&e, EPROTONOSUPPORT,
+                        "protocol version %u.%u is not supported: vfiod speaks %u.%u", h->major,
+                        h->minor, VFIOD_PROTO_VERSION_MAJOR, VFIOD_PROTO_VERSION_MINOR);
+        LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": %s", c->id, e.reason);
+        (void)vfiod_client_send_error(c, msg->env->id, &e);
+        c->close_after_flush = true;
+        flush_queue(c);
+        return 0;
+}
+
+/* The HelloReply: versions, capabilities (admin's too), sizes and the per-client limits. */
+static void hello_reply_fill(const struct vfiod_client *c, bool admin, Vfiod__HelloReply *hr,
+                             Vfiod__Limits *limits)
+{
+        const struct vfiod_config_limits *lim = vfiod_server_limits(c->server);
+
+        limits->max_domains = lim->max_domains_per_client;
+        limits->max_leases = lim->max_leases_per_client;
+        limits->max_mappings = lim->max_mappings_per_client;
+        limits->max_pinned_bytes = lim->max_pinned_bytes_per_client;
+        limits->max_ranges_per_request = lim->max_ranges_per_request;
+        limits->max_requests_in_flight = lim->max_requests_in_flight;
+        hr->major = VFIOD_PROTO_VERSION_MAJOR;
+        hr->minor = VFIOD_PROTO_VERSION_MINOR;
+        hr->capabilities =
+            VFIOD__CAPABILITY__CAPABILITY_DIRECT | VFIOD__CAPABILITY__CAPABILITY_BROKERED |
+            VFIOD__CAPABILITY__CAPABILITY_IRQS | VFIOD__CAPABILITY__CAPABILITY_EVENTS |
+            (admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
+        hr->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
+        hr->max_fds = lim->max_fds_per_message;
+        hr->limits = limits;
+        hr->server_version = (char *)PACKAGE_NAME " " PACKAGE_VERSION;
+}
+
+/*
+ * A HelloReply larger than the client's max_datagram. An Error means nothing
+ * changed: the connection stays before Hello (the client may say Hello
+ * again), and only the Error, cut to what the client takes, is sent with its
+ * max_datagram.
+ */
+static int hello_refuse_size(struct vfiod_client *c, const struct vfiod_msg *msg, size_t reply_size,
+                             uint32_t max_datagram, bool again)
+{
+        uint32_t before = c->max_datagram; /* the protocol's, or an earlier Hello's */
+        struct vfiod_error e;
+
+        vfiod_error_set(&e, EMSGSIZE, "the HelloReply (%zu bytes) exceeds your max_datagram %u; %s",
+                        reply_size, max_datagram, again ? "nothing changed" : "still before Hello");
+        LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": 'hello' failed: %s", c->id, e.reason);
+        c->max_datagram = max_datagram;
+        (void)vfiod_client_send_error(c, msg->env->id, &e);
+        c->max_datagram = before;
+        return 0;
+}
+
 static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__Hello *h = msg->env->hello;
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__HelloReply hr = VFIOD__HELLO_REPLY__INIT;
         Vfiod__Limits limits = VFIOD__LIMITS__INIT;
@@ -362,66 +422,19 @@ static int handle_hello(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         bool admin;
         bool again = c->state == VFIOD_CLIENT_READY; /* in session: an adopted connection */
 
-        if (h->major != VFIOD_PROTO_VERSION_MAJOR) {
-                struct vfiod_error e;
-
-                vfiod_error_set(&e, EPROTONOSUPPORT,
-                                "protocol version %u.%u is not supported: vfiod speaks %u.%u",
-                                h->major, h->minor, VFIOD_PROTO_VERSION_MAJOR,
-                                VFIOD_PROTO_VERSION_MINOR);
-                LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": %s", c->id, e.reason);
-                (void)vfiod_client_send_error(c, msg->env->id, &e);
-                c->close_after_flush = true;
-                flush_queue(c);
-                return 0;
-        }
+        if (h->major != VFIOD_PROTO_VERSION_MAJOR)
+                return hello_refuse_version(c, msg);
         max_datagram = h->max_datagram && h->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
                            ? h->max_datagram
                            : VFIOD_PROTO_MAX_DATAGRAM;
         admin = vfiod_policy_is_admin(c->server->policy, &c->peer);
-
-        limits.max_domains = lim->max_domains_per_client;
-        limits.max_leases = lim->max_leases_per_client;
-        limits.max_mappings = lim->max_mappings_per_client;
-        limits.max_pinned_bytes = lim->max_pinned_bytes_per_client;
-        limits.max_ranges_per_request = lim->max_ranges_per_request;
-        limits.max_requests_in_flight = lim->max_requests_in_flight;
-        hr.major = VFIOD_PROTO_VERSION_MAJOR;
-        hr.minor = VFIOD_PROTO_VERSION_MINOR;
-        hr.capabilities =
-            VFIOD__CAPABILITY__CAPABILITY_DIRECT | VFIOD__CAPABILITY__CAPABILITY_BROKERED |
-            VFIOD__CAPABILITY__CAPABILITY_IRQS | VFIOD__CAPABILITY__CAPABILITY_EVENTS |
-            (admin ? VFIOD__CAPABILITY__CAPABILITY_ADMIN : 0);
-        hr.max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
-        hr.max_fds = lim->max_fds_per_message;
-        hr.limits = &limits;
-        hr.server_version = (char *)PACKAGE_NAME " " PACKAGE_VERSION;
+        hello_reply_fill(c, admin, &hr, &limits);
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_HELLO_REPLY;
         env.hello_reply = &hr;
         reply_size = vfiod__envelope__get_packed_size(&env);
-        if (reply_size > max_datagram) {
-                struct vfiod_error e;
-
-                /*
-                 * An Error means nothing changed: the connection stays before
-                 * Hello (the client may say Hello again), and only the Error,
-                 * cut to what the client takes, is sent with its max_datagram.
-                 */
-                vfiod_error_set(
-                    &e, EMSGSIZE, "the HelloReply (%zu bytes) exceeds your max_datagram %u; %s",
-                    reply_size, max_datagram, again ? "nothing changed" : "still before Hello");
-                LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": 'hello' failed: %s", c->id, e.reason);
-                {
-                        uint32_t before =
-                            c->max_datagram; /* the protocol's, or an earlier Hello's */
-
-                        c->max_datagram = max_datagram;
-                        (void)vfiod_client_send_error(c, msg->env->id, &e);
-                        c->max_datagram = before;
-                }
-                return 0;
-        }
+        if (reply_size > max_datagram)
+                return hello_refuse_size(c, msg, reply_size, max_datagram, again);
         /* The reply fits: from here the Hello is taken. */
         c->caps = h->capabilities;
         c->max_datagram = max_datagram;
@@ -462,6 +475,75 @@ static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio
         return VFIOD__LEASE_STATE__LEASE_STATE_FREE;
 }
 
+/* What ListDevices builds: one entry per device, with its storage. */
+struct device_infos {
+        Vfiod__DeviceInfo *infos, **ptrs;
+        Vfiod__Mode (*modes)[2];
+        struct vfiod_grant_msg *grants; /* of the caller's leases */
+        size_t n, cap;
+};
+
+static int device_infos_alloc(struct device_infos *di, size_t cap)
+{
+        size_t k = cap ? cap : 1;
+
+        di->cap = cap;
+        di->infos = calloc(k, sizeof(*di->infos));
+        di->ptrs = calloc(k, sizeof(*di->ptrs));
+        di->modes = calloc(k, sizeof(*di->modes));
+        di->grants = calloc(k, sizeof(*di->grants));
+        return di->infos && di->ptrs && di->modes && di->grants ? 0 : -ENOMEM;
+}
+
+static void device_infos_done(struct device_infos *di)
+{
+        for (size_t i = 0; di->grants && i < di->cap; i++)
+                vfiod_grant_msg_done(&di->grants[i]);
+        free(di->grants);
+        free(di->infos);
+        free(di->ptrs);
+        free(di->modes);
+}
+
+/* Adds d (one of list) as the caller sees it: its state, its allowed modes (m), its grant. */
+static int device_infos_add(struct vfiod_client *c, struct device_infos *di,
+                            const struct kvfio_pci_dev *d, unsigned m, bool managed,
+                            struct vfiod_error *err)
+{
+        Vfiod__DeviceInfo *info = &di->infos[di->n];
+        struct vfiod_lease *own;
+        uint64_t lease;
+
+        vfiod__device_info__init(info);
+        info->device = (char *)d->bdf;
+        info->vendor_id = d->vendor;
+        info->device_id = d->device;
+        info->class_code = d->class;
+        info->iommu_group = d->iommu_group < 0 ? 0 : (uint32_t)d->iommu_group;
+        info->driver = (char *)d->driver;
+        info->mdev_type = (char *)d->mdev_type;
+        info->state = device_state(c, d, &lease);
+        /* Managed=yes: Acquire binds it to vfio-pci; free when vfiod holds nothing of it. */
+        if (info->state == VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE && managed &&
+            !vfiod_registry_group(c->server->devices, d->iommu_group))
+                info->state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
+        info->lease_id = lease;
+        /* One's own lease: what it is granted, as in its AcquireReply. */
+        own = lease ? find_lease(c, lease) : NULL;
+        if (own) {
+                if (vfiod_lease_grant_msg(own, &di->grants[di->n]) < 0)
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
+                info->grant = &di->grants[di->n].msg;
+        }
+        info->allowed_modes = di->modes[di->n];
+        if (m & VFIOD_MODE_BIT_DIRECT)
+                di->modes[di->n][info->n_allowed_modes++] = VFIOD__MODE__MODE_DIRECT;
+        if (m & VFIOD_MODE_BIT_BROKERED)
+                di->modes[di->n][info->n_allowed_modes++] = VFIOD__MODE__MODE_BROKERED;
+        di->ptrs[di->n++] = info;
+        return 0;
+}
+
 static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                                struct vfiod_error *err)
 {
@@ -469,11 +551,8 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevicesReply rep = VFIOD__LIST_DEVICES_REPLY__INIT;
         struct kvfio_pci_list *list = NULL;
-        Vfiod__DeviceInfo *infos = NULL, **ptrs = NULL;
-        Vfiod__Mode(*modes)[2] = NULL;
-        struct vfiod_grant_msg *grants = NULL; /* of the caller's leases */
+        struct device_infos di = {0};
         char want_bdf[KVFIO_NAME_MAX] = "";
-        size_t n = 0;
         int r;
 
         if (want && *want && kvfio_dev_name_normalize(want, want_bdf) < 0)
@@ -482,84 +561,37 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         r = vfiod_registry_discover(c->server->devices, &list);
         if (r < 0)
                 return vfiod_error_set(err, -r, "cannot list PCI devices: %s", strerror(-r));
-        infos = calloc(list->n ? list->n : 1, sizeof(*infos));
-        ptrs = calloc(list->n ? list->n : 1, sizeof(*ptrs));
-        modes = calloc(list->n ? list->n : 1, sizeof(*modes));
-        grants = calloc(list->n ? list->n : 1, sizeof(*grants));
-        if (!infos || !ptrs || !modes || !grants) {
+        if (device_infos_alloc(&di, list->n) < 0) {
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto out;
         }
         for (size_t i = 0; i < list->n; i++) {
                 const struct kvfio_pci_dev *d = &list->devs[i];
-                unsigned m = vfiod_policy_modes(c->server->policy, &c->peer, d);
-                Vfiod__DeviceInfo *info = &infos[n];
-                uint64_t lease;
+                bool managed;
+                unsigned m;
 
-                if (!m || (want_bdf[0] && strcmp(want_bdf, d->bdf) != 0))
+                if (want_bdf[0] && strcmp(want_bdf, d->bdf) != 0)
                         continue;
-                /* allowed_modes: what Acquire would grant, so every vfio-pci device of the
-                 * group must allow it (the device stays visible when none is left). */
-                if (kvfio_dev_is_vfio(d) && d->iommu_group >= 0)
-                        for (size_t j = 0; j < list->n; j++)
-                                if (j != i && list->devs[j].iommu_group == d->iommu_group &&
-                                    kvfio_dev_is_vfio(&list->devs[j]))
-                                        m &= vfiod_policy_modes(c->server->policy, &c->peer,
-                                                                &list->devs[j]);
-                vfiod__device_info__init(info);
-                info->device = (char *)d->bdf;
-                info->vendor_id = d->vendor;
-                info->device_id = d->device;
-                info->class_code = d->class;
-                info->iommu_group = d->iommu_group < 0 ? 0 : (uint32_t)d->iommu_group;
-                info->driver = (char *)d->driver;
-                info->mdev_type = (char *)d->mdev_type;
-                info->state = device_state(c, d, &lease);
-                /* Managed=yes: Acquire binds it to vfio-pci; free when vfiod holds nothing of it.
-                 */
-                if (info->state == VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE &&
-                    !kvfio_dev_is_vfio(d) && d->iommu_group >= 0 &&
-                    !vfiod_registry_group(c->server->devices, d->iommu_group)) {
-                        const struct vfiod_rule *mr =
-                            vfiod_policy_grant(c->server->policy, &c->peer, d, m, NULL, 0);
-
-                        if (mr && mr->grant.managed)
-                                info->state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
-                }
-                info->lease_id = lease;
-                /* One's own lease: what it is granted, as in its AcquireReply. */
-                if (lease && find_lease(c, lease)) {
-                        if (vfiod_lease_grant_msg(find_lease(c, lease), &grants[n]) < 0) {
-                                r = vfiod_error_set(err, ENOMEM, "out of memory");
-                                goto out;
-                        }
-                        info->grant = &grants[n].msg;
-                }
-                info->allowed_modes = modes[n];
-                if (m & VFIOD_MODE_BIT_DIRECT)
-                        modes[n][info->n_allowed_modes++] = VFIOD__MODE__MODE_DIRECT;
-                if (m & VFIOD_MODE_BIT_BROKERED)
-                        modes[n][info->n_allowed_modes++] = VFIOD__MODE__MODE_BROKERED;
-                ptrs[n] = info;
-                n++;
+                /* allowed_modes: what Acquire would grant (the device stays visible when none
+                 * is left). */
+                if (!vfiod_lease_offer(c, list, d, &m, &managed))
+                        continue;
+                r = device_infos_add(c, &di, d, m, managed, err);
+                if (r < 0)
+                        goto out;
         }
-        if (want_bdf[0] && n == 0) {
+        if (want_bdf[0] && di.n == 0) {
                 r = vfiod_error_set(err, ENOENT, "no device '%s' that you may see", want);
                 goto out;
         }
-        rep.n_devices = n;
-        rep.devices = ptrs;
+        rep.n_devices = di.n;
+        rep.devices = di.ptrs;
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
         env.list_devices_reply = &rep;
         r = reply(c, &env, NULL, 0, err);
 out:
-        for (size_t i = 0; grants && i < list->n; i++)
-                vfiod_grant_msg_done(&grants[i]);
-        free(grants);
-        free(infos);
-        free(ptrs);
-        free(modes);
+        device_infos_done(&di);
         kvfio_pci_list_free(list);
         return r;
 }
@@ -598,10 +630,28 @@ static Vfiod__IommuType iommu_to_proto(int m)
         }
 }
 
+int vfiod_client_domain_new(struct vfiod_client *c, int wanted, struct vfiod_domain **ret,
+                            struct vfiod_error *err)
+{
+        const struct vfiod_config_limits *lim = vfiod_server_limits(c->server);
+        struct vfiod_domain *d;
+        int r;
+
+        if (c->usage.domains >= lim->max_domains_per_client)
+                return vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
+                                       lim->max_domains_per_client);
+        r = vfiod_domain_new(c->server->devices->container_path, wanted,
+                             vfiod_server_new_object_id(c->server), &c->usage, &d, err);
+        if (r < 0)
+                return r;
+        list_add_tail(&c->domains, &d->link);
+        *ret = d;
+        return 0;
+}
+
 static int handle_create_domain(struct vfiod_client *c, struct vfiod_msg *msg,
                                 struct vfiod_error *err)
 {
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
         int wanted = iommu_from_proto(msg->env->create_domain->iommu_type);
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__CreateDomainReply rep = VFIOD__CREATE_DOMAIN_REPLY__INIT;
@@ -611,14 +661,9 @@ static int handle_create_domain(struct vfiod_client *c, struct vfiod_msg *msg,
         if (wanted < 0)
                 return vfiod_error_set(err, EINVAL, "unknown IOMMU type %d",
                                        (int)msg->env->create_domain->iommu_type);
-        if (c->usage.domains >= lim->max_domains_per_client)
-                return vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
-                                       lim->max_domains_per_client);
-        r = vfiod_domain_new(c->server->devices->container_path, wanted,
-                             ++c->server->next_object_id, &c->usage, &d, err);
+        r = vfiod_client_domain_new(c, wanted, &d, err);
         if (r < 0)
                 return r;
-        list_add_tail(&c->domains, &d->link);
         LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": created domain %" PRIu64 " (%s)", c->id, d->id,
                    kvfio_iommu_model_name(d->model));
         rep.domain_id = d->id;
@@ -741,10 +786,13 @@ static uint64_t rule_user_pinned_bytes(const struct vfiod_client *c, const char 
 /*
  * The policy's quotas for a domain: those of the rules of every lease in it
  * (the stricter wins). EDQUOT (MaxPinnedBytes=, MaxPinnedBytesPerUser=),
- * ENOSPC (MaxMappings=) or EPERM (IovaWindows=), logged as refusals.
+ * ENOSPC (MaxMappings=) or EPERM (IovaWindows=); ENOMEM is no refusal.
+ * *ret_first: the first lease of the domain (NULL: none), what a refusal is
+ * logged about (map_within_quotas()).
  */
 static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
-                           const struct vfiod_map_range *ranges, size_t n, struct vfiod_error *err)
+                           const struct vfiod_map_range *ranges, size_t n,
+                           struct vfiod_lease **ret_first, struct vfiod_error *err)
 {
         struct vfiod_grant g;
         struct vfiod_lease *first = NULL;
@@ -753,6 +801,7 @@ static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
 
         if (vfiod_lease_domain_grant(c, d, &g, &first) < 0)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
+        *ret_first = first;
         if (!first)
                 goto out; /* no lease: vfiod_domain_map() refuses it */
         for (size_t i = 0; i < n; i++) {
@@ -800,12 +849,6 @@ static int map_quota_check(struct vfiod_client *c, struct vfiod_domain *d,
                 }
         }
 out:
-        if (r < 0) {
-                struct vfiod_log_about a =
-                    vfiod_client_about(c, first->device, first->group_id, first->id);
-                vfiod_log_about(LOG_NOTICE, &a, "quota: refused MapDma in domain %" PRIu64 ": %s",
-                                d->id, err ? err->reason : "");
-        }
         vfiod_grant_done(&g);
         return r;
 }
@@ -905,7 +948,7 @@ static void budget_narrow(struct vfiod_fd_budget *b, uint32_t used, uint32_t lim
 static void fd_budget(struct vfiod_client *c, const struct vfiod_usage *users,
                       struct vfiod_fd_budget *b)
 {
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
+        const struct vfiod_config_limits *lim = vfiod_server_limits(c->server);
         uint32_t mine = kept_fds(c), user = users->fds, room = daemon_fd_room(c->server);
 
         *b = (struct vfiod_fd_budget){.left = room, .errnum = EMFILE};
@@ -969,7 +1012,7 @@ static uint64_t rule_user_pinned_bytes(const struct vfiod_client *c, const char 
 static int batch_begin(struct vfiod_client *c, uint64_t domain_id, size_t n,
                        struct vfiod_domain **ret_domain, struct vfiod_error *err)
 {
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
+        const struct vfiod_config_limits *lim = vfiod_server_limits(c->server);
         struct vfiod_domain *d = vfiod_client_find_domain(c, domain_id);
 
         if (!d)
@@ -981,29 +1024,13 @@ static int batch_begin(struct vfiod_client *c, uint64_t domain_id, size_t n,
         return 0;
 }
 
-static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+/* The ranges of a MapDma as the domain takes them; the fds stay the message's. */
+static int map_ranges_decode(const struct vfiod_msg *msg, struct vfiod_map_range **ret,
+                             struct vfiod_error *err)
 {
         const Vfiod__MapDma *rq = msg->env->map_dma;
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
-        struct vfiod_domain *d;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
         _cleanup_free_ struct vfiod_map_range *ranges = NULL;
-        struct vfiod_usage user;
-        struct vfiod_fd_budget budget;
-        uint32_t kept;
-        uint64_t bytes = 0;
-        int r;
 
-        r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
-        if (r < 0)
-                return r;
-        r = vfiod_lease_domain_usable(c->server, d, err);
-        if (r < 0) {
-                LOG_CLIENT(LOG_NOTICE, c, "refused MapDma in domain %" PRIu64 ": %s", d->id,
-                           err->reason);
-                return r;
-        }
         ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
@@ -1021,18 +1048,71 @@ static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct 
                                                      .readable = dr->readable,
                                                      .writable = dr->writable};
         }
-        r = map_quota_check(c, d, ranges, rq->n_ranges, err);
+        *ret = TAKE_PTR(ranges);
+        return 0;
+}
+
+/*
+ * Every quota of a MapDma, in one place: the rules' (map_quota_check()),
+ * then the daemon's limits and fd budget (vfiod_domain_map(), which maps).
+ * A refusal by a quota is logged here, once, about the domain's first lease.
+ */
+static int map_within_quotas(struct vfiod_client *c, struct vfiod_domain *d,
+                             const struct vfiod_map_range *ranges, size_t n, uint64_t *ret_bytes,
+                             struct vfiod_error *err)
+{
+        struct vfiod_lease *first = NULL;
+        struct vfiod_usage user;
+        struct vfiod_fd_budget budget;
+        uint32_t kept;
+        bool refused;
+        int r;
+
+        r = map_quota_check(c, d, ranges, n, &first, err);
+        refused = r < 0 && r != -ENOMEM;
+        if (r == 0) {
+                user = user_usage(c);
+                fd_budget(c, &user, &budget);
+                kept = c->usage.fds;
+                r = vfiod_domain_map(d, ranges, n, vfiod_server_limits(c->server), &user, &budget,
+                                     ret_bytes, err);
+                if (c->usage.fds > kept)
+                        c->server->fds_open += c->usage.fds - kept;
+                refused = r == -EDQUOT;
+        }
+        if (refused) {
+                struct vfiod_log_about a =
+                    first ? vfiod_client_about(c, first->device, first->group_id, first->id)
+                          : vfiod_client_about(c, NULL, -1, 0);
+                vfiod_log_about(LOG_NOTICE, &a, "quota: refused MapDma in domain %" PRIu64 ": %s",
+                                d->id, err->reason);
+        }
+        return r;
+}
+
+static int handle_map_dma(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
+{
+        const Vfiod__MapDma *rq = msg->env->map_dma;
+        struct vfiod_domain *d;
+        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__MapDmaReply rep = VFIOD__MAP_DMA_REPLY__INIT;
+        _cleanup_free_ struct vfiod_map_range *ranges = NULL;
+        uint64_t bytes = 0;
+        int r;
+
+        r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
         if (r < 0)
                 return r;
-        user = user_usage(c);
-        fd_budget(c, &user, &budget);
-        kept = c->usage.fds;
-        r = vfiod_domain_map(d, ranges, rq->n_ranges, lim, &user, &budget, &bytes, err);
-        if (c->usage.fds > kept)
-                c->server->fds_open += c->usage.fds - kept;
-        if (r == -EDQUOT)
-                LOG_CLIENT(LOG_NOTICE, c, "quota: refused MapDma in domain %" PRIu64 ": %s", d->id,
-                           err ? err->reason : "");
+        r = vfiod_lease_domain_usable(c->server, d, err);
+        if (r < 0) {
+                LOG_CLIENT(LOG_NOTICE, c, "refused MapDma in domain %" PRIu64 ": %s", d->id,
+                           err->reason);
+                return r;
+        }
+        r = map_ranges_decode(msg, &ranges, err);
+        if (r < 0)
+                return r;
+        r = map_within_quotas(c, d, ranges, rq->n_ranges, &bytes, err);
         if (r < 0)
                 return r;
         /*
@@ -1088,39 +1168,26 @@ static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struc
         return reply(c, &env, NULL, 0, err);
 }
 
-static bool is_eventfd(int fd)
-{
-        char path[64], target[64];
-        ssize_t n;
-
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        n = readlink(path, target, sizeof(target) - 1);
-        if (n < 0)
-                return false;
-        target[n] = '\0';
-        return strcmp(target, "anon_inode:[eventfd]") == 0;
-}
-
 /*
  * The eventfds of a SetIrqs within the fd budget: each is kept while
  * assigned, and those it replaces go. Counts them in the daemon's table.
  */
 static int irq_fds_fit(struct vfiod_client *c, const struct vfiod_lease_dev *dev,
-                       const Vfiod__SetIrqs *rq, const int *fds, struct vfiod_error *err)
+                       const struct vfiod_irq_set *set, struct vfiod_error *err)
 {
         struct vfiod_usage user = user_usage(c);
         struct vfiod_fd_budget budget;
         uint32_t more = 0;
 
-        for (size_t i = 0; i < rq->count; i++)
-                more += fds[i] >= 0;
-        if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES &&
-            rq->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK)
-                more -= MIN(more, (uint32_t)(dev->unmask_fds[rq->index] >= 0));
-        else if (rq->index < VFIOD_N_CLIENT_IRQ_INDEXES && dev->trigger_fds[rq->index])
-                for (uint32_t v = rq->start;
-                     v < dev->irqs[rq->index].count && v - rq->start < rq->count; v++)
-                        more -= MIN(more, (uint32_t)(dev->trigger_fds[rq->index][v] >= 0));
+        for (size_t i = 0; i < set->count; i++)
+                more += set->fds[i] >= 0;
+        if (set->index < VFIOD_N_CLIENT_IRQ_INDEXES &&
+            set->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK)
+                more -= MIN(more, (uint32_t)(dev->unmask_fds[set->index] >= 0));
+        else if (set->index < VFIOD_N_CLIENT_IRQ_INDEXES && dev->trigger_fds[set->index])
+                for (uint32_t v = set->start;
+                     v < dev->irqs[set->index].count && v - set->start < set->count; v++)
+                        more -= MIN(more, (uint32_t)(dev->trigger_fds[set->index][v] >= 0));
         fd_budget(c, &user, &budget);
         if (more > budget.left)
                 return vfiod_error_set(err, budget.errnum, "%" PRIu32 " more eventfd(s): %s", more,
@@ -1129,11 +1196,112 @@ static int irq_fds_fit(struct vfiod_client *c, const struct vfiod_lease_dev *dev
         return 0;
 }
 
+static void close_fds(int *fds, size_t n)
+{
+        for (size_t i = 0; fds && i < n; i++)
+                fds[i] = safe_close(fds[i]);
+}
+
+/*
+ * Takes the eventfds a SetIrqs names out of the message into *ret (-1:
+ * de-assign; an fd named twice is duplicated), each checked to be an
+ * eventfd. On failure none is left open.
+ */
+static int irq_eventfds_take(struct vfiod_msg *msg, const Vfiod__SetIrqs *rq, int **ret,
+                             struct vfiod_error *err)
+{
+        _cleanup_free_ int *fds = malloc((rq->count ? rq->count : 1) * sizeof(int));
+        int r;
+
+        if (!fds)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < rq->count; i++)
+                fds[i] = -EBADF;
+        for (size_t i = 0; i < rq->count; i++) {
+                int32_t idx = rq->eventfds[i];
+                int fd;
+
+                if (idx == -1) {
+                        fds[i] = -1;
+                        continue;
+                }
+                if (idx < -1) {
+                        r = vfiod_error_set(err, EINVAL, "eventfd index %d", idx);
+                        goto fail;
+                }
+                fd = vfiod_msg_take_fd(msg, (size_t)idx);
+                if (fd == -EBADF) {
+                        /* Named twice: the first vector took it; use a duplicate. */
+                        for (size_t j = 0; j < i && fd < 0; j++)
+                                if (rq->eventfds[j] == idx)
+                                        fd = fcntl(fds[j], F_DUPFD_CLOEXEC, 3);
+                }
+                if (fd < 0) {
+                        r = vfiod_error_set(err, EBADF, "eventfd index %d: no such fd", idx);
+                        goto fail;
+                }
+                /* Owned by fds[] now; handed to the caller below. */
+                fds[i] = fd;
+                if (!vfiod_fd_is_eventfd(fd)) {
+                        r = vfiod_error_set(err, EINVAL, "fd %d is not an eventfd", idx);
+                        goto fail;
+                }
+        }
+        *ret = TAKE_PTR(fds);
+        return 0;
+fail:
+        close_fds(fds, rq->count);
+        return r;
+}
+
+/*
+ * The data of a SetIrqs, the only place that looks at its type: into set,
+ * with *ret_bools or *ret_fds (owned by the caller) behind it.
+ */
+static int irq_set_decode(struct vfiod_msg *msg, struct vfiod_irq_set *set, uint8_t **ret_bools,
+                          int **ret_fds, struct vfiod_error *err)
+{
+        const Vfiod__SetIrqs *rq = msg->env->set_irqs;
+        uint8_t *bools;
+        int r;
+
+        *set = (struct vfiod_irq_set){
+            .index = rq->index, .start = rq->start, .count = rq->count, .action = rq->action};
+        switch (rq->data) {
+        case VFIOD__IRQ_DATA__IRQ_DATA_NONE:
+                if (rq->n_bools || rq->n_eventfds)
+                        return vfiod_error_set(err, EINVAL, "data NONE takes no bools or eventfds");
+                return 0;
+        case VFIOD__IRQ_DATA__IRQ_DATA_BOOL:
+                if (rq->n_bools != rq->count || rq->n_eventfds)
+                        return vfiod_error_set(err, EINVAL, "data BOOL needs exactly %u bools",
+                                               rq->count);
+                bools = malloc(rq->count ? rq->count : 1);
+                if (!bools)
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
+                for (size_t i = 0; i < rq->n_bools; i++)
+                        bools[i] = !!rq->bools[i];
+                set->bools = *ret_bools = bools;
+                return 0;
+        case VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD:
+                if (rq->n_eventfds != rq->count || rq->n_bools)
+                        return vfiod_error_set(err, EINVAL,
+                                               "data EVENTFD needs exactly %u eventfds", rq->count);
+                r = irq_eventfds_take(msg, rq, ret_fds, err);
+                if (r == 0)
+                        set->fds = *ret_fds;
+                return r;
+        default:
+                return vfiod_error_set(err, EINVAL, "bad interrupt data type %d", (int)rq->data);
+        }
+}
+
 static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__SetIrqs *rq = msg->env->set_irqs;
         struct vfiod_lease *l = find_lease(c, rq->lease_id);
         struct vfiod_lease_dev *dev;
+        struct vfiod_irq_set set;
         _cleanup_free_ uint8_t *bools = NULL;
         _cleanup_free_ int *fds = NULL;
         int r;
@@ -1147,80 +1315,21 @@ static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct
         if (rq->count > KVFIO_IRQ_MAX_COUNT)
                 return vfiod_error_set(err, EINVAL, "count %u is above %u", rq->count,
                                        KVFIO_IRQ_MAX_COUNT);
-        switch (rq->data) {
-        case VFIOD__IRQ_DATA__IRQ_DATA_NONE:
-                if (rq->n_bools || rq->n_eventfds)
-                        return vfiod_error_set(err, EINVAL, "data NONE takes no bools or eventfds");
-                break;
-        case VFIOD__IRQ_DATA__IRQ_DATA_BOOL:
-                if (rq->n_bools != rq->count || rq->n_eventfds)
-                        return vfiod_error_set(err, EINVAL, "data BOOL needs exactly %u bools",
-                                               rq->count);
-                bools = malloc(rq->count ? rq->count : 1);
-                if (!bools)
-                        return vfiod_error_set(err, ENOMEM, "out of memory");
-                for (size_t i = 0; i < rq->n_bools; i++)
-                        bools[i] = !!rq->bools[i];
-                break;
-        case VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD:
-                if (rq->n_eventfds != rq->count || rq->n_bools)
-                        return vfiod_error_set(err, EINVAL,
-                                               "data EVENTFD needs exactly %u eventfds", rq->count);
-                fds = malloc((rq->count ? rq->count : 1) * sizeof(int));
-                if (!fds)
-                        return vfiod_error_set(err, ENOMEM, "out of memory");
-                for (size_t i = 0; i < rq->count; i++)
-                        fds[i] = -EBADF;
-                for (size_t i = 0; i < rq->count; i++) {
-                        int32_t idx = rq->eventfds[i];
-                        int fd;
-
-                        if (idx == -1) {
-                                fds[i] = -1;
-                                continue;
-                        }
-                        if (idx < -1) {
-                                r = vfiod_error_set(err, EINVAL, "eventfd index %d", idx);
-                                goto fail_fds;
-                        }
-                        fd = vfiod_msg_take_fd(msg, (size_t)idx);
-                        if (fd == -EBADF) {
-                                /* Named twice: the first vector took it; use a duplicate. */
-                                for (size_t j = 0; j < i && fd < 0; j++)
-                                        if (rq->eventfds[j] == idx)
-                                                fd = fcntl(fds[j], F_DUPFD_CLOEXEC, 3);
-                        }
-                        if (fd < 0) {
-                                r = vfiod_error_set(err, EBADF, "eventfd index %d: no such fd",
-                                                    idx);
-                                goto fail_fds;
-                        }
-                        /* Owned by fds[] now; handed to the lease below. */
-                        fds[i] = fd;
-                        if (!is_eventfd(fd)) {
-                                r = vfiod_error_set(err, EINVAL, "fd %d is not an eventfd", idx);
-                                goto fail_fds;
-                        }
+        r = irq_set_decode(msg, &set, &bools, &fds, err);
+        if (r < 0)
+                return r;
+        if (fds) {
+                r = irq_fds_fit(c, dev, &set, err);
+                if (r < 0) {
+                        close_fds(fds, set.count);
+                        return r;
                 }
-                break;
-        default:
-                return vfiod_error_set(err, EINVAL, "bad interrupt data type %d", (int)rq->data);
         }
-        if (rq->data == VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD) {
-                r = irq_fds_fit(c, dev, rq, fds, err);
-                if (r < 0)
-                        goto fail_fds;
-        }
-        r = vfiod_lease_set_irqs_take(dev, rq->index, rq->start, rq->count, rq->action, rq->data,
-                                      bools, fds, err);
+        /* The eventfds go to the lease device (closed when it fails). */
+        r = vfiod_lease_set_irqs_take(dev, &set, err);
         if (r < 0)
                 return r;
         return reply_ok(c, msg->env->id, err);
-
-fail_fds:
-        for (size_t i = 0; i < rq->count; i++)
-                safe_close(fds[i]);
-        return r;
 }
 
 static Vfiod__Mode *mode_ptr(int mode)
@@ -1392,7 +1501,7 @@ static const struct request_rule request_table[] = {
 
 void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
 {
-        const struct vfiod_config_limits *lim = &c->server->policy->limits;
+        const struct vfiod_config_limits *lim = vfiod_server_limits(c->server);
         const struct request_rule *rule = NULL;
         struct vfiod_error err = {0};
         int r;
@@ -1453,7 +1562,7 @@ static void unwanted_take(int fd, void *userdata)
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
         struct vfiod_client *c = w->data;
-        uint32_t budget = c->server->policy->limits.max_requests_in_flight;
+        uint32_t budget = vfiod_server_limits(c->server)->max_requests_in_flight;
         const struct vfiod_recv_filter filter = {.unwanted_take = unwanted_take, .userdata = c};
 
         if (revents & EV_WRITE)
@@ -1491,7 +1600,7 @@ static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
         /* A client restored in session after a restart never had to say Hello. */
         if (c->state == VFIOD_CLIENT_NEW)
                 vfiod_client_drop(c, "no Hello within HelloTimeoutMs=%u",
-                                  c->server->policy->limits.hello_timeout_ms);
+                                  vfiod_server_limits(c->server)->hello_timeout_ms);
 }
 
 int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_peer *peer,
@@ -1537,7 +1646,7 @@ int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_pee
         c->io.data = c;
         ev_io_start(s->loop, &c->io);
         ev_timer_init(&c->hello_timer, hello_timeout_cb,
-                      s->policy->limits.hello_timeout_ms / 1000.0, 0.);
+                      vfiod_server_limits(s)->hello_timeout_ms / 1000.0, 0.);
         c->hello_timer.data = c;
         ev_timer_start(s->loop, &c->hello_timer);
         *ret = c;

@@ -9,6 +9,11 @@
  * one not allowed in the current state, drops the connection; an admin
  * request from a non-admin peer gets Error EPERM.
  *
+ * A handler decodes its request, hands it to the one function that decides
+ * it (vfiod_lease_acquire(), vfiod_lease_offer(), vfiod_lease_set_irqs_take(),
+ * vfiod_domain_map() behind the client's quotas and fd budget, ...) and
+ * replies; it does not check again what that function checks.
+ *
  * Sending never blocks: when the socket is full the serialized datagram and
  * duplicates of its fds go to a queue the client owns; while anything is
  * queued no request of that client is read; a queue over its limit drops the
@@ -94,6 +99,14 @@ struct vfiod_log_about vfiod_client_about(const struct vfiod_client *client, con
                                           int group, uint64_t lease);
 
 struct vfiod_domain *vfiod_client_find_domain(struct vfiod_client *client, uint64_t id);
+
+/*
+ * A new domain of the client (CreateDomain, or an Acquire with domain 0) for
+ * IOMMU model `wanted`, within MaxDomainsPerClient. Errors: ENOSPC, or as
+ * vfiod_domain_new(), with err set.
+ */
+int vfiod_client_domain_new(struct vfiod_client *client, int wanted, struct vfiod_domain **ret,
+                            struct vfiod_error *err);
 
 /*
  * The refusal of an id that names no lease (no domain) of the client: EINVAL

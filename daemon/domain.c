@@ -577,43 +577,24 @@ static size_t run_end(const struct span *spans, size_t n, size_t i, uint64_t *re
 }
 
 /*
- * Gives every range of the request its view (view_of[], one reference per
- * distinct view): the ranges of one memfd and protection whose file spans
- * overlap or touch form a run, and a run lies in a view that covers it or in
- * a new view of exactly the run. A view never spans a gap between ranges, so
- * the daemon maps only what is mapped for DMA. The bytes of the new views
- * count against the pinned-bytes limits with every view the owner has (a view
- * stays mapped while any mapping lies in it); idle views go first when that
- * makes room. On failure the references taken are in view_of[] (err set).
+ * The views the request's runs already lie in: view_of[] of their ranges
+ * (one reference per distinct view, on the run's first range). What the
+ * other runs need, new views, is added to *new_bytes and *new_fds.
  */
-static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
-                     const struct memfd_meta *const *meta_of, struct vfiod_memfd_view **view_of,
-                     const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
-                     const struct vfiod_fd_budget *fds, struct vfiod_error *err)
+static void views_find(struct vfiod_domain *d, const struct span *spans, size_t n,
+                       struct vfiod_memfd_view **view_of, uint64_t *new_bytes, uint32_t *new_fds)
 {
-        _cleanup_free_ struct span *spans = calloc(n, sizeof(*spans));
-        uint64_t new_bytes = 0, mine, theirs;
-        uint32_t new_fds = 0;
-        size_t i, j;
+        size_t j;
 
-        if (!spans)
-                return vfiod_error_set(err, ENOMEM, "out of memory");
-        for (i = 0; i < n; i++)
-                spans[i] = (struct span){.meta = meta_of[i],
-                                         .writable = ranges[i].writable,
-                                         .lo = ranges[i].offset,
-                                         .hi = ranges[i].offset + ranges[i].size,
-                                         .i = i};
-        qsort(spans, n, sizeof(*spans), cmp_span);
-        for (i = 0; i < n; i = j) {
+        for (size_t i = 0; i < n; i = j) {
                 uint64_t hi;
                 struct vfiod_memfd_view *v;
 
                 j = run_end(spans, n, i, &hi);
                 v = view_find(d, spans[i].meta, spans[i].writable, spans[i].lo, hi);
                 if (!v) {
-                        new_bytes += hi - spans[i].lo;
-                        new_fds++;
+                        *new_bytes += hi - spans[i].lo;
+                        (*new_fds)++;
                         continue;
                 }
                 /* The request holds one reference per view, whatever the runs in it. */
@@ -627,8 +608,20 @@ static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *range
                 for (size_t k = i + 1; k < j; k++)
                         view_of[spans[k].i] = v;
         }
+}
 
-        /* Each new view keeps an fd; idle views give theirs up first. */
+/*
+ * Room for the new views: an fd each within fds (idle views give theirs up
+ * first), and their bytes with every view of the owner (and of its uid)
+ * within the pinned-bytes limits (the least recently used idle views make
+ * room first).
+ */
+static int views_room(struct vfiod_domain *d, uint64_t new_bytes, uint32_t new_fds,
+                      const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
+                      const struct vfiod_fd_budget *fds, struct vfiod_error *err)
+{
+        uint64_t mine, theirs;
+
         if (new_fds > fds->left) {
                 uint32_t over = new_fds - fds->left;
 
@@ -637,11 +630,6 @@ static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *range
                                                new_fds, fds->why);
                 idle_trim(d, d->n_idle_views - over, d->idle_bytes);
         }
-
-        /*
-         * Every view of the owner (and of its uid) stays mapped with the new
-         * ones; the least recently used idle views make room first.
-         */
         mine = d->usage->view_bytes;
         theirs = user->view_bytes - mine;
         if (new_bytes > 0) {
@@ -670,8 +658,44 @@ static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *range
                                        "user + %" PRIu64 ": MaxPinnedBytesPerUser=%" PRIu64
                                        " reached (a memfd stays mapped while a mapping lies in it)",
                                        theirs + mine, new_bytes, limits->max_pinned_bytes_per_user);
+        return 0;
+}
 
-        for (i = 0; i < n; i = j) {
+/*
+ * Gives every range of the request its view (view_of[], one reference per
+ * distinct view): the ranges of one memfd and protection whose file spans
+ * overlap or touch form a run, and a run lies in a view that covers it or in
+ * a new view of exactly the run. A view never spans a gap between ranges, so
+ * the daemon maps only what is mapped for DMA. The bytes of the new views
+ * count against the pinned-bytes limits with every view the owner has (a view
+ * stays mapped while any mapping lies in it); idle views go first when that
+ * makes room. On failure the references taken are in view_of[] (err set).
+ */
+static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
+                     const struct memfd_meta *const *meta_of, struct vfiod_memfd_view **view_of,
+                     const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
+                     const struct vfiod_fd_budget *fds, struct vfiod_error *err)
+{
+        _cleanup_free_ struct span *spans = calloc(n, sizeof(*spans));
+        uint64_t new_bytes = 0;
+        uint32_t new_fds = 0;
+        size_t j;
+        int r;
+
+        if (!spans)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++)
+                spans[i] = (struct span){.meta = meta_of[i],
+                                         .writable = ranges[i].writable,
+                                         .lo = ranges[i].offset,
+                                         .hi = ranges[i].offset + ranges[i].size,
+                                         .i = i};
+        qsort(spans, n, sizeof(*spans), cmp_span);
+        views_find(d, spans, n, view_of, &new_bytes, &new_fds);
+        r = views_room(d, new_bytes, new_fds, limits, user, fds, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i = j) {
                 uint64_t hi;
                 struct vfiod_memfd_view *v;
 
@@ -695,24 +719,11 @@ static int cmp_map(const void *a, const void *b)
         return x->iova < y->iova ? -1 : x->iova > y->iova;
 }
 
-int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
-                     const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
-                     const struct vfiod_fd_budget *fds, uint64_t *ret_bytes,
-                     struct vfiod_error *err)
+/* A MapDma goes only to a brokered domain with a lease. */
+static int map_check_domain(const struct vfiod_domain *d, size_t n, struct vfiod_error *err)
 {
-        _cleanup_free_ struct memfd_meta *metas = NULL;
-        _cleanup_free_ const struct memfd_meta **meta_of = NULL;
-        _cleanup_free_ struct vfiod_memfd_view **view_of = NULL;
-        struct vfiod_mapping *maps;
-        uint64_t total = 0;
-        size_t done = 0, n_metas = 0;
-        int r;
-
         if (n == 0)
                 return vfiod_error_set(err, EINVAL, "no ranges");
-        if (n > limits->max_ranges_per_request)
-                return vfiod_error_set(err, ENOSPC, "%zu ranges: MaxRangesPerRequest=%u reached", n,
-                                       limits->max_ranges_per_request);
         if (d->mode != VFIOD__MODE__MODE_BROKERED)
                 return vfiod_error_set(
                     err, EINVAL, "domain %" PRIu64 " is not a brokered domain (%s)", d->id,
@@ -724,12 +735,18 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
          */
         if (!d->model_set || d->n_leases == 0)
                 return vfiod_error_set(err, EINVAL, "domain %" PRIu64 " has no device", d->id);
-        d->idle_bytes_max = limits->max_pinned_bytes_per_client;
-        metas = calloc(n, sizeof(*metas));
-        meta_of = calloc(n, sizeof(*meta_of));
-        view_of = calloc(n, sizeof(*view_of));
-        if (!metas || !meta_of || !view_of)
-                return vfiod_error_set(err, ENOMEM, "out of memory");
+        return 0;
+}
+
+/* Every range on its own (meta_of[] its memfd), then the batch; *ret_total: their bytes. */
+static int map_check_ranges(const struct vfiod_domain *d, const struct vfiod_map_range *ranges,
+                            size_t n, struct memfd_meta *metas, const struct memfd_meta **meta_of,
+                            uint64_t *ret_total, struct vfiod_error *err)
+{
+        uint64_t total = 0;
+        size_t n_metas = 0;
+        int r;
+
         for (size_t i = 0; i < n; i++) {
                 r = memfd_meta(&ranges[i], metas, &n_metas, &meta_of[i], err);
                 if (r < 0)
@@ -744,6 +761,15 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
         r = check_batch_disjoint(ranges, n, err);
         if (r < 0)
                 return r;
+        *ret_total = total;
+        return 0;
+}
+
+/* The daemon's limits on what the owner (and its uid) maps: n more mappings, total more bytes. */
+static int map_check_limits(const struct vfiod_domain *d, size_t n, uint64_t total,
+                            const struct vfiod_config_limits *limits,
+                            const struct vfiod_usage *user, struct vfiod_error *err)
+{
         if ((uint64_t)d->usage->mappings + n > limits->max_mappings_per_client)
                 return vfiod_error_set(err, ENOSPC,
                                        "%u mappings + %zu: MaxMappingsPerClient=%u reached",
@@ -763,17 +789,21 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
                     "%" PRIu64 " bytes mapped by this user over all its "
                     "connections + %" PRIu64 ": MaxPinnedBytesPerUser=%" PRIu64 " reached",
                     user->pinned_bytes, total, limits->max_pinned_bytes_per_user);
+        return 0;
+}
 
-        maps = realloc(d->maps, (d->n_maps + n) * sizeof(*maps));
-        if (!maps)
-                return vfiod_error_set(err, ENOMEM, "out of memory");
-        d->maps = maps;
+/*
+ * Maps the ranges in order into d->maps after its n_maps entries, each in its
+ * view. *ret_done: how many are mapped (all, or those before the one that
+ * failed: the caller undoes them).
+ */
+static int map_in_order(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
+                        struct vfiod_memfd_view *const *view_of, size_t *ret_done,
+                        struct vfiod_error *err)
+{
+        size_t done;
+        int r = 0;
 
-        r = views_get(d, ranges, n, meta_of, view_of, limits, user, fds, err);
-        if (r < 0)
-                goto undo;
-
-        populate(ranges, view_of, n);
         for (done = 0; done < n; done++) {
                 const struct vfiod_map_range *m = &ranges[done];
                 struct vfiod_memfd_view *v = view_of[done];
@@ -787,22 +817,19 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
                                             "range %zu: mapping iova 0x%" PRIx64 "+0x%" PRIx64
                                             " failed: %s",
                                             done, m->iova, m->size, strerror(-r));
-                        goto undo;
+                        break;
                 }
                 v->refs++;
                 d->maps[d->n_maps + done] = (struct vfiod_mapping){
                     .iova = m->iova, .size = m->size, .addr = addr, .view = v};
         }
-        d->n_maps += n;
-        d->pinned_bytes += total;
-        d->usage->pinned_bytes += total;
-        d->usage->mappings += (uint32_t)n;
-        qsort(d->maps, d->n_maps, sizeof(*d->maps), cmp_map);
-        r = 0;
-        *ret_bytes = total;
-        goto put;
+        *ret_done = done;
+        return r;
+}
 
-undo:
+/* Unmaps the first done mappings of a MapDma that failed. */
+static void map_undo(struct vfiod_domain *d, size_t done)
+{
         while (done-- > 0) {
                 struct vfiod_mapping *m = &d->maps[d->n_maps + done];
                 int u = kvfio_dma_unmap(d->container_fd, m->iova, m->size, NULL);
@@ -812,8 +839,11 @@ undo:
                                     d->id, m->iova, strerror(-u));
                 view_put(d, m->view);
         }
-put:
-        /* The request's references, once per view. */
+}
+
+/* Drops the request's references, once per view. */
+static void views_put_request(struct vfiod_domain *d, struct vfiod_memfd_view **view_of, size_t n)
+{
         for (size_t i = 0; i < n; i++) {
                 struct vfiod_memfd_view *v = view_of[i];
 
@@ -824,6 +854,57 @@ put:
                                 view_of[j] = NULL;
                 view_put(d, v);
         }
+}
+
+int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *ranges, size_t n,
+                     const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
+                     const struct vfiod_fd_budget *fds, uint64_t *ret_bytes,
+                     struct vfiod_error *err)
+{
+        _cleanup_free_ struct memfd_meta *metas = NULL;
+        _cleanup_free_ const struct memfd_meta **meta_of = NULL;
+        _cleanup_free_ struct vfiod_memfd_view **view_of = NULL;
+        struct vfiod_mapping *maps;
+        uint64_t total = 0;
+        size_t done = 0;
+        int r;
+
+        r = map_check_domain(d, n, err);
+        if (r < 0)
+                return r;
+        d->idle_bytes_max = limits->max_pinned_bytes_per_client;
+        metas = calloc(n, sizeof(*metas));
+        meta_of = calloc(n, sizeof(*meta_of));
+        view_of = calloc(n, sizeof(*view_of));
+        if (!metas || !meta_of || !view_of)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        r = map_check_ranges(d, ranges, n, metas, meta_of, &total, err);
+        if (r < 0)
+                return r;
+        r = map_check_limits(d, n, total, limits, user, err);
+        if (r < 0)
+                return r;
+
+        maps = realloc(d->maps, (d->n_maps + n) * sizeof(*maps));
+        if (!maps)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        d->maps = maps;
+        r = views_get(d, ranges, n, meta_of, view_of, limits, user, fds, err);
+        if (r == 0) {
+                populate(ranges, view_of, n);
+                r = map_in_order(d, ranges, n, view_of, &done, err);
+        }
+        if (r < 0)
+                map_undo(d, done);
+        else {
+                d->n_maps += n;
+                d->pinned_bytes += total;
+                d->usage->pinned_bytes += total;
+                d->usage->mappings += (uint32_t)n;
+                qsort(d->maps, d->n_maps, sizeof(*d->maps), cmp_map);
+                *ret_bytes = total;
+        }
+        views_put_request(d, view_of, n);
         return r;
 }
 

@@ -145,7 +145,8 @@ void vfiod_domain_detached_last(struct vfiod_domain *domain);
  * (MaxPinnedBytesPerUser counts its pinned bytes and its view bytes). A new
  * view keeps a duplicate of its memfd: when the request needs more than
  * fds->left new views (idle views give theirs up first), it fails with
- * fds->errnum and fds->why.
+ * fds->errnum and fds->why. MaxRangesPerRequest is the caller's (it bounds
+ * the request before anything else is looked at).
  */
 int vfiod_domain_map(struct vfiod_domain *domain, const struct vfiod_map_range *ranges, size_t n,
                      const struct vfiod_config_limits *limits, const struct vfiod_usage *user,

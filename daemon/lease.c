@@ -394,6 +394,32 @@ fail:
         return r;
 }
 
+bool vfiod_lease_offer(struct vfiod_client *c, const struct kvfio_pci_list *list,
+                       const struct kvfio_pci_dev *dev, unsigned *ret_modes, bool *ret_managed)
+{
+        const struct vfiod_policy *policy = c->server->policy;
+        unsigned m = vfiod_policy_modes(policy, &c->peer, dev);
+        const struct vfiod_rule *mr;
+        bool managed = false;
+
+        if (!m)
+                return false;
+        /* As Acquire's grant: every vfio-pci device of the group must allow the mode. */
+        if (kvfio_dev_is_vfio(dev) && dev->iommu_group >= 0)
+                for (size_t j = 0; j < list->n; j++)
+                        if (&list->devs[j] != dev &&
+                            list->devs[j].iommu_group == dev->iommu_group &&
+                            kvfio_dev_is_vfio(&list->devs[j]))
+                                m &= vfiod_policy_modes(policy, &c->peer, &list->devs[j]);
+        if (!kvfio_dev_is_vfio(dev) && dev->iommu_group >= 0) {
+                mr = vfiod_policy_grant(policy, &c->peer, dev, m, NULL, 0);
+                managed = mr && mr->grant.managed;
+        }
+        *ret_modes = m;
+        *ret_managed = managed;
+        return true;
+}
+
 bool vfiod_lease_policy_check(struct vfiod_lease *l, const struct vfiod_policy *policy)
 {
         struct vfiod_registry *devs = l->client->server->devices;
@@ -447,60 +473,71 @@ struct vfiod_lease *vfiod_lease_alloc(struct vfiod_client *c, struct vfiod_domai
         return l;
 }
 
-int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t domain_id, int mode,
-                        struct vfiod_lease **ret, struct vfiod_error *err)
-{
-        struct vfiod_server *s = c->server;
-        struct vfiod_registry *devs = s->devices;
-        const struct vfiod_config_limits *lim = vfiod_server_limits(s);
-        struct kvfio_pci_list *members = NULL;
-        struct kvfio_group_viability via;
-        struct vfiod_domain *domain = NULL;
-        struct vfiod_lease *l = NULL;
-        struct vfiod_group *g = NULL;
+/* An Acquire: what it checked, then what it holds before the lease does. */
+struct acquire {
+        struct vfiod_client *c;
+        const char *device; /* as the client gave it, for messages */
+        int mode;
+        char bdf[KVFIO_NAME_MAX];
         struct kvfio_pci_dev dev;
-        bool created = false, attached = false;
-        char bdf[KVFIO_NAME_MAX], why[200];
-        const struct vfiod_rule *rule;
-        struct vfiod_grant grant;
-        struct vfiod_bound *bound = NULL;
-        size_t n_bound = 0;
-        unsigned modes;
+        const struct vfiod_rule *rule; /* the rule that grants dev */
+        struct kvfio_pci_list *members;
+        struct vfiod_grant grant;  /* the stricter of the rules of every VFIO member */
+        struct vfiod_bound *bound; /* Managed=yes: what vfiod bound to vfio-pci */
+        size_t n_bound;
+        struct vfiod_domain *domain;
+        bool created; /* the domain is new (implicit) */
+};
+
+/* The device: its name, the mode, the policy, its IOMMU group, its driver. */
+static int acquire_check_device(struct acquire *a, struct vfiod_error *err)
+{
+        struct vfiod_server *s = a->c->server;
+        char why[200];
         int r;
 
-        if (kvfio_dev_name_normalize(device, bdf) < 0)
+        if (kvfio_dev_name_normalize(a->device, a->bdf) < 0)
                 return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address or an mdev UUID",
-                                       device);
-        if (!mode_bit(mode))
+                                       a->device);
+        if (!mode_bit(a->mode))
                 return vfiod_error_set(err, EINVAL, "mode must be DIRECT or BROKERED");
-        r = vfiod_registry_read(devs, bdf, &dev);
+        r = vfiod_registry_read(s->devices, a->bdf, &a->dev);
         if (r == -ENODEV)
-                return vfiod_error_set(err, ENOENT, "no device '%s'", device);
+                return vfiod_error_set(err, ENOENT, "no device '%s'", a->device);
         if (r < 0)
-                return vfiod_error_set(err, -r, "cannot read device '%s': %s", device,
+                return vfiod_error_set(err, -r, "cannot read device '%s': %s", a->device,
                                        strerror(-r));
-        vfiod_grant_init(&grant);
-        rule = vfiod_policy_grant(s->policy, &c->peer, &dev, mode_bit(mode), why, sizeof(why));
-        if (!rule) {
-                modes = vfiod_policy_modes(s->policy, &c->peer, &dev);
+        a->rule = vfiod_policy_grant(s->policy, &a->c->peer, &a->dev, mode_bit(a->mode), why,
+                                     sizeof(why));
+        if (!a->rule) {
+                unsigned modes = vfiod_policy_modes(s->policy, &a->c->peer, &a->dev);
+
                 return vfiod_error_set(err, EPERM,
                                        "the policy does not allow you device '%s' in %s mode "
                                        "(allowed: %s): %s",
-                                       device, mode_name(mode), vfiod_modes_name(modes), why);
+                                       a->device, mode_name(a->mode), vfiod_modes_name(modes), why);
         }
-        if (dev.iommu_group < 0)
-                return vfiod_error_set(err, ENXIO, "device '%s' has no IOMMU group", device);
-        if (!kvfio_dev_is_vfio(&dev) && !rule->grant.managed)
+        if (a->dev.iommu_group < 0)
+                return vfiod_error_set(err, ENXIO, "device '%s' has no IOMMU group", a->device);
+        if (!kvfio_dev_is_vfio(&a->dev) && !a->rule->grant.managed)
                 return vfiod_error_set(err, ENXIO,
                                        "device '%s' is not bound to vfio-pci (%s%s%s) and rule "
                                        "'%s' does not say Managed=yes",
-                                       device, dev.driver[0] ? "driver '" : "no driver", dev.driver,
-                                       dev.driver[0] ? "'" : "", rule->name);
-        g = vfiod_registry_group(devs, dev.iommu_group);
+                                       a->device, a->dev.driver[0] ? "driver '" : "no driver",
+                                       a->dev.driver, a->dev.driver[0] ? "'" : "", a->rule->name);
+        return 0;
+}
+
+/* The group is neither leased nor quarantined (a quarantined one is looked at again first). */
+static int acquire_check_group(struct acquire *a, struct vfiod_error *err)
+{
+        struct vfiod_server *s = a->c->server;
+        struct vfiod_group *g = vfiod_registry_group(s->devices, a->dev.iommu_group);
+
         if (g && g->state == VFIOD_GROUP_LEASED)
-                return vfiod_error_set(err, EBUSY, "device '%s' (group %d) is leased%s", device,
-                                       dev.iommu_group,
-                                       g->lease && g->lease->client == c ? " to you already" : "");
+                return vfiod_error_set(
+                    err, EBUSY, "device '%s' (group %d) is leased%s", a->device, a->dev.iommu_group,
+                    g->lease && g->lease->client == a->c ? " to you already" : "");
         /*
          * Quarantined: look again now rather than at the next periodic check,
          * so that a group whose last fd was just closed is free at once.
@@ -511,157 +548,219 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 return vfiod_error_set(err, EBUSY,
                                        "device '%s' (group %d) is quarantined until every fd of "
                                        "its last lease is closed",
-                                       device, dev.iommu_group);
-        if (rule->grant.managed) {
-                /* Binds what is not on vfio-pci yet; undone below when the acquire fails. */
-                r = managed_bind(c, &dev, mode, &bound, &n_bound, err);
-                if (r < 0)
-                        return r;
-        }
-        r = kvfio_iommu_group_viable(devs->sysfs_root, dev.iommu_group, &via);
-        if (r < 0) {
-                r = vfiod_error_set(err, -r, "cannot check group %d: %s", dev.iommu_group,
-                                    strerror(-r));
-                goto fail;
-        }
-        if (!via.viable) {
-                r = vfiod_error_set(err, ENXIO,
-                                    "group %d of '%s' is not viable: '%s' is bound to '%s'",
-                                    dev.iommu_group, device, via.culprit, via.culprit_driver);
-                goto fail;
-        }
-        r = vfiod_registry_members(devs, dev.iommu_group, &members);
-        if (r < 0) {
-                r = vfiod_error_set(err, -r, "cannot list group %d: %s", dev.iommu_group,
-                                    strerror(-r));
-                goto fail;
-        }
-        for (size_t i = 0; i < members->n; i++) {
-                const struct kvfio_pci_dev *m = &members->devs[i];
+                                       a->device, a->dev.iommu_group);
+        return 0;
+}
+
+/* The group is viable and the policy allows the peer each of its VFIO members: a->grant. */
+static int acquire_group_grant(struct acquire *a, struct vfiod_error *err)
+{
+        struct vfiod_server *s = a->c->server;
+        int group = a->dev.iommu_group;
+        struct kvfio_group_viability via;
+        char why[200];
+        int r;
+
+        r = kvfio_iommu_group_viable(s->devices->sysfs_root, group, &via);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "cannot check group %d: %s", group, strerror(-r));
+        if (!via.viable)
+                return vfiod_error_set(err, ENXIO,
+                                       "group %d of '%s' is not viable: '%s' is bound to '%s'",
+                                       group, a->device, via.culprit, via.culprit_driver);
+        r = vfiod_registry_members(s->devices, group, &a->members);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "cannot list group %d: %s", group, strerror(-r));
+        for (size_t i = 0; i < a->members->n; i++) {
+                const struct kvfio_pci_dev *m = &a->members->devs[i];
                 const struct vfiod_rule *mr;
 
                 if (!kvfio_dev_is_vfio(m))
                         continue;
-                mr = vfiod_policy_grant(s->policy, &c->peer, m, mode_bit(mode), why, sizeof(why));
-                if (!mr) {
-                        r = vfiod_error_set(err, EPERM,
-                                            "device '%s' shares IOMMU group %d with '%s', which "
-                                            "the policy does not allow you in %s mode: %s",
-                                            device, dev.iommu_group, m->bdf, mode_name(mode), why);
-                        goto fail;
-                }
-                if (vfiod_grant_narrow(&grant, &mr->grant) < 0) {
-                        r = vfiod_error_set(err, ENOMEM, "out of memory");
-                        goto fail;
-                }
+                mr = vfiod_policy_grant(s->policy, &a->c->peer, m, mode_bit(a->mode), why,
+                                        sizeof(why));
+                if (!mr)
+                        return vfiod_error_set(err, EPERM,
+                                               "device '%s' shares IOMMU group %d with '%s', "
+                                               "which the policy does not allow you in %s mode: %s",
+                                               a->device, group, m->bdf, mode_name(a->mode), why);
+                if (vfiod_grant_narrow(&a->grant, &mr->grant) < 0)
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
         }
-        if (c->usage.leases >= lim->max_leases_per_client) {
-                r = vfiod_error_set(err, ENOSPC, "MaxLeasesPerClient=%u reached",
-                                    lim->max_leases_per_client);
-                goto fail;
-        }
+        return 0;
+}
+
+/* MaxLeasesPerClient, then the domain: the client's domain_id, or a new implicit one (0). */
+static int acquire_domain(struct acquire *a, uint64_t domain_id, struct vfiod_error *err)
+{
+        struct vfiod_client *c = a->c;
+        struct vfiod_server *s = c->server;
+        const struct vfiod_config_limits *lim = vfiod_server_limits(s);
+        struct vfiod_domain *domain;
+        int r;
+
+        if (c->usage.leases >= lim->max_leases_per_client)
+                return vfiod_error_set(err, ENOSPC, "MaxLeasesPerClient=%u reached",
+                                       lim->max_leases_per_client);
         if (domain_id) {
                 domain = vfiod_client_find_domain(c, domain_id);
-                if (!domain) {
-                        r = vfiod_client_no_domain(c, domain_id, err);
-                        goto fail;
-                }
-                if (domain->mode && domain->mode != mode) {
-                        r = vfiod_error_set(err, EINVAL,
-                                            "domain %" PRIu64 " holds %s leases, not %s", domain_id,
-                                            mode_name(domain->mode), mode_name(mode));
-                        goto fail;
-                }
+                if (!domain)
+                        return vfiod_client_no_domain(c, domain_id, err);
+                if (domain->mode && domain->mode != a->mode)
+                        return vfiod_error_set(
+                            err, EINVAL, "domain %" PRIu64 " holds %s leases, not %s", domain_id,
+                            mode_name(domain->mode), mode_name(a->mode));
                 r = vfiod_lease_domain_usable(s, domain, err);
                 if (r < 0)
-                        goto fail;
-        } else {
-                if (c->usage.domains >= lim->max_domains_per_client) {
-                        r = vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
-                                            lim->max_domains_per_client);
-                        goto fail;
-                }
-                r = vfiod_domain_new(devs->container_path, KVFIO_IOMMU_AUTO,
-                                     vfiod_server_new_object_id(s), &c->usage, &domain, err);
-                if (r < 0)
-                        goto fail;
-                list_add_tail(&c->domains, &domain->link);
-                domain->implicit = true;
-                created = true;
+                        return r;
+                a->domain = domain;
+                return 0;
         }
+        r = vfiod_client_domain_new(c, KVFIO_IOMMU_AUTO, &domain, err);
+        if (r < 0)
+                return r;
+        domain->implicit = true;
+        a->domain = domain;
+        a->created = true;
+        return 0;
+}
 
-        l = vfiod_lease_alloc(c, domain, dev.iommu_group, mode, bdf);
-        if (!l) {
-                r = vfiod_error_set(err, ENOMEM, "out of memory");
-                goto fail;
+/* Undoes lease_open(): the device fds, the attach (when done), the group fd. */
+static void lease_unopen(struct vfiod_lease *l, bool attached)
+{
+        lease_free_devs(l, l->client->server->loop);
+        if (attached) {
+                int u = kvfio_group_unset_container(l->group_fd);
+                if (u == 0 && l->domain->n_leases == 0)
+                        vfiod_domain_detached_last(l->domain);
         }
-        l->group_fd = kvfio_group_open(dev.iommu_group, devs->vfio_dir);
-        if (l->group_fd < 0) {
-                r = l->group_fd == -EBUSY
-                        ? vfiod_error_set(err, EBUSY, "group %d is open elsewhere", dev.iommu_group)
-                        : vfiod_error_set(err, -l->group_fd, "cannot open group %d: %s",
-                                          dev.iommu_group, strerror(-l->group_fd));
-                goto fail;
-        }
-        r = vfiod_domain_attach(domain, l->group_fd, err);
-        if (r < 0)
-                goto fail;
-        attached = true;
-        r = lease_open_devs(l, members, err);
-        if (r < 0)
-                goto fail;
-        if (!vfiod_lease_find_dev(l, bdf)) {
-                r = vfiod_error_set(err, ENODEV, "device '%s' is not in group %d any more", device,
-                                    dev.iommu_group);
-                goto fail;
-        }
-        r = vfiod_registry_group_get(devs, dev.iommu_group, &g);
+        l->group_fd = safe_close(l->group_fd);
+}
+
+/*
+ * Opens the lease's group, attaches it to its domain, opens its VFIO members
+ * and arms their REQ/ERR; the acquired device must be one of them. Undone on
+ * failure.
+ */
+static int lease_open(struct vfiod_lease *l, const struct kvfio_pci_list *members,
+                      const char *device, struct vfiod_error *err)
+{
+        struct vfiod_registry *devs = l->client->server->devices;
+        int r;
+
+        l->group_fd = kvfio_group_open(l->group_id, devs->vfio_dir);
+        if (l->group_fd < 0)
+                return l->group_fd == -EBUSY
+                           ? vfiod_error_set(err, EBUSY, "group %d is open elsewhere", l->group_id)
+                           : vfiod_error_set(err, -l->group_fd, "cannot open group %d: %s",
+                                             l->group_id, strerror(-l->group_fd));
+        r = vfiod_domain_attach(l->domain, l->group_fd, err);
         if (r < 0) {
-                r = vfiod_error_set(err, ENOMEM, "out of memory");
-                goto fail;
+                lease_unopen(l, false);
+                return r;
         }
-        kvfio_pci_list_free(members);
+        r = lease_open_devs(l, members, err);
+        if (r == 0 && !vfiod_lease_find_dev(l, l->device))
+                r = vfiod_error_set(err, ENODEV, "device '%s' is not in group %d any more", device,
+                                    l->group_id);
+        if (r < 0)
+                lease_unopen(l, true);
+        return r;
+}
+
+/* The lease takes the group (with what vfiod bound), the grant, its id and its lists. */
+static void acquire_commit(struct acquire *a, struct vfiod_lease *l, struct vfiod_group *g)
+{
+        struct vfiod_client *c = a->c;
+        struct vfiod_server *s = c->server;
+
+        kvfio_pci_list_free(a->members);
+        a->members = NULL;
         g->state = VFIOD_GROUP_LEASED;
         g->lease = l;
         /* What vfiod bound moves to the group: given back once it is FREE again. */
-        g->bound = bound;
-        g->n_bound = n_bound;
+        g->bound = a->bound;
+        g->n_bound = a->n_bound;
         l->group = g;
         /* The grant's windows move to the lease. */
-        l->grant = grant;
-        snprintf(l->rule, sizeof(l->rule), "%s", rule->name);
+        l->grant = a->grant;
+        snprintf(l->rule, sizeof(l->rule), "%s", a->rule->name);
         l->id = vfiod_server_new_object_id(s);
-        domain->mode = mode;
-        domain->n_leases++;
+        a->domain->mode = a->mode;
+        a->domain->n_leases++;
         c->usage.leases++;
         list_add_tail(&c->leases, &l->link_client);
         vfiod_server_add_lease(s, l);
         LOG_LEASE(LOG_NOTICE, l, l->device,
                   "leased device '%s' (group %d, %zu device(s)) in %s mode, domain %" PRIu64
                   ", granted by rule '%s'%s",
-                  l->device, l->group_id, l->n_devs, mode_name(mode), domain->id, l->rule,
-                  n_bound ? " (managed: bound to vfio-pci by vfiod)" : "");
+                  l->device, l->group_id, l->n_devs, mode_name(a->mode), a->domain->id, l->rule,
+                  a->n_bound ? " (managed: bound to vfio-pci by vfiod)" : "");
+}
+
+/* A failed Acquire gives back what it held (the lease, if any, is undone already). */
+static void acquire_undo(struct acquire *a)
+{
+        kvfio_pci_list_free(a->members);
+        if (a->created)
+                vfiod_domain_free(a->domain);
+        vfiod_grant_done(&a->grant);
+        /* Nothing of the group is open any more: the managed devices go back. */
+        if (a->n_bound)
+                vfiod_registry_restore(a->c->server->devices, a->dev.iommu_group, a->bound,
+                                       a->n_bound);
+}
+
+int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t domain_id, int mode,
+                        struct vfiod_lease **ret, struct vfiod_error *err)
+{
+        struct acquire a = {.c = c, .device = device, .mode = mode};
+        struct vfiod_lease *l;
+        struct vfiod_group *g;
+        int r;
+
+        /* Checks first: nothing is held yet. */
+        vfiod_grant_init(&a.grant);
+        r = acquire_check_device(&a, err);
+        if (r < 0)
+                return r;
+        r = acquire_check_group(&a, err);
+        if (r < 0)
+                return r;
+        if (a.rule->grant.managed) {
+                /* Binds what is not on vfio-pci yet; undone below when the acquire fails. */
+                r = managed_bind(c, &a.dev, mode, &a.bound, &a.n_bound, err);
+                if (r < 0)
+                        return r;
+        }
+        r = acquire_group_grant(&a, err);
+        if (r < 0)
+                goto fail;
+        r = acquire_domain(&a, domain_id, err);
+        if (r < 0)
+                goto fail;
+
+        /* Then the opens. */
+        l = vfiod_lease_alloc(c, a.domain, a.dev.iommu_group, mode, a.bdf);
+        if (!l) {
+                r = vfiod_error_set(err, ENOMEM, "out of memory");
+                goto fail;
+        }
+        r = lease_open(l, a.members, device, err);
+        if (r == 0 && vfiod_registry_group_get(c->server->devices, a.dev.iommu_group, &g) < 0) {
+                lease_unopen(l, true);
+                r = vfiod_error_set(err, ENOMEM, "out of memory");
+        }
+        if (r < 0) {
+                free(l);
+                goto fail;
+        }
+        acquire_commit(&a, l, g);
         *ret = l;
         return 0;
 
 fail:
-        kvfio_pci_list_free(members);
-        if (l) {
-                lease_free_devs(l, s->loop);
-                if (attached) {
-                        int u = kvfio_group_unset_container(l->group_fd);
-                        if (u == 0 && domain->n_leases == 0)
-                                vfiod_domain_detached_last(domain);
-                }
-                safe_close(l->group_fd);
-                free(l);
-        }
-        if (created)
-                vfiod_domain_free(domain);
-        vfiod_grant_done(&grant);
-        /* Nothing of the group is open any more: the managed devices go back. */
-        if (n_bound)
-                vfiod_registry_restore(devs, dev.iommu_group, bound, n_bound);
+        acquire_undo(&a);
         return r;
 }
 
@@ -966,145 +1065,176 @@ static void close_fds(int *fds, uint32_t n)
                 fds[i] = safe_close(fds[i]);
 }
 
-int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint32_t start,
-                              uint32_t count, uint32_t action, uint32_t data, const uint8_t *bools,
-                              int *fds, struct vfiod_error *err)
+/* Refuses the daemon's indexes, those the policy does not grant, and those the device lacks. */
+static int irq_index_check(struct vfiod_lease_dev *dev, uint32_t index, uint32_t count,
+                           struct vfiod_error *err)
 {
-        uint32_t vfio_action;
-        const struct kvfio_irq_info *info;
-        int r;
+        struct vfiod_lease *l = dev->lease;
+        char types[32];
 
-        if (index == VFIO_PCI_ERR_IRQ_INDEX || index == VFIO_PCI_REQ_IRQ_INDEX) {
-                r = vfiod_error_set(err, EPERM, "the %s interrupt belongs to the daemon",
+        if (index == VFIO_PCI_ERR_IRQ_INDEX || index == VFIO_PCI_REQ_IRQ_INDEX)
+                return vfiod_error_set(err, EPERM, "the %s interrupt belongs to the daemon",
+                                       kvfio_irq_index_name(index));
+        if (index >= VFIOD_N_CLIENT_IRQ_INDEXES)
+                return vfiod_error_set(err, EINVAL, "unknown interrupt index %u", index);
+        if (count > 0 && !(l->grant.irq_types & (1u << index))) {
+                int r =
+                    vfiod_error_set(err, EPERM,
+                                    "the policy (rule '%s') allows you only these interrupts: %s; "
+                                    "not %s",
+                                    l->grant.irq_rule,
+                                    vfiod_irq_types_name(l->grant.irq_types, types, sizeof(types)),
                                     kvfio_irq_index_name(index));
-                goto fail;
-        }
-        if (index >= VFIOD_N_CLIENT_IRQ_INDEXES) {
-                r = vfiod_error_set(err, EINVAL, "unknown interrupt index %u", index);
-                goto fail;
-        }
-        if (count > 0 && !(dev->lease->grant.irq_types & (1u << index))) {
-                char types[32];
 
-                r = vfiod_error_set(
-                    err, EPERM,
-                    "the policy (rule '%s') allows you only these interrupts: %s; "
-                    "not %s",
-                    dev->lease->grant.irq_rule,
-                    vfiod_irq_types_name(dev->lease->grant.irq_types, types, sizeof(types)),
-                    kvfio_irq_index_name(index));
-                {
-                        struct vfiod_log_about a = vfiod_client_about(
-                            dev->lease->client, dev->bdf, dev->lease->group_id, dev->lease->id);
-                        vfiod_log_about(LOG_NOTICE, &a, "refused %s on '%s': %s",
-                                        kvfio_irq_index_name(index), dev->bdf,
-                                        err ? err->reason : "");
-                }
-                goto fail;
+                LOG_LEASE(LOG_NOTICE, l, dev->bdf, "refused %s on '%s': %s",
+                          kvfio_irq_index_name(index), dev->bdf, err ? err->reason : "");
+                return r;
         }
-        info = &dev->irqs[index];
-        if (info->count == 0) {
-                r = vfiod_error_set(err, EINVAL, "device '%s' has no %s interrupt", dev->bdf,
-                                    kvfio_irq_index_name(index));
-                goto fail;
-        }
+        if (dev->irqs[index].count == 0)
+                return vfiod_error_set(err, EINVAL, "device '%s' has no %s interrupt", dev->bdf,
+                                       kvfio_irq_index_name(index));
+        return 0;
+}
+
+/* The VFIO_IRQ_SET_ACTION_* of a protocol action, or -EINVAL (err set). */
+static int irq_action(uint32_t action, struct vfiod_error *err)
+{
         switch (action) {
         case VFIOD__IRQ_ACTION__IRQ_ACTION_MASK:
-                vfio_action = VFIO_IRQ_SET_ACTION_MASK;
-                break;
+                return VFIO_IRQ_SET_ACTION_MASK;
         case VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK:
-                vfio_action = VFIO_IRQ_SET_ACTION_UNMASK;
-                break;
+                return VFIO_IRQ_SET_ACTION_UNMASK;
         case VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER:
-                vfio_action = VFIO_IRQ_SET_ACTION_TRIGGER;
-                break;
+                return VFIO_IRQ_SET_ACTION_TRIGGER;
         default:
-                r = vfiod_error_set(err, EINVAL, "bad interrupt action %u", action);
-                goto fail;
+                return vfiod_error_set(err, EINVAL, "bad interrupt action %u", action);
         }
-        if (count == 0) {
-                if (action != VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER ||
-                    data != VFIOD__IRQ_DATA__IRQ_DATA_NONE || start != 0) {
-                        r = vfiod_error_set(err, EINVAL,
-                                            "count 0 is only for disabling (TRIGGER, data NONE, "
-                                            "start 0)");
-                        goto fail;
-                }
-                r = kvfio_irq_disable(dev->fd, index);
+}
+
+/* Count 0: interrupts off on the index, and the client's eventfds of it closed. */
+static int irq_disable(struct vfiod_lease_dev *dev, const struct vfiod_irq_set *set,
+                       struct vfiod_error *err)
+{
+        int r;
+
+        if (set->action != VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER || set->bools || set->fds ||
+            set->start != 0)
+                return vfiod_error_set(err, EINVAL,
+                                       "count 0 is only for disabling (TRIGGER, data NONE, "
+                                       "start 0)");
+        r = kvfio_irq_disable(dev->fd, set->index);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "disabling %s failed: %s",
+                                       kvfio_irq_index_name(set->index), strerror(-r));
+        close_client_irq_fds(dev, set->index);
+        return 0;
+}
+
+/* What the kernel refused, for the client. */
+static int irq_kernel_error(const struct vfiod_lease_dev *dev, uint32_t index, int r,
+                            struct vfiod_error *err)
+{
+        return vfiod_error_set(err, -r, "SET_IRQS on %s of '%s' failed: %s",
+                               kvfio_irq_index_name(index), dev->bdf, strerror(-r));
+}
+
+/*
+ * Data EVENTFD: an UNMASK eventfd (vector 0) or the trigger eventfds of the
+ * vectors. On success the lease device owns set->fds (each is -EBADF after).
+ */
+static int irq_set_eventfds(struct vfiod_lease_dev *dev, const struct vfiod_irq_set *set,
+                            struct vfiod_error *err)
+{
+        uint32_t index = set->index, start = set->start, count = set->count;
+        int r;
+
+        if (set->action == VFIOD__IRQ_ACTION__IRQ_ACTION_MASK)
+                return vfiod_error_set(err, EINVAL, "MASK takes no eventfd");
+        if (set->action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK) {
+                if (count != 1 || start != 0)
+                        return vfiod_error_set(err, EINVAL,
+                                               "an UNMASK eventfd is for vector 0 only");
+                r = kvfio_irq_unmask_eventfd(dev->fd, index, 0, set->fds[0]);
                 if (r < 0)
-                        return vfiod_error_set(err, -r, "disabling %s failed: %s",
-                                               kvfio_irq_index_name(index), strerror(-r));
-                close_client_irq_fds(dev, index);
+                        return irq_kernel_error(dev, index, r, err);
+                /* The eventfd is owned by the lease device while assigned. */
+                safe_close(dev->unmask_fds[index]);
+                dev->unmask_fds[index] = set->fds[0];
+                set->fds[0] = -EBADF;
                 return 0;
         }
-        if (start > info->count || count > info->count - start) {
-                r = vfiod_error_set(err, EINVAL, "vectors %u..%u of %s: the device has %u", start,
-                                    start + count - 1, kvfio_irq_index_name(index), info->count);
-                goto fail;
+        if (!dev->trigger_fds[index]) {
+                dev->trigger_fds[index] = malloc(dev->irqs[index].count * sizeof(int));
+                if (!dev->trigger_fds[index])
+                        return vfiod_error_set(err, ENOMEM, "out of memory");
+                for (uint32_t i = 0; i < dev->irqs[index].count; i++)
+                        dev->trigger_fds[index][i] = -EBADF;
         }
-        switch (data) {
-        case VFIOD__IRQ_DATA__IRQ_DATA_NONE:
-                r = action == VFIOD__IRQ_ACTION__IRQ_ACTION_MASK
-                        ? kvfio_irq_mask(dev->fd, index, start, count)
-                    : action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK
-                        ? kvfio_irq_unmask(dev->fd, index, start, count)
-                        : kvfio_irq_trigger(dev->fd, index, start, count);
-                break;
-        case VFIOD__IRQ_DATA__IRQ_DATA_BOOL:
-                r = kvfio_irq_set_bools(dev->fd, index, vfio_action, start, count, bools);
-                break;
-        case VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD:
-                if (action == VFIOD__IRQ_ACTION__IRQ_ACTION_MASK) {
-                        r = vfiod_error_set(err, EINVAL, "MASK takes no eventfd");
-                        goto fail;
-                }
-                if (action == VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK) {
-                        if (count != 1 || start != 0) {
-                                r = vfiod_error_set(err, EINVAL,
-                                                    "an UNMASK eventfd is for vector 0 only");
-                                goto fail;
-                        }
-                        r = kvfio_irq_unmask_eventfd(dev->fd, index, 0, fds[0]);
-                        if (r < 0)
-                                break;
-                        /* The eventfd is owned by the lease device while assigned. */
-                        safe_close(dev->unmask_fds[index]);
-                        dev->unmask_fds[index] = fds[0];
-                        fds[0] = -EBADF;
-                        return 0;
-                }
-                if (!dev->trigger_fds[index]) {
-                        dev->trigger_fds[index] = malloc(info->count * sizeof(int));
-                        if (!dev->trigger_fds[index]) {
-                                r = vfiod_error_set(err, ENOMEM, "out of memory");
-                                goto fail;
-                        }
-                        for (uint32_t i = 0; i < info->count; i++)
-                                dev->trigger_fds[index][i] = -EBADF;
-                }
-                r = kvfio_irq_set_eventfds(dev->fd, index, start, count, fds);
-                if (r < 0)
-                        break;
-                /* The kernel took its references; we keep ours while assigned. */
-                for (uint32_t i = 0; i < count; i++) {
-                        safe_close(dev->trigger_fds[index][start + i]);
-                        dev->trigger_fds[index][start + i] = fds[i];
-                        fds[i] = -EBADF;
-                }
-                return 0;
+        r = kvfio_irq_set_eventfds(dev->fd, index, start, count, set->fds);
+        if (r < 0)
+                return irq_kernel_error(dev, index, r, err);
+        /* The kernel took its references; we keep ours while assigned. */
+        for (uint32_t i = 0; i < count; i++) {
+                safe_close(dev->trigger_fds[index][start + i]);
+                dev->trigger_fds[index][start + i] = set->fds[i];
+                set->fds[i] = -EBADF;
+        }
+        return 0;
+}
+
+/* Data NONE or BOOL: the action on the vectors, no fd kept. */
+static int irq_set_plain(struct vfiod_lease_dev *dev, const struct vfiod_irq_set *set,
+                         uint32_t vfio_action)
+{
+        uint32_t index = set->index, start = set->start, count = set->count;
+
+        if (set->bools)
+                return kvfio_irq_set_bools(dev->fd, index, vfio_action, start, count, set->bools);
+        switch (set->action) {
+        case VFIOD__IRQ_ACTION__IRQ_ACTION_MASK:
+                return kvfio_irq_mask(dev->fd, index, start, count);
+        case VFIOD__IRQ_ACTION__IRQ_ACTION_UNMASK:
+                return kvfio_irq_unmask(dev->fd, index, start, count);
         default:
-                r = vfiod_error_set(err, EINVAL, "bad interrupt data type %u", data);
+                return kvfio_irq_trigger(dev->fd, index, start, count);
+        }
+}
+
+int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, struct vfiod_irq_set *set,
+                              struct vfiod_error *err)
+{
+        const struct kvfio_irq_info *info;
+        int vfio_action, r;
+
+        r = irq_index_check(dev, set->index, set->count, err);
+        if (r < 0)
+                goto fail;
+        info = &dev->irqs[set->index];
+        vfio_action = irq_action(set->action, err);
+        if (vfio_action < 0) {
+                r = vfio_action;
                 goto fail;
         }
-        if (r < 0) {
-                r = vfiod_error_set(err, -r, "SET_IRQS on %s of '%s' failed: %s",
-                                    kvfio_irq_index_name(index), dev->bdf, strerror(-r));
+        if (set->count == 0)
+                return irq_disable(dev, set, err);
+        if (set->start > info->count || set->count > info->count - set->start) {
+                r = vfiod_error_set(err, EINVAL, "vectors %u..%u of %s: the device has %u",
+                                    set->start, set->start + set->count - 1,
+                                    kvfio_irq_index_name(set->index), info->count);
                 goto fail;
         }
+        if (set->fds)
+                r = irq_set_eventfds(dev, set, err);
+        else {
+                r = irq_set_plain(dev, set, (uint32_t)vfio_action);
+                if (r < 0)
+                        r = irq_kernel_error(dev, set->index, r, err);
+        }
+        if (r < 0)
+                goto fail;
         return 0;
 
 fail:
-        if (data == VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD)
-                close_fds(fds, count);
+        close_fds(set->fds, set->count);
         return r;
 }

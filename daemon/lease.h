@@ -127,6 +127,18 @@ int vfiod_lease_acquire(struct vfiod_client *client, const char *device, uint64_
                         int mode, struct vfiod_lease **ret, struct vfiod_error *err);
 
 /*
+ * What Acquire would grant client c for dev, one of list (which holds every
+ * member of its group), as ListDevices shows it: false when the policy
+ * shows the peer nothing of dev. Else *ret_modes: the modes
+ * (VFIOD_MODE_BIT_*) the policy allows the peer on dev and on every other
+ * VFIO member of its group (0 when they share none); *ret_managed: dev is on
+ * another driver and a Managed=yes rule gives it (Acquire would bind it to
+ * vfio-pci).
+ */
+bool vfiod_lease_offer(struct vfiod_client *c, const struct kvfio_pci_list *list,
+                       const struct kvfio_pci_dev *dev, unsigned *ret_modes, bool *ret_managed);
+
+/*
  * Runs the release sequence and frees the lease. Returns 0 when the group is
  * FREE again, 1 when it is QUARANTINED.
  */
@@ -157,13 +169,24 @@ void vfiod_lease_dev_arm_events(struct vfiod_lease_dev *dev);
 struct vfiod_lease_dev *vfiod_lease_find_dev(struct vfiod_lease *lease, const char *bdf);
 
 /*
- * SetIrqs on a device of the lease, on the client's behalf. fds[] are the
- * eventfds for vectors [start, start+count) (-1 = de-assign); on success they
- * are owned by the lease (the _take), on failure closed.
+ * One SetIrqs as a lease device takes it: the data is NONE (no bools, no
+ * fds), BOOL (bools[count]) or EVENTFD (fds[count], the eventfds for
+ * vectors [start, start+count), -1 = de-assign).
  */
-int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint32_t start,
-                              uint32_t count, uint32_t action, uint32_t data, const uint8_t *bools,
-                              int *fds, struct vfiod_error *err);
+struct vfiod_irq_set {
+        uint32_t index, start, count;
+        uint32_t action; /* Vfiod__IrqAction */
+        const uint8_t *bools;
+        int *fds;
+};
+
+/*
+ * SetIrqs on a device of the lease, on the client's behalf. On success the
+ * fds of set are owned by the lease (the _take: each is -EBADF after), on
+ * failure closed.
+ */
+int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, struct vfiod_irq_set *set,
+                              struct vfiod_error *err);
 
 /*
  * Resets a device of the lease: VFIO_DEVICE_RESET, or a bus hot reset when

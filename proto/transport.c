@@ -242,8 +242,7 @@ static bool fd_is_memfd(int fd)
         return fcntl(fd, F_GET_SEALS) >= 0;
 }
 
-/* Eventfds are anonymous inodes, told apart only by their name in /proc. */
-static bool fd_is_eventfd(int fd)
+bool vfiod_fd_is_eventfd(int fd)
 {
         static const char want[] = "anon_inode:[eventfd]";
         char path[64], target[sizeof(want) + 1];
@@ -260,7 +259,7 @@ static bool fd_has_kind(int fd, enum vfiod_fd_kind kind)
         case VFIOD_FD_KIND_MEMFD:
                 return fd_is_memfd(fd);
         case VFIOD_FD_KIND_EVENTFD:
-                return fd_is_eventfd(fd);
+                return vfiod_fd_is_eventfd(fd);
         case VFIOD_FD_KIND_VFIO_CONTAINER:
         case VFIOD_FD_KIND_VFIO_GROUP:
         case VFIOD_FD_KIND_VFIO_DEVICE:
@@ -447,7 +446,7 @@ int vfiod_msg_recv_filtered(int sock, int flags, const struct vfiod_recv_filter 
          * struct vfiod_recv_filter).
          */
         for (size_t i = 0; filter && i < n_fds; i++)
-                if (!fd_is_memfd(fds[i]) && !fd_is_eventfd(fds[i])) {
+                if (!fd_is_memfd(fds[i]) && !vfiod_fd_is_eventfd(fds[i])) {
                         /* From here the fd is the filter's. */
                         filter->unwanted_take(fds[i], filter->userdata);
                         fds[i] = -EBADF;

@@ -23,6 +23,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -153,6 +154,9 @@ int vfiod_msg_send(int sock, const Vfiod__Envelope *env, const int *fds, size_t 
  */
 int vfiod_datagram_send(int sock, const void *buf, size_t len, const int *fds, size_t n_fds,
                         int flags);
+
+/* True when fd is an eventfd (an anonymous inode, told apart only by its name in /proc). */
+bool vfiod_fd_is_eventfd(int fd);
 
 /* What an fd index field must point at. */
 enum vfiod_fd_kind {
