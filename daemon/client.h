@@ -103,3 +103,12 @@ struct vfiod_domain *vfiod_client_find_domain(struct vfiod_client *client, uint6
 int vfiod_client_no_lease(struct vfiod_client *client, uint64_t id, bool any,
                           struct vfiod_error *err);
 int vfiod_client_no_domain(struct vfiod_client *client, uint64_t id, struct vfiod_error *err);
+
+/* ---- restart (daemon/state.h): a client saves and loads itself --------------------- */
+
+struct vfiod_save;
+
+/* Writes a live client's "client" line and connection fd, then its domains and leases. */
+void vfiod_client_save(const struct vfiod_client *client, struct vfiod_save *sv);
+/* A planned stop that keeps the fd store: frees its leases and domains without releasing them. */
+void vfiod_client_abandon(struct vfiod_client *client);

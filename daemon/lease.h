@@ -216,3 +216,20 @@ void vfiod_quarantine_check(struct vfiod_server *server);
  */
 int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd,
                          const struct kvfio_pci_list *members);
+
+/* ---- restart (daemon/state.h): a lease saves and loads itself ---------------------- */
+
+struct vfiod_save;
+
+/*
+ * Writes an ACTIVE or asked-back lease: "lease", "bound", "dev", "irq" and
+ * "unmask" lines and its fds (group-L, device-L-K, irq-..., unmask-...).
+ */
+void vfiod_lease_save(const struct vfiod_lease *lease, struct vfiod_save *sv);
+/* A restored lease: logged, checked against the policy in force, asked back if it was. */
+void vfiod_lease_restored(struct vfiod_lease *lease);
+/*
+ * A planned stop that keeps the fd store: closes the lease's fds and frees it
+ * without the release sequence (no ioctl, no driver given back).
+ */
+void vfiod_lease_abandon(struct vfiod_lease *lease);
