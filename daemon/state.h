@@ -52,6 +52,13 @@
  *   irq L K I N INO / unmask L K I INO
  *   end HASH                         (FNV-1a 64 of everything before)
  *
+ * This file owns only that framing and the fd store. Each line is written
+ * and read by the object it describes (logind's session_save/session_load):
+ * "next" by the server, "client" and "domain" by client.c, "view" and "map"
+ * by domain.c, the others by lease.c, each with a keyword table (below);
+ * each fd named in a line is handed by that name to the object the line
+ * builds. A field of a lease is added in lease.c alone.
+ *
  * Nothing in it depends on the old process's addresses: a view is mmapped
  * again at a new address and each mapping gets it with VFIO_DMA_UNMAP_FLAG_VADDR
  * + VFIO_DMA_MAP_FLAG_VADDR (VFIO_UPDATE_VADDR, Linux 5.12+; Debian's 6.1 has
