@@ -1680,6 +1680,14 @@ const struct vfiod_load_keyword vfiod_client_keywords[] = {
     {NULL, NULL},
 };
 
+void vfiod_client_invalidate_vaddrs(struct vfiod_client *c)
+{
+        struct vfiod_domain *d;
+
+        list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link)
+            vfiod_domain_invalidate_vaddrs(d);
+}
+
 void vfiod_client_abandon(struct vfiod_client *c)
 {
         struct vfiod_lease *l;

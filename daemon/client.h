@@ -110,5 +110,7 @@ struct vfiod_save;
 
 /* Writes a live client's "client" line and connection fd, then its domains and leases. */
 void vfiod_client_save(const struct vfiod_client *client, struct vfiod_save *sv);
+/* Before a planned stop that keeps the fd store: every mapping's process address invalidated. */
+void vfiod_client_invalidate_vaddrs(struct vfiod_client *client);
 /* A planned stop that keeps the fd store: frees its leases and domains without releasing them. */
 void vfiod_client_abandon(struct vfiod_client *client);

@@ -692,3 +692,20 @@ size_t vfiod_server_restored(struct vfiod_server *s)
         log_notice("Restored %zu lease(s) and %u client(s) from the fd store", n, s->n_clients);
         return n;
 }
+
+void vfiod_server_keep(struct vfiod_server *s)
+{
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
+            vfiod_client_invalidate_vaddrs(c);
+        log_notice("Stopping with %zu lease(s) and %u client(s) kept in the fd store",
+                   list_length(&s->leases), s->n_clients);
+}
+
+void vfiod_server_abandon(struct vfiod_server *s)
+{
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link) vfiod_client_abandon(c);
+}

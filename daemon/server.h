@@ -150,3 +150,7 @@ void vfiod_server_save(struct vfiod_server *server, struct vfiod_save *sv);
  * (vfiod_lease_restored()). Returns how many leases were restored.
  */
 size_t vfiod_server_restored(struct vfiod_server *server);
+/* A planned stop that keeps the fd store: every mapping's process address invalidated. */
+void vfiod_server_keep(struct vfiod_server *server);
+/* Then: every lease and domain freed without the release sequence (vfiod_state_abandon()). */
+void vfiod_server_abandon(struct vfiod_server *server);

@@ -16,7 +16,6 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "daemon/client.h"
 #include "daemon/lease.h"
 #include "daemon/server.h"
 #include "kernel/device.h"
@@ -477,20 +476,10 @@ out:
 
 void vfiod_state_stop(struct vfiod_state *st)
 {
-        struct vfiod_client *c;
-
         if (!st || !st->enabled)
                 return;
         vfiod_state_sync(st);
-        list_for_each_safe(c, it, &st->s->clients, struct vfiod_client, link)
-        {
-                struct vfiod_domain *d;
-
-                list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link)
-                    vfiod_domain_invalidate_vaddrs(d);
-        }
-        log_notice("Stopping with %zu lease(s) and %u client(s) kept in the fd store",
-                   list_length(&st->s->leases), st->s->n_clients);
+        vfiod_server_keep(st->s);
 }
 
 void vfiod_state_enable(struct vfiod_state *st)
@@ -511,10 +500,7 @@ void vfiod_state_enable(struct vfiod_state *st)
 
 void vfiod_state_abandon(struct vfiod_state *st)
 {
-        struct vfiod_client *c;
-
-        list_for_each_safe(c, cit, &st->s->clients, struct vfiod_client, link)
-            vfiod_client_abandon(c);
+        vfiod_server_abandon(st->s);
 }
 
 /* ---- restore ------------------------------------------------------------------------------ */
