@@ -18,6 +18,7 @@
 #include "daemon/lease.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
+#include "daemon/state.h"
 #include "kernel/container.h"
 #include "kernel/irq.h"
 #include "proto/macro.h"
@@ -1682,4 +1683,126 @@ void vfiod_client_free(struct vfiod_client *c)
         safe_close(c->fd);
         vfiod_peer_done(&c->peer);
         free(c);
+}
+
+/* ---- saved in the fd store and loaded again after a restart (daemon/state.h) ---- */
+
+void vfiod_client_save(const struct vfiod_client *c, struct vfiod_save *sv)
+{
+        struct vfiod_domain *d;
+        struct vfiod_lease *l;
+
+        if (c->dead)
+                return;
+        vfiod_save_fd(sv, c->fd, "client-%" PRIu64, c->id);
+        /* The unit and slice read at connect: never read again from a pid. */
+        vfiod_save_line(sv, "client %" PRIu64 " %d %" PRIu64 " %d %u %u %s %s", c->id,
+                        (int)c->state, c->caps, c->admin ? 1 : 0, c->max_datagram, c->max_fds,
+                        c->peer.unit ? c->peer.unit : "-", c->peer.slice ? c->peer.slice : "-");
+        list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link)
+            vfiod_domain_save(d, c->id, sv);
+        list_for_each_safe(l, lit, &c->leases, struct vfiod_lease, link_client)
+            vfiod_lease_save(l, sv);
+}
+
+/*
+ * The connection of client id, with its old id. Uid, gid, pid and groups
+ * are the kernel's (recorded at connect()); the unit and slice are those the
+ * state saved, read when the client connected: its pid may name another
+ * process by now. fd is taken (closed on failure too).
+ */
+static int load_connection_take(struct vfiod_server *s, int fd, uint64_t id, const char *unit,
+                                const char *slice, struct vfiod_client **ret)
+{
+        struct vfiod_peer peer = {0};
+        int r;
+
+        if (fd < 0 || id == 0 || vfiod_server_find_client(s, id)) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        r = vfiod_peer_read(fd, false, &peer);
+        if (r == 0 &&
+            ((unit && !(peer.unit = strdup(unit))) || (slice && !(peer.slice = strdup(slice)))))
+                r = -ENOMEM;
+        if (r < 0) {
+                vfiod_peer_done(&peer);
+                safe_close(fd);
+                return r;
+        }
+        /* The fd moves to the client; the peer is copied. */
+        r = vfiod_server_restore_client_take(s, fd, id, &peer, ret);
+        vfiod_peer_done(&peer);
+        return r;
+}
+
+/* "client C STATE CAPS ADMIN MAX_DATAGRAM MAX_FDS UNIT SLICE" (UNIT, SLICE: absent in an old state)
+ */
+static int load_client(struct vfiod_load *ld, const char *args)
+{
+        char unit[256], slice[256];
+        uint64_t id, caps;
+        int state, admin, fd, r;
+        unsigned max_datagram, max_fds;
+        struct vfiod_client *c;
+        int n = sscanf(args, "%" SCNu64 " %d %" SCNu64 " %d %u %u %255s %255s", &id, &state, &caps,
+                       &admin, &max_datagram, &max_fds, unit, slice);
+
+        if (n != 6 && n != 8)
+                return VFIOD_LOAD_UNKNOWN;
+        fd = vfiod_load_fd(ld, "client-%" PRIu64, id);
+        if (vfiod_load_checking(ld))
+                return 0;
+        r = load_connection_take(vfiod_load_server(ld), fd, id,
+                                 n == 8 && strcmp(unit, "-") != 0 ? unit : NULL,
+                                 n == 8 && strcmp(slice, "-") != 0 ? slice : NULL, &c);
+        if (r < 0)
+                return r;
+        c->state = state == VFIOD_CLIENT_READY ? VFIOD_CLIENT_READY : VFIOD_CLIENT_NEW;
+        c->caps = caps;
+        c->admin = admin != 0;
+        c->max_datagram = max_datagram;
+        c->max_fds = max_fds;
+        return 0;
+}
+
+/* "domain C ..." (the rest is the domain's: vfiod_domain_load()) */
+static int load_domain(struct vfiod_load *ld, const char *args)
+{
+        struct vfiod_client *c;
+        struct vfiod_domain *d;
+        uint64_t id;
+        int n = 0, r;
+
+        if (sscanf(args, "%" SCNu64 "%n", &id, &n) != 1)
+                return VFIOD_LOAD_UNKNOWN;
+        c = vfiod_load_checking(ld) ? NULL : vfiod_server_find_client(vfiod_load_server(ld), id);
+        r = vfiod_domain_load(ld, args + n, c ? &c->usage : NULL, &d);
+        if (r == 0 && !vfiod_load_checking(ld))
+                list_add_tail(&c->domains, &d->link);
+        return r;
+}
+
+const struct vfiod_load_keyword vfiod_client_keywords[] = {
+    {"client", load_client},
+    {"domain", load_domain},
+    {NULL, NULL},
+};
+
+void vfiod_client_invalidate_vaddrs(struct vfiod_client *c)
+{
+        struct vfiod_domain *d;
+
+        list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link)
+            vfiod_domain_invalidate_vaddrs(d);
+}
+
+void vfiod_client_abandon(struct vfiod_client *c)
+{
+        struct vfiod_lease *l;
+        struct vfiod_domain *d;
+
+        list_for_each_safe(l, lit, &c->leases, struct vfiod_lease, link_client)
+            vfiod_lease_abandon(l);
+        list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link) vfiod_domain_abandon(d);
 }

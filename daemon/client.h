@@ -116,3 +116,14 @@ int vfiod_client_domain_new(struct vfiod_client *client, int wanted, struct vfio
 int vfiod_client_no_lease(struct vfiod_client *client, uint64_t id, bool any,
                           struct vfiod_error *err);
 int vfiod_client_no_domain(struct vfiod_client *client, uint64_t id, struct vfiod_error *err);
+
+/* ---- restart (daemon/state.h): a client saves and loads itself --------------------- */
+
+struct vfiod_save;
+
+/* Writes a live client's "client" line and connection fd, then its domains and leases. */
+void vfiod_client_save(const struct vfiod_client *client, struct vfiod_save *sv);
+/* Before a planned stop that keeps the fd store: every mapping's process address invalidated. */
+void vfiod_client_invalidate_vaddrs(struct vfiod_client *client);
+/* A planned stop that keeps the fd store: frees its leases and domains without releasing them. */
+void vfiod_client_abandon(struct vfiod_client *client);

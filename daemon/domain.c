@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/state.h"
 #include "kernel/dma.h"
 #include "kernel/group.h"
 #include "proto/macro.h"
@@ -1122,4 +1124,132 @@ void vfiod_domain_invalidate_vaddrs(struct vfiod_domain *d)
                                     ": invalidating the address of iova 0x%" PRIx64 " failed: %s",
                                     d->id, d->maps[i].iova, strerror(-r));
         }
+}
+
+/* ---- saved in the fd store and loaded again after a restart (daemon/state.h) ---- */
+
+void vfiod_domain_save(const struct vfiod_domain *d, uint64_t owner, struct vfiod_save *sv)
+{
+        struct vfiod_memfd_view *v;
+
+        vfiod_save_fd(sv, d->container_fd, "container-%" PRIu64, d->id);
+        vfiod_save_line(sv, "domain %" PRIu64 " %" PRIu64 " %d %d %d %d", owner, d->id, d->model,
+                        d->model_set ? 1 : 0, d->mode, d->implicit ? 1 : 0);
+        list_for_each_safe(v, vit, &d->views, struct vfiod_memfd_view, link)
+        {
+                /* An idle view is a cache: the next vfiod maps again. */
+                if (v->refs == 0)
+                        continue;
+                vfiod_save_fd(sv, v->fd, "memfd-%" PRIu64 "-%" PRIu64, d->id, v->id);
+                vfiod_save_line(sv, "view %" PRIu64 " %" PRIu64 " %d %" PRIu64 " %" PRIu64 " %llu",
+                                d->id, v->id, v->writable ? 1 : 0, v->offset, v->size,
+                                (unsigned long long)v->ino);
+        }
+        for (size_t i = 0; i < d->n_maps; i++) {
+                const struct vfiod_mapping *m = &d->maps[i];
+
+                vfiod_save_line(sv, "map %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
+                                d->id, m->iova, m->size, m->view->id,
+                                (uint64_t)((uint8_t *)m->addr - m->view->addr));
+        }
+}
+
+int vfiod_domain_load(struct vfiod_load *ld, const char *args, struct vfiod_usage *usage,
+                      struct vfiod_domain **ret)
+{
+        struct vfiod_domain *d;
+        uint64_t id;
+        int model, model_set, mode, implicit = 0, fd, r;
+
+        if (sscanf(args, "%" SCNu64 " %d %d %d %d", &id, &model, &model_set, &mode, &implicit) < 4)
+                return VFIOD_LOAD_UNKNOWN;
+        fd = vfiod_load_fd(ld, "container-%" PRIu64, id);
+        if (vfiod_load_checking(ld))
+                return 0;
+        if (!usage) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        /* The container fd moves to the domain. */
+        r = vfiod_domain_adopt_take(fd, id, model, model_set != 0, usage, &d);
+        if (r < 0)
+                return r;
+        d->mode = mode;
+        d->implicit = implicit != 0; /* absent in an older state: explicit */
+        *ret = d;
+        return 0;
+}
+
+/* "view D V WRITABLE OFFSET SIZE INO" */
+static int load_view(struct vfiod_load *ld, const char *args)
+{
+        struct vfiod_memfd_view *v;
+        struct vfiod_domain *d;
+        uint64_t did, vid, offset, size;
+        unsigned long long ino;
+        int writable, fd, r;
+
+        if (sscanf(args, "%" SCNu64 " %" SCNu64 " %d %" SCNu64 " %" SCNu64 " %llu", &did, &vid,
+                   &writable, &offset, &size, &ino) != 6)
+                return VFIOD_LOAD_UNKNOWN;
+        fd = vfiod_load_fd(ld, "memfd-%" PRIu64 "-%" PRIu64, did, vid);
+        if (vfiod_load_checking(ld))
+                return 0;
+        d = vfiod_load_domain(ld, did);
+        if (!d) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        /* The memfd moves to the view. */
+        r = vfiod_domain_adopt_view_take(d, fd, vid, writable != 0, offset, size, &v);
+        if (r == 0 && (unsigned long long)v->ino != ino)
+                r = vfiod_load_fail(
+                    ld, -EINVAL, "'memfd-%" PRIu64 "-%" PRIu64 "' is not the memfd the state names",
+                    did, vid);
+        return r;
+}
+
+static struct vfiod_memfd_view *view_by_id(struct vfiod_domain *d, uint64_t id)
+{
+        struct vfiod_memfd_view *v;
+
+        list_for_each_safe(v, it, &d->views, struct vfiod_memfd_view,
+                           link) if (v->id == id) return v;
+        return NULL;
+}
+
+/* "map D IOVA SIZE V DELTA" */
+static int load_map(struct vfiod_load *ld, const char *args)
+{
+        struct vfiod_memfd_view *v;
+        struct vfiod_domain *d;
+        uint64_t did, iova, size, vid, delta;
+        int r;
+
+        if (sscanf(args, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &did, &iova,
+                   &size, &vid, &delta) != 5)
+                return VFIOD_LOAD_UNKNOWN;
+        if (vfiod_load_checking(ld))
+                return 0;
+        d = vfiod_load_domain(ld, did);
+        v = d ? view_by_id(d, vid) : NULL;
+        r = v ? vfiod_domain_adopt_mapping(d, v, iova, size, delta) : -EINVAL;
+        if (r < 0)
+                return vfiod_load_fail(
+                    ld, r, "mapping iova 0x%" PRIx64 "+0x%" PRIx64 " of domain %" PRIu64 ": %s",
+                    iova, size, did, strerror(-r));
+        return 0;
+}
+
+const struct vfiod_load_keyword vfiod_domain_keywords[] = {
+    {"view", load_view},
+    {"map", load_map},
+    {NULL, NULL},
+};
+
+void vfiod_domain_abandon(struct vfiod_domain *d)
+{
+        /* munmap and close only: the container keeps the IOMMU mappings. */
+        d->model_set = false;
+        vfiod_domain_free(d);
 }

@@ -203,3 +203,20 @@ int vfiod_domain_adopt_mapping(struct vfiod_domain *domain, struct vfiod_memfd_v
 
 /* Before a planned stop that keeps the fd store: invalidates every mapping's process address. */
 void vfiod_domain_invalidate_vaddrs(struct vfiod_domain *domain);
+
+/* ---- restart (daemon/state.h): a domain saves and loads itself --------------------- */
+
+struct vfiod_save;
+struct vfiod_load;
+
+/* Writes the domain of client owner: "domain", "view" (mapped views) and "map" lines, their fds. */
+void vfiod_domain_save(const struct vfiod_domain *domain, uint64_t owner, struct vfiod_save *sv);
+/*
+ * Loads the fields of a "domain" line after the owner's id (args): the
+ * domain on its kept container, counted in usage (NULL: the owner is not
+ * there, -EINVAL). The owner links it. Returns as a loader does (daemon/state.h).
+ */
+int vfiod_domain_load(struct vfiod_load *ld, const char *args, struct vfiod_usage *usage,
+                      struct vfiod_domain **ret);
+/* A planned stop that keeps the fd store: munmaps and closes, the IOMMU mappings stay. */
+void vfiod_domain_abandon(struct vfiod_domain *domain);

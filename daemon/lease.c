@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/client.h"
 #include "daemon/domain.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
+#include "daemon/state.h"
 #include "kernel/container.h"
 #include "kernel/group.h"
 #include "kernel/irq.h"
@@ -121,6 +123,55 @@ static void close_client_irq_fds(struct vfiod_lease_dev *dev, uint32_t index)
         dev->unmask_fds[index] = safe_close(dev->unmask_fds[index]);
 }
 
+/* Closes every eventfd the device holds, the client's and the daemon's (no ioctl). */
+static void dev_close_irq_fds(struct vfiod_lease_dev *dev, struct ev_loop *loop)
+{
+        for (uint32_t i = 0; i < VFIOD_N_CLIENT_IRQ_INDEXES; i++) {
+                close_client_irq_fds(dev, i);
+                free(dev->trigger_fds[i]);
+                dev->trigger_fds[i] = NULL;
+        }
+        if (dev->req_fd >= 0)
+                ev_io_stop(loop, &dev->req_io);
+        if (dev->err_fd >= 0)
+                ev_io_stop(loop, &dev->err_io);
+        dev->req_fd = safe_close(dev->req_fd);
+        dev->err_fd = safe_close(dev->err_fd);
+}
+
+/* Reads the device's interrupt indexes (count 0: none; at most KVFIO_IRQ_MAX_COUNT vectors). */
+static void dev_read_irqs(struct vfiod_lease_dev *dev)
+{
+        for (uint32_t k = 0; k < VFIOD_N_IRQ_INDEXES && k < dev->info.num_irqs; k++) {
+                if (kvfio_device_get_irq_info(dev->fd, k, &dev->irqs[k]) < 0)
+                        dev->irqs[k] = (struct kvfio_irq_info){.index = k};
+                if (dev->irqs[k].count > KVFIO_IRQ_MAX_COUNT)
+                        dev->irqs[k].count = KVFIO_IRQ_MAX_COUNT;
+        }
+}
+
+/* A device of lease l with no fd yet. */
+static void dev_init(struct vfiod_lease_dev *dev, struct vfiod_lease *l)
+{
+        dev->lease = l;
+        dev->fd = dev->req_fd = dev->err_fd = -EBADF;
+        for (int k = 0; k < VFIOD_N_CLIENT_IRQ_INDEXES; k++)
+                dev->unmask_fds[k] = -EBADF;
+}
+
+/* The trigger eventfds of index, every vector -1 at first; -ENOMEM. */
+static int dev_trigger_fds(struct vfiod_lease_dev *dev, uint32_t index)
+{
+        if (dev->trigger_fds[index])
+                return 0;
+        dev->trigger_fds[index] = malloc(dev->irqs[index].count * sizeof(int));
+        if (!dev->trigger_fds[index])
+                return -ENOMEM;
+        for (uint32_t i = 0; i < dev->irqs[index].count; i++)
+                dev->trigger_fds[index][i] = -EBADF;
+        return 0;
+}
+
 /* Release step 1 for one device: every index off, every eventfd closed. */
 static void dev_irqs_off(struct vfiod_lease_dev *dev, struct ev_loop *loop)
 {
@@ -138,17 +189,7 @@ static void dev_irqs_off(struct vfiod_lease_dev *dev, struct ev_loop *loop)
                                   "disabling %s: %s", kvfio_irq_index_name(i),
                                   r == -EINVAL ? "it was not enabled" : strerror(-r));
         }
-        for (uint32_t i = 0; i < VFIOD_N_CLIENT_IRQ_INDEXES; i++) {
-                close_client_irq_fds(dev, i);
-                free(dev->trigger_fds[i]);
-                dev->trigger_fds[i] = NULL;
-        }
-        if (dev->req_fd >= 0)
-                ev_io_stop(loop, &dev->req_io);
-        if (dev->err_fd >= 0)
-                ev_io_stop(loop, &dev->err_io);
-        dev->req_fd = safe_close(dev->req_fd);
-        dev->err_fd = safe_close(dev->err_fd);
+        dev_close_irq_fds(dev, loop);
 }
 
 /* ---- resets ------------------------------------------------------------------ */
@@ -261,10 +302,7 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
                 if (!kvfio_dev_is_vfio(m))
                         continue;
                 dev = &l->devs[l->n_devs++];
-                dev->lease = l;
-                dev->req_fd = dev->err_fd = -EBADF;
-                for (int k = 0; k < VFIOD_N_CLIENT_IRQ_INDEXES; k++)
-                        dev->unmask_fds[k] = -EBADF;
+                dev_init(dev, l);
                 snprintf(dev->bdf, sizeof(dev->bdf), "%s", m->bdf);
                 dev->fd = kvfio_group_get_device_fd(l->group_fd, m->bdf);
                 if (dev->fd < 0)
@@ -292,15 +330,8 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
                                 LOG_LEASE(LOG_DEBUG, l, m->bdf,
                                           "'%s' was not reset as it opened: reset it", m->bdf);
                 }
-                for (uint32_t k = 0; k < VFIOD_N_IRQ_INDEXES && k < dev->info.num_irqs; k++) {
-                        r = kvfio_device_get_irq_info(dev->fd, k, &dev->irqs[k]);
-                        if (r < 0)
-                                dev->irqs[k] = (struct kvfio_irq_info){.index = k};
-                        if (dev->irqs[k].count > KVFIO_IRQ_MAX_COUNT)
-                                dev->irqs[k].count = KVFIO_IRQ_MAX_COUNT;
-                }
-                arm_event(dev, VFIO_PCI_REQ_IRQ_INDEX, &dev->req_fd, &dev->req_io, req_cb);
-                arm_event(dev, VFIO_PCI_ERR_IRQ_INDEX, &dev->err_fd, &dev->err_io, err_cb);
+                dev_read_irqs(dev);
+                vfiod_lease_dev_arm_events(dev);
         }
         return 0;
 }
@@ -471,6 +502,16 @@ struct vfiod_lease *vfiod_lease_alloc(struct vfiod_client *c, struct vfiod_domai
         l->group_fd = -EBADF;
         snprintf(l->device, sizeof(l->device), "%s", device);
         return l;
+}
+
+/* The lease joins its domain, its client's leases and the server's. */
+static void lease_link(struct vfiod_lease *l)
+{
+        l->domain->mode = l->mode;
+        l->domain->n_leases++;
+        l->client->usage.leases++;
+        list_add_tail(&l->client->leases, &l->link_client);
+        vfiod_server_add_lease(l->client->server, l);
 }
 
 /* An Acquire: what it checked, then what it holds before the lease does. */
@@ -686,11 +727,7 @@ static void acquire_commit(struct acquire *a, struct vfiod_lease *l, struct vfio
         l->grant = a->grant;
         snprintf(l->rule, sizeof(l->rule), "%s", a->rule->name);
         l->id = vfiod_server_new_object_id(s);
-        a->domain->mode = a->mode;
-        a->domain->n_leases++;
-        c->usage.leases++;
-        list_add_tail(&c->leases, &l->link_client);
-        vfiod_server_add_lease(s, l);
+        lease_link(l);
         LOG_LEASE(LOG_NOTICE, l, l->device,
                   "leased device '%s' (group %d, %zu device(s)) in %s mode, domain %" PRIu64
                   ", granted by rule '%s'%s",
@@ -1163,13 +1200,8 @@ static int irq_set_eventfds(struct vfiod_lease_dev *dev, const struct vfiod_irq_
                 set->fds[0] = -EBADF;
                 return 0;
         }
-        if (!dev->trigger_fds[index]) {
-                dev->trigger_fds[index] = malloc(dev->irqs[index].count * sizeof(int));
-                if (!dev->trigger_fds[index])
-                        return vfiod_error_set(err, ENOMEM, "out of memory");
-                for (uint32_t i = 0; i < dev->irqs[index].count; i++)
-                        dev->trigger_fds[index][i] = -EBADF;
-        }
+        if (dev_trigger_fds(dev, index) < 0)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
         r = kvfio_irq_set_eventfds(dev->fd, index, start, count, set->fds);
         if (r < 0)
                 return irq_kernel_error(dev, index, r, err);
@@ -1237,4 +1269,288 @@ int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, struct vfiod_irq_set 
 fail:
         close_fds(set->fds, set->count);
         return r;
+}
+
+/* ---- saved in the fd store and loaded again after a restart (daemon/state.h) ---- */
+
+static unsigned long long ino_of(int fd)
+{
+        struct stat st;
+
+        return fstat(fd, &st) == 0 ? (unsigned long long)st.st_ino : 0;
+}
+
+/* "irq L K I N INO" and "unmask L K I INO": the client's eventfds of index i. */
+static void save_dev_irqs(const struct vfiod_lease_dev *dev, size_t k, uint32_t i,
+                          struct vfiod_save *sv)
+{
+        uint64_t id = dev->lease->id;
+
+        for (uint32_t n = 0; dev->trigger_fds[i] && n < dev->irqs[i].count; n++) {
+                int f = dev->trigger_fds[i][n];
+                unsigned long long ino;
+
+                if (f < 0)
+                        continue;
+                ino = ino_of(f);
+                vfiod_save_fd(sv, f, "irq-%" PRIu64 "-%zu-%u-%u-%llu", id, k, i, n, ino);
+                vfiod_save_line(sv, "irq %" PRIu64 " %zu %u %u %llu", id, k, i, n, ino);
+        }
+        if (dev->unmask_fds[i] >= 0) {
+                unsigned long long ino = ino_of(dev->unmask_fds[i]);
+
+                vfiod_save_fd(sv, dev->unmask_fds[i], "unmask-%" PRIu64 "-%zu-%u-%llu", id, k, i,
+                              ino);
+                vfiod_save_line(sv, "unmask %" PRIu64 " %zu %u %llu", id, k, i, ino);
+        }
+}
+
+void vfiod_lease_save(const struct vfiod_lease *l, struct vfiod_save *sv)
+{
+        const struct vfiod_group *g = l->group;
+
+        if (l->status != VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE &&
+            l->status != VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED)
+                return;
+        vfiod_save_fd(sv, l->group_fd, "group-%" PRIu64, l->id);
+        vfiod_save_line(sv, "lease %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %d %d %d %s %zu",
+                        l->client->id, l->id, l->domain->id, l->group_id, l->mode, (int)l->status,
+                        (int)l->revoke_reason, l->device, l->n_devs);
+        for (size_t i = 0; g && i < g->n_bound; i++)
+                vfiod_save_line(sv, "bound %d %s %s", l->group_id, g->bound[i].bdf,
+                                g->bound[i].prev_driver[0] ? g->bound[i].prev_driver : "-");
+        for (size_t k = 0; k < l->n_devs; k++) {
+                const struct vfiod_lease_dev *dev = &l->devs[k];
+
+                vfiod_save_fd(sv, dev->fd, "device-%" PRIu64 "-%zu", l->id, k);
+                vfiod_save_line(sv, "dev %" PRIu64 " %zu %s", l->id, k, dev->bdf);
+                for (uint32_t i = 0; i < VFIOD_N_CLIENT_IRQ_INDEXES; i++)
+                        save_dev_irqs(dev, k, i, sv);
+        }
+}
+
+/* Copies src when it fits (with its NUL); -EINVAL when not. */
+static int copy_str(char *dst, size_t size, const char *src)
+{
+        size_t n = strlen(src);
+
+        if (n >= size)
+                return -EINVAL;
+        memcpy(dst, src, n + 1);
+        return 0;
+}
+
+/* The lease with its group fd and device fds; the devices are read by their "dev" lines. */
+static int load_lease_fds(struct vfiod_load *ld, struct vfiod_lease *l, size_t n_devs)
+{
+        struct vfiod_group *g = NULL;
+
+        l->group_fd = vfiod_load_fd(ld, "group-%" PRIu64, l->id);
+        l->devs = calloc(n_devs, sizeof(*l->devs));
+        if (!l->devs || vfiod_registry_group_get(l->client->server->devices, l->group_id, &g) < 0) {
+                safe_close(l->group_fd);
+                free(l->devs);
+                free(l);
+                return -ENOMEM;
+        }
+        l->n_devs = n_devs;
+        for (size_t k = 0; k < n_devs; k++) {
+                dev_init(&l->devs[k], l);
+                l->devs[k].fd = vfiod_load_fd(ld, "device-%" PRIu64 "-%zu", l->id, k);
+        }
+        g->state = VFIOD_GROUP_LEASED;
+        g->lease = l;
+        l->group = g;
+        return 0;
+}
+
+/* "lease C L D GROUP MODE STATUS REASON DEVICE N_DEVS" */
+static int load_lease(struct vfiod_load *ld, const char *args)
+{
+        struct vfiod_server *s = vfiod_load_server(ld);
+        uint64_t cid, lid, did;
+        int group, mode, status, reason, r;
+        unsigned n_devs;
+        char device[32];
+        struct vfiod_client *c;
+        struct vfiod_domain *d;
+        struct vfiod_lease *l;
+
+        if (sscanf(args, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %d %d %d %d %31s %u", &cid, &lid,
+                   &did, &group, &mode, &status, &reason, device, &n_devs) != 9)
+                return VFIOD_LOAD_UNKNOWN;
+        if (vfiod_load_checking(ld)) {
+                (void)vfiod_load_fd(ld, "group-%" PRIu64, lid);
+                return 0;
+        }
+        c = vfiod_server_find_client(s, cid);
+        d = c ? vfiod_client_find_domain(c, did) : NULL;
+        if (!d || n_devs == 0 || n_devs > 256 || vfiod_registry_group(s->devices, group) ||
+            strlen(device) >= KVFIO_BDF_MAX)
+                return vfiod_load_fail(ld, -EINVAL, "lease %" PRIu64 " does not fit the state",
+                                       lid);
+        l = vfiod_lease_alloc(c, d, group, mode, device);
+        if (!l)
+                return -ENOMEM;
+        l->id = lid;
+        r = load_lease_fds(ld, l, n_devs);
+        if (r < 0)
+                return r;
+        /* Linked now: from here on a failure releases it with the full sequence. */
+        lease_link(l);
+        /* Asked back before the restart: asked again once restored (vfiod_lease_restored()). */
+        if (status == VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED)
+                l->revoke_reason = (Vfiod__ReleaseReason)(reason ? reason : 1);
+        return 0;
+}
+
+/* "bound GROUP BDF PREV_DRIVER": what vfiod bound to vfio-pci, given back at release. */
+static int load_bound(struct vfiod_load *ld, const char *args)
+{
+        struct vfiod_group *g;
+        struct vfiod_bound *bd;
+        char bdf[64], prev[64];
+        int group;
+
+        if (sscanf(args, "%d %63s %63s", &group, bdf, prev) != 3)
+                return VFIOD_LOAD_UNKNOWN;
+        if (vfiod_load_checking(ld))
+                return 0;
+        g = vfiod_registry_group(vfiod_load_server(ld)->devices, group);
+        if (!g)
+                return -EINVAL;
+        bd = realloc(g->bound, (g->n_bound + 1) * sizeof(*bd));
+        if (!bd)
+                return -ENOMEM;
+        g->bound = bd;
+        if (copy_str(bd[g->n_bound].bdf, sizeof(bd->bdf), bdf) < 0 ||
+            copy_str(bd[g->n_bound].prev_driver, sizeof(bd->prev_driver),
+                     strcmp(prev, "-") == 0 ? "" : prev) < 0)
+                return -EINVAL;
+        g->n_bound++;
+        return 0;
+}
+
+/* The device k of lease id, or NULL. */
+static struct vfiod_lease_dev *load_find_dev(struct vfiod_load *ld, uint64_t id, unsigned k)
+{
+        struct vfiod_lease *l = vfiod_server_find_lease(vfiod_load_server(ld), id);
+
+        return l && k < l->n_devs ? &l->devs[k] : NULL;
+}
+
+/* "dev L K BDF": the device fd came with its lease; read again, REQ/ERR armed again. */
+static int load_dev(struct vfiod_load *ld, const char *args)
+{
+        struct vfiod_lease_dev *dev;
+        uint64_t id;
+        unsigned k;
+        char bdf[64];
+        int r = -EINVAL;
+
+        if (sscanf(args, "%" SCNu64 " %u %63s", &id, &k, bdf) != 3)
+                return VFIOD_LOAD_UNKNOWN;
+        if (vfiod_load_checking(ld)) {
+                /* Taken with its lease: only checked here. */
+                (void)vfiod_load_fd(ld, "device-%" PRIu64 "-%u", id, k);
+                return 0;
+        }
+        dev = load_find_dev(ld, id, k);
+        if (dev && copy_str(dev->bdf, sizeof(dev->bdf), bdf) == 0)
+                r = kvfio_device_get_info(dev->fd, &dev->info);
+        if (r < 0)
+                return vfiod_load_fail(ld, r, "device '%s' of lease %" PRIu64 ": %s", bdf, id,
+                                       strerror(-r));
+        dev_read_irqs(dev);
+        vfiod_lease_dev_arm_events(dev);
+        return 0;
+}
+
+/* "irq L K I N INO": the client's eventfd of vector N of index I (the kernel still signals it). */
+static int load_irq(struct vfiod_load *ld, const char *args)
+{
+        struct vfiod_lease_dev *dev;
+        uint64_t id;
+        unsigned k, i, n;
+        unsigned long long ino;
+        int fd;
+
+        if (sscanf(args, "%" SCNu64 " %u %u %u %llu", &id, &k, &i, &n, &ino) != 5)
+                return VFIOD_LOAD_UNKNOWN;
+        fd = vfiod_load_fd(ld, "irq-%" PRIu64 "-%u-%u-%u-%llu", id, k, i, n, ino);
+        if (vfiod_load_checking(ld))
+                return 0;
+        dev = load_find_dev(ld, id, k);
+        if (!dev || i >= VFIOD_N_CLIENT_IRQ_INDEXES || n >= dev->irqs[i].count) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        if (dev_trigger_fds(dev, i) < 0) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        /* The eventfd is the lease's again. */
+        safe_close(dev->trigger_fds[i][n]);
+        dev->trigger_fds[i][n] = fd;
+        return 0;
+}
+
+/* "unmask L K I INO": the client's UNMASK eventfd of index I. */
+static int load_unmask(struct vfiod_load *ld, const char *args)
+{
+        struct vfiod_lease_dev *dev;
+        uint64_t id;
+        unsigned k, i;
+        unsigned long long ino;
+        int fd;
+
+        if (sscanf(args, "%" SCNu64 " %u %u %llu", &id, &k, &i, &ino) != 4)
+                return VFIOD_LOAD_UNKNOWN;
+        fd = vfiod_load_fd(ld, "unmask-%" PRIu64 "-%u-%u-%llu", id, k, i, ino);
+        if (vfiod_load_checking(ld))
+                return 0;
+        dev = load_find_dev(ld, id, k);
+        if (!dev || i >= VFIOD_N_CLIENT_IRQ_INDEXES) {
+                safe_close(fd);
+                return -EINVAL;
+        }
+        /* The eventfd is the lease's again. */
+        safe_close(dev->unmask_fds[i]);
+        dev->unmask_fds[i] = fd;
+        return 0;
+}
+
+const struct vfiod_load_keyword vfiod_lease_keywords[] = {
+    {"lease", load_lease}, {"bound", load_bound},   {"dev", load_dev},
+    {"irq", load_irq},     {"unmask", load_unmask}, {NULL, NULL},
+};
+
+void vfiod_lease_restored(struct vfiod_lease *l)
+{
+        struct vfiod_log_about a = vfiod_client_about(l->client, l->device, l->group_id, l->id);
+
+        vfiod_log_about(LOG_NOTICE, &a,
+                        "restored lease %" PRIu64 " of device '%s' (group %d, domain %" PRIu64
+                        ", %zu mapping(s)) from the fd store",
+                        l->id, l->device, l->group_id, l->domain->id, l->domain->n_maps);
+        if (!vfiod_lease_policy_check(l, l->client->server->policy))
+                vfiod_lease_revoke(l, VFIOD__RELEASE_REASON__RELEASE_REASON_POLICY_CHANGE,
+                                   "the policy no longer allows it");
+        else if (l->revoke_reason)
+                vfiod_lease_revoke(l, l->revoke_reason, "asked back before vfiod restarted");
+}
+
+void vfiod_lease_abandon(struct vfiod_lease *l)
+{
+        struct ev_loop *loop = l->client->server->loop;
+
+        for (size_t k = 0; k < l->n_devs; k++) {
+                dev_close_irq_fds(&l->devs[k], loop);
+                safe_close(l->devs[k].fd);
+        }
+        ev_timer_stop(loop, &l->grace);
+        /* No managed device goes back to its driver: the lease lives on. */
+        vfiod_registry_group_free(l->group);
+        safe_close(l->group_fd);
+        vfiod_lease_unlink(l);
 }

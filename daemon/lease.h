@@ -235,3 +235,20 @@ void vfiod_grant_msg_done(struct vfiod_grant_msg *m);
 
 /* Checks the quarantined groups again; re-arms the server's timer while any is left. */
 void vfiod_quarantine_check(struct vfiod_server *server);
+
+/* ---- restart (daemon/state.h): a lease saves and loads itself ---------------------- */
+
+struct vfiod_save;
+
+/*
+ * Writes an ACTIVE or asked-back lease: "lease", "bound", "dev", "irq" and
+ * "unmask" lines and its fds (group-L, device-L-K, irq-..., unmask-...).
+ */
+void vfiod_lease_save(const struct vfiod_lease *lease, struct vfiod_save *sv);
+/* A restored lease: logged, checked against the policy in force, asked back if it was. */
+void vfiod_lease_restored(struct vfiod_lease *lease);
+/*
+ * A planned stop that keeps the fd store: closes the lease's fds and frees it
+ * without the release sequence (no ioctl, no driver given back).
+ */
+void vfiod_lease_abandon(struct vfiod_lease *lease);

@@ -20,6 +20,7 @@
 
 #include "daemon/client.h"
 #include "daemon/lease.h"
+#include "daemon/state.h"
 #include "proto/macro.h"
 
 void vfiod_peer_done(struct vfiod_peer *peer)
@@ -163,7 +164,8 @@ int vfiod_peer_read(int fd, bool unit, struct vfiod_peer *ret)
         return 0;
 }
 
-int vfiod_server_add_client_take(struct vfiod_server *s, int fd, const struct vfiod_peer *peer)
+static int add_client_take(struct vfiod_server *s, int fd, const struct vfiod_peer *peer,
+                           struct vfiod_client **ret)
 {
         struct vfiod_peer p = {0};
         struct vfiod_client *c;
@@ -196,7 +198,15 @@ int vfiod_server_add_client_take(struct vfiod_server *s, int fd, const struct vf
                                 c->id, (unsigned)c->peer.uid, (int)c->peer.pid,
                                 c->peer.unit ? ", unit " : "", c->peer.unit ? c->peer.unit : "");
         }
+        *ret = c;
         return 0;
+}
+
+int vfiod_server_add_client_take(struct vfiod_server *s, int fd, const struct vfiod_peer *peer)
+{
+        struct vfiod_client *c;
+
+        return add_client_take(s, fd, peer, &c);
 }
 
 /* Tells a connection why it is refused (ENOSPC) before it is closed. */
@@ -427,17 +437,22 @@ int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
         return 0;
 }
 
-void vfiod_server_free(struct vfiod_server *s)
+void vfiod_server_drop_clients(struct vfiod_server *s)
 {
         struct vfiod_client *c;
 
-        if (!s)
-                return;
         list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
         {
                 s->n_clients--;
                 vfiod_client_free(c);
         }
+}
+
+void vfiod_server_free(struct vfiod_server *s)
+{
+        if (!s)
+                return;
+        vfiod_server_drop_clients(s);
         if (s->devices && vfiod_registry_count(s->devices, VFIOD_GROUP_QUARANTINED) > 0)
                 log_warning("%zu group(s) still quarantined at exit; they are not sanitized",
                             vfiod_registry_count(s->devices, VFIOD_GROUP_QUARANTINED));
@@ -622,4 +637,94 @@ int vfiod_socket_bind(const char *path)
         if (listen(fd, SOMAXCONN) < 0)
                 return log_error_errno(-errno, "Cannot listen on '%s'", path);
         return TAKE_FD(fd);
+}
+
+/* ---- its clients by id, and a restart (daemon/state.h) ------------------------------ */
+
+struct vfiod_client *vfiod_server_find_client(struct vfiod_server *s, uint64_t id)
+{
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link) if (c->id == id) return c;
+        return NULL;
+}
+
+struct vfiod_lease *vfiod_server_find_lease(struct vfiod_server *s, uint64_t id)
+{
+        struct vfiod_lease *l;
+
+        list_for_each_safe(l, it, &s->leases, struct vfiod_lease,
+                           link_server) if (l->id == id) return l;
+        return NULL;
+}
+
+int vfiod_server_restore_client_take(struct vfiod_server *s, int fd, uint64_t id,
+                                     const struct vfiod_peer *peer, struct vfiod_client **ret)
+{
+        uint64_t next = s->next_client_id;
+        int r;
+
+        /* vfiod_client_new_take() gives the next id: this one. */
+        s->next_client_id = id - 1;
+        r = add_client_take(s, fd, peer, ret);
+        s->next_client_id = next > id ? next : id;
+        return r;
+}
+
+void vfiod_server_save(struct vfiod_server *s, struct vfiod_save *sv)
+{
+        struct vfiod_client *c;
+
+        /* Domains and leases share one counter: the same number twice (the format has both). */
+        vfiod_save_line(sv, "next %" PRIu64 " %" PRIu64 " %" PRIu64, s->next_client_id,
+                        s->next_object_id, s->next_object_id);
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link) vfiod_client_save(c, sv);
+}
+
+/* "next C D L": the ids handed out so far (clients; domains and leases, one counter). */
+static int load_next(struct vfiod_load *ld, const char *args)
+{
+        struct vfiod_server *s = vfiod_load_server(ld);
+        uint64_t client, domain, lease;
+
+        if (sscanf(args, "%" SCNu64 " %" SCNu64 " %" SCNu64, &client, &domain, &lease) != 3)
+                return VFIOD_LOAD_UNKNOWN;
+        if (vfiod_load_checking(ld))
+                return 0;
+        s->next_client_id = client > s->next_client_id ? client : s->next_client_id;
+        s->next_object_id = domain > lease ? domain : lease;
+        return 0;
+}
+
+const struct vfiod_load_keyword vfiod_server_keywords[] = {
+    {"next", load_next},
+    {NULL, NULL},
+};
+
+size_t vfiod_server_restored(struct vfiod_server *s)
+{
+        size_t n = list_length(&s->leases);
+        struct vfiod_lease *l;
+
+        list_for_each_safe(l, it, &s->leases, struct vfiod_lease, link_server)
+            vfiod_lease_restored(l);
+        log_notice("Restored %zu lease(s) and %u client(s) from the fd store", n, s->n_clients);
+        return n;
+}
+
+void vfiod_server_keep(struct vfiod_server *s)
+{
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
+            vfiod_client_invalidate_vaddrs(c);
+        log_notice("Stopping with %zu lease(s) and %u client(s) kept in the fd store",
+                   list_length(&s->leases), s->n_clients);
+}
+
+void vfiod_server_abandon(struct vfiod_server *s)
+{
+        struct vfiod_client *c;
+
+        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link) vfiod_client_abandon(c);
 }

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <ev.h>
@@ -27,6 +28,7 @@
 #include "daemon/log.h"
 #include "daemon/policy.h"
 
+struct vfiod_client;
 struct vfiod_domain;
 struct vfiod_lease;
 
@@ -137,3 +139,32 @@ int vfiod_socket_bind(const char *path);
  */
 int vfiod_peer_read(int fd, bool unit, struct vfiod_peer *ret);
 void vfiod_peer_done(struct vfiod_peer *peer);
+
+/* Frees every client (vfiod_client_free(): their leases released with the full sequence). */
+void vfiod_server_drop_clients(struct vfiod_server *server);
+
+/* The client, domain (of any client) or lease of that id, or NULL. */
+struct vfiod_client *vfiod_server_find_client(struct vfiod_server *server, uint64_t id);
+struct vfiod_lease *vfiod_server_find_lease(struct vfiod_server *server, uint64_t id);
+
+/* ---- restart (daemon/state.h): the server saves and loads itself ------------------- */
+
+struct vfiod_save;
+
+/*
+ * A client restored from the fd store, with the id it had (the next client
+ * id is kept past it); otherwise as vfiod_server_add_client_take(). *ret is it.
+ */
+int vfiod_server_restore_client_take(struct vfiod_server *server, int fd, uint64_t id,
+                                     const struct vfiod_peer *peer, struct vfiod_client **ret);
+/* Writes the "next" line (the ids handed out so far), then every live client. */
+void vfiod_server_save(struct vfiod_server *server, struct vfiod_save *sv);
+/*
+ * After a restore: each lease logged and checked against the policy in force
+ * (vfiod_lease_restored()). Returns how many leases were restored.
+ */
+size_t vfiod_server_restored(struct vfiod_server *server);
+/* A planned stop that keeps the fd store: every mapping's process address invalidated. */
+void vfiod_server_keep(struct vfiod_server *server);
+/* Then: every lease and domain freed without the release sequence (vfiod_state_abandon()). */
+void vfiod_server_abandon(struct vfiod_server *server);

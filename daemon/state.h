@@ -52,6 +52,13 @@
  *   irq L K I N INO / unmask L K I INO
  *   end HASH                         (FNV-1a 64 of everything before)
  *
+ * This file owns only that framing and the fd store. Each line is written
+ * and read by the object it describes (logind's session_save/session_load):
+ * "next" by the server, "client" and "domain" by client.c, "view" and "map"
+ * by domain.c, the others by lease.c, each with a keyword table (below);
+ * each fd named in a line is handed by that name to the object the line
+ * builds. A field of a lease is added in lease.c alone.
+ *
  * Nothing in it depends on the old process's addresses: a view is mmapped
  * again at a new address and each mapping gets it with VFIO_DMA_UNMAP_FLAG_VADDR
  * + VFIO_DMA_MAP_FLAG_VADDR (VFIO_UPDATE_VADDR, Linux 5.12+; Debian's 6.1 has
@@ -83,8 +90,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-#include "daemon/server.h"
+struct vfiod_client;
+struct vfiod_domain;
+struct vfiod_lease;
+struct vfiod_server;
 
 /* An fd systemd passed, with its name (FileDescriptorName= or FDNAME=). */
 struct vfiod_passed_fd {
@@ -135,3 +146,67 @@ void vfiod_state_stop(struct vfiod_state *st);
  * vfiod_server_free() then only closes connections. The fd store keeps it all.
  */
 void vfiod_state_abandon(struct vfiod_state *st);
+
+/*
+ * ---- how each object saves and loads itself ------------------------------------
+ *
+ * state.c keeps the framing (the magic line, the hash, the memfd swap in the
+ * fd store) and dispatches; the server, each client, domain and lease write
+ * their own lines and the fds they name (vfiod_server_save() and the
+ * *_save() it calls), and load their own lines, through the keyword tables
+ * below, taking their fds by name.
+ */
+
+/* A save in progress: the state's text and the fds it names, in order. */
+struct vfiod_save;
+
+/* Appends one line to the state (fmt without its newline). */
+void vfiod_save_line(struct vfiod_save *sv, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Names fd (borrowed; nothing when it is < 0) in the fd store. */
+void vfiod_save_fd(struct vfiod_save *sv, int fd, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A restore in progress. */
+struct vfiod_load;
+
+/* A loader's answer for a line whose fields do not parse ("a line it does not know"). */
+#define VFIOD_LOAD_UNKNOWN 1
+
+/*
+ * One keyword of the state and the function that builds what its line says
+ * (args: what follows the keyword). The lines are read twice: first only to
+ * check that every fd they name is there (vfiod_load_checking(): the loader
+ * names its fds with vfiod_load_fd() and returns 0), then to build.
+ * Returns 0, VFIOD_LOAD_UNKNOWN, or a negative errno (vfiod_load_fail() says why).
+ * A table ends with a NULL keyword.
+ */
+struct vfiod_load_keyword {
+        const char *keyword;
+        int (*load)(struct vfiod_load *ld, const char *args);
+};
+
+/*
+ * The tables, each in the file of the object it builds: "next" (server.c),
+ * "client" and "domain" (client.c: a domain joins its client), "view" and
+ * "map" (domain.c), "lease", "bound", "dev", "irq" and "unmask" (lease.c).
+ */
+extern const struct vfiod_load_keyword vfiod_server_keywords[];
+extern const struct vfiod_load_keyword vfiod_client_keywords[];
+extern const struct vfiod_load_keyword vfiod_domain_keywords[];
+extern const struct vfiod_load_keyword vfiod_lease_keywords[];
+
+struct vfiod_server *vfiod_load_server(struct vfiod_load *ld);
+bool vfiod_load_checking(const struct vfiod_load *ld);
+/* The domain of that id among every client's, or NULL. */
+struct vfiod_domain *vfiod_load_domain(struct vfiod_load *ld, uint64_t id);
+/*
+ * The stored fd named by fmt, handed to the object the line builds (it owns
+ * it from here on), or -ENOENT. While checking: -EBADF when it is there; when
+ * it is not, the check fails.
+ */
+int vfiod_load_fd(struct vfiod_load *ld, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Says why the restore fails; returns r. */
+int vfiod_load_fail(struct vfiod_load *ld, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));

@@ -270,6 +270,9 @@ END_TEST
 
 /* ---- --fd-store ------------------------------------------------------------------------ */
 
+/* The text of the last state notify_drain() saw stored. */
+static char last_state[4096];
+
 /*
  * Reads notify messages (closing any fds they carry) for up to 300 ms after the
  * last one; appends "FDSTORE name|" / "FDSTOREREMOVE name|" / other text to all.
@@ -296,6 +299,9 @@ static void notify_drain(int nfd, char *all, size_t size)
                                 int *fds = (int *)CMSG_DATA(c);
                                 size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 
+                                if (k == 1 && strstr(buf, "FDNAME=state-"))
+                                        last_state[pread(fds[0], last_state, sizeof(last_state) - 1,
+                                                         0)] = '\0';
                                 for (size_t i = 0; i < k; i++)
                                         close(fds[i]);
                         }
@@ -422,6 +428,18 @@ START_TEST(fd_store_follows_the_leases)
         ck_assert_msg(strstr(all, "FDNAME=group-2|"), "%s", all);
         ck_assert_msg(strstr(all, "FDNAME=device-2-0|"), "%s", all);
         ck_assert_ptr_null(strstr(strstr(all, "FDNAME=group-2|") + 1, "FDNAME=group-2|"));
+        /*
+         * The state, byte for byte as vfiod has always written it (a state of
+         * an older vfiod must load): the unit and slice are the test's own.
+         */
+        ck_assert_msg(strncmp(last_state, "vfiod-state 1\nnext 1 2 2\nclient 1 1 0 1 65536 253 ",
+                              strlen("vfiod-state 1\nnext 1 2 2\nclient 1 1 0 1 65536 253 ")) == 0,
+                      "%s", last_state);
+        ck_assert_msg(strstr(last_state, "\ndomain 1 1 3 1 2 1\n"
+                                         "lease 1 2 1 1 2 1 0 0000:00:01.0 1\n"
+                                         "dev 2 0 0000:00:01.0\n"
+                                         "end "),
+                      "%s", last_state);
 
         /* The release removes the lease's fds from the store. */
         all[0] = '\0';
