@@ -19,6 +19,7 @@
 
 #include <linux/vfio.h>
 
+#include "proto/envelope.h"
 #include "tests/daemon/harness.h"
 #include "tests/testutil.h"
 
@@ -53,15 +54,13 @@ static int connect_peer(uid_t uid, gid_t gid, gid_t *groups, size_t n_groups, co
 static uint64_t acquire(int fd, const char *bdf, int mode, uint64_t *ret_domain, int *ret_err,
                         char *reason, size_t size)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        Vfiod__Envelope env = ENVELOPE(acquire, &a);
         struct vfiod_msg *m;
         uint64_t id;
 
         a.device = (char *)bdf;
         a.mode = mode;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-        env.acquire = &a;
         m = h_call(fd, &env, NULL, 0);
         if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
                 if (reason)
@@ -81,8 +80,8 @@ static uint64_t acquire(int fd, const char *bdf, int mode, uint64_t *ret_domain,
 static int map1(int fd, uint64_t dom, int mfd, uint64_t off, uint64_t iova, uint64_t size,
                 char *reason)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+        Vfiod__Envelope env = ENVELOPE(map_dma, &md);
         Vfiod__DmaRange dr = VFIOD__DMA_RANGE__INIT, *p = &dr;
         struct vfiod_msg *m;
 
@@ -94,8 +93,6 @@ static int map1(int fd, uint64_t dom, int mfd, uint64_t off, uint64_t iova, uint
         md.domain_id = dom;
         md.n_ranges = 1;
         md.ranges = &p;
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-        env.map_dma = &md;
         m = h_call(fd, &env, &mfd, 1);
         if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
                 snprintf(reason, 256, "%s", m->env->error->reason);

@@ -30,6 +30,7 @@
 #include "daemon/log.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
+#include "proto/envelope.h"
 #include "proto/transport.h"
 #include "tests/daemon/fake-kernel.h"
 #include "tests/daemon/harness.h"
@@ -326,26 +327,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
 
         if (flags & (FUZZ_HELLO | FUZZ_ACQUIRE)) {
-                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
                 Vfiod__Hello h = VFIOD__HELLO__INIT;
+                Vfiod__Envelope env = ENVELOPE(hello, &h);
 
                 h.major = VFIOD_PROTO_VERSION_MAJOR;
                 h.capabilities = 0xf;
                 env.id = 1;
-                env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-                env.hello = &h;
                 send_env(sv[0], &env);
                 pump(sv[0]);
         }
         if (flags & FUZZ_ACQUIRE) {
-                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
                 Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+                Vfiod__Envelope env = ENVELOPE(acquire, &a);
 
                 a.device = (char *)"0000:00:01.0";
                 a.mode = VFIOD__MODE__MODE_BROKERED;
                 env.id = 2;
-                env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-                env.acquire = &a;
                 send_env(sv[0], &env);
                 pump(sv[0]);
         }

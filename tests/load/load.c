@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proto/envelope.h"
 #include "proto/transport.h"
 
 static char root[256], sock_path[108];
@@ -325,14 +326,12 @@ static struct vfiod_msg *recv_or_die(int fd)
 
 static void hello(int fd)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         struct vfiod_msg *m;
 
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         send_or_die(fd, &env, NULL, 0);
         m = recv_or_die(fd);
         if (!m || m->env->body_case != VFIOD__ENVELOPE__BODY_HELLO_REPLY)
@@ -356,7 +355,6 @@ static void next_request(struct client *c)
         Vfiod__Stats st = VFIOD__STATS__INIT;
         bool with_fd = false;
 
-        env.id = ++c->id;
         if (c->device) {
                 /* Acquire, 4 x (MapDma, UnmapDma), Release. */
                 int s = c->step % 10;
@@ -366,12 +364,10 @@ static void next_request(struct client *c)
                         a.domain_id = 0;
                         a.device = c->bdf;
                         a.mode = VFIOD__MODE__MODE_BROKERED;
-                        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-                        env.acquire = &a;
+                        env = ENVELOPE(acquire, &a);
                 } else if (s == 9) {
                         rel.lease_id = c->lease;
-                        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
-                        env.release = &rel;
+                        env = ENVELOPE(release, &rel);
                 } else if (s % 2 == 1) {
                         r.iova = 0x100000;
                         r.size = 0x2000;
@@ -379,8 +375,7 @@ static void next_request(struct client *c)
                         map.domain_id = c->domain;
                         map.n_ranges = 1;
                         map.ranges = rs;
-                        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-                        env.map_dma = &map;
+                        env = ENVELOPE(map_dma, &map);
                         with_fd = true;
                 } else {
                         u.iova = 0x100000;
@@ -388,8 +383,7 @@ static void next_request(struct client *c)
                         un.domain_id = c->domain;
                         un.n_ranges = 1;
                         un.ranges = us;
-                        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA;
-                        env.unmap_dma = &un;
+                        env = ENVELOPE(unmap_dma, &un);
                 }
         } else {
                 /* ListDevices, Stats, and now and then a domain made and destroyed. */
@@ -397,24 +391,21 @@ static void next_request(struct client *c)
                 case 0:
                 case 4:
                 case 8:
-                        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-                        env.list_devices = &ld;
+                        env = ENVELOPE(list_devices, &ld);
                         break;
                 case 2:
-                        env.body_case = VFIOD__ENVELOPE__BODY_CREATE_DOMAIN;
-                        env.create_domain = &cd;
+                        env = ENVELOPE(create_domain, &cd);
                         break;
                 case 3:
                         dd.domain_id = c->domain;
-                        env.body_case = VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN;
-                        env.destroy_domain = &dd;
+                        env = ENVELOPE(destroy_domain, &dd);
                         break;
                 default:
-                        env.body_case = VFIOD__ENVELOPE__BODY_STATS;
-                        env.stats = &st;
+                        env = ENVELOPE(stats, &st);
                         break;
                 }
         }
+        env.id = ++c->id;
         c->sent_at = now_ms();
         send_or_die(c->fd, &env, with_fd ? &memfd_fd : NULL, with_fd ? 1 : 0);
 }
