@@ -4,6 +4,12 @@ tests_libtestutil_la_SOURCES = tests/testutil.c tests/testutil.h
 tests_libtestutil_la_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_libtestutil_la_LIBADD = $(CHECK_LIBS)
 
+# The suites' raw-protocol client (tests/daemon's harness and tests/hostile link it).
+check_LTLIBRARIES += tests/librawclient.la
+tests_librawclient_la_SOURCES = tests/rawclient.c tests/rawclient.h
+tests_librawclient_la_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PROTOBUF_C_CFLAGS)
+tests_librawclient_la_LIBADD = proto/libvfiod-proto.la $(PROTOBUF_C_LIBS) $(CHECK_LIBS)
+
 # Every check suite links these.
 suite_cflags = $(AM_CFLAGS) $(CHECK_CFLAGS)
 suite_libs = tests/libtestutil.la $(CHECK_LIBS)
