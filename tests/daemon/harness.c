@@ -18,6 +18,7 @@
 #include "daemon/policy.h"
 #include "kernel/sysfs.h"
 #include "proto/envelope.h"
+#include "tests/fakesys.h"
 #include "tests/rawclient.h"
 #include "tests/testutil.h"
 
@@ -79,89 +80,20 @@ void h_stop(void)
         H.root = NULL;
 }
 
-static void link_at(const char *target, const char *rel)
-{
-        char path[PATH_MAX];
-
-        snprintf(path, sizeof(path), "%s/%s", H.root, rel);
-        unlink(path);
-        ck_assert_msg(symlink(target, path) == 0, "symlink %s: %s", path, strerror(errno));
-}
-
 void h_add_device(const char *bdf, int group, const char *driver)
 {
-        char rel[512], target[512];
+        struct kvfio_pci_dev dev;
 
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/vendor", bdf);
-        testutil_write_file(H.root, rel, "0x1234\n");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/device", bdf);
-        testutil_write_file(H.root, rel, "0x11e8\n");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/class", bdf);
-        testutil_write_file(H.root, rel, "0x00ff00\n");
-        snprintf(target, sizeof(target), "../../../devices/pci0000:00/%s", bdf);
-        snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s", bdf);
-        link_at(target, rel);
-        if (driver) {
-                snprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s/bind", driver);
-                testutil_write_file(H.root, rel, "");
-                snprintf(target, sizeof(target), "../../../bus/pci/drivers/%s", driver);
-                snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/driver", bdf);
-                link_at(target, rel);
-        }
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/.keep", group);
-        testutil_write_file(H.root, rel, "");
-        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, bdf);
-        link_at(target, rel);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/.keep", group);
-        {
-                char p[PATH_MAX];
-                snprintf(p, sizeof(p), "%s/%s", H.root, rel);
-                unlink(p);
-        }
-        snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group);
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/iommu_group", bdf);
-        link_at(target, rel);
+        ck_assert_int_eq(fakesys_add_pci(H.root, bdf, group, driver), 0);
         /* The fake kernel knows what VFIO drives: vfio-pci and its variants. */
-        {
-                struct kvfio_pci_dev dev;
-
-                ck_assert_int_eq(kvfio_pci_dev_read(H.root, bdf, &dev), 0);
-                if (kvfio_dev_is_vfio(&dev))
-                        fake_kernel_add_device(group, bdf);
-        }
+        ck_assert_int_eq(kvfio_pci_dev_read(H.root, bdf, &dev), 0);
+        if (kvfio_dev_is_vfio(&dev))
+                fake_kernel_add_device(group, bdf);
 }
 
 void h_add_mdev(const char *uuid, int group, const char *driver)
 {
-        char rel[512], target[512], p[PATH_MAX];
-
-        /* The device below its parent, as sysfs has it. */
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/0000:00:1f.0/%s/.keep", uuid);
-        testutil_write_file(H.root, rel, "");
-        snprintf(p, sizeof(p), "%s/%s", H.root, rel);
-        unlink(p);
-        snprintf(target, sizeof(target), "../../../devices/pci0000:00/0000:00:1f.0/%s", uuid);
-        testutil_write_file(H.root, "sys/bus/mdev/devices/.keep", "");
-        snprintf(p, sizeof(p), "%s/sys/bus/mdev/devices/.keep", H.root);
-        unlink(p);
-        snprintf(rel, sizeof(rel), "sys/bus/mdev/devices/%s", uuid);
-        link_at(target, rel);
-        if (driver) {
-                snprintf(target, sizeof(target), "../../../../bus/mdev/drivers/%s", driver);
-                snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/0000:00:1f.0/%s/driver", uuid);
-                link_at(target, rel);
-        }
-        snprintf(target, sizeof(target), "../../../../kernel/iommu_groups/%d", group);
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/0000:00:1f.0/%s/iommu_group", uuid);
-        link_at(target, rel);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/.keep", group);
-        testutil_write_file(H.root, rel, "");
-        snprintf(p, sizeof(p), "%s/%s", H.root, rel);
-        unlink(p);
-        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/0000:00:1f.0/%s", uuid);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, uuid);
-        link_at(target, rel);
+        ck_assert_int_eq(fakesys_add_mdev(H.root, uuid, group, driver), 0);
         if (driver)
                 fake_kernel_add_device(group, uuid);
 }

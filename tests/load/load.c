@@ -43,6 +43,7 @@
 
 #include "proto/envelope.h"
 #include "proto/transport.h"
+#include "tests/fakesys.h"
 
 static char root[256], sock_path[108];
 static pid_t daemon_pid;
@@ -65,64 +66,16 @@ static double now_ms(void)
 
 /* ---- the fake sysfs tree ------------------------------------------------------ */
 
-static void mkparents(const char *path)
-{
-        char buf[PATH_MAX + 768];
-
-        snprintf(buf, sizeof(buf), "%s", path);
-        for (char *p = buf + 1; *p; p++)
-                if (*p == '/') {
-                        *p = '\0';
-                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                                die(buf);
-                        *p = '/';
-                }
-}
-
 static void put(const char *rel, const char *text)
 {
-        char path[PATH_MAX + 768];
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/%s", root, rel);
-        mkparents(path);
-        f = fopen(path, "we");
-        if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-                die(path);
-}
-
-static void link_at(const char *target, const char *rel)
-{
-        char path[PATH_MAX + 768];
-
-        snprintf(path, sizeof(path), "%s/%s", root, rel);
-        mkparents(path);
-        if (symlink(target, path) < 0)
-                die(path);
+        if (fakesys_write(root, rel, text) < 0)
+                die(rel);
 }
 
 static void add_device(const char *bdf, int group)
 {
-        char rel[512], target[512];
-
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/vendor", bdf);
-        put(rel, "0x1234\n");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/device", bdf);
-        put(rel, "0x11e8\n");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/class", bdf);
-        put(rel, "0x00ff00\n");
-        snprintf(target, sizeof(target), "../../../devices/pci0000:00/%s", bdf);
-        snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s", bdf);
-        link_at(target, rel);
-        put("sys/bus/pci/drivers/vfio-pci/bind", "");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/driver", bdf);
-        link_at("../../../bus/pci/drivers/vfio-pci", rel);
-        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, bdf);
-        link_at(target, rel);
-        snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group);
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/iommu_group", bdf);
-        link_at(target, rel);
+        if (fakesys_add_pci(root, bdf, group, "vfio-pci") < 0)
+                die(bdf);
 }
 
 /* ---- the daemon ------------------------------------------------------------------- */
