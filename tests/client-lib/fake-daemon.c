@@ -118,6 +118,14 @@ void fake_send(int sock, Vfiod__Envelope *env, const int *fds, size_t n_fds)
         fake_check(r == 0, "send: %s", strerror(-r));
 }
 
+void fake_answer(int sock, struct vfiod_msg *request, Vfiod__Envelope *env, const int *fds,
+                 size_t n_fds)
+{
+        env->id = request->env->id;
+        fake_send(sock, env, fds, n_fds);
+        vfiod_msg_free(request);
+}
+
 void fake_reply_ok(int sock, uint64_t id)
 {
         Vfiod__Ok ok = VFIOD__OK__INIT;

@@ -200,9 +200,7 @@ static void script_list(int sock, void *userdata)
         d1.state = VFIOD__LEASE_STATE__LEASE_STATE_LEASED;
         lr.n_devices = 2;
         lr.devices = devs;
-        env.id = m->env->id;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        fake_answer(sock, m, &env, NULL, 0);
 
         /* An admin's list also shows who holds the others' devices. */
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_LEASES);
@@ -219,10 +217,7 @@ static void script_list(int sock, void *userdata)
         l0.status = VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE;
         llr.n_leases = 1;
         llr.leases = leases;
-        env = ENVELOPE(list_leases_reply, &llr);
-        env.id = m->env->id;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, list_leases_reply, &llr);
         fake_expect_eof(sock);
 }
 
@@ -295,7 +290,6 @@ static void script_acquire(int sock, void *userdata)
 {
         const struct acquire_script *s = userdata;
         Vfiod__AcquireReply ar = VFIOD__ACQUIRE_REPLY__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         struct vfiod_msg *m;
         size_t n_fds = 1;
 
@@ -324,10 +318,7 @@ static void script_acquire(int sock, void *userdata)
                 ar.container_fd = 2;
                 n_fds = 3;
         }
-        env = ENVELOPE(acquire_reply, &ar);
-        env.id = m->env->id;
-        fake_send(sock, &env, s->fds, n_fds);
-        vfiod_msg_free(m);
+        fake_answer(sock, m, &ENVELOPE(acquire_reply, &ar), s->fds, n_fds);
 
         /*
          * COMMAND's own requests, on the connection it inherited: Hello again,
@@ -359,19 +350,11 @@ static void script_acquire(int sock, void *userdata)
                 di.grant = &g;
                 lr.n_devices = 1;
                 lr.devices = dis;
-                env = (Vfiod__Envelope)VFIOD__ENVELOPE__INIT;
-                env = ENVELOPE(list_devices_reply, &lr);
-                env.id = m->env->id;
-                fake_send(sock, &env, NULL, 0);
-                vfiod_msg_free(m);
+                FAKE_ANSWER(sock, m, list_devices_reply, &lr);
 
                 m = fake_recv(sock, VFIOD__ENVELOPE__BODY_STATS);
                 sr.clients = 7;
-                env = (Vfiod__Envelope)VFIOD__ENVELOPE__INIT;
-                env = ENVELOPE(stats_reply, &sr);
-                env.id = m->env->id;
-                fake_send(sock, &env, NULL, 0);
-                vfiod_msg_free(m);
+                FAKE_ANSWER(sock, m, stats_reply, &sr);
         }
 
         /* Once COMMAND runs, so that the test does not depend on how fast it starts. */
@@ -589,9 +572,7 @@ static void script_leases(int sock, void *userdata)
         l0.status = VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED;
         llr.n_leases = 1;
         llr.leases = leases;
-        env.id = m->env->id;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        fake_answer(sock, m, &env, NULL, 0);
         fake_expect_eof(sock);
 }
 
@@ -612,9 +593,7 @@ static void script_stats(int sock, void *userdata)
         sr.errors = 3;
         sr.quarantined_groups = 0;
         sr.uptime_ms = 5000;
-        env.id = m->env->id;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        fake_answer(sock, m, &env, NULL, 0);
         fake_expect_eof(sock);
 }
 
@@ -629,9 +608,7 @@ static void script_reload_bad(int sock, void *userdata)
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_RELOAD_POLICY);
         rr.n_errors = 1;
         rr.errors = errors;
-        env.id = m->env->id;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        fake_answer(sock, m, &env, NULL, 0);
         fake_expect_eof(sock);
 }
 
