@@ -25,16 +25,22 @@ static int mkparents(const char *path)
         return 0;
 }
 
+/* root/rel into path (PATH_MAX bytes), its folders made. */
+static int make_room(const char *root, const char *rel, char *path)
+{
+        int r = snprintf(path, PATH_MAX, "%s/%s", root, rel);
+
+        if (r < 0 || r >= PATH_MAX)
+                return -ENAMETOOLONG;
+        return mkparents(path);
+}
+
 int fakesys_write(const char *root, const char *rel, const char *text)
 {
         char path[PATH_MAX];
         FILE *f;
-        int r;
+        int r = make_room(root, rel, path);
 
-        r = snprintf(path, sizeof(path), "%s/%s", root, rel);
-        if (r < 0 || r >= (int)sizeof(path))
-                return -ENAMETOOLONG;
-        r = mkparents(path);
         if (r < 0)
                 return r;
         f = fopen(path, "we");
@@ -49,12 +55,8 @@ int fakesys_write(const char *root, const char *rel, const char *text)
 int fakesys_link(const char *root, const char *target, const char *rel)
 {
         char path[PATH_MAX];
-        int r;
+        int r = make_room(root, rel, path);
 
-        r = snprintf(path, sizeof(path), "%s/%s", root, rel);
-        if (r < 0 || r >= (int)sizeof(path))
-                return -ENAMETOOLONG;
-        r = mkparents(path);
         if (r < 0)
                 return r;
         (void)unlink(path);
