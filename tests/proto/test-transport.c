@@ -22,6 +22,7 @@
 #include "proto/envelope.h"
 #include "proto/macro.h"
 #include "proto/transport.h"
+#include "tests/rawclient.h"
 #include "tests/testutil.h"
 
 /* ------------------------------------------------------------------------- */
@@ -98,30 +99,12 @@ static void assert_cloexec(int fd)
         ck_assert_msg(flags & FD_CLOEXEC, "received fd %d is not CLOEXEC", fd);
 }
 
-/* A datagram built by hand, for the cases vfiod_msg_send() refuses to make. */
+/* A datagram built by hand, for the cases vfiod_msg_send() refuses to make: 0 or -errno. */
 static int raw_send(int sock, const void *data, size_t len, const int *fds, size_t n_fds)
 {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int) * 300)];
-        } control;
-        struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        ssize_t n = rawclient_send_bytes(sock, data, len, fds, n_fds);
 
-        ck_assert_uint_le(n_fds, 300);
-        if (n_fds > 0) {
-                struct cmsghdr *c;
-
-                memset(&control, 0, sizeof(control));
-                mh.msg_control = control.buf;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
-        }
-        return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+        return n < 0 ? (int)n : 0;
 }
 
 /* Packs env by hand (no fd checks) and sends it with fds. */
