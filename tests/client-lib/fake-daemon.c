@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "proto/envelope.h"
 #include "proto/macro.h"
 
 _Noreturn void fake_fail(const char *file, int line, const char *cond, const char *fmt, ...)
@@ -117,27 +118,31 @@ void fake_send(int sock, Vfiod__Envelope *env, const int *fds, size_t n_fds)
         fake_check(r == 0, "send: %s", strerror(-r));
 }
 
+void fake_answer(int sock, struct vfiod_msg *request, Vfiod__Envelope *env, const int *fds,
+                 size_t n_fds)
+{
+        env->id = request->env->id;
+        fake_send(sock, env, fds, n_fds);
+        vfiod_msg_free(request);
+}
+
 void fake_reply_ok(int sock, uint64_t id)
 {
         Vfiod__Ok ok = VFIOD__OK__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Envelope env = ENVELOPE(ok, &ok);
 
         env.id = id;
-        env.body_case = VFIOD__ENVELOPE__BODY_OK;
-        env.ok = &ok;
         fake_send(sock, &env, NULL, 0);
 }
 
 void fake_reply_error(int sock, uint64_t id, int errnum, const char *reason)
 {
         Vfiod__Error e = VFIOD__ERROR__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Envelope env = ENVELOPE(error, &e);
 
         e.errnum = errnum;
         e.reason = (char *)reason;
         env.id = id;
-        env.body_case = VFIOD__ENVELOPE__BODY_ERROR;
-        env.error = &e;
         fake_send(sock, &env, NULL, 0);
 }
 
@@ -160,9 +165,8 @@ void fake_hello(int sock, uint32_t major, uint64_t capabilities)
         hr.max_fds = 8;
         hr.limits = &limits;
         hr.server_version = "fake 1.0";
+        env = ENVELOPE(hello_reply, &hr);
         env.id = msg->env->id;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO_REPLY;
-        env.hello_reply = &hr;
         vfiod_msg_free(msg);
         fake_send(sock, &env, NULL, 0);
 }
@@ -171,41 +175,35 @@ void fake_send_release_requested(int sock, uint64_t lease_id, const char *device
                                  const char *detail)
 {
         Vfiod__ReleaseRequested rr = VFIOD__RELEASE_REQUESTED__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Envelope env = ENVELOPE(release_requested, &rr);
 
         rr.lease_id = lease_id;
         rr.device = (char *)device;
         rr.reason = VFIOD__RELEASE_REASON__RELEASE_REASON_ADMIN_REVOKE;
         rr.grace_ms = grace_ms;
         rr.detail = (char *)detail;
-        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE_REQUESTED;
-        env.release_requested = &rr;
         fake_send(sock, &env, NULL, 0);
 }
 
 void fake_send_device_error(int sock, uint64_t lease_id, const char *device)
 {
         Vfiod__DeviceError de = VFIOD__DEVICE_ERROR__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Envelope env = ENVELOPE(device_error, &de);
 
         de.lease_id = lease_id;
         de.device = (char *)device;
-        env.body_case = VFIOD__ENVELOPE__BODY_DEVICE_ERROR;
-        env.device_error = &de;
         fake_send(sock, &env, NULL, 0);
 }
 
 void fake_send_lease_revoked(int sock, uint64_t lease_id, const char *device, const char *detail)
 {
         Vfiod__LeaseRevoked lr = VFIOD__LEASE_REVOKED__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Envelope env = ENVELOPE(lease_revoked, &lr);
 
         lr.lease_id = lease_id;
         lr.device = (char *)device;
         lr.reason = VFIOD__RELEASE_REASON__RELEASE_REASON_POLICY_CHANGE;
         lr.detail = (char *)detail;
-        env.body_case = VFIOD__ENVELOPE__BODY_LEASE_REVOKED;
-        env.lease_revoked = &lr;
         fake_send(sock, &env, NULL, 0);
 }
 

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "proto/envelope.h"
 #include "proto/transport.h"
 
 typedef void (*fake_script_fn)(int sock, void *userdata);
@@ -55,6 +56,13 @@ void fake_expect_eof(int sock);
 
 /* Sends env (id and body set by the caller) with fds; fails the script on error. */
 void fake_send(int sock, Vfiod__Envelope *env, const int *fds, size_t n_fds);
+
+/* Answers request with env (given the request's id) and fds, then frees request. */
+void fake_answer(int sock, struct vfiod_msg *request, Vfiod__Envelope *env, const int *fds,
+                 size_t n_fds);
+/* fake_answer() with ENVELOPE(field, body) and no fds. */
+#define FAKE_ANSWER(sock, request, field, body) \
+        fake_answer(sock, request, &ENVELOPE(field, body), NULL, 0)
 
 void fake_reply_ok(int sock, uint64_t id);
 void fake_reply_error(int sock, uint64_t id, int errnum, const char *reason);

@@ -35,14 +35,6 @@ static struct vfiod *connect_fake(struct fake *f, fake_script_fn script, void *u
         return c;
 }
 
-static Vfiod__Envelope reply_envelope(uint64_t id)
-{
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-
-        env.id = id;
-        return env;
-}
-
 /* ------------------------------------------------------------------------- */
 /* Hello */
 
@@ -152,13 +144,9 @@ static void script_stats_only(int sock, void *userdata)
 {
         struct vfiod_msg *m = fake_recv(sock, VFIOD__ENVELOPE__BODY_STATS);
         Vfiod__StatsReply sr = VFIOD__STATS_REPLY__INIT;
-        Vfiod__Envelope env = reply_envelope(m->env->id);
 
         sr.clients = 3;
-        env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
-        env.stats_reply = &sr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, stats_reply, &sr);
         fake_expect_eof(sock);
 }
 
@@ -246,7 +234,6 @@ static void script_devices(int sock, void *userdata)
         Vfiod__DeviceInfo *devs[] = {&d0, &d1};
         Vfiod__ListDevicesReply lr = VFIOD__LIST_DEVICES_REPLY__INIT;
         struct vfiod_msg *m;
-        Vfiod__Envelope env;
 
         fake_hello(sock, 1, CAPS_ALL);
 
@@ -270,11 +257,7 @@ static void script_devices(int sock, void *userdata)
         d1.lease_id = 9;
         lr.n_devices = 2;
         lr.devices = devs;
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
-        env.list_devices_reply = &lr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, list_devices_reply, &lr);
 
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
         fake_check(strcmp(m->env->list_devices->device, "0000:00:07.0") == 0, "filter '%s'",
@@ -286,11 +269,7 @@ static void script_devices(int sock, void *userdata)
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
         lr.n_devices = 0;
         lr.devices = NULL;
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
-        env.list_devices_reply = &lr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, list_devices_reply, &lr);
         fake_expect_eof(sock);
 }
 
@@ -338,7 +317,6 @@ static void script_domains(int sock, void *userdata)
 {
         Vfiod__CreateDomainReply cr = VFIOD__CREATE_DOMAIN_REPLY__INIT;
         struct vfiod_msg *m;
-        Vfiod__Envelope env;
 
         fake_hello(sock, 1, CAPS_ALL);
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_CREATE_DOMAIN);
@@ -346,11 +324,7 @@ static void script_domains(int sock, void *userdata)
                    "type %d", m->env->create_domain->iommu_type);
         cr.domain_id = 7;
         cr.iommu_type = VFIOD__IOMMU_TYPE__IOMMU_TYPE_TYPE1V2;
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_CREATE_DOMAIN_REPLY;
-        env.create_domain_reply = &cr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, create_domain_reply, &cr);
 
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_CREATE_DOMAIN);
         fake_reply_error(sock, m->env->id, ENOSPC, "client has 4 domains, the limit");
@@ -400,7 +374,7 @@ struct acquire_fds {
 static void send_acquire_reply(int sock, uint64_t id, Vfiod__Mode mode, const struct acquire_fds *a)
 {
         Vfiod__AcquireReply ar = VFIOD__ACQUIRE_REPLY__INIT;
-        Vfiod__Envelope env = reply_envelope(id);
+        Vfiod__Envelope env = ENVELOPE(acquire_reply, &ar);
         int fds[3];
         size_t n = 0;
 
@@ -428,8 +402,7 @@ static void send_acquire_reply(int sock, uint64_t id, Vfiod__Mode mode, const st
                 ar.group_fd = n;
                 fds[n++] = a->group;
         }
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
-        env.acquire_reply = &ar;
+        env.id = id;
         fake_send(sock, &env, fds, n);
 }
 
@@ -610,9 +583,8 @@ static void script_wrong_id(int sock, void *userdata)
 
         fake_hello(sock, 1, CAPS_ALL);
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
-        env = reply_envelope(m->env->id + 5);
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
-        env.list_devices_reply = &lr;
+        env = ENVELOPE(list_devices_reply, &lr);
+        env.id = m->env->id + 5; /* not the request's */
         fake_send(sock, &env, NULL, 0);
         vfiod_msg_free(m);
         /* The client must not send anything more. */
@@ -732,18 +704,13 @@ static void script_events(int sock, void *userdata)
 {
         Vfiod__StatsReply sr = VFIOD__STATS_REPLY__INIT;
         struct vfiod_msg *m;
-        Vfiod__Envelope env;
 
         fake_hello(sock, 1, CAPS_ALL);
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_STATS);
         /* Two events before the reply: the library must queue them. */
         fake_send_release_requested(sock, 3, "0000:00:04.0", 5000, "maintenance");
         fake_send_device_error(sock, 3, "0000:00:04.0");
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
-        env.stats_reply = &sr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, stats_reply, &sr);
 
         /* One while the client is idle. */
         fake_send_lease_revoked(sock, 3, "0000:00:04.0", "policy reloaded");
@@ -793,17 +760,12 @@ static void script_event_flood(int sock, void *userdata)
 {
         Vfiod__StatsReply sr = VFIOD__STATS_REPLY__INIT;
         struct vfiod_msg *m;
-        Vfiod__Envelope env;
 
         fake_hello(sock, 1, CAPS_ALL);
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_STATS);
         for (uint64_t i = 1; i <= VFIOD_EVENT_QUEUE_MAX + 5; i++)
                 fake_send_device_error(sock, i, "0000:00:04.0");
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
-        env.stats_reply = &sr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, stats_reply, &sr);
         fake_expect_eof(sock);
 }
 
@@ -866,7 +828,6 @@ static void script_map_dma(int sock, void *userdata)
         Vfiod__UnmapDmaReply ur = VFIOD__UNMAP_DMA_REPLY__INIT;
         const Vfiod__MapDma *md;
         struct vfiod_msg *m;
-        Vfiod__Envelope env;
 
         fake_hello(sock, 1, CAPS_ALL);
 
@@ -888,11 +849,7 @@ static void script_map_dma(int sock, void *userdata)
         fake_check(md->ranges[1]->readable && !md->ranges[1]->writable, "range 1 flags");
         mr.mapped = 2;
         mr.bytes = 8192;
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY;
-        env.map_dma_reply = &mr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, map_dma_reply, &mr);
 
         /* Three ranges of two memfds: two fds, each once. */
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_MAP_DMA);
@@ -913,11 +870,7 @@ static void script_map_dma(int sock, void *userdata)
         fake_check(md->ranges[0]->iova == 0x300000 && md->ranges[0]->size == 8192, "range");
         fake_check(!md->ranges[0]->readable && md->ranges[0]->writable, "flags");
         mr.mapped = 1;
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY;
-        env.map_dma_reply = &mr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, map_dma_reply, &mr);
 
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_UNMAP_DMA);
         fake_check(m->env->unmap_dma->domain_id == 11, "domain");
@@ -927,11 +880,7 @@ static void script_map_dma(int sock, void *userdata)
                    "range 1");
         ur.unmapped = 2;
         ur.unmapped_bytes = 8192;
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY;
-        env.unmap_dma_reply = &ur;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, unmap_dma_reply, &ur);
         fake_expect_eof(sock);
 }
 
@@ -1196,7 +1145,6 @@ static void script_admin(int sock, void *userdata)
         Vfiod__ReloadPolicyReply rr = VFIOD__RELOAD_POLICY_REPLY__INIT;
         Vfiod__StatsReply sr = VFIOD__STATS_REPLY__INIT;
         struct vfiod_msg *m;
-        Vfiod__Envelope env;
 
         fake_hello(sock, 1, CAPS_ALL | VFIOD_CAP_ADMIN);
 
@@ -1216,11 +1164,7 @@ static void script_admin(int sock, void *userdata)
         l0.status = VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE;
         llr.n_leases = 1;
         llr.leases = leases;
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY;
-        env.list_leases_reply = &llr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, list_leases_reply, &llr);
 
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_REVOKE);
         fake_check(m->env->revoke->lease_id == 3, "lease");
@@ -1236,21 +1180,13 @@ static void script_admin(int sock, void *userdata)
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_RELOAD_POLICY);
         rr.n_errors = 1;
         rr.errors = errors;
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY;
-        env.reload_policy_reply = &rr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, reload_policy_reply, &rr);
 
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_RELOAD_POLICY);
         rr.n_errors = 0;
         rr.errors = NULL;
         rr.leases_revoked = 2;
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY;
-        env.reload_policy_reply = &rr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, reload_policy_reply, &rr);
 
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_STATS);
         sr.clients = 2;
@@ -1262,11 +1198,7 @@ static void script_admin(int sock, void *userdata)
         sr.errors = 4;
         sr.quarantined_groups = 1;
         sr.uptime_ms = 123456;
-        env = reply_envelope(m->env->id);
-        env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
-        env.stats_reply = &sr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, stats_reply, &sr);
         fake_expect_eof(sock);
 }
 

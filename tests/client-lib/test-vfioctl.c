@@ -15,6 +15,7 @@
 
 #include "client-lib/json.h"
 #include "client-lib/vfiod.h"
+#include "proto/envelope.h"
 #include "proto/macro.h"
 #include "tests/client-lib/fake-daemon.h"
 #include "tests/testutil.h"
@@ -176,7 +177,7 @@ static void script_list(int sock, void *userdata)
         Vfiod__LeaseInfo l0 = VFIOD__LEASE_INFO__INIT;
         Vfiod__LeaseInfo *leases[] = {&l0};
         Vfiod__ListLeasesReply llr = VFIOD__LIST_LEASES_REPLY__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices_reply, &lr);
         struct vfiod_msg *m;
 
         fake_hello(sock, 1, CAPS_ALL | VFIOD_CAP_ADMIN);
@@ -199,11 +200,7 @@ static void script_list(int sock, void *userdata)
         d1.state = VFIOD__LEASE_STATE__LEASE_STATE_LEASED;
         lr.n_devices = 2;
         lr.devices = devs;
-        env.id = m->env->id;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
-        env.list_devices_reply = &lr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        fake_answer(sock, m, &env, NULL, 0);
 
         /* An admin's list also shows who holds the others' devices. */
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_LEASES);
@@ -220,11 +217,7 @@ static void script_list(int sock, void *userdata)
         l0.status = VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE;
         llr.n_leases = 1;
         llr.leases = leases;
-        env.id = m->env->id;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY;
-        env.list_leases_reply = &llr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        FAKE_ANSWER(sock, m, list_leases_reply, &llr);
         fake_expect_eof(sock);
 }
 
@@ -297,7 +290,6 @@ static void script_acquire(int sock, void *userdata)
 {
         const struct acquire_script *s = userdata;
         Vfiod__AcquireReply ar = VFIOD__ACQUIRE_REPLY__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         struct vfiod_msg *m;
         size_t n_fds = 1;
 
@@ -326,11 +318,7 @@ static void script_acquire(int sock, void *userdata)
                 ar.container_fd = 2;
                 n_fds = 3;
         }
-        env.id = m->env->id;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
-        env.acquire_reply = &ar;
-        fake_send(sock, &env, s->fds, n_fds);
-        vfiod_msg_free(m);
+        fake_answer(sock, m, &ENVELOPE(acquire_reply, &ar), s->fds, n_fds);
 
         /*
          * COMMAND's own requests, on the connection it inherited: Hello again,
@@ -362,21 +350,11 @@ static void script_acquire(int sock, void *userdata)
                 di.grant = &g;
                 lr.n_devices = 1;
                 lr.devices = dis;
-                env = (Vfiod__Envelope)VFIOD__ENVELOPE__INIT;
-                env.id = m->env->id;
-                env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
-                env.list_devices_reply = &lr;
-                fake_send(sock, &env, NULL, 0);
-                vfiod_msg_free(m);
+                FAKE_ANSWER(sock, m, list_devices_reply, &lr);
 
                 m = fake_recv(sock, VFIOD__ENVELOPE__BODY_STATS);
                 sr.clients = 7;
-                env = (Vfiod__Envelope)VFIOD__ENVELOPE__INIT;
-                env.id = m->env->id;
-                env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
-                env.stats_reply = &sr;
-                fake_send(sock, &env, NULL, 0);
-                vfiod_msg_free(m);
+                FAKE_ANSWER(sock, m, stats_reply, &sr);
         }
 
         /* Once COMMAND runs, so that the test does not depend on how fast it starts. */
@@ -574,7 +552,7 @@ static void script_leases(int sock, void *userdata)
         Vfiod__LeaseInfo l0 = VFIOD__LEASE_INFO__INIT;
         Vfiod__LeaseInfo *leases[] = {&l0};
         Vfiod__ListLeasesReply llr = VFIOD__LIST_LEASES_REPLY__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_leases_reply, &llr);
         struct vfiod_msg *m;
 
         fake_hello(sock, 1, CAPS_ALL | VFIOD_CAP_ADMIN);
@@ -594,18 +572,14 @@ static void script_leases(int sock, void *userdata)
         l0.status = VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED;
         llr.n_leases = 1;
         llr.leases = leases;
-        env.id = m->env->id;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY;
-        env.list_leases_reply = &llr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        fake_answer(sock, m, &env, NULL, 0);
         fake_expect_eof(sock);
 }
 
 static void script_stats(int sock, void *userdata)
 {
         Vfiod__StatsReply sr = VFIOD__STATS_REPLY__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Envelope env = ENVELOPE(stats_reply, &sr);
         struct vfiod_msg *m;
 
         fake_hello(sock, 1, CAPS_ALL | VFIOD_CAP_ADMIN);
@@ -619,11 +593,7 @@ static void script_stats(int sock, void *userdata)
         sr.errors = 3;
         sr.quarantined_groups = 0;
         sr.uptime_ms = 5000;
-        env.id = m->env->id;
-        env.body_case = VFIOD__ENVELOPE__BODY_STATS_REPLY;
-        env.stats_reply = &sr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        fake_answer(sock, m, &env, NULL, 0);
         fake_expect_eof(sock);
 }
 
@@ -631,18 +601,14 @@ static void script_reload_bad(int sock, void *userdata)
 {
         char *errors[] = {"/etc/vfiod/vfiod.conf:3: unknown key 'Colour'"};
         Vfiod__ReloadPolicyReply rr = VFIOD__RELOAD_POLICY_REPLY__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Envelope env = ENVELOPE(reload_policy_reply, &rr);
         struct vfiod_msg *m;
 
         fake_hello(sock, 1, CAPS_ALL | VFIOD_CAP_ADMIN);
         m = fake_recv(sock, VFIOD__ENVELOPE__BODY_RELOAD_POLICY);
         rr.n_errors = 1;
         rr.errors = errors;
-        env.id = m->env->id;
-        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY;
-        env.reload_policy_reply = &rr;
-        fake_send(sock, &env, NULL, 0);
-        vfiod_msg_free(m);
+        fake_answer(sock, m, &env, NULL, 0);
         fake_expect_eof(sock);
 }
 

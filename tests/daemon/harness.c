@@ -17,6 +17,9 @@
 #include "daemon/log.h"
 #include "daemon/policy.h"
 #include "kernel/sysfs.h"
+#include "proto/envelope.h"
+#include "tests/fakesys.h"
+#include "tests/rawclient.h"
 #include "tests/testutil.h"
 
 struct harness H;
@@ -77,89 +80,20 @@ void h_stop(void)
         H.root = NULL;
 }
 
-static void link_at(const char *target, const char *rel)
-{
-        char path[PATH_MAX];
-
-        snprintf(path, sizeof(path), "%s/%s", H.root, rel);
-        unlink(path);
-        ck_assert_msg(symlink(target, path) == 0, "symlink %s: %s", path, strerror(errno));
-}
-
 void h_add_device(const char *bdf, int group, const char *driver)
 {
-        char rel[512], target[512];
+        struct kvfio_pci_dev dev;
 
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/vendor", bdf);
-        testutil_write_file(H.root, rel, "0x1234\n");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/device", bdf);
-        testutil_write_file(H.root, rel, "0x11e8\n");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/class", bdf);
-        testutil_write_file(H.root, rel, "0x00ff00\n");
-        snprintf(target, sizeof(target), "../../../devices/pci0000:00/%s", bdf);
-        snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s", bdf);
-        link_at(target, rel);
-        if (driver) {
-                snprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s/bind", driver);
-                testutil_write_file(H.root, rel, "");
-                snprintf(target, sizeof(target), "../../../bus/pci/drivers/%s", driver);
-                snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/driver", bdf);
-                link_at(target, rel);
-        }
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/.keep", group);
-        testutil_write_file(H.root, rel, "");
-        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, bdf);
-        link_at(target, rel);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/.keep", group);
-        {
-                char p[PATH_MAX];
-                snprintf(p, sizeof(p), "%s/%s", H.root, rel);
-                unlink(p);
-        }
-        snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group);
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/iommu_group", bdf);
-        link_at(target, rel);
+        ck_assert_int_eq(fakesys_add_pci(H.root, bdf, group, driver), 0);
         /* The fake kernel knows what VFIO drives: vfio-pci and its variants. */
-        {
-                struct kvfio_pci_dev dev;
-
-                ck_assert_int_eq(kvfio_pci_dev_read(H.root, bdf, &dev), 0);
-                if (kvfio_dev_is_vfio(&dev))
-                        fake_kernel_add_device(group, bdf);
-        }
+        ck_assert_int_eq(kvfio_pci_dev_read(H.root, bdf, &dev), 0);
+        if (kvfio_dev_is_vfio(&dev))
+                fake_kernel_add_device(group, bdf);
 }
 
 void h_add_mdev(const char *uuid, int group, const char *driver)
 {
-        char rel[512], target[512], p[PATH_MAX];
-
-        /* The device below its parent, as sysfs has it. */
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/0000:00:1f.0/%s/.keep", uuid);
-        testutil_write_file(H.root, rel, "");
-        snprintf(p, sizeof(p), "%s/%s", H.root, rel);
-        unlink(p);
-        snprintf(target, sizeof(target), "../../../devices/pci0000:00/0000:00:1f.0/%s", uuid);
-        testutil_write_file(H.root, "sys/bus/mdev/devices/.keep", "");
-        snprintf(p, sizeof(p), "%s/sys/bus/mdev/devices/.keep", H.root);
-        unlink(p);
-        snprintf(rel, sizeof(rel), "sys/bus/mdev/devices/%s", uuid);
-        link_at(target, rel);
-        if (driver) {
-                snprintf(target, sizeof(target), "../../../../bus/mdev/drivers/%s", driver);
-                snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/0000:00:1f.0/%s/driver", uuid);
-                link_at(target, rel);
-        }
-        snprintf(target, sizeof(target), "../../../../kernel/iommu_groups/%d", group);
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/0000:00:1f.0/%s/iommu_group", uuid);
-        link_at(target, rel);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/.keep", group);
-        testutil_write_file(H.root, rel, "");
-        snprintf(p, sizeof(p), "%s/%s", H.root, rel);
-        unlink(p);
-        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/0000:00:1f.0/%s", uuid);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, uuid);
-        link_at(target, rel);
+        ck_assert_int_eq(fakesys_add_mdev(H.root, uuid, group, driver), 0);
         if (driver)
                 fake_kernel_add_device(group, uuid);
 }
@@ -191,24 +125,12 @@ void h_closer_drain(void)
 
 uint64_t h_send(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds)
 {
-        int r;
-
-        if (!env->id)
-                env->id = ++H.next_id;
-        r = vfiod_msg_send(fd, env, fds, n_fds);
-        ck_assert_msg(r == 0, "send: %s", strerror(-r));
-        return env->id;
+        return rawclient_send(fd, env, fds, n_fds, &H.next_id);
 }
 
 void h_send_raw(int fd, const Vfiod__Envelope *env, const int *fds, size_t n_fds)
 {
-        uint8_t buf[4096];
-        size_t len = vfiod__envelope__get_packed_size(env);
-
-        ck_assert_uint_le(len, sizeof(buf));
-        ck_assert_uint_le(n_fds, 8);
-        vfiod__envelope__pack(env, buf);
-        ck_assert_int_eq(vfiod_datagram_send(fd, buf, len, fds, n_fds, 0), 0);
+        rawclient_send_raw(fd, env, fds, n_fds);
 }
 
 struct vfiod_msg *h_recv(int fd)
@@ -268,69 +190,34 @@ struct vfiod_msg *h_call(int fd, Vfiod__Envelope *env, const int *fds, size_t n_
 
 int h_error(struct vfiod_msg *msg)
 {
-        int e;
-
-        ck_assert_msg(msg->env->body_case == VFIOD__ENVELOPE__BODY_ERROR,
-                      "expected an Error, got %s", vfiod_envelope_body_name(msg->env));
-        e = msg->env->error->errnum;
-        vfiod_msg_free(msg);
-        return e;
+        return rawclient_error(msg);
 }
 
 void h_ok(struct vfiod_msg *msg)
 {
-        ck_assert_msg(msg->env->body_case == VFIOD__ENVELOPE__BODY_OK, "expected Ok, got %s (%s)",
-                      vfiod_envelope_body_name(msg->env),
-                      msg->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? msg->env->error->reason
-                                                                         : "");
-        vfiod_msg_free(msg);
+        rawclient_ok(msg);
 }
 
 void h_hello(int fd, uint64_t caps)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Hello h = VFIOD__HELLO__INIT;
-        struct vfiod_msg *m;
-
-        h.major = VFIOD_PROTO_VERSION_MAJOR;
-        h.minor = VFIOD_PROTO_VERSION_MINOR;
-        h.capabilities = caps;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
-        m = h_call(fd, &env, NULL, 0);
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
-        vfiod_msg_free(m);
+        rawclient_hello(h_call, fd, caps);
 }
 
 uint64_t h_acquire(int fd, const char *bdf, uint64_t domain, int mode, int ret_fds[3],
                    size_t *ret_n, uint64_t *ret_domain, int *ret_err)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
-        struct vfiod_msg *m;
-        uint64_t lease;
+        struct rawclient_acquired got = {0};
+        uint64_t lease = rawclient_acquire(h_call, fd, bdf, domain, mode, &got);
 
-        a.device = (char *)bdf;
-        a.domain_id = domain;
-        a.mode = mode;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-        env.acquire = &a;
-        m = h_call(fd, &env, NULL, 0);
-        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+        if (!lease) {
                 if (ret_err)
-                        *ret_err = m->env->error->errnum;
-                vfiod_msg_free(m);
+                        *ret_err = got.errnum;
                 return 0;
         }
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY);
-        ck_assert_uint_le(m->n_fds, 3);
-        for (size_t i = 0; i < m->n_fds; i++)
-                ret_fds[i] = vfiod_msg_take_fd(m, i);
-        *ret_n = m->n_fds;
-        lease = m->env->acquire_reply->lease_id;
+        memcpy(ret_fds, got.fds, got.n_fds * sizeof(int)); /* the fds move to the caller */
+        *ret_n = got.n_fds;
         if (ret_domain)
-                *ret_domain = m->env->acquire_reply->domain_id;
-        vfiod_msg_free(m);
+                *ret_domain = got.domain;
         return lease;
 }
 
@@ -346,61 +233,27 @@ uint64_t h_acquire_ok(int fd, const char *bdf, uint64_t domain, int mode, int re
 
 int h_release(int fd, uint64_t lease)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Release r = VFIOD__RELEASE__INIT;
-        struct vfiod_msg *m;
-
-        r.lease_id = lease;
-        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
-        env.release = &r;
-        m = h_call(fd, &env, NULL, 0);
-        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR)
-                return h_error(m);
-        h_ok(m);
-        return 0;
+        return rawclient_release(h_call, fd, lease);
 }
 
 void h_revoke(int admin, uint64_t lease, const char *why, int want)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Revoke rv = VFIOD__REVOKE__INIT;
-
-        rv.lease_id = lease;
-        rv.reason = (char *)why;
-        env.body_case = VFIOD__ENVELOPE__BODY_REVOKE;
-        env.revoke = &rv;
-        if (want)
-                ck_assert_int_eq(h_error(h_call(admin, &env, NULL, 0)), want);
-        else
-                h_ok(h_call(admin, &env, NULL, 0));
+        ck_assert_int_eq(rawclient_revoke(h_call, admin, lease, why), want);
 }
 
 void h_reload(int admin, uint32_t want_revoked)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__ReloadPolicy rp = VFIOD__RELOAD_POLICY__INIT;
-        struct vfiod_msg *m;
-
-        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY;
-        env.reload_policy = &rp;
-        m = h_call(admin, &env, NULL, 0);
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_RELOAD_POLICY_REPLY);
-        ck_assert_msg(m->env->reload_policy_reply->n_errors == 0, "%s",
-                      m->env->reload_policy_reply->errors[0]);
-        ck_assert_uint_eq(m->env->reload_policy_reply->leases_revoked, want_revoked);
-        vfiod_msg_free(m);
+        rawclient_reload(h_call, admin, want_revoked);
 }
 
 Vfiod__LeaseState h_state(int fd, const char *bdf)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &l);
         struct vfiod_msg *m;
         Vfiod__LeaseState s;
 
         l.device = (char *)bdf;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
         m = h_call(fd, &env, NULL, 0);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
         ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 1);
@@ -444,28 +297,6 @@ int h_memfd(size_t size, int seals)
 
 int h_set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t count, int efd, char *ret_reason)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
-        int32_t *idx = calloc(count ? count : 1, sizeof(*idx));
-        struct vfiod_msg *m;
-
-        ck_assert_ptr_nonnull(idx);
-        si.lease_id = lease;
-        si.index = index;
-        si.count = count;
-        si.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
-        si.data = count ? VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD : VFIOD__IRQ_DATA__IRQ_DATA_NONE;
-        si.n_eventfds = count;
-        si.eventfds = idx;
-        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-        env.set_irqs = &si;
-        m = h_call(fd, &env, count ? &efd : NULL, count ? 1 : 0);
-        free(idx);
-        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
-                if (ret_reason)
-                        snprintf(ret_reason, 256, "%s", m->env->error->reason);
-                return h_error(m);
-        }
-        h_ok(m);
-        return 0;
+        return rawclient_set_irqs(h_call, fd, lease, index, 0, count, &efd, count ? 1 : 0,
+                                  ret_reason);
 }

@@ -2,7 +2,8 @@
 /*
  * Daemon-level test harness: a vfiod server on a libev loop inside the test
  * process, a fake sysfs tree, the fake ioctl layer, and clients that speak
- * the raw protocol (proto/transport.h) over socketpairs.
+ * the raw protocol (tests/rawclient.h, whose requests the h_* ones below
+ * wrap with h_call()) over socketpairs.
  *
  * Concepts: h_start() before and h_stop() after every test (inside the
  * forked test, so the fd-leak fixture sees it all). h_stop() frees the

@@ -10,6 +10,7 @@ tests_daemon_libfake_kvfio_la_LIBADD = kernel/libkvfio-sysfs.la
 tests_daemon_libdaemon_harness_la_SOURCES = tests/daemon/harness.c tests/daemon/harness.h
 tests_daemon_libdaemon_harness_la_CFLAGS = $(suite_cflags) $(PROTOBUF_C_CFLAGS) $(SYSTEMD_CFLAGS)
 tests_daemon_libdaemon_harness_la_LIBADD = \
+	tests/librawclient.la \
 	daemon/libvfiod-daemon.la \
 	tests/daemon/libfake-kvfio.la \
 	proto/libvfiod-proto.la \

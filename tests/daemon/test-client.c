@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "daemon/client.h"
+#include "proto/envelope.h"
 #include "tests/daemon/harness.h"
+#include "tests/rawclient.h"
 #include "tests/testutil.h"
 
 #define EVENTS   VFIOD__CAPABILITY__CAPABILITY_EVENTS
@@ -60,11 +62,9 @@ static struct vfiod_msg *call_empty(int fd, Vfiod__Envelope__BodyCase body)
 
 static void send_list_devices(int fd)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
 
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &ld;
         h_send(fd, &env, NULL, 0);
 }
 
@@ -85,8 +85,8 @@ END_TEST
 
 START_TEST(reply_and_event_bodies_drop)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Ok ok = VFIOD__OK__INIT;
+        Vfiod__Envelope env = ENVELOPE(ok, &ok);
         Vfiod__LeaseRevoked ev = VFIOD__LEASE_REVOKED__INIT;
         int a, b;
 
@@ -95,13 +95,9 @@ START_TEST(reply_and_event_bodies_drop)
         b = h_connect(1000, 1000);
         h_hello(a, 0);
         h_hello(b, 0);
-        env.body_case = VFIOD__ENVELOPE__BODY_OK;
-        env.ok = &ok;
         h_send(a, &env, NULL, 0);
         ck_assert(h_closed(a));
-        env.id = 0;
-        env.body_case = VFIOD__ENVELOPE__BODY_LEASE_REVOKED;
-        env.lease_revoked = &ev;
+        env = ENVELOPE(lease_revoked, &ev);
         h_send(b, &env, NULL, 0);
         ck_assert(h_closed(b));
         close(a);
@@ -116,8 +112,8 @@ END_TEST
  */
 START_TEST(second_hello_answered)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         int fd;
 
         start_default();
@@ -125,8 +121,6 @@ START_TEST(second_hello_answered)
         h_hello(fd, 0);
         h_hello(fd, VFIOD__CAPABILITY__CAPABILITY_EVENTS);
         h.major = VFIOD_PROTO_VERSION_MAJOR + 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), EPROTONOSUPPORT);
         ck_assert(h_closed(fd));
         close(fd);
@@ -136,15 +130,13 @@ END_TEST
 
 START_TEST(request_id_zero_drops)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
         int fd;
 
         start_default();
         fd = h_connect(1000, 1000);
         h_hello(fd, 0);
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &ld;
         ck_assert_int_eq(vfiod_msg_send(fd, &env, NULL, 0), 0);
         ck_assert(h_closed(fd));
         close(fd);
@@ -154,15 +146,13 @@ END_TEST
 
 START_TEST(wrong_major)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         int fd;
 
         start_default();
         fd = h_connect(1000, 1000);
         h.major = VFIOD_PROTO_VERSION_MAJOR + 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), EPROTONOSUPPORT);
         ck_assert(h_closed(fd));
         close(fd);
@@ -192,8 +182,8 @@ START_TEST(admin_requests_need_admin)
         static const Vfiod__Envelope__BodyCase admin[] = {VFIOD__ENVELOPE__BODY_STATS,
                                                           VFIOD__ENVELOPE__BODY_LIST_LEASES,
                                                           VFIOD__ENVELOPE__BODY_RELOAD_POLICY};
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Revoke rv = VFIOD__REVOKE__INIT;
+        Vfiod__Envelope env = ENVELOPE(revoke, &rv);
         struct vfiod_msg *m;
         int user, root;
 
@@ -205,8 +195,6 @@ START_TEST(admin_requests_need_admin)
         for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++)
                 ck_assert_int_eq(h_error(call_empty(user, admin[i])), EPERM);
         rv.lease_id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_REVOKE;
-        env.revoke = &rv;
         ck_assert_int_eq(h_error(h_call(user, &env, NULL, 0)), EPERM);
         /* The connection is still fine. */
         ck_assert_int_eq(h_state(user, "0000:00:01.0"), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
@@ -286,16 +274,14 @@ END_TEST
 
 START_TEST(admin_named_by_config)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         struct vfiod_msg *m;
         int fd;
 
         h_start("[Daemon]\nAdminUsers=1234\n");
         fd = h_connect(1234, 1234);
         h.major = VFIOD_PROTO_VERSION_MAJOR;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         m = h_call(fd, &env, NULL, 0);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
         ck_assert(m->env->hello_reply->capabilities & VFIOD__CAPABILITY__CAPABILITY_ADMIN);
@@ -310,8 +296,8 @@ END_TEST
 
 START_TEST(hello_reply)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         const Vfiod__HelloReply *hr;
         struct vfiod_msg *m;
         int fd;
@@ -320,8 +306,6 @@ START_TEST(hello_reply)
         fd = h_connect(1000, 1000);
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         h.minor = 7; /* a newer minor is fine */
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         m = h_call(fd, &env, NULL, 0);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
         hr = m->env->hello_reply;
@@ -340,8 +324,8 @@ END_TEST
 
 START_TEST(fds_before_hello_are_closed)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+        Vfiod__Envelope env = ENVELOPE(map_dma, &md);
         Vfiod__DmaRange dr = VFIOD__DMA_RANGE__INIT, *p = &dr;
         int fd, mfd;
 
@@ -352,8 +336,6 @@ START_TEST(fds_before_hello_are_closed)
         md.domain_id = 1;
         md.n_ranges = 1;
         md.ranges = &p;
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-        env.map_dma = &md;
         h_send(fd, &env, &mfd, 1);
         ck_assert(h_closed(fd));
         /* The daemon's copy of the memfd is gone too (the fd-leak fixture checks). */
@@ -365,18 +347,7 @@ END_TEST
 
 static void hello_limits(int fd, uint32_t max_datagram, uint32_t max_fds)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Hello h = VFIOD__HELLO__INIT;
-        struct vfiod_msg *m;
-
-        h.major = VFIOD_PROTO_VERSION_MAJOR;
-        h.max_datagram = max_datagram;
-        h.max_fds = max_fds;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
-        m = h_call(fd, &env, NULL, 0);
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
-        vfiod_msg_free(m);
+        rawclient_hello_limits(h_call, fd, 0, max_datagram, max_fds);
 }
 
 /*
@@ -387,8 +358,8 @@ static void hello_limits(int fd, uint32_t max_datagram, uint32_t max_fds)
  */
 START_TEST(hello_too_small_changes_nothing)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         struct vfiod_msg *m;
         int fd;
 
@@ -396,8 +367,6 @@ START_TEST(hello_too_small_changes_nothing)
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         h.capabilities = EVENTS;
         h.max_datagram = 24;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         fd = h_connect(1000, 1000);
         m = h_call(fd, &env, NULL, 0);
         ck_assert_uint_le(vfiod__envelope__get_packed_size(m->env), 24);
@@ -534,8 +503,7 @@ START_TEST(list_devices_by_policy)
         ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 0);
         vfiod_msg_free(m);
         ld.device = "0000:00:01.0";
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &ld;
+        env = ENVELOPE(list_devices, &ld);
         ck_assert_int_eq(h_error(h_call(other, &env, NULL, 0)), ENOENT);
         ld.device = "not-an-address";
         env.id = 0;
@@ -562,13 +530,11 @@ END_TEST
 
 static uint64_t create_domain(int fd, int *ret_err)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__CreateDomain cd = VFIOD__CREATE_DOMAIN__INIT;
+        Vfiod__Envelope env = ENVELOPE(create_domain, &cd);
         struct vfiod_msg *m;
         uint64_t id;
 
-        env.body_case = VFIOD__ENVELOPE__BODY_CREATE_DOMAIN;
-        env.create_domain = &cd;
         m = h_call(fd, &env, NULL, 0);
         if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
                 ck_assert_ptr_nonnull(strstr(m->env->error->reason, "MaxDomainsPerClient=2"));
@@ -584,13 +550,11 @@ static uint64_t create_domain(int fd, int *ret_err)
 
 static int destroy_domain(int fd, uint64_t id)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__DestroyDomain dd = VFIOD__DESTROY_DOMAIN__INIT;
+        Vfiod__Envelope env = ENVELOPE(destroy_domain, &dd);
         struct vfiod_msg *m;
 
         dd.domain_id = id;
-        env.body_case = VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN;
-        env.destroy_domain = &dd;
         m = h_call(fd, &env, NULL, 0);
         if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR)
                 return h_error(m);
@@ -657,8 +621,8 @@ END_TEST
 
 START_TEST(fds_per_message_limit)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
+        Vfiod__Envelope env = ENVELOPE(set_irqs, &si);
         int32_t idx[3] = {0, 1, 2};
         int efd[3], fd, fds[3];
         size_t n;
@@ -677,8 +641,6 @@ START_TEST(fds_per_message_limit)
         si.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
         si.n_eventfds = 3;
         si.eventfds = idx;
-        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-        env.set_irqs = &si;
         m = h_call(fd, &env, efd, 3);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ERROR);
         ck_assert_ptr_nonnull(strstr(m->env->error->reason, "MaxFdsPerMessage=2"));
@@ -705,8 +667,8 @@ static struct vfiod_client *server_client(uint64_t id)
 
 START_TEST(no_read_pauses_then_drains)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
         struct vfiod_client *c;
         int fd, sent = 0, got = 0, small = 4096;
 
@@ -717,8 +679,6 @@ START_TEST(no_read_pauses_then_drains)
         ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
         h_hello(fd, 0);
         ck_assert_int_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &ld;
         /* Send until the daemon stops reading us (our socket fills up). */
         for (int i = 0; i < 5000; i++) {
                 env.id = ++H.next_id;
@@ -822,15 +782,13 @@ END_TEST
 
 START_TEST(requests_per_wakeup)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
         int fd;
 
         h_start("[Daemon]\nMaxRequestsInFlight=1\n");
         fd = h_connect(1000, 1000);
         h_hello(fd, 0);
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &ld;
         for (int i = 0; i < 3; i++) {
                 env.id = 0;
                 h_send(fd, &env, NULL, 0);
@@ -855,8 +813,8 @@ END_TEST
 
 START_TEST(queued_datagrams_keep_their_fds)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__AcquireReply ar = VFIOD__ACQUIRE_REPLY__INIT;
+        Vfiod__Envelope env = ENVELOPE(acquire_reply, &ar);
         struct vfiod_client *c;
         int fd, efd, small = 4096, sent = 0, got = 0;
         size_t queued_max = 0;
@@ -870,8 +828,6 @@ START_TEST(queued_datagrams_keep_their_fds)
         ar.device = "0000:00:01.0";
         ar.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
         ar.device_fd = 0;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
-        env.acquire_reply = &ar;
         /* Send until a few go to the queue (the socket is full). */
         while (c->queued_msgs < 3) {
                 env.id = (uint64_t)++sent;

@@ -21,6 +21,7 @@
 #include "daemon/domain.h"
 #include "daemon/lease.h"
 #include "kernel/group.h"
+#include "proto/envelope.h"
 #include "tests/daemon/harness.h"
 #include "tests/testutil.h"
 
@@ -63,8 +64,8 @@ struct range {
 static int map(uint64_t dom, const struct range *r, size_t n, const int *fds, size_t n_fds,
                char *ret_reason)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+        Vfiod__Envelope env = ENVELOPE(map_dma, &md);
         Vfiod__DmaRange dr[8], *p[8];
         struct vfiod_msg *m;
 
@@ -80,8 +81,6 @@ static int map(uint64_t dom, const struct range *r, size_t n, const int *fds, si
         md.domain_id = dom;
         md.n_ranges = n;
         md.ranges = p;
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-        env.map_dma = &md;
         /* Raw: the transport's send would refuse fds that are not memfds. */
         env.id = ++H.next_id;
         h_send_raw(client_fd, &env, fds, n_fds);
@@ -101,8 +100,8 @@ static int map(uint64_t dom, const struct range *r, size_t n, const int *fds, si
 /* UnmapDma of n (iova, size) ranges; returns 0 (and *ret_n) or the errnum. */
 static int unmap_n(uint64_t dom, const uint64_t (*r)[2], size_t n, uint32_t *ret_n)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__UnmapDma ud = VFIOD__UNMAP_DMA__INIT;
+        Vfiod__Envelope env = ENVELOPE(unmap_dma, &ud);
         Vfiod__IovaRange ir[8], *p[8];
         struct vfiod_msg *m;
 
@@ -115,8 +114,6 @@ static int unmap_n(uint64_t dom, const uint64_t (*r)[2], size_t n, uint32_t *ret
         ud.domain_id = dom;
         ud.n_ranges = n;
         ud.ranges = p;
-        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA;
-        env.unmap_dma = &ud;
         m = h_call(client_fd, &env, NULL, 0);
         if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR)
                 return h_error(m);
@@ -451,8 +448,8 @@ END_TEST
  */
 START_TEST(not_a_memfd_over_the_wire)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+        Vfiod__Envelope env = ENVELOPE(map_dma, &md);
         Vfiod__DmaRange dr = VFIOD__DMA_RANGE__INIT, *p = &dr;
         int fds[3], pipefd[2];
 
@@ -468,8 +465,6 @@ START_TEST(not_a_memfd_over_the_wire)
                 md.n_ranges = 1;
                 md.ranges = &p;
                 env.id = 0;
-                env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-                env.map_dma = &md;
                 /* Raw: the transport's send would refuse it. */
                 h_send_raw(client_fd, &env, &fds[i], 1);
                 ck_assert(h_closed(client_fd));

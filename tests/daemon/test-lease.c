@@ -20,7 +20,9 @@
 
 #include "daemon/client.h"
 #include "daemon/lease.h"
+#include "proto/envelope.h"
 #include "tests/daemon/harness.h"
+#include "tests/rawclient.h"
 #include "tests/testutil.h"
 
 #define EVENTS   VFIOD__CAPABILITY__CAPABILITY_EVENTS
@@ -184,14 +186,12 @@ START_TEST(policy_covers_the_whole_group)
         h_hello(fd, 0);
         {
                 /* ListDevices shows what Acquire grants: the group's common modes. */
-                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
                 Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+                Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
                 struct vfiod_msg *m;
                 const Vfiod__DeviceInfo *di;
 
                 ld.device = "0000:00:05.0";
-                env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-                env.list_devices = &ld;
                 m = h_call(fd, &env, NULL, 0);
                 ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 1);
                 di = m->env->list_devices_reply->devices[0];
@@ -383,12 +383,10 @@ END_TEST
 /* Sends Release of a lease that does not exist (a small Error reply), without reading it. */
 static void send_bad_release(int fd)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Release rel = VFIOD__RELEASE__INIT;
+        Vfiod__Envelope env = ENVELOPE(release, &rel);
 
         rel.lease_id = 999999;
-        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
-        env.release = &rel;
         (void)h_send(fd, &env, NULL, 0);
         h_spin();
 }
@@ -401,8 +399,8 @@ static void send_bad_release(int fd)
  */
 START_TEST(disconnect_with_a_queued_reply_frees_at_once)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        Vfiod__Envelope env = ENVELOPE(acquire, &a);
         struct vfiod_client *c;
         int fd, other, fds[3];
         size_t n, k = 0;
@@ -423,8 +421,6 @@ START_TEST(disconnect_with_a_queued_reply_frees_at_once)
                 send_bad_release(fd);
         a.device = (char *)DEV1;
         a.mode = DIRECT;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-        env.acquire = &a;
         (void)h_send(fd, &env, NULL, 0);
         h_spin();
         ck_assert_uint_eq(c->queued_msgs, 1);
@@ -618,8 +614,8 @@ START_TEST(admin_revoke_without_events)
         int fd, admin, fds[3];
         size_t n;
         uint64_t lease;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListLeases ll = VFIOD__LIST_LEASES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_leases, &ll);
 
         start(NULL);
         fd = h_connect(1000, 1000);
@@ -627,8 +623,6 @@ START_TEST(admin_revoke_without_events)
         h_hello(fd, 0);
         h_hello(admin, 0);
         lease = h_acquire_ok(fd, DEV1, 0, BROKERED, fds, &n, NULL);
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_LEASES;
-        env.list_leases = &ll;
         m = h_call(admin, &env, NULL, 0);
         ck_assert_uint_eq(m->env->list_leases_reply->n_leases, 1);
         ck_assert_uint_eq(m->env->list_leases_reply->leases[0]->lease_id, lease);
@@ -650,8 +644,8 @@ END_TEST
 
 START_TEST(reload_revokes_what_is_no_longer_allowed)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ReloadPolicy rp = VFIOD__RELOAD_POLICY__INIT;
+        Vfiod__Envelope env = ENVELOPE(reload_policy, &rp);
         struct vfiod_msg *m;
         int fd, admin, fds[3], f2[3];
         size_t n, n2;
@@ -667,8 +661,6 @@ START_TEST(reload_revokes_what_is_no_longer_allowed)
         h_acquire_ok(fd, DEV2, 0, BROKERED, f2, &n2, NULL);
         h_close_all(fds, n);
         h_close_all(f2, n2);
-        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY;
-        env.reload_policy = &rp;
         /* A broken file: errors, nothing changes. */
         testutil_write_file(H.root, "vfiod.conf", "[Device a]\nMatch=0000:00:02.0\nBad=1\n");
         m = h_call(admin, &env, NULL, 0);
@@ -696,28 +688,7 @@ END_TEST
 static int set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t start, uint32_t count,
                     const int *efds, size_t n_efds)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
-        int32_t idx[8];
-        struct vfiod_msg *m;
-
-        for (size_t i = 0; i < count && i < 8; i++)
-                idx[i] = (int32_t)(i < n_efds ? i : 0);
-        si.lease_id = lease;
-        si.index = index;
-        si.start = start;
-        si.count = count;
-        si.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
-        si.data = count ? VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD : VFIOD__IRQ_DATA__IRQ_DATA_NONE;
-        si.n_eventfds = count;
-        si.eventfds = idx;
-        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-        env.set_irqs = &si;
-        m = h_call(fd, &env, efds, n_efds);
-        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR)
-                return h_error(m);
-        h_ok(m);
-        return 0;
+        return rawclient_set_irqs(h_call, fd, lease, index, start, count, efds, n_efds, NULL);
 }
 
 START_TEST(set_irqs_on_behalf)
@@ -753,8 +724,8 @@ START_TEST(set_irqs_on_behalf)
          * rule, so that connection is dropped; this one is not disturbed.
          */
         {
-                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
                 Vfiod__SetIrqs si = VFIOD__SET_IRQS__INIT;
+                Vfiod__Envelope env = ENVELOPE(set_irqs, &si);
                 int32_t idx0 = 0;
                 int p[2], other = h_connect(1000, 1000);
 
@@ -768,8 +739,6 @@ START_TEST(set_irqs_on_behalf)
                 si.n_eventfds = 1;
                 si.eventfds = &idx0;
                 env.id = 4242;
-                env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-                env.set_irqs = &si;
                 h_send_raw(other, &env, p, 1);
                 ck_assert(h_closed(other));
                 close(other);
@@ -797,8 +766,8 @@ END_TEST
 
 START_TEST(reset_request)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Reset rs = VFIOD__RESET__INIT;
+        Vfiod__Envelope env = ENVELOPE(reset, &rs);
         int fd, fds[3];
         size_t n;
 
@@ -806,8 +775,6 @@ START_TEST(reset_request)
         fd = h_connect(1000, 1000);
         h_hello(fd, 0);
         rs.lease_id = h_acquire_ok(fd, DEV1, 0, DIRECT, fds, &n, NULL);
-        env.body_case = VFIOD__ENVELOPE__BODY_RESET;
-        env.reset = &rs;
         h_ok(h_call(fd, &env, NULL, 0));
         ck_assert_uint_eq(fake_kernel_resets(DEV1), 1);
         rs.device = DEV2;
@@ -826,8 +793,8 @@ END_TEST
 
 START_TEST(hot_reset_when_no_reset_of_its_own)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Reset rs = VFIOD__RESET__INIT;
+        Vfiod__Envelope env = ENVELOPE(reset, &rs);
         int fd, fds[3];
         size_t n;
 
@@ -835,8 +802,6 @@ START_TEST(hot_reset_when_no_reset_of_its_own)
         fd = h_connect(1000, 1000);
         h_hello(fd, 0);
         rs.lease_id = h_acquire_ok(fd, DEV1, 0, BROKERED, fds, &n, NULL);
-        env.body_case = VFIOD__ENVELOPE__BODY_RESET;
-        env.reset = &rs;
         /* No function reset: a hot reset inside the group does it. */
         fake_kernel_fail("kvfio_device_reset", ENOTTY, 0);
         fake_kernel_trace_clear();

@@ -19,7 +19,9 @@
 
 #include <linux/vfio.h>
 
+#include "proto/envelope.h"
 #include "tests/daemon/harness.h"
+#include "tests/rawclient.h"
 #include "tests/testutil.h"
 
 #define BROKERED VFIOD__MODE__MODE_BROKERED
@@ -53,36 +55,26 @@ static int connect_peer(uid_t uid, gid_t gid, gid_t *groups, size_t n_groups, co
 static uint64_t acquire(int fd, const char *bdf, int mode, uint64_t *ret_domain, int *ret_err,
                         char *reason, size_t size)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
-        struct vfiod_msg *m;
-        uint64_t id;
+        struct rawclient_acquired got = {0};
+        uint64_t id = rawclient_acquire(h_call, fd, bdf, 0, mode, &got);
 
-        a.device = (char *)bdf;
-        a.mode = mode;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-        env.acquire = &a;
-        m = h_call(fd, &env, NULL, 0);
-        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+        *ret_err = got.errnum;
+        if (!id) {
                 if (reason)
-                        snprintf(reason, size, "%s", m->env->error->reason);
-                *ret_err = h_error(m);
+                        snprintf(reason, size, "%s", got.reason);
                 return 0;
         }
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY);
-        id = m->env->acquire_reply->lease_id;
+        h_close_all(got.fds, got.n_fds);
         if (ret_domain)
-                *ret_domain = m->env->acquire_reply->domain_id;
-        *ret_err = 0;
-        vfiod_msg_free(m); /* closes the fds that came with it */
+                *ret_domain = got.domain;
         return id;
 }
 
 static int map1(int fd, uint64_t dom, int mfd, uint64_t off, uint64_t iova, uint64_t size,
                 char *reason)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDma md = VFIOD__MAP_DMA__INIT;
+        Vfiod__Envelope env = ENVELOPE(map_dma, &md);
         Vfiod__DmaRange dr = VFIOD__DMA_RANGE__INIT, *p = &dr;
         struct vfiod_msg *m;
 
@@ -94,8 +86,6 @@ static int map1(int fd, uint64_t dom, int mfd, uint64_t off, uint64_t iova, uint
         md.domain_id = dom;
         md.n_ranges = 1;
         md.ranges = &p;
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-        env.map_dma = &md;
         m = h_call(fd, &env, &mfd, 1);
         if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
                 snprintf(reason, 256, "%s", m->env->error->reason);

@@ -23,6 +23,7 @@
 
 #include "daemon/client.h"
 #include "daemon/server.h"
+#include "proto/envelope.h"
 #include "proto/transport.h"
 #include "tests/daemon/harness.h"
 #include "tests/testutil.h"
@@ -89,8 +90,8 @@ END_TEST
 /* Runs in a child as uid/gid 65534: Hello, then Stats must be EPERM; exit 0 when so. */
 static int child_unprivileged(const char *path)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         Vfiod__Stats st = VFIOD__STATS__INIT;
         Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
         struct vfiod_msg *m = NULL;
@@ -104,26 +105,22 @@ static int child_unprivileged(const char *path)
                 return 11;
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         if (vfiod_msg_send(fd, &env, NULL, 0) < 0 || vfiod_msg_recv(fd, 0, &m, NULL) != 1)
                 return 12;
         if (m->env->body_case != VFIOD__ENVELOPE__BODY_HELLO_REPLY ||
             (m->env->hello_reply->capabilities & VFIOD__CAPABILITY__CAPABILITY_ADMIN))
                 return 13;
         vfiod_msg_free(m);
+        env = ENVELOPE(stats, &st);
         env.id = 2;
-        env.body_case = VFIOD__ENVELOPE__BODY_STATS;
-        env.stats = &st;
         if (vfiod_msg_send(fd, &env, NULL, 0) < 0 || vfiod_msg_recv(fd, 0, &m, NULL) != 1)
                 return 14;
         if (m->env->body_case != VFIOD__ENVELOPE__BODY_ERROR || m->env->error->errnum != EPERM)
                 return 15;
         vfiod_msg_free(m);
         /* The policy names uid 1000 only: this peer sees nothing. */
+        env = ENVELOPE(list_devices, &ld);
         env.id = 3;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &ld;
         if (vfiod_msg_send(fd, &env, NULL, 0) < 0 || vfiod_msg_recv(fd, 0, &m, NULL) != 1)
                 return 16;
         if (m->env->body_case != VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY ||
@@ -512,8 +509,8 @@ static void drain(int fd, char *buf, size_t size)
 
 START_TEST(daemon_process)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
         struct vfiod_msg *m;
         char conf[4200], log[16384];
@@ -538,16 +535,13 @@ START_TEST(daemon_process)
 
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         m = ext_call(fd, &env);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
         vfiod_msg_free(m);
         a.device = "0000:00:01.0";
         a.mode = VFIOD__MODE__MODE_BROKERED;
+        env = ENVELOPE(acquire, &a);
         env.id = 2;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-        env.acquire = &a;
         m = ext_call(fd, &env);
         ck_assert_msg(m->env->body_case == VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY, "%s",
                       m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? m->env->error->reason
@@ -593,8 +587,8 @@ static int listening(int type, const char *path)
 
 START_TEST(socket_activation)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         struct vfiod_msg *m;
         char conf[4200], unused[4300], log[16384];
         int lfd, err, fd;
@@ -622,8 +616,6 @@ START_TEST(socket_activation)
         fd = wait_socket();
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         m = ext_call(fd, &env);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
         vfiod_msg_free(m);

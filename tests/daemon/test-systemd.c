@@ -29,8 +29,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "proto/envelope.h"
 #include "proto/macro.h"
 #include "tests/daemon/harness.h"
+#include "tests/rawclient.h"
 #include "tests/testutil.h"
 
 #define SOCKET_ACTIVATE "systemd-socket-activate"
@@ -191,8 +193,8 @@ START_TEST(socket_activated_notify_reload_idle_exit)
 {
         char sock[4200], stale[4200], notify[4200], conf[4200], vfio[4200], env_notify[4300];
         char all[8192] = "", log[16384];
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         struct vfiod_msg *m = NULL;
         int nfd, errpipe[2], fd;
         struct stat st;
@@ -230,8 +232,6 @@ START_TEST(socket_activated_notify_reload_idle_exit)
         fd = connect_retry(sock);
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         ck_assert_int_eq(vfiod_msg_send(fd, &env, NULL, 0), 0);
         ck_assert_int_eq(vfiod_msg_recv(fd, 0, &m, NULL), 1);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
@@ -376,19 +376,14 @@ static pid_t spawn_fake(const char *notify, const char *sock, const int *fds, si
 
 static struct vfiod_msg *call(int fd, Vfiod__Envelope *env)
 {
-        struct vfiod_msg *m = NULL;
-
-        ck_assert_int_eq(vfiod_msg_send(fd, env, NULL, 0), 0);
-        ck_assert_int_eq(vfiod_msg_recv(fd, 0, &m, NULL), 1);
-        ck_assert_uint_eq(m->env->id, env->id);
-        return m;
+        return rawclient_call_blocking(fd, env, NULL, 0);
 }
 
 START_TEST(fd_store_follows_the_leases)
 {
         char sock[4200], notify[4200], all[16384] = "", log[16384];
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
         Vfiod__Release rel = VFIOD__RELEASE__INIT;
         struct vfiod_msg *m;
@@ -405,14 +400,11 @@ START_TEST(fd_store_follows_the_leases)
         fd = connect_retry(sock);
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         vfiod_msg_free(call(fd, &env));
         a.device = "0000:00:01.0";
         a.mode = VFIOD__MODE__MODE_BROKERED;
+        env = ENVELOPE(acquire, &a);
         env.id = 2;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-        env.acquire = &a;
         m = call(fd, &env);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY);
         rel.lease_id = m->env->acquire_reply->lease_id;
@@ -443,9 +435,8 @@ START_TEST(fd_store_follows_the_leases)
 
         /* The release removes the lease's fds from the store. */
         all[0] = '\0';
+        env = ENVELOPE(release, &rel);
         env.id = 3;
-        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
-        env.release = &rel;
         vfiod_msg_free(call(fd, &env));
         notify_drain(nfd, all, sizeof(all));
         ck_assert_msg(strstr(all, "FDSTOREREMOVE=1\nFDNAME=group-2|"), "%s", all);
@@ -504,8 +495,8 @@ static int state_memfd(bool torn)
 static void restore_case(bool torn)
 {
         char sock[4200], notify[4200], all[16384] = "", log[16384];
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
         struct timeval tv = {.tv_sec = 30}; /* a bound for a failure only */
         struct vfiod_msg *m = NULL;
         int nfd, err, sp[2], state, status;
@@ -526,8 +517,6 @@ static void restore_case(bool torn)
         close(sp[1]);
         close(connect_retry(sock)); /* it is up */
         env.id = 11;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &ld;
         if (torn) {
                 /* Never half-used: the connection is closed, the entries removed. */
                 char b;
@@ -619,8 +608,8 @@ START_TEST(fd_store_restores_the_unit_it_saved)
 {
         char sock[4200], notify[4200], units[4200], path[4300], line[256], all[16384] = "",
                                                                            log[16384];
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        Vfiod__Envelope env = ENVELOPE(acquire, &a);
         struct vfiod_msg *m;
         int nfd, err, state, s7, s8, c7, c8, status;
         pid_t pid, p7, p8;
@@ -653,8 +642,6 @@ START_TEST(fd_store_restores_the_unit_it_saved)
         a.device = "0000:00:01.0";
         a.mode = VFIOD__MODE__MODE_BROKERED;
         env.id = 21;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-        env.acquire = &a;
         m = call(c7, &env);
         ck_assert_msg(m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR,
                       "client 7 (no unit when it connected) was granted the device");
@@ -803,21 +790,6 @@ static int wait_status(pid_t pid)
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static void hello(int fd, uint64_t id)
-{
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Hello h = VFIOD__HELLO__INIT;
-        struct vfiod_msg *m;
-
-        h.major = VFIOD_PROTO_VERSION_MAJOR;
-        env.id = id;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
-        m = call(fd, &env);
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
-        vfiod_msg_free(m);
-}
-
 /* SIGTERM: vfiod stops (exit 0, its log in log), st follows what it stored until then. */
 static void stop_following(int nfd, struct store *st, pid_t pid, int err, char *log, size_t size)
 {
@@ -835,14 +807,12 @@ static void stop_following(int nfd, struct store *st, pid_t pid, int err, char *
 /* Hello, and its answer if one comes (vfiod may be killed meanwhile). */
 static void try_hello(int fd)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         struct vfiod_msg *m = NULL;
 
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         if (vfiod_msg_send(fd, &env, NULL, 0) == 0 && vfiod_msg_recv(fd, 0, &m, NULL) == 1)
                 vfiod_msg_free(m);
 }
@@ -850,14 +820,12 @@ static void try_hello(int fd)
 /* A request on fd (ListDevices) is answered: the number of devices it lists. */
 static size_t ping(int fd, uint64_t id)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
         struct vfiod_msg *m;
         size_t n;
 
         env.id = id;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &ld;
         m = call(fd, &env);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
         n = m->env->list_devices_reply->n_devices;
@@ -882,7 +850,7 @@ static pid_t start_with_a_client(char *sock, char *notify, int *ret_nfd, int *re
         *ret_nfd = dgram_receiver(notify);
         pid = spawn_fake(notify, sock, NULL, 0, NULL, ret_err);
         *ret_c = connect_retry(sock);
-        hello(*ret_c, 1);
+        rawclient_hello(rawclient_call_blocking, *ret_c, 0);
         return pid;
 }
 

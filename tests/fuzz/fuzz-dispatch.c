@@ -30,9 +30,11 @@
 #include "daemon/log.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
+#include "proto/envelope.h"
 #include "proto/transport.h"
 #include "tests/daemon/fake-kernel.h"
 #include "tests/daemon/harness.h"
+#include "tests/fakesys.h"
 #include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -100,70 +102,18 @@ static void cleanup(void)
         }
 }
 
-/*
- * The fake sysfs tree, as tests/daemon/harness.c builds it, but without
- * check's assertions: they must not run outside a check test (libFuzzer).
+/* The fake sysfs tree (tests/fakesys.h: no check assertions, which must not run under libFuzzer).
  */
-static void mkparents(const char *path)
-{
-        char buf[PATH_MAX];
-
-        snprintf(buf, sizeof(buf), "%s", path);
-        for (char *p = buf + 1; *p; p++)
-                if (*p == '/') {
-                        *p = '\0';
-                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                                abort();
-                        *p = '/';
-                }
-}
-
 static void put(const char *rel, const char *text)
 {
-        char path[PATH_MAX];
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/%s", H.root, rel);
-        mkparents(path);
-        f = fopen(path, "we");
-        if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-                abort();
-}
-
-static void link_at(const char *target, const char *rel)
-{
-        char path[PATH_MAX];
-
-        snprintf(path, sizeof(path), "%s/%s", H.root, rel);
-        mkparents(path);
-        if (symlink(target, path) < 0)
+        if (fakesys_write(H.root, rel, text) < 0)
                 abort();
 }
 
 static void add_sysfs_device(const char *bdf, int group, const char *driver)
 {
-        char rel[512], target[512];
-
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/vendor", bdf);
-        put(rel, "0x1234\n");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/device", bdf);
-        put(rel, "0x11e8\n");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/class", bdf);
-        put(rel, "0x00ff00\n");
-        snprintf(target, sizeof(target), "../../../devices/pci0000:00/%s", bdf);
-        snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s", bdf);
-        link_at(target, rel);
-        snprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s/bind", driver);
-        put(rel, "");
-        snprintf(target, sizeof(target), "../../../bus/pci/drivers/%s", driver);
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/driver", bdf);
-        link_at(target, rel);
-        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, bdf);
-        link_at(target, rel);
-        snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group);
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/iommu_group", bdf);
-        link_at(target, rel);
+        if (fakesys_add_pci(H.root, bdf, group, driver) < 0)
+                abort();
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -326,26 +276,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
 
         if (flags & (FUZZ_HELLO | FUZZ_ACQUIRE)) {
-                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
                 Vfiod__Hello h = VFIOD__HELLO__INIT;
+                Vfiod__Envelope env = ENVELOPE(hello, &h);
 
                 h.major = VFIOD_PROTO_VERSION_MAJOR;
                 h.capabilities = 0xf;
                 env.id = 1;
-                env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-                env.hello = &h;
                 send_env(sv[0], &env);
                 pump(sv[0]);
         }
         if (flags & FUZZ_ACQUIRE) {
-                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
                 Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+                Vfiod__Envelope env = ENVELOPE(acquire, &a);
 
                 a.device = (char *)"0000:00:01.0";
                 a.mode = VFIOD__MODE__MODE_BROKERED;
                 env.id = 2;
-                env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-                env.acquire = &a;
                 send_env(sv[0], &env);
                 pump(sv[0]);
         }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "proto/envelope.h"
 #include "proto/transport.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -77,11 +78,9 @@ static void script_write(const struct script *s, const char *name)
         write_file("dispatch", name, s->buf, s->len);
 }
 
-#define ENV(var, field, body_enum, msg)                    \
-        Vfiod__Envelope var = VFIOD__ENVELOPE__INIT;       \
-        var.id = 10;                                       \
-        var.body_case = VFIOD__ENVELOPE__BODY_##body_enum; \
-        var.field = (msg)
+#define ENV(var, field, msg)                        \
+        Vfiod__Envelope var = ENVELOPE(field, msg); \
+        var.id = 10
 
 static void one(const char *name, unsigned flags, const Vfiod__Envelope *env, size_t n_fds,
                 const unsigned *kinds)
@@ -127,7 +126,7 @@ static void dispatch_seeds(void)
         hello.major = VFIOD_PROTO_VERSION_MAJOR;
         hello.capabilities = 0xf;
         {
-                ENV(e, hello, HELLO, &hello);
+                ENV(e, hello, &hello);
                 one("hello", 0, &e, 0, NULL);
                 hello.max_datagram = 64;
                 hello.max_fds = 1;
@@ -138,7 +137,7 @@ static void dispatch_seeds(void)
                 hello.major = VFIOD_PROTO_VERSION_MAJOR;
         }
         {
-                ENV(e, list_devices, LIST_DEVICES, &ld);
+                ENV(e, list_devices, &ld);
                 one("list-devices", FUZZ_HELLO, &e, 0, NULL);
                 one("list-devices-before-hello", 0, &e, 0, NULL);
                 e.id = 0;
@@ -149,18 +148,18 @@ static void dispatch_seeds(void)
                 one("list-devices-one", FUZZ_HELLO, &e, 0, NULL);
         }
         {
-                ENV(e, create_domain, CREATE_DOMAIN, &cd);
+                ENV(e, create_domain, &cd);
                 one("create-domain", FUZZ_HELLO, &e, 0, NULL);
                 cd.iommu_type = VFIOD__IOMMU_TYPE__IOMMU_TYPE_SPAPR_TCE;
                 one("create-domain-spapr", FUZZ_HELLO, &e, 0, NULL);
         }
         {
-                ENV(e, destroy_domain, DESTROY_DOMAIN, &dd);
+                ENV(e, destroy_domain, &dd);
                 dd.domain_id = 1;
                 one("destroy-domain-busy", FUZZ_ACQUIRE, &e, 0, NULL);
         }
         {
-                ENV(e, acquire, ACQUIRE, &acq);
+                ENV(e, acquire, &acq);
                 acq.device = (char *)"0000:00:02.0";
                 acq.mode = VFIOD__MODE__MODE_DIRECT;
                 one("acquire-direct", FUZZ_HELLO, &e, 0, NULL);
@@ -175,17 +174,17 @@ static void dispatch_seeds(void)
                 one("acquire-not-vfio", FUZZ_HELLO, &e, 0, NULL);
         }
         {
-                ENV(e, release, RELEASE, &rel);
+                ENV(e, release, &rel);
                 rel.lease_id = 1;
                 one("release", FUZZ_ACQUIRE, &e, 0, NULL);
         }
         {
-                ENV(e, reset, RESET, &rst);
+                ENV(e, reset, &rst);
                 rst.lease_id = 1;
                 one("reset", FUZZ_ACQUIRE, &e, 0, NULL);
         }
         {
-                ENV(e, map_dma, MAP_DMA, &map);
+                ENV(e, map_dma, &map);
                 map.domain_id = 1;
                 map.n_ranges = 2;
                 map.ranges = ranges;
@@ -207,7 +206,7 @@ static void dispatch_seeds(void)
                 script_begin(&s, FUZZ_ACQUIRE);
                 script_add(&s, &e, 1, memfd);
                 {
-                        ENV(u, unmap_dma, UNMAP_DMA, &unmap);
+                        ENV(u, unmap_dma, &unmap);
                         unmap.domain_id = 1;
                         unmap.n_ranges = 1;
                         unmap.ranges = uranges;
@@ -218,14 +217,14 @@ static void dispatch_seeds(void)
                         one("unmap-dma-nothing", FUZZ_ACQUIRE, &u, 0, NULL);
                 }
                 {
-                        ENV(r, release, RELEASE, &rel);
+                        ENV(r, release, &rel);
                         r.id = 12;
                         script_add(&s, &r, 0, NULL);
                 }
                 script_write(&s, "map-unmap-release");
         }
         {
-                ENV(e, set_irqs, SET_IRQS, &irq);
+                ENV(e, set_irqs, &irq);
                 irq.lease_id = 1;
                 irq.index = VFIOD__IRQ_INDEX__IRQ_INDEX_MSIX;
                 irq.start = 1;
@@ -266,26 +265,26 @@ static void dispatch_seeds(void)
                 one("set-irqs-intx-unmask", FUZZ_ACQUIRE, &e, 1, efd);
         }
         {
-                ENV(e, list_leases, LIST_LEASES, &ll);
+                ENV(e, list_leases, &ll);
                 one("list-leases-admin", FUZZ_ACQUIRE | FUZZ_ADMIN, &e, 0, NULL);
                 one("list-leases-not-admin", FUZZ_ACQUIRE, &e, 0, NULL);
         }
         {
-                ENV(e, stats, STATS, &st);
+                ENV(e, stats, &st);
                 one("stats", FUZZ_ACQUIRE | FUZZ_ADMIN, &e, 0, NULL);
         }
         {
-                ENV(e, revoke, REVOKE, &rv);
+                ENV(e, revoke, &rv);
                 rv.lease_id = 1;
                 rv.reason = (char *)"fuzz";
                 one("revoke-own", FUZZ_ACQUIRE | FUZZ_ADMIN, &e, 0, NULL);
         }
         {
-                ENV(e, reload_policy, RELOAD_POLICY, &rp);
+                ENV(e, reload_policy, &rp);
                 one("reload-policy", FUZZ_ACQUIRE | FUZZ_ADMIN, &e, 0, NULL);
         }
         {
-                ENV(e, ok, OK, &ok);
+                ENV(e, ok, &ok);
                 one("client-sends-ok", FUZZ_HELLO, &e, 0, NULL);
         }
         {

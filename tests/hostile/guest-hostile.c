@@ -14,13 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/envelope.h"
 #include "tests/hostile/hostile.h"
 #include "tests/testutil.h"
 
 static void find_env(void)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &l);
         struct vfiod_msg *m;
         FILE *f;
         int pid = 0, fd;
@@ -36,8 +37,6 @@ static void find_env(void)
         HE.other_uid = HE.other_gid = 1002; /* bob */
         fd = hostile_connect(HE.uid, HE.gid);
         hostile_hello(fd);
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
         m = hostile_call(fd, &env, NULL, 0);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
         for (size_t i = 0; i < m->env->list_devices_reply->n_devices && !HE.device[0]; i++) {

@@ -20,6 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proto/envelope.h"
+#include "tests/rawclient.h"
+
 struct hostile_env HE;
 
 static uint64_t next_id = 100;
@@ -66,51 +69,7 @@ int hostile_connect(uid_t uid, gid_t gid)
 
 uint64_t hostile_send(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds)
 {
-        int r;
-
-        if (!env->id)
-                env->id = ++next_id;
-        r = vfiod_msg_send(fd, env, fds, n_fds);
-        ck_assert_msg(r == 0, "send: %s", strerror(-r));
-        return env->id;
-}
-
-ssize_t hostile_send_bytes(int fd, const void *buf, size_t len, const int *fds, size_t n_fds)
-{
-        size_t space = CMSG_SPACE(sizeof(int) * (n_fds ? n_fds : 1));
-        char *control = calloc(1, space);
-        struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-        ssize_t n;
-
-        ck_assert_ptr_nonnull(control);
-        if (n_fds) {
-                struct cmsghdr *cm;
-
-                mh.msg_control = control;
-                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-                cm = CMSG_FIRSTHDR(&mh);
-                cm->cmsg_level = SOL_SOCKET;
-                cm->cmsg_type = SCM_RIGHTS;
-                cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-                memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
-        }
-        n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-        free(control);
-        return n < 0 ? -errno : n;
-}
-
-static void send_env_raw(int fd, const Vfiod__Envelope *env, const int *fds, size_t n_fds)
-{
-        size_t len = vfiod__envelope__get_packed_size(env);
-        uint8_t *buf = malloc(len ? len : 1);
-        ssize_t n;
-
-        ck_assert_ptr_nonnull(buf);
-        vfiod__envelope__pack(env, buf);
-        n = hostile_send_bytes(fd, buf, len, fds, n_fds);
-        ck_assert_msg(n == (ssize_t)len, "sendmsg: %zd", n);
-        free(buf);
+        return rawclient_send(fd, env, fds, n_fds, &next_id);
 }
 
 struct vfiod_msg *hostile_recv(int fd)
@@ -141,14 +100,6 @@ struct vfiod_msg *hostile_call(int fd, Vfiod__Envelope *env, const int *fds, siz
                 ck_assert_uint_eq(m->env->id, 0); /* an event; anything else is wrong */
                 vfiod_msg_free(m);
         }
-}
-
-int hostile_errnum(struct vfiod_msg *msg)
-{
-        int e = msg->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? msg->env->error->errnum : 0;
-
-        vfiod_msg_free(msg);
-        return e;
 }
 
 bool hostile_dropped(int fd)
@@ -188,38 +139,20 @@ bool hostile_dropped(int fd)
 
 void hostile_hello(int fd)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Hello h = VFIOD__HELLO__INIT;
-        struct vfiod_msg *m;
-
-        h.major = VFIOD_PROTO_VERSION_MAJOR;
-        h.minor = VFIOD_PROTO_VERSION_MINOR;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
-        m = hostile_call(fd, &env, NULL, 0);
-        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_HELLO_REPLY);
-        vfiod_msg_free(m);
+        rawclient_hello(hostile_call, fd, 0);
 }
 
 uint64_t hostile_acquire(int fd, uint64_t *ret_domain)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
-        struct vfiod_msg *m;
-        uint64_t lease;
+        struct rawclient_acquired got = {0};
+        uint64_t lease =
+            rawclient_acquire(hostile_call, fd, HE.device, 0, VFIOD__MODE__MODE_BROKERED, &got);
 
-        a.device = HE.device;
-        a.mode = VFIOD__MODE__MODE_BROKERED;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-        env.acquire = &a;
-        m = hostile_call(fd, &env, NULL, 0);
-        ck_assert_msg(m->env->body_case == VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY, "Acquire: %s",
-                      m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? m->env->error->reason
-                                                                       : "?");
-        lease = m->env->acquire_reply->lease_id;
+        ck_assert_msg(lease != 0, "Acquire: %s", got.reason);
+        for (size_t i = 0; i < got.n_fds; i++)
+                close(got.fds[i]); /* the device fd we got */
         if (ret_domain)
-                *ret_domain = m->env->acquire_reply->domain_id;
-        vfiod_msg_free(m); /* closes the device fd we got */
+                *ret_domain = got.domain;
         return lease;
 }
 
@@ -305,12 +238,10 @@ long hostile_daemon_rss_kb(void)
 
 static Vfiod__StatsReply *stats(int admin, struct vfiod_msg **ret_msg)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Stats st = VFIOD__STATS__INIT;
+        Vfiod__Envelope env = ENVELOPE(stats, &st);
         struct vfiod_msg *m;
 
-        env.body_case = VFIOD__ENVELOPE__BODY_STATS;
-        env.stats = &st;
         m = hostile_call(admin, &env, NULL, 0);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_STATS_REPLY);
         *ret_msg = m;
@@ -319,13 +250,11 @@ static Vfiod__StatsReply *stats(int admin, struct vfiod_msg **ret_msg)
 
 static size_t list_devices(int fd, Vfiod__LeaseState *ret_state)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &l);
         struct vfiod_msg *m;
         size_t n;
 
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
         m = hostile_call(fd, &env, NULL, 0);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
         n = m->env->list_devices_reply->n_devices;
@@ -489,102 +418,66 @@ static int make_fd(enum fd_kind kind)
 
 /* ---- requests ------------------------------------------------------------------- */
 
+/*
+ * Sends by hand (the transport would refuse to send an fd of the wrong kind)
+ * and receives the answer, which must come.
+ */
+static struct vfiod_msg *call_by_hand(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds)
+{
+        struct vfiod_msg *m;
+
+        env->id = ++next_id;
+        rawclient_send_raw(fd, env, fds, n_fds);
+        m = hostile_recv(fd);
+        ck_assert_msg(m != NULL, "%s: the daemon dropped the connection",
+                      vfiod_envelope_body_name(env));
+        ck_assert_uint_eq(m->env->id, env->id);
+        return m;
+}
+
 /* Sends MapDma of one range of memfd_fd (of any kind: by hand); returns its id. */
 static uint64_t send_map_dma(int fd, uint64_t domain, uint64_t offset, uint64_t iova, uint64_t size,
                              int memfd_fd)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__MapDma map = VFIOD__MAP_DMA__INIT;
-        Vfiod__DmaRange r = VFIOD__DMA_RANGE__INIT, *rs[] = {&r};
+        struct rawclient_map_dma m;
 
-        r.offset = offset;
-        r.iova = iova;
-        r.size = size;
-        r.readable = r.writable = 1;
-        map.domain_id = domain;
-        map.n_ranges = 1;
-        map.ranges = rs;
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-        env.map_dma = &map;
-        /* By hand: the transport would refuse to send an fd of the wrong kind. */
-        env.id = ++next_id;
-        send_env_raw(fd, &env, &memfd_fd, 1);
-        return env.id;
+        rawclient_map_dma_init(&m, domain, offset, iova, size);
+        m.env.id = ++next_id;
+        rawclient_send_raw(fd, &m.env, &memfd_fd, 1);
+        return m.env.id;
 }
 
 /* MapDma answered: 0 (mapped) or the Error's errnum. */
 static int map_dma(int fd, uint64_t domain, uint64_t offset, uint64_t iova, uint64_t size,
                    int memfd_fd)
 {
-        uint64_t id = send_map_dma(fd, domain, offset, iova, size, memfd_fd);
-        struct vfiod_msg *m = hostile_recv(fd);
-
-        ck_assert_msg(m != NULL, "MapDma: the daemon dropped the connection");
-        ck_assert_uint_eq(m->env->id, id);
-        if (m->env->body_case == VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY) {
-                vfiod_msg_free(m);
-                return 0;
-        }
-        return hostile_errnum(m);
+        return rawclient_map_dma(call_by_hand, fd, domain, offset, iova, size, memfd_fd);
 }
 
 static int unmap_dma(int fd, uint64_t domain, uint64_t iova, uint64_t size)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__UnmapDma u = VFIOD__UNMAP_DMA__INIT;
-        Vfiod__IovaRange r = VFIOD__IOVA_RANGE__INIT, *rs[] = {&r};
-
-        r.iova = iova;
-        r.size = size;
-        u.domain_id = domain;
-        u.n_ranges = 1;
-        u.ranges = rs;
-        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA;
-        env.unmap_dma = &u;
-        return hostile_errnum(hostile_call(fd, &env, NULL, 0));
+        return rawclient_unmap_dma(hostile_call, fd, domain, iova, size);
 }
 
 /* Sends SetIrqs of one vector with efd (of any kind: by hand). */
 static void send_set_irqs_eventfd(int fd, uint64_t lease, uint32_t index, int efd)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
-        int32_t idx[] = {0};
+        struct rawclient_set_irqs m;
 
-        s.lease_id = lease;
-        s.index = index;
-        s.count = 1;
-        s.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
-        s.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
-        s.n_eventfds = 1;
-        s.eventfds = idx;
-        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-        env.set_irqs = &s;
-        env.id = ++next_id;
-        send_env_raw(fd, &env, &efd, 1);
+        rawclient_set_irqs_init(&m, lease, index, 0, 1, 1);
+        m.env.id = ++next_id;
+        rawclient_send_raw(fd, &m.env, &efd, 1);
 }
 
 /* SetIrqs answered: 0 (Ok) or the Error's errnum. */
 static int set_irqs_eventfd(int fd, uint64_t lease, uint32_t index, int efd)
 {
-        struct vfiod_msg *m;
-
-        send_set_irqs_eventfd(fd, lease, index, efd);
-        m = hostile_recv(fd);
-        ck_assert_msg(m != NULL, "SetIrqs: the daemon dropped the connection");
-        ck_assert_uint_eq(m->env->id, next_id);
-        return hostile_errnum(m);
+        return rawclient_set_irqs(call_by_hand, fd, lease, index, 0, 1, &efd, 1, NULL);
 }
 
 static int release(int fd, uint64_t lease)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__Release r = VFIOD__RELEASE__INIT;
-
-        r.lease_id = lease;
-        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
-        env.release = &r;
-        return hostile_errnum(hostile_call(fd, &env, NULL, 0));
+        return rawclient_release(hostile_call, fd, lease);
 }
 
 /* A connection of the unprivileged user past Hello. */
@@ -609,7 +502,7 @@ START_TEST(test_random_bytes)
 
                 for (size_t k = 0; k < len; k++)
                         buf[k] = (uint8_t)rand_r(&seed);
-                ck_assert_int_eq(hostile_send_bytes(fd, buf, len, NULL, 0), (ssize_t)len);
+                ck_assert_int_eq(rawclient_send_bytes(fd, buf, len, NULL, 0), (ssize_t)len);
                 /* An Error, a reply, or (almost always) the connection dropped. */
                 (void)hostile_dropped(fd);
                 close(fd);
@@ -619,8 +512,8 @@ END_TEST
 
 START_TEST(test_truncated)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
         uint8_t buf[256];
         size_t len;
@@ -629,26 +522,24 @@ START_TEST(test_truncated)
         h.capabilities = 0xf;
         h.max_datagram = 4096;
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         len = vfiod__envelope__pack(&env, buf);
         for (size_t cut = 0; cut < len; cut++) {
                 int fd = hostile_connect(HE.uid, HE.gid);
 
-                ck_assert_int_eq(hostile_send_bytes(fd, buf, cut, NULL, 0), (ssize_t)cut);
+                ck_assert_int_eq(rawclient_send_bytes(fd, buf, cut, NULL, 0), (ssize_t)cut);
                 ck_assert_msg(hostile_dropped(fd), "a Hello cut to %zu of %zu bytes was served",
                               cut, len);
                 close(fd);
         }
         a.device = HE.device;
         a.mode = VFIOD__MODE__MODE_BROKERED;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-        env.acquire = &a;
+        env = ENVELOPE(acquire, &a);
+        env.id = 1;
         len = vfiod__envelope__pack(&env, buf);
         for (size_t cut = 3; cut < len; cut++) {
                 int fd = ready_client();
 
-                ck_assert_int_eq(hostile_send_bytes(fd, buf, cut, NULL, 0), (ssize_t)cut);
+                ck_assert_int_eq(rawclient_send_bytes(fd, buf, cut, NULL, 0), (ssize_t)cut);
                 ck_assert_msg(hostile_dropped(fd), "an Acquire cut to %zu of %zu bytes was served",
                               cut, len);
                 close(fd);
@@ -671,7 +562,7 @@ START_TEST(test_oversized)
                 /* A valid-looking start: a ListDevices with a huge device string. */
                 buf[0] = 0xa2; /* field 20, length-delimited */
                 buf[1] = 0x01;
-                n = hostile_send_bytes(fd, buf, sizes[i], &efd, 1);
+                n = rawclient_send_bytes(fd, buf, sizes[i], &efd, 1);
                 ck_assert_msg(n == (ssize_t)sizes[i] || n == -EMSGSIZE, "sendmsg: %zd", n);
                 if (n > 0)
                         ck_assert_msg(hostile_dropped(fd), "a %zu-byte datagram was served",
@@ -688,16 +579,14 @@ START_TEST(test_wrong_major)
         static const uint32_t majors[] = {0, VFIOD_PROTO_VERSION_MAJOR + 1, 0xffffffffu};
 
         for (size_t i = 0; i < sizeof(majors) / sizeof(majors[0]); i++) {
-                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
                 Vfiod__Hello h = VFIOD__HELLO__INIT;
+                Vfiod__Envelope env = ENVELOPE(hello, &h);
                 int fd = hostile_connect(HE.uid, HE.gid);
                 struct vfiod_msg *m;
 
                 h.major = majors[i];
-                env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-                env.hello = &h;
                 m = hostile_call(fd, &env, NULL, 0);
-                ck_assert_int_eq(hostile_errnum(m), EPROTONOSUPPORT);
+                ck_assert_int_eq(rawclient_errnum(m), EPROTONOSUPPORT);
                 ck_assert_msg(hostile_dropped(fd), "major %u: connection kept", majors[i]);
                 close(fd);
         }
@@ -706,22 +595,18 @@ END_TEST
 
 START_TEST(test_before_hello)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &l);
         Vfiod__Stats st = VFIOD__STATS__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
         int efd = make_fd(FD_EVENTFD), fd;
 
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
         fd = hostile_connect(HE.uid, HE.gid);
         hostile_send(fd, &env, NULL, 0);
         ck_assert(hostile_dropped(fd));
         close(fd);
         /* Even root's Stats. */
-        env.body_case = VFIOD__ENVELOPE__BODY_STATS;
-        env.stats = &st;
-        env.id = 0;
+        env = ENVELOPE(stats, &st);
         fd = hostile_connect(0, 0);
         hostile_send(fd, &env, NULL, 0);
         ck_assert(hostile_dropped(fd));
@@ -737,9 +622,7 @@ START_TEST(test_before_hello)
                 s.eventfds = idx;
                 s.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
                 s.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
-                env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-                env.set_irqs = &s;
-                env.id = 0;
+                env = ENVELOPE(set_irqs, &s);
                 fd = hostile_connect(HE.uid, HE.gid);
                 hostile_send(fd, &env, &efd, 1);
                 ck_assert(hostile_dropped(fd));
@@ -748,9 +631,7 @@ START_TEST(test_before_hello)
         /* A second Hello is answered (an adopted connection), but not one of another major. */
         fd = ready_client();
         h.major = VFIOD_PROTO_VERSION_MAJOR + 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
-        env.id = 0;
+        env = ENVELOPE(hello, &h);
         hostile_send(fd, &env, NULL, 0);
         ck_assert(hostile_dropped(fd));
         close(fd);
@@ -771,20 +652,20 @@ START_TEST(test_unknown_cases_and_fields)
         int fd;
 
         fd = ready_client();
-        ck_assert_int_eq(hostile_send_bytes(fd, unknown_case, sizeof(unknown_case), NULL, 0),
+        ck_assert_int_eq(rawclient_send_bytes(fd, unknown_case, sizeof(unknown_case), NULL, 0),
                          (ssize_t)sizeof(unknown_case));
         ck_assert(hostile_dropped(fd));
         close(fd);
 
         fd = ready_client();
-        ck_assert_int_eq(hostile_send_bytes(fd, unknown_fields, sizeof(unknown_fields), NULL, 0),
+        ck_assert_int_eq(rawclient_send_bytes(fd, unknown_fields, sizeof(unknown_fields), NULL, 0),
                          (ssize_t)sizeof(unknown_fields));
         m = hostile_recv(fd);
         ck_assert_ptr_nonnull(m);
         ck_assert_uint_eq(m->env->id, 6);
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
         vfiod_msg_free(m);
-        ck_assert_int_eq(hostile_send_bytes(fd, reply_body, sizeof(reply_body), NULL, 0),
+        ck_assert_int_eq(rawclient_send_bytes(fd, reply_body, sizeof(reply_body), NULL, 0),
                          (ssize_t)sizeof(reply_body));
         ck_assert(hostile_dropped(fd));
         close(fd);
@@ -794,8 +675,8 @@ END_TEST
 START_TEST(test_253_fds)
 {
         enum { N = 253 };
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__MapDma map = VFIOD__MAP_DMA__INIT;
+        Vfiod__Envelope env = ENVELOPE(map_dma, &map);
         Vfiod__DmaRange r[N], *rs[N];
         Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
         int fds[N], fd;
@@ -816,17 +697,14 @@ START_TEST(test_253_fds)
         map.domain_id = domain;
         map.n_ranges = N;
         map.ranges = rs;
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-        env.map_dma = &map;
         /* Well-formed, over MaxFdsPerMessage (64 by default): an error, the connection stays. */
         m = hostile_call(fd, &env, fds, N);
-        ck_assert_int_eq(hostile_errnum(m), ENOSPC);
+        ck_assert_int_eq(rawclient_errnum(m), ENOSPC);
         ck_assert_uint_gt(list_devices(fd, NULL), 0);
         /* The same fds with a body that names none: dropped. */
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
+        env = ENVELOPE(list_devices, &l);
         env.id = ++next_id;
-        send_env_raw(fd, &env, fds, N);
+        rawclient_send_raw(fd, &env, fds, N);
         ck_assert(hostile_dropped(fd));
         close(fd);
         for (int i = 0; i < N; i++)
@@ -836,17 +714,15 @@ END_TEST
 
 START_TEST(test_unnamed_fds)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &l);
         Vfiod__MapDma map = VFIOD__MAP_DMA__INIT;
         Vfiod__DmaRange r = VFIOD__DMA_RANGE__INIT, *rs[] = {&r};
         int fds[2] = {make_fd(FD_MEMFD_GOOD), make_fd(FD_EVENTFD)}, fd;
 
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
         env.id = 1;
         fd = ready_client();
-        send_env_raw(fd, &env, fds, 1);
+        rawclient_send_raw(fd, &env, fds, 1);
         ck_assert(hostile_dropped(fd));
         close(fd);
 
@@ -857,17 +733,17 @@ START_TEST(test_unnamed_fds)
         map.domain_id = 1;
         map.n_ranges = 1;
         map.ranges = rs;
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-        env.map_dma = &map;
+        env = ENVELOPE(map_dma, &map);
+        env.id = 1;
         fd = ready_client();
-        send_env_raw(fd, &env, fds, 2);
+        rawclient_send_raw(fd, &env, fds, 2);
         ck_assert(hostile_dropped(fd));
         close(fd);
 
         /* MapDma names fd 5 of 1. */
         r.fd_index = 5;
         fd = ready_client();
-        send_env_raw(fd, &env, fds, 1);
+        rawclient_send_raw(fd, &env, fds, 1);
         ck_assert(hostile_dropped(fd));
         close(fd);
 
@@ -882,10 +758,10 @@ START_TEST(test_unnamed_fds)
                 s.eventfds = idx;
                 s.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
                 s.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
-                env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-                env.set_irqs = &s;
+                env = ENVELOPE(set_irqs, &s);
+                env.id = 1;
                 fd = ready_client();
-                send_env_raw(fd, &env, &fds[1], 1);
+                rawclient_send_raw(fd, &env, &fds[1], 1);
                 ck_assert(hostile_dropped(fd));
                 close(fd);
         }
@@ -914,7 +790,7 @@ static int map_dma_kind(enum fd_kind k)
                 return -1;
         }
         ck_assert_uint_eq(m->env->id, id);
-        e = m->env->body_case == VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY ? 0 : hostile_errnum(m);
+        e = m->env->body_case == VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY ? 0 : rawclient_errnum(m);
         if (e == 0) {
                 vfiod_msg_free(m);
                 ck_assert_int_eq(unmap_dma(fd, domain, 0x100000, 0x2000), 0);
@@ -1012,8 +888,8 @@ END_TEST
 START_TEST(test_huge_counts)
 {
         enum { RANGES = 2000, EVENTFDS = 12000 };
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
+        Vfiod__Envelope env = ENVELOPE(set_irqs, &s);
         Vfiod__MapDma map = VFIOD__MAP_DMA__INIT;
         Vfiod__UnmapDma un = VFIOD__UNMAP_DMA__INIT;
         Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
@@ -1031,9 +907,7 @@ START_TEST(test_huge_counts)
         s.index = VFIOD__IRQ_INDEX__IRQ_INDEX_MSIX;
         s.count = 0xffffffffu;
         s.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
-        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-        env.set_irqs = &s;
-        ck_assert_int_eq(hostile_errnum(hostile_call(fd, &env, NULL, 0)), EINVAL);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(fd, &env, NULL, 0)), EINVAL);
         for (int i = 0; i < EVENTFDS; i++)
                 idx[i] = -1;
         s.count = EVENTFDS;
@@ -1041,12 +915,12 @@ START_TEST(test_huge_counts)
         s.n_eventfds = EVENTFDS;
         s.eventfds = idx;
         env.id = 0;
-        ck_assert_int_eq(hostile_errnum(hostile_call(fd, &env, NULL, 0)), EINVAL);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(fd, &env, NULL, 0)), EINVAL);
         s.count = 1;
         s.start = 0xffffffffu;
         s.n_eventfds = 1;
         env.id = 0;
-        ck_assert_int_eq(hostile_errnum(hostile_call(fd, &env, NULL, 0)), EINVAL);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(fd, &env, NULL, 0)), EINVAL);
         /* MapDma and UnmapDma with 2000 ranges (MaxRangesPerRequest is 256). */
         for (int i = 0; i < RANGES; i++) {
                 vfiod__dma_range__init(&r[i]);
@@ -1062,25 +936,19 @@ START_TEST(test_huge_counts)
         map.domain_id = domain;
         map.n_ranges = RANGES;
         map.ranges = rs;
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-        env.map_dma = &map;
-        env.id = 0;
-        ck_assert_int_eq(hostile_errnum(hostile_call(fd, &env, &mfd, 1)), ENOSPC);
+        env = ENVELOPE(map_dma, &map);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(fd, &env, &mfd, 1)), ENOSPC);
         un.domain_id = domain;
         un.n_ranges = RANGES;
         un.ranges = us;
-        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA;
-        env.unmap_dma = &un;
-        env.id = 0;
-        ck_assert_int_eq(hostile_errnum(hostile_call(fd, &env, NULL, 0)), ENOSPC);
+        env = ENVELOPE(unmap_dma, &un);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(fd, &env, NULL, 0)), ENOSPC);
         /* A 60000-byte device name. */
         memset(name, 'a', 59999);
         name[59999] = '\0';
         l.device = name;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
-        env.id = 0;
-        ck_assert_int_eq(hostile_errnum(hostile_call(fd, &env, NULL, 0)), EINVAL);
+        env = ENVELOPE(list_devices, &l);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(fd, &env, NULL, 0)), EINVAL);
         ck_assert_int_eq(release(fd, lease), 0);
         close(mfd);
         close(fd);
@@ -1095,12 +963,10 @@ END_TEST
 
 START_TEST(test_reused_ids)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &l);
         int fd = ready_client();
 
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
         env.id = 7;
         for (int i = 0; i < 3; i++)
                 hostile_send(fd, &env, NULL, 0);
@@ -1117,7 +983,7 @@ START_TEST(test_reused_ids)
         env.id = 1;
         ck_assert_uint_gt(list_devices(fd, NULL), 0);
         env.id = 0;
-        ck_assert_int_eq(hostile_send_bytes(fd, (const uint8_t[]){0xa2, 0x01, 0x00}, 3, NULL, 0),
+        ck_assert_int_eq(rawclient_send_bytes(fd, (const uint8_t[]){0xa2, 0x01, 0x00}, 3, NULL, 0),
                          3);
         ck_assert(hostile_dropped(fd));
         close(fd);
@@ -1126,8 +992,8 @@ END_TEST
 
 START_TEST(test_other_clients_lease)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Reset rst = VFIOD__RESET__INIT;
+        Vfiod__Envelope env = ENVELOPE(reset, &rst);
         Vfiod__DestroyDomain dd = VFIOD__DESTROY_DOMAIN__INIT;
         Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
         Vfiod__LeaseState state = 0;
@@ -1138,28 +1004,22 @@ START_TEST(test_other_clients_lease)
         hostile_hello(other);
         ck_assert_int_eq(release(other, lease), ENOENT);
         rst.lease_id = lease;
-        env.body_case = VFIOD__ENVELOPE__BODY_RESET;
-        env.reset = &rst;
-        ck_assert_int_eq(hostile_errnum(hostile_call(other, &env, NULL, 0)), ENOENT);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(other, &env, NULL, 0)), ENOENT);
         ck_assert_int_eq(set_irqs_eventfd(other, lease, VFIOD__IRQ_INDEX__IRQ_INDEX_MSI, efd),
                          ENOENT);
         ck_assert_int_eq(map_dma(other, domain, 0, 0x100000, 0x2000, mfd), ENOENT);
         ck_assert_int_eq(unmap_dma(other, domain, 0x100000, 0x2000), ENOENT);
         dd.domain_id = domain;
-        env.body_case = VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN;
-        env.destroy_domain = &dd;
-        env.id = 0;
-        ck_assert_int_eq(hostile_errnum(hostile_call(other, &env, NULL, 0)), ENOENT);
+        env = ENVELOPE(destroy_domain, &dd);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(other, &env, NULL, 0)), ENOENT);
         a.device = HE.device;
         a.mode = VFIOD__MODE__MODE_BROKERED;
-        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-        env.acquire = &a;
-        env.id = 0;
-        ck_assert_int_eq(hostile_errnum(hostile_call(other, &env, NULL, 0)), EBUSY);
+        env = ENVELOPE(acquire, &a);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(other, &env, NULL, 0)), EBUSY);
         a.device = (char *)"";
         a.domain_id = domain;
         env.id = 0;
-        ck_assert_int_ne(hostile_errnum(hostile_call(other, &env, NULL, 0)), 0);
+        ck_assert_int_ne(rawclient_errnum(hostile_call(other, &env, NULL, 0)), 0);
         /* The holder still has it, untouched. */
         ck_assert_uint_gt(list_devices(fd, &state), 0);
         ck_assert_int_eq(state, VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
@@ -1174,31 +1034,23 @@ END_TEST
 
 START_TEST(test_admin_from_non_admin)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListLeases ll = VFIOD__LIST_LEASES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_leases, &ll);
         Vfiod__Revoke rv = VFIOD__REVOKE__INIT;
         Vfiod__ReloadPolicy rp = VFIOD__RELOAD_POLICY__INIT;
         Vfiod__Stats st = VFIOD__STATS__INIT;
         int fd = ready_client();
         uint64_t lease = hostile_acquire(fd, NULL);
 
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_LEASES;
-        env.list_leases = &ll;
-        ck_assert_int_eq(hostile_errnum(hostile_call(fd, &env, NULL, 0)), EPERM);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(fd, &env, NULL, 0)), EPERM);
         rv.lease_id = lease;
         rv.reason = (char *)"mine";
-        env.body_case = VFIOD__ENVELOPE__BODY_REVOKE;
-        env.revoke = &rv;
-        env.id = 0;
-        ck_assert_int_eq(hostile_errnum(hostile_call(fd, &env, NULL, 0)), EPERM);
-        env.body_case = VFIOD__ENVELOPE__BODY_RELOAD_POLICY;
-        env.reload_policy = &rp;
-        env.id = 0;
-        ck_assert_int_eq(hostile_errnum(hostile_call(fd, &env, NULL, 0)), EPERM);
-        env.body_case = VFIOD__ENVELOPE__BODY_STATS;
-        env.stats = &st;
-        env.id = 0;
-        ck_assert_int_eq(hostile_errnum(hostile_call(fd, &env, NULL, 0)), EPERM);
+        env = ENVELOPE(revoke, &rv);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(fd, &env, NULL, 0)), EPERM);
+        env = ENVELOPE(reload_policy, &rp);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(fd, &env, NULL, 0)), EPERM);
+        env = ENVELOPE(stats, &st);
+        ck_assert_int_eq(rawclient_errnum(hostile_call(fd, &env, NULL, 0)), EPERM);
         /* Still served, still holding its lease. */
         ck_assert_int_eq(release(fd, lease), 0);
         close(fd);
@@ -1207,16 +1059,14 @@ END_TEST
 
 START_TEST(test_never_reads)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &l);
         uint8_t buf[64];
         size_t len;
         long max_rss = 0;
         int fd = ready_client(), sent = 0, stalls = 0;
         struct timespec t0, t1;
 
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
         env.id = 9;
         len = vfiod__envelope__pack(&env, buf);
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1306,8 +1156,8 @@ static const char *const kill_steps[] = {
 static int kill_child(int report, int last)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
         Vfiod__MapDma map = VFIOD__MAP_DMA__INIT;
         Vfiod__DmaRange r = VFIOD__DMA_RANGE__INIT, *rs[] = {&r};
@@ -1339,8 +1189,6 @@ static int kill_child(int report, int last)
                 case 1:
                         h.major = VFIOD_PROTO_VERSION_MAJOR;
                         env.id = 1;
-                        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-                        env.hello = &h;
                         rc = vfiod_msg_send(fd, &env, NULL, 0) < 0 ||
                              vfiod_msg_recv(fd, 0, &m, NULL) != 1 ||
                              m->env->body_case != VFIOD__ENVELOPE__BODY_HELLO_REPLY;
@@ -1348,9 +1196,8 @@ static int kill_child(int report, int last)
                 case 2:
                         a.device = HE.device;
                         a.mode = VFIOD__MODE__MODE_BROKERED;
+                        env = ENVELOPE(acquire, &a);
                         env.id = 2;
-                        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-                        env.acquire = &a;
                         rc = vfiod_msg_send(fd, &env, NULL, 0) < 0;
                         break;
                 case 3:
@@ -1370,9 +1217,8 @@ static int kill_child(int report, int last)
                         map.domain_id = domain;
                         map.n_ranges = 1;
                         map.ranges = rs;
+                        env = ENVELOPE(map_dma, &map);
                         env.id = 3;
-                        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-                        env.map_dma = &map;
                         rc = vfiod_msg_send(fd, &env, &mfd, 1) < 0;
                         break;
                 case 6:
@@ -1383,16 +1229,14 @@ static int kill_child(int report, int last)
                         s.data = VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD;
                         s.n_eventfds = 1;
                         s.eventfds = idx;
+                        env = ENVELOPE(set_irqs, &s);
                         env.id = 4;
-                        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-                        env.set_irqs = &s;
                         rc = vfiod_msg_send(fd, &env, &efd, 1) < 0;
                         break;
                 case 8:
                         rel.lease_id = lease;
+                        env = ENVELOPE(release, &rel);
                         env.id = 5;
-                        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
-                        env.release = &rel;
                         rc = vfiod_msg_send(fd, &env, NULL, 0) < 0;
                         break;
                 case 5:

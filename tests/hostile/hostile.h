@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The hostile-input cases: a raw-socket client (proto/transport.h and
+ * The hostile-input cases: a raw-socket client (tests/rawclient.h and
  * hand-made datagrams, never libvfiod) against a running vfiod, shared by the
  * host suite (vfiod-fake as a process, test-hostile.c) and the guest suite
  * (the real vfiod on the real kernel, guest-hostile.c).
@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include "proto/transport.h"
+#include "tests/rawclient.h"
 
 struct hostile_env {
         char sock[108]; /* the daemon's socket */
@@ -65,14 +66,10 @@ void hostile_check_recovered(void);
 int hostile_connect(uid_t uid, gid_t gid);
 /* Sends env (the transport's checks) and returns its id (set from a counter if 0). */
 uint64_t hostile_send(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds);
-/* Sends bytes with fds as one datagram, no checks; returns sendmsg()'s result or -errno. */
-ssize_t hostile_send_bytes(int fd, const void *buf, size_t len, const int *fds, size_t n_fds);
 /* Receives one message (5 s at most); NULL on EOF (the daemon closed). Fails on a timeout. */
 struct vfiod_msg *hostile_recv(int fd);
 /* Sends and receives the reply to it (events in between are skipped). */
 struct vfiod_msg *hostile_call(int fd, Vfiod__Envelope *env, const int *fds, size_t n_fds);
-/* The reply's Error errnum, or 0 when it is not an Error; frees msg. */
-int hostile_errnum(struct vfiod_msg *msg);
 /* True when the daemon closed the connection (reads and drops what it sent first). */
 bool hostile_dropped(int fd);
 void hostile_hello(int fd);

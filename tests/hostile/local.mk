@@ -5,7 +5,7 @@
 check_LTLIBRARIES += tests/hostile/libhostile.la
 tests_hostile_libhostile_la_SOURCES = tests/hostile/hostile.c tests/hostile/hostile.h
 tests_hostile_libhostile_la_CFLAGS = $(suite_cflags) $(PROTOBUF_C_CFLAGS)
-tests_hostile_libhostile_la_LIBADD = proto/libvfiod-proto.la $(PROTOBUF_C_LIBS) $(CHECK_LIBS)
+tests_hostile_libhostile_la_LIBADD = tests/librawclient.la proto/libvfiod-proto.la $(PROTOBUF_C_LIBS) $(CHECK_LIBS)
 
 check_PROGRAMS += tests/hostile/test-hostile
 TESTS += tests/hostile/test-hostile

@@ -22,7 +22,9 @@
 #include "daemon/client.h"
 #include "daemon/lease.h"
 #include "daemon/server.h"
+#include "proto/envelope.h"
 #include "tests/daemon/harness.h"
+#include "tests/rawclient.h"
 #include "tests/testutil.h"
 
 #define DEV1 "0000:00:01.0"
@@ -58,86 +60,31 @@ static const int errnos[] = {EPERM,  EINVAL, EBUSY,  ENOMEM, EIO,    ENODEV,
 
 static const unsigned skips[] = {0, 1, 2, 4};
 
-/* The reply to a request: 0 for its success body, else the Error's errnum (never 0). */
-static int outcome(struct vfiod_msg *m, Vfiod__Envelope__BodyCase ok_body)
-{
-        if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
-                int e = m->env->error->errnum;
-
-                ck_assert_msg(e > 0, "an Error with errnum %d", e);
-                ck_assert_msg(m->env->error->reason && *m->env->error->reason,
-                              "an Error without a reason");
-                vfiod_msg_free(m);
-                return e;
-        }
-        ck_assert_msg(m->env->body_case == ok_body, "got %s", vfiod_envelope_body_name(m->env));
-        vfiod_msg_free(m);
-        return 0;
-}
-
 static int map(int fd, uint64_t domain, int mfd)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__MapDma map = VFIOD__MAP_DMA__INIT;
-        Vfiod__DmaRange r = VFIOD__DMA_RANGE__INIT, *rs[] = {&r};
-
-        r.iova = 0x100000;
-        r.size = 0x2000;
-        r.readable = r.writable = 1;
-        map.domain_id = domain;
-        map.n_ranges = 1;
-        map.ranges = rs;
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-        env.map_dma = &map;
-        return outcome(h_call(fd, &env, &mfd, 1), VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY);
+        return rawclient_map_dma(h_call, fd, domain, 0, 0x100000, 0x2000, mfd);
 }
 
 static int unmap(int fd, uint64_t domain)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__UnmapDma u = VFIOD__UNMAP_DMA__INIT;
-        Vfiod__IovaRange r = VFIOD__IOVA_RANGE__INIT, *rs[] = {&r};
-
-        r.iova = 0x100000;
-        r.size = 0x2000;
-        u.domain_id = domain;
-        u.n_ranges = 1;
-        u.ranges = rs;
-        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA;
-        env.unmap_dma = &u;
-        return outcome(h_call(fd, &env, NULL, 0), VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY);
+        return rawclient_unmap_dma(h_call, fd, domain, 0x100000, 0x2000);
 }
 
 static int set_msi(int fd, uint64_t lease, int efd)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
-        Vfiod__SetIrqs s = VFIOD__SET_IRQS__INIT;
-        int32_t idx[] = {0};
+        size_t n = efd >= 0 ? 1 : 0;
 
-        s.lease_id = lease;
-        s.index = VFIOD__IRQ_INDEX__IRQ_INDEX_MSI;
-        s.count = 1;
-        s.action = VFIOD__IRQ_ACTION__IRQ_ACTION_TRIGGER;
-        s.data = efd >= 0 ? VFIOD__IRQ_DATA__IRQ_DATA_EVENTFD : VFIOD__IRQ_DATA__IRQ_DATA_NONE;
-        s.n_eventfds = efd >= 0 ? 1 : 0;
-        s.eventfds = idx;
-        if (efd < 0)
-                s.count = 0;
-        env.body_case = VFIOD__ENVELOPE__BODY_SET_IRQS;
-        env.set_irqs = &s;
-        return outcome(h_call(fd, &env, efd >= 0 ? &efd : NULL, efd >= 0 ? 1 : 0),
-                       VFIOD__ENVELOPE__BODY_OK);
+        return rawclient_set_irqs(h_call, fd, lease, VFIOD__IRQ_INDEX__IRQ_INDEX_MSI, 0, n, &efd, n,
+                                  NULL);
 }
 
 static int reset(int fd, uint64_t lease)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Reset r = VFIOD__RESET__INIT;
+        Vfiod__Envelope env = ENVELOPE(reset, &r);
 
         r.lease_id = lease;
-        env.body_case = VFIOD__ENVELOPE__BODY_RESET;
-        env.reset = &r;
-        return outcome(h_call(fd, &env, NULL, 0), VFIOD__ENVELOPE__BODY_OK);
+        return rawclient_outcome(h_call(fd, &env, NULL, 0), VFIOD__ENVELOPE__BODY_OK, NULL);
 }
 
 /* Everything a client does, each step allowed to fail with an errno. */

@@ -26,8 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proto/envelope.h"
 #include "tests/daemon/harness.h"
 #include "tests/hostile/hostile.h"
+#include "tests/rawclient.h"
 #include "tests/testutil.h"
 
 static const char conf[] = "[Daemon]\n"
@@ -224,16 +226,14 @@ START_TEST(test_nofile_accept)
                       log1 - log0);
         /* The first clients were accepted: their requests get clear errors, or work. */
         {
-                Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
                 Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+                Vfiod__Envelope env = ENVELOPE(acquire, &a);
                 struct vfiod_msg *m;
                 int e;
 
                 hostile_hello(fds[0]);
                 a.device = HE.device;
                 a.mode = VFIOD__MODE__MODE_DIRECT;
-                env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-                env.acquire = &a;
                 m = hostile_call(fds[0], &env, NULL, 0);
                 e = m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? m->env->error->errnum : 0;
                 ck_assert_msg(e == 0 || e == EMFILE, "Acquire out of fds: errno %d (%s)", e,
@@ -300,14 +300,12 @@ static double now_s(void)
 /* A Hello, packed into buf; returns its length. */
 static size_t pack_hello(uint8_t *buf, size_t size)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         size_t len;
 
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         len = vfiod__envelope__get_packed_size(&env);
         ck_assert_uint_le(len, size);
         vfiod__envelope__pack(&env, buf);
@@ -331,7 +329,7 @@ static int block_the_closer(int *ret_peer)
          * does not block).
          */
         ck_assert_int_eq(kill(HE.pid, SIGSTOP), 0);
-        ck_assert_int_eq(hostile_send_bytes(attacker, buf, len, &bad, 1), (ssize_t)len);
+        ck_assert_int_eq(rawclient_send_bytes(attacker, buf, len, &bad, 1), (ssize_t)len);
         close(bad);
         ck_assert_int_eq(kill(HE.pid, SIGCONT), 0);
         usleep(100000);
@@ -341,15 +339,13 @@ static int block_the_closer(int *ret_peer)
 /* How long a new client of the other test user waits for Hello and ListDevices. */
 static double other_user_served_in(void)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevices l = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &l);
         double t0 = now_s(), took;
         int other = hostile_connect(HE.other_uid, HE.other_gid);
         struct vfiod_msg *m;
 
         hostile_hello(other);
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &l;
         m = hostile_call(other, &env, NULL, 0);
         took = now_s() - t0;
         ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
@@ -396,8 +392,9 @@ START_TEST(test_two_users_cannot_stall_a_third)
         for (int round = 0; round < 2; round++) {
                 int flooder = hostile_connect(0, 0);
 
-                ck_assert_int_eq(hostile_send_bytes(flooder, buf, len, nulls, VFIOD_PROTO_MAX_FDS),
-                                 (ssize_t)len);
+                ck_assert_int_eq(
+                    rawclient_send_bytes(flooder, buf, len, nulls, VFIOD_PROTO_MAX_FDS),
+                    (ssize_t)len);
                 ck_assert(hostile_dropped(flooder));
                 close(flooder);
         }

@@ -41,7 +41,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proto/envelope.h"
 #include "proto/transport.h"
+#include "tests/fakesys.h"
 
 static char root[256], sock_path[108];
 static pid_t daemon_pid;
@@ -64,64 +66,16 @@ static double now_ms(void)
 
 /* ---- the fake sysfs tree ------------------------------------------------------ */
 
-static void mkparents(const char *path)
-{
-        char buf[PATH_MAX + 768];
-
-        snprintf(buf, sizeof(buf), "%s", path);
-        for (char *p = buf + 1; *p; p++)
-                if (*p == '/') {
-                        *p = '\0';
-                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-                                die(buf);
-                        *p = '/';
-                }
-}
-
 static void put(const char *rel, const char *text)
 {
-        char path[PATH_MAX + 768];
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/%s", root, rel);
-        mkparents(path);
-        f = fopen(path, "we");
-        if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-                die(path);
-}
-
-static void link_at(const char *target, const char *rel)
-{
-        char path[PATH_MAX + 768];
-
-        snprintf(path, sizeof(path), "%s/%s", root, rel);
-        mkparents(path);
-        if (symlink(target, path) < 0)
-                die(path);
+        if (fakesys_write(root, rel, text) < 0)
+                die(rel);
 }
 
 static void add_device(const char *bdf, int group)
 {
-        char rel[512], target[512];
-
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/vendor", bdf);
-        put(rel, "0x1234\n");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/device", bdf);
-        put(rel, "0x11e8\n");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/class", bdf);
-        put(rel, "0x00ff00\n");
-        snprintf(target, sizeof(target), "../../../devices/pci0000:00/%s", bdf);
-        snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s", bdf);
-        link_at(target, rel);
-        put("sys/bus/pci/drivers/vfio-pci/bind", "");
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/driver", bdf);
-        link_at("../../../bus/pci/drivers/vfio-pci", rel);
-        snprintf(target, sizeof(target), "../../../../devices/pci0000:00/%s", bdf);
-        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, bdf);
-        link_at(target, rel);
-        snprintf(target, sizeof(target), "../../../kernel/iommu_groups/%d", group);
-        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/iommu_group", bdf);
-        link_at(target, rel);
+        if (fakesys_add_pci(root, bdf, group, "vfio-pci") < 0)
+                die(bdf);
 }
 
 /* ---- the daemon ------------------------------------------------------------------- */
@@ -325,14 +279,12 @@ static struct vfiod_msg *recv_or_die(int fd)
 
 static void hello(int fd)
 {
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
         struct vfiod_msg *m;
 
         h.major = VFIOD_PROTO_VERSION_MAJOR;
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_HELLO;
-        env.hello = &h;
         send_or_die(fd, &env, NULL, 0);
         m = recv_or_die(fd);
         if (!m || m->env->body_case != VFIOD__ENVELOPE__BODY_HELLO_REPLY)
@@ -356,7 +308,6 @@ static void next_request(struct client *c)
         Vfiod__Stats st = VFIOD__STATS__INIT;
         bool with_fd = false;
 
-        env.id = ++c->id;
         if (c->device) {
                 /* Acquire, 4 x (MapDma, UnmapDma), Release. */
                 int s = c->step % 10;
@@ -366,12 +317,10 @@ static void next_request(struct client *c)
                         a.domain_id = 0;
                         a.device = c->bdf;
                         a.mode = VFIOD__MODE__MODE_BROKERED;
-                        env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE;
-                        env.acquire = &a;
+                        env = ENVELOPE(acquire, &a);
                 } else if (s == 9) {
                         rel.lease_id = c->lease;
-                        env.body_case = VFIOD__ENVELOPE__BODY_RELEASE;
-                        env.release = &rel;
+                        env = ENVELOPE(release, &rel);
                 } else if (s % 2 == 1) {
                         r.iova = 0x100000;
                         r.size = 0x2000;
@@ -379,8 +328,7 @@ static void next_request(struct client *c)
                         map.domain_id = c->domain;
                         map.n_ranges = 1;
                         map.ranges = rs;
-                        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-                        env.map_dma = &map;
+                        env = ENVELOPE(map_dma, &map);
                         with_fd = true;
                 } else {
                         u.iova = 0x100000;
@@ -388,8 +336,7 @@ static void next_request(struct client *c)
                         un.domain_id = c->domain;
                         un.n_ranges = 1;
                         un.ranges = us;
-                        env.body_case = VFIOD__ENVELOPE__BODY_UNMAP_DMA;
-                        env.unmap_dma = &un;
+                        env = ENVELOPE(unmap_dma, &un);
                 }
         } else {
                 /* ListDevices, Stats, and now and then a domain made and destroyed. */
@@ -397,24 +344,21 @@ static void next_request(struct client *c)
                 case 0:
                 case 4:
                 case 8:
-                        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-                        env.list_devices = &ld;
+                        env = ENVELOPE(list_devices, &ld);
                         break;
                 case 2:
-                        env.body_case = VFIOD__ENVELOPE__BODY_CREATE_DOMAIN;
-                        env.create_domain = &cd;
+                        env = ENVELOPE(create_domain, &cd);
                         break;
                 case 3:
                         dd.domain_id = c->domain;
-                        env.body_case = VFIOD__ENVELOPE__BODY_DESTROY_DOMAIN;
-                        env.destroy_domain = &dd;
+                        env = ENVELOPE(destroy_domain, &dd);
                         break;
                 default:
-                        env.body_case = VFIOD__ENVELOPE__BODY_STATS;
-                        env.stats = &st;
+                        env = ENVELOPE(stats, &st);
                         break;
                 }
         }
+        env.id = ++c->id;
         c->sent_at = now_ms();
         send_or_die(c->fd, &env, with_fd ? &memfd_fd : NULL, with_fd ? 1 : 0);
 }

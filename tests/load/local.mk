@@ -4,7 +4,7 @@
 check_PROGRAMS += tests/load/load-vfiod
 tests_load_load_vfiod_SOURCES = tests/load/load.c
 tests_load_load_vfiod_CFLAGS = $(AM_CFLAGS) $(PROTOBUF_C_CFLAGS)
-tests_load_load_vfiod_LDADD = proto/libvfiod-proto.la $(PROTOBUF_C_LIBS)
+tests_load_load_vfiod_LDADD = tests/libfakesys.la proto/libvfiod-proto.la $(PROTOBUF_C_LIBS)
 
 LOAD_ARGS = 1000 1000 10000 16
 load:

@@ -7,7 +7,7 @@ TESTS += tests/proto/test-transport tests/proto/test-macro
 
 tests_proto_test_transport_SOURCES = tests/proto/test-transport.c
 tests_proto_test_transport_CFLAGS = $(proto_suite_cflags)
-tests_proto_test_transport_LDADD = $(proto_suite_libs)
+tests_proto_test_transport_LDADD = tests/librawclient.la $(proto_suite_libs)
 # The suite wraps sendmsg() to check the flags the transport passes.
 tests_proto_test_transport_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=sendmsg
 

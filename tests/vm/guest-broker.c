@@ -52,6 +52,7 @@
 
 #include "client-lib/vfiod.h"
 #include "kernel/sysfs.h"
+#include "proto/envelope.h"
 #include "proto/transport.h"
 #include "tests/testutil.h"
 #include "tests/vm/child.h"
@@ -1162,9 +1163,8 @@ static void p_raw_map_not_memfd(struct peer *p, uint64_t domain)
         m.domain_id = domain;
         m.n_ranges = 1;
         m.ranges = &rp;
+        env = ENVELOPE(map_dma, &m);
         env.id = UINT64_C(1) << 40; /* far from the library's ids */
-        env.body_case = VFIOD__ENVELOPE__BODY_MAP_DMA;
-        env.map_dma = &m;
         iov.iov_len = vfiod__envelope__pack(&env, buf);
         memset(&ctl, 0, sizeof(ctl));
         cm = CMSG_FIRSTHDR(&mh);
@@ -1935,7 +1935,7 @@ static bool p_closed_by_peer(int fd)
 static void client_malformed(struct peer *p, const void *arg)
 {
         Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
-        Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
         unsigned irqs = 0;
         struct bsess s;
         int fd;
@@ -1947,8 +1947,6 @@ static void client_malformed(struct peer *p, const void *arg)
         close(fd);
         fd = p_raw_connect(p, VFIOD_SOCKET_DEFAULT);
         env.id = 1;
-        env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES;
-        env.list_devices = &ld;
         P_CHECK(p, vfiod_msg_send(fd, &env, NULL, 0) == 0, "send ListDevices");
         P_CHECK(p, p_closed_by_peer(fd), "vfiod answered a request before Hello");
         close(fd);
