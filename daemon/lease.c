@@ -1288,9 +1288,7 @@ int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint3
                         if (r < 0)
                                 break;
                         /* The eventfd is owned by the lease device while assigned. */
-                        safe_close(dev->unmask_fds[index]);
-                        dev->unmask_fds[index] = fds[0];
-                        fds[0] = -EBADF;
+                        close_and_replace(dev->unmask_fds[index], fds[0]);
                         return 0;
                 }
                 if (!dev->trigger_fds[index]) {
@@ -1307,9 +1305,7 @@ int vfiod_lease_set_irqs_take(struct vfiod_lease_dev *dev, uint32_t index, uint3
                         break;
                 /* The kernel took its references; we keep ours while assigned. */
                 for (uint32_t i = 0; i < count; i++) {
-                        safe_close(dev->trigger_fds[index][start + i]);
-                        dev->trigger_fds[index][start + i] = fds[i];
-                        fds[i] = -EBADF;
+                        close_and_replace(dev->trigger_fds[index][start + i], fds[i]);
                 }
                 return 0;
         default:

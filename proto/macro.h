@@ -73,6 +73,18 @@ static inline void freep(void *p)
                 _take_fd_;                   \
         })
 
+/*
+ * Closes the fd in a, then moves the fd in b into it, leaving -EBADF in b:
+ * replaces an owned fd in one step (ownership moves from b to a).
+ */
+#define close_and_replace(a, b)              \
+        ({                                   \
+                int *_cr_fdp_ = &(a);        \
+                (void)safe_close(*_cr_fdp_); \
+                *_cr_fdp_ = TAKE_FD(b);      \
+                0;                           \
+        })
+
 /* Returns ptr and leaves NULL in the variable: ownership moves out. */
 #define TAKE_PTR(ptr)                                      \
         ({                                                 \
