@@ -13,6 +13,7 @@
 
 #include "client-lib/internal.h"
 #include "proto/macro.h"
+#include "proto/names.h"
 
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3 */
@@ -136,15 +137,10 @@ fail:
 
 const char *vfiod_mode_name(enum vfiod_mode mode)
 {
-        switch (mode) {
-        case VFIOD_MODE_DIRECT:
-                return "direct";
-        case VFIOD_MODE_BROKERED:
-                return "brokered";
-        case VFIOD_MODE_UNSPECIFIED:
-                break;
-        }
-        return "unknown";
+        /* enum vfiod_mode has the numbers of the protocol's Mode. */
+        const char *name = vfiod_proto_mode_to_string((int)mode);
+
+        return name ? name : "unknown";
 }
 
 const char *vfiod_lease_state_name(enum vfiod_lease_state state)

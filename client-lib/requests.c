@@ -11,6 +11,7 @@
 
 #include "client-lib/internal.h"
 #include "proto/macro.h"
+#include "proto/names.h"
 
 #define ENVELOPE(field, CASE, msg)                                         \
         ((Vfiod__Envelope){                                                \
@@ -334,12 +335,10 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
         if (!device || !device[0] || strlen(device) >= sizeof(l.device) || !mode)
                 return -EINVAL;
         copy_text(l.device, sizeof(l.device), device);
-        if (strcmp(mode, vfiod_mode_name(VFIOD_MODE_DIRECT)) == 0)
-                l.mode = VFIOD_MODE_DIRECT;
-        else if (strcmp(mode, vfiod_mode_name(VFIOD_MODE_BROKERED)) == 0)
-                l.mode = VFIOD_MODE_BROKERED;
-        else
+        r = vfiod_proto_mode_from_string(mode);
+        if (r < 0)
                 return -EINVAL;
+        l.mode = (enum vfiod_mode)r;
         direct = l.mode == VFIOD_MODE_DIRECT;
         r = env_fd(VFIOD_DEVICE_FD_ENV, true, &l.device_fd);
         if (r == 0)

@@ -203,13 +203,15 @@ static const struct vfiod_lease_info *find_holder(const struct vfiod_lease_info 
 
 static void modes_text(unsigned modes, char *buf, size_t size)
 {
-        (void)snprintf(buf, size, "%s%s%s",
-                       modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT) ? "direct" : "",
-                       (modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT)) &&
-                               (modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
-                           ? ","
-                           : "",
-                       modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED) ? "brokered" : "");
+        (void)snprintf(
+            buf, size, "%s%s%s",
+            modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT) ? vfiod_mode_name(VFIOD_MODE_DIRECT) : "",
+            (modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT)) &&
+                    (modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
+                ? ","
+                : "",
+            modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED) ? vfiod_mode_name(VFIOD_MODE_BROKERED)
+                                                        : "");
         if (!buf[0])
                 (void)snprintf(buf, size, "-");
 }
@@ -265,9 +267,9 @@ static int print_devices(const struct vfiod_device_info *d, size_t n,
                         json_key(&j, "allowed_modes");
                         json_begin_array(&j);
                         if (d[i].allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT))
-                                json_string(&j, "direct");
+                                json_string(&j, vfiod_mode_name(VFIOD_MODE_DIRECT));
                         if (d[i].allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
-                                json_string(&j, "brokered");
+                                json_string(&j, vfiod_mode_name(VFIOD_MODE_BROKERED));
                         json_end_array(&j);
                         json_key(&j, "lease_id");
                         if (d[i].lease_id)

@@ -17,6 +17,7 @@
 #include "kernel/group.h"
 #include "kernel/irq.h"
 #include "proto/macro.h"
+#include "proto/names.h"
 
 #define LOG_LEASE(prio, l, dev, ...)                                                \
         do {                                                                        \
@@ -40,9 +41,9 @@ static unsigned mode_bit(int mode)
 
 static const char *mode_name(int mode)
 {
-        return mode == VFIOD__MODE__MODE_DIRECT     ? "direct"
-               : mode == VFIOD__MODE__MODE_BROKERED ? "brokered"
-                                                    : "unspecified";
+        const char *name = vfiod_proto_mode_to_string(mode);
+
+        return name ? name : "unspecified";
 }
 
 /* ---- daemon-owned REQ / ERR eventfds -------------------------------------- */

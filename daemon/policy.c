@@ -20,6 +20,8 @@
 
 #include "kernel/sysfs.h"
 #include "proto/macro.h"
+#include "proto/names.h"
+#include "proto/vfiod.pb-c.h"
 
 void vfiod_errors_clear(struct vfiod_errors *errors)
 {
@@ -725,12 +727,12 @@ static void word_slice(struct parser *p, char *tok)
 
 static void word_mode(struct parser *p, char *tok)
 {
-        if (strcmp(tok, "direct") == 0)
-                cur_rule(p)->modes |= VFIOD_MODE_BIT_DIRECT;
-        else if (strcmp(tok, "brokered") == 0)
-                cur_rule(p)->modes |= VFIOD_MODE_BIT_BROKERED;
-        else
+        int mode = vfiod_proto_mode_from_string(tok);
+
+        if (mode < 0)
                 perr(p, "Modes=: unknown mode '%s' (direct, brokered)", tok);
+        else
+                cur_rule(p)->modes |= 1u << mode; /* VFIOD_MODE_BIT_* */
 }
 
 static void word_irq(struct parser *p, char *tok)
@@ -1426,13 +1428,20 @@ bool vfiod_policy_is_admin(const struct vfiod_policy *policy, const struct vfiod
 
 const char *vfiod_modes_name(unsigned modes)
 {
+        /* Both names, from the mode table, built once (the daemon has one thread). */
+        static char both[32];
+
         switch (modes & VFIOD_MODE_BITS_ALL) {
         case VFIOD_MODE_BIT_DIRECT:
-                return "direct";
+                return vfiod_proto_mode_to_string(VFIOD__MODE__MODE_DIRECT);
         case VFIOD_MODE_BIT_BROKERED:
-                return "brokered";
+                return vfiod_proto_mode_to_string(VFIOD__MODE__MODE_BROKERED);
         case VFIOD_MODE_BITS_ALL:
-                return "direct brokered";
+                if (!both[0])
+                        (void)snprintf(both, sizeof(both), "%s %s",
+                                       vfiod_proto_mode_to_string(VFIOD__MODE__MODE_DIRECT),
+                                       vfiod_proto_mode_to_string(VFIOD__MODE__MODE_BROKERED));
+                return both;
         default:
                 return "none";
         }
