@@ -29,3 +29,11 @@ int kvfio_caps_walk(const void *buf, size_t len, size_t min_off, uint32_t first,
         }
         return 0;
 }
+
+int kvfio_cap_read(const uint8_t *buf, size_t len, size_t off, void *ret_cap, size_t size)
+{
+        if (off > len || len - off < size)
+                return -EBADMSG;
+        memcpy(ret_cap, buf + off, size);
+        return 0;
+}

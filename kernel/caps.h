@@ -32,3 +32,9 @@ typedef int (*kvfio_cap_fn)(uint16_t id, const uint8_t *buf, size_t len, size_t 
  */
 int kvfio_caps_walk(const void *buf, size_t len, size_t min_off, uint32_t first, kvfio_cap_fn fn,
                     void *userdata);
+
+/*
+ * Copies the size bytes of the capability at buf[off] (len bytes in all)
+ * into *ret_cap. -EBADMSG, *ret_cap untouched, when buf ends before it does.
+ */
+int kvfio_cap_read(const uint8_t *buf, size_t len, size_t off, void *ret_cap, size_t size);

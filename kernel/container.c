@@ -131,9 +131,8 @@ static int parse_iova_cap(const uint8_t *buf, size_t len, size_t off, struct kvf
         struct vfio_iommu_type1_info_cap_iova_range cap;
         size_t n, bytes;
 
-        if (len - off < sizeof(cap))
+        if (kvfio_cap_read(buf, len, off, &cap, sizeof(cap)) < 0)
                 return -EBADMSG;
-        memcpy(&cap, buf + off, sizeof(cap));
         n = cap.nr_iovas;
         bytes = n * sizeof(struct vfio_iova_range);
         if ((len - off - sizeof(cap)) / sizeof(struct vfio_iova_range) < n)
@@ -169,9 +168,8 @@ static int iommu_cap(uint16_t id, const uint8_t *buf, size_t len, size_t off, vo
         case VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL: {
                 struct vfio_iommu_type1_info_dma_avail cap;
 
-                if (len - off < sizeof(cap))
+                if (kvfio_cap_read(buf, len, off, &cap, sizeof(cap)) < 0)
                         return -EBADMSG;
-                memcpy(&cap, buf + off, sizeof(cap));
                 info->has_dma_avail = true;
                 info->dma_avail = cap.avail;
                 return 0;
