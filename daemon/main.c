@@ -179,6 +179,32 @@ static const char *config_path(const struct args *a)
         return a->config ? a->config : VFIOD_DEFAULT_CONFIG;
 }
 
+/* The options of vfiod(8). */
+enum {
+        OPT_SOCKET = 0x100,
+        OPT_CONFIG,
+        OPT_CHECK,
+        OPT_SYSFS,
+        OPT_VFIO,
+        OPT_VERSION,
+        OPT_DEBUG,
+        OPT_EXIT_IDLE,
+        OPT_FD_STORE
+};
+static const struct option options[] = {
+    {"socket", required_argument, NULL, OPT_SOCKET},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"check-config", optional_argument, NULL, OPT_CHECK},
+    {"sysfs-root", required_argument, NULL, OPT_SYSFS},
+    {"vfio-dir", required_argument, NULL, OPT_VFIO},
+    {"debug", no_argument, NULL, OPT_DEBUG},
+    {"exit-idle", required_argument, NULL, OPT_EXIT_IDLE},
+    {"fd-store", no_argument, NULL, OPT_FD_STORE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {},
+};
+
 /*
  * Fills *a from the command line (and sets fd_store and the log level).
  * Returns 1 to go on, 0 when there is nothing more to do (--help, --version),
@@ -186,30 +212,6 @@ static const char *config_path(const struct args *a)
  */
 static int parse_argv(int argc, char **argv, struct args *a)
 {
-        enum {
-                OPT_SOCKET = 0x100,
-                OPT_CONFIG,
-                OPT_CHECK,
-                OPT_SYSFS,
-                OPT_VFIO,
-                OPT_VERSION,
-                OPT_DEBUG,
-                OPT_EXIT_IDLE,
-                OPT_FD_STORE
-        };
-        static const struct option options[] = {
-            {"socket", required_argument, NULL, OPT_SOCKET},
-            {"config", required_argument, NULL, OPT_CONFIG},
-            {"check-config", optional_argument, NULL, OPT_CHECK},
-            {"sysfs-root", required_argument, NULL, OPT_SYSFS},
-            {"vfio-dir", required_argument, NULL, OPT_VFIO},
-            {"debug", no_argument, NULL, OPT_DEBUG},
-            {"exit-idle", required_argument, NULL, OPT_EXIT_IDLE},
-            {"fd-store", no_argument, NULL, OPT_FD_STORE},
-            {"help", no_argument, NULL, 'h'},
-            {"version", no_argument, NULL, OPT_VERSION},
-            {},
-        };
         char *end;
         int c;
 
