@@ -104,7 +104,8 @@ static inline void freep(void *p)
  *         type name##_from_string(const char *s);   -EINVAL for no name
  *
  * with the given scope (`static` for a table private to one file; nothing for
- * one that a header declares).
+ * one that a header declares). For _from_string() to say -EINVAL, type must
+ * hold negative values (int, or an enum with a negative member).
  */
 #define DEFINE_STRING_TABLE_LOOKUP_WITH_SCOPE(name, type, scope)                  \
         scope const char *name##_to_string(type i)                                \
