@@ -219,16 +219,11 @@ static void modes_text(unsigned modes, char *buf, size_t size)
 static void json_holder(struct json *j, const struct vfiod_lease_info *h)
 {
         json_begin_object(j);
-        json_key(j, "lease_id");
-        json_uint(j, h->lease_id);
-        json_key(j, "uid");
-        json_uint(j, h->uid);
-        json_key(j, "gid");
-        json_uint(j, h->gid);
-        json_key(j, "pid");
-        json_uint(j, h->pid);
-        json_key(j, "unit");
-        json_string(j, h->unit);
+        json_field_uint(j, "lease_id", h->lease_id);
+        json_field_uint(j, "uid", h->uid);
+        json_field_uint(j, "gid", h->gid);
+        json_field_uint(j, "pid", h->pid);
+        json_field_string(j, "unit", h->unit);
         json_end_object(j);
 }
 
@@ -236,25 +231,18 @@ static void json_device(struct json *j, const struct vfiod_device_info *d,
                         const struct vfiod_lease_info *h)
 {
         json_begin_object(j);
-        json_key(j, "device");
-        json_string(j, d->device);
-        json_key(j, "vendor_id");
-        json_uint(j, d->vendor_id);
-        json_key(j, "device_id");
-        json_uint(j, d->device_id);
-        json_key(j, "class_code");
-        json_uint(j, d->class_code);
-        json_key(j, "iommu_group");
-        json_uint(j, d->iommu_group);
-        json_key(j, "driver");
-        json_string(j, d->driver);
+        json_field_string(j, "device", d->device);
+        json_field_uint(j, "vendor_id", d->vendor_id);
+        json_field_uint(j, "device_id", d->device_id);
+        json_field_uint(j, "class_code", d->class_code);
+        json_field_uint(j, "iommu_group", d->iommu_group);
+        json_field_string(j, "driver", d->driver);
         json_key(j, "mdev_type");
         if (d->mdev_type[0])
                 json_string(j, d->mdev_type);
         else
                 json_null(j);
-        json_key(j, "state");
-        json_string(j, vfiod_lease_state_name(d->state));
+        json_field_string(j, "state", vfiod_lease_state_name(d->state));
         json_key(j, "allowed_modes");
         json_begin_array(j);
         if (d->allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT))
@@ -397,33 +385,22 @@ static int cmd_list(const struct options *o, char **args, size_t n_args)
 static void json_lease(struct json *j, const struct vfiod_lease_info *l)
 {
         json_begin_object(j);
-        json_key(j, "lease_id");
-        json_uint(j, l->lease_id);
+        json_field_uint(j, "lease_id", l->lease_id);
         json_key(j, "devices");
         json_begin_array(j);
         for (size_t k = 0; k < l->n_devices; k++)
                 json_string(j, l->devices[k]);
         json_end_array(j);
-        json_key(j, "iommu_group");
-        json_uint(j, l->iommu_group);
-        json_key(j, "uid");
-        json_uint(j, l->uid);
-        json_key(j, "gid");
-        json_uint(j, l->gid);
-        json_key(j, "pid");
-        json_uint(j, l->pid);
-        json_key(j, "unit");
-        json_string(j, l->unit);
-        json_key(j, "mode");
-        json_string(j, vfiod_mode_name(l->mode));
-        json_key(j, "domain_id");
-        json_uint(j, l->domain_id);
-        json_key(j, "pinned_bytes");
-        json_uint(j, l->pinned_bytes);
-        json_key(j, "mappings");
-        json_uint(j, l->mappings);
-        json_key(j, "status");
-        json_string(j, vfiod_lease_status_name(l->status));
+        json_field_uint(j, "iommu_group", l->iommu_group);
+        json_field_uint(j, "uid", l->uid);
+        json_field_uint(j, "gid", l->gid);
+        json_field_uint(j, "pid", l->pid);
+        json_field_string(j, "unit", l->unit);
+        json_field_string(j, "mode", vfiod_mode_name(l->mode));
+        json_field_uint(j, "domain_id", l->domain_id);
+        json_field_uint(j, "pinned_bytes", l->pinned_bytes);
+        json_field_uint(j, "mappings", l->mappings);
+        json_field_string(j, "status", vfiod_lease_status_name(l->status));
         json_end_object(j);
 }
 
@@ -571,15 +548,13 @@ static int cmd_reload(const struct options *o, char **args, size_t n_args)
 
                 json_init(&j, stdout);
                 json_begin_object(&j);
-                json_key(&j, "applied");
-                json_bool(&j, res.applied);
+                json_field_bool(&j, "applied", res.applied);
                 json_key(&j, "errors");
                 json_begin_array(&j);
                 for (size_t i = 0; i < res.n_errors; i++)
                         json_string(&j, res.errors[i]);
                 json_end_array(&j);
-                json_key(&j, "leases_revoked");
-                json_uint(&j, res.leases_revoked);
+                json_field_uint(&j, "leases_revoked", res.leases_revoked);
                 json_end_object(&j);
                 fputc('\n', stdout);
         } else if (res.applied) {
@@ -783,14 +758,15 @@ static int exit_status_of(int status)
         return EXIT_FAILURE;
 }
 
-/* Runs argv with the lease's fds and waits for it; returns its exit status. */
-static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv, bool *revoked)
+/*
+ * Blocks the signals vfioctl forwards or waits for and returns a signalfd
+ * for them; *ret_old_mask gets the mask to restore. On failure says why on
+ * stderr and returns -errno, the mask as it was.
+ */
+static int signals_block(sigset_t *ret_old_mask)
 {
-        _cleanup_close_ int sfd = -EBADF;
-        sigset_t mask, old_mask;
-        bool watch = lease->mode == VFIOD_MODE_DIRECT;
-        pid_t pid;
-        int status = 0;
+        sigset_t mask;
+        int sfd, r;
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
@@ -798,30 +774,30 @@ static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv,
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
         sigaddset(&mask, SIGQUIT);
-        if (sigprocmask(SIG_BLOCK, &mask, &old_mask) < 0)
-                return report(NULL, -errno, "sigprocmask"), EXIT_CANNOT_START;
+        if (sigprocmask(SIG_BLOCK, &mask, ret_old_mask) < 0) {
+                r = -errno;
+                report(NULL, r, "sigprocmask");
+                return r;
+        }
         sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (sfd < 0) {
-                int r = -errno;
-
-                (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
-                return report(NULL, r, "signalfd"), EXIT_CANNOT_START;
+                r = -errno;
+                (void)sigprocmask(SIG_SETMASK, ret_old_mask, NULL);
+                report(NULL, r, "signalfd");
+                return r;
         }
+        return sfd;
+}
 
-        (void)fflush(NULL);
-        pid = fork();
-        if (pid < 0) {
-                int r = -errno;
-
-                (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
-                return report(NULL, r, "fork"), EXIT_CANNOT_START;
-        }
-        if (pid == 0)
-                run_child(lease, lease->mode == VFIOD_MODE_BROKERED ? vfiod_get_fd(c) : -1,
-                          &old_mask, argv);
-
-        /* The child has its copies; ours would keep the group quarantined after release. */
-        vfiod_lease_close_fds(lease);
+/*
+ * Until the child pid exits: forwards signals from sfd to it and, while
+ * watch, handles the daemon's events. Returns its wait status (0 when
+ * waiting failed).
+ */
+static int wait_child(struct vfiod *c, uint64_t lease_id, pid_t pid, int sfd, bool watch,
+                      bool *revoked)
+{
+        int status = 0;
 
         for (;;) {
                 struct pollfd p[2] = {
@@ -832,7 +808,7 @@ static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv,
                 pid_t w;
 
                 if (watch)
-                        handle_events(c, lease->lease_id, pid, &watch, revoked);
+                        handle_events(c, lease_id, pid, &watch, revoked);
                 if (poll(p, 2, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -855,6 +831,36 @@ static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv,
                         break;
                 }
         }
+        return status;
+}
+
+/* Runs argv with the lease's fds and waits for it; returns its exit status. */
+static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv, bool *revoked)
+{
+        _cleanup_close_ int sfd = -EBADF;
+        sigset_t old_mask;
+        pid_t pid;
+        int status;
+
+        sfd = signals_block(&old_mask);
+        if (sfd < 0)
+                return EXIT_CANNOT_START;
+        (void)fflush(NULL);
+        pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+
+                (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
+                return report(NULL, r, "fork"), EXIT_CANNOT_START;
+        }
+        if (pid == 0)
+                run_child(lease, lease->mode == VFIOD_MODE_BROKERED ? vfiod_get_fd(c) : -1,
+                          &old_mask, argv);
+
+        /* The child has its copies; ours would keep the group quarantined after release. */
+        vfiod_lease_close_fds(lease);
+        status =
+            wait_child(c, lease->lease_id, pid, sfd, lease->mode == VFIOD_MODE_DIRECT, revoked);
         (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
         return exit_status_of(status);
 }
