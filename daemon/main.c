@@ -1,5 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* vfiod: brokers VFIO device access to unprivileged programs. */
+/*
+ * vfiod: brokers VFIO device access to unprivileged programs.
+ *
+ * main() is parse_argv() (struct args), then --check-config or run(): set-up
+ * (policy, event loop, server, fd store and listening socket), the loop with
+ * its watchers (signals, STATUS=, idle exit, watchdog), teardown.
+ */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
