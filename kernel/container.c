@@ -135,7 +135,7 @@ static int parse_iova_cap(const uint8_t *buf, size_t len, size_t off, struct kvf
                 return -EBADMSG;
         n = cap.nr_iovas;
         bytes = n * sizeof(struct vfio_iova_range);
-        if ((len - off - sizeof(cap)) / sizeof(struct vfio_iova_range) < n)
+        if (kvfio_cap_items_fit(len, off, sizeof(cap), n, sizeof(struct vfio_iova_range)) < 0)
                 return -EBADMSG;
         free(info->iova_ranges);
         info->iova_ranges = NULL;
@@ -146,7 +146,7 @@ static int parse_iova_cap(const uint8_t *buf, size_t len, size_t off, struct kvf
                 for (size_t i = 0; i < n; i++) {
                         struct vfio_iova_range r;
 
-                        memcpy(&r, buf + off + sizeof(cap) + i * sizeof(r), sizeof(r));
+                        kvfio_cap_item(buf, off, sizeof(cap), i, &r, sizeof(r));
                         if (r.end < r.start)
                                 return -EBADMSG;
                         info->iova_ranges[i].start = r.start;

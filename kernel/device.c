@@ -51,7 +51,8 @@ static int parse_sparse_cap(const uint8_t *buf, size_t len, size_t off,
         if (kvfio_cap_read(buf, len, off, &cap, sizeof(cap)) < 0)
                 return -EBADMSG;
         n = cap.nr_areas;
-        if ((len - off - sizeof(cap)) / sizeof(struct vfio_region_sparse_mmap_area) < n)
+        if (kvfio_cap_items_fit(len, off, sizeof(cap), n,
+                                sizeof(struct vfio_region_sparse_mmap_area)) < 0)
                 return -EBADMSG;
         if (n > 0) {
                 areas = calloc(n, sizeof(*areas));
@@ -61,7 +62,7 @@ static int parse_sparse_cap(const uint8_t *buf, size_t len, size_t off,
         for (size_t i = 0; i < n; i++) {
                 struct vfio_region_sparse_mmap_area a;
 
-                memcpy(&a, buf + off + sizeof(cap) + i * sizeof(a), sizeof(a));
+                kvfio_cap_item(buf, off, sizeof(cap), i, &a, sizeof(a));
                 if (a.offset > info->size || a.size > info->size - a.offset) {
                         free(areas);
                         return -EBADMSG;
