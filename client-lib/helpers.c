@@ -13,6 +13,7 @@
 
 #include "client-lib/internal.h"
 #include "proto/macro.h"
+#include "proto/names.h"
 
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3 */
@@ -136,94 +137,78 @@ fail:
 
 const char *vfiod_mode_name(enum vfiod_mode mode)
 {
-        switch (mode) {
-        case VFIOD_MODE_DIRECT:
-                return "direct";
-        case VFIOD_MODE_BROKERED:
-                return "brokered";
-        case VFIOD_MODE_UNSPECIFIED:
-                break;
-        }
-        return "unknown";
+        /* enum vfiod_mode has the numbers of the protocol's Mode. */
+        const char *name = vfiod_proto_mode_to_string((int)mode);
+
+        return name ? name : "unknown";
+}
+
+static const char *const lease_state_table[] = {
+    [VFIOD_LEASE_STATE_FREE] = "free",
+    [VFIOD_LEASE_STATE_LEASED_BY_YOU] = "leased-by-you",
+    [VFIOD_LEASE_STATE_LEASED] = "leased",
+    [VFIOD_LEASE_STATE_QUARANTINED] = "quarantined",
+    [VFIOD_LEASE_STATE_UNAVAILABLE] = "unavailable",
+};
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(lease_state, enum vfiod_lease_state)
+
+static const char *const lease_status_table[] = {
+    [VFIOD_LEASE_STATUS_ACTIVE] = "active",
+    [VFIOD_LEASE_STATUS_RELEASE_REQUESTED] = "release-requested",
+    [VFIOD_LEASE_STATUS_RELEASING] = "releasing",
+};
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(lease_status, enum vfiod_lease_status)
+
+static const char *const iommu_type_table[] = {
+    [VFIOD_IOMMU_TYPE_TYPE1V2] = "type1v2",
+    [VFIOD_IOMMU_TYPE_TYPE1] = "type1",
+    [VFIOD_IOMMU_TYPE_SPAPR_TCE_V2] = "spapr-tce-v2",
+    [VFIOD_IOMMU_TYPE_SPAPR_TCE] = "spapr-tce",
+};
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(iommu_type, enum vfiod_iommu_type)
+
+static const char *const release_reason_table[] = {
+    [VFIOD_RELEASE_REASON_KERNEL_REQUEST] = "kernel-request",
+    [VFIOD_RELEASE_REASON_ADMIN_REVOKE] = "admin-revoke",
+    [VFIOD_RELEASE_REASON_POLICY_CHANGE] = "policy-change",
+};
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(release_reason, enum vfiod_release_reason)
+
+static const char *const event_type_table[] = {
+    [VFIOD_EVENT_RELEASE_REQUESTED] = "release-requested",
+    [VFIOD_EVENT_DEVICE_ERROR] = "device-error",
+    [VFIOD_EVENT_LEASE_REVOKED] = "lease-revoked",
+    [VFIOD_EVENT_DROPPED] = "dropped",
+};
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(event_type, enum vfiod_event_type)
+
+/* The name, or "unknown" for a value outside the table (vfiod.h). */
+static const char *or_unknown(const char *name)
+{
+        return name ? name : "unknown";
 }
 
 const char *vfiod_lease_state_name(enum vfiod_lease_state state)
 {
-        switch (state) {
-        case VFIOD_LEASE_STATE_FREE:
-                return "free";
-        case VFIOD_LEASE_STATE_LEASED_BY_YOU:
-                return "leased-by-you";
-        case VFIOD_LEASE_STATE_LEASED:
-                return "leased";
-        case VFIOD_LEASE_STATE_QUARANTINED:
-                return "quarantined";
-        case VFIOD_LEASE_STATE_UNAVAILABLE:
-                return "unavailable";
-        case VFIOD_LEASE_STATE_UNSPECIFIED:
-                break;
-        }
-        return "unknown";
+        return or_unknown(lease_state_to_string(state));
 }
 
 const char *vfiod_lease_status_name(enum vfiod_lease_status status)
 {
-        switch (status) {
-        case VFIOD_LEASE_STATUS_ACTIVE:
-                return "active";
-        case VFIOD_LEASE_STATUS_RELEASE_REQUESTED:
-                return "release-requested";
-        case VFIOD_LEASE_STATUS_RELEASING:
-                return "releasing";
-        case VFIOD_LEASE_STATUS_UNSPECIFIED:
-                break;
-        }
-        return "unknown";
+        return or_unknown(lease_status_to_string(status));
 }
 
 const char *vfiod_iommu_type_name(enum vfiod_iommu_type type)
 {
-        switch (type) {
-        case VFIOD_IOMMU_TYPE_TYPE1V2:
-                return "type1v2";
-        case VFIOD_IOMMU_TYPE_TYPE1:
-                return "type1";
-        case VFIOD_IOMMU_TYPE_SPAPR_TCE_V2:
-                return "spapr-tce-v2";
-        case VFIOD_IOMMU_TYPE_SPAPR_TCE:
-                return "spapr-tce";
-        case VFIOD_IOMMU_TYPE_UNSPECIFIED:
-                break;
-        }
-        return "unknown";
+        return or_unknown(iommu_type_to_string(type));
 }
 
 const char *vfiod_release_reason_name(enum vfiod_release_reason reason)
 {
-        switch (reason) {
-        case VFIOD_RELEASE_REASON_KERNEL_REQUEST:
-                return "kernel-request";
-        case VFIOD_RELEASE_REASON_ADMIN_REVOKE:
-                return "admin-revoke";
-        case VFIOD_RELEASE_REASON_POLICY_CHANGE:
-                return "policy-change";
-        case VFIOD_RELEASE_REASON_UNSPECIFIED:
-                break;
-        }
-        return "unknown";
+        return or_unknown(release_reason_to_string(reason));
 }
 
 const char *vfiod_event_type_name(enum vfiod_event_type type)
 {
-        switch (type) {
-        case VFIOD_EVENT_RELEASE_REQUESTED:
-                return "release-requested";
-        case VFIOD_EVENT_DEVICE_ERROR:
-                return "device-error";
-        case VFIOD_EVENT_LEASE_REVOKED:
-                return "lease-revoked";
-        case VFIOD_EVENT_DROPPED:
-                return "dropped";
-        }
-        return "unknown";
+        return or_unknown(event_type_to_string(type));
 }

@@ -38,5 +38,10 @@ void json_uint(struct json *j, uint64_t v);
 void json_bool(struct json *j, bool v);
 void json_null(struct json *j);
 
+/* json_key() and its value in one call. */
+void json_field_string(struct json *j, const char *key, const char *s);
+void json_field_uint(struct json *j, const char *key, uint64_t v);
+void json_field_bool(struct json *j, const char *key, bool v);
+
 /* Writes s as a quoted, escaped JSON string to f. */
 void json_write_string(FILE *f, const char *s);

@@ -11,6 +11,7 @@
 
 #include "client-lib/internal.h"
 #include "proto/macro.h"
+#include "proto/names.h"
 
 #define ENVELOPE(field, CASE, msg)                                         \
         ((Vfiod__Envelope){                                                \
@@ -334,12 +335,10 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
         if (!device || !device[0] || strlen(device) >= sizeof(l.device) || !mode)
                 return -EINVAL;
         copy_text(l.device, sizeof(l.device), device);
-        if (strcmp(mode, vfiod_mode_name(VFIOD_MODE_DIRECT)) == 0)
-                l.mode = VFIOD_MODE_DIRECT;
-        else if (strcmp(mode, vfiod_mode_name(VFIOD_MODE_BROKERED)) == 0)
-                l.mode = VFIOD_MODE_BROKERED;
-        else
+        r = vfiod_proto_mode_from_string(mode);
+        if (r < 0)
                 return -EINVAL;
+        l.mode = (enum vfiod_mode)r;
         direct = l.mode == VFIOD_MODE_DIRECT;
         r = env_fd(VFIOD_DEVICE_FD_ENV, true, &l.device_fd);
         if (r == 0)
@@ -411,12 +410,38 @@ static int fd_slot(int *fds, size_t *n, size_t max, int fd)
         return (int)(*n)++;
 }
 
+/*
+ * The arrays of a MapDma or UnmapDma of n ranges (verb: "map", "unmap"), at
+ * most max: *ret_items gets n zeroed items of item_size, *ret_ptrs room for
+ * n pointers, which the caller points at the items it fills. Both are the
+ * caller's to free. Returns 0, or client_fail()'s -errno.
+ */
+static int range_arrays_new(struct vfiod *c, size_t n, size_t max, const char *verb,
+                            size_t item_size, void **ret_items, void **ret_ptrs)
+{
+        _cleanup_free_ void *items = NULL;
+        _cleanup_free_ void *ptrs = NULL;
+
+        if (n == 0)
+                return client_fail(c, -EINVAL, "no range to %s", verb);
+        if (n > max)
+                return client_fail(c, -EMSGSIZE, "%zu ranges do not fit one message", n);
+        items = calloc(n, item_size);
+        ptrs = calloc(n, sizeof(void *));
+        if (!items || !ptrs)
+                return client_fail(c, -ENOMEM, "out of memory");
+        *ret_items = TAKE_PTR(items);
+        *ret_ptrs = TAKE_PTR(ptrs);
+        return 0;
+}
+
 int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
                   size_t n, uint64_t *ret_bytes)
 {
         _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
         _cleanup_free_ Vfiod__DmaRange *items = NULL;
         _cleanup_free_ Vfiod__DmaRange **ptrs = NULL;
+        void *items_mem, *ptrs_mem;
         int fds[VFIOD_PROTO_MAX_FDS]; /* borrowed from ranges[]: never closed here */
         size_t n_fds = 0;
         Vfiod__MapDma m = VFIOD__MAP_DMA__INIT;
@@ -426,15 +451,12 @@ int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_ra
 
         if (!c || !ranges)
                 return -EINVAL;
-        if (n == 0)
-                return client_fail(c, -EINVAL, "no range to map");
-        if (n > VFIOD_PROTO_MAX_DATAGRAM / 8)
-                return client_fail(c, -EMSGSIZE, "%zu ranges do not fit one message", n);
-
-        items = calloc(n, sizeof(*items));
-        ptrs = calloc(n, sizeof(*ptrs));
-        if (!items || !ptrs)
-                return client_fail(c, -ENOMEM, "out of memory");
+        r = range_arrays_new(c, n, VFIOD_PROTO_MAX_DATAGRAM / 8, "map", sizeof(*items), &items_mem,
+                             &ptrs_mem);
+        if (r < 0)
+                return r;
+        items = items_mem;
+        ptrs = ptrs_mem;
         for (size_t i = 0; i < n; i++) {
                 const struct vfiod_dma_range *rg = &ranges[i];
                 int slot;
@@ -493,6 +515,7 @@ int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova
         _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
         _cleanup_free_ Vfiod__IovaRange *items = NULL;
         _cleanup_free_ Vfiod__IovaRange **ptrs = NULL;
+        void *items_mem, *ptrs_mem;
         Vfiod__UnmapDma u = VFIOD__UNMAP_DMA__INIT;
         Vfiod__Envelope req = ENVELOPE(unmap_dma, UNMAP_DMA, &u);
         const Vfiod__UnmapDmaReply *ur;
@@ -500,14 +523,12 @@ int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova
 
         if (!c || !ranges)
                 return -EINVAL;
-        if (n == 0)
-                return client_fail(c, -EINVAL, "no range to unmap");
-        if (n > VFIOD_PROTO_MAX_DATAGRAM / 4)
-                return client_fail(c, -EMSGSIZE, "%zu ranges do not fit one message", n);
-        items = calloc(n, sizeof(*items));
-        ptrs = calloc(n, sizeof(*ptrs));
-        if (!items || !ptrs)
-                return client_fail(c, -ENOMEM, "out of memory");
+        r = range_arrays_new(c, n, VFIOD_PROTO_MAX_DATAGRAM / 4, "unmap", sizeof(*items),
+                             &items_mem, &ptrs_mem);
+        if (r < 0)
+                return r;
+        items = items_mem;
+        ptrs = ptrs_mem;
         for (size_t i = 0; i < n; i++) {
                 vfiod__iova_range__init(&items[i]);
                 items[i].iova = ranges[i].iova;

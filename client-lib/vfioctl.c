@@ -203,13 +203,15 @@ static const struct vfiod_lease_info *find_holder(const struct vfiod_lease_info 
 
 static void modes_text(unsigned modes, char *buf, size_t size)
 {
-        (void)snprintf(buf, size, "%s%s%s",
-                       modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT) ? "direct" : "",
-                       (modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT)) &&
-                               (modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
-                           ? ","
-                           : "",
-                       modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED) ? "brokered" : "");
+        (void)snprintf(
+            buf, size, "%s%s%s",
+            modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT) ? vfiod_mode_name(VFIOD_MODE_DIRECT) : "",
+            (modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT)) &&
+                    (modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
+                ? ","
+                : "",
+            modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED) ? vfiod_mode_name(VFIOD_MODE_BROKERED)
+                                                        : "");
         if (!buf[0])
                 (void)snprintf(buf, size, "-");
 }
@@ -217,122 +219,129 @@ static void modes_text(unsigned modes, char *buf, size_t size)
 static void json_holder(struct json *j, const struct vfiod_lease_info *h)
 {
         json_begin_object(j);
-        json_key(j, "lease_id");
-        json_uint(j, h->lease_id);
-        json_key(j, "uid");
-        json_uint(j, h->uid);
-        json_key(j, "gid");
-        json_uint(j, h->gid);
-        json_key(j, "pid");
-        json_uint(j, h->pid);
-        json_key(j, "unit");
-        json_string(j, h->unit);
+        json_field_uint(j, "lease_id", h->lease_id);
+        json_field_uint(j, "uid", h->uid);
+        json_field_uint(j, "gid", h->gid);
+        json_field_uint(j, "pid", h->pid);
+        json_field_string(j, "unit", h->unit);
         json_end_object(j);
+}
+
+static void json_device(struct json *j, const struct vfiod_device_info *d,
+                        const struct vfiod_lease_info *h)
+{
+        json_begin_object(j);
+        json_field_string(j, "device", d->device);
+        json_field_uint(j, "vendor_id", d->vendor_id);
+        json_field_uint(j, "device_id", d->device_id);
+        json_field_uint(j, "class_code", d->class_code);
+        json_field_uint(j, "iommu_group", d->iommu_group);
+        json_field_string(j, "driver", d->driver);
+        json_key(j, "mdev_type");
+        if (d->mdev_type[0])
+                json_string(j, d->mdev_type);
+        else
+                json_null(j);
+        json_field_string(j, "state", vfiod_lease_state_name(d->state));
+        json_key(j, "allowed_modes");
+        json_begin_array(j);
+        if (d->allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT))
+                json_string(j, vfiod_mode_name(VFIOD_MODE_DIRECT));
+        if (d->allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
+                json_string(j, vfiod_mode_name(VFIOD_MODE_BROKERED));
+        json_end_array(j);
+        json_key(j, "lease_id");
+        if (d->lease_id)
+                json_uint(j, d->lease_id);
+        else
+                json_null(j);
+        json_key(j, "holder");
+        if (h)
+                json_holder(j, h);
+        else
+                json_null(j);
+        json_end_object(j);
+}
+
+static void print_devices_json(const struct vfiod_device_info *d, size_t n,
+                               const struct vfiod_lease_info *leases, size_t n_leases)
+{
+        struct json j;
+
+        json_init(&j, stdout);
+        json_begin_array(&j);
+        for (size_t i = 0; i < n; i++)
+                json_device(&j, &d[i], find_holder(leases, n_leases, d[i].device));
+        json_end_array(&j);
+        fputc('\n', stdout);
+}
+
+/* One row of `vfioctl list`: its cells point into the row or into the device. */
+struct device_row {
+        char id[VFIOD_DRIVER_NAME_MAX], class[16], group[16], modes[32],
+            holder[VFIOD_UNIT_NAME_MAX + 64];
+        const char *cells[8];
+};
+
+static void device_row(struct device_row *row, const struct vfiod_device_info *d,
+                       const struct vfiod_lease_info *h)
+{
+        /* An mdev's ids are in its config space: its type instead. */
+        if (d->mdev_type[0])
+                (void)snprintf(row->id, sizeof(row->id), "%s", d->mdev_type);
+        else
+                (void)snprintf(row->id, sizeof(row->id), "%04" PRIx32 ":%04" PRIx32, d->vendor_id,
+                               d->device_id);
+        (void)snprintf(row->class, sizeof(row->class), "%06" PRIx32, d->class_code);
+        (void)snprintf(row->group, sizeof(row->group), "%" PRIu32, d->iommu_group);
+        modes_text(d->allowed_modes, row->modes, sizeof(row->modes));
+        if (d->state == VFIOD_LEASE_STATE_LEASED_BY_YOU)
+                (void)snprintf(row->holder, sizeof(row->holder), "you (lease %" PRIu64 ")",
+                               d->lease_id);
+        else if (h)
+                (void)snprintf(row->holder, sizeof(row->holder),
+                               "uid %" PRIu32 " pid %" PRIu32 "%s%s (lease %" PRIu64 ")", h->uid,
+                               h->pid, h->unit[0] ? " " : "", h->unit, h->lease_id);
+        else
+                (void)snprintf(row->holder, sizeof(row->holder), "-");
+        row->cells[0] = d->device;
+        row->cells[1] = row->id;
+        row->cells[2] = row->class;
+        row->cells[3] = row->group;
+        row->cells[4] = d->driver[0] ? d->driver : "-";
+        row->cells[5] = vfiod_lease_state_name(d->state);
+        row->cells[6] = row->modes;
+        row->cells[7] = row->holder;
+}
+
+static int print_devices_table(const struct vfiod_device_info *d, size_t n,
+                               const struct vfiod_lease_info *leases, size_t n_leases)
+{
+        _cleanup_(table_free) struct table t = {.n_cols = 8};
+        const char *header[] = {"DEVICE", "ID",    "CLASS", "GROUP",
+                                "DRIVER", "STATE", "MODES", "HOLDER"};
+
+        if (table_add(&t, header) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                struct device_row row;
+
+                device_row(&row, &d[i], find_holder(leases, n_leases, d[i].device));
+                if (table_add(&t, row.cells) < 0)
+                        return -ENOMEM;
+        }
+        table_print(&t, stdout);
+        return 0;
 }
 
 static int print_devices(const struct vfiod_device_info *d, size_t n,
                          const struct vfiod_lease_info *leases, size_t n_leases, bool json)
 {
         if (json) {
-                struct json j;
-
-                json_init(&j, stdout);
-                json_begin_array(&j);
-                for (size_t i = 0; i < n; i++) {
-                        const struct vfiod_lease_info *h =
-                            find_holder(leases, n_leases, d[i].device);
-
-                        json_begin_object(&j);
-                        json_key(&j, "device");
-                        json_string(&j, d[i].device);
-                        json_key(&j, "vendor_id");
-                        json_uint(&j, d[i].vendor_id);
-                        json_key(&j, "device_id");
-                        json_uint(&j, d[i].device_id);
-                        json_key(&j, "class_code");
-                        json_uint(&j, d[i].class_code);
-                        json_key(&j, "iommu_group");
-                        json_uint(&j, d[i].iommu_group);
-                        json_key(&j, "driver");
-                        json_string(&j, d[i].driver);
-                        json_key(&j, "mdev_type");
-                        if (d[i].mdev_type[0])
-                                json_string(&j, d[i].mdev_type);
-                        else
-                                json_null(&j);
-                        json_key(&j, "state");
-                        json_string(&j, vfiod_lease_state_name(d[i].state));
-                        json_key(&j, "allowed_modes");
-                        json_begin_array(&j);
-                        if (d[i].allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT))
-                                json_string(&j, "direct");
-                        if (d[i].allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
-                                json_string(&j, "brokered");
-                        json_end_array(&j);
-                        json_key(&j, "lease_id");
-                        if (d[i].lease_id)
-                                json_uint(&j, d[i].lease_id);
-                        else
-                                json_null(&j);
-                        json_key(&j, "holder");
-                        if (h)
-                                json_holder(&j, h);
-                        else
-                                json_null(&j);
-                        json_end_object(&j);
-                }
-                json_end_array(&j);
-                fputc('\n', stdout);
+                print_devices_json(d, n, leases, n_leases);
                 return 0;
         }
-
-        {
-                _cleanup_(table_free) struct table t = {.n_cols = 8};
-                const char *header[] = {"DEVICE", "ID",    "CLASS", "GROUP",
-                                        "DRIVER", "STATE", "MODES", "HOLDER"};
-
-                if (table_add(&t, header) < 0)
-                        return -ENOMEM;
-                for (size_t i = 0; i < n; i++) {
-                        const struct vfiod_lease_info *h =
-                            find_holder(leases, n_leases, d[i].device);
-                        char id[VFIOD_DRIVER_NAME_MAX], class[16], group[16], modes[32],
-                            holder[VFIOD_UNIT_NAME_MAX + 64];
-                        const char *row[8];
-
-                        /* An mdev's ids are in its config space: its type instead. */
-                        if (d[i].mdev_type[0])
-                                (void)snprintf(id, sizeof(id), "%s", d[i].mdev_type);
-                        else
-                                (void)snprintf(id, sizeof(id), "%04" PRIx32 ":%04" PRIx32,
-                                               d[i].vendor_id, d[i].device_id);
-                        (void)snprintf(class, sizeof(class), "%06" PRIx32, d[i].class_code);
-                        (void)snprintf(group, sizeof(group), "%" PRIu32, d[i].iommu_group);
-                        modes_text(d[i].allowed_modes, modes, sizeof(modes));
-                        if (d[i].state == VFIOD_LEASE_STATE_LEASED_BY_YOU)
-                                (void)snprintf(holder, sizeof(holder), "you (lease %" PRIu64 ")",
-                                               d[i].lease_id);
-                        else if (h)
-                                (void)snprintf(
-                                    holder, sizeof(holder),
-                                    "uid %" PRIu32 " pid %" PRIu32 "%s%s (lease %" PRIu64 ")",
-                                    h->uid, h->pid, h->unit[0] ? " " : "", h->unit, h->lease_id);
-                        else
-                                (void)snprintf(holder, sizeof(holder), "-");
-                        row[0] = d[i].device;
-                        row[1] = id;
-                        row[2] = class;
-                        row[3] = group;
-                        row[4] = d[i].driver[0] ? d[i].driver : "-";
-                        row[5] = vfiod_lease_state_name(d[i].state);
-                        row[6] = modes;
-                        row[7] = holder;
-                        if (table_add(&t, row) < 0)
-                                return -ENOMEM;
-                }
-                table_print(&t, stdout);
-        }
-        return 0;
+        return print_devices_table(d, n, leases, n_leases);
 }
 
 static int cmd_list(const struct options *o, char **args, size_t n_args)
@@ -373,6 +382,94 @@ static int cmd_list(const struct options *o, char **args, size_t n_args)
 /* ------------------------------------------------------------------------- */
 /* admin commands */
 
+static void json_lease(struct json *j, const struct vfiod_lease_info *l)
+{
+        json_begin_object(j);
+        json_field_uint(j, "lease_id", l->lease_id);
+        json_key(j, "devices");
+        json_begin_array(j);
+        for (size_t k = 0; k < l->n_devices; k++)
+                json_string(j, l->devices[k]);
+        json_end_array(j);
+        json_field_uint(j, "iommu_group", l->iommu_group);
+        json_field_uint(j, "uid", l->uid);
+        json_field_uint(j, "gid", l->gid);
+        json_field_uint(j, "pid", l->pid);
+        json_field_string(j, "unit", l->unit);
+        json_field_string(j, "mode", vfiod_mode_name(l->mode));
+        json_field_uint(j, "domain_id", l->domain_id);
+        json_field_uint(j, "pinned_bytes", l->pinned_bytes);
+        json_field_uint(j, "mappings", l->mappings);
+        json_field_string(j, "status", vfiod_lease_status_name(l->status));
+        json_end_object(j);
+}
+
+static void print_leases_json(const struct vfiod_lease_info *l, size_t n)
+{
+        struct json j;
+
+        json_init(&j, stdout);
+        json_begin_array(&j);
+        for (size_t i = 0; i < n; i++)
+                json_lease(&j, &l[i]);
+        json_end_array(&j);
+        fputc('\n', stdout);
+}
+
+/* One row of `vfioctl leases`: its cells point into the row or are static. */
+struct lease_row {
+        char id[24], group[16], domain[24], uid[16], pid[16], pinned[24], maps[16];
+        char devices[512];
+        const char *cells[10];
+};
+
+static void lease_row(struct lease_row *row, const struct vfiod_lease_info *l)
+{
+        row->devices[0] = '\0';
+        (void)snprintf(row->id, sizeof(row->id), "%" PRIu64, l->lease_id);
+        for (size_t k = 0; k < l->n_devices; k++) {
+                size_t len = strlen(row->devices);
+
+                (void)snprintf(row->devices + len, sizeof(row->devices) - len, "%s%s", k ? "," : "",
+                               l->devices[k]);
+        }
+        (void)snprintf(row->group, sizeof(row->group), "%" PRIu32, l->iommu_group);
+        (void)snprintf(row->domain, sizeof(row->domain), "%" PRIu64, l->domain_id);
+        (void)snprintf(row->uid, sizeof(row->uid), "%" PRIu32, l->uid);
+        (void)snprintf(row->pid, sizeof(row->pid), "%" PRIu32, l->pid);
+        (void)snprintf(row->pinned, sizeof(row->pinned), "%" PRIu64, l->pinned_bytes);
+        (void)snprintf(row->maps, sizeof(row->maps), "%" PRIu32, l->mappings);
+        row->cells[0] = row->id;
+        row->cells[1] = row->devices[0] ? row->devices : "-";
+        row->cells[2] = row->group;
+        row->cells[3] = vfiod_mode_name(l->mode);
+        row->cells[4] = row->domain;
+        row->cells[5] = row->uid;
+        row->cells[6] = row->pid;
+        row->cells[7] = row->pinned;
+        row->cells[8] = row->maps;
+        row->cells[9] = vfiod_lease_status_name(l->status);
+}
+
+static int print_leases_table(const struct vfiod_lease_info *l, size_t n)
+{
+        _cleanup_(table_free) struct table t = {.n_cols = 10};
+        const char *header[] = {"LEASE", "DEVICES", "GROUP",  "MODE",     "DOMAIN",
+                                "UID",   "PID",     "PINNED", "MAPPINGS", "STATUS"};
+        int r;
+
+        r = table_add(&t, header);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                struct lease_row row;
+
+                lease_row(&row, &l[i]);
+                r = table_add(&t, row.cells);
+        }
+        if (r >= 0)
+                table_print(&t, stdout);
+        return r;
+}
+
 static int cmd_leases(const struct options *o, char **args, size_t n_args)
 {
         _cleanup_(vfiod_closep) struct vfiod *c = NULL;
@@ -388,84 +485,10 @@ static int cmd_leases(const struct options *o, char **args, size_t n_args)
         r = vfiod_list_leases(c, &l, &n);
         if (r < 0)
                 return report(c, r, "leases");
-
-        if (o->json) {
-                struct json j;
-
-                json_init(&j, stdout);
-                json_begin_array(&j);
-                for (size_t i = 0; i < n; i++) {
-                        json_begin_object(&j);
-                        json_key(&j, "lease_id");
-                        json_uint(&j, l[i].lease_id);
-                        json_key(&j, "devices");
-                        json_begin_array(&j);
-                        for (size_t k = 0; k < l[i].n_devices; k++)
-                                json_string(&j, l[i].devices[k]);
-                        json_end_array(&j);
-                        json_key(&j, "iommu_group");
-                        json_uint(&j, l[i].iommu_group);
-                        json_key(&j, "uid");
-                        json_uint(&j, l[i].uid);
-                        json_key(&j, "gid");
-                        json_uint(&j, l[i].gid);
-                        json_key(&j, "pid");
-                        json_uint(&j, l[i].pid);
-                        json_key(&j, "unit");
-                        json_string(&j, l[i].unit);
-                        json_key(&j, "mode");
-                        json_string(&j, vfiod_mode_name(l[i].mode));
-                        json_key(&j, "domain_id");
-                        json_uint(&j, l[i].domain_id);
-                        json_key(&j, "pinned_bytes");
-                        json_uint(&j, l[i].pinned_bytes);
-                        json_key(&j, "mappings");
-                        json_uint(&j, l[i].mappings);
-                        json_key(&j, "status");
-                        json_string(&j, vfiod_lease_status_name(l[i].status));
-                        json_end_object(&j);
-                }
-                json_end_array(&j);
-                fputc('\n', stdout);
-        } else {
-                _cleanup_(table_free) struct table t = {.n_cols = 10};
-                const char *header[] = {"LEASE", "DEVICES", "GROUP",  "MODE",     "DOMAIN",
-                                        "UID",   "PID",     "PINNED", "MAPPINGS", "STATUS"};
-
-                r = table_add(&t, header);
-                for (size_t i = 0; r >= 0 && i < n; i++) {
-                        char id[24], group[16], domain[24], uid[16], pid[16], pinned[24], maps[16];
-                        char devices[512] = "";
-                        const char *row[10];
-
-                        (void)snprintf(id, sizeof(id), "%" PRIu64, l[i].lease_id);
-                        for (size_t k = 0; k < l[i].n_devices; k++) {
-                                size_t len = strlen(devices);
-
-                                (void)snprintf(devices + len, sizeof(devices) - len, "%s%s",
-                                               k ? "," : "", l[i].devices[k]);
-                        }
-                        (void)snprintf(group, sizeof(group), "%" PRIu32, l[i].iommu_group);
-                        (void)snprintf(domain, sizeof(domain), "%" PRIu64, l[i].domain_id);
-                        (void)snprintf(uid, sizeof(uid), "%" PRIu32, l[i].uid);
-                        (void)snprintf(pid, sizeof(pid), "%" PRIu32, l[i].pid);
-                        (void)snprintf(pinned, sizeof(pinned), "%" PRIu64, l[i].pinned_bytes);
-                        (void)snprintf(maps, sizeof(maps), "%" PRIu32, l[i].mappings);
-                        row[0] = id;
-                        row[1] = devices[0] ? devices : "-";
-                        row[2] = group;
-                        row[3] = vfiod_mode_name(l[i].mode);
-                        row[4] = domain;
-                        row[5] = uid;
-                        row[6] = pid;
-                        row[7] = pinned;
-                        row[8] = maps;
-                        row[9] = vfiod_lease_status_name(l[i].status);
-                        r = table_add(&t, row);
-                }
-                if (r >= 0)
-                        table_print(&t, stdout);
-        }
+        if (o->json)
+                print_leases_json(l, n);
+        else
+                r = print_leases_table(l, n);
         vfiod_leases_free(l, n);
         if (r < 0)
                 return report(NULL, r, "leases");
@@ -525,15 +548,13 @@ static int cmd_reload(const struct options *o, char **args, size_t n_args)
 
                 json_init(&j, stdout);
                 json_begin_object(&j);
-                json_key(&j, "applied");
-                json_bool(&j, res.applied);
+                json_field_bool(&j, "applied", res.applied);
                 json_key(&j, "errors");
                 json_begin_array(&j);
                 for (size_t i = 0; i < res.n_errors; i++)
                         json_string(&j, res.errors[i]);
                 json_end_array(&j);
-                json_key(&j, "leases_revoked");
-                json_uint(&j, res.leases_revoked);
+                json_field_uint(&j, "leases_revoked", res.leases_revoked);
                 json_end_object(&j);
                 fputc('\n', stdout);
         } else if (res.applied) {
@@ -737,14 +758,15 @@ static int exit_status_of(int status)
         return EXIT_FAILURE;
 }
 
-/* Runs argv with the lease's fds and waits for it; returns its exit status. */
-static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv, bool *revoked)
+/*
+ * Blocks the signals vfioctl forwards or waits for and returns a signalfd
+ * for them; *ret_old_mask gets the mask to restore. On failure says why on
+ * stderr and returns -errno, the mask as it was.
+ */
+static int signals_block(sigset_t *ret_old_mask)
 {
-        _cleanup_close_ int sfd = -EBADF;
-        sigset_t mask, old_mask;
-        bool watch = lease->mode == VFIOD_MODE_DIRECT;
-        pid_t pid;
-        int status = 0;
+        sigset_t mask;
+        int sfd, r;
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
@@ -752,30 +774,30 @@ static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv,
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
         sigaddset(&mask, SIGQUIT);
-        if (sigprocmask(SIG_BLOCK, &mask, &old_mask) < 0)
-                return report(NULL, -errno, "sigprocmask"), EXIT_CANNOT_START;
+        if (sigprocmask(SIG_BLOCK, &mask, ret_old_mask) < 0) {
+                r = -errno;
+                report(NULL, r, "sigprocmask");
+                return r;
+        }
         sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (sfd < 0) {
-                int r = -errno;
-
-                (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
-                return report(NULL, r, "signalfd"), EXIT_CANNOT_START;
+                r = -errno;
+                (void)sigprocmask(SIG_SETMASK, ret_old_mask, NULL);
+                report(NULL, r, "signalfd");
+                return r;
         }
+        return sfd;
+}
 
-        (void)fflush(NULL);
-        pid = fork();
-        if (pid < 0) {
-                int r = -errno;
-
-                (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
-                return report(NULL, r, "fork"), EXIT_CANNOT_START;
-        }
-        if (pid == 0)
-                run_child(lease, lease->mode == VFIOD_MODE_BROKERED ? vfiod_get_fd(c) : -1,
-                          &old_mask, argv);
-
-        /* The child has its copies; ours would keep the group quarantined after release. */
-        vfiod_lease_close_fds(lease);
+/*
+ * Until the child pid exits: forwards signals from sfd to it and, while
+ * watch, handles the daemon's events. Returns its wait status (0 when
+ * waiting failed).
+ */
+static int wait_child(struct vfiod *c, uint64_t lease_id, pid_t pid, int sfd, bool watch,
+                      bool *revoked)
+{
+        int status = 0;
 
         for (;;) {
                 struct pollfd p[2] = {
@@ -786,7 +808,7 @@ static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv,
                 pid_t w;
 
                 if (watch)
-                        handle_events(c, lease->lease_id, pid, &watch, revoked);
+                        handle_events(c, lease_id, pid, &watch, revoked);
                 if (poll(p, 2, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -809,6 +831,36 @@ static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv,
                         break;
                 }
         }
+        return status;
+}
+
+/* Runs argv with the lease's fds and waits for it; returns its exit status. */
+static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv, bool *revoked)
+{
+        _cleanup_close_ int sfd = -EBADF;
+        sigset_t old_mask;
+        pid_t pid;
+        int status;
+
+        sfd = signals_block(&old_mask);
+        if (sfd < 0)
+                return EXIT_CANNOT_START;
+        (void)fflush(NULL);
+        pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+
+                (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
+                return report(NULL, r, "fork"), EXIT_CANNOT_START;
+        }
+        if (pid == 0)
+                run_child(lease, lease->mode == VFIOD_MODE_BROKERED ? vfiod_get_fd(c) : -1,
+                          &old_mask, argv);
+
+        /* The child has its copies; ours would keep the group quarantined after release. */
+        vfiod_lease_close_fds(lease);
+        status =
+            wait_child(c, lease->lease_id, pid, sfd, lease->mode == VFIOD_MODE_DIRECT, revoked);
         (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
         return exit_status_of(status);
 }

@@ -19,6 +19,7 @@
 #include "kernel/group.h"
 #include "kernel/irq.h"
 #include "proto/macro.h"
+#include "proto/names.h"
 
 #define LOG_LEASE(prio, l, dev, ...)                                                \
         do {                                                                        \
@@ -36,9 +37,9 @@ static unsigned mode_bit(int mode)
 
 static const char *mode_name(int mode)
 {
-        return mode == VFIOD__MODE__MODE_DIRECT     ? "direct"
-               : mode == VFIOD__MODE__MODE_BROKERED ? "brokered"
-                                                    : "unspecified";
+        const char *name = vfiod_proto_mode_to_string(mode);
+
+        return name ? name : "unspecified";
 }
 
 /* ---- daemon-owned REQ / ERR eventfds -------------------------------------- */
@@ -1195,9 +1196,7 @@ static int irq_set_eventfds(struct vfiod_lease_dev *dev, const struct vfiod_irq_
                 if (r < 0)
                         return irq_kernel_error(dev, index, r, err);
                 /* The eventfd is owned by the lease device while assigned. */
-                safe_close(dev->unmask_fds[index]);
-                dev->unmask_fds[index] = set->fds[0];
-                set->fds[0] = -EBADF;
+                close_and_replace(dev->unmask_fds[index], set->fds[0]);
                 return 0;
         }
         if (dev_trigger_fds(dev, index) < 0)
@@ -1207,9 +1206,7 @@ static int irq_set_eventfds(struct vfiod_lease_dev *dev, const struct vfiod_irq_
                 return irq_kernel_error(dev, index, r, err);
         /* The kernel took its references; we keep ours while assigned. */
         for (uint32_t i = 0; i < count; i++) {
-                safe_close(dev->trigger_fds[index][start + i]);
-                dev->trigger_fds[index][start + i] = set->fds[i];
-                set->fds[i] = -EBADF;
+                close_and_replace(dev->trigger_fds[index][start + i], set->fds[i]);
         }
         return 0;
 }

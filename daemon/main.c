@@ -1,5 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* vfiod: brokers VFIO device access to unprivileged programs. */
+/*
+ * vfiod: brokers VFIO device access to unprivileged programs.
+ *
+ * main() is parse_argv() (struct args), then --check-config or run(): set-up
+ * (policy, event loop, server, fd store and listening socket), the loop with
+ * its watchers (signals, STATUS=, idle exit, watchdog), teardown.
+ */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -166,77 +172,88 @@ static void raise_nofile(void)
                             (unsigned long long)rl.rlim_max);
 }
 
-int main(int argc, char **argv)
-{
-        enum {
-                OPT_SOCKET = 0x100,
-                OPT_CONFIG,
-                OPT_CHECK,
-                OPT_SYSFS,
-                OPT_VFIO,
-                OPT_VERSION,
-                OPT_DEBUG,
-                OPT_EXIT_IDLE,
-                OPT_FD_STORE
-        };
-        static const struct option options[] = {
-            {"socket", required_argument, NULL, OPT_SOCKET},
-            {"config", required_argument, NULL, OPT_CONFIG},
-            {"check-config", optional_argument, NULL, OPT_CHECK},
-            {"sysfs-root", required_argument, NULL, OPT_SYSFS},
-            {"vfio-dir", required_argument, NULL, OPT_VFIO},
-            {"debug", no_argument, NULL, OPT_DEBUG},
-            {"exit-idle", required_argument, NULL, OPT_EXIT_IDLE},
-            {"fd-store", no_argument, NULL, OPT_FD_STORE},
-            {"help", no_argument, NULL, 'h'},
-            {"version", no_argument, NULL, OPT_VERSION},
-            {},
-        };
-        const char *socket_path = VFIOD_DEFAULT_SOCKET, *config = NULL, *sysfs = "/";
-        const char *vfio_dir = "/dev/vfio", *check = NULL;
-        bool do_check = false, own_socket = false;
-        struct vfiod_passed passed = {0};
-        struct vfiod_state *state = NULL;
-        struct vfiod_errors errors = {0};
-        struct vfiod_policy *policy = NULL;
-        struct vfiod_server *server = NULL;
-        struct ev_loop *loop;
-        ev_signal sig_term, sig_int, sig_hup;
-        ev_timer watchdog;
-        uint64_t watchdog_usec = 0;
-        struct status_watch sw = {.clients = SIZE_MAX, .leases = SIZE_MAX};
-        char *end;
-        int c, r, fd;
+/* What the command line asks for. */
+struct args {
+        const char *socket_path, *config, *sysfs, *vfio_dir;
+        bool do_check;     /* --check-config */
+        const char *check; /* its file, when named */
+        double idle_exit;  /* --exit-idle seconds; 0 = never */
+};
 
-        vfiod_log_init();
+static const char *config_path(const struct args *a)
+{
+        return a->config ? a->config : VFIOD_DEFAULT_CONFIG;
+}
+
+/* The options of vfiod(8). */
+enum {
+        OPT_SOCKET = 0x100,
+        OPT_CONFIG,
+        OPT_CHECK,
+        OPT_SYSFS,
+        OPT_VFIO,
+        OPT_VERSION,
+        OPT_DEBUG,
+        OPT_EXIT_IDLE,
+        OPT_FD_STORE
+};
+static const struct option options[] = {
+    {"socket", required_argument, NULL, OPT_SOCKET},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"check-config", optional_argument, NULL, OPT_CHECK},
+    {"sysfs-root", required_argument, NULL, OPT_SYSFS},
+    {"vfio-dir", required_argument, NULL, OPT_VFIO},
+    {"debug", no_argument, NULL, OPT_DEBUG},
+    {"exit-idle", required_argument, NULL, OPT_EXIT_IDLE},
+    {"fd-store", no_argument, NULL, OPT_FD_STORE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {},
+};
+
+/*
+ * Fills *a from the command line (and sets fd_store and the log level).
+ * Returns 1 to go on, 0 when there is nothing more to do (--help, --version),
+ * -EINVAL after saying on stderr what is wrong.
+ */
+static int parse_argv(int argc, char **argv, struct args *a)
+{
+        char *end;
+        int c;
+
+        *a = (struct args){
+            .socket_path = VFIOD_DEFAULT_SOCKET,
+            .sysfs = "/",
+            .vfio_dir = "/dev/vfio",
+        };
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case OPT_SOCKET:
-                        socket_path = optarg;
+                        a->socket_path = optarg;
                         break;
                 case OPT_CONFIG:
-                        config = optarg;
+                        a->config = optarg;
                         break;
                 case OPT_CHECK:
-                        do_check = true;
-                        check = optarg;
+                        a->do_check = true;
+                        a->check = optarg;
                         break;
                 case OPT_SYSFS:
-                        sysfs = optarg;
+                        a->sysfs = optarg;
                         break;
                 case OPT_VFIO:
-                        vfio_dir = optarg;
+                        a->vfio_dir = optarg;
                         break;
                 case OPT_FD_STORE:
                         fd_store = true;
                         break;
                 case OPT_EXIT_IDLE:
-                        sw.idle_exit = strtod(optarg, &end);
-                        if (end == optarg || *end || !(sw.idle_exit > 0 && sw.idle_exit < 1e9)) {
+                        a->idle_exit = strtod(optarg, &end);
+                        if (end == optarg || *end || !(a->idle_exit > 0 && a->idle_exit < 1e9)) {
                                 fprintf(stderr,
                                         "vfiod: --exit-idle '%s' is not a number of seconds\n",
                                         optarg);
-                                return EXIT_FAILURE;
+                                return -EINVAL;
                         }
                         break;
                 case OPT_DEBUG:
@@ -244,149 +261,215 @@ int main(int argc, char **argv)
                         break;
                 case 'h':
                         help();
-                        return EXIT_SUCCESS;
+                        return 0;
                 case OPT_VERSION:
                         printf("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
-                        return EXIT_SUCCESS;
+                        return 0;
                 default:
-                        return EXIT_FAILURE;
+                        return -EINVAL;
                 }
         }
-        if (do_check) {
-                if (!check && optind < argc)
-                        check = argv[optind++];
-                if (optind < argc) {
-                        fprintf(stderr, "vfiod: unexpected argument '%s'\n", argv[optind]);
-                        return EXIT_FAILURE;
-                }
-                return check_config(check    ? check
-                                    : config ? config
-                                             : VFIOD_DEFAULT_CONFIG,
-                                    !check && !config, sysfs);
-        }
+        /* --check-config takes its file as the next argument too. */
+        if (a->do_check && !a->check && optind < argc)
+                a->check = argv[optind++];
         if (optind < argc) {
                 fprintf(stderr, "vfiod: unexpected argument '%s'\n", argv[optind]);
-                return EXIT_FAILURE;
+                return -EINVAL;
         }
+        return 1;
+}
+
+/* The running daemon: what set-up makes and teardown undoes. */
+struct daemon {
+        const struct args *args;
+        struct ev_loop *loop;
+        struct vfiod_server *server;
+        struct vfiod_state *state;
+        bool own_socket; /* bound here (not from systemd): unlinked at the end */
+        ev_signal sig_term, sig_int, sig_hup;
+        ev_timer watchdog;
+        struct status_watch sw;
+};
+
+/* The policy, the loop and the server. Logs what failed. */
+static int setup_server(struct daemon *d)
+{
+        const struct args *a = d->args;
+        struct vfiod_errors errors = {0};
+        struct vfiod_policy *policy = NULL;
+        int r;
 
         /* Without --config a missing default file means "nothing is allowed to anyone". */
-        r = vfiod_policy_load(config ? config : VFIOD_DEFAULT_CONFIG, !config, &policy, &errors);
+        r = vfiod_policy_load(config_path(a), !a->config, &policy, &errors);
         for (size_t i = 0; i < errors.n; i++)
                 log_error("%s", errors.lines[i]);
         vfiod_errors_clear(&errors);
         if (r < 0) {
                 log_error("Invalid configuration; not starting");
-                return EXIT_FAILURE;
+                return r;
         }
         if (policy->n_rules == 0)
                 log_notice("The configuration '%s' has no [Device] rule: nobody may lease anything",
-                           config ? config : VFIOD_DEFAULT_CONFIG);
+                           config_path(a));
         (void)signal(SIGPIPE, SIG_IGN);
         raise_nofile();
-        loop = ev_default_loop(EVFLAG_AUTO);
-        if (!loop) {
+        d->loop = ev_default_loop(EVFLAG_AUTO);
+        if (!d->loop) {
                 log_error("Cannot initialise the event loop");
                 vfiod_policy_free(policy);
-                return EXIT_FAILURE;
+                return -ENOMEM;
         }
         /* The policy moves to the server. */
-        r = vfiod_server_new(loop,
+        r = vfiod_server_new(d->loop,
                              &(struct vfiod_server_options){
-                                 .sysfs_root = sysfs,
-                                 .vfio_dir = vfio_dir,
-                                 .config_path = config ? config : VFIOD_DEFAULT_CONFIG,
-                                 .config_missing_ok = !config,
+                                 .sysfs_root = a->sysfs,
+                                 .vfio_dir = a->vfio_dir,
+                                 .config_path = config_path(a),
+                                 .config_missing_ok = !a->config,
                              },
-                             policy, &server);
-        if (r < 0) {
-                log_error_errno(r, "Cannot set up the server");
-                return EXIT_FAILURE;
-        }
-        vfiod_server_log_devices(server);
+                             policy, &d->server);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the server");
+        vfiod_server_log_devices(d->server);
+        return 0;
+}
+
+/* The fd store, the leases it kept, and the listening socket. Logs what failed. */
+static int setup_state_and_socket(struct daemon *d)
+{
+        struct vfiod_passed passed = {0};
+        int r, fd;
+
         r = vfiod_passed_from_systemd(&fd, &passed);
         if (r < 0)
                 goto fail;
-        r = vfiod_state_new(server, &state);
+        r = vfiod_state_new(d->server, &d->state);
         if (r < 0) {
                 log_error_errno(r, "Cannot set up the fd store");
                 goto fail;
         }
         if (fd_store)
-                vfiod_state_enable(state);
+                vfiod_state_enable(d->state);
         /* Leases kept by a previous vfiod; a state that cannot be restored is torn down. */
-        (void)vfiod_state_restore(state, &passed);
+        (void)vfiod_state_restore(d->state, &passed);
         vfiod_passed_done(&passed);
         if (fd == 0) {
-                fd = vfiod_socket_bind(socket_path);
+                fd = vfiod_socket_bind(d->args->socket_path);
                 if (fd < 0)
-                        goto fail;
-                own_socket = true;
+                        return fd;
+                d->own_socket = true;
         }
-        r = vfiod_server_listen_take(server, fd);
-        if (r < 0) {
-                log_error_errno(r, "Cannot listen");
-                goto fail;
-        }
-        ev_signal_init(&sig_term, stop_cb, SIGTERM);
-        ev_signal_init(&sig_int, stop_cb, SIGINT);
-        ev_signal_init(&sig_hup, reload_cb, SIGHUP);
-        sw.server = server;
-        sw.state = state;
-        sig_hup.data = &sw;
-        ev_signal_start(loop, &sig_term);
-        ev_signal_start(loop, &sig_int);
-        ev_signal_start(loop, &sig_hup);
+        r = vfiod_server_listen_take(d->server, fd);
+        if (r < 0)
+                return log_error_errno(r, "Cannot listen");
+        return 0;
+
+fail:
+        vfiod_passed_done(&passed);
+        return r;
+}
+
+/* Signals, READY=1, STATUS=, the idle exit and the watchdog. */
+static void start_watchers(struct daemon *d)
+{
+        const struct args *a = d->args;
+        struct status_watch *sw = &d->sw;
+        uint64_t watchdog_usec = 0;
+
+        ev_signal_init(&d->sig_term, stop_cb, SIGTERM);
+        ev_signal_init(&d->sig_int, stop_cb, SIGINT);
+        ev_signal_init(&d->sig_hup, reload_cb, SIGHUP);
+        *sw = (struct status_watch){
+            .server = d->server,
+            .state = d->state,
+            .clients = SIZE_MAX,
+            .leases = SIZE_MAX,
+            .idle_exit = a->idle_exit,
+        };
+        d->sig_hup.data = sw;
+        ev_signal_start(d->loop, &d->sig_term);
+        ev_signal_start(d->loop, &d->sig_int);
+        ev_signal_start(d->loop, &d->sig_hup);
         log_notice("vfiod %s ready on %s (devices under %s, VFIO in %s)", PACKAGE_VERSION,
-                   own_socket ? socket_path : "the socket from systemd", sysfs, vfio_dir);
+                   d->own_socket ? a->socket_path : "the socket from systemd", a->sysfs,
+                   a->vfio_dir);
         (void)sd_notify(0, "READY=1\nSTATUS=Serving");
-        sw.busy_at = ev_now(loop);
-        ev_prepare_init(&sw.prepare, status_cb);
-        sw.prepare.data = &sw;
+        sw->busy_at = ev_now(d->loop);
+        ev_prepare_init(&sw->prepare, status_cb);
+        sw->prepare.data = sw;
         /* After the server's reaper, so a client that just left is not counted. */
-        ev_set_priority(&sw.prepare, EV_MINPRI);
-        ev_prepare_start(loop, &sw.prepare);
-        ev_timer_init(&sw.idle, idle_cb, 0., 0.);
-        sw.idle.data = &sw;
-        if (sw.idle_exit > 0 && !own_socket) {
-                ev_timer_set(&sw.idle, sw.idle_exit < 1 ? sw.idle_exit : 1.,
-                             sw.idle_exit < 1 ? sw.idle_exit : 1.);
-                ev_timer_start(loop, &sw.idle);
-        } else if (sw.idle_exit > 0)
+        ev_set_priority(&sw->prepare, EV_MINPRI);
+        ev_prepare_start(d->loop, &sw->prepare);
+        ev_timer_init(&sw->idle, idle_cb, 0., 0.);
+        sw->idle.data = sw;
+        if (sw->idle_exit > 0 && !d->own_socket) {
+                ev_timer_set(&sw->idle, sw->idle_exit < 1 ? sw->idle_exit : 1.,
+                             sw->idle_exit < 1 ? sw->idle_exit : 1.);
+                ev_timer_start(d->loop, &sw->idle);
+        } else if (sw->idle_exit > 0)
                 log_notice("--exit-idle applies only under socket activation; ignored");
         /* WatchdogSec= in the unit: ping at half the interval. */
-        ev_timer_init(&watchdog, watchdog_cb, 0., 0.);
+        ev_timer_init(&d->watchdog, watchdog_cb, 0., 0.);
         if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
-                ev_timer_set(&watchdog, watchdog_usec / 2e6, watchdog_usec / 2e6);
-                ev_timer_start(loop, &watchdog);
+                ev_timer_set(&d->watchdog, watchdog_usec / 2e6, watchdog_usec / 2e6);
+                ev_timer_start(d->loop, &d->watchdog);
         }
+}
 
-        ev_run(loop, 0);
-
+/* After the loop: hands the leases to the fd store or releases them, and stops. */
+static void teardown(struct daemon *d)
+{
         (void)sd_notify(0, "STOPPING=1");
-        if (fd_store && server->n_clients > 0) {
+        if (fd_store && d->server->n_clients > 0) {
                 /*
                  * Every lease stays: the fd store holds its fds and the state, and the
                  * next vfiod takes them over. Nothing is released here.
                  */
-                vfiod_state_stop(state);
-                vfiod_state_abandon(state);
+                vfiod_state_stop(d->state);
+                vfiod_state_abandon(d->state);
         }
-        ev_signal_stop(loop, &sig_term);
-        ev_signal_stop(loop, &sig_int);
-        ev_signal_stop(loop, &sig_hup);
-        ev_timer_stop(loop, &watchdog);
-        ev_prepare_stop(loop, &sw.prepare);
-        ev_timer_stop(loop, &sw.idle);
-        vfiod_server_free(server);
-        vfiod_state_free(state);
-        if (own_socket && unlink(socket_path) < 0 && errno != ENOENT)
-                log_warning("Cannot remove '%s': %m", socket_path);
+        ev_signal_stop(d->loop, &d->sig_term);
+        ev_signal_stop(d->loop, &d->sig_int);
+        ev_signal_stop(d->loop, &d->sig_hup);
+        ev_timer_stop(d->loop, &d->watchdog);
+        ev_prepare_stop(d->loop, &d->sw.prepare);
+        ev_timer_stop(d->loop, &d->sw.idle);
+        vfiod_server_free(d->server);
+        vfiod_state_free(d->state);
+        if (d->own_socket && unlink(d->args->socket_path) < 0 && errno != ENOENT)
+                log_warning("Cannot remove '%s': %m", d->args->socket_path);
         log_notice("Stopped");
-        return EXIT_SUCCESS;
+}
 
-fail:
-        vfiod_passed_done(&passed);
-        vfiod_server_free(server);
-        vfiod_state_free(state);
-        return EXIT_FAILURE;
+/* Set-up, the loop, teardown. Returns the exit status. */
+static int run(const struct args *a)
+{
+        struct daemon d = {.args = a};
+
+        if (setup_server(&d) < 0)
+                return EXIT_FAILURE;
+        if (setup_state_and_socket(&d) < 0) {
+                vfiod_server_free(d.server);
+                vfiod_state_free(d.state);
+                return EXIT_FAILURE;
+        }
+        start_watchers(&d);
+        ev_run(d.loop, 0);
+        teardown(&d);
+        return EXIT_SUCCESS;
+}
+
+int main(int argc, char **argv)
+{
+        struct args args;
+        int r;
+
+        vfiod_log_init();
+        r = parse_argv(argc, argv, &args);
+        if (r <= 0)
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        if (args.do_check)
+                return check_config(args.check ? args.check : config_path(&args),
+                                    !args.check && !args.config, args.sysfs);
+        return run(&args);
 }

@@ -20,6 +20,8 @@
 
 #include "kernel/sysfs.h"
 #include "proto/macro.h"
+#include "proto/names.h"
+#include "proto/vfiod.pb-c.h"
 
 void vfiod_errors_clear(struct vfiod_errors *errors)
 {
@@ -725,12 +727,12 @@ static void word_slice(struct parser *p, char *tok)
 
 static void word_mode(struct parser *p, char *tok)
 {
-        if (strcmp(tok, "direct") == 0)
-                cur_rule(p)->modes |= VFIOD_MODE_BIT_DIRECT;
-        else if (strcmp(tok, "brokered") == 0)
-                cur_rule(p)->modes |= VFIOD_MODE_BIT_BROKERED;
-        else
+        int mode = vfiod_proto_mode_from_string(tok);
+
+        if (mode < 0)
                 perr(p, "Modes=: unknown mode '%s' (direct, brokered)", tok);
+        else
+                cur_rule(p)->modes |= 1u << mode; /* VFIOD_MODE_BIT_* */
 }
 
 static void word_irq(struct parser *p, char *tok)
@@ -1426,13 +1428,20 @@ bool vfiod_policy_is_admin(const struct vfiod_policy *policy, const struct vfiod
 
 const char *vfiod_modes_name(unsigned modes)
 {
+        /* Both names, from the mode table, built once (the daemon has one thread). */
+        static char both[32];
+
         switch (modes & VFIOD_MODE_BITS_ALL) {
         case VFIOD_MODE_BIT_DIRECT:
-                return "direct";
+                return vfiod_proto_mode_to_string(VFIOD__MODE__MODE_DIRECT);
         case VFIOD_MODE_BIT_BROKERED:
-                return "brokered";
+                return vfiod_proto_mode_to_string(VFIOD__MODE__MODE_BROKERED);
         case VFIOD_MODE_BITS_ALL:
-                return "direct brokered";
+                if (!both[0])
+                        (void)snprintf(both, sizeof(both), "%s %s",
+                                       vfiod_proto_mode_to_string(VFIOD__MODE__MODE_DIRECT),
+                                       vfiod_proto_mode_to_string(VFIOD__MODE__MODE_BROKERED));
+                return both;
         default:
                 return "none";
         }
@@ -1914,117 +1923,121 @@ void vfiod_policy_warnings(const struct vfiod_policy *policy, const struct kvfio
                 warn_overlaps(policy, list, warnings);
 }
 
-void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_root, FILE *out)
+/* A rule's conditions: who may have which devices. */
+static void print_rule_conditions(FILE *out, const struct vfiod_policy *policy,
+                                  const struct vfiod_rule *rule)
 {
-        struct kvfio_pci_list *list = NULL;
-        struct vfiod_errors warnings = {0};
-        char buf[64];
-        int r;
-
-        for (size_t i = 0; i < policy->n_files; i++)
-                fprintf(out, "file %s\n", policy->files[i]);
-        r = kvfio_dev_discover(sysfs_root, &list);
-        if (r < 0)
-                fprintf(out, "cannot list the PCI devices under '%s': %s\n", sysfs_root,
-                        strerror(-r));
-        for (size_t i = 0; i < policy->n_rules; i++) {
-                const struct vfiod_rule *rule = &policy->rules[i];
-                const struct vfiod_grant *g = &rule->grant;
-                size_t n = 0;
-
-                fprintf(out, "\n[Device %s] (%s:%u)\n", rule->name, rule->file, rule->line);
-                if (rule->n_match) {
-                        print_strv(out, "Match", rule->match, rule->n_match);
-                        print_end(out, policy, rule, KEY_MATCH);
-                }
-                if (rule->n_vendors) {
-                        fprintf(out, "  MatchVendor=");
-                        for (size_t j = 0; j < rule->n_vendors; j++) {
-                                const struct vfiod_vendor_match *m = &rule->vendors[j];
-                                char v[12] = "*", d[12] = "*";
-
-                                if (m->vendor >= 0)
-                                        snprintf(v, sizeof(v), "%04x", (unsigned)m->vendor);
-                                if (m->device >= 0)
-                                        snprintf(d, sizeof(d), "%04x", (unsigned)m->device);
-                                fprintf(out, "%s%s:%s", j ? " " : "", v, d);
-                        }
-                        print_end(out, policy, rule, KEY_MATCH_VENDOR);
-                }
-                if (rule->n_classes) {
-                        fprintf(out, "  MatchClass=");
-                        for (size_t j = 0; j < rule->n_classes; j++)
-                                fprintf(out, "%s0x%0*x", j ? " " : "", (int)rule->classes[j].digits,
-                                        rule->classes[j].value);
-                        print_end(out, policy, rule, KEY_MATCH_CLASS);
-                }
-                if (rule->n_iommu_groups) {
-                        fprintf(out, "  MatchGroup=");
-                        for (size_t j = 0; j < rule->n_iommu_groups; j++)
-                                fprintf(out, "%s%d", j ? " " : "", rule->iommu_groups[j]);
-                        print_end(out, policy, rule, KEY_MATCH_GROUP);
-                }
-                if (rule->n_users) {
-                        print_ids(out, "Users", rule->users, rule->n_users, true);
-                        print_end(out, policy, rule, KEY_USERS);
-                }
-                if (rule->n_groups) {
-                        print_ids(out, "Groups", rule->groups, rule->n_groups, false);
-                        print_end(out, policy, rule, KEY_GROUPS);
-                }
-                if (rule->n_units) {
-                        print_strv(out, "Units", rule->units, rule->n_units);
-                        print_end(out, policy, rule, KEY_UNITS);
-                }
-                if (rule->n_slices) {
-                        print_strv(out, "Slices", rule->slices, rule->n_slices);
-                        print_end(out, policy, rule, KEY_SLICES);
-                }
-                print_condition(out, rule);
-                fprintf(out, "  Modes=%s", vfiod_modes_name(rule->modes));
-                print_end(out, policy, rule, KEY_MODES);
-                if (g->max_pinned_bytes != VFIOD_NO_QUOTA_BYTES) {
-                        fprintf(out, "  MaxPinnedBytes=%" PRIu64, g->max_pinned_bytes);
-                        print_end(out, policy, rule, KEY_MAX_PINNED);
-                }
-                if (g->max_pinned_bytes_per_user != VFIOD_NO_QUOTA_BYTES) {
-                        fprintf(out, "  MaxPinnedBytesPerUser=%" PRIu64,
-                                g->max_pinned_bytes_per_user);
-                        print_end(out, policy, rule, KEY_MAX_PINNED_PER_USER);
-                }
-                if (g->max_mappings != VFIOD_NO_QUOTA_MAPPINGS) {
-                        fprintf(out, "  MaxMappings=%" PRIu32, g->max_mappings);
-                        print_end(out, policy, rule, KEY_MAX_MAPPINGS);
-                }
-                if (g->has_windows) {
-                        fprintf(out, "  IovaWindows=");
-                        for (size_t j = 0; j < g->n_windows; j++)
-                                fprintf(out, "%s0x%" PRIx64 "-0x%" PRIx64, j ? " " : "",
-                                        g->windows[j].first, g->windows[j].last);
-                        print_end(out, policy, rule, KEY_IOVA_WINDOWS);
-                }
-                fprintf(out, "  IrqTypes=%s", vfiod_irq_types_name(g->irq_types, buf, sizeof(buf)));
-                print_end(out, policy, rule, KEY_IRQ_TYPES);
-                fprintf(out, "  Managed=%s", g->managed ? "yes" : "no");
-                print_end(out, policy, rule, KEY_MANAGED);
-                for (size_t j = 0; list && j < list->n; j++) {
-                        const struct kvfio_pci_dev *d = &list->devs[j];
-
-                        if (!vfiod_rule_matches(rule, d))
-                                continue;
-                        n++;
-                        fprintf(out,
-                                "  matches %s (%04x:%04x, class 0x%06x, IOMMU group %d, %s%s)%s\n",
-                                d->bdf, d->vendor, d->device, d->class, d->iommu_group,
-                                d->driver[0] ? "driver " : "no driver", d->driver,
-                                d->iommu_group < 0 ? ": no IOMMU group, not leasable"
-                                : !g->managed && !kvfio_dev_is_vfio(d)
-                                    ? ": not leasable until bound to vfio-pci"
-                                    : "");
-                }
-                if (list && n == 0)
-                        fprintf(out, "  matches no device on this machine\n");
+        if (rule->n_match) {
+                print_strv(out, "Match", rule->match, rule->n_match);
+                print_end(out, policy, rule, KEY_MATCH);
         }
+        if (rule->n_vendors) {
+                fprintf(out, "  MatchVendor=");
+                for (size_t j = 0; j < rule->n_vendors; j++) {
+                        const struct vfiod_vendor_match *m = &rule->vendors[j];
+                        char v[12] = "*", d[12] = "*";
+
+                        if (m->vendor >= 0)
+                                snprintf(v, sizeof(v), "%04x", (unsigned)m->vendor);
+                        if (m->device >= 0)
+                                snprintf(d, sizeof(d), "%04x", (unsigned)m->device);
+                        fprintf(out, "%s%s:%s", j ? " " : "", v, d);
+                }
+                print_end(out, policy, rule, KEY_MATCH_VENDOR);
+        }
+        if (rule->n_classes) {
+                fprintf(out, "  MatchClass=");
+                for (size_t j = 0; j < rule->n_classes; j++)
+                        fprintf(out, "%s0x%0*x", j ? " " : "", (int)rule->classes[j].digits,
+                                rule->classes[j].value);
+                print_end(out, policy, rule, KEY_MATCH_CLASS);
+        }
+        if (rule->n_iommu_groups) {
+                fprintf(out, "  MatchGroup=");
+                for (size_t j = 0; j < rule->n_iommu_groups; j++)
+                        fprintf(out, "%s%d", j ? " " : "", rule->iommu_groups[j]);
+                print_end(out, policy, rule, KEY_MATCH_GROUP);
+        }
+        if (rule->n_users) {
+                print_ids(out, "Users", rule->users, rule->n_users, true);
+                print_end(out, policy, rule, KEY_USERS);
+        }
+        if (rule->n_groups) {
+                print_ids(out, "Groups", rule->groups, rule->n_groups, false);
+                print_end(out, policy, rule, KEY_GROUPS);
+        }
+        if (rule->n_units) {
+                print_strv(out, "Units", rule->units, rule->n_units);
+                print_end(out, policy, rule, KEY_UNITS);
+        }
+        if (rule->n_slices) {
+                print_strv(out, "Slices", rule->slices, rule->n_slices);
+                print_end(out, policy, rule, KEY_SLICES);
+        }
+        print_condition(out, rule);
+}
+
+/* What a rule grants: modes, quotas, windows, IRQ types, Managed=. */
+static void print_rule_grant(FILE *out, const struct vfiod_policy *policy,
+                             const struct vfiod_rule *rule)
+{
+        const struct vfiod_grant *g = &rule->grant;
+        char buf[64];
+
+        fprintf(out, "  Modes=%s", vfiod_modes_name(rule->modes));
+        print_end(out, policy, rule, KEY_MODES);
+        if (g->max_pinned_bytes != VFIOD_NO_QUOTA_BYTES) {
+                fprintf(out, "  MaxPinnedBytes=%" PRIu64, g->max_pinned_bytes);
+                print_end(out, policy, rule, KEY_MAX_PINNED);
+        }
+        if (g->max_pinned_bytes_per_user != VFIOD_NO_QUOTA_BYTES) {
+                fprintf(out, "  MaxPinnedBytesPerUser=%" PRIu64, g->max_pinned_bytes_per_user);
+                print_end(out, policy, rule, KEY_MAX_PINNED_PER_USER);
+        }
+        if (g->max_mappings != VFIOD_NO_QUOTA_MAPPINGS) {
+                fprintf(out, "  MaxMappings=%" PRIu32, g->max_mappings);
+                print_end(out, policy, rule, KEY_MAX_MAPPINGS);
+        }
+        if (g->has_windows) {
+                fprintf(out, "  IovaWindows=");
+                for (size_t j = 0; j < g->n_windows; j++)
+                        fprintf(out, "%s0x%" PRIx64 "-0x%" PRIx64, j ? " " : "",
+                                g->windows[j].first, g->windows[j].last);
+                print_end(out, policy, rule, KEY_IOVA_WINDOWS);
+        }
+        fprintf(out, "  IrqTypes=%s", vfiod_irq_types_name(g->irq_types, buf, sizeof(buf)));
+        print_end(out, policy, rule, KEY_IRQ_TYPES);
+        fprintf(out, "  Managed=%s", g->managed ? "yes" : "no");
+        print_end(out, policy, rule, KEY_MANAGED);
+}
+
+/* The devices of this machine a rule matches (nothing when list is NULL). */
+static void print_rule_devices(FILE *out, const struct vfiod_rule *rule,
+                               const struct kvfio_pci_list *list)
+{
+        size_t n = 0;
+
+        for (size_t j = 0; list && j < list->n; j++) {
+                const struct kvfio_pci_dev *d = &list->devs[j];
+
+                if (!vfiod_rule_matches(rule, d))
+                        continue;
+                n++;
+                fprintf(out, "  matches %s (%04x:%04x, class 0x%06x, IOMMU group %d, %s%s)%s\n",
+                        d->bdf, d->vendor, d->device, d->class, d->iommu_group,
+                        d->driver[0] ? "driver " : "no driver", d->driver,
+                        d->iommu_group < 0 ? ": no IOMMU group, not leasable"
+                        : !rule->grant.managed && !kvfio_dev_is_vfio(d)
+                            ? ": not leasable until bound to vfio-pci"
+                            : "");
+        }
+        if (list && n == 0)
+                fprintf(out, "  matches no device on this machine\n");
+}
+
+/* [Daemon]: the admins and every limit. */
+static void print_daemon_section(FILE *out, const struct vfiod_policy *policy)
+{
         fprintf(out, "\n[Daemon]\n");
         fprintf(out, "  AdminUsers=root(0)");
         for (size_t i = 0; i < policy->n_admin_users; i++) {
@@ -2048,11 +2061,42 @@ void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_roo
 
                 fprintf(out, "  %s=%" PRIu64 "\n", k->key, v);
         }
+}
+
+/* The warnings of vfiod_policy_warnings(), after an empty line when there are any. */
+static void print_warnings(FILE *out, const struct vfiod_policy *policy,
+                           const struct kvfio_pci_list *list)
+{
+        struct vfiod_errors warnings = {0};
+
         vfiod_policy_warnings(policy, list, &warnings);
         if (warnings.n)
                 fputc('\n', out);
         for (size_t i = 0; i < warnings.n; i++)
                 fprintf(out, "%s\n", warnings.lines[i]);
         vfiod_errors_clear(&warnings);
+}
+
+void vfiod_policy_print(const struct vfiod_policy *policy, const char *sysfs_root, FILE *out)
+{
+        struct kvfio_pci_list *list = NULL;
+        int r;
+
+        for (size_t i = 0; i < policy->n_files; i++)
+                fprintf(out, "file %s\n", policy->files[i]);
+        r = kvfio_dev_discover(sysfs_root, &list);
+        if (r < 0)
+                fprintf(out, "cannot list the PCI devices under '%s': %s\n", sysfs_root,
+                        strerror(-r));
+        for (size_t i = 0; i < policy->n_rules; i++) {
+                const struct vfiod_rule *rule = &policy->rules[i];
+
+                fprintf(out, "\n[Device %s] (%s:%u)\n", rule->name, rule->file, rule->line);
+                print_rule_conditions(out, policy, rule);
+                print_rule_grant(out, policy, rule);
+                print_rule_devices(out, rule, list);
+        }
+        print_daemon_section(out, policy);
+        print_warnings(out, policy, list);
         kvfio_pci_list_free(list);
 }

@@ -29,3 +29,24 @@ int kvfio_caps_walk(const void *buf, size_t len, size_t min_off, uint32_t first,
         }
         return 0;
 }
+
+int kvfio_cap_read(const uint8_t *buf, size_t len, size_t off, void *ret_cap, size_t size)
+{
+        if (off > len || len - off < size)
+                return -EBADMSG;
+        memcpy(ret_cap, buf + off, size);
+        return 0;
+}
+
+int kvfio_cap_items_fit(size_t len, size_t off, size_t header_size, size_t n, size_t item_size)
+{
+        if (off > len || len - off < header_size || (len - off - header_size) / item_size < n)
+                return -EBADMSG;
+        return 0;
+}
+
+void kvfio_cap_item(const uint8_t *buf, size_t off, size_t header_size, size_t i, void *ret_item,
+                    size_t item_size)
+{
+        memcpy(ret_item, buf + off + header_size + i * item_size, item_size);
+}

@@ -32,3 +32,19 @@ typedef int (*kvfio_cap_fn)(uint16_t id, const uint8_t *buf, size_t len, size_t 
  */
 int kvfio_caps_walk(const void *buf, size_t len, size_t min_off, uint32_t first, kvfio_cap_fn fn,
                     void *userdata);
+
+/*
+ * Copies the size bytes of the capability at buf[off] (len bytes in all)
+ * into *ret_cap. -EBADMSG, *ret_cap untouched, when buf ends before it does.
+ */
+int kvfio_cap_read(const uint8_t *buf, size_t len, size_t off, void *ret_cap, size_t size);
+
+/*
+ * For a capability at off whose header of header_size is followed by n items
+ * of item_size: -EBADMSG when buf (len bytes) ends before the last item, else 0.
+ */
+int kvfio_cap_items_fit(size_t len, size_t off, size_t header_size, size_t n, size_t item_size);
+
+/* Copies item i of such a capability (one kvfio_cap_items_fit() accepted) into *ret_item. */
+void kvfio_cap_item(const uint8_t *buf, size_t off, size_t header_size, size_t i, void *ret_item,
+                    size_t item_size);

@@ -131,12 +131,11 @@ static int parse_iova_cap(const uint8_t *buf, size_t len, size_t off, struct kvf
         struct vfio_iommu_type1_info_cap_iova_range cap;
         size_t n, bytes;
 
-        if (len - off < sizeof(cap))
+        if (kvfio_cap_read(buf, len, off, &cap, sizeof(cap)) < 0)
                 return -EBADMSG;
-        memcpy(&cap, buf + off, sizeof(cap));
         n = cap.nr_iovas;
         bytes = n * sizeof(struct vfio_iova_range);
-        if ((len - off - sizeof(cap)) / sizeof(struct vfio_iova_range) < n)
+        if (kvfio_cap_items_fit(len, off, sizeof(cap), n, sizeof(struct vfio_iova_range)) < 0)
                 return -EBADMSG;
         free(info->iova_ranges);
         info->iova_ranges = NULL;
@@ -147,7 +146,7 @@ static int parse_iova_cap(const uint8_t *buf, size_t len, size_t off, struct kvf
                 for (size_t i = 0; i < n; i++) {
                         struct vfio_iova_range r;
 
-                        memcpy(&r, buf + off + sizeof(cap) + i * sizeof(r), sizeof(r));
+                        kvfio_cap_item(buf, off, sizeof(cap), i, &r, sizeof(r));
                         if (r.end < r.start)
                                 return -EBADMSG;
                         info->iova_ranges[i].start = r.start;
@@ -169,9 +168,8 @@ static int iommu_cap(uint16_t id, const uint8_t *buf, size_t len, size_t off, vo
         case VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL: {
                 struct vfio_iommu_type1_info_dma_avail cap;
 
-                if (len - off < sizeof(cap))
+                if (kvfio_cap_read(buf, len, off, &cap, sizeof(cap)) < 0)
                         return -EBADMSG;
-                memcpy(&cap, buf + off, sizeof(cap));
                 info->has_dma_avail = true;
                 info->dma_avail = cap.avail;
                 return 0;

@@ -3,6 +3,7 @@
 #include "kernel/device.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,11 +48,11 @@ static int parse_sparse_cap(const uint8_t *buf, size_t len, size_t off,
         struct kvfio_sparse_area *areas = NULL;
         size_t n;
 
-        if (len - off < sizeof(cap))
+        if (kvfio_cap_read(buf, len, off, &cap, sizeof(cap)) < 0)
                 return -EBADMSG;
-        memcpy(&cap, buf + off, sizeof(cap));
         n = cap.nr_areas;
-        if ((len - off - sizeof(cap)) / sizeof(struct vfio_region_sparse_mmap_area) < n)
+        if (kvfio_cap_items_fit(len, off, sizeof(cap), n,
+                                sizeof(struct vfio_region_sparse_mmap_area)) < 0)
                 return -EBADMSG;
         if (n > 0) {
                 areas = calloc(n, sizeof(*areas));
@@ -61,7 +62,7 @@ static int parse_sparse_cap(const uint8_t *buf, size_t len, size_t off,
         for (size_t i = 0; i < n; i++) {
                 struct vfio_region_sparse_mmap_area a;
 
-                memcpy(&a, buf + off + sizeof(cap) + i * sizeof(a), sizeof(a));
+                kvfio_cap_item(buf, off, sizeof(cap), i, &a, sizeof(a));
                 if (a.offset > info->size || a.size > info->size - a.offset) {
                         free(areas);
                         return -EBADMSG;
@@ -86,9 +87,8 @@ static int region_cap(uint16_t id, const uint8_t *buf, size_t len, size_t off, v
         case VFIO_REGION_INFO_CAP_TYPE: {
                 struct vfio_region_info_cap_type cap;
 
-                if (len - off < sizeof(cap))
+                if (kvfio_cap_read(buf, len, off, &cap, sizeof(cap)) < 0)
                         return -EBADMSG;
-                memcpy(&cap, buf + off, sizeof(cap));
                 info->has_type = true;
                 info->type = cap.type;
                 info->subtype = cap.subtype;
@@ -183,20 +183,28 @@ static bool range_inside(const struct kvfio_region_info *region, uint64_t offset
                region->offset + offset + len <= (uint64_t)INT64_MAX;
 }
 
-int kvfio_region_read(int device_fd, const struct kvfio_region_info *region, uint64_t offset,
-                      void *buf, size_t len)
+/*
+ * Reads (write false: into buf) or writes (write true: from buf) len bytes at
+ * offset of region, retrying short transfers and EINTR. -EACCES when the
+ * region does not allow it.
+ */
+static int region_io(int device_fd, const struct kvfio_region_info *region, uint64_t offset,
+                     const void *buf, size_t len, bool write)
 {
+        uint32_t needed = write ? VFIO_REGION_INFO_FLAG_WRITE : VFIO_REGION_INFO_FLAG_READ;
         size_t done = 0;
 
         if (device_fd < 0)
                 return -EBADF;
         if (!region || (!buf && len > 0) || !range_inside(region, offset, len))
                 return -EINVAL;
-        if (!(region->flags & VFIO_REGION_INFO_FLAG_READ))
+        if (!(region->flags & needed))
                 return -EACCES;
         while (done < len) {
-                ssize_t n = pread(device_fd, (uint8_t *)buf + done, len - done,
-                                  (off_t)(region->offset + offset + done));
+                off_t at = (off_t)(region->offset + offset + done);
+                /* For a read buf is kvfio_region_read()'s writable buffer. */
+                ssize_t n = write ? pwrite(device_fd, (const uint8_t *)buf + done, len - done, at)
+                                  : pread(device_fd, (uint8_t *)buf + done, len - done, at);
 
                 if (n < 0) {
                         if (errno == EINTR)
@@ -210,31 +218,16 @@ int kvfio_region_read(int device_fd, const struct kvfio_region_info *region, uin
         return 0;
 }
 
+int kvfio_region_read(int device_fd, const struct kvfio_region_info *region, uint64_t offset,
+                      void *buf, size_t len)
+{
+        return region_io(device_fd, region, offset, buf, len, false);
+}
+
 int kvfio_region_write(int device_fd, const struct kvfio_region_info *region, uint64_t offset,
                        const void *buf, size_t len)
 {
-        size_t done = 0;
-
-        if (device_fd < 0)
-                return -EBADF;
-        if (!region || (!buf && len > 0) || !range_inside(region, offset, len))
-                return -EINVAL;
-        if (!(region->flags & VFIO_REGION_INFO_FLAG_WRITE))
-                return -EACCES;
-        while (done < len) {
-                ssize_t n = pwrite(device_fd, (const uint8_t *)buf + done, len - done,
-                                   (off_t)(region->offset + offset + done));
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        return -EIO;
-                done += (size_t)n;
-        }
-        return 0;
+        return region_io(device_fd, region, offset, buf, len, true);
 }
 
 int kvfio_region_mmap(int device_fd, const struct kvfio_region_info *region, uint64_t offset,

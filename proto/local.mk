@@ -24,7 +24,7 @@ proto/vfiod.pb-c.h: proto/vfiod.pb-c.c
 # $(WARN_CFLAGS) with protoc-c 1.4.1, so no warning is switched off.
 noinst_LTLIBRARIES += proto/libvfiod-proto.la
 proto_libvfiod_proto_la_SOURCES = proto/transport.c proto/transport.h proto/macro.h \
-	proto/envelope.c proto/envelope.h
+	proto/envelope.c proto/envelope.h proto/names.c proto/names.h
 nodist_proto_libvfiod_proto_la_SOURCES = $(proto_generated)
 proto_libvfiod_proto_la_CFLAGS = $(AM_CFLAGS) $(PROTOBUF_C_CFLAGS)
 proto_libvfiod_proto_la_LIBADD = $(PROTOBUF_C_LIBS)

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -73,6 +74,18 @@ static inline void freep(void *p)
                 _take_fd_;                   \
         })
 
+/*
+ * Closes the fd in a, then moves the fd in b into it, leaving -EBADF in b:
+ * replaces an owned fd in one step (ownership moves from b to a).
+ */
+#define close_and_replace(a, b)              \
+        ({                                   \
+                int *_cr_fdp_ = &(a);        \
+                (void)safe_close(*_cr_fdp_); \
+                *_cr_fdp_ = TAKE_FD(b);      \
+                0;                           \
+        })
+
 /* Returns ptr and leaves NULL in the variable: ownership moves out. */
 #define TAKE_PTR(ptr)                                      \
         ({                                                 \
@@ -81,3 +94,36 @@ static inline void freep(void *p)
                 *_take_ptrp_ = NULL;                       \
                 _take_ptr_;                                \
         })
+
+/*
+ * One table for an enum and its names (systemd's DEFINE_STRING_TABLE_LOOKUP).
+ * Given `static const char *const name##_table[]` indexed by the enum's
+ * values (a value without a name is a NULL entry), defines
+ *
+ *         const char *name##_to_string(type i);     NULL outside the table
+ *         type name##_from_string(const char *s);   -EINVAL for no name
+ *
+ * with the given scope (`static` for a table private to one file; nothing for
+ * one that a header declares). For _from_string() to say -EINVAL, type must
+ * hold negative values (int, or an enum with a negative member).
+ */
+#define DEFINE_STRING_TABLE_LOOKUP_WITH_SCOPE(name, type, scope)                  \
+        scope const char *name##_to_string(type i)                                \
+        {                                                                         \
+                if ((size_t)i >= ELEMENTSOF(name##_table))                        \
+                        return NULL;                                              \
+                return name##_table[i];                                           \
+        }                                                                         \
+        scope type name##_from_string(const char *s)                              \
+        {                                                                         \
+                if (!s)                                                           \
+                        return (type)-EINVAL;                                     \
+                for (size_t _i = 0; _i < ELEMENTSOF(name##_table); _i++)          \
+                        if (name##_table[_i] && strcmp(name##_table[_i], s) == 0) \
+                                return (type)_i;                                  \
+                return (type)-EINVAL;                                             \
+        }
+
+#define DEFINE_STRING_TABLE_LOOKUP(name, type) DEFINE_STRING_TABLE_LOOKUP_WITH_SCOPE(name, type, )
+#define DEFINE_PRIVATE_STRING_TABLE_LOOKUP(name, type) \
+        DEFINE_STRING_TABLE_LOOKUP_WITH_SCOPE(name, type, static __attribute__((unused)))

@@ -126,70 +126,84 @@ size_t vfiod_msg_free(struct vfiod_msg *msg)
         return closed;
 }
 
+typedef int (*fd_visit_fn)(int64_t index, enum vfiod_fd_kind kind, void *userdata);
+
+/* AcquireReply: the container, group and device fds it has. */
+static int acquire_reply_fd_indices(const Vfiod__AcquireReply *a, fd_visit_fn visit, void *userdata)
+{
+        int n = 0, r;
+
+        if (!a)
+                return -EINVAL;
+        if (a->has_container_fd_case == VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD) {
+                r = visit(a->container_fd, VFIOD_FD_KIND_VFIO_CONTAINER, userdata);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        if (a->has_group_fd_case == VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD) {
+                r = visit(a->group_fd, VFIOD_FD_KIND_VFIO_GROUP, userdata);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        if (a->has_device_fd_case == VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD) {
+                r = visit(a->device_fd, VFIOD_FD_KIND_VFIO_DEVICE, userdata);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        return n;
+}
+
+/* MapDma: one memfd per range. */
+static int map_dma_fd_indices(const Vfiod__MapDma *m, fd_visit_fn visit, void *userdata)
+{
+        int n = 0, r;
+
+        if (!m || (m->n_ranges > 0 && !m->ranges))
+                return -EINVAL;
+        for (size_t i = 0; i < m->n_ranges; i++) {
+                if (!m->ranges[i])
+                        return -EINVAL;
+                r = visit(m->ranges[i]->fd_index, VFIOD_FD_KIND_MEMFD, userdata);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        return n;
+}
+
+/* SetIrqs: one eventfd per vector that has one. */
+static int set_irqs_fd_indices(const Vfiod__SetIrqs *s, fd_visit_fn visit, void *userdata)
+{
+        int n = 0, r;
+
+        if (!s || (s->n_eventfds > 0 && !s->eventfds))
+                return -EINVAL;
+        for (size_t i = 0; i < s->n_eventfds; i++) {
+                if (s->eventfds[i] == -1) /* no eventfd for this vector */
+                        continue;
+                r = visit(s->eventfds[i], VFIOD_FD_KIND_EVENTFD, userdata);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        return n;
+}
+
 /* The one place that knows which fields of which body are fd indices. */
 int vfiod_envelope_fd_indices(const Vfiod__Envelope *env,
                               int (*visit)(int64_t index, enum vfiod_fd_kind kind, void *userdata),
                               void *userdata)
 {
-        int n = 0, r;
-
         switch (env->body_case) {
-        case VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY: {
-                const Vfiod__AcquireReply *a = env->acquire_reply;
-
-                if (!a)
-                        return -EINVAL;
-                if (a->has_container_fd_case ==
-                    VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD) {
-                        r = visit(a->container_fd, VFIOD_FD_KIND_VFIO_CONTAINER, userdata);
-                        if (r < 0)
-                                return r;
-                        n++;
-                }
-                if (a->has_group_fd_case == VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD) {
-                        r = visit(a->group_fd, VFIOD_FD_KIND_VFIO_GROUP, userdata);
-                        if (r < 0)
-                                return r;
-                        n++;
-                }
-                if (a->has_device_fd_case == VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD) {
-                        r = visit(a->device_fd, VFIOD_FD_KIND_VFIO_DEVICE, userdata);
-                        if (r < 0)
-                                return r;
-                        n++;
-                }
-                return n;
-        }
-        case VFIOD__ENVELOPE__BODY_MAP_DMA: {
-                const Vfiod__MapDma *m = env->map_dma;
-
-                if (!m || (m->n_ranges > 0 && !m->ranges))
-                        return -EINVAL;
-                for (size_t i = 0; i < m->n_ranges; i++) {
-                        if (!m->ranges[i])
-                                return -EINVAL;
-                        r = visit(m->ranges[i]->fd_index, VFIOD_FD_KIND_MEMFD, userdata);
-                        if (r < 0)
-                                return r;
-                        n++;
-                }
-                return n;
-        }
-        case VFIOD__ENVELOPE__BODY_SET_IRQS: {
-                const Vfiod__SetIrqs *s = env->set_irqs;
-
-                if (!s || (s->n_eventfds > 0 && !s->eventfds))
-                        return -EINVAL;
-                for (size_t i = 0; i < s->n_eventfds; i++) {
-                        if (s->eventfds[i] == -1) /* no eventfd for this vector */
-                                continue;
-                        r = visit(s->eventfds[i], VFIOD_FD_KIND_EVENTFD, userdata);
-                        if (r < 0)
-                                return r;
-                        n++;
-                }
-                return n;
-        }
+        case VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY:
+                return acquire_reply_fd_indices(env->acquire_reply, visit, userdata);
+        case VFIOD__ENVELOPE__BODY_MAP_DMA:
+                return map_dma_fd_indices(env->map_dma, visit, userdata);
+        case VFIOD__ENVELOPE__BODY_SET_IRQS:
+                return set_irqs_fd_indices(env->set_irqs, visit, userdata);
         /*
          * Every other body names no fd. They are listed one by one, without a
          * default, so that a body added to the schema fails to compile here
@@ -375,6 +389,149 @@ int vfiod_msg_recv(int sock, int flags, struct vfiod_msg **ret, const char **ret
         return vfiod_msg_recv_filtered(sock, flags, NULL, ret, ret_reason);
 }
 
+/*
+ * Moves every fd that arrived with mh into fds (at most VFIOD_PROTO_MAX_FDS;
+ * closes any beyond, and an SCM_PIDFD's). Returns how many; *ret_foreign
+ * says whether a control message other than SCM_RIGHTS came.
+ */
+static size_t collect_fds(struct msghdr *mh, int *fds, bool *ret_foreign)
+{
+        size_t n_fds = 0;
+        bool foreign = false;
+
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+                size_t k;
+
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+#ifdef SCM_PIDFD
+                        /* Only with SO_PASSPIDFD, but it holds an fd: close it too. */
+                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_PIDFD &&
+                            c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                                int pidfd;
+
+                                memcpy(&pidfd, CMSG_DATA(c), sizeof(pidfd));
+                                safe_close(pidfd);
+                        }
+#endif
+                        foreign = true;
+                        continue;
+                }
+                k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < k; i++) {
+                        int fd;
+
+                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+                        if (n_fds < VFIOD_PROTO_MAX_FDS)
+                                fds[n_fds++] = fd;
+                        else /* cannot happen with our buffer size; never leak */
+                                safe_close(fd);
+                }
+        }
+        *ret_foreign = foreign;
+        return n_fds;
+}
+
+/*
+ * An fd no request takes goes to the filter, whose close cannot hold up this
+ * thread (closing it may block, see struct vfiod_recv_filter); its slot is
+ * left -EBADF. Returns how many went.
+ */
+static size_t give_unwanted_fds(const struct vfiod_recv_filter *filter, int *fds, size_t n_fds)
+{
+        size_t n_unwanted = 0;
+
+        for (size_t i = 0; filter && i < n_fds; i++)
+                if (!fd_is_memfd(fds[i]) && !vfiod_fd_is_eventfd(fds[i])) {
+                        /* From here the fd is the filter's. */
+                        filter->unwanted_take(fds[i], filter->userdata);
+                        fds[i] = -EBADF;
+                        n_unwanted++;
+                }
+        return n_unwanted;
+}
+
+/* What makes a datagram malformed before it is decoded: -errno and *ret_reason, or 0. */
+static int datagram_check(int msg_flags, bool foreign_cmsg, size_t n_unwanted,
+                          const char **ret_reason)
+{
+        if (msg_flags & MSG_TRUNC) {
+                *ret_reason = "datagram larger than VFIOD_PROTO_MAX_DATAGRAM";
+                return -EMSGSIZE;
+        }
+        if (msg_flags & MSG_CTRUNC) {
+                *ret_reason = "fds cut off: more than VFIOD_PROTO_MAX_FDS, or out of fds";
+                return -ETOOMANYREFS;
+        }
+        if (foreign_cmsg) {
+                *ret_reason = "control message other than SCM_RIGHTS";
+                return -EPROTOTYPE;
+        }
+        if (n_unwanted > 0) {
+                *ret_reason = "an fd is neither a memfd nor an eventfd (no request takes it)";
+                return -EBADFD;
+        }
+        return 0;
+}
+
+/*
+ * Decodes buf[0..len) into a new message holding a copy of fds[0..n_fds).
+ * On failure returns -errno with *ret_reason, and the fds are still the
+ * caller's; on success they are owned by *ret.
+ */
+static int msg_decode(const uint8_t *buf, size_t len, const int *fds, size_t n_fds,
+                      struct vfiod_msg **ret, const char **ret_reason)
+{
+        struct vfiod_msg_arena *arena;
+        struct vfiod_msg *msg;
+        Vfiod__Envelope *env;
+        size_t fds_size;
+        int r;
+
+        /* One allocation: the message, its fds, its arena's first chunk. */
+        fds_size = (n_fds * sizeof(int) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+        msg = malloc(sizeof(*msg) + fds_size + sizeof(*arena) + ARENA_INLINE);
+        if (!msg) {
+                *ret_reason = "out of memory";
+                return -ENOMEM;
+        }
+        arena = (struct vfiod_msg_arena *)((char *)(msg + 1) + fds_size);
+        *arena = (struct vfiod_msg_arena){
+            .allocator = {.alloc = arena_alloc, .free = arena_free, .allocator_data = arena},
+            .first = {.size = ARENA_INLINE},
+        };
+        env = vfiod_envelope_decode(&arena->allocator, buf, len);
+        if (!env) {
+                r = -EBADMSG;
+                *ret_reason = "datagram does not decode as an Envelope";
+                goto fail;
+        }
+        /*
+         * Indices in range, every fd named, and each of the kind its field
+         * needs (a transport rule, as on send: a memfd where an eventfd
+         * belongs is as malformed as an index that is not there).
+         */
+        r = vfiod_envelope_check_fds(env, fds, n_fds, ret_reason);
+        if (r < 0)
+                goto fail;
+
+        *msg = (struct vfiod_msg){
+            .env = env,
+            .fds = n_fds > 0 ? (int *)(msg + 1) : NULL,
+            .n_fds = n_fds,
+            .arena = arena,
+        };
+        if (n_fds > 0)
+                memcpy(msg->fds, fds, n_fds * sizeof(int));
+        *ret = msg;
+        return 0;
+
+fail:
+        /* env, if any, lives in the arena. */
+        arena_free_chunks(arena);
+        free(msg);
+        return r;
+}
+
 int vfiod_msg_recv_filtered(int sock, int flags, const struct vfiod_recv_filter *filter,
                             struct vfiod_msg **ret, const char **ret_reason)
 {
@@ -392,12 +549,8 @@ int vfiod_msg_recv_filtered(int sock, int flags, const struct vfiod_recv_filter 
             .msg_controllen = sizeof(control.buf),
         };
         int fds[VFIOD_PROTO_MAX_FDS];
-        size_t n_fds = 0, n_unwanted = 0;
-        bool foreign_cmsg = false;
-        Vfiod__Envelope *env = NULL;
-        struct vfiod_msg *msg = NULL;
-        struct vfiod_msg_arena *arena = NULL;
-        size_t fds_size;
+        size_t n_fds, n_unwanted;
+        bool foreign_cmsg;
         const char *reason;
         ssize_t n;
         int r;
@@ -411,118 +564,24 @@ int vfiod_msg_recv_filtered(int sock, int flags, const struct vfiod_recv_filter 
         }
 
         /* First collect every fd that arrived: from here on each path closes them. */
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-                size_t k;
-
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
-#ifdef SCM_PIDFD
-                        /* Only with SO_PASSPIDFD, but it holds an fd: close it too. */
-                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_PIDFD &&
-                            c->cmsg_len >= CMSG_LEN(sizeof(int))) {
-                                int pidfd;
-
-                                memcpy(&pidfd, CMSG_DATA(c), sizeof(pidfd));
-                                safe_close(pidfd);
-                        }
-#endif
-                        foreign_cmsg = true;
-                        continue;
-                }
-                k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t i = 0; i < k; i++) {
-                        int fd;
-
-                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-                        if (n_fds < VFIOD_PROTO_MAX_FDS)
-                                fds[n_fds++] = fd;
-                        else /* cannot happen with our buffer size; never leak */
-                                safe_close(fd);
-                }
-        }
-
-        /*
-         * Before anything else: an fd no request takes goes to the filter, whose
-         * close cannot hold up this thread (closing it may block, see
-         * struct vfiod_recv_filter).
-         */
-        for (size_t i = 0; filter && i < n_fds; i++)
-                if (!fd_is_memfd(fds[i]) && !vfiod_fd_is_eventfd(fds[i])) {
-                        /* From here the fd is the filter's. */
-                        filter->unwanted_take(fds[i], filter->userdata);
-                        fds[i] = -EBADF;
-                        n_unwanted++;
-                }
-
-        if (mh.msg_flags & MSG_TRUNC) {
-                r = -EMSGSIZE;
-                reason = "datagram larger than VFIOD_PROTO_MAX_DATAGRAM";
+        n_fds = collect_fds(&mh, fds, &foreign_cmsg);
+        /* Before anything else: the fds no request takes go to the filter. */
+        n_unwanted = give_unwanted_fds(filter, fds, n_fds);
+        r = datagram_check(mh.msg_flags, foreign_cmsg, n_unwanted, &reason);
+        if (r < 0)
                 goto reject;
-        }
-        if (mh.msg_flags & MSG_CTRUNC) {
-                r = -ETOOMANYREFS;
-                reason = "fds cut off: more than VFIOD_PROTO_MAX_FDS, or out of fds";
-                goto reject;
-        }
-        if (foreign_cmsg) {
-                r = -EPROTOTYPE;
-                reason = "control message other than SCM_RIGHTS";
-                goto reject;
-        }
-        if (n_unwanted > 0) {
-                r = -EBADFD;
-                reason = "an fd is neither a memfd nor an eventfd (no request takes it)";
-                goto reject;
-        }
         if (n == 0 && n_fds == 0 && peer_closed(sock)) {
                 *ret = NULL;
                 return 0;
         }
-
-        /* One allocation: the message, its fds, its arena's first chunk. */
-        fds_size = (n_fds * sizeof(int) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
-        msg = malloc(sizeof(*msg) + fds_size + sizeof(*arena) + ARENA_INLINE);
-        if (!msg) {
-                r = -ENOMEM;
-                reason = "out of memory";
-                goto reject;
-        }
-        arena = (struct vfiod_msg_arena *)((char *)(msg + 1) + fds_size);
-        *arena = (struct vfiod_msg_arena){
-            .allocator = {.alloc = arena_alloc, .free = arena_free, .allocator_data = arena},
-            .first = {.size = ARENA_INLINE},
-        };
-        env = vfiod_envelope_decode(&arena->allocator, buf, (size_t)n);
-        if (!env) {
-                r = -EBADMSG;
-                reason = "datagram does not decode as an Envelope";
-                goto reject;
-        }
-        /*
-         * Indices in range, every fd named, and each of the kind its field
-         * needs (a transport rule, as on send: a memfd where an eventfd
-         * belongs is as malformed as an index that is not there).
-         */
-        r = vfiod_envelope_check_fds(env, fds, n_fds, &reason);
+        /* On success the fds are owned by the message. */
+        r = msg_decode(buf, (size_t)n, fds, n_fds, ret, &reason);
         if (r < 0)
                 goto reject;
-
-        *msg = (struct vfiod_msg){
-            .env = env,
-            .fds = n_fds > 0 ? (int *)(msg + 1) : NULL,
-            .n_fds = n_fds,
-            .arena = arena,
-        };
-        if (n_fds > 0)
-                memcpy(msg->fds, fds, n_fds * sizeof(int));
-        /* On success the fds are owned by the message. */
-        *ret = msg;
         return 1;
 
 reject:
         close_all(fds, n_fds);
-        /* env, if any, lives in the arena. */
-        arena_free_chunks(arena);
-        free(msg);
         if (ret_reason)
                 *ret_reason = reason;
         return r;

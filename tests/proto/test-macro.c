@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* proto/macro.h: cleanup helpers. */
+/* proto/macro.h: cleanup helpers and string tables; proto/names.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "proto/macro.h"
+#include "proto/names.h"
+#include "proto/vfiod.pb-c.h"
 #include "tests/testutil.h"
 
 static bool fd_is_open(int fd)
@@ -136,6 +138,62 @@ START_TEST(test_trivial_cleanup)
 }
 END_TEST
 
+START_TEST(test_close_and_replace)
+{
+        int kept = open_null(), next = open_null();
+        int old = kept, moved = next;
+
+        ck_assert_int_eq(close_and_replace(kept, next), 0);
+        ck_assert_int_eq(kept, moved);
+        ck_assert_int_eq(next, -EBADF);
+        ck_assert(!fd_is_open(old));
+        ck_assert(fd_is_open(kept));
+        /* Replacing "nothing" closes nothing. */
+        next = kept;
+        kept = -EBADF;
+        ck_assert_int_eq(close_and_replace(kept, next), 0);
+        ck_assert(fd_is_open(kept));
+        safe_close(kept);
+}
+END_TEST
+
+enum color { COLOR_RED, COLOR_GREEN, COLOR_BLUE = 3, _COLOR_INVALID = -EINVAL };
+static const char *const color_table[] = {
+    [COLOR_RED] = "red",
+    [COLOR_GREEN] = "green",
+    [COLOR_BLUE] = "blue",
+};
+DEFINE_PRIVATE_STRING_TABLE_LOOKUP(color, enum color)
+
+START_TEST(test_string_table)
+{
+        ck_assert_str_eq(color_to_string(COLOR_RED), "red");
+        ck_assert_str_eq(color_to_string(COLOR_BLUE), "blue");
+        ck_assert_ptr_null(color_to_string((enum color)2)); /* a hole */
+        ck_assert_ptr_null(color_to_string((enum color)4));
+        ck_assert_ptr_null(color_to_string(_COLOR_INVALID));
+        ck_assert_int_eq(color_from_string("green"), COLOR_GREEN);
+        ck_assert_int_eq(color_from_string("blue"), COLOR_BLUE);
+        ck_assert_int_eq(color_from_string("Blue"), -EINVAL);
+        ck_assert_int_eq(color_from_string(""), -EINVAL);
+        ck_assert_int_eq(color_from_string(NULL), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_mode_names)
+{
+        ck_assert_str_eq(vfiod_proto_mode_to_string(VFIOD__MODE__MODE_DIRECT), "direct");
+        ck_assert_str_eq(vfiod_proto_mode_to_string(VFIOD__MODE__MODE_BROKERED), "brokered");
+        ck_assert_ptr_null(vfiod_proto_mode_to_string(VFIOD__MODE__MODE_UNSPECIFIED));
+        ck_assert_ptr_null(vfiod_proto_mode_to_string(3));
+        ck_assert_ptr_null(vfiod_proto_mode_to_string(-1));
+        ck_assert_int_eq(vfiod_proto_mode_from_string("direct"), VFIOD__MODE__MODE_DIRECT);
+        ck_assert_int_eq(vfiod_proto_mode_from_string("brokered"), VFIOD__MODE__MODE_BROKERED);
+        ck_assert_int_eq(vfiod_proto_mode_from_string("unspecified"), -EINVAL);
+        ck_assert_int_eq(vfiod_proto_mode_from_string("DIRECT"), -EINVAL);
+}
+END_TEST
+
 static Suite *macro_suite(void)
 {
         Suite *s = suite_create("macro");
@@ -148,6 +206,9 @@ static Suite *macro_suite(void)
         tcase_add_test(tc, test_take_ptr_and_free);
         tcase_add_test(tc, test_elementsof);
         tcase_add_test(tc, test_trivial_cleanup);
+        tcase_add_test(tc, test_close_and_replace);
+        tcase_add_test(tc, test_string_table);
+        tcase_add_test(tc, test_mode_names);
         suite_add_tcase(s, tc);
         return s;
 }
