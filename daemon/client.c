@@ -66,7 +66,9 @@ struct vfiod_domain *vfiod_client_find_domain(struct vfiod_client *c, uint64_t i
 {
         struct vfiod_domain *d;
 
-        list_for_each_safe(d, it, &c->domains, struct vfiod_domain, link) if (d->id == id) return d;
+        list_for_each_safe (d, it, &c->domains, struct vfiod_domain, link)
+                if (d->id == id)
+                        return d;
         return NULL;
 }
 
@@ -74,8 +76,9 @@ static struct vfiod_lease *find_lease(struct vfiod_client *c, uint64_t id)
 {
         struct vfiod_lease *l;
 
-        list_for_each_safe(l, it, &c->leases, struct vfiod_lease,
-                           link_client) if (l->id == id) return l;
+        list_for_each_safe (l, it, &c->leases, struct vfiod_lease, link_client)
+                if (l->id == id)
+                        return l;
         return NULL;
 }
 
@@ -83,8 +86,7 @@ int vfiod_client_no_lease(struct vfiod_client *c, uint64_t id, bool any, struct 
 {
         struct vfiod_client *o;
 
-        list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
-        {
+        list_for_each_safe (o, it, &c->server->clients, struct vfiod_client, link) {
                 if ((o == c || any) && vfiod_client_find_domain(o, id))
                         return vfiod_error_set(err, EINVAL,
                                                "%" PRIu64 " is a domain id, not a lease id", id);
@@ -862,8 +864,7 @@ static uint32_t irq_fds(const struct vfiod_client *c)
         struct vfiod_lease *l;
         uint32_t n = 0;
 
-        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)
-        {
+        list_for_each_safe (l, it, &c->leases, struct vfiod_lease, link_client) {
                 for (size_t k = 0; k < l->n_devs; k++) {
                         const struct vfiod_lease_dev *dev = &l->devs[k];
 
@@ -968,8 +969,7 @@ static struct vfiod_usage user_usage(const struct vfiod_client *c)
         struct vfiod_client *o;
         struct vfiod_usage sum = {0};
 
-        list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
-        {
+        list_for_each_safe (o, it, &c->server->clients, struct vfiod_client, link) {
                 if (o->peer.uid != c->peer.uid)
                         continue;
                 sum.pinned_bytes += o->usage.pinned_bytes;
@@ -986,19 +986,16 @@ static uint64_t rule_user_pinned_bytes(const struct vfiod_client *c, const char 
         struct vfiod_client *o;
         uint64_t sum = 0;
 
-        list_for_each_safe(o, it, &c->server->clients, struct vfiod_client, link)
-        {
+        list_for_each_safe (o, it, &c->server->clients, struct vfiod_client, link) {
                 struct vfiod_domain *d;
 
                 if (o->peer.uid != c->peer.uid)
                         continue;
-                list_for_each_safe(d, dit, &o->domains, struct vfiod_domain, link)
-                {
+                list_for_each_safe (d, dit, &o->domains, struct vfiod_domain, link) {
                         struct vfiod_lease *l;
                         bool under = false;
 
-                        list_for_each_safe(l, lit, &o->leases, struct vfiod_lease, link_client)
-                        {
+                        list_for_each_safe (l, lit, &o->leases, struct vfiod_lease, link_client) {
                                 under = under || (l->domain == d &&
                                                   strcmp(l->grant.user_pinned_rule, rule) == 0);
                         }
@@ -1357,8 +1354,7 @@ static int handle_list_leases(struct vfiod_client *c, struct vfiod_msg *msg,
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto out;
         }
-        list_for_each_safe(l, it, &s->leases, struct vfiod_lease, link_server)
-        {
+        list_for_each_safe (l, it, &s->leases, struct vfiod_lease, link_server) {
                 Vfiod__LeaseInfo *li = &infos[i];
 
                 vfiod__lease_info__init(li);
@@ -1404,8 +1400,9 @@ static int handle_revoke(struct vfiod_client *c, struct vfiod_msg *msg, struct v
         const Vfiod__Revoke *rq = msg->env->revoke;
         struct vfiod_lease *l, *found = NULL;
 
-        list_for_each_safe(l, it, &c->server->leases, struct vfiod_lease,
-                           link_server) if (l->id == rq->lease_id) found = l;
+        list_for_each_safe (l, it, &c->server->leases, struct vfiod_lease, link_server)
+                if (l->id == rq->lease_id)
+                        found = l;
         if (!found)
                 return vfiod_client_no_lease(c, rq->lease_id, true, err);
         {
@@ -1452,8 +1449,7 @@ static int handle_stats(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
 
         rep.clients = s->n_clients;
         rep.leases = (uint32_t)list_length(&s->leases);
-        list_for_each_safe(o, it, &s->clients, struct vfiod_client, link)
-        {
+        list_for_each_safe (o, it, &s->clients, struct vfiod_client, link) {
                 rep.domains += o->usage.domains;
                 rep.mappings += o->usage.mappings;
                 rep.pinned_bytes += o->usage.pinned_bytes;
@@ -1675,10 +1671,12 @@ void vfiod_client_free(struct vfiod_client *c)
          * The queue first: a reply nobody will read (an AcquireReply) holds
          * duplicates of a lease's fds, which would quarantine its group.
          */
-        list_for_each_safe(q, it, &c->queue, struct vfiod_queued, link) queued_free(q);
-        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)(void)
-            vfiod_lease_release(l, "its holder disconnected");
-        list_for_each_safe(d, it, &c->domains, struct vfiod_domain, link) vfiod_domain_free(d);
+        list_for_each_safe (q, it, &c->queue, struct vfiod_queued, link)
+                queued_free(q);
+        list_for_each_safe (l, it, &c->leases, struct vfiod_lease, link_client)
+                (void)vfiod_lease_release(l, "its holder disconnected");
+        list_for_each_safe (d, it, &c->domains, struct vfiod_domain, link)
+                vfiod_domain_free(d);
         list_remove(&c->link);
         safe_close(c->fd);
         vfiod_peer_done(&c->peer);
@@ -1699,10 +1697,10 @@ void vfiod_client_save(const struct vfiod_client *c, struct vfiod_save *sv)
         vfiod_save_line(sv, "client %" PRIu64 " %d %" PRIu64 " %d %u %u %s %s", c->id,
                         (int)c->state, c->caps, c->admin ? 1 : 0, c->max_datagram, c->max_fds,
                         c->peer.unit ? c->peer.unit : "-", c->peer.slice ? c->peer.slice : "-");
-        list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link)
-            vfiod_domain_save(d, c->id, sv);
-        list_for_each_safe(l, lit, &c->leases, struct vfiod_lease, link_client)
-            vfiod_lease_save(l, sv);
+        list_for_each_safe (d, dit, &c->domains, struct vfiod_domain, link)
+                vfiod_domain_save(d, c->id, sv);
+        list_for_each_safe (l, lit, &c->leases, struct vfiod_lease, link_client)
+                vfiod_lease_save(l, sv);
 }
 
 /*
@@ -1793,8 +1791,8 @@ void vfiod_client_invalidate_vaddrs(struct vfiod_client *c)
 {
         struct vfiod_domain *d;
 
-        list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link)
-            vfiod_domain_invalidate_vaddrs(d);
+        list_for_each_safe (d, dit, &c->domains, struct vfiod_domain, link)
+                vfiod_domain_invalidate_vaddrs(d);
 }
 
 void vfiod_client_abandon(struct vfiod_client *c)
@@ -1802,7 +1800,8 @@ void vfiod_client_abandon(struct vfiod_client *c)
         struct vfiod_lease *l;
         struct vfiod_domain *d;
 
-        list_for_each_safe(l, lit, &c->leases, struct vfiod_lease, link_client)
-            vfiod_lease_abandon(l);
-        list_for_each_safe(d, dit, &c->domains, struct vfiod_domain, link) vfiod_domain_abandon(d);
+        list_for_each_safe (l, lit, &c->leases, struct vfiod_lease, link_client)
+                vfiod_lease_abandon(l);
+        list_for_each_safe (d, dit, &c->domains, struct vfiod_domain, link)
+                vfiod_domain_abandon(d);
 }

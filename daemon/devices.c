@@ -56,8 +56,7 @@ void vfiod_registry_free(struct vfiod_registry *d)
 
         if (!d)
                 return;
-        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link)
-        {
+        list_for_each_safe (g, it, &d->groups, struct vfiod_group, link) {
                 /* Managed devices go back to their drivers, unless that would block. */
                 if (g->n_bound &&
                     !(g->state == VFIOD_GROUP_QUARANTINED && g->wait == VFIOD_WAIT_UNSET)) {

@@ -80,8 +80,7 @@ static void idle_trim(struct vfiod_domain *d, size_t max_views, uint64_t max_byt
 {
         struct vfiod_memfd_view *v;
 
-        list_for_each_safe(v, it, &d->views, struct vfiod_memfd_view, link)
-        {
+        list_for_each_safe (v, it, &d->views, struct vfiod_memfd_view, link) {
                 if (d->n_idle_views <= max_views && d->idle_bytes <= max_bytes)
                         return;
                 if (v->refs > 0)
@@ -479,8 +478,7 @@ static struct vfiod_memfd_view *view_find(struct vfiod_domain *d, const struct m
 {
         struct vfiod_memfd_view *v;
 
-        list_for_each_safe(v, it, &d->views, struct vfiod_memfd_view, link)
-        {
+        list_for_each_safe (v, it, &d->views, struct vfiod_memfd_view, link) {
                 if (v->dev == meta->dev && v->ino == meta->ino && v->writable == writable &&
                     v->offset <= lo && hi <= v->offset + v->size) {
                         if (v->refs++ == 0) {
@@ -1135,8 +1133,7 @@ void vfiod_domain_save(const struct vfiod_domain *d, uint64_t owner, struct vfio
         vfiod_save_fd(sv, d->container_fd, "container-%" PRIu64, d->id);
         vfiod_save_line(sv, "domain %" PRIu64 " %" PRIu64 " %d %d %d %d", owner, d->id, d->model,
                         d->model_set ? 1 : 0, d->mode, d->implicit ? 1 : 0);
-        list_for_each_safe(v, vit, &d->views, struct vfiod_memfd_view, link)
-        {
+        list_for_each_safe (v, vit, &d->views, struct vfiod_memfd_view, link) {
                 /* An idle view is a cache: the next vfiod maps again. */
                 if (v->refs == 0)
                         continue;
@@ -1213,8 +1210,9 @@ static struct vfiod_memfd_view *view_by_id(struct vfiod_domain *d, uint64_t id)
 {
         struct vfiod_memfd_view *v;
 
-        list_for_each_safe(v, it, &d->views, struct vfiod_memfd_view,
-                           link) if (v->id == id) return v;
+        list_for_each_safe (v, it, &d->views, struct vfiod_memfd_view, link)
+                if (v->id == id)
+                        return v;
         return NULL;
 }
 

@@ -47,7 +47,9 @@ struct vfiod_group *vfiod_registry_group(struct vfiod_registry *d, int id)
 {
         struct vfiod_group *g;
 
-        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link) if (g->id == id) return g;
+        list_for_each_safe (g, it, &d->groups, struct vfiod_group, link)
+                if (g->id == id)
+                        return g;
         return NULL;
 }
 
@@ -72,8 +74,7 @@ struct vfiod_group *vfiod_registry_attached_to(struct vfiod_registry *d, uint64_
 {
         struct vfiod_group *g;
 
-        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link)
-        {
+        list_for_each_safe (g, it, &d->groups, struct vfiod_group, link) {
                 if (g->state == VFIOD_GROUP_QUARANTINED && g->wait == VFIOD_WAIT_UNSET &&
                     g->domain == domain)
                         return g;
@@ -93,7 +94,8 @@ size_t vfiod_registry_count(struct vfiod_registry *d, enum vfiod_group_state sta
         struct vfiod_group *g;
         size_t n = 0;
 
-        list_for_each_safe(g, it, &d->groups, struct vfiod_group, link) n += g->state == state;
+        list_for_each_safe (g, it, &d->groups, struct vfiod_group, link)
+                n += g->state == state;
         return n;
 }
 

@@ -262,8 +262,7 @@ void vfiod_quarantine_check(struct vfiod_server *s)
 {
         struct vfiod_group *g;
 
-        list_for_each_safe(g, it, &s->devices->groups, struct vfiod_group, link)
-        {
+        list_for_each_safe (g, it, &s->devices->groups, struct vfiod_group, link) {
                 if (g->state != VFIOD_GROUP_QUARANTINED)
                         continue;
                 g->checks++;
@@ -825,8 +824,7 @@ int vfiod_lease_domain_grant(struct vfiod_client *c, const struct vfiod_domain *
         struct vfiod_grant g;
 
         vfiod_grant_init(&g);
-        list_for_each_safe(l, it, &c->leases, struct vfiod_lease, link_client)
-        {
+        list_for_each_safe (l, it, &c->leases, struct vfiod_lease, link_client) {
                 if (l->domain != d)
                         continue;
                 if (!first)

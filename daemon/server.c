@@ -228,8 +228,7 @@ static uint32_t connections_of(struct vfiod_server *s, uid_t uid)
         struct vfiod_client *c;
         uint32_t n = 0;
 
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
-        {
+        list_for_each_safe (c, it, &s->clients, struct vfiod_client, link) {
                 n += !c->dead && c->peer.uid == uid;
         }
         return n;
@@ -319,8 +318,7 @@ void vfiod_server_reap(struct vfiod_server *s)
 {
         struct vfiod_client *c;
 
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
-        {
+        list_for_each_safe (c, it, &s->clients, struct vfiod_client, link) {
                 if (!c->dead)
                         continue;
                 s->n_clients--;
@@ -369,8 +367,7 @@ struct vfiod_domain *vfiod_server_find_domain(struct vfiod_server *s, uint64_t i
 {
         struct vfiod_client *c;
 
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
-        {
+        list_for_each_safe (c, it, &s->clients, struct vfiod_client, link) {
                 struct vfiod_domain *d = vfiod_client_find_domain(c, id);
 
                 if (d)
@@ -392,7 +389,8 @@ static void closer_room_cb(void *userdata)
         struct vfiod_server *s = userdata;
         struct vfiod_client *c;
 
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link) vfiod_client_kick(c);
+        list_for_each_safe (c, it, &s->clients, struct vfiod_client, link)
+                vfiod_client_kick(c);
 }
 
 int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
@@ -441,8 +439,7 @@ void vfiod_server_drop_clients(struct vfiod_server *s)
 {
         struct vfiod_client *c;
 
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
-        {
+        list_for_each_safe (c, it, &s->clients, struct vfiod_client, link) {
                 s->n_clients--;
                 vfiod_client_free(c);
         }
@@ -510,8 +507,7 @@ int vfiod_server_reload(struct vfiod_server *s, struct vfiod_errors *errors, uin
         s->policy = p;
         log_notice("Configuration '%s' reloaded: %zu device rule(s)",
                    s->config_path ? s->config_path : "(none)", p->n_rules);
-        list_for_each_safe(l, it, &s->leases, struct vfiod_lease, link_server)
-        {
+        list_for_each_safe (l, it, &s->leases, struct vfiod_lease, link_server) {
                 /* An allowed lease takes the new rules' quotas and interrupt types. */
                 if (l->status != VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE ||
                     vfiod_lease_policy_check(l, p))
@@ -645,7 +641,9 @@ struct vfiod_client *vfiod_server_find_client(struct vfiod_server *s, uint64_t i
 {
         struct vfiod_client *c;
 
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link) if (c->id == id) return c;
+        list_for_each_safe (c, it, &s->clients, struct vfiod_client, link)
+                if (c->id == id)
+                        return c;
         return NULL;
 }
 
@@ -653,8 +651,9 @@ struct vfiod_lease *vfiod_server_find_lease(struct vfiod_server *s, uint64_t id)
 {
         struct vfiod_lease *l;
 
-        list_for_each_safe(l, it, &s->leases, struct vfiod_lease,
-                           link_server) if (l->id == id) return l;
+        list_for_each_safe (l, it, &s->leases, struct vfiod_lease, link_server)
+                if (l->id == id)
+                        return l;
         return NULL;
 }
 
@@ -678,7 +677,8 @@ void vfiod_server_save(struct vfiod_server *s, struct vfiod_save *sv)
         /* Domains and leases share one counter: the same number twice (the format has both). */
         vfiod_save_line(sv, "next %" PRIu64 " %" PRIu64 " %" PRIu64, s->next_client_id,
                         s->next_object_id, s->next_object_id);
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link) vfiod_client_save(c, sv);
+        list_for_each_safe (c, it, &s->clients, struct vfiod_client, link)
+                vfiod_client_save(c, sv);
 }
 
 /* "next C D L": the ids handed out so far (clients; domains and leases, one counter). */
@@ -706,8 +706,8 @@ size_t vfiod_server_restored(struct vfiod_server *s)
         size_t n = list_length(&s->leases);
         struct vfiod_lease *l;
 
-        list_for_each_safe(l, it, &s->leases, struct vfiod_lease, link_server)
-            vfiod_lease_restored(l);
+        list_for_each_safe (l, it, &s->leases, struct vfiod_lease, link_server)
+                vfiod_lease_restored(l);
         log_notice("Restored %zu lease(s) and %u client(s) from the fd store", n, s->n_clients);
         return n;
 }
@@ -716,8 +716,8 @@ void vfiod_server_keep(struct vfiod_server *s)
 {
         struct vfiod_client *c;
 
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link)
-            vfiod_client_invalidate_vaddrs(c);
+        list_for_each_safe (c, it, &s->clients, struct vfiod_client, link)
+                vfiod_client_invalidate_vaddrs(c);
         log_notice("Stopping with %zu lease(s) and %u client(s) kept in the fd store",
                    list_length(&s->leases), s->n_clients);
 }
@@ -726,5 +726,6 @@ void vfiod_server_abandon(struct vfiod_server *s)
 {
         struct vfiod_client *c;
 
-        list_for_each_safe(c, it, &s->clients, struct vfiod_client, link) vfiod_client_abandon(c);
+        list_for_each_safe (c, it, &s->clients, struct vfiod_client, link)
+                vfiod_client_abandon(c);
 }

@@ -660,8 +660,9 @@ static struct vfiod_client *server_client(uint64_t id)
 {
         struct vfiod_client *c;
 
-        list_for_each_safe(c, it, &H.server->clients, struct vfiod_client,
-                           link) if (c->id == id) return c;
+        list_for_each_safe (c, it, &H.server->clients, struct vfiod_client, link)
+                if (c->id == id)
+                        return c;
         return NULL;
 }
 
