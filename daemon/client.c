@@ -760,25 +760,39 @@ static int handle_release(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         return reply_ok(c, msg->env->id, err);
 }
 
+/* The device `device` of the caller's lease `lease_id`, or an error naming what is not there. */
+static int lease_dev_of(struct vfiod_client *c, uint64_t lease_id, const char *device,
+                        struct vfiod_lease_dev **ret, struct vfiod_error *err)
+{
+        struct vfiod_lease *l = find_lease(c, lease_id);
+        struct vfiod_lease_dev *dev;
+
+        if (!l)
+                return vfiod_client_no_lease(c, lease_id, false, err);
+        dev = vfiod_lease_find_dev(l, device);
+        if (!dev)
+                return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
+                                       device, l->id);
+        *ret = dev;
+        return 0;
+}
+
 static int handle_reset(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__Reset *rq = msg->env->reset;
-        struct vfiod_lease *l = find_lease(c, rq->lease_id);
         struct vfiod_lease_dev *dev;
         int r;
 
-        if (!l)
-                return vfiod_client_no_lease(c, rq->lease_id, false, err);
-        dev = vfiod_lease_find_dev(l, rq->device);
-        if (!dev)
-                return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
-                                       rq->device, l->id);
+        r = lease_dev_of(c, rq->lease_id, rq->device, &dev, err);
+        if (r < 0)
+                return r;
         r = vfiod_lease_reset_dev(dev);
         if (r < 0)
                 return vfiod_error_set(err, -r, "resetting '%s' failed: %s", dev->bdf,
                                        strerror(-r));
         {
-                struct vfiod_log_about a = vfiod_client_about(c, dev->bdf, l->group_id, l->id);
+                struct vfiod_log_about a =
+                    vfiod_client_about(c, dev->bdf, dev->lease->group_id, dev->lease->id);
                 vfiod_log_about(LOG_INFO, &a, "reset device '%s' for its holder", dev->bdf);
         }
         return reply_ok(c, msg->env->id, err);
@@ -1297,19 +1311,15 @@ static int irq_set_decode(struct vfiod_msg *msg, struct vfiod_irq_set *set, uint
 static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct vfiod_error *err)
 {
         const Vfiod__SetIrqs *rq = msg->env->set_irqs;
-        struct vfiod_lease *l = find_lease(c, rq->lease_id);
         struct vfiod_lease_dev *dev;
         struct vfiod_irq_set set;
         _cleanup_free_ uint8_t *bools = NULL;
         _cleanup_free_ int *fds = NULL;
         int r;
 
-        if (!l)
-                return vfiod_client_no_lease(c, rq->lease_id, false, err);
-        dev = vfiod_lease_find_dev(l, rq->device);
-        if (!dev)
-                return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
-                                       rq->device, l->id);
+        r = lease_dev_of(c, rq->lease_id, rq->device, &dev, err);
+        if (r < 0)
+                return r;
         if (rq->count > KVFIO_IRQ_MAX_COUNT)
                 return vfiod_error_set(err, EINVAL, "count %u is above %u", rq->count,
                                        KVFIO_IRQ_MAX_COUNT);
