@@ -374,6 +374,20 @@ static pid_t spawn_fake(const char *notify, const char *sock, const int *fds, si
         return pid;
 }
 
+/*
+ * A root with device 0000:00:01.0 for uid 0, the socket and notify paths in
+ * sock and notify (4200 bytes each); returns the notify socket.
+ */
+static int fd_store_begin(char *sock, char *notify)
+{
+        h_start(NULL);
+        h_add_device("0000:00:01.0", 1, "vfio-pci");
+        snprintf(sock, 4200, "%s/vfiod.sock", H.root);
+        snprintf(notify, 4200, "%s/notify", H.root);
+        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
+        return dgram_receiver(notify);
+}
+
 static struct vfiod_msg *call(int fd, Vfiod__Envelope *env)
 {
         return rawclient_call_blocking(fd, env, NULL, 0);
@@ -390,12 +404,7 @@ START_TEST(fd_store_follows_the_leases)
         int nfd, err, fd, status;
         pid_t pid;
 
-        h_start(NULL);
-        h_add_device("0000:00:01.0", 1, "vfio-pci");
-        snprintf(sock, sizeof(sock), "%s/vfiod.sock", H.root);
-        snprintf(notify, sizeof(notify), "%s/notify", H.root);
-        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
-        nfd = dgram_receiver(notify);
+        nfd = fd_store_begin(sock, notify);
         pid = spawn_fake(notify, sock, NULL, 0, NULL, &err);
         fd = connect_retry(sock);
         h.major = VFIOD_PROTO_VERSION_MAJOR;
@@ -502,12 +511,7 @@ static void restore_case(bool torn)
         int nfd, err, sp[2], state, status;
         pid_t pid;
 
-        h_start(NULL);
-        h_add_device("0000:00:01.0", 1, "vfio-pci");
-        snprintf(sock, sizeof(sock), "%s/vfiod.sock", H.root);
-        snprintf(notify, sizeof(notify), "%s/notify", H.root);
-        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
-        nfd = dgram_receiver(notify);
+        nfd = fd_store_begin(sock, notify);
         /* The client's connection as a previous vfiod would have stored it. */
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
         ck_assert_int_eq(setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
@@ -842,12 +846,7 @@ static pid_t start_with_a_client(char *sock, char *notify, int *ret_nfd, int *re
 {
         pid_t pid;
 
-        h_start(NULL);
-        h_add_device("0000:00:01.0", 1, "vfio-pci");
-        snprintf(sock, 4200, "%s/vfiod.sock", H.root);
-        snprintf(notify, 4200, "%s/notify", H.root);
-        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
-        *ret_nfd = dgram_receiver(notify);
+        *ret_nfd = fd_store_begin(sock, notify);
         pid = spawn_fake(notify, sock, NULL, 0, NULL, ret_err);
         *ret_c = connect_retry(sock);
         rawclient_hello(rawclient_call_blocking, *ret_c, 0);
@@ -915,12 +914,7 @@ static void two_states_case(bool newer_torn)
         int nfd, err, sp7[2], sp8[2], old, new, status;
         pid_t pid;
 
-        h_start(NULL);
-        h_add_device("0000:00:01.0", 1, "vfio-pci");
-        snprintf(sock, sizeof(sock), "%s/vfiod.sock", H.root);
-        snprintf(notify, sizeof(notify), "%s/notify", H.root);
-        testutil_write_file(H.root, "vfiod.conf", "[Device t]\nMatch=0000:00:01.0\nUsers=0\n");
-        nfd = dgram_receiver(notify);
+        nfd = fd_store_begin(sock, notify);
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp7), 0);
         ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp8), 0);
         ck_assert_int_eq(setsockopt(sp7[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
