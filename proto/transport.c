@@ -128,7 +128,7 @@ size_t vfiod_msg_free(struct vfiod_msg *msg)
 
 typedef int (*fd_visit_fn)(int64_t index, enum vfiod_fd_kind kind, void *userdata);
 
-/* AcquireReply: the container, group and device fds it has. */
+/* AcquireReply: the container, group, device and iommufd fds it has. */
 static int acquire_reply_fd_indices(const Vfiod__AcquireReply *a, fd_visit_fn visit, void *userdata)
 {
         int n = 0, r;
@@ -149,6 +149,12 @@ static int acquire_reply_fd_indices(const Vfiod__AcquireReply *a, fd_visit_fn vi
         }
         if (a->has_device_fd_case == VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD) {
                 r = visit(a->device_fd, VFIOD_FD_KIND_VFIO_DEVICE, userdata);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        if (a->has_iommufd_fd_case == VFIOD__ACQUIRE_REPLY__HAS_IOMMUFD_FD_IOMMUFD_FD) {
+                r = visit(a->iommufd_fd, VFIOD_FD_KIND_IOMMUFD, userdata);
                 if (r < 0)
                         return r;
                 n++;
@@ -277,6 +283,7 @@ static bool fd_has_kind(int fd, enum vfiod_fd_kind kind)
         case VFIOD_FD_KIND_VFIO_CONTAINER:
         case VFIOD_FD_KIND_VFIO_GROUP:
         case VFIOD_FD_KIND_VFIO_DEVICE:
+        case VFIOD_FD_KIND_IOMMUFD:
                 /* Sent by the daemon only; proto/ knows nothing of VFIO. */
                 return true;
         }

@@ -31,7 +31,7 @@
 
 /* Protocol version, announced in Hello / HelloReply. */
 #define VFIOD_PROTO_VERSION_MAJOR 1
-#define VFIOD_PROTO_VERSION_MINOR 1
+#define VFIOD_PROTO_VERSION_MINOR 2
 
 /* Largest datagram (serialized Envelope) either side sends or accepts. */
 #define VFIOD_PROTO_MAX_DATAGRAM (64 * 1024)
@@ -163,13 +163,14 @@ enum vfiod_fd_kind {
         VFIOD_FD_KIND_VFIO_CONTAINER, /* AcquireReply.container_fd */
         VFIOD_FD_KIND_VFIO_GROUP,     /* AcquireReply.group_fd */
         VFIOD_FD_KIND_VFIO_DEVICE,    /* AcquireReply.device_fd */
+        VFIOD_FD_KIND_IOMMUFD,        /* AcquireReply.iommufd_fd */
         VFIOD_FD_KIND_MEMFD,          /* DmaRange.fd_index */
         VFIOD_FD_KIND_EVENTFD,        /* SetIrqs.eventfds[] */
 };
 
 /*
  * Calls visit(index, kind, userdata) for every fd index env names, in field
- * order: AcquireReply's container/group/device fd when set, every
+ * order: AcquireReply's container/group/device/iommufd fd when set, every
  * MapDma range's fd_index (the same index may come more than once), every
  * SetIrqs eventfd that is not -1 (values below -1 are passed on, for the
  * caller to reject). Other bodies name no fds.

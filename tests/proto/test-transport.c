@@ -1582,6 +1582,19 @@ START_TEST(test_fd_indices)
         ck_assert_int_eq(v.kind[1], VFIOD_FD_KIND_VFIO_GROUP);
         ck_assert_int_eq(v.kind[2], VFIOD_FD_KIND_VFIO_DEVICE);
 
+        /* IOMMUFD DIRECT AcquireReply: the cdev (device) and the iommufd. */
+        v.n = 0;
+        a.has_container_fd_case = VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD__NOT_SET;
+        a.has_group_fd_case = VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD__NOT_SET;
+        a.device_fd = 0;
+        a.has_iommufd_fd_case = VFIOD__ACQUIRE_REPLY__HAS_IOMMUFD_FD_IOMMUFD_FD;
+        a.iommufd_fd = 1;
+        ck_assert_int_eq(vfiod_envelope_fd_indices(&env, record_index, &v), 2);
+        ck_assert_int_eq(v.idx[0], 0);
+        ck_assert_int_eq(v.kind[0], VFIOD_FD_KIND_VFIO_DEVICE);
+        ck_assert_int_eq(v.idx[1], 1);
+        ck_assert_int_eq(v.kind[1], VFIOD_FD_KIND_IOMMUFD);
+
         /* SetIrqs: -1 skipped; a visitor error stops the walk. */
         v.n = 0;
         s.n_eventfds = ELEMENTSOF(ev);
