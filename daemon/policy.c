@@ -73,7 +73,8 @@ void vfiod_grant_init(struct vfiod_grant *g)
         *g = (struct vfiod_grant){.max_pinned_bytes = VFIOD_NO_QUOTA_BYTES,
                                   .max_pinned_bytes_per_user = VFIOD_NO_QUOTA_BYTES,
                                   .max_mappings = VFIOD_NO_QUOTA_MAPPINGS,
-                                  .irq_types = VFIOD_IRQ_BITS_ALL};
+                                  .irq_types = VFIOD_IRQ_BITS_ALL,
+                                  .interfaces = VFIOD_IFACE_BITS_ALL};
 }
 
 void vfiod_grant_done(struct vfiod_grant *g)
@@ -103,6 +104,9 @@ int vfiod_grant_narrow(struct vfiod_grant *into, const struct vfiod_grant *with)
         if ((into->irq_types & with->irq_types) != into->irq_types)
                 memcpy(into->irq_rule, with->irq_rule, sizeof(into->irq_rule));
         into->irq_types &= with->irq_types;
+        if ((into->interfaces & with->interfaces) != into->interfaces)
+                memcpy(into->iface_rule, with->iface_rule, sizeof(into->iface_rule));
+        into->interfaces &= with->interfaces;
         into->managed = into->managed || with->managed;
         if (!with->has_windows)
                 return 0;
@@ -159,6 +163,20 @@ bool vfiod_grant_iova_ok(const struct vfiod_grant *g, uint64_t iova, uint64_t si
                 if (iova >= g->windows[i].first && last <= g->windows[i].last)
                         return true;
         return false;
+}
+
+const char *vfiod_interfaces_name(unsigned ifaces)
+{
+        switch (ifaces & VFIOD_IFACE_BITS_ALL) {
+        case VFIOD_IFACE_BITS_ALL:
+                return "legacy iommufd";
+        case VFIOD_IFACE_BIT_LEGACY:
+                return "legacy";
+        case VFIOD_IFACE_BIT_IOMMUFD:
+                return "iommufd";
+        default:
+                return "none";
+        }
 }
 
 const char *vfiod_irq_types_name(unsigned types, char *buf, size_t size)
@@ -233,6 +251,7 @@ enum rule_key {
         KEY_IOVA_WINDOWS,
         KEY_IRQ_TYPES,
         KEY_MANAGED,
+        KEY_INTERFACES,
         _KEY_RULE_MAX,
 };
 
@@ -749,6 +768,17 @@ static void word_irq(struct parser *p, char *tok)
                 perr(p, "IrqTypes=: unknown interrupt type '%s' (intx, msi, msix, none)", tok);
 }
 
+static void word_interface(struct parser *p, char *tok)
+{
+        int iface = vfiod_proto_interface_from_string(tok);
+
+        if (iface != VFIOD__INTERFACE__INTERFACE_LEGACY &&
+            iface != VFIOD__INTERFACE__INTERFACE_IOMMUFD)
+                perr(p, "Interfaces=: unknown interface '%s' (legacy, iommufd)", tok);
+        else
+                cur_rule(p)->grant.interfaces |= 1u << iface; /* VFIOD_IFACE_BIT_* */
+}
+
 static void word_window(struct parser *p, char *tok)
 {
         struct vfiod_grant *g = &cur_rule(p)->grant;
@@ -856,6 +886,9 @@ static void rule_key_reset(struct vfiod_rule *r, enum rule_key k)
         case KEY_IRQ_TYPES:
                 r->grant.irq_types = VFIOD_IRQ_BITS_ALL;
                 break;
+        case KEY_INTERFACES:
+                r->grant.interfaces = VFIOD_IFACE_BITS_ALL;
+                break;
         case KEY_MANAGED:
                 r->grant.managed = false;
                 break;
@@ -898,6 +931,7 @@ static const struct {
     {"IovaWindows", KEY_IOVA_WINDOWS, word_window},
     {"IrqTypes", KEY_IRQ_TYPES, word_irq},
     {"Managed", KEY_MANAGED, NULL},
+    {"Interfaces", KEY_INTERFACES, word_interface},
 };
 
 static void parse_device_key(struct parser *p, const char *name, const char *value)
@@ -930,6 +964,8 @@ static void parse_device_key(struct parser *p, const char *name, const char *val
                 return;
         if (fresh && k == KEY_IRQ_TYPES)
                 r->grant.irq_types = 0; /* a value lists what is allowed */
+        if (fresh && k == KEY_INTERFACES)
+                r->grant.interfaces = 0;
         if (k == KEY_IOVA_WINDOWS)
                 r->grant.has_windows = true;
         switch (k) {
@@ -1219,6 +1255,8 @@ int vfiod_policy_load(const char *path, bool missing_ok, struct vfiod_policy **r
                 memcpy(rule->grant.irq_rule, rule->grant.pinned_rule,
                        sizeof(rule->grant.pinned_rule));
                 memcpy(rule->grant.user_pinned_rule, rule->grant.pinned_rule,
+                       sizeof(rule->grant.pinned_rule));
+                memcpy(rule->grant.iface_rule, rule->grant.pinned_rule,
                        sizeof(rule->grant.pinned_rule));
         }
         if (p.n_errors > 0) {
@@ -2009,6 +2047,8 @@ static void print_rule_grant(FILE *out, const struct vfiod_policy *policy,
         print_end(out, policy, rule, KEY_IRQ_TYPES);
         fprintf(out, "  Managed=%s", g->managed ? "yes" : "no");
         print_end(out, policy, rule, KEY_MANAGED);
+        fprintf(out, "  Interfaces=%s", vfiod_interfaces_name(g->interfaces));
+        print_end(out, policy, rule, KEY_INTERFACES);
 }
 
 /* The devices of this machine a rule matches (nothing when list is NULL). */

@@ -68,6 +68,11 @@
 #define VFIOD_MODE_BIT_BROKERED (1u << 2)
 #define VFIOD_MODE_BITS_ALL     (VFIOD_MODE_BIT_DIRECT | VFIOD_MODE_BIT_BROKERED)
 
+/* Interface bits: 1 << Vfiod__Interface value (LEGACY, IOMMUFD). */
+#define VFIOD_IFACE_BIT_LEGACY  (1u << 1)
+#define VFIOD_IFACE_BIT_IOMMUFD (1u << 2)
+#define VFIOD_IFACE_BITS_ALL    (VFIOD_IFACE_BIT_LEGACY | VFIOD_IFACE_BIT_IOMMUFD)
+
 /* IRQ type bits: 1 << VFIO_PCI_*_IRQ_INDEX. */
 #define VFIOD_IRQ_BIT_INTX (1u << 0)
 #define VFIOD_IRQ_BIT_MSI  (1u << 1)
@@ -102,11 +107,13 @@ struct vfiod_grant {
         bool has_windows;                   /* false = any IOVA the IOMMU takes */
         struct vfiod_window *windows;
         size_t n_windows;
-        unsigned irq_types; /* VFIOD_IRQ_BIT_* */
+        unsigned irq_types;  /* VFIOD_IRQ_BIT_* */
+        unsigned interfaces; /* VFIOD_IFACE_BIT_*: Interfaces= */
         bool managed;
         /* The rule each restriction comes from (for the reasons of refusals). */
         char pinned_rule[64], mappings_rule[64], windows_rule[64], irq_rule[64];
         char user_pinned_rule[64];
+        char iface_rule[64];
 };
 
 struct vfiod_rule {
@@ -210,6 +217,8 @@ int vfiod_grant_narrow(struct vfiod_grant *into, const struct vfiod_grant *with)
 bool vfiod_grant_iova_ok(const struct vfiod_grant *grant, uint64_t iova, uint64_t size);
 /* "intx msi msix", "none", ...: written to buf. */
 const char *vfiod_irq_types_name(unsigned types, char *buf, size_t size);
+/* "legacy iommufd", "legacy", "iommufd" or "none" for VFIOD_IFACE_BIT_* bits. */
+const char *vfiod_interfaces_name(unsigned ifaces);
 
 /*
  * What a valid policy probably does not mean, on the devices of list:

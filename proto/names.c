@@ -10,3 +10,11 @@ static const char *const vfiod_proto_mode_table[] = {
 };
 
 DEFINE_STRING_TABLE_LOOKUP(vfiod_proto_mode, int)
+
+static const char *const vfiod_proto_interface_table[] = {
+    [VFIOD__INTERFACE__INTERFACE_LEGACY] = "legacy",
+    [VFIOD__INTERFACE__INTERFACE_IOMMUFD] = "iommufd",
+    [VFIOD__INTERFACE__INTERFACE_ANY] = "any",
+};
+
+DEFINE_STRING_TABLE_LOOKUP(vfiod_proto_interface, int)

@@ -16,3 +16,11 @@ const char *vfiod_proto_mode_to_string(int mode);
 
 /* The mode named s (a VFIOD__MODE__MODE_* value), or -EINVAL. */
 int vfiod_proto_mode_from_string(const char *s);
+
+/*
+ * "legacy", "iommufd", "any" for VFIOD__INTERFACE__INTERFACE_LEGACY /
+ * _IOMMUFD / _ANY; NULL for any other value.
+ */
+const char *vfiod_proto_interface_to_string(int iface);
+/* The interface named s (a VFIOD__INTERFACE__INTERFACE_* value), or -EINVAL. */
+int vfiod_proto_interface_from_string(const char *s);
