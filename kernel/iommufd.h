@@ -119,8 +119,9 @@ void kvfio_ioas_info_free(struct kvfio_ioas_info *info);
  * the same as for a container).
  * -EINVAL: size 0, flags empty or with other bits, a range wrapping around,
  *          vaddr NULL (checked here); misaligned (from the kernel);
- * -EEXIST: the IOVA range overlaps an existing mapping, or lies outside the
- *          IOAS's allowed ranges;
+ * -EEXIST: the IOVA range overlaps an existing mapping;
+ * -EADDRINUSE: the IOVA range is reserved (outside kvfio_ioas_get_info()'s
+ *          ranges: the MSI window of an attached device's IOMMU...);
  * -ENOMEM: pinning would exceed RLIMIT_MEMLOCK, or out of memory;
  * -EFAULT: vaddr is not mapped; -ENOENT: no such IOAS; -EBADF; -ENOTTY.
  */
@@ -149,8 +150,9 @@ int kvfio_iommufd_has_map_file(int iommufd);
  * IOMMU_IOAS_UNMAP of every mapping inside [iova, iova + size). On success
  * stores how many bytes were unmapped in *ret_unmapped if not NULL.
  * -EINVAL: size 0 or a wrapping range (checked here);
- * -ENOENT: nothing is mapped there, the range would split a mapping, or no
- *          such IOAS (unlike Type1, where unmapping nothing is 0 bytes);
+ * -ENOENT: nothing is mapped there, the range would split a mapping (the
+ *          mappings before it in the range are unmapped by then), or no such
+ *          IOAS (unlike Type1, where unmapping nothing is 0 bytes);
  * -EBADF; -ENOTTY.
  */
 int kvfio_ioas_unmap(int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t size,
@@ -200,7 +202,7 @@ int kvfio_device_bind_iommufd(int device_fd, int iommufd, uint32_t *ret_dev_id);
 int kvfio_device_attach_ioas(int device_fd, uint32_t pt_id, uint32_t *ret_pt_id);
 
 /*
- * VFIO_DEVICE_DETACH_IOMMUFD_PT: the device leaves its IOAS and blocks DMA.
- * -EINVAL: not bound or not attached; -EBADF; -ENOTTY.
+ * VFIO_DEVICE_DETACH_IOMMUFD_PT: the device leaves its IOAS and blocks DMA;
+ * 0 also when it was not attached. -EINVAL: not bound; -EBADF; -ENOTTY.
  */
 int kvfio_device_detach_ioas(int device_fd);
