@@ -100,6 +100,15 @@ int fakesys_add_pci(const char *root, const char *bdf, int group, const char *dr
         return fakesys_link(root, target, rel);
 }
 
+int fakesys_add_cdev(const char *root, const char *bdf, int cdev)
+{
+        char rel[512], text[32];
+
+        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/vfio-dev/vfio%d/dev", bdf, cdev);
+        snprintf(text, sizeof(text), "511:%d\n", cdev);
+        return fakesys_write(root, rel, text);
+}
+
 int fakesys_add_mdev(const char *root, const char *uuid, int group, const char *driver)
 {
         char rel[512], target[512];

@@ -21,5 +21,7 @@ int fakesys_link(const char *root, const char *target, const char *rel);
 
 /* A PCI device bdf in IOMMU group group, bound to driver (NULL: none). */
 int fakesys_add_pci(const char *root, const char *bdf, int group, const char *driver);
+/* The device's cdev: vfio-dev/vfio<cdev>/dev in its folder (bdf: a PCI address). */
+int fakesys_add_cdev(const char *root, const char *bdf, int cdev);
 /* An mdev uuid in IOMMU group group, bound to driver (NULL: none). */
 int fakesys_add_mdev(const char *root, const char *uuid, int group, const char *driver);

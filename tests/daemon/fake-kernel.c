@@ -17,12 +17,13 @@
 #include "kernel/device.h"
 #include "kernel/dma.h"
 #include "kernel/group.h"
+#include "kernel/iommufd.h"
 #include "kernel/irq.h"
 #include "kernel/sysfs.h"
 
 #define N_IDX 5
 
-enum kind { K_CONTAINER, K_GROUP, K_DEVICE };
+enum kind { K_CONTAINER, K_GROUP, K_DEVICE, K_IOMMUFD };
 
 struct fmap {
         uint64_t iova, size;
@@ -46,6 +47,13 @@ struct fobj {
         struct fgroup *group;
         /* device file */
         struct fdev *fdev;
+        /* a device cdev file: bound to ictx (an iommufd object), attached to IOAS pt (0: none) */
+        bool cdev;
+        struct fobj *ictx;
+        uint32_t pt;
+        /* iommufd: its IOAS ids are 1 .. n_ioas (one map list for all), its rlimit mode */
+        uint32_t n_ioas;
+        int rlimit_mode;
 };
 
 struct fgroup {
@@ -62,6 +70,7 @@ struct fdev {
         int unmask_efd[N_IDX];
         unsigned resets;
         bool no_reset; /* vfio-pci's reset_works false: no FLAGS_RESET, DEVICE_RESET EINVAL */
+        int cdev;      /* N of /dev/vfio/devices/vfioN; -1: none */
 };
 
 static struct fobj **objs;
@@ -197,6 +206,15 @@ static bool dev_has_live_file(const struct fdev *d, const struct fobj *except)
         return false;
 }
 
+/* A bound cdev file holds the kernel's reference on its iommufd. */
+static bool ictx_in_use(const struct fobj *o)
+{
+        for (size_t i = 0; o->kind == K_IOMMUFD && i < n_objs; i++)
+                if (objs[i]->probe >= 0 && objs[i]->ictx == o)
+                        return true;
+        return false;
+}
+
 /* Notices closed files and applies what the kernel does on the last close. */
 static void gc(void)
 {
@@ -222,7 +240,8 @@ static void gc(void)
         for (size_t i = 0; i < n_objs;) {
                 struct fobj *o = objs[i];
 
-                if (o->probe < 0 && !(o->kind == K_CONTAINER && o->n_groups > 0)) {
+                if (o->probe < 0 && !(o->kind == K_CONTAINER && o->n_groups > 0) &&
+                    !ictx_in_use(o)) {
                         free(o->maps);
                         free(o);
                         objs[i] = objs[--n_objs];
@@ -274,6 +293,9 @@ static int obj_get(int fd, enum kind kind, struct fobj **ret)
                 if (objs[i]->probe >= 0 && objs[i]->dev == st.st_dev && objs[i]->ino == st.st_ino) {
                         if (objs[i]->kind != kind)
                                 return -ENOTTY;
+                        /* An unbound cdev takes nothing but VFIO_DEVICE_BIND_IOMMUFD. */
+                        if (objs[i]->cdev && !objs[i]->ictx)
+                                return -EINVAL;
                         *ret = objs[i];
                         return 0;
                 }
@@ -329,7 +351,7 @@ void fake_kernel_add_device(int group, const char *bdf)
         d = devs[n_devs++] = calloc(1, sizeof(struct fdev));
         if (!d)
                 abort();
-        *d = (struct fdev){.group = group, .count = {1, 1, 8, 1, 1}};
+        *d = (struct fdev){.group = group, .count = {1, 1, 8, 1, 1}, .cdev = -1};
         snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
         for (uint32_t k = 0; k < N_IDX; k++)
                 d->unmask_efd[k] = -1;
@@ -437,7 +459,7 @@ size_t fake_kernel_mappings(void)
 
         gc();
         for (size_t i = 0; i < n_objs; i++)
-                if (objs[i]->kind == K_CONTAINER)
+                if (objs[i]->kind == K_CONTAINER || objs[i]->kind == K_IOMMUFD)
                         n += objs[i]->n_maps;
         return n;
 }
@@ -445,7 +467,7 @@ size_t fake_kernel_mappings(void)
 int fake_kernel_dma_read(uint64_t iova, void *buf, size_t len)
 {
         for (size_t i = 0; i < n_objs; i++)
-                for (size_t j = 0; objs[i]->kind == K_CONTAINER && j < objs[i]->n_maps; j++) {
+                for (size_t j = 0; j < objs[i]->n_maps; j++) {
                         struct fmap *m = &objs[i]->maps[j];
                         if (iova >= m->iova && iova + len <= m->iova + m->size) {
                                 memcpy(buf, (char *)m->vaddr + (iova - m->iova), len);
@@ -617,6 +639,16 @@ void kvfio_iommu_info_free(struct kvfio_iommu_info *info)
 
 /* ---- group.h ---------------------------------------------------------------------------- */
 
+/* A live cdev file of a device of the group is bound (the kernel's cdev_device_open_cnt). */
+static bool group_cdev_bound(int group)
+{
+        for (size_t i = 0; i < n_objs; i++)
+                if (objs[i]->cdev && objs[i]->probe >= 0 && objs[i]->ictx &&
+                    objs[i]->fdev->group == group)
+                        return true;
+        return false;
+}
+
 int kvfio_group_open(int group, const char *dir)
 {
         struct fgroup *g;
@@ -632,7 +664,7 @@ int kvfio_group_open(int group, const char *dir)
                 tracef("group_open %d=ENOENT", group);
                 return -ENOENT;
         }
-        if (g->file) {
+        if (g->file || group_cdev_bound(group)) {
                 tracef("group_open %d=EBUSY", group);
                 return -EBUSY;
         }
@@ -1057,16 +1089,13 @@ int kvfio_irq_set_bools(int device_fd, uint32_t index, uint32_t action, uint32_t
 /* ---- dma.h --------------------------------------------------------------------------------------
  */
 
-int kvfio_dma_map(int container_fd, void *vaddr, uint64_t iova, uint64_t size, uint32_t flags)
+/* Type1's map on container (or iommufd) c. */
+static int kvfio_dma_map_checked(struct fobj *c, void *vaddr, uint64_t iova, uint64_t size,
+                                 uint32_t flags)
 {
         struct fmap *maps;
-        struct fobj *c;
         bool valid = false;
-        int r = obj_get(container_fd, K_CONTAINER, &c);
 
-        if (r < 0)
-                return r;
-        FAILPOINT();
         if (!c->model)
                 return -ENOTTY;
         if (size == 0 || !flags || (flags & ~(KVFIO_DMA_READ | KVFIO_DMA_WRITE)) || !vaddr ||
@@ -1094,15 +1123,23 @@ int kvfio_dma_map(int container_fd, void *vaddr, uint64_t iova, uint64_t size, u
         return 0;
 }
 
-int kvfio_dma_unmap(int container_fd, uint64_t iova, uint64_t size, uint64_t *ret_unmapped)
+int kvfio_dma_map(int container_fd, void *vaddr, uint64_t iova, uint64_t size, uint32_t flags)
 {
         struct fobj *c;
-        uint64_t total = 0;
         int r = obj_get(container_fd, K_CONTAINER, &c);
 
         if (r < 0)
                 return r;
         FAILPOINT();
+        return kvfio_dma_map_checked(c, vaddr, iova, size, flags);
+}
+
+/* Type1's unmap on container (or iommufd) c. */
+static int kvfio_dma_unmap_checked(struct fobj *c, uint64_t iova, uint64_t size,
+                                   uint64_t *ret_unmapped)
+{
+        uint64_t total = 0;
+
         if (!c->model)
                 return -ENOTTY;
         if (size == 0 || iova + size - 1 < iova)
@@ -1129,6 +1166,17 @@ int kvfio_dma_unmap(int container_fd, uint64_t iova, uint64_t size, uint64_t *re
         if (ret_unmapped)
                 *ret_unmapped = total;
         return 0;
+}
+
+int kvfio_dma_unmap(int container_fd, uint64_t iova, uint64_t size, uint64_t *ret_unmapped)
+{
+        struct fobj *c;
+        int r = obj_get(container_fd, K_CONTAINER, &c);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        return kvfio_dma_unmap_checked(c, iova, size, ret_unmapped);
 }
 
 /* The fake keeps no process addresses: a live update is accepted for an existing mapping. */
@@ -1177,4 +1225,319 @@ int kvfio_dma_unmap_all(int container_fd, uint64_t *ret_unmapped)
         if (ret_unmapped)
                 *ret_unmapped = total;
         return 0;
+}
+
+/* ---- iommufd.h ------------------------------------------------------------------------------ */
+
+static int devices_of_cdev_bound(const struct fdev *d)
+{
+        for (size_t i = 0; i < n_objs; i++)
+                if (objs[i]->cdev && objs[i]->probe >= 0 && objs[i]->ictx && objs[i]->fdev == d)
+                        return 1;
+        return 0;
+}
+
+int kvfio_iommufd_open(const char *path)
+{
+        struct fobj *o;
+        int fd;
+
+        (void)path;
+        FAILPOINT();
+        fd = obj_new(K_IOMMUFD, &o);
+        if (fd >= 0)
+                tracef("iommufd_open");
+        return fd;
+}
+
+int kvfio_iommufd_get_rlimit_mode(int iommufd)
+{
+        struct fobj *o;
+        int r = obj_get(iommufd, K_IOMMUFD, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        return o->rlimit_mode;
+}
+
+int kvfio_iommufd_set_rlimit_mode(int iommufd, int mode)
+{
+        struct fobj *o;
+        int r = obj_get(iommufd, K_IOMMUFD, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (mode != KVFIO_IOMMUFD_RLIMIT_USER && mode != KVFIO_IOMMUFD_RLIMIT_PROCESS)
+                return -EINVAL;
+        if (o->n_ioas > 0)
+                return -EBUSY;
+        for (size_t i = 0; i < n_objs; i++)
+                if (objs[i]->probe >= 0 && objs[i]->ictx == o)
+                        return -EBUSY;
+        o->rlimit_mode = mode;
+        tracef("rlimit_mode %d", mode);
+        return 0;
+}
+
+int kvfio_ioas_alloc(int iommufd, uint32_t *ret_ioas_id)
+{
+        struct fobj *o;
+        int r = obj_get(iommufd, K_IOMMUFD, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (!ret_ioas_id)
+                return -EINVAL;
+        *ret_ioas_id = ++o->n_ioas;
+        tracef("ioas_alloc %u", o->n_ioas);
+        return 0;
+}
+
+int kvfio_ioas_destroy(int iommufd, uint32_t ioas_id)
+{
+        struct fobj *o;
+        int r = obj_get(iommufd, K_IOMMUFD, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (ioas_id == 0 || ioas_id > o->n_ioas)
+                return -ENOENT;
+        for (size_t i = 0; i < n_objs; i++)
+                if (objs[i]->probe >= 0 && objs[i]->ictx == o && objs[i]->pt == ioas_id)
+                        return -EBUSY;
+        container_drop_maps(o);
+        tracef("ioas_destroy %u", ioas_id);
+        return 0;
+}
+
+int kvfio_ioas_get_info(int iommufd, uint32_t ioas_id, struct kvfio_ioas_info **ret_info)
+{
+        struct kvfio_ioas_info *info;
+        struct fobj *o;
+        int r = obj_get(iommufd, K_IOMMUFD, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (ioas_id == 0 || ioas_id > o->n_ioas)
+                return -ENOENT;
+        info = calloc(1, sizeof(*info));
+        if (!info || !(info->iova_ranges = malloc(sizeof(fake_iova)))) {
+                free(info);
+                return -ENOMEM;
+        }
+        memcpy(info->iova_ranges, fake_iova, sizeof(fake_iova));
+        info->n_iova_ranges = sizeof(fake_iova) / sizeof(fake_iova[0]);
+        info->iova_alignment = 4096;
+        *ret_info = info;
+        return 0;
+}
+
+void kvfio_ioas_info_free(struct kvfio_ioas_info *info)
+{
+        if (!info)
+                return;
+        free(info->iova_ranges);
+        free(info);
+}
+
+int kvfio_ioas_map(int iommufd, uint32_t ioas_id, void *vaddr, uint64_t iova, uint64_t size,
+                   uint32_t flags)
+{
+        struct fobj *o;
+        int r = obj_get(iommufd, K_IOMMUFD, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (ioas_id == 0 || ioas_id > o->n_ioas)
+                return -ENOENT;
+        /* Type1's checks, and -EEXIST for an overlap or outside the allowed ranges. */
+        o->model = 1;
+        r = kvfio_dma_map_checked(o, vaddr, iova, size, flags);
+        if (r == -EINVAL && size && !(((uintptr_t)vaddr | iova | size) & 4095) && vaddr && flags &&
+            !(flags & ~(KVFIO_DMA_READ | KVFIO_DMA_WRITE)))
+                return -EEXIST;
+        return r;
+}
+
+int kvfio_ioas_map_file(int iommufd, uint32_t ioas_id, int memfd, uint64_t offset, uint64_t iova,
+                        uint64_t size, uint32_t flags)
+{
+        (void)iommufd, (void)ioas_id, (void)memfd, (void)offset, (void)iova, (void)size,
+            (void)flags;
+        return -EOPNOTSUPP; /* the guest kernel (6.12) has none */
+}
+
+int kvfio_iommufd_has_map_file(int iommufd)
+{
+        struct fobj *o;
+        int r = obj_get(iommufd, K_IOMMUFD, &o);
+
+        return r < 0 ? r : 0;
+}
+
+int kvfio_ioas_unmap(int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t size,
+                     uint64_t *ret_unmapped)
+{
+        uint64_t total = 0;
+        struct fobj *o;
+        int r = obj_get(iommufd, K_IOMMUFD, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (size == 0 || iova + size - 1 < iova)
+                return -EINVAL;
+        if (ioas_id == 0 || ioas_id > o->n_ioas)
+                return -ENOENT;
+        o->model = 1;
+        r = kvfio_dma_unmap_checked(o, iova, size, &total);
+        if (r == -EINVAL || (r == 0 && total == 0))
+                return -ENOENT;
+        if (r == 0 && ret_unmapped)
+                *ret_unmapped = total;
+        return r;
+}
+
+int kvfio_ioas_unmap_all(int iommufd, uint32_t ioas_id, uint64_t *ret_unmapped)
+{
+        uint64_t total = 0;
+        struct fobj *o;
+        int r = obj_get(iommufd, K_IOMMUFD, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (ioas_id == 0 || ioas_id > o->n_ioas)
+                return -ENOENT;
+        for (size_t i = 0; i < o->n_maps; i++)
+                total += o->maps[i].size;
+        o->n_maps = 0;
+        tracef("ioas_unmap_all");
+        if (ret_unmapped)
+                *ret_unmapped = total;
+        return 0;
+}
+
+int kvfio_cdev_open(int index, const char *dir)
+{
+        struct fobj *o;
+        int fd;
+
+        (void)dir;
+        FAILPOINT();
+        if (index < 0)
+                return -EINVAL;
+        for (size_t i = 0; i < n_devs; i++) {
+                if (devs[i]->cdev != index)
+                        continue;
+                fd = obj_new(K_DEVICE, &o);
+                if (fd < 0)
+                        return fd;
+                o->cdev = true;
+                o->fdev = devs[i];
+                tracef("cdev_open %s", devs[i]->bdf);
+                return fd;
+        }
+        return -ENOENT;
+}
+
+int kvfio_device_bind_iommufd(int device_fd, int iommufd, uint32_t *ret_dev_id)
+{
+        struct fobj *d = NULL, *ictx;
+        struct stat st;
+        int r;
+
+        if (device_fd < 0 || fstat(device_fd, &st) < 0)
+                return -EBADF;
+        for (size_t i = 0; i < n_objs; i++)
+                if (objs[i]->probe >= 0 && objs[i]->dev == st.st_dev && objs[i]->ino == st.st_ino)
+                        d = objs[i];
+        if (!d || d->kind != K_DEVICE)
+                return -ENOTTY;
+        r = obj_get(iommufd, K_IOMMUFD, &ictx);
+        if (r < 0)
+                return r == -ENOTTY ? -EBADF : r;
+        FAILPOINT();
+        gc();
+        if (!d->cdev || d->ictx) {
+                tracef("bind %s=EINVAL", d->fdev->bdf);
+                return -EINVAL;
+        }
+        {
+                struct fgroup *g = group_by_id(d->fdev->group);
+
+                if ((g && g->file) || devices_of_cdev_bound(d->fdev)) {
+                        tracef("bind %s=EBUSY", d->fdev->bdf);
+                        return -EBUSY;
+                }
+        }
+        d->ictx = ictx;
+        /* The bind is the device's first open: vfio-pci resets it. */
+        d->fdev->resets += !d->fdev->no_reset;
+        tracef("bind %s", d->fdev->bdf);
+        if (ret_dev_id)
+                *ret_dev_id = 1;
+        return 0;
+}
+
+int kvfio_device_attach_ioas(int device_fd, uint32_t pt_id, uint32_t *ret_pt_id)
+{
+        struct fobj *d;
+        int r = obj_get(device_fd, K_DEVICE, &d);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (!d->cdev)
+                return -EINVAL;
+        if (pt_id == 0 || pt_id > d->ictx->n_ioas)
+                return -ENOENT;
+        d->pt = pt_id;
+        tracef("attach_ioas %s %u", d->fdev->bdf, pt_id);
+        if (ret_pt_id)
+                *ret_pt_id = pt_id;
+        return 0;
+}
+
+int kvfio_device_detach_ioas(int device_fd)
+{
+        struct fobj *d;
+        int r = obj_get(device_fd, K_DEVICE, &d);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (!d->cdev || !d->pt)
+                return -EINVAL;
+        d->pt = 0;
+        tracef("detach_ioas %s", d->fdev->bdf);
+        return 0;
+}
+
+void fake_kernel_set_cdev(const char *bdf, int cdev)
+{
+        struct fdev *d = dev_by_bdf(bdf);
+
+        if (!d)
+                abort();
+        d->cdev = cdev;
+}
+
+bool fake_kernel_cdev_bound(const char *bdf)
+{
+        struct fdev *d = dev_by_bdf(bdf);
+
+        gc();
+        return d && devices_of_cdev_bound(d);
+}
+
+int fake_kernel_rlimit_mode(int iommufd)
+{
+        return kvfio_iommufd_get_rlimit_mode(iommufd);
 }

@@ -64,3 +64,18 @@ size_t fake_kernel_mappings(void);
 int fake_kernel_dma_read(uint64_t iova, void *buf, size_t len);
 /* True when the group is attached to a container. */
 bool fake_kernel_group_attached(int group);
+
+/*
+ * iommufd.h: every iommufd fd is such a pipe too, with IOAS ids 1, 2, ...
+ * (one mapping list for all of them) and its rlimit mode. A device's cdev
+ * N is set by fake_kernel_set_cdev() (none by default); a cdev fd refuses everything but the bind
+ * (-EINVAL) until bound, one file of a device can be bound at a time (-EBUSY), a bind is the
+ * device's first open (a reset), and the group's node cannot be opened while a cdev of it is bound
+ * (-EBUSY), as the kernel does.
+ */
+/* The device has the cdev /dev/vfio/devices/vfio<cdev>. */
+void fake_kernel_set_cdev(const char *bdf, int cdev);
+/* True when a live cdev file of the device is bound. */
+bool fake_kernel_cdev_bound(const char *bdf);
+/* The rlimit mode of an iommufd fd (0 user, 1 process), or -errno. */
+int fake_kernel_rlimit_mode(int iommufd);

@@ -91,6 +91,12 @@ void h_add_device(const char *bdf, int group, const char *driver)
                 fake_kernel_add_device(group, bdf);
 }
 
+void h_add_cdev(const char *bdf, int cdev)
+{
+        ck_assert_int_eq(fakesys_add_cdev(H.root, bdf, cdev), 0);
+        fake_kernel_set_cdev(bdf, cdev);
+}
+
 void h_add_mdev(const char *uuid, int group, const char *driver)
 {
         ck_assert_int_eq(fakesys_add_mdev(H.root, uuid, group, driver), 0);

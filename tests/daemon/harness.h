@@ -47,6 +47,8 @@ void h_stop(void);
 
 /* A device in the fake sysfs tree and, when bound to vfio-pci, in the fake kernel. */
 void h_add_device(const char *bdf, int group, const char *driver);
+/* The device (added already) offers its cdev /dev/vfio/devices/vfio<cdev> (sysfs and kernel). */
+void h_add_cdev(const char *bdf, int cdev);
 /* An mdev (its own IOMMU group) in the fake sysfs tree and, with a driver, in the fake kernel. */
 void h_add_mdev(const char *uuid, int group, const char *driver);
 
