@@ -482,6 +482,8 @@ static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio
 struct device_infos {
         Vfiod__DeviceInfo *infos, **ptrs;
         Vfiod__Mode (*modes)[2];
+        Vfiod__Interface (*ifaces)[2];
+        char (*cdevs)[16];
         struct vfiod_grant_msg *grants; /* of the caller's leases */
         size_t n, cap;
 };
@@ -495,7 +497,11 @@ static int device_infos_alloc(struct device_infos *di, size_t cap)
         di->ptrs = calloc(k, sizeof(*di->ptrs));
         di->modes = calloc(k, sizeof(*di->modes));
         di->grants = calloc(k, sizeof(*di->grants));
-        return di->infos && di->ptrs && di->modes && di->grants ? 0 : -ENOMEM;
+        di->ifaces = calloc(k, sizeof(*di->ifaces));
+        di->cdevs = calloc(k, sizeof(*di->cdevs));
+        return di->infos && di->ptrs && di->modes && di->grants && di->ifaces && di->cdevs
+                   ? 0
+                   : -ENOMEM;
 }
 
 static void device_infos_done(struct device_infos *di)
@@ -506,6 +512,37 @@ static void device_infos_done(struct device_infos *di)
         free(di->infos);
         free(di->ptrs);
         free(di->modes);
+        free(di->ifaces);
+        free(di->cdevs);
+}
+
+/*
+ * The interfaces d offers (LEGACY: an IOMMU group; IOMMUFD: a cdev) that the
+ * rule granting it in modes m allows the peer, into info.
+ */
+static void device_infos_interfaces(struct vfiod_client *c, struct device_infos *di,
+                                    Vfiod__DeviceInfo *info, const struct kvfio_pci_dev *d,
+                                    unsigned m)
+{
+        const struct vfiod_rule *rule = NULL;
+        char why[200];
+
+        for (unsigned bit = VFIOD_MODE_BIT_DIRECT; !rule && bit <= VFIOD_MODE_BIT_BROKERED;
+             bit <<= 1)
+                if (m & bit)
+                        rule = vfiod_policy_grant(c->server->policy, &c->peer, d, bit, why,
+                                                  sizeof(why));
+        if (d->vfio_cdev >= 0) {
+                snprintf(di->cdevs[di->n], sizeof(di->cdevs[di->n]), "vfio%d", d->vfio_cdev);
+                info->cdev = di->cdevs[di->n];
+        }
+        info->interfaces = di->ifaces[di->n];
+        if (!rule)
+                return;
+        if (d->iommu_group >= 0 && (rule->grant.interfaces & VFIOD_IFACE_BIT_LEGACY))
+                di->ifaces[di->n][info->n_interfaces++] = VFIOD__INTERFACE__INTERFACE_LEGACY;
+        if (d->vfio_cdev >= 0 && (rule->grant.interfaces & VFIOD_IFACE_BIT_IOMMUFD))
+                di->ifaces[di->n][info->n_interfaces++] = VFIOD__INTERFACE__INTERFACE_IOMMUFD;
 }
 
 /* Adds d (one of list) as the caller sees it: its state, its allowed modes (m), its grant. */
@@ -543,6 +580,7 @@ static int device_infos_add(struct vfiod_client *c, struct device_infos *di,
                 di->modes[di->n][info->n_allowed_modes++] = VFIOD__MODE__MODE_DIRECT;
         if (m & VFIOD_MODE_BIT_BROKERED)
                 di->modes[di->n][info->n_allowed_modes++] = VFIOD__MODE__MODE_BROKERED;
+        device_infos_interfaces(c, di, info, d, m);
         di->ptrs[di->n++] = info;
         return 0;
 }
@@ -633,8 +671,8 @@ static Vfiod__IommuType iommu_to_proto(int m)
         }
 }
 
-int vfiod_client_domain_new(struct vfiod_client *c, int wanted, struct vfiod_domain **ret,
-                            struct vfiod_error *err)
+int vfiod_client_domain_new(struct vfiod_client *c, int wanted, int iface,
+                            struct vfiod_domain **ret, struct vfiod_error *err)
 {
         const struct vfiod_config_limits *lim = vfiod_server_limits(c->server);
         struct vfiod_domain *d;
@@ -643,8 +681,13 @@ int vfiod_client_domain_new(struct vfiod_client *c, int wanted, struct vfiod_dom
         if (c->usage.domains >= lim->max_domains_per_client)
                 return vfiod_error_set(err, ENOSPC, "MaxDomainsPerClient=%u reached",
                                        lim->max_domains_per_client);
-        r = vfiod_domain_new(c->server->devices->container_path, wanted,
-                             vfiod_server_new_object_id(c->server), &c->usage, &d, err);
+        if (iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD)
+                r = vfiod_domain_new_iommufd(c->server->devices->iommufd_path,
+                                             vfiod_server_new_object_id(c->server), &c->usage, &d,
+                                             err);
+        else
+                r = vfiod_domain_new(c->server->devices->container_path, wanted,
+                                     vfiod_server_new_object_id(c->server), &c->usage, &d, err);
         if (r < 0)
                 return r;
         list_add_tail(&c->domains, &d->link);
@@ -656,6 +699,7 @@ static int handle_create_domain(struct vfiod_client *c, struct vfiod_msg *msg,
                                 struct vfiod_error *err)
 {
         int wanted = iommu_from_proto(msg->env->create_domain->iommu_type);
+        int iface = msg->env->create_domain->interface;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__CreateDomainReply rep = VFIOD__CREATE_DOMAIN_REPLY__INIT;
         struct vfiod_domain *d;
@@ -664,11 +708,17 @@ static int handle_create_domain(struct vfiod_client *c, struct vfiod_msg *msg,
         if (wanted < 0)
                 return vfiod_error_set(err, EINVAL, "unknown IOMMU type %d",
                                        (int)msg->env->create_domain->iommu_type);
-        r = vfiod_client_domain_new(c, wanted, &d, err);
+        if (iface == VFIOD__INTERFACE__INTERFACE_UNSPECIFIED)
+                iface = VFIOD__INTERFACE__INTERFACE_LEGACY;
+        if (iface != VFIOD__INTERFACE__INTERFACE_LEGACY &&
+            iface != VFIOD__INTERFACE__INTERFACE_IOMMUFD)
+                return vfiod_error_set(err, EINVAL, "a domain is LEGACY or IOMMUFD, not %d", iface);
+        r = vfiod_client_domain_new(c, wanted, iface, &d, err);
         if (r < 0)
                 return r;
         LOG_CLIENT(LOG_INFO, c, "client %" PRIu64 ": created domain %" PRIu64 " (%s)", c->id, d->id,
-                   kvfio_iommu_model_name(d->model));
+                   iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD ? "iommufd"
+                                                                : kvfio_iommu_model_name(d->model));
         rep.domain_id = d->id;
         rep.iommu_type = iommu_to_proto(d->model);
         env.id = msg->env->id;
@@ -701,15 +751,17 @@ static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         struct vfiod_grant_msg grant;
         struct vfiod_lease_dev *dev;
         struct vfiod_lease *l;
+        char cdev[32] = "";
         int fds[3];
         size_t n_fds = 0;
         int r;
 
         if (a->mode == VFIOD__MODE__MODE_DIRECT && c->max_fds < 3)
                 return vfiod_error_set(err, EINVAL,
-                                       "a DIRECT lease sends 3 fds; you accept %u per datagram",
+                                       "a DIRECT lease sends up to 3 fds; you accept %u per "
+                                       "datagram",
                                        c->max_fds);
-        r = vfiod_lease_acquire(c, a->device, a->domain_id, a->mode, &l, err);
+        r = vfiod_lease_acquire(c, a->device, a->domain_id, a->mode, a->interface, &l, err);
         if (r < 0) {
                 struct vfiod_log_about about = vfiod_client_about(c, a->device, -1, 0);
                 vfiod_log_about(LOG_NOTICE, &about, "refused device '%s' to client %" PRIu64 ": %s",
@@ -729,8 +781,19 @@ static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         if (r < 0)
                 return vfiod_error_set(err, -r, "out of memory");
         rep.grant = &grant.msg;
+        rep.interface = l->iface;
         /* The fds are the daemon's; the kernel duplicates them into the datagram. */
-        if (l->mode == VFIOD__MODE__MODE_DIRECT) {
+        if (l->iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD) {
+                snprintf(cdev, sizeof(cdev), "vfio%d", l->cdev);
+                rep.cdev = cdev;
+        }
+        if (l->iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD &&
+            l->mode == VFIOD__MODE__MODE_DIRECT) {
+                /* The cdev unbound, and the domain's iommufd: what QEMU's fd= takes. */
+                rep.has_iommufd_fd_case = VFIOD__ACQUIRE_REPLY__HAS_IOMMUFD_FD_IOMMUFD_FD;
+                rep.iommufd_fd = (uint32_t)n_fds;
+                fds[n_fds++] = l->domain->iommufd;
+        } else if (l->mode == VFIOD__MODE__MODE_DIRECT) {
                 rep.has_container_fd_case = VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
                 rep.container_fd = (uint32_t)n_fds;
                 fds[n_fds++] = l->domain->container_fd;

@@ -102,11 +102,12 @@ struct vfiod_domain *vfiod_client_find_domain(struct vfiod_client *client, uint6
 
 /*
  * A new domain of the client (CreateDomain, or an Acquire with domain 0) for
- * IOMMU model `wanted`, within MaxDomainsPerClient. Errors: ENOSPC, or as
- * vfiod_domain_new(), with err set.
+ * IOMMU model `wanted` (LEGACY) of interface iface (a Vfiod__Interface,
+ * LEGACY or IOMMUFD), within MaxDomainsPerClient. Errors: ENOSPC, or as
+ * vfiod_domain_new() / vfiod_domain_new_iommufd(), with err set.
  */
-int vfiod_client_domain_new(struct vfiod_client *client, int wanted, struct vfiod_domain **ret,
-                            struct vfiod_error *err);
+int vfiod_client_domain_new(struct vfiod_client *client, int wanted, int iface,
+                            struct vfiod_domain **ret, struct vfiod_error *err);
 
 /*
  * The refusal of an id that names no lease (no domain) of the client: EINVAL

@@ -13,6 +13,7 @@
 int vfiod_registry_new(const char *sysfs_root, const char *vfio_dir, struct vfiod_registry **ret)
 {
         struct vfiod_registry *d = calloc(1, sizeof(*d));
+        const char *slash;
 
         if (!d)
                 return -ENOMEM;
@@ -22,6 +23,19 @@ int vfiod_registry_new(const char *sysfs_root, const char *vfio_dir, struct vfio
         if (!d->sysfs_root || !d->vfio_dir ||
             asprintf(&d->container_path, "%s/vfio", d->vfio_dir) < 0) {
                 d->container_path = NULL;
+                vfiod_registry_free(d);
+                return -ENOMEM;
+        }
+        if (asprintf(&d->cdev_dir, "%s/devices", d->vfio_dir) < 0) {
+                d->cdev_dir = NULL;
+                vfiod_registry_free(d);
+                return -ENOMEM;
+        }
+        /* /dev/vfio -> /dev/iommu: the iommufd node sits next to the VFIO folder. */
+        slash = strrchr(d->vfio_dir, '/');
+        if (asprintf(&d->iommufd_path, "%.*s/iommu", slash ? (int)(slash - d->vfio_dir) : 1,
+                     slash ? d->vfio_dir : ".") < 0) {
+                d->iommufd_path = NULL;
                 vfiod_registry_free(d);
                 return -ENOMEM;
         }
@@ -78,6 +92,8 @@ void vfiod_registry_free(struct vfiod_registry *d)
         free(d->sysfs_root);
         free(d->vfio_dir);
         free(d->container_path);
+        free(d->cdev_dir);
+        free(d->iommufd_path);
         free(d);
 }
 

@@ -28,6 +28,8 @@ struct vfiod_registry {
         char *sysfs_root;     /* discovery root, "/" in production */
         char *vfio_dir;       /* /dev/vfio */
         char *container_path; /* <vfio_dir>/vfio */
+        char *cdev_dir;       /* <vfio_dir>/devices: the device cdevs */
+        char *iommufd_path;   /* /dev/iommu: next to <vfio_dir> */
         struct list groups;   /* struct vfiod_group that are not FREE (daemon/group.h) */
 };
 

@@ -14,6 +14,7 @@
 #include "daemon/state.h"
 #include "kernel/dma.h"
 #include "kernel/group.h"
+#include "kernel/iommufd.h"
 #include "proto/macro.h"
 
 int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct vfiod_usage *usage,
@@ -29,6 +30,8 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
         list_init(&d->views);
         d->id = id;
         d->usage = usage;
+        d->iface = VFIOD__INTERFACE__INTERFACE_LEGACY;
+        d->iommufd = -EBADF;
         d->container_fd = kvfio_container_open(container_path);
         if (d->container_fd < 0) {
                 r = vfiod_error_set(err, -d->container_fd,
@@ -53,6 +56,74 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
         /* On success the container fd is owned by the domain. */
         *ret = d;
         return 0;
+}
+
+int vfiod_domain_new_iommufd(const char *iommufd_path, uint64_t id, struct vfiod_usage *usage,
+                             struct vfiod_domain **ret, struct vfiod_error *err)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct vfiod_domain *d;
+        int r;
+
+        fd = kvfio_iommufd_open(iommufd_path);
+        if (fd < 0)
+                return vfiod_error_set(err, -fd, "cannot open the iommufd '%s': %s", iommufd_path,
+                                       strerror(-fd));
+        /*
+         * Pinned pages count against the RLIMIT_MEMLOCK of the process that maps
+         * them, as Type1 counts them: a DIRECT client's against its own limit.
+         */
+        r = kvfio_iommufd_set_rlimit_mode(fd, KVFIO_IOMMUFD_RLIMIT_PROCESS);
+        if (r < 0)
+                return vfiod_error_set(err, -r,
+                                       "cannot set per-process pinned-memory accounting on the "
+                                       "iommufd: %s",
+                                       strerror(-r));
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        list_init(&d->link);
+        list_init(&d->views);
+        d->id = id;
+        d->usage = usage;
+        d->iface = VFIOD__INTERFACE__INTERFACE_IOMMUFD;
+        d->container_fd = -EBADF;
+        d->model = KVFIO_IOMMU_AUTO;
+        d->unmap_all = true;
+        d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
+        /* The iommufd is the domain's from here on. */
+        d->iommufd = TAKE_FD(fd);
+        usage->domains++;
+        *ret = d;
+        return 0;
+}
+
+/* ---- the calls that differ between a container and an IOAS ------------------------- */
+
+static bool dom_iommufd(const struct vfiod_domain *d)
+{
+        return d->iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD;
+}
+
+static int dom_map(struct vfiod_domain *d, void *addr, uint64_t iova, uint64_t size, uint32_t flags)
+{
+        if (dom_iommufd(d))
+                return kvfio_ioas_map(d->iommufd, d->ioas_id, addr, iova, size, flags);
+        return kvfio_dma_map(d->container_fd, addr, iova, size, flags);
+}
+
+static int dom_unmap(struct vfiod_domain *d, uint64_t iova, uint64_t size, uint64_t *ret_bytes)
+{
+        if (dom_iommufd(d))
+                return kvfio_ioas_unmap(d->iommufd, d->ioas_id, iova, size, ret_bytes);
+        return kvfio_dma_unmap(d->container_fd, iova, size, ret_bytes);
+}
+
+static int dom_unmap_all(struct vfiod_domain *d, uint64_t *ret_bytes)
+{
+        if (dom_iommufd(d))
+                return d->ioas_id ? kvfio_ioas_unmap_all(d->iommufd, d->ioas_id, ret_bytes) : 0;
+        return kvfio_dma_unmap_all(d->container_fd, ret_bytes);
 }
 
 static void view_free(struct vfiod_domain *d, struct vfiod_memfd_view *v)
@@ -117,7 +188,7 @@ static void view_put(struct vfiod_domain *d, struct vfiod_memfd_view *v)
 static void mapping_forget(struct vfiod_domain *d, const struct vfiod_mapping *m, bool kernel_unmap)
 {
         if (kernel_unmap) {
-                int r = kvfio_dma_unmap(d->container_fd, m->iova, m->size, NULL);
+                int r = dom_unmap(d, m->iova, m->size, NULL);
                 if (r < 0)
                         log_warning("domain %" PRIu64 ": unmapping iova 0x%" PRIx64 "+0x%" PRIx64
                                     " failed: %s",
@@ -146,7 +217,9 @@ static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
  */
 static void drop_doomed(struct vfiod_domain *d)
 {
-        bool span_ok = d->model == KVFIO_IOMMU_TYPE1 || d->model == KVFIO_IOMMU_TYPE1v2;
+        /* IOMMU_IOAS_UNMAP, like Type1, removes every mapping wholly inside the span. */
+        bool span_ok =
+            d->model == KVFIO_IOMMU_TYPE1 || d->model == KVFIO_IOMMU_TYPE1v2 || dom_iommufd(d);
         size_t out = 0;
 
         for (size_t i = 0; i < d->n_maps;) {
@@ -163,8 +236,8 @@ static void drop_doomed(struct vfiod_domain *d)
                 if (span_ok && e - i > 1) {
                         const struct vfiod_mapping *last = &d->maps[e - 1];
 
-                        r = kvfio_dma_unmap(d->container_fd, d->maps[i].iova,
-                                            last->iova + last->size - d->maps[i].iova, &got);
+                        r = dom_unmap(d, d->maps[i].iova, last->iova + last->size - d->maps[i].iova,
+                                      &got);
                         if (r == 0 && got != want)
                                 log_warning("domain %" PRIu64 ": unmapping iova 0x%" PRIx64
                                             "..0x%" PRIx64 " removed %" PRIu64
@@ -191,6 +264,8 @@ void vfiod_domain_free(struct vfiod_domain *domain)
         if (domain->usage)
                 domain->usage->domains--;
         safe_close(domain->container_fd);
+        /* The IOAS and what is still mapped in it go with the context's last fd. */
+        safe_close(domain->iommufd);
         free(domain);
 }
 
@@ -244,11 +319,51 @@ static void read_iommu_info(struct vfiod_domain *d)
         }
 }
 
+int vfiod_domain_attach_cdev(struct vfiod_domain *d, int device_fd, struct vfiod_error *err)
+{
+        struct kvfio_ioas_info *info = NULL;
+        int r;
+
+        r = kvfio_device_bind_iommufd(device_fd, d->iommufd, NULL);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "cannot bind the device to domain %" PRIu64 ": %s",
+                                       d->id, strerror(-r));
+        if (!d->ioas_id) {
+                r = kvfio_ioas_alloc(d->iommufd, &d->ioas_id);
+                if (r < 0)
+                        return vfiod_error_set(err, -r,
+                                               "cannot allocate an IOAS in domain %" PRIu64 ": %s",
+                                               d->id, strerror(-r));
+        }
+        r = kvfio_device_attach_ioas(device_fd, d->ioas_id, NULL);
+        if (r < 0)
+                return vfiod_error_set(
+                    err, -r, "cannot attach the device to IOAS %u of domain %" PRIu64 ": %s",
+                    d->ioas_id, d->id, strerror(-r));
+        /* Every device narrows what the IOAS allows: read it again. */
+        if (kvfio_ioas_get_info(d->iommufd, d->ioas_id, &info) == 0) {
+                free(d->iova_ranges);
+                d->iova_ranges = info->iova_ranges;
+                d->n_iova_ranges = info->n_iova_ranges;
+                info->iova_ranges = NULL;
+                info->n_iova_ranges = 0;
+                d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
+                if (info->iova_alignment > d->page_size)
+                        d->page_size = info->iova_alignment;
+                kvfio_ioas_info_free(info);
+        }
+        d->model_set = true;
+        return 0;
+}
+
 void vfiod_domain_detached_last(struct vfiod_domain *d)
 {
-        /* The kernel dropped the mappings with the last group: only munmap ours. */
+        /*
+         * The kernel dropped a container's mappings with its last group: only
+         * munmap ours. An IOAS keeps its mappings: unmap them.
+         */
         while (d->n_maps > 0)
-                mapping_drop(d, d->n_maps - 1, false);
+                mapping_drop(d, d->n_maps - 1, dom_iommufd(d));
         d->model_set = false;
         d->mode = 0;
         free(d->iova_ranges);
@@ -811,7 +926,7 @@ static int map_in_order(struct vfiod_domain *d, const struct vfiod_map_range *ra
                     (m->readable ? KVFIO_DMA_READ : 0) | (m->writable ? KVFIO_DMA_WRITE : 0);
                 uint8_t *addr = v->addr + (m->offset - v->offset);
 
-                r = kvfio_dma_map(d->container_fd, addr, m->iova, m->size, flags);
+                r = dom_map(d, addr, m->iova, m->size, flags);
                 if (r < 0) {
                         r = vfiod_error_set(err, -r,
                                             "range %zu: mapping iova 0x%" PRIx64 "+0x%" PRIx64
@@ -832,7 +947,7 @@ static void map_undo(struct vfiod_domain *d, size_t done)
 {
         while (done-- > 0) {
                 struct vfiod_mapping *m = &d->maps[d->n_maps + done];
-                int u = kvfio_dma_unmap(d->container_fd, m->iova, m->size, NULL);
+                int u = dom_unmap(d, m->iova, m->size, NULL);
 
                 if (u < 0)
                         log_warning("domain %" PRIu64 ": undoing iova 0x%" PRIx64 " failed: %s",
@@ -969,7 +1084,7 @@ int vfiod_domain_unmap_everything(struct vfiod_domain *d)
                 while (d->n_maps > 0) {
                         struct vfiod_mapping *m = &d->maps[d->n_maps - 1];
 
-                        r = kvfio_dma_unmap(d->container_fd, m->iova, m->size, NULL);
+                        r = dom_unmap(d, m->iova, m->size, NULL);
                         if (r < 0)
                                 failures++;
                         log_info("domain %" PRIu64 ": unmapped iova 0x%" PRIx64 "+0x%" PRIx64
@@ -980,6 +1095,14 @@ int vfiod_domain_unmap_everything(struct vfiod_domain *d)
                 }
                 vfiod_domain_drop_idle_views(d);
         }
+        if (d->mode == VFIOD__MODE__MODE_DIRECT && dom_iommufd(d)) {
+                /*
+                 * The client's IOAS are its own objects in the domain's context: its
+                 * devices are detached from them at release, and they go with the
+                 * context's last fd.
+                 */
+                return failures;
+        }
         if (d->mode == VFIOD__MODE__MODE_DIRECT && d->model_set) {
                 uint64_t bytes = 0;
 
@@ -989,7 +1112,7 @@ int vfiod_domain_unmap_everything(struct vfiod_domain *d)
                                  d->id);
                         return failures;
                 }
-                r = kvfio_dma_unmap_all(d->container_fd, &bytes);
+                r = dom_unmap_all(d, &bytes);
                 if (r < 0) {
                         failures++;
                         log_warning("domain %" PRIu64 ": unmapping all DMA failed: %s", d->id,
@@ -1017,6 +1140,8 @@ int vfiod_domain_adopt_take(int container_fd, uint64_t id, int model, bool model
         list_init(&d->views);
         d->id = id;
         d->usage = usage;
+        d->iface = VFIOD__INTERFACE__INTERFACE_LEGACY;
+        d->iommufd = -EBADF;
         /* From here on the container fd is the domain's. */
         d->container_fd = container_fd;
         d->model = model;

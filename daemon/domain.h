@@ -1,7 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A domain: one IOMMU address space (a VFIO container) owned by one client,
- * with the DMA mappings the daemon made for it (BROKERED mode).
+ * A domain: one IOMMU address space owned by one client, with the DMA
+ * mappings the daemon made for it (BROKERED mode).
+ *
+ * Two backends, one model: a domain is a VFIO container (the legacy
+ * interface: groups attach to it) or an iommufd context of its own with, for
+ * BROKERED leases, one IOAS the daemon maps into (the iommufd interface:
+ * device cdevs bind to the context and attach to the IOAS). Everything above
+ * the few calls that differ (dom_map(), dom_unmap(), dom_unmap_all() and the
+ * attach) is shared: views, mappings, quotas, the fd store.
  *
  * Concepts: the daemon owns the container fd for the domain's whole life.
  * Its IOMMU model is chosen at creation and set when the first group is
@@ -79,7 +86,15 @@ struct vfiod_mapping {
 struct vfiod_domain {
         struct list link; /* in the owner's list */
         uint64_t id;
-        int container_fd;                     /* owned */
+        int iface;        /* Vfiod__Interface: LEGACY (a container) or IOMMUFD */
+        int container_fd; /* LEGACY: the container (owned); else -1 */
+        /*
+         * IOMMUFD: the domain's own iommufd context (owned; per-process
+         * RLIMIT_MODE), which DIRECT leases hand out, and the IOAS BROKERED
+         * leases attach to and MapDma maps into (0 until the first one).
+         */
+        int iommufd;
+        uint32_t ioas_id;
         int model;                            /* enum kvfio_iommu_model chosen at creation */
         bool model_set;                       /* VFIO_SET_IOMMU done (a group is attached) */
         int mode;                             /* Vfiod__Mode of its leases; 0 while it has none */
@@ -121,6 +136,16 @@ struct vfiod_iova {
 int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct vfiod_usage *usage,
                      struct vfiod_domain **ret, struct vfiod_error *err);
 
+/*
+ * An iommufd domain: opens a context of its own at iommufd_path and sets its
+ * pinned-memory accounting to per process (IOMMU_OPTION_RLIMIT_MODE; the
+ * kernel allows it to CAP_SYS_RESOURCE only, before any object exists).
+ * Counts itself in usage->domains. Errors: as kvfio_iommufd_open() and
+ * kvfio_iommufd_set_rlimit_mode(), with err set.
+ */
+int vfiod_domain_new_iommufd(const char *iommufd_path, uint64_t id, struct vfiod_usage *usage,
+                             struct vfiod_domain **ret, struct vfiod_error *err);
+
 /* Unmaps what is left (daemon mappings), closes the container. NULL is fine. */
 void vfiod_domain_free(struct vfiod_domain *domain);
 
@@ -130,6 +155,14 @@ void vfiod_domain_free(struct vfiod_domain *domain);
  * Undoes the attach on failure.
  */
 int vfiod_domain_attach(struct vfiod_domain *domain, int group_fd, struct vfiod_error *err);
+
+/*
+ * IOMMUFD, BROKERED: binds the device cdev device_fd (borrowed, unbound) to
+ * the domain's iommufd and attaches it to the domain's IOAS (allocated with
+ * the first); for the first device, reads the IOAS's valid IOVA ranges and
+ * alignment. On failure the fd may stay bound (the caller closes it).
+ */
+int vfiod_domain_attach_cdev(struct vfiod_domain *domain, int device_fd, struct vfiod_error *err);
 
 /* The last group left the container (the kernel dropped its mappings and model). */
 void vfiod_domain_detached_last(struct vfiod_domain *domain);

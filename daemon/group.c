@@ -75,7 +75,8 @@ struct vfiod_group *vfiod_registry_attached_to(struct vfiod_registry *d, uint64_
         struct vfiod_group *g;
 
         list_for_each_safe (g, it, &d->groups, struct vfiod_group, link) {
-                if (g->state == VFIOD_GROUP_QUARANTINED && g->wait == VFIOD_WAIT_UNSET &&
+                if (g->state == VFIOD_GROUP_QUARANTINED &&
+                    (g->wait == VFIOD_WAIT_UNSET || g->wait == VFIOD_WAIT_CDEV) &&
                     g->domain == domain)
                         return g;
         }
@@ -256,6 +257,32 @@ void vfiod_group_quarantine(struct vfiod_group *g, uint64_t lease_id, int unset_
                 g->domain = domain;
         } else
                 g->wait = VFIOD_WAIT_REOPEN;
+}
+
+void vfiod_group_quarantine_cdev(struct vfiod_group *g, uint64_t lease_id, uint64_t domain)
+{
+        g->state = VFIOD_GROUP_QUARANTINED;
+        g->lease = NULL;
+        g->last_lease = lease_id;
+        g->checks = 0;
+        g->wait = VFIOD_WAIT_CDEV;
+        g->domain = domain;
+}
+
+int vfiod_group_cdev_detach(struct vfiod_group *g, const char *vfio_dir)
+{
+        int id = g->id, fd;
+
+        fd = kvfio_group_open(id, vfio_dir);
+        if (fd == -EBUSY)
+                return 1;
+        /* vfiod_group_settle() opens it again to take it on. */
+        safe_close(fd);
+        LOG_GROUP(LOG_INFO, id, g->last_lease,
+                  "group %d: no device cdev of it is bound any more, it left its domain", id);
+        g->wait = VFIOD_WAIT_REOPEN;
+        g->domain = 0;
+        return 0;
 }
 
 int vfiod_group_detach(struct vfiod_group *g)

@@ -51,6 +51,12 @@ enum vfiod_quarantine_wait {
         VFIOD_WAIT_UNSET,    /* VFIO_GROUP_UNSET_CONTAINER said EBUSY: a device fd is open */
         VFIOD_WAIT_REOPEN,   /* re-opening /dev/vfio/N said EBUSY: a group fd is open */
         VFIOD_WAIT_SANITIZE, /* sanitizing failed; try again */
+        /*
+         * An IOMMUFD lease's device cdev is still bound (a client holds a copy
+         * of it): the group cannot be opened (-EBUSY) and the device can still
+         * reach the domain's IOAS (it may attach to it again).
+         */
+        VFIOD_WAIT_CDEV,
 };
 
 struct vfiod_group {
@@ -61,7 +67,7 @@ struct vfiod_group {
         /* QUARANTINED: */
         enum vfiod_quarantine_wait wait;
         int fd;              /* VFIOD_WAIT_UNSET: the daemon's group fd (owned), else -1 */
-        uint64_t domain;     /* VFIOD_WAIT_UNSET: the domain it is still attached to, else 0 */
+        uint64_t domain;     /* VFIOD_WAIT_UNSET, _CDEV: the domain it still reaches, else 0 */
         uint64_t last_lease; /* the lease it came from, for logs */
         unsigned checks;     /* re-checks so far */
         /* Managed=yes: the devices vfiod bound to vfio-pci, restored once the group is FREE. */
@@ -99,11 +105,25 @@ void vfiod_group_quarantine(struct vfiod_group *group, uint64_t lease_id, int un
                             int *group_fd, uint64_t domain);
 
 /*
+ * Release step 3 of an IOMMUFD lease is done (its device fds closed):
+ * RELEASING -> QUARANTINED waiting at VFIOD_WAIT_CDEV in `domain`, until
+ * vfiod_group_detach() finds no cdev bound.
+ */
+void vfiod_group_quarantine_cdev(struct vfiod_group *group, uint64_t lease_id, uint64_t domain);
+
+/*
  * VFIOD_WAIT_UNSET: tries the unset again. 1 while a device fd is still
  * open; else 0 and the group waits for the re-open, out of its domain (the
  * caller tells the domain, whose id was in group->domain).
  */
 int vfiod_group_detach(struct vfiod_group *group);
+/*
+ * VFIOD_WAIT_CDEV: whether a cdev of the group is still bound: opens the
+ * group (vfio_dir/N), which the kernel refuses (-EBUSY) while one is. 1
+ * while it is; else 0 and the group waits for the re-open (the caller tells
+ * the domain, whose id was in group->domain).
+ */
+int vfiod_group_cdev_detach(struct vfiod_group *group, const char *vfio_dir);
 
 /*
  * Takes a group out of its domain on from there: re-opens it, sanitizes it

@@ -17,6 +17,7 @@
 #include "daemon/state.h"
 #include "kernel/container.h"
 #include "kernel/group.h"
+#include "kernel/iommufd.h"
 #include "kernel/irq.h"
 #include "proto/macro.h"
 #include "proto/names.h"
@@ -247,10 +248,12 @@ static void domain_drop_if_implicit(struct vfiod_server *s, struct vfiod_domain 
  */
 static int group_proceed(struct vfiod_server *s, struct vfiod_group *g)
 {
-        if (g->wait == VFIOD_WAIT_UNSET) {
+        if (g->wait == VFIOD_WAIT_UNSET || g->wait == VFIOD_WAIT_CDEV) {
                 struct vfiod_domain *d = vfiod_server_find_domain(s, g->domain);
 
-                if (vfiod_group_detach(g) > 0)
+                if (g->wait == VFIOD_WAIT_CDEV
+                        ? vfiod_group_cdev_detach(g, s->devices->vfio_dir) > 0
+                        : vfiod_group_detach(g) > 0)
                         return 1;
                 domain_group_left(s, d);
                 domain_drop_if_implicit(s, d);
@@ -500,6 +503,8 @@ struct vfiod_lease *vfiod_lease_alloc(struct vfiod_client *c, struct vfiod_domai
         l->mode = mode;
         l->status = VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE;
         l->group_fd = -EBADF;
+        l->iface = VFIOD__INTERFACE__INTERFACE_LEGACY;
+        l->cdev = -1;
         snprintf(l->device, sizeof(l->device), "%s", device);
         return l;
 }
@@ -519,6 +524,7 @@ struct acquire {
         struct vfiod_client *c;
         const char *device; /* as the client gave it, for messages */
         int mode;
+        int iface; /* Vfiod__Interface asked for; LEGACY or IOMMUFD once decided */
         char bdf[KVFIO_NAME_MAX];
         struct kvfio_pci_dev dev;
         const struct vfiod_rule *rule; /* the rule that grants dev */
@@ -542,6 +548,10 @@ static int acquire_check_device(struct acquire *a, struct vfiod_error *err)
                                        a->device);
         if (!mode_bit(a->mode))
                 return vfiod_error_set(err, EINVAL, "mode must be DIRECT or BROKERED");
+        if (a->iface == VFIOD__INTERFACE__INTERFACE_UNSPECIFIED)
+                a->iface = VFIOD__INTERFACE__INTERFACE_LEGACY;
+        if (!vfiod_proto_interface_to_string(a->iface))
+                return vfiod_error_set(err, EINVAL, "unknown interface %d", a->iface);
         r = vfiod_registry_read(s->devices, a->bdf, &a->dev);
         if (r == -ENODEV)
                 return vfiod_error_set(err, ENOENT, "no device '%s'", a->device);
@@ -631,6 +641,36 @@ static int acquire_group_grant(struct acquire *a, struct vfiod_error *err)
         return 0;
 }
 
+/*
+ * The interface: ANY becomes IOMMUFD when the device has a cdev and every
+ * rule of the group allows it, else LEGACY; the one asked for (or decided)
+ * must be allowed (EPERM) and offered by the device (ENXIO).
+ */
+static int acquire_interface(struct acquire *a, struct vfiod_error *err)
+{
+        bool has_cdev = a->dev.vfio_cdev >= 0 || !kvfio_dev_is_vfio(&a->dev);
+        unsigned allowed = a->grant.interfaces;
+
+        if (a->iface == VFIOD__INTERFACE__INTERFACE_ANY)
+                a->iface = (allowed & VFIOD_IFACE_BIT_IOMMUFD) && a->dev.vfio_cdev >= 0
+                               ? VFIOD__INTERFACE__INTERFACE_IOMMUFD
+                               : VFIOD__INTERFACE__INTERFACE_LEGACY;
+        if (!(allowed & (1u << a->iface)))
+                return vfiod_error_set(err, EPERM,
+                                       "the policy does not allow you device '%s' through the %s "
+                                       "interface (rule '%s' says Interfaces=%s)",
+                                       a->device, vfiod_proto_interface_to_string(a->iface),
+                                       a->grant.iface_rule, vfiod_interfaces_name(allowed));
+        /* A managed device gets its cdev when vfiod binds it to vfio-pci. */
+        if (a->iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD && !has_cdev)
+                return vfiod_error_set(err, ENXIO,
+                                       "device '%s' offers no iommufd interface (no "
+                                       "vfio-dev/vfioN in sysfs: a kernel without "
+                                       "CONFIG_VFIO_DEVICE_CDEV)",
+                                       a->device);
+        return 0;
+}
+
 /* MaxLeasesPerClient, then the domain: the client's domain_id, or a new implicit one (0). */
 static int acquire_domain(struct acquire *a, uint64_t domain_id, struct vfiod_error *err)
 {
@@ -651,13 +691,18 @@ static int acquire_domain(struct acquire *a, uint64_t domain_id, struct vfiod_er
                         return vfiod_error_set(
                             err, EINVAL, "domain %" PRIu64 " holds %s leases, not %s", domain_id,
                             mode_name(domain->mode), mode_name(a->mode));
+                if (domain->iface != a->iface)
+                        return vfiod_error_set(
+                            err, EINVAL, "domain %" PRIu64 " is of the %s interface, not %s",
+                            domain_id, vfiod_proto_interface_to_string(domain->iface),
+                            vfiod_proto_interface_to_string(a->iface));
                 r = vfiod_lease_domain_usable(s, domain, err);
                 if (r < 0)
                         return r;
                 a->domain = domain;
                 return 0;
         }
-        r = vfiod_client_domain_new(c, KVFIO_IOMMU_AUTO, &domain, err);
+        r = vfiod_client_domain_new(c, KVFIO_IOMMU_AUTO, a->iface, &domain, err);
         if (r < 0)
                 return r;
         domain->implicit = true;
@@ -670,12 +715,62 @@ static int acquire_domain(struct acquire *a, uint64_t domain_id, struct vfiod_er
 static void lease_unopen(struct vfiod_lease *l, bool attached)
 {
         lease_free_devs(l, l->client->server->loop);
+        /* An IOMMUFD lease's device left its IOAS as its fd closed. */
+        if (l->iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD) {
+                if (l->domain->n_leases == 0)
+                        vfiod_domain_detached_last(l->domain);
+                return;
+        }
         if (attached) {
                 int u = kvfio_group_unset_container(l->group_fd);
                 if (u == 0 && l->domain->n_leases == 0)
                         vfiod_domain_detached_last(l->domain);
         }
         l->group_fd = safe_close(l->group_fd);
+}
+
+/*
+ * An IOMMUFD lease: opens the acquired device's cdev; BROKERED binds it to
+ * the domain's iommufd, attaches it to its IOAS, reads it and arms its
+ * REQ/ERR; DIRECT leaves it unbound for the client (QEMU binds it itself).
+ */
+static int lease_open_cdev(struct vfiod_lease *l, const char *device, struct vfiod_error *err)
+{
+        struct vfiod_registry *devs = l->client->server->devices;
+        struct vfiod_lease_dev *dev;
+        int r;
+
+        /* Read now: a Managed=yes device got its cdev when vfiod bound it. */
+        l->cdev = kvfio_dev_vfio_cdev(devs->sysfs_root, l->device);
+        if (l->cdev < 0)
+                return vfiod_error_set(err, ENXIO, "device '%s' has no cdev: %s", device,
+                                       strerror(-l->cdev));
+        l->devs = calloc(1, sizeof(*l->devs));
+        if (!l->devs)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        dev = &l->devs[l->n_devs++];
+        dev_init(dev, l);
+        snprintf(dev->bdf, sizeof(dev->bdf), "%s", l->device);
+        dev->fd = kvfio_cdev_open(l->cdev, devs->cdev_dir);
+        if (dev->fd < 0)
+                return vfiod_error_set(err, -dev->fd, "cannot open '%s/vfio%d' of device '%s': %s",
+                                       devs->cdev_dir, l->cdev, device, strerror(-dev->fd));
+        if (l->mode == VFIOD__MODE__MODE_DIRECT)
+                return 0;
+        /* The bind is the device's first open: vfio-pci resets it. */
+        r = vfiod_domain_attach_cdev(l->domain, dev->fd, err);
+        if (r < 0)
+                return r;
+        r = kvfio_device_get_info(dev->fd, &dev->info);
+        if (r < 0)
+                return vfiod_error_set(err, -r, "cannot query device '%s': %s", device,
+                                       strerror(-r));
+        if (!dev->info.reset_supported && kvfio_device_reset(dev->fd) == 0)
+                LOG_LEASE(LOG_DEBUG, l, dev->bdf, "'%s' was not reset as it opened: reset it",
+                          dev->bdf);
+        dev_read_irqs(dev);
+        vfiod_lease_dev_arm_events(dev);
+        return 0;
 }
 
 /*
@@ -688,6 +783,13 @@ static int lease_open(struct vfiod_lease *l, const struct kvfio_pci_list *member
 {
         struct vfiod_registry *devs = l->client->server->devices;
         int r;
+
+        if (l->iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD) {
+                r = lease_open_cdev(l, device, err);
+                if (r < 0)
+                        lease_unopen(l, false);
+                return r;
+        }
 
         l->group_fd = kvfio_group_open(l->group_id, devs->vfio_dir);
         if (l->group_fd < 0)
@@ -729,9 +831,10 @@ static void acquire_commit(struct acquire *a, struct vfiod_lease *l, struct vfio
         l->id = vfiod_server_new_object_id(s);
         lease_link(l);
         LOG_LEASE(LOG_NOTICE, l, l->device,
-                  "leased device '%s' (group %d, %zu device(s)) in %s mode, domain %" PRIu64
-                  ", granted by rule '%s'%s",
-                  l->device, l->group_id, l->n_devs, mode_name(a->mode), a->domain->id, l->rule,
+                  "leased device '%s' (group %d, %zu device(s)) in %s mode through the %s "
+                  "interface, domain %" PRIu64 ", granted by rule '%s'%s",
+                  l->device, l->group_id, l->n_devs, mode_name(a->mode),
+                  vfiod_proto_interface_to_string(l->iface), a->domain->id, l->rule,
                   a->n_bound ? " (managed: bound to vfio-pci by vfiod)" : "");
 }
 
@@ -749,9 +852,9 @@ static void acquire_undo(struct acquire *a)
 }
 
 int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t domain_id, int mode,
-                        struct vfiod_lease **ret, struct vfiod_error *err)
+                        int iface, struct vfiod_lease **ret, struct vfiod_error *err)
 {
-        struct acquire a = {.c = c, .device = device, .mode = mode};
+        struct acquire a = {.c = c, .device = device, .mode = mode, .iface = iface};
         struct vfiod_lease *l;
         struct vfiod_group *g;
         int r;
@@ -773,6 +876,9 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
         r = acquire_group_grant(&a, err);
         if (r < 0)
                 goto fail;
+        r = acquire_interface(&a, err);
+        if (r < 0)
+                goto fail;
         r = acquire_domain(&a, domain_id, err);
         if (r < 0)
                 goto fail;
@@ -783,6 +889,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto fail;
         }
+        l->iface = a.iface;
         r = lease_open(l, a.members, device, err);
         if (r == 0 && vfiod_registry_group_get(c->server->devices, a.dev.iommu_group, &g) < 0) {
                 lease_unopen(l, true);
@@ -915,9 +1022,39 @@ void vfiod_grant_msg_done(struct vfiod_grant_msg *m)
 
 /* ---- release ---------------------------------------------------------------- */
 
+/*
+ * Before release step 1, an IOMMUFD DIRECT lease: the client may never have
+ * bound the cdev. An unbound copy would be a key to the device for later
+ * (it could bind once the device is free), and the kernel does not count
+ * it; bound, it keeps the group from opening until closed. The daemon's fd
+ * is the same open file as the client's copy: binding it binds theirs.
+ */
+static void release_cdev_bind(struct vfiod_lease *l)
+{
+        struct vfiod_lease_dev *dev = &l->devs[0];
+        int r;
+
+        if (l->iface != VFIOD__INTERFACE__INTERFACE_IOMMUFD || l->n_devs == 0 ||
+            l->mode != VFIOD__MODE__MODE_DIRECT)
+                return;
+        r = kvfio_device_bind_iommufd(dev->fd, l->domain->iommufd, NULL);
+        if (r == 0)
+                LOG_LEASE(LOG_INFO, l, dev->bdf,
+                          "the client never bound device '%s': bound it, so that the kernel "
+                          "counts every copy",
+                          dev->bdf);
+        else if (r != -EINVAL)
+                LOG_LEASE(LOG_WARNING, l, dev->bdf, "binding device '%s' at release: %s", dev->bdf,
+                          strerror(-r));
+        /* Bound now (by the client or here): what it has to switch off. */
+        if (kvfio_device_get_info(dev->fd, &dev->info) == 0)
+                dev_read_irqs(dev);
+}
+
 /* Release step 1: interrupts off on every index; held eventfds closed. */
 static void release_irqs_off(struct vfiod_lease *l, struct ev_loop *loop)
 {
+        release_cdev_bind(l);
         for (size_t i = 0; i < l->n_devs; i++)
                 dev_irqs_off(&l->devs[i], loop);
         LOG_LEASE(LOG_DEBUG, l, l->device, "release 1/5: interrupts disabled");
@@ -949,6 +1086,20 @@ static void release_detach(struct vfiod_server *s, struct vfiod_lease *l)
         struct vfiod_group *g = l->group;
         int r;
 
+        if (l->iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD) {
+                /* Out of whatever IOAS it is in (the domain's, or the client's own). */
+                for (size_t i = 0; i < l->n_devs; i++) {
+                        r = kvfio_device_detach_ioas(l->devs[i].fd);
+                        if (r < 0 && r != -EINVAL)
+                                LOG_LEASE(LOG_WARNING, l, l->devs[i].bdf, "detaching '%s': %s",
+                                          l->devs[i].bdf, strerror(-r));
+                        l->devs[i].fd = safe_close(l->devs[i].fd);
+                }
+                vfiod_group_quarantine_cdev(g, l->id, domain->id);
+                LOG_LEASE(LOG_DEBUG, l, l->device, "release 3/5: device detached and closed");
+                return;
+        }
+
         for (size_t i = 0; i < l->n_devs; i++)
                 l->devs[i].fd = safe_close(l->devs[i].fd);
         r = kvfio_group_unset_container(l->group_fd);
@@ -969,7 +1120,7 @@ static void release_detach(struct vfiod_server *s, struct vfiod_lease *l)
                 /* 4. Close our group fd; group_proceed() re-opens it to check it is free. */
                 l->group_fd = safe_close(l->group_fd);
         }
-        if (domain->n_leases == 0 && g->wait != VFIOD_WAIT_UNSET)
+        if (domain->n_leases == 0 && g->wait != VFIOD_WAIT_UNSET && g->wait != VFIOD_WAIT_CDEV)
                 domain->mode = 0;
 }
 
@@ -979,6 +1130,7 @@ static void release_detach(struct vfiod_server *s, struct vfiod_lease *l)
  */
 static int release_free(struct vfiod_server *s, struct vfiod_lease *l)
 {
+        struct vfiod_domain *domain = l->domain;
         struct vfiod_group *g = l->group;
         struct vfiod_log_about a;
         char device[KVFIO_NAME_MAX];
@@ -994,7 +1146,14 @@ static int release_free(struct vfiod_server *s, struct vfiod_lease *l)
         vfiod_lease_unlink(l);
         if (g->wait == VFIOD_WAIT_UNSET)
                 r = 1;
-        else
+        else if (g->wait == VFIOD_WAIT_CDEV) {
+                /* The caller drops an implicit domain: only tell it the group left. */
+                r = vfiod_group_cdev_detach(g, s->devices->vfio_dir);
+                if (r == 0) {
+                        domain_group_left(s, domain);
+                        r = vfiod_group_settle(s->devices, g);
+                }
+        } else
                 r = group_proceed(s, g);
         if (r == 0)
                 vfiod_log_about(LOG_NOTICE, &a, "lease %" PRIu64 " released; group %d is free", lid,

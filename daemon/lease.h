@@ -89,8 +89,22 @@ struct vfiod_lease {
         struct vfiod_domain *domain;
         struct vfiod_group *group;
         int group_id;
-        int group_fd;                /* owned */
-        int mode;                    /* Vfiod__Mode */
+        int group_fd; /* owned; -1 for an IOMMUFD lease */
+        int mode;     /* Vfiod__Mode */
+        /*
+         * Vfiod__Interface: LEGACY, or IOMMUFD: the lease holds the group
+         * (no other lease of any member) but opens only the acquired
+         * device, through its cdev (devs[0], /dev/vfio/devices/vfio<cdev>),
+         * and no group fd: the kernel refuses a cdev bind while the group
+         * is open. DIRECT hands the cdev out unbound (the client binds it
+         * to the domain's iommufd, as QEMU does), BROKERED binds and
+         * attaches it to the domain's IOAS first. On release the daemon
+         * binds its copy if nobody did (so that the kernel counts it),
+         * detaches it and closes it: the group is quarantined
+         * (VFIOD_WAIT_CDEV) while any copy is still open.
+         */
+        int iface;
+        int cdev;
         char device[KVFIO_NAME_MAX]; /* the device acquired */
         struct vfiod_lease_dev *devs;
         size_t n_devs;
@@ -121,10 +135,12 @@ struct vfiod_lease *vfiod_lease_alloc(struct vfiod_client *c, struct vfiod_domai
 /*
  * Acquire: checks the device, the group and the policy, takes (or creates,
  * domain_id 0) the domain, opens the group, attaches it, opens the devices,
- * arms REQ/ERR. On success *ret is the new lease, linked to the client.
+ * arms REQ/ERR. iface: a Vfiod__Interface (UNSPECIFIED = LEGACY; ANY =
+ * IOMMUFD when the device has a cdev and the policy allows it). On success
+ * *ret is the new lease, linked to the client.
  */
 int vfiod_lease_acquire(struct vfiod_client *client, const char *device, uint64_t domain_id,
-                        int mode, struct vfiod_lease **ret, struct vfiod_error *err);
+                        int mode, int iface, struct vfiod_lease **ret, struct vfiod_error *err);
 
 /*
  * What Acquire would grant client c for dev, one of list (which holds every

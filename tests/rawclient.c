@@ -148,14 +148,24 @@ void rawclient_hello_limits(rawclient_call_fn call, int fd, uint64_t caps, uint3
 uint64_t rawclient_acquire(rawclient_call_fn call, int fd, const char *device, uint64_t domain,
                            int mode, struct rawclient_acquired *ret)
 {
+        return rawclient_acquire_iface(call, fd, device, domain, mode,
+                                       VFIOD__INTERFACE__INTERFACE_UNSPECIFIED, ret);
+}
+
+uint64_t rawclient_acquire_iface(rawclient_call_fn call, int fd, const char *device,
+                                 uint64_t domain, int mode, int iface,
+                                 struct rawclient_acquired *ret)
+{
         Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
         Vfiod__Envelope env = ENVELOPE(acquire, &a);
+        const Vfiod__AcquireReply *r;
         struct vfiod_msg *m;
         uint64_t lease;
 
         a.device = (char *)device;
         a.domain_id = domain;
         a.mode = mode;
+        a.interface = iface;
         m = call(fd, &env, NULL, 0);
         if (m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
                 ret->errnum = m->env->error->errnum;
@@ -168,8 +178,17 @@ uint64_t rawclient_acquire(rawclient_call_fn call, int fd, const char *device, u
         for (size_t i = 0; i < m->n_fds; i++)
                 ret->fds[i] = vfiod_msg_take_fd(m, i); /* moves to the caller */
         ret->n_fds = m->n_fds;
-        ret->domain = m->env->acquire_reply->domain_id;
-        lease = m->env->acquire_reply->lease_id;
+        r = m->env->acquire_reply;
+        ret->domain = r->domain_id;
+        ret->iface = r->interface;
+        ret->device_fd = r->has_device_fd_case == VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD
+                             ? (int)r->device_fd
+                             : -1;
+        ret->iommufd = r->has_iommufd_fd_case == VFIOD__ACQUIRE_REPLY__HAS_IOMMUFD_FD_IOMMUFD_FD
+                           ? (int)r->iommufd_fd
+                           : -1;
+        snprintf(ret->cdev, sizeof(ret->cdev), "%s", r->cdev ? r->cdev : "");
+        lease = r->lease_id;
         vfiod_msg_free(m);
         return lease;
 }

@@ -67,6 +67,10 @@ struct rawclient_acquired {
         uint64_t domain;
         int errnum; /* on failure: the Error's errnum and reason */
         char reason[256];
+        int iface;     /* AcquireReply.interface */
+        int device_fd; /* the device's fd of fds[], -1 when none */
+        int iommufd;   /* the iommufd of fds[] (IOMMUFD DIRECT), -1 when none */
+        char cdev[32]; /* AcquireReply.cdev */
 };
 /*
  * Acquire of device (mode, domain 0: a new one): returns the lease id and
@@ -74,6 +78,10 @@ struct rawclient_acquired {
  */
 uint64_t rawclient_acquire(rawclient_call_fn call, int fd, const char *device, uint64_t domain,
                            int mode, struct rawclient_acquired *ret);
+/* The same through interface iface (a Vfiod__Interface). */
+uint64_t rawclient_acquire_iface(rawclient_call_fn call, int fd, const char *device,
+                                 uint64_t domain, int mode, int iface,
+                                 struct rawclient_acquired *ret);
 /* Release: 0 (Ok) or the errnum. */
 int rawclient_release(rawclient_call_fn call, int fd, uint64_t lease);
 /* Revoke from an admin connection, why as its reason: 0 (Ok) or the errnum. */
