@@ -319,9 +319,27 @@ static void read_iommu_info(struct vfiod_domain *d)
         }
 }
 
-int vfiod_domain_attach_cdev(struct vfiod_domain *d, int device_fd, struct vfiod_error *err)
+/* The IOAS's valid IOVA ranges and alignment (as read_iommu_info() for a container). */
+static void ioas_read_info(struct vfiod_domain *d)
 {
         struct kvfio_ioas_info *info = NULL;
+
+        if (kvfio_ioas_get_info(d->iommufd, d->ioas_id, &info) < 0)
+                return;
+        free(d->iova_ranges);
+        /* Move the array out of the info. */
+        d->iova_ranges = info->iova_ranges;
+        d->n_iova_ranges = info->n_iova_ranges;
+        info->iova_ranges = NULL;
+        info->n_iova_ranges = 0;
+        d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
+        if (info->iova_alignment > d->page_size)
+                d->page_size = info->iova_alignment;
+        kvfio_ioas_info_free(info);
+}
+
+int vfiod_domain_attach_cdev(struct vfiod_domain *d, int device_fd, struct vfiod_error *err)
+{
         int r;
 
         r = kvfio_device_bind_iommufd(device_fd, d->iommufd, NULL);
@@ -341,17 +359,7 @@ int vfiod_domain_attach_cdev(struct vfiod_domain *d, int device_fd, struct vfiod
                     err, -r, "cannot attach the device to IOAS %u of domain %" PRIu64 ": %s",
                     d->ioas_id, d->id, strerror(-r));
         /* Every device narrows what the IOAS allows: read it again. */
-        if (kvfio_ioas_get_info(d->iommufd, d->ioas_id, &info) == 0) {
-                free(d->iova_ranges);
-                d->iova_ranges = info->iova_ranges;
-                d->n_iova_ranges = info->n_iova_ranges;
-                info->iova_ranges = NULL;
-                info->n_iova_ranges = 0;
-                d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
-                if (info->iova_alignment > d->page_size)
-                        d->page_size = info->iova_alignment;
-                kvfio_ioas_info_free(info);
-        }
+        ioas_read_info(d);
         d->model_set = true;
         return 0;
 }
@@ -1255,9 +1263,17 @@ void vfiod_domain_save(const struct vfiod_domain *d, uint64_t owner, struct vfio
 {
         struct vfiod_memfd_view *v;
 
-        vfiod_save_fd(sv, d->container_fd, "container-%" PRIu64, d->id);
-        vfiod_save_line(sv, "domain %" PRIu64 " %" PRIu64 " %d %d %d %d", owner, d->id, d->model,
-                        d->model_set ? 1 : 0, d->mode, d->implicit ? 1 : 0);
+        /* A container's line is as it always was; an iommufd domain's adds its interface, IOAS. */
+        if (dom_iommufd(d)) {
+                vfiod_save_fd(sv, d->iommufd, "iommufd-%" PRIu64, d->id);
+                vfiod_save_line(sv, "domain %" PRIu64 " %" PRIu64 " %d %d %d %d %d %u", owner,
+                                d->id, d->model, d->model_set ? 1 : 0, d->mode, d->implicit ? 1 : 0,
+                                d->iface, d->ioas_id);
+        } else {
+                vfiod_save_fd(sv, d->container_fd, "container-%" PRIu64, d->id);
+                vfiod_save_line(sv, "domain %" PRIu64 " %" PRIu64 " %d %d %d %d", owner, d->id,
+                                d->model, d->model_set ? 1 : 0, d->mode, d->implicit ? 1 : 0);
+        }
         list_for_each_safe (v, vit, &d->views, struct vfiod_memfd_view, link) {
                 /* An idle view is a cache: the next vfiod maps again. */
                 if (v->refs == 0)
@@ -1282,20 +1298,42 @@ int vfiod_domain_load(struct vfiod_load *ld, const char *args, struct vfiod_usag
         struct vfiod_domain *d;
         uint64_t id;
         int model, model_set, mode, implicit = 0, fd, r;
+        int iface = VFIOD__INTERFACE__INTERFACE_LEGACY; /* absent in an older state */
+        unsigned ioas = 0;
 
-        if (sscanf(args, "%" SCNu64 " %d %d %d %d", &id, &model, &model_set, &mode, &implicit) < 4)
+        if (sscanf(args, "%" SCNu64 " %d %d %d %d %d %u", &id, &model, &model_set, &mode, &implicit,
+                   &iface, &ioas) < 4)
                 return VFIOD_LOAD_UNKNOWN;
-        fd = vfiod_load_fd(ld, "container-%" PRIu64, id);
+        if (iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD)
+                fd = vfiod_load_fd(ld, "iommufd-%" PRIu64, id);
+        else
+                fd = vfiod_load_fd(ld, "container-%" PRIu64, id);
         if (vfiod_load_checking(ld))
                 return 0;
         if (!usage) {
                 safe_close(fd);
                 return -EINVAL;
         }
-        /* The container fd moves to the domain. */
-        r = vfiod_domain_adopt_take(fd, id, model, model_set != 0, usage, &d);
-        if (r < 0)
-                return r;
+        if (iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD) {
+                /* The iommufd moves to the domain; its IOAS kept its mappings. */
+                r = vfiod_domain_adopt_take(-EBADF, id, model, false, usage, &d);
+                if (r < 0) {
+                        safe_close(fd);
+                        return r;
+                }
+                d->iface = iface;
+                d->iommufd = fd;
+                d->ioas_id = ioas;
+                d->unmap_all = true;
+                d->model_set = model_set != 0;
+                if (d->model_set)
+                        ioas_read_info(d);
+        } else {
+                /* The container fd moves to the domain. */
+                r = vfiod_domain_adopt_take(fd, id, model, model_set != 0, usage, &d);
+                if (r < 0)
+                        return r;
+        }
         d->mode = mode;
         d->implicit = implicit != 0; /* absent in an older state: explicit */
         *ret = d;

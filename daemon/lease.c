@@ -769,7 +769,10 @@ static int lease_open_cdev(struct vfiod_lease *l, const char *device, struct vfi
                 LOG_LEASE(LOG_DEBUG, l, dev->bdf, "'%s' was not reset as it opened: reset it",
                           dev->bdf);
         dev_read_irqs(dev);
-        vfiod_lease_dev_arm_events(dev);
+        /* The holder of an IOMMUFD DIRECT device handles its REQ (as at acquire). */
+        if (!(dev->lease->iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD &&
+              dev->lease->mode == VFIOD__MODE__MODE_DIRECT))
+                vfiod_lease_dev_arm_events(dev);
         return 0;
 }
 
@@ -1467,9 +1470,16 @@ void vfiod_lease_save(const struct vfiod_lease *l, struct vfiod_save *sv)
             l->status != VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED)
                 return;
         vfiod_save_fd(sv, l->group_fd, "group-%" PRIu64, l->id);
-        vfiod_save_line(sv, "lease %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %d %d %d %s %zu",
-                        l->client->id, l->id, l->domain->id, l->group_id, l->mode, (int)l->status,
-                        (int)l->revoke_reason, l->device, l->n_devs);
+        /* A legacy lease's line is as it always was; an IOMMUFD one adds its interface, cdev. */
+        if (l->iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD)
+                vfiod_save_line(
+                    sv, "lease %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %d %d %d %s %zu %d %d",
+                    l->client->id, l->id, l->domain->id, l->group_id, l->mode, (int)l->status,
+                    (int)l->revoke_reason, l->device, l->n_devs, l->iface, l->cdev);
+        else
+                vfiod_save_line(sv, "lease %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %d %d %d %s %zu",
+                                l->client->id, l->id, l->domain->id, l->group_id, l->mode,
+                                (int)l->status, (int)l->revoke_reason, l->device, l->n_devs);
         for (size_t i = 0; g && i < g->n_bound; i++)
                 vfiod_save_line(sv, "bound %d %s %s", l->group_id, g->bound[i].bdf,
                                 g->bound[i].prev_driver[0] ? g->bound[i].prev_driver : "-");
@@ -1499,7 +1509,9 @@ static int load_lease_fds(struct vfiod_load *ld, struct vfiod_lease *l, size_t n
 {
         struct vfiod_group *g = NULL;
 
-        l->group_fd = vfiod_load_fd(ld, "group-%" PRIu64, l->id);
+        /* An IOMMUFD lease holds no group fd. */
+        if (l->iface != VFIOD__INTERFACE__INTERFACE_IOMMUFD)
+                l->group_fd = vfiod_load_fd(ld, "group-%" PRIu64, l->id);
         l->devs = calloc(n_devs, sizeof(*l->devs));
         if (!l->devs || vfiod_registry_group_get(l->client->server->devices, l->group_id, &g) < 0) {
                 safe_close(l->group_fd);
@@ -1524,17 +1536,19 @@ static int load_lease(struct vfiod_load *ld, const char *args)
         struct vfiod_server *s = vfiod_load_server(ld);
         uint64_t cid, lid, did;
         int group, mode, status, reason, r;
+        int iface = VFIOD__INTERFACE__INTERFACE_LEGACY, cdev = -1; /* absent in an older state */
         unsigned n_devs;
         char device[32];
         struct vfiod_client *c;
         struct vfiod_domain *d;
         struct vfiod_lease *l;
 
-        if (sscanf(args, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %d %d %d %d %31s %u", &cid, &lid,
-                   &did, &group, &mode, &status, &reason, device, &n_devs) != 9)
+        if (sscanf(args, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %d %d %d %d %31s %u %d %d", &cid,
+                   &lid, &did, &group, &mode, &status, &reason, device, &n_devs, &iface, &cdev) < 9)
                 return VFIOD_LOAD_UNKNOWN;
         if (vfiod_load_checking(ld)) {
-                (void)vfiod_load_fd(ld, "group-%" PRIu64, lid);
+                if (iface != VFIOD__INTERFACE__INTERFACE_IOMMUFD)
+                        (void)vfiod_load_fd(ld, "group-%" PRIu64, lid);
                 return 0;
         }
         c = vfiod_server_find_client(s, cid);
@@ -1547,6 +1561,8 @@ static int load_lease(struct vfiod_load *ld, const char *args)
         if (!l)
                 return -ENOMEM;
         l->id = lid;
+        l->iface = iface;
+        l->cdev = cdev;
         r = load_lease_fds(ld, l, n_devs);
         if (r < 0)
                 return r;
@@ -1610,8 +1626,13 @@ static int load_dev(struct vfiod_load *ld, const char *args)
                 return 0;
         }
         dev = load_find_dev(ld, id, k);
-        if (dev && copy_str(dev->bdf, sizeof(dev->bdf), bdf) == 0)
+        if (dev && copy_str(dev->bdf, sizeof(dev->bdf), bdf) == 0) {
                 r = kvfio_device_get_info(dev->fd, &dev->info);
+                /* An IOMMUFD DIRECT cdev the client has not bound yet: nothing to read or arm. */
+                if (r == -EINVAL && dev->lease->iface == VFIOD__INTERFACE__INTERFACE_IOMMUFD &&
+                    dev->lease->mode == VFIOD__MODE__MODE_DIRECT)
+                        return 0;
+        }
         if (r < 0)
                 return vfiod_load_fail(ld, r, "device '%s' of lease %" PRIu64 ": %s", bdf, id,
                                        strerror(-r));

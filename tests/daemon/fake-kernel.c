@@ -487,7 +487,8 @@ bool fake_kernel_group_attached(int group)
 
 /*
  * For a process that runs vfiod on the fake (tests/daemon/vfiod-fake):
- * VFIOD_FAKE_DEVICES="1=0000:00:01.0 2=0000:00:02.0" registers the devices.
+ * VFIOD_FAKE_DEVICES="1=0000:00:01.0 2=0000:00:02.0" registers the devices;
+ * "1=0000:00:01.0@0" gives one the cdev vfio0 too.
  */
 __attribute__((constructor)) static void devices_from_env(void)
 {
@@ -500,8 +501,14 @@ __attribute__((constructor)) static void devices_from_env(void)
                 char *eq = strchr(tok, '=');
 
                 if (eq) {
+                        char *at = strchr(eq, '@');
+
                         *eq = '\0';
+                        if (at)
+                                *at = '\0';
                         fake_kernel_add_device(atoi(tok), eq + 1);
+                        if (at)
+                                fake_kernel_set_cdev(eq + 1, atoi(at + 1));
                 }
         }
         free(copy);

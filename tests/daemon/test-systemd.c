@@ -32,6 +32,7 @@
 #include "proto/envelope.h"
 #include "proto/macro.h"
 #include "tests/daemon/harness.h"
+#include "tests/fakesys.h"
 #include "tests/rawclient.h"
 #include "tests/testutil.h"
 
@@ -339,7 +340,7 @@ static pid_t spawn_fake(const char *notify, const char *sock, const int *fds, si
                 unsetenv("JOURNAL_STREAM");
                 unsetenv("LISTEN_FDS");
                 setenv("NOTIFY_SOCKET", notify, 1);
-                setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0", 1);
+                setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0@0", 1);
                 if (spawn_crash_step)
                         setenv("VFIOD_CRASH_AT_SAVE_STEP", spawn_crash_step, 1);
                 if (spawn_fsize != RLIM_INFINITY &&
@@ -464,6 +465,54 @@ START_TEST(fd_store_follows_the_leases)
         ck_assert_int_eq(status, 0);
         ck_assert_msg(strstr(log, "leases stay in the fd store"), "%s", log);
         ck_assert_msg(strstr(log, "kept in the fd store"), "%s", log);
+        close(fd);
+        notify_close(nfd);
+        h_stop();
+}
+END_TEST
+
+/* An IOMMUFD lease: its domain's iommufd and its cdev in the store, no group fd. */
+START_TEST(fd_store_keeps_an_iommufd_lease)
+{
+        char sock[4200], notify[4200], all[16384] = "", log[16384];
+        Vfiod__Hello h = VFIOD__HELLO__INIT;
+        Vfiod__Envelope env = ENVELOPE(hello, &h);
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        struct vfiod_msg *m;
+        int nfd, err, fd, status;
+        pid_t pid;
+
+        nfd = fd_store_begin(sock, notify);
+        ck_assert_int_eq(fakesys_add_cdev(H.root, "0000:00:01.0", 0), 0);
+        pid = spawn_fake(notify, sock, NULL, 0, NULL, &err);
+        fd = connect_retry(sock);
+        h.major = VFIOD_PROTO_VERSION_MAJOR;
+        env.id = 1;
+        vfiod_msg_free(call(fd, &env));
+        a.device = "0000:00:01.0";
+        a.mode = VFIOD__MODE__MODE_BROKERED;
+        a.interface = VFIOD__INTERFACE__INTERFACE_IOMMUFD;
+        env = ENVELOPE(acquire, &a);
+        env.id = 2;
+        m = call(fd, &env);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY);
+        ck_assert_int_eq(m->env->acquire_reply->interface, VFIOD__INTERFACE__INTERFACE_IOMMUFD);
+        vfiod_msg_free(m);
+        notify_drain(nfd, all, sizeof(all));
+        ck_assert_msg(strstr(all, "FDNAME=iommufd-1|"), "%s", all);
+        ck_assert_msg(strstr(all, "FDNAME=device-2-0|"), "%s", all);
+        ck_assert_ptr_null(strstr(all, "FDNAME=group-2|"));
+        ck_assert_ptr_null(strstr(all, "FDNAME=container-1|"));
+        /* The interface (2) and the IOAS (1) of the domain; the interface and cdev of the lease. */
+        ck_assert_msg(strstr(last_state, " 1 2 1 2 1\nlease 1 2 1 1 2 1 0 0000:00:01.0 1 2 0\n"
+                                         "dev 2 0 0000:00:01.0\n"),
+                      "%s", last_state);
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        status = wait_exit(pid, 10);
+        drain(err, log, sizeof(log));
+        close(err);
+        ck_assert_int_eq(status, 0);
+        ck_assert_msg(strstr(log, "leases stay in the fd store"), "%s", log);
         close(fd);
         notify_close(nfd);
         h_stop();
@@ -1046,6 +1095,7 @@ int main(void)
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, socket_activated_notify_reload_idle_exit);
         tcase_add_test(tc, fd_store_follows_the_leases);
+        tcase_add_test(tc, fd_store_keeps_an_iommufd_lease);
         tcase_add_test(tc, fd_store_client_restored);
         tcase_add_test(tc, fd_store_torn_state_torn_down);
         tcase_add_test(tc, fd_store_restores_the_unit_it_saved);
