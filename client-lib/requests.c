@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,10 @@ int vfiod_list_devices(struct vfiod *c, const char *device, struct vfiod_device_
                 for (size_t k = 0; k < d->n_allowed_modes; k++)
                         if (d->allowed_modes[k] > 0 && d->allowed_modes[k] < 32)
                                 out->allowed_modes |= VFIOD_MODE_BIT(d->allowed_modes[k]);
+                for (size_t k = 0; k < d->n_interfaces; k++)
+                        if (d->interfaces[k] > 0 && d->interfaces[k] < 32)
+                                out->interfaces |= 1u << d->interfaces[k];
+                (void)snprintf(out->cdev, sizeof(out->cdev), "%s", d->cdev ? d->cdev : "");
                 out->lease_id = d->lease_id;
                 copy_text(out->mdev_type, sizeof(out->mdev_type), d->mdev_type);
         }
@@ -129,7 +134,8 @@ void vfiod_lease_close_fds(struct vfiod_lease *lease)
         (void)safe_close(lease->container_fd);
         (void)safe_close(lease->group_fd);
         (void)safe_close(lease->device_fd);
-        lease->container_fd = lease->group_fd = lease->device_fd = -1;
+        (void)safe_close(lease->iommufd_fd);
+        lease->container_fd = lease->group_fd = lease->device_fd = lease->iommufd_fd = -1;
 }
 
 /* What the daemon says a lease is granted (LeaseGrant, protocol 1.1); NULL: it did not say. */
@@ -178,22 +184,39 @@ static int take_reply_fd(struct vfiod *c, struct vfiod_msg *reply, uint32_t inde
 int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum vfiod_mode mode,
                   struct vfiod_lease *ret)
 {
+        return vfiod_acquire_iface(c, device, domain_id, mode, VFIOD_INTERFACE_LEGACY, ret);
+}
+
+int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
+                        enum vfiod_mode mode, enum vfiod_interface iface, struct vfiod_lease *ret)
+{
         _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
-        _cleanup_close_ int container_fd = -EBADF, group_fd = -EBADF, device_fd = -EBADF;
+        _cleanup_close_ int container_fd = -EBADF, group_fd = -EBADF, device_fd = -EBADF,
+                            iommufd_fd = -EBADF;
         Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
         Vfiod__Envelope req = ENVELOPE(acquire, ACQUIRE, &a);
         const Vfiod__AcquireReply *ar;
-        struct vfiod_lease lease = {.container_fd = -1, .group_fd = -1, .device_fd = -1};
-        bool has_container, has_group;
+        struct vfiod_lease lease = {
+            .container_fd = -1, .group_fd = -1, .device_fd = -1, .iommufd_fd = -1};
+        bool has_container, has_group, has_iommufd, is_iommufd;
         int r;
 
         if (!c || !device || !ret)
                 return -EINVAL;
         if (mode != VFIOD_MODE_DIRECT && mode != VFIOD_MODE_BROKERED)
                 return client_fail(c, -EINVAL, "invalid mode %d", (int)mode);
+        if (iface < VFIOD_INTERFACE_UNSPECIFIED || iface > VFIOD_INTERFACE_ANY)
+                return client_fail(c, -EINVAL, "invalid interface %d", (int)iface);
+        if (iface != VFIOD_INTERFACE_LEGACY && iface != VFIOD_INTERFACE_UNSPECIFIED &&
+            c->info.minor < 2)
+                return client_fail(c, -EOPNOTSUPP,
+                                   "the daemon speaks protocol 1.%u: no iommufd interface before "
+                                   "1.2",
+                                   c->info.minor);
         a.device = proto_string(device);
         a.domain_id = domain_id;
         a.mode = (Vfiod__Mode)mode;
+        a.interface = (Vfiod__Interface)iface;
         r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY, &reply);
         if (r < 0)
                 return r;
@@ -202,12 +225,27 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
         has_container =
             ar->has_container_fd_case == VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
         has_group = ar->has_group_fd_case == VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD;
+        has_iommufd = ar->has_iommufd_fd_case == VFIOD__ACQUIRE_REPLY__HAS_IOMMUFD_FD_IOMMUFD_FD;
+        is_iommufd = ar->interface == VFIOD__INTERFACE__INTERFACE_IOMMUFD;
+        if (ar->interface != VFIOD__INTERFACE__INTERFACE_UNSPECIFIED &&
+            ar->interface != VFIOD__INTERFACE__INTERFACE_LEGACY && !is_iommufd)
+                return client_fail_dead(c, -EPROTO, "daemon leased through interface %d",
+                                        (int)ar->interface);
+        if (is_iommufd && (iface == VFIOD_INTERFACE_LEGACY || iface == VFIOD_INTERFACE_UNSPECIFIED))
+                return client_fail_dead(c, -EPROTO, "daemon leased through iommufd, asked legacy");
+        if (is_iommufd &&
+            (has_container || has_group || has_iommufd != (mode == VFIOD_MODE_DIRECT)))
+                return client_fail_dead(c, -EPROTO,
+                                        "daemon's iommufd lease does not carry the fds of its "
+                                        "mode");
+        if (!is_iommufd && has_iommufd)
+                return client_fail_dead(c, -EPROTO, "daemon's legacy lease carries an iommufd");
         if (ar->has_device_fd_case != VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD)
                 return client_fail_dead(c, -EPROTO, "daemon's acquire reply carries no device fd");
         if ((int)ar->mode != (int)mode)
                 return client_fail_dead(c, -EPROTO, "daemon leased in mode %d, asked for %d",
                                         (int)ar->mode, (int)mode);
-        if (mode == VFIOD_MODE_DIRECT && (!has_container || !has_group))
+        if (!is_iommufd && mode == VFIOD_MODE_DIRECT && (!has_container || !has_group))
                 return client_fail_dead(c, -EPROTO,
                                         "daemon's direct lease lacks the container or group fd");
         if (mode == VFIOD_MODE_BROKERED && (has_container || has_group))
@@ -232,6 +270,14 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
         device_fd = take_reply_fd(c, reply, ar->device_fd, "device");
         if (device_fd < 0)
                 return device_fd;
+        if (has_iommufd) {
+                iommufd_fd = take_reply_fd(c, reply, ar->iommufd_fd, "iommufd");
+                if (iommufd_fd < 0)
+                        return iommufd_fd;
+        }
+        if (is_iommufd)
+                (void)snprintf(lease.cdev, sizeof(lease.cdev), "%s", ar->cdev ? ar->cdev : "");
+        lease.interface = is_iommufd ? VFIOD_INTERFACE_IOMMUFD : VFIOD_INTERFACE_LEGACY;
 
         lease.lease_id = ar->lease_id;
         lease.domain_id = ar->domain_id;
@@ -245,6 +291,7 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
         lease.container_fd = has_container ? TAKE_FD(container_fd) : -1;
         lease.group_fd = has_group ? TAKE_FD(group_fd) : -1;
         lease.device_fd = TAKE_FD(device_fd);
+        lease.iommufd_fd = has_iommufd ? TAKE_FD(iommufd_fd) : -1;
         *ret = lease;
         return 0;
 }
@@ -313,10 +360,11 @@ static int fetch_grant(struct vfiod *c, struct vfiod_lease *l)
 
 int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
 {
-        struct vfiod_lease l = {.container_fd = -1, .group_fd = -1, .device_fd = -1};
-        const char *device, *mode;
+        struct vfiod_lease l = {
+            .container_fd = -1, .group_fd = -1, .device_fd = -1, .iommufd_fd = -1};
+        const char *device, *mode, *cdev;
         uint64_t group;
-        bool direct;
+        bool direct, iommufd;
         int r;
 
         if (!ret)
@@ -340,15 +388,29 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
                 return -EINVAL;
         l.mode = (enum vfiod_mode)r;
         direct = l.mode == VFIOD_MODE_DIRECT;
+        /* An IOMMUFD lease names its cdev: DIRECT has an iommufd and no group or container. */
+        cdev = getenv(VFIOD_CDEV_ENV);
+        iommufd = cdev && cdev[0];
+        if (iommufd && strlen(cdev) >= sizeof(l.cdev))
+                return -EINVAL;
+        l.interface = iommufd ? VFIOD_INTERFACE_IOMMUFD : VFIOD_INTERFACE_LEGACY;
+        if (iommufd)
+                copy_text(l.cdev, sizeof(l.cdev), cdev);
         r = env_fd(VFIOD_DEVICE_FD_ENV, true, &l.device_fd);
         if (r == 0)
-                r = env_fd(VFIOD_GROUP_FD_ENV, direct, &l.group_fd);
+                r = env_fd(VFIOD_GROUP_FD_ENV, direct && !iommufd, &l.group_fd);
         if (r == 0)
-                r = env_fd(VFIOD_CONTAINER_FD_ENV, direct, &l.container_fd);
+                r = env_fd(VFIOD_CONTAINER_FD_ENV, direct && !iommufd, &l.container_fd);
+        if (r == 0)
+                r = env_fd(VFIOD_IOMMUFD_FD_ENV, direct && iommufd, &l.iommufd_fd);
         if (r < 0)
                 return r;
-        if (!direct && (l.group_fd >= 0 || l.container_fd >= 0))
+        if (!direct && (l.group_fd >= 0 || l.container_fd >= 0 || l.iommufd_fd >= 0))
                 return -EINVAL; /* a brokered lease has the device fd only */
+        if (iommufd && (l.group_fd >= 0 || l.container_fd >= 0))
+                return -EINVAL;
+        if (!iommufd && l.iommufd_fd >= 0)
+                return -EINVAL;
         if (c) {
                 r = fetch_grant(c, &l);
                 if (r < 0)
@@ -356,7 +418,7 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
         }
         /* On success the fds are the caller's: close-on-exec, and no longer announced. */
         {
-                const int fds[] = {l.container_fd, l.group_fd, l.device_fd};
+                const int fds[] = {l.container_fd, l.group_fd, l.device_fd, l.iommufd_fd};
 
                 for (size_t i = 0; i < ELEMENTSOF(fds); i++)
                         if (fds[i] >= 0)
@@ -365,6 +427,7 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
         (void)unsetenv(VFIOD_DEVICE_FD_ENV);
         (void)unsetenv(VFIOD_GROUP_FD_ENV);
         (void)unsetenv(VFIOD_CONTAINER_FD_ENV);
+        (void)unsetenv(VFIOD_IOMMUFD_FD_ENV);
         *ret = l;
         return 0;
 }

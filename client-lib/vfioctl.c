@@ -216,6 +216,15 @@ static void modes_text(unsigned modes, char *buf, size_t size)
                 (void)snprintf(buf, size, "-");
 }
 
+/* "legacy,iommufd", "legacy", "iommufd" or "-": the interfaces of a device. */
+static const char *interfaces_text(unsigned ifaces)
+{
+        bool legacy = ifaces & (1u << VFIOD_INTERFACE_LEGACY),
+             iommufd = ifaces & (1u << VFIOD_INTERFACE_IOMMUFD);
+
+        return legacy && iommufd ? "legacy,iommufd" : legacy ? "legacy" : iommufd ? "iommufd" : "-";
+}
+
 static void json_holder(struct json *j, const struct vfiod_lease_info *h)
 {
         json_begin_object(j);
@@ -250,6 +259,18 @@ static void json_device(struct json *j, const struct vfiod_device_info *d,
         if (d->allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
                 json_string(j, vfiod_mode_name(VFIOD_MODE_BROKERED));
         json_end_array(j);
+        json_key(j, "interfaces");
+        json_begin_array(j);
+        if (d->interfaces & (1u << VFIOD_INTERFACE_LEGACY))
+                json_string(j, "legacy");
+        if (d->interfaces & (1u << VFIOD_INTERFACE_IOMMUFD))
+                json_string(j, "iommufd");
+        json_end_array(j);
+        json_key(j, "cdev");
+        if (d->cdev[0])
+                json_string(j, d->cdev);
+        else
+                json_null(j);
         json_key(j, "lease_id");
         if (d->lease_id)
                 json_uint(j, d->lease_id);
@@ -280,7 +301,7 @@ static void print_devices_json(const struct vfiod_device_info *d, size_t n,
 struct device_row {
         char id[VFIOD_DRIVER_NAME_MAX], class[16], group[16], modes[32],
             holder[VFIOD_UNIT_NAME_MAX + 64];
-        const char *cells[8];
+        const char *cells[9];
 };
 
 static void device_row(struct device_row *row, const struct vfiod_device_info *d,
@@ -311,15 +332,16 @@ static void device_row(struct device_row *row, const struct vfiod_device_info *d
         row->cells[4] = d->driver[0] ? d->driver : "-";
         row->cells[5] = vfiod_lease_state_name(d->state);
         row->cells[6] = row->modes;
-        row->cells[7] = row->holder;
+        row->cells[7] = interfaces_text(d->interfaces);
+        row->cells[8] = row->holder;
 }
 
 static int print_devices_table(const struct vfiod_device_info *d, size_t n,
                                const struct vfiod_lease_info *leases, size_t n_leases)
 {
-        _cleanup_(table_free) struct table t = {.n_cols = 8};
-        const char *header[] = {"DEVICE", "ID",    "CLASS", "GROUP",
-                                "DRIVER", "STATE", "MODES", "HOLDER"};
+        _cleanup_(table_free) struct table t = {.n_cols = 9};
+        const char *header[] = {"DEVICE", "ID",    "CLASS",      "GROUP", "DRIVER",
+                                "STATE",  "MODES", "INTERFACES", "HOLDER"};
 
         if (table_add(&t, header) < 0)
                 return -ENOMEM;

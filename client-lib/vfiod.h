@@ -69,6 +69,9 @@ extern "C" {
 #define VFIOD_DEVICE_FD_ENV    "VFIOD_DEVICE_FD"
 #define VFIOD_GROUP_FD_ENV     "VFIOD_GROUP_FD"
 #define VFIOD_CONTAINER_FD_ENV "VFIOD_CONTAINER_FD"
+/* IOMMUFD leases (1.2): the domain's iommufd (DIRECT) and the cdev's name ("vfio3"). */
+#define VFIOD_IOMMUFD_FD_ENV "VFIOD_IOMMUFD_FD"
+#define VFIOD_CDEV_ENV       "VFIOD_CDEV"
 
 /* Size of the fixed string buffers below, including the terminating NUL. */
 #define VFIOD_DEVICE_NAME_MAX 40 /* PCI address "DDDD:BB:DD.F", or an mdev UUID */
@@ -89,6 +92,20 @@ enum vfiod_mode {
         VFIOD_MODE_DIRECT = 1,
         /* Device fd only; DMA through vfiod_map_dma(), under the daemon's quotas. */
         VFIOD_MODE_BROKERED = 2,
+};
+
+/*
+ * The kernel interface of a lease (protocol 1.2; the values are the
+ * protocol's Interface).
+ */
+enum vfiod_interface {
+        VFIOD_INTERFACE_UNSPECIFIED = 0,
+        /* A VFIO container and the IOMMU group (/dev/vfio/vfio, /dev/vfio/N). */
+        VFIOD_INTERFACE_LEGACY = 1,
+        /* An iommufd (/dev/iommu) and the device cdev (/dev/vfio/devices/vfioN). */
+        VFIOD_INTERFACE_IOMMUFD = 2,
+        /* Acquire only: IOMMUFD when the device offers it and the policy allows it. */
+        VFIOD_INTERFACE_ANY = 3,
 };
 
 /* Bit of enum vfiod_mode m in a mode mask (struct vfiod_device_info.allowed_modes). */
@@ -319,6 +336,9 @@ struct vfiod_device_info {
         unsigned allowed_modes; /* VFIOD_MODE_BIT() of the modes the policy allows the caller */
         uint64_t lease_id;      /* the caller's lease when LEASED_BY_YOU, else 0 */
         char mdev_type[VFIOD_DRIVER_NAME_MAX]; /* an mdev's type ("mdma-1"), "" for PCI */
+        /* 1 << enum vfiod_interface of what the device offers and the policy allows (1.2). */
+        unsigned interfaces;
+        char cdev[16]; /* "vfio3" (/dev/vfio/devices/vfio3), "" when none (1.2) */
 };
 
 /*
@@ -412,12 +432,24 @@ struct vfiod_lease {
         enum vfiod_mode mode;
         int container_fd; /* DIRECT only, else -1 */
         int group_fd;     /* DIRECT only, else -1 */
-        int device_fd;    /* always set */
+        int device_fd;    /* always set (IOMMUFD: the cdev) */
         /* VFIO_DEVICE_GET_INFO; num_irqs counts interrupt INDEXES, not vectors. */
         uint32_t num_regions, num_irqs, device_flags;
         /* Vectors per interrupt index of the device: use vfiod_lease_irq_count(). */
         uint32_t irq_counts[VFIOD_IRQ_INDEX_COUNT];
         struct vfiod_lease_grant grant;
+        /*
+         * Protocol 1.2, from vfiod_acquire_iface(): the interface of the lease
+         * (LEGACY from vfiod_acquire() and from a 1.1 daemon); IOMMUFD DIRECT:
+         * the domain's iommufd (-1 otherwise) and an UNBOUND device cdev in
+         * device_fd, which the caller binds to iommufd_fd
+         * (VFIO_DEVICE_BIND_IOMMUFD) before any other use: exactly what QEMU's
+         * `-object iommufd,fd=` and `-device vfio-pci,iommufd=,fd=` take; num_*,
+         * device_flags and irq_counts are then 0. cdev: "vfio3", "" for LEGACY.
+         */
+        enum vfiod_interface interface;
+        int iommufd_fd;
+        char cdev[16];
 };
 
 /*
@@ -437,6 +469,16 @@ struct vfiod_lease {
  */
 int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum vfiod_mode mode,
                   struct vfiod_lease *ret);
+
+/*
+ * vfiod_acquire() through interface iface (LEGACY, IOMMUFD or ANY; see
+ * struct vfiod_lease for what IOMMUFD hands over). Errors: as
+ * vfiod_acquire(), and -ENXIO (the device offers no iommufd interface),
+ * -EPERM (the policy's Interfaces=), -EOPNOTSUPP (IOMMUFD or ANY from a
+ * daemon older than protocol 1.2).
+ */
+int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
+                        enum vfiod_mode mode, enum vfiod_interface iface, struct vfiod_lease *ret);
 
 /* Closes the fds of *lease that are open and sets them to -1. NULL is fine. */
 void vfiod_lease_close_fds(struct vfiod_lease *lease);

@@ -170,6 +170,8 @@ static void place_free(struct place *p)
 static void script_list(int sock, void *userdata)
 {
         Vfiod__Mode modes[] = {VFIOD__MODE__MODE_DIRECT, VFIOD__MODE__MODE_BROKERED};
+        Vfiod__Interface ifaces[] = {VFIOD__INTERFACE__INTERFACE_LEGACY,
+                                     VFIOD__INTERFACE__INTERFACE_IOMMUFD};
         Vfiod__DeviceInfo d0 = VFIOD__DEVICE_INFO__INIT, d1 = VFIOD__DEVICE_INFO__INIT;
         Vfiod__DeviceInfo *devs[] = {&d0, &d1};
         Vfiod__ListDevicesReply lr = VFIOD__LIST_DEVICES_REPLY__INIT;
@@ -191,6 +193,9 @@ static void script_list(int sock, void *userdata)
         d0.state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
         d0.n_allowed_modes = 2;
         d0.allowed_modes = modes;
+        d0.n_interfaces = 2;
+        d0.interfaces = ifaces;
+        d0.cdev = "vfio0";
         d1.device = "0000:00:05.0";
         d1.vendor_id = 0x8086;
         d1.device_id = 0x10d3;
@@ -238,11 +243,14 @@ START_TEST(test_list_json)
             "[{\"device\":\"0000:00:04.0\",\"vendor_id\":4660,\"device_id\":4584,"
             "\"class_code\":65280,\"iommu_group\":5,\"driver\":\"vfio-pci\",\"mdev_type\":null,"
             "\"state\":\"free\","
-            "\"allowed_modes\":[\"direct\",\"brokered\"],\"lease_id\":null,\"holder\":null},"
+            "\"allowed_modes\":[\"direct\",\"brokered\"],"
+            "\"interfaces\":[\"legacy\",\"iommufd\"],\"cdev\":\"vfio0\","
+            "\"lease_id\":null,\"holder\":null},"
             "{\"device\":\"0000:00:05.0\",\"vendor_id\":32902,\"device_id\":4307,"
             "\"class_code\":131072,\"iommu_group\":6,\"driver\":\"odd "
             "\\\"driver\\\"\\n\",\"mdev_type\":null,"
-            "\"state\":\"leased\",\"allowed_modes\":[],\"lease_id\":null,"
+            "\"state\":\"leased\",\"allowed_modes\":[],\"interfaces\":[],\"cdev\":null,"
+            "\"lease_id\":null,"
             "\"holder\":{\"lease_id\":8,\"uid\":1000,\"gid\":1000,\"pid\":4242,"
             "\"unit\":\"vm@web.service\"}}]\n");
         run_done(&r);
@@ -266,7 +274,7 @@ START_TEST(test_list_table)
         ck_assert_msg(strstr(r.out, "DEVICE        ID         CLASS   GROUP  DRIVER") == r.out,
                       "header: %s", r.out);
         ck_assert_ptr_nonnull(strstr(r.out, "0000:00:04.0  1234:11e8  00ff00  5      vfio-pci"));
-        ck_assert_ptr_nonnull(strstr(r.out, "free    direct,brokered  -\n"));
+        ck_assert_msg(strstr(r.out, "free    direct,brokered  legacy,iommufd  -\n"), "%s", r.out);
         ck_assert_ptr_nonnull(strstr(r.out, "uid 1000 pid 4242 vm@web.service (lease 8)\n"));
         run_done(&r);
         place_free(&p);
