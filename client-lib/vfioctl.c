@@ -3,7 +3,7 @@
  * vfioctl: the command-line tool of vfiod, built on libvfiod.
  *
  *   vfioctl [--socket PATH] [--json] list [DEVICE]
- *   vfioctl acquire DEVICE [--brokered] -- COMMAND [ARG...]
+ *   vfioctl acquire DEVICE [--brokered] [--interface NAME] -- COMMAND [ARG...]
  *   vfioctl [--json] leases | revoke LEASE [--reason TEXT] | reload | stats
  *   vfioctl check-config [PATH]
  *
@@ -39,6 +39,7 @@ struct options {
         const char *socket;
         bool json;
         bool brokered;
+        enum vfiod_interface iface;
         const char *reason;
 };
 
@@ -49,9 +50,11 @@ static void usage(FILE *f)
               "Commands:\n"
               "  list [DEVICE]                   devices you may see: ids, group, driver,\n"
               "                                  state, allowed modes, lease holder\n"
-              "  acquire DEVICE [--brokered] -- COMMAND [ARG...]\n"
-              "                                  lease DEVICE, run COMMAND with its fds,\n"
-              "                                  release it when COMMAND exits\n"
+              "  acquire DEVICE [--brokered] [--interface NAME] -- COMMAND [ARG...]\n"
+              "                                  lease DEVICE, run COMMAND with its fds\n"
+              "                                  ({device-fd}, {iommufd-fd}, {group-fd},\n"
+              "                                  {container-fd} in ARGs become their\n"
+              "                                  numbers), release it when COMMAND exits\n"
               "  leases                          every lease (admin)\n"
               "  revoke LEASE [--reason TEXT]    take a lease away (admin)\n"
               "  reload                          re-read the daemon's policy (admin)\n"
@@ -64,6 +67,7 @@ static void usage(FILE *f)
               "else " VFIOD_SOCKET_DEFAULT ")\n"
               "  -j, --json          print JSON instead of tables\n"
               "  -b, --brokered      acquire: BROKERED mode (device fd + connection)\n"
+              "  -i, --interface NAME  acquire: legacy (default), iommufd or any\n"
               "  -r, --reason TEXT   revoke: reason passed to the holder\n"
               "  -h, --help          show this help\n"
               "  -V, --version       show the version\n"
@@ -690,6 +694,58 @@ static int child_setenv_u64(const char *name, uint64_t v)
         return setenv(name, num, 1) < 0 ? -errno : 0;
 }
 
+/* word with every {NAME} of the lease's fds replaced by its number; NULL when out of memory. */
+static char *substitute_fds(const char *word, const struct vfiod_lease *lease)
+{
+        const struct {
+                const char *name;
+                int fd;
+        } names[] = {
+            {"{device-fd}", lease->device_fd},
+            {"{iommufd-fd}", lease->iommufd_fd},
+            {"{group-fd}", lease->group_fd},
+            {"{container-fd}", lease->container_fd},
+        };
+        size_t len = strlen(word), cap = len * 2 + 64, n = 0;
+        char *out = malloc(cap);
+
+        for (const char *p = word; out && *p;) {
+                size_t k;
+
+                for (k = 0; k < ELEMENTSOF(names); k++)
+                        if (strncmp(p, names[k].name, strlen(names[k].name)) == 0)
+                                break;
+                if (n + 16 >= cap) {
+                        char *bigger = realloc(out, cap *= 2);
+
+                        if (!bigger) {
+                                free(out);
+                                return NULL;
+                        }
+                        out = bigger;
+                }
+                if (k < ELEMENTSOF(names)) {
+                        n += (size_t)snprintf(out + n, cap - n, "%d", names[k].fd);
+                        p += strlen(names[k].name);
+                } else
+                        out[n++] = *p++;
+        }
+        if (out)
+                out[n] = '\0';
+        return out;
+}
+
+/* For IOMMUFD DIRECT: the arguments that hand the lease to QEMU, on stderr. */
+static void print_qemu_args(const struct vfiod_lease *lease)
+{
+        if (lease->interface != VFIOD_INTERFACE_IOMMUFD || lease->iommufd_fd < 0)
+                return;
+        fprintf(stderr,
+                "vfioctl: for QEMU: -object iommufd,id=vfiod%" PRIu64 ",fd=%d "
+                "-device vfio-pci,iommufd=vfiod%" PRIu64 ",fd=%d\n",
+                lease->lease_id, lease->iommufd_fd, lease->lease_id, lease->device_fd);
+}
+
 /* The child between fork() and exec(): never returns. */
 static _Noreturn void run_child(const struct vfiod_lease *lease, int conn_fd,
                                 const sigset_t *old_mask, char **argv)
@@ -707,6 +763,11 @@ static _Noreturn void run_child(const struct vfiod_lease *lease, int conn_fd,
         if (r >= 0)
                 r = child_pass_fd(VFIOD_CONTAINER_FD_ENV, lease->container_fd);
         if (r >= 0)
+                r = child_pass_fd(VFIOD_IOMMUFD_FD_ENV, lease->iommufd_fd);
+        if (r >= 0)
+                r = lease->cdev[0] ? (setenv(VFIOD_CDEV_ENV, lease->cdev, 1) < 0 ? -errno : 0)
+                                   : (unsetenv(VFIOD_CDEV_ENV) < 0 ? -errno : 0);
+        if (r >= 0)
                 r = child_pass_fd(VFIOD_CONNECTION_FD_ENV, conn_fd);
         if (r >= 0)
                 r = child_setenv_u64(VFIOD_LEASE_ID_ENV, lease->lease_id);
@@ -718,8 +779,13 @@ static _Noreturn void run_child(const struct vfiod_lease *lease, int conn_fd,
                 r = setenv(VFIOD_DEVICE_ENV, lease->device, 1) < 0 ? -errno : 0;
         if (r >= 0)
                 r = setenv(VFIOD_MODE_ENV, vfiod_mode_name(lease->mode), 1) < 0 ? -errno : 0;
+        /* argv is this process's copy: its words may be replaced. */
+        for (size_t i = 0; r >= 0 && argv[i]; i++)
+                if (strchr(argv[i], '{') && !(argv[i] = substitute_fds(argv[i], lease)))
+                        r = -ENOMEM;
         if (r < 0) {
-                fprintf(stderr, "vfioctl: preparing '%s': %s\n", argv[0], strerror(-r));
+                fprintf(stderr, "vfioctl: preparing '%s': %s\n", argv[0] ? argv[0] : "COMMAND",
+                        strerror(-r));
                 _exit(EXIT_CANNOT_START);
         }
         execvp(argv[0], argv);
@@ -904,13 +970,14 @@ static int cmd_acquire(const struct options *o, char **args, size_t n_args)
         r = connect_daemon(o, &c);
         if (r != 0)
                 return EXIT_CANNOT_START;
-        r = vfiod_acquire(c, device, 0, o->brokered ? VFIOD_MODE_BROKERED : VFIOD_MODE_DIRECT,
-                          &lease);
+        r = vfiod_acquire_iface(c, device, 0, o->brokered ? VFIOD_MODE_BROKERED : VFIOD_MODE_DIRECT,
+                                o->iface ? o->iface : VFIOD_INTERFACE_LEGACY, &lease);
         if (r < 0) {
                 report(c, r, "acquire '%s'", device);
                 return EXIT_CANNOT_START;
         }
 
+        print_qemu_args(&lease);
         status = run_and_wait(c, &lease, args + 1, &revoked);
         vfiod_lease_close_fds(&lease); /* when the fork failed */
 
@@ -929,13 +996,10 @@ static int cmd_acquire(const struct options *o, char **args, size_t n_args)
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {
-            {"socket", required_argument, NULL, 's'},
-            {"json", no_argument, NULL, 'j'},
-            {"brokered", no_argument, NULL, 'b'},
-            {"reason", required_argument, NULL, 'r'},
-            {"help", no_argument, NULL, 'h'},
-            {"version", no_argument, NULL, 'V'},
-            {},
+            {"socket", required_argument, NULL, 's'},    {"json", no_argument, NULL, 'j'},
+            {"brokered", no_argument, NULL, 'b'},        {"reason", required_argument, NULL, 'r'},
+            {"interface", required_argument, NULL, 'i'}, {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},         {},
         };
         static const struct {
                 const char *name;
@@ -953,7 +1017,7 @@ int main(int argc, char **argv)
         const char *cmd;
         int opt;
 
-        while ((opt = getopt_long(argc, argv, "s:jbr:hV", longopts, NULL)) != -1) {
+        while ((opt = getopt_long(argc, argv, "s:jbr:i:hV", longopts, NULL)) != -1) {
                 switch (opt) {
                 case 's':
                         o.socket = optarg;
@@ -966,6 +1030,17 @@ int main(int argc, char **argv)
                         break;
                 case 'r':
                         o.reason = optarg;
+                        break;
+                case 'i':
+                        if (strcmp(optarg, "legacy") == 0)
+                                o.iface = VFIOD_INTERFACE_LEGACY;
+                        else if (strcmp(optarg, "iommufd") == 0)
+                                o.iface = VFIOD_INTERFACE_IOMMUFD;
+                        else if (strcmp(optarg, "any") == 0)
+                                o.iface = VFIOD_INTERFACE_ANY;
+                        else
+                                return usage_error("unknown interface '%s' (legacy, iommufd, any)",
+                                                   optarg);
                         break;
                 case 'h':
                         usage(stdout);
@@ -983,6 +1058,8 @@ int main(int argc, char **argv)
         cmd = argv[optind];
         if (o.brokered && strcmp(cmd, "acquire") != 0)
                 return usage_error("--brokered is an option of acquire");
+        if (o.iface && strcmp(cmd, "acquire") != 0)
+                return usage_error("--interface is an option of acquire");
         if (o.reason && strcmp(cmd, "revoke") != 0)
                 return usage_error("--reason is an option of revoke");
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)

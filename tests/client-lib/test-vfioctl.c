@@ -292,6 +292,7 @@ struct acquire_script {
         const char *started; /* with send_event: wait for COMMAND to create this file */
         int refuse;          /* errno to refuse the acquire with, 0 = grant */
         bool child_stats;    /* COMMAND sends Stats on the inherited connection */
+        bool iommufd;        /* an IOMMUFD lease: fds are the cdev and the iommufd */
 };
 
 static void script_acquire(int sock, void *userdata)
@@ -306,6 +307,9 @@ static void script_acquire(int sock, void *userdata)
         fake_check(strcmp(m->env->acquire->device, "0000:00:04.0") == 0, "device");
         fake_check(m->env->acquire->mode == s->mode, "mode %d", m->env->acquire->mode);
         fake_check(m->env->acquire->domain_id == 0, "domain");
+        fake_check(m->env->acquire->interface == (s->iommufd ? VFIOD__INTERFACE__INTERFACE_IOMMUFD
+                                                             : VFIOD__INTERFACE__INTERFACE_LEGACY),
+                   "interface %d", m->env->acquire->interface);
         if (s->refuse) {
                 fake_reply_error(sock, m->env->id, s->refuse, "policy says no");
                 vfiod_msg_free(m);
@@ -319,7 +323,13 @@ static void script_acquire(int sock, void *userdata)
         ar.mode = s->mode;
         ar.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
         ar.device_fd = 0;
-        if (s->mode == VFIOD__MODE__MODE_DIRECT) {
+        if (s->iommufd) {
+                ar.interface = VFIOD__INTERFACE__INTERFACE_IOMMUFD;
+                ar.cdev = "vfio0";
+                ar.has_iommufd_fd_case = VFIOD__ACQUIRE_REPLY__HAS_IOMMUFD_FD_IOMMUFD_FD;
+                ar.iommufd_fd = 1;
+                n_fds = 2;
+        } else if (s->mode == VFIOD__MODE__MODE_DIRECT) {
                 ar.has_group_fd_case = VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD;
                 ar.group_fd = 1;
                 ar.has_container_fd_case = VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
@@ -429,6 +439,49 @@ START_TEST(test_acquire_direct)
         /* The three fds, in the right variables, and no other fd than stdio. */
         ck_assert_str_eq(r.out, "/memfd:device (deleted)\n/memfd:group (deleted)\n"
                                 "/memfd:container (deleted)\n");
+        run_done(&r);
+        acquire_fds_close(&s);
+        place_free(&p);
+}
+END_TEST
+
+/* The placeholders hold the fd numbers the variables name; exits 7. */
+static const char iommufd_check[] =
+    "test \"$VFIOD_CDEV\" = vfio0 || exit 9\n"
+    "test \"$VFIOD_IOMMUFD_FD\" = \"$1\" || exit 10\n"
+    "test \"$VFIOD_DEVICE_FD\" = \"$2\" || exit 11\n"
+    "test -z \"$VFIOD_GROUP_FD$VFIOD_CONTAINER_FD\" || exit 12\n"
+    "test \"$3\" = \"vfio-pci,iommufd=io0,fd=$VFIOD_DEVICE_FD,id=edu\" || exit 13\n"
+    "readlink /proc/$$/fd/$1 /proc/$$/fd/$2\n"
+    "exit 7\n";
+
+START_TEST(test_acquire_iommufd)
+{
+        struct place p = place_new();
+        struct acquire_script s = {.mode = VFIOD__MODE__MODE_DIRECT, .iommufd = true};
+        const char *args[] = {"--socket",    p.sock,
+                              "acquire",     "0000:00:04.0",
+                              "--interface", "iommufd",
+                              "--",          "/bin/sh",
+                              "-c",          iommufd_check,
+                              "sh",          "{iommufd-fd}",
+                              "{device-fd}", "vfio-pci,iommufd=io0,fd={device-fd},id=edu",
+                              NULL};
+        char want[256];
+        struct fake f;
+        struct run r;
+
+        acquire_fds_open(&s);
+        fake_start_listen(&f, p.sock, script_acquire, &s);
+        r = run_vfioctl(args);
+        fake_finish(&f);
+        ck_assert_msg(r.status == 7, "status %d, stderr: %s", r.status, r.err);
+        /* fds[0] went as the cdev (device), fds[1] as the iommufd. */
+        ck_assert_str_eq(r.out, "/memfd:group (deleted)\n/memfd:device (deleted)\n");
+        ck_assert_msg(strstr(r.err, "vfioctl: for QEMU: -object iommufd,id=vfiod3,fd="), "%s",
+                      r.err);
+        snprintf(want, sizeof(want), " -device vfio-pci,iommufd=vfiod3,fd=");
+        ck_assert_msg(strstr(r.err, want), "%s", r.err);
         run_done(&r);
         acquire_fds_close(&s);
         place_free(&p);
@@ -768,6 +821,7 @@ static Suite *vfioctl_suite(void)
         tcase_add_test(tc, test_list_json);
         tcase_add_test(tc, test_list_table);
         tcase_add_test(tc, test_acquire_direct);
+        tcase_add_test(tc, test_acquire_iommufd);
         tcase_add_test(tc, test_acquire_brokered);
         tcase_add_test(tc, test_acquire_brokered_client);
         tcase_add_test(tc, test_acquire_release_requested);
