@@ -1914,6 +1914,28 @@ static bool quota_set(const struct vfiod_grant *g, enum rule_key key)
         }
 }
 
+/*
+ * Interfaces= naming only iommufd on a device without a cdev (a kernel
+ * without CONFIG_VFIO_DEVICE_CDEV, or not on a VFIO driver yet).
+ */
+static void warn_interfaces(const struct vfiod_policy *policy, const struct vfiod_rule *rule,
+                            const struct kvfio_pci_list *list, struct vfiod_errors *warnings)
+{
+        unsigned f = rule->key_file[KEY_INTERFACES];
+        const char *file = f && f <= policy->n_files ? policy->files[f - 1] : rule->file;
+        unsigned line = f ? rule->key_line[KEY_INTERFACES] : rule->line;
+
+        if (rule->grant.interfaces & VFIOD_IFACE_BIT_LEGACY)
+                return;
+        for (size_t d = 0; list && d < list->n; d++)
+                if (vfiod_rule_matches(rule, &list->devs[d]) && list->devs[d].vfio_cdev < 0)
+                        errors_add(warnings,
+                                   "warning: %s:%u: [Device %s] allows only the iommufd interface, "
+                                   "which %s does not offer (no vfio-dev/vfioN: a kernel without "
+                                   "CONFIG_VFIO_DEVICE_CDEV, or not bound to vfio-pci)",
+                                   file, line, rule->name, list->devs[d].bdf);
+}
+
 void vfiod_policy_warnings(const struct vfiod_policy *policy, const struct kvfio_pci_list *list,
                            struct vfiod_errors *warnings)
 {
@@ -1940,6 +1962,7 @@ void vfiod_policy_warnings(const struct vfiod_policy *policy, const struct kvfio
                                    rule->file, rule->line, rule->name);
                 if (list)
                         warn_partial_groups(policy, rule, list, warnings);
+                warn_interfaces(policy, rule, list, warnings);
                 if (rule->modes & VFIOD_MODE_BIT_BROKERED)
                         continue;
                 for (size_t k = 0; k < ELEMENTSOF(brokered_only); k++) {

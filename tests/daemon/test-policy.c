@@ -218,6 +218,7 @@ static const struct {
     {"[Device a]\nMatch=0000:00:01.0\nMaxPinnedBytesPerUser=0\n", 3,
      "MaxPinnedBytesPerUser=: bad value '0'"},
     {"[Device a]\nMatch=0000:00:01.0\nIrqTypes=msi nmi\n", 3, "unknown interrupt type 'nmi'"},
+    {"[Device a]\nMatch=0000:00:01.0\nInterfaces=legacy vfio\n", 3, "unknown interface 'vfio'"},
     {"[Device a]\nMatch=0000:00:01.0\nManaged=maybe\n", 3, "Managed=: bad value 'maybe'"},
     {"[Daemon]\nMaxLeasesPerClient=0\n", 2, "bad value '0'"},
     {"[Daemon]\nMaxFdsPerMessage=254\n", 2, "bad value '254'"},
@@ -893,10 +894,19 @@ START_TEST(check_warnings)
                               "[Device direct-q]\nMatch=0000:00:03.0\nUsers=64001\nModes=direct\n"
                               "MaxPinnedBytes=1G\nIovaWindows=0x0-0xfff\n"
                               "[Device fine]\nMatchGroup=1\nUsers=64001\nModes=brokered\n"
-                              "MaxPinnedBytes=1G\n",
+                              "MaxPinnedBytes=1G\n"
+                              "[Device cdev-only]\nMatch=0000:00:03.0\nUsers=64002\n"
+                              "Interfaces=iommufd\n",
                               &p, NULL),
                          0);
         text = print_text(p);
+        snprintf(want, sizeof(want),
+                 "warning: %s:22: [Device cdev-only] allows only the iommufd interface, which "
+                 "0000:00:03.0 does not offer (no vfio-dev/vfioN: a kernel without "
+                 "CONFIG_VFIO_DEVICE_CDEV, or not bound to vfio-pci)\n",
+                 path);
+        ck_assert_msg(strstr(text, want), "%s", text);
+        ck_assert_msg(strstr(text, "  Interfaces=iommufd\n"), "%s", text);
         snprintf(want, sizeof(want),
                  "warning: %s:1: [Device ghost] matches no device on this machine\n", path);
         ck_assert_msg(strstr(text, want), "%s", text);
