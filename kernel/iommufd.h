@@ -17,10 +17,11 @@
  * open through /dev/vfio/N and in a container, binding its cdev fails, and
  * while its cdev is bound, opening its group fails (-EBUSY).
  *
- * Pinned memory is accounted when it is mapped, to the process that maps
+ * Pinned memory is accounted to the process that mapped it
  * (kvfio_ioas_map(): its user or its process, IOMMU_OPTION_RLIMIT_MODE of
- * the iommufd; a caller with CAP_IPC_LOCK is not accounted at all), and
- * stays pinned until unmapped or until the IOAS goes away (the last
+ * the iommufd; a caller with CAP_IPC_LOCK is not accounted at all), once a
+ * device is attached to the IOAS (an IOAS without devices pins nothing),
+ * and stays pinned until unmapped or until the IOAS goes away (the last
  * iommufd fd closed, or kvfio_ioas_destroy()).
  *
  * Which interfaces a device offers is sysfs's (sysfs.h: kvfio_pci_dev's
@@ -38,7 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct kvfio_iova_range; /* container.h */
+#include "kernel/container.h" /* struct kvfio_iova_range */
+#include "kernel/dma.h"       /* KVFIO_DMA_READ, KVFIO_DMA_WRITE */
 
 /* Default path of the iommufd node. */
 #define KVFIO_IOMMUFD_PATH "/dev/iommu"
@@ -114,14 +116,18 @@ void kvfio_ioas_info_free(struct kvfio_ioas_info *info);
 
 /*
  * IOMMU_IOAS_MAP at a fixed IOVA: [iova, iova + size) of the IOAS points at
- * the calling process's memory [vaddr, vaddr + size), pinned and accounted
- * to the caller now. flags: KVFIO_DMA_READ and/or KVFIO_DMA_WRITE (dma.h,
- * the same as for a container).
+ * the calling process's memory [vaddr, vaddr + size). flags: KVFIO_DMA_READ
+ * and/or KVFIO_DMA_WRITE (dma.h, the same as for a container).
+ * The pages are pinned and accounted to the calling process (its user or
+ * itself, see enum kvfio_iommufd_rlimit_mode; a caller with CAP_IPC_LOCK is
+ * not accounted) when a device is attached to the IOAS: now if one is, else
+ * when the first one is attached, whose attach then fails with -ENOMEM when
+ * the mapping process's limit is exceeded.
  * -EINVAL: size 0, flags empty or with other bits, a range wrapping around,
- *          vaddr NULL (checked here); misaligned (from the kernel);
+ *          vaddr NULL (checked here); misaligned, or the IOVA range is
+ *          reserved (outside kvfio_ioas_get_info()'s ranges: the MSI window
+ *          of an attached device's IOMMU...) (from the kernel);
  * -EEXIST: the IOVA range overlaps an existing mapping;
- * -EADDRINUSE: the IOVA range is reserved (outside kvfio_ioas_get_info()'s
- *          ranges: the MSI window of an attached device's IOMMU...);
  * -ENOMEM: pinning would exceed RLIMIT_MEMLOCK, or out of memory;
  * -EFAULT: vaddr is not mapped; -ENOENT: no such IOAS; -EBADF; -ENOTTY.
  */
@@ -193,10 +199,13 @@ int kvfio_device_bind_iommufd(int device_fd, int iommufd, uint32_t *ret_dev_id);
  * the iommufd it is bound to (or moves it there from the IOAS it is
  * attached to). The id the kernel answers (the IOAS, or the hardware page
  * table it made for it) in *ret_pt_id if not NULL.
- * -EINVAL: the device is not bound;
+ * -EINVAL: the device is not bound, or pt_id is no IOAS (a device's id);
  * -ENOENT: no such object in that iommufd;
  * -EADDRINUSE: the IOAS has a mapping where this device's IOMMU cannot
- *              translate (a reserved region such as the MSI window);
+ *              translate (a reserved region such as the MSI window), or one
+ *              not aligned to its page size;
+ * -ENOMEM: pinning the IOAS's mappings (the first device attached) exceeds
+ *          the limit of the process that mapped them (kvfio_ioas_map());
  * -EBADF; -ENOTTY.
  */
 int kvfio_device_attach_ioas(int device_fd, uint32_t pt_id, uint32_t *ret_pt_id);
