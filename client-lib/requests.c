@@ -94,6 +94,13 @@ int vfiod_list_devices(struct vfiod *c, const char *device, struct vfiod_device_
 int vfiod_create_domain(struct vfiod *c, enum vfiod_iommu_type type, uint64_t *ret_domain_id,
                         enum vfiod_iommu_type *ret_type)
 {
+        return vfiod_create_domain_iface(c, type, VFIOD_INTERFACE_LEGACY, ret_domain_id, ret_type);
+}
+
+int vfiod_create_domain_iface(struct vfiod *c, enum vfiod_iommu_type type,
+                              enum vfiod_interface iface, uint64_t *ret_domain_id,
+                              enum vfiod_iommu_type *ret_type)
+{
         _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
         Vfiod__CreateDomain cd = VFIOD__CREATE_DOMAIN__INIT;
         Vfiod__Envelope req = ENVELOPE(create_domain, CREATE_DOMAIN, &cd);
@@ -101,7 +108,14 @@ int vfiod_create_domain(struct vfiod *c, enum vfiod_iommu_type type, uint64_t *r
 
         if (!c || !ret_domain_id)
                 return -EINVAL;
+        if (iface != VFIOD_INTERFACE_LEGACY && iface != VFIOD_INTERFACE_IOMMUFD)
+                return client_fail(c, -EINVAL, "a domain is legacy or iommufd, not %d", (int)iface);
+        if (iface == VFIOD_INTERFACE_IOMMUFD && c->info.minor < 2)
+                return client_fail(c, -EOPNOTSUPP,
+                                   "the daemon speaks protocol 1.%u: no iommufd before 1.2",
+                                   c->info.minor);
         cd.iommu_type = (Vfiod__IommuType)type;
+        cd.interface = (Vfiod__Interface)iface;
         r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_CREATE_DOMAIN_REPLY, &reply);
         if (r < 0)
                 return r;

@@ -370,6 +370,17 @@ int vfiod_create_domain(struct vfiod *c, enum vfiod_iommu_type type, uint64_t *r
                         enum vfiod_iommu_type *ret_type);
 
 /*
+ * The same with the kernel interface iface: VFIOD_INTERFACE_LEGACY (a VFIO
+ * container, as vfiod_create_domain()) or VFIOD_INTERFACE_IOMMUFD (an
+ * iommufd context; type is then ignored). Errors: as vfiod_create_domain(),
+ * -EINVAL (another iface), -EOPNOTSUPP (IOMMUFD from a daemon older than
+ * protocol 1.2).
+ */
+int vfiod_create_domain_iface(struct vfiod *c, enum vfiod_iommu_type type,
+                              enum vfiod_interface iface, uint64_t *ret_domain_id,
+                              enum vfiod_iommu_type *ret_type);
+
+/*
  * Destroys a domain that holds no lease. Returns 0, -EBUSY, -ENOENT (also for
  * a domain vfiod_acquire() made, once its last lease is gone), the call errors.
  */

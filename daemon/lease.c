@@ -765,7 +765,9 @@ static int lease_open_cdev(struct vfiod_lease *l, const char *device, struct vfi
         if (r < 0)
                 return vfiod_error_set(err, -r, "cannot query device '%s': %s", device,
                                        strerror(-r));
-        if (!dev->info.reset_supported && kvfio_device_reset(dev->fd) == 0)
+        if (dev->info.reset_supported)
+                LOG_LEASE(LOG_DEBUG, l, dev->bdf, "'%s' was reset as it opened", dev->bdf);
+        else if (kvfio_device_reset(dev->fd) == 0)
                 LOG_LEASE(LOG_DEBUG, l, dev->bdf, "'%s' was not reset as it opened: reset it",
                           dev->bdf);
         dev_read_irqs(dev);

@@ -117,12 +117,18 @@ tests_vm_guest_iommufd_CFLAGS = $(suite_cflags)
 tests_vm_guest_iommufd_LDFLAGS = $(vm_ldflags)
 tests_vm_guest_iommufd_LDADD = kernel/libkvfio.la tests/vm/libedu.la $(suite_libs)
 
-VM_IOMMUFD_GUESTS = tests/vm/guest-harness tests/vm/guest-kernel tests/vm/guest-iommufd
+VM_IOMMUFD_GUESTS = tests/vm/guest-harness tests/vm/guest-kernel tests/vm/guest-iommufd \
+	tests/vm/guest-broker tests/vm/vfioctl daemon/vfiod
+# The broker's end-to-end suite once more, every lease through iommufd
+# (guest-broker's $$VFIOD_INTERFACE), with vfiod as broker-setup.sh starts it.
 VM_IOMMUFD_ARGS = \
 	--module uio --module uio_pci_generic \
 	--program tests/vm/guest-harness --test guest-harness=guest-harness \
 	--program tests/vm/guest-kernel --test guest-kernel=guest-kernel \
-	--program tests/vm/guest-iommufd --test guest-iommufd=guest-iommufd
+	--program tests/vm/guest-iommufd --test guest-iommufd=guest-iommufd \
+	$(VM_BROKER_ARGS) \
+	--program tests/vm/guest-broker \
+	--test 'guest-broker-iommufd=VFIOD_INTERFACE=iommufd guest-broker'
 
 IOMMUFD_OUT = tests/vm/check-vm-iommufd
 check-vm-iommufd: $(VM_IOMMUFD_GUESTS)
