@@ -17,21 +17,32 @@
 #include "kernel/iommufd.h"
 #include "proto/macro.h"
 
+/* A domain of interface iface with no fd yet, not counted; NULL when out of memory. */
+static struct vfiod_domain *domain_alloc(uint64_t id, struct vfiod_usage *usage, int iface)
+{
+        struct vfiod_domain *d = calloc(1, sizeof(*d));
+
+        if (!d)
+                return NULL;
+        list_init(&d->link);
+        list_init(&d->views);
+        d->id = id;
+        d->usage = usage;
+        d->iface = iface;
+        d->container_fd = d->iommufd = -EBADF;
+        d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
+        return d;
+}
+
 int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct vfiod_usage *usage,
                      struct vfiod_domain **ret, struct vfiod_error *err)
 {
         struct vfiod_domain *d;
         int r;
 
-        d = calloc(1, sizeof(*d));
+        d = domain_alloc(id, usage, VFIOD__INTERFACE__INTERFACE_LEGACY);
         if (!d)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
-        list_init(&d->link);
-        list_init(&d->views);
-        d->id = id;
-        d->usage = usage;
-        d->iface = VFIOD__INTERFACE__INTERFACE_LEGACY;
-        d->iommufd = -EBADF;
         d->container_fd = kvfio_container_open(container_path);
         if (d->container_fd < 0) {
                 r = vfiod_error_set(err, -d->container_fd,
@@ -51,7 +62,6 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
         d->model = r;
         r = kvfio_container_check_extension(d->container_fd, VFIO_UNMAP_ALL);
         d->unmap_all = r > 0;
-        d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
         usage->domains++;
         /* On success the container fd is owned by the domain. */
         *ret = d;
@@ -79,18 +89,11 @@ int vfiod_domain_new_iommufd(const char *iommufd_path, uint64_t id, struct vfiod
                                        "cannot set per-process pinned-memory accounting on the "
                                        "iommufd: %s",
                                        strerror(-r));
-        d = calloc(1, sizeof(*d));
+        d = domain_alloc(id, usage, VFIOD__INTERFACE__INTERFACE_IOMMUFD);
         if (!d)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
-        list_init(&d->link);
-        list_init(&d->views);
-        d->id = id;
-        d->usage = usage;
-        d->iface = VFIOD__INTERFACE__INTERFACE_IOMMUFD;
-        d->container_fd = -EBADF;
         d->model = KVFIO_IOMMU_AUTO;
         d->unmap_all = true;
-        d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
         /* The iommufd is the domain's from here on. */
         d->iommufd = TAKE_FD(fd);
         usage->domains++;
@@ -1137,23 +1140,16 @@ int vfiod_domain_unmap_everything(struct vfiod_domain *d)
 int vfiod_domain_adopt_take(int container_fd, uint64_t id, int model, bool model_set,
                             struct vfiod_usage *usage, struct vfiod_domain **ret)
 {
-        struct vfiod_domain *d = calloc(1, sizeof(*d));
+        struct vfiod_domain *d = domain_alloc(id, usage, VFIOD__INTERFACE__INTERFACE_LEGACY);
         int r;
 
         if (!d) {
                 safe_close(container_fd);
                 return -ENOMEM;
         }
-        list_init(&d->link);
-        list_init(&d->views);
-        d->id = id;
-        d->usage = usage;
-        d->iface = VFIOD__INTERFACE__INTERFACE_LEGACY;
-        d->iommufd = -EBADF;
         /* From here on the container fd is the domain's. */
         d->container_fd = container_fd;
         d->model = model;
-        d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
         r = kvfio_container_check_extension(container_fd, VFIO_UNMAP_ALL);
         d->unmap_all = r > 0;
         d->model_set = model_set;

@@ -477,6 +477,9 @@ bool vfiod_lease_policy_check(struct vfiod_lease *l, const struct vfiod_policy *
                 if (vfiod_grant_narrow(&grant, &r->grant) < 0)
                         goto denied;
         }
+        /* The interface too (Interfaces=). */
+        if (!(grant.interfaces & (1u << l->iface)))
+                goto denied;
         vfiod_grant_done(&l->grant);
         l->grant = grant;
         if (first)

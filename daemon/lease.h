@@ -169,7 +169,8 @@ void vfiod_lease_revoke(struct vfiod_lease *lease, Vfiod__ReleaseReason reason, 
 
 /*
  * Checks the lease against policy (a reload): true when the rules still
- * allow the peer every device of the group in the lease's mode; then the
+ * allow the peer every device of the group in the lease's mode and
+ * interface; then the
  * lease takes the new rules' quotas and IRQ types.
  */
 bool vfiod_lease_policy_check(struct vfiod_lease *lease, const struct vfiod_policy *policy);

@@ -344,6 +344,35 @@ START_TEST(revoke_and_disconnect)
 }
 END_TEST
 
+/* A reload whose rule no longer allows iommufd revokes the iommufd lease, not the legacy one. */
+START_TEST(reload_revokes_a_lease_of_an_interface_no_longer_allowed)
+{
+        struct rawclient_acquired got, legacy;
+        uint64_t lease;
+        int fd, admin;
+
+        fd = start(NULL);
+        admin = h_connect(0, 0);
+        h_hello(admin, 0);
+        lease = acquire(fd, DEV1, 0, BROKERED, IOMMUFD, &got);
+        ck_assert_msg(lease != 0, "%s", got.reason);
+        lease = acquire(fd, DEV2, 0, BROKERED, LEGACY, &legacy);
+        ck_assert_msg(lease != 0, "%s", legacy.reason);
+        h_close_all(got.fds, got.n_fds);
+        h_close_all(legacy.fds, legacy.n_fds);
+        testutil_write_file(H.root, "vfiod.conf",
+                            "[Device test]\nMatch=0000:00:01.0 0000:00:02.0\nUsers=1000\n"
+                            "Interfaces=legacy\n");
+        h_reload(admin, 1);
+        ck_assert_int_eq(h_state(fd, DEV1), FREE);
+        ck_assert(fake_kernel_group_attached(2));
+        close(fd);
+        close(admin);
+        h_spin();
+        h_stop();
+}
+END_TEST
+
 START_TEST(faults_in_acquire_leak_nothing)
 {
         static const char *const funcs[] = {
@@ -386,6 +415,7 @@ int main(void)
         tcase_add_test(r, direct_quarantine_while_the_cdev_is_held);
         tcase_add_test(r, direct_an_unbound_copy_is_bound_at_release);
         tcase_add_test(r, revoke_and_disconnect);
+        tcase_add_test(r, reload_revokes_a_lease_of_an_interface_no_longer_allowed);
         suite_add_tcase(s, r);
         return testutil_run_suite(s);
 }
