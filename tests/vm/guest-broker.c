@@ -15,8 +15,8 @@
  * Two interfaces ($VFIOD_INTERFACE): "legacy" (the default: container and
  * group) and "iommufd" (make check-vm-iommufd, on a kernel built with it:
  * the domain's iommufd and the device cdev; a DIRECT client binds the cdev,
- * makes its own IOAS and maps there, as QEMU does). Tests about the group fd
- * and the container's VFIO_UNMAP_ALL are left out on iommufd.
+ * makes its own IOAS and maps there, as QEMU does). The tests of the group
+ * fd and of vfioctl's legacy children are left out on iommufd.
  *
  * Concepts: this suite runs as root, but every client is a child process
  * that dropped to alice, bob or eve (no supplementary groups, no
@@ -1736,7 +1736,9 @@ START_TEST(test_direct_sigkill)
         child_kill(&b);
         snprintf(line, sizeof(line), "releasing lease %llu of '%s'", lease, T.bdf[1]);
         log_wait_for(line, "its holder disconnected", NULL);
-        log_wait_for("unmapped all client DMA (16384 bytes)", NULL);
+        log_wait_for(by_iface("unmapped all client DMA (16384 bytes)",
+                              "release 3/5: device detached and closed"),
+                     NULL);
         wait_free(1);
         child_start(&a, "alice", client_next, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&a, "works", NULL, 0);
@@ -2129,7 +2131,9 @@ START_TEST(test_daemon_sigterm)
                 ck_assert_int_eq(fread(log, 1, (size_t)size, f), (size_t)size);
                 fclose(f);
         }
-        snprintf(line, sizeof(line), "release 3/5: group detached");
+        snprintf(
+            line, sizeof(line), "%s",
+            by_iface("release 3/5: group detached", "release 3/5: device detached and closed"));
         ck_assert_msg(strstr(log, "releasing every lease and stopping"), "%s: no stop line",
                       TERM_LOG);
         ck_assert_msg(strstr(log, line), "%s: no '%s'", TERM_LOG, line);
@@ -2292,11 +2296,9 @@ static Suite *guest_broker_suite(void)
         /* mdma's REQ on removal is checked by mdma-test; an mdev has no vfio-pci to unbind. */
         if (K == TESTDEV_EDU)
                 tcase_add_test(tc, test_req_unbind);
-        if (I == VFIOD_INTERFACE_LEGACY) {
+        if (I == VFIOD_INTERFACE_LEGACY)
                 tcase_add_test(tc, test_direct_group_fd_kept);
-                /* It waits for VFIO_UNMAP_ALL's log line; an IOAS of the client goes with it. */
-                tcase_add_test(tc, test_direct_sigkill);
-        }
+        tcase_add_test(tc, test_direct_sigkill);
         tcase_add_test(tc, test_revoke_ignored);
         tcase_add_test(tc, test_policy_reload_revokes);
         tcase_add_test(tc, test_daemon_sigterm);
@@ -2335,9 +2337,9 @@ int main(int argc, char **argv)
         if (argc > 1 && strcmp(argv[1], "--inherited") == 0)
                 return inherited_client();
         if (I == VFIOD_INTERFACE_IOMMUFD)
-                fprintf(stderr, "guest-broker: through iommufd; modes/test_vfioctl_acquire, "
-                                "release/test_direct_group_fd_kept and test_direct_sigkill "
-                                "left out (the legacy interface's group fd and container)\n");
+                fprintf(stderr, "guest-broker: through iommufd; modes/test_vfioctl_acquire and "
+                                "release/test_direct_group_fd_kept left out (the legacy "
+                                "interface's group fd and container)\n");
         if (K == TESTDEV_MDMA)
                 fprintf(stderr, "guest-broker: on mdma's mdevs; release/test_req_unbind left "
                                 "out (an mdev has no vfio-pci to unbind; mdma-test checks REQ)\n");
