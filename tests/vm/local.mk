@@ -128,16 +128,23 @@ VM_IOMMUFD_ARGS = \
 	--program tests/vm/guest-iommufd --test guest-iommufd=guest-iommufd \
 	$(VM_BROKER_ARGS) \
 	--program tests/vm/guest-broker \
-	--test 'guest-broker-iommufd=VFIOD_INTERFACE=iommufd guest-broker'
+	--test 'guest-broker-iommufd=VFIOD_INTERFACE=iommufd guest-broker' \
+	--file /usr/share/seabios/bios-256k.bin --file /usr/share/qemu/kvmvapic.bin \
+	--file $(srcdir)/tests/vm/qemu10.sh \
+	--test 'qemu10=sh /vfiod/files/qemu10.sh'
 
 IOMMUFD_OUT = tests/vm/check-vm-iommufd
 check-vm-iommufd: $(VM_IOMMUFD_GUESTS)
 	@kdir=$$($(srcdir)/tests/vm/build-kernel.sh $(srcdir)/tests/vm/iommufd-kernel.config) || \
 	  { echo "FAIL: vm: building the guest kernel with iommufd"; echo "0 passed, 1 failed"; exit 1; }; \
-	VFIOD_KERNEL_DIR=$$kdir $(srcdir)/tests/vm/run-vm.sh --out $(IOMMUFD_OUT) $(VM_IOMMUFD_ARGS)
+	qdir=$$($(srcdir)/tests/vm/fetch-qemu.sh) || \
+	  { echo "FAIL: vm: fetching QEMU 10 from bookworm-backports"; echo "0 passed, 1 failed"; exit 1; }; \
+	VFIOD_KERNEL_DIR=$$kdir $(srcdir)/tests/vm/run-vm.sh --out $(IOMMUFD_OUT) $(VM_IOMMUFD_ARGS) \
+		--program "$$qdir/usr/bin/qemu-system-x86_64"
 
 CLEANFILES += $(IOMMUFD_OUT)/initramfs.cpio $(IOMMUFD_OUT)/console.txt $(IOMMUFD_OUT)/results.txt
-EXTRA_DIST += tests/vm/build-kernel.sh tests/vm/iommufd-kernel.config
+EXTRA_DIST += tests/vm/build-kernel.sh tests/vm/iommufd-kernel.config tests/vm/fetch-qemu.sh \
+	tests/vm/qemu10.sh
 
 # vfioctl for the guest: client-lib/vfioctl itself is a libtool wrapper in
 # the build tree (it links the shared libvfiod), so the same sources again,
