@@ -311,7 +311,7 @@ START_TEST(test_bind_attach_detach)
         fd2 = kvfio_cdev_open(e.cdev[0], NULL);
         ck_assert_int_ge(fd2, 0);
         r = kvfio_device_bind_iommufd(fd2, iommufd, NULL);
-        ck_assert_msg(r == -EBUSY || r == -EINVAL, "second bind: %d", r);
+        ck_assert_msg(r == -EINVAL, "second bind: %d", r);
         close(fd2);
 
         /* Bound: a device fd like any other. */
