@@ -675,6 +675,8 @@ START_TEST(test_iommufd_args)
         ck_assert_uint_eq(id, 777);
         ck_assert_int_eq(kvfio_device_detach_ioas(-1), -EBADF);
         ck_assert_int_eq(kvfio_device_detach_ioas(fd), -ENOTTY);
+        ck_assert_int_eq(kvfio_device_hot_reset_cdev(-1), -EBADF);
+        ck_assert_int_eq(kvfio_device_hot_reset_cdev(fd), -ENOTTY);
         close(fd);
 }
 END_TEST
