@@ -614,6 +614,32 @@ static int vfio_msi(int device, int efd)
 }
 
 /*
+ * What a client that maps DMA itself does (DIRECT, GROUP): 2 pages of its
+ * own at IOVA in its container, the device's BAR0 open with bus mastering
+ * on, MSI on an eventfd (*ret_efd). Returns the pages.
+ */
+static uint8_t *p_own_dma_msi(struct peer *p, int container, int device, struct testdev *dev,
+                              int *ret_efd)
+{
+        uint8_t *mem;
+        int r;
+
+        mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        P_CHECK(p, mem != MAP_FAILED, "mmap: %s", strerror(errno));
+        r = vfio_map(container, mem, IOVA, 2 * PAGE);
+        P_CHECK(p, r == 0, "VFIO_IOMMU_MAP_DMA as uid %u: %s", (unsigned)getuid(), strerror(-r));
+        r = testdev_open(dev, K, device);
+        P_CHECK(p, r == 0, "BAR0: %s", strerror(-r));
+        P_CHECK(p, edu_enable_bus_master(device) == 0, "bus master");
+        testdev_ack(dev, ~UINT32_C(0));
+        *ret_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        P_CHECK(p, *ret_efd >= 0, "eventfd");
+        r = vfio_msi(device, *ret_efd);
+        P_CHECK(p, r == 0, "VFIO_DEVICE_SET_IRQS MSI: %s", strerror(-r));
+        return mem;
+}
+
+/*
  * DIRECT: container, group and device fds; the client maps its own memory
  * and sets its own MSI with VFIO ioctls. It leaves its mapping in place: the
  * daemon's release must unmap it (VFIO_UNMAP_ALL).
@@ -637,10 +663,6 @@ static void client_direct(struct peer *p, const void *arg)
                 "group flags %#x", gs.flags);
         P_CHECK(p, ioctl(l.container_fd, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) == 1,
                 "no Type1v2");
-        mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        P_CHECK(p, mem != MAP_FAILED, "mmap: %s", strerror(errno));
-        r = vfio_map(l.container_fd, mem, IOVA, 2 * PAGE);
-        P_CHECK(p, r == 0, "VFIO_IOMMU_MAP_DMA as uid %u: %s", (unsigned)getuid(), strerror(-r));
         /* A direct domain is not the daemon's to map. */
         {
                 int memfd = -1;
@@ -652,14 +674,7 @@ static void client_direct(struct peer *p, const void *arg)
                         "MapDma on a direct domain: %d (%s)", r, vfiod_last_error(c));
                 close(memfd);
         }
-        r = testdev_open(&dev, K, l.device_fd);
-        P_CHECK(p, r == 0, "BAR0: %s", strerror(-r));
-        P_CHECK(p, edu_enable_bus_master(l.device_fd) == 0, "bus master");
-        testdev_ack(&dev, ~UINT32_C(0));
-        efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        P_CHECK(p, efd >= 0, "eventfd");
-        r = vfio_msi(l.device_fd, efd);
-        P_CHECK(p, r == 0, "VFIO_DEVICE_SET_IRQS MSI: %s", strerror(-r));
+        mem = p_own_dma_msi(p, l.container_fd, l.device_fd, &dev, &efd);
         p_say(p, "leased %llu", (unsigned long long)l.lease_id);
         p_wait(p);
         p_roundtrip(p, &dev, efd, mem, IOVA, 3, &irqs);
@@ -947,18 +962,7 @@ static void client_group(struct peer *p, const void *arg)
                 strerror(errno));
         device = ioctl(l.group_fd, VFIO_GROUP_GET_DEVICE_FD, bdf);
         P_CHECK(p, device >= 0, "VFIO_GROUP_GET_DEVICE_FD: %s", strerror(errno));
-        mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        P_CHECK(p, mem != MAP_FAILED, "mmap: %s", strerror(errno));
-        r = vfio_map(container, mem, IOVA, 2 * PAGE);
-        P_CHECK(p, r == 0, "VFIO_IOMMU_MAP_DMA: %s", strerror(-r));
-        r = testdev_open(&dev, K, device);
-        P_CHECK(p, r == 0, "BAR0: %s", strerror(-r));
-        P_CHECK(p, edu_enable_bus_master(device) == 0, "bus master");
-        testdev_ack(&dev, ~UINT32_C(0));
-        efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        P_CHECK(p, efd >= 0, "eventfd");
-        r = vfio_msi(device, efd);
-        P_CHECK(p, r == 0, "VFIO_DEVICE_SET_IRQS MSI: %s", strerror(-r));
+        mem = p_own_dma_msi(p, container, device, &dev, &efd);
         p_roundtrip(p, &dev, efd, mem, IOVA, 3, &irqs);
         P_CHECK(p, irqs == 2, "%u MSIs for 2 DMAs", irqs);
         p_say(p, "leased %llu, dma %u irqs", (unsigned long long)l.lease_id, irqs);
