@@ -28,7 +28,9 @@ tests_client_lib_brokered_child_LDADD = client-lib/libvfiod.la
 
 tests_client_lib_test_vfioctl_SOURCES = tests/client-lib/test-vfioctl.c \
 	client-lib/json.c client-lib/json.h
-tests_client_lib_test_vfioctl_CFLAGS = $(client_lib_suite_cflags)
+# test_acquire_preload_vfiod runs vfioctl against vfiod itself on the fake VFIO layer.
+tests_client_lib_test_vfioctl_CFLAGS = $(client_lib_suite_cflags) \
+	-DVFIOD_FAKE_PATH='"$(abs_builddir)/tests/daemon/vfiod-fake"'
 tests_client_lib_test_vfioctl_LDADD = $(client_lib_suite_libs)
 
 # libvfiod against the daemon's own code (daemon/ on the fake ioctl layer of
