@@ -52,7 +52,8 @@ tests_client_lib_daemon_helper_LDADD = tests/daemon/libdaemon-harness.la $(suite
 # LD_PRELOAD, which would put the module before their runtime) and without
 # _FORTIFY_SOURCE (it calls open and its fortify forms each by its name).
 check_PROGRAMS += tests/client-lib/test-preload tests/client-lib/preload-probe
-TESTS += tests/client-lib/test-preload
+TESTS += tests/client-lib/test-preload tests/client-lib/check-preload-qemu.sh
+EXTRA_DIST += tests/client-lib/check-preload-qemu.sh
 tests_client_lib_test_preload_SOURCES = tests/client-lib/test-preload.c
 tests_client_lib_test_preload_CFLAGS = $(suite_cflags)
 tests_client_lib_test_preload_LDADD = $(suite_libs)
