@@ -850,8 +850,9 @@ static int child_setenv_u64(const char *name, uint64_t v)
 static int child_lease_env(const struct vfiod_lease *lease, int conn_fd)
 {
         static const char *const names[] = {
-            VFIOD_DEVICE_FD_ENV, VFIOD_GROUP_FD_ENV,    VFIOD_CONTAINER_FD_ENV, VFIOD_LEASE_ID_ENV,
-            VFIOD_DOMAIN_ID_ENV, VFIOD_IOMMU_GROUP_ENV, VFIOD_DEVICE_ENV,       VFIOD_MODE_ENV,
+            VFIOD_DEVICE_FD_ENV, VFIOD_GROUP_FD_ENV,  VFIOD_CONTAINER_FD_ENV,
+            VFIOD_LEASE_ID_ENV,  VFIOD_DOMAIN_ID_ENV, VFIOD_IOMMU_GROUP_ENV,
+            VFIOD_DEVICE_ENV,    VFIOD_MODE_ENV,      VFIOD_CONNECTION_FD_ENV,
         };
         int r;
 
@@ -910,6 +911,8 @@ static _Noreturn void run_child(const struct leases *ls, const struct child_setu
                 r = child_inherit_fd(ls->l[i].group_fd);
         if (r >= 0 && cs->group_fds)
                 r = setenv(GROUP_FDS_ENV, cs->group_fds, 1) < 0 ? -errno : 0;
+        else if (r >= 0)
+                r = unsetenv(GROUP_FDS_ENV) < 0 ? -errno : 0;
         if (r >= 0 && cs->ld_preload)
                 r = setenv("LD_PRELOAD", cs->ld_preload, 1) < 0 ? -errno : 0;
         if (r < 0) {

@@ -436,11 +436,12 @@ START_TEST(test_acquire_direct)
 }
 END_TEST
 
-static const char brokered_check[] = "test \"$VFIOD_MODE\" = brokered || exit 14\n"
-                                     "test -z \"$VFIOD_GROUP_FD$VFIOD_CONTAINER_FD\" || exit 15\n"
-                                     "readlink /proc/$$/fd/$VFIOD_DEVICE_FD\n"
-                                     "readlink /proc/$$/fd/$VFIOD_CONNECTION_FD | cut -d: -f1\n"
-                                     "exit 0\n";
+static const char brokered_check[] =
+    "test \"$VFIOD_MODE\" = brokered || exit 14\n"
+    "test -z \"$VFIOD_GROUP_FD$VFIOD_CONTAINER_FD$VFIOD_GROUP_FDS\" || exit 15\n"
+    "readlink /proc/$$/fd/$VFIOD_DEVICE_FD\n"
+    "readlink /proc/$$/fd/$VFIOD_CONNECTION_FD | cut -d: -f1\n"
+    "exit 0\n";
 
 START_TEST(test_acquire_brokered)
 {
@@ -454,12 +455,14 @@ START_TEST(test_acquire_brokered)
         acquire_fds_open(&s);
         /* Stale values from the caller's environment must not reach COMMAND. */
         ck_assert_int_eq(setenv("VFIOD_GROUP_FD", "9", 1), 0);
+        ck_assert_int_eq(setenv("VFIOD_GROUP_FDS", "5:9", 1), 0);
         fake_start_listen(&f, p.sock, script_acquire, &s);
         r = run_vfioctl(args);
         fake_finish(&f);
         ck_assert_msg(r.status == 0, "status %d, stderr: %s, out: %s", r.status, r.err, r.out);
         ck_assert_str_eq(r.out, "/memfd:device (deleted)\nsocket\n");
         ck_assert_int_eq(unsetenv("VFIOD_GROUP_FD"), 0);
+        ck_assert_int_eq(unsetenv("VFIOD_GROUP_FDS"), 0);
         run_done(&r);
         acquire_fds_close(&s);
         place_free(&p);
@@ -692,7 +695,7 @@ static const char preload_check[] =
     "exec 8</dev/vfio/5 9<>/dev/vfio/6\n"
     "readlink /proc/$$/fd/8 /proc/$$/fd/9\n"
     "echo \"${VFIOD_GROUP_FD-unset} ${VFIOD_LEASE_ID-unset} "
-    "${VFIOD_MODE-unset} ${VFIOD_DEVICE_FD-unset}\"\n"
+    "${VFIOD_MODE-unset} ${VFIOD_DEVICE_FD-unset} ${VFIOD_CONNECTION_FD-unset}\"\n"
     "test \"$LD_PRELOAD\" = \"$1\" || echo \"LD_PRELOAD=$LD_PRELOAD\"\n"
     "exit 7\n";
 
@@ -720,16 +723,21 @@ START_TEST(test_acquire_preload)
 
                 group_fds_open(&s);
                 set_memlock(1 << 20);
+                /* Stale values from the caller's environment must not reach COMMAND. */
+                ck_assert_int_eq(setenv("VFIOD_LEASE_ID", "77", 1), 0);
+                ck_assert_int_eq(setenv("VFIOD_CONNECTION_FD", "9", 1), 0);
                 fake_start_listen(&f, p.sock, script_group, &s);
                 r = run_vfioctl(args);
                 fake_finish(&f);
+                ck_assert_int_eq(unsetenv("VFIOD_LEASE_ID"), 0);
+                ck_assert_int_eq(unsetenv("VFIOD_CONNECTION_FD"), 0);
         }
         ck_assert_msg(r.status == 7, "status %d, stderr: %s, out: %s", r.status, r.err, r.out);
         ck_assert_str_eq(r.out, "5 /memfd:group5 (deleted)\n"
                                 "6 /memfd:group6 (deleted)\n"
                                 "/memfd:group5 (deleted)\n"
                                 "/memfd:group6 (deleted)\n"
-                                "unset unset unset unset\n");
+                                "unset unset unset unset unset\n");
         ck_assert_str_eq(r.err, "vfioctl: warning: vfiod did not raise RLIMIT_MEMLOCK for lease 3 "
                                 "('0000:00:04.0'): vfiod lacks CAP_SYS_RESOURCE\n"
                                 "vfioctl: warning: the command's RLIMIT_MEMLOCK (1 MiB) is below "
