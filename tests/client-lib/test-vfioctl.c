@@ -568,6 +568,7 @@ struct group_script {
         int fds[2];                /* the group fds of groups 5 and 6 */
         bool several;              /* the three devices, else 04.0 alone */
         bool killed;               /* vfioctl is killed: no Release comes, only the end */
+        bool refuse_second;        /* several: the Acquire of 05.0 is refused (EPERM) */
         uint64_t max_pinned;       /* grant.max_pinned_bytes */
         const char *memlock_error; /* first grant's memlock_error */
 };
@@ -634,6 +635,16 @@ static void script_group(int sock, void *userdata)
         if (s->several) {
                 /* 05.0 is in another group: a lease; 04.1 is in group 5, which lease 3 holds. */
                 group_list_answer(sock, "0000:00:05.0", 6);
+                if (s->refuse_second) {
+                        struct vfiod_msg *m = fake_recv(sock, VFIOD__ENVELOPE__BODY_ACQUIRE);
+
+                        fake_reply_error(sock, m->env->id, EPERM, "policy says no");
+                        vfiod_msg_free(m);
+                        /* The lease made before is given back; the command never runs. */
+                        group_release_answer(sock, 3);
+                        fake_expect_eof(sock);
+                        return;
+                }
                 group_answer(sock, s, "0000:00:05.0", 4, 6, s->fds[1], NULL);
                 group_list_answer(sock, "0000:00:04.1", 5);
         }
@@ -744,6 +755,40 @@ START_TEST(test_acquire_preload)
                                 "the 1 GiB it may pin (--memlock): mapping its memory for DMA will "
                                 "fail with ENOMEM beyond it\n");
         run_done(&r);
+        free(preload_opt);
+        free(lib);
+        group_fds_close(&s);
+        place_free(&p);
+}
+END_TEST
+
+/* One of several acquires refused: the leases made are released, the command never runs. */
+START_TEST(test_acquire_preload_refused)
+{
+        struct place p = place_new();
+        struct group_script s = {.several = true, .refuse_second = true, .max_pinned = 1 << 20};
+        char *lib = preload_library(), *preload_opt;
+        const char *args[] = {"--socket",     p.sock,         "acquire", "0000:00:04.0",
+                              "0000:00:05.0", "0000:00:04.1", NULL,      "--",
+                              "touch",        NULL,           NULL};
+        char *ran;
+        struct fake f;
+        struct run r;
+
+        ck_assert_int_gt(asprintf(&preload_opt, "--preload=%s", lib), 0);
+        ck_assert_int_gt(asprintf(&ran, "%s/ran", p.dir), 0);
+        args[6] = preload_opt;
+        args[9] = ran;
+        group_fds_open(&s);
+        fake_start_listen(&f, p.sock, script_group, &s);
+        r = run_vfioctl(args);
+        fake_finish(&f);
+        ck_assert_int_eq(r.status, 125);
+        ck_assert_str_eq(r.err, "vfioctl: acquire '0000:00:05.0': Operation not permitted: "
+                                "policy says no\n");
+        ck_assert_int_eq(access(ran, F_OK), -1);
+        run_done(&r);
+        free(ran);
         free(preload_opt);
         free(lib);
         group_fds_close(&s);
@@ -1322,6 +1367,7 @@ static Suite *vfioctl_suite(void)
         tcase_add_test(tc, test_acquire_release_requested);
         tcase_add_test(tc, test_acquire_refused);
         tcase_add_test(tc, test_acquire_preload);
+        tcase_add_test(tc, test_acquire_preload_refused);
         tcase_add_test(tc, test_acquire_group);
         tcase_add_test(tc, test_acquire_preload_signal);
         tcase_add_test(tc, test_acquire_preload_killed);
