@@ -173,6 +173,8 @@ void grant_from_msg(struct vfiod_lease_grant *out, uint32_t irq_counts[VFIOD_IRQ
                 out->iova_windows[i] = (struct vfiod_iova_window){
                     .first = g->iova_windows[i]->first, .last = g->iova_windows[i]->last};
         out->irq_types = g->irq_types;
+        out->memlock_bytes = g->memlock_bytes;
+        copy_text(out->memlock_error, sizeof(out->memlock_error), g->memlock_error);
 }
 
 int vfiod_lease_irq_count(const struct vfiod_lease *lease, enum vfiod_irq_index index)
@@ -212,12 +214,12 @@ int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
         const Vfiod__AcquireReply *ar;
         struct vfiod_lease lease = {
             .container_fd = -1, .group_fd = -1, .device_fd = -1, .iommufd_fd = -1};
-        bool has_container, has_group, has_iommufd, is_iommufd;
+        bool has_container, has_group, has_device, has_iommufd, is_iommufd;
         int r;
 
         if (!c || !device || !ret)
                 return -EINVAL;
-        if (mode != VFIOD_MODE_DIRECT && mode != VFIOD_MODE_BROKERED)
+        if (mode != VFIOD_MODE_DIRECT && mode != VFIOD_MODE_BROKERED && mode != VFIOD_MODE_GROUP)
                 return client_fail(c, -EINVAL, "invalid mode %d", (int)mode);
         if (iface < VFIOD_INTERFACE_UNSPECIFIED || iface > VFIOD_INTERFACE_ANY)
                 return client_fail(c, -EINVAL, "invalid interface %d", (int)iface);
@@ -227,6 +229,12 @@ int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
                                    "the daemon speaks protocol 1.%u: no iommufd interface before "
                                    "1.2",
                                    c->info.minor);
+        /* GROUP came with protocol 1.2: an older daemon would answer EINVAL. */
+        if (mode == VFIOD_MODE_GROUP && c->info.major == 1 && c->info.minor < 2)
+                return client_fail(c, -EOPNOTSUPP,
+                                   "the daemon speaks protocol %" PRIu32 ".%" PRIu32
+                                   ", which has no GROUP leases (1.2)",
+                                   c->info.major, c->info.minor);
         a.device = proto_string(device);
         a.domain_id = domain_id;
         a.mode = (Vfiod__Mode)mode;
@@ -254,7 +262,8 @@ int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
                                         "mode");
         if (!is_iommufd && has_iommufd)
                 return client_fail_dead(c, -EPROTO, "daemon's legacy lease carries an iommufd");
-        if (ar->has_device_fd_case != VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD)
+        has_device = ar->has_device_fd_case == VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
+        if (!has_device && mode != VFIOD_MODE_GROUP)
                 return client_fail_dead(c, -EPROTO, "daemon's acquire reply carries no device fd");
         if ((int)ar->mode != (int)mode)
                 return client_fail_dead(c, -EPROTO, "daemon leased in mode %d, asked for %d",
@@ -265,8 +274,12 @@ int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
         if (mode == VFIOD_MODE_BROKERED && (has_container || has_group))
                 return client_fail_dead(c, -EPROTO,
                                         "daemon's brokered lease carries a container or group fd");
-        if (ar->lease_id == 0 || ar->domain_id == 0)
-                return client_fail_dead(c, -EPROTO, "daemon's acquire reply has a zero id");
+        if (mode == VFIOD_MODE_GROUP && (!has_group || has_container || has_device))
+                return client_fail_dead(c, -EPROTO,
+                                        "daemon's group lease is not the group fd alone");
+        /* A GROUP lease has no domain. */
+        if (ar->lease_id == 0 || (ar->domain_id == 0) != (mode == VFIOD_MODE_GROUP))
+                return client_fail_dead(c, -EPROTO, "daemon's acquire reply has a wrong id");
 
         r = copy_device_name(c, lease.device, ar->device);
         if (r < 0)
@@ -281,9 +294,11 @@ int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
                 if (group_fd < 0)
                         return group_fd;
         }
-        device_fd = take_reply_fd(c, reply, ar->device_fd, "device");
-        if (device_fd < 0)
-                return device_fd;
+        if (has_device) {
+                device_fd = take_reply_fd(c, reply, ar->device_fd, "device");
+                if (device_fd < 0)
+                        return device_fd;
+        }
         if (has_iommufd) {
                 iommufd_fd = take_reply_fd(c, reply, ar->iommufd_fd, "iommufd");
                 if (iommufd_fd < 0)
@@ -304,7 +319,7 @@ int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
         /* On success the fds are owned by the caller, through *ret. */
         lease.container_fd = has_container ? TAKE_FD(container_fd) : -1;
         lease.group_fd = has_group ? TAKE_FD(group_fd) : -1;
-        lease.device_fd = TAKE_FD(device_fd);
+        lease.device_fd = has_device ? TAKE_FD(device_fd) : -1;
         lease.iommufd_fd = has_iommufd ? TAKE_FD(iommufd_fd) : -1;
         *ret = lease;
         return 0;
@@ -378,7 +393,7 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
             .container_fd = -1, .group_fd = -1, .device_fd = -1, .iommufd_fd = -1};
         const char *device, *mode, *cdev;
         uint64_t group;
-        bool direct, iommufd;
+        bool direct, group_mode, iommufd;
         int r;
 
         if (!ret)
@@ -389,7 +404,7 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
         r = env_number(VFIOD_DOMAIN_ID_ENV, UINT64_MAX, &l.domain_id);
         if (r == 0)
                 r = env_number(VFIOD_IOMMU_GROUP_ENV, UINT32_MAX, &group);
-        if (r < 0 || l.lease_id == 0 || l.domain_id == 0)
+        if (r < 0 || l.lease_id == 0)
                 return -EINVAL;
         l.iommu_group = (uint32_t)group;
         device = getenv(VFIOD_DEVICE_ENV);
@@ -402,25 +417,32 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
                 return -EINVAL;
         l.mode = (enum vfiod_mode)r;
         direct = l.mode == VFIOD_MODE_DIRECT;
+        group_mode = l.mode == VFIOD_MODE_GROUP;
+        /* A GROUP lease has no domain (0); the others have one. */
+        if ((l.domain_id == 0) != group_mode)
+                return -EINVAL;
         /* An IOMMUFD lease names its cdev: DIRECT has an iommufd and no group or container. */
         cdev = getenv(VFIOD_CDEV_ENV);
         iommufd = cdev && cdev[0];
-        if (iommufd && strlen(cdev) >= sizeof(l.cdev))
+        if (iommufd && (group_mode || strlen(cdev) >= sizeof(l.cdev)))
                 return -EINVAL;
         l.interface = iommufd ? VFIOD_INTERFACE_IOMMUFD : VFIOD_INTERFACE_LEGACY;
         if (iommufd)
                 copy_text(l.cdev, sizeof(l.cdev), cdev);
-        r = env_fd(VFIOD_DEVICE_FD_ENV, true, &l.device_fd);
+        r = env_fd(VFIOD_DEVICE_FD_ENV, !group_mode, &l.device_fd);
         if (r == 0)
-                r = env_fd(VFIOD_GROUP_FD_ENV, direct && !iommufd, &l.group_fd);
+                r = env_fd(VFIOD_GROUP_FD_ENV, (direct && !iommufd) || group_mode, &l.group_fd);
         if (r == 0)
                 r = env_fd(VFIOD_CONTAINER_FD_ENV, direct && !iommufd, &l.container_fd);
         if (r == 0)
                 r = env_fd(VFIOD_IOMMUFD_FD_ENV, direct && iommufd, &l.iommufd_fd);
         if (r < 0)
                 return r;
-        if (!direct && (l.group_fd >= 0 || l.container_fd >= 0 || l.iommufd_fd >= 0))
+        if (l.mode == VFIOD_MODE_BROKERED &&
+            (l.group_fd >= 0 || l.container_fd >= 0 || l.iommufd_fd >= 0))
                 return -EINVAL; /* a brokered lease has the device fd only */
+        if (group_mode && (l.device_fd >= 0 || l.container_fd >= 0 || l.iommufd_fd >= 0))
+                return -EINVAL; /* a group lease has the group fd only */
         if (iommufd && (l.group_fd >= 0 || l.container_fd >= 0))
                 return -EINVAL;
         if (!iommufd && l.iommufd_fd >= 0)

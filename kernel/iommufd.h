@@ -176,10 +176,9 @@ int kvfio_ioas_unmap_all(int iommufd, uint32_t ioas_id, uint64_t *ret_unmapped);
  * O_RDWR|O_CLOEXEC. The index is the N of the device's sysfs vfio-dev/vfioN
  * (kvfio_pci_dev's vfio_cdev). Returns the device fd, owned by the caller,
  * not yet bound: bind it with kvfio_device_bind_iommufd() before any other
- * use. Any number of fds of one device may be open; one of them at a time
- * can be bound.
- * -EINVAL: index < 0; -ENOENT: no such node; -EACCES/-EPERM: not allowed;
- * -EBUSY: the device is in use through its group (/dev/vfio/N).
+ * use. Any number of fds of one device may be open, also while its group
+ * is open; one of them at a time can be bound.
+ * -EINVAL: index < 0; -ENOENT: no such node; -EACCES/-EPERM: not allowed.
  */
 int kvfio_cdev_open(int index, const char *dir);
 
@@ -188,8 +187,10 @@ int kvfio_cdev_open(int index, const char *dir);
  * the iommufd's id of the device in *ret_dev_id if not NULL. The device
  * then blocks DMA until attached. Neither fd changes owner; the kernel
  * keeps its own reference on the iommufd until the device fd is closed.
- * -EINVAL: already bound, or not a cdev fd (a device fd from a group);
- * -EBUSY: the device is open through its group, or bound elsewhere;
+ * -EINVAL: already bound, another fd of the device is bound, or not a cdev
+ *          fd (a device fd from a group);
+ * -EBADFD: iommufd is an open fd but not an iommufd;
+ * -EBUSY: the device's group is open (/dev/vfio/N);
  * -EPERM: its IOMMU group is not viable; -EBADF; -ENOTTY.
  */
 int kvfio_device_bind_iommufd(int device_fd, int iommufd, uint32_t *ret_dev_id);

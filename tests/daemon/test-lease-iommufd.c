@@ -242,6 +242,9 @@ START_TEST(interface_refusals_and_any)
         ck_assert_int_eq(got.iface, IOMMUFD);
         h_close_all(got.fds, got.n_fds);
         ck_assert_uint_eq(acquire(fd, DEV1, 0, DIRECT, 7, &got), 0);
+        /* GROUP hands out the group fd: the legacy interface only. */
+        ck_assert_uint_eq(acquire(fd, DEV1, 0, VFIOD__MODE__MODE_GROUP, IOMMUFD, &got), 0);
+        ck_assert_int_eq(got.errnum, EINVAL);
         close(fd);
         h_stop();
 

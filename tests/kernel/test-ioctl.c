@@ -38,19 +38,29 @@ static int open_null(void)
 
 /* ---- container ----------------------------------------------------------- */
 
-START_TEST(test_container_open_errors)
+/*
+ * The errors of opening a node that is missing, or is not the node open_fn
+ * wants (/dev/null, a plain file named like it): the probing ioctl fails
+ * and the fd is closed again (the fd check sees a leak).
+ */
+static void check_node_open_errors(int (*open_fn)(const char *path), const char *name)
 {
         char *dir = testutil_mkdtemp("kvfio-ioctl");
         char path[PATH_MAX];
 
-        snprintf(path, sizeof(path), "%s/vfio", dir);
-        ck_assert_int_eq(kvfio_container_open(path), -ENOENT);
-        /* not a container: the API version ioctl fails and the fd is closed */
-        ck_assert_int_eq(kvfio_container_open("/dev/null"), -ENOTTY);
-        testutil_write_file(dir, "vfio", "x");
-        ck_assert_int_eq(kvfio_container_open(path), -ENOTTY);
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        ck_assert_int_eq(open_fn(path), -ENOENT);
+        ck_assert_int_eq(open_fn("/dev/null"), -ENOTTY);
+        testutil_write_file(dir, name, "x");
+        ck_assert_int_eq(open_fn(path), -ENOTTY);
         testutil_rmtree(dir);
         free(dir);
+}
+
+START_TEST(test_container_open_errors)
+{
+        /* not a container: the API version ioctl fails */
+        check_node_open_errors(kvfio_container_open, "vfio");
 }
 END_TEST
 
@@ -594,17 +604,8 @@ END_TEST
 
 START_TEST(test_iommufd_open_errors)
 {
-        char *dir = testutil_mkdtemp("kvfio-iommufd");
-        char path[PATH_MAX];
-
-        snprintf(path, sizeof(path), "%s/iommu", dir);
-        ck_assert_int_eq(kvfio_iommufd_open(path), -ENOENT);
-        /* not an iommufd: IOMMU_OPTION fails and the fd is closed */
-        ck_assert_int_eq(kvfio_iommufd_open("/dev/null"), -ENOTTY);
-        testutil_write_file(dir, "iommu", "x");
-        ck_assert_int_eq(kvfio_iommufd_open(path), -ENOTTY);
-        testutil_rmtree(dir);
-        free(dir);
+        /* not an iommufd: IOMMU_OPTION fails */
+        check_node_open_errors(kvfio_iommufd_open, "iommu");
 }
 END_TEST
 
@@ -675,6 +676,8 @@ START_TEST(test_iommufd_args)
         ck_assert_uint_eq(id, 777);
         ck_assert_int_eq(kvfio_device_detach_ioas(-1), -EBADF);
         ck_assert_int_eq(kvfio_device_detach_ioas(fd), -ENOTTY);
+        ck_assert_int_eq(kvfio_device_hot_reset_cdev(-1), -EBADF);
+        ck_assert_int_eq(kvfio_device_hot_reset_cdev(fd), -ENOTTY);
         close(fd);
 }
 END_TEST

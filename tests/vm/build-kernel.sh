@@ -19,10 +19,11 @@
 #   boot/vmlinuz-REL, boot/config-REL,
 #   lib/modules/REL/kernel/ (empty: everything is built in),
 #   lib/modules/REL/modules.builtin
-# in $VFIOD_CACHE_DIR/kernel-build/<version>-<key>, where key is a hash of
-# the inputs (the fragment, this script, the package's version): a second
-# run with the same inputs builds nothing. Offline, the newest output of the
-# same fragment and script is used with a warning.
+# in $VFIOD_CACHE_DIR/kernel-build/<version>-<inputs>-<key>: inputs is a
+# hash of the fragment's options and of this script's recipe number, key one
+# of those with the package and its version. A second run with the same
+# inputs builds nothing; runs at the same time build it once (a lock next to
+# it). Offline, the newest output of the same inputs is used with a warning.
 #
 # Usage: build-kernel.sh FRAGMENT
 set -euo pipefail
@@ -55,7 +56,10 @@ options() {
                 -e 's/^# \(CONFIG_[A-Za-z0-9_]*\) is not set$/\1=n/p' "$fragment"
 }
 [ -n "$(options)" ] || die "no CONFIG_ line in '$fragment'"
-inputs=$( (options && cat "${BASH_SOURCE[0]}") | sha256sum | cut -c1-12)
+# The steps below that make the kernel: bump when they change what is built
+# (not for messages or comments), so that the cached kernels are built again.
+recipe=1
+inputs=$( (options && printf 'recipe %s\n' "$recipe") | sha256sum | cut -c1-12)
 
 # The package's version, as the release's apt knows it today.
 version() {
@@ -80,11 +84,20 @@ if [ -z "$ver" ]; then
 fi
 key=$(printf '%s %s %s\n' "$pkg" "$ver" "$inputs" | sha256sum | cut -c1-12)
 out=$builds/${ver//[^A-Za-z0-9.+~-]/_}-$inputs-$key
-if [ -f "$out.complete" ] && [ -d "$out" ]; then
+cached() {
+        [ -f "$out.complete" ] && [ -d "$out" ] || return 1
         say "cached: $out ($(cat "$out/build-time" 2>/dev/null || echo '?') s to build)"
         printf '%s\n' "$out"
-        exit 0
+}
+cached && exit 0
+# Another run (the cache is shared) may be building the same kernel: wait for
+# it, then take its result.
+exec 9>"$out.lock"
+if ! flock -n 9; then
+        say "another run is building $out; waiting for it"
+        flock 9
 fi
+cached && exit 0
 
 for tool in flex bison bc make gcc; do
         command -v "$tool" >/dev/null || die "'$tool' not found (Debian: apt-get install flex bison bc libelf-dev build-essential; ./bootstrap deps installs them)"
