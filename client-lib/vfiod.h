@@ -89,6 +89,12 @@ enum vfiod_mode {
         VFIOD_MODE_DIRECT = 1,
         /* Device fd only; DMA through vfiod_map_dma(), under the daemon's quotas. */
         VFIOD_MODE_BROKERED = 2,
+        /*
+         * The group fd only, attached to no container: the caller attaches its
+         * own container, sets the IOMMU, maps DMA and opens device fds itself
+         * (what QEMU and DPDK do with /dev/vfio/N). No domain. Protocol 1.2.
+         */
+        VFIOD_MODE_GROUP = 3,
 };
 
 /* Bit of enum vfiod_mode m in a mode mask (struct vfiod_device_info.allowed_modes). */
@@ -393,6 +399,14 @@ struct vfiod_lease_grant {
         uint32_t n_iova_windows;
         struct vfiod_iova_window iova_windows[VFIOD_IOVA_WINDOWS_MAX];
         unsigned irq_types; /* VFIOD_IRQ_BIT() of the indexes vfiod_set_irqs() may set */
+        /*
+         * DIRECT and GROUP (protocol 1.2): the RLIMIT_MEMLOCK the daemon gave the
+         * connection's process (its MaxPinnedBytes=, or higher as found);
+         * UINT64_MAX = unlimited; 0 = not set: no rule asks for it, or the
+         * daemon could not, memlock_error says why ("" otherwise).
+         */
+        uint64_t memlock_bytes;
+        char memlock_error[VFIOD_TEXT_MAX];
 };
 
 /*
@@ -411,8 +425,8 @@ struct vfiod_lease {
         char device[VFIOD_DEVICE_NAME_MAX]; /* PCI address, as acquired */
         enum vfiod_mode mode;
         int container_fd; /* DIRECT only, else -1 */
-        int group_fd;     /* DIRECT only, else -1 */
-        int device_fd;    /* always set */
+        int group_fd;     /* DIRECT and GROUP, else -1 */
+        int device_fd;    /* DIRECT and BROKERED, else -1 */
         /* VFIO_DEVICE_GET_INFO; num_irqs counts interrupt INDEXES, not vectors. */
         uint32_t num_regions, num_irqs, device_flags;
         /* Vectors per interrupt index of the device: use vfiod_lease_irq_count(). */
@@ -430,10 +444,14 @@ struct vfiod_lease {
  *
  * Returns 0 and fills *ret; on success the fds in *ret are owned by the
  * caller (DIRECT: container, group and device fd; BROKERED: device fd only,
- * the others -1). All are close-on-exec. Errors: -EPERM (policy), -EBUSY
- * (leased or quarantined), -ENOENT (unknown device or domain), -ENOSPC
- * (limit), -EINVAL (mode, or a domain of the other mode), -EPROTO (the reply
- * lacks a device fd, or carries fds the mode does not have), the call errors.
+ * the others -1; GROUP: group fd only, attached to no container, domain_id
+ * 0, which domain_id must be too). All are close-on-exec. Errors: -EPERM
+ * (policy), -EBUSY (leased or quarantined; GROUP: also another device of a
+ * group the caller holds already, whose group fd reaches it), -ENOENT
+ * (unknown device or domain), -ENOSPC (limit), -EINVAL (mode, or a domain
+ * of the other mode), -EOPNOTSUPP (GROUP from a daemon older than protocol
+ * 1.2), -EPROTO (the reply lacks a device fd, or carries fds the mode does
+ * not have), the call errors.
  */
 int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum vfiod_mode mode,
                   struct vfiod_lease *ret);
@@ -445,7 +463,8 @@ void vfiod_lease_close_fds(struct vfiod_lease *lease);
  * The lease `vfioctl acquire` made for the calling program (its COMMAND),
  * from the environment: $VFIOD_LEASE_ID, $VFIOD_DOMAIN_ID, $VFIOD_DEVICE,
  * $VFIOD_IOMMU_GROUP, $VFIOD_MODE and the inherited fds $VFIOD_DEVICE_FD
- * (and, DIRECT, $VFIOD_GROUP_FD and $VFIOD_CONTAINER_FD). When c is not NULL
+ * (and, DIRECT, $VFIOD_GROUP_FD and $VFIOD_CONTAINER_FD; GROUP:
+ * $VFIOD_GROUP_FD alone and $VFIOD_DOMAIN_ID 0). When c is not NULL
  * (BROKERED: the connection vfiod_connect_env() adopted) the daemon is
  * asked for the lease's grant and interrupt vectors (ret->grant,
  * ret->irq_counts), which also checks that the lease is c's; with c NULL

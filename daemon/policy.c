@@ -730,7 +730,7 @@ static void word_mode(struct parser *p, char *tok)
         int mode = vfiod_proto_mode_from_string(tok);
 
         if (mode < 0)
-                perr(p, "Modes=: unknown mode '%s' (direct, brokered)", tok);
+                perr(p, "Modes=: unknown mode '%s' (direct, brokered, group)", tok);
         else
                 cur_rule(p)->modes |= 1u << mode; /* VFIOD_MODE_BIT_* */
 }
@@ -1428,23 +1428,28 @@ bool vfiod_policy_is_admin(const struct vfiod_policy *policy, const struct vfiod
 
 const char *vfiod_modes_name(unsigned modes)
 {
-        /* Both names, from the mode table, built once (the daemon has one thread). */
-        static char both[32];
+        /* Every combination, from the mode table, built once (the daemon has one thread). */
+        static char names[VFIOD_MODE_BITS_ALL + 1][40];
+        char *buf;
+        size_t len = 0;
 
-        switch (modes & VFIOD_MODE_BITS_ALL) {
-        case VFIOD_MODE_BIT_DIRECT:
-                return vfiod_proto_mode_to_string(VFIOD__MODE__MODE_DIRECT);
-        case VFIOD_MODE_BIT_BROKERED:
-                return vfiod_proto_mode_to_string(VFIOD__MODE__MODE_BROKERED);
-        case VFIOD_MODE_BITS_ALL:
-                if (!both[0])
-                        (void)snprintf(both, sizeof(both), "%s %s",
-                                       vfiod_proto_mode_to_string(VFIOD__MODE__MODE_DIRECT),
-                                       vfiod_proto_mode_to_string(VFIOD__MODE__MODE_BROKERED));
-                return both;
-        default:
+        modes &= VFIOD_MODE_BITS_ALL;
+        if (!modes)
                 return "none";
+        buf = names[modes];
+        if (buf[0])
+                return buf;
+        for (int m = VFIOD__MODE__MODE_DIRECT; m <= VFIOD__MODE__MODE_GROUP; m++) {
+                int n;
+
+                if (!(modes & (1u << m)))
+                        continue;
+                n = snprintf(buf + len, sizeof(names[0]) - len, "%s%s", len ? " " : "",
+                             vfiod_proto_mode_to_string(m));
+                if (n > 0)
+                        len += (size_t)n;
         }
+        return buf;
 }
 
 /* ---- --check-config ------------------------------------------------------------- */

@@ -66,7 +66,10 @@
 /* Mode bits: 1 << Vfiod__Mode value. */
 #define VFIOD_MODE_BIT_DIRECT   (1u << 1)
 #define VFIOD_MODE_BIT_BROKERED (1u << 2)
-#define VFIOD_MODE_BITS_ALL     (VFIOD_MODE_BIT_DIRECT | VFIOD_MODE_BIT_BROKERED)
+#define VFIOD_MODE_BIT_GROUP    (1u << 3)
+#define VFIOD_MODE_BITS_ALL     (VFIOD_MODE_BIT_DIRECT | VFIOD_MODE_BIT_BROKERED | VFIOD_MODE_BIT_GROUP)
+/* The modes whose holder maps DMA itself, against its own RLIMIT_MEMLOCK. */
+#define VFIOD_MODE_BITS_SELF_PINNED (VFIOD_MODE_BIT_DIRECT | VFIOD_MODE_BIT_GROUP)
 
 /* IRQ type bits: 1 << VFIO_PCI_*_IRQ_INDEX. */
 #define VFIOD_IRQ_BIT_INTX (1u << 0)

@@ -44,3 +44,17 @@ tests_client_lib_daemon_helper_SOURCES = tests/client-lib/daemon-helper.c
 tests_client_lib_daemon_helper_CFLAGS = $(suite_cflags) $(PROTOBUF_C_CFLAGS) $(SYSTEMD_CFLAGS) \
 	$(INIH_CFLAGS)
 tests_client_lib_daemon_helper_LDADD = tests/daemon/libdaemon-harness.la $(suite_libs)
+
+# libvfiod-preload.so on its own: test-preload runs preload-probe with and
+# without it. The probe is built without the sanitizers (it is run with
+# LD_PRELOAD, which would put the module before their runtime) and without
+# _FORTIFY_SOURCE (it calls open and its fortify forms each by its name).
+check_PROGRAMS += tests/client-lib/test-preload tests/client-lib/preload-probe
+TESTS += tests/client-lib/test-preload
+tests_client_lib_test_preload_SOURCES = tests/client-lib/test-preload.c
+tests_client_lib_test_preload_CFLAGS = $(suite_cflags)
+tests_client_lib_test_preload_LDADD = $(suite_libs)
+EXTRA_tests_client_lib_test_preload_DEPENDENCIES = client-lib/libvfiod-preload.la
+tests_client_lib_preload_probe_SOURCES = tests/client-lib/preload-probe.c
+tests_client_lib_preload_probe_CFLAGS = $(WARN_CFLAGS) -U_FORTIFY_SOURCE
+tests_client_lib_preload_probe_LDFLAGS = -no-install

@@ -379,7 +379,7 @@ static void send_acquire_reply(int sock, uint64_t id, Vfiod__Mode mode, const st
         size_t n = 0;
 
         ar.lease_id = 3;
-        ar.domain_id = 11;
+        ar.domain_id = mode == VFIOD__MODE__MODE_GROUP && a && a->device < 0 ? 0 : 11;
         ar.iommu_group = 5;
         ar.device = "0000:00:04.0";
         ar.mode = mode;
@@ -542,6 +542,56 @@ static void script_acquire_extra_fds(int sock, void *userdata)
         vfiod_msg_free(m);
         fake_expect_eof(sock);
 }
+
+static void script_acquire_group(int sock, void *userdata)
+{
+        const struct acquire_fds *a = userdata;
+        const struct acquire_fds group = {.container = -1, .group = a->group, .device = -1};
+        struct vfiod_msg *m;
+
+        fake_hello(sock, 1, CAPS_ALL);
+        m = fake_recv(sock, VFIOD__ENVELOPE__BODY_ACQUIRE);
+        fake_check(m->env->acquire->mode == VFIOD__MODE__MODE_GROUP, "mode");
+        fake_check(m->env->acquire->domain_id == 0, "domain");
+        send_acquire_reply(sock, m->env->id, VFIOD__MODE__MODE_GROUP, &group);
+        vfiod_msg_free(m);
+        fake_expect_eof(sock);
+}
+
+/* A 1.1 daemon knows no GROUP lease: nothing is sent. */
+static void script_hello_1_1(int sock, void *userdata)
+{
+        fake_hello_version(sock, 1, 1, CAPS_ALL);
+        fake_expect_eof(sock);
+}
+
+START_TEST(test_acquire_group)
+{
+        struct acquire_fds a = {.container = -1, .group = new_memfd("group"), .device = -1};
+        struct fake f;
+        struct vfiod *c = connect_fake(&f, script_acquire_group, &a);
+        struct vfiod_lease lease, untouched = {.lease_id = 77};
+
+        ck_assert_int_eq(vfiod_acquire(c, "0000:00:04.0", 0, VFIOD_MODE_GROUP, &lease), 0);
+        ck_assert_int_eq(lease.mode, VFIOD_MODE_GROUP);
+        ck_assert_uint_eq(lease.domain_id, 0);
+        ck_assert_uint_eq(fake_inode(lease.group_fd), fake_inode(a.group));
+        ck_assert(fcntl(lease.group_fd, F_GETFD) & FD_CLOEXEC);
+        ck_assert_int_eq(lease.container_fd, -1);
+        ck_assert_int_eq(lease.device_fd, -1);
+        vfiod_lease_close_fds(&lease);
+        vfiod_close(c);
+        fake_finish(&f);
+        c = connect_fake(&f, script_hello_1_1, NULL);
+        ck_assert_int_eq(vfiod_acquire(c, "0000:00:04.0", 0, VFIOD_MODE_GROUP, &untouched),
+                         -EOPNOTSUPP);
+        ck_assert_ptr_nonnull(strstr(vfiod_last_error(c), "1.2"));
+        ck_assert_uint_eq(untouched.lease_id, 77);
+        vfiod_close(c);
+        fake_finish(&f);
+        close(a.group);
+}
+END_TEST
 
 START_TEST(test_acquire_protocol_errors)
 {
@@ -1295,6 +1345,7 @@ static Suite *libvfiod_suite(void)
             {"domains", test_domains},
             {"leases", test_acquire},
             {"leases", test_acquire_protocol_errors},
+            {"leases", test_acquire_group},
             {"protocol", test_wrong_reply},
             {"protocol", test_daemon_closes_mid_call},
             {"protocol", test_daemon_closes_idle},

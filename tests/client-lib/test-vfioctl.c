@@ -88,18 +88,6 @@ struct run {
         char *out, *err;
 };
 
-static char *read_all(int fd)
-{
-        off_t size = lseek(fd, 0, SEEK_END);
-        char *buf;
-
-        ck_assert_int_ge(size, 0);
-        buf = calloc(1, (size_t)size + 1);
-        ck_assert_ptr_nonnull(buf);
-        ck_assert_int_eq(pread(fd, buf, (size_t)size, 0), size);
-        return buf;
-}
-
 /* Runs vfioctl with args (NULL-terminated) and collects its stdout and stderr. */
 static struct run run_vfioctl(const char *const *args)
 {
@@ -109,7 +97,6 @@ static struct run run_vfioctl(const char *const *args)
         struct run r = {0};
         size_t n = 1;
         pid_t pid;
-        int status;
 
         ck_assert_int_ge(out, 0);
         ck_assert_int_ge(err, 0);
@@ -129,12 +116,7 @@ static struct run run_vfioctl(const char *const *args)
                 execv(bin, (char **)argv);
                 _exit(98);
         }
-        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-        r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        r.out = read_all(out);
-        r.err = read_all(err);
-        close(out);
-        close(err);
+        testutil_wait_output(pid, out, err, &r.status, &r.out, &r.err);
         return r;
 }
 

@@ -473,11 +473,12 @@ START_TEST(most_specific_enforced)
         ck_assert_uint_ne(acquire(fd, DEV2, DIRECT, NULL, &e, why, sizeof(why)), 0);
         /* and the checker says the broad rule would have widened the narrow one */
         ck_assert_int_eq(run_check(H.conf, out, sizeof(out)), 0);
-        snprintf(want, sizeof(want),
-                 "warning: %s:1: [Device all] would give user 64001 on " DEV1 " more than [Device "
-                 "vf] (%s:4) allows (direct mode, no IovaWindows=): [Device vf] is more specific "
-                 "(Match=) and governs there\n",
-                 H.conf, H.conf);
+        snprintf(
+            want, sizeof(want),
+            "warning: %s:1: [Device all] would give user 64001 on " DEV1 " more than [Device "
+            "vf] (%s:4) allows (direct group mode, no IovaWindows=): [Device vf] is more specific "
+            "(Match=) and governs there\n",
+            H.conf, H.conf);
         ck_assert_msg(strstr(out, want), "%s", out);
         close(mfd);
         close(fd);
@@ -593,12 +594,13 @@ START_TEST(check_config_example)
                              "  MaxPinnedBytes=268435456 (" VFIOD_SRCDIR
                              "/tests/daemon/check-config-example/vfiod.conf.d/50-lab.conf:3)\n"),
                       "%s", out);
-        ck_assert_msg(strstr(out, "/vfiod.conf:19: [Device nics] widens [Device vf] (" VFIOD_SRCDIR
-                                  "/tests/daemon/check-config-example/vfiod.conf:10) on "
-                                  "0000:03:10.1 for user 64001 (direct mode, no MaxPinnedBytes=, "
-                                  "no IovaWindows=): [Device vf], more specific (Match=), governs "
-                                  "only where its condition holds (user 64001 and unit "
-                                  "dpdk@*.service); elsewhere [Device nics] does\n"),
+        ck_assert_msg(strstr(out,
+                             "/vfiod.conf:19: [Device nics] widens [Device vf] (" VFIOD_SRCDIR
+                             "/tests/daemon/check-config-example/vfiod.conf:10) on "
+                             "0000:03:10.1 for user 64001 (direct group mode, no MaxPinnedBytes=, "
+                             "no IovaWindows=): [Device vf], more specific (Match=), governs "
+                             "only where its condition holds (user 64001 and unit "
+                             "dpdk@*.service); elsewhere [Device nics] does\n"),
                       "%s", out);
         ck_assert_msg(strstr(out, "/vfiod.conf:26: [Device gpu] covers part of IOMMU group 13: it "
                                   "matches 0000:01:00.0 but not 0000:01:00.1 (driver vfio-pci)"),
