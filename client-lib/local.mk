@@ -35,7 +35,8 @@ bin_PROGRAMS += client-lib/vfioctl
 client_lib_vfioctl_SOURCES = client-lib/vfioctl.c client-lib/json.c client-lib/json.h
 client_lib_vfioctl_LDADD = client-lib/libvfiod.la
 # check-config runs vfiod from here when it is not on $PATH.
-client_lib_vfioctl_CFLAGS = $(AM_CFLAGS) -DVFIOD_PATH='"$(sbindir)/vfiod"'
+client_lib_vfioctl_CFLAGS = $(AM_CFLAGS) -DVFIOD_PATH='"$(sbindir)/vfiod"' \
+	-DVFIOD_PRELOAD_PATH='"$(pkglibdir)/libvfiod-preload.so"'
 
 dist_man_MANS += man/vfioctl.1 man/libvfiod.3
 

@@ -415,8 +415,8 @@ struct vfiod_lease_grant {
  * quarantines the group until they are closed. -1 = absent.
  *
  * (irq_counts and grant came before the first release, 0.1.0, with protocol
- * 1.1: a program built against an earlier snapshot of vfiod.h must be built
- * again.)
+ * 1.1, and grant.memlock_bytes and memlock_error with 1.2: a program built
+ * against an earlier snapshot of vfiod.h must be built again.)
  */
 struct vfiod_lease {
         uint64_t lease_id;

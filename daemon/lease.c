@@ -775,6 +775,41 @@ static void acquire_commit(struct acquire *a, struct vfiod_lease *l, struct vfio
                   a->n_bound ? " (managed: bound to vfio-pci by vfiod)" : "");
 }
 
+/*
+ * DIRECT and GROUP: the holder maps DMA itself, against its own
+ * RLIMIT_MEMLOCK; when a rule of the group sets MaxPinnedBytes=, vfiod
+ * raises the limit of the process that connected to it (the smallest of
+ * them), never lowering it. Not fatal: the lease stands, and the log and
+ * LeaseGrant say why.
+ */
+static void lease_raise_memlock(struct vfiod_lease *l)
+{
+        struct vfiod_client *c = l->client;
+        uint64_t want = l->grant.max_pinned_bytes, now = 0;
+        int r;
+
+        if (l->mode == VFIOD__MODE__MODE_BROKERED || want == VFIOD_NO_QUOTA_BYTES)
+                return;
+        r = vfiod_peer_raise_memlock(c->fd, c->peer.pid, want, &now);
+        if (r < 0) {
+                snprintf(l->memlock_error, sizeof(l->memlock_error), "%s",
+                         r == -EPERM   ? "vfiod lacks CAP_SYS_RESOURCE to raise the hard limit"
+                         : r == -ESRCH ? "the process that connected is gone"
+                                       : strerror(-r));
+                LOG_LEASE(LOG_WARNING, l, l->device,
+                          "cannot raise RLIMIT_MEMLOCK of pid %d to %" PRIu64
+                          " bytes (MaxPinnedBytes= of rule '%s'): %s",
+                          (int)c->peer.pid, want, l->grant.pinned_rule, l->memlock_error);
+                return;
+        }
+        l->memlock_bytes = now;
+        LOG_LEASE(LOG_NOTICE, l, l->device,
+                  "RLIMIT_MEMLOCK of pid %d is %" PRIu64 " bytes%s (MaxPinnedBytes=%" PRIu64
+                  " of rule '%s')",
+                  (int)c->peer.pid, now, now == UINT64_MAX ? " (unlimited)" : "", want,
+                  l->grant.pinned_rule);
+}
+
 /* A failed Acquire gives back what it held (the lease, if any, is undone already). */
 static void acquire_undo(struct acquire *a)
 {
@@ -833,6 +868,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 goto fail;
         }
         acquire_commit(&a, l, g);
+        lease_raise_memlock(l);
         *ret = l;
         return 0;
 
@@ -947,6 +983,8 @@ int vfiod_lease_grant_msg(struct vfiod_lease *l, struct vfiod_grant_msg *m)
                 m->irq_counts[k] = dev->irqs[k].count;
         m->msg.n_irq_counts = VFIOD_N_IRQ_INDEXES;
         m->msg.irq_counts = m->irq_counts;
+        m->msg.memlock_bytes = l->memlock_bytes;
+        m->msg.memlock_error = l->memlock_error;
         return 0;
 }
 

@@ -101,6 +101,12 @@ struct vfiod_lease {
         /* What the policy grants: the stricter of the rules of every device of the group. */
         char rule[64]; /* the rule that granted the acquired device */
         struct vfiod_grant grant;
+        /*
+         * DIRECT and GROUP: the holder's RLIMIT_MEMLOCK as vfiod raised it at the grant
+         * (UINT64_MAX unlimited; 0 not set) or why it could not ("" otherwise).
+         */
+        uint64_t memlock_bytes;
+        char memlock_error[128];
 };
 
 /*

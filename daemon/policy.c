@@ -1727,10 +1727,11 @@ static size_t widening(const struct vfiod_rule *w, const struct vfiod_rule *r, b
         buf[0] = '\0';
         if (w->modes & ~r->modes)
                 ADD("%s mode", vfiod_modes_name(w->modes & ~r->modes));
+        /* MaxPinnedBytes= in every mode (DIRECT, GROUP: the holder's RLIMIT_MEMLOCK). */
+        if (quotas && (w->modes & r->modes) && wg->max_pinned_bytes > rg->max_pinned_bytes)
+                ADD("%s MaxPinnedBytes=",
+                    wg->max_pinned_bytes == VFIOD_NO_QUOTA_BYTES ? "no" : "a larger");
         if (quotas && (w->modes & r->modes & VFIOD_MODE_BIT_BROKERED)) {
-                if (wg->max_pinned_bytes > rg->max_pinned_bytes)
-                        ADD("%s MaxPinnedBytes=",
-                            wg->max_pinned_bytes == VFIOD_NO_QUOTA_BYTES ? "no" : "a larger");
                 if (wg->max_pinned_bytes_per_user > rg->max_pinned_bytes_per_user)
                         ADD("%s MaxPinnedBytesPerUser=",
                             wg->max_pinned_bytes_per_user == VFIOD_NO_QUOTA_BYTES ? "no"
@@ -1888,7 +1889,7 @@ void vfiod_policy_warnings(const struct vfiod_policy *policy, const struct kvfio
                 enum rule_key key;
                 const char *name;
         } brokered_only[] = {
-            {KEY_MAX_PINNED, "MaxPinnedBytes"},
+            /* MaxPinnedBytes= is every mode's: DIRECT and GROUP, the holder's RLIMIT_MEMLOCK. */
             {KEY_MAX_PINNED_PER_USER, "MaxPinnedBytesPerUser"},
             {KEY_MAX_MAPPINGS, "MaxMappings"},
             {KEY_IOVA_WINDOWS, "IovaWindows"},
@@ -1917,11 +1918,11 @@ void vfiod_policy_warnings(const struct vfiod_policy *policy, const struct kvfio
                                 continue;
                         errors_add(warnings,
                                    "warning: %s:%u: [Device %s] %s= applies to brokered mode only, "
-                                   "and the rule allows only direct (direct mode pins against the "
-                                   "holder's RLIMIT_MEMLOCK)",
+                                   "and the rule allows only %s (the holder pins against its own "
+                                   "RLIMIT_MEMLOCK, which MaxPinnedBytes= raises)",
                                    f && f <= policy->n_files ? policy->files[f - 1] : rule->file,
                                    f ? rule->key_line[key] : rule->line, rule->name,
-                                   brokered_only[k].name);
+                                   brokered_only[k].name, vfiod_modes_name(rule->modes));
                 }
         }
         if (list)

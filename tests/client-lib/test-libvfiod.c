@@ -375,6 +375,7 @@ static void send_acquire_reply(int sock, uint64_t id, Vfiod__Mode mode, const st
 {
         Vfiod__AcquireReply ar = VFIOD__ACQUIRE_REPLY__INIT;
         Vfiod__Envelope env = ENVELOPE(acquire_reply, &ar);
+        Vfiod__LeaseGrant grant = VFIOD__LEASE_GRANT__INIT;
         int fds[3];
         size_t n = 0;
 
@@ -386,6 +387,12 @@ static void send_acquire_reply(int sock, uint64_t id, Vfiod__Mode mode, const st
         ar.num_regions = 9;
         ar.num_irqs = 5;
         ar.device_flags = 2;
+        /* GROUP: what the daemon did to the holder's RLIMIT_MEMLOCK. */
+        if (mode == VFIOD__MODE__MODE_GROUP) {
+                grant.memlock_bytes = UINT64_C(1) << 30;
+                grant.memlock_error = "";
+                ar.grant = &grant;
+        }
         /* The device fd first, to check that indices, not positions, are followed. */
         if (a && a->device >= 0) {
                 ar.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
@@ -579,6 +586,9 @@ START_TEST(test_acquire_group)
         ck_assert(fcntl(lease.group_fd, F_GETFD) & FD_CLOEXEC);
         ck_assert_int_eq(lease.container_fd, -1);
         ck_assert_int_eq(lease.device_fd, -1);
+        ck_assert(lease.grant.known);
+        ck_assert_uint_eq(lease.grant.memlock_bytes, UINT64_C(1) << 30);
+        ck_assert_str_eq(lease.grant.memlock_error, "");
         vfiod_lease_close_fds(&lease);
         vfiod_close(c);
         fake_finish(&f);

@@ -6,10 +6,14 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,36 +92,55 @@ struct run {
         char *out, *err;
 };
 
-/* Runs vfioctl with args (NULL-terminated) and collects its stdout and stderr. */
-static struct run run_vfioctl(const char *const *args)
+/* A vfioctl started by start_vfioctl(): its pid and where its stdout and stderr go. */
+struct started {
+        pid_t pid;
+        int out, err;
+};
+
+/* Starts vfioctl with args (NULL-terminated), its stdout and stderr into memfds. */
+static struct started start_vfioctl(const char *const *args)
 {
         const char *bin = getenv("VFIOCTL") ? getenv("VFIOCTL") : "client-lib/vfioctl";
         const char *argv[32] = {"vfioctl"};
-        int out = memfd_create("out", MFD_CLOEXEC), err = memfd_create("err", MFD_CLOEXEC);
-        struct run r = {0};
+        struct started v = {.out = memfd_create("out", MFD_CLOEXEC),
+                            .err = memfd_create("err", MFD_CLOEXEC)};
         size_t n = 1;
-        pid_t pid;
 
-        ck_assert_int_ge(out, 0);
-        ck_assert_int_ge(err, 0);
+        ck_assert_int_ge(v.out, 0);
+        ck_assert_int_ge(v.err, 0);
         for (; args[n - 1]; n++) {
                 ck_assert_uint_lt(n, ELEMENTSOF(argv) - 1);
                 argv[n] = args[n - 1];
         }
         argv[n] = NULL;
 
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                if (dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        v.pid = fork();
+        ck_assert_int_ge(v.pid, 0);
+        if (v.pid == 0) {
+                if (dup2(v.out, 1) < 0 || dup2(v.err, 2) < 0)
                         _exit(99);
                 /* Nothing of the test process but stdio reaches vfioctl. */
                 (void)close_range(3, ~0U, 0);
                 execv(bin, (char **)argv);
                 _exit(98);
         }
-        testutil_wait_output(pid, out, err, &r.status, &r.out, &r.err);
+        return v;
+}
+
+/* Waits for a started vfioctl and collects its stdout and stderr. */
+static struct run finish_vfioctl(struct started v)
+{
+        struct run r = {0};
+
+        testutil_wait_output(v.pid, v.out, v.err, &r.status, &r.out, &r.err);
         return r;
+}
+
+/* Runs vfioctl with args (NULL-terminated) and collects its stdout and stderr. */
+static struct run run_vfioctl(const char *const *args)
+{
+        return finish_vfioctl(start_vfioctl(args));
 }
 
 static void run_done(struct run *r)
@@ -151,7 +174,8 @@ static void place_free(struct place *p)
 
 static void script_list(int sock, void *userdata)
 {
-        Vfiod__Mode modes[] = {VFIOD__MODE__MODE_DIRECT, VFIOD__MODE__MODE_BROKERED};
+        Vfiod__Mode modes[] = {VFIOD__MODE__MODE_DIRECT, VFIOD__MODE__MODE_BROKERED,
+                               VFIOD__MODE__MODE_GROUP};
         Vfiod__DeviceInfo d0 = VFIOD__DEVICE_INFO__INIT, d1 = VFIOD__DEVICE_INFO__INIT;
         Vfiod__DeviceInfo *devs[] = {&d0, &d1};
         Vfiod__ListDevicesReply lr = VFIOD__LIST_DEVICES_REPLY__INIT;
@@ -171,7 +195,7 @@ static void script_list(int sock, void *userdata)
         d0.iommu_group = 5;
         d0.driver = "vfio-pci";
         d0.state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
-        d0.n_allowed_modes = 2;
+        d0.n_allowed_modes = 3;
         d0.allowed_modes = modes;
         d1.device = "0000:00:05.0";
         d1.vendor_id = 0x8086;
@@ -220,7 +244,8 @@ START_TEST(test_list_json)
             "[{\"device\":\"0000:00:04.0\",\"vendor_id\":4660,\"device_id\":4584,"
             "\"class_code\":65280,\"iommu_group\":5,\"driver\":\"vfio-pci\",\"mdev_type\":null,"
             "\"state\":\"free\","
-            "\"allowed_modes\":[\"direct\",\"brokered\"],\"lease_id\":null,\"holder\":null},"
+            "\"allowed_modes\":[\"direct\",\"brokered\",\"group\"],\"lease_id\":null,\"holder\":"
+            "null},"
             "{\"device\":\"0000:00:05.0\",\"vendor_id\":32902,\"device_id\":4307,"
             "\"class_code\":131072,\"iommu_group\":6,\"driver\":\"odd "
             "\\\"driver\\\"\\n\",\"mdev_type\":null,"
@@ -248,7 +273,7 @@ START_TEST(test_list_table)
         ck_assert_msg(strstr(r.out, "DEVICE        ID         CLASS   GROUP  DRIVER") == r.out,
                       "header: %s", r.out);
         ck_assert_ptr_nonnull(strstr(r.out, "0000:00:04.0  1234:11e8  00ff00  5      vfio-pci"));
-        ck_assert_ptr_nonnull(strstr(r.out, "free    direct,brokered  -\n"));
+        ck_assert_ptr_nonnull(strstr(r.out, "free    direct,brokered,group  -\n"));
         ck_assert_ptr_nonnull(strstr(r.out, "uid 1000 pid 4242 vm@web.service (lease 8)\n"));
         run_done(&r);
         place_free(&p);
@@ -526,6 +551,350 @@ START_TEST(test_acquire_refused)
 END_TEST
 
 /* ------------------------------------------------------------------------- */
+/* acquire in group mode, --preload */
+
+/*
+ * The daemon's side of `acquire 0000:00:04.0 [0000:00:05.0 0000:00:04.1]
+ * --mode group`: groups 5 (devices 04.0 and 04.1) and 6 (05.0), leases 3
+ * and 4, each granted max_pinned bytes; the first lease's grant says why
+ * vfiod did not raise RLIMIT_MEMLOCK when memlock_error is set.
+ */
+struct group_script {
+        int fds[2];                /* the group fds of groups 5 and 6 */
+        bool several;              /* the three devices, else 04.0 alone */
+        bool killed;               /* vfioctl is killed: no Release comes, only the end */
+        uint64_t max_pinned;       /* grant.max_pinned_bytes */
+        const char *memlock_error; /* first grant's memlock_error */
+};
+
+/* Answers an Acquire of device in group mode with lease_id, group and its fd. */
+static void group_answer(int sock, const struct group_script *s, const char *device,
+                         uint64_t lease_id, uint32_t group, int fd, const char *memlock_error)
+{
+        Vfiod__AcquireReply ar = VFIOD__ACQUIRE_REPLY__INIT;
+        Vfiod__LeaseGrant g = VFIOD__LEASE_GRANT__INIT;
+        struct vfiod_msg *m = fake_recv(sock, VFIOD__ENVELOPE__BODY_ACQUIRE);
+
+        fake_check(strcmp(m->env->acquire->device, device) == 0, "device '%s'",
+                   m->env->acquire->device);
+        fake_check(m->env->acquire->mode == VFIOD__MODE__MODE_GROUP, "mode %d",
+                   m->env->acquire->mode);
+        fake_check(m->env->acquire->domain_id == 0, "domain");
+        g.rule = "vms";
+        g.max_pinned_bytes = s->max_pinned;
+        g.memlock_error = (char *)memlock_error;
+        ar.lease_id = lease_id;
+        ar.iommu_group = group;
+        ar.device = (char *)device;
+        ar.mode = VFIOD__MODE__MODE_GROUP;
+        ar.has_group_fd_case = VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD;
+        ar.group_fd = 0;
+        ar.grant = &g;
+        fake_answer(sock, m, &ENVELOPE(acquire_reply, &ar), &fd, 1);
+}
+
+/* Answers vfioctl's question about device's group. */
+static void group_list_answer(int sock, const char *device, uint32_t group)
+{
+        Vfiod__ListDevicesReply lr = VFIOD__LIST_DEVICES_REPLY__INIT;
+        Vfiod__DeviceInfo di = VFIOD__DEVICE_INFO__INIT, *dis[] = {&di};
+        struct vfiod_msg *m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
+
+        fake_check(strcmp(m->env->list_devices->device, device) == 0, "device '%s'",
+                   m->env->list_devices->device);
+        di.device = (char *)device;
+        di.iommu_group = group;
+        di.state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
+        lr.n_devices = 1;
+        lr.devices = dis;
+        FAKE_ANSWER(sock, m, list_devices_reply, &lr);
+}
+
+static void group_release_answer(int sock, uint64_t lease_id)
+{
+        struct vfiod_msg *m = fake_recv(sock, VFIOD__ENVELOPE__BODY_RELEASE);
+
+        fake_check(m->env->release->lease_id == lease_id, "lease %" PRIu64,
+                   m->env->release->lease_id);
+        fake_reply_ok(sock, m->env->id);
+        vfiod_msg_free(m);
+}
+
+static void script_group(int sock, void *userdata)
+{
+        const struct group_script *s = userdata;
+
+        fake_hello(sock, 1, CAPS_ALL);
+        group_answer(sock, s, "0000:00:04.0", 3, 5, s->fds[0], s->memlock_error);
+        if (s->several) {
+                /* 05.0 is in another group: a lease; 04.1 is in group 5, which lease 3 holds. */
+                group_list_answer(sock, "0000:00:05.0", 6);
+                group_answer(sock, s, "0000:00:05.0", 4, 6, s->fds[1], NULL);
+                group_list_answer(sock, "0000:00:04.1", 5);
+        }
+        if (!s->killed) {
+                group_release_answer(sock, 3);
+                if (s->several)
+                        group_release_answer(sock, 4);
+        }
+        fake_expect_eof(sock);
+}
+
+static void group_fds_open(struct group_script *s)
+{
+        s->fds[0] = memfd_create("group5", MFD_CLOEXEC);
+        s->fds[1] = memfd_create("group6", MFD_CLOEXEC);
+        ck_assert_int_ge(s->fds[0], 0);
+        ck_assert_int_ge(s->fds[1], 0);
+}
+
+static void group_fds_close(struct group_script *s)
+{
+        close(s->fds[0]);
+        close(s->fds[1]);
+}
+
+/* The library --preload= names: the one built here. */
+static char *preload_library(void)
+{
+        const char *lib = getenv("VFIOD_PRELOAD_LIBRARY");
+        char *path = realpath(lib ? lib : "client-lib/.libs/libvfiod-preload.so", NULL);
+
+        ck_assert_ptr_nonnull(path);
+        return path;
+}
+
+/* The soft limit vfioctl and its command start with (the test's process is its own). */
+static void set_memlock(rlim_t bytes)
+{
+        struct rlimit rl;
+
+        ck_assert_int_eq(getrlimit(RLIMIT_MEMLOCK, &rl), 0);
+        ck_assert_msg(rl.rlim_max >= bytes, "RLIMIT_MEMLOCK's hard limit is below %lu",
+                      (unsigned long)bytes);
+        rl.rlim_cur = bytes;
+        ck_assert_int_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0);
+}
+
+/*
+ * COMMAND, a shell with the library loaded: the group fds VFIOD_GROUP_FDS
+ * names, the shell's own opens of /dev/vfio/5 and 6 (dash opens with open64),
+ * the single-lease variables (none: several leases) and LD_PRELOAD ($1).
+ */
+static const char preload_check[] =
+    "IFS=,\n"
+    "for e in $VFIOD_GROUP_FDS; do\n"
+    "  echo \"${e%%:*} $(readlink /proc/$$/fd/${e#*:})\"\n"
+    "done\n"
+    "unset IFS\n"
+    "exec 8</dev/vfio/5 9<>/dev/vfio/6\n"
+    "readlink /proc/$$/fd/8 /proc/$$/fd/9\n"
+    "echo \"${VFIOD_GROUP_FD-unset} ${VFIOD_LEASE_ID-unset} "
+    "${VFIOD_MODE-unset} ${VFIOD_DEVICE_FD-unset}\"\n"
+    "test \"$LD_PRELOAD\" = \"$1\" || echo \"LD_PRELOAD=$LD_PRELOAD\"\n"
+    "exit 7\n";
+
+/*
+ * Three devices, two groups: two leases, the command opens both groups'
+ * nodes through the library, gets vfioctl's exit status, and both leases
+ * are released after it; the RLIMIT_MEMLOCK warnings come first.
+ */
+START_TEST(test_acquire_preload)
+{
+        struct place p = place_new();
+        struct group_script s = {.several = true,
+                                 .max_pinned = 64 << 20,
+                                 .memlock_error = "vfiod lacks CAP_SYS_RESOURCE"};
+        char *lib = preload_library(), *preload_opt;
+        struct fake f;
+        struct run r;
+
+        ck_assert_int_gt(asprintf(&preload_opt, "--preload=%s", lib), 0);
+        {
+                const char *args[] = {"--socket",     p.sock,         "acquire",   "0000:00:04.0",
+                                      "0000:00:05.0", "0000:00:04.1", preload_opt, "--memlock",
+                                      "1G",           "--",           "/bin/sh",   "-c",
+                                      preload_check,  "sh",           lib,         NULL};
+
+                group_fds_open(&s);
+                set_memlock(1 << 20);
+                fake_start_listen(&f, p.sock, script_group, &s);
+                r = run_vfioctl(args);
+                fake_finish(&f);
+        }
+        ck_assert_msg(r.status == 7, "status %d, stderr: %s, out: %s", r.status, r.err, r.out);
+        ck_assert_str_eq(r.out, "5 /memfd:group5 (deleted)\n"
+                                "6 /memfd:group6 (deleted)\n"
+                                "/memfd:group5 (deleted)\n"
+                                "/memfd:group6 (deleted)\n"
+                                "unset unset unset unset\n");
+        ck_assert_str_eq(r.err, "vfioctl: warning: vfiod did not raise RLIMIT_MEMLOCK for lease 3 "
+                                "('0000:00:04.0'): vfiod lacks CAP_SYS_RESOURCE\n"
+                                "vfioctl: warning: the command's RLIMIT_MEMLOCK (1 MiB) is below "
+                                "the 1 GiB it may pin (--memlock): mapping its memory for DMA will "
+                                "fail with ENOMEM beyond it\n");
+        run_done(&r);
+        free(preload_opt);
+        free(lib);
+        group_fds_close(&s);
+        place_free(&p);
+}
+END_TEST
+
+/* COMMAND of one group lease without the library: the single-lease variables too. */
+static const char group_check[] = "test \"$VFIOD_MODE\" = group || exit 14\n"
+                                  "test \"$VFIOD_DOMAIN_ID\" = 0 || exit 11\n"
+                                  "test \"$VFIOD_GROUP_FDS\" = \"5:$VFIOD_GROUP_FD\" || exit 12\n"
+                                  "test -z \"$VFIOD_DEVICE_FD$VFIOD_CONTAINER_FD\" || exit 15\n"
+                                  "test -z \"$LD_PRELOAD\" || exit 16\n"
+                                  "readlink /proc/$$/fd/$VFIOD_GROUP_FD\n"
+                                  "exit 0\n";
+
+/*
+ * --mode group without --preload: the lease's variables, VFIOD_GROUP_FDS,
+ * no LD_PRELOAD; without --memlock the policy's allowance is what the
+ * command may pin: a warning when RLIMIT_MEMLOCK is below it, none when not.
+ */
+START_TEST(test_acquire_group)
+{
+        const char *args[] = {"--mode",  "group", "0000:00:04.0", "--",
+                              "/bin/sh", "-c",    group_check,    NULL};
+
+        set_memlock(1 << 20);
+        for (int enough = 0; enough <= 1; enough++) {
+                struct group_script s = {.max_pinned = enough ? 512 << 10 : 64 << 20};
+                struct place p = place_new();
+                const char *argv[16] = {"--socket", p.sock, "acquire"};
+                struct fake f;
+                struct run r;
+
+                for (size_t i = 0; args[i]; i++)
+                        argv[3 + i] = args[i];
+                group_fds_open(&s);
+                fake_start_listen(&f, p.sock, script_group, &s);
+                r = run_vfioctl(argv);
+                fake_finish(&f);
+                ck_assert_msg(r.status == 0, "status %d, stderr: %s", r.status, r.err);
+                ck_assert_str_eq(r.out, "/memfd:group5 (deleted)\n");
+                ck_assert_str_eq(r.err,
+                                 enough ? ""
+                                        : "vfioctl: warning: the command's RLIMIT_MEMLOCK (1 MiB) "
+                                          "is below the 64 MiB it may pin (the policy's "
+                                          "allowance): mapping its memory for DMA will fail with "
+                                          "ENOMEM beyond it\n");
+                run_done(&r);
+                group_fds_close(&s);
+                place_free(&p);
+        }
+}
+END_TEST
+
+/* Waits (5 s at most) until dir/name exists. */
+static void wait_for_file(const char *dir, const char *name)
+{
+        char path[PATH_MAX];
+
+        ck_assert_int_lt(snprintf(path, sizeof(path), "%s/%s", dir, name), (int)sizeof(path));
+        for (int i = 0; access(path, F_OK) < 0; i++) {
+                ck_assert_msg(i < 500, "'%s' never appeared", path);
+                usleep(10 * 1000);
+        }
+}
+
+/*
+ * Signals sent to vfioctl reach the command (SIGUSR1 here; SIGTERM, SIGINT,
+ * SIGHUP, SIGQUIT and SIGUSR2 alike), whose exit status vfioctl returns
+ * after releasing the lease.
+ */
+START_TEST(test_acquire_preload_signal)
+{
+        struct place p = place_new();
+        struct group_script s = {.max_pinned = 1 << 20};
+        char *lib = preload_library(), *preload_opt, *script;
+        struct started v;
+        struct fake f;
+        struct run r;
+
+        ck_assert_int_gt(asprintf(&preload_opt, "--preload=%s", lib), 0);
+        ck_assert_int_gt(asprintf(&script,
+                                  "trap 'echo USR1; exit 9' USR1\n"
+                                  "touch %s/started\n"
+                                  "while :; do sleep 0.05; done\n",
+                                  p.dir),
+                         0);
+        {
+                const char *args[] = {"--socket", p.sock, "acquire", "0000:00:04.0", preload_opt,
+                                      "--",       "sh",   "-c",      script,         NULL};
+
+                group_fds_open(&s);
+                set_memlock(1 << 20);
+                fake_start_listen(&f, p.sock, script_group, &s);
+                v = start_vfioctl(args);
+        }
+        wait_for_file(p.dir, "started");
+        ck_assert_int_eq(kill(v.pid, SIGUSR1), 0);
+        r = finish_vfioctl(v);
+        fake_finish(&f);
+        ck_assert_msg(r.status == 9, "status %d, stderr: %s", r.status, r.err);
+        ck_assert_str_eq(r.out, "USR1\n");
+        ck_assert_str_eq(r.err, "");
+        run_done(&r);
+        free(script);
+        free(preload_opt);
+        free(lib);
+        group_fds_close(&s);
+        place_free(&p);
+}
+END_TEST
+
+/*
+ * vfioctl killed (SIGKILL) while the command runs: the command is told to
+ * stop (SIGTERM), and the daemon sees the connection end without a Release
+ * (its disconnect path ends the lease).
+ */
+START_TEST(test_acquire_preload_killed)
+{
+        struct place p = place_new();
+        struct group_script s = {.max_pinned = 1 << 20, .killed = true};
+        char *lib = preload_library(), *preload_opt, *script, *terminated;
+        struct started v;
+        struct fake f;
+        struct run r;
+
+        ck_assert_int_gt(asprintf(&preload_opt, "--preload=%s", lib), 0);
+        ck_assert_int_gt(asprintf(&terminated, "%s/terminated", p.dir), 0);
+        ck_assert_int_gt(asprintf(&script,
+                                  "trap 'touch %s; exit 0' TERM\n"
+                                  "touch %s/started\n"
+                                  "while :; do sleep 0.05; done\n",
+                                  terminated, p.dir),
+                         0);
+        {
+                const char *args[] = {"--socket", p.sock, "acquire", "0000:00:04.0", preload_opt,
+                                      "--",       "sh",   "-c",      script,         NULL};
+
+                group_fds_open(&s);
+                set_memlock(1 << 20);
+                fake_start_listen(&f, p.sock, script_group, &s);
+                v = start_vfioctl(args);
+        }
+        wait_for_file(p.dir, "started");
+        ck_assert_int_eq(kill(v.pid, SIGKILL), 0);
+        r = finish_vfioctl(v);
+        ck_assert_int_eq(r.status, 128 + SIGKILL);
+        fake_finish(&f);
+        wait_for_file(p.dir, "terminated");
+        run_done(&r);
+        free(script);
+        free(terminated);
+        free(preload_opt);
+        free(lib);
+        group_fds_close(&s);
+        place_free(&p);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
 /* admin commands */
 
 static void script_leases(int sock, void *userdata)
@@ -726,6 +1095,62 @@ START_TEST(test_usage)
 }
 END_TEST
 
+/* acquire's options that do not go together, each refused before any connection. */
+START_TEST(test_usage_acquire)
+{
+        static const struct {
+                const char *args[10];
+                int status;
+                const char *err;
+        } cases[] = {
+            {{"acquire", "--mode", "direct", "--preload", "a", "--", "true"},
+             2,
+             "vfioctl: --preload needs --mode group (its default)\n"},
+            {{"acquire", "--brokered", "--mode", "group", "a", "--", "true"},
+             2,
+             "vfioctl: --brokered, --mode and --preload differ\n"},
+            {{"acquire", "--mode", "bogus", "a", "--", "true"},
+             2,
+             "vfioctl: unknown mode 'bogus'\n"},
+            {{"acquire", "a", "b", "--", "true"},
+             2,
+             "vfioctl: several DEVICEs need --mode group (or --preload)\n"},
+            {{"acquire", "--preload", "--", "true"}, 2, "vfioctl: acquire needs a DEVICE\n"},
+            {{"acquire", "--preload", "a", "b"},
+             2,
+             "vfioctl: acquire needs a COMMAND to run (after '--')\n"},
+            {{"acquire", "--memlock", "12Q", "a", "--", "true"},
+             2,
+             "vfioctl: --memlock: '12Q' is no size in bytes (K, M, G, T: powers of 1024)\n"},
+            {{"acquire", "--brokered", "--memlock", "1G", "a", "--", "true"},
+             2,
+             "vfioctl: --memlock: a brokered lease pins nothing in the command\n"},
+            {{"list", "--memlock", "1G"}, 2, "vfioctl: --memlock is an option of acquire\n"},
+            {{"list", "--preload"},
+             2,
+             "vfioctl: --brokered, --mode and --preload are options of acquire\n"},
+            {{"acquire", "--preload=/nonexistent/libvfiod-preload.so", "a", "--", "true"},
+             125,
+             "vfioctl: --preload: '/nonexistent/libvfiod-preload.so': No such file or "
+             "directory\n"},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct run r = run_vfioctl(cases[i].args);
+                const char *nl = strchr(r.err, '\n');
+
+                ck_assert_msg(r.status == cases[i].status, "case %zu: status %d, stderr %s", i,
+                              r.status, r.err);
+                /* The first line; usage errors add a hint after it. */
+                ck_assert_ptr_nonnull(nl);
+                ck_assert_msg(strncmp(r.err, cases[i].err, (size_t)(nl - r.err + 1)) == 0 &&
+                                  strlen(cases[i].err) == (size_t)(nl - r.err + 1),
+                              "case %zu: stderr %s", i, r.err);
+                run_done(&r);
+        }
+}
+END_TEST
+
 static Suite *vfioctl_suite(void)
 {
         Suite *s = suite_create("vfioctl");
@@ -746,8 +1171,13 @@ static Suite *vfioctl_suite(void)
         tcase_add_test(tc, test_acquire_brokered_client);
         tcase_add_test(tc, test_acquire_release_requested);
         tcase_add_test(tc, test_acquire_refused);
+        tcase_add_test(tc, test_acquire_preload);
+        tcase_add_test(tc, test_acquire_group);
+        tcase_add_test(tc, test_acquire_preload_signal);
+        tcase_add_test(tc, test_acquire_preload_killed);
         tcase_add_test(tc, test_admin_commands);
         tcase_add_test(tc, test_usage);
+        tcase_add_test(tc, test_usage_acquire);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -26,6 +26,7 @@ daemon_tests = \
 	tests/daemon/test-client \
 	tests/daemon/test-lease \
 	tests/daemon/test-group-lease \
+	tests/daemon/test-memlock \
 	tests/daemon/test-domain \
 	tests/daemon/test-server \
 	tests/daemon/test-systemd
@@ -56,6 +57,10 @@ tests_daemon_test_lease_LDADD = $(daemon_suite_libs)
 tests_daemon_test_group_lease_SOURCES = tests/daemon/test-group-lease.c
 tests_daemon_test_group_lease_CFLAGS = $(daemon_suite_cflags)
 tests_daemon_test_group_lease_LDADD = $(daemon_suite_libs)
+
+tests_daemon_test_memlock_SOURCES = tests/daemon/test-memlock.c
+tests_daemon_test_memlock_CFLAGS = $(daemon_suite_cflags)
+tests_daemon_test_memlock_LDADD = $(daemon_suite_libs)
 
 tests_daemon_test_domain_SOURCES = tests/daemon/test-domain.c
 tests_daemon_test_domain_CFLAGS = $(daemon_suite_cflags)
