@@ -20,10 +20,17 @@
  *   packets, is SIGKILLed mid-run; bob leases the NIC and its descriptor
  *   fetch from testpmd's IOVA faults.
  */
+#include "client-lib/vfiod.h"
+#include "tests/testutil.h"
+#include "tests/vm/child.h"
+#include "tests/vm/edu.h"
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/kvm.h>
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -36,15 +43,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/kvm.h>
-#include <linux/pci_regs.h>
-#include <linux/vfio.h>
-#include "client-lib/vfiod.h"
-#include "tests/testutil.h"
-#include "tests/vm/child.h"
-#include "tests/vm/edu.h"
 
 #define QEMU     "/usr/bin/qemu-system-x86_64"
 #define TESTPMD  "/usr/bin/dpdk-testpmd"
@@ -58,6 +59,34 @@ static struct {
         char edu[2][32]; /* edu 0: alice and bob; edu 1: bob only */
         char nic[32];    /* the e1000 */
 } T;
+
+/* A line for the host's terminal (run-vm.sh prints $VFIOD_SAY's lines). */
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+        const char *path = getenv("VFIOD_SAY");
+        FILE *f = path ? fopen(path, "ae") : NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        vfprintf(f ? f : stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', f ? f : stderr);
+        if (f)
+                fclose(f);
+}
+
+/* The lines of text holding `needle`, for say(). */
+static void say_lines(const char *text, const char *needle)
+{
+        for (const char *l = text; l && *l;) {
+                const char *nl = strchr(l, '\n');
+                int len = nl ? (int)(nl - l) : (int)strlen(l);
+
+                if (memmem(l, (size_t)len, needle, strlen(needle)))
+                        say("  | %.*s", len, l);
+                l = nl ? nl + 1 : NULL;
+        }
+}
 
 /* --- the devices ---------------------------------------------------------- */
 
@@ -90,14 +119,36 @@ struct run {
         size_t len;
 };
 
-static void run_start(struct run *r, const char *user, char *const argv[])
+/*
+ * tty: stdin, stdout and stderr are a pseudo-terminal (raw, no echo), for a
+ * program whose stdout is fully buffered on a pipe (testpmd); else pipes.
+ */
+static void run_start(struct run *r, const char *user, char *const argv[], bool tty)
 {
-        int in[2], out[2];
+        int in[2] = {-1, -1}, out[2] = {-1, -1};
         struct passwd *pw = getpwnam(user);
 
         ck_assert_ptr_nonnull(pw);
-        ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-        ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+        if (tty) {
+                struct termios t;
+                int pty = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+
+                ck_assert_int_ge(pty, 0);
+                ck_assert_int_eq(grantpt(pty), 0);
+                ck_assert_int_eq(unlockpt(pty), 0);
+                in[0] = out[1] = open(ptsname(pty), O_RDWR | O_NOCTTY | O_CLOEXEC);
+                ck_assert_int_ge(in[0], 0);
+                ck_assert_int_eq(tcgetattr(in[0], &t), 0);
+                cfmakeraw(&t);
+                t.c_oflag |= OPOST | ONLCR;
+                ck_assert_int_eq(tcsetattr(in[0], TCSANOW, &t), 0);
+                in[1] = pty;
+                out[0] = fcntl(pty, F_DUPFD_CLOEXEC, 3);
+                ck_assert_int_ge(out[0], 0);
+        } else {
+                ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+                ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+        }
         memset(r, 0, sizeof(*r));
         r->pid = fork();
         ck_assert_int_ge(r->pid, 0);
@@ -115,7 +166,8 @@ static void run_start(struct run *r, const char *user, char *const argv[])
                 _exit(127);
         }
         close(in[0]);
-        close(out[1]);
+        if (out[1] != in[0])
+                close(out[1]);
         r->in = in[1];
         r->out = out[0];
 }
@@ -175,8 +227,10 @@ static pid_t child_of(pid_t parent)
                 char cmd[160];
                 int pid = 0;
 
-                snprintf(cmd, sizeof(cmd), "cat /proc/[0-9]*/stat 2>/dev/null | "
-                         "awk '$4 == %d { print $1; exit }'", (int)parent);
+                snprintf(cmd, sizeof(cmd),
+                         "cat /proc/[0-9]*/stat 2>/dev/null | "
+                         "awk '$4 == %d { print $1; exit }'",
+                         (int)parent);
                 p = popen(cmd, "re");
                 ck_assert_ptr_nonnull(p);
                 if (fscanf(p, "%d", &pid) != 1)
@@ -254,7 +308,8 @@ static bool kmsg_fault_at(int fd, uint64_t iova)
                 while ((n = read(fd, rec, sizeof(rec) - 1)) > 0) {
                         rec[n] = '\0';
                         if (strstr(rec, "DMAR") && strstr(rec, want)) {
-                                fprintf(stderr, "guest-launchers: kernel: %s", strchr(rec, ';') + 1);
+                                fprintf(stderr, "guest-launchers: kernel: %s",
+                                        strchr(rec, ';') + 1);
                                 return true;
                         }
                 }
@@ -308,8 +363,8 @@ static void client_bob_fault(struct peer *p, const void *varg)
         int r = -EBUSY, con, dev;
         void *page;
         struct vfio_iommu_type1_dma_map map = {.argsz = sizeof(map),
-                                               .flags = VFIO_DMA_MAP_FLAG_READ |
-                                                        VFIO_DMA_MAP_FLAG_WRITE,
+                                               .flags =
+                                                   VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
                                                .iova = OWN_IOVA,
                                                .size = 4096};
 
@@ -319,7 +374,8 @@ static void client_bob_fault(struct peer *p, const void *varg)
                 if (r == -EBUSY)
                         usleep(100000);
         }
-        P_CHECK(p, r == 0, "acquire %s (group): %s (%s)", a->bdf, strerror(-r), vfiod_last_error(c));
+        P_CHECK(p, r == 0, "acquire %s (group): %s (%s)", a->bdf, strerror(-r),
+                vfiod_last_error(c));
         con = bob_container(p, &l, &dev);
         page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         P_CHECK(p, page != MAP_FAILED, "mmap");
@@ -379,9 +435,15 @@ static void check_no_mapping_survives(const char *bdf, enum target target, uint6
         kmsg = kmsg_open_at_end();
         child_go(&b);
         child_expect_exact(&b, "dma done");
-        ck_assert_msg(kmsg_fault_at(kmsg, iova & ~UINT64_C(0xfff)),
-                      "no DMAR fault at %#llx in the kernel log: a mapping survived?",
-                      (unsigned long long)iova);
+        ck_assert_msg(
+            kmsg_fault_at(kmsg, iova & ~UINT64_C(0xfff)) &&
+                (say("  SIGKILL; bob leases %s (group): his own container attached%s, "
+                     "a DMA from IOVA %#llx faults (kernel: DMAR ... fault addr %#llx)",
+                     bdf, target == TARGET_EDU ? ", his own DMA works" : "",
+                     (unsigned long long)iova, (unsigned long long)(iova & ~UINT64_C(0xfff))),
+                 true),
+            "no DMAR fault at %#llx in the kernel log: a mapping survived?",
+            (unsigned long long)iova);
         close(kmsg);
         child_end(&b);
 }
@@ -496,7 +558,7 @@ static void qemu_start(struct run *r, const char *bdf, const char *accel, bool p
         argv[n++] = "-monitor";
         argv[n++] = "stdio";
         argv[n] = NULL;
-        run_start(r, "alice", argv);
+        run_start(r, "alice", argv, false);
 }
 
 static void qemu_preload(bool kvm)
@@ -507,16 +569,30 @@ static void qemu_preload(bool kvm)
         long lck;
 
         find_devices();
+        say("alice$ vfioctl acquire %s --preload -- " QEMU " -nodefaults -nographic -serial none "
+            "-S -machine q35,accel=%s -m %d -device vfio-pci,host=%s -monitor stdio",
+            T.edu[0], accel, GUEST_MB, T.edu[0]);
         qemu_start(&r, T.edu[0], accel, true);
         ck_assert_msg(run_wait_for(&r, 0, "(qemu)", 30000), "no monitor prompt:\n%s", r.buf);
+        r.buf[r.len] = '\0';
+        say_lines(r.buf, "QEMU 7.2");
+        r.len = 0; /* the prompt: info pci's answer follows */
         run_send(&r, "info pci\n");
-        ck_assert_msg(run_wait_for(&r, 0, "PCI device 1234:11e8", 10000),
+        ck_assert_msg(run_wait_for(&r, 0, "(qemu) ", 10000) &&
+                          run_wait_for(&r, 0, "PCI device 1234:11e8", 10000),
                       "info pci shows no 1234:11e8:\n%s", r.buf);
         qemu = child_of(r.pid);
         ck_assert_int_gt(qemu, 0);
         lck = status_kb(qemu, "VmLck");
         fprintf(stderr, "guest-launchers: QEMU (%s) pid %d VmLck %ld kB\n", accel, (int)qemu, lck);
-        ck_assert_msg(lck >= GUEST_MB * 1024, "VmLck %ld kB < the guest's %d MiB", lck, GUEST_MB);
+        say_lines(r.buf, "1234:11e8");
+        say("  QEMU pid %d: VmLck %ld kB%s", (int)qemu, lck,
+            kvm ? (has_anon_fd(qemu, "kvm-vfio") ? ", fd anon_inode:kvm-vfio" : ", no kvm-vfio fd")
+                : "");
+        /* All of the guest's RAM but the ISA hole (0xa0000-0xfffff: VGA, ROMs), which
+         * QEMU does not map for DMA. */
+        ck_assert_msg(lck >= GUEST_MB * 1024 - 384, "VmLck %ld kB < the guest's %d MiB", lck,
+                      GUEST_MB);
         if (kvm)
                 ck_assert_msg(has_anon_fd(qemu, "kvm-vfio"), "QEMU has no kvm-vfio device");
         ck_assert_msg(!strstr(r.buf, "Failed to add group"), "%s", r.buf);
@@ -547,14 +623,16 @@ static void qemu_refused(int policy)
         qemu_start(&r, T.edu[policy], "tcg", policy == 1);
         (void)run_wait_for(&r, 0, "(qemu)", 20000);
         status = run_end(&r);
-        ck_assert_msg(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "status %#x:\n%s",
-                      status, r.buf);
-        ck_assert_msg(!strstr(r.buf, "(qemu)"), "QEMU ran:\n%s", r.buf);
+        ck_assert_msg(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "status %#x:\n%s", status,
+                      r.buf);
+        say("%s", r.buf);
+        ck_assert_msg(!strstr(r.buf, "1234:11e8"), "QEMU has the device:\n%s", r.buf);
         if (policy == 0)
-                ck_assert_msg(strstr(r.buf, "Permission denied"), "%s", r.buf);
-        else
-                ck_assert_msg(strstr(r.buf, "not allowed") || strstr(r.buf, "ermission") ||
-                                  strstr(r.buf, "EPERM"),
+                ck_assert_msg(strstr(r.buf, "failed to open /dev/vfio/") &&
+                                  strstr(r.buf, "Permission denied"),
+                              "%s", r.buf);
+        else /* vfioctl refuses; QEMU never starts */
+                ck_assert_msg(strstr(r.buf, "Operation not permitted") && !strstr(r.buf, "QEMU"),
                               "%s", r.buf);
 }
 
@@ -572,7 +650,7 @@ END_TEST
 
 /* --- dpdk ------------------------------------------------------------------ */
 
-/* The start of testpmd's DMA memory (--no-huge: "nohugemem", IOVA = VA). */
+/* The start of testpmd's DMA memory (--no-huge: the memfd "nohuge", IOVA = VA). */
 static uint64_t dpdk_memory(pid_t pid)
 {
         char path[64], line[512];
@@ -582,10 +660,18 @@ static uint64_t dpdk_memory(pid_t pid)
         snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
         f = fopen(path, "re");
         ck_assert_ptr_nonnull(f);
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "%llx-%llx", &lo, &hi) == 2 && strstr(line, "nohugemem") &&
-                    hi - lo >= (unsigned long long)GUEST_MB << 20 && !found)
+        /* The one read-write mapping of -m 64 MiB: anonymous or the memfd "nohuge". */
+        while (fgets(line, sizeof(line), f)) {
+                char perms[8] = "", name[256] = "";
+
+                if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %255[^\n]", &lo, &hi, perms, name) < 3)
+                        continue;
+                if (hi - lo < (unsigned long long)GUEST_MB << 20 || strncmp(perms, "rw", 2) != 0)
+                        continue;
+                fprintf(stderr, "guest-launchers: testpmd: %s", line);
+                if (!found && (!name[0] || strstr(name, "memfd:nohuge")))
                         found = lo;
+        }
         fclose(f);
         return found;
 }
@@ -600,9 +686,25 @@ static unsigned long long stat_after(const char *buf, const char *key)
 START_TEST(test_testpmd_preload)
 {
         static struct run r;
-        char *argv[] = {"vfioctl", "acquire", T.nic, "--preload", "--", TESTPMD, "--lcores",
-                        "0@0,1@0", "--no-huge", "-m", "64", "--no-shconf", "--iova-mode=va",
-                        "-a", T.nic, "--", "-i", "--total-num-mbufs=2048", NULL};
+        char *argv[] = {"vfioctl",
+                        "acquire",
+                        T.nic,
+                        "--preload",
+                        "--",
+                        TESTPMD,
+                        "--lcores",
+                        "0@0,1@0",
+                        "--no-huge",
+                        "-m",
+                        "64",
+                        "--no-shconf",
+                        "--iova-mode=va",
+                        "-a",
+                        T.nic,
+                        "--",
+                        "-i",
+                        "--total-num-mbufs=2048",
+                        NULL};
         unsigned long long tx, rx;
         uint64_t iova;
         size_t from;
@@ -610,14 +712,12 @@ START_TEST(test_testpmd_preload)
 
         find_devices();
         argv[2] = argv[14] = T.nic;
-        run_start(&r, "alice", argv);
+        run_start(&r, "alice", argv, true);
         ck_assert_msg(run_wait_for(&r, 0, "testpmd> ", 60000), "no testpmd prompt:\n%s", r.buf);
         pmd = child_of(r.pid);
         ck_assert_int_gt(pmd, 0);
-        fprintf(stderr, "guest-launchers: testpmd pid %d VmLck %ld kB\n", (int)pmd,
-                status_kb(pmd, "VmLck"));
         iova = dpdk_memory(pmd);
-        ck_assert_msg(iova != 0, "no nohugemem mapping of testpmd");
+        ck_assert_msg(iova != 0, "no 64 MiB mapping in testpmd's /proc/%d/maps", (int)pmd);
         run_send(&r, "set fwd txonly\nstart\n");
         usleep(2000000);
         from = r.len;
@@ -625,8 +725,18 @@ START_TEST(test_testpmd_preload)
         ck_assert_msg(run_wait_for(&r, from, "TX-bytes", 10000), "no stats:\n%s", r.buf);
         tx = stat_after(r.buf + from, "TX-packets:");
         rx = stat_after(r.buf + from, "RX-packets:");
-        fprintf(stderr, "guest-launchers: testpmd: TX-packets %llu RX-packets %llu, memory at %#llx\n",
-                tx, rx, (unsigned long long)iova);
+        fprintf(stderr,
+                "guest-launchers: testpmd: TX-packets %llu RX-packets %llu, memory at %#llx\n", tx,
+                rx, (unsigned long long)iova);
+        say("alice$ vfioctl acquire %s --preload -- " TESTPMD " --lcores 0@0,1@0 --no-huge -m 64 "
+            "--no-shconf --iova-mode=va -a %s -- -i --total-num-mbufs=2048",
+            T.nic, T.nic);
+        say_lines(r.buf, "EAL: ");
+        say_lines(r.buf, "Port 0: ");
+        say("testpmd> set fwd txonly / start / (2 s) / show port stats all");
+        say_lines(r.buf + from, "-packets:");
+        say("  testpmd pid %d: VmLck %ld kB, DPDK memory (IOVA = VA) at %#llx", (int)pmd,
+            status_kb(pmd, "VmLck"), (unsigned long long)iova);
         ck_assert_msg(tx > 0, "no packet sent:\n%s", r.buf + from);
         /* Still forwarding: SIGKILL. */
         kill_and_reap_program(&r, pmd);
