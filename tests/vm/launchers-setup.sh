@@ -4,13 +4,12 @@
 # Debian's udev rule and an administrator would have it), and vfiod with:
 #   edu 0: alice and bob;  edu 1: bob only;  the e1000: alice and bob;
 # every rule MaxPinnedBytes=256M, which vfiod gives the holder of a direct or
-# group lease as its RLIMIT_MEMLOCK (QEMU and DPDK pin their RAM themselves).
+# group lease as its RLIMIT_MEMLOCK (QEMU and DPDK pin their RAM themselves);
+# broker-setup.sh starts vfiod on that policy.
 # shellcheck shell=sh
 set -eu
 
 conf=/etc/vfiod/vfiod.conf
-log=/tmp/vfiod.log
-sock=/run/vfiod/vfiod.sock
 
 # DPDK refuses a plugin folder under a world-writable one; the initramfs's
 # root is one.
@@ -61,20 +60,5 @@ Match=$nic
 Users=alice bob
 MaxPinnedBytes=256M
 CONF
-vfiod --check-config "$conf"
-
-: >"$log"
-chmod 0644 "$log"
-vfiod --config "$conf" --debug 2>>"$log" </dev/null &
-echo $! >/run/vfiod.pid
-i=0
-while [ ! -S "$sock" ]; do
-        i=$((i + 1))
-        if [ $i -gt 100 ] || ! kill -0 "$(cat /run/vfiod.pid)" 2>/dev/null; then
-                echo "launchers-setup: vfiod did not come up; its log:" >&2
-                cat "$log" >&2
-                exit 1
-        fi
-        sleep 0.1
-done
-echo "launchers-setup: vfiod running (pid $(cat /run/vfiod.pid)), edu:$edus, e1000: $nic"
+sh /vfiod/files/broker-setup.sh start
+echo "launchers-setup: edu:$edus, e1000: $nic"

@@ -185,7 +185,7 @@ check-vm-launchers: tests/vm/guest-launchers tests/vm/vfioctl daemon/vfiod \
 		--qemu-arg -netdev --qemu-arg "socket,id=nic,udp=127.0.0.1:$$port,localaddr=127.0.0.1:$$port" \
 		--program daemon/vfiod --program tests/vm/vfioctl \
 		--program "client-lib/.libs/libvfiod-preload.so:$(pkglibdir)/libvfiod-preload.so" \
-		--file $(srcdir)/tests/vm/launchers-setup.sh \
+		--file $(srcdir)/tests/vm/launchers-setup.sh --file $(srcdir)/tests/vm/broker-setup.sh \
 		--user alice:1001 --user bob:1002 \
 		--setup 'sh /vfiod/files/launchers-setup.sh' \
 		--program tests/vm/guest-launchers --test guest-launchers=guest-launchers

@@ -194,7 +194,7 @@ split_spec() { # SPEC DEFAULT_DIR
 
 # ldd, seeing the libraries of --extracted too.
 ext_ldd() {
-        local path= d
+        local path='' d
         if [ -n "$extracted" ]; then
                 for d in "$extracted"/usr/lib/*-linux-gnu "$extracted"/lib/*-linux-gnu; do
                         [ -d "$d" ] && path=$path${path:+:}$d
