@@ -218,20 +218,25 @@ static const struct vfiod_lease_info *find_holder(const struct vfiod_lease_info 
         return NULL;
 }
 
-/* The lease modes, in the order vfioctl lists them. */
-static const enum vfiod_mode all_modes[] = {VFIOD_MODE_DIRECT, VFIOD_MODE_BROKERED,
-                                            VFIOD_MODE_GROUP};
+/* The modes a device allows, in the protocol's order. */
+static const enum vfiod_mode listed_modes[] = {VFIOD_MODE_DIRECT, VFIOD_MODE_BROKERED,
+                                               VFIOD_MODE_GROUP};
 
-/* "direct,brokered,group" of the modes in mask modes, "-" for none. */
 static void modes_text(unsigned modes, char *buf, size_t size)
 {
         size_t len = 0;
 
         buf[0] = '\0';
-        for (size_t i = 0; i < ELEMENTSOF(all_modes) && len < size; i++)
-                if (modes & VFIOD_MODE_BIT(all_modes[i]))
-                        len += (size_t)snprintf(buf + len, size - len, "%s%s", len ? "," : "",
-                                                vfiod_mode_name(all_modes[i]));
+        for (size_t i = 0; i < ELEMENTSOF(listed_modes); i++) {
+                int n;
+
+                if (!(modes & VFIOD_MODE_BIT(listed_modes[i])) || len >= size)
+                        continue;
+                n = snprintf(buf + len, size - len, "%s%s", len ? "," : "",
+                             vfiod_mode_name(listed_modes[i]));
+                if (n > 0)
+                        len += (size_t)n;
+        }
         if (!buf[0])
                 (void)snprintf(buf, size, "-");
 }
@@ -265,9 +270,9 @@ static void json_device(struct json *j, const struct vfiod_device_info *d,
         json_field_string(j, "state", vfiod_lease_state_name(d->state));
         json_key(j, "allowed_modes");
         json_begin_array(j);
-        for (size_t i = 0; i < ELEMENTSOF(all_modes); i++)
-                if (d->allowed_modes & VFIOD_MODE_BIT(all_modes[i]))
-                        json_string(j, vfiod_mode_name(all_modes[i]));
+        for (size_t i = 0; i < ELEMENTSOF(listed_modes); i++)
+                if (d->allowed_modes & VFIOD_MODE_BIT(listed_modes[i]))
+                        json_string(j, vfiod_mode_name(listed_modes[i]));
         json_end_array(j);
         json_key(j, "lease_id");
         if (d->lease_id)
@@ -845,8 +850,9 @@ static int child_setenv_u64(const char *name, uint64_t v)
 static int child_lease_env(const struct vfiod_lease *lease, int conn_fd)
 {
         static const char *const names[] = {
-            VFIOD_DEVICE_FD_ENV, VFIOD_GROUP_FD_ENV,    VFIOD_CONTAINER_FD_ENV, VFIOD_LEASE_ID_ENV,
-            VFIOD_DOMAIN_ID_ENV, VFIOD_IOMMU_GROUP_ENV, VFIOD_DEVICE_ENV,       VFIOD_MODE_ENV,
+            VFIOD_DEVICE_FD_ENV, VFIOD_GROUP_FD_ENV,  VFIOD_CONTAINER_FD_ENV,
+            VFIOD_LEASE_ID_ENV,  VFIOD_DOMAIN_ID_ENV, VFIOD_IOMMU_GROUP_ENV,
+            VFIOD_DEVICE_ENV,    VFIOD_MODE_ENV,      VFIOD_CONNECTION_FD_ENV,
         };
         int r;
 
@@ -905,6 +911,8 @@ static _Noreturn void run_child(const struct leases *ls, const struct child_setu
                 r = child_inherit_fd(ls->l[i].group_fd);
         if (r >= 0 && cs->group_fds)
                 r = setenv(GROUP_FDS_ENV, cs->group_fds, 1) < 0 ? -errno : 0;
+        else if (r >= 0)
+                r = unsetenv(GROUP_FDS_ENV) < 0 ? -errno : 0;
         if (r >= 0 && cs->ld_preload)
                 r = setenv("LD_PRELOAD", cs->ld_preload, 1) < 0 ? -errno : 0;
         if (r < 0) {
@@ -1202,9 +1210,9 @@ static int parse_bytes(const char *s, uint64_t *ret)
 /* The mode named name ("direct", "brokered", "group"), or -EINVAL. */
 static int mode_of(const char *name)
 {
-        for (size_t i = 0; i < ELEMENTSOF(all_modes); i++)
-                if (strcmp(name, vfiod_mode_name(all_modes[i])) == 0)
-                        return (int)all_modes[i];
+        for (size_t i = 0; i < ELEMENTSOF(listed_modes); i++)
+                if (strcmp(name, vfiod_mode_name(listed_modes[i])) == 0)
+                        return (int)listed_modes[i];
         return -EINVAL;
 }
 

@@ -21,8 +21,10 @@
  *   Groups=kvm                     names or gids          /
  *   Units=vm@*.service             fnmatch globs          \  where: any of them
  *   Slices=machine.slice           fnmatch globs          /
- *   Modes=direct brokered          default: both
- *   MaxPinnedBytes=1G              brokered MapDma quota of the domain
+ *   Modes=direct brokered group    default: all three
+ *   MaxPinnedBytes=1G              brokered: MapDma quota of the domain; direct,
+ *                                  group: the holder's RLIMIT_MEMLOCK, raised
+ *                                  at the grant
  *   MaxPinnedBytesPerUser=4G       brokered MapDma quota of one uid under the rule
  *   MaxMappings=64                 brokered MapDma quota of the domain
  *   IovaWindows=0x0-0xfffffff      brokered MapDma IOVAs allowed (page-aligned)
@@ -199,7 +201,7 @@ const struct vfiod_rule *vfiod_policy_grant(const struct vfiod_policy *policy,
 /* Root, or named by AdminUsers=/AdminGroups=. */
 bool vfiod_policy_is_admin(const struct vfiod_policy *policy, const struct vfiod_peer *peer);
 
-/* "direct", "brokered", "direct brokered", "none": static strings. */
+/* The names of the modes, space-separated ("direct group"), or "none": static strings. */
 const char *vfiod_modes_name(unsigned modes);
 
 /* ---- grants (what a lease keeps of its rules) -------------------------------------- */

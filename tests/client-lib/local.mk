@@ -28,7 +28,9 @@ tests_client_lib_brokered_child_LDADD = client-lib/libvfiod.la
 
 tests_client_lib_test_vfioctl_SOURCES = tests/client-lib/test-vfioctl.c \
 	client-lib/json.c client-lib/json.h
-tests_client_lib_test_vfioctl_CFLAGS = $(client_lib_suite_cflags)
+# test_acquire_preload_vfiod runs vfioctl against vfiod itself on the fake VFIO layer.
+tests_client_lib_test_vfioctl_CFLAGS = $(client_lib_suite_cflags) \
+	-DVFIOD_FAKE_PATH='"$(abs_builddir)/tests/daemon/vfiod-fake"'
 tests_client_lib_test_vfioctl_LDADD = $(client_lib_suite_libs)
 
 # libvfiod against the daemon's own code (daemon/ on the fake ioctl layer of
@@ -50,7 +52,8 @@ tests_client_lib_daemon_helper_LDADD = tests/daemon/libdaemon-harness.la $(suite
 # LD_PRELOAD, which would put the module before their runtime) and without
 # _FORTIFY_SOURCE (it calls open and its fortify forms each by its name).
 check_PROGRAMS += tests/client-lib/test-preload tests/client-lib/preload-probe
-TESTS += tests/client-lib/test-preload
+TESTS += tests/client-lib/test-preload tests/client-lib/check-preload-qemu.sh
+EXTRA_DIST += tests/client-lib/check-preload-qemu.sh
 tests_client_lib_test_preload_SOURCES = tests/client-lib/test-preload.c
 tests_client_lib_test_preload_CFLAGS = $(suite_cflags)
 tests_client_lib_test_preload_LDADD = $(suite_libs)

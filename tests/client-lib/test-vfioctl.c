@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "proto/envelope.h"
 #include "proto/macro.h"
 #include "tests/client-lib/fake-daemon.h"
+#include "tests/fakesys.h"
 #include "tests/testutil.h"
 
 #define CAPS_ALL (VFIOD_CAP_DIRECT | VFIOD_CAP_BROKERED | VFIOD_CAP_IRQS | VFIOD_CAP_EVENTS)
@@ -244,8 +246,8 @@ START_TEST(test_list_json)
             "[{\"device\":\"0000:00:04.0\",\"vendor_id\":4660,\"device_id\":4584,"
             "\"class_code\":65280,\"iommu_group\":5,\"driver\":\"vfio-pci\",\"mdev_type\":null,"
             "\"state\":\"free\","
-            "\"allowed_modes\":[\"direct\",\"brokered\",\"group\"],\"lease_id\":null,\"holder\":"
-            "null},"
+            "\"allowed_modes\":[\"direct\",\"brokered\",\"group\"],\"lease_id\":null,"
+            "\"holder\":null},"
             "{\"device\":\"0000:00:05.0\",\"vendor_id\":32902,\"device_id\":4307,"
             "\"class_code\":131072,\"iommu_group\":6,\"driver\":\"odd "
             "\\\"driver\\\"\\n\",\"mdev_type\":null,"
@@ -434,11 +436,12 @@ START_TEST(test_acquire_direct)
 }
 END_TEST
 
-static const char brokered_check[] = "test \"$VFIOD_MODE\" = brokered || exit 14\n"
-                                     "test -z \"$VFIOD_GROUP_FD$VFIOD_CONTAINER_FD\" || exit 15\n"
-                                     "readlink /proc/$$/fd/$VFIOD_DEVICE_FD\n"
-                                     "readlink /proc/$$/fd/$VFIOD_CONNECTION_FD | cut -d: -f1\n"
-                                     "exit 0\n";
+static const char brokered_check[] =
+    "test \"$VFIOD_MODE\" = brokered || exit 14\n"
+    "test -z \"$VFIOD_GROUP_FD$VFIOD_CONTAINER_FD$VFIOD_GROUP_FDS\" || exit 15\n"
+    "readlink /proc/$$/fd/$VFIOD_DEVICE_FD\n"
+    "readlink /proc/$$/fd/$VFIOD_CONNECTION_FD | cut -d: -f1\n"
+    "exit 0\n";
 
 START_TEST(test_acquire_brokered)
 {
@@ -452,12 +455,14 @@ START_TEST(test_acquire_brokered)
         acquire_fds_open(&s);
         /* Stale values from the caller's environment must not reach COMMAND. */
         ck_assert_int_eq(setenv("VFIOD_GROUP_FD", "9", 1), 0);
+        ck_assert_int_eq(setenv("VFIOD_GROUP_FDS", "5:9", 1), 0);
         fake_start_listen(&f, p.sock, script_acquire, &s);
         r = run_vfioctl(args);
         fake_finish(&f);
         ck_assert_msg(r.status == 0, "status %d, stderr: %s, out: %s", r.status, r.err, r.out);
         ck_assert_str_eq(r.out, "/memfd:device (deleted)\nsocket\n");
         ck_assert_int_eq(unsetenv("VFIOD_GROUP_FD"), 0);
+        ck_assert_int_eq(unsetenv("VFIOD_GROUP_FDS"), 0);
         run_done(&r);
         acquire_fds_close(&s);
         place_free(&p);
@@ -563,6 +568,7 @@ struct group_script {
         int fds[2];                /* the group fds of groups 5 and 6 */
         bool several;              /* the three devices, else 04.0 alone */
         bool killed;               /* vfioctl is killed: no Release comes, only the end */
+        bool refuse_second;        /* several: the Acquire of 05.0 is refused (EPERM) */
         uint64_t max_pinned;       /* grant.max_pinned_bytes */
         const char *memlock_error; /* first grant's memlock_error */
 };
@@ -629,6 +635,16 @@ static void script_group(int sock, void *userdata)
         if (s->several) {
                 /* 05.0 is in another group: a lease; 04.1 is in group 5, which lease 3 holds. */
                 group_list_answer(sock, "0000:00:05.0", 6);
+                if (s->refuse_second) {
+                        struct vfiod_msg *m = fake_recv(sock, VFIOD__ENVELOPE__BODY_ACQUIRE);
+
+                        fake_reply_error(sock, m->env->id, EPERM, "policy says no");
+                        vfiod_msg_free(m);
+                        /* The lease made before is given back; the command never runs. */
+                        group_release_answer(sock, 3);
+                        fake_expect_eof(sock);
+                        return;
+                }
                 group_answer(sock, s, "0000:00:05.0", 4, 6, s->fds[1], NULL);
                 group_list_answer(sock, "0000:00:04.1", 5);
         }
@@ -690,7 +706,7 @@ static const char preload_check[] =
     "exec 8</dev/vfio/5 9<>/dev/vfio/6\n"
     "readlink /proc/$$/fd/8 /proc/$$/fd/9\n"
     "echo \"${VFIOD_GROUP_FD-unset} ${VFIOD_LEASE_ID-unset} "
-    "${VFIOD_MODE-unset} ${VFIOD_DEVICE_FD-unset}\"\n"
+    "${VFIOD_MODE-unset} ${VFIOD_DEVICE_FD-unset} ${VFIOD_CONNECTION_FD-unset}\"\n"
     "test \"$LD_PRELOAD\" = \"$1\" || echo \"LD_PRELOAD=$LD_PRELOAD\"\n"
     "exit 7\n";
 
@@ -718,22 +734,61 @@ START_TEST(test_acquire_preload)
 
                 group_fds_open(&s);
                 set_memlock(1 << 20);
+                /* Stale values from the caller's environment must not reach COMMAND. */
+                ck_assert_int_eq(setenv("VFIOD_LEASE_ID", "77", 1), 0);
+                ck_assert_int_eq(setenv("VFIOD_CONNECTION_FD", "9", 1), 0);
                 fake_start_listen(&f, p.sock, script_group, &s);
                 r = run_vfioctl(args);
                 fake_finish(&f);
+                ck_assert_int_eq(unsetenv("VFIOD_LEASE_ID"), 0);
+                ck_assert_int_eq(unsetenv("VFIOD_CONNECTION_FD"), 0);
         }
         ck_assert_msg(r.status == 7, "status %d, stderr: %s, out: %s", r.status, r.err, r.out);
         ck_assert_str_eq(r.out, "5 /memfd:group5 (deleted)\n"
                                 "6 /memfd:group6 (deleted)\n"
                                 "/memfd:group5 (deleted)\n"
                                 "/memfd:group6 (deleted)\n"
-                                "unset unset unset unset\n");
+                                "unset unset unset unset unset\n");
         ck_assert_str_eq(r.err, "vfioctl: warning: vfiod did not raise RLIMIT_MEMLOCK for lease 3 "
                                 "('0000:00:04.0'): vfiod lacks CAP_SYS_RESOURCE\n"
                                 "vfioctl: warning: the command's RLIMIT_MEMLOCK (1 MiB) is below "
                                 "the 1 GiB it may pin (--memlock): mapping its memory for DMA will "
                                 "fail with ENOMEM beyond it\n");
         run_done(&r);
+        free(preload_opt);
+        free(lib);
+        group_fds_close(&s);
+        place_free(&p);
+}
+END_TEST
+
+/* One of several acquires refused: the leases made are released, the command never runs. */
+START_TEST(test_acquire_preload_refused)
+{
+        struct place p = place_new();
+        struct group_script s = {.several = true, .refuse_second = true, .max_pinned = 1 << 20};
+        char *lib = preload_library(), *preload_opt;
+        const char *args[] = {"--socket",     p.sock,         "acquire", "0000:00:04.0",
+                              "0000:00:05.0", "0000:00:04.1", NULL,      "--",
+                              "touch",        NULL,           NULL};
+        char *ran;
+        struct fake f;
+        struct run r;
+
+        ck_assert_int_gt(asprintf(&preload_opt, "--preload=%s", lib), 0);
+        ck_assert_int_gt(asprintf(&ran, "%s/ran", p.dir), 0);
+        args[6] = preload_opt;
+        args[9] = ran;
+        group_fds_open(&s);
+        fake_start_listen(&f, p.sock, script_group, &s);
+        r = run_vfioctl(args);
+        fake_finish(&f);
+        ck_assert_int_eq(r.status, 125);
+        ck_assert_str_eq(r.err, "vfioctl: acquire '0000:00:05.0': Operation not permitted: "
+                                "policy says no\n");
+        ck_assert_int_eq(access(ran, F_OK), -1);
+        run_done(&r);
+        free(ran);
         free(preload_opt);
         free(lib);
         group_fds_close(&s);
@@ -801,6 +856,46 @@ static void wait_for_file(const char *dir, const char *name)
         }
 }
 
+/* The command of run_preload_signalled(): traps $2, says so and exits 9. */
+static const char trap_check[] = "trap 'echo $2; touch \"$1/trapped\"; exit 9' $2\n"
+                                 "touch \"$1/started\"\n"
+                                 "while :; do sleep 0.05; done\n";
+
+/*
+ * Runs `acquire 0000:00:04.0 --preload -- sh` with trap_check trapping
+ * signal trap, sends vfioctl sig once the command runs, and waits until
+ * the command trapped its signal; returns what vfioctl printed. killed:
+ * sig kills vfioctl, which releases nothing.
+ */
+static struct run run_preload_signalled(bool killed, const char *trap, int sig)
+{
+        struct place p = place_new();
+        struct group_script s = {.max_pinned = 1 << 20, .killed = killed};
+        char *lib = preload_library(), *preload_opt;
+        const char *args[] = {"--socket", p.sock,     "acquire", "0000:00:04.0", NULL, "--", "sh",
+                              "-c",       trap_check, "sh",      p.dir,          trap, NULL};
+        struct started v;
+        struct fake f;
+        struct run r;
+
+        ck_assert_int_gt(asprintf(&preload_opt, "--preload=%s", lib), 0);
+        args[4] = preload_opt;
+        group_fds_open(&s);
+        set_memlock(1 << 20);
+        fake_start_listen(&f, p.sock, script_group, &s);
+        v = start_vfioctl(args);
+        wait_for_file(p.dir, "started");
+        ck_assert_int_eq(kill(v.pid, sig), 0);
+        r = finish_vfioctl(v);
+        fake_finish(&f);
+        wait_for_file(p.dir, "trapped");
+        free(preload_opt);
+        free(lib);
+        group_fds_close(&s);
+        place_free(&p);
+        return r;
+}
+
 /*
  * Signals sent to vfioctl reach the command (SIGUSR1 here; SIGTERM, SIGINT,
  * SIGHUP, SIGQUIT and SIGUSR2 alike), whose exit status vfioctl returns
@@ -808,89 +903,189 @@ static void wait_for_file(const char *dir, const char *name)
  */
 START_TEST(test_acquire_preload_signal)
 {
-        struct place p = place_new();
-        struct group_script s = {.max_pinned = 1 << 20};
-        char *lib = preload_library(), *preload_opt, *script;
-        struct started v;
-        struct fake f;
-        struct run r;
+        struct run r = run_preload_signalled(false, "USR1", SIGUSR1);
 
-        ck_assert_int_gt(asprintf(&preload_opt, "--preload=%s", lib), 0);
-        ck_assert_int_gt(asprintf(&script,
-                                  "trap 'echo USR1; exit 9' USR1\n"
-                                  "touch %s/started\n"
-                                  "while :; do sleep 0.05; done\n",
-                                  p.dir),
-                         0);
-        {
-                const char *args[] = {"--socket", p.sock, "acquire", "0000:00:04.0", preload_opt,
-                                      "--",       "sh",   "-c",      script,         NULL};
-
-                group_fds_open(&s);
-                set_memlock(1 << 20);
-                fake_start_listen(&f, p.sock, script_group, &s);
-                v = start_vfioctl(args);
-        }
-        wait_for_file(p.dir, "started");
-        ck_assert_int_eq(kill(v.pid, SIGUSR1), 0);
-        r = finish_vfioctl(v);
-        fake_finish(&f);
         ck_assert_msg(r.status == 9, "status %d, stderr: %s", r.status, r.err);
         ck_assert_str_eq(r.out, "USR1\n");
         ck_assert_str_eq(r.err, "");
         run_done(&r);
-        free(script);
-        free(preload_opt);
-        free(lib);
-        group_fds_close(&s);
-        place_free(&p);
 }
 END_TEST
 
 /*
  * vfioctl killed (SIGKILL) while the command runs: the command is told to
  * stop (SIGTERM), and the daemon sees the connection end without a Release
- * (its disconnect path ends the lease).
+ * (its disconnect path ends the lease: test_acquire_preload_vfiod).
  */
 START_TEST(test_acquire_preload_killed)
 {
-        struct place p = place_new();
-        struct group_script s = {.max_pinned = 1 << 20, .killed = true};
-        char *lib = preload_library(), *preload_opt, *script, *terminated;
+        struct run r = run_preload_signalled(true, "TERM", SIGKILL);
+
+        ck_assert_int_eq(r.status, 128 + SIGKILL);
+        run_done(&r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
+/* acquire against vfiod itself (on the fake VFIO layer, tests/daemon/vfiod-fake) */
+
+/* A vfiod-fake process with groups 1 (00:01.0, 00:02.0) and 2 (00:03.0), all for this uid. */
+struct real_daemon {
+        char *dir, *sock;
+        pid_t pid;
+};
+
+static struct real_daemon real_daemon_start(void)
+{
+        struct real_daemon d = {.dir = testutil_mkdtemp("vfioctl-vfiod")};
+        char conf[256], *conf_path, *vfio;
+        unsigned uid = (unsigned)getuid();
+
+        ck_assert_int_gt(asprintf(&d.sock, "%s/vfiod.sock", d.dir), 0);
+        ck_assert_int_gt(asprintf(&conf_path, "%s/vfiod.conf", d.dir), 0);
+        ck_assert_int_gt(asprintf(&vfio, "%s/dev/vfio", d.dir), 0);
+        ck_assert_int_lt(snprintf(conf, sizeof(conf),
+                                  "[Daemon]\nAdminUsers=%u\n\n[Device vms]\n"
+                                  "Match=0000:00:01.0 0000:00:02.0 0000:00:03.0\nUsers=%u\n",
+                                  uid, uid),
+                         (int)sizeof(conf));
+        testutil_write_file(d.dir, "vfiod.conf", conf);
+        testutil_write_file(d.dir, "dev/vfio/.keep", "");
+        ck_assert_int_eq(fakesys_add_pci(d.dir, "0000:00:01.0", 1, "vfio-pci"), 0);
+        ck_assert_int_eq(fakesys_add_pci(d.dir, "0000:00:02.0", 1, "vfio-pci"), 0);
+        ck_assert_int_eq(fakesys_add_pci(d.dir, "0000:00:03.0", 2, "vfio-pci"), 0);
+        d.pid = fork();
+        ck_assert_int_ge(d.pid, 0);
+        if (d.pid == 0) {
+                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+                /* Gone with the test, even when it fails half-way. */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || null < 0 ||
+                    dup2(null, STDOUT_FILENO) < 0 ||
+                    (!getenv("VFIOD_TEST_VERBOSE") && dup2(null, STDERR_FILENO) < 0))
+                        _exit(99);
+                setenv("VFIOD_FAKE_DEVICES", "1=0000:00:01.0 1=0000:00:02.0 2=0000:00:03.0", 1);
+                unsetenv("LISTEN_FDS");
+                unsetenv("NOTIFY_SOCKET");
+                execl(VFIOD_FAKE_PATH, "vfiod", "--socket", d.sock, "--config", conf_path,
+                      "--sysfs-root", d.dir, "--vfio-dir", vfio, (char *)NULL);
+                _exit(127);
+        }
+        free(conf_path);
+        free(vfio);
+        return d;
+}
+
+/* An admin connection to d, once it listens. */
+static struct vfiod *real_daemon_connect(const struct real_daemon *d)
+{
+        struct vfiod *c = NULL;
+
+        for (int i = 0; vfiod_connect(d->sock, &c) < 0; i++) {
+                ck_assert_msg(i < 500, "vfiod-fake never listened on '%s'", d->sock);
+                usleep(10 * 1000);
+        }
+        return c;
+}
+
+static void real_daemon_stop(struct real_daemon *d)
+{
+        int status;
+
+        ck_assert_int_eq(kill(d->pid, SIGTERM), 0);
+        ck_assert_int_eq(waitpid(d->pid, &status, 0), d->pid);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "vfiod-fake: status 0x%x",
+                      status);
+        testutil_rmtree(d->dir);
+        free(d->dir);
+        free(d->sock);
+}
+
+/* Waits (5 s at most) until d has no lease and every device is free again. */
+static void real_daemon_wait_idle(struct vfiod *admin)
+{
+        for (int i = 0;; i++) {
+                struct vfiod_lease_info *leases = NULL;
+                struct vfiod_device_info *devices = NULL;
+                size_t n_leases = 0, n_devices = 0, n_free = 0;
+
+                ck_assert_int_eq(vfiod_list_leases(admin, &leases, &n_leases), 0);
+                ck_assert_int_eq(vfiod_list_devices(admin, NULL, &devices, &n_devices), 0);
+                for (size_t k = 0; k < n_devices; k++)
+                        n_free += devices[k].state == VFIOD_LEASE_STATE_FREE;
+                vfiod_leases_free(leases, n_leases);
+                vfiod_devices_free(devices, n_devices);
+                if (n_leases == 0 && n_free == 3)
+                        return;
+                ck_assert_msg(i < 500, "%zu leases, %zu of 3 devices free", n_leases, n_free);
+                usleep(10 * 1000);
+        }
+}
+
+/*
+ * The command sees each group of VFIOD_GROUP_FDS as the same open file when
+ * it opens /dev/vfio/G (the fake's group fds are pipes); then it says it
+ * started and waits; SIGTERM makes it say so and exit.
+ */
+static const char daemon_check[] =
+    "trap 'touch \"$1/terminated\"; exit 0' TERM\n"
+    "IFS=,\n"
+    "for e in $VFIOD_GROUP_FDS; do\n"
+    "  g=${e%%:*}; fd=${e#*:}\n"
+    "  exec 8</dev/vfio/$g || exit 3\n"
+    "  test \"$(readlink /proc/$$/fd/8)\" = \"$(readlink /proc/$$/fd/$fd)\" && echo \"$g same\"\n"
+    "  exec 8<&-\n"
+    "done\n"
+    "touch \"$1/started\"\n"
+    "while :; do sleep 0.05; done\n";
+
+/*
+ * vfioctl and vfiod's own code: three devices, two groups, two GROUP
+ * leases held by vfioctl's process while the command runs; vfioctl killed
+ * with SIGKILL: the command is told to stop and the daemon's disconnect
+ * path ends both leases, and every device is free again.
+ */
+START_TEST(test_acquire_preload_vfiod)
+{
+        struct real_daemon d = real_daemon_start();
+        struct vfiod *admin = real_daemon_connect(&d);
+        struct vfiod_lease_info *leases = NULL;
+        size_t n_leases = 0;
+        char *lib = preload_library(), *preload_opt;
         struct started v;
-        struct fake f;
         struct run r;
 
         ck_assert_int_gt(asprintf(&preload_opt, "--preload=%s", lib), 0);
-        ck_assert_int_gt(asprintf(&terminated, "%s/terminated", p.dir), 0);
-        ck_assert_int_gt(asprintf(&script,
-                                  "trap 'touch %s; exit 0' TERM\n"
-                                  "touch %s/started\n"
-                                  "while :; do sleep 0.05; done\n",
-                                  terminated, p.dir),
-                         0);
         {
-                const char *args[] = {"--socket", p.sock, "acquire", "0000:00:04.0", preload_opt,
-                                      "--",       "sh",   "-c",      script,         NULL};
+                const char *args[] = {
+                    "--socket",  d.sock, "acquire", "0000:00:01.0", "0000:00:03.0", "0000:00:02.0",
+                    preload_opt, "--",   "sh",      "-c",           daemon_check,   "sh",
+                    d.dir,       NULL};
 
-                group_fds_open(&s);
-                set_memlock(1 << 20);
-                fake_start_listen(&f, p.sock, script_group, &s);
                 v = start_vfioctl(args);
         }
-        wait_for_file(p.dir, "started");
+        wait_for_file(d.dir, "started");
+        ck_assert_int_eq(vfiod_list_leases(admin, &leases, &n_leases), 0);
+        ck_assert_uint_eq(n_leases, 2);
+        for (size_t i = 0; i < n_leases; i++) {
+                ck_assert_int_eq(leases[i].mode, VFIOD_MODE_GROUP);
+                ck_assert_uint_eq(leases[i].pid, (uint32_t)v.pid);
+                ck_assert_uint_eq(leases[i].n_devices, leases[i].iommu_group == 1 ? 2 : 1);
+        }
+        vfiod_leases_free(leases, n_leases);
+
         ck_assert_int_eq(kill(v.pid, SIGKILL), 0);
         r = finish_vfioctl(v);
         ck_assert_int_eq(r.status, 128 + SIGKILL);
-        fake_finish(&f);
-        wait_for_file(p.dir, "terminated");
+        ck_assert_str_eq(r.out, "1 same\n2 same\n");
+        wait_for_file(d.dir, "terminated");
+        real_daemon_wait_idle(admin);
+
         run_done(&r);
-        free(script);
-        free(terminated);
+        vfiod_close(admin);
         free(preload_opt);
         free(lib);
-        group_fds_close(&s);
-        place_free(&p);
+        real_daemon_stop(&d);
 }
 END_TEST
 
@@ -1172,9 +1367,11 @@ static Suite *vfioctl_suite(void)
         tcase_add_test(tc, test_acquire_release_requested);
         tcase_add_test(tc, test_acquire_refused);
         tcase_add_test(tc, test_acquire_preload);
+        tcase_add_test(tc, test_acquire_preload_refused);
         tcase_add_test(tc, test_acquire_group);
         tcase_add_test(tc, test_acquire_preload_signal);
         tcase_add_test(tc, test_acquire_preload_killed);
+        tcase_add_test(tc, test_acquire_preload_vfiod);
         tcase_add_test(tc, test_admin_commands);
         tcase_add_test(tc, test_usage);
         tcase_add_test(tc, test_usage_acquire);

@@ -228,6 +228,29 @@ START_TEST(group_reload_without_the_mode_revokes)
 }
 END_TEST
 
+START_TEST(group_released_when_its_holder_disconnects)
+{
+        int fd, other, fds[3], container;
+        size_t n;
+
+        fd = start_one(NULL);
+        other = h_connect(1000, 1000);
+        h_hello(other, 0);
+        h_acquire_ok(fd, DEV1, 0, GROUP, fds, &n, NULL);
+        container = client_attach(fds[0]);
+        h_close_all(fds, n);
+        close(container);
+        fake_kernel_trace_clear();
+        close(fd);
+        h_spin();
+        ck_assert_msg(fake_kernel_trace_has("unset 1;", "group_open 1;", NULL), "trace: %s",
+                      fake_kernel_trace());
+        ck_assert_int_eq(h_state(other, DEV1), VFIOD__LEASE_STATE__LEASE_STATE_FREE);
+        close(other);
+        h_stop();
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("group-lease");
@@ -243,6 +266,7 @@ int main(void)
         tcase_add_test(r, group_never_attached_is_free_at_release);
         tcase_add_test(r, group_quarantined_while_the_client_holds_a_device_fd);
         tcase_add_test(r, group_quarantined_while_the_client_holds_the_group_fd);
+        tcase_add_test(r, group_released_when_its_holder_disconnects);
         suite_add_tcase(s, r);
         return testutil_run_suite(s);
 }
