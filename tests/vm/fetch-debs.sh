@@ -102,18 +102,23 @@ if [ -f "$dir/.extracted" ]; then
         exit 0
 fi
 
+# apt-get download names a file <pkg>_<version with ':' as %3a>_<arch>.deb.
+deb_of() { compgen -G "$debs/${1}_${2//:/%3a}_*.deb" | head -n 1; }
+missing=()
+while IFS='=' read -r p v; do
+        [ -n "$p" ] && [ -z "$(deb_of "$p" "$v")" ] && missing+=("$p=$v")
+done <<<"$list"
+if [ ${#missing[@]} -gt 0 ]; then
+        # One apt-get call for all of them (one each takes a minute for 85).
+        say "downloading ${#missing[@]} package(s) of Debian $kl_series into $debs"
+        (cd "$debs" && kl_apt_get download -q "${missing[@]}" >&2) ||
+                die "apt-get download failed (no network? run 'apt-get update' as root)"
+fi
 files=()
 while IFS='=' read -r p v; do
         [ -n "$p" ] || continue
-        # apt-get download names the file <pkg>_<version with ':' as %3a>_<arch>.deb.
-        f=$(compgen -G "$debs/${p}_${v//:/%3a}_*.deb" | head -n 1) || f=
-        if [ -z "$f" ]; then
-                say "downloading $p $v (Debian $kl_series) into $debs"
-                (cd "$debs" && kl_apt_get download -q "$p=$v" >&2) ||
-                        die "apt-get download '$p=$v' failed (no network? run 'apt-get update' as root)"
-                f=$(compgen -G "$debs/${p}_${v//:/%3a}_*.deb" | head -n 1) ||
-                        die "apt-get download did not produce ${p}_${v}_*.deb in '$debs'"
-        fi
+        f=$(deb_of "$p" "$v")
+        [ -n "$f" ] || die "apt-get download did not produce ${p}_${v}_*.deb in '$debs'"
         files+=("$f")
 done <<<"$list"
 
