@@ -52,7 +52,7 @@ static struct {
         struct group_fd groups[MAX_GROUPS];
 } table = {.once = PTHREAD_ONCE_INIT};
 
-/* Writes "libvfiod-preload: <what>; <a>'<b>'<c>" on stderr, with write(2) only. */
+/* Writes "libvfiod-preload: " what a b c and the consequence on stderr, with write(2) only. */
 static void say(const char *what, const char *a, const char *b, const char *c)
 {
         const char *parts[] = {
@@ -120,8 +120,7 @@ static const char *parse_group_fds(const char *value, struct group_fd *parsed, s
         return NULL;
 }
 
-/* Fills table from the environment; on a fault says why (once: this runs once) and leaves it empty.
- */
+/* Fills table from the environment; on a fault says why (once) and leaves it empty. */
 static void table_load(void)
 {
         const char *value = getenv(GROUP_FDS_ENV), *fault;
@@ -148,8 +147,7 @@ static void table_init(void)
         errno = saved;
 }
 
-/* Reads the variable at load time too, so that a fault in it is said even if nothing opens a group.
- */
+/* Reads the variable at load time too: a fault in it is said even if no group is opened. */
 __attribute__((constructor)) static void preload_init(void)
 {
         table_init();
