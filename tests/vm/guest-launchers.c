@@ -625,7 +625,10 @@ static void qemu_refused(int policy)
         status = run_end(&r);
         ck_assert_msg(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "status %#x:\n%s", status,
                       r.buf);
-        say("%s", r.buf);
+        say("alice$ vfioctl acquire %s%s -- " QEMU " ... -device vfio-pci,host=%s ...  (%s)",
+            T.edu[policy], policy ? " --preload" : "", T.edu[policy],
+            policy ? "a device the policy gives bob only" : "no --preload");
+        say_lines(r.buf, policy ? "vfioctl" : "qemu-system");
         ck_assert_msg(!strstr(r.buf, "1234:11e8"), "QEMU has the device:\n%s", r.buf);
         if (policy == 0)
                 ck_assert_msg(strstr(r.buf, "failed to open /dev/vfio/") &&
