@@ -115,6 +115,38 @@ clean-local: clean-vm-mdev
 clean-vm-mdev:
 	rm -rf $(MDEV_OUT)
 
+# The boot with iommufd (make check-vm-iommufd): Debian's kernels have no
+# iommufd, so the guest boots a kernel built here from Debian's
+# linux-source-6.12 with the options of iommufd-kernel.config, everything
+# built in (build-kernel.sh; cached in $$VFIOD_CACHE_DIR/kernel-build, built
+# again only when its inputs change). Both VFIO interfaces are on: the
+# container ones run the driver layer's legacy suites (guest-harness,
+# guest-kernel), guest-iommufd runs kernel/iommufd.h's. A suite for this boot
+# adds its programs to VM_IOMMUFD_GUESTS and its run-vm.sh arguments to
+# VM_IOMMUFD_ARGS (the broker's end-to-end suites on the iommufd interface);
+# they run in one VM, in the order given.
+check_PROGRAMS += tests/vm/guest-iommufd
+tests_vm_guest_iommufd_SOURCES = tests/vm/guest-iommufd.c
+tests_vm_guest_iommufd_CFLAGS = $(suite_cflags)
+tests_vm_guest_iommufd_LDFLAGS = $(vm_ldflags)
+tests_vm_guest_iommufd_LDADD = kernel/libkvfio.la tests/vm/libedu.la $(suite_libs)
+
+VM_IOMMUFD_GUESTS = tests/vm/guest-harness tests/vm/guest-kernel tests/vm/guest-iommufd
+VM_IOMMUFD_ARGS = \
+	--module uio --module uio_pci_generic \
+	--program tests/vm/guest-harness --test guest-harness=guest-harness \
+	--program tests/vm/guest-kernel --test guest-kernel=guest-kernel \
+	--program tests/vm/guest-iommufd --test guest-iommufd=guest-iommufd
+
+IOMMUFD_OUT = tests/vm/check-vm-iommufd
+check-vm-iommufd: $(VM_IOMMUFD_GUESTS)
+	@kdir=$$($(srcdir)/tests/vm/build-kernel.sh $(srcdir)/tests/vm/iommufd-kernel.config) || \
+	  { echo "FAIL: vm: building the guest kernel with iommufd"; echo "0 passed, 1 failed"; exit 1; }; \
+	VFIOD_KERNEL_DIR=$$kdir $(srcdir)/tests/vm/run-vm.sh --out $(IOMMUFD_OUT) $(VM_IOMMUFD_ARGS)
+
+CLEANFILES += $(IOMMUFD_OUT)/initramfs.cpio $(IOMMUFD_OUT)/console.txt $(IOMMUFD_OUT)/results.txt
+EXTRA_DIST += tests/vm/build-kernel.sh tests/vm/iommufd-kernel.config
+
 # vfioctl for the guest: client-lib/vfioctl itself is a libtool wrapper in
 # the build tree (it links the shared libvfiod), so the same sources again,
 # linked with -no-install.
@@ -194,4 +226,5 @@ clean-local: clean-vm-launchers
 clean-vm-launchers:
 	rm -rf $(LAUNCHERS_OUT)
 
-.PHONY: check-vm demo check-vm-mdev clean-vm-mdev check-vm-launchers clean-vm-launchers
+.PHONY: check-vm demo check-vm-mdev clean-vm-mdev check-vm-launchers clean-vm-launchers \
+	check-vm-iommufd
