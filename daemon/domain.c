@@ -371,6 +371,24 @@ static struct span *spans_sorted(const struct vfiod_map_range *ranges,
 }
 
 /*
+ * The run that starts at spans[i] (sorted): the spans after it of the same
+ * memfd and protection that start at or before the end so far. Returns its
+ * end j ([i, j)); *ret_hi is the end of its file span.
+ */
+static size_t run_end(const struct span *spans, size_t n, size_t i, uint64_t *ret_hi)
+{
+        uint64_t hi = spans[i].hi;
+        size_t j;
+
+        for (j = i + 1; j < n && spans[j].meta == spans[i].meta &&
+                        spans[j].writable == spans[i].writable && spans[j].lo <= hi;
+             j++)
+                hi = spans[j].hi > hi ? spans[j].hi : hi;
+        *ret_hi = hi;
+        return j;
+}
+
+/*
  * True when every page of [off, off + size) of the memfd is resident in a
  * view the domain has already (mincore() looks the pages up in the file,
  * faulting nothing): a page in the file is no hole. False when unsure (a
@@ -410,20 +428,25 @@ static bool view_resident(const struct vfiod_domain *d, const struct memfd_meta 
  * SEEK_HOLE walks the file's pages from the offset to the first hole (to the
  * end of a file that has none), so the ranges are checked in file order
  * (spans, sorted) and a call covers every range up to the hole it found
- * (meta->data_lo .. data_hi): one walk per memfd, not one per range. A range
- * whose pages are all resident in a view needs none. The fd shares its file
- * offset with the client's: it is put back.
+ * (meta->data_lo .. data_hi): one walk per memfd, not one per range. A run
+ * of touching ranges ending at run_hi whose pages are all resident in a view
+ * needs none. The fd shares its file offset with the client's: it is put
+ * back.
  */
 static int check_no_hole(const struct vfiod_domain *d, const struct vfiod_map_range *m,
-                         struct memfd_meta *meta, size_t i, struct vfiod_error *err)
+                         uint64_t run_hi, struct memfd_meta *meta, size_t i,
+                         struct vfiod_error *err)
 {
         off_t pos, hole;
         int saved;
 
         if (meta->data_lo <= m->offset && m->offset + m->size <= meta->data_hi)
                 return 0;
-        if (view_resident(d, meta, m->offset, m->size))
+        if (view_resident(d, meta, m->offset, run_hi - m->offset)) {
+                meta->data_lo = m->offset;
+                meta->data_hi = run_hi;
                 return 0;
+        }
         pos = lseek(m->fd, 0, SEEK_CUR);
         hole = lseek(m->fd, (off_t)m->offset, SEEK_HOLE);
         saved = errno;
@@ -452,10 +475,14 @@ static int check_no_holes(const struct vfiod_domain *d, const struct vfiod_map_r
 
         if (!spans)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
-        for (size_t k = 0; k < n; k++) {
+        for (size_t k = 0, j = 0; k < n; k++) {
                 size_t i = spans[k].i;
-                int r = check_no_hole(d, &ranges[i], &metas[meta_of[i] - metas], i, err);
+                uint64_t hi = spans[k].hi; /* the run's end, for its first range */
+                int r;
 
+                if (k == j)
+                        j = run_end(spans, n, k, &hi);
+                r = check_no_hole(d, &ranges[i], hi, &metas[meta_of[i] - metas], i, err);
                 if (r < 0)
                         return r;
         }
@@ -640,24 +667,6 @@ static struct vfiod_memfd_view *view_new(struct vfiod_domain *d, const struct vf
         d->usage->view_bytes += v->size;
         d->usage->fds++;
         return v;
-}
-
-/*
- * The run that starts at spans[i] (sorted): the spans after it of the same
- * memfd and protection that start at or before the end so far. Returns its
- * end j ([i, j)); *ret_hi is the end of its file span.
- */
-static size_t run_end(const struct span *spans, size_t n, size_t i, uint64_t *ret_hi)
-{
-        uint64_t hi = spans[i].hi;
-        size_t j;
-
-        for (j = i + 1; j < n && spans[j].meta == spans[i].meta &&
-                        spans[j].writable == spans[i].writable && spans[j].lo <= hi;
-             j++)
-                hi = spans[j].hi > hi ? spans[j].hi : hi;
-        *ret_hi = hi;
-        return j;
 }
 
 /*
