@@ -60,7 +60,8 @@ fi
 
 # --- VM ----------------------------------------------------------------------------
 vm_names=("no-op round trip (VM)" "MapDma+UnmapDma 4 KiB (VM)" "MapDma+UnmapDma 2 MiB (VM)" "MapDma+UnmapDma 64 MiB (VM)"
-        "256 ranges: 1 MapDma vs 256 ioctls, thr. (VM)" "Acquire+Release vs raw open..close (VM)")
+        "256 ranges: 1 MapDma vs 256 ioctls, thr. (VM)" "MapDma: a range of 256 vs 1 range alone (VM)"
+        "Acquire+Release vs raw open..close (VM)")
 if [ "$vm" = 1 ]; then
         echo "run-bench: VM comparisons (one boot; console in $out/vm/console.txt) ..." >&2
         # The command's rows go to the results port, which the VM's own result
@@ -103,6 +104,10 @@ for the throughput row; rounds alternate which side goes first):
   Same edu device, same pages; the guest runs under TCG.
 - 256 ranges: one MapDma of 256 x 4 KiB ranges + one UnmapDma of the 256,
   vs 256 MAP_DMA + 256 UNMAP_DMA ioctls; reported as throughput.
+- a range of 256 vs 1 range alone: vfiod only, the 256-range MapDma+UnmapDma
+  per range vs the MapDma+UnmapDma of one 4 KiB range (the row above and the
+  4 KiB row's vfiod figures): what the daemon spends per range beyond the
+  request; work per range that grows (a walk of the memfd each) shows here.
 - Acquire+Release: vfiod_acquire(DIRECT) into a new domain + closing its
   3 fds + vfiod_release() (the domain goes with it) vs open container, open
   group, SET_CONTAINER, SET_IOMMU, GET_DEVICE_FD, close all. Reset

@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "daemon/client.h"
@@ -677,6 +678,67 @@ START_TEST(map_refuses_holes)
 }
 END_TEST
 
+/*
+ * The daemon's SEEK_HOLE calls: the program's own lseek() is the one the
+ * daemon, linked in, calls.
+ */
+static unsigned seek_holes;
+
+off_t lseek(int fd, off_t offset, int whence)
+{
+        if (whence == SEEK_HOLE)
+                __atomic_add_fetch(&seek_holes, 1, __ATOMIC_RELAXED);
+        return (off_t)syscall(SYS_lseek, fd, offset, whence);
+}
+
+/*
+ * SEEK_HOLE walks a memfd's pages from the offset to the first hole: to the
+ * end of a file that has none. A MapDma finds its ranges' holes with one walk
+ * per memfd, not one per range (a walk of the whole memfd per range), in
+ * whatever order the ranges come, and with none for a range whose pages are
+ * all resident in a view the daemon has already; a hole is still refused,
+ * in any range, a hole punched in a view's pages too.
+ */
+START_TEST(map_walks_a_memfd_once)
+{
+        int mfd = h_memfd(64 * PAGE, F_SEAL_SHRINK), ok;
+        struct range r[8];
+        char reason[256] = "";
+
+        /* Touching in the file, last page first in the request. */
+        for (int i = 0; i < 8; i++)
+                r[i] = (struct range){0, (uint64_t)(7 - i) * PAGE, 0x100000 + i * 2 * PAGE, PAGE};
+        start(NULL);
+        seek_holes = 0;
+        ok = map(domain, r, 8, &mfd, 1, reason);
+        ck_assert_msg(ok == 0, "%s", reason);
+        ck_assert_uint_eq(seek_holes, 1);
+        ck_assert_int_eq(unmap(domain, 0x100000, 16 * PAGE, NULL), 0);
+        /* Again, in the idle view of the 8 pages, all resident: no walk. */
+        seek_holes = 0;
+        ck_assert_int_eq(map(domain, r, 8, &mfd, 1, NULL), 0);
+        ck_assert_uint_eq(seek_holes, 0);
+        ck_assert_int_eq(unmap(domain, 0x100000, 16 * PAGE, NULL), 0);
+        /* A hole punched in the view's pages: refused, in the range that has it. */
+        ck_assert_int_eq(fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * PAGE, PAGE),
+                         0);
+        ck_assert_int_eq(map(domain, r, 8, &mfd, 1, reason), EFAULT);
+        ck_assert_msg(strstr(reason, "range 5: memfd 0 has a hole at offset 0x2000"), "%s", reason);
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        /* The ranges after the hole in the file are checked too. */
+        ck_assert_int_eq(pwrite(mfd, "x", 1, 2 * PAGE), 1);
+        ck_assert_int_eq(
+            fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 40 * PAGE, PAGE), 0);
+        r[0].offset = 40 * PAGE;
+        ck_assert_int_eq(map(domain, r, 8, &mfd, 1, reason), EFAULT);
+        ck_assert_msg(strstr(reason, "range 0: memfd 0 has a hole at offset 0x28000"), "%s",
+                      reason);
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        close(mfd);
+        stop();
+}
+END_TEST
+
 static uint64_t memfd_view_bytes(void)
 {
         uint64_t bytes;
@@ -954,6 +1016,7 @@ int main(void)
         tcase_add_loop_test(tc, released_group_taints_its_domain, 0, 3);
         tcase_add_test(tc, pinned_bytes_per_user);
         tcase_add_test(tc, map_refuses_holes);
+        tcase_add_test(tc, map_walks_a_memfd_once);
         tcase_add_test(tc, views_map_only_the_ranges);
         tcase_add_test(tc, view_bytes_count_against_the_quota);
         tcase_add_test(tc, fd_budget_per_client_and_user);
