@@ -2191,6 +2191,207 @@ START_TEST(test_vfioctl_acquire)
 }
 END_TEST
 
+/* ---- hotplug: the inventory follows the kernel's uevents ----------------------- */
+
+/*
+ * Waits for a command byte from the test: 'l' lists what alice sees ("list
+ * NAME=DRIVER ..."), 'a' leases arg (brokered, a DMA round trip), then
+ * ignores the kernel's ReleaseRequested, says how the lease ended (LeaseRevoked)
+ * and closes everything; EOF ends the client.
+ */
+static void client_hotplug(struct peer *p, const void *arg)
+{
+        struct vfiod *c = p_connect(p);
+        char cmd;
+
+        while (read(p->cmd, &cmd, 1) == 1) {
+                struct vfiod_device_info *d = NULL;
+                struct vfiod_event ev;
+                unsigned irqs = 0;
+                char line[1024];
+                struct bsess s;
+                size_t n = 0, len;
+                int r;
+
+                if (cmd == 'l') {
+                        r = vfiod_list_devices(c, NULL, &d, &n);
+                        P_CHECK(p, r == 0, "ListDevices: %s (%s)", strerror(-r),
+                                vfiod_last_error(c));
+                        len = (size_t)snprintf(line, sizeof(line), "list");
+                        for (size_t i = 0; i < n && len < sizeof(line); i++)
+                                len += (size_t)snprintf(line + len, sizeof(line) - len, " %s=%s",
+                                                        d[i].device, d[i].driver);
+                        vfiod_devices_free(d, n);
+                        p_say(p, "%s", line);
+                        continue;
+                }
+                b_open(p, &s, arg, true, true, NULL);
+                p_roundtrip(p, &s.dev, s.efd, s.mem, IOVA, 5, &irqs);
+                p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+                r = p_next_event(p, s.c, 20000, &ev);
+                P_CHECK(p, r == 0 && ev.type == VFIOD_EVENT_RELEASE_REQUESTED, "first event: %d %s",
+                        r, r == 0 ? vfiod_event_type_name(ev.type) : strerror(-r));
+                r = p_next_event(p, s.c, 20000, &ev);
+                P_CHECK(p, r == 0 && ev.type == VFIOD_EVENT_LEASE_REVOKED, "second event: %d %s", r,
+                        r == 0 ? vfiod_event_type_name(ev.type) : strerror(-r));
+                P_CHECK(p, ev.lease_id == s.l.lease_id, "revoked lease %llu",
+                        (unsigned long long)ev.lease_id);
+                p_say(p, "revoked %s", vfiod_release_reason_name(ev.reason));
+                /* The removal waits for these. */
+                close(s.efd);
+                testdev_close(&s.dev);
+                munmap(s.mem, 2 * PAGE);
+                close(s.memfd);
+                vfiod_lease_close_fds(&s.l);
+                P_CHECK(p, vfiod_destroy_domain(s.c, s.l.domain_id) == 0, "DestroyDomain: %s",
+                        vfiod_last_error(s.c));
+                vfiod_close(s.c);
+        }
+        vfiod_close(c);
+}
+
+/* The client's list after a command 'l'. */
+static void hotplug_list(struct child *a, char *line, size_t size)
+{
+        ck_assert_int_eq(write(a->cmd, "l", 1), 1);
+        child_expect(a, "list", line, size);
+}
+
+/* Waits (IDLE_MS) until alice's list shows `want` ("BDF=vfio-pci") or, want_absent, no BDF. */
+static void hotplug_wait_list(struct child *a, const char *bdf, const char *want)
+{
+        char line[1024], needle[128];
+
+        snprintf(needle, sizeof(needle), " %s=%s", bdf, want ? want : "");
+        for (int waited = 0;; waited += 100) {
+                bool has;
+
+                const char *at;
+
+                hotplug_list(a, line, sizeof(line));
+                at = strstr(line, needle);
+                /* The whole entry: " BDF=" is also the start of " BDF=vfio-pci". */
+                has = want ? at && (at[strlen(needle)] == ' ' || at[strlen(needle)] == '\0')
+                           : strstr(line, bdf) == NULL;
+                if (has)
+                        return;
+                ck_assert_msg(waited < IDLE_MS, "alice's list never showed '%s' %s: '%s'", bdf,
+                              want ? want : "gone", line);
+                sleep_ms(100);
+        }
+}
+
+static void write_sysfs(const char *path, const char *text)
+{
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+        ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+        ck_assert_msg(write(fd, text, strlen(text)) == (ssize_t)strlen(text), "%s: %s", path,
+                      strerror(errno));
+        close(fd);
+}
+
+/* Rescans the bus and binds bdf back to vfio-pci (it comes back bound to no driver). */
+static void hotplug_readd(struct child *a, const char *bdf)
+{
+        char prev[KVFIO_DRIVER_MAX], path[128];
+        int r = -ENODEV;
+
+        write_sysfs("/sys/bus/pci/rescan", "1");
+        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
+        for (int waited = 0; waited < IDLE_MS && access(path, F_OK) < 0; waited += 50)
+                sleep_ms(50);
+        log_wait_for("device '", bdf, "' appeared (", NULL);
+        r = kvfio_pci_bind_vfio("/", bdf, prev);
+        ck_assert_msg(r == 0, "binding '%s' to vfio-pci: %s", bdf, strerror(-r));
+        hotplug_wait_list(a, bdf, "vfio-pci");
+}
+
+START_TEST(test_hotplug)
+{
+        char line[1024], path[128];
+        const char *bdf;
+        int status = -1;
+        bool removed = false;
+        struct child a;
+        pid_t pid;
+
+        begin();
+        bdf = T.bdf[2];
+        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/remove", bdf);
+        child_start(&a, "alice", client_hotplug, bdf, CHILD_CHECK_FDS);
+        hotplug_wait_list(&a, bdf, "vfio-pci");
+
+        /*
+         * Free: removed, listed no more; back with a rescan, rebound, leasable. The
+         * removal's uevents are "unbind" then "remove"; when vfiod reads the first the
+         * device may be gone already, so the log says "is gone (unbind)".
+         */
+        write_sysfs(path, "1");
+        log_wait_for("device '", bdf, "' is gone (", NULL);
+        hotplug_wait_list(&a, bdf, NULL);
+        hotplug_readd(&a, bdf);
+
+        /* Unbound and rebound while vfiod runs: the list follows. */
+        write_sysfs(VFIO_UNBIND, bdf);
+        log_wait_for("device '", bdf, "' changed (unbind)", NULL);
+        hotplug_wait_list(&a, bdf, "");
+        {
+                char prev[KVFIO_DRIVER_MAX];
+                int r = kvfio_pci_bind_vfio("/", bdf, prev);
+
+                ck_assert_msg(r == 0, "binding '%s' back: %s", bdf, strerror(-r));
+        }
+        log_wait_for("device '", bdf, "' changed (bind)", NULL);
+        hotplug_wait_list(&a, bdf, "vfio-pci");
+
+        /* Leased (it came back without a restart) and removed: the lease ends, alice is told. */
+        ck_assert_int_eq(write(a.cmd, "a", 1), 1);
+        child_expect(&a, "leased ", line, sizeof(line));
+        /* Blocks until every fd of the device is closed: alice's and vfiod's. */
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int fd;
+
+                vfiod_close(T.admin);
+                fd = open(path, O_WRONLY | O_CLOEXEC);
+                _exit(fd >= 0 && write(fd, "1", 1) == 1 ? 0 : 1);
+        }
+        child_expect(&a, "revoked ", line, sizeof(line));
+        for (int waited = 0; waited < 20000; waited += 50) {
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        removed = true;
+                        break;
+                }
+                sleep_ms(50);
+        }
+        if (!removed) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+        }
+        ck_assert_msg(removed && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "the removal did not complete (status %#x)", status);
+        ck_assert_msg(strcmp(line, "revoked kernel-request") == 0 ||
+                          strcmp(line, "revoked device-gone") == 0,
+                      "alice said '%s'", line);
+        log_wait_for("device '", bdf, "' is gone (", NULL);
+        hotplug_wait_list(&a, bdf, NULL);
+        /* Back for the other tests. */
+        hotplug_readd(&a, bdf);
+        close(a.cmd);
+        a.cmd = -1;
+        {
+                int st = 0;
+
+                ck_assert_int_eq(waitpid(a.pid, &st, 0), a.pid);
+                close(a.rep);
+                ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "alice: status %#x", st);
+        }
+        end();
+}
+END_TEST
+
 static Suite *guest_broker_suite(void)
 {
         Suite *s = suite_create("guest-broker");
@@ -2231,6 +2432,15 @@ static Suite *guest_broker_suite(void)
         tcase_add_test(tc, test_shared_domain);
         tcase_add_loop_test(tc, test_revoked_fd_kept_taints_domain, 0, 2);
         suite_add_tcase(s, tc);
+
+        /* Remove, rescan, unbind and bind vfio-pci devices; mdevs are mdma-test's. */
+        if (K == TESTDEV_EDU) {
+                tc = tcase_create("hotplug");
+                testutil_tcase_fd_checked(tc);
+                tcase_set_timeout(tc, 120);
+                tcase_add_test(tc, test_hotplug);
+                suite_add_tcase(s, tc);
+        }
         return s;
 }
 
