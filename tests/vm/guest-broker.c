@@ -499,6 +499,19 @@ static void b_close(struct peer *p, struct bsess *s)
         vfiod_close(s->c);
 }
 
+/* Closes what a session whose lease was revoked still holds (no Release: it is gone). */
+static void b_close_revoked(struct peer *p, struct bsess *s)
+{
+        close(s->efd);
+        testdev_close(&s->dev);
+        munmap(s->mem, 2 * PAGE);
+        close(s->memfd);
+        vfiod_lease_close_fds(&s->l);
+        P_CHECK(p, vfiod_destroy_domain(s->c, s->l.domain_id) == 0, "DestroyDomain: %s",
+                vfiod_last_error(s->c));
+        vfiod_close(s->c);
+}
+
 /* One MapDma range of fd at iova; returns what the library returned. */
 static int map1(struct vfiod *c, uint64_t domain, int fd, uint64_t off, uint64_t iova,
                 uint64_t size)
@@ -1065,11 +1078,45 @@ static void client_req(struct peer *p, const void *arg)
         b_close(p, &s);
 }
 
+/*
+ * Writes text to the sysfs file path in a child process: an unbind or a
+ * removal of a device someone holds blocks until every fd of it is closed.
+ */
+static pid_t write_in_child(const char *path, const char *text)
+{
+        pid_t pid = fork();
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int fd;
+
+                vfiod_close(T.admin);
+                fd = open(path, O_WRONLY | O_CLOEXEC);
+                _exit(fd >= 0 && write(fd, text, strlen(text)) > 0 ? 0 : 1);
+        }
+        return pid;
+}
+
+/* True when write_in_child()'s child exited 0 within ms; killed otherwise. */
+static bool write_done(pid_t pid, int ms)
+{
+        int status = -1;
+
+        for (int waited = 0; waited < ms; waited += 50) {
+                if (waitpid(pid, &status, WNOHANG) == pid)
+                        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                sleep_ms(50);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return false;
+}
+
 START_TEST(test_req_unbind)
 {
         char prev[KVFIO_DRIVER_MAX] = "?", drv[KVFIO_DRIVER_MAX] = "?", line[256];
-        int status = -1, r_bind, r_drv;
-        bool unbound = false;
+        int r_bind, r_drv;
+        bool unbound;
         struct child a;
         pid_t pid;
 
@@ -1077,34 +1124,15 @@ START_TEST(test_req_unbind)
         child_start(&a, "alice", client_req, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&a, "leased ", NULL, 0);
         /* Blocks until every fd of the device is closed: the client's and the daemon's. */
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                int fd;
-
-                vfiod_close(T.admin);
-                fd = open(VFIO_UNBIND, O_WRONLY | O_CLOEXEC);
-                _exit(fd >= 0 && write(fd, T.bdf[1], strlen(T.bdf[1])) > 0 ? 0 : 1);
-        }
+        pid = write_in_child(VFIO_UNBIND, T.bdf[1]);
         child_line(&a, line, sizeof(line));
-        for (int waited = 0; waited < 10000; waited += 50) {
-                if (waitpid(pid, &status, WNOHANG) == pid) {
-                        unbound = true;
-                        break;
-                }
-                sleep_ms(50);
-        }
-        if (!unbound) {
-                kill(pid, SIGKILL);
-                waitpid(pid, &status, 0);
-        }
+        unbound = write_done(pid, 10000);
         r_drv = kvfio_pci_driver_get("/", T.bdf[1], drv);
         r_bind = kvfio_pci_bind_vfio("/", T.bdf[1], prev);
         ck_assert_msg(strncmp(line, "event release-requested kernel-request", 38) == 0,
                       "client said '%s'", line);
         child_end(&a);
-        ck_assert_msg(unbound && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "the unbind did not complete (status %#x)", status);
+        ck_assert_msg(unbound, "the unbind did not complete");
         ck_assert_msg(r_drv == 0 && drv[0] == '\0', "driver after the unbind: '%s' (%d)", drv,
                       r_drv);
         ck_assert_msg(r_bind == 0, "rebinding to vfio-pci: %s", strerror(-r_bind));
@@ -1526,14 +1554,7 @@ static void client_ignores_revoke(struct peer *p, const void *arg)
                 vfiod_last_error(s.c));
         p_say(p, "revoked");
         p_wait(p);
-        close(s.efd);
-        testdev_close(&s.dev);
-        munmap(s.mem, 2 * PAGE);
-        close(s.memfd);
-        vfiod_lease_close_fds(&s.l);
-        P_CHECK(p, vfiod_destroy_domain(s.c, s.l.domain_id) == 0, "DestroyDomain: %s",
-                vfiod_last_error(s.c));
-        vfiod_close(s.c);
+        b_close_revoked(p, &s);
 }
 
 START_TEST(test_revoke_ignored)
@@ -2238,14 +2259,7 @@ static void client_hotplug(struct peer *p, const void *arg)
                         (unsigned long long)ev.lease_id);
                 p_say(p, "revoked %s", vfiod_release_reason_name(ev.reason));
                 /* The removal waits for these. */
-                close(s.efd);
-                testdev_close(&s.dev);
-                munmap(s.mem, 2 * PAGE);
-                close(s.memfd);
-                vfiod_lease_close_fds(&s.l);
-                P_CHECK(p, vfiod_destroy_domain(s.c, s.l.domain_id) == 0, "DestroyDomain: %s",
-                        vfiod_last_error(s.c));
-                vfiod_close(s.c);
+                b_close_revoked(p, &s);
         }
         vfiod_close(c);
 }
@@ -2311,8 +2325,6 @@ START_TEST(test_hotplug)
 {
         char line[1024], path[128];
         const char *bdf;
-        int status = -1;
-        bool removed = false;
         struct child a;
         pid_t pid;
 
@@ -2349,29 +2361,9 @@ START_TEST(test_hotplug)
         ck_assert_int_eq(write(a.cmd, "a", 1), 1);
         child_expect(&a, "leased ", line, sizeof(line));
         /* Blocks until every fd of the device is closed: alice's and vfiod's. */
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                int fd;
-
-                vfiod_close(T.admin);
-                fd = open(path, O_WRONLY | O_CLOEXEC);
-                _exit(fd >= 0 && write(fd, "1", 1) == 1 ? 0 : 1);
-        }
+        pid = write_in_child(path, "1");
         child_expect(&a, "revoked ", line, sizeof(line));
-        for (int waited = 0; waited < 20000; waited += 50) {
-                if (waitpid(pid, &status, WNOHANG) == pid) {
-                        removed = true;
-                        break;
-                }
-                sleep_ms(50);
-        }
-        if (!removed) {
-                kill(pid, SIGKILL);
-                waitpid(pid, &status, 0);
-        }
-        ck_assert_msg(removed && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "the removal did not complete (status %#x)", status);
+        ck_assert_msg(write_done(pid, 20000), "the removal did not complete");
         ck_assert_msg(strcmp(line, "revoked kernel-request") == 0 ||
                           strcmp(line, "revoked device-gone") == 0,
                       "alice said '%s'", line);
