@@ -565,7 +565,7 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         const struct kvfio_pci_list *list = vfiod_registry_devices(c->server->devices);
         struct device_infos di = {0};
         char want_bdf[KVFIO_NAME_MAX] = "", next[KVFIO_NAME_MAX] = "";
-        size_t budget = 0, used = 0;
+        size_t budget = 0, used = 0, end = list->n;
         ssize_t start = 0;
         bool more = false;
         int r;
@@ -584,13 +584,20 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                               : VFIOD_PROTO_MAX_DATAGRAM) -
                          LIST_REPLY_SLACK;
         }
-        if (device_infos_alloc(&di, req->limit && req->limit < list->n - (size_t)start
+        if (want_bdf[0]) {
+                /* One device: where it sorts (just before what sorts after it), if anywhere. */
+                ssize_t k = vfiod_registry_after(c->server->devices, want_bdf);
+
+                start = k > 0 ? k - 1 : 0;
+                end = (size_t)start < list->n ? (size_t)start + 1 : list->n;
+        }
+        if (device_infos_alloc(&di, req->limit && req->limit < end - (size_t)start
                                         ? req->limit
-                                        : list->n - (size_t)start) < 0) {
+                                        : end - (size_t)start) < 0) {
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto out;
         }
-        for (size_t i = (size_t)start; i < list->n; i++) {
+        for (size_t i = (size_t)start; i < end; i++) {
                 const struct kvfio_pci_dev *d = &list->devs[i];
                 bool managed;
                 unsigned m;

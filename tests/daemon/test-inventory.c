@@ -427,6 +427,29 @@ START_TEST(list_16384_in_pages)
                 ck_assert_str_eq(seen[i], name);
         }
         ck_assert_uint_gt(n_pages, 1);
+        /* One device of many, found where it sorts; one that is not there is ENOENT. */
+        {
+                Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+                Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
+
+                ld.device = "0000:20:10.3";
+                m = h_call(fd, &env, NULL, 0);
+                ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+                ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 1);
+                ck_assert_str_eq(m->env->list_devices_reply->devices[0]->device, "0000:20:10.3");
+                vfiod_msg_free(m);
+                env.id = 0;
+                ld.device = "0000:40:00.1";
+                ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), ENOENT);
+                env.id = 0;
+                ld.device = "0000:00:00.0";
+                ld.limit = 3;
+                m = h_call(fd, &env, NULL, 0);
+                ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+                ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 1);
+                ck_assert_str_eq(m->env->list_devices_reply->next, "");
+                vfiod_msg_free(m);
+        }
         /* `after` must name a device (present or not). */
         {
                 Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
