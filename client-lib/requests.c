@@ -62,8 +62,8 @@ static int device_from_msg(struct vfiod *c, const Vfiod__DeviceInfo *d,
 }
 
 /*
- * Every page of ListDevices (1.2): asks with a limit and goes on from `next`
- * until it is empty; a 1.1 daemon ignores the limit and answers in one.
+ * Every page of ListDevices (1.3): asks with a limit and goes on from `next`
+ * until it is empty; an older daemon ignores the limit and answers in one.
  */
 int vfiod_list_devices(struct vfiod *c, const char *device, struct vfiod_device_info **ret_devices,
                        size_t *ret_n)
@@ -187,6 +187,8 @@ void grant_from_msg(struct vfiod_lease_grant *out, uint32_t irq_counts[VFIOD_IRQ
                 out->iova_windows[i] = (struct vfiod_iova_window){
                     .first = g->iova_windows[i]->first, .last = g->iova_windows[i]->last};
         out->irq_types = g->irq_types;
+        out->memlock_bytes = g->memlock_bytes;
+        copy_text(out->memlock_error, sizeof(out->memlock_error), g->memlock_error);
 }
 
 int vfiod_lease_irq_count(const struct vfiod_lease *lease, enum vfiod_irq_index index)
@@ -218,13 +220,19 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
         Vfiod__Envelope req = ENVELOPE(acquire, ACQUIRE, &a);
         const Vfiod__AcquireReply *ar;
         struct vfiod_lease lease = {.container_fd = -1, .group_fd = -1, .device_fd = -1};
-        bool has_container, has_group;
+        bool has_container, has_group, has_device;
         int r;
 
         if (!c || !device || !ret)
                 return -EINVAL;
-        if (mode != VFIOD_MODE_DIRECT && mode != VFIOD_MODE_BROKERED)
+        if (mode != VFIOD_MODE_DIRECT && mode != VFIOD_MODE_BROKERED && mode != VFIOD_MODE_GROUP)
                 return client_fail(c, -EINVAL, "invalid mode %d", (int)mode);
+        /* GROUP came with protocol 1.2: an older daemon would answer EINVAL. */
+        if (mode == VFIOD_MODE_GROUP && c->info.major == 1 && c->info.minor < 2)
+                return client_fail(c, -EOPNOTSUPP,
+                                   "the daemon speaks protocol %" PRIu32 ".%" PRIu32
+                                   ", which has no GROUP leases (1.2)",
+                                   c->info.major, c->info.minor);
         a.device = proto_string(device);
         a.domain_id = domain_id;
         a.mode = (Vfiod__Mode)mode;
@@ -236,7 +244,8 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
         has_container =
             ar->has_container_fd_case == VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
         has_group = ar->has_group_fd_case == VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD;
-        if (ar->has_device_fd_case != VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD)
+        has_device = ar->has_device_fd_case == VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
+        if (!has_device && mode != VFIOD_MODE_GROUP)
                 return client_fail_dead(c, -EPROTO, "daemon's acquire reply carries no device fd");
         if ((int)ar->mode != (int)mode)
                 return client_fail_dead(c, -EPROTO, "daemon leased in mode %d, asked for %d",
@@ -247,8 +256,12 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
         if (mode == VFIOD_MODE_BROKERED && (has_container || has_group))
                 return client_fail_dead(c, -EPROTO,
                                         "daemon's brokered lease carries a container or group fd");
-        if (ar->lease_id == 0 || ar->domain_id == 0)
-                return client_fail_dead(c, -EPROTO, "daemon's acquire reply has a zero id");
+        if (mode == VFIOD_MODE_GROUP && (!has_group || has_container || has_device))
+                return client_fail_dead(c, -EPROTO,
+                                        "daemon's group lease is not the group fd alone");
+        /* A GROUP lease has no domain. */
+        if (ar->lease_id == 0 || (ar->domain_id == 0) != (mode == VFIOD_MODE_GROUP))
+                return client_fail_dead(c, -EPROTO, "daemon's acquire reply has a wrong id");
 
         r = copy_device_name(c, lease.device, ar->device);
         if (r < 0)
@@ -263,9 +276,11 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
                 if (group_fd < 0)
                         return group_fd;
         }
-        device_fd = take_reply_fd(c, reply, ar->device_fd, "device");
-        if (device_fd < 0)
-                return device_fd;
+        if (has_device) {
+                device_fd = take_reply_fd(c, reply, ar->device_fd, "device");
+                if (device_fd < 0)
+                        return device_fd;
+        }
 
         lease.lease_id = ar->lease_id;
         lease.domain_id = ar->domain_id;
@@ -278,7 +293,7 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
         /* On success the fds are owned by the caller, through *ret. */
         lease.container_fd = has_container ? TAKE_FD(container_fd) : -1;
         lease.group_fd = has_group ? TAKE_FD(group_fd) : -1;
-        lease.device_fd = TAKE_FD(device_fd);
+        lease.device_fd = has_device ? TAKE_FD(device_fd) : -1;
         *ret = lease;
         return 0;
 }
@@ -350,7 +365,7 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
         struct vfiod_lease l = {.container_fd = -1, .group_fd = -1, .device_fd = -1};
         const char *device, *mode;
         uint64_t group;
-        bool direct;
+        bool direct, group_mode;
         int r;
 
         if (!ret)
@@ -361,7 +376,7 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
         r = env_number(VFIOD_DOMAIN_ID_ENV, UINT64_MAX, &l.domain_id);
         if (r == 0)
                 r = env_number(VFIOD_IOMMU_GROUP_ENV, UINT32_MAX, &group);
-        if (r < 0 || l.lease_id == 0 || l.domain_id == 0)
+        if (r < 0 || l.lease_id == 0)
                 return -EINVAL;
         l.iommu_group = (uint32_t)group;
         device = getenv(VFIOD_DEVICE_ENV);
@@ -374,15 +389,21 @@ int vfiod_lease_from_env(struct vfiod *c, struct vfiod_lease *ret)
                 return -EINVAL;
         l.mode = (enum vfiod_mode)r;
         direct = l.mode == VFIOD_MODE_DIRECT;
-        r = env_fd(VFIOD_DEVICE_FD_ENV, true, &l.device_fd);
+        group_mode = l.mode == VFIOD_MODE_GROUP;
+        /* A GROUP lease has no domain (0); the others have one. */
+        if ((l.domain_id == 0) != group_mode)
+                return -EINVAL;
+        r = env_fd(VFIOD_DEVICE_FD_ENV, !group_mode, &l.device_fd);
         if (r == 0)
-                r = env_fd(VFIOD_GROUP_FD_ENV, direct, &l.group_fd);
+                r = env_fd(VFIOD_GROUP_FD_ENV, direct || group_mode, &l.group_fd);
         if (r == 0)
                 r = env_fd(VFIOD_CONTAINER_FD_ENV, direct, &l.container_fd);
         if (r < 0)
                 return r;
-        if (!direct && (l.group_fd >= 0 || l.container_fd >= 0))
+        if (l.mode == VFIOD_MODE_BROKERED && (l.group_fd >= 0 || l.container_fd >= 0))
                 return -EINVAL; /* a brokered lease has the device fd only */
+        if (group_mode && (l.device_fd >= 0 || l.container_fd >= 0))
+                return -EINVAL; /* a group lease has the group fd only */
         if (c) {
                 r = fetch_grant(c, &l);
                 if (r < 0)

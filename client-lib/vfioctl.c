@@ -201,17 +201,25 @@ static const struct vfiod_lease_info *find_holder(const struct vfiod_lease_info 
         return NULL;
 }
 
+/* The modes a device allows, in the protocol's order. */
+static const enum vfiod_mode listed_modes[] = {VFIOD_MODE_DIRECT, VFIOD_MODE_BROKERED,
+                                               VFIOD_MODE_GROUP};
+
 static void modes_text(unsigned modes, char *buf, size_t size)
 {
-        (void)snprintf(
-            buf, size, "%s%s%s",
-            modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT) ? vfiod_mode_name(VFIOD_MODE_DIRECT) : "",
-            (modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT)) &&
-                    (modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
-                ? ","
-                : "",
-            modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED) ? vfiod_mode_name(VFIOD_MODE_BROKERED)
-                                                        : "");
+        size_t len = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(listed_modes); i++) {
+                int n;
+
+                if (!(modes & VFIOD_MODE_BIT(listed_modes[i])) || len >= size)
+                        continue;
+                n = snprintf(buf + len, size - len, "%s%s", len ? "," : "",
+                             vfiod_mode_name(listed_modes[i]));
+                if (n > 0)
+                        len += (size_t)n;
+        }
         if (!buf[0])
                 (void)snprintf(buf, size, "-");
 }
@@ -245,10 +253,9 @@ static void json_device(struct json *j, const struct vfiod_device_info *d,
         json_field_string(j, "state", vfiod_lease_state_name(d->state));
         json_key(j, "allowed_modes");
         json_begin_array(j);
-        if (d->allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_DIRECT))
-                json_string(j, vfiod_mode_name(VFIOD_MODE_DIRECT));
-        if (d->allowed_modes & VFIOD_MODE_BIT(VFIOD_MODE_BROKERED))
-                json_string(j, vfiod_mode_name(VFIOD_MODE_BROKERED));
+        for (size_t i = 0; i < ELEMENTSOF(listed_modes); i++)
+                if (d->allowed_modes & VFIOD_MODE_BIT(listed_modes[i]))
+                        json_string(j, vfiod_mode_name(listed_modes[i]));
         json_end_array(j);
         json_key(j, "lease_id");
         if (d->lease_id)

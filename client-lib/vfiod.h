@@ -89,6 +89,12 @@ enum vfiod_mode {
         VFIOD_MODE_DIRECT = 1,
         /* Device fd only; DMA through vfiod_map_dma(), under the daemon's quotas. */
         VFIOD_MODE_BROKERED = 2,
+        /*
+         * The group fd only, attached to no container: the caller attaches its
+         * own container, sets the IOMMU, maps DMA and opens device fds itself
+         * (what QEMU and DPDK do with /dev/vfio/N). No domain. Protocol 1.2.
+         */
+        VFIOD_MODE_GROUP = 3,
 };
 
 /* Bit of enum vfiod_mode m in a mode mask (struct vfiod_device_info.allowed_modes). */
@@ -126,7 +132,7 @@ enum vfiod_release_reason {
         VFIOD_RELEASE_REASON_KERNEL_REQUEST = 1, /* the device's REQ interrupt */
         VFIOD_RELEASE_REASON_ADMIN_REVOKE = 2,
         VFIOD_RELEASE_REASON_POLICY_CHANGE = 3,
-        VFIOD_RELEASE_REASON_DEVICE_GONE = 4, /* removed, or left vfio-pci (protocol 1.2) */
+        VFIOD_RELEASE_REASON_DEVICE_GONE = 4, /* removed, or left vfio-pci (protocol 1.3) */
 };
 
 /* State of a lease in the admin listing. */
@@ -325,8 +331,8 @@ struct vfiod_device_info {
 /*
  * Lists the devices the policy lets the caller see; `device` (a PCI address)
  * restricts the list to that one device (NULL or "" = all). Any number of
- * devices: the list is asked for in pages (protocol 1.2) and returned whole;
- * against a 1.1 daemon, in one reply.
+ * devices: the list is asked for in pages (protocol 1.3) and returned whole;
+ * against an older daemon, in one reply.
  *
  * Returns 0 and sets *ret_devices to an array of *ret_n entries (NULL when
  * there are none), owned by the caller: free with vfiod_devices_free().
@@ -396,6 +402,14 @@ struct vfiod_lease_grant {
         uint32_t n_iova_windows;
         struct vfiod_iova_window iova_windows[VFIOD_IOVA_WINDOWS_MAX];
         unsigned irq_types; /* VFIOD_IRQ_BIT() of the indexes vfiod_set_irqs() may set */
+        /*
+         * DIRECT and GROUP (protocol 1.2): the RLIMIT_MEMLOCK the daemon gave the
+         * connection's process (its MaxPinnedBytes=, or higher as found);
+         * UINT64_MAX = unlimited; 0 = not set: no rule asks for it, or the
+         * daemon could not, memlock_error says why ("" otherwise).
+         */
+        uint64_t memlock_bytes;
+        char memlock_error[VFIOD_TEXT_MAX];
 };
 
 /*
@@ -404,8 +418,8 @@ struct vfiod_lease_grant {
  * quarantines the group until they are closed. -1 = absent.
  *
  * (irq_counts and grant came before the first release, 0.1.0, with protocol
- * 1.1: a program built against an earlier snapshot of vfiod.h must be built
- * again.)
+ * 1.1, and grant.memlock_bytes and memlock_error with 1.2: a program built
+ * against an earlier snapshot of vfiod.h must be built again.)
  */
 struct vfiod_lease {
         uint64_t lease_id;
@@ -414,8 +428,8 @@ struct vfiod_lease {
         char device[VFIOD_DEVICE_NAME_MAX]; /* PCI address, as acquired */
         enum vfiod_mode mode;
         int container_fd; /* DIRECT only, else -1 */
-        int group_fd;     /* DIRECT only, else -1 */
-        int device_fd;    /* always set */
+        int group_fd;     /* DIRECT and GROUP, else -1 */
+        int device_fd;    /* DIRECT and BROKERED, else -1 */
         /* VFIO_DEVICE_GET_INFO; num_irqs counts interrupt INDEXES, not vectors. */
         uint32_t num_regions, num_irqs, device_flags;
         /* Vectors per interrupt index of the device: use vfiod_lease_irq_count(). */
@@ -433,10 +447,14 @@ struct vfiod_lease {
  *
  * Returns 0 and fills *ret; on success the fds in *ret are owned by the
  * caller (DIRECT: container, group and device fd; BROKERED: device fd only,
- * the others -1). All are close-on-exec. Errors: -EPERM (policy), -EBUSY
- * (leased or quarantined), -ENOENT (unknown device or domain), -ENOSPC
- * (limit), -EINVAL (mode, or a domain of the other mode), -EPROTO (the reply
- * lacks a device fd, or carries fds the mode does not have), the call errors.
+ * the others -1; GROUP: group fd only, attached to no container, domain_id
+ * 0, which domain_id must be too). All are close-on-exec. Errors: -EPERM
+ * (policy), -EBUSY (leased or quarantined; GROUP: also another device of a
+ * group the caller holds already, whose group fd reaches it), -ENOENT
+ * (unknown device or domain), -ENOSPC (limit), -EINVAL (mode, or a domain
+ * of the other mode), -EOPNOTSUPP (GROUP from a daemon older than protocol
+ * 1.2), -EPROTO (the reply lacks a device fd, or carries fds the mode does
+ * not have), the call errors.
  */
 int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum vfiod_mode mode,
                   struct vfiod_lease *ret);
@@ -448,7 +466,8 @@ void vfiod_lease_close_fds(struct vfiod_lease *lease);
  * The lease `vfioctl acquire` made for the calling program (its COMMAND),
  * from the environment: $VFIOD_LEASE_ID, $VFIOD_DOMAIN_ID, $VFIOD_DEVICE,
  * $VFIOD_IOMMU_GROUP, $VFIOD_MODE and the inherited fds $VFIOD_DEVICE_FD
- * (and, DIRECT, $VFIOD_GROUP_FD and $VFIOD_CONTAINER_FD). When c is not NULL
+ * (and, DIRECT, $VFIOD_GROUP_FD and $VFIOD_CONTAINER_FD; GROUP:
+ * $VFIOD_GROUP_FD alone and $VFIOD_DOMAIN_ID 0). When c is not NULL
  * (BROKERED: the connection vfiod_connect_env() adopted) the daemon is
  * asked for the lease's grant and interrupt vectors (ret->grant,
  * ret->irq_counts), which also checks that the lease is c's; with c NULL

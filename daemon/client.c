@@ -481,7 +481,7 @@ static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio
 /* What ListDevices builds: one entry per device, with its storage. */
 struct device_infos {
         Vfiod__DeviceInfo *infos, **ptrs;
-        Vfiod__Mode (*modes)[2];
+        Vfiod__Mode (*modes)[3];
         struct vfiod_grant_msg *grants; /* of the caller's leases */
         size_t n, cap;
 };
@@ -543,6 +543,8 @@ static int device_infos_add(struct vfiod_client *c, struct device_infos *di,
                 di->modes[di->n][info->n_allowed_modes++] = VFIOD__MODE__MODE_DIRECT;
         if (m & VFIOD_MODE_BIT_BROKERED)
                 di->modes[di->n][info->n_allowed_modes++] = VFIOD__MODE__MODE_BROKERED;
+        if (m & VFIOD_MODE_BIT_GROUP)
+                di->modes[di->n][info->n_allowed_modes++] = VFIOD__MODE__MODE_GROUP;
         di->ptrs[di->n++] = info;
         return 0;
 }
@@ -765,7 +767,7 @@ static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct 
         }
         dev = vfiod_lease_find_dev(l, NULL);
         rep.lease_id = l->id;
-        rep.domain_id = l->domain->id;
+        rep.domain_id = l->domain ? l->domain->id : 0;
         rep.iommu_group = (uint32_t)l->group_id;
         rep.device = l->device;
         rep.mode = l->mode;
@@ -781,13 +783,18 @@ static int handle_acquire(struct vfiod_client *c, struct vfiod_msg *msg, struct 
                 rep.has_container_fd_case = VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
                 rep.container_fd = (uint32_t)n_fds;
                 fds[n_fds++] = l->domain->container_fd;
+        }
+        if (l->mode != VFIOD__MODE__MODE_BROKERED) {
                 rep.has_group_fd_case = VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD;
                 rep.group_fd = (uint32_t)n_fds;
                 fds[n_fds++] = l->group_fd;
         }
-        rep.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
-        rep.device_fd = (uint32_t)n_fds;
-        fds[n_fds++] = dev->fd;
+        /* GROUP: the daemon holds no device fd; the client opens its own. */
+        if (dev->fd >= 0) {
+                rep.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
+                rep.device_fd = (uint32_t)n_fds;
+                fds[n_fds++] = dev->fd;
+        }
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_ACQUIRE_REPLY;
         env.acquire_reply = &rep;
@@ -816,6 +823,11 @@ static int lease_dev_of(struct vfiod_client *c, uint64_t lease_id, const char *d
 
         if (!l)
                 return vfiod_client_no_lease(c, lease_id, false, err);
+        if (l->mode == VFIOD__MODE__MODE_GROUP)
+                return vfiod_error_set(err, EINVAL,
+                                       "lease %" PRIu64 " is a GROUP lease: vfiod holds no device "
+                                       "fd of it; use the device fd you opened yourself",
+                                       l->id);
         dev = vfiod_lease_find_dev(l, device);
         if (!dev)
                 return vfiod_error_set(err, ENOENT, "device '%s' is not part of lease %" PRIu64,
@@ -1389,9 +1401,9 @@ static int handle_set_irqs(struct vfiod_client *c, struct vfiod_msg *msg, struct
 
 static Vfiod__Mode *mode_ptr(int mode)
 {
-        static Vfiod__Mode modes[3] = {VFIOD__MODE__MODE_UNSPECIFIED, VFIOD__MODE__MODE_DIRECT,
-                                       VFIOD__MODE__MODE_BROKERED};
-        return &modes[mode >= 0 && mode < 3 ? mode : 0];
+        static Vfiod__Mode modes[4] = {VFIOD__MODE__MODE_UNSPECIFIED, VFIOD__MODE__MODE_DIRECT,
+                                       VFIOD__MODE__MODE_BROKERED, VFIOD__MODE__MODE_GROUP};
+        return &modes[mode >= 0 && mode < 4 ? mode : 0];
 }
 
 static int handle_list_leases(struct vfiod_client *c, struct vfiod_msg *msg,
@@ -1431,9 +1443,9 @@ static int handle_list_leases(struct vfiod_client *c, struct vfiod_msg *msg,
                 li->pid = (uint32_t)l->client->peer.pid;
                 li->unit = l->client->peer.unit ? l->client->peer.unit : (char *)"";
                 li->mode = *mode_ptr(l->mode);
-                li->domain_id = l->domain->id;
-                li->pinned_bytes = l->domain->pinned_bytes;
-                li->mappings = (uint32_t)l->domain->n_maps;
+                li->domain_id = l->domain ? l->domain->id : 0;
+                li->pinned_bytes = l->domain ? l->domain->pinned_bytes : 0;
+                li->mappings = l->domain ? (uint32_t)l->domain->n_maps : 0;
                 li->status = l->status;
                 ptrs[i++] = li;
         }

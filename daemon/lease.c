@@ -32,6 +32,7 @@ static unsigned mode_bit(int mode)
 {
         return mode == VFIOD__MODE__MODE_DIRECT     ? VFIOD_MODE_BIT_DIRECT
                : mode == VFIOD__MODE__MODE_BROKERED ? VFIOD_MODE_BIT_BROKERED
+               : mode == VFIOD__MODE__MODE_GROUP    ? VFIOD_MODE_BIT_GROUP
                                                     : 0;
 }
 
@@ -304,6 +305,9 @@ static int lease_open_devs(struct vfiod_lease *l, const struct kvfio_pci_list *m
                 dev = &l->devs[l->n_devs++];
                 dev_init(dev, l);
                 snprintf(dev->bdf, sizeof(dev->bdf), "%s", m->bdf);
+                /* GROUP: the client opens its devices itself; the lease knows their names. */
+                if (l->mode == VFIOD__MODE__MODE_GROUP)
+                        continue;
                 dev->fd = kvfio_group_get_device_fd(l->group_fd, m->bdf);
                 if (dev->fd < 0)
                         return vfiod_error_set(err, -dev->fd, "cannot open device '%s': %s", m->bdf,
@@ -510,8 +514,10 @@ struct vfiod_lease *vfiod_lease_alloc(struct vfiod_client *c, struct vfiod_domai
 /* The lease joins its domain, its client's leases and the server's. */
 static void lease_link(struct vfiod_lease *l)
 {
-        l->domain->mode = l->mode;
-        l->domain->n_leases++;
+        if (l->domain) {
+                l->domain->mode = l->mode;
+                l->domain->n_leases++;
+        }
         l->client->usage.leases++;
         list_add_tail(&l->client->leases, &l->link_client);
         vfiod_server_add_lease(l->client->server, l);
@@ -544,7 +550,7 @@ static int acquire_check_device(struct acquire *a, struct vfiod_error *err)
                 return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address or an mdev UUID",
                                        a->device);
         if (!mode_bit(a->mode))
-                return vfiod_error_set(err, EINVAL, "mode must be DIRECT or BROKERED");
+                return vfiod_error_set(err, EINVAL, "mode must be DIRECT, BROKERED or GROUP");
         r = vfiod_registry_read(s->devices, a->bdf, &a->dev);
         if (r == -ENODEV)
                 return vfiod_error_set(err, ENOENT, "no device '%s'", a->device);
@@ -646,6 +652,15 @@ static int acquire_domain(struct acquire *a, uint64_t domain_id, struct vfiod_er
         if (c->usage.leases >= lim->max_leases_per_client)
                 return vfiod_error_set(err, ENOSPC, "MaxLeasesPerClient=%u reached",
                                        lim->max_leases_per_client);
+        /* GROUP: the client brings its own container; the lease has no domain. */
+        if (a->mode == VFIOD__MODE__MODE_GROUP) {
+                if (domain_id)
+                        return vfiod_error_set(err, EINVAL,
+                                               "a GROUP lease has no domain: domain_id must be 0, "
+                                               "not %" PRIu64,
+                                               domain_id);
+                return 0;
+        }
         if (domain_id) {
                 domain = vfiod_client_find_domain(c, domain_id);
                 if (!domain)
@@ -673,7 +688,7 @@ static int acquire_domain(struct acquire *a, uint64_t domain_id, struct vfiod_er
 static void lease_unopen(struct vfiod_lease *l, bool attached)
 {
         lease_free_devs(l, l->client->server->loop);
-        if (attached) {
+        if (attached && l->domain) {
                 int u = kvfio_group_unset_container(l->group_fd);
                 if (u == 0 && l->domain->n_leases == 0)
                         vfiod_domain_detached_last(l->domain);
@@ -682,9 +697,30 @@ static void lease_unopen(struct vfiod_lease *l, bool attached)
 }
 
 /*
+ * GROUP: the group the client gets must be viable and attached to nothing,
+ * as VFIO_GROUP_SET_CONTAINER in the client's hands needs it.
+ */
+static int group_check_unattached(struct vfiod_lease *l, struct vfiod_error *err)
+{
+        struct kvfio_group_status st;
+        int r = kvfio_group_get_status(l->group_fd, &st);
+
+        if (r < 0)
+                return vfiod_error_set(err, -r, "cannot read the status of group %d: %s",
+                                       l->group_id, strerror(-r));
+        if (!st.viable)
+                return vfiod_error_set(err, ENXIO, "group %d is not viable", l->group_id);
+        if (st.container_set)
+                return vfiod_error_set(err, EBUSY, "group %d is attached to a container already",
+                                       l->group_id);
+        return 0;
+}
+
+/*
  * Opens the lease's group, attaches it to its domain, opens its VFIO members
- * and arms their REQ/ERR; the acquired device must be one of them. Undone on
- * failure.
+ * and arms their REQ/ERR; the acquired device must be one of them. GROUP:
+ * opens the group, checks it is viable and unattached, and only names the
+ * members (no device fd). Undone on failure.
  */
 static int lease_open(struct vfiod_lease *l, const struct kvfio_pci_list *members,
                       const char *device, struct vfiod_error *err)
@@ -698,7 +734,10 @@ static int lease_open(struct vfiod_lease *l, const struct kvfio_pci_list *member
                            ? vfiod_error_set(err, EBUSY, "group %d is open elsewhere", l->group_id)
                            : vfiod_error_set(err, -l->group_fd, "cannot open group %d: %s",
                                              l->group_id, strerror(-l->group_fd));
-        r = vfiod_domain_attach(l->domain, l->group_fd, err);
+        if (l->domain)
+                r = vfiod_domain_attach(l->domain, l->group_fd, err);
+        else
+                r = group_check_unattached(l, err);
         if (r < 0) {
                 lease_unopen(l, false);
                 return r;
@@ -734,8 +773,44 @@ static void acquire_commit(struct acquire *a, struct vfiod_lease *l, struct vfio
         LOG_LEASE(LOG_NOTICE, l, l->device,
                   "leased device '%s' (group %d, %zu device(s)) in %s mode, domain %" PRIu64
                   ", granted by rule '%s'%s",
-                  l->device, l->group_id, l->n_devs, mode_name(a->mode), a->domain->id, l->rule,
+                  l->device, l->group_id, l->n_devs, mode_name(a->mode),
+                  a->domain ? a->domain->id : 0, l->rule,
                   a->n_bound ? " (managed: bound to vfio-pci by vfiod)" : "");
+}
+
+/*
+ * DIRECT and GROUP: the holder maps DMA itself, against its own
+ * RLIMIT_MEMLOCK; when a rule of the group sets MaxPinnedBytes=, vfiod
+ * raises the limit of the process that connected to it (the smallest of
+ * them), never lowering it. Not fatal: the lease stands, and the log and
+ * LeaseGrant say why.
+ */
+static void lease_raise_memlock(struct vfiod_lease *l)
+{
+        struct vfiod_client *c = l->client;
+        uint64_t want = l->grant.max_pinned_bytes, now = 0;
+        int r;
+
+        if (l->mode == VFIOD__MODE__MODE_BROKERED || want == VFIOD_NO_QUOTA_BYTES)
+                return;
+        r = vfiod_peer_raise_memlock(c->fd, c->peer.pid, want, &now);
+        if (r < 0) {
+                snprintf(l->memlock_error, sizeof(l->memlock_error), "%s",
+                         r == -EPERM   ? "vfiod lacks CAP_SYS_RESOURCE to raise the hard limit"
+                         : r == -ESRCH ? "the process that connected is gone"
+                                       : strerror(-r));
+                LOG_LEASE(LOG_WARNING, l, l->device,
+                          "cannot raise RLIMIT_MEMLOCK of pid %d to %" PRIu64
+                          " bytes (MaxPinnedBytes= of rule '%s'): %s",
+                          (int)c->peer.pid, want, l->grant.pinned_rule, l->memlock_error);
+                return;
+        }
+        l->memlock_bytes = now;
+        LOG_LEASE(LOG_NOTICE, l, l->device,
+                  "RLIMIT_MEMLOCK of pid %d is %" PRIu64 " bytes%s (MaxPinnedBytes=%" PRIu64
+                  " of rule '%s')",
+                  (int)c->peer.pid, now, now == UINT64_MAX ? " (unlimited)" : "", want,
+                  l->grant.pinned_rule);
 }
 
 /* A failed Acquire gives back what it held (the lease, if any, is undone already). */
@@ -796,6 +871,7 @@ int vfiod_lease_acquire(struct vfiod_client *c, const char *device, uint64_t dom
                 goto fail;
         }
         acquire_commit(&a, l, g);
+        lease_raise_memlock(l);
         *ret = l;
         return 0;
 
@@ -872,7 +948,14 @@ int vfiod_lease_grant_msg(struct vfiod_lease *l, struct vfiod_grant_msg *m)
 
         *m = (struct vfiod_grant_msg){0};
         vfiod__lease_grant__init(&m->msg);
-        if (vfiod_lease_domain_grant(l->client, l->domain, &m->grant, &first) < 0)
+        /* GROUP: no domain, the lease's own grant. */
+        if (!l->domain) {
+                vfiod_grant_init(&m->grant);
+                if (vfiod_grant_narrow(&m->grant, &l->grant) < 0) {
+                        vfiod_grant_done(&m->grant);
+                        return -ENOMEM;
+                }
+        } else if (vfiod_lease_domain_grant(l->client, l->domain, &m->grant, &first) < 0)
                 return -ENOMEM;
         m->windows = calloc(m->grant.n_windows ? m->grant.n_windows : 1, sizeof(*m->windows));
         m->ptrs = calloc(m->grant.n_windows ? m->grant.n_windows : 1, sizeof(*m->ptrs));
@@ -903,6 +986,8 @@ int vfiod_lease_grant_msg(struct vfiod_lease *l, struct vfiod_grant_msg *m)
                 m->irq_counts[k] = dev->irqs[k].count;
         m->msg.n_irq_counts = VFIOD_N_IRQ_INDEXES;
         m->msg.irq_counts = m->irq_counts;
+        m->msg.memlock_bytes = l->memlock_bytes;
+        m->msg.memlock_error = l->memlock_error;
         return 0;
 }
 
@@ -931,6 +1016,11 @@ static void release_unmap(struct vfiod_lease *l)
 {
         struct vfiod_domain *domain = l->domain;
 
+        /* GROUP: the mappings are in the client's container, which the unset (3) leaves. */
+        if (!domain) {
+                LOG_LEASE(LOG_DEBUG, l, l->device, "release 2/5: no domain (GROUP lease)");
+                return;
+        }
         domain->n_leases--;
         if (domain->n_leases == 0)
                 (void)vfiod_domain_unmap_everything(domain);
@@ -954,16 +1044,20 @@ static void release_detach(struct vfiod_server *s, struct vfiod_lease *l)
 
         for (size_t i = 0; i < l->n_devs; i++)
                 l->devs[i].fd = safe_close(l->devs[i].fd);
+        /* GROUP: through our duplicate, out of the client's container when it left it there. */
         r = kvfio_group_unset_container(l->group_fd);
         /* On -EBUSY the group fd moves to the group's quarantine record. */
-        vfiod_group_quarantine(g, l->id, r, &l->group_fd, domain->id);
+        vfiod_group_quarantine(g, l->id, r, &l->group_fd, domain ? domain->id : 0);
         if (r == -EBUSY) {
                 LOG_LEASE(LOG_WARNING, l, l->device,
                           "group %d quarantined: a device fd is still open (client %" PRIu64
                           " did not close it)",
                           l->group_id, l->client->id);
         } else {
-                if (r < 0)
+                if (r == -EINVAL && !domain)
+                        LOG_LEASE(LOG_DEBUG, l, l->device,
+                                  "release 3/5: group %d was in no container", l->group_id);
+                else if (r < 0)
                         LOG_LEASE(LOG_WARNING, l, l->device, "detaching group %d: %s", l->group_id,
                                   strerror(-r));
                 else
@@ -972,7 +1066,7 @@ static void release_detach(struct vfiod_server *s, struct vfiod_lease *l)
                 /* 4. Close our group fd; group_proceed() re-opens it to check it is free. */
                 l->group_fd = safe_close(l->group_fd);
         }
-        if (domain->n_leases == 0 && g->wait != VFIOD_WAIT_UNSET)
+        if (domain && domain->n_leases == 0 && g->wait != VFIOD_WAIT_UNSET)
                 domain->mode = 0;
 }
 
@@ -1320,14 +1414,19 @@ void vfiod_lease_save(const struct vfiod_lease *l, struct vfiod_save *sv)
                 return;
         vfiod_save_fd(sv, l->group_fd, "group-%" PRIu64, l->id);
         vfiod_save_line(sv, "lease %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %d %d %d %s %zu",
-                        l->client->id, l->id, l->domain->id, l->group_id, l->mode, (int)l->status,
-                        (int)l->revoke_reason, l->device, l->n_devs);
+                        l->client->id, l->id, l->domain ? l->domain->id : 0, l->group_id, l->mode,
+                        (int)l->status, (int)l->revoke_reason, l->device, l->n_devs);
         for (size_t i = 0; g && i < g->n_bound; i++)
                 vfiod_save_line(sv, "bound %d %s %s", l->group_id, g->bound[i].bdf,
                                 g->bound[i].prev_driver[0] ? g->bound[i].prev_driver : "-");
         for (size_t k = 0; k < l->n_devs; k++) {
                 const struct vfiod_lease_dev *dev = &l->devs[k];
 
+                /* GROUP: a member the daemon holds no fd of. */
+                if (dev->fd < 0) {
+                        vfiod_save_line(sv, "member %" PRIu64 " %zu %s", l->id, k, dev->bdf);
+                        continue;
+                }
                 vfiod_save_fd(sv, dev->fd, "device-%" PRIu64 "-%zu", l->id, k);
                 vfiod_save_line(sv, "dev %" PRIu64 " %zu %s", l->id, k, dev->bdf);
                 for (uint32_t i = 0; i < VFIOD_N_CLIENT_IRQ_INDEXES; i++)
@@ -1362,7 +1461,9 @@ static int load_lease_fds(struct vfiod_load *ld, struct vfiod_lease *l, size_t n
         l->n_devs = n_devs;
         for (size_t k = 0; k < n_devs; k++) {
                 dev_init(&l->devs[k], l);
-                l->devs[k].fd = vfiod_load_fd(ld, "device-%" PRIu64 "-%zu", l->id, k);
+                /* GROUP: none (its "member" lines name the devices). */
+                if (l->mode != VFIOD__MODE__MODE_GROUP)
+                        l->devs[k].fd = vfiod_load_fd(ld, "device-%" PRIu64 "-%zu", l->id, k);
         }
         g->state = VFIOD_GROUP_LEASED;
         g->lease = l;
@@ -1391,7 +1492,9 @@ static int load_lease(struct vfiod_load *ld, const char *args)
         }
         c = vfiod_server_find_client(s, cid);
         d = c ? vfiod_client_find_domain(c, did) : NULL;
-        if (!d || n_devs == 0 || n_devs > 256 || vfiod_registry_group(s->devices, group) ||
+        /* GROUP: no domain (0). */
+        if (!c || (mode == VFIOD__MODE__MODE_GROUP ? did != 0 : !d) || n_devs == 0 ||
+            n_devs > 256 || vfiod_registry_group(s->devices, group) ||
             strlen(device) >= KVFIO_BDF_MAX)
                 return vfiod_load_fail(ld, -EINVAL, "lease %" PRIu64 " does not fit the state",
                                        lid);
@@ -1472,6 +1575,26 @@ static int load_dev(struct vfiod_load *ld, const char *args)
         return 0;
 }
 
+/* "member L K BDF": a device of a GROUP lease, which the daemon holds no fd of. */
+static int load_member(struct vfiod_load *ld, const char *args)
+{
+        struct vfiod_lease_dev *dev;
+        uint64_t id;
+        unsigned k;
+        char bdf[64];
+
+        if (sscanf(args, "%" SCNu64 " %u %63s", &id, &k, bdf) != 3)
+                return VFIOD_LOAD_UNKNOWN;
+        if (vfiod_load_checking(ld))
+                return 0;
+        dev = load_find_dev(ld, id, k);
+        if (!dev || dev->lease->mode != VFIOD__MODE__MODE_GROUP ||
+            copy_str(dev->bdf, sizeof(dev->bdf), bdf) < 0)
+                return vfiod_load_fail(ld, -EINVAL, "member '%s' of lease %" PRIu64 ": no such",
+                                       bdf, id);
+        return 0;
+}
+
 /* "irq L K I N INO": the client's eventfd of vector N of index I (the kernel still signals it). */
 static int load_irq(struct vfiod_load *ld, const char *args)
 {
@@ -1527,7 +1650,7 @@ static int load_unmask(struct vfiod_load *ld, const char *args)
 }
 
 const struct vfiod_load_keyword vfiod_lease_keywords[] = {
-    {"lease", load_lease}, {"bound", load_bound},   {"dev", load_dev},
+    {"lease", load_lease}, {"bound", load_bound},   {"dev", load_dev}, {"member", load_member},
     {"irq", load_irq},     {"unmask", load_unmask}, {NULL, NULL},
 };
 
@@ -1538,7 +1661,8 @@ void vfiod_lease_restored(struct vfiod_lease *l)
         vfiod_log_about(LOG_NOTICE, &a,
                         "restored lease %" PRIu64 " of device '%s' (group %d, domain %" PRIu64
                         ", %zu mapping(s)) from the fd store",
-                        l->id, l->device, l->group_id, l->domain->id, l->domain->n_maps);
+                        l->id, l->device, l->group_id, l->domain ? l->domain->id : 0,
+                        l->domain ? l->domain->n_maps : 0);
         if (!vfiod_lease_policy_check(l, l->client->server->policy))
                 vfiod_lease_revoke(l, VFIOD__RELEASE_REASON__RELEASE_REASON_POLICY_CHANGE,
                                    "the policy no longer allows it");

@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A lease: one client's hold on one IOMMU group, attached to one of its
- * domains, in one mode.
+ * domains (GROUP: to none, domain NULL), in one mode.
  *
  * Concepts: the daemon keeps the group fd and a device fd for every member
  * of the group VFIO drives (kvfio_dev_is_vfio(): vfio-pci, its *_vfio_pci
  * variants, bound mdevs), each of which the policy must allow the peer, for
  * the whole lease; the client gets duplicates (DIRECT: container, group and
- * the acquired device; BROKERED: the device only). The daemon assigns its own eventfds to each
- * device's REQ index (and ERR when the device has one): REQ becomes ReleaseRequested
- * (KERNEL_REQUEST), ERR DeviceError, for clients that handle events.
+ * the acquired device; BROKERED: the device only). GROUP: the client gets
+ * the group fd alone, attached to no container, and sets it up itself; the
+ * daemon keeps its group fd and the members' names only (devs[].fd -EBADF).
+ * The daemon assigns its own eventfds to each device's REQ index (and ERR
+ * when the device has one): REQ becomes ReleaseRequested (KERNEL_REQUEST),
+ * ERR DeviceError, for clients that handle events.
  *
  * Release, whatever the cause, is always this sequence:
  *   1. interrupts off on every index (kvfio_irq_disable) and every held
@@ -86,7 +89,7 @@ struct vfiod_lease {
         struct list link_server; /* in server->leases */
         uint64_t id;
         struct vfiod_client *client;
-        struct vfiod_domain *domain;
+        struct vfiod_domain *domain; /* NULL: a GROUP lease */
         struct vfiod_group *group;
         int group_id;
         int group_fd;                /* owned */
@@ -101,6 +104,12 @@ struct vfiod_lease {
         /* What the policy grants: the stricter of the rules of every device of the group. */
         char rule[64]; /* the rule that granted the acquired device */
         struct vfiod_grant grant;
+        /*
+         * DIRECT and GROUP: the holder's RLIMIT_MEMLOCK as vfiod raised it at the grant
+         * (UINT64_MAX unlimited; 0 not set) or why it could not ("" otherwise).
+         */
+        uint64_t memlock_bytes;
+        char memlock_error[128];
 };
 
 /*

@@ -730,7 +730,7 @@ static void word_mode(struct parser *p, char *tok)
         int mode = vfiod_proto_mode_from_string(tok);
 
         if (mode < 0)
-                perr(p, "Modes=: unknown mode '%s' (direct, brokered)", tok);
+                perr(p, "Modes=: unknown mode '%s' (direct, brokered, group)", tok);
         else
                 cur_rule(p)->modes |= 1u << mode; /* VFIOD_MODE_BIT_* */
 }
@@ -1428,23 +1428,28 @@ bool vfiod_policy_is_admin(const struct vfiod_policy *policy, const struct vfiod
 
 const char *vfiod_modes_name(unsigned modes)
 {
-        /* Both names, from the mode table, built once (the daemon has one thread). */
-        static char both[32];
+        /* Every combination, from the mode table, built once (the daemon has one thread). */
+        static char names[VFIOD_MODE_BITS_ALL + 1][40];
+        char *buf;
+        size_t len = 0;
 
-        switch (modes & VFIOD_MODE_BITS_ALL) {
-        case VFIOD_MODE_BIT_DIRECT:
-                return vfiod_proto_mode_to_string(VFIOD__MODE__MODE_DIRECT);
-        case VFIOD_MODE_BIT_BROKERED:
-                return vfiod_proto_mode_to_string(VFIOD__MODE__MODE_BROKERED);
-        case VFIOD_MODE_BITS_ALL:
-                if (!both[0])
-                        (void)snprintf(both, sizeof(both), "%s %s",
-                                       vfiod_proto_mode_to_string(VFIOD__MODE__MODE_DIRECT),
-                                       vfiod_proto_mode_to_string(VFIOD__MODE__MODE_BROKERED));
-                return both;
-        default:
+        modes &= VFIOD_MODE_BITS_ALL;
+        if (!modes)
                 return "none";
+        buf = names[modes];
+        if (buf[0])
+                return buf;
+        for (int m = VFIOD__MODE__MODE_DIRECT; m <= VFIOD__MODE__MODE_GROUP; m++) {
+                int n;
+
+                if (!(modes & (1u << m)))
+                        continue;
+                n = snprintf(buf + len, sizeof(names[0]) - len, "%s%s", len ? " " : "",
+                             vfiod_proto_mode_to_string(m));
+                if (n > 0)
+                        len += (size_t)n;
         }
+        return buf;
 }
 
 /* ---- --check-config ------------------------------------------------------------- */
@@ -1722,10 +1727,11 @@ static size_t widening(const struct vfiod_rule *w, const struct vfiod_rule *r, b
         buf[0] = '\0';
         if (w->modes & ~r->modes)
                 ADD("%s mode", vfiod_modes_name(w->modes & ~r->modes));
+        /* MaxPinnedBytes= in every mode (DIRECT, GROUP: the holder's RLIMIT_MEMLOCK). */
+        if (quotas && (w->modes & r->modes) && wg->max_pinned_bytes > rg->max_pinned_bytes)
+                ADD("%s MaxPinnedBytes=",
+                    wg->max_pinned_bytes == VFIOD_NO_QUOTA_BYTES ? "no" : "a larger");
         if (quotas && (w->modes & r->modes & VFIOD_MODE_BIT_BROKERED)) {
-                if (wg->max_pinned_bytes > rg->max_pinned_bytes)
-                        ADD("%s MaxPinnedBytes=",
-                            wg->max_pinned_bytes == VFIOD_NO_QUOTA_BYTES ? "no" : "a larger");
                 if (wg->max_pinned_bytes_per_user > rg->max_pinned_bytes_per_user)
                         ADD("%s MaxPinnedBytesPerUser=",
                             wg->max_pinned_bytes_per_user == VFIOD_NO_QUOTA_BYTES ? "no"
@@ -1883,7 +1889,7 @@ void vfiod_policy_warnings(const struct vfiod_policy *policy, const struct kvfio
                 enum rule_key key;
                 const char *name;
         } brokered_only[] = {
-            {KEY_MAX_PINNED, "MaxPinnedBytes"},
+            /* MaxPinnedBytes= is every mode's: DIRECT and GROUP, the holder's RLIMIT_MEMLOCK. */
             {KEY_MAX_PINNED_PER_USER, "MaxPinnedBytesPerUser"},
             {KEY_MAX_MAPPINGS, "MaxMappings"},
             {KEY_IOVA_WINDOWS, "IovaWindows"},
@@ -1912,11 +1918,11 @@ void vfiod_policy_warnings(const struct vfiod_policy *policy, const struct kvfio
                                 continue;
                         errors_add(warnings,
                                    "warning: %s:%u: [Device %s] %s= applies to brokered mode only, "
-                                   "and the rule allows only direct (direct mode pins against the "
-                                   "holder's RLIMIT_MEMLOCK)",
+                                   "and the rule allows only %s (the holder pins against its own "
+                                   "RLIMIT_MEMLOCK, which MaxPinnedBytes= raises)",
                                    f && f <= policy->n_files ? policy->files[f - 1] : rule->file,
                                    f ? rule->key_line[key] : rule->line, rule->name,
-                                   brokered_only[k].name);
+                                   brokered_only[k].name, vfiod_modes_name(rule->modes));
                 }
         }
         if (list)

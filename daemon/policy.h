@@ -21,8 +21,10 @@
  *   Groups=kvm                     names or gids          /
  *   Units=vm@*.service             fnmatch globs          \  where: any of them
  *   Slices=machine.slice           fnmatch globs          /
- *   Modes=direct brokered          default: both
- *   MaxPinnedBytes=1G              brokered MapDma quota of the domain
+ *   Modes=direct brokered group    default: all three
+ *   MaxPinnedBytes=1G              brokered: MapDma quota of the domain; direct,
+ *                                  group: the holder's RLIMIT_MEMLOCK, raised
+ *                                  at the grant
  *   MaxPinnedBytesPerUser=4G       brokered MapDma quota of one uid under the rule
  *   MaxMappings=64                 brokered MapDma quota of the domain
  *   IovaWindows=0x0-0xfffffff      brokered MapDma IOVAs allowed (page-aligned)
@@ -66,7 +68,10 @@
 /* Mode bits: 1 << Vfiod__Mode value. */
 #define VFIOD_MODE_BIT_DIRECT   (1u << 1)
 #define VFIOD_MODE_BIT_BROKERED (1u << 2)
-#define VFIOD_MODE_BITS_ALL     (VFIOD_MODE_BIT_DIRECT | VFIOD_MODE_BIT_BROKERED)
+#define VFIOD_MODE_BIT_GROUP    (1u << 3)
+#define VFIOD_MODE_BITS_ALL     (VFIOD_MODE_BIT_DIRECT | VFIOD_MODE_BIT_BROKERED | VFIOD_MODE_BIT_GROUP)
+/* The modes whose holder maps DMA itself, against its own RLIMIT_MEMLOCK. */
+#define VFIOD_MODE_BITS_SELF_PINNED (VFIOD_MODE_BIT_DIRECT | VFIOD_MODE_BIT_GROUP)
 
 /* IRQ type bits: 1 << VFIO_PCI_*_IRQ_INDEX. */
 #define VFIOD_IRQ_BIT_INTX (1u << 0)
@@ -196,7 +201,7 @@ const struct vfiod_rule *vfiod_policy_grant(const struct vfiod_policy *policy,
 /* Root, or named by AdminUsers=/AdminGroups=. */
 bool vfiod_policy_is_admin(const struct vfiod_policy *policy, const struct vfiod_peer *peer);
 
-/* "direct", "brokered", "direct brokered", "none": static strings. */
+/* The names of the modes, space-separated ("direct group"), or "none": static strings. */
 const char *vfiod_modes_name(unsigned modes);
 
 /* ---- grants (what a lease keeps of its rules) -------------------------------------- */

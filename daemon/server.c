@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -123,6 +124,42 @@ static void peer_read_unit(int fd, struct vfiod_peer *p)
                                 "the process that connected (pid %d) has no unit or slice here: %s",
                                 (int)p->pid, why);
         }
+}
+
+/* RLIMIT_MEMLOCK as bytes: UINT64_MAX for RLIM_INFINITY. */
+static uint64_t rlim_bytes(rlim_t v)
+{
+        return v == RLIM_INFINITY || v >= UINT64_MAX ? UINT64_MAX : (uint64_t)v;
+}
+
+int vfiod_peer_raise_memlock(int fd, pid_t pid, uint64_t bytes, uint64_t *ret_now)
+{
+        _cleanup_close_ int pidfd = -EBADF;
+        struct rlimit old, new;
+        rlim_t want = bytes == UINT64_MAX ? RLIM_INFINITY : (rlim_t)bytes;
+
+        if (pid <= 0)
+                return -ESRCH;
+        /* The process that connected, while it still has its pid. */
+        pidfd = peer_pidfd(fd, pid);
+        if (pidfd < 0 || pidfd_pid(pidfd) != pid)
+                return -ESRCH;
+        if (prlimit(pid, RLIMIT_MEMLOCK, NULL, &old) < 0)
+                return -errno;
+        /* Never lower: each of soft and hard only goes up. */
+        new = old;
+        if (old.rlim_cur != RLIM_INFINITY && (want == RLIM_INFINITY || old.rlim_cur < want))
+                new.rlim_cur = want;
+        if (old.rlim_max != RLIM_INFINITY && (want == RLIM_INFINITY || old.rlim_max < want))
+                new.rlim_max = want;
+        if ((new.rlim_cur != old.rlim_cur || new.rlim_max != old.rlim_max) &&
+            prlimit(pid, RLIMIT_MEMLOCK, &new, NULL) < 0)
+                return -errno;
+        /* Still running after the call: the pid was not another process's meanwhile. */
+        if (!pidfd_running(pidfd) || pidfd_pid(pidfd) != pid)
+                return -ESRCH;
+        *ret_now = rlim_bytes(new.rlim_cur);
+        return 0;
 }
 
 int vfiod_peer_read(int fd, bool unit, struct vfiod_peer *ret)

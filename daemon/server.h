@@ -140,6 +140,18 @@ int vfiod_socket_bind(const char *path);
 int vfiod_peer_read(int fd, bool unit, struct vfiod_peer *ret);
 void vfiod_peer_done(struct vfiod_peer *peer);
 
+/*
+ * Raises the RLIMIT_MEMLOCK of the process that connected socket fd (pid,
+ * from SO_PEERCRED) to at least `bytes` (UINT64_MAX: unlimited), soft and
+ * hard, never lowering either: prlimit() on that pid, only while its pidfd
+ * (SO_PEERPIDFD, or pidfd_open()) names it, and checked running after the
+ * call so that a pid another process got meanwhile is never raised. On
+ * success *ret_now is the soft limit now (UINT64_MAX: unlimited).
+ * -ESRCH: the peer is gone (or exited during the call); -EPERM: raising the
+ * hard limit needs CAP_SYS_RESOURCE; other prlimit() errors.
+ */
+int vfiod_peer_raise_memlock(int fd, pid_t pid, uint64_t bytes, uint64_t *ret_now);
+
 /* Frees every client (vfiod_client_free(): their leases released with the full sequence). */
 void vfiod_server_drop_clients(struct vfiod_server *server);
 

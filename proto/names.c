@@ -7,6 +7,7 @@
 static const char *const vfiod_proto_mode_table[] = {
     [VFIOD__MODE__MODE_DIRECT] = "direct",
     [VFIOD__MODE__MODE_BROKERED] = "brokered",
+    [VFIOD__MODE__MODE_GROUP] = "group",
 };
 
 DEFINE_STRING_TABLE_LOOKUP(vfiod_proto_mode, int)

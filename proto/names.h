@@ -9,8 +9,9 @@
 #pragma once
 
 /*
- * "direct", "brokered" for VFIOD__MODE__MODE_DIRECT / _BROKERED (the same
- * numbers as libvfiod's enum vfiod_mode); NULL for any other value.
+ * "direct", "brokered", "group" for VFIOD__MODE__MODE_DIRECT / _BROKERED /
+ * _GROUP (the same numbers as libvfiod's enum vfiod_mode); NULL for any
+ * other value.
  */
 const char *vfiod_proto_mode_to_string(int mode);
 

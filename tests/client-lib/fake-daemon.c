@@ -148,6 +148,11 @@ void fake_reply_error(int sock, uint64_t id, int errnum, const char *reason)
 
 void fake_hello(int sock, uint32_t major, uint64_t capabilities)
 {
+        fake_hello_version(sock, major, 3, capabilities);
+}
+
+void fake_hello_version(int sock, uint32_t major, uint32_t minor, uint64_t capabilities)
+{
         struct vfiod_msg *msg = fake_recv(sock, VFIOD__ENVELOPE__BODY_HELLO);
         Vfiod__Limits limits = VFIOD__LIMITS__INIT;
         Vfiod__HelloReply hr = VFIOD__HELLO_REPLY__INIT;
@@ -159,7 +164,7 @@ void fake_hello(int sock, uint32_t major, uint64_t capabilities)
         limits.max_domains = 4;
         limits.max_pinned_bytes = UINT64_C(1) << 30;
         hr.major = major;
-        hr.minor = 3;
+        hr.minor = minor;
         hr.capabilities = capabilities;
         hr.max_datagram = 4096;
         hr.max_fds = 8;

@@ -74,6 +74,8 @@ void fake_reply_error(int sock, uint64_t id, int errnum, const char *reason);
  * server_version "fake 1.0".
  */
 void fake_hello(int sock, uint32_t major, uint64_t capabilities);
+/* The same, answering protocol major.minor (fake_hello() says minor 3). */
+void fake_hello_version(int sock, uint32_t major, uint32_t minor, uint64_t capabilities);
 
 /* Sends the events (id 0). */
 void fake_send_release_requested(int sock, uint64_t lease_id, const char *device, uint32_t grace_ms,

@@ -129,8 +129,9 @@ START_TEST(test_session_and_devices)
         ck_assert_uint_eq(dev.iommu_group, 5);
         ck_assert_str_eq(dev.driver, "vfio-pci");
         ck_assert_int_eq(dev.state, VFIOD_LEASE_STATE_FREE);
-        ck_assert_uint_eq(dev.allowed_modes,
-                          VFIOD_MODE_BIT(VFIOD_MODE_DIRECT) | VFIOD_MODE_BIT(VFIOD_MODE_BROKERED));
+        ck_assert_uint_eq(dev.allowed_modes, VFIOD_MODE_BIT(VFIOD_MODE_DIRECT) |
+                                                 VFIOD_MODE_BIT(VFIOD_MODE_BROKERED) |
+                                                 VFIOD_MODE_BIT(VFIOD_MODE_GROUP));
         ck_assert_int_eq(vfiod_list_devices(user, "0000:00:06.0", &devs, &n), -ENOENT);
         ck_assert_str_ne(vfiod_last_error(user), "");
 
@@ -196,6 +197,37 @@ START_TEST(test_direct_lease)
         dev = find_device(user, DEVICE);
         ck_assert_int_eq(dev.state, VFIOD_LEASE_STATE_FREE);
 
+        daemon_stop(&d, user, admin);
+}
+END_TEST
+
+/* GROUP: the group fd alone, no domain; the admin sees it; the device is free after. */
+START_TEST(test_group_lease)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_lease lease, other;
+        struct vfiod_lease_info *l = NULL;
+        size_t n = 0;
+
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_GROUP, &lease), 0);
+        ck_assert_uint_ne(lease.lease_id, 0);
+        ck_assert_uint_eq(lease.domain_id, 0);
+        ck_assert_int_eq(lease.mode, VFIOD_MODE_GROUP);
+        ck_assert_int_ge(lease.group_fd, 0);
+        ck_assert_int_eq(lease.container_fd, -1);
+        ck_assert_int_eq(lease.device_fd, -1);
+        /* Its group is the client's: another device of it, or it again, is refused. */
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_GROUP, &other), -EBUSY);
+        ck_assert_int_eq(vfiod_reset(user, lease.lease_id, NULL), -EINVAL);
+        ck_assert_int_eq(vfiod_list_leases(admin, &l, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_int_eq(l[0].mode, VFIOD_MODE_GROUP);
+        ck_assert_uint_eq(l[0].domain_id, 0);
+        vfiod_leases_free(l, n);
+        vfiod_lease_close_fds(&lease);
+        ck_assert_int_eq(vfiod_release(user, lease.lease_id), 0);
+        ck_assert_int_eq(find_device(user, DEVICE).state, VFIOD_LEASE_STATE_FREE);
         daemon_stop(&d, user, admin);
 }
 END_TEST
@@ -382,7 +414,7 @@ START_TEST(test_lease_carries_its_grant)
         int mem;
 
         ck_assert_int_eq(vfiod_get_server_info(user, &info), 0);
-        ck_assert_uint_eq(info.minor, 2);
+        ck_assert_uint_eq(info.minor, 3);
         ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
         ck_assert(lease.grant.known);
         ck_assert_str_eq(lease.grant.rule, "test");
@@ -502,6 +534,7 @@ static Suite *daemon_suite(void)
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_session_and_devices);
         tcase_add_test(tc, test_direct_lease);
+        tcase_add_test(tc, test_group_lease);
         tcase_add_test(tc, test_brokered_dma_irqs_and_revoke);
         tcase_add_test(tc, test_implicit_domain_goes_with_its_lease);
         tcase_add_test(tc, test_lease_and_domain_ids_do_not_mix);

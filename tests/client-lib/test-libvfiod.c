@@ -313,7 +313,7 @@ START_TEST(test_list_devices)
 }
 END_TEST
 
-/* A 1.2 daemon: ListDevices in pages, the caller's `after` echoed back as the page's start. */
+/* A 1.3 daemon: ListDevices in pages, the caller's `after` echoed back as the page's start. */
 static void script_device_pages(int sock, void *userdata)
 {
         Vfiod__DeviceInfo d[3] = {VFIOD__DEVICE_INFO__INIT, VFIOD__DEVICE_INFO__INIT,
@@ -437,17 +437,24 @@ static void send_acquire_reply(int sock, uint64_t id, Vfiod__Mode mode, const st
 {
         Vfiod__AcquireReply ar = VFIOD__ACQUIRE_REPLY__INIT;
         Vfiod__Envelope env = ENVELOPE(acquire_reply, &ar);
+        Vfiod__LeaseGrant grant = VFIOD__LEASE_GRANT__INIT;
         int fds[3];
         size_t n = 0;
 
         ar.lease_id = 3;
-        ar.domain_id = 11;
+        ar.domain_id = mode == VFIOD__MODE__MODE_GROUP && a && a->device < 0 ? 0 : 11;
         ar.iommu_group = 5;
         ar.device = "0000:00:04.0";
         ar.mode = mode;
         ar.num_regions = 9;
         ar.num_irqs = 5;
         ar.device_flags = 2;
+        /* GROUP: what the daemon did to the holder's RLIMIT_MEMLOCK. */
+        if (mode == VFIOD__MODE__MODE_GROUP) {
+                grant.memlock_bytes = UINT64_C(1) << 30;
+                grant.memlock_error = "";
+                ar.grant = &grant;
+        }
         /* The device fd first, to check that indices, not positions, are followed. */
         if (a && a->device >= 0) {
                 ar.has_device_fd_case = VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
@@ -604,6 +611,59 @@ static void script_acquire_extra_fds(int sock, void *userdata)
         vfiod_msg_free(m);
         fake_expect_eof(sock);
 }
+
+static void script_acquire_group(int sock, void *userdata)
+{
+        const struct acquire_fds *a = userdata;
+        const struct acquire_fds group = {.container = -1, .group = a->group, .device = -1};
+        struct vfiod_msg *m;
+
+        fake_hello(sock, 1, CAPS_ALL);
+        m = fake_recv(sock, VFIOD__ENVELOPE__BODY_ACQUIRE);
+        fake_check(m->env->acquire->mode == VFIOD__MODE__MODE_GROUP, "mode");
+        fake_check(m->env->acquire->domain_id == 0, "domain");
+        send_acquire_reply(sock, m->env->id, VFIOD__MODE__MODE_GROUP, &group);
+        vfiod_msg_free(m);
+        fake_expect_eof(sock);
+}
+
+/* A 1.1 daemon knows no GROUP lease: nothing is sent. */
+static void script_hello_1_1(int sock, void *userdata)
+{
+        fake_hello_version(sock, 1, 1, CAPS_ALL);
+        fake_expect_eof(sock);
+}
+
+START_TEST(test_acquire_group)
+{
+        struct acquire_fds a = {.container = -1, .group = new_memfd("group"), .device = -1};
+        struct fake f;
+        struct vfiod *c = connect_fake(&f, script_acquire_group, &a);
+        struct vfiod_lease lease, untouched = {.lease_id = 77};
+
+        ck_assert_int_eq(vfiod_acquire(c, "0000:00:04.0", 0, VFIOD_MODE_GROUP, &lease), 0);
+        ck_assert_int_eq(lease.mode, VFIOD_MODE_GROUP);
+        ck_assert_uint_eq(lease.domain_id, 0);
+        ck_assert_uint_eq(fake_inode(lease.group_fd), fake_inode(a.group));
+        ck_assert(fcntl(lease.group_fd, F_GETFD) & FD_CLOEXEC);
+        ck_assert_int_eq(lease.container_fd, -1);
+        ck_assert_int_eq(lease.device_fd, -1);
+        ck_assert(lease.grant.known);
+        ck_assert_uint_eq(lease.grant.memlock_bytes, UINT64_C(1) << 30);
+        ck_assert_str_eq(lease.grant.memlock_error, "");
+        vfiod_lease_close_fds(&lease);
+        vfiod_close(c);
+        fake_finish(&f);
+        c = connect_fake(&f, script_hello_1_1, NULL);
+        ck_assert_int_eq(vfiod_acquire(c, "0000:00:04.0", 0, VFIOD_MODE_GROUP, &untouched),
+                         -EOPNOTSUPP);
+        ck_assert_ptr_nonnull(strstr(vfiod_last_error(c), "1.2"));
+        ck_assert_uint_eq(untouched.lease_id, 77);
+        vfiod_close(c);
+        fake_finish(&f);
+        close(a.group);
+}
+END_TEST
 
 START_TEST(test_acquire_protocol_errors)
 {
@@ -1360,6 +1420,7 @@ static Suite *libvfiod_suite(void)
             {"domains", test_domains},
             {"leases", test_acquire},
             {"leases", test_acquire_protocol_errors},
+            {"leases", test_acquire_group},
             {"protocol", test_wrong_reply},
             {"protocol", test_daemon_closes_mid_call},
             {"protocol", test_daemon_closes_idle},

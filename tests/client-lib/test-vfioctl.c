@@ -169,7 +169,8 @@ static void place_free(struct place *p)
 
 static void script_list(int sock, void *userdata)
 {
-        Vfiod__Mode modes[] = {VFIOD__MODE__MODE_DIRECT, VFIOD__MODE__MODE_BROKERED};
+        Vfiod__Mode modes[] = {VFIOD__MODE__MODE_DIRECT, VFIOD__MODE__MODE_BROKERED,
+                               VFIOD__MODE__MODE_GROUP};
         Vfiod__DeviceInfo d0 = VFIOD__DEVICE_INFO__INIT, d1 = VFIOD__DEVICE_INFO__INIT;
         Vfiod__DeviceInfo *devs[] = {&d0, &d1};
         Vfiod__ListDevicesReply lr = VFIOD__LIST_DEVICES_REPLY__INIT;
@@ -189,7 +190,7 @@ static void script_list(int sock, void *userdata)
         d0.iommu_group = 5;
         d0.driver = "vfio-pci";
         d0.state = VFIOD__LEASE_STATE__LEASE_STATE_FREE;
-        d0.n_allowed_modes = 2;
+        d0.n_allowed_modes = 3;
         d0.allowed_modes = modes;
         d1.device = "0000:00:05.0";
         d1.vendor_id = 0x8086;
@@ -238,7 +239,8 @@ START_TEST(test_list_json)
             "[{\"device\":\"0000:00:04.0\",\"vendor_id\":4660,\"device_id\":4584,"
             "\"class_code\":65280,\"iommu_group\":5,\"driver\":\"vfio-pci\",\"mdev_type\":null,"
             "\"state\":\"free\","
-            "\"allowed_modes\":[\"direct\",\"brokered\"],\"lease_id\":null,\"holder\":null},"
+            "\"allowed_modes\":[\"direct\",\"brokered\",\"group\"],\"lease_id\":null,"
+            "\"holder\":null},"
             "{\"device\":\"0000:00:05.0\",\"vendor_id\":32902,\"device_id\":4307,"
             "\"class_code\":131072,\"iommu_group\":6,\"driver\":\"odd "
             "\\\"driver\\\"\\n\",\"mdev_type\":null,"
@@ -266,7 +268,7 @@ START_TEST(test_list_table)
         ck_assert_msg(strstr(r.out, "DEVICE        ID         CLASS   GROUP  DRIVER") == r.out,
                       "header: %s", r.out);
         ck_assert_ptr_nonnull(strstr(r.out, "0000:00:04.0  1234:11e8  00ff00  5      vfio-pci"));
-        ck_assert_ptr_nonnull(strstr(r.out, "free    direct,brokered  -\n"));
+        ck_assert_ptr_nonnull(strstr(r.out, "free    direct,brokered,group  -\n"));
         ck_assert_ptr_nonnull(strstr(r.out, "uid 1000 pid 4242 vm@web.service (lease 8)\n"));
         run_done(&r);
         place_free(&p);

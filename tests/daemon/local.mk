@@ -25,6 +25,8 @@ daemon_tests = \
 	tests/daemon/test-policy-daemon \
 	tests/daemon/test-client \
 	tests/daemon/test-lease \
+	tests/daemon/test-group-lease \
+	tests/daemon/test-memlock \
 	tests/daemon/test-inventory \
 	tests/daemon/test-domain \
 	tests/daemon/test-server \
@@ -52,6 +54,14 @@ tests_daemon_test_client_LDADD = $(daemon_suite_libs)
 tests_daemon_test_lease_SOURCES = tests/daemon/test-lease.c
 tests_daemon_test_lease_CFLAGS = $(daemon_suite_cflags)
 tests_daemon_test_lease_LDADD = $(daemon_suite_libs)
+
+tests_daemon_test_group_lease_SOURCES = tests/daemon/test-group-lease.c
+tests_daemon_test_group_lease_CFLAGS = $(daemon_suite_cflags)
+tests_daemon_test_group_lease_LDADD = $(daemon_suite_libs)
+
+tests_daemon_test_memlock_SOURCES = tests/daemon/test-memlock.c
+tests_daemon_test_memlock_CFLAGS = $(daemon_suite_cflags)
+tests_daemon_test_memlock_LDADD = $(daemon_suite_libs)
 
 tests_daemon_test_inventory_SOURCES = tests/daemon/test-inventory.c
 tests_daemon_test_inventory_CFLAGS = $(daemon_suite_cflags)

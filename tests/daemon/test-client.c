@@ -495,7 +495,7 @@ START_TEST(list_devices_by_policy)
         ck_assert_uint_eq(r->devices[0]->vendor_id, 0x1234);
         ck_assert_uint_eq(r->devices[0]->iommu_group, 1);
         ck_assert_str_eq(r->devices[0]->driver, "vfio-pci");
-        ck_assert_uint_eq(r->devices[0]->n_allowed_modes, 2);
+        ck_assert_uint_eq(r->devices[0]->n_allowed_modes, 3);
         ck_assert_int_eq(r->devices[2]->state, VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE);
         vfiod_msg_free(m);
         /* Another uid sees nothing, and asking for one device is ENOENT. */

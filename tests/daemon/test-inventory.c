@@ -24,6 +24,7 @@
 #define DEV3   "0000:00:03.0"
 #define EVENTS VFIOD__CAPABILITY__CAPABILITY_EVENTS
 #define DIRECT VFIOD__MODE__MODE_DIRECT
+#define GROUP  VFIOD__MODE__MODE_GROUP
 #define GONE   VFIOD__RELEASE_REASON__RELEASE_REASON_DEVICE_GONE
 
 /* ListDevices (one call, no paging); the reply. */
@@ -132,13 +133,19 @@ static void expect_gone(int fd, uint64_t lease, const char *device, const char *
         ck_assert_int_eq(h_release(fd, lease), ENOENT);
 }
 
+/*
+ * _i: the mode. DIRECT: vfiod holds the device fd, so the real kernel asks for
+ * it (REQ) before the device can go; GROUP: the client alone opens the
+ * device, and vfiod hears of its removal only from the uevent.
+ */
 START_TEST(removed_while_leased)
 {
+        static const int modes[] = {DIRECT, GROUP};
         int fd = start_two(), fds[3];
         uint64_t lease;
         size_t n;
 
-        lease = h_acquire_ok(fd, DEV1, 0, DIRECT, fds, &n, NULL);
+        lease = h_acquire_ok(fd, DEV1, 0, modes[_i], fds, &n, NULL);
         h_close_all(fds, n);
         ck_assert_int_eq(fakesys_remove_pci(H.root, DEV1, 1), 0);
         h_uevent("remove", DEV1);
@@ -401,7 +408,7 @@ START_TEST(list_16384_in_pages)
         struct vfiod_msg *m;
 
         ck_assert_ptr_nonnull(seen);
-        /* A 1.1 client asks for everything: that cannot fit one datagram. */
+        /* A 1.2 client asks for everything: that cannot fit one datagram. */
         {
                 Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
                 Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
@@ -418,7 +425,9 @@ START_TEST(list_16384_in_pages)
                 size_t before = n;
 
                 pages(fd, 100000, next, 1, seen, &n, next);
-                ck_assert_uint_gt(n - before, 100);
+                /* Full pages are cut by size, hundreds of devices each; the last has the rest. */
+                if (next[0])
+                        ck_assert_uint_gt(n - before, 100);
                 n_pages++;
         } while (next[0]);
         ck_assert_uint_eq(n, MANY);
@@ -475,7 +484,7 @@ int main(void)
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, list_follows_uevents);
         tcase_add_test(tc, requests_read_no_sysfs);
-        tcase_add_test(tc, removed_while_leased);
+        tcase_add_loop_test(tc, removed_while_leased, 0, 2);
         tcase_add_test(tc, unbound_while_leased);
         tcase_add_test(tc, added_is_leasable);
         tcase_add_test(tc, uevent_parse);

@@ -473,11 +473,12 @@ START_TEST(most_specific_enforced)
         ck_assert_uint_ne(acquire(fd, DEV2, DIRECT, NULL, &e, why, sizeof(why)), 0);
         /* and the checker says the broad rule would have widened the narrow one */
         ck_assert_int_eq(run_check(H.conf, out, sizeof(out)), 0);
-        snprintf(want, sizeof(want),
-                 "warning: %s:1: [Device all] would give user 64001 on " DEV1 " more than [Device "
-                 "vf] (%s:4) allows (direct mode, no IovaWindows=): [Device vf] is more specific "
-                 "(Match=) and governs there\n",
-                 H.conf, H.conf);
+        snprintf(
+            want, sizeof(want),
+            "warning: %s:1: [Device all] would give user 64001 on " DEV1 " more than [Device "
+            "vf] (%s:4) allows (direct group mode, no IovaWindows=): [Device vf] is more specific "
+            "(Match=) and governs there\n",
+            H.conf, H.conf);
         ck_assert_msg(strstr(out, want), "%s", out);
         close(mfd);
         close(fd);
@@ -564,10 +565,8 @@ START_TEST(check_config_warnings_cli)
                  "no rule gives the same peers\n",
                  H.conf);
         ck_assert_msg(strstr(out, want), "%s", out);
-        snprintf(want, sizeof(want),
-                 "warning: %s:9: [Device direct] MaxPinnedBytes= applies to brokered mode only",
-                 H.conf);
-        ck_assert_msg(strstr(out, want), "%s", out);
+        /* MaxPinnedBytes= on a direct rule is its holder's RLIMIT_MEMLOCK: no warning. */
+        ck_assert_msg(!strstr(out, "[Device direct] MaxPinnedBytes="), "%s", out);
         snprintf(want, sizeof(want),
                  "warning: %s:10: [Device broad] would give user 64001 on " DEV1 " more than "
                  "[Device half] (%s:1) allows (direct mode)",
@@ -593,19 +592,19 @@ START_TEST(check_config_example)
                              "  MaxPinnedBytes=268435456 (" VFIOD_SRCDIR
                              "/tests/daemon/check-config-example/vfiod.conf.d/50-lab.conf:3)\n"),
                       "%s", out);
-        ck_assert_msg(strstr(out, "/vfiod.conf:19: [Device nics] widens [Device vf] (" VFIOD_SRCDIR
-                                  "/tests/daemon/check-config-example/vfiod.conf:10) on "
-                                  "0000:03:10.1 for user 64001 (direct mode, no MaxPinnedBytes=, "
-                                  "no IovaWindows=): [Device vf], more specific (Match=), governs "
-                                  "only where its condition holds (user 64001 and unit "
-                                  "dpdk@*.service); elsewhere [Device nics] does\n"),
+        ck_assert_msg(strstr(out,
+                             "/vfiod.conf:19: [Device nics] widens [Device vf] (" VFIOD_SRCDIR
+                             "/tests/daemon/check-config-example/vfiod.conf:10) on "
+                             "0000:03:10.1 for user 64001 (direct group mode, no MaxPinnedBytes=, "
+                             "no IovaWindows=): [Device vf], more specific (Match=), governs "
+                             "only where its condition holds (user 64001 and unit "
+                             "dpdk@*.service); elsewhere [Device nics] does\n"),
                       "%s", out);
         ck_assert_msg(strstr(out, "/vfiod.conf:26: [Device gpu] covers part of IOMMU group 13: it "
                                   "matches 0000:01:00.0 but not 0000:01:00.1 (driver vfio-pci)"),
                       "%s", out);
-        ck_assert_msg(strstr(out,
-                             "/vfiod.conf:30: [Device gpu] MaxPinnedBytes= applies to brokered "
-                             "mode only"),
+        ck_assert_msg(strstr(out, "/vfiod.conf:30: [Device gpu] MaxMappings= applies to brokered "
+                                  "mode only"),
                       "%s", out);
         ck_assert_msg(strstr(out, "/vfiod.conf:33: [Device old-fpga] matches no device on this "
                                   "machine\n"),

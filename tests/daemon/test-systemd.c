@@ -854,6 +854,93 @@ static pid_t start_with_a_client(char *sock, char *notify, int *ret_nfd, int *re
 }
 
 /*
+ * A GROUP lease: its group fd alone in the store, its devices on "member"
+ * lines; and a next vfiod restores one (the fake ioctl layer cannot hand a
+ * group to another process, but a GROUP lease's restore asks the kernel
+ * nothing: a pipe stands in for the group).
+ */
+START_TEST(fd_store_keeps_a_group_lease)
+{
+        char sock[4200], notify[4200], all[16384] = "", log[16384];
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__ListLeases ll = VFIOD__LIST_LEASES__INIT;
+        Vfiod__Envelope env;
+        struct rawclient_acquired got = {0};
+        struct timeval tv = {.tv_sec = 30}; /* a bound for a failure only */
+        struct vfiod_msg *m;
+        int nfd, err, c, sp[2], group[2], state, status;
+        pid_t pid;
+
+        pid = start_with_a_client(sock, notify, &nfd, &err, &c);
+        ck_assert_uint_eq(rawclient_acquire(rawclient_call_blocking, c, "0000:00:01.0", 0,
+                                            VFIOD__MODE__MODE_GROUP, &got),
+                          1);
+        ck_assert_uint_eq(got.n_fds, 1);
+        close(got.fds[0]);
+        notify_drain(nfd, all, sizeof(all));
+        ck_assert_msg(strstr(all, "FDNAME=group-1|"), "%s", all);
+        ck_assert_msg(!strstr(all, "FDNAME=device-") && !strstr(all, "FDNAME=container-"), "%s",
+                      all);
+        ck_assert_msg(strstr(last_state, "\nlease 1 1 0 1 3 1 0 0000:00:01.0 1\n"
+                                         "member 1 0 0000:00:01.0\n"),
+                      "%s", last_state);
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        status = wait_exit(pid, 10);
+        drain(err, log, sizeof(log));
+        close(err);
+        ck_assert_msg(status == 0, "%s", log);
+        close(c);
+        notify_close(nfd);
+        h_stop();
+
+        /* What a previous vfiod stored: client 7 holding group 1 in lease 8. */
+        nfd = fd_store_begin(sock, notify);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        ck_assert_int_eq(setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        ck_assert_int_eq(pipe2(group, O_CLOEXEC), 0);
+        state = state_memfd_of("vfiod-state 1\nnext 7 8 8\nclient 7 1 0 0 65536 64\n"
+                               "lease 7 8 0 1 3 1 0 0000:00:01.0 1\nmember 8 0 0000:00:01.0\n",
+                               false);
+        pid = spawn_fake(notify, sock, (int[]){state, sp[1], group[1]}, 3, "state:client-7:group-8",
+                         &err);
+        close(state);
+        close(sp[1]);
+        close(group[1]);
+        close(connect_retry(sock)); /* it is up */
+        ld.device = "0000:00:01.0";
+        env = (Vfiod__Envelope)ENVELOPE(list_devices, &ld);
+        env.id = 11;
+        m = call(sp[0], &env);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+        ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 1);
+        ck_assert_int_eq(m->env->list_devices_reply->devices[0]->state,
+                         VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+        ck_assert_uint_eq(m->env->list_devices_reply->devices[0]->lease_id, 8);
+        vfiod_msg_free(m);
+        /* Its device, as its "member" line named it (root is an admin). */
+        env = (Vfiod__Envelope)ENVELOPE(list_leases, &ll);
+        env.id = 12;
+        m = call(sp[0], &env);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY);
+        ck_assert_uint_eq(m->env->list_leases_reply->n_leases, 1);
+        ck_assert_int_eq(m->env->list_leases_reply->leases[0]->mode, VFIOD__MODE__MODE_GROUP);
+        ck_assert_uint_eq(m->env->list_leases_reply->leases[0]->n_devices, 1);
+        ck_assert_str_eq(m->env->list_leases_reply->leases[0]->devices[0], "0000:00:01.0");
+        vfiod_msg_free(m);
+        ck_assert_int_eq(kill(pid, SIGTERM), 0);
+        status = wait_exit(pid, 10);
+        drain(err, log, sizeof(log));
+        close(err);
+        ck_assert_msg(status == 0, "%s", log);
+        ck_assert_msg(strstr(log, "Restored 1 lease(s) and 1 client(s)"), "%s", log);
+        close(sp[0]);
+        close(group[0]);
+        notify_close(nfd);
+        h_stop();
+}
+END_TEST
+
+/*
  * vfiod dies in the middle of writing the state (a write past RLIMIT_FSIZE:
  * SIGXFSZ): the next vfiod still has a complete state, and every client in
  * it keeps its connection. (The fake ioctl layer cannot hand a lease to
@@ -1049,6 +1136,7 @@ int main(void)
         tcase_add_test(tc, fd_store_client_restored);
         tcase_add_test(tc, fd_store_torn_state_torn_down);
         tcase_add_test(tc, fd_store_restores_the_unit_it_saved);
+        tcase_add_test(tc, fd_store_keeps_a_group_lease);
         tcase_add_test(tc, fd_store_crash_while_saving);
         tcase_add_test(tc, fd_store_newer_of_two_states);
         tcase_add_test(tc, fd_store_older_state_when_the_newer_is_torn);

@@ -185,7 +185,9 @@ START_TEST(test_mode_names)
         ck_assert_str_eq(vfiod_proto_mode_to_string(VFIOD__MODE__MODE_DIRECT), "direct");
         ck_assert_str_eq(vfiod_proto_mode_to_string(VFIOD__MODE__MODE_BROKERED), "brokered");
         ck_assert_ptr_null(vfiod_proto_mode_to_string(VFIOD__MODE__MODE_UNSPECIFIED));
-        ck_assert_ptr_null(vfiod_proto_mode_to_string(3));
+        ck_assert_str_eq(vfiod_proto_mode_to_string(VFIOD__MODE__MODE_GROUP), "group");
+        ck_assert_int_eq(vfiod_proto_mode_from_string("group"), VFIOD__MODE__MODE_GROUP);
+        ck_assert_ptr_null(vfiod_proto_mode_to_string(4));
         ck_assert_ptr_null(vfiod_proto_mode_to_string(-1));
         ck_assert_int_eq(vfiod_proto_mode_from_string("direct"), VFIOD__MODE__MODE_DIRECT);
         ck_assert_int_eq(vfiod_proto_mode_from_string("brokered"), VFIOD__MODE__MODE_BROKERED);

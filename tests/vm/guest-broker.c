@@ -627,6 +627,32 @@ static int vfio_msi(int device, int efd)
 }
 
 /*
+ * What a client that maps DMA itself does (DIRECT, GROUP): 2 pages of its
+ * own at IOVA in its container, the device's BAR0 open with bus mastering
+ * on, MSI on an eventfd (*ret_efd). Returns the pages.
+ */
+static uint8_t *p_own_dma_msi(struct peer *p, int container, int device, struct testdev *dev,
+                              int *ret_efd)
+{
+        uint8_t *mem;
+        int r;
+
+        mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        P_CHECK(p, mem != MAP_FAILED, "mmap: %s", strerror(errno));
+        r = vfio_map(container, mem, IOVA, 2 * PAGE);
+        P_CHECK(p, r == 0, "VFIO_IOMMU_MAP_DMA as uid %u: %s", (unsigned)getuid(), strerror(-r));
+        r = testdev_open(dev, K, device);
+        P_CHECK(p, r == 0, "BAR0: %s", strerror(-r));
+        P_CHECK(p, edu_enable_bus_master(device) == 0, "bus master");
+        testdev_ack(dev, ~UINT32_C(0));
+        *ret_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        P_CHECK(p, *ret_efd >= 0, "eventfd");
+        r = vfio_msi(device, *ret_efd);
+        P_CHECK(p, r == 0, "VFIO_DEVICE_SET_IRQS MSI: %s", strerror(-r));
+        return mem;
+}
+
+/*
  * DIRECT: container, group and device fds; the client maps its own memory
  * and sets its own MSI with VFIO ioctls. It leaves its mapping in place: the
  * daemon's release must unmap it (VFIO_UNMAP_ALL).
@@ -650,10 +676,6 @@ static void client_direct(struct peer *p, const void *arg)
                 "group flags %#x", gs.flags);
         P_CHECK(p, ioctl(l.container_fd, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) == 1,
                 "no Type1v2");
-        mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        P_CHECK(p, mem != MAP_FAILED, "mmap: %s", strerror(errno));
-        r = vfio_map(l.container_fd, mem, IOVA, 2 * PAGE);
-        P_CHECK(p, r == 0, "VFIO_IOMMU_MAP_DMA as uid %u: %s", (unsigned)getuid(), strerror(-r));
         /* A direct domain is not the daemon's to map. */
         {
                 int memfd = -1;
@@ -665,14 +687,7 @@ static void client_direct(struct peer *p, const void *arg)
                         "MapDma on a direct domain: %d (%s)", r, vfiod_last_error(c));
                 close(memfd);
         }
-        r = testdev_open(&dev, K, l.device_fd);
-        P_CHECK(p, r == 0, "BAR0: %s", strerror(-r));
-        P_CHECK(p, edu_enable_bus_master(l.device_fd) == 0, "bus master");
-        testdev_ack(&dev, ~UINT32_C(0));
-        efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        P_CHECK(p, efd >= 0, "eventfd");
-        r = vfio_msi(l.device_fd, efd);
-        P_CHECK(p, r == 0, "VFIO_DEVICE_SET_IRQS MSI: %s", strerror(-r));
+        mem = p_own_dma_msi(p, l.container_fd, l.device_fd, &dev, &efd);
         p_say(p, "leased %llu", (unsigned long long)l.lease_id);
         p_wait(p);
         p_roundtrip(p, &dev, efd, mem, IOVA, 3, &irqs);
@@ -924,6 +939,84 @@ static void wait_reset_logged(int i)
                 snprintf(line, sizeof(line), "'%s' was reset as it opened", T.bdf[i]);
         log_wait_for(line, NULL);
 }
+
+/*
+ * GROUP: the group fd alone, attached to no container. The client sets it up
+ * as QEMU does (its own /dev/vfio/vfio, Type1v2, its device fd), maps its
+ * memory, DMAs with MSI; it releases with its device fd open (quarantined:
+ * the unset through vfiod's duplicate is refused), then closes it.
+ */
+static void client_group(struct peer *p, const void *arg)
+{
+        const char *bdf = arg;
+        struct vfio_group_status gs = {.argsz = sizeof(gs)};
+        struct vfiod_lease l;
+        struct testdev dev = {.fd = -1};
+        struct vfiod *c = p_connect(p);
+        unsigned irqs = 0;
+        uint8_t *mem;
+        int container, device, efd, r;
+
+        r = vfiod_acquire(c, bdf, 0, VFIOD_MODE_GROUP, &l);
+        P_CHECK(p, r == 0, "acquire %s group: %s (%s)", bdf, strerror(-r), vfiod_last_error(c));
+        P_CHECK(p, l.group_fd >= 0 && l.container_fd < 0 && l.device_fd < 0 && l.domain_id == 0,
+                "not the group fd alone");
+        P_CHECK(p, ioctl(l.group_fd, VFIO_GROUP_GET_STATUS, &gs) == 0, "group status: %s",
+                strerror(errno));
+        P_CHECK(
+            p, (gs.flags & VFIO_GROUP_FLAGS_VIABLE) && !(gs.flags & VFIO_GROUP_FLAGS_CONTAINER_SET),
+            "group flags %#x", gs.flags);
+        container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+        P_CHECK(p, container >= 0, "/dev/vfio/vfio as uid %u: %s", (unsigned)getuid(),
+                strerror(errno));
+        P_CHECK(p, ioctl(l.group_fd, VFIO_GROUP_SET_CONTAINER, &container) == 0,
+                "VFIO_GROUP_SET_CONTAINER: %s", strerror(errno));
+        P_CHECK(p, ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) == 0, "VFIO_SET_IOMMU: %s",
+                strerror(errno));
+        device = ioctl(l.group_fd, VFIO_GROUP_GET_DEVICE_FD, bdf);
+        P_CHECK(p, device >= 0, "VFIO_GROUP_GET_DEVICE_FD: %s", strerror(errno));
+        mem = p_own_dma_msi(p, container, device, &dev, &efd);
+        p_roundtrip(p, &dev, efd, mem, IOVA, 3, &irqs);
+        P_CHECK(p, irqs == 2, "%u MSIs for 2 DMAs", irqs);
+        p_say(p, "leased %llu, dma %u irqs", (unsigned long long)l.lease_id, irqs);
+        p_wait(p);
+        close(container);
+        vfiod_lease_close_fds(&l);
+        r = vfiod_release(c, l.lease_id);
+        P_CHECK(p, r == 0, "Release: %s (%s)", strerror(-r), vfiod_last_error(c));
+        P_CHECK(p, p_state(p, c, bdf) == VFIOD_LEASE_STATE_QUARANTINED, "not QUARANTINED");
+        p_say(p, "released, device fd kept");
+        p_wait(p);
+        testdev_close(&dev);
+        close(device);
+        close(efd);
+        munmap(mem, 2 * PAGE);
+        vfiod_close(c);
+}
+
+START_TEST(test_group_lease)
+{
+        struct vfiod_lease_info *li = NULL;
+        struct child b;
+        size_t n = 0;
+
+        begin();
+        child_start(&b, "bob", client_group, T.bdf[1], CHILD_CHECK_FDS);
+        child_expect(&b, "leased ", NULL, 0);
+        ck_assert_int_eq(vfiod_list_leases(T.admin, &li, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_int_eq(li[0].mode, VFIOD_MODE_GROUP);
+        ck_assert_uint_eq(li[0].domain_id, 0);
+        vfiod_leases_free(li, n);
+        child_go(&b);
+        child_expect(&b, "released, device fd kept", NULL, 0);
+        log_wait_for("quarantined: a device fd is still open", NULL);
+        child_go(&b);
+        child_end(&b);
+        wait_free(1);
+        end();
+}
+END_TEST
 
 START_TEST(test_sigkill_mid_lease)
 {
@@ -2393,6 +2486,7 @@ static Suite *guest_broker_suite(void)
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, test_brokered_dma_msi);
         tcase_add_test(tc, test_direct_dma_msi);
+        tcase_add_test(tc, test_group_lease);
         tcase_add_test(tc, test_brokered_intx);
         tcase_add_test(tc, test_two_clients_two_devices);
         tcase_add_test(tc, test_vfioctl_acquire);
