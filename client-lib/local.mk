@@ -35,6 +35,30 @@ bin_PROGRAMS += client-lib/vfioctl
 client_lib_vfioctl_SOURCES = client-lib/vfioctl.c client-lib/json.c client-lib/json.h
 client_lib_vfioctl_LDADD = client-lib/libvfiod.la
 # check-config runs vfiod from here when it is not on $PATH.
-client_lib_vfioctl_CFLAGS = $(AM_CFLAGS) -DVFIOD_PATH='"$(sbindir)/vfiod"'
+client_lib_vfioctl_CFLAGS = $(AM_CFLAGS) -DVFIOD_PATH='"$(sbindir)/vfiod"' \
+	-DVFIOD_PRELOAD_PATH='"$(pkglibdir)/libvfiod-preload.so"'
 
 dist_man_MANS += man/vfioctl.1 man/libvfiod.3
+
+# libvfiod-preload.so: the LD_PRELOAD module that turns a program's open of
+# /dev/vfio/N into a duplicate of a leased group fd (libvfiod-preload(7)).
+# A module in $(pkglibdir), not a library to link: no version, no .la
+# installed, and it exports the interposed open family only (preload.sym).
+# Built without the sanitizers: it is loaded into programs built without them.
+pkglib_LTLIBRARIES = client-lib/libvfiod-preload.la
+client_lib_libvfiod_preload_la_SOURCES = client-lib/preload.c
+client_lib_libvfiod_preload_la_CFLAGS = $(WARN_CFLAGS) -fvisibility=hidden
+client_lib_libvfiod_preload_la_LIBADD = -ldl
+client_lib_libvfiod_preload_la_LDFLAGS = -module -avoid-version -shared -no-undefined \
+	-Wl,--version-script=$(srcdir)/client-lib/preload.sym
+EXTRA_client_lib_libvfiod_preload_la_DEPENDENCIES = $(srcdir)/client-lib/preload.sym
+EXTRA_DIST += client-lib/preload.sym
+install-exec-hook: install-preload-no-la
+install-preload-no-la:
+	rm -f '$(DESTDIR)$(pkglibdir)/libvfiod-preload.la'
+uninstall-local: uninstall-preload-so
+uninstall-preload-so:
+	rm -f '$(DESTDIR)$(pkglibdir)/libvfiod-preload.so'
+.PHONY: install-preload-no-la uninstall-preload-so
+
+dist_man_MANS += man/libvfiod-preload.7

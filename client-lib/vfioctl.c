@@ -3,7 +3,8 @@
  * vfioctl: the command-line tool of vfiod, built on libvfiod.
  *
  *   vfioctl [--socket PATH] [--json] list [DEVICE]
- *   vfioctl acquire DEVICE [--brokered] -- COMMAND [ARG...]
+ *   vfioctl acquire DEVICE... [--mode MODE | --brokered] [--preload[=LIB]]
+ *           [--memlock BYTES] -- COMMAND [ARG...]
  *   vfioctl [--json] leases | revoke LEASE [--reason TEXT] | reload | stats
  *   vfioctl check-config [PATH]
  *
@@ -22,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,11 +38,20 @@
 #define EXIT_CANNOT_EXEC  126
 #define EXIT_NOT_FOUND    127
 
+/* acquire --preload: the installed libvfiod-preload.so (the build passes $(pkglibdir)'s). */
+#ifndef VFIOD_PRELOAD_PATH
+#define VFIOD_PRELOAD_PATH "/usr/lib/vfiod/libvfiod-preload.so"
+#endif
+
 struct options {
         const char *socket;
         bool json;
-        bool brokered;
+        enum vfiod_mode mode; /* acquire: --mode, --brokered, --preload (0: not given) */
+        const char *preload;  /* acquire: --preload's library, NULL without it */
+        uint64_t memlock;     /* acquire: --memlock BYTES, 0 without it */
         const char *reason;
+        bool dashdash;     /* "--" was given: the command's args end there... */
+        size_t n_operands; /* ...after this many of them (all of them without "--") */
 };
 
 static void usage(FILE *f)
@@ -49,9 +61,9 @@ static void usage(FILE *f)
               "Commands:\n"
               "  list [DEVICE]                   devices you may see: ids, group, driver,\n"
               "                                  state, allowed modes, lease holder\n"
-              "  acquire DEVICE [--brokered] -- COMMAND [ARG...]\n"
-              "                                  lease DEVICE, run COMMAND with its fds,\n"
-              "                                  release it when COMMAND exits\n"
+              "  acquire DEVICE... [--mode MODE] [--preload] -- COMMAND [ARG...]\n"
+              "                                  lease the DEVICEs, run COMMAND with their\n"
+              "                                  fds, release them when COMMAND exits\n"
               "  leases                          every lease (admin)\n"
               "  revoke LEASE [--reason TEXT]    take a lease away (admin)\n"
               "  reload                          re-read the daemon's policy (admin)\n"
@@ -63,7 +75,12 @@ static void usage(FILE *f)
               "  -s, --socket PATH   daemon socket (default: $VFIOD_SOCKET, "
               "else " VFIOD_SOCKET_DEFAULT ")\n"
               "  -j, --json          print JSON instead of tables\n"
-              "  -b, --brokered      acquire: BROKERED mode (device fd + connection)\n"
+              "  -m, --mode MODE     acquire: direct (default), brokered or group\n"
+              "  -b, --brokered      acquire: --mode brokered (device fd + connection)\n"
+              "      --preload[=LIB] acquire: --mode group, and COMMAND opens /dev/vfio/N\n"
+              "                      through libvfiod-preload.so (QEMU, DPDK)\n"
+              "      --memlock BYTES acquire: what COMMAND will pin, for the RLIMIT_MEMLOCK\n"
+              "                      warning (default: the policy's allowance)\n"
               "  -r, --reason TEXT   revoke: reason passed to the holder\n"
               "  -h, --help          show this help\n"
               "  -V, --version       show the version\n"
@@ -652,17 +669,174 @@ static int cmd_stats(const struct options *o, char **args, size_t n_args)
 /* ------------------------------------------------------------------------- */
 /* acquire */
 
+/* The variable libvfiod-preload.so reads: G:FD[,G:FD...] (libvfiod-preload(7)). */
+#define GROUP_FDS_ENV "VFIOD_GROUP_FDS"
+
+/* The leases of one `vfioctl acquire`, in the order of their DEVICEs. */
+struct leases {
+        struct vfiod_lease *l;
+        bool *revoked; /* the daemon revoked l[i]: nothing to release */
+        size_t n;
+};
+
+/* Closes the fds vfioctl still holds of every lease. */
+static void leases_close_fds(struct leases *ls)
+{
+        for (size_t i = 0; i < ls->n; i++)
+                vfiod_lease_close_fds(&ls->l[i]);
+}
+
+/* Closes the fds, releases every lease the daemon did not revoke, and frees the array. */
+static void leases_release(struct vfiod *c, struct leases *ls)
+{
+        leases_close_fds(ls);
+        for (size_t i = 0; i < ls->n; i++) {
+                int r;
+
+                if (ls->revoked[i])
+                        continue;
+                r = vfiod_release(c, ls->l[i].lease_id);
+                /* ENOENT: the command released it, or it was revoked meanwhile. */
+                if (r < 0 && r != -ENOENT)
+                        report(c, r, "release lease %" PRIu64 " of '%s'", ls->l[i].lease_id,
+                               ls->l[i].device);
+        }
+        free(ls->l);
+        free(ls->revoked);
+        *ls = (struct leases){0};
+}
+
+/* The index of lease_id among ls, or -1. */
+static ssize_t leases_find(const struct leases *ls, uint64_t lease_id)
+{
+        for (size_t i = 0; i < ls->n; i++)
+                if (ls->l[i].lease_id == lease_id)
+                        return (ssize_t)i;
+        return -1;
+}
+
+/*
+ * True when device's IOMMU group is the group of one of ls: its group fd
+ * reaches device already (the daemon would answer EBUSY). False when the
+ * daemon does not say (the Acquire then gives the reason).
+ */
+static bool leases_hold_group_of(struct vfiod *c, const struct leases *ls, const char *device)
+{
+        struct vfiod_device_info *d = NULL;
+        size_t n = 0;
+        bool held = false;
+
+        if (vfiod_list_devices(c, device, &d, &n) < 0)
+                return false;
+        for (size_t i = 0; n == 1 && i < ls->n; i++)
+                if (ls->l[i].iommu_group == d[0].iommu_group)
+                        held = true;
+        vfiod_devices_free(d, n);
+        return held;
+}
+
+/*
+ * Acquires devices[0..n) in mode into *ls, one lease per IOMMU group: a
+ * device of a group an earlier one's lease holds is not acquired again.
+ * On failure says why, releases what it acquired and returns -errno.
+ */
+static int leases_acquire(struct vfiod *c, char **devices, size_t n, enum vfiod_mode mode,
+                          struct leases *ls)
+{
+        *ls = (struct leases){.l = calloc(n, sizeof(*ls->l)), .revoked = calloc(n, sizeof(bool))};
+        if (!ls->l || !ls->revoked) {
+                leases_release(c, ls);
+                return report(NULL, -ENOMEM, "acquire"), -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                int r;
+
+                if (i > 0 && leases_hold_group_of(c, ls, devices[i]))
+                        continue;
+                r = vfiod_acquire(c, devices[i], 0, mode, &ls->l[ls->n]);
+                if (r < 0) {
+                        report(c, r, "acquire '%s'", devices[i]);
+                        leases_release(c, ls);
+                        return r;
+                }
+                ls->n++;
+        }
+        return 0;
+}
+
+/* "8 MiB" for 8388608: bytes in the largest binary unit that divides them, for people. */
+static void bytes_text(uint64_t bytes, char *buf, size_t size)
+{
+        static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+        size_t u = 0;
+
+        while (u + 1 < ELEMENTSOF(units) && bytes >= 1024 && bytes % 1024 == 0) {
+                bytes /= 1024;
+                u++;
+        }
+        (void)snprintf(buf, size, "%" PRIu64 " %s", bytes, units[u]);
+}
+
+/*
+ * Before COMMAND starts (DIRECT and GROUP: it pins its memory itself, against
+ * RLIMIT_MEMLOCK): says on stderr why vfiod did not raise the limit when it
+ * says so, and warns when the soft limit COMMAND inherits (vfioctl's own,
+ * after vfiod raised it) is below what it will pin: `need` (--memlock), or
+ * else the policy's allowance: the largest RLIMIT_MEMLOCK vfiod says it set
+ * (grant.memlock_bytes, from the rules' MaxPinnedBytes=). A lease no rule
+ * gives an allowance has none: its max_pinned_bytes is a quota of brokered
+ * MapDma, not what COMMAND may pin.
+ */
+static void check_memlock(const struct leases *ls, uint64_t need)
+{
+        const char *what = "--memlock";
+        char have_text[32], need_text[32];
+        struct rlimit rl;
+
+        for (size_t i = 0; i < ls->n; i++)
+                if (ls->l[i].grant.memlock_error[0])
+                        fprintf(stderr,
+                                "vfioctl: warning: vfiod did not raise RLIMIT_MEMLOCK for lease "
+                                "%" PRIu64 " ('%s'): %s\n",
+                                ls->l[i].lease_id, ls->l[i].device, ls->l[i].grant.memlock_error);
+        if (need == 0) {
+                what = "the policy's allowance";
+                for (size_t i = 0; i < ls->n; i++)
+                        if (ls->l[i].grant.known && ls->l[i].grant.memlock_bytes > need)
+                                need = ls->l[i].grant.memlock_bytes;
+        }
+        if (need == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+            rl.rlim_cur >= need)
+                return;
+        bytes_text(rl.rlim_cur, have_text, sizeof(have_text));
+        bytes_text(need, need_text, sizeof(need_text));
+        fprintf(stderr,
+                "vfioctl: warning: the command's RLIMIT_MEMLOCK (%s) is below the %s it may pin "
+                "(%s): mapping its memory for DMA will fail with ENOMEM beyond it\n",
+                have_text, need_text, what);
+}
+
+/* In the child: makes fd inheritable (clears FD_CLOEXEC). */
+static int child_inherit_fd(int fd)
+{
+        int flags = fcntl(fd, F_GETFD);
+
+        if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+                return -errno;
+        return 0;
+}
+
 /* In the child: makes fd inheritable and names it in the environment. */
 static int child_pass_fd(const char *name, int fd)
 {
         char num[16];
-        int flags;
+        int r;
 
         if (fd < 0)
                 return unsetenv(name) < 0 ? -errno : 0;
-        flags = fcntl(fd, F_GETFD);
-        if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
-                return -errno;
+        r = child_inherit_fd(fd);
+        if (r < 0)
+                return r;
         (void)snprintf(num, sizeof(num), "%d", fd);
         return setenv(name, num, 1) < 0 ? -errno : 0;
 }
@@ -675,18 +849,23 @@ static int child_setenv_u64(const char *name, uint64_t v)
         return setenv(name, num, 1) < 0 ? -errno : 0;
 }
 
-/* The child between fork() and exec(): never returns. */
-static _Noreturn void run_child(const struct vfiod_lease *lease, int conn_fd,
-                                const sigset_t *old_mask, char **argv)
+/* In the child: the single-lease variables of lease, or (NULL) none of them. */
+static int child_lease_env(const struct vfiod_lease *lease, int conn_fd)
 {
-        int r = 0;
+        static const char *const names[] = {
+            VFIOD_DEVICE_FD_ENV, VFIOD_GROUP_FD_ENV,  VFIOD_CONTAINER_FD_ENV,
+            VFIOD_LEASE_ID_ENV,  VFIOD_DOMAIN_ID_ENV, VFIOD_IOMMU_GROUP_ENV,
+            VFIOD_DEVICE_ENV,    VFIOD_MODE_ENV,      VFIOD_CONNECTION_FD_ENV,
+        };
+        int r;
 
-        /* COMMAND gets the signal mask vfioctl was started with. */
-        if (sigprocmask(SIG_SETMASK, old_mask, NULL) < 0)
-                r = -errno;
-        /* Exactly these fds lose CLOEXEC; every other fd of vfioctl is CLOEXEC. */
-        if (r >= 0)
-                r = child_pass_fd(VFIOD_DEVICE_FD_ENV, lease->device_fd);
+        if (!lease) {
+                for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                        if (unsetenv(names[i]) < 0)
+                                return -errno;
+                return 0;
+        }
+        r = child_pass_fd(VFIOD_DEVICE_FD_ENV, lease->device_fd);
         if (r >= 0)
                 r = child_pass_fd(VFIOD_GROUP_FD_ENV, lease->group_fd);
         if (r >= 0)
@@ -703,6 +882,42 @@ static _Noreturn void run_child(const struct vfiod_lease *lease, int conn_fd,
                 r = setenv(VFIOD_DEVICE_ENV, lease->device, 1) < 0 ? -errno : 0;
         if (r >= 0)
                 r = setenv(VFIOD_MODE_ENV, vfiod_mode_name(lease->mode), 1) < 0 ? -errno : 0;
+        return r;
+}
+
+/* What COMMAND gets besides the leases' fds, made before fork(). */
+struct child_setup {
+        const sigset_t *old_mask;
+        pid_t parent;
+        int conn_fd;      /* BROKERED: the connection COMMAND inherits, else -1 */
+        char *group_fds;  /* GROUP: VFIOD_GROUP_FDS, else NULL */
+        char *ld_preload; /* --preload: LD_PRELOAD, else NULL */
+};
+
+/* The child between fork() and exec(): never returns. */
+static _Noreturn void run_child(const struct leases *ls, const struct child_setup *cs, char **argv)
+{
+        int r = 0;
+
+        /* COMMAND gets the signal mask vfioctl was started with. */
+        if (sigprocmask(SIG_SETMASK, cs->old_mask, NULL) < 0)
+                r = -errno;
+        /* COMMAND is told to stop when vfioctl dies (the daemon then ends its leases). */
+        if (r >= 0 && prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+                r = -errno;
+        if (r >= 0 && getppid() != cs->parent)
+                _exit(EXIT_CANNOT_START);
+        /* Exactly these fds lose CLOEXEC; every other fd of vfioctl is CLOEXEC. */
+        if (r >= 0)
+                r = child_lease_env(ls->n == 1 ? &ls->l[0] : NULL, cs->conn_fd);
+        for (size_t i = 0; r >= 0 && cs->group_fds && i < ls->n; i++)
+                r = child_inherit_fd(ls->l[i].group_fd);
+        if (r >= 0 && cs->group_fds)
+                r = setenv(GROUP_FDS_ENV, cs->group_fds, 1) < 0 ? -errno : 0;
+        else if (r >= 0)
+                r = unsetenv(GROUP_FDS_ENV) < 0 ? -errno : 0;
+        if (r >= 0 && cs->ld_preload)
+                r = setenv("LD_PRELOAD", cs->ld_preload, 1) < 0 ? -errno : 0;
         if (r < 0) {
                 fprintf(stderr, "vfioctl: preparing '%s': %s\n", argv[0], strerror(-r));
                 _exit(EXIT_CANNOT_START);
@@ -713,37 +928,38 @@ static _Noreturn void run_child(const struct vfiod_lease *lease, int conn_fd,
         _exit(r == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
 }
 
-/* Handles the daemon's events about our lease while COMMAND runs (DIRECT mode only). */
-static void handle_events(struct vfiod *c, uint64_t lease_id, pid_t child, bool *watch,
-                          bool *revoked)
+/* Handles the daemon's events about our leases while COMMAND runs (not BROKERED). */
+static void handle_events(struct vfiod *c, struct leases *ls, pid_t child, bool *watch)
 {
         struct vfiod_event ev;
+        ssize_t i;
         int r;
 
         while ((r = vfiod_next_event(c, &ev)) == 0) {
-                if (ev.type == VFIOD_EVENT_DROPPED || ev.lease_id != lease_id)
+                if (ev.type == VFIOD_EVENT_DROPPED || (i = leases_find(ls, ev.lease_id)) < 0)
                         continue;
                 switch (ev.type) {
                 case VFIOD_EVENT_RELEASE_REQUESTED:
-                        fprintf(
-                            stderr,
-                            "vfioctl: the daemon wants lease %" PRIu64
-                            " ('%s') back within %" PRIu32 " ms (%s%s%s); stopping the command\n",
-                            lease_id, ev.device, ev.grace_ms, vfiod_release_reason_name(ev.reason),
-                            ev.detail[0] ? ": " : "", ev.detail);
+                        fprintf(stderr,
+                                "vfioctl: the daemon wants lease %" PRIu64
+                                " ('%s') back within %" PRIu32
+                                " ms (%s%s%s); stopping the command\n",
+                                ev.lease_id, ev.device, ev.grace_ms,
+                                vfiod_release_reason_name(ev.reason), ev.detail[0] ? ": " : "",
+                                ev.detail);
                         (void)kill(child, SIGTERM);
                         break;
                 case VFIOD_EVENT_LEASE_REVOKED:
                         fprintf(stderr, "vfioctl: lease %" PRIu64 " ('%s') revoked (%s%s%s)\n",
-                                lease_id, ev.device, vfiod_release_reason_name(ev.reason),
+                                ev.lease_id, ev.device, vfiod_release_reason_name(ev.reason),
                                 ev.detail[0] ? ": " : "", ev.detail);
-                        *revoked = true;
+                        ls->revoked[i] = true;
                         (void)kill(child, SIGTERM);
                         break;
                 case VFIOD_EVENT_DEVICE_ERROR:
                         fprintf(stderr,
                                 "vfioctl: device '%s' of lease %" PRIu64 " reported an error\n",
-                                ev.device, lease_id);
+                                ev.device, ev.lease_id);
                         break;
                 case VFIOD_EVENT_DROPPED:
                         break;
@@ -765,6 +981,9 @@ static int exit_status_of(int status)
         return EXIT_FAILURE;
 }
 
+/* The signals vfioctl passes on to COMMAND (SIGCHLD is waited for, not passed). */
+static const int forwarded_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
 /*
  * Blocks the signals vfioctl forwards or waits for and returns a signalfd
  * for them; *ret_old_mask gets the mask to restore. On failure says why on
@@ -777,10 +996,8 @@ static int signals_block(sigset_t *ret_old_mask)
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
-        sigaddset(&mask, SIGQUIT);
+        for (size_t i = 0; i < ELEMENTSOF(forwarded_signals); i++)
+                sigaddset(&mask, forwarded_signals[i]);
         if (sigprocmask(SIG_BLOCK, &mask, ret_old_mask) < 0) {
                 r = -errno;
                 report(NULL, r, "sigprocmask");
@@ -801,8 +1018,7 @@ static int signals_block(sigset_t *ret_old_mask)
  * watch, handles the daemon's events. Returns its wait status (0 when
  * waiting failed).
  */
-static int wait_child(struct vfiod *c, uint64_t lease_id, pid_t pid, int sfd, bool watch,
-                      bool *revoked)
+static int wait_child(struct vfiod *c, struct leases *ls, pid_t pid, int sfd, bool watch)
 {
         int status = 0;
 
@@ -815,7 +1031,7 @@ static int wait_child(struct vfiod *c, uint64_t lease_id, pid_t pid, int sfd, bo
                 pid_t w;
 
                 if (watch)
-                        handle_events(c, lease_id, pid, &watch, revoked);
+                        handle_events(c, ls, pid, &watch);
                 if (poll(p, 2, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -841,10 +1057,11 @@ static int wait_child(struct vfiod *c, uint64_t lease_id, pid_t pid, int sfd, bo
         return status;
 }
 
-/* Runs argv with the lease's fds and waits for it; returns its exit status. */
-static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv, bool *revoked)
+/* Runs argv with the leases' fds and waits for it; returns its exit status. */
+static int run_and_wait(struct vfiod *c, struct leases *ls, struct child_setup *cs, char **argv)
 {
         _cleanup_close_ int sfd = -EBADF;
+        enum vfiod_mode mode = ls->l[0].mode;
         sigset_t old_mask;
         pid_t pid;
         int status;
@@ -852,6 +1069,9 @@ static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv,
         sfd = signals_block(&old_mask);
         if (sfd < 0)
                 return EXIT_CANNOT_START;
+        cs->old_mask = &old_mask;
+        cs->parent = getpid();
+        cs->conn_fd = mode == VFIOD_MODE_BROKERED ? vfiod_get_fd(c) : -1;
         (void)fflush(NULL);
         pid = fork();
         if (pid < 0) {
@@ -861,67 +1081,240 @@ static int run_and_wait(struct vfiod *c, struct vfiod_lease *lease, char **argv,
                 return report(NULL, r, "fork"), EXIT_CANNOT_START;
         }
         if (pid == 0)
-                run_child(lease, lease->mode == VFIOD_MODE_BROKERED ? vfiod_get_fd(c) : -1,
-                          &old_mask, argv);
+                run_child(ls, cs, argv);
 
-        /* The child has its copies; ours would keep the group quarantined after release. */
-        vfiod_lease_close_fds(lease);
-        status =
-            wait_child(c, lease->lease_id, pid, sfd, lease->mode == VFIOD_MODE_DIRECT, revoked);
+        /* The child has its copies; ours would keep the groups quarantined after release. */
+        leases_close_fds(ls);
+        status = wait_child(c, ls, pid, sfd, mode != VFIOD_MODE_BROKERED);
         (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
         return exit_status_of(status);
+}
+
+/* "G:FD,G:FD" of the leases' groups, for VFIOD_GROUP_FDS; NULL when out of memory. */
+static char *group_fds_of(const struct leases *ls)
+{
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < ls->n; i++)
+                fprintf(f, "%s%" PRIu32 ":%d", i ? "," : "", ls->l[i].iommu_group,
+                        ls->l[i].group_fd);
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
+/* LD_PRELOAD with path appended (once), space separated as ld.so(8) allows; NULL: no memory. */
+static char *ld_preload_with(const char *path)
+{
+        const char *old = getenv("LD_PRELOAD");
+        char *value;
+
+        if (!old || !old[0])
+                return strdup(path);
+        /* Already there as an item of the list (separated by spaces or colons). */
+        for (const char *p = strstr(old, path); p; p = strstr(p + 1, path)) {
+                char after = p[strlen(path)];
+
+                if ((p == old || p[-1] == ' ' || p[-1] == ':') &&
+                    (after == '\0' || after == ' ' || after == ':'))
+                        return strdup(old);
+        }
+        return asprintf(&value, "%s %s", old, path) < 0 ? NULL : value;
 }
 
 static int cmd_acquire(const struct options *o, char **args, size_t n_args)
 {
         _cleanup_(vfiod_closep) struct vfiod *c = NULL;
-        const char *device;
-        struct vfiod_lease lease;
-        bool revoked = false;
+        struct child_setup cs = {.conn_fd = -1};
+        struct leases ls;
+        enum vfiod_mode mode = o->mode;
         int r, status;
 
-        if (n_args < 1)
+        if (o->n_operands < 1)
                 return usage_error("acquire needs a DEVICE");
-        if (n_args < 2)
+        if (!o->dashdash || o->n_operands == n_args)
                 return usage_error("acquire needs a COMMAND to run (after '--')");
-        device = args[0];
+        if (o->preload && mode != VFIOD_MODE_GROUP)
+                return usage_error("--preload needs --mode group (its default)");
+        if (o->n_operands > 1 && mode != VFIOD_MODE_GROUP)
+                return usage_error("several DEVICEs need --mode group (or --preload)");
+        if (o->memlock && mode == VFIOD_MODE_BROKERED)
+                return usage_error("--memlock: a brokered lease pins nothing in the command");
+        /* A library ld.so cannot load would leave the command to fail on /dev/vfio/N. */
+        if (o->preload && access(o->preload, R_OK) < 0) {
+                report(NULL, -errno, "--preload: '%s'", o->preload);
+                return EXIT_CANNOT_START;
+        }
 
         r = connect_daemon(o, &c);
         if (r != 0)
                 return EXIT_CANNOT_START;
-        r = vfiod_acquire(c, device, 0, o->brokered ? VFIOD_MODE_BROKERED : VFIOD_MODE_DIRECT,
-                          &lease);
-        if (r < 0) {
-                report(c, r, "acquire '%s'", device);
+        r = leases_acquire(c, args, o->n_operands, mode, &ls);
+        if (r < 0)
                 return EXIT_CANNOT_START;
+        if (mode == VFIOD_MODE_GROUP) {
+                cs.group_fds = group_fds_of(&ls);
+                cs.ld_preload = o->preload ? ld_preload_with(o->preload) : NULL;
+                if (!cs.group_fds || (o->preload && !cs.ld_preload)) {
+                        report(NULL, -ENOMEM, "acquire");
+                        status = EXIT_CANNOT_START;
+                        goto out;
+                }
         }
+        if (mode != VFIOD_MODE_BROKERED)
+                check_memlock(&ls, o->memlock);
 
-        status = run_and_wait(c, &lease, args + 1, &revoked);
-        vfiod_lease_close_fds(&lease); /* when the fork failed */
-
-        if (!revoked) {
-                r = vfiod_release(c, lease.lease_id);
-                /* ENOENT: the command released it, or it was revoked meanwhile. */
-                if (r < 0 && r != -ENOENT)
-                        report(c, r, "release lease %" PRIu64 " of '%s'", lease.lease_id,
-                               lease.device);
-        }
+        status = run_and_wait(c, &ls, &cs, args + o->n_operands);
+out:
+        leases_release(c, &ls);
+        free(cs.group_fds);
+        free(cs.ld_preload);
         return status;
 }
 
 /* ------------------------------------------------------------------------- */
 
-int main(int argc, char **argv)
+/* BYTES of --memlock: a number with an optional K, M, G or T (powers of 1024). */
+static int parse_bytes(const char *s, uint64_t *ret)
+{
+        static const char suffixes[] = "KMGT";
+        unsigned long long v;
+        const char *unit;
+        char *end;
+
+        if (!s[0] || s[0] < '0' || s[0] > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s)
+                return -EINVAL;
+        if (*end) {
+                unit = strchr(suffixes, *end);
+                if (!unit || end[1] != '\0')
+                        return -EINVAL;
+                for (size_t i = 0; i <= (size_t)(unit - suffixes); i++) {
+                        if (v > UINT64_MAX / 1024)
+                                return -ERANGE;
+                        v *= 1024;
+                }
+        }
+        if (v == 0)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* The mode named name ("direct", "brokered", "group"), or -EINVAL. */
+static int mode_of(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(listed_modes); i++)
+                if (strcmp(name, vfiod_mode_name(listed_modes[i])) == 0)
+                        return (int)listed_modes[i];
+        return -EINVAL;
+}
+
+/* Sets the acquire mode an option names; false when another option named another. */
+static bool options_set_mode(struct options *o, enum vfiod_mode mode)
+{
+        if (o->mode && o->mode != mode)
+                return false;
+        o->mode = mode;
+        return true;
+}
+
+enum { OPT_PRELOAD = 0x100, OPT_MEMLOCK };
+
+/*
+ * Parses the options (those before a "--") into *o and takes the "--" out
+ * of argv. Returns the index of the command's name in argv, with *ret_argc
+ * the count left, or an exit status as -1 - status (help, version, usage).
+ */
+static int parse_argv(int argc, char **argv, struct options *o, int *ret_argc)
 {
         static const struct option longopts[] = {
             {"socket", required_argument, NULL, 's'},
             {"json", no_argument, NULL, 'j'},
             {"brokered", no_argument, NULL, 'b'},
+            {"mode", required_argument, NULL, 'm'},
+            {"preload", optional_argument, NULL, OPT_PRELOAD},
+            {"memlock", required_argument, NULL, OPT_MEMLOCK},
             {"reason", required_argument, NULL, 'r'},
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
             {},
         };
+        int dashdash = 1, opt, m;
+
+        /* Options end at the first "--": what follows is acquire's COMMAND, untouched. */
+        while (dashdash < argc && strcmp(argv[dashdash], "--") != 0)
+                dashdash++;
+        while ((opt = getopt_long(dashdash, argv, "s:jbm:r:hV", longopts, NULL)) != -1) {
+                switch (opt) {
+                case 's':
+                        o->socket = optarg;
+                        break;
+                case 'j':
+                        o->json = true;
+                        break;
+                case 'b':
+                        if (!options_set_mode(o, VFIOD_MODE_BROKERED))
+                                return -1 - usage_error("--brokered, --mode and --preload differ");
+                        break;
+                case 'm':
+                        m = mode_of(optarg);
+                        if (m < 0)
+                                return -1 - usage_error("unknown mode '%s'", optarg);
+                        if (!options_set_mode(o, (enum vfiod_mode)m))
+                                return -1 - usage_error("--brokered, --mode and --preload differ");
+                        break;
+                case OPT_PRELOAD:
+                        if (!options_set_mode(o, VFIOD_MODE_GROUP))
+                                return -1 -
+                                       usage_error("--preload needs --mode group (its default)");
+                        o->preload = optarg ? optarg : VFIOD_PRELOAD_PATH;
+                        break;
+                case OPT_MEMLOCK:
+                        if (parse_bytes(optarg, &o->memlock) < 0)
+                                return -1 -
+                                       usage_error("--memlock: '%s' is no size in bytes (K, M, "
+                                                   "G, T: powers of 1024)",
+                                                   optarg);
+                        break;
+                case 'r':
+                        o->reason = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return -1 - EXIT_SUCCESS;
+                case 'V':
+                        puts("vfioctl (" PACKAGE_NAME ") " PACKAGE_VERSION);
+                        return -1 - EXIT_SUCCESS;
+                default:
+                        fputs("Try 'vfioctl --help'.\n", stderr);
+                        return -1 - EXIT_USAGE;
+                }
+        }
+        if (optind >= dashdash)
+                return -1 - usage_error("no command given");
+        o->dashdash = dashdash < argc;
+        o->n_operands = (size_t)(dashdash - optind - 1);
+        if (o->dashdash) {
+                memmove(&argv[dashdash], &argv[dashdash + 1],
+                        (size_t)(argc - dashdash) * sizeof(*argv)); /* with argv[argc], NULL */
+                argc--;
+        }
+        *ret_argc = argc;
+        return optind;
+}
+
+int main(int argc, char **argv)
+{
         static const struct {
                 const char *name;
                 int (*run)(const struct options *o, char **args, size_t n_args);
@@ -936,42 +1329,25 @@ int main(int argc, char **argv)
         };
         struct options o = {0};
         const char *cmd;
-        int opt;
+        int i;
 
-        while ((opt = getopt_long(argc, argv, "s:jbr:hV", longopts, NULL)) != -1) {
-                switch (opt) {
-                case 's':
-                        o.socket = optarg;
-                        break;
-                case 'j':
-                        o.json = true;
-                        break;
-                case 'b':
-                        o.brokered = true;
-                        break;
-                case 'r':
-                        o.reason = optarg;
-                        break;
-                case 'h':
-                        usage(stdout);
-                        return EXIT_SUCCESS;
-                case 'V':
-                        puts("vfioctl (" PACKAGE_NAME ") " PACKAGE_VERSION);
-                        return EXIT_SUCCESS;
-                default:
-                        fputs("Try 'vfioctl --help'.\n", stderr);
-                        return EXIT_USAGE;
-                }
+        i = parse_argv(argc, argv, &o, &argc);
+        if (i < 0)
+                return -1 - i;
+        cmd = argv[i];
+        if (strcmp(cmd, "acquire") != 0) {
+                if (o.mode)
+                        return usage_error(
+                            "--brokered, --mode and --preload are options of acquire");
+                if (o.memlock)
+                        return usage_error("--memlock is an option of acquire");
         }
-        if (optind >= argc)
-                return usage_error("no command given");
-        cmd = argv[optind];
-        if (o.brokered && strcmp(cmd, "acquire") != 0)
-                return usage_error("--brokered is an option of acquire");
+        if (!o.mode)
+                o.mode = VFIOD_MODE_DIRECT;
         if (o.reason && strcmp(cmd, "revoke") != 0)
                 return usage_error("--reason is an option of revoke");
-        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                if (strcmp(cmd, commands[i].name) == 0)
-                        return commands[i].run(&o, argv + optind + 1, (size_t)(argc - optind - 1));
+        for (size_t k = 0; k < ELEMENTSOF(commands); k++)
+                if (strcmp(cmd, commands[k].name) == 0)
+                        return commands[k].run(&o, argv + i + 1, (size_t)(argc - i - 1));
         return usage_error("unknown command '%s'", cmd);
 }

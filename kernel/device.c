@@ -13,6 +13,10 @@
 
 #include "kernel/caps.h"
 
+/* Linux 6.5's hot reset info flags (the C library's headers may be older). */
+#define HOT_RESET_FLAG_DEV_ID       (1u << 0)
+#define HOT_RESET_FLAG_DEV_ID_OWNED (1u << 1)
+
 int kvfio_device_get_info(int device_fd, struct kvfio_device_info *ret_info)
 {
         struct vfio_device_info info = {.argsz = sizeof(info)};
@@ -363,6 +367,8 @@ int kvfio_device_get_hot_reset_info(int device_fd, struct kvfio_hot_reset_info *
                 }
         }
         info->n = buf->count;
+        info->dev_ids = buf->flags & HOT_RESET_FLAG_DEV_ID;
+        info->owned = info->dev_ids && (buf->flags & HOT_RESET_FLAG_DEV_ID_OWNED);
         for (size_t i = 0; i < info->n; i++) {
                 info->devs[i].segment = buf->devices[i].segment;
                 info->devs[i].bus = buf->devices[i].bus;
@@ -405,6 +411,16 @@ int kvfio_device_hot_reset(int device_fd, const int *group_fds, size_t n_group_f
         r = ioctl(device_fd, VFIO_DEVICE_PCI_HOT_RESET, req) < 0 ? -errno : 0;
         free(req);
         return r;
+}
+
+int kvfio_device_hot_reset_cdev(int device_fd)
+{
+        /* No group fds: count 0 is what says "ownership through my iommufd". */
+        struct vfio_pci_hot_reset req = {.argsz = sizeof(req), .count = 0};
+
+        if (device_fd < 0)
+                return -EBADF;
+        return ioctl(device_fd, VFIO_DEVICE_PCI_HOT_RESET, &req) < 0 ? -errno : 0;
 }
 
 char *kvfio_hot_reset_dep_bdf(const struct kvfio_hot_reset_dep *dep, char buf[static 16])

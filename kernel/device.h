@@ -149,7 +149,20 @@ struct kvfio_hot_reset_dep {
 struct kvfio_hot_reset_info {
         size_t n;
         struct kvfio_hot_reset_dep *devs;
+        /*
+         * Asked of a device cdev (iommufd.h; VFIO_PCI_HOT_RESET_FLAG_DEV_ID):
+         * each group_id then holds the device's id in the caller's iommufd
+         * instead, or KVFIO_HOT_RESET_DEVID_OWNED (in use by the caller
+         * through another device of its group) or KVFIO_HOT_RESET_DEVID_NOT_OWNED.
+         */
+        bool dev_ids;
+        /* With dev_ids: every affected device is the caller's, kvfio_device_hot_reset_cdev() may
+         * work. */
+        bool owned;
 };
+
+#define KVFIO_HOT_RESET_DEVID_OWNED     UINT32_C(0)
+#define KVFIO_HOT_RESET_DEVID_NOT_OWNED UINT32_C(0xffffffff)
 
 /*
  * VFIO_DEVICE_GET_PCI_HOT_RESET_INFO (re-queried with the count the kernel
@@ -167,7 +180,8 @@ void kvfio_hot_reset_info_free(struct kvfio_hot_reset_info *info);
 
 /*
  * VFIO_DEVICE_PCI_HOT_RESET with the fds of every group the reset affects
- * (see kvfio_device_get_hot_reset_info()); the fds stay owned by the caller.
+ * (see kvfio_device_get_hot_reset_info()), for a device fd from a group; the
+ * fds stay owned by the caller.
  * -EINVAL: n_group_fds 0 or above KVFIO_HOT_RESET_MAX_GROUPS, group_fds NULL,
  *          or an entry < 0; the kernel also answers -EINVAL when a group is
  *          missing from the set;
@@ -175,6 +189,16 @@ void kvfio_hot_reset_info_free(struct kvfio_hot_reset_info *info);
  * -EBUSY: a device of the set is in use elsewhere; -EBADF.
  */
 int kvfio_device_hot_reset(int device_fd, const int *group_fds, size_t n_group_fds);
+
+/*
+ * VFIO_DEVICE_PCI_HOT_RESET of a device opened by its cdev and bound to an
+ * iommufd (iommufd.h; Linux 6.7+): no group fds, the kernel checks through
+ * the iommufd that every affected device is the caller's (the info's owned).
+ * -EINVAL: a device fd from a group (use kvfio_device_hot_reset());
+ * -EPERM: an affected device is not the caller's;
+ * -EBUSY: a device of the set is in use elsewhere; -EBADF; -ENOTTY.
+ */
+int kvfio_device_hot_reset_cdev(int device_fd);
 
 /* Writes "dddd:bb:ss.f" for dep into buf (16 bytes always fit). Returns buf. */
 char *kvfio_hot_reset_dep_bdf(const struct kvfio_hot_reset_dep *dep, char buf[static 16]);

@@ -1,12 +1,13 @@
 # kernel/: the VFIO driver layer (see HACKING.md). Two convenience libraries:
 # libkvfio-sysfs.la is sysfs discovery and binding only (no ioctl), so the
 # daemon's unit tests can link it with a fake of the ioctl layer; libkvfio.la
-# is the ioctl layer (container, group, device, irq, dma) plus the former.
+# is the ioctl layer (container, group, device, irq, dma, iommufd) plus the former.
 noinst_HEADERS += \
 	kernel/container.h \
 	kernel/device.h \
 	kernel/dma.h \
 	kernel/group.h \
+	kernel/iommufd.h \
 	kernel/irq.h \
 	kernel/sysfs.h
 
@@ -21,5 +22,6 @@ kernel_libkvfio_la_SOURCES = \
 	kernel/device.c \
 	kernel/dma.c \
 	kernel/group.c \
+	kernel/iommufd.c \
 	kernel/irq.c
 kernel_libkvfio_la_LIBADD = kernel/libkvfio-sysfs.la

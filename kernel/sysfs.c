@@ -283,6 +283,38 @@ static int parse_group(const char *s)
         return (int)v;
 }
 
+/*
+ * The N of the device folder dirfd's vfio-dev/vfioN (its VFIO cdev).
+ * -ENOENT when it has none.
+ */
+static int read_vfio_cdev_at(int dirfd)
+{
+        struct dirent *de;
+        int fd, r = -ENOENT, n;
+        DIR *d;
+
+        fd = openat(dirfd, "vfio-dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
+        d = fdopendir(fd); /* on success d owns fd */
+        if (!d) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        while ((de = readdir(d))) {
+                if (strncmp(de->d_name, "vfio", 4) != 0)
+                        continue;
+                n = parse_group(de->d_name + 4);
+                if (n >= 0) {
+                        r = n;
+                        break;
+                }
+        }
+        closedir(d);
+        return r;
+}
+
 /* ---- reading one device ------------------------------------------------- */
 
 /* Expects literal text lit at *p, advancing past it. */
@@ -394,6 +426,8 @@ links:
         dev->iommu_group = -1;
         if (read_link_base_at(fd, "iommu_group", group, sizeof(group)) == 0)
                 dev->iommu_group = parse_group(group);
+        r = read_vfio_cdev_at(fd);
+        dev->vfio_cdev = r >= 0 ? r : -1;
 
         close(fd);
         return 0;
@@ -436,7 +470,7 @@ static void read_link_parent_at(int dirfd, const char *name, char *buf, size_t s
 static int read_mdev_at(int dirfd, const char *name, struct kvfio_pci_dev *dev)
 {
         char uuid[KVFIO_UUID_MAX], group[32];
-        int fd;
+        int fd, r;
 
         if (kvfio_mdev_uuid_normalize(name, uuid) < 0)
                 return -EINVAL;
@@ -454,6 +488,8 @@ static int read_mdev_at(int dirfd, const char *name, struct kvfio_pci_dev *dev)
         dev->iommu_group = -1;
         if (read_link_base_at(fd, "iommu_group", group, sizeof(group)) == 0)
                 dev->iommu_group = parse_group(group);
+        r = read_vfio_cdev_at(fd);
+        dev->vfio_cdev = r >= 0 ? r : -1;
         close(fd);
         return 0;
 }
@@ -476,6 +512,34 @@ int kvfio_mdev_dev_read(const char *root, const char *uuid, struct kvfio_pci_dev
                 return r;
         *ret_dev = dev;
         return 0;
+}
+
+int kvfio_dev_vfio_cdev(const char *root, const char *name)
+{
+        struct kvfio_pci_dev dev;
+        int r;
+
+        r = kvfio_dev_read(root, name, &dev);
+        if (r < 0)
+                return r;
+        return dev.vfio_cdev >= 0 ? dev.vfio_cdev : -ENOENT;
+}
+
+int kvfio_vfio_interfaces(const char *root)
+{
+        int fd, mask = 0;
+
+        fd = open_root_dir(root, "sys/class/misc");
+        if (fd == -ENOENT || fd == -ENOTDIR)
+                return 0;
+        if (fd < 0)
+                return fd;
+        if (faccessat(fd, "vfio", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                mask |= KVFIO_IF_CONTAINER;
+        if (faccessat(fd, "iommu", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                mask |= KVFIO_IF_IOMMUFD;
+        close(fd);
+        return mask;
 }
 
 int kvfio_dev_read(const char *root, const char *name, struct kvfio_pci_dev *ret_dev)

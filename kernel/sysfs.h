@@ -10,11 +10,14 @@
  *   ROOT/sys/bus/pci/devices/<BDF>/modalias     (optional, read first)
  *   ROOT/sys/bus/pci/devices/<BDF>/driver       -> .../bus/pci/drivers/<name>
  *   ROOT/sys/bus/pci/devices/<BDF>/iommu_group  -> .../kernel/iommu_groups/<N>
+ *   ROOT/sys/bus/pci/devices/<BDF>/vfio-dev/vfio<N>   (the device's cdev, optional)
  *   ROOT/sys/kernel/iommu_groups/<N>/devices/<BDF>
  *   ROOT/sys/bus/pci/drivers/<name>/{bind,unbind}
  *   ROOT/sys/bus/pci/drivers_probe
  *   ROOT/sys/bus/mdev/devices/<UUID>            -> .../<parent>/<UUID>
  *   ROOT/sys/bus/mdev/devices/<UUID>/{driver,iommu_group,mdev_type} (links)
+ *   ROOT/sys/bus/mdev/devices/<UUID>/vfio-dev/vfio<N>
+ *   ROOT/sys/class/misc/{vfio,iommu}  (/dev/vfio/vfio and /dev/iommu exist)
  *
  * A mediated device (mdev) is named by its UUID, always handled in lower
  * case ("6d646d61-0000-4000-8000-000000000001"). Its vendor, device and class
@@ -93,6 +96,13 @@ struct kvfio_pci_dev {
         uint32_t class;                /* 24-bit class code, e.g. 0x060400 */
         char driver[KVFIO_DRIVER_MAX]; /* "" if bound to no driver */
         int iommu_group;               /* -1 if the device has no IOMMU group */
+        /*
+         * N of the device's cdev /dev/vfio/devices/vfioN (its sysfs
+         * vfio-dev/vfioN): the device offers the iommufd interface
+         * (iommufd.h). -1 when it has none (not bound to a VFIO driver, or
+         * a kernel without CONFIG_VFIO_DEVICE_CDEV).
+         */
+        int vfio_cdev;
         /* Mediated devices (bdf is the UUID, addr and the ids are 0): */
         bool mdev;
         char mdev_type[KVFIO_DRIVER_MAX]; /* the mdev_type link's last component, "mdma-1" */
@@ -174,6 +184,31 @@ int kvfio_dev_discover(const char *root, struct kvfio_pci_list **ret_list);
 
 /* Reads a PCI device or an mdev by name (kvfio_dev_name_normalize()). */
 int kvfio_dev_read(const char *root, const char *name, struct kvfio_pci_dev *ret_dev);
+
+/*
+ * Reads the N of ROOT/sys/bus/pci/devices/<name>/vfio-dev/vfioN (or of the
+ * mdev <name>) now, as kvfio_pci_dev's vfio_cdev: the cdev appears when the
+ * device is bound to vfio-pci and goes when it is unbound. Returns N >= 0.
+ * -EINVAL: bad name; -ENODEV: no such device; -ENOENT: the device has no
+ * cdev.
+ */
+int kvfio_dev_vfio_cdev(const char *root, const char *name);
+
+/* The VFIO interfaces the kernel offers (kvfio_vfio_interfaces()). */
+enum {
+        KVFIO_IF_CONTAINER = 1 << 0, /* /dev/vfio/vfio: container and group (container.h) */
+        KVFIO_IF_IOMMUFD = 1 << 1,   /* /dev/iommu: iommufd and device cdevs (iommufd.h) */
+};
+
+/*
+ * Which of the two interfaces the kernel offers, from
+ * ROOT/sys/class/misc/vfio and ROOT/sys/class/misc/iommu: a mask of
+ * KVFIO_IF_* (0: neither; VFIO or iommufd not loaded). A device offers the
+ * container interface when it has an IOMMU group and KVFIO_IF_CONTAINER is
+ * set, the iommufd one when it has a vfio_cdev and KVFIO_IF_IOMMUFD is set.
+ * -EINVAL: root NULL or "".
+ */
+int kvfio_vfio_interfaces(const char *root);
 
 /* Frees a list from kvfio_pci_discover() or kvfio_iommu_group_members(); NULL is fine. */
 void kvfio_pci_list_free(struct kvfio_pci_list *list);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int fd_baseline = -1;
@@ -101,4 +102,29 @@ void testutil_write_file(const char *root, const char *relpath, const char *text
         ck_assert_msg(f != NULL, "fopen %s: %s", path, strerror(errno));
         ck_assert(fputs(text, f) >= 0);
         ck_assert(fclose(f) == 0);
+}
+
+static char *read_all(int fd)
+{
+        off_t size = lseek(fd, 0, SEEK_END);
+        char *buf;
+
+        ck_assert_int_ge(size, 0);
+        buf = calloc(1, (size_t)size + 1);
+        ck_assert_ptr_nonnull(buf);
+        ck_assert_int_eq(pread(fd, buf, (size_t)size, 0), size);
+        return buf;
+}
+
+void testutil_wait_output(pid_t pid, int out, int err, int *ret_status, char **ret_out,
+                          char **ret_err)
+{
+        int status;
+
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        *ret_out = read_all(out);
+        *ret_err = read_all(err);
+        close(out);
+        close(err);
 }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <check.h>
+#include <sys/types.h>
 
 /* Number of open fds of this process (counted in /proc/self/fd). */
 int testutil_count_fds(void);
@@ -35,3 +36,12 @@ void testutil_rmtree(const char *path);
 
 /* Writes text to root/relpath, creating the parent folders. */
 void testutil_write_file(const char *root, const char *relpath, const char *text);
+
+/*
+ * Waits for the child pid, which wrote its stdout and stderr to the memfds
+ * out and err, and closes them: *ret_status gets its exit status (128 + N
+ * when signal N killed it), *ret_out and *ret_err what it wrote,
+ * NUL-terminated (free them with free()).
+ */
+void testutil_wait_output(pid_t pid, int out, int err, int *ret_status, char **ret_out,
+                          char **ret_err);

@@ -49,4 +49,25 @@ if grep -v -E '^vfiod_[a-z][a-z0-9_]*$' "$tmp/exported" >"$tmp/bad" ||
         status=1
 fi
 test $status -ne 0 || echo "check-exports: $(wc -l <"$tmp/exported") symbols, all public"
+
+# libvfiod-preload.so exports the open family it interposes, as preload.sym
+# lists it, and nothing else.
+preload=client-lib/.libs/libvfiod-preload.so
+preload_sym="${srcdir:-.}/client-lib/preload.sym"
+if ! test -f "$preload"; then
+        echo "check-exports: $preload not built" >&2
+        exit 1
+fi
+nm -D --defined-only "$preload" | awk '$2 != "A" { print $3 }' | sed 's/@.*//' | sort -u >"$tmp/preload-exported"
+sed -n 's/^[[:space:]]*\([a-z0-9_]*\);[[:space:]]*$/\1/p' "$preload_sym" | sort -u >"$tmp/preload-listed"
+printf '%s\n' open open64 openat openat64 __open_2 __open64_2 __openat_2 __openat64_2 |
+        sort -u >"$tmp/preload-interposed"
+if ! cmp -s "$tmp/preload-exported" "$tmp/preload-interposed" ||
+        ! cmp -s "$tmp/preload-listed" "$tmp/preload-interposed"; then
+        echo "check-exports: $preload exports (<) other than the open family (>):" >&2
+        diff "$tmp/preload-exported" "$tmp/preload-interposed" >&2 || true
+        diff "$tmp/preload-listed" "$tmp/preload-interposed" >&2 || true
+        status=1
+fi
+test $status -ne 0 || echo "check-exports: $preload exports the open family only"
 exit $status

@@ -33,7 +33,7 @@ fi
 
 # NAME SECTION of every citation: ".BR name (N)", "\fBname\fR(N)", and, for
 # libvfiod's functions, ".BR name ()" (section 3).
-for f in "$src"/man/*.[1358]; do
+for f in "$src"/man/*.[13578]; do
         sed -n -e 's/^\.BR* \([A-Za-z0-9_.-]*\) (\([1-8]\)).*/\1 \2/p' "$f"
         grep -o '\\fB[A-Za-z0-9_.-]*\\f[RP](\([1-8]\))' "$f" |
                 sed 's/\\fB\([A-Za-z0-9_.-]*\)\\f[RP](\([1-8]\))/\1 \2/'

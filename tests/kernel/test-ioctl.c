@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Host tests of the ioctl layer (container, group, device, irq, dma).
+ * Host tests of the ioctl layer (container, group, device, irq, dma,
+ * iommufd).
  *
  * There is no /dev/vfio here: these tests cover argument checking, the error
  * paths of opening nodes, the capability-chain parsers, and the region
@@ -23,6 +24,7 @@
 #include "kernel/device.h"
 #include "kernel/dma.h"
 #include "kernel/group.h"
+#include "kernel/iommufd.h"
 #include "kernel/irq.h"
 #include "tests/testutil.h"
 
@@ -36,19 +38,29 @@ static int open_null(void)
 
 /* ---- container ----------------------------------------------------------- */
 
-START_TEST(test_container_open_errors)
+/*
+ * The errors of opening a node that is missing, or is not the node open_fn
+ * wants (/dev/null, a plain file named like it): the probing ioctl fails
+ * and the fd is closed again (the fd check sees a leak).
+ */
+static void check_node_open_errors(int (*open_fn)(const char *path), const char *name)
 {
         char *dir = testutil_mkdtemp("kvfio-ioctl");
         char path[PATH_MAX];
 
-        snprintf(path, sizeof(path), "%s/vfio", dir);
-        ck_assert_int_eq(kvfio_container_open(path), -ENOENT);
-        /* not a container: the API version ioctl fails and the fd is closed */
-        ck_assert_int_eq(kvfio_container_open("/dev/null"), -ENOTTY);
-        testutil_write_file(dir, "vfio", "x");
-        ck_assert_int_eq(kvfio_container_open(path), -ENOTTY);
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        ck_assert_int_eq(open_fn(path), -ENOENT);
+        ck_assert_int_eq(open_fn("/dev/null"), -ENOTTY);
+        testutil_write_file(dir, name, "x");
+        ck_assert_int_eq(open_fn(path), -ENOTTY);
         testutil_rmtree(dir);
         free(dir);
+}
+
+START_TEST(test_container_open_errors)
+{
+        /* not a container: the API version ioctl fails */
+        check_node_open_errors(kvfio_container_open, "vfio");
 }
 END_TEST
 
@@ -588,6 +600,107 @@ START_TEST(test_dma_args)
 }
 END_TEST
 
+/* ---- iommufd and the device cdev ------------------------------------------ */
+
+START_TEST(test_iommufd_open_errors)
+{
+        /* not an iommufd: IOMMU_OPTION fails */
+        check_node_open_errors(kvfio_iommufd_open, "iommu");
+}
+END_TEST
+
+START_TEST(test_iommufd_args)
+{
+        static uint8_t mem[8192];
+        const uint32_t rw = KVFIO_DMA_READ | KVFIO_DMA_WRITE;
+        uint64_t unmapped = 12345;
+        uint32_t id = 777, dev_id = 888;
+        struct kvfio_ioas_info *info = NULL;
+        int fd = open_null();
+
+        ck_assert_int_eq(kvfio_iommufd_get_rlimit_mode(-1), -EBADF);
+        ck_assert_int_eq(kvfio_iommufd_get_rlimit_mode(fd), -ENOTTY);
+        ck_assert_int_eq(kvfio_iommufd_set_rlimit_mode(fd, 2), -EINVAL);
+        ck_assert_int_eq(kvfio_iommufd_set_rlimit_mode(fd, -1), -EINVAL);
+        ck_assert_int_eq(kvfio_iommufd_set_rlimit_mode(fd, KVFIO_IOMMUFD_RLIMIT_PROCESS), -ENOTTY);
+        ck_assert_int_eq(kvfio_iommufd_set_rlimit_mode(-1, KVFIO_IOMMUFD_RLIMIT_USER), -EBADF);
+
+        ck_assert_int_eq(kvfio_ioas_alloc(fd, NULL), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_alloc(-1, &id), -EBADF);
+        ck_assert_int_eq(kvfio_ioas_alloc(fd, &id), -ENOTTY);
+        ck_assert_uint_eq(id, 777); /* untouched on failure */
+        ck_assert_int_eq(kvfio_ioas_destroy(-1, 1), -EBADF);
+        ck_assert_int_eq(kvfio_ioas_destroy(fd, 1), -ENOTTY);
+        ck_assert_int_eq(kvfio_ioas_get_info(fd, 1, NULL), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_get_info(fd, 1, &info), -ENOTTY);
+        ck_assert_ptr_null(info);
+        kvfio_ioas_info_free(NULL);
+
+        ck_assert_int_eq(kvfio_ioas_map(-1, 1, mem, 0, 4096, rw), -EBADF);
+        ck_assert_int_eq(kvfio_ioas_map(fd, 1, mem, 0, 0, rw), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_map(fd, 1, NULL, 0, 4096, rw), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_map(fd, 1, mem, 0, 4096, 0), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_map(fd, 1, mem, 0, 4096, VFIO_DMA_MAP_FLAG_VADDR), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_map(fd, 1, mem, UINT64_MAX - 4095, 8192, rw), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_map(fd, 1, mem, 0x100000, 4096, KVFIO_DMA_READ), -ENOTTY);
+        ck_assert_int_eq(kvfio_ioas_map(fd, 1, mem, UINT64_MAX - 4095, 4096, rw), -ENOTTY);
+
+        ck_assert_int_eq(kvfio_ioas_map_file(fd, 1, fd, 0, 0, 4096, 0), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_map_file(fd, 1, fd, 0, 0, 0, rw), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_map_file(fd, 1, fd, UINT64_MAX, 0, 2, rw), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_map_file(fd, 1, -1, 0, 0, 4096, rw), -EBADF);
+        ck_assert_int_eq(kvfio_ioas_map_file(-1, 1, fd, 0, 0, 4096, rw), -EBADF);
+        /* not an iommufd: ENOTTY, not "this kernel lacks MAP_FILE" */
+        ck_assert_int_eq(kvfio_ioas_map_file(fd, 1, fd, 0, 0x100000, 4096, rw), -ENOTTY);
+        ck_assert_int_eq(kvfio_iommufd_has_map_file(fd), -ENOTTY);
+        ck_assert_int_eq(kvfio_iommufd_has_map_file(-1), -EBADF);
+
+        ck_assert_int_eq(kvfio_ioas_unmap(-1, 1, 0, 4096, &unmapped), -EBADF);
+        ck_assert_int_eq(kvfio_ioas_unmap(fd, 1, 0, 0, &unmapped), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_unmap(fd, 1, UINT64_MAX, 2, &unmapped), -EINVAL);
+        /* the kernel's "everything" only through kvfio_ioas_unmap_all() */
+        ck_assert_int_eq(kvfio_ioas_unmap(fd, 1, 0, UINT64_MAX, &unmapped), -EINVAL);
+        ck_assert_int_eq(kvfio_ioas_unmap(fd, 1, 0x100000, 4096, &unmapped), -ENOTTY);
+        ck_assert_int_eq(kvfio_ioas_unmap(fd, 1, 0x100000, 4096, NULL), -ENOTTY);
+        ck_assert_int_eq(kvfio_ioas_unmap_all(-1, 1, &unmapped), -EBADF);
+        ck_assert_int_eq(kvfio_ioas_unmap_all(fd, 1, &unmapped), -ENOTTY);
+        ck_assert_uint_eq(unmapped, 12345);
+
+        ck_assert_int_eq(kvfio_device_bind_iommufd(-1, fd, &dev_id), -EBADF);
+        ck_assert_int_eq(kvfio_device_bind_iommufd(fd, -1, &dev_id), -EBADF);
+        ck_assert_int_eq(kvfio_device_bind_iommufd(fd, fd, &dev_id), -ENOTTY);
+        ck_assert_uint_eq(dev_id, 888);
+        ck_assert_int_eq(kvfio_device_attach_ioas(-1, 1, &id), -EBADF);
+        ck_assert_int_eq(kvfio_device_attach_ioas(fd, 1, &id), -ENOTTY);
+        ck_assert_int_eq(kvfio_device_attach_ioas(fd, 1, NULL), -ENOTTY);
+        ck_assert_uint_eq(id, 777);
+        ck_assert_int_eq(kvfio_device_detach_ioas(-1), -EBADF);
+        ck_assert_int_eq(kvfio_device_detach_ioas(fd), -ENOTTY);
+        ck_assert_int_eq(kvfio_device_hot_reset_cdev(-1), -EBADF);
+        ck_assert_int_eq(kvfio_device_hot_reset_cdev(fd), -ENOTTY);
+        close(fd);
+}
+END_TEST
+
+START_TEST(test_cdev_open)
+{
+        char *dir = testutil_mkdtemp("kvfio-cdev");
+        int fd;
+
+        ck_assert_int_eq(kvfio_cdev_open(-1, dir), -EINVAL);
+        ck_assert_int_eq(kvfio_cdev_open(3, dir), -ENOENT);
+        testutil_write_file(dir, "vfio3", "x");
+        fd = kvfio_cdev_open(3, dir);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+        ck_assert_int_eq(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+        close(fd);
+        ck_assert_int_eq(kvfio_cdev_open(4, dir), -ENOENT);
+        testutil_rmtree(dir);
+        free(dir);
+}
+END_TEST
+
 static Suite *ioctl_suite(void)
 {
         Suite *s = suite_create("kernel-ioctl");
@@ -622,6 +735,13 @@ static Suite *ioctl_suite(void)
         tc = tcase_create("dma");
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, test_dma_args);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("iommufd");
+        testutil_tcase_fd_checked(tc);
+        tcase_add_test(tc, test_iommufd_open_errors);
+        tcase_add_test(tc, test_iommufd_args);
+        tcase_add_test(tc, test_cdev_open);
         suite_add_tcase(s, tc);
 
         return s;

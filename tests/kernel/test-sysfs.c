@@ -881,6 +881,61 @@ END_TEST
  * The devices a group fd opens (VFIO_GROUP_GET_DEVICE_FD): vfio-pci, its vendor variants and
  * bound mdevs. Each is also a member that keeps its group viable.
  */
+/*
+ * The device cdev: vfio-dev/vfioN below a PCI device or an mdev (with the
+ * dev file the kernel puts there), and which of /dev/vfio/vfio and
+ * /dev/iommu the kernel offers (sys/class/misc).
+ */
+START_TEST(test_vfio_cdev)
+{
+        struct kvfio_pci_list *list = NULL;
+        struct kvfio_pci_dev d;
+
+        add_dev("0000:00:04.0", "0x00ff00\n", "vfio-pci", 3);
+        add_dev("0000:00:05.0", "0x00ff00\n", "vfio-pci", 4);
+        add_dev("0000:00:06.0", "0x020000\n", "e1000e", 5);
+        add_dev("0000:00:07.0", "0x00ff00\n", "vfio-pci", 6);
+        add_mdev(UUID_A, "mdma", "mdma-1", "mdma", 11);
+        testutil_write_file(root, "sys/devices/pci0000:00/0000:00:04.0/vfio-dev/vfio0/dev",
+                            "242:0\n");
+        testutil_write_file(root, "sys/devices/pci0000:00/0000:00:05.0/vfio-dev/vfio17/dev",
+                            "242:17\n");
+        /* an empty vfio-dev folder, and one whose entry is not vfioN */
+        mkdirs("sys/devices/pci0000:00/0000:00:06.0/vfio-dev");
+        mkdirs("sys/devices/pci0000:00/0000:00:07.0/vfio-dev/vfiox");
+        testutil_write_file(root, "sys/devices/virtual/mdma/mdma/" UUID_A "/vfio-dev/vfio2/dev",
+                            "242:2\n");
+
+        ck_assert_int_eq(kvfio_dev_discover(root, &list), 0);
+        ck_assert_uint_eq(list->n, 5);
+        ck_assert_int_eq(list->devs[0].vfio_cdev, 0);
+        ck_assert_int_eq(list->devs[1].vfio_cdev, 17);
+        ck_assert_int_eq(list->devs[2].vfio_cdev, -1);
+        ck_assert_int_eq(list->devs[3].vfio_cdev, -1);
+        ck_assert_str_eq(list->devs[4].bdf, UUID_A);
+        ck_assert_int_eq(list->devs[4].vfio_cdev, 2);
+        kvfio_pci_list_free(list);
+
+        ck_assert_int_eq(kvfio_pci_dev_read(root, "00:05.0", &d), 0);
+        ck_assert_int_eq(d.vfio_cdev, 17);
+        ck_assert_int_eq(kvfio_dev_vfio_cdev(root, "0000:00:05.0"), 17);
+        ck_assert_int_eq(kvfio_dev_vfio_cdev(root, "0000:00:04.0"), 0);
+        ck_assert_int_eq(kvfio_dev_vfio_cdev(root, UUID_A), 2);
+        ck_assert_int_eq(kvfio_dev_vfio_cdev(root, "0000:00:06.0"), -ENOENT);
+        ck_assert_int_eq(kvfio_dev_vfio_cdev(root, "0000:00:09.0"), -ENODEV);
+        ck_assert_int_eq(kvfio_dev_vfio_cdev(root, "nope"), -EINVAL);
+
+        /* the interfaces: none, then each */
+        ck_assert_int_eq(kvfio_vfio_interfaces(root), 0);
+        mkdirs("sys/class/misc/vfio");
+        ck_assert_int_eq(kvfio_vfio_interfaces(root), KVFIO_IF_CONTAINER);
+        link_at("../../devices/virtual/misc/iommu", "sys/class/misc/iommu");
+        ck_assert_int_eq(kvfio_vfio_interfaces(root), KVFIO_IF_CONTAINER | KVFIO_IF_IOMMUFD);
+        ck_assert_int_eq(kvfio_vfio_interfaces(""), -EINVAL);
+        ck_assert_int_eq(kvfio_vfio_interfaces(NULL), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_dev_is_vfio)
 {
         static const struct {
@@ -1217,6 +1272,7 @@ static Suite *sysfs_suite(void)
         tcase_add_checked_fixture(tc, tree_setup, tree_teardown);
         tcase_add_test(tc, test_discover_fields);
         tcase_add_test(tc, test_dev_read);
+        tcase_add_test(tc, test_vfio_cdev);
         tcase_add_test(tc, test_discover_odd_files);
         tcase_add_test(tc, test_discover_modalias);
         tcase_add_test(tc, test_discover_empty_and_missing);
