@@ -111,9 +111,16 @@ void bench_row_value(FILE *f, const char *name, double target, const double *v, 
         double med = bench_median(v, n);
         char t[32];
 
-        snprintf(t, sizeof(t), "<= %g", target);
-        fprintf(f, "row %-46s %-9s %6.2f %6.2f %6.2f  %-6s  %s\n", name, t, bench_min(v, n), med,
-                bench_max(v, n), med <= target ? "met" : "missed", note);
+        /* Counts (instructions) in thousands of units need no decimals. */
+        int prec = med >= 1000 ? 0 : 2;
+
+        snprintf(t, sizeof(t), target > 0 ? "<= %g" : "-", target);
+        fprintf(f, "row %-46s %-9s %6.*f %6.*f %6.*f  %-6s  %s\n", name, t, prec, bench_min(v, n),
+                prec, med, prec, bench_max(v, n),
+                target <= 0     ? "info"
+                : med <= target ? "met"
+                                : "missed",
+                note);
         fflush(f);
 }
 

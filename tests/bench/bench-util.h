@@ -44,7 +44,8 @@ void bench_row_ratio(FILE *f, const char *name, bool higher_is_better, double ta
 
 /*
  * Prints a row for an absolute figure (ms, KiB): min/median/max of v[0..n)
- * against target (lower is better), with a free-text note.
+ * against target (lower is better; target <= 0: none, the row says "info"),
+ * with a free-text note.
  */
 void bench_row_value(FILE *f, const char *name, double target, const double *v, size_t n,
                      const char *note);
