@@ -948,11 +948,8 @@ static void budget_narrow(struct vfiod_fd_budget *b, uint32_t used, uint32_t lim
 
         if (left >= b->left)
                 return;
-        b->left = left;
-        b->errnum = ENOSPC;
-        snprintf(b->why, sizeof(b->why),
-                 "the daemon keeps %" PRIu32 " fds for %s: %s=%" PRIu32 " reached", used, whom, key,
-                 limit);
+        *b = (struct vfiod_fd_budget){
+            .left = left, .errnum = ENOSPC, .used = used, .limit = limit, .whom = whom, .key = key};
 }
 
 /*
@@ -967,11 +964,10 @@ static void fd_budget(struct vfiod_client *c, const struct vfiod_usage *users,
         const struct vfiod_config_limits *lim = vfiod_server_limits(c->server);
         uint32_t mine = kept_fds(c), user = users->fds, room = daemon_fd_room(c->server);
 
-        *b = (struct vfiod_fd_budget){.left = room, .errnum = EMFILE};
-        snprintf(b->why, sizeof(b->why),
-                 "the daemon has %" PRIu32 " fds open and keeps %d of its limit free; try again "
-                 "later",
-                 c->server->fds_open, VFIOD_FD_HEADROOM);
+        *b = (struct vfiod_fd_budget){.left = room,
+                                      .errnum = EMFILE,
+                                      .used = c->server->fds_open,
+                                      .limit = VFIOD_FD_HEADROOM};
         budget_narrow(b, user, lim->max_fds_per_user, "this user's connections", "MaxFdsPerUser");
         budget_narrow(b, mine, lim->max_fds_per_client, "you (memfd views, interrupt eventfds)",
                       "MaxFdsPerClient");
@@ -1201,9 +1197,12 @@ static int irq_fds_fit(struct vfiod_client *c, const struct vfiod_lease_dev *dev
                      v < dev->irqs[set->index].count && v - set->start < set->count; v++)
                         more -= MIN(more, (uint32_t)(dev->trigger_fds[set->index][v] >= 0));
         fd_budget(c, &user, &budget);
-        if (more > budget.left)
+        if (more > budget.left) {
+                char why[200];
+
                 return vfiod_error_set(err, budget.errnum, "%" PRIu32 " more eventfd(s): %s", more,
-                                       budget.why);
+                                       vfiod_fd_budget_why(&budget, why, sizeof(why)));
+        }
         c->server->fds_open += more;
         return 0;
 }

@@ -610,6 +610,20 @@ static void views_find(struct vfiod_domain *d, const struct span *spans, size_t 
         }
 }
 
+const char *vfiod_fd_budget_why(const struct vfiod_fd_budget *b, char *buf, size_t size)
+{
+        if (b->errnum == ENOSPC)
+                snprintf(buf, size,
+                         "the daemon keeps %" PRIu32 " fds for %s: %s=%" PRIu32 " reached", b->used,
+                         b->whom, b->key, b->limit);
+        else
+                snprintf(buf, size,
+                         "the daemon has %" PRIu32 " fds open and keeps %" PRIu32
+                         " of its limit free; try again later",
+                         b->used, b->limit);
+        return buf;
+}
+
 /*
  * Room for the new views: an fd each within fds (idle views give theirs up
  * first), and their bytes with every view of the owner (and of its uid)
@@ -625,9 +639,12 @@ static int views_room(struct vfiod_domain *d, uint64_t new_bytes, uint32_t new_f
         if (new_fds > fds->left) {
                 uint32_t over = new_fds - fds->left;
 
-                if (over > d->n_idle_views)
+                if (over > d->n_idle_views) {
+                        char why[200];
+
                         return vfiod_error_set(err, fds->errnum, "%u new memfd view(s): %s",
-                                               new_fds, fds->why);
+                                               new_fds, vfiod_fd_budget_why(fds, why, sizeof(why)));
+                }
                 idle_trim(d, d->n_idle_views - over, d->idle_bytes);
         }
         mine = d->usage->view_bytes;

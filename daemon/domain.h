@@ -42,9 +42,18 @@ struct vfiod_usage {
  */
 struct vfiod_fd_budget {
         uint32_t left;
-        int errnum;    /* ENOSPC (a budget of the client or its user) or EMFILE (the daemon's) */
-        char why[200]; /* names the limit that sets left */
+        int errnum; /* ENOSPC (a budget of the client or its user) or EMFILE (the daemon's) */
+        /*
+         * The limit that sets left, for vfiod_fd_budget_why(): ENOSPC, `used`
+         * fds kept for `whom` of `key`=`limit`; EMFILE, `used` fds open and
+         * `limit` kept free. The text is made only for a refusal.
+         */
+        uint32_t used, limit;
+        const char *whom, *key;
 };
+
+/* Formats why b refuses more fds into buf[size]; returns buf. */
+const char *vfiod_fd_budget_why(const struct vfiod_fd_budget *b, char *buf, size_t size);
 
 /*
  * The daemon's MAP_SHARED mmap of a span of one memfd. Every mapping that
