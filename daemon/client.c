@@ -1039,7 +1039,7 @@ static int map_ranges_decode(const struct vfiod_msg *msg, struct vfiod_map_range
         const Vfiod__MapDma *rq = msg->env->map_dma;
         _cleanup_free_ struct vfiod_map_range *ranges = NULL;
 
-        ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
+        ranges = malloc0_array(rq->n_ranges, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         for (size_t i = 0; i < rq->n_ranges; i++) {
@@ -1155,7 +1155,7 @@ static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struc
         r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
         if (r < 0)
                 return r;
-        ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
+        ranges = malloc0_array(rq->n_ranges, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         for (size_t i = 0; i < rq->n_ranges; i++)

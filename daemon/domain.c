@@ -411,7 +411,7 @@ static int cmp_range_iova(const void *a, const void *b)
 static int check_batch_disjoint(const struct vfiod_map_range *ranges, size_t n,
                                 struct vfiod_error *err)
 {
-        _cleanup_free_ const struct vfiod_map_range **sorted = calloc(n, sizeof(*sorted));
+        _cleanup_free_ const struct vfiod_map_range **sorted = malloc0_array(n, sizeof(*sorted));
 
         if (!sorted)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
@@ -693,7 +693,7 @@ static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *range
                      const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
                      const struct vfiod_fd_budget *fds, struct vfiod_error *err)
 {
-        _cleanup_free_ struct span *spans = calloc(n, sizeof(*spans));
+        _cleanup_free_ struct span *spans = malloc0_array(n, sizeof(*spans));
         uint64_t new_bytes = 0;
         uint32_t new_fds = 0;
         size_t j;
@@ -890,9 +890,9 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
         if (r < 0)
                 return r;
         d->idle_bytes_max = limits->max_pinned_bytes_per_client;
-        metas = calloc(n, sizeof(*metas));
-        meta_of = calloc(n, sizeof(*meta_of));
-        view_of = calloc(n, sizeof(*view_of));
+        metas = malloc0_array(n, sizeof(*metas));
+        meta_of = malloc0_array(n, sizeof(*meta_of));
+        view_of = malloc0_array(n, sizeof(*view_of));
         if (!metas || !meta_of || !view_of)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         r = map_check_ranges(d, ranges, n, metas, meta_of, &total, err);
