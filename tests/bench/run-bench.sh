@@ -66,7 +66,7 @@ if [ "$host" = 1 ]; then
                         - - FAILED "valgrind is not installed" >>"$rows"
                 rc=1
         else
-                "$build/tests/bench/bench-insns" --vfiod-fake "$build/tests/daemon/vfiod-fake" \
+                "$build/tests/bench/bench-fake" --vfiod-fake "$build/tests/daemon/vfiod-fake" \
                         $quick >"$out/insns.txt" 2>"$out/insns.err" || rc=1
                 grep '^row ' "$out/insns.txt" >>"$rows" || true
         fi
@@ -129,6 +129,10 @@ for the throughput row; rounds alternate which side goes first):
   handle, encode, send), per Stats (the no-op) and per 4 KiB MapDma+UnmapDma
   cycle, as (I(2N) - I(N)) / N; the libvfiod rows are the client's side of
   the same calls (user space only). Lower is better; the same on any machine.
+- pipelined vs sync: 4 KiB MapDma+UnmapDma cycles per second with
+  vfiod_submit_map_dma()/vfiod_submit_unmap_dma()/vfiod_collect() (the
+  daemon's MaxRequestsInFlight in flight) over cycles of vfiod_map_dma() +
+  vfiod_unmap_dma(); vfiod-fake on the host, not pinned to one CPU.
 - discovery: kvfio_pci_discover() on a fake tree of 4,096 devices, absolute
   ms. Memory: vfiod's VmRSS growth over 10,000 idle connections (after
   Hello), absolute KiB per connection.

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The instruction budget of `make bench`: instructions per request, counted
- * by valgrind's callgrind on the host against the fake ioctl layer
- * (tests/daemon/vfiod-fake). A count is the same on any machine and under
- * any load, unlike a time.
+ * The host figures of `make bench` that need the fake ioctl layer
+ * (tests/daemon/vfiod-fake, vfiod on an in-memory VFIO): instructions per
+ * request, counted by valgrind's callgrind (the same on any machine and
+ * under any load, unlike a time), and pipelined against synchronous DMA
+ * requests, timed.
  *
- *   bench-insns --vfiod-fake PATH [--quick]
- *   bench-insns --client noop|map|map-pipelined SOCKET N   (run by the above)
+ *   bench-fake --vfiod-fake PATH [--quick] [--rounds N]
+ *   bench-fake --client noop|map SOCKET N   (run by the above)
  *
  * Rows (see bench-util.h for the format):
  * - daemon, no-op request: Stats (answered from the daemon's counters).
@@ -14,6 +15,12 @@
  *   and unmapped on a BROKERED lease (two requests, one cycle).
  * - libvfiod, the same two: the client's side of each (vfiod_stats(), and
  *   vfiod_map_dma() + vfiod_unmap_dma()).
+ * - pipelined 4 KiB map+unmap: cycles per second with vfiod_submit_*() and
+ *   vfiod_collect() (the daemon's MaxRequestsInFlight in flight) over those
+ *   with vfiod_map_dma() + vfiod_unmap_dma(), one round trip each; rounds
+ *   alternate which side goes first; vfiod-fake runs natively, and the
+ *   processes are not pinned to one CPU (the daemon works while the client
+ *   submits). For information: no target.
  *
  * How: the daemon runs under `valgrind --tool=callgrind
  * --toggle-collect=io_cb`, so what is counted is everything the daemon does
@@ -56,13 +63,13 @@
 #define BUDGET_MAP  5000
 #define REPS        3 /* runs of the daemon's counts: min, median, max */
 
-static char tmpdir[] = "/tmp/vfiod-insns-XXXXXX";
+static char tmpdir[] = "/tmp/vfiod-bench-fake-XXXXXX";
 static char sock_path[100];
 static const char *self;
 
 static void die(const char *what)
 {
-        fprintf(stderr, "bench-insns: %s: %s\n", what, strerror(errno));
+        fprintf(stderr, "bench-fake: %s: %s\n", what, strerror(errno));
         exit(1);
 }
 
@@ -113,7 +120,7 @@ static int run_client(const char *kind, const char *sock, long n)
         int r = vfiod_connect(sock, &c);
 
         if (r < 0) {
-                fprintf(stderr, "bench-insns: connect: %s\n", strerror(-r));
+                fprintf(stderr, "bench-fake: connect: %s\n", strerror(-r));
                 return 1;
         }
         if (strcmp(kind, "noop") == 0)
@@ -123,7 +130,7 @@ static int run_client(const char *kind, const char *sock, long n)
         else
                 r = -EINVAL;
         if (r < 0)
-                fprintf(stderr, "bench-insns: %s: %s (%s)\n", kind, strerror(-r),
+                fprintf(stderr, "bench-fake: %s: %s (%s)\n", kind, strerror(-r),
                         vfiod_last_error(c));
         vfiod_close(c);
         return r < 0 ? 1 : 0;
@@ -175,6 +182,24 @@ static int wait_socket(pid_t daemon)
                 usleep(10000);
         }
         return -ETIMEDOUT;
+}
+
+/* vfiod-fake, not under valgrind, on the tree setup_tree() made (not waited for). */
+static pid_t start_native(const char *vfiod_fake)
+{
+        char log[300], root[300], conf[300], vfio[300];
+
+        snprintf(log, sizeof(log), "%s/log.txt", tmpdir);
+        snprintf(root, sizeof(root), "%s/root", tmpdir);
+        snprintf(conf, sizeof(conf), "%s/vfiod.conf", tmpdir);
+        snprintf(vfio, sizeof(vfio), "%s/root/dev/vfio", tmpdir);
+        (void)unlink(sock_path);
+        {
+                char *argv[] = {(char *)vfiod_fake, "--socket", sock_path,    "--config", conf,
+                                "--sysfs-root",     root,       "--vfio-dir", vfio,       NULL};
+
+                return spawn(argv, log);
+        }
 }
 
 /* The "totals:" (or "summary:") count of a callgrind output file; -1 if none. */
@@ -237,14 +262,10 @@ static double run_once(const char *vfiod_fake, const char *kind, long n, bool da
                                 NULL};
 
                 daemon = spawn(argv, log);
-        } else {
-                char *argv[] = {(char *)vfiod_fake, "--socket", sock_path,    "--config", conf,
-                                "--sysfs-root",     root,       "--vfio-dir", vfio,       NULL};
-
-                daemon = spawn(argv, log);
-        }
+        } else
+                daemon = start_native(vfiod_fake);
         if (wait_socket(daemon) < 0) {
-                fprintf(stderr, "bench-insns: the daemon did not start (see %s)\n", log);
+                fprintf(stderr, "bench-fake: the daemon did not start (see %s)\n", log);
                 kill(daemon, SIGKILL);
                 (void)waitpid(daemon, NULL, 0);
                 return -1;
@@ -273,12 +294,12 @@ static double run_once(const char *vfiod_fake, const char *kind, long n, bool da
         kill(daemon, SIGTERM);
         ok = wait_ok(daemon) && ok;
         if (!ok) {
-                fprintf(stderr, "bench-insns: the %s run of %ld failed (see %s)\n", kind, n, log);
+                fprintf(stderr, "bench-fake: the %s run of %ld failed (see %s)\n", kind, n, log);
                 return -1;
         }
         v = callgrind_total(out);
         if (v < 0)
-                fprintf(stderr, "bench-insns: no total in %s\n", out);
+                fprintf(stderr, "bench-fake: no total in %s\n", out);
         return v;
 }
 
@@ -307,7 +328,7 @@ static bool row(const char *vfiod_fake, const char *kind, long n, bool daemon_si
         int reps = daemon_side ? REPS : 1; /* the client's count does not vary */
 
         if (!per_op(vfiod_fake, kind, n, daemon_side, v, reps)) {
-                bench_row_failed(stdout, name, "the callgrind run failed (see bench-insns' log)");
+                bench_row_failed(stdout, name, "the callgrind run failed (see bench-fake' log)");
                 return false;
         }
         bench_row_value(stdout, name, target, v, (size_t)reps, note);
@@ -329,6 +350,124 @@ static void pin_to_one_cpu(void)
         CPU_ZERO(&set);
         CPU_SET(cpu, &set);
         (void)sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* ---- pipelined against synchronous (timed) ---------------------------------------------- */
+
+#define SLOTS 8 /* pages of the memfd, and IOVAs, the cycles go round */
+
+static struct vfiod_dma_range slot_map(int memfd, long i)
+{
+        return (struct vfiod_dma_range){.fd = memfd,
+                                        .offset = (uint64_t)(i % SLOTS) * MAP_SIZE,
+                                        .iova = 0x100000 + (uint64_t)(i % SLOTS) * MAP_SIZE,
+                                        .size = MAP_SIZE,
+                                        .flags = VFIOD_DMA_READ | VFIOD_DMA_WRITE};
+}
+
+static int cycles_sync(struct vfiod *c, uint64_t dom, int memfd, long k)
+{
+        for (long i = 0; i < k; i++) {
+                struct vfiod_dma_range m = slot_map(memfd, i);
+                struct vfiod_iova_range u = {.iova = m.iova, .size = m.size};
+                int r = vfiod_map_dma(c, dom, &m, 1, NULL);
+
+                if (r >= 0)
+                        r = vfiod_unmap_dma(c, dom, &u, 1, NULL);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Collects the oldest reply; its failure is the cycle's. */
+static int collect_one(struct vfiod *c)
+{
+        struct vfiod_reply rep;
+        int r = vfiod_collect(c, &rep);
+
+        return r < 0 ? r : rep.result < 0 ? rep.result : 0;
+}
+
+/* k cycles, each a submitted map and unmap, `window` requests in flight at most. */
+static int cycles_pipelined(struct vfiod *c, uint64_t dom, int memfd, long k, size_t window)
+{
+        int r = 0;
+
+        for (long i = 0; r >= 0 && i < 2 * k; i++) {
+                struct vfiod_dma_range m = slot_map(memfd, i / 2);
+                struct vfiod_iova_range u = {.iova = m.iova, .size = m.size};
+
+                if (vfiod_in_flight(c) == window)
+                        r = collect_one(c);
+                if (r >= 0)
+                        r = i % 2 == 0 ? vfiod_submit_map_dma(c, dom, &m, 1, NULL)
+                                       : vfiod_submit_unmap_dma(c, dom, &u, 1, NULL);
+        }
+        while (r >= 0 && vfiod_in_flight(c) > 0)
+                r = collect_one(c);
+        return r;
+}
+
+/* The row: pipelined cycles per second over synchronous ones, per round. */
+static bool bench_pipelined(const char *vfiod_fake, int rounds, long k)
+{
+        const char *name = "pipelined vs sync 4 KiB map+unmap, thr. (host)";
+        double ratio[64], a_ns[64], b_ns[64];
+        struct vfiod_server_info info;
+        struct vfiod_lease lease;
+        struct vfiod *c = NULL;
+        size_t window = 1;
+        pid_t daemon = start_native(vfiod_fake);
+        int memfd = -1, r = -ECHILD;
+
+        if (wait_socket(daemon) < 0)
+                goto out;
+        r = vfiod_connect(sock_path, &c);
+        if (r < 0)
+                goto out;
+        if (vfiod_get_server_info(c, &info) == 0 && info.limits.max_requests_in_flight > 0)
+                window = info.limits.max_requests_in_flight;
+        r = vfiod_acquire(c, DEVICE, 0, VFIOD_MODE_BROKERED, &lease);
+        if (r < 0)
+                goto out;
+        vfiod_lease_close_fds(&lease);
+        r = vfiod_memfd_create("bench", SLOTS * MAP_SIZE, &memfd);
+        /* A warm-up of each. */
+        if (r >= 0)
+                r = cycles_sync(c, lease.domain_id, memfd, k / 10 + 1);
+        if (r >= 0)
+                r = cycles_pipelined(c, lease.domain_id, memfd, k / 10 + 1, window);
+        for (int round = 0; r >= 0 && round < rounds; round++) {
+                double t[2] = {0, 0};
+
+                for (int side = 0; r >= 0 && side < 2; side++) {
+                        /* Rounds alternate which side goes first. */
+                        bool pipelined = (side + round) % 2 == 0;
+                        double t0 = bench_now_ns();
+
+                        r = pipelined ? cycles_pipelined(c, lease.domain_id, memfd, k, window)
+                                      : cycles_sync(c, lease.domain_id, memfd, k);
+                        t[pipelined ? 0 : 1] = (bench_now_ns() - t0) / (double)k;
+                }
+                a_ns[round] = t[0];
+                b_ns[round] = t[1];
+                ratio[round] = t[0] > 0 ? t[1] / t[0] : 0;
+        }
+out:
+        if (r < 0) {
+                char why[300];
+
+                snprintf(why, sizeof(why), "%s (%s)", strerror(-r), c ? vfiod_last_error(c) : "");
+                bench_row_failed(stdout, name, why);
+        } else
+                bench_row_ratio(stdout, name, true, 0, ratio, (size_t)rounds, a_ns, b_ns);
+        if (memfd >= 0)
+                close(memfd);
+        vfiod_close(c);
+        kill(daemon, SIGTERM);
+        (void)waitpid(daemon, NULL, 0);
+        return r >= 0;
 }
 
 static void setup_tree(void)
@@ -359,11 +498,13 @@ int main(int argc, char **argv)
             {"vfiod-fake", required_argument, NULL, 'v'},
             {"client", no_argument, NULL, 'c'},
             {"quick", no_argument, NULL, 'q'},
+            {"rounds", required_argument, NULL, 'r'},
             {},
         };
         const char *vfiod_fake = NULL;
         bool client = false, quick = false;
         long n;
+        int rounds = 21;
         bool ok;
         char note[256];
         int c;
@@ -380,28 +521,36 @@ int main(int argc, char **argv)
                 case 'q':
                         quick = true;
                         break;
+                case 'r':
+                        rounds = atoi(optarg);
+                        break;
                 default:
                         return 2;
                 }
         }
         if (client && argc - optind == 3)
                 return run_client(argv[optind], argv[optind + 1], atol(argv[optind + 2]));
-        if (!vfiod_fake) {
-                fprintf(stderr, "usage: bench-insns --vfiod-fake PATH [--quick]\n");
+        if (!vfiod_fake || rounds < 1 || rounds > 64) {
+                fprintf(stderr, "usage: bench-fake --vfiod-fake PATH [--quick] [--rounds N]\n");
                 return 2;
         }
+        if (quick && rounds > 5)
+                rounds = 5;
         (void)signal(SIGPIPE, SIG_IGN);
         if (!mkdtemp(tmpdir))
                 die("mkdtemp");
         setup_tree();
         n = quick ? 200 : 1000;
+        /* Before the CPU is pinned: the daemon works while the client submits. */
+        ok = bench_pipelined(vfiod_fake, rounds, quick ? 200 : 2000);
         pin_to_one_cpu();
 
         snprintf(note, sizeof(note),
                  "Stats; callgrind, daemon's io_cb, (I(%ld)-I(%ld))/%ld, %d runs", 2 * n, n, n,
                  REPS);
         ok = row(vfiod_fake, "noop", n, true, "instructions/no-op request, daemon", BUDGET_NOOP,
-                 note);
+                 note) &&
+             ok;
         ok = row(vfiod_fake, "map", n, true, "instructions/4 KiB map+unmap, daemon", BUDGET_MAP,
                  "MapDma+UnmapDma, BROKERED, fake ioctl layer, same method") &&
              ok;
@@ -416,7 +565,7 @@ int main(int argc, char **argv)
 
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
                 if (system(cmd) != 0)
-                        fprintf(stderr, "bench-insns: cannot remove %s\n", tmpdir);
+                        fprintf(stderr, "bench-fake: cannot remove %s\n", tmpdir);
                 return 0;
         }
         return 1;
