@@ -473,7 +473,7 @@ static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio
         }
         if (g && g->state == VFIOD_GROUP_QUARANTINED)
                 return VFIOD__LEASE_STATE__LEASE_STATE_QUARANTINED;
-        if (kvfio_iommu_group_viable(devs->sysfs_root, dev->iommu_group, &via) < 0 || !via.viable)
+        if (vfiod_registry_viable(devs, dev->iommu_group, &via) < 0 || !via.viable)
                 return VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE;
         return VFIOD__LEASE_STATE__LEASE_STATE_FREE;
 }
@@ -553,7 +553,7 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         const char *want = msg->env->list_devices->device;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevicesReply rep = VFIOD__LIST_DEVICES_REPLY__INIT;
-        struct kvfio_pci_list *list = NULL;
+        const struct kvfio_pci_list *list = vfiod_registry_devices(c->server->devices);
         struct device_infos di = {0};
         char want_bdf[KVFIO_NAME_MAX] = "";
         int r;
@@ -561,9 +561,6 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         if (want && *want && kvfio_dev_name_normalize(want, want_bdf) < 0)
                 return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address or an mdev UUID",
                                        want);
-        r = vfiod_registry_discover(c->server->devices, &list);
-        if (r < 0)
-                return vfiod_error_set(err, -r, "cannot list PCI devices: %s", strerror(-r));
         if (device_infos_alloc(&di, list->n) < 0) {
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto out;
@@ -595,7 +592,6 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
         r = reply(c, &env, NULL, 0, err);
 out:
         device_infos_done(&di);
-        kvfio_pci_list_free(list);
         return r;
 }
 

@@ -25,6 +25,7 @@ daemon_tests = \
 	tests/daemon/test-policy-daemon \
 	tests/daemon/test-client \
 	tests/daemon/test-lease \
+	tests/daemon/test-inventory \
 	tests/daemon/test-domain \
 	tests/daemon/test-server \
 	tests/daemon/test-systemd
@@ -51,6 +52,10 @@ tests_daemon_test_client_LDADD = $(daemon_suite_libs)
 tests_daemon_test_lease_SOURCES = tests/daemon/test-lease.c
 tests_daemon_test_lease_CFLAGS = $(daemon_suite_cflags)
 tests_daemon_test_lease_LDADD = $(daemon_suite_libs)
+
+tests_daemon_test_inventory_SOURCES = tests/daemon/test-inventory.c
+tests_daemon_test_inventory_CFLAGS = $(daemon_suite_cflags)
+tests_daemon_test_inventory_LDADD = $(daemon_suite_libs)
 
 tests_daemon_test_domain_SOURCES = tests/daemon/test-domain.c
 tests_daemon_test_domain_CFLAGS = $(daemon_suite_cflags)
