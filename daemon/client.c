@@ -478,24 +478,67 @@ static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio
         return VFIOD__LEASE_STATE__LEASE_STATE_FREE;
 }
 
-/* What ListDevices builds: one entry per device, with its storage. */
+/*
+ * What ListDevices builds: one entry per device, with its storage. The
+ * arrays grow as entries come (up to max, the devices there are): a reply
+ * of one device out of thousands allocates for a few.
+ */
 struct device_infos {
         Vfiod__DeviceInfo *infos, **ptrs;
         Vfiod__Mode (*modes)[2];
         struct vfiod_grant_msg *grants; /* of the caller's leases */
-        size_t n, cap;
+        size_t n, cap, max;
 };
 
-static int device_infos_alloc(struct device_infos *di, size_t cap)
-{
-        size_t k = cap ? cap : 1;
+#define DEVICE_INFOS_FIRST 16
 
-        di->cap = cap;
-        di->infos = calloc(k, sizeof(*di->infos));
-        di->ptrs = calloc(k, sizeof(*di->ptrs));
-        di->modes = calloc(k, sizeof(*di->modes));
-        di->grants = calloc(k, sizeof(*di->grants));
-        return di->infos && di->ptrs && di->modes && di->grants ? 0 : -ENOMEM;
+/* Room for k entries; the entries' pointers into infos, modes and grants follow a move. */
+static int device_infos_grow(struct device_infos *di, size_t k)
+{
+        Vfiod__DeviceInfo *infos = NULL;
+        Vfiod__DeviceInfo **ptrs = NULL;
+        Vfiod__Mode(*modes)[2] = NULL;
+        struct vfiod_grant_msg *grants = NULL;
+
+        infos = malloc0_array(k, sizeof(*infos));
+        ptrs = malloc0_array(k, sizeof(*ptrs));
+        modes = malloc0_array(k, sizeof(*modes));
+        grants = malloc0_array(k, sizeof(*grants));
+        if (!infos || !ptrs || !modes || !grants) {
+                free(infos);
+                free(ptrs);
+                free(modes);
+                free(grants);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < di->n; i++) {
+                infos[i] = di->infos[i];
+                memcpy(modes[i], di->modes[i], sizeof(modes[i]));
+                grants[i] = di->grants[i];
+                /* A grant message's irq_counts point into itself (daemon/lease.h). */
+                grants[i].msg.irq_counts = grants[i].irq_counts;
+                infos[i].allowed_modes = modes[i];
+                if (di->infos[i].grant)
+                        infos[i].grant = &grants[i].msg;
+                ptrs[i] = &infos[i];
+        }
+        free(di->infos);
+        free(di->ptrs);
+        free(di->modes);
+        free(di->grants);
+        di->infos = infos;
+        di->ptrs = ptrs;
+        di->modes = modes;
+        di->grants = grants;
+        di->cap = k;
+        return 0;
+}
+
+static int device_infos_alloc(struct device_infos *di, size_t max)
+{
+        di->max = max;
+        return device_infos_grow(di,
+                                 max < DEVICE_INFOS_FIRST ? (max ? max : 1) : DEVICE_INFOS_FIRST);
 }
 
 static void device_infos_done(struct device_infos *di)
@@ -513,9 +556,14 @@ static int device_infos_add(struct vfiod_client *c, struct device_infos *di,
                             const struct kvfio_pci_dev *d, unsigned m, bool managed,
                             struct vfiod_error *err)
 {
-        Vfiod__DeviceInfo *info = &di->infos[di->n];
+        Vfiod__DeviceInfo *info;
         struct vfiod_lease *own;
         uint64_t lease;
+
+        if (di->n == di->cap &&
+            device_infos_grow(di, di->cap * 2 < di->max ? di->cap * 2 : di->max) < 0)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        info = &di->infos[di->n];
 
         vfiod__device_info__init(info);
         info->device = (char *)d->bdf;
