@@ -1498,15 +1498,12 @@ static int handle_stats(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         struct vfiod_server *s = c->server;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__StatsReply rep = VFIOD__STATS_REPLY__INIT;
-        struct vfiod_client *o;
 
         rep.clients = s->n_clients;
         rep.leases = (uint32_t)list_length(&s->leases);
-        list_for_each_safe (o, it, &s->clients, struct vfiod_client, link) {
-                rep.domains += o->usage.domains;
-                rep.mappings += o->usage.mappings;
-                rep.pinned_bytes += o->usage.pinned_bytes;
-        }
+        rep.domains = s->usage_total.domains;
+        rep.mappings = s->usage_total.mappings;
+        rep.pinned_bytes = s->usage_total.pinned_bytes;
         rep.requests = s->n_requests;
         rep.errors = s->n_errors;
         rep.quarantined_groups =
@@ -1672,6 +1669,7 @@ int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_pee
         c->peer.slice = NULL;
         c->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
         c->max_fds = VFIOD_PROTO_MAX_FDS;
+        c->usage.total = &s->usage_total;
         list_init(&c->link);
         list_init(&c->domains);
         list_init(&c->leases);

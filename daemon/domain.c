@@ -49,7 +49,7 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
         r = kvfio_container_check_extension(d->container_fd, VFIO_UNMAP_ALL);
         d->unmap_all = r > 0;
         d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
-        usage->domains++;
+        vfiod_usage_count(usage, 1, 0, 0);
         /* On success the container fd is owned by the domain. */
         *ret = d;
         return 0;
@@ -125,8 +125,7 @@ static void mapping_forget(struct vfiod_domain *d, const struct vfiod_mapping *m
         }
         view_put(d, m->view);
         d->pinned_bytes -= m->size;
-        d->usage->pinned_bytes -= m->size;
-        d->usage->mappings--;
+        vfiod_usage_count(d->usage, 0, -1, -(int64_t)m->size);
 }
 
 static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
@@ -188,8 +187,7 @@ void vfiod_domain_free(struct vfiod_domain *domain)
         free(domain->maps);
         free(domain->iova_ranges);
         list_remove(&domain->link);
-        if (domain->usage)
-                domain->usage->domains--;
+        vfiod_usage_count(domain->usage, -1, 0, 0);
         safe_close(domain->container_fd);
         free(domain);
 }
@@ -610,6 +608,23 @@ static void views_find(struct vfiod_domain *d, const struct span *spans, size_t 
         }
 }
 
+static void usage_add(struct vfiod_usage *u, int domains, int64_t mappings, int64_t pinned_bytes)
+{
+        /* Unsigned arithmetic: a negative change wraps back down. */
+        u->domains += (uint32_t)domains;
+        u->mappings += (uint32_t)mappings;
+        u->pinned_bytes += (uint64_t)pinned_bytes;
+}
+
+void vfiod_usage_count(struct vfiod_usage *u, int domains, int64_t mappings, int64_t pinned_bytes)
+{
+        if (!u)
+                return;
+        usage_add(u, domains, mappings, pinned_bytes);
+        if (u->total)
+                usage_add(u->total, domains, mappings, pinned_bytes);
+}
+
 const char *vfiod_fd_budget_why(const struct vfiod_fd_budget *b, char *buf, size_t size)
 {
         if (b->errnum == ENOSPC)
@@ -916,8 +931,7 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
         else {
                 d->n_maps += n;
                 d->pinned_bytes += total;
-                d->usage->pinned_bytes += total;
-                d->usage->mappings += (uint32_t)n;
+                vfiod_usage_count(d->usage, 0, (int64_t)n, (int64_t)total);
                 qsort(d->maps, d->n_maps, sizeof(*d->maps), cmp_map);
                 *ret_bytes = total;
         }
@@ -1043,7 +1057,7 @@ int vfiod_domain_adopt_take(int container_fd, uint64_t id, int model, bool model
         d->model_set = model_set;
         if (model_set)
                 read_iommu_info(d);
-        usage->domains++;
+        vfiod_usage_count(usage, 1, 0, 0);
         *ret = d;
         return 0;
 }
@@ -1121,8 +1135,7 @@ int vfiod_domain_adopt_mapping(struct vfiod_domain *d, struct vfiod_memfd_view *
             (struct vfiod_mapping){.iova = iova, .size = size, .addr = addr, .view = v};
         qsort(d->maps, d->n_maps, sizeof(*d->maps), cmp_map);
         d->pinned_bytes += size;
-        d->usage->pinned_bytes += size;
-        d->usage->mappings++;
+        vfiod_usage_count(d->usage, 0, 1, (int64_t)size);
         return 0;
 }
 

@@ -33,7 +33,16 @@ struct vfiod_usage {
         uint64_t pinned_bytes;
         uint64_t view_bytes; /* of client memfds the daemon has mmapped (its views) */
         uint32_t fds;        /* memfd duplicates the daemon keeps (one per view) */
+        /* The sum of every client's domains, mappings and pinned bytes (Stats); NULL: none. */
+        struct vfiod_usage *total;
 };
+
+/*
+ * Adds to u's domains, mappings and pinned bytes, and to its total's. Every
+ * change of these three goes through here, so that Stats reads the server's
+ * sum instead of adding up every connection. NULL u is fine.
+ */
+void vfiod_usage_count(struct vfiod_usage *u, int domains, int64_t mappings, int64_t pinned_bytes);
 
 /*
  * How many more fds one request may make the daemon keep (the caller sets

@@ -23,6 +23,7 @@
 #include <ev.h>
 
 #include "daemon/closer.h"
+#include "daemon/domain.h"
 #include "daemon/group.h"
 #include "daemon/list.h"
 #include "daemon/log.h"
@@ -64,6 +65,8 @@ struct vfiod_server {
          */
         uint64_t next_object_id;
         uint64_t n_requests, n_errors;
+        /* Every client's domains, mappings and pinned bytes (vfiod_usage_count()). */
+        struct vfiod_usage usage_total;
         ev_tstamp started;
         /* The daemon's own fd table (daemon_fd_room() in client.c): fds open as last
          * counted, plus what requests made it keep since. */
