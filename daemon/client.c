@@ -184,6 +184,7 @@ void vfiod_client_drop(struct vfiod_client *c, const char *fmt, ...)
         fail_log_flush(c);
         LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": closing the connection: %s", c->id, why);
         c->dead = true;
+        c->server->n_dead++;
         ev_io_stop(c->server->loop, &c->io);
 }
 
@@ -1017,13 +1018,39 @@ static void fd_budget(struct vfiod_client *c, const struct vfiod_usage *users,
                       "MaxFdsPerClient");
 }
 
+/* c may hold something from now on: the per-user sums count it (server->active_clients). */
+static void client_activate(struct vfiod_client *c)
+{
+        if (list_empty(&c->link_active))
+                list_add_tail(&c->server->active_clients, &c->link_active);
+}
+
+/*
+ * The next active client from *it on that may hold something; one that
+ * holds nothing (no domain, no lease: no mapping, view or eventfd either)
+ * leaves the list until it asks for something again.
+ */
+static struct vfiod_client *next_active(struct vfiod_server *s, struct list **it)
+{
+        while (*it != &s->active_clients) {
+                struct vfiod_client *o = container_of(*it, struct vfiod_client, link_active);
+
+                *it = (*it)->next;
+                if (o->usage.domains > 0 || !list_empty(&o->leases))
+                        return o;
+                list_remove(&o->link_active);
+        }
+        return NULL;
+}
+
 /* What every connection of c's uid holds now, c's included; fds: kept_fds(). */
 static struct vfiod_usage user_usage(const struct vfiod_client *c)
 {
         struct vfiod_client *o;
         struct vfiod_usage sum = {0};
+        struct list *it = c->server->active_clients.next;
 
-        list_for_each_safe (o, it, &c->server->clients, struct vfiod_client, link) {
+        while ((o = next_active(c->server, &it))) {
                 if (o->peer.uid != c->peer.uid)
                         continue;
                 sum.pinned_bytes += o->usage.pinned_bytes;
@@ -1039,8 +1066,9 @@ static uint64_t rule_user_pinned_bytes(const struct vfiod_client *c, const char 
 {
         struct vfiod_client *o;
         uint64_t sum = 0;
+        struct list *it = c->server->active_clients.next;
 
-        list_for_each_safe (o, it, &c->server->clients, struct vfiod_client, link) {
+        while ((o = next_active(c->server, &it))) {
                 struct vfiod_domain *d;
 
                 if (o->peer.uid != c->peer.uid)
@@ -1573,6 +1601,10 @@ void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
                 return;
         }
         c->server->n_requests++;
+        /* What may make c hold something: from now on the per-user sums count it. */
+        if (rule->body == VFIOD__ENVELOPE__BODY_ACQUIRE ||
+            rule->body == VFIOD__ENVELOPE__BODY_CREATE_DOMAIN)
+                client_activate(c);
         if (msg->n_fds > lim->max_fds_per_message)
                 r = vfiod_error_set(&err, ENOSPC, "%zu fds: MaxFdsPerMessage=%u reached",
                                     msg->n_fds, lim->max_fds_per_message);
@@ -1671,6 +1703,7 @@ int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_pee
         c->max_fds = VFIOD_PROTO_MAX_FDS;
         c->usage.total = &s->usage_total;
         list_init(&c->link);
+        list_init(&c->link_active);
         list_init(&c->domains);
         list_init(&c->leases);
         list_init(&c->queue);
@@ -1729,6 +1762,7 @@ void vfiod_client_free(struct vfiod_client *c)
         list_for_each_safe (d, it, &c->domains, struct vfiod_domain, link)
                 vfiod_domain_free(d);
         list_remove(&c->link);
+        list_remove(&c->link_active);
         safe_close(c->fd);
         vfiod_peer_done(&c->peer);
         free(c);
@@ -1808,6 +1842,8 @@ static int load_client(struct vfiod_load *ld, const char *args)
         if (r < 0)
                 return r;
         c->state = state == VFIOD_CLIENT_READY ? VFIOD_CLIENT_READY : VFIOD_CLIENT_NEW;
+        /* Its domains and leases follow: the per-user sums count it. */
+        client_activate(c);
         c->caps = caps;
         c->admin = admin != 0;
         c->max_datagram = max_datagram;

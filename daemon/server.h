@@ -56,6 +56,13 @@ struct vfiod_server {
         bool config_missing_ok;
         struct vfiod_registry *devices;
         struct list clients;
+        /*
+         * The clients that may hold something (a domain, a lease): those that
+         * sent Acquire or CreateDomain, or were restored. The per-user sums
+         * walk these, not every connection; one found holding nothing leaves.
+         */
+        struct list active_clients;
+        uint32_t n_dead; /* clients dropped, not yet reaped (vfiod_server_reap()) */
         uint32_t n_clients;
         struct list leases; /* every lease, in creation order */
         uint64_t next_client_id;
