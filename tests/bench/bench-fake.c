@@ -39,7 +39,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -165,25 +164,6 @@ static bool wait_ok(pid_t pid)
         return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-/* Waits until the socket accepts a connection (valgrind starts slowly). */
-static int wait_socket(pid_t daemon)
-{
-        for (int i = 0; i < 3000; i++) {
-                struct sockaddr_un sa = {.sun_family = AF_UNIX};
-                int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
-
-                memcpy(sa.sun_path, sock_path, sizeof(sock_path));
-                r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-                close(fd);
-                if (r == 0)
-                        return 0;
-                if (waitpid(daemon, NULL, WNOHANG) == daemon)
-                        return -ECHILD;
-                usleep(10000);
-        }
-        return -ETIMEDOUT;
-}
-
 /* vfiod-fake, not under valgrind, on the tree setup_tree() made (not waited for). */
 static pid_t start_native(const char *vfiod_fake)
 {
@@ -264,7 +244,7 @@ static double run_once(const char *vfiod_fake, const char *kind, long n, bool da
                 daemon = spawn(argv, log);
         } else
                 daemon = start_native(vfiod_fake);
-        if (wait_socket(daemon) < 0) {
+        if (bench_wait_vfiod(sock_path, daemon, 3000) < 0) {
                 fprintf(stderr, "bench-fake: the daemon did not start (see %s)\n", log);
                 kill(daemon, SIGKILL);
                 (void)waitpid(daemon, NULL, 0);
@@ -333,23 +313,6 @@ static bool row(const char *vfiod_fake, const char *kind, long n, bool daemon_si
         }
         bench_row_value(stdout, name, target, v, (size_t)reps, note);
         return true;
-}
-
-/*
- * Everything on one CPU: the daemon then mostly finds the next request only
- * after its reply was read, as on a busy machine, rather than sometimes in
- * the same wake-up, which the count would show as noise.
- */
-static void pin_to_one_cpu(void)
-{
-        cpu_set_t set;
-        int cpu = sched_getcpu();
-
-        if (cpu < 0)
-                return;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        (void)sched_setaffinity(0, sizeof(set), &set);
 }
 
 /* ---- pipelined against synchronous (timed) ---------------------------------------------- */
@@ -421,7 +384,7 @@ static bool bench_pipelined(const char *vfiod_fake, int rounds, long k)
         pid_t daemon = start_native(vfiod_fake);
         int memfd = -1, r = -ECHILD;
 
-        if (wait_socket(daemon) < 0)
+        if (bench_wait_vfiod(sock_path, daemon, 3000) < 0)
                 goto out;
         r = vfiod_connect(sock_path, &c);
         if (r < 0)
@@ -543,7 +506,12 @@ int main(int argc, char **argv)
         n = quick ? 200 : 1000;
         /* Before the CPU is pinned: the daemon works while the client submits. */
         ok = bench_pipelined(vfiod_fake, rounds, quick ? 200 : 2000);
-        pin_to_one_cpu();
+        /*
+         * Everything on one CPU: the daemon then mostly finds the next request
+         * only after its reply was read, rather than sometimes in the same
+         * wake-up, which the count would show as noise.
+         */
+        bench_pin_to_one_cpu();
 
         snprintf(note, sizeof(note),
                  "Stats; callgrind, daemon's io_cb, (I(%ld)-I(%ld))/%ld, %d runs", 2 * n, n, n,

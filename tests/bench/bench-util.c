@@ -2,6 +2,7 @@
 #include "tests/bench/bench-util.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,11 +14,41 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client-lib/vfiod.h"
+
 static int safe_close_fd(int fd)
 {
         if (fd >= 0)
                 close(fd);
         return -1;
+}
+
+void bench_pin_to_one_cpu(void)
+{
+        cpu_set_t set;
+        int cpu = sched_getcpu();
+
+        if (cpu < 0)
+                return;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        (void)sched_setaffinity(0, sizeof(set), &set);
+}
+
+int bench_wait_vfiod(const char *sock, pid_t pid, int tries)
+{
+        for (int i = 0; i < tries; i++) {
+                struct vfiod *c = NULL;
+
+                if (vfiod_connect(sock, &c) == 0) {
+                        vfiod_close(c);
+                        return 0;
+                }
+                if (waitpid(pid, NULL, WNOHANG) == pid)
+                        return -ECHILD;
+                usleep(10000);
+        }
+        return -ETIMEDOUT;
 }
 
 double bench_now_ns(void)

@@ -19,6 +19,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
+
+/* Pins this process (and the children it starts later) to the CPU it runs on now. */
+void bench_pin_to_one_cpu(void);
+
+/*
+ * Waits until the vfiod at sock answers a Hello, `tries` times 10 ms at the
+ * most. Returns 0, -ECHILD (the process pid exited; it is reaped) or
+ * -ETIMEDOUT.
+ */
+int bench_wait_vfiod(const char *sock, pid_t pid, int tries);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 double bench_now_ns(void);
