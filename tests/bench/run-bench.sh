@@ -74,7 +74,8 @@ fi
 
 # --- VM ----------------------------------------------------------------------------
 vm_names=("no-op round trip (VM)" "MapDma+UnmapDma 4 KiB (VM)" "MapDma+UnmapDma 2 MiB (VM)" "MapDma+UnmapDma 64 MiB (VM)"
-        "256 ranges: 1 MapDma vs 256 ioctls, thr. (VM)" "Acquire+Release vs raw open..close (VM)")
+        "256 ranges: 1 MapDma vs 256 ioctls, thr. (VM)" "pipelined vs sync 4 KiB map+unmap, thr. (VM)"
+        "Acquire+Release vs raw open..close (VM)")
 if [ "$vm" = 1 ]; then
         echo "run-bench: VM comparisons (one boot; console in $out/vm/console.txt) ..." >&2
         # The command's rows go to the results port, which the VM's own result
