@@ -36,49 +36,83 @@ void vfiod_devices_free(struct vfiod_device_info *devices, size_t n)
         free(devices);
 }
 
+/* Devices asked for per ListDevices page; the daemon sends fewer when they do not fit a datagram.
+ */
+#define LIST_PAGE_LIMIT 4096
+
+static int device_from_msg(struct vfiod *c, const Vfiod__DeviceInfo *d,
+                           struct vfiod_device_info *out)
+{
+        int r = copy_device_name(c, out->device, d->device);
+
+        if (r < 0)
+                return r;
+        out->vendor_id = d->vendor_id;
+        out->device_id = d->device_id;
+        out->class_code = d->class_code;
+        out->iommu_group = d->iommu_group;
+        copy_text(out->driver, sizeof(out->driver), d->driver);
+        out->state = (enum vfiod_lease_state)d->state;
+        for (size_t k = 0; k < d->n_allowed_modes; k++)
+                if (d->allowed_modes[k] > 0 && d->allowed_modes[k] < 32)
+                        out->allowed_modes |= VFIOD_MODE_BIT(d->allowed_modes[k]);
+        out->lease_id = d->lease_id;
+        copy_text(out->mdev_type, sizeof(out->mdev_type), d->mdev_type);
+        return 0;
+}
+
+/*
+ * Every page of ListDevices (1.2): asks with a limit and goes on from `next`
+ * until it is empty; a 1.1 daemon ignores the limit and answers in one.
+ */
 int vfiod_list_devices(struct vfiod *c, const char *device, struct vfiod_device_info **ret_devices,
                        size_t *ret_n)
 {
-        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
         _cleanup_free_ struct vfiod_device_info *devices = NULL;
-        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
-        Vfiod__Envelope req = ENVELOPE(list_devices, LIST_DEVICES, &ld);
-        const Vfiod__ListDevicesReply *lr;
+        _cleanup_free_ char *after = NULL;
+        size_t n = 0;
         int r;
 
         if (!c || !ret_devices || !ret_n)
                 return -EINVAL;
-        ld.device = proto_string(device);
-        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY, &reply);
-        if (r < 0)
-                return r;
+        do {
+                _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+                Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+                Vfiod__Envelope req = ENVELOPE(list_devices, LIST_DEVICES, &ld);
+                const Vfiod__ListDevicesReply *lr;
 
-        lr = reply->env->list_devices_reply;
-        if (lr->n_devices > 0) {
-                devices = calloc(lr->n_devices, sizeof(*devices));
-                if (!devices)
-                        return client_fail(c, -ENOMEM, "out of memory");
-        }
-        for (size_t i = 0; i < lr->n_devices; i++) {
-                const Vfiod__DeviceInfo *d = lr->devices[i];
-                struct vfiod_device_info *out = &devices[i];
-
-                r = copy_device_name(c, out->device, d->device);
+                ld.device = proto_string(device);
+                ld.limit = LIST_PAGE_LIMIT;
+                ld.after = proto_string(after);
+                r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY, &reply);
                 if (r < 0)
                         return r;
-                out->vendor_id = d->vendor_id;
-                out->device_id = d->device_id;
-                out->class_code = d->class_code;
-                out->iommu_group = d->iommu_group;
-                copy_text(out->driver, sizeof(out->driver), d->driver);
-                out->state = (enum vfiod_lease_state)d->state;
-                for (size_t k = 0; k < d->n_allowed_modes; k++)
-                        if (d->allowed_modes[k] > 0 && d->allowed_modes[k] < 32)
-                                out->allowed_modes |= VFIOD_MODE_BIT(d->allowed_modes[k]);
-                out->lease_id = d->lease_id;
-                copy_text(out->mdev_type, sizeof(out->mdev_type), d->mdev_type);
-        }
-        *ret_n = lr->n_devices;
+                lr = reply->env->list_devices_reply;
+                if (lr->next && lr->next[0] && lr->n_devices == 0)
+                        return client_fail_dead(c, -EPROTO,
+                                                "daemon sent an empty page with a next");
+                if (lr->n_devices > 0) {
+                        struct vfiod_device_info *more;
+
+                        if (lr->n_devices > SIZE_MAX / sizeof(*devices) - n)
+                                return client_fail(c, -ENOMEM, "out of memory");
+                        more = realloc(devices, (n + lr->n_devices) * sizeof(*devices));
+                        if (!more)
+                                return client_fail(c, -ENOMEM, "out of memory");
+                        devices = more;
+                        memset(&devices[n], 0, lr->n_devices * sizeof(*devices));
+                }
+                for (size_t i = 0; i < lr->n_devices; i++) {
+                        r = device_from_msg(c, lr->devices[i], &devices[n++]);
+                        if (r < 0)
+                                return r;
+                }
+                free(after);
+                after = lr->next && lr->next[0] ? strdup(lr->next) : NULL;
+                if (lr->next && lr->next[0] && !after)
+                        return client_fail(c, -ENOMEM, "out of memory");
+        } while (after);
+        *ret_n = n;
         *ret_devices = TAKE_PTR(devices);
         return 0;
 }

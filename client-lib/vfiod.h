@@ -126,6 +126,7 @@ enum vfiod_release_reason {
         VFIOD_RELEASE_REASON_KERNEL_REQUEST = 1, /* the device's REQ interrupt */
         VFIOD_RELEASE_REASON_ADMIN_REVOKE = 2,
         VFIOD_RELEASE_REASON_POLICY_CHANGE = 3,
+        VFIOD_RELEASE_REASON_DEVICE_GONE = 4, /* removed, or left vfio-pci (protocol 1.2) */
 };
 
 /* State of a lease in the admin listing. */
@@ -323,7 +324,9 @@ struct vfiod_device_info {
 
 /*
  * Lists the devices the policy lets the caller see; `device` (a PCI address)
- * restricts the list to that one device (NULL or "" = all).
+ * restricts the list to that one device (NULL or "" = all). Any number of
+ * devices: the list is asked for in pages (protocol 1.2) and returned whole;
+ * against a 1.1 daemon, in one reply.
  *
  * Returns 0 and sets *ret_devices to an array of *ret_n entries (NULL when
  * there are none), owned by the caller: free with vfiod_devices_free().

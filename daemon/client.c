@@ -596,28 +596,61 @@ static int device_infos_add(struct vfiod_client *c, struct device_infos *di,
         return 0;
 }
 
+/* Room a ListDevicesReply keeps for its envelope (id, body tag and length) and `next`. */
+#define LIST_REPLY_SLACK 128
+
+/*
+ * ListDevices: every device the peer may see, or one (device), or a page
+ * (limit, after): at most limit devices after `after`, cut short to fit the
+ * peer's max_datagram, with `next` set when more follow.
+ */
 static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                                struct vfiod_error *err)
 {
-        const char *want = msg->env->list_devices->device;
+        const Vfiod__ListDevices *req = msg->env->list_devices;
+        const char *want = req->device;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevicesReply rep = VFIOD__LIST_DEVICES_REPLY__INIT;
         const struct kvfio_pci_list *list = vfiod_registry_devices(c->server->devices);
         struct device_infos di = {0};
-        char want_bdf[KVFIO_NAME_MAX] = "";
+        char want_bdf[KVFIO_NAME_MAX] = "", next[KVFIO_NAME_MAX] = "";
+        size_t budget = 0, used = 0, end = list->n;
+        ssize_t start = 0;
+        bool more = false;
         int r;
 
         if (want && *want && kvfio_dev_name_normalize(want, want_bdf) < 0)
                 return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address or an mdev UUID",
                                        want);
-        if (device_infos_alloc(&di, list->n) < 0) {
+        if (req->limit) {
+                start = vfiod_registry_after(c->server->devices, req->after);
+                if (start < 0)
+                        return vfiod_error_set(err, EINVAL,
+                                               "after '%s' is not a PCI address or an mdev UUID",
+                                               req->after);
+                budget = (c->max_datagram && c->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
+                              ? c->max_datagram
+                              : VFIOD_PROTO_MAX_DATAGRAM) -
+                         LIST_REPLY_SLACK;
+        }
+        if (want_bdf[0]) {
+                /* One device: where it sorts (just before what sorts after it), if anywhere. */
+                ssize_t k = vfiod_registry_after(c->server->devices, want_bdf);
+
+                start = k > 0 ? k - 1 : 0;
+                end = (size_t)start < list->n ? (size_t)start + 1 : list->n;
+        }
+        if (device_infos_alloc(&di, req->limit && req->limit < end - (size_t)start
+                                        ? req->limit
+                                        : end - (size_t)start) < 0) {
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto out;
         }
-        for (size_t i = 0; i < list->n; i++) {
+        for (size_t i = (size_t)start; i < end; i++) {
                 const struct kvfio_pci_dev *d = &list->devs[i];
                 bool managed;
                 unsigned m;
+                size_t size;
 
                 if (want_bdf[0] && strcmp(want_bdf, d->bdf) != 0)
                         continue;
@@ -625,16 +658,34 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                  * is left). */
                 if (!vfiod_lease_offer(c, list, d, &m, &managed))
                         continue;
+                if (req->limit && di.n == req->limit) {
+                        more = true; /* another one follows */
+                        break;
+                }
                 r = device_infos_add(c, &di, d, m, managed, err);
                 if (r < 0)
                         goto out;
+                if (!req->limit)
+                        continue;
+                /* The entry, its field tag and its length. */
+                size = vfiod__device_info__get_packed_size(di.ptrs[di.n - 1]) + 4;
+                if (used + size > budget && di.n > 1) {
+                        di.n--; /* it opens the next page (its grant is freed with di) */
+                        more = true;
+                        break;
+                }
+                used += size;
         }
+        /* The loop stopped early (a page cut by limit or by size): the next page starts here. */
+        if (more && di.n)
+                snprintf(next, sizeof(next), "%s", di.ptrs[di.n - 1]->device);
         if (want_bdf[0] && di.n == 0) {
                 r = vfiod_error_set(err, ENOENT, "no device '%s' that you may see", want);
                 goto out;
         }
         rep.n_devices = di.n;
         rep.devices = di.ptrs;
+        rep.next = next;
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
         env.list_devices_reply = &rep;

@@ -19,15 +19,9 @@ int vfiod_registry_new(const char *sysfs_root, const char *vfio_dir, struct vfio
         list_init(&d->groups);
         d->sysfs_root = strdup(sysfs_root ? sysfs_root : "/");
         d->vfio_dir = strdup(vfio_dir ? vfio_dir : "/dev/vfio");
-        d->inv = calloc(1, sizeof(*d->inv));
-        if (!d->sysfs_root || !d->vfio_dir || !d->inv ||
+        if (!d->sysfs_root || !d->vfio_dir ||
             asprintf(&d->container_path, "%s/vfio", d->vfio_dir) < 0) {
                 d->container_path = NULL;
-                vfiod_registry_free(d);
-                return -ENOMEM;
-        }
-        /* A tree that cannot be read leaves the inventory empty: the server logs scan_error. */
-        if (vfiod_registry_scan(d) == -ENOMEM) {
                 vfiod_registry_free(d);
                 return -ENOMEM;
         }
@@ -132,8 +126,12 @@ static int refresh(struct vfiod_registry *d, const char *action, const struct kv
 {
         struct kvfio_pci_dev old, now;
         bool found;
-        size_t pos = inv_lower(d->inv, key, &found);
+        size_t pos;
         int r;
+
+        if (!d->inv) /* not scanned yet: the first scan reads it */
+                return 0;
+        pos = inv_lower(d->inv, key, &found);
 
         if (!gone) {
                 r = kvfio_dev_read(d->sysfs_root, key->bdf, &now);
@@ -188,11 +186,15 @@ struct diff {
 
 int vfiod_registry_scan(struct vfiod_registry *d)
 {
-        struct kvfio_pci_list *list = NULL, *old = d->inv;
+        struct kvfio_pci_list *list = NULL, *old;
         struct diff *diffs = NULL;
         size_t n = 0, i = 0, j = 0;
         int r;
 
+        /* The first scan: an empty inventory, which stays if the tree cannot be read. */
+        if (!d->inv && !(d->inv = calloc(1, sizeof(*d->inv))))
+                return -ENOMEM;
+        old = d->inv;
         r = kvfio_dev_discover(d->sysfs_root, &list);
         if (r < 0) {
                 d->scan_error = r;
@@ -240,7 +242,9 @@ int vfiod_registry_scan(struct vfiod_registry *d)
 
 const struct kvfio_pci_list *vfiod_registry_devices(struct vfiod_registry *d)
 {
-        return d->inv;
+        static const struct kvfio_pci_list none;
+
+        return d->inv ? d->inv : &none;
 }
 
 struct group_ref {
@@ -283,6 +287,8 @@ ssize_t vfiod_registry_group_index(struct vfiod_registry *d, int group, const si
 {
         size_t lo = 0, hi, first;
 
+        if (!d->inv)
+                return 0;
         if (!d->by_group && by_group_build(d) < 0)
                 return -ENOMEM;
         hi = d->inv->n;
@@ -332,10 +338,10 @@ ssize_t vfiod_registry_after(struct vfiod_registry *d, const char *name)
         bool found;
         size_t pos;
 
-        if (!name || !*name)
+        if (name_key(name ? name : "", &key) < 0)
+                return !name || !*name ? 0 : -EINVAL;
+        if (!d->inv)
                 return 0;
-        if (name_key(name, &key) < 0)
-                return -EINVAL;
         pos = inv_lower(d->inv, &key, &found);
         return (ssize_t)(found ? pos + 1 : pos);
 }
@@ -405,6 +411,8 @@ int vfiod_registry_read(struct vfiod_registry *d, const char *bdf, struct kvfio_
 
         if (name_key(bdf, &key) < 0)
                 return -EINVAL;
+        if (!d->inv)
+                return -ENODEV;
         pos = inv_lower(d->inv, &key, &found);
         if (!found)
                 return -ENODEV;

@@ -57,14 +57,14 @@ struct vfiod_registry {
         void *on_change_data;
 };
 
-/* Makes the registry and its inventory (vfiod_registry_scan()). */
+/* Makes the registry; its inventory is empty until the first vfiod_registry_scan(). */
 int vfiod_registry_new(const char *sysfs_root, const char *vfio_dir, struct vfiod_registry **ret);
 
 /*
  * Reads every device again (kvfio_dev_discover()) and passes each difference
  * with the inventory to on_change ("rescan"): at start, and when uevents were
- * lost. On failure the inventory is left as it was and the error is returned
- * and kept in scan_error.
+ * lost. On failure the inventory is left as it was (empty at the first) and
+ * the error is returned and kept in scan_error.
  */
 int vfiod_registry_scan(struct vfiod_registry *devices);
 

@@ -434,6 +434,11 @@ int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
                 vfiod_server_free(s);
                 return r;
         }
+        /* A tree that cannot be read leaves the inventory empty: log_devices() says why. */
+        if (vfiod_registry_scan(s->devices) == -ENOMEM) {
+                vfiod_server_free(s);
+                return -ENOMEM;
+        }
         s->devices->on_change = device_changed;
         s->devices->on_change_data = s;
         r = vfiod_closer_new(loop, closer_room_cb, s, &s->closer);

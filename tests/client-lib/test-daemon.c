@@ -482,7 +482,7 @@ START_TEST(test_lease_carries_its_grant)
         int mem;
 
         ck_assert_int_eq(vfiod_get_server_info(user, &info), 0);
-        ck_assert_uint_eq(info.minor, 1);
+        ck_assert_uint_eq(info.minor, 2);
         ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
         ck_assert(lease.grant.known);
         ck_assert_str_eq(lease.grant.rule, "test");

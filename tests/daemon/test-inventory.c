@@ -273,6 +273,200 @@ START_TEST(rescan_after_loss)
 }
 END_TEST
 
+/* ---- ListDevices of any size ------------------------------------------------------------ */
+
+#define MANY 16384
+
+/* The name of device i of the big tree: 64 buses of 32 slots of 8 functions. */
+static void many_name(size_t i, char buf[static 16])
+{
+        snprintf(buf, 16, "0000:%02zx:%02zx.%zx", i / 256, i / 8 % 32, i % 8);
+}
+
+/* MANY devices on vfio-pci, each its own group, all for uid 1000, read by a rescan. */
+static int start_many(void)
+{
+        char name[16];
+        int fd;
+
+        h_start("[Device all]\nMatchVendor=1234:*\nUsers=1000\n");
+        for (size_t i = 0; i < MANY; i++) {
+                many_name(i, name);
+                ck_assert_int_eq(fakesys_add_pci(H.root, name, (int)i + 1, "vfio-pci"), 0);
+        }
+        ck_assert_int_eq(vfiod_registry_scan(H.server->devices), 0);
+        ev_now_update(H.loop); /* the tree took a while: HelloTimeoutMs counts from now */
+        fd = h_connect(1000, 1000);
+        h_hello(fd, 0);
+        return fd;
+}
+
+/* One page: ListDevices { limit, after }; the reply (asserted to be one). */
+static struct vfiod_msg *page(int fd, uint32_t limit, const char *after)
+{
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
+        struct vfiod_msg *m;
+
+        ld.limit = limit;
+        ld.after = (char *)after;
+        m = h_call(fd, &env, NULL, 0);
+        ck_assert_msg(m->env->body_case == VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY,
+                      "ListDevices { limit %u, after '%s' }: %s", limit, after,
+                      m->env->body_case == VFIOD__ENVELOPE__BODY_ERROR ? m->env->error->reason
+                                                                       : "not a reply");
+        return m;
+}
+
+/*
+ * Pages through the list from `after` (limit per page) until `next` is empty
+ * or stop_after pages; appends the names to seen (*n of them). Returns the
+ * last `next` in next_buf ("" at the end).
+ */
+static void pages(int fd, uint32_t limit, const char *after, size_t stop_after, char (*seen)[16],
+                  size_t *n, char next_buf[static 64])
+{
+        if (after != next_buf)
+                snprintf(next_buf, 64, "%s", after);
+        for (size_t p = 0; p < stop_after; p++) {
+                struct vfiod_msg *m = page(fd, limit, next_buf);
+                const Vfiod__ListDevicesReply *r = m->env->list_devices_reply;
+
+                ck_assert_uint_gt(r->n_devices, 0);
+                ck_assert_uint_le(r->n_devices, limit);
+                for (size_t i = 0; i < r->n_devices; i++) {
+                        ck_assert_uint_lt(*n, MANY + 8);
+                        snprintf(seen[(*n)++], 16, "%s", r->devices[i]->device);
+                }
+                snprintf(next_buf, 64, "%s", r->next);
+                if (r->next[0])
+                        ck_assert_str_eq(r->next, r->devices[r->n_devices - 1]->device);
+                vfiod_msg_free(m);
+                if (!next_buf[0])
+                        return;
+        }
+}
+
+/*
+ * Devices added and removed between pages: the pages follow the inventory's
+ * order and `after` is a position, so a device there all along is listed
+ * exactly once, one removed before its page is not listed, one added after
+ * the cursor is, one added before the cursor is not (it was not there when
+ * its page was read), and nothing is listed twice.
+ */
+static void changes_between_pages(int fd)
+{
+        char(*seen)[16] = calloc(MANY + 8, 16), next[64], name[16];
+        const char *gone_seen = "0000:00:00.3", *gone_ahead = "0000:3f:1f.7";
+        const char *new_behind = "0000:00:00.0", *new_ahead = "0000:40:00.0";
+        size_t n = 0;
+
+        ck_assert_ptr_nonnull(seen);
+        /* new_behind is a new name below the first page: make room by removing it first. */
+        ck_assert_int_eq(fakesys_remove_pci(H.root, new_behind, 1), 0);
+        h_uevent("remove", new_behind);
+        pages(fd, 50, "", 1, seen, &n, next);
+        ck_assert_uint_eq(n, 50);
+        ck_assert_str_eq(next, "0000:00:06.2");
+        ck_assert_int_eq(fakesys_remove_pci(H.root, gone_seen, 4), 0);
+        h_uevent("remove", gone_seen);
+        ck_assert_int_eq(fakesys_remove_pci(H.root, gone_ahead, MANY), 0);
+        h_uevent("remove", gone_ahead);
+        h_add_device(new_behind, 1, "vfio-pci");
+        h_add_device(new_ahead, MANY + 1, "vfio-pci");
+        /* The device `next` names may go too: the next page starts after where it was. */
+        ck_assert_int_eq(fakesys_remove_pci(H.root, "0000:00:06.2", 51), 0);
+        h_uevent("remove", "0000:00:06.2");
+        pages(fd, 100000, next, SIZE_MAX, seen, &n, next);
+        /* 16384 - new_behind's first absence - gone_ahead + new_ahead = 16383. */
+        ck_assert_uint_eq(n, MANY - 1);
+        for (size_t i = 0; i < n; i++) {
+                ck_assert_str_ne(seen[i], new_behind);
+                ck_assert_str_ne(seen[i], gone_ahead);
+                if (i)
+                        ck_assert_int_lt(strcmp(seen[i - 1], seen[i]), 0);
+        }
+        ck_assert_str_eq(seen[2], gone_seen); /* listed on its page, before it went */
+        ck_assert_str_eq(seen[n - 1], new_ahead);
+        many_name(MANY - 2, name);
+        ck_assert_str_eq(seen[n - 2], name);
+        free(seen);
+}
+
+START_TEST(list_16384_in_pages)
+{
+        char(*seen)[16] = calloc(MANY + 8, 16), next[64], name[16];
+        int fd = start_many();
+        size_t n = 0, n_pages = 0;
+        struct vfiod_msg *m;
+
+        ck_assert_ptr_nonnull(seen);
+        /* A 1.1 client asks for everything: that cannot fit one datagram. */
+        {
+                Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+                Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
+
+                ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), EMSGSIZE);
+        }
+        /* A page of 10 is 10; pages as big as a datagram allows come back cut to fit. */
+        m = page(fd, 10, "");
+        ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 10);
+        ck_assert_str_eq(m->env->list_devices_reply->next, "0000:00:01.1");
+        vfiod_msg_free(m);
+        snprintf(next, sizeof(next), "%s", "");
+        do {
+                size_t before = n;
+
+                pages(fd, 100000, next, 1, seen, &n, next);
+                ck_assert_uint_gt(n - before, 100);
+                n_pages++;
+        } while (next[0]);
+        ck_assert_uint_eq(n, MANY);
+        for (size_t i = 0; i < MANY; i++) {
+                many_name(i, name);
+                ck_assert_str_eq(seen[i], name);
+        }
+        ck_assert_uint_gt(n_pages, 1);
+        /* One device of many, found where it sorts; one that is not there is ENOENT. */
+        {
+                Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+                Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
+
+                ld.device = "0000:20:10.3";
+                m = h_call(fd, &env, NULL, 0);
+                ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+                ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 1);
+                ck_assert_str_eq(m->env->list_devices_reply->devices[0]->device, "0000:20:10.3");
+                vfiod_msg_free(m);
+                env.id = 0;
+                ld.device = "0000:40:00.1";
+                ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), ENOENT);
+                env.id = 0;
+                ld.device = "0000:00:00.0";
+                ld.limit = 3;
+                m = h_call(fd, &env, NULL, 0);
+                ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+                ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 1);
+                ck_assert_str_eq(m->env->list_devices_reply->next, "");
+                vfiod_msg_free(m);
+        }
+        /* `after` must name a device (present or not). */
+        {
+                Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+                Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
+
+                ld.limit = 5;
+                ld.after = "nonsense";
+                ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), EINVAL);
+        }
+        free(seen);
+        /* The same tree (building it is the slow part), changed between pages. */
+        changes_between_pages(fd);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("inventory");
@@ -287,6 +481,11 @@ int main(void)
         tcase_add_test(tc, uevent_parse);
         tcase_add_test(tc, monitor_datagrams);
         tcase_add_test(tc, rescan_after_loss);
+        suite_add_tcase(s, tc);
+        tc = tcase_create("paging");
+        testutil_tcase_fd_checked(tc);
+        tcase_set_timeout(tc, 180);
+        tcase_add_test(tc, list_16384_in_pages);
         suite_add_tcase(s, tc);
         return testutil_run_suite(s);
 }
