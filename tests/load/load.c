@@ -15,8 +15,8 @@
  * first LEASERS clients each lease a device of their own (BROKERED) and
  * cycle Acquire (into a new domain, which goes with the lease), 4 x (MapDma
  * of a sealed memfd, UnmapDma), Release; the others cycle through 10
- * requests: 3 ListDevices (of one device, a different one each time: the
- * whole list of thousands does not fit one reply), 5 Stats, CreateDomain and
+ * requests: 3 ListDevices (a page of 32 devices, then twice one device,
+ * each time from another place of the tree), 5 Stats, CreateDomain and
  * DestroyDomain. Every reply must be
  * the success body (an Error counts as an error). It prints the latency of
  * every request (p50, p99, max), the wall time, and the daemon's RSS and fd
@@ -249,6 +249,8 @@ struct client {
         double sent_at;
 };
 
+#define LIST_PAGE 32 /* devices a paged ListDevices asks for */
+
 static int memfd_fd = -1;
 static int tree_devices;     /* devices in the fake tree */
 static unsigned long listed; /* ListDevices sent: the next one asks for device listed % tree */
@@ -359,6 +361,12 @@ static void next_request(struct client *c)
                 /* ListDevices, Stats, and now and then a domain made and destroyed. */
                 switch (c->step % 10) {
                 case 0:
+                        /* A page of the list, after a device that goes round the tree. */
+                        device_name((int)(listed++ % (unsigned long)tree_devices), list_bdf);
+                        ld.after = list_bdf;
+                        ld.limit = LIST_PAGE;
+                        env = ENVELOPE(list_devices, &ld);
+                        break;
                 case 4:
                 case 8:
                         device_name((int)(listed++ % (unsigned long)tree_devices), list_bdf);
