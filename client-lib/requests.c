@@ -490,10 +490,13 @@ static int range_arrays_new(struct vfiod *c, size_t n, size_t max, const char *v
         return 0;
 }
 
-int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
-                  size_t n, uint64_t *ret_bytes)
+/*
+ * Builds the MapDma of ranges and calls it (its reply in *ret_reply) or,
+ * with ret_reply NULL, submits it (its id in *ret_id).
+ */
+static int map_dma_go(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
+                      size_t n, struct vfiod_msg **ret_reply, uint64_t *ret_id)
 {
-        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
         _cleanup_free_ Vfiod__DmaRange *items = NULL;
         _cleanup_free_ Vfiod__DmaRange **ptrs = NULL;
         void *items_mem, *ptrs_mem;
@@ -501,7 +504,6 @@ int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_ra
         size_t n_fds = 0;
         Vfiod__MapDma m = VFIOD__MAP_DMA__INIT;
         Vfiod__Envelope req = ENVELOPE(map_dma, MAP_DMA, &m);
-        const Vfiod__MapDmaReply *mr;
         int r;
 
         if (!c || !ranges)
@@ -539,13 +541,36 @@ int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_ra
         m.n_ranges = n;
         m.ranges = ptrs;
 
-        r = client_call(c, &req, fds, n_fds, VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY, &reply);
-        if (r < 0)
-                return r;
-        mr = reply->env->map_dma_reply;
+        if (ret_reply)
+                return client_call(c, &req, fds, n_fds, VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY,
+                                   ret_reply);
+        return client_submit(c, &req, fds, n_fds, VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY, ret_id);
+}
+
+/* What vfiod_map_dma() returns for reply mr. */
+static int map_dma_result(const Vfiod__MapDmaReply *mr, uint64_t *ret_bytes)
+{
         if (ret_bytes)
                 *ret_bytes = mr->bytes;
         return mr->mapped > (uint32_t)INT32_MAX ? INT32_MAX : (int)mr->mapped;
+}
+
+int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
+                  size_t n, uint64_t *ret_bytes)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        int r;
+
+        r = map_dma_go(c, domain_id, ranges, n, &reply, NULL);
+        if (r < 0)
+                return r;
+        return map_dma_result(reply->env->map_dma_reply, ret_bytes);
+}
+
+int vfiod_submit_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
+                         size_t n, uint64_t *ret_id)
+{
+        return map_dma_go(c, domain_id, ranges, n, NULL, ret_id);
 }
 
 int vfiod_map_memfd(struct vfiod *c, uint64_t domain_id, int memfd, uint64_t offset, uint64_t iova,
@@ -564,16 +589,15 @@ int vfiod_map_memfd(struct vfiod *c, uint64_t domain_id, int memfd, uint64_t off
         return r < 0 ? r : 0;
 }
 
-int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova_range *ranges,
-                    size_t n, uint64_t *ret_bytes)
+/* The UnmapDma of ranges, called or submitted as map_dma_go() does. */
+static int unmap_dma_go(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova_range *ranges,
+                        size_t n, struct vfiod_msg **ret_reply, uint64_t *ret_id)
 {
-        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
         _cleanup_free_ Vfiod__IovaRange *items = NULL;
         _cleanup_free_ Vfiod__IovaRange **ptrs = NULL;
         void *items_mem, *ptrs_mem;
         Vfiod__UnmapDma u = VFIOD__UNMAP_DMA__INIT;
         Vfiod__Envelope req = ENVELOPE(unmap_dma, UNMAP_DMA, &u);
-        const Vfiod__UnmapDmaReply *ur;
         int r;
 
         if (!c || !ranges)
@@ -594,13 +618,61 @@ int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova
         u.n_ranges = n;
         u.ranges = ptrs;
 
-        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY, &reply);
-        if (r < 0)
-                return r;
-        ur = reply->env->unmap_dma_reply;
+        if (ret_reply)
+                return client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY,
+                                   ret_reply);
+        return client_submit(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY, ret_id);
+}
+
+/* What vfiod_unmap_dma() returns for reply ur. */
+static int unmap_dma_result(const Vfiod__UnmapDmaReply *ur, uint64_t *ret_bytes)
+{
         if (ret_bytes)
                 *ret_bytes = ur->unmapped_bytes;
         return ur->unmapped > (uint32_t)INT32_MAX ? INT32_MAX : (int)ur->unmapped;
+}
+
+int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova_range *ranges,
+                    size_t n, uint64_t *ret_bytes)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        int r;
+
+        r = unmap_dma_go(c, domain_id, ranges, n, &reply, NULL);
+        if (r < 0)
+                return r;
+        return unmap_dma_result(reply->env->unmap_dma_reply, ret_bytes);
+}
+
+int vfiod_submit_unmap_dma(struct vfiod *c, uint64_t domain_id,
+                           const struct vfiod_iova_range *ranges, size_t n, uint64_t *ret_id)
+{
+        return unmap_dma_go(c, domain_id, ranges, n, NULL, ret_id);
+}
+
+int vfiod_collect(struct vfiod *c, struct vfiod_reply *ret)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        struct vfiod_reply out = {0};
+        Vfiod__Envelope__BodyCase request;
+        int r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        r = client_collect(c, &out.id, &request, &out.result, &reply);
+        if (r < 0)
+                return r;
+        if (request == VFIOD__ENVELOPE__BODY_MAP_DMA) {
+                out.request = VFIOD_REQUEST_MAP_DMA;
+                if (out.result == 0)
+                        out.result = map_dma_result(reply->env->map_dma_reply, &out.bytes);
+        } else {
+                out.request = VFIOD_REQUEST_UNMAP_DMA;
+                if (out.result == 0)
+                        out.result = unmap_dma_result(reply->env->unmap_dma_reply, &out.bytes);
+        }
+        *ret = out;
+        return 0;
 }
 
 /* ------------------------------------------------------------------------- */

@@ -563,6 +563,52 @@ int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova
                     size_t n, uint64_t *ret_bytes);
 
 /*
+ * Pipelining: MapDma and UnmapDma kept in flight, so that a driver that
+ * recycles buffers pays one round trip for many requests rather than one
+ * each. vfiod_submit_map_dma() and vfiod_submit_unmap_dma() take the
+ * arguments of vfiod_map_dma() and vfiod_unmap_dma(), send the request and
+ * return at once: 0 with its id in *ret_id (may be NULL). The fds are
+ * borrowed only for the call (the kernel copied them: they may be closed
+ * at once). At most the daemon's MaxRequestsInFlight
+ * (vfiod_server_info.limits.max_requests_in_flight; 1 when it did not say)
+ * are in flight; one more fails with -EAGAIN: collect first. Besides that,
+ * the errors of the synchronous call that arise before anything is sent.
+ *
+ * vfiod_collect() waits for the reply to the oldest request in flight (the
+ * daemon answers in order) and fills *ret: its id, which request it was,
+ * and in ret->result what the synchronous call would have returned (the
+ * ranges mapped, the mappings unmapped, or the daemon's negated errno, with
+ * vfiod_last_error() giving the reason; requests after a refused one still
+ * run) and in ret->bytes its bytes. Events that arrive before the reply are
+ * queued for vfiod_next_event(), as during any call. Returns 0, -ENOENT
+ * (nothing in flight), or the call errors of the connection (-ECONNRESET,
+ * -EPROTO, ...: the connection is then dead).
+ *
+ * While requests are in flight, every other request fails with -EBUSY, and
+ * vfiod_next_event() returns only events already queued (-EAGAIN when none:
+ * what the socket holds may be a reply; collect it). vfiod_in_flight() is
+ * the number of requests submitted and not collected.
+ */
+enum vfiod_request {
+        VFIOD_REQUEST_MAP_DMA = 1,
+        VFIOD_REQUEST_UNMAP_DMA = 2,
+};
+
+struct vfiod_reply {
+        uint64_t id;                /* as vfiod_submit_*() returned it */
+        enum vfiod_request request; /* which call it answers */
+        int result;                 /* the synchronous call's return value */
+        uint64_t bytes;             /* bytes mapped or unmapped (result >= 0) */
+};
+
+int vfiod_submit_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
+                         size_t n, uint64_t *ret_id);
+int vfiod_submit_unmap_dma(struct vfiod *c, uint64_t domain_id,
+                           const struct vfiod_iova_range *ranges, size_t n, uint64_t *ret_id);
+int vfiod_collect(struct vfiod *c, struct vfiod_reply *ret);
+size_t vfiod_in_flight(const struct vfiod *c);
+
+/*
  * Helper: maps `size` bytes of memfd `memfd` from `offset` at `iova` (one
  * range, vfiod_map_dma()). The memfd is borrowed. Returns 0 or the errors of
  * vfiod_map_dma().

@@ -184,6 +184,7 @@ void vfiod_client_drop(struct vfiod_client *c, const char *fmt, ...)
         fail_log_flush(c);
         LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": closing the connection: %s", c->id, why);
         c->dead = true;
+        c->server->n_dead++;
         ev_io_stop(c->server->loop, &c->io);
 }
 
@@ -478,24 +479,67 @@ static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio
         return VFIOD__LEASE_STATE__LEASE_STATE_FREE;
 }
 
-/* What ListDevices builds: one entry per device, with its storage. */
+/*
+ * What ListDevices builds: one entry per device, with its storage. The
+ * arrays grow as entries come (up to max, the devices there are): a reply
+ * of one device out of thousands allocates for a few.
+ */
 struct device_infos {
         Vfiod__DeviceInfo *infos, **ptrs;
         Vfiod__Mode (*modes)[3];
         struct vfiod_grant_msg *grants; /* of the caller's leases */
-        size_t n, cap;
+        size_t n, cap, max;
 };
 
-static int device_infos_alloc(struct device_infos *di, size_t cap)
-{
-        size_t k = cap ? cap : 1;
+#define DEVICE_INFOS_FIRST 16
 
-        di->cap = cap;
-        di->infos = calloc(k, sizeof(*di->infos));
-        di->ptrs = calloc(k, sizeof(*di->ptrs));
-        di->modes = calloc(k, sizeof(*di->modes));
-        di->grants = calloc(k, sizeof(*di->grants));
-        return di->infos && di->ptrs && di->modes && di->grants ? 0 : -ENOMEM;
+/* Room for k entries; the entries' pointers into infos, modes and grants follow a move. */
+static int device_infos_grow(struct device_infos *di, size_t k)
+{
+        Vfiod__DeviceInfo *infos = NULL;
+        Vfiod__DeviceInfo **ptrs = NULL;
+        Vfiod__Mode(*modes)[2] = NULL;
+        struct vfiod_grant_msg *grants = NULL;
+
+        infos = malloc0_array(k, sizeof(*infos));
+        ptrs = malloc0_array(k, sizeof(*ptrs));
+        modes = malloc0_array(k, sizeof(*modes));
+        grants = malloc0_array(k, sizeof(*grants));
+        if (!infos || !ptrs || !modes || !grants) {
+                free(infos);
+                free(ptrs);
+                free(modes);
+                free(grants);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < di->n; i++) {
+                infos[i] = di->infos[i];
+                memcpy(modes[i], di->modes[i], sizeof(modes[i]));
+                grants[i] = di->grants[i];
+                /* A grant message's irq_counts point into itself (daemon/lease.h). */
+                grants[i].msg.irq_counts = grants[i].irq_counts;
+                infos[i].allowed_modes = modes[i];
+                if (di->infos[i].grant)
+                        infos[i].grant = &grants[i].msg;
+                ptrs[i] = &infos[i];
+        }
+        free(di->infos);
+        free(di->ptrs);
+        free(di->modes);
+        free(di->grants);
+        di->infos = infos;
+        di->ptrs = ptrs;
+        di->modes = modes;
+        di->grants = grants;
+        di->cap = k;
+        return 0;
+}
+
+static int device_infos_alloc(struct device_infos *di, size_t max)
+{
+        di->max = max;
+        return device_infos_grow(di,
+                                 max < DEVICE_INFOS_FIRST ? (max ? max : 1) : DEVICE_INFOS_FIRST);
 }
 
 static void device_infos_done(struct device_infos *di)
@@ -513,9 +557,14 @@ static int device_infos_add(struct vfiod_client *c, struct device_infos *di,
                             const struct kvfio_pci_dev *d, unsigned m, bool managed,
                             struct vfiod_error *err)
 {
-        Vfiod__DeviceInfo *info = &di->infos[di->n];
+        Vfiod__DeviceInfo *info;
         struct vfiod_lease *own;
         uint64_t lease;
+
+        if (di->n == di->cap &&
+            device_infos_grow(di, di->cap * 2 < di->max ? di->cap * 2 : di->max) < 0)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        info = &di->infos[di->n];
 
         vfiod__device_info__init(info);
         info->device = (char *)d->bdf;
@@ -1007,11 +1056,8 @@ static void budget_narrow(struct vfiod_fd_budget *b, uint32_t used, uint32_t lim
 
         if (left >= b->left)
                 return;
-        b->left = left;
-        b->errnum = ENOSPC;
-        snprintf(b->why, sizeof(b->why),
-                 "the daemon keeps %" PRIu32 " fds for %s: %s=%" PRIu32 " reached", used, whom, key,
-                 limit);
+        *b = (struct vfiod_fd_budget){
+            .left = left, .errnum = ENOSPC, .used = used, .limit = limit, .whom = whom, .key = key};
 }
 
 /*
@@ -1026,14 +1072,38 @@ static void fd_budget(struct vfiod_client *c, const struct vfiod_usage *users,
         const struct vfiod_config_limits *lim = vfiod_server_limits(c->server);
         uint32_t mine = kept_fds(c), user = users->fds, room = daemon_fd_room(c->server);
 
-        *b = (struct vfiod_fd_budget){.left = room, .errnum = EMFILE};
-        snprintf(b->why, sizeof(b->why),
-                 "the daemon has %" PRIu32 " fds open and keeps %d of its limit free; try again "
-                 "later",
-                 c->server->fds_open, VFIOD_FD_HEADROOM);
+        *b = (struct vfiod_fd_budget){.left = room,
+                                      .errnum = EMFILE,
+                                      .used = c->server->fds_open,
+                                      .limit = VFIOD_FD_HEADROOM};
         budget_narrow(b, user, lim->max_fds_per_user, "this user's connections", "MaxFdsPerUser");
         budget_narrow(b, mine, lim->max_fds_per_client, "you (memfd views, interrupt eventfds)",
                       "MaxFdsPerClient");
+}
+
+/* c may hold something from now on: the per-user sums count it (server->active_clients). */
+static void client_activate(struct vfiod_client *c)
+{
+        if (list_empty(&c->link_active))
+                list_add_tail(&c->server->active_clients, &c->link_active);
+}
+
+/*
+ * The next active client from *it on that may hold something; one that
+ * holds nothing (no domain, no lease: no mapping, view or eventfd either)
+ * leaves the list until it asks for something again.
+ */
+static struct vfiod_client *next_active(struct vfiod_server *s, struct list **it)
+{
+        while (*it != &s->active_clients) {
+                struct vfiod_client *o = container_of(*it, struct vfiod_client, link_active);
+
+                *it = (*it)->next;
+                if (o->usage.domains > 0 || !list_empty(&o->leases))
+                        return o;
+                list_remove(&o->link_active);
+        }
+        return NULL;
 }
 
 /* What every connection of c's uid holds now, c's included; fds: kept_fds(). */
@@ -1041,8 +1111,9 @@ static struct vfiod_usage user_usage(const struct vfiod_client *c)
 {
         struct vfiod_client *o;
         struct vfiod_usage sum = {0};
+        struct list *it = c->server->active_clients.next;
 
-        list_for_each_safe (o, it, &c->server->clients, struct vfiod_client, link) {
+        while ((o = next_active(c->server, &it))) {
                 if (o->peer.uid != c->peer.uid)
                         continue;
                 sum.pinned_bytes += o->usage.pinned_bytes;
@@ -1058,8 +1129,9 @@ static uint64_t rule_user_pinned_bytes(const struct vfiod_client *c, const char 
 {
         struct vfiod_client *o;
         uint64_t sum = 0;
+        struct list *it = c->server->active_clients.next;
 
-        list_for_each_safe (o, it, &c->server->clients, struct vfiod_client, link) {
+        while ((o = next_active(c->server, &it))) {
                 struct vfiod_domain *d;
 
                 if (o->peer.uid != c->peer.uid)
@@ -1102,7 +1174,7 @@ static int map_ranges_decode(const struct vfiod_msg *msg, struct vfiod_map_range
         const Vfiod__MapDma *rq = msg->env->map_dma;
         _cleanup_free_ struct vfiod_map_range *ranges = NULL;
 
-        ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
+        ranges = malloc0_array(rq->n_ranges, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         for (size_t i = 0; i < rq->n_ranges; i++) {
@@ -1218,7 +1290,7 @@ static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struc
         r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
         if (r < 0)
                 return r;
-        ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
+        ranges = malloc0_array(rq->n_ranges, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         for (size_t i = 0; i < rq->n_ranges; i++)
@@ -1260,9 +1332,12 @@ static int irq_fds_fit(struct vfiod_client *c, const struct vfiod_lease_dev *dev
                      v < dev->irqs[set->index].count && v - set->start < set->count; v++)
                         more -= MIN(more, (uint32_t)(dev->trigger_fds[set->index][v] >= 0));
         fd_budget(c, &user, &budget);
-        if (more > budget.left)
+        if (more > budget.left) {
+                char why[200];
+
                 return vfiod_error_set(err, budget.errnum, "%" PRIu32 " more eventfd(s): %s", more,
-                                       budget.why);
+                                       vfiod_fd_budget_why(&budget, why, sizeof(why)));
+        }
         c->server->fds_open += more;
         return 0;
 }
@@ -1514,15 +1589,12 @@ static int handle_stats(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         struct vfiod_server *s = c->server;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__StatsReply rep = VFIOD__STATS_REPLY__INIT;
-        struct vfiod_client *o;
 
         rep.clients = s->n_clients;
         rep.leases = (uint32_t)list_length(&s->leases);
-        list_for_each_safe (o, it, &s->clients, struct vfiod_client, link) {
-                rep.domains += o->usage.domains;
-                rep.mappings += o->usage.mappings;
-                rep.pinned_bytes += o->usage.pinned_bytes;
-        }
+        rep.domains = s->usage_total.domains;
+        rep.mappings = s->usage_total.mappings;
+        rep.pinned_bytes = s->usage_total.pinned_bytes;
         rep.requests = s->n_requests;
         rep.errors = s->n_errors;
         rep.quarantined_groups =
@@ -1592,6 +1664,10 @@ void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
                 return;
         }
         c->server->n_requests++;
+        /* What may make c hold something: from now on the per-user sums count it. */
+        if (rule->body == VFIOD__ENVELOPE__BODY_ACQUIRE ||
+            rule->body == VFIOD__ENVELOPE__BODY_CREATE_DOMAIN)
+                client_activate(c);
         if (msg->n_fds > lim->max_fds_per_message)
                 r = vfiod_error_set(&err, ENOSPC, "%zu fds: MaxFdsPerMessage=%u reached",
                                     msg->n_fds, lim->max_fds_per_message);
@@ -1688,7 +1764,9 @@ int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_pee
         c->peer.slice = NULL;
         c->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
         c->max_fds = VFIOD_PROTO_MAX_FDS;
+        c->usage.total = &s->usage_total;
         list_init(&c->link);
+        list_init(&c->link_active);
         list_init(&c->domains);
         list_init(&c->leases);
         list_init(&c->queue);
@@ -1747,6 +1825,7 @@ void vfiod_client_free(struct vfiod_client *c)
         list_for_each_safe (d, it, &c->domains, struct vfiod_domain, link)
                 vfiod_domain_free(d);
         list_remove(&c->link);
+        list_remove(&c->link_active);
         safe_close(c->fd);
         vfiod_peer_done(&c->peer);
         free(c);
@@ -1826,6 +1905,8 @@ static int load_client(struct vfiod_load *ld, const char *args)
         if (r < 0)
                 return r;
         c->state = state == VFIOD_CLIENT_READY ? VFIOD_CLIENT_READY : VFIOD_CLIENT_NEW;
+        /* Its domains and leases follow: the per-user sums count it. */
+        client_activate(c);
         c->caps = caps;
         c->admin = admin != 0;
         c->max_datagram = max_datagram;

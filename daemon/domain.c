@@ -49,7 +49,7 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
         r = kvfio_container_check_extension(d->container_fd, VFIO_UNMAP_ALL);
         d->unmap_all = r > 0;
         d->page_size = (uint64_t)sysconf(_SC_PAGESIZE);
-        usage->domains++;
+        vfiod_usage_count(usage, 1, 0, 0);
         /* On success the container fd is owned by the domain. */
         *ret = d;
         return 0;
@@ -125,8 +125,7 @@ static void mapping_forget(struct vfiod_domain *d, const struct vfiod_mapping *m
         }
         view_put(d, m->view);
         d->pinned_bytes -= m->size;
-        d->usage->pinned_bytes -= m->size;
-        d->usage->mappings--;
+        vfiod_usage_count(d->usage, 0, -1, -(int64_t)m->size);
 }
 
 static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
@@ -188,8 +187,7 @@ void vfiod_domain_free(struct vfiod_domain *domain)
         free(domain->maps);
         free(domain->iova_ranges);
         list_remove(&domain->link);
-        if (domain->usage)
-                domain->usage->domains--;
+        vfiod_usage_count(domain->usage, -1, 0, 0);
         safe_close(domain->container_fd);
         free(domain);
 }
@@ -356,7 +354,7 @@ static int cmp_span(const void *a, const void *b)
 static struct span *spans_sorted(const struct vfiod_map_range *ranges,
                                  const struct memfd_meta *const *meta_of, size_t n)
 {
-        struct span *spans = calloc(n, sizeof(*spans));
+        struct span *spans = malloc0_array(n, sizeof(*spans));
 
         if (!spans)
                 return NULL;
@@ -541,7 +539,7 @@ static int cmp_range_iova(const void *a, const void *b)
 static int check_batch_disjoint(const struct vfiod_map_range *ranges, size_t n,
                                 struct vfiod_error *err)
 {
-        _cleanup_free_ const struct vfiod_map_range **sorted = calloc(n, sizeof(*sorted));
+        _cleanup_free_ const struct vfiod_map_range **sorted = malloc0_array(n, sizeof(*sorted));
 
         if (!sorted)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
@@ -703,6 +701,37 @@ static void views_find(struct vfiod_domain *d, const struct span *spans, size_t 
         }
 }
 
+static void usage_add(struct vfiod_usage *u, int domains, int64_t mappings, int64_t pinned_bytes)
+{
+        /* Unsigned arithmetic: a negative change wraps back down. */
+        u->domains += (uint32_t)domains;
+        u->mappings += (uint32_t)mappings;
+        u->pinned_bytes += (uint64_t)pinned_bytes;
+}
+
+void vfiod_usage_count(struct vfiod_usage *u, int domains, int64_t mappings, int64_t pinned_bytes)
+{
+        if (!u)
+                return;
+        usage_add(u, domains, mappings, pinned_bytes);
+        if (u->total)
+                usage_add(u->total, domains, mappings, pinned_bytes);
+}
+
+const char *vfiod_fd_budget_why(const struct vfiod_fd_budget *b, char *buf, size_t size)
+{
+        if (b->errnum == ENOSPC)
+                snprintf(buf, size,
+                         "the daemon keeps %" PRIu32 " fds for %s: %s=%" PRIu32 " reached", b->used,
+                         b->whom, b->key, b->limit);
+        else
+                snprintf(buf, size,
+                         "the daemon has %" PRIu32 " fds open and keeps %" PRIu32
+                         " of its limit free; try again later",
+                         b->used, b->limit);
+        return buf;
+}
+
 /*
  * Room for the new views: an fd each within fds (idle views give theirs up
  * first), and their bytes with every view of the owner (and of its uid)
@@ -718,9 +747,12 @@ static int views_room(struct vfiod_domain *d, uint64_t new_bytes, uint32_t new_f
         if (new_fds > fds->left) {
                 uint32_t over = new_fds - fds->left;
 
-                if (over > d->n_idle_views)
+                if (over > d->n_idle_views) {
+                        char why[200];
+
                         return vfiod_error_set(err, fds->errnum, "%u new memfd view(s): %s",
-                                               new_fds, fds->why);
+                                               new_fds, vfiod_fd_budget_why(fds, why, sizeof(why)));
+                }
                 idle_trim(d, d->n_idle_views - over, d->idle_bytes);
         }
         mine = d->usage->view_bytes;
@@ -962,9 +994,9 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
         if (r < 0)
                 return r;
         d->idle_bytes_max = limits->max_pinned_bytes_per_client;
-        metas = calloc(n, sizeof(*metas));
-        meta_of = calloc(n, sizeof(*meta_of));
-        view_of = calloc(n, sizeof(*view_of));
+        metas = malloc0_array(n, sizeof(*metas));
+        meta_of = malloc0_array(n, sizeof(*meta_of));
+        view_of = malloc0_array(n, sizeof(*view_of));
         if (!metas || !meta_of || !view_of)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         r = map_check_ranges(d, ranges, n, metas, meta_of, &total, err);
@@ -988,8 +1020,7 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
         else {
                 d->n_maps += n;
                 d->pinned_bytes += total;
-                d->usage->pinned_bytes += total;
-                d->usage->mappings += (uint32_t)n;
+                vfiod_usage_count(d->usage, 0, (int64_t)n, (int64_t)total);
                 qsort(d->maps, d->n_maps, sizeof(*d->maps), cmp_map);
                 *ret_bytes = total;
         }
@@ -1115,7 +1146,7 @@ int vfiod_domain_adopt_take(int container_fd, uint64_t id, int model, bool model
         d->model_set = model_set;
         if (model_set)
                 read_iommu_info(d);
-        usage->domains++;
+        vfiod_usage_count(usage, 1, 0, 0);
         *ret = d;
         return 0;
 }
@@ -1193,8 +1224,7 @@ int vfiod_domain_adopt_mapping(struct vfiod_domain *d, struct vfiod_memfd_view *
             (struct vfiod_mapping){.iova = iova, .size = size, .addr = addr, .view = v};
         qsort(d->maps, d->n_maps, sizeof(*d->maps), cmp_map);
         d->pinned_bytes += size;
-        d->usage->pinned_bytes += size;
-        d->usage->mappings++;
+        vfiod_usage_count(d->usage, 0, 1, (int64_t)size);
         return 0;
 }
 

@@ -355,10 +355,14 @@ void vfiod_server_reap(struct vfiod_server *s)
 {
         struct vfiod_client *c;
 
+        /* Once per loop iteration: no walk over every connection when none was dropped. */
+        if (s->n_dead == 0)
+                return;
         list_for_each_safe (c, it, &s->clients, struct vfiod_client, link) {
                 if (!c->dead)
                         continue;
                 s->n_clients--;
+                s->n_dead--;
                 vfiod_client_free(c);
         }
 }
@@ -449,6 +453,7 @@ int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
         s->config_missing_ok = o->config_missing_ok;
         s->started = ev_time();
         list_init(&s->clients);
+        list_init(&s->active_clients);
         list_init(&s->leases);
         ev_prepare_init(&s->reaper, reaper_cb);
         s->reaper.data = s;

@@ -159,6 +159,79 @@ START_TEST(map_shares_the_pages)
 }
 END_TEST
 
+/* Stats' domains, mappings and pinned bytes of every client, from root's connection. */
+static void stats_now(int root, uint32_t *ret_domains, uint32_t *ret_mappings, uint64_t *ret_pinned)
+{
+        Vfiod__Stats st = VFIOD__STATS__INIT;
+        Vfiod__Envelope env = ENVELOPE(stats, &st);
+        struct vfiod_msg *m = h_call(root, &env, NULL, 0);
+
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_STATS_REPLY);
+        *ret_domains = m->env->stats_reply->domains;
+        *ret_mappings = m->env->stats_reply->mappings;
+        *ret_pinned = m->env->stats_reply->pinned_bytes;
+        vfiod_msg_free(m);
+}
+
+/*
+ * Stats adds up every client's domains, mappings and pinned bytes: the sums
+ * follow a map, an unmap, a second client's domain, its disconnect and the
+ * release of the first lease (whose domain goes with it).
+ */
+START_TEST(stats_totals_follow_usage)
+{
+        int mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK);
+        struct range r[2] = {{0, 0, 0x100000, PAGE}, {0, 2 * PAGE, 0x200000, 2 * PAGE}};
+        uint32_t domains, mappings;
+        uint64_t pinned, dom2, lease2;
+        int root, other, fds2[3];
+        size_t n2;
+
+        start(NULL);
+        root = h_connect(0, 0);
+        h_hello(root, 0);
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(domains, 1);
+        ck_assert_uint_eq(mappings, 0);
+        ck_assert_int_eq(map(domain, r, 2, &mfd, 1, NULL), 0);
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(mappings, 2);
+        ck_assert_uint_eq(pinned, 3 * PAGE);
+        ck_assert_int_eq(unmap(domain, 0x100000, PAGE, NULL), 0);
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(mappings, 1);
+        ck_assert_uint_eq(pinned, 2 * PAGE);
+
+        /* A second client with a lease (and its domain) of its own, then gone. */
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        other = h_connect(1000, 1000);
+        h_hello(other, 0);
+        lease2 = h_acquire_ok(other, "0000:00:02.0", 0, BROKERED, fds2, &n2, &dom2);
+        ck_assert_uint_ne(lease2, 0);
+        ck_assert_uint_ne(dom2, domain);
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(domains, 2);
+        h_close_all(fds2, n2);
+        close(other);
+        h_spin();
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(domains, 1);
+        ck_assert_uint_eq(mappings, 1);
+
+        /* Its fds closed first: a group still open would keep the domain (quarantine). */
+        h_close_all(lease_fds, n_lease_fds);
+        n_lease_fds = 0;
+        ck_assert_int_eq(h_release(client_fd, lease), 0);
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(domains, 0);
+        ck_assert_uint_eq(mappings, 0);
+        ck_assert_uint_eq(pinned, 0);
+        close(mfd);
+        close(root);
+        stop();
+}
+END_TEST
+
 START_TEST(map_validation)
 {
         int sealed = h_memfd(4 * PAGE, F_SEAL_SHRINK);
@@ -1003,6 +1076,7 @@ int main(void)
 
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, map_shares_the_pages);
+        tcase_add_test(tc, stats_totals_follow_usage);
         tcase_add_test(tc, map_validation);
         tcase_add_test(tc, map_is_all_or_nothing);
         tcase_add_test(tc, unmap_rules);
