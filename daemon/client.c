@@ -498,7 +498,7 @@ static int device_infos_grow(struct device_infos *di, size_t k)
 {
         Vfiod__DeviceInfo *infos = NULL;
         Vfiod__DeviceInfo **ptrs = NULL;
-        Vfiod__Mode(*modes)[2] = NULL;
+        __typeof__(di->modes) modes = NULL; /* one row of allowed_modes per entry */
         struct vfiod_grant_msg *grants = NULL;
 
         infos = malloc0_array(k, sizeof(*infos));
