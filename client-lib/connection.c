@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h> /* MIN */
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -198,6 +199,9 @@ int vfiod_next_event(struct vfiod *c, struct vfiod_event *ret)
         }
         if (c->dead)
                 return client_fail(c, -ENOTCONN, "connection to the daemon is closed");
+        /* What arrives now may be a reply: vfiod_collect() reads it, and queues the events. */
+        if (c->pending_len > 0)
+                return -EAGAIN;
 
         for (;;) {
                 r = vfiod_msg_recv(c->fd, MSG_DONTWAIT, &msg, &reason);
@@ -317,10 +321,9 @@ static int recv_reply(struct vfiod *c, uint64_t id, struct vfiod_msg **ret)
         }
 }
 
-int client_call(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_fds,
-                Vfiod__Envelope__BodyCase expect, struct vfiod_msg **ret)
+/* Checks req against the daemon's limits, gives it the next id and sends it. */
+static int client_send(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_fds)
 {
-        _cleanup_(vfiod_msg_freep) struct vfiod_msg *msg = NULL;
         int r;
 
         c->error[0] = '\0';
@@ -345,13 +348,22 @@ int client_call(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_
         if (r < 0)
                 return r;
         c->last_id = req->id;
+        return 0;
+}
 
-        r = recv_reply(c, req->id, &msg);
-        if (r < 0)
-                return r;
+/*
+ * The reply msg to a request of body `request`: an Error reply returns its
+ * negated errno with c->error set to the reason; a body other than `expect`
+ * kills the connection. On success *ret takes msg.
+ */
+static int reply_take(struct vfiod *c, Vfiod__Envelope__BodyCase request, struct vfiod_msg **msg,
+                      Vfiod__Envelope__BodyCase expect, struct vfiod_msg **ret)
+{
+        const Vfiod__Envelope req = {.body_case = request};
+        const Vfiod__Envelope *env = (*msg)->env;
 
-        if (msg->env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
-                const Vfiod__Error *e = msg->env->error;
+        if (env->body_case == VFIOD__ENVELOPE__BODY_ERROR) {
+                const Vfiod__Error *e = env->error;
                 int errnum = e->errnum;
 
                 if (errnum <= 0 || errnum >= 4096)
@@ -360,15 +372,107 @@ int client_call(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_
                         copy_text(c->error, sizeof(c->error), e->reason);
                 else
                         (void)snprintf(c->error, sizeof(c->error), "%s failed: %s",
-                                       vfiod_envelope_body_name(req), strerror(errnum));
+                                       vfiod_envelope_body_name(&req), strerror(errnum));
                 return -errnum;
         }
-        if (msg->env->body_case != expect)
+        if (env->body_case != expect)
                 return client_fail_dead(c, -EPROTO, "daemon answered '%s' with '%s'",
-                                        vfiod_envelope_body_name(req),
-                                        vfiod_envelope_body_name(msg->env));
-        *ret = TAKE_PTR(msg);
+                                        vfiod_envelope_body_name(&req),
+                                        vfiod_envelope_body_name(env));
+        *ret = TAKE_PTR(*msg);
         return 0;
+}
+
+int client_call(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_fds,
+                Vfiod__Envelope__BodyCase expect, struct vfiod_msg **ret)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *msg = NULL;
+        int r;
+
+        /* The next reply to arrive is the oldest submitted request's. */
+        if (c->pending_len > 0)
+                return client_fail(c, -EBUSY,
+                                   "%zu submitted request(s) not collected: vfiod_collect() first",
+                                   c->pending_len);
+        r = client_send(c, req, fds, n_fds);
+        if (r < 0)
+                return r;
+        r = recv_reply(c, req->id, &msg);
+        if (r < 0)
+                return r;
+        return reply_take(c, req->body_case, &msg, expect, ret);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Pipelining */
+
+/* How many requests may be in flight: what the daemon announced, else 1. */
+static size_t window(const struct vfiod *c)
+{
+        uint32_t n = c->have_info ? c->info.limits.max_requests_in_flight : 0;
+
+        return n > 0 ? MIN(n, VFIOD_IN_FLIGHT_MAX) : 1;
+}
+
+int client_submit(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_fds,
+                  Vfiod__Envelope__BodyCase expect, uint64_t *ret_id)
+{
+        struct client_pending *p;
+        int r;
+
+        c->error[0] = '\0';
+        if (c->pending_len >= window(c))
+                return client_fail(c, -EAGAIN,
+                                   "%zu requests in flight, the daemon's MaxRequestsInFlight: "
+                                   "vfiod_collect() first",
+                                   c->pending_len);
+        if (!c->pending) {
+                c->pending = calloc(VFIOD_IN_FLIGHT_MAX, sizeof(*c->pending));
+                if (!c->pending)
+                        return client_fail(c, -ENOMEM, "out of memory");
+        }
+        r = client_send(c, req, fds, n_fds);
+        if (r < 0)
+                return r;
+        p = &c->pending[(c->pending_head + c->pending_len) % VFIOD_IN_FLIGHT_MAX];
+        *p = (struct client_pending){.id = req->id, .request = req->body_case, .expect = expect};
+        c->pending_len++;
+        if (ret_id)
+                *ret_id = req->id;
+        return 0;
+}
+
+int client_collect(struct vfiod *c, uint64_t *ret_id, Vfiod__Envelope__BodyCase *ret_request,
+                   int *ret_result, struct vfiod_msg **ret)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *msg = NULL;
+        struct client_pending p;
+        int r;
+
+        c->error[0] = '\0';
+        if (c->pending_len == 0)
+                return client_fail(c, -ENOENT, "no request in flight");
+        if (c->dead)
+                return client_fail(c, -ENOTCONN, "connection to the daemon is closed");
+        p = c->pending[c->pending_head];
+        /* The daemon answers in order: the next reply is the oldest request's. */
+        r = recv_reply(c, p.id, &msg);
+        if (r < 0)
+                return r;
+        c->pending_head = (c->pending_head + 1) % VFIOD_IN_FLIGHT_MAX;
+        c->pending_len--;
+        r = reply_take(c, p.request, &msg, p.expect, ret);
+        if (r < 0 && c->dead)
+                return r;
+        *ret_id = p.id;
+        *ret_request = p.request;
+        *ret_result = r;
+        return 0;
+}
+
+size_t vfiod_in_flight(const struct vfiod *c)
+{
+        return c ? c->pending_len : 0;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -436,6 +540,7 @@ void vfiod_close(struct vfiod *c)
                 return;
         (void)safe_close(c->fd);
         free(c->queue);
+        free(c->pending);
         free(c);
 }
 

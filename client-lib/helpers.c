@@ -171,6 +171,7 @@ static const char *const release_reason_table[] = {
     [VFIOD_RELEASE_REASON_KERNEL_REQUEST] = "kernel-request",
     [VFIOD_RELEASE_REASON_ADMIN_REVOKE] = "admin-revoke",
     [VFIOD_RELEASE_REASON_POLICY_CHANGE] = "policy-change",
+    [VFIOD_RELEASE_REASON_DEVICE_GONE] = "device-gone",
 };
 DEFINE_PRIVATE_STRING_TABLE_LOOKUP(release_reason, enum vfiod_release_reason)
 

@@ -9,7 +9,9 @@
  *   read while a call waited for its reply.
  * - client_call() is the one place that sends a request and waits for its
  *   reply; every public request is "build an Envelope, client_call(), convert
- *   the reply".
+ *   the reply". client_submit() and client_collect() split it in two for
+ *   requests kept in flight (vfiod_submit_*(), vfiod_collect()); while any
+ *   is, client_call() refuses (-EBUSY): the next reply is theirs.
  * - A connection is dead after EOF or a protocol error: it never reads
  *   again, every call fails with -ENOTCONN.
  */
@@ -36,7 +38,20 @@ struct vfiod {
         struct vfiod_event *queue;
         size_t queue_head, queue_len;
         uint64_t dropped; /* events lost because the ring was full */
+
+        /* Requests submitted, not yet collected, oldest first: a ring of VFIOD_IN_FLIGHT_MAX. */
+        struct client_pending *pending;
+        size_t pending_head, pending_len;
 };
+
+/* A submitted request: its id, its body, the body of its success reply. */
+struct client_pending {
+        uint64_t id;
+        Vfiod__Envelope__BodyCase request, expect;
+};
+
+/* The most requests in flight the library keeps, whatever the daemon announces. */
+#define VFIOD_IN_FLIGHT_MAX 1024
 
 /* Sets c->error (printf-style) and returns r (a negative errno). */
 int client_fail(struct vfiod *c, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -56,6 +71,24 @@ int client_fail_dead(struct vfiod *c, int r, const char *fmt, ...)
  */
 int client_call(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_fds,
                 Vfiod__Envelope__BodyCase expect, struct vfiod_msg **ret);
+
+/*
+ * Sends req as client_call() does but returns at once, with its id in
+ * *ret_id; the reply is client_collect()'s. -EAGAIN when the daemon's
+ * MaxRequestsInFlight are in flight already (1 when it did not say).
+ */
+int client_submit(struct vfiod *c, Vfiod__Envelope *req, const int *fds, size_t n_fds,
+                  Vfiod__Envelope__BodyCase expect, uint64_t *ret_id);
+
+/*
+ * Waits for the reply to the oldest submitted request (queueing events that
+ * arrive first). Returns 0 with its id and body in *ret_id and *ret_request,
+ * and in *ret_result 0 (*ret then holds the reply, body `expect`) or the
+ * Error reply's negated errno (c->error set). Fails with -ENOENT (nothing
+ * in flight) or as client_call() when no reply could be read.
+ */
+int client_collect(struct vfiod *c, uint64_t *ret_id, Vfiod__Envelope__BodyCase *ret_request,
+                   int *ret_result, struct vfiod_msg **ret);
 
 /*
  * Fills *out and irq_counts[] from a LeaseGrant (NULL: a daemon that did not

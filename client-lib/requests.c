@@ -37,53 +37,87 @@ void vfiod_devices_free(struct vfiod_device_info *devices, size_t n)
         free(devices);
 }
 
+/* Devices asked for per ListDevices page; the daemon sends fewer when they do not fit a datagram.
+ */
+#define LIST_PAGE_LIMIT 4096
+
+static int device_from_msg(struct vfiod *c, const Vfiod__DeviceInfo *d,
+                           struct vfiod_device_info *out)
+{
+        int r = copy_device_name(c, out->device, d->device);
+
+        if (r < 0)
+                return r;
+        out->vendor_id = d->vendor_id;
+        out->device_id = d->device_id;
+        out->class_code = d->class_code;
+        out->iommu_group = d->iommu_group;
+        copy_text(out->driver, sizeof(out->driver), d->driver);
+        out->state = (enum vfiod_lease_state)d->state;
+        for (size_t k = 0; k < d->n_allowed_modes; k++)
+                if (d->allowed_modes[k] > 0 && d->allowed_modes[k] < 32)
+                        out->allowed_modes |= VFIOD_MODE_BIT(d->allowed_modes[k]);
+        for (size_t k = 0; k < d->n_interfaces; k++)
+                if (d->interfaces[k] > 0 && d->interfaces[k] < 32)
+                        out->interfaces |= 1u << d->interfaces[k];
+        (void)snprintf(out->cdev, sizeof(out->cdev), "%s", d->cdev ? d->cdev : "");
+        out->lease_id = d->lease_id;
+        copy_text(out->mdev_type, sizeof(out->mdev_type), d->mdev_type);
+        return 0;
+}
+
+/*
+ * Every page of ListDevices (1.3): asks with a limit and goes on from `next`
+ * until it is empty; an older daemon ignores the limit and answers in one.
+ */
 int vfiod_list_devices(struct vfiod *c, const char *device, struct vfiod_device_info **ret_devices,
                        size_t *ret_n)
 {
-        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
         _cleanup_free_ struct vfiod_device_info *devices = NULL;
-        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
-        Vfiod__Envelope req = ENVELOPE(list_devices, LIST_DEVICES, &ld);
-        const Vfiod__ListDevicesReply *lr;
+        _cleanup_free_ char *after = NULL;
+        size_t n = 0;
         int r;
 
         if (!c || !ret_devices || !ret_n)
                 return -EINVAL;
-        ld.device = proto_string(device);
-        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY, &reply);
-        if (r < 0)
-                return r;
+        do {
+                _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+                Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+                Vfiod__Envelope req = ENVELOPE(list_devices, LIST_DEVICES, &ld);
+                const Vfiod__ListDevicesReply *lr;
 
-        lr = reply->env->list_devices_reply;
-        if (lr->n_devices > 0) {
-                devices = calloc(lr->n_devices, sizeof(*devices));
-                if (!devices)
-                        return client_fail(c, -ENOMEM, "out of memory");
-        }
-        for (size_t i = 0; i < lr->n_devices; i++) {
-                const Vfiod__DeviceInfo *d = lr->devices[i];
-                struct vfiod_device_info *out = &devices[i];
-
-                r = copy_device_name(c, out->device, d->device);
+                ld.device = proto_string(device);
+                ld.limit = LIST_PAGE_LIMIT;
+                ld.after = proto_string(after);
+                r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY, &reply);
                 if (r < 0)
                         return r;
-                out->vendor_id = d->vendor_id;
-                out->device_id = d->device_id;
-                out->class_code = d->class_code;
-                out->iommu_group = d->iommu_group;
-                copy_text(out->driver, sizeof(out->driver), d->driver);
-                out->state = (enum vfiod_lease_state)d->state;
-                for (size_t k = 0; k < d->n_allowed_modes; k++)
-                        if (d->allowed_modes[k] > 0 && d->allowed_modes[k] < 32)
-                                out->allowed_modes |= VFIOD_MODE_BIT(d->allowed_modes[k]);
-                for (size_t k = 0; k < d->n_interfaces; k++)
-                        if (d->interfaces[k] > 0 && d->interfaces[k] < 32)
-                                out->interfaces |= 1u << d->interfaces[k];
-                (void)snprintf(out->cdev, sizeof(out->cdev), "%s", d->cdev ? d->cdev : "");
-                out->lease_id = d->lease_id;
-                copy_text(out->mdev_type, sizeof(out->mdev_type), d->mdev_type);
-        }
-        *ret_n = lr->n_devices;
+                lr = reply->env->list_devices_reply;
+                if (lr->next && lr->next[0] && lr->n_devices == 0)
+                        return client_fail_dead(c, -EPROTO,
+                                                "daemon sent an empty page with a next");
+                if (lr->n_devices > 0) {
+                        struct vfiod_device_info *more;
+
+                        if (lr->n_devices > SIZE_MAX / sizeof(*devices) - n)
+                                return client_fail(c, -ENOMEM, "out of memory");
+                        more = realloc(devices, (n + lr->n_devices) * sizeof(*devices));
+                        if (!more)
+                                return client_fail(c, -ENOMEM, "out of memory");
+                        devices = more;
+                        memset(&devices[n], 0, lr->n_devices * sizeof(*devices));
+                }
+                for (size_t i = 0; i < lr->n_devices; i++) {
+                        r = device_from_msg(c, lr->devices[i], &devices[n++]);
+                        if (r < 0)
+                                return r;
+                }
+                free(after);
+                after = lr->next && lr->next[0] ? strdup(lr->next) : NULL;
+                if (lr->next && lr->next[0] && !after)
+                        return client_fail(c, -ENOMEM, "out of memory");
+        } while (after);
+        *ret_n = n;
         *ret_devices = TAKE_PTR(devices);
         return 0;
 }
@@ -534,10 +568,13 @@ static int range_arrays_new(struct vfiod *c, size_t n, size_t max, const char *v
         return 0;
 }
 
-int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
-                  size_t n, uint64_t *ret_bytes)
+/*
+ * Builds the MapDma of ranges and calls it (its reply in *ret_reply) or,
+ * with ret_reply NULL, submits it (its id in *ret_id).
+ */
+static int map_dma_go(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
+                      size_t n, struct vfiod_msg **ret_reply, uint64_t *ret_id)
 {
-        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
         _cleanup_free_ Vfiod__DmaRange *items = NULL;
         _cleanup_free_ Vfiod__DmaRange **ptrs = NULL;
         void *items_mem, *ptrs_mem;
@@ -545,7 +582,6 @@ int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_ra
         size_t n_fds = 0;
         Vfiod__MapDma m = VFIOD__MAP_DMA__INIT;
         Vfiod__Envelope req = ENVELOPE(map_dma, MAP_DMA, &m);
-        const Vfiod__MapDmaReply *mr;
         int r;
 
         if (!c || !ranges)
@@ -583,13 +619,36 @@ int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_ra
         m.n_ranges = n;
         m.ranges = ptrs;
 
-        r = client_call(c, &req, fds, n_fds, VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY, &reply);
-        if (r < 0)
-                return r;
-        mr = reply->env->map_dma_reply;
+        if (ret_reply)
+                return client_call(c, &req, fds, n_fds, VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY,
+                                   ret_reply);
+        return client_submit(c, &req, fds, n_fds, VFIOD__ENVELOPE__BODY_MAP_DMA_REPLY, ret_id);
+}
+
+/* What vfiod_map_dma() returns for reply mr. */
+static int map_dma_result(const Vfiod__MapDmaReply *mr, uint64_t *ret_bytes)
+{
         if (ret_bytes)
                 *ret_bytes = mr->bytes;
         return mr->mapped > (uint32_t)INT32_MAX ? INT32_MAX : (int)mr->mapped;
+}
+
+int vfiod_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
+                  size_t n, uint64_t *ret_bytes)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        int r;
+
+        r = map_dma_go(c, domain_id, ranges, n, &reply, NULL);
+        if (r < 0)
+                return r;
+        return map_dma_result(reply->env->map_dma_reply, ret_bytes);
+}
+
+int vfiod_submit_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
+                         size_t n, uint64_t *ret_id)
+{
+        return map_dma_go(c, domain_id, ranges, n, NULL, ret_id);
 }
 
 int vfiod_map_memfd(struct vfiod *c, uint64_t domain_id, int memfd, uint64_t offset, uint64_t iova,
@@ -608,16 +667,15 @@ int vfiod_map_memfd(struct vfiod *c, uint64_t domain_id, int memfd, uint64_t off
         return r < 0 ? r : 0;
 }
 
-int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova_range *ranges,
-                    size_t n, uint64_t *ret_bytes)
+/* The UnmapDma of ranges, called or submitted as map_dma_go() does. */
+static int unmap_dma_go(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova_range *ranges,
+                        size_t n, struct vfiod_msg **ret_reply, uint64_t *ret_id)
 {
-        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
         _cleanup_free_ Vfiod__IovaRange *items = NULL;
         _cleanup_free_ Vfiod__IovaRange **ptrs = NULL;
         void *items_mem, *ptrs_mem;
         Vfiod__UnmapDma u = VFIOD__UNMAP_DMA__INIT;
         Vfiod__Envelope req = ENVELOPE(unmap_dma, UNMAP_DMA, &u);
-        const Vfiod__UnmapDmaReply *ur;
         int r;
 
         if (!c || !ranges)
@@ -638,13 +696,61 @@ int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova
         u.n_ranges = n;
         u.ranges = ptrs;
 
-        r = client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY, &reply);
-        if (r < 0)
-                return r;
-        ur = reply->env->unmap_dma_reply;
+        if (ret_reply)
+                return client_call(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY,
+                                   ret_reply);
+        return client_submit(c, &req, NULL, 0, VFIOD__ENVELOPE__BODY_UNMAP_DMA_REPLY, ret_id);
+}
+
+/* What vfiod_unmap_dma() returns for reply ur. */
+static int unmap_dma_result(const Vfiod__UnmapDmaReply *ur, uint64_t *ret_bytes)
+{
         if (ret_bytes)
                 *ret_bytes = ur->unmapped_bytes;
         return ur->unmapped > (uint32_t)INT32_MAX ? INT32_MAX : (int)ur->unmapped;
+}
+
+int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova_range *ranges,
+                    size_t n, uint64_t *ret_bytes)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        int r;
+
+        r = unmap_dma_go(c, domain_id, ranges, n, &reply, NULL);
+        if (r < 0)
+                return r;
+        return unmap_dma_result(reply->env->unmap_dma_reply, ret_bytes);
+}
+
+int vfiod_submit_unmap_dma(struct vfiod *c, uint64_t domain_id,
+                           const struct vfiod_iova_range *ranges, size_t n, uint64_t *ret_id)
+{
+        return unmap_dma_go(c, domain_id, ranges, n, NULL, ret_id);
+}
+
+int vfiod_collect(struct vfiod *c, struct vfiod_reply *ret)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        struct vfiod_reply out = {0};
+        Vfiod__Envelope__BodyCase request;
+        int r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        r = client_collect(c, &out.id, &request, &out.result, &reply);
+        if (r < 0)
+                return r;
+        if (request == VFIOD__ENVELOPE__BODY_MAP_DMA) {
+                out.request = VFIOD_REQUEST_MAP_DMA;
+                if (out.result == 0)
+                        out.result = map_dma_result(reply->env->map_dma_reply, &out.bytes);
+        } else {
+                out.request = VFIOD_REQUEST_UNMAP_DMA;
+                if (out.result == 0)
+                        out.result = unmap_dma_result(reply->env->unmap_dma_reply, &out.bytes);
+        }
+        *ret = out;
+        return 0;
 }
 
 /* ------------------------------------------------------------------------- */

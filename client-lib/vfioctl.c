@@ -810,7 +810,10 @@ static void bytes_text(uint64_t bytes, char *buf, size_t size)
  * RLIMIT_MEMLOCK): says on stderr why vfiod did not raise the limit when it
  * says so, and warns when the soft limit COMMAND inherits (vfioctl's own,
  * after vfiod raised it) is below what it will pin: `need` (--memlock), or
- * else the policy's allowance, the largest grant's max_pinned_bytes.
+ * else the policy's allowance: the largest RLIMIT_MEMLOCK vfiod says it set
+ * (grant.memlock_bytes, from the rules' MaxPinnedBytes=). A lease no rule
+ * gives an allowance has none: its max_pinned_bytes is a quota of brokered
+ * MapDma, not what COMMAND may pin.
  */
 static void check_memlock(const struct leases *ls, uint64_t need)
 {
@@ -827,8 +830,8 @@ static void check_memlock(const struct leases *ls, uint64_t need)
         if (need == 0) {
                 what = "the policy's allowance";
                 for (size_t i = 0; i < ls->n; i++)
-                        if (ls->l[i].grant.known && ls->l[i].grant.max_pinned_bytes > need)
-                                need = ls->l[i].grant.max_pinned_bytes;
+                        if (ls->l[i].grant.known && ls->l[i].grant.memlock_bytes > need)
+                                need = ls->l[i].grant.memlock_bytes;
         }
         if (need == 0 || getrlimit(RLIMIT_MEMLOCK, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
             rl.rlim_cur >= need)

@@ -149,6 +149,7 @@ enum vfiod_release_reason {
         VFIOD_RELEASE_REASON_KERNEL_REQUEST = 1, /* the device's REQ interrupt */
         VFIOD_RELEASE_REASON_ADMIN_REVOKE = 2,
         VFIOD_RELEASE_REASON_POLICY_CHANGE = 3,
+        VFIOD_RELEASE_REASON_DEVICE_GONE = 4, /* removed, or left vfio-pci (protocol 1.3) */
 };
 
 /* State of a lease in the admin listing. */
@@ -349,7 +350,9 @@ struct vfiod_device_info {
 
 /*
  * Lists the devices the policy lets the caller see; `device` (a PCI address)
- * restricts the list to that one device (NULL or "" = all).
+ * restricts the list to that one device (NULL or "" = all). Any number of
+ * devices: the list is asked for in pages (protocol 1.3) and returned whole;
+ * against an older daemon, in one reply.
  *
  * Returns 0 and sets *ret_devices to an array of *ret_n entries (NULL when
  * there are none), owned by the caller: free with vfiod_devices_free().
@@ -611,6 +614,52 @@ struct vfiod_iova_range {
  */
 int vfiod_unmap_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_iova_range *ranges,
                     size_t n, uint64_t *ret_bytes);
+
+/*
+ * Pipelining: MapDma and UnmapDma kept in flight, so that a driver that
+ * recycles buffers pays one round trip for many requests rather than one
+ * each. vfiod_submit_map_dma() and vfiod_submit_unmap_dma() take the
+ * arguments of vfiod_map_dma() and vfiod_unmap_dma(), send the request and
+ * return at once: 0 with its id in *ret_id (may be NULL). The fds are
+ * borrowed only for the call (the kernel copied them: they may be closed
+ * at once). At most the daemon's MaxRequestsInFlight
+ * (vfiod_server_info.limits.max_requests_in_flight; 1 when it did not say)
+ * are in flight; one more fails with -EAGAIN: collect first. Besides that,
+ * the errors of the synchronous call that arise before anything is sent.
+ *
+ * vfiod_collect() waits for the reply to the oldest request in flight (the
+ * daemon answers in order) and fills *ret: its id, which request it was,
+ * and in ret->result what the synchronous call would have returned (the
+ * ranges mapped, the mappings unmapped, or the daemon's negated errno, with
+ * vfiod_last_error() giving the reason; requests after a refused one still
+ * run) and in ret->bytes its bytes. Events that arrive before the reply are
+ * queued for vfiod_next_event(), as during any call. Returns 0, -ENOENT
+ * (nothing in flight), or the call errors of the connection (-ECONNRESET,
+ * -EPROTO, ...: the connection is then dead).
+ *
+ * While requests are in flight, every other request fails with -EBUSY, and
+ * vfiod_next_event() returns only events already queued (-EAGAIN when none:
+ * what the socket holds may be a reply; collect it). vfiod_in_flight() is
+ * the number of requests submitted and not collected.
+ */
+enum vfiod_request {
+        VFIOD_REQUEST_MAP_DMA = 1,
+        VFIOD_REQUEST_UNMAP_DMA = 2,
+};
+
+struct vfiod_reply {
+        uint64_t id;                /* as vfiod_submit_*() returned it */
+        enum vfiod_request request; /* which call it answers */
+        int result;                 /* the synchronous call's return value */
+        uint64_t bytes;             /* bytes mapped or unmapped (result >= 0) */
+};
+
+int vfiod_submit_map_dma(struct vfiod *c, uint64_t domain_id, const struct vfiod_dma_range *ranges,
+                         size_t n, uint64_t *ret_id);
+int vfiod_submit_unmap_dma(struct vfiod *c, uint64_t domain_id,
+                           const struct vfiod_iova_range *ranges, size_t n, uint64_t *ret_id);
+int vfiod_collect(struct vfiod *c, struct vfiod_reply *ret);
+size_t vfiod_in_flight(const struct vfiod *c);
 
 /*
  * Helper: maps `size` bytes of memfd `memfd` from `offset` at `iova` (one

@@ -184,6 +184,7 @@ void vfiod_client_drop(struct vfiod_client *c, const char *fmt, ...)
         fail_log_flush(c);
         LOG_CLIENT(LOG_NOTICE, c, "client %" PRIu64 ": closing the connection: %s", c->id, why);
         c->dead = true;
+        c->server->n_dead++;
         ev_io_stop(c->server->loop, &c->io);
 }
 
@@ -473,35 +474,92 @@ static Vfiod__LeaseState device_state(struct vfiod_client *c, const struct kvfio
         }
         if (g && g->state == VFIOD_GROUP_QUARANTINED)
                 return VFIOD__LEASE_STATE__LEASE_STATE_QUARANTINED;
-        if (kvfio_iommu_group_viable(devs->sysfs_root, dev->iommu_group, &via) < 0 || !via.viable)
+        if (vfiod_registry_viable(devs, dev->iommu_group, &via) < 0 || !via.viable)
                 return VFIOD__LEASE_STATE__LEASE_STATE_UNAVAILABLE;
         return VFIOD__LEASE_STATE__LEASE_STATE_FREE;
 }
 
-/* What ListDevices builds: one entry per device, with its storage. */
+/*
+ * What ListDevices builds: one entry per device, with its storage. The
+ * arrays grow as entries come (up to max, the devices there are): a reply
+ * of one device out of thousands allocates for a few.
+ */
 struct device_infos {
         Vfiod__DeviceInfo *infos, **ptrs;
         Vfiod__Mode (*modes)[3];
         Vfiod__Interface (*ifaces)[2];
         char (*cdevs)[16];
         struct vfiod_grant_msg *grants; /* of the caller's leases */
-        size_t n, cap;
+        size_t n, cap, max;
 };
 
-static int device_infos_alloc(struct device_infos *di, size_t cap)
-{
-        size_t k = cap ? cap : 1;
+#define DEVICE_INFOS_FIRST 16
 
-        di->cap = cap;
-        di->infos = calloc(k, sizeof(*di->infos));
-        di->ptrs = calloc(k, sizeof(*di->ptrs));
-        di->modes = calloc(k, sizeof(*di->modes));
-        di->grants = calloc(k, sizeof(*di->grants));
-        di->ifaces = calloc(k, sizeof(*di->ifaces));
-        di->cdevs = calloc(k, sizeof(*di->cdevs));
-        return di->infos && di->ptrs && di->modes && di->grants && di->ifaces && di->cdevs
-                   ? 0
-                   : -ENOMEM;
+/*
+ * Room for k entries; the entries' pointers into infos, modes, ifaces, cdevs
+ * and grants follow a move.
+ */
+static int device_infos_grow(struct device_infos *di, size_t k)
+{
+        Vfiod__DeviceInfo *infos = NULL;
+        Vfiod__DeviceInfo **ptrs = NULL;
+        __typeof__(di->modes) modes = NULL;   /* one row of allowed_modes per entry */
+        __typeof__(di->ifaces) ifaces = NULL; /* one row of interfaces per entry */
+        __typeof__(di->cdevs) cdevs = NULL;   /* one cdev name per entry */
+        struct vfiod_grant_msg *grants = NULL;
+
+        infos = malloc0_array(k, sizeof(*infos));
+        ptrs = malloc0_array(k, sizeof(*ptrs));
+        modes = malloc0_array(k, sizeof(*modes));
+        ifaces = malloc0_array(k, sizeof(*ifaces));
+        cdevs = malloc0_array(k, sizeof(*cdevs));
+        grants = malloc0_array(k, sizeof(*grants));
+        if (!infos || !ptrs || !modes || !ifaces || !cdevs || !grants) {
+                free(infos);
+                free(ptrs);
+                free(modes);
+                free(ifaces);
+                free(cdevs);
+                free(grants);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < di->n; i++) {
+                infos[i] = di->infos[i];
+                memcpy(modes[i], di->modes[i], sizeof(modes[i]));
+                memcpy(ifaces[i], di->ifaces[i], sizeof(ifaces[i]));
+                memcpy(cdevs[i], di->cdevs[i], sizeof(cdevs[i]));
+                grants[i] = di->grants[i];
+                /* A grant message's irq_counts point into itself (daemon/lease.h). */
+                grants[i].msg.irq_counts = grants[i].irq_counts;
+                infos[i].allowed_modes = modes[i];
+                infos[i].interfaces = ifaces[i];
+                if (di->infos[i].cdev == di->cdevs[i])
+                        infos[i].cdev = cdevs[i];
+                if (di->infos[i].grant)
+                        infos[i].grant = &grants[i].msg;
+                ptrs[i] = &infos[i];
+        }
+        free(di->infos);
+        free(di->ptrs);
+        free(di->modes);
+        free(di->ifaces);
+        free(di->cdevs);
+        free(di->grants);
+        di->infos = infos;
+        di->ptrs = ptrs;
+        di->modes = modes;
+        di->ifaces = ifaces;
+        di->cdevs = cdevs;
+        di->grants = grants;
+        di->cap = k;
+        return 0;
+}
+
+static int device_infos_alloc(struct device_infos *di, size_t max)
+{
+        di->max = max;
+        return device_infos_grow(di,
+                                 max < DEVICE_INFOS_FIRST ? (max ? max : 1) : DEVICE_INFOS_FIRST);
 }
 
 static void device_infos_done(struct device_infos *di)
@@ -549,9 +607,14 @@ static int device_infos_add(struct vfiod_client *c, struct device_infos *di,
                             const struct kvfio_pci_dev *d, unsigned m, bool managed,
                             struct vfiod_error *err)
 {
-        Vfiod__DeviceInfo *info = &di->infos[di->n];
+        Vfiod__DeviceInfo *info;
         struct vfiod_lease *own;
         uint64_t lease;
+
+        if (di->n == di->cap &&
+            device_infos_grow(di, di->cap * 2 < di->max ? di->cap * 2 : di->max) < 0)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        info = &di->infos[di->n];
 
         vfiod__device_info__init(info);
         info->device = (char *)d->bdf;
@@ -586,31 +649,61 @@ static int device_infos_add(struct vfiod_client *c, struct device_infos *di,
         return 0;
 }
 
+/* Room a ListDevicesReply keeps for its envelope (id, body tag and length) and `next`. */
+#define LIST_REPLY_SLACK 128
+
+/*
+ * ListDevices: every device the peer may see, or one (device), or a page
+ * (limit, after): at most limit devices after `after`, cut short to fit the
+ * peer's max_datagram, with `next` set when more follow.
+ */
 static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                                struct vfiod_error *err)
 {
-        const char *want = msg->env->list_devices->device;
+        const Vfiod__ListDevices *req = msg->env->list_devices;
+        const char *want = req->device;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__ListDevicesReply rep = VFIOD__LIST_DEVICES_REPLY__INIT;
-        struct kvfio_pci_list *list = NULL;
+        const struct kvfio_pci_list *list = vfiod_registry_devices(c->server->devices);
         struct device_infos di = {0};
-        char want_bdf[KVFIO_NAME_MAX] = "";
+        char want_bdf[KVFIO_NAME_MAX] = "", next[KVFIO_NAME_MAX] = "";
+        size_t budget = 0, used = 0, end = list->n;
+        ssize_t start = 0;
+        bool more = false;
         int r;
 
         if (want && *want && kvfio_dev_name_normalize(want, want_bdf) < 0)
                 return vfiod_error_set(err, EINVAL, "'%s' is not a PCI address or an mdev UUID",
                                        want);
-        r = vfiod_registry_discover(c->server->devices, &list);
-        if (r < 0)
-                return vfiod_error_set(err, -r, "cannot list PCI devices: %s", strerror(-r));
-        if (device_infos_alloc(&di, list->n) < 0) {
+        if (req->limit) {
+                start = vfiod_registry_after(c->server->devices, req->after);
+                if (start < 0)
+                        return vfiod_error_set(err, EINVAL,
+                                               "after '%s' is not a PCI address or an mdev UUID",
+                                               req->after);
+                budget = (c->max_datagram && c->max_datagram < VFIOD_PROTO_MAX_DATAGRAM
+                              ? c->max_datagram
+                              : VFIOD_PROTO_MAX_DATAGRAM) -
+                         LIST_REPLY_SLACK;
+        }
+        if (want_bdf[0]) {
+                /* One device: where it sorts (just before what sorts after it), if anywhere. */
+                ssize_t k = vfiod_registry_after(c->server->devices, want_bdf);
+
+                start = k > 0 ? k - 1 : 0;
+                end = (size_t)start < list->n ? (size_t)start + 1 : list->n;
+        }
+        if (device_infos_alloc(&di, req->limit && req->limit < end - (size_t)start
+                                        ? req->limit
+                                        : end - (size_t)start) < 0) {
                 r = vfiod_error_set(err, ENOMEM, "out of memory");
                 goto out;
         }
-        for (size_t i = 0; i < list->n; i++) {
+        for (size_t i = (size_t)start; i < end; i++) {
                 const struct kvfio_pci_dev *d = &list->devs[i];
                 bool managed;
                 unsigned m;
+                size_t size;
 
                 if (want_bdf[0] && strcmp(want_bdf, d->bdf) != 0)
                         continue;
@@ -618,23 +711,40 @@ static int handle_list_devices(struct vfiod_client *c, struct vfiod_msg *msg,
                  * is left). */
                 if (!vfiod_lease_offer(c, list, d, &m, &managed))
                         continue;
+                if (req->limit && di.n == req->limit) {
+                        more = true; /* another one follows */
+                        break;
+                }
                 r = device_infos_add(c, &di, d, m, managed, err);
                 if (r < 0)
                         goto out;
+                if (!req->limit)
+                        continue;
+                /* The entry, its field tag and its length. */
+                size = vfiod__device_info__get_packed_size(di.ptrs[di.n - 1]) + 4;
+                if (used + size > budget && di.n > 1) {
+                        di.n--; /* it opens the next page (its grant is freed with di) */
+                        more = true;
+                        break;
+                }
+                used += size;
         }
+        /* The loop stopped early (a page cut by limit or by size): the next page starts here. */
+        if (more && di.n)
+                snprintf(next, sizeof(next), "%s", di.ptrs[di.n - 1]->device);
         if (want_bdf[0] && di.n == 0) {
                 r = vfiod_error_set(err, ENOENT, "no device '%s' that you may see", want);
                 goto out;
         }
         rep.n_devices = di.n;
         rep.devices = di.ptrs;
+        rep.next = next;
         env.id = msg->env->id;
         env.body_case = VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY;
         env.list_devices_reply = &rep;
         r = reply(c, &env, NULL, 0, err);
 out:
         device_infos_done(&di);
-        kvfio_pci_list_free(list);
         return r;
 }
 
@@ -1024,11 +1134,8 @@ static void budget_narrow(struct vfiod_fd_budget *b, uint32_t used, uint32_t lim
 
         if (left >= b->left)
                 return;
-        b->left = left;
-        b->errnum = ENOSPC;
-        snprintf(b->why, sizeof(b->why),
-                 "the daemon keeps %" PRIu32 " fds for %s: %s=%" PRIu32 " reached", used, whom, key,
-                 limit);
+        *b = (struct vfiod_fd_budget){
+            .left = left, .errnum = ENOSPC, .used = used, .limit = limit, .whom = whom, .key = key};
 }
 
 /*
@@ -1043,14 +1150,38 @@ static void fd_budget(struct vfiod_client *c, const struct vfiod_usage *users,
         const struct vfiod_config_limits *lim = vfiod_server_limits(c->server);
         uint32_t mine = kept_fds(c), user = users->fds, room = daemon_fd_room(c->server);
 
-        *b = (struct vfiod_fd_budget){.left = room, .errnum = EMFILE};
-        snprintf(b->why, sizeof(b->why),
-                 "the daemon has %" PRIu32 " fds open and keeps %d of its limit free; try again "
-                 "later",
-                 c->server->fds_open, VFIOD_FD_HEADROOM);
+        *b = (struct vfiod_fd_budget){.left = room,
+                                      .errnum = EMFILE,
+                                      .used = c->server->fds_open,
+                                      .limit = VFIOD_FD_HEADROOM};
         budget_narrow(b, user, lim->max_fds_per_user, "this user's connections", "MaxFdsPerUser");
         budget_narrow(b, mine, lim->max_fds_per_client, "you (memfd views, interrupt eventfds)",
                       "MaxFdsPerClient");
+}
+
+/* c may hold something from now on: the per-user sums count it (server->active_clients). */
+static void client_activate(struct vfiod_client *c)
+{
+        if (list_empty(&c->link_active))
+                list_add_tail(&c->server->active_clients, &c->link_active);
+}
+
+/*
+ * The next active client from *it on that may hold something; one that
+ * holds nothing (no domain, no lease: no mapping, view or eventfd either)
+ * leaves the list until it asks for something again.
+ */
+static struct vfiod_client *next_active(struct vfiod_server *s, struct list **it)
+{
+        while (*it != &s->active_clients) {
+                struct vfiod_client *o = container_of(*it, struct vfiod_client, link_active);
+
+                *it = (*it)->next;
+                if (o->usage.domains > 0 || !list_empty(&o->leases))
+                        return o;
+                list_remove(&o->link_active);
+        }
+        return NULL;
 }
 
 /* What every connection of c's uid holds now, c's included; fds: kept_fds(). */
@@ -1058,8 +1189,9 @@ static struct vfiod_usage user_usage(const struct vfiod_client *c)
 {
         struct vfiod_client *o;
         struct vfiod_usage sum = {0};
+        struct list *it = c->server->active_clients.next;
 
-        list_for_each_safe (o, it, &c->server->clients, struct vfiod_client, link) {
+        while ((o = next_active(c->server, &it))) {
                 if (o->peer.uid != c->peer.uid)
                         continue;
                 sum.pinned_bytes += o->usage.pinned_bytes;
@@ -1075,8 +1207,9 @@ static uint64_t rule_user_pinned_bytes(const struct vfiod_client *c, const char 
 {
         struct vfiod_client *o;
         uint64_t sum = 0;
+        struct list *it = c->server->active_clients.next;
 
-        list_for_each_safe (o, it, &c->server->clients, struct vfiod_client, link) {
+        while ((o = next_active(c->server, &it))) {
                 struct vfiod_domain *d;
 
                 if (o->peer.uid != c->peer.uid)
@@ -1119,7 +1252,7 @@ static int map_ranges_decode(const struct vfiod_msg *msg, struct vfiod_map_range
         const Vfiod__MapDma *rq = msg->env->map_dma;
         _cleanup_free_ struct vfiod_map_range *ranges = NULL;
 
-        ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
+        ranges = malloc0_array(rq->n_ranges, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         for (size_t i = 0; i < rq->n_ranges; i++) {
@@ -1235,7 +1368,7 @@ static int handle_unmap_dma(struct vfiod_client *c, struct vfiod_msg *msg, struc
         r = batch_begin(c, rq->domain_id, rq->n_ranges, &d, err);
         if (r < 0)
                 return r;
-        ranges = calloc(rq->n_ranges ? rq->n_ranges : 1, sizeof(*ranges));
+        ranges = malloc0_array(rq->n_ranges, sizeof(*ranges));
         if (!ranges)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         for (size_t i = 0; i < rq->n_ranges; i++)
@@ -1277,9 +1410,12 @@ static int irq_fds_fit(struct vfiod_client *c, const struct vfiod_lease_dev *dev
                      v < dev->irqs[set->index].count && v - set->start < set->count; v++)
                         more -= MIN(more, (uint32_t)(dev->trigger_fds[set->index][v] >= 0));
         fd_budget(c, &user, &budget);
-        if (more > budget.left)
+        if (more > budget.left) {
+                char why[200];
+
                 return vfiod_error_set(err, budget.errnum, "%" PRIu32 " more eventfd(s): %s", more,
-                                       budget.why);
+                                       vfiod_fd_budget_why(&budget, why, sizeof(why)));
+        }
         c->server->fds_open += more;
         return 0;
 }
@@ -1531,15 +1667,12 @@ static int handle_stats(struct vfiod_client *c, struct vfiod_msg *msg, struct vf
         struct vfiod_server *s = c->server;
         Vfiod__Envelope env = VFIOD__ENVELOPE__INIT;
         Vfiod__StatsReply rep = VFIOD__STATS_REPLY__INIT;
-        struct vfiod_client *o;
 
         rep.clients = s->n_clients;
         rep.leases = (uint32_t)list_length(&s->leases);
-        list_for_each_safe (o, it, &s->clients, struct vfiod_client, link) {
-                rep.domains += o->usage.domains;
-                rep.mappings += o->usage.mappings;
-                rep.pinned_bytes += o->usage.pinned_bytes;
-        }
+        rep.domains = s->usage_total.domains;
+        rep.mappings = s->usage_total.mappings;
+        rep.pinned_bytes = s->usage_total.pinned_bytes;
         rep.requests = s->n_requests;
         rep.errors = s->n_errors;
         rep.quarantined_groups =
@@ -1609,6 +1742,10 @@ void vfiod_client_dispatch(struct vfiod_client *c, struct vfiod_msg *msg)
                 return;
         }
         c->server->n_requests++;
+        /* What may make c hold something: from now on the per-user sums count it. */
+        if (rule->body == VFIOD__ENVELOPE__BODY_ACQUIRE ||
+            rule->body == VFIOD__ENVELOPE__BODY_CREATE_DOMAIN)
+                client_activate(c);
         if (msg->n_fds > lim->max_fds_per_message)
                 r = vfiod_error_set(&err, ENOSPC, "%zu fds: MaxFdsPerMessage=%u reached",
                                     msg->n_fds, lim->max_fds_per_message);
@@ -1705,7 +1842,9 @@ int vfiod_client_new_take(struct vfiod_server *s, int fd, const struct vfiod_pee
         c->peer.slice = NULL;
         c->max_datagram = VFIOD_PROTO_MAX_DATAGRAM;
         c->max_fds = VFIOD_PROTO_MAX_FDS;
+        c->usage.total = &s->usage_total;
         list_init(&c->link);
+        list_init(&c->link_active);
         list_init(&c->domains);
         list_init(&c->leases);
         list_init(&c->queue);
@@ -1764,6 +1903,7 @@ void vfiod_client_free(struct vfiod_client *c)
         list_for_each_safe (d, it, &c->domains, struct vfiod_domain, link)
                 vfiod_domain_free(d);
         list_remove(&c->link);
+        list_remove(&c->link_active);
         safe_close(c->fd);
         vfiod_peer_done(&c->peer);
         free(c);
@@ -1843,6 +1983,8 @@ static int load_client(struct vfiod_load *ld, const char *args)
         if (r < 0)
                 return r;
         c->state = state == VFIOD_CLIENT_READY ? VFIOD_CLIENT_READY : VFIOD_CLIENT_NEW;
+        /* Its domains and leases follow: the per-user sums count it. */
+        client_activate(c);
         c->caps = caps;
         c->admin = admin != 0;
         c->max_datagram = max_datagram;

@@ -40,7 +40,8 @@ enum vfiod_client_state {
 };
 
 struct vfiod_client {
-        struct list link; /* in server->clients */
+        struct list link;        /* in server->clients */
+        struct list link_active; /* in server->active_clients (client_activate()) */
         struct vfiod_server *server;
         uint64_t id;
         int fd; /* owned */

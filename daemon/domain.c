@@ -62,7 +62,7 @@ int vfiod_domain_new(const char *container_path, int wanted, uint64_t id, struct
         d->model = r;
         r = kvfio_container_check_extension(d->container_fd, VFIO_UNMAP_ALL);
         d->unmap_all = r > 0;
-        usage->domains++;
+        vfiod_usage_count(usage, 1, 0, 0);
         /* On success the container fd is owned by the domain. */
         *ret = d;
         return 0;
@@ -96,7 +96,7 @@ int vfiod_domain_new_iommufd(const char *iommufd_path, uint64_t id, struct vfiod
         d->unmap_all = true;
         /* The iommufd is the domain's from here on. */
         d->iommufd = TAKE_FD(fd);
-        usage->domains++;
+        vfiod_usage_count(usage, 1, 0, 0);
         *ret = d;
         return 0;
 }
@@ -199,8 +199,7 @@ static void mapping_forget(struct vfiod_domain *d, const struct vfiod_mapping *m
         }
         view_put(d, m->view);
         d->pinned_bytes -= m->size;
-        d->usage->pinned_bytes -= m->size;
-        d->usage->mappings--;
+        vfiod_usage_count(d->usage, 0, -1, -(int64_t)m->size);
 }
 
 static void mapping_drop(struct vfiod_domain *d, size_t i, bool kernel_unmap)
@@ -264,8 +263,7 @@ void vfiod_domain_free(struct vfiod_domain *domain)
         free(domain->maps);
         free(domain->iova_ranges);
         list_remove(&domain->link);
-        if (domain->usage)
-                domain->usage->domains--;
+        vfiod_usage_count(domain->usage, -1, 0, 0);
         safe_close(domain->container_fd);
         /* The IOAS and what is still mapped in it go with the context's last fd. */
         safe_close(domain->iommufd);
@@ -405,6 +403,7 @@ struct memfd_meta {
         dev_t dev;
         ino_t ino;
         uint64_t size;
+        uint64_t data_lo, data_hi; /* a span found to have no hole (check_no_holes()) */
 };
 
 /*
@@ -458,17 +457,121 @@ static size_t first_map_from(const struct vfiod_domain *d, uint64_t iova)
         return lo;
 }
 
+/* A range of a request by memfd, protection and file offset: runs that touch share a view. */
+struct span {
+        const struct memfd_meta *meta;
+        bool writable;
+        uint64_t lo, hi;
+        size_t i; /* the range */
+};
+
+static int cmp_span(const void *a, const void *b)
+{
+        const struct span *x = a, *y = b;
+
+        if (x->meta != y->meta)
+                return (uintptr_t)x->meta < (uintptr_t)y->meta ? -1 : 1;
+        if (x->writable != y->writable)
+                return x->writable ? 1 : -1;
+        return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* The ranges as spans sorted by memfd, protection and file offset (NULL: out of memory). */
+static struct span *spans_sorted(const struct vfiod_map_range *ranges,
+                                 const struct memfd_meta *const *meta_of, size_t n)
+{
+        struct span *spans = malloc0_array(n, sizeof(*spans));
+
+        if (!spans)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                spans[i] = (struct span){.meta = meta_of[i],
+                                         .writable = ranges[i].writable,
+                                         .lo = ranges[i].offset,
+                                         .hi = ranges[i].offset + ranges[i].size,
+                                         .i = i};
+        qsort(spans, n, sizeof(*spans), cmp_span);
+        return spans;
+}
+
+/*
+ * The run that starts at spans[i] (sorted): the spans after it of the same
+ * memfd and protection that start at or before the end so far. Returns its
+ * end j ([i, j)); *ret_hi is the end of its file span.
+ */
+static size_t run_end(const struct span *spans, size_t n, size_t i, uint64_t *ret_hi)
+{
+        uint64_t hi = spans[i].hi;
+        size_t j;
+
+        for (j = i + 1; j < n && spans[j].meta == spans[i].meta &&
+                        spans[j].writable == spans[i].writable && spans[j].lo <= hi;
+             j++)
+                hi = spans[j].hi > hi ? spans[j].hi : hi;
+        *ret_hi = hi;
+        return j;
+}
+
+/*
+ * True when every page of [off, off + size) of the memfd is resident in a
+ * view the domain has already (mincore() looks the pages up in the file,
+ * faulting nothing): a page in the file is no hole. False when unsure (a
+ * page swapped out looks like a hole here: SEEK_HOLE decides).
+ */
+static bool view_resident(const struct vfiod_domain *d, const struct memfd_meta *meta, uint64_t off,
+                          uint64_t size)
+{
+        const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+        struct vfiod_memfd_view *v;
+        unsigned char vec[256];
+
+        list_for_each_safe (v, it, &d->views, struct vfiod_memfd_view, link) {
+                if (v->dev != meta->dev || v->ino != meta->ino || off < v->offset ||
+                    off + size > v->offset + v->size)
+                        continue;
+                for (uint64_t done = 0; done < size;) {
+                        uint64_t len =
+                            size - done < sizeof(vec) * page ? size - done : sizeof(vec) * page;
+
+                        if (mincore(v->addr + (off - v->offset) + done, len, vec) < 0)
+                                return false;
+                        for (size_t k = 0; k < len / page; k++)
+                                if (!(vec[k] & 1))
+                                        return false;
+                        done += len;
+                }
+                return true;
+        }
+        return false;
+}
+
 /*
  * The pages of a range must be the client's already: a hole (a page never
  * written, SEEK_HOLE) would be filled by the daemon's own fault, and a page
- * is charged to the memory cgroup of the process that faults it in. The fd
- * shares its file offset with the client's: it is put back.
+ * is charged to the memory cgroup of the process that faults it in.
+ * SEEK_HOLE walks the file's pages from the offset to the first hole (to the
+ * end of a file that has none), so the ranges are checked in file order
+ * (spans, sorted) and a call covers every range up to the hole it found
+ * (meta->data_lo .. data_hi): one walk per memfd, not one per range. A run
+ * of touching ranges ending at run_hi whose pages are all resident in a view
+ * needs none. The fd shares its file offset with the client's: it is put
+ * back.
  */
-static int check_no_hole(const struct vfiod_map_range *m, size_t i, struct vfiod_error *err)
+static int check_no_hole(const struct vfiod_domain *d, const struct vfiod_map_range *m,
+                         uint64_t run_hi, struct memfd_meta *meta, size_t i,
+                         struct vfiod_error *err)
 {
-        off_t pos = lseek(m->fd, 0, SEEK_CUR), hole;
+        off_t pos, hole;
         int saved;
 
+        if (meta->data_lo <= m->offset && m->offset + m->size <= meta->data_hi)
+                return 0;
+        if (view_resident(d, meta, m->offset, run_hi - m->offset)) {
+                meta->data_lo = m->offset;
+                meta->data_hi = run_hi;
+                return 0;
+        }
+        pos = lseek(m->fd, 0, SEEK_CUR);
         hole = lseek(m->fd, (off_t)m->offset, SEEK_HOLE);
         saved = errno;
         if (pos >= 0)
@@ -482,6 +585,31 @@ static int check_no_hole(const struct vfiod_map_range *m, size_t i, struct vfiod
                                        " (a page never written): write or fault in every page "
                                        "of a range before mapping it",
                                        i, m->fd_index, (uint64_t)hole);
+        meta->data_lo = m->offset;
+        meta->data_hi = (uint64_t)hole;
+        return 0;
+}
+
+/* check_no_hole() of every range, in file order; metas[] are the request's memfds. */
+static int check_no_holes(const struct vfiod_domain *d, const struct vfiod_map_range *ranges,
+                          size_t n, struct memfd_meta *metas,
+                          const struct memfd_meta *const *meta_of, struct vfiod_error *err)
+{
+        _cleanup_free_ struct span *spans = spans_sorted(ranges, meta_of, n);
+
+        if (!spans)
+                return vfiod_error_set(err, ENOMEM, "out of memory");
+        for (size_t k = 0, j = 0; k < n; k++) {
+                size_t i = spans[k].i;
+                uint64_t hi = spans[k].hi; /* the run's end, for its first range */
+                int r;
+
+                if (k == j)
+                        j = run_end(spans, n, k, &hi);
+                r = check_no_hole(d, &ranges[i], hi, &metas[meta_of[i] - metas], i, err);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -522,7 +650,7 @@ static int check_range(const struct vfiod_domain *d, const struct vfiod_map_rang
                                        "memfd %u is too small: %" PRIu64
                                        " bytes, range needs offset 0x%" PRIx64 " + size 0x%" PRIx64,
                                        m->fd_index, meta->size, m->offset, m->size);
-        return check_no_hole(m, i, err);
+        return 0;
 }
 
 static int cmp_range_iova(const void *a, const void *b)
@@ -537,7 +665,7 @@ static int cmp_range_iova(const void *a, const void *b)
 static int check_batch_disjoint(const struct vfiod_map_range *ranges, size_t n,
                                 struct vfiod_error *err)
 {
-        _cleanup_free_ const struct vfiod_map_range **sorted = calloc(n, sizeof(*sorted));
+        _cleanup_free_ const struct vfiod_map_range **sorted = malloc0_array(n, sizeof(*sorted));
 
         if (!sorted)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
@@ -665,43 +793,6 @@ static struct vfiod_memfd_view *view_new(struct vfiod_domain *d, const struct vf
         return v;
 }
 
-/* A range of a request by memfd, protection and file offset: runs that touch share a view. */
-struct span {
-        const struct memfd_meta *meta;
-        bool writable;
-        uint64_t lo, hi;
-        size_t i; /* the range */
-};
-
-static int cmp_span(const void *a, const void *b)
-{
-        const struct span *x = a, *y = b;
-
-        if (x->meta != y->meta)
-                return (uintptr_t)x->meta < (uintptr_t)y->meta ? -1 : 1;
-        if (x->writable != y->writable)
-                return x->writable ? 1 : -1;
-        return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
-/*
- * The run that starts at spans[i] (sorted): the spans after it of the same
- * memfd and protection that start at or before the end so far. Returns its
- * end j ([i, j)); *ret_hi is the end of its file span.
- */
-static size_t run_end(const struct span *spans, size_t n, size_t i, uint64_t *ret_hi)
-{
-        uint64_t hi = spans[i].hi;
-        size_t j;
-
-        for (j = i + 1; j < n && spans[j].meta == spans[i].meta &&
-                        spans[j].writable == spans[i].writable && spans[j].lo <= hi;
-             j++)
-                hi = spans[j].hi > hi ? spans[j].hi : hi;
-        *ret_hi = hi;
-        return j;
-}
-
 /*
  * The views the request's runs already lie in: view_of[] of their ranges
  * (one reference per distinct view, on the run's first range). What the
@@ -736,6 +827,37 @@ static void views_find(struct vfiod_domain *d, const struct span *spans, size_t 
         }
 }
 
+static void usage_add(struct vfiod_usage *u, int domains, int64_t mappings, int64_t pinned_bytes)
+{
+        /* Unsigned arithmetic: a negative change wraps back down. */
+        u->domains += (uint32_t)domains;
+        u->mappings += (uint32_t)mappings;
+        u->pinned_bytes += (uint64_t)pinned_bytes;
+}
+
+void vfiod_usage_count(struct vfiod_usage *u, int domains, int64_t mappings, int64_t pinned_bytes)
+{
+        if (!u)
+                return;
+        usage_add(u, domains, mappings, pinned_bytes);
+        if (u->total)
+                usage_add(u->total, domains, mappings, pinned_bytes);
+}
+
+const char *vfiod_fd_budget_why(const struct vfiod_fd_budget *b, char *buf, size_t size)
+{
+        if (b->errnum == ENOSPC)
+                snprintf(buf, size,
+                         "the daemon keeps %" PRIu32 " fds for %s: %s=%" PRIu32 " reached", b->used,
+                         b->whom, b->key, b->limit);
+        else
+                snprintf(buf, size,
+                         "the daemon has %" PRIu32 " fds open and keeps %" PRIu32
+                         " of its limit free; try again later",
+                         b->used, b->limit);
+        return buf;
+}
+
 /*
  * Room for the new views: an fd each within fds (idle views give theirs up
  * first), and their bytes with every view of the owner (and of its uid)
@@ -751,9 +873,12 @@ static int views_room(struct vfiod_domain *d, uint64_t new_bytes, uint32_t new_f
         if (new_fds > fds->left) {
                 uint32_t over = new_fds - fds->left;
 
-                if (over > d->n_idle_views)
+                if (over > d->n_idle_views) {
+                        char why[200];
+
                         return vfiod_error_set(err, fds->errnum, "%u new memfd view(s): %s",
-                                               new_fds, fds->why);
+                                               new_fds, vfiod_fd_budget_why(fds, why, sizeof(why)));
+                }
                 idle_trim(d, d->n_idle_views - over, d->idle_bytes);
         }
         mine = d->usage->view_bytes;
@@ -802,7 +927,7 @@ static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *range
                      const struct vfiod_config_limits *limits, const struct vfiod_usage *user,
                      const struct vfiod_fd_budget *fds, struct vfiod_error *err)
 {
-        _cleanup_free_ struct span *spans = calloc(n, sizeof(*spans));
+        _cleanup_free_ struct span *spans = spans_sorted(ranges, meta_of, n);
         uint64_t new_bytes = 0;
         uint32_t new_fds = 0;
         size_t j;
@@ -810,13 +935,6 @@ static int views_get(struct vfiod_domain *d, const struct vfiod_map_range *range
 
         if (!spans)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
-        for (size_t i = 0; i < n; i++)
-                spans[i] = (struct span){.meta = meta_of[i],
-                                         .writable = ranges[i].writable,
-                                         .lo = ranges[i].offset,
-                                         .hi = ranges[i].offset + ranges[i].size,
-                                         .i = i};
-        qsort(spans, n, sizeof(*spans), cmp_span);
         views_find(d, spans, n, view_of, &new_bytes, &new_fds);
         r = views_room(d, new_bytes, new_fds, limits, user, fds, err);
         if (r < 0)
@@ -884,6 +1002,9 @@ static int map_check_ranges(const struct vfiod_domain *d, const struct vfiod_map
                 if (total < ranges[i].size)
                         return vfiod_error_set(err, EINVAL, "total size overflows");
         }
+        r = check_no_holes(d, ranges, n, metas, meta_of, err);
+        if (r < 0)
+                return r;
         r = check_batch_disjoint(ranges, n, err);
         if (r < 0)
                 return r;
@@ -999,9 +1120,9 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
         if (r < 0)
                 return r;
         d->idle_bytes_max = limits->max_pinned_bytes_per_client;
-        metas = calloc(n, sizeof(*metas));
-        meta_of = calloc(n, sizeof(*meta_of));
-        view_of = calloc(n, sizeof(*view_of));
+        metas = malloc0_array(n, sizeof(*metas));
+        meta_of = malloc0_array(n, sizeof(*meta_of));
+        view_of = malloc0_array(n, sizeof(*view_of));
         if (!metas || !meta_of || !view_of)
                 return vfiod_error_set(err, ENOMEM, "out of memory");
         r = map_check_ranges(d, ranges, n, metas, meta_of, &total, err);
@@ -1025,8 +1146,7 @@ int vfiod_domain_map(struct vfiod_domain *d, const struct vfiod_map_range *range
         else {
                 d->n_maps += n;
                 d->pinned_bytes += total;
-                d->usage->pinned_bytes += total;
-                d->usage->mappings += (uint32_t)n;
+                vfiod_usage_count(d->usage, 0, (int64_t)n, (int64_t)total);
                 qsort(d->maps, d->n_maps, sizeof(*d->maps), cmp_map);
                 *ret_bytes = total;
         }
@@ -1155,7 +1275,7 @@ int vfiod_domain_adopt_take(int container_fd, uint64_t id, int model, bool model
         d->model_set = model_set;
         if (model_set)
                 read_iommu_info(d);
-        usage->domains++;
+        vfiod_usage_count(usage, 1, 0, 0);
         *ret = d;
         return 0;
 }
@@ -1233,8 +1353,7 @@ int vfiod_domain_adopt_mapping(struct vfiod_domain *d, struct vfiod_memfd_view *
             (struct vfiod_mapping){.iova = iova, .size = size, .addr = addr, .view = v};
         qsort(d->maps, d->n_maps, sizeof(*d->maps), cmp_map);
         d->pinned_bytes += size;
-        d->usage->pinned_bytes += size;
-        d->usage->mappings++;
+        vfiod_usage_count(d->usage, 0, 1, (int64_t)size);
         return 0;
 }
 

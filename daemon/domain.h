@@ -40,7 +40,16 @@ struct vfiod_usage {
         uint64_t pinned_bytes;
         uint64_t view_bytes; /* of client memfds the daemon has mmapped (its views) */
         uint32_t fds;        /* memfd duplicates the daemon keeps (one per view) */
+        /* The sum of every client's domains, mappings and pinned bytes (Stats); NULL: none. */
+        struct vfiod_usage *total;
 };
+
+/*
+ * Adds to u's domains, mappings and pinned bytes, and to its total's. Every
+ * change of these three goes through here, so that Stats reads the server's
+ * sum instead of adding up every connection. NULL u is fine.
+ */
+void vfiod_usage_count(struct vfiod_usage *u, int domains, int64_t mappings, int64_t pinned_bytes);
 
 /*
  * How many more fds one request may make the daemon keep (the caller sets
@@ -49,9 +58,18 @@ struct vfiod_usage {
  */
 struct vfiod_fd_budget {
         uint32_t left;
-        int errnum;    /* ENOSPC (a budget of the client or its user) or EMFILE (the daemon's) */
-        char why[200]; /* names the limit that sets left */
+        int errnum; /* ENOSPC (a budget of the client or its user) or EMFILE (the daemon's) */
+        /*
+         * The limit that sets left, for vfiod_fd_budget_why(): ENOSPC, `used`
+         * fds kept for `whom` of `key`=`limit`; EMFILE, `used` fds open and
+         * `limit` kept free. The text is made only for a refusal.
+         */
+        uint32_t used, limit;
+        const char *whom, *key;
 };
+
+/* Formats why b refuses more fds into buf[size]; returns buf. */
+const char *vfiod_fd_budget_why(const struct vfiod_fd_budget *b, char *buf, size_t size);
 
 /*
  * The daemon's MAP_SHARED mmap of a span of one memfd. Every mapping that

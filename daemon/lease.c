@@ -414,6 +414,7 @@ static int managed_bind(struct vfiod_client *c, const struct kvfio_pci_dev *dev,
                         goto fail;
                 }
                 n++;
+                (void)vfiod_registry_refresh(s->devices, m->bdf);
                 vfiod_log_about(LOG_NOTICE, &a, "managed: bound '%s' to vfio-pci (it had %s%s%s)",
                                 m->bdf, b->prev_driver[0] ? "driver '" : "no driver",
                                 b->prev_driver, b->prev_driver[0] ? "'" : "");
@@ -443,12 +444,14 @@ bool vfiod_lease_offer(struct vfiod_client *c, const struct kvfio_pci_list *list
         if (!m)
                 return false;
         /* As Acquire's grant: every vfio-pci device of the group must allow the mode. */
-        if (kvfio_dev_is_vfio(dev) && dev->iommu_group >= 0)
-                for (size_t j = 0; j < list->n; j++)
-                        if (&list->devs[j] != dev &&
-                            list->devs[j].iommu_group == dev->iommu_group &&
-                            kvfio_dev_is_vfio(&list->devs[j]))
-                                m &= vfiod_policy_modes(policy, &c->peer, &list->devs[j]);
+        if (kvfio_dev_is_vfio(dev) && dev->iommu_group >= 0) {
+                const size_t *idx;
+                ssize_t n = vfiod_registry_group_index(c->server->devices, dev->iommu_group, &idx);
+
+                for (ssize_t j = 0; j < n; j++)
+                        if (&list->devs[idx[j]] != dev && kvfio_dev_is_vfio(&list->devs[idx[j]]))
+                                m &= vfiod_policy_modes(policy, &c->peer, &list->devs[idx[j]]);
+        }
         if (!kvfio_dev_is_vfio(dev) && dev->iommu_group >= 0) {
                 mr = vfiod_policy_grant(policy, &c->peer, dev, m, NULL, 0);
                 managed = mr && mr->grant.managed;
@@ -626,7 +629,7 @@ static int acquire_group_grant(struct acquire *a, struct vfiod_error *err)
         char why[200];
         int r;
 
-        r = kvfio_iommu_group_viable(s->devices->sysfs_root, group, &via);
+        r = vfiod_registry_viable(s->devices, group, &via);
         if (r < 0)
                 return vfiod_error_set(err, -r, "cannot check group %d: %s", group, strerror(-r));
         if (!via.viable)
@@ -1302,6 +1305,7 @@ static void revoke_now(struct vfiod_lease *l, Vfiod__ReleaseReason reason, const
                  reason == VFIOD__RELEASE_REASON__RELEASE_REASON_KERNEL_REQUEST  ? "kernel request"
                  : reason == VFIOD__RELEASE_REASON__RELEASE_REASON_ADMIN_REVOKE  ? "admin"
                  : reason == VFIOD__RELEASE_REASON__RELEASE_REASON_POLICY_CHANGE ? "policy change"
+                 : reason == VFIOD__RELEASE_REASON__RELEASE_REASON_DEVICE_GONE   ? "device gone"
                                                                                  : "unspecified",
                  d ? ": '" : "", d ? d : "", d ? "'" : "");
         (void)vfiod_lease_release(l, why);
@@ -1322,6 +1326,13 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
         LOG_LEASE(LOG_NOTICE, l, l->device, "lease %" PRIu64 ": grace period over", l->id);
         revoke_now(l, l->revoke_reason, l->revoke_detail);
+}
+
+void vfiod_lease_end(struct vfiod_lease *l, Vfiod__ReleaseReason reason, const char *detail)
+{
+        if (l->status == VFIOD__LEASE_STATUS__LEASE_STATUS_ACTIVE ||
+            l->status == VFIOD__LEASE_STATUS__LEASE_STATUS_RELEASE_REQUESTED)
+                revoke_now(l, reason, detail);
 }
 
 void vfiod_lease_revoke(struct vfiod_lease *l, Vfiod__ReleaseReason reason, const char *detail)

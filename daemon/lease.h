@@ -152,8 +152,8 @@ int vfiod_lease_acquire(struct vfiod_client *client, const char *device, uint64_
                         int mode, int iface, struct vfiod_lease **ret, struct vfiod_error *err);
 
 /*
- * What Acquire would grant client c for dev, one of list (which holds every
- * member of its group), as ListDevices shows it: false when the policy
+ * What Acquire would grant client c for dev, one of list (the inventory,
+ * vfiod_registry_devices()), as ListDevices shows it: false when the policy
  * shows the peer nothing of dev. Else *ret_modes: the modes
  * (VFIOD_MODE_BIT_*) the policy allows the peer on dev and on every other
  * VFIO member of its group (0 when they share none); *ret_managed: dev is on
@@ -175,6 +175,13 @@ int vfiod_lease_release(struct vfiod_lease *lease, const char *why);
  * LeaseRevoked. detail may be NULL.
  */
 void vfiod_lease_revoke(struct vfiod_lease *lease, Vfiod__ReleaseReason reason, const char *detail);
+
+/*
+ * Takes the lease away now, without a grace period (a device of it is gone):
+ * the release, then LeaseRevoked to a client that handles events. Nothing
+ * when the lease is already being released. detail may be NULL.
+ */
+void vfiod_lease_end(struct vfiod_lease *lease, Vfiod__ReleaseReason reason, const char *detail);
 
 /*
  * Checks the lease against policy (a reload): true when the rules still

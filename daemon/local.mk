@@ -19,6 +19,8 @@ daemon_libvfiod_daemon_la_SOURCES = \
 	daemon/list.h \
 	daemon/log.c \
 	daemon/log.h \
+	daemon/monitor.c \
+	daemon/monitor.h \
 	daemon/policy.c \
 	daemon/policy.h \
 	daemon/server.c \

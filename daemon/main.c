@@ -24,6 +24,7 @@
 
 #include "daemon/lease.h"
 #include "daemon/log.h"
+#include "daemon/monitor.h"
 #include "daemon/policy.h"
 #include "daemon/server.h"
 #include "daemon/state.h"
@@ -285,6 +286,7 @@ struct daemon {
         struct ev_loop *loop;
         struct vfiod_server *server;
         struct vfiod_state *state;
+        struct vfiod_monitor *monitor;
         bool own_socket; /* bound here (not from systemd): unlinked at the end */
         ev_signal sig_term, sig_int, sig_hup;
         ev_timer watchdog;
@@ -330,6 +332,14 @@ static int setup_server(struct daemon *d)
                              policy, &d->server);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the server");
+        r = vfiod_monitor_new(d->loop, d->server->devices, &d->monitor);
+        if (r < 0)
+                log_warning("Cannot watch the kernel's device uevents: %s; devices added, removed "
+                            "or rebound while vfiod runs are not seen until it restarts",
+                            strerror(-r));
+        else
+                /* What changed between the server's first scan and the socket. */
+                (void)vfiod_registry_scan(d->server->devices);
         vfiod_server_log_devices(d->server);
         return 0;
 }
@@ -434,6 +444,7 @@ static void teardown(struct daemon *d)
         ev_timer_stop(d->loop, &d->watchdog);
         ev_prepare_stop(d->loop, &d->sw.prepare);
         ev_timer_stop(d->loop, &d->sw.idle);
+        vfiod_monitor_free(d->monitor);
         vfiod_server_free(d->server);
         vfiod_state_free(d->state);
         if (d->own_socket && unlink(d->args->socket_path) < 0 && errno != ENOENT)
@@ -449,6 +460,7 @@ static int run(const struct args *a)
         if (setup_server(&d) < 0)
                 return EXIT_FAILURE;
         if (setup_state_and_socket(&d) < 0) {
+                vfiod_monitor_free(d.monitor);
                 vfiod_server_free(d.server);
                 vfiod_state_free(d.state);
                 return EXIT_FAILURE;

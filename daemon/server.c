@@ -355,10 +355,14 @@ void vfiod_server_reap(struct vfiod_server *s)
 {
         struct vfiod_client *c;
 
+        /* Once per loop iteration: no walk over every connection when none was dropped. */
+        if (s->n_dead == 0)
+                return;
         list_for_each_safe (c, it, &s->clients, struct vfiod_client, link) {
                 if (!c->dead)
                         continue;
                 s->n_clients--;
+                s->n_dead--;
                 vfiod_client_free(c);
         }
 }
@@ -430,6 +434,9 @@ static void closer_room_cb(void *userdata)
                 vfiod_client_kick(c);
 }
 
+static void device_changed(void *userdata, const char *action, const struct kvfio_pci_dev *old,
+                           const struct kvfio_pci_dev *now);
+
 int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
                      struct vfiod_policy *policy, struct vfiod_server **ret)
 {
@@ -446,6 +453,7 @@ int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
         s->config_missing_ok = o->config_missing_ok;
         s->started = ev_time();
         list_init(&s->clients);
+        list_init(&s->active_clients);
         list_init(&s->leases);
         ev_prepare_init(&s->reaper, reaper_cb);
         s->reaper.data = s;
@@ -463,6 +471,13 @@ int vfiod_server_new(struct ev_loop *loop, const struct vfiod_server_options *o,
                 vfiod_server_free(s);
                 return r;
         }
+        /* A tree that cannot be read leaves the inventory empty: log_devices() says why. */
+        if (vfiod_registry_scan(s->devices) == -ENOMEM) {
+                vfiod_server_free(s);
+                return -ENOMEM;
+        }
+        s->devices->on_change = device_changed;
+        s->devices->on_change_data = s;
         r = vfiod_closer_new(loop, closer_room_cb, s, &s->closer);
         if (r < 0) {
                 vfiod_server_free(s);
@@ -560,16 +575,12 @@ int vfiod_server_reload(struct vfiod_server *s, struct vfiod_errors *errors, uin
 
 void vfiod_server_log_devices(struct vfiod_server *s)
 {
-        struct kvfio_pci_list *list = NULL;
+        const struct kvfio_pci_list *list = vfiod_registry_devices(s->devices);
         size_t n_vfio = 0, n_mdev = 0;
-        int r;
 
-        r = vfiod_registry_discover(s->devices, &list);
-        if (r < 0) {
+        if (s->devices->scan_error < 0)
                 log_warning("Cannot list the PCI devices under '%s': %s", s->devices->sysfs_root,
-                            strerror(-r));
-                return;
-        }
+                            strerror(-s->devices->scan_error));
         for (size_t i = 0; i < list->n; i++) {
                 const struct kvfio_pci_dev *d = &list->devs[i];
                 struct vfiod_log_about a = {.device = d->bdf, .group = d->iommu_group};
@@ -597,7 +608,71 @@ void vfiod_server_log_devices(struct vfiod_server *s)
                 log_notice("Found %zu PCI device(s) under '%s', %zu bound to vfio-pci%s", list->n,
                            s->devices->sysfs_root, n_vfio,
                            list->n_skipped ? "; some entries could not be read" : "");
-        kvfio_pci_list_free(list);
+}
+
+/* "driver 'x'" or "no driver", for log lines. */
+static const char *driver_text(const struct kvfio_pci_dev *d, char *buf, size_t size)
+{
+        if (!d->driver[0])
+                return "no driver";
+        snprintf(buf, size, "driver '%s'", d->driver);
+        return buf;
+}
+
+/* Why a lease on old can no longer stand now, or NULL when it can. */
+static char *lease_loss(const struct kvfio_pci_dev *old, const struct kvfio_pci_dev *now)
+{
+        char drv[KVFIO_DRIVER_MAX + 16], *why = NULL;
+
+        if (!now)
+                return asprintf(&why, "device '%s' was removed", old->bdf) < 0 ? NULL : why;
+        if (!kvfio_dev_is_vfio(now))
+                return asprintf(&why, "device '%s' left vfio-pci (now %s)", now->bdf,
+                                driver_text(now, drv, sizeof(drv))) < 0
+                           ? NULL
+                           : why;
+        if (now->iommu_group != old->iommu_group)
+                return asprintf(&why, "device '%s' moved to IOMMU group %d", now->bdf,
+                                now->iommu_group) < 0
+                           ? NULL
+                           : why;
+        return NULL;
+}
+
+/* The inventory changed (daemon/devices.h): log it, end the leases it takes a device from. */
+static void device_changed(void *userdata, const char *action, const struct kvfio_pci_dev *old,
+                           const struct kvfio_pci_dev *now)
+{
+        struct vfiod_server *s = userdata;
+        const struct kvfio_pci_dev *d = now ? now : old;
+        struct vfiod_log_about a = {.device = d->bdf, .group = d->iommu_group};
+        char drv[KVFIO_DRIVER_MAX + 16], was[KVFIO_DRIVER_MAX + 16];
+        struct vfiod_lease *l;
+        _cleanup_free_ char *why = NULL;
+
+        if (!old)
+                vfiod_log_about(LOG_NOTICE, &a, "device '%s' appeared (%s): group %d, %s", d->bdf,
+                                action, d->iommu_group, driver_text(d, drv, sizeof(drv)));
+        else if (!now)
+                vfiod_log_about(LOG_NOTICE, &a, "device '%s' is gone (%s)", d->bdf, action);
+        else
+                vfiod_log_about(LOG_NOTICE, &a,
+                                "device '%s' changed (%s): group %d, %s (was %d, %s)", d->bdf,
+                                action, now->iommu_group, driver_text(now, drv, sizeof(drv)),
+                                old->iommu_group, driver_text(old, was, sizeof(was)));
+        if (!old)
+                return;
+        why = lease_loss(old, now);
+        if (!why)
+                return;
+        list_for_each_safe (l, it, &s->leases, struct vfiod_lease, link_server) {
+                bool holds = strcmp(l->device, old->bdf) == 0;
+
+                for (size_t i = 0; !holds && i < l->n_devs; i++)
+                        holds = strcmp(l->devs[i].bdf, old->bdf) == 0;
+                if (holds)
+                        vfiod_lease_end(l, VFIOD__RELEASE_REASON__RELEASE_REASON_DEVICE_GONE, why);
+        }
 }
 
 /* ---- the listening socket ------------------------------------------------------- */

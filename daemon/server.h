@@ -23,6 +23,7 @@
 #include <ev.h>
 
 #include "daemon/closer.h"
+#include "daemon/domain.h"
 #include "daemon/group.h"
 #include "daemon/list.h"
 #include "daemon/log.h"
@@ -55,6 +56,13 @@ struct vfiod_server {
         bool config_missing_ok;
         struct vfiod_registry *devices;
         struct list clients;
+        /*
+         * The clients that may hold something (a domain, a lease): those that
+         * sent Acquire or CreateDomain, or were restored. The per-user sums
+         * walk these, not every connection; one found holding nothing leaves.
+         */
+        struct list active_clients;
+        uint32_t n_dead; /* clients dropped, not yet reaped (vfiod_server_reap()) */
         uint32_t n_clients;
         struct list leases; /* every lease, in creation order */
         uint64_t next_client_id;
@@ -64,6 +72,8 @@ struct vfiod_server {
          */
         uint64_t next_object_id;
         uint64_t n_requests, n_errors;
+        /* Every client's domains, mappings and pinned bytes (vfiod_usage_count()). */
+        struct vfiod_usage usage_total;
         ev_tstamp started;
         /* The daemon's own fd table (daemon_fd_room() in client.c): fds open as last
          * counted, plus what requests made it keep since. */

@@ -952,7 +952,7 @@ bool kvfio_dev_is_vfio(const struct kvfio_pci_dev *dev)
         return is_vfio_pci_driver(dev->driver);
 }
 
-static bool driver_allowed(const struct kvfio_pci_dev *dev)
+bool kvfio_dev_keeps_group_viable(const struct kvfio_pci_dev *dev)
 {
         return dev->mdev || dev->driver[0] == '\0' || kvfio_dev_is_vfio(dev) ||
                strcmp(dev->driver, "pci-stub") == 0 || strcmp(dev->driver, "pcieport") == 0 ||
@@ -1001,7 +1001,7 @@ int kvfio_iommu_group_viable(const char *root, int group, struct kvfio_group_via
                         r = read_mdev_at(members_fd, m[i].name, &dev);
                 if (r == -ENOMEM)
                         goto out_devices;
-                if (r == 0 && driver_allowed(&dev))
+                if (r == 0 && kvfio_dev_keeps_group_viable(&dev))
                         continue;
 
                 v.viable = false;

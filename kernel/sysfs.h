@@ -243,6 +243,12 @@ bool kvfio_dev_is_vfio(const struct kvfio_pci_dev *dev);
  */
 int kvfio_iommu_group_members(const char *root, int group, struct kvfio_pci_list **ret_list);
 
+/*
+ * True when dev, a member of an IOMMU group, does not stop the group from
+ * being viable: the rule of kvfio_iommu_group_viable() for one member.
+ */
+bool kvfio_dev_keeps_group_viable(const struct kvfio_pci_dev *dev);
+
 /* Why a group is (not) viable; see kvfio_iommu_group_viable(). */
 struct kvfio_group_viability {
         bool viable;

@@ -65,11 +65,65 @@ static const ProtobufCFieldDescriptor *body_field(const Vfiod__Envelope *env,
         return f;
 }
 
+/* Most bytes flat_pack() writes: per field a tag (5) and a varint (10). */
+#define FLAT_FIELDS_MAX 16
+#define FLAT_MAX        (FLAT_FIELDS_MAX * 15)
+
+/*
+ * Packs m into out[FLAT_MAX] as protobuf_c_message_pack() would, in one
+ * pass, when every field is a proto3 scalar written as a varint (integers,
+ * bools, enums; no presence, no oneof, not repeated): the replies that
+ * carry counts. Returns the size, or -1 for any other message (the caller
+ * then packs it as usual).
+ */
+static long flat_pack(const ProtobufCMessage *m, uint8_t *out)
+{
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+        size_t n = 0;
+
+        if (d->n_fields > FLAT_FIELDS_MAX || m->n_unknown_fields > 0)
+                return -1;
+        for (unsigned i = 0; i < d->n_fields; i++) {
+                const ProtobufCFieldDescriptor *f = &d->fields[i];
+                const void *at = (const char *)m + f->offset;
+                uint64_t v;
+
+                if (f->label != PROTOBUF_C_LABEL_NONE || (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+                        return -1;
+                switch (f->type) {
+                case PROTOBUF_C_TYPE_UINT32:
+                        v = *(const uint32_t *)at;
+                        break;
+                case PROTOBUF_C_TYPE_INT32:
+                case PROTOBUF_C_TYPE_ENUM:
+                        /* Negative: sign-extended to ten bytes, as protobuf says. */
+                        v = (uint64_t)(int64_t) * (const int32_t *)at;
+                        break;
+                case PROTOBUF_C_TYPE_UINT64:
+                case PROTOBUF_C_TYPE_INT64:
+                        v = *(const uint64_t *)at;
+                        break;
+                case PROTOBUF_C_TYPE_BOOL:
+                        v = *(const protobuf_c_boolean *)at ? 1 : 0;
+                        break;
+                default:
+                        return -1;
+                }
+                if (v == 0)
+                        continue; /* proto3: a zero scalar is not written */
+                n += varint_put(out + n, ((uint64_t)f->id << 3) | WIRE_VARINT);
+                n += varint_put(out + n, v);
+        }
+        return (long)n;
+}
+
 long vfiod_envelope_encode(const Vfiod__Envelope *env, uint8_t *buf, size_t size)
 {
         const ProtobufCMessage *body = NULL;
         const ProtobufCFieldDescriptor *f = body_field(env, &body);
         size_t n = 0, body_size = 0, total = 0;
+        uint8_t flat[FLAT_MAX];
+        long flat_size = -1;
 
         if (env->body_case != VFIOD__ENVELOPE__BODY__NOT_SET && !f)
                 return -EINVAL;
@@ -77,7 +131,11 @@ long vfiod_envelope_encode(const Vfiod__Envelope *env, uint8_t *buf, size_t size
         if (env->id != 0)
                 total += 1 + varint_size(env->id);
         if (f) {
-                body_size = body ? protobuf_c_message_get_packed_size(body) : 0;
+                if (body)
+                        flat_size = flat_pack(body, flat);
+                body_size = flat_size >= 0 ? (size_t)flat_size
+                            : body         ? protobuf_c_message_get_packed_size(body)
+                                           : 0;
                 total += varint_size(((uint64_t)f->id << 3) | WIRE_LEN) + varint_size(body_size) +
                          body_size;
         }
@@ -90,7 +148,10 @@ long vfiod_envelope_encode(const Vfiod__Envelope *env, uint8_t *buf, size_t size
         if (f) {
                 n += varint_put(buf + n, ((uint64_t)f->id << 3) | WIRE_LEN);
                 n += varint_put(buf + n, body_size);
-                if (body)
+                if (flat_size >= 0) {
+                        memcpy(buf + n, flat, (size_t)flat_size);
+                        n += (size_t)flat_size;
+                } else if (body)
                         n += protobuf_c_message_pack(body, buf + n);
         }
         return (long)n;

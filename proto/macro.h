@@ -29,6 +29,24 @@
                                sizeof(x) / sizeof((x)[0]), (void)0))
 
 /*
+ * calloc(n, size) through malloc(): glibc's calloc() never takes a block from
+ * its per-thread cache of freed blocks, malloc() does, so a short-lived array
+ * on a request's path costs a fraction. NULL on overflow or out of memory.
+ */
+static inline void *malloc0_array(size_t n, size_t size)
+{
+        size_t bytes;
+        void *p;
+
+        if (__builtin_mul_overflow(n, size, &bytes))
+                return NULL;
+        p = malloc(bytes ? bytes : 1);
+        if (p)
+                memset(p, 0, bytes);
+        return p;
+}
+
+/*
  * Closes fd if it is one (>= 0), keeping errno as it was, and returns
  * -EBADF so that `fd = safe_close(fd);` leaves the variable empty.
  */

@@ -31,7 +31,7 @@
 
 /* Protocol version, announced in Hello / HelloReply. */
 #define VFIOD_PROTO_VERSION_MAJOR 1
-#define VFIOD_PROTO_VERSION_MINOR 2
+#define VFIOD_PROTO_VERSION_MINOR 3
 
 /* Largest datagram (serialized Envelope) either side sends or accepts. */
 #define VFIOD_PROTO_MAX_DATAGRAM (64 * 1024)

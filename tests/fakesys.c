@@ -128,3 +128,38 @@ int fakesys_add_mdev(const char *root, const char *uuid, int group, const char *
         snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", group, uuid);
         return fakesys_link(root, target, rel);
 }
+
+int fakesys_set_driver(const char *root, const char *bdf, const char *driver)
+{
+        char rel[512], target[512], path[4096];
+
+        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/driver", bdf);
+        if (!driver) {
+                if (snprintf(path, sizeof(path), "%s/%s", root, rel) >= (int)sizeof(path))
+                        return -ENAMETOOLONG;
+                return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        }
+        snprintf(target, sizeof(target), "../../../bus/pci/drivers/%s", driver);
+        return fakesys_link(root, target, rel);
+}
+
+int fakesys_remove_pci(const char *root, const char *bdf, int group)
+{
+        static const char *const files[] = {"vendor", "device", "class", "driver", "iommu_group"};
+        char path[4096];
+
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+                snprintf(path, sizeof(path), "%s/sys/devices/pci0000:00/%s/%s", root, bdf,
+                         files[i]);
+                if (unlink(path) < 0 && errno != ENOENT)
+                        return -errno;
+        }
+        snprintf(path, sizeof(path), "%s/sys/devices/pci0000:00/%s", root, bdf);
+        if (rmdir(path) < 0 && errno != ENOENT)
+                return -errno;
+        snprintf(path, sizeof(path), "%s/sys/kernel/iommu_groups/%d/devices/%s", root, group, bdf);
+        if (unlink(path) < 0 && errno != ENOENT)
+                return -errno;
+        snprintf(path, sizeof(path), "%s/sys/bus/pci/devices/%s", root, bdf);
+        return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}

@@ -25,3 +25,7 @@ int fakesys_add_pci(const char *root, const char *bdf, int group, const char *dr
 int fakesys_add_cdev(const char *root, const char *bdf, int cdev);
 /* An mdev uuid in IOMMU group group, bound to driver (NULL: none). */
 int fakesys_add_mdev(const char *root, const char *uuid, int group, const char *driver);
+/* Binds PCI device bdf to driver, or unbinds it (driver NULL), as the kernel shows it. */
+int fakesys_set_driver(const char *root, const char *bdf, const char *driver);
+/* Takes PCI device bdf of IOMMU group group out of the tree, as a hot removal does. */
+int fakesys_remove_pci(const char *root, const char *bdf, int group);

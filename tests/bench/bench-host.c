@@ -28,7 +28,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -102,25 +101,6 @@ static void rm_rf(const char *path)
 
 /* ---- vfiod ------------------------------------------------------------------- */
 
-/*
- * Every process of the benchmark (this one, vfiod, the raw side's child
- * inherit it) runs on the CPU this one started on: both sides then pay the
- * same kind of switch per round trip, rather than whatever the scheduler's
- * placement and an idle CPU's wake-up latency (tens of microseconds in a
- * virtual machine) make of each.
- */
-static void pin_to_one_cpu(void)
-{
-        cpu_set_t set;
-        int cpu = sched_getcpu();
-
-        if (cpu < 0)
-                return;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        (void)sched_setaffinity(0, sizeof(set), &set);
-}
-
 static void raise_nofile(void)
 {
         struct rlimit rl;
@@ -135,6 +115,7 @@ static int start_vfiod(const char *vfiod)
 {
         char root[300], vfio[300];
         char conf[256];
+        int r;
 
         snprintf(root, sizeof(root), "%s/empty-root/sys/bus/pci/devices", tmpdir);
         if (mkdir_p(root) < 0)
@@ -168,21 +149,10 @@ static int start_vfiod(const char *vfiod)
                       root, "--vfio-dir", vfio, (char *)NULL);
                 _exit(127);
         }
-        /* Wait until it answers. */
-        for (int i = 0; i < 500; i++) {
-                struct vfiod *c = NULL;
-
-                if (vfiod_connect(sock_path, &c) == 0) {
-                        vfiod_close(c);
-                        return 0;
-                }
-                if (waitpid(vfiod_pid, NULL, WNOHANG) == vfiod_pid) {
-                        vfiod_pid = -1;
-                        return -ECHILD;
-                }
-                usleep(10000);
-        }
-        return -ETIMEDOUT;
+        r = bench_wait_vfiod(sock_path, vfiod_pid, 500);
+        if (r == -ECHILD)
+                vfiod_pid = -1;
+        return r;
 }
 
 static void stop_vfiod(void)
@@ -446,7 +416,14 @@ int main(int argc, char **argv)
                 rounds = 5;
         (void)signal(SIGPIPE, SIG_IGN);
         raise_nofile();
-        pin_to_one_cpu();
+        /*
+         * Every process of the benchmark (this one, vfiod, the raw side's
+         * child inherit it) on one CPU: both sides then pay the same kind of
+         * switch per round trip, rather than whatever the scheduler's
+         * placement and an idle CPU's wake-up latency (tens of microseconds
+         * in a virtual machine) make of each.
+         */
+        bench_pin_to_one_cpu();
         if (!mkdtemp(tmpdir))
                 die("mkdtemp");
 

@@ -19,6 +19,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
+
+/* Pins this process (and the children it starts later) to the CPU it runs on now. */
+void bench_pin_to_one_cpu(void);
+
+/*
+ * Waits until the vfiod at sock answers a Hello, `tries` times 10 ms at the
+ * most. Returns 0, -ECHILD (the process pid exited; it is reaped) or
+ * -ETIMEDOUT.
+ */
+int bench_wait_vfiod(const char *sock, pid_t pid, int tries);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 double bench_now_ns(void);
@@ -44,7 +55,8 @@ void bench_row_ratio(FILE *f, const char *name, bool higher_is_better, double ta
 
 /*
  * Prints a row for an absolute figure (ms, KiB): min/median/max of v[0..n)
- * against target (lower is better), with a free-text note.
+ * against target (lower is better; target <= 0: none, the row says "info"),
+ * with a free-text note.
  */
 void bench_row_value(FILE *f, const char *name, double target, const double *v, size_t n,
                      const char *note);

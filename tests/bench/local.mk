@@ -15,8 +15,17 @@ tests_bench_guest_bench_SOURCES = tests/bench/guest-bench.c tests/bench/bench-ut
 tests_bench_guest_bench_LDFLAGS = $(AM_LDFLAGS) -no-install
 tests_bench_guest_bench_LDADD = client-lib/libvfiod.la
 
-bench: tests/bench/bench-host tests/bench/guest-bench daemon/vfiod
+bench: tests/bench/bench-host tests/bench/guest-bench daemon/vfiod tests/bench/bench-fake \
+	tests/daemon/vfiod-fake
 	$(srcdir)/tests/bench/run-bench.sh $(abs_builddir) $(BENCH_ARGS)
 
 EXTRA_DIST += tests/bench/run-bench.sh tests/bench/guest-setup.sh
 .PHONY: bench
+
+# The instruction budget (callgrind): the client links the fake sysfs helpers,
+# a check library, so it is built with the suites and by `make bench`.
+check_PROGRAMS += tests/bench/bench-fake
+tests_bench_bench_fake_SOURCES = tests/bench/bench-fake.c tests/bench/bench-util.c \
+	tests/bench/bench-util.h
+tests_bench_bench_fake_LDFLAGS = $(AM_LDFLAGS) -no-install
+tests_bench_bench_fake_LDADD = client-lib/libvfiod.la tests/libfakesys.la

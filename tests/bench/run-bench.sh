@@ -58,9 +58,25 @@ if [ "$host" = 1 ]; then
         fi
 fi
 
+# --- instructions (callgrind) --------------------------------------------------------
+if [ "$host" = 1 ]; then
+        echo "run-bench: instruction counts (callgrind, fake ioctl layer) ..." >&2
+        if ! command -v valgrind >/dev/null; then
+                printf 'row %-46s %-9s %6s %6s %6s  %-6s  %s\n' "instructions/no-op request, daemon" - - \
+                        - - FAILED "valgrind is not installed" >>"$rows"
+                rc=1
+        else
+                "$build/tests/bench/bench-fake" --vfiod-fake "$build/tests/daemon/vfiod-fake" \
+                        $quick >"$out/insns.txt" 2>"$out/insns.err" || rc=1
+                grep '^row ' "$out/insns.txt" >>"$rows" || true
+        fi
+fi
+
 # --- VM ----------------------------------------------------------------------------
 vm_names=("no-op round trip (VM)" "MapDma+UnmapDma 4 KiB (VM)" "MapDma+UnmapDma 2 MiB (VM)" "MapDma+UnmapDma 64 MiB (VM)"
-        "256 ranges: 1 MapDma vs 256 ioctls, thr. (VM)" "Acquire+Release vs raw open..close (VM)")
+        "256 ranges: 1 MapDma vs 256 ioctls, thr. (VM)" "MapDma: a range of 256 vs 1 range alone (VM)"
+        "pipelined vs sync 4 KiB map+unmap, thr. (VM)"
+        "Acquire+Release vs raw open..close (VM)")
 if [ "$vm" = 1 ]; then
         echo "run-bench: VM comparisons (one boot; console in $out/vm/console.txt) ..." >&2
         # The command's rows go to the results port, which the VM's own result
@@ -103,12 +119,26 @@ for the throughput row; rounds alternate which side goes first):
   Same edu device, same pages; the guest runs under TCG.
 - 256 ranges: one MapDma of 256 x 4 KiB ranges + one UnmapDma of the 256,
   vs 256 MAP_DMA + 256 UNMAP_DMA ioctls; reported as throughput.
+- a range of 256 vs 1 range alone: vfiod only, the 256-range MapDma+UnmapDma
+  per range vs the MapDma+UnmapDma of one 4 KiB range (the row above and the
+  4 KiB row's vfiod figures): what the daemon spends per range beyond the
+  request; work per range that grows (a walk of the memfd each) shows here.
 - Acquire+Release: vfiod_acquire(DIRECT) into a new domain + closing its
   3 fds + vfiod_release() (the domain goes with it) vs open container, open
   group, SET_CONTAINER, SET_IOMMU, GET_DEVICE_FD, close all. Reset
   INCLUDED in both: vfio-pci resets the device at its first open and its
   last close, on both sides; neither calls VFIO_DEVICE_RESET (vfiod's
   release leaves the reset to the next open: see vfiod(8)).
+- instructions: counted by callgrind on the host, the daemon being
+  vfiod-fake (the fake ioctl layer, whose own DMA calls are not counted):
+  what the daemon runs for a readable client socket (receive, decode,
+  handle, encode, send), per Stats (the no-op) and per 4 KiB MapDma+UnmapDma
+  cycle, as (I(2N) - I(N)) / N; the libvfiod rows are the client's side of
+  the same calls (user space only). Lower is better; the same on any machine.
+- pipelined vs sync: 4 KiB MapDma+UnmapDma cycles per second with
+  vfiod_submit_map_dma()/vfiod_submit_unmap_dma()/vfiod_collect() (the
+  daemon's MaxRequestsInFlight in flight) over cycles of vfiod_map_dma() +
+  vfiod_unmap_dma(); vfiod-fake on the host, not pinned to one CPU.
 - discovery: kvfio_pci_discover() on a fake tree of 4,096 devices, absolute
   ms. Memory: vfiod's VmRSS growth over 10,000 idle connections (after
   Hello), absolute KiB per connection.

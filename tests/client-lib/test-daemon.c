@@ -304,6 +304,106 @@ START_TEST(test_brokered_dma_irqs_and_revoke)
 }
 END_TEST
 
+/*
+ * Pipelining: MapDma and UnmapDma submitted up to the daemon's
+ * MaxRequestsInFlight, collected in order with their ids and results (a
+ * refused one in the middle, its reason; those after it still run); an
+ * event that arrives among the replies is queued, not taken for one; while
+ * requests are in flight other calls wait their turn (-EBUSY).
+ */
+START_TEST(test_pipelined_map_unmap)
+{
+        struct daemon d = daemon_start();
+        struct vfiod *user = take(d.user), *admin = take(d.admin);
+        struct vfiod_server_info info;
+        struct vfiod_lease lease;
+        struct vfiod_reply rep;
+        struct vfiod_event ev;
+        struct vfiod_stats st;
+        uint64_t ids[64], id;
+        size_t window, n = 0;
+        int mem, r;
+
+        ck_assert_int_eq(vfiod_get_server_info(user, &info), 0);
+        window = info.limits.max_requests_in_flight;
+        ck_assert_uint_ge(window, 4);
+        ck_assert_uint_le(window, 64);
+        ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
+        ck_assert_int_eq(vfiod_memfd_create("ram", 64 * 4096, &mem), 0);
+        ck_assert_int_eq(vfiod_collect(user, &rep), -ENOENT);
+
+        /* A window of maps, one page each; the third maps the first's IOVA again. */
+        for (; n < window; n++) {
+                const struct vfiod_dma_range m = {mem, n * 4096, 0x100000 + (n == 2 ? 0 : n) * 4096,
+                                                  4096, VFIOD_DMA_READ | VFIOD_DMA_WRITE};
+
+                ck_assert_int_eq(vfiod_submit_map_dma(user, lease.domain_id, &m, 1, &ids[n]), 0);
+                ck_assert(n == 0 || ids[n] > ids[n - 1]);
+                if (n == 1)
+                        /* The revoke's event comes among the replies. */
+                        ck_assert_int_eq(vfiod_revoke(admin, lease.lease_id, "pipelined"), 0);
+        }
+        ck_assert_uint_eq(vfiod_in_flight(user), window);
+        {
+                const struct vfiod_dma_range m = {mem, 0, 0x400000, 4096, VFIOD_DMA_READ};
+
+                ck_assert_int_eq(vfiod_submit_map_dma(user, lease.domain_id, &m, 1, &id), -EAGAIN);
+        }
+        ck_assert_int_eq(vfiod_stats(user, &st), -EBUSY);
+        ck_assert_int_eq(vfiod_next_event(user, &ev), -EAGAIN);
+        ck_assert_uint_eq(vfiod_in_flight(user), window);
+
+        for (size_t i = 0; i < window; i++) {
+                ck_assert_int_eq(vfiod_collect(user, &rep), 0);
+                ck_assert_uint_eq(rep.id, ids[i]);
+                ck_assert_int_eq(rep.request, VFIOD_REQUEST_MAP_DMA);
+                if (i == 2) {
+                        ck_assert_msg(rep.result == -EINVAL, "map 2: %d (%s)", rep.result,
+                                      vfiod_last_error(user));
+                        ck_assert_ptr_nonnull(strstr(vfiod_last_error(user), "overlaps"));
+                        continue;
+                }
+                ck_assert_msg(rep.result == 1, "map %zu: %d (%s)", i, rep.result,
+                              vfiod_last_error(user));
+                ck_assert_uint_eq(rep.bytes, 4096);
+        }
+        ck_assert_uint_eq(vfiod_in_flight(user), 0);
+        ck_assert_int_eq(vfiod_collect(user, &rep), -ENOENT);
+
+        /* The event that came among the replies waits in the queue. */
+        ck_assert_uint_ge(vfiod_pending_events(user), 1);
+        ck_assert_int_eq(vfiod_next_event(user, &ev), 0);
+        ck_assert_int_eq(ev.type, VFIOD_EVENT_RELEASE_REQUESTED);
+        ck_assert_uint_eq(ev.lease_id, lease.lease_id);
+
+        /* Unmaps in flight the same way; synchronous calls work again after. */
+        for (n = 0; n < window; n++) {
+                const struct vfiod_iova_range u = {0x100000 + n * 4096, 4096};
+
+                if (n == 2)
+                        continue;
+                ck_assert_int_eq(vfiod_submit_unmap_dma(user, lease.domain_id, &u, 1, &ids[n]), 0);
+        }
+        for (n = 0; n < window; n++) {
+                if (n == 2)
+                        continue;
+                ck_assert_int_eq(vfiod_collect(user, &rep), 0);
+                ck_assert_uint_eq(rep.id, ids[n]);
+                ck_assert_int_eq(rep.request, VFIOD_REQUEST_UNMAP_DMA);
+                ck_assert_int_eq(rep.result, 1);
+                ck_assert_uint_eq(rep.bytes, 4096);
+        }
+        ck_assert_int_eq(vfiod_stats(admin, &st), 0);
+        ck_assert_uint_eq(st.mappings, 0);
+        r = vfiod_release(user, lease.lease_id);
+        ck_assert_msg(r == 0, "release: %s", vfiod_last_error(user));
+
+        vfiod_lease_close_fds(&lease);
+        daemon_stop(&d, user, admin);
+        close(mem);
+}
+END_TEST
+
 /* The admin's count of the daemon's domains. */
 static uint32_t domains_now(struct vfiod *admin)
 {
@@ -414,7 +514,7 @@ START_TEST(test_lease_carries_its_grant)
         int mem;
 
         ck_assert_int_eq(vfiod_get_server_info(user, &info), 0);
-        ck_assert_uint_eq(info.minor, 2); /* 1.1 grants; 1.2 MODE_GROUP and iommufd */
+        ck_assert_uint_eq(info.minor, 3); /* 1.1 grants; 1.2 MODE_GROUP and iommufd */
         ck_assert_int_eq(vfiod_acquire(user, DEVICE, 0, VFIOD_MODE_BROKERED, &lease), 0);
         ck_assert(lease.grant.known);
         ck_assert_str_eq(lease.grant.rule, "test");
@@ -536,6 +636,7 @@ static Suite *daemon_suite(void)
         tcase_add_test(tc, test_direct_lease);
         tcase_add_test(tc, test_group_lease);
         tcase_add_test(tc, test_brokered_dma_irqs_and_revoke);
+        tcase_add_test(tc, test_pipelined_map_unmap);
         tcase_add_test(tc, test_implicit_domain_goes_with_its_lease);
         tcase_add_test(tc, test_lease_and_domain_ids_do_not_mix);
         tcase_add_test(tc, test_lease_carries_its_grant);

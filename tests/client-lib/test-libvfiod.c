@@ -313,6 +313,68 @@ START_TEST(test_list_devices)
 }
 END_TEST
 
+/* A 1.3 daemon: ListDevices in pages, the caller's `after` echoed back as the page's start. */
+static void script_device_pages(int sock, void *userdata)
+{
+        Vfiod__DeviceInfo d[3] = {VFIOD__DEVICE_INFO__INIT, VFIOD__DEVICE_INFO__INIT,
+                                  VFIOD__DEVICE_INFO__INIT};
+        Vfiod__DeviceInfo *page0[] = {&d[0], &d[1]}, *page1[] = {&d[2]};
+        Vfiod__ListDevicesReply lr = VFIOD__LIST_DEVICES_REPLY__INIT;
+        struct vfiod_msg *m;
+
+        fake_hello(sock, 1, CAPS_ALL);
+        d[0].device = "0000:00:04.0";
+        d[1].device = "0000:00:05.0";
+        d[2].device = "6d646d61-0000-4000-8000-000000000001";
+        for (int round = 0; round < 2; round++) {
+                m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
+                fake_check(m->env->list_devices->limit > 0, "no limit");
+                fake_check(strcmp(m->env->list_devices->after, "") == 0, "after '%s'",
+                           m->env->list_devices->after);
+                lr.n_devices = 2;
+                lr.devices = page0;
+                lr.next = "0000:00:05.0";
+                FAKE_ANSWER(sock, m, list_devices_reply, &lr);
+                m = fake_recv(sock, VFIOD__ENVELOPE__BODY_LIST_DEVICES);
+                fake_check(strcmp(m->env->list_devices->after, "0000:00:05.0") == 0, "after '%s'",
+                           m->env->list_devices->after);
+                if (round == 1) {
+                        /* The second time, the second page fails: so does the whole call. */
+                        fake_reply_error(sock, m->env->id, EINVAL, "after 'x'");
+                        vfiod_msg_free(m);
+                        continue;
+                }
+                lr.n_devices = 1;
+                lr.devices = page1;
+                lr.next = "";
+                FAKE_ANSWER(sock, m, list_devices_reply, &lr);
+        }
+        fake_expect_eof(sock);
+}
+
+START_TEST(test_list_devices_pages)
+{
+        struct fake f;
+        struct vfiod *c = connect_fake(&f, script_device_pages, NULL);
+        struct vfiod_device_info *devs = NULL;
+        size_t n = 0;
+
+        ck_assert_int_eq(vfiod_list_devices(c, NULL, &devs, &n), 0);
+        ck_assert_uint_eq(n, 3);
+        ck_assert_str_eq(devs[0].device, "0000:00:04.0");
+        ck_assert_str_eq(devs[1].device, "0000:00:05.0");
+        ck_assert_str_eq(devs[2].device, "6d646d61-0000-4000-8000-000000000001");
+        vfiod_devices_free(devs, n);
+        devs = (void *)0x1;
+        n = 77;
+        ck_assert_int_eq(vfiod_list_devices(c, NULL, &devs, &n), -EINVAL);
+        ck_assert_ptr_eq(devs, (void *)0x1);
+        ck_assert_uint_eq(n, 77);
+        vfiod_close(c);
+        fake_finish(&f);
+}
+END_TEST
+
 static void script_domains(int sock, void *userdata)
 {
         Vfiod__CreateDomainReply cr = VFIOD__CREATE_DOMAIN_REPLY__INIT;
@@ -1329,6 +1391,8 @@ START_TEST(test_names)
         ck_assert_str_eq(vfiod_iommu_type_name(VFIOD_IOMMU_TYPE_TYPE1V2), "type1v2");
         ck_assert_str_eq(vfiod_release_reason_name(VFIOD_RELEASE_REASON_KERNEL_REQUEST),
                          "kernel-request");
+        ck_assert_str_eq(vfiod_release_reason_name(VFIOD_RELEASE_REASON_DEVICE_GONE),
+                         "device-gone");
         ck_assert_str_eq(vfiod_event_type_name(VFIOD_EVENT_DROPPED), "dropped");
         /* NULL-safe destructors and getters. */
         vfiod_close(NULL);
@@ -1352,6 +1416,7 @@ static Suite *libvfiod_suite(void)
             {"connect", test_connect_path},
             {"connect", test_connect_env},
             {"devices", test_list_devices},
+            {"devices in pages", test_list_devices_pages},
             {"domains", test_domains},
             {"leases", test_acquire},
             {"leases", test_acquire_protocol_errors},

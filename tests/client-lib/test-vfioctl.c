@@ -631,6 +631,7 @@ struct group_script {
         bool killed;               /* vfioctl is killed: no Release comes, only the end */
         bool refuse_second;        /* several: the Acquire of 05.0 is refused (EPERM) */
         uint64_t max_pinned;       /* grant.max_pinned_bytes */
+        uint64_t memlock;          /* grant.memlock_bytes: what vfiod says it set */
         const char *memlock_error; /* first grant's memlock_error */
 };
 
@@ -649,6 +650,7 @@ static void group_answer(int sock, const struct group_script *s, const char *dev
         fake_check(m->env->acquire->domain_id == 0, "domain");
         g.rule = "vms";
         g.max_pinned_bytes = s->max_pinned;
+        g.memlock_bytes = s->memlock;
         g.memlock_error = (char *)memlock_error;
         ar.lease_id = lease_id;
         ar.iommu_group = group;
@@ -868,17 +870,24 @@ static const char group_check[] = "test \"$VFIOD_MODE\" = group || exit 14\n"
 
 /*
  * --mode group without --preload: the lease's variables, VFIOD_GROUP_FDS,
- * no LD_PRELOAD; without --memlock the policy's allowance is what the
- * command may pin: a warning when RLIMIT_MEMLOCK is below it, none when not.
+ * no LD_PRELOAD; without --memlock the policy's allowance (the RLIMIT_MEMLOCK
+ * vfiod says it set, grant.memlock_bytes) is what the command may pin: a
+ * warning when RLIMIT_MEMLOCK is below it, none when not, and none when no
+ * rule sets one (a brokered quota, max_pinned_bytes, is no allowance).
  */
 START_TEST(test_acquire_group)
 {
         const char *args[] = {"--mode",  "group", "0000:00:04.0", "--",
                               "/bin/sh", "-c",    group_check,    NULL};
+        const struct group_script cases[] = {
+            {.max_pinned = 64 << 20, .memlock = 64 << 20},
+            {.max_pinned = 512 << 10, .memlock = 512 << 10},
+            {.max_pinned = 16ULL << 30},
+        };
 
         set_memlock(1 << 20);
-        for (int enough = 0; enough <= 1; enough++) {
-                struct group_script s = {.max_pinned = enough ? 512 << 10 : 64 << 20};
+        for (int enough = 0; enough <= 2; enough++) {
+                struct group_script s = cases[enough];
                 struct place p = place_new();
                 const char *argv[16] = {"--socket", p.sock, "acquire"};
                 struct fake f;

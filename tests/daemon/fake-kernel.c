@@ -218,13 +218,29 @@ static bool ictx_in_use(const struct fobj *o)
 /* Notices closed files and applies what the kernel does on the last close. */
 static void gc(void)
 {
-        for (size_t i = 0; i < n_objs; i++) {
+        /* One poll() for every probe: with hundreds of objects (load-vfiod) one each costs more
+         * than the daemon's work. poll() ignores the entries of closed probes (fd -1). */
+        static struct pollfd *ps;
+        static size_t n_ps;
+        int n_hup;
+
+        if (n_objs > n_ps) {
+                struct pollfd *a = realloc(ps, n_objs * 2 * sizeof(*ps));
+
+                if (!a)
+                        abort();
+                ps = a;
+                n_ps = n_objs * 2;
+        }
+        for (size_t i = 0; i < n_objs; i++)
+                ps[i] = (struct pollfd){.fd = objs[i]->probe, .events = POLLIN};
+        n_hup = n_objs > 0 ? poll(ps, n_objs, 0) : 0;
+        for (size_t i = 0; n_hup > 0 && i < n_objs; i++) {
                 struct fobj *o = objs[i];
-                struct pollfd p = {.fd = o->probe, .events = POLLIN};
 
                 if (o->probe < 0)
                         continue;
-                if (poll(&p, 1, 0) != 1 || !(p.revents & POLLHUP))
+                if (!(ps[i].revents & POLLHUP))
                         continue;
                 close(o->probe);
                 o->probe = -1;

@@ -89,12 +89,17 @@ void h_add_device(const char *bdf, int group, const char *driver)
         ck_assert_int_eq(kvfio_pci_dev_read(H.root, bdf, &dev), 0);
         if (kvfio_dev_is_vfio(&dev))
                 fake_kernel_add_device(group, bdf);
+        if (H.server)
+                h_uevent("add", bdf);
 }
 
 void h_add_cdev(const char *bdf, int cdev)
 {
         ck_assert_int_eq(fakesys_add_cdev(H.root, bdf, cdev), 0);
         fake_kernel_set_cdev(bdf, cdev);
+        /* The kernel makes the cdev as vfio-pci binds the device: its "bind" uevent. */
+        if (H.server)
+                h_uevent("bind", bdf);
 }
 
 void h_add_mdev(const char *uuid, int group, const char *driver)
@@ -102,6 +107,8 @@ void h_add_mdev(const char *uuid, int group, const char *driver)
         ck_assert_int_eq(fakesys_add_mdev(H.root, uuid, group, driver), 0);
         if (driver)
                 fake_kernel_add_device(group, uuid);
+        if (H.server)
+                h_uevent("add", uuid);
 }
 
 int h_connect(uid_t uid, gid_t gid)
@@ -305,4 +312,14 @@ int h_set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t count, int efd, 
 {
         return rawclient_set_irqs(h_call, fd, lease, index, 0, count, &efd, count ? 1 : 0,
                                   ret_reason);
+}
+
+void h_uevent(const char *action, const char *name)
+{
+        char uuid[KVFIO_UUID_MAX];
+        bool mdev = kvfio_mdev_uuid_normalize(name, uuid) == 0;
+
+        ck_assert_int_ge(
+            vfiod_registry_uevent(H.server->devices, action, mdev ? "mdev" : "pci", name), 0);
+        h_spin();
 }

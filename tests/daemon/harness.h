@@ -104,3 +104,10 @@ int h_memfd_sparse(size_t size, int seals);
  * (256 bytes, may be NULL).
  */
 int h_set_irqs(int fd, uint64_t lease, uint32_t index, uint32_t count, int efd, char *ret_reason);
+
+/*
+ * The kernel's uevent for device `name` (a PCI address or an mdev UUID),
+ * action "add", "remove", "bind", "unbind" or "change", as the daemon's
+ * monitor passes it on; change the fake tree first, as the kernel does.
+ */
+void h_uevent(const char *action, const char *name);

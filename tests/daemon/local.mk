@@ -28,6 +28,7 @@ daemon_tests = \
 	tests/daemon/test-lease-iommufd \
 	tests/daemon/test-group-lease \
 	tests/daemon/test-memlock \
+	tests/daemon/test-inventory \
 	tests/daemon/test-domain \
 	tests/daemon/test-server \
 	tests/daemon/test-systemd
@@ -65,6 +66,10 @@ tests_daemon_test_group_lease_LDADD = $(daemon_suite_libs)
 tests_daemon_test_memlock_SOURCES = tests/daemon/test-memlock.c
 tests_daemon_test_memlock_CFLAGS = $(daemon_suite_cflags)
 tests_daemon_test_memlock_LDADD = $(daemon_suite_libs)
+
+tests_daemon_test_inventory_SOURCES = tests/daemon/test-inventory.c
+tests_daemon_test_inventory_CFLAGS = $(daemon_suite_cflags)
+tests_daemon_test_inventory_LDADD = $(daemon_suite_libs)
 
 tests_daemon_test_domain_SOURCES = tests/daemon/test-domain.c
 tests_daemon_test_domain_CFLAGS = $(daemon_suite_cflags)

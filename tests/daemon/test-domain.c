@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "daemon/client.h"
@@ -154,6 +155,79 @@ START_TEST(map_shares_the_pages)
         ck_assert_int_eq(h_release(client_fd, lease), 0);
         ck_assert_ptr_nonnull(strstr(fake_kernel_trace(), "dma_unmap 0x200000+0x2000"));
         ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        stop();
+}
+END_TEST
+
+/* Stats' domains, mappings and pinned bytes of every client, from root's connection. */
+static void stats_now(int root, uint32_t *ret_domains, uint32_t *ret_mappings, uint64_t *ret_pinned)
+{
+        Vfiod__Stats st = VFIOD__STATS__INIT;
+        Vfiod__Envelope env = ENVELOPE(stats, &st);
+        struct vfiod_msg *m = h_call(root, &env, NULL, 0);
+
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_STATS_REPLY);
+        *ret_domains = m->env->stats_reply->domains;
+        *ret_mappings = m->env->stats_reply->mappings;
+        *ret_pinned = m->env->stats_reply->pinned_bytes;
+        vfiod_msg_free(m);
+}
+
+/*
+ * Stats adds up every client's domains, mappings and pinned bytes: the sums
+ * follow a map, an unmap, a second client's domain, its disconnect and the
+ * release of the first lease (whose domain goes with it).
+ */
+START_TEST(stats_totals_follow_usage)
+{
+        int mfd = h_memfd(4 * PAGE, F_SEAL_SHRINK);
+        struct range r[2] = {{0, 0, 0x100000, PAGE}, {0, 2 * PAGE, 0x200000, 2 * PAGE}};
+        uint32_t domains, mappings;
+        uint64_t pinned, dom2, lease2;
+        int root, other, fds2[3];
+        size_t n2;
+
+        start(NULL);
+        root = h_connect(0, 0);
+        h_hello(root, 0);
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(domains, 1);
+        ck_assert_uint_eq(mappings, 0);
+        ck_assert_int_eq(map(domain, r, 2, &mfd, 1, NULL), 0);
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(mappings, 2);
+        ck_assert_uint_eq(pinned, 3 * PAGE);
+        ck_assert_int_eq(unmap(domain, 0x100000, PAGE, NULL), 0);
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(mappings, 1);
+        ck_assert_uint_eq(pinned, 2 * PAGE);
+
+        /* A second client with a lease (and its domain) of its own, then gone. */
+        h_add_device("0000:00:02.0", 2, "vfio-pci");
+        other = h_connect(1000, 1000);
+        h_hello(other, 0);
+        lease2 = h_acquire_ok(other, "0000:00:02.0", 0, BROKERED, fds2, &n2, &dom2);
+        ck_assert_uint_ne(lease2, 0);
+        ck_assert_uint_ne(dom2, domain);
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(domains, 2);
+        h_close_all(fds2, n2);
+        close(other);
+        h_spin();
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(domains, 1);
+        ck_assert_uint_eq(mappings, 1);
+
+        /* Its fds closed first: a group still open would keep the domain (quarantine). */
+        h_close_all(lease_fds, n_lease_fds);
+        n_lease_fds = 0;
+        ck_assert_int_eq(h_release(client_fd, lease), 0);
+        stats_now(root, &domains, &mappings, &pinned);
+        ck_assert_uint_eq(domains, 0);
+        ck_assert_uint_eq(mappings, 0);
+        ck_assert_uint_eq(pinned, 0);
+        close(mfd);
+        close(root);
         stop();
 }
 END_TEST
@@ -677,6 +751,67 @@ START_TEST(map_refuses_holes)
 }
 END_TEST
 
+/*
+ * The daemon's SEEK_HOLE calls: the program's own lseek() is the one the
+ * daemon, linked in, calls.
+ */
+static unsigned seek_holes;
+
+off_t lseek(int fd, off_t offset, int whence)
+{
+        if (whence == SEEK_HOLE)
+                __atomic_add_fetch(&seek_holes, 1, __ATOMIC_RELAXED);
+        return (off_t)syscall(SYS_lseek, fd, offset, whence);
+}
+
+/*
+ * SEEK_HOLE walks a memfd's pages from the offset to the first hole: to the
+ * end of a file that has none. A MapDma finds its ranges' holes with one walk
+ * per memfd, not one per range (a walk of the whole memfd per range), in
+ * whatever order the ranges come, and with none for a range whose pages are
+ * all resident in a view the daemon has already; a hole is still refused,
+ * in any range, a hole punched in a view's pages too.
+ */
+START_TEST(map_walks_a_memfd_once)
+{
+        int mfd = h_memfd(64 * PAGE, F_SEAL_SHRINK), ok;
+        struct range r[8];
+        char reason[256] = "";
+
+        /* Touching in the file, last page first in the request. */
+        for (int i = 0; i < 8; i++)
+                r[i] = (struct range){0, (uint64_t)(7 - i) * PAGE, 0x100000 + i * 2 * PAGE, PAGE};
+        start(NULL);
+        seek_holes = 0;
+        ok = map(domain, r, 8, &mfd, 1, reason);
+        ck_assert_msg(ok == 0, "%s", reason);
+        ck_assert_uint_eq(seek_holes, 1);
+        ck_assert_int_eq(unmap(domain, 0x100000, 16 * PAGE, NULL), 0);
+        /* Again, in the idle view of the 8 pages, all resident: no walk. */
+        seek_holes = 0;
+        ck_assert_int_eq(map(domain, r, 8, &mfd, 1, NULL), 0);
+        ck_assert_uint_eq(seek_holes, 0);
+        ck_assert_int_eq(unmap(domain, 0x100000, 16 * PAGE, NULL), 0);
+        /* A hole punched in the view's pages: refused, in the range that has it. */
+        ck_assert_int_eq(fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * PAGE, PAGE),
+                         0);
+        ck_assert_int_eq(map(domain, r, 8, &mfd, 1, reason), EFAULT);
+        ck_assert_msg(strstr(reason, "range 5: memfd 0 has a hole at offset 0x2000"), "%s", reason);
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        /* The ranges after the hole in the file are checked too. */
+        ck_assert_int_eq(pwrite(mfd, "x", 1, 2 * PAGE), 1);
+        ck_assert_int_eq(
+            fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 40 * PAGE, PAGE), 0);
+        r[0].offset = 40 * PAGE;
+        ck_assert_int_eq(map(domain, r, 8, &mfd, 1, reason), EFAULT);
+        ck_assert_msg(strstr(reason, "range 0: memfd 0 has a hole at offset 0x28000"), "%s",
+                      reason);
+        ck_assert_uint_eq(fake_kernel_mappings(), 0);
+        close(mfd);
+        stop();
+}
+END_TEST
+
 static uint64_t memfd_view_bytes(void)
 {
         uint64_t bytes;
@@ -941,6 +1076,7 @@ int main(void)
 
         testutil_tcase_fd_checked(tc);
         tcase_add_test(tc, map_shares_the_pages);
+        tcase_add_test(tc, stats_totals_follow_usage);
         tcase_add_test(tc, map_validation);
         tcase_add_test(tc, map_is_all_or_nothing);
         tcase_add_test(tc, unmap_rules);
@@ -954,6 +1090,7 @@ int main(void)
         tcase_add_loop_test(tc, released_group_taints_its_domain, 0, 3);
         tcase_add_test(tc, pinned_bytes_per_user);
         tcase_add_test(tc, map_refuses_holes);
+        tcase_add_test(tc, map_walks_a_memfd_once);
         tcase_add_test(tc, views_map_only_the_ranges);
         tcase_add_test(tc, view_bytes_count_against_the_quota);
         tcase_add_test(tc, fd_budget_per_client_and_user);

@@ -225,6 +225,51 @@ START_TEST(policy_covers_the_whole_group)
 }
 END_TEST
 
+/*
+ * ListDevices of many devices grows its reply as it goes: the caller's own
+ * lease, listed among the first, keeps its grant (IRQ vectors) when the
+ * entries move.
+ */
+START_TEST(list_of_many_keeps_own_grant)
+{
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
+        const Vfiod__ListDevicesReply *r;
+        struct vfiod_msg *m;
+        int fd, fds[3];
+        size_t n;
+        uint64_t lease;
+
+        h_start("[Device all]\nMatchVendor=1234:*\nUsers=1000\n");
+        for (int i = 0; i < 40; i++) {
+                char bdf[16];
+
+                snprintf(bdf, sizeof(bdf), "0000:00:%02x.%d", i / 8 + 1, i % 8);
+                h_add_device(bdf, i + 1, "vfio-pci");
+        }
+        fd = h_connect(1000, 1000);
+        h_hello(fd, 0);
+        lease = h_acquire_ok(fd, "0000:00:01.0", 0, BROKERED, fds, &n, NULL);
+        h_close_all(fds, n);
+        m = h_call(fd, &env, NULL, 0);
+        r = m->env->list_devices_reply;
+        ck_assert_uint_eq(r->n_devices, 40);
+        ck_assert_str_eq(r->devices[0]->device, "0000:00:01.0");
+        ck_assert_uint_eq(r->devices[0]->lease_id, lease);
+        ck_assert_ptr_nonnull(r->devices[0]->grant);
+        ck_assert_uint_gt(r->devices[0]->grant->n_irq_counts, VFIOD__IRQ_INDEX__IRQ_INDEX_MSIX);
+        /* The fake device's vectors: INTx 1, MSI 1, MSI-X 8. */
+        ck_assert_uint_eq(r->devices[0]->grant->irq_counts[VFIOD__IRQ_INDEX__IRQ_INDEX_MSIX], 8);
+        ck_assert_uint_eq(r->devices[0]->grant->irq_counts[VFIOD__IRQ_INDEX__IRQ_INDEX_INTX], 1);
+        ck_assert_str_eq(r->devices[39]->device, "0000:00:05.7");
+        ck_assert_ptr_null(r->devices[39]->grant);
+        vfiod_msg_free(m);
+        ck_assert_int_eq(h_release(fd, lease), 0);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
 START_TEST(non_viable_group)
 {
         int fd, fds[3], err = 0;
@@ -933,6 +978,7 @@ int main(void)
         testutil_tcase_fd_checked(a);
         tcase_add_test(a, direct_gets_three_fds_and_release_order);
         tcase_add_test(a, brokered_gets_device_fd_only);
+        tcase_add_test(a, list_of_many_keeps_own_grant);
         tcase_add_test(a, acquire_refusals);
         tcase_add_test(a, policy_covers_the_whole_group);
         tcase_add_test(a, non_viable_group);

@@ -4,16 +4,20 @@
  * clients at once. `make load` runs it (as root: it raises RLIMIT_NOFILE for
  * itself and the daemon).
  *
- *   load-vfiod VFIOD-FAKE [CLIENTS [REQUESTS [IDLE [DEVICES]]]]
+ *   load-vfiod VFIOD-FAKE [CLIENTS [REQUESTS [IDLE [LEASERS [DEVICES]]]]]
  *
- * defaults 1000 clients x 1000 requests, 10000 idle connections, 16 devices.
+ * defaults 1000 clients x 1000 requests, 10000 idle connections, 16 leasing
+ * clients, as many devices. The fake sysfs tree holds DEVICES PCI devices
+ * bound to vfio-pci (one IOMMU group each, the policy allows them all).
  * Phase 1 opens IDLE connections (each says Hello) and keeps them; phase 2
  * runs CLIENTS clients at once, each sending REQUESTS requests one after the
  * other (a reply before the next request), while the idle ones stay: the
- * first DEVICES clients each lease a device of their own (BROKERED) and cycle
- * Acquire (into a new domain, which goes with the lease), 4 x (MapDma of a sealed
- * memfd, UnmapDma), Release; the others cycle through 10 requests: 3
- * ListDevices, 5 Stats, CreateDomain and DestroyDomain. Every reply must be
+ * first LEASERS clients each lease a device of their own (BROKERED) and
+ * cycle Acquire (into a new domain, which goes with the lease), 4 x (MapDma
+ * of a sealed memfd, UnmapDma), Release; the others cycle through 10
+ * requests: 3 ListDevices (a page of 32 devices, then twice one device,
+ * each time from another place of the tree), 5 Stats, CreateDomain and
+ * DestroyDomain. Every reply must be
  * the success body (an Error counts as an error). It prints the latency of
  * every request (p50, p99, max), the wall time, and the daemon's RSS and fd
  * count before, during and after, then "1 passed, 0 failed" (or "0 passed,
@@ -70,6 +74,12 @@ static void put(const char *rel, const char *text)
 {
         if (fakesys_write(root, rel, text) < 0)
                 die(rel);
+}
+
+/* The PCI address of device i of the tree: 256 a bus. */
+static void device_name(int i, char bdf[static 16])
+{
+        snprintf(bdf, 16, "0000:%02x:%02x.%d", (i / 256) & 0xff, (i / 8) % 32, i % 8);
 }
 
 static void add_device(const char *bdf, int group)
@@ -148,29 +158,33 @@ static long daemon_rss_kb(void)
         return kb;
 }
 
-static void start_daemon(const char *exe, int devices, int max_conn)
+static void start_daemon(const char *exe, int devices, int leasers, int max_conn)
 {
         char conf[300], vfio[300], log[300], text[4096], *env;
-        size_t envlen = 0, o;
+        size_t envlen = 0;
         const char *tmp = getenv("TMPDIR");
 
         snprintf(root, sizeof(root), "%s/vfiod-load.XXXXXX", tmp && *tmp ? tmp : "/tmp");
         if (!mkdtemp(root))
                 die("mkdtemp");
         put("dev/vfio/.keep", "");
-        env = calloc((size_t)devices, 32);
-        o = snprintf(text, sizeof(text),
-                     "[Daemon]\nMaxConnections=%d\nMaxConnectionsPerUser=%d\n"
-                     "MaxLeasesPerClient=1\n[Device load]\nUsers=0\n",
-                     max_conn, max_conn);
+        env = calloc((size_t)leasers, 32);
+        if (!env)
+                die("calloc");
+        /* Every device of the tree: the fake sysfs's vendor. */
+        snprintf(text, sizeof(text),
+                 "[Daemon]\nMaxConnections=%d\nMaxConnectionsPerUser=%d\n"
+                 "MaxLeasesPerClient=1\n[Device load]\nMatchVendor=1234:*\nUsers=0\n",
+                 max_conn, max_conn);
         for (int i = 0; i < devices; i++) {
-                char bdf[32];
+                char bdf[16];
 
-                snprintf(bdf, sizeof(bdf), "0000:00:%02x.%d", (1 + i / 8) & 0xff, i & 7);
+                device_name(i, bdf);
                 add_device(bdf, i + 1);
-                envlen += (size_t)sprintf(env + envlen, "%s%d=%s", i ? " " : "", i + 1, bdf);
-                /* One per line: a repeated Match= appends (inih cuts long lines). */
-                o += (size_t)snprintf(text + o, sizeof(text) - o, "Match=%s\n", bdf);
+                /* The fake ioctl layer knows the devices that are leased. */
+                if (i < leasers)
+                        envlen +=
+                            (size_t)sprintf(env + envlen, "%s%d=%s", i ? " " : "", i + 1, bdf);
         }
         put("vfiod.conf", text);
         snprintf(conf, sizeof(conf), "%s/vfiod.conf", root);
@@ -235,7 +249,11 @@ struct client {
         double sent_at;
 };
 
+#define LIST_PAGE 32 /* devices a paged ListDevices asks for */
+
 static int memfd_fd = -1;
+static int tree_devices;     /* devices in the fake tree */
+static unsigned long listed; /* ListDevices sent: the next one asks for device listed % tree */
 static double *lat;
 static size_t n_lat;
 static long errors;
@@ -306,6 +324,7 @@ static void next_request(struct client *c)
         Vfiod__CreateDomain cd = VFIOD__CREATE_DOMAIN__INIT;
         Vfiod__DestroyDomain dd = VFIOD__DESTROY_DOMAIN__INIT;
         Vfiod__Stats st = VFIOD__STATS__INIT;
+        char list_bdf[16];
         bool with_fd = false;
 
         if (c->device) {
@@ -342,8 +361,16 @@ static void next_request(struct client *c)
                 /* ListDevices, Stats, and now and then a domain made and destroyed. */
                 switch (c->step % 10) {
                 case 0:
+                        /* A page of the list, after a device that goes round the tree. */
+                        device_name((int)(listed++ % (unsigned long)tree_devices), list_bdf);
+                        ld.after = list_bdf;
+                        ld.limit = LIST_PAGE;
+                        env = ENVELOPE(list_devices, &ld);
+                        break;
                 case 4:
                 case 8:
+                        device_name((int)(listed++ % (unsigned long)tree_devices), list_bdf);
+                        ld.device = list_bdf;
                         env = ENVELOPE(list_devices, &ld);
                         break;
                 case 2:
@@ -408,7 +435,8 @@ int main(int argc, char **argv)
         int clients = argc > 2 ? atoi(argv[2]) : 1000;
         int requests = argc > 3 ? atoi(argv[3]) : 1000;
         int idle = argc > 4 ? atoi(argv[4]) : 10000;
-        int devices = argc > 5 ? atoi(argv[5]) : 16;
+        int leasers = argc > 5 ? atoi(argv[5]) : 16;
+        int devices = argc > 6 ? atoi(argv[6]) : leasers;
         struct client *cs;
         int *idle_fds, ep, live, fds0, fds_idle, fds_busy = 0, fds_after = -1;
         long rss0, rss_idle, rss_busy = 0, rss_after = -1;
@@ -416,16 +444,18 @@ int main(int argc, char **argv)
         unsigned long rounds = 0;
         bool ok;
 
-        if (argc < 2 || clients < 1 || requests < 1 || idle < 0 || devices < 1 || devices > 200 ||
-            devices > clients) {
-                fprintf(stderr, "usage: %s VFIOD-FAKE [CLIENTS [REQUESTS [IDLE [DEVICES]]]]\n",
+        if (argc < 2 || clients < 1 || requests < 1 || idle < 0 || leasers < 1 || leasers > 1000 ||
+            leasers > clients || devices < leasers || devices > 65536) {
+                fprintf(stderr,
+                        "usage: %s VFIOD-FAKE [CLIENTS [REQUESTS [IDLE [LEASERS [DEVICES]]]]]\n",
                         argv[0]);
                 return 2;
         }
         (void)signal(SIGPIPE, SIG_IGN);
         /* Our ends of every connection; the daemon, which inherits it, has the others. */
         raise_nofile((rlim_t)(idle + clients) + 1024);
-        start_daemon(argv[1], devices, idle + clients + 16);
+        tree_devices = devices;
+        start_daemon(argv[1], devices, leasers, idle + clients + 16);
         /* Written, as MapDma wants: the daemon maps no range with a hole. */
         memfd_fd = memfd_create("load", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (memfd_fd < 0 || pwrite(memfd_fd, (char[0x2000]){0}, 0x2000, 0) != 0x2000 ||
@@ -439,8 +469,9 @@ int main(int argc, char **argv)
         usleep(100000);
         fds0 = daemon_fds();
         rss0 = daemon_rss_kb();
-        printf("load: vfiod-fake pid %d, %d devices; before: RSS %ld KiB, %d fds\n",
-               (int)daemon_pid, devices, rss0, fds0);
+        printf("load: vfiod-fake pid %d, %d devices, %d of %d clients lease one; before: RSS %ld "
+               "KiB, %d fds\n",
+               (int)daemon_pid, devices, leasers, clients, rss0, fds0);
 
         /* Phase 1: idle connections, each past Hello. */
         t0 = now_ms();
@@ -464,9 +495,8 @@ int main(int argc, char **argv)
                 cs[i].fd = connect_one();
                 hello(cs[i].fd);
                 cs[i].id = 1;
-                cs[i].device = i < devices;
-                snprintf(cs[i].bdf, sizeof(cs[i].bdf), "0000:00:%02x.%d", (1 + i / 8) & 0xff,
-                         i & 7);
+                cs[i].device = i < leasers;
+                device_name(i, cs[i].bdf);
                 if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) < 0)
                         die("epoll_ctl");
         }

@@ -1735,6 +1735,79 @@ START_TEST(test_envelope_codec)
 }
 END_TEST
 
+/* vfiod_envelope_encode() of env writes protobuf-c's bytes. */
+static void assert_encodes_as_protobuf_c(const Vfiod__Envelope *env)
+{
+        uint8_t a[512], b[512];
+        size_t la = vfiod__envelope__get_packed_size(env);
+
+        ck_assert_uint_le(la, sizeof(a));
+        ck_assert_uint_eq(vfiod__envelope__pack(env, a), la);
+        ck_assert_int_eq(vfiod_envelope_encode(env, b, sizeof(b)), (long)la);
+        ck_assert(memcmp(a, b, la) == 0);
+        /* Exactly la bytes of room suffice, one less does not. */
+        ck_assert_int_eq(vfiod_envelope_encode(env, b, la), (long)la);
+        ck_assert_int_eq(vfiod_envelope_encode(env, b, la - 1), -EMSGSIZE);
+}
+
+/*
+ * Bodies of scalars only (counts, ids, enums, bools) are packed in one pass
+ * by the transport itself: the same bytes as protobuf-c's, with zeros left
+ * out, the largest values, a negative enum (ten bytes) and unknown fields
+ * (then protobuf-c packs).
+ */
+START_TEST(test_flat_bodies_encode_as_protobuf_c)
+{
+        Vfiod__StatsReply st = VFIOD__STATS_REPLY__INIT;
+        Vfiod__CreateDomainReply cd = VFIOD__CREATE_DOMAIN_REPLY__INIT;
+        Vfiod__MapDmaReply md = VFIOD__MAP_DMA_REPLY__INIT;
+        Vfiod__DmaRange dr = VFIOD__DMA_RANGE__INIT;
+        Vfiod__Envelope env = ENVELOPE(stats_reply, &st);
+        ProtobufCMessageUnknownField unknown = {.tag = 300,
+                                                .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT,
+                                                .len = 1,
+                                                .data = (uint8_t[]){0x05}};
+
+        env.id = 1;
+        assert_encodes_as_protobuf_c(&env);
+        st.clients = UINT32_MAX;
+        st.domains = 1;
+        st.pinned_bytes = UINT64_MAX;
+        st.requests = 0x80;
+        st.uptime_ms = 1ull << 63;
+        assert_encodes_as_protobuf_c(&env);
+        st.base.n_unknown_fields = 1;
+        st.base.unknown_fields = &unknown;
+        assert_encodes_as_protobuf_c(&env);
+
+        env = (Vfiod__Envelope)ENVELOPE(create_domain_reply, &cd);
+        env.id = UINT64_MAX;
+        cd.domain_id = 42;
+        cd.iommu_type = (Vfiod__IommuType)-1;
+        assert_encodes_as_protobuf_c(&env);
+
+        env = (Vfiod__Envelope)ENVELOPE(map_dma_reply, &md);
+        md.mapped = 3;
+        md.bytes = 3 * 4096;
+        assert_encodes_as_protobuf_c(&env);
+
+        /* Not a body, but flat too: a DmaRange with its bools. */
+        dr.fd_index = 2;
+        dr.iova = 0x100000;
+        dr.readable = 1;
+        dr.writable = 0;
+        {
+                Vfiod__MapDma m = VFIOD__MAP_DMA__INIT;
+                Vfiod__DmaRange *rs[] = {&dr};
+
+                m.n_ranges = 1;
+                m.ranges = rs;
+                env = (Vfiod__Envelope)ENVELOPE(map_dma, &m);
+                assert_encodes_as_protobuf_c(&env);
+        }
+}
+END_TEST
+
 /* Appends field `field` (length-delimited) holding msg, packed by protobuf-c, at *p. */
 static size_t put_body(uint8_t *p, uint32_t field, const ProtobufCMessage *msg)
 {
@@ -1862,6 +1935,7 @@ static Suite *transport_suite(void)
         tcase_add_loop_test(tc, test_roundtrip_with_fds, 0, (int)ELEMENTSOF(roundtrips_with_fds));
         tcase_add_test(tc, test_wire_numbers);
         tcase_add_test(tc, test_roundtrip_covers_schema);
+        tcase_add_test(tc, test_flat_bodies_encode_as_protobuf_c);
         tcase_add_test(tc, test_max_datagram_boundary);
         tcase_add_test(tc, test_max_fds);
         suite_add_tcase(s, tc);

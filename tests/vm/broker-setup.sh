@@ -11,12 +11,39 @@
 # Anyone else (eve) may have nothing. Then it checks the file, starts
 # `vfiod --debug` (log in /tmp/vfiod.log, readable by the demo's user, pid in
 # /run/vfiod.pid) and waits for its socket.
+#
+# With the argument "start" it only checks and starts vfiod on the policy
+# already written (launchers-setup.sh writes its own).
 # shellcheck shell=sh
 set -eu
 
 conf=/etc/vfiod/vfiod.conf
 log=/tmp/vfiod.log
 sock=/run/vfiod/vfiod.sock
+
+start_vfiod() {
+        vfiod --check-config "$conf"
+        : >"$log"
+        chmod 0644 "$log"
+        vfiod --config "$conf" --debug 2>>"$log" </dev/null &
+        echo $! >/run/vfiod.pid
+        i=0
+        while [ ! -S "$sock" ]; do
+                i=$((i + 1))
+                if [ $i -gt 100 ] || ! kill -0 "$(cat /run/vfiod.pid)" 2>/dev/null; then
+                        echo "broker-setup: vfiod did not come up; its log:" >&2
+                        cat "$log" >&2
+                        exit 1
+                fi
+                sleep 0.1
+        done
+}
+
+if [ "${1:-}" = start ]; then
+        start_vfiod
+        echo "broker-setup: vfiod running (pid $(cat /run/vfiod.pid)) on $conf"
+        exit 0
+fi
 
 # "mdev" as the argument: the same policy for the first three mdma instances
 # (by UUID, in UUID order) instead of the edu devices (check-vm-mdev).
@@ -61,21 +88,5 @@ Match=$3
 Users=alice
 Modes=brokered
 EOF
-vfiod --check-config "$conf"
-
-: >"$log"
-chmod 0644 "$log"
-vfiod --config "$conf" --debug 2>>"$log" </dev/null &
-echo $! >/run/vfiod.pid
-
-i=0
-while [ ! -S "$sock" ]; do
-        i=$((i + 1))
-        if [ $i -gt 100 ] || ! kill -0 "$(cat /run/vfiod.pid)" 2>/dev/null; then
-                echo "broker-setup: vfiod did not come up; its log:" >&2
-                cat "$log" >&2
-                exit 1
-        fi
-        sleep 0.1
-done
+start_vfiod
 echo "broker-setup: vfiod running (pid $(cat /run/vfiod.pid)), $kind devices:$edus"

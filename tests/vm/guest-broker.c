@@ -527,6 +527,19 @@ static void b_close(struct peer *p, struct bsess *s)
         vfiod_close(s->c);
 }
 
+/* Closes what a session whose lease was revoked still holds (no Release: it is gone). */
+static void b_close_revoked(struct peer *p, struct bsess *s)
+{
+        close(s->efd);
+        testdev_close(&s->dev);
+        munmap(s->mem, 2 * PAGE);
+        close(s->memfd);
+        vfiod_lease_close_fds(&s->l);
+        P_CHECK(p, vfiod_destroy_domain(s->c, s->l.domain_id) == 0, "DestroyDomain: %s",
+                vfiod_last_error(s->c));
+        vfiod_close(s->c);
+}
+
 /* One MapDma range of fd at iova; returns what the library returned. */
 static int map1(struct vfiod *c, uint64_t domain, int fd, uint64_t off, uint64_t iova,
                 uint64_t size)
@@ -1229,11 +1242,45 @@ static void client_req(struct peer *p, const void *arg)
         b_close(p, &s);
 }
 
+/*
+ * Writes text to the sysfs file path in a child process: an unbind or a
+ * removal of a device someone holds blocks until every fd of it is closed.
+ */
+static pid_t write_in_child(const char *path, const char *text)
+{
+        pid_t pid = fork();
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                int fd;
+
+                vfiod_close(T.admin);
+                fd = open(path, O_WRONLY | O_CLOEXEC);
+                _exit(fd >= 0 && write(fd, text, strlen(text)) > 0 ? 0 : 1);
+        }
+        return pid;
+}
+
+/* True when write_in_child()'s child exited 0 within ms; killed otherwise. */
+static bool write_done(pid_t pid, int ms)
+{
+        int status = -1;
+
+        for (int waited = 0; waited < ms; waited += 50) {
+                if (waitpid(pid, &status, WNOHANG) == pid)
+                        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                sleep_ms(50);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return false;
+}
+
 START_TEST(test_req_unbind)
 {
         char prev[KVFIO_DRIVER_MAX] = "?", drv[KVFIO_DRIVER_MAX] = "?", line[256];
-        int status = -1, r_bind, r_drv;
-        bool unbound = false;
+        int r_bind, r_drv;
+        bool unbound;
         struct child a;
         pid_t pid;
 
@@ -1241,34 +1288,15 @@ START_TEST(test_req_unbind)
         child_start(&a, "alice", client_req, T.bdf[1], CHILD_CHECK_FDS);
         child_expect(&a, "leased ", NULL, 0);
         /* Blocks until every fd of the device is closed: the client's and the daemon's. */
-        pid = fork();
-        ck_assert_int_ge(pid, 0);
-        if (pid == 0) {
-                int fd;
-
-                vfiod_close(T.admin);
-                fd = open(VFIO_UNBIND, O_WRONLY | O_CLOEXEC);
-                _exit(fd >= 0 && write(fd, T.bdf[1], strlen(T.bdf[1])) > 0 ? 0 : 1);
-        }
+        pid = write_in_child(VFIO_UNBIND, T.bdf[1]);
         child_line(&a, line, sizeof(line));
-        for (int waited = 0; waited < 10000; waited += 50) {
-                if (waitpid(pid, &status, WNOHANG) == pid) {
-                        unbound = true;
-                        break;
-                }
-                sleep_ms(50);
-        }
-        if (!unbound) {
-                kill(pid, SIGKILL);
-                waitpid(pid, &status, 0);
-        }
+        unbound = write_done(pid, 10000);
         r_drv = kvfio_pci_driver_get("/", T.bdf[1], drv);
         r_bind = kvfio_pci_bind_vfio("/", T.bdf[1], prev);
         ck_assert_msg(strncmp(line, "event release-requested kernel-request", 38) == 0,
                       "client said '%s'", line);
         child_end(&a);
-        ck_assert_msg(unbound && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "the unbind did not complete (status %#x)", status);
+        ck_assert_msg(unbound, "the unbind did not complete");
         ck_assert_msg(r_drv == 0 && drv[0] == '\0', "driver after the unbind: '%s' (%d)", drv,
                       r_drv);
         ck_assert_msg(r_bind == 0, "rebinding to vfio-pci: %s", strerror(-r_bind));
@@ -1690,14 +1718,7 @@ static void client_ignores_revoke(struct peer *p, const void *arg)
                 vfiod_last_error(s.c));
         p_say(p, "revoked");
         p_wait(p);
-        close(s.efd);
-        testdev_close(&s.dev);
-        munmap(s.mem, 2 * PAGE);
-        close(s.memfd);
-        vfiod_lease_close_fds(&s.l);
-        P_CHECK(p, vfiod_destroy_domain(s.c, s.l.domain_id) == 0, "DestroyDomain: %s",
-                vfiod_last_error(s.c));
-        vfiod_close(s.c);
+        b_close_revoked(p, &s);
 }
 
 START_TEST(test_revoke_ignored)
@@ -2363,6 +2384,178 @@ START_TEST(test_vfioctl_acquire)
 }
 END_TEST
 
+/* ---- hotplug: the inventory follows the kernel's uevents ----------------------- */
+
+/*
+ * Waits for a command byte from the test: 'l' lists what alice sees ("list
+ * NAME=DRIVER ..."), 'a' leases arg (brokered, a DMA round trip), then
+ * ignores the kernel's ReleaseRequested, says how the lease ended (LeaseRevoked)
+ * and closes everything; EOF ends the client.
+ */
+static void client_hotplug(struct peer *p, const void *arg)
+{
+        struct vfiod *c = p_connect(p);
+        char cmd;
+
+        while (read(p->cmd, &cmd, 1) == 1) {
+                struct vfiod_device_info *d = NULL;
+                struct vfiod_event ev;
+                unsigned irqs = 0;
+                char line[1024];
+                struct bsess s;
+                size_t n = 0, len;
+                int r;
+
+                if (cmd == 'l') {
+                        r = vfiod_list_devices(c, NULL, &d, &n);
+                        P_CHECK(p, r == 0, "ListDevices: %s (%s)", strerror(-r),
+                                vfiod_last_error(c));
+                        len = (size_t)snprintf(line, sizeof(line), "list");
+                        for (size_t i = 0; i < n && len < sizeof(line); i++)
+                                len += (size_t)snprintf(line + len, sizeof(line) - len, " %s=%s",
+                                                        d[i].device, d[i].driver);
+                        vfiod_devices_free(d, n);
+                        p_say(p, "%s", line);
+                        continue;
+                }
+                b_open(p, &s, arg, true, true, NULL);
+                p_roundtrip(p, &s.dev, s.efd, s.mem, IOVA, 5, &irqs);
+                p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
+                r = p_next_event(p, s.c, 20000, &ev);
+                P_CHECK(p, r == 0 && ev.type == VFIOD_EVENT_RELEASE_REQUESTED, "first event: %d %s",
+                        r, r == 0 ? vfiod_event_type_name(ev.type) : strerror(-r));
+                r = p_next_event(p, s.c, 20000, &ev);
+                P_CHECK(p, r == 0 && ev.type == VFIOD_EVENT_LEASE_REVOKED, "second event: %d %s", r,
+                        r == 0 ? vfiod_event_type_name(ev.type) : strerror(-r));
+                P_CHECK(p, ev.lease_id == s.l.lease_id, "revoked lease %llu",
+                        (unsigned long long)ev.lease_id);
+                p_say(p, "revoked %s", vfiod_release_reason_name(ev.reason));
+                /* The removal waits for these. */
+                b_close_revoked(p, &s);
+        }
+        vfiod_close(c);
+}
+
+/* The client's list after a command 'l'. */
+static void hotplug_list(struct child *a, char *line, size_t size)
+{
+        ck_assert_int_eq(write(a->cmd, "l", 1), 1);
+        child_expect(a, "list", line, size);
+}
+
+/* Waits (IDLE_MS) until alice's list shows `want` ("BDF=vfio-pci") or, want_absent, no BDF. */
+static void hotplug_wait_list(struct child *a, const char *bdf, const char *want)
+{
+        char line[1024], needle[128];
+
+        snprintf(needle, sizeof(needle), " %s=%s", bdf, want ? want : "");
+        for (int waited = 0;; waited += 100) {
+                bool has;
+
+                const char *at;
+
+                hotplug_list(a, line, sizeof(line));
+                at = strstr(line, needle);
+                /* The whole entry: " BDF=" is also the start of " BDF=vfio-pci". */
+                has = want ? at && (at[strlen(needle)] == ' ' || at[strlen(needle)] == '\0')
+                           : strstr(line, bdf) == NULL;
+                if (has)
+                        return;
+                ck_assert_msg(waited < IDLE_MS, "alice's list never showed '%s' %s: '%s'", bdf,
+                              want ? want : "gone", line);
+                sleep_ms(100);
+        }
+}
+
+static void write_sysfs(const char *path, const char *text)
+{
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+        ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+        ck_assert_msg(write(fd, text, strlen(text)) == (ssize_t)strlen(text), "%s: %s", path,
+                      strerror(errno));
+        close(fd);
+}
+
+/* Rescans the bus and binds bdf back to vfio-pci (it comes back bound to no driver). */
+static void hotplug_readd(struct child *a, const char *bdf)
+{
+        char prev[KVFIO_DRIVER_MAX], path[128];
+        int r = -ENODEV;
+
+        write_sysfs("/sys/bus/pci/rescan", "1");
+        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
+        for (int waited = 0; waited < IDLE_MS && access(path, F_OK) < 0; waited += 50)
+                sleep_ms(50);
+        log_wait_for("device '", bdf, "' appeared (", NULL);
+        r = kvfio_pci_bind_vfio("/", bdf, prev);
+        ck_assert_msg(r == 0, "binding '%s' to vfio-pci: %s", bdf, strerror(-r));
+        hotplug_wait_list(a, bdf, "vfio-pci");
+}
+
+START_TEST(test_hotplug)
+{
+        char line[1024], path[128];
+        const char *bdf;
+        struct child a;
+        pid_t pid;
+
+        begin();
+        bdf = T.bdf[2];
+        snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/remove", bdf);
+        child_start(&a, "alice", client_hotplug, bdf, CHILD_CHECK_FDS);
+        hotplug_wait_list(&a, bdf, "vfio-pci");
+
+        /*
+         * Free: removed, listed no more; back with a rescan, rebound, leasable. The
+         * removal's uevents are "unbind" then "remove"; when vfiod reads the first the
+         * device may be gone already, so the log says "is gone (unbind)".
+         */
+        write_sysfs(path, "1");
+        log_wait_for("device '", bdf, "' is gone (", NULL);
+        hotplug_wait_list(&a, bdf, NULL);
+        hotplug_readd(&a, bdf);
+
+        /* Unbound and rebound while vfiod runs: the list follows. */
+        write_sysfs(VFIO_UNBIND, bdf);
+        log_wait_for("device '", bdf, "' changed (unbind)", NULL);
+        hotplug_wait_list(&a, bdf, "");
+        {
+                char prev[KVFIO_DRIVER_MAX];
+                int r = kvfio_pci_bind_vfio("/", bdf, prev);
+
+                ck_assert_msg(r == 0, "binding '%s' back: %s", bdf, strerror(-r));
+        }
+        log_wait_for("device '", bdf, "' changed (bind)", NULL);
+        hotplug_wait_list(&a, bdf, "vfio-pci");
+
+        /* Leased (it came back without a restart) and removed: the lease ends, alice is told. */
+        ck_assert_int_eq(write(a.cmd, "a", 1), 1);
+        child_expect(&a, "leased ", line, sizeof(line));
+        /* Blocks until every fd of the device is closed: alice's and vfiod's. */
+        pid = write_in_child(path, "1");
+        child_expect(&a, "revoked ", line, sizeof(line));
+        ck_assert_msg(write_done(pid, 20000), "the removal did not complete");
+        ck_assert_msg(strcmp(line, "revoked kernel-request") == 0 ||
+                          strcmp(line, "revoked device-gone") == 0,
+                      "alice said '%s'", line);
+        log_wait_for("device '", bdf, "' is gone (", NULL);
+        hotplug_wait_list(&a, bdf, NULL);
+        /* Back for the other tests. */
+        hotplug_readd(&a, bdf);
+        close(a.cmd);
+        a.cmd = -1;
+        {
+                int st = 0;
+
+                ck_assert_int_eq(waitpid(a.pid, &st, 0), a.pid);
+                close(a.rep);
+                ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "alice: status %#x", st);
+        }
+        end();
+}
+END_TEST
+
 static Suite *guest_broker_suite(void)
 {
         Suite *s = suite_create("guest-broker");
@@ -2407,6 +2600,15 @@ static Suite *guest_broker_suite(void)
         tcase_add_test(tc, test_shared_domain);
         tcase_add_loop_test(tc, test_revoked_fd_kept_taints_domain, 0, 2);
         suite_add_tcase(s, tc);
+
+        /* Remove, rescan, unbind and bind vfio-pci devices; mdevs are mdma-test's. */
+        if (K == TESTDEV_EDU) {
+                tc = tcase_create("hotplug");
+                testutil_tcase_fd_checked(tc);
+                tcase_set_timeout(tc, 120);
+                tcase_add_test(tc, test_hotplug);
+                suite_add_tcase(s, tc);
+        }
         return s;
 }
 

@@ -64,8 +64,22 @@ VM_ARGS = \
 	--program tests/vm/guest-broker --test guest-broker=guest-broker \
 	--program tests/vm/guest-policy --test guest-policy=guest-policy
 
+# On Debian 12's kernel (the default VFIOD_GUEST_KERNEL) check-vm also runs
+# check-vm-launchers, one boot more, and ends with the sum of both boots; on
+# another release's kernel, only its own boot.
 check-vm: $(VM_GUESTS) daemon/vfiod
-	$(srcdir)/tests/vm/run-vm.sh --out $(VM_OUT) $(VM_ARGS)
+	@{ $(srcdir)/tests/vm/run-vm.sh --out $(VM_OUT) $(VM_ARGS); echo $$? >$(VM_OUT).rc; } | \
+		tee $(VM_OUT).out; \
+	rc=$$(cat $(VM_OUT).rc); \
+	case "$${VFIOD_GUEST_KERNEL:-bookworm}" in bookworm) \
+		{ $(MAKE) -s check-vm-launchers; echo $$? >$(VM_OUT).rc; } | tee $(LAUNCHERS_OUT).out; \
+		[ "$$(cat $(VM_OUT).rc)" = 0 ] || rc=1; \
+		echo "check-vm: both boots (the suites, then Debian's QEMU and DPDK):"; \
+		cat $(VM_OUT).out $(LAUNCHERS_OUT).out | \
+			awk '/^[0-9]+ passed, [0-9]+ failed$$/ { p += $$1; f += $$3 } \
+			END { printf "%d passed, %d failed\n", p, f }' ;; \
+	esac; \
+	rm -f $(VM_OUT).rc; exit $$rc
 
 # The no-IOMMU boot (make check-vm-mdev): Debian's kernel with no IOMMU
 # (intel_iommu=off, no intel-iommu device, no edu), kernel/module's mdma.ko
@@ -150,7 +164,7 @@ EXTRA_DIST += tests/vm/build-kernel.sh tests/vm/iommufd-kernel.config tests/vm/f
 # the build tree (it links the shared libvfiod), so the same sources again,
 # linked with -no-install.
 tests_vm_vfioctl_SOURCES = client-lib/vfioctl.c client-lib/json.c client-lib/json.h
-tests_vm_vfioctl_CFLAGS = $(AM_CFLAGS)
+tests_vm_vfioctl_CFLAGS = $(AM_CFLAGS) -DVFIOD_PRELOAD_PATH='"$(pkglibdir)/libvfiod-preload.so"'
 tests_vm_vfioctl_LDFLAGS = $(vm_ldflags)
 tests_vm_vfioctl_LDADD = client-lib/libvfiod.la
 
@@ -175,8 +189,55 @@ demo: daemon/vfiod tests/vm/demo-client
 CLEANFILES += $(DEMO_OUT)/initramfs.cpio $(DEMO_OUT)/console.txt $(DEMO_OUT)/results.txt
 CLEANFILES += $(VM_OUT)/initramfs.cpio $(VM_OUT)/console.txt $(VM_OUT)/results.txt \
 	tests/vm/check-vm.out tests/vm/check-vm-*.out
-EXTRA_DIST += tests/vm/build-mdma.sh tests/vm/build-root.sh tests/vm/kernel-lib.sh
+EXTRA_DIST += tests/vm/build-mdma.sh tests/vm/build-root.sh tests/vm/kernel-lib.sh \
+	tests/vm/fetch-debs.sh tests/vm/launchers-setup.sh
 EXTRA_DIST += tests/vm/README.md tests/vm/run-vm.sh tests/vm/fetch-kernel.sh \
 	tests/vm/guest-init.sh tests/vm/broker-setup.sh
 
-.PHONY: check-vm demo check-vm-mdev clean-vm-mdev check-vm-iommufd
+# Programs users run, unmodified (make check-vm-launchers; check-vm runs it on
+# Debian 12's kernel): Debian's own QEMU 7.2, its firmware and DPDK 22.11's
+# dpdk-testpmd with the e1000 PMD, fetched and extracted by fetch-debs.sh into
+# $$VFIOD_CACHE_DIR (never into the tree), run by alice through `vfioctl
+# acquire ... --preload` in a boot of their own: two edu devices, QEMU's e1000
+# NIC (bound to vfio-pci by launchers-setup.sh) whose frames the outer QEMU's
+# UDP socket netdev sends back to it, 1 GiB of RAM, and kvm-amd loaded
+# (`-cpu max` under TCG has SVM: /dev/kvm in the guest). The files from the
+# packages make a second initramfs archive, rebuilt only when they change.
+check_PROGRAMS += tests/vm/guest-launchers
+tests_vm_guest_launchers_SOURCES = tests/vm/guest-launchers.c tests/vm/child.c tests/vm/child.h
+tests_vm_guest_launchers_CFLAGS = $(suite_cflags)
+tests_vm_guest_launchers_LDFLAGS = $(vm_ldflags)
+tests_vm_guest_launchers_LDADD = client-lib/libvfiod.la tests/vm/libedu.la $(suite_libs)
+
+LAUNCHERS_DEBS = qemu-system-x86 qemu-system-common qemu-system-data seabios \
+	dpdk-dev librte-net-e1000-23 librte-mempool-ring23 ibverbs-providers
+LAUNCHERS_OUT = tests/vm/check-vm-launchers
+check-vm-launchers: tests/vm/guest-launchers tests/vm/vfioctl daemon/vfiod \
+		client-lib/libvfiod-preload.la
+	@ext=$$($(srcdir)/tests/vm/fetch-debs.sh $(LAUNCHERS_DEBS)) || \
+	  { echo "FAIL: vm: Debian's QEMU and DPDK for the guest (fetch-debs.sh)"; \
+	    echo "0 passed, 1 failed"; exit 1; }; \
+	lib=$$(echo "$$ext"/usr/lib/*-linux-gnu); port=$$((20000 + $$$$ % 20000)); \
+	$(srcdir)/tests/vm/run-vm.sh --out $(LAUNCHERS_OUT) --edus 2 --mem 1024 \
+		--extracted "$$ext" --module kvm_amd \
+		--program "$$ext/usr/bin/qemu-system-x86_64" --program "$$lib/qemu/accel-tcg-x86_64.so" \
+		--file "$$ext/usr/share/seabios/bios-256k.bin" --file "$$ext/usr/share/qemu/kvmvapic.bin" \
+		--program "$$ext/usr/bin/dpdk-testpmd" \
+		--program "$$lib/dpdk/pmds-23.0/librte_net_e1000.so.23.0" \
+		--program "$$lib/dpdk/pmds-23.0/librte_mempool_ring.so.23.0" \
+		--qemu-arg -device --qemu-arg pcie-root-port,id=rpnic,chassis=9,slot=9 \
+		--qemu-arg -device --qemu-arg e1000,bus=rpnic,netdev=nic \
+		--qemu-arg -netdev --qemu-arg "socket,id=nic,udp=127.0.0.1:$$port,localaddr=127.0.0.1:$$port" \
+		--program daemon/vfiod --program tests/vm/vfioctl \
+		--program "client-lib/.libs/libvfiod-preload.so:$(pkglibdir)/libvfiod-preload.so" \
+		--file $(srcdir)/tests/vm/launchers-setup.sh --file $(srcdir)/tests/vm/broker-setup.sh \
+		--user alice:1001 --user bob:1002 \
+		--setup 'sh /vfiod/files/launchers-setup.sh' \
+		--program tests/vm/guest-launchers --test guest-launchers=guest-launchers
+
+clean-local: clean-vm-launchers
+clean-vm-launchers:
+	rm -rf $(LAUNCHERS_OUT)
+
+.PHONY: check-vm demo check-vm-mdev clean-vm-mdev check-vm-launchers clean-vm-launchers \
+	check-vm-iommufd

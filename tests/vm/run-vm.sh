@@ -39,6 +39,16 @@
 #                            /run/vfiod-mdevs
 #       --timeout SECONDS    kill QEMU after this long (default
 #                            $VFIOD_VM_TIMEOUT or 300)
+#       --extracted DIR      a folder of extracted Debian packages
+#                            (fetch-debs.sh): a --program or --file under it
+#                            goes to the guest at its path in DIR (default
+#                            GUEST), ldd also looks in DIR's library folders,
+#                            and a library found there goes to its path in
+#                            DIR. These files, with the libraries they need,
+#                            make a second initramfs archive, kept next to
+#                            the first and rebuilt only when they change
+#       --mem MB             the guest's memory (default 512)
+#       --qemu-arg ARG       one more argument for QEMU (e.g. a -device)
 #
 # Environment: VFIOD_GUEST_KERNEL (the Debian release whose kernel boots:
 # bookworm, the default, or trixie; see kernel-lib.sh), VFIOD_CACHE_DIR
@@ -78,6 +88,9 @@ mdevs=
 timeout_s=${VFIOD_VM_TIMEOUT:-300}
 edus=${VFIOD_VM_EDUS:-3}
 qemu=${VFIOD_QEMU:-qemu-system-x86_64}
+extracted=
+mem=512
+qemu_args=()
 
 while [ $# -gt 0 ]; do
         case $1 in
@@ -94,6 +107,9 @@ while [ $# -gt 0 ]; do
         -k | --host-module) host_modules+=("${2:?}") && shift ;;
         --mdevs) mdevs=${2:?} && shift ;;
         --timeout) timeout_s=${2:?} && shift ;;
+        --extracted) extracted=${2:?} && shift ;;
+        --mem) mem=${2:?} && shift ;;
+        --qemu-arg) qemu_args+=("${2:?}") && shift ;;
         -h | --help) usage ;;
         *) say "unknown argument '$1'" && usage ;;
         esac
@@ -103,6 +119,11 @@ done
 [ ${#tests[@]} -gt 0 ] || die "no --test given"
 [[ $timeout_s =~ ^[0-9]+$ ]] || die "--timeout '$timeout_s' is not a number of seconds"
 [[ $edus =~ ^[0-9]+$ ]] || die "the number of edu devices '$edus' is not a number"
+[[ $mem =~ ^[0-9]+$ ]] || die "--mem '$mem' is not a number of MiB"
+if [ -n "$extracted" ]; then
+        [ -d "$extracted" ] || die "--extracted '$extracted' is not a folder"
+        extracted=$(cd "$extracted" && pwd)
+fi
 if [ -n "$mdevs" ] && ! [[ $mdevs =~ ^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+:[0-9]+$ ]]; then
         die "--mdevs '$mdevs' is not PARENT/TYPE:N"
 fi
@@ -143,18 +164,43 @@ for applet in $("$busybox" --list); do
 done
 install -m 0755 "$here/guest-init.sh" "$root/init"
 
-# A host file into the guest, at the same path (libraries) or the given one.
-put() { # HOST GUEST
+# The files of --extracted, with the libraries they need from it or from the
+# machine, go to a second archive (below): "HOST GUEST" lines.
+ext_list=()
+under_extracted() { [ -n "$extracted" ] && [[ $1 == "$extracted"/* ]]; }
+
+# A host file into the guest, at the same path (libraries) or the given one;
+# a file of --extracted at its path there.
+put() { # HOST GUEST [ext: into the second archive]
+        if [ "${3:-}" = ext ]; then
+                ext_list+=("$1 $2")
+                return 0
+        fi
         mkdir -p "$root$(dirname "$2")"
         cp -L "$1" "$root$2"
 }
 
-# HOST or HOST:GUEST -> "HOST GUEST" with GUEST defaulting to $2/NAME.
+# HOST or HOST:GUEST -> "HOST GUEST" with GUEST defaulting to $2/NAME (or,
+# under --extracted, its path there).
 split_spec() { # SPEC DEFAULT_DIR
         local host=${1%%:*} guest=
         [[ $1 == *:* ]] && guest=${1#*:}
+        if [ -z "$guest" ] && under_extracted "$host"; then
+                guest=${host#"$extracted"}
+        fi
         [ -n "$guest" ] || guest=$2/${host##*/}
         printf '%s\n%s\n' "$host" "$guest"
+}
+
+# ldd, seeing the libraries of --extracted too.
+ext_ldd() {
+        local path='' d
+        if [ -n "$extracted" ]; then
+                for d in "$extracted"/usr/lib/*-linux-gnu "$extracted"/lib/*-linux-gnu; do
+                        [ -d "$d" ] && path=$path${path:+:}$d
+                done
+        fi
+        LD_LIBRARY_PATH=$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} ldd "$1"
 }
 
 declare -A libs_done=()
@@ -162,14 +208,17 @@ for spec in "${programs[@]}"; do
         mapfile -t hg < <(split_spec "$spec" /vfiod/bin)
         host=${hg[0]} guest=${hg[1]}
         [ -f "$host" ] || die "program '$host' not found (was it built?)"
-        [ -x "$host" ] || die "program '$host' is not executable"
+        # (a library of --extracted, such as a plugin, is a program too: ldd finds its libraries)
+        [ -x "$host" ] || under_extracted "$host" || die "program '$host' is not executable"
         if [ "$(head -c 2 "$host")" = '#!' ] && grep -q 'libtool' "$host"; then
                 die "'$host' is a libtool wrapper script: link it with -no-install"
         fi
-        put "$host" "$guest"
-        chmod 0755 "$root$guest"
+        where=
+        under_extracted "$host" && where=ext
+        put "$host" "$guest" $where
+        [ -n "$where" ] || chmod 0755 "$root$guest"
         # ldd lines: "libx.so => /path (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)".
-        ldd_out=$(ldd "$host" 2>&1) || {
+        ldd_out=$(ext_ldd "$host" 2>&1) || {
                 [[ $ldd_out == *"not a dynamic executable"* ]] || die "ldd '$host': $ldd_out"
         }
         if [[ $ldd_out == *"not found"* ]]; then
@@ -178,13 +227,23 @@ for spec in "${programs[@]}"; do
         while read -r lib; do
                 if [ -z "$lib" ] || [ -n "${libs_done[$lib]:-}" ]; then continue; fi
                 libs_done[$lib]=1
-                put "$lib" "$lib"
+                if under_extracted "$lib"; then
+                        put "$lib" "${lib#"$extracted"}" ext
+                elif [ -n "$where" ]; then
+                        put "$lib" "$lib" ext
+                else
+                        put "$lib" "$lib"
+                fi
         done < <(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' <<<"$ldd_out")
 done
 for spec in "${files[@]}"; do
         mapfile -t hg < <(split_spec "$spec" /vfiod/files)
         [ -f "${hg[0]}" ] || die "file '${hg[0]}' not found"
-        put "${hg[0]}" "${hg[1]}"
+        if under_extracted "${hg[0]}"; then
+                put "${hg[0]}" "${hg[1]}" ext
+        else
+                put "${hg[0]}" "${hg[1]}"
+        fi
 done
 
 # The VFIO modules (vfio-pci, vfio_iommu_type1, which vfio loads on demand),
@@ -249,8 +308,37 @@ for t in "${tests[@]}"; do
         printf '%s\t%s\n' "$name" "$cmd" >>"$root/vfiod/tests"
 done
 
+# A library both archives hold: the second one's copy wins (the kernel unpacks
+# them in order), the same file.
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$out/initramfs.cpio"
 rm -rf "$root"
+
+# The second archive: the files of --extracted and their libraries, built once
+# for the same files (their paths, sizes and times: the key).
+if [ ${#ext_list[@]} -gt 0 ]; then
+        key=$(for e in "${ext_list[@]}"; do
+                read -r h g <<<"$e"
+                printf '%s %s %s\n' "$g" "$h" "$(stat -L -c '%s %Y' "$h")"
+        done | LC_ALL=C sort -u | sha256sum | cut -c1-12)
+        ext_cpio=$out/extracted-$key.cpio
+        if [ ! -f "$ext_cpio" ]; then
+                say "building the archive of $(printf '%s\n' "${ext_list[@]}" | sort -u | wc -l) extracted file(s): $ext_cpio"
+                rm -f "$out"/extracted-*.cpio
+                eroot=$out/extracted.d
+                rm -rf "$eroot"
+                for e in "${ext_list[@]}"; do
+                        read -r h g <<<"$e"
+                        mkdir -p "$eroot$(dirname "$g")"
+                        cp -L "$h" "$eroot$g"
+                done
+                (cd "$eroot" && find . -mindepth 1 | LC_ALL=C sort |
+                        cpio -o -H newc -R 0:0 --quiet) >"$ext_cpio.tmp"
+                rm -rf "$eroot"
+                mv "$ext_cpio.tmp" "$ext_cpio"
+        fi
+        # Concatenated newc archives make one initramfs.
+        cat "$ext_cpio" >>"$out/initramfs.cpio"
+fi
 
 # --- the VM ------------------------------------------------------------------
 # Each edu sits alone behind its own PCIe root port: its own IOMMU group, and a
@@ -274,9 +362,9 @@ say "booting $kver with $edus edu device(s)$([ "$iommu" = 1 ] || echo ", no IOMM
 start=$(date +%s)
 qemu_rc=0
 timeout -k 10 "$timeout_s" "$qemu" \
-        -machine "q35,accel=${VFIOD_VM_ACCEL:-tcg},kernel-irqchip=split" -cpu max -m 512 \
+        -machine "q35,accel=${VFIOD_VM_ACCEL:-tcg},kernel-irqchip=split" -cpu max -m "$mem" \
         "${iommu_args[@]}" \
-        "${devices[@]}" \
+        "${devices[@]}" "${qemu_args[@]}" \
         -kernel "$vmlinuz" -initrd "$out/initramfs.cpio" \
         -append "$append ${VFIOD_VM_APPEND:-}" \
         -nographic -no-reboot -monitor none \
