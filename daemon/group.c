@@ -102,6 +102,93 @@ size_t vfiod_registry_count(struct vfiod_registry *d, enum vfiod_group_state sta
 
 /* ---- resets ------------------------------------------------------------------ */
 
+/*
+ * The hot reset of a device opened by its cdev and bound to an iommufd: the
+ * kernel's info names device ids, and the reset takes no group fd (the kernel
+ * checks that the iommufd owns every affected device). r: the device's own
+ * answer, returned when the hot reset is not tried.
+ */
+static int hot_reset_cdev(int device_fd, const char *bdf, int group, int r,
+                          const struct kvfio_hot_reset_info *info)
+{
+        struct vfiod_log_about a = {.device = bdf, .group = group};
+        int h;
+
+        if (!info->dev_ids) {
+                vfiod_log_about(LOG_WARNING, &a,
+                                "'%s' has no reset of its own and no hot reset through its "
+                                "iommufd: the kernel answers with group ids, so its cdev is "
+                                "not bound",
+                                bdf);
+                return r;
+        }
+        if (!info->owned) {
+                for (size_t i = 0; i < info->n; i++)
+                        if (info->devs[i].group_id == KVFIO_HOT_RESET_DEVID_NOT_OWNED) {
+                                char other[16];
+
+                                vfiod_log_about(LOG_WARNING, &a,
+                                                "'%s' has no reset of its own and a hot reset "
+                                                "would also reset '%s', which its iommufd "
+                                                "does not own",
+                                                bdf,
+                                                kvfio_hot_reset_dep_bdf(&info->devs[i], other));
+                                return r;
+                        }
+                vfiod_log_about(LOG_WARNING, &a,
+                                "'%s' has no reset of its own and the kernel says a hot reset "
+                                "would affect a device its iommufd does not own",
+                                bdf);
+                return r;
+        }
+        h = kvfio_device_hot_reset_cdev(device_fd);
+        if (h < 0)
+                vfiod_log_about(LOG_WARNING, &a,
+                                "'%s' has no reset of its own and its hot reset through its "
+                                "iommufd failed: %s",
+                                bdf, strerror(-h));
+        return h;
+}
+
+/* The hot reset of a device opened through its group, whose fd group_fd is; see hot_reset_cdev().
+ */
+static int hot_reset_group(int device_fd, const char *bdf, int group, int group_fd, int r,
+                           const struct kvfio_hot_reset_info *info)
+{
+        struct vfiod_log_about a = {.device = bdf, .group = group};
+        int h;
+
+        if (info->dev_ids) {
+                vfiod_log_about(LOG_WARNING, &a,
+                                "'%s' has no reset of its own and no hot reset through group %d: "
+                                "the kernel answers with device ids, so it was opened by its cdev",
+                                bdf, group);
+                return r;
+        }
+        for (size_t i = 0; i < info->n; i++)
+                if ((int)info->devs[i].group_id != group) {
+                        char other[16];
+
+                        vfiod_log_about(LOG_WARNING, &a,
+                                        "'%s' has no reset of its own and a hot reset would "
+                                        "also reset '%s' (group %u)",
+                                        bdf, kvfio_hot_reset_dep_bdf(&info->devs[i], other),
+                                        info->devs[i].group_id);
+                        return r;
+                }
+        h = kvfio_device_hot_reset(device_fd, &group_fd, 1);
+        if (h < 0)
+                vfiod_log_about(LOG_WARNING, &a,
+                                "'%s' has no reset of its own and its hot reset through group "
+                                "%d failed: %s",
+                                bdf, group, strerror(-h));
+        return h;
+}
+
+/*
+ * group_fd < 0: device_fd is a device cdev bound to an iommufd (an IOMMUFD
+ * lease holds no group fd), whose hot reset goes through the iommufd.
+ */
 int vfiod_group_reset_device(int device_fd, const char *bdf, int group, int group_fd)
 {
         struct kvfio_hot_reset_info *info = NULL;
@@ -113,21 +200,12 @@ int vfiod_group_reset_device(int device_fd, const char *bdf, int group, int grou
         h = kvfio_device_get_hot_reset_info(device_fd, &info);
         if (h < 0)
                 return r; /* no hot reset either: the device's own answer */
-        for (size_t i = 0; i < info->n; i++)
-                if ((int)info->devs[i].group_id != group) {
-                        char other[16];
-                        struct vfiod_log_about a = {.device = bdf, .group = group};
-
-                        vfiod_log_about(LOG_WARNING, &a,
-                                        "'%s' has no reset of its own and a hot reset would "
-                                        "also reset '%s' (group %u)",
-                                        bdf, kvfio_hot_reset_dep_bdf(&info->devs[i], other),
-                                        info->devs[i].group_id);
-                        kvfio_hot_reset_info_free(info);
-                        return r;
-                }
+        if (group_fd < 0)
+                h = hot_reset_cdev(device_fd, bdf, group, r, info);
+        else
+                h = hot_reset_group(device_fd, bdf, group, group_fd, r, info);
         kvfio_hot_reset_info_free(info);
-        return kvfio_device_hot_reset(device_fd, &group_fd, 1);
+        return h;
 }
 
 bool vfiod_dev_plain_vfio_pci(const struct kvfio_pci_dev *m)

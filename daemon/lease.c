@@ -793,7 +793,7 @@ static int lease_open_cdev(struct vfiod_lease *l, const char *device, struct vfi
                                        strerror(-r));
         if (dev->info.reset_supported)
                 LOG_LEASE(LOG_DEBUG, l, dev->bdf, "'%s' was reset as it opened", dev->bdf);
-        else if (kvfio_device_reset(dev->fd) == 0)
+        else if (vfiod_group_reset_device(dev->fd, dev->bdf, l->group_id, l->group_fd) == 0)
                 LOG_LEASE(LOG_DEBUG, l, dev->bdf, "'%s' was not reset as it opened: reset it",
                           dev->bdf);
         dev_read_irqs(dev);

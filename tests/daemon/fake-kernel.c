@@ -933,11 +933,16 @@ int kvfio_device_get_hot_reset_info(int device_fd, struct kvfio_hot_reset_info *
                 free(info);
                 return -ENOMEM;
         }
-        info->devs[info->n++] =
-            (struct kvfio_hot_reset_dep){.devfn = 1 << 3, .group_id = (uint32_t)o->fdev->group};
+        /* A bound cdev is told device ids (its own is 1, as the bind says) and who owns them. */
+        info->dev_ids = o->cdev;
+        info->owned = o->cdev && hot_reset_other_group < 0;
+        info->devs[info->n++] = (struct kvfio_hot_reset_dep){
+            .devfn = 1 << 3, .group_id = o->cdev ? 1 : (uint32_t)o->fdev->group};
         if (hot_reset_other_group >= 0)
                 info->devs[info->n++] = (struct kvfio_hot_reset_dep){
-                    .devfn = 2 << 3, .group_id = (uint32_t)hot_reset_other_group};
+                    .devfn = 2 << 3,
+                    .group_id = o->cdev ? KVFIO_HOT_RESET_DEVID_NOT_OWNED
+                                        : (uint32_t)hot_reset_other_group};
         *ret_info = info;
         return 0;
 }
@@ -950,8 +955,11 @@ int kvfio_device_hot_reset(int device_fd, const int *group_fds, size_t n_group_f
         if (r < 0)
                 return r;
         FAILPOINT();
-        if (n_group_fds == 0 || !group_fds)
+        /* vfio-pci: group fds for a group's device fd, none for a cdev. */
+        if (n_group_fds == 0 || !group_fds || o->cdev) {
+                tracef("hot_reset %s=EINVAL", o->fdev->bdf);
                 return -EINVAL;
+        }
         for (size_t i = 0; i < n_group_fds; i++) {
                 r = obj_get(group_fds[i], K_GROUP, &g);
                 if (r < 0)
@@ -961,6 +969,28 @@ int kvfio_device_hot_reset(int device_fd, const int *group_fds, size_t n_group_f
         }
         o->fdev->resets++;
         tracef("hot_reset %s", o->fdev->bdf);
+        return 0;
+}
+
+int kvfio_device_hot_reset_cdev(int device_fd)
+{
+        struct fobj *o;
+        int r = obj_get(device_fd, K_DEVICE, &o);
+
+        if (r < 0)
+                return r;
+        FAILPOINT();
+        if (!o->cdev) {
+                tracef("hot_reset_cdev %s=EINVAL", o->fdev->bdf);
+                return -EINVAL;
+        }
+        /* The other group's device is not this iommufd's. */
+        if (hot_reset_other_group >= 0) {
+                tracef("hot_reset_cdev %s=EPERM", o->fdev->bdf);
+                return -EPERM;
+        }
+        o->fdev->resets++;
+        tracef("hot_reset_cdev %s", o->fdev->bdf);
         return 0;
 }
 

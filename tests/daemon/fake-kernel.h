@@ -31,7 +31,11 @@ void fake_kernel_reset(void);
 void fake_kernel_add_device(int group, const char *bdf);
 void fake_kernel_set_irq_count(const char *bdf, uint32_t index, uint32_t count);
 void fake_kernel_set_unmap_all(bool supported);
-/* A hot reset of any device also touches group other_group (-1: none, the default). */
+/*
+ * A hot reset of any device also touches group other_group (-1: none, the
+ * default). A bound cdev is told device ids instead: that device is not its
+ * iommufd's, and its hot reset (no group fds) fails EPERM.
+ */
 void fake_kernel_set_hot_reset(int other_group);
 /*
  * vfio-pci's reset_works (default true: the device reset at its open, and

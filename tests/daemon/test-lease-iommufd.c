@@ -5,7 +5,8 @@
  * unbound, as QEMU's fd= wants them; BROKERED binds and attaches the cdev and
  * maps memfds into the domain's IOAS with the same quotas; the release binds
  * a copy the client never bound, detaches it, and quarantines the group while
- * any copy is bound; the policy's Interfaces=; ANY; revoke and disconnect.
+ * any copy is bound; the policy's Interfaces=; ANY; revoke and disconnect;
+ * the hot reset through the iommufd of a device with no reset of its own.
  */
 #include <check.h>
 #include <errno.h>
@@ -399,11 +400,47 @@ START_TEST(faults_in_acquire_leak_nothing)
 }
 END_TEST
 
+START_TEST(brokered_hot_reset_without_a_reset_of_its_own)
+{
+        Vfiod__Reset rs = VFIOD__RESET__INIT;
+        Vfiod__Envelope env = ENVELOPE(reset, &rs);
+        struct rawclient_acquired got;
+        int fd;
+
+        fd = start(NULL);
+        ck_assert_int_eq(fake_kernel_set_reset_works(DEV1, false), 0);
+        fake_kernel_trace_clear();
+        /* The bind could not reset it: the acquire does, through the iommufd. */
+        rs.lease_id = acquire(fd, DEV1, 0, BROKERED, IOMMUFD, &got);
+        ck_assert_msg(rs.lease_id != 0, "%s", got.reason);
+        ck_assert_msg(fake_kernel_trace_has("bind " DEV1, "hot_reset_cdev " DEV1 ";", NULL),
+                      "trace: %s", fake_kernel_trace());
+        /* Reset: the hot reset of a bound cdev takes no group fd (the lease has none). */
+        fake_kernel_trace_clear();
+        h_ok(h_call(fd, &env, NULL, 0));
+        ck_assert_msg(fake_kernel_trace_has("hot_reset_cdev " DEV1 ";", NULL), "trace: %s",
+                      fake_kernel_trace());
+        ck_assert_uint_eq(fake_kernel_resets(DEV1), 2);
+        /* One that would also reset a device the iommufd does not own is not tried. */
+        fake_kernel_set_hot_reset(2);
+        fake_kernel_trace_clear();
+        env.id = 0;
+        ck_assert_int_eq(h_error(h_call(fd, &env, NULL, 0)), EINVAL);
+        ck_assert_msg(!strstr(fake_kernel_trace(), "hot_reset"), "trace: %s", fake_kernel_trace());
+        ck_assert_uint_eq(fake_kernel_resets(DEV1), 2);
+        h_close_all(got.fds, got.n_fds);
+        ck_assert_int_eq(h_release(fd, rs.lease_id), 0);
+        close(fd);
+        h_stop();
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("lease-iommufd");
         TCase *a = tcase_create("acquire");
         TCase *r = tcase_create("release");
+        TCase *x = tcase_create("reset");
 
         testutil_tcase_fd_checked(a);
         tcase_add_test(a, direct_hands_out_what_qemu_takes);
@@ -420,5 +457,9 @@ int main(void)
         tcase_add_test(r, revoke_and_disconnect);
         tcase_add_test(r, reload_revokes_a_lease_of_an_interface_no_longer_allowed);
         suite_add_tcase(s, r);
+
+        testutil_tcase_fd_checked(x);
+        tcase_add_test(x, brokered_hot_reset_without_a_reset_of_its_own);
+        suite_add_tcase(s, x);
         return testutil_run_suite(s);
 }
