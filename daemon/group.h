@@ -148,8 +148,11 @@ int vfiod_group_sanitize(struct vfiod_registry *devices, int id, int group_fd,
 
 /*
  * Resets one device of group `group`: VFIO_DEVICE_RESET, or, when the device
- * has no reset of its own, a bus hot reset if every device it affects is in
- * the group (whose fd group_fd is). Returns 0 or the first error.
+ * has no reset of its own, a bus hot reset: through the group (whose fd
+ * group_fd is) if every device it affects is in the group; or, for a device
+ * opened by its cdev and bound to an iommufd (group_fd < 0), through that
+ * iommufd with no group fd, if the iommufd owns every device it affects.
+ * Returns 0 or the first error.
  */
 int vfiod_group_reset_device(int device_fd, const char *bdf, int group, int group_fd);
 
