@@ -502,9 +502,85 @@ bool fake_kernel_group_attached(int group)
 }
 
 /*
+ * The inherited fd (the write end of a pipe another process holds the other
+ * end of) as an object of kind: what a previous vfiod's "kernel" made, handed
+ * on through the fd store. Its probe is a read end of the same pipe.
+ */
+static struct fobj *adopt(int fd, enum kind kind)
+{
+        char path[64];
+        struct fobj *o, **a;
+        struct stat st;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        o = calloc(1, sizeof(*o));
+        a = realloc(objs, (n_objs + 1) * sizeof(*a));
+        if (!o || !a || fstat(fd, &st) < 0)
+                abort();
+        objs = a;
+        o->kind = kind;
+        o->probe = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (o->probe < 0)
+                abort();
+        o->dev = st.st_dev;
+        o->ino = st.st_ino;
+        objs[n_objs++] = o;
+        return o;
+}
+
+static struct fobj *adopted(int fd)
+{
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return NULL;
+        for (size_t i = 0; i < n_objs; i++)
+                if (objs[i]->dev == st.st_dev && objs[i]->ino == st.st_ino)
+                        return objs[i];
+        return NULL;
+}
+
+/*
+ * VFIOD_FAKE_ADOPT="3=iommufd,1 4=cdev,0000:00:01.0,3,1": fd 3 is an iommufd
+ * with IOAS 1, fd 4 the cdev of 0000:00:01.0 bound to it and attached to IOAS
+ * 1 ("cdev,BDF" alone: unbound; ",FD,0": bound, attached to none).
+ */
+static void adopt_from_env(void)
+{
+        const char *e = getenv("VFIOD_FAKE_ADOPT");
+        char *copy, *save = NULL;
+
+        if (!e || !(copy = strdup(e)))
+                return;
+        for (char *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+                char *what = strchr(tok, '='), bdf[KVFIO_NAME_MAX];
+                int ictx = -1;
+                unsigned n = 0, pt = 0;
+                struct fobj *o;
+
+                if (!what)
+                        abort();
+                if (sscanf(what + 1, "iommufd,%u", &n) == 1) {
+                        adopt(atoi(tok), K_IOMMUFD)->n_ioas = n;
+                } else if (sscanf(what + 1, "cdev,%39[^,],%d,%u", bdf, &ictx, &pt) >= 1) {
+                        o = adopt(atoi(tok), K_DEVICE);
+                        o->cdev = true;
+                        o->fdev = dev_by_bdf(bdf);
+                        o->ictx = ictx >= 0 ? adopted(ictx) : NULL;
+                        o->pt = pt;
+                        if (!o->fdev || (ictx >= 0 && !o->ictx))
+                                abort();
+                } else
+                        abort();
+        }
+        free(copy);
+}
+
+/*
  * For a process that runs vfiod on the fake (tests/daemon/vfiod-fake):
  * VFIOD_FAKE_DEVICES="1=0000:00:01.0 2=0000:00:02.0" registers the devices;
- * "1=0000:00:01.0@0" gives one the cdev vfio0 too.
+ * "1=0000:00:01.0@0" gives one the cdev vfio0 too. Then VFIOD_FAKE_ADOPT
+ * (adopt_from_env()).
  */
 __attribute__((constructor)) static void devices_from_env(void)
 {
@@ -528,6 +604,7 @@ __attribute__((constructor)) static void devices_from_env(void)
                 }
         }
         free(copy);
+        adopt_from_env();
 }
 
 /* ---- container.h -------------------------------------------------------------------- */

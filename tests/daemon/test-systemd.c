@@ -8,12 +8,14 @@
  * does not restore), and its exit when idle (--exit-idle). With --fd-store:
  * the fds it stores and removes as a lease comes and goes (read with their
  * names from the notify socket), a stop that keeps the client, a client
- * restored from a stored state (its connection answers the next vfiod), and
- * a torn state torn down (the connection closed, the entries removed).
+ * restored from a stored state (its connection answers the next vfiod), a
+ * torn state torn down (the connection closed, the entries removed), and
+ * GROUP and IOMMUFD leases restored.
  */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -989,6 +991,199 @@ START_TEST(fd_store_keeps_a_group_lease)
 }
 END_TEST
 
+/* The one lease ListLeases shows (root is an admin): its mode, MapDma bytes and ranges. */
+static void listed_lease(int fd, uint64_t lid, int *ret_mode, uint64_t *ret_pinned,
+                         uint32_t *ret_mappings)
+{
+        Vfiod__ListLeases ll = VFIOD__LIST_LEASES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_leases, &ll);
+        struct vfiod_msg *m;
+
+        env.id = 31;
+        m = call(fd, &env);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_LEASES_REPLY);
+        ck_assert_uint_eq(m->env->list_leases_reply->n_leases, 1);
+        ck_assert_uint_eq(m->env->list_leases_reply->leases[0]->lease_id, lid);
+        ck_assert_uint_eq(m->env->list_leases_reply->leases[0]->n_devices, 1);
+        ck_assert_str_eq(m->env->list_leases_reply->leases[0]->devices[0], "0000:00:01.0");
+        *ret_mode = m->env->list_leases_reply->leases[0]->mode;
+        *ret_pinned = m->env->list_leases_reply->leases[0]->pinned_bytes;
+        *ret_mappings = m->env->list_leases_reply->leases[0]->mappings;
+        vfiod_msg_free(m);
+}
+
+/* The device as its holder sees it: its lease, with a grant. */
+static void listed_as_ours(int fd, uint64_t lid)
+{
+        Vfiod__ListDevices ld = VFIOD__LIST_DEVICES__INIT;
+        Vfiod__Envelope env = ENVELOPE(list_devices, &ld);
+        Vfiod__DeviceInfo *d;
+        struct vfiod_msg *m;
+
+        ld.device = "0000:00:01.0";
+        env.id = 32;
+        m = call(fd, &env);
+        ck_assert_int_eq(m->env->body_case, VFIOD__ENVELOPE__BODY_LIST_DEVICES_REPLY);
+        ck_assert_uint_eq(m->env->list_devices_reply->n_devices, 1);
+        d = m->env->list_devices_reply->devices[0];
+        ck_assert_int_eq(d->state, VFIOD__LEASE_STATE__LEASE_STATE_LEASED_BY_YOU);
+        ck_assert_uint_eq(d->lease_id, lid);
+        ck_assert_ptr_nonnull(d->grant);
+        vfiod_msg_free(m);
+}
+
+/* The state in st (the one stored last), as text in buf. */
+static void stored_state(const struct store *st, char *buf, size_t size)
+{
+        ssize_t n = -1;
+
+        for (size_t i = 0; i < st->n; i++)
+                if (strncmp(st->names[i], "state", 5) == 0)
+                        n = pread(st->fds[i], buf, size - 1, 0);
+        ck_assert_int_gt(n, 0);
+        buf[n] = '\0';
+}
+
+/* The lines of a state from its first "domain" line to its "end" (cut there, in state). */
+static const char *domain_lines(char *state)
+{
+        char *from = strstr(state, "\ndomain "), *end = from ? strstr(from, "\nend ") : NULL;
+
+        ck_assert_msg(end, "%s", state);
+        *end = '\0';
+        return from;
+}
+
+/*
+ * For the next vfiod (VFIOD_FAKE_ADOPT): the stored iommufd (IOAS 1) and
+ * cdev, as the kernel keeps them across the restart: in DIRECT unbound (the
+ * client never bound it), in BROKERED bound to the iommufd and attached.
+ */
+static void adopt_stored(const struct store *st, int mode, char *buf, size_t size)
+{
+        int ictx = -1, cdev = -1;
+
+        for (size_t i = 0; i < st->n; i++) {
+                if (strncmp(st->names[i], "iommufd-", 8) == 0)
+                        ictx = 3 + (int)i;
+                if (strncmp(st->names[i], "device-", 7) == 0)
+                        cdev = 3 + (int)i;
+        }
+        ck_assert_int_ge(ictx, 0);
+        ck_assert_int_ge(cdev, 0);
+        if (mode == VFIOD__MODE__MODE_DIRECT)
+                snprintf(buf, size, "%d=iommufd,1 %d=cdev,0000:00:01.0", ictx, cdev);
+        else
+                snprintf(buf, size, "%d=iommufd,1 %d=cdev,0000:00:01.0,%d,1", ictx, cdev, ictx);
+}
+
+/*
+ * An IOMMUFD lease (DIRECT: the client holds the iommufd and the unbound
+ * cdev; BROKERED: vfiod bound and attached the cdev and mapped a memfd)
+ * restored by the next vfiod: listed with its interface and its mappings,
+ * and a release then does the whole sequence: the cdev bound (DIRECT) and
+ * detached, the group quarantined while the client holds its copy, free
+ * once it closes it.
+ */
+static void iommufd_restore_case(int mode)
+{
+        char sock[4200], notify[4200], log[16384], adopt[128], first[4096], state[4096], line[128];
+        struct rawclient_acquired got = {0}, again = {0};
+        struct store st = {0};
+        uint64_t lid, lid2, pinned, pinned2;
+        uint32_t mappings, mappings2;
+        int nfd, err, c, mem = -1, listed_mode;
+        pid_t pid;
+
+        nfd = fd_store_begin(sock, notify);
+        ck_assert_int_eq(fakesys_add_cdev(H.root, "0000:00:01.0", 0), 0);
+        pid = spawn_fake(notify, sock, NULL, 0, NULL, &err);
+        c = connect_retry(sock);
+        rawclient_hello(rawclient_call_blocking, c, 0);
+        lid = rawclient_acquire_iface(rawclient_call_blocking, c, "0000:00:01.0", 0, mode,
+                                      VFIOD__INTERFACE__INTERFACE_IOMMUFD, &got);
+        ck_assert_msg(lid != 0, "%s", got.reason);
+        ck_assert_int_eq(got.iface, VFIOD__INTERFACE__INTERFACE_IOMMUFD);
+        ck_assert_int_ge(got.device_fd, 0);
+        if (mode == VFIOD__MODE__MODE_DIRECT) {
+                ck_assert_int_ge(got.iommufd, 0);
+        } else {
+                mem = h_memfd(8192, F_SEAL_SHRINK);
+                ck_assert_int_eq(rawclient_map_dma(rawclient_call_blocking, c, got.domain, 0,
+                                                   0x100000, 8192, mem),
+                                 0);
+        }
+        listed_lease(c, lid, &listed_mode, &pinned, &mappings);
+        ck_assert_int_eq(listed_mode, mode);
+        ck_assert_uint_eq(pinned, mode == VFIOD__MODE__MODE_DIRECT ? 0 : 8192);
+        ck_assert_uint_eq(mappings, mode == VFIOD__MODE__MODE_DIRECT ? 0 : 1);
+        stop_following(nfd, &st, pid, err, log, sizeof(log));
+        ck_assert_msg(strstr(log, "leases stay in the fd store"), "%s", log);
+        stored_state(&st, first, sizeof(first));
+
+        /* The next vfiod, from the store; the client's connection answers it. */
+        adopt_stored(&st, mode, adopt, sizeof(adopt));
+        ck_assert_int_eq(setenv("VFIOD_FAKE_ADOPT", adopt, 1), 0);
+        pid = spawn_from(notify, sock, &st, &err);
+        unsetenv("VFIOD_FAKE_ADOPT");
+        close(connect_retry(sock)); /* it is up */
+        listed_as_ours(c, lid);
+        listed_lease(c, lid, &listed_mode, &pinned2, &mappings2);
+        ck_assert_int_eq(listed_mode, mode);
+        ck_assert_uint_eq(pinned2, pinned);
+        ck_assert_uint_eq(mappings2, mappings);
+        /* Saved again (a connection came and went) as it was: its interface (2) and cdev (0). */
+        store_follow(nfd, &st, 100);
+        stored_state(&st, state, sizeof(state));
+        snprintf(line, sizeof(line), " %" PRIu64 " 1 1 %d 1 0 0000:00:01.0 1 2 0\n", lid, mode);
+        ck_assert_msg(strstr(state, line), "%s in %s", line, state);
+        /* Its domain (interface, IOAS), view, mapping and lease lines: as the first vfiod's. */
+        ck_assert_str_eq(domain_lines(state), domain_lines(first));
+        ck_assert_msg((mode == VFIOD__MODE__MODE_BROKERED) ==
+                          !!strstr(state, "\nmap 1 1048576 8192 1 0\n"),
+                      "%s", state);
+
+        /* The release: quarantined while the client holds its copy of the cdev. */
+        ck_assert_int_eq(rawclient_release(rawclient_call_blocking, c, lid), 0);
+        store_follow(nfd, &st, 100); /* the service manager drops what vfiod removed */
+        ck_assert_uint_eq(rawclient_acquire_iface(rawclient_call_blocking, c, "0000:00:01.0", 0,
+                                                  mode, VFIOD__INTERFACE__INTERFACE_IOMMUFD,
+                                                  &again),
+                          0);
+        ck_assert_int_eq(again.errnum, EBUSY);
+        ck_assert_msg(strstr(again.reason, "quarantined"), "%s", again.reason);
+        for (size_t i = 0; i < got.n_fds; i++)
+                close(got.fds[i]);
+        lid2 = rawclient_acquire_iface(rawclient_call_blocking, c, "0000:00:01.0", 0, mode,
+                                       VFIOD__INTERFACE__INTERFACE_IOMMUFD, &again);
+        ck_assert_msg(lid2 != 0, "%s", again.reason);
+        for (size_t i = 0; i < again.n_fds; i++)
+                close(again.fds[i]);
+        ck_assert_int_eq(rawclient_release(rawclient_call_blocking, c, lid2), 0);
+        stop_following(nfd, &st, pid, err, log, sizeof(log));
+        ck_assert_msg(strstr(log, "Restored 1 lease(s) and 1 client(s)"), "%s", log);
+        ck_assert_msg(strstr(log, "group 1 is quarantined"), "%s", log);
+        ck_assert_msg(!strstr(log, "detaching '") && !strstr(log, "at release:"), "%s", log);
+        store_clear(&st);
+        if (mem >= 0)
+                close(mem);
+        close(c);
+        notify_close(nfd);
+        h_stop();
+}
+
+START_TEST(fd_store_restores_an_iommufd_direct_lease)
+{
+        iommufd_restore_case(VFIOD__MODE__MODE_DIRECT);
+}
+END_TEST
+
+START_TEST(fd_store_restores_an_iommufd_brokered_lease)
+{
+        iommufd_restore_case(VFIOD__MODE__MODE_BROKERED);
+}
+END_TEST
+
 /*
  * vfiod dies in the middle of writing the state (a write past RLIMIT_FSIZE:
  * SIGXFSZ): the next vfiod still has a complete state, and every client in
@@ -1187,6 +1382,8 @@ int main(void)
         tcase_add_test(tc, fd_store_torn_state_torn_down);
         tcase_add_test(tc, fd_store_restores_the_unit_it_saved);
         tcase_add_test(tc, fd_store_keeps_a_group_lease);
+        tcase_add_test(tc, fd_store_restores_an_iommufd_direct_lease);
+        tcase_add_test(tc, fd_store_restores_an_iommufd_brokered_lease);
         tcase_add_test(tc, fd_store_crash_while_saving);
         tcase_add_test(tc, fd_store_newer_of_two_states);
         tcase_add_test(tc, fd_store_older_state_when_the_newer_is_torn);
