@@ -21,6 +21,7 @@
 
 #include "proto/envelope.h"
 #include "tests/daemon/harness.h"
+#include "tests/fakesys.h"
 #include "tests/rawclient.h"
 #include "tests/testutil.h"
 
@@ -576,16 +577,57 @@ START_TEST(check_config_warnings_cli)
 }
 END_TEST
 
+/*
+ * The machine of vfiod.conf(5) CHECKS: a GPU with its audio function (group
+ * 13), a NIC on its own driver (group 20), two of its VFs on vfio-pci (group
+ * 21). Made at run time: a source tree (or its dist tarball, whose tar
+ * follows links) cannot carry sysfs's links.
+ */
+static char *check_config_machine(void)
+{
+        static const struct {
+                const char *bdf, *vendor, *device, *class, *driver;
+                int group;
+        } devs[] = {
+            {"0000:01:00.0", "0x10de", "0x1eb8", "0x030000", "vfio-pci", 13},
+            {"0000:01:00.1", "0x10de", "0x10f8", "0x040300", "vfio-pci", 13},
+            {"0000:03:00.0", "0x8086", "0x10fb", "0x020000", "ixgbe", 20},
+            {"0000:03:10.1", "0x8086", "0x10ed", "0x020000", "vfio-pci", 21},
+            {"0000:03:10.3", "0x8086", "0x10ed", "0x020000", "vfio-pci", 21},
+        };
+        char *root = testutil_mkdtemp("check-config-example");
+
+        for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++) {
+                const char *attrs[][2] = {{"vendor", devs[i].vendor},
+                                          {"device", devs[i].device},
+                                          {"class", devs[i].class}};
+
+                ck_assert_int_eq(fakesys_add_pci(root, devs[i].bdf, devs[i].group, devs[i].driver),
+                                 0);
+                for (size_t k = 0; k < 3; k++) {
+                        char rel[128], text[16];
+
+                        snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/%s", devs[i].bdf,
+                                 attrs[k][0]);
+                        snprintf(text, sizeof(text), "%s\n", attrs[k][1]);
+                        ck_assert_int_eq(fakesys_write(root, rel, text), 0);
+                }
+        }
+        return root;
+}
+
 /* The example of vfiod.conf(5) CHECKS: an overlap, part of a group, a quota that does not apply. */
 START_TEST(check_config_example)
 {
-        const char *ex = VFIOD_SRCDIR "/tests/daemon/check-config-example";
+        char *root = check_config_machine();
         char out[16384];
 
-        ck_assert_int_eq(run_check_at(ex,
+        ck_assert_int_eq(run_check_at(root,
                                       VFIOD_SRCDIR "/tests/daemon/check-config-example/vfiod.conf",
                                       out, sizeof(out)),
                          0);
+        testutil_rmtree(root);
+        free(root);
         ck_assert_msg(strstr(out, "/vfiod.conf: valid, 4 device rule(s)\n"), "%s", out);
         ck_assert_msg(strstr(out, "  Condition: user 64001 and unit dpdk@*.service\n"), "%s", out);
         ck_assert_msg(strstr(out,
