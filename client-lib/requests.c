@@ -237,22 +237,9 @@ int vfiod_acquire(struct vfiod *c, const char *device, uint64_t domain_id, enum 
         return vfiod_acquire_iface(c, device, domain_id, mode, VFIOD_INTERFACE_LEGACY, ret);
 }
 
-int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
-                        enum vfiod_mode mode, enum vfiod_interface iface, struct vfiod_lease *ret)
+/* The arguments of vfiod_acquire_iface(), and what the daemon's protocol version can do. */
+static int acquire_args_check(struct vfiod *c, enum vfiod_mode mode, enum vfiod_interface iface)
 {
-        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
-        _cleanup_close_ int container_fd = -EBADF, group_fd = -EBADF, device_fd = -EBADF,
-                            iommufd_fd = -EBADF;
-        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
-        Vfiod__Envelope req = ENVELOPE(acquire, ACQUIRE, &a);
-        const Vfiod__AcquireReply *ar;
-        struct vfiod_lease lease = {
-            .container_fd = -1, .group_fd = -1, .device_fd = -1, .iommufd_fd = -1};
-        bool has_container, has_group, has_device, has_iommufd, is_iommufd;
-        int r;
-
-        if (!c || !device || !ret)
-                return -EINVAL;
         if (mode != VFIOD_MODE_DIRECT && mode != VFIOD_MODE_BROKERED && mode != VFIOD_MODE_GROUP)
                 return client_fail(c, -EINVAL, "invalid mode %d", (int)mode);
         if (iface < VFIOD_INTERFACE_UNSPECIFIED || iface > VFIOD_INTERFACE_ANY)
@@ -269,6 +256,99 @@ int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
                                    "the daemon speaks protocol %" PRIu32 ".%" PRIu32
                                    ", which has no GROUP leases (1.2)",
                                    c->info.major, c->info.minor);
+        return 0;
+}
+
+/* Which fds an AcquireReply carries, and whether it leased through iommufd. */
+struct reply_fds {
+        bool container, group, device, iommufd, is_iommufd;
+};
+
+/*
+ * Checks that the AcquireReply ar carries what a lease of mode, asked
+ * through iface, must: its fds, its interface, its ids. Fills *ret; a reply
+ * that does not is a protocol error that ends the connection.
+ */
+static int acquire_reply_check(struct vfiod *c, const Vfiod__AcquireReply *ar, enum vfiod_mode mode,
+                               enum vfiod_interface iface, struct reply_fds *ret)
+{
+        struct reply_fds f = {
+            .container =
+                ar->has_container_fd_case == VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD,
+            .group = ar->has_group_fd_case == VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD,
+            .device = ar->has_device_fd_case == VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD,
+            .iommufd = ar->has_iommufd_fd_case == VFIOD__ACQUIRE_REPLY__HAS_IOMMUFD_FD_IOMMUFD_FD,
+            .is_iommufd = ar->interface == VFIOD__INTERFACE__INTERFACE_IOMMUFD,
+        };
+
+        if (ar->interface != VFIOD__INTERFACE__INTERFACE_UNSPECIFIED &&
+            ar->interface != VFIOD__INTERFACE__INTERFACE_LEGACY && !f.is_iommufd)
+                return client_fail_dead(c, -EPROTO, "daemon leased through interface %d",
+                                        (int)ar->interface);
+        if (f.is_iommufd &&
+            (iface == VFIOD_INTERFACE_LEGACY || iface == VFIOD_INTERFACE_UNSPECIFIED))
+                return client_fail_dead(c, -EPROTO, "daemon leased through iommufd, asked legacy");
+        if (f.is_iommufd && (f.container || f.group || f.iommufd != (mode == VFIOD_MODE_DIRECT)))
+                return client_fail_dead(c, -EPROTO,
+                                        "daemon's iommufd lease does not carry the fds of its "
+                                        "mode");
+        if (!f.is_iommufd && f.iommufd)
+                return client_fail_dead(c, -EPROTO, "daemon's legacy lease carries an iommufd");
+        if (!f.device && mode != VFIOD_MODE_GROUP)
+                return client_fail_dead(c, -EPROTO, "daemon's acquire reply carries no device fd");
+        if ((int)ar->mode != (int)mode)
+                return client_fail_dead(c, -EPROTO, "daemon leased in mode %d, asked for %d",
+                                        (int)ar->mode, (int)mode);
+        if (!f.is_iommufd && mode == VFIOD_MODE_DIRECT && (!f.container || !f.group))
+                return client_fail_dead(c, -EPROTO,
+                                        "daemon's direct lease lacks the container or group fd");
+        if (mode == VFIOD_MODE_BROKERED && (f.container || f.group))
+                return client_fail_dead(c, -EPROTO,
+                                        "daemon's brokered lease carries a container or group fd");
+        if (mode == VFIOD_MODE_GROUP && (!f.group || f.container || f.device))
+                return client_fail_dead(c, -EPROTO,
+                                        "daemon's group lease is not the group fd alone");
+        /* A GROUP lease has no domain. */
+        if (ar->lease_id == 0 || (ar->domain_id == 0) != (mode == VFIOD_MODE_GROUP))
+                return client_fail_dead(c, -EPROTO, "daemon's acquire reply has a wrong id");
+        *ret = f;
+        return 0;
+}
+
+/* take_reply_fd() of index when the reply carries it (has); else *ret_fd = -1. */
+static int take_reply_fd_if(struct vfiod *c, struct vfiod_msg *reply, bool has, uint32_t index,
+                            const char *what, int *ret_fd)
+{
+        int fd = -1;
+
+        if (has) {
+                fd = take_reply_fd(c, reply, index, what);
+                if (fd < 0)
+                        return fd;
+        }
+        *ret_fd = fd; /* the caller owns it now */
+        return 0;
+}
+
+int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
+                        enum vfiod_mode mode, enum vfiod_interface iface, struct vfiod_lease *ret)
+{
+        _cleanup_(vfiod_msg_freep) struct vfiod_msg *reply = NULL;
+        _cleanup_close_ int container_fd = -EBADF, group_fd = -EBADF, device_fd = -EBADF,
+                            iommufd_fd = -EBADF;
+        Vfiod__Acquire a = VFIOD__ACQUIRE__INIT;
+        Vfiod__Envelope req = ENVELOPE(acquire, ACQUIRE, &a);
+        const Vfiod__AcquireReply *ar;
+        struct vfiod_lease lease = {
+            .container_fd = -1, .group_fd = -1, .device_fd = -1, .iommufd_fd = -1};
+        struct reply_fds f = {0};
+        int r;
+
+        if (!c || !device || !ret)
+                return -EINVAL;
+        r = acquire_args_check(c, mode, iface);
+        if (r < 0)
+                return r;
         a.device = proto_string(device);
         a.domain_id = domain_id;
         a.mode = (Vfiod__Mode)mode;
@@ -278,69 +358,24 @@ int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
                 return r;
 
         ar = reply->env->acquire_reply;
-        has_container =
-            ar->has_container_fd_case == VFIOD__ACQUIRE_REPLY__HAS_CONTAINER_FD_CONTAINER_FD;
-        has_group = ar->has_group_fd_case == VFIOD__ACQUIRE_REPLY__HAS_GROUP_FD_GROUP_FD;
-        has_iommufd = ar->has_iommufd_fd_case == VFIOD__ACQUIRE_REPLY__HAS_IOMMUFD_FD_IOMMUFD_FD;
-        is_iommufd = ar->interface == VFIOD__INTERFACE__INTERFACE_IOMMUFD;
-        if (ar->interface != VFIOD__INTERFACE__INTERFACE_UNSPECIFIED &&
-            ar->interface != VFIOD__INTERFACE__INTERFACE_LEGACY && !is_iommufd)
-                return client_fail_dead(c, -EPROTO, "daemon leased through interface %d",
-                                        (int)ar->interface);
-        if (is_iommufd && (iface == VFIOD_INTERFACE_LEGACY || iface == VFIOD_INTERFACE_UNSPECIFIED))
-                return client_fail_dead(c, -EPROTO, "daemon leased through iommufd, asked legacy");
-        if (is_iommufd &&
-            (has_container || has_group || has_iommufd != (mode == VFIOD_MODE_DIRECT)))
-                return client_fail_dead(c, -EPROTO,
-                                        "daemon's iommufd lease does not carry the fds of its "
-                                        "mode");
-        if (!is_iommufd && has_iommufd)
-                return client_fail_dead(c, -EPROTO, "daemon's legacy lease carries an iommufd");
-        has_device = ar->has_device_fd_case == VFIOD__ACQUIRE_REPLY__HAS_DEVICE_FD_DEVICE_FD;
-        if (!has_device && mode != VFIOD_MODE_GROUP)
-                return client_fail_dead(c, -EPROTO, "daemon's acquire reply carries no device fd");
-        if ((int)ar->mode != (int)mode)
-                return client_fail_dead(c, -EPROTO, "daemon leased in mode %d, asked for %d",
-                                        (int)ar->mode, (int)mode);
-        if (!is_iommufd && mode == VFIOD_MODE_DIRECT && (!has_container || !has_group))
-                return client_fail_dead(c, -EPROTO,
-                                        "daemon's direct lease lacks the container or group fd");
-        if (mode == VFIOD_MODE_BROKERED && (has_container || has_group))
-                return client_fail_dead(c, -EPROTO,
-                                        "daemon's brokered lease carries a container or group fd");
-        if (mode == VFIOD_MODE_GROUP && (!has_group || has_container || has_device))
-                return client_fail_dead(c, -EPROTO,
-                                        "daemon's group lease is not the group fd alone");
-        /* A GROUP lease has no domain. */
-        if (ar->lease_id == 0 || (ar->domain_id == 0) != (mode == VFIOD_MODE_GROUP))
-                return client_fail_dead(c, -EPROTO, "daemon's acquire reply has a wrong id");
-
-        r = copy_device_name(c, lease.device, ar->device);
+        r = acquire_reply_check(c, ar, mode, iface, &f);
         if (r < 0)
                 return r;
-        if (has_container) {
-                container_fd = take_reply_fd(c, reply, ar->container_fd, "container");
-                if (container_fd < 0)
-                        return container_fd;
-        }
-        if (has_group) {
-                group_fd = take_reply_fd(c, reply, ar->group_fd, "group");
-                if (group_fd < 0)
-                        return group_fd;
-        }
-        if (has_device) {
-                device_fd = take_reply_fd(c, reply, ar->device_fd, "device");
-                if (device_fd < 0)
-                        return device_fd;
-        }
-        if (has_iommufd) {
-                iommufd_fd = take_reply_fd(c, reply, ar->iommufd_fd, "iommufd");
-                if (iommufd_fd < 0)
-                        return iommufd_fd;
-        }
-        if (is_iommufd)
+        r = copy_device_name(c, lease.device, ar->device);
+        if (r >= 0)
+                r = take_reply_fd_if(c, reply, f.container, ar->container_fd, "container",
+                                     &container_fd);
+        if (r >= 0)
+                r = take_reply_fd_if(c, reply, f.group, ar->group_fd, "group", &group_fd);
+        if (r >= 0)
+                r = take_reply_fd_if(c, reply, f.device, ar->device_fd, "device", &device_fd);
+        if (r >= 0)
+                r = take_reply_fd_if(c, reply, f.iommufd, ar->iommufd_fd, "iommufd", &iommufd_fd);
+        if (r < 0)
+                return r;
+        if (f.is_iommufd)
                 (void)snprintf(lease.cdev, sizeof(lease.cdev), "%s", ar->cdev ? ar->cdev : "");
-        lease.interface = is_iommufd ? VFIOD_INTERFACE_IOMMUFD : VFIOD_INTERFACE_LEGACY;
+        lease.interface = f.is_iommufd ? VFIOD_INTERFACE_IOMMUFD : VFIOD_INTERFACE_LEGACY;
 
         lease.lease_id = ar->lease_id;
         lease.domain_id = ar->domain_id;
@@ -350,11 +385,11 @@ int vfiod_acquire_iface(struct vfiod *c, const char *device, uint64_t domain_id,
         lease.num_irqs = ar->num_irqs;
         lease.device_flags = ar->device_flags;
         grant_from_msg(&lease.grant, lease.irq_counts, ar->grant);
-        /* On success the fds are owned by the caller, through *ret. */
-        lease.container_fd = has_container ? TAKE_FD(container_fd) : -1;
-        lease.group_fd = has_group ? TAKE_FD(group_fd) : -1;
-        lease.device_fd = has_device ? TAKE_FD(device_fd) : -1;
-        lease.iommufd_fd = has_iommufd ? TAKE_FD(iommufd_fd) : -1;
+        /* On success the fds are owned by the caller, through *ret (-1 where absent). */
+        lease.container_fd = TAKE_FD(container_fd);
+        lease.group_fd = TAKE_FD(group_fd);
+        lease.device_fd = TAKE_FD(device_fd);
+        lease.iommufd_fd = TAKE_FD(iommufd_fd);
         *ret = lease;
         return 0;
 }
