@@ -192,3 +192,9 @@ int edu_eventfd_wait(int efd, int timeout_ms, uint64_t *ret_count)
                 *ret_count = count;
         return 1;
 }
+
+void edu_pattern(uint8_t *p, size_t n, unsigned seed)
+{
+        for (size_t i = 0; i < n; i++)
+                p[i] = (uint8_t)(seed + i * 7 + (i >> 8));
+}

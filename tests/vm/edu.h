@@ -104,3 +104,6 @@ int edu_dma(volatile void *bar0, uint64_t iova, uint32_t buf_offset, uint32_t co
  * time-out, or a negative errno.
  */
 int edu_eventfd_wait(int efd, int timeout_ms, uint64_t *ret_count);
+
+/* Fills n bytes at p with a pattern that depends on seed and on each byte's offset. */
+void edu_pattern(uint8_t *p, size_t n, unsigned seed);

@@ -335,12 +335,6 @@ static struct vfiod_lease_info *find_lease_info(struct vfiod_lease_info *l, size
 
 /* ---- what clients do (unprivileged children: tests/vm/child.h) ----------- */
 
-static void pattern(uint8_t *p, size_t n, unsigned seed)
-{
-        for (size_t i = 0; i < n; i++)
-                p[i] = (uint8_t)(seed + i * 7 + (i >> 8));
-}
-
 static struct vfiod *p_connect(struct peer *p)
 {
         struct vfiod *c = NULL;
@@ -481,7 +475,7 @@ static void p_dma(struct peer *p, struct testdev *d, int efd, uint64_t iova, uin
 static void p_roundtrip(struct peer *p, struct testdev *d, int efd, uint8_t *mem, uint64_t iova,
                         unsigned seed, unsigned *irqs)
 {
-        pattern(mem, PAGE, seed);
+        edu_pattern(mem, PAGE, seed);
         memset(mem + PAGE, 0, PAGE);
         p_dma(p, d, efd, iova, TESTDEV_DMA_MAX, false, irqs);
         p_dma(p, d, efd, iova + PAGE, TESTDEV_DMA_MAX, true, irqs);
@@ -1122,7 +1116,7 @@ static void client_keeps_fd(struct peer *p, const void *arg)
         int r;
 
         b_open(p, &s, arg, false, false, NULL);
-        pattern(s.mem + PAGE, PAGE, 77);
+        edu_pattern(s.mem + PAGE, PAGE, 77);
         memcpy(before, s.mem + PAGE, sizeof(before));
         P_CHECK(p, testdev_dma(&s.dev, IOVA, 256, false) == 0, "dma");
         vfiod_disable_irqs(s.c, s.l.lease_id, VFIOD_IRQ_INDEX_MSI);
@@ -1985,7 +1979,7 @@ static void client_revoked_keeps_fd(struct peer *p, const void *arg)
         b_open(p, &s, a->a, false, false, NULL);
         dom = s.l.domain_id;
         /* The device's buffer holds page 0's pattern: a DMA to RAM would copy it. */
-        pattern(s.mem, PAGE, 55);
+        edu_pattern(s.mem, PAGE, 55);
         p_dma(p, &s.dev, -1, IOVA, TESTDEV_DMA_MAX, false, &irqs);
         p_say(p, "leased %llu", (unsigned long long)s.l.lease_id);
         for (int i = 0; i < 2; i++) {

@@ -139,12 +139,6 @@ static uint8_t *pages(size_t n, int fill)
         return p;
 }
 
-static void pattern(uint8_t *p, size_t n, unsigned seed)
-{
-        for (size_t i = 0; i < n; i++)
-                p[i] = (uint8_t)(seed + i * 7 + (i >> 8));
-}
-
 /* --- discovery -------------------------------------------------------------- */
 
 /*
@@ -463,7 +457,7 @@ START_TEST(test_dma_roundtrip_msi)
         int efd, r;
 
         ctx_open(&c, 1, true);
-        pattern(src, PAGE, 3);
+        edu_pattern(src, PAGE, 3);
         ck_assert_int_eq(kvfio_ioas_map(c.iommufd, c.ioas, src, IOVA, PAGE, KVFIO_DMA_READ), 0);
         ck_assert_int_eq(kvfio_ioas_map(c.iommufd, c.ioas, dst, IOVA + PAGE, PAGE, KVFIO_DMA_WRITE),
                          0);
@@ -500,7 +494,7 @@ START_TEST(test_unmap_and_detach_block_dma)
         struct ctx c;
 
         ctx_open(&c, 1, true);
-        pattern(src, PAGE, 11);
+        edu_pattern(src, PAGE, 11);
         ck_assert_int_eq(kvfio_ioas_map(c.iommufd, c.ioas, src, IOVA, PAGE, KVFIO_DMA_READ), 0);
         ck_assert_int_eq(kvfio_ioas_map(c.iommufd, c.ioas, dst, IOVA + PAGE, PAGE, KVFIO_DMA_WRITE),
                          0);
@@ -542,7 +536,7 @@ START_TEST(test_two_devices_share_ioas)
         struct ctx c;
 
         ctx_open(&c, 2, true);
-        pattern(buf, PAGE, 5);
+        edu_pattern(buf, PAGE, 5);
         ck_assert_int_eq(kvfio_ioas_map(c.iommufd, c.ioas, buf, IOVA, 2 * PAGE, RW), 0);
         ck_assert_int_eq(edu_dma(c.bar0[0], IOVA, 0, 512, false), 0);
         ck_assert_int_eq(edu_dma(c.bar0[1], IOVA, 0, 512, false), 0);

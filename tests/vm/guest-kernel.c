@@ -136,12 +136,6 @@ static uint8_t *pages(size_t n, int fill)
         return p;
 }
 
-static void pattern(uint8_t *p, size_t n, unsigned seed)
-{
-        for (size_t i = 0; i < n; i++)
-                p[i] = (uint8_t)(seed + i * 7 + (i >> 8));
-}
-
 /* --- discovery -------------------------------------------------------------- */
 
 START_TEST(test_discover_edus)
@@ -394,7 +388,7 @@ START_TEST(test_dma_roundtrip)
         int r;
 
         ctx_open(&c, 1, true);
-        pattern(buf, PAGE, 3);
+        edu_pattern(buf, PAGE, 3);
         memcpy(want, buf, PAGE);
         r = kvfio_dma_map(c.container, buf, IOVA, 2 * PAGE, KVFIO_DMA_READ | KVFIO_DMA_WRITE);
         ck_assert_msg(r == 0, "kvfio_dma_map: %s", strerror(-r));
@@ -546,7 +540,7 @@ START_TEST(test_unmap_blocks_dma)
         struct ctx c;
 
         ctx_open(&c, 1, true);
-        pattern(src, PAGE, 11);
+        edu_pattern(src, PAGE, 11);
         ck_assert_int_eq(kvfio_dma_map(c.container, src, IOVA, PAGE, KVFIO_DMA_READ), 0);
         ck_assert_int_eq(kvfio_dma_map(c.container, dst, IOVA + PAGE, PAGE, KVFIO_DMA_WRITE), 0);
         ck_assert_int_eq(edu_dma(c.bar0[0], IOVA, 0, EDU_DMA_MAX, false), 0);
@@ -581,8 +575,8 @@ START_TEST(test_two_groups_share_mapping)
         ctx_open(&c, 2, true);
         ck_assert_int_eq(kvfio_group_get_status(c.group[1], &st), 0);
         ck_assert(st.container_set);
-        pattern(buf, PAGE / 2, 1);
-        pattern(buf + PAGE / 2, PAGE / 2, 2);
+        edu_pattern(buf, PAGE / 2, 1);
+        edu_pattern(buf + PAGE / 2, PAGE / 2, 2);
         /* One mapping for both devices. */
         ck_assert_int_eq(
             kvfio_dma_map(c.container, buf, IOVA, 2 * PAGE, KVFIO_DMA_READ | KVFIO_DMA_WRITE), 0);
